@@ -1,0 +1,1 @@
+"""Training and export toolchain (needs the ``train`` extra for training)."""
