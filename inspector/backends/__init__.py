@@ -1,0 +1,35 @@
+"""Inference backends. Imported lazily so a station only loads the runtime it uses."""
+
+from __future__ import annotations
+
+from inspector.backends.base import Backend, BackendUnavailable, BatchItem, BatchOutput
+from inspector.model_repo import ModelCard
+
+BACKENDS = ("openvino", "onnxruntime", "tensorrt")
+
+
+def create_backend(name: str, card: ModelCard, *, max_batch: int, device: str = "CPU", threads: int = 0) -> Backend:
+    """Build the named backend for one inference device.
+
+    Raises:
+        BackendUnavailable: The runtime or device is missing (the message says what).
+        ValueError: Unknown backend name.
+    """
+    if name == "openvino":
+        from inspector.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(card, max_batch, device, threads)
+    if name == "onnxruntime":
+        from inspector.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(card, max_batch, device, threads)
+    if name == "tensorrt":
+        try:
+            from inspector.backends.tensorrt_backend import TensorRtBackend
+        except ImportError as exc:
+            raise BackendUnavailable(f"backend tensorrt: {exc}") from None
+        return TensorRtBackend(card, max_batch, device)
+    raise ValueError(f"backend: unknown {name!r} (choose from {', '.join(BACKENDS)})")
+
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "BatchItem", "BatchOutput", "create_backend"]

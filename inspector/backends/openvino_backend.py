@@ -1,0 +1,56 @@
+"""OpenVINO backend (CPU default): u8 BGR NHWC in, preprocessing inside the model.
+
+PrePostProcessor adds u8->f32, BGR->RGB, /255 and NHWC->NCHW to the graph, so the
+host only letterboxes u8 pixels into the batch buffer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inspector.backends.base import BackendUnavailable, CpuBatchBackend
+from inspector.model_repo import ModelCard
+
+
+class OpenVinoBackend(CpuBatchBackend):
+    """OpenVINO runtime with dynamic batch.
+
+    Args:
+        card: Model card (ONNX file, input size).
+        max_batch: Largest batch the scheduler sends.
+        device: OpenVINO device name (``CPU``, ``GPU``, ``NPU``).
+        threads: Inference threads (0: OpenVINO decides).
+    """
+
+    name = "openvino"
+
+    def __init__(self, card: ModelCard, max_batch: int = 8, device: str = "CPU", threads: int = 0) -> None:
+        super().__init__(card, max_batch, device)
+        try:
+            import openvino as ov
+            from openvino.preprocess import ColorFormat, PrePostProcessor
+        except ImportError as exc:  # pragma: no cover - a runtime dependency
+            raise BackendUnavailable("openvino is not installed: pip install openvino") from exc
+        core = ov.Core()
+        model = core.read_model(str(card.path))
+        name = model.input(0).get_any_name()
+        model.reshape({name: ov.PartialShape([-1, 3, card.input_height, card.input_width])})
+        ppp = PrePostProcessor(model)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+            ColorFormat.BGR
+        )
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+        model = ppp.build()
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self._compiled = core.compile_model(model, device, config)
+        except RuntimeError as exc:
+            raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {str(exc).splitlines()[0]}") from exc
+        self._request = self._compiled.create_infer_request()
+
+    def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
+        self._request.infer({0: batch_u8})
+        return np.array(self._request.get_output_tensor(0).data, copy=True)

@@ -1,0 +1,362 @@
+"""The ``inspector`` command line. User errors: one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, NoReturn, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera inspection station.")
+cameras_app = typer.Typer(no_args_is_help=True, help="Cameras: discovery.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Datasets from the synthetic line.")
+app.add_typer(cameras_app, name="cameras")
+app.add_typer(dataset_app, name="dataset")
+
+log = logging.getLogger("inspector")
+
+
+def fail(msg: str, code: int = 2) -> NoReturn:
+    """Print one line and exit (never a traceback for user errors)."""
+    typer.echo(f"inspector: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from camera.features import FeatureError
+    from inspector.backends.base import BackendUnavailable
+    from inspector.config import ConfigError
+    from inspector.model_repo import ModelError
+    from inspector.station import StationError
+
+    errs: list[type[BaseException]] = [ConfigError, ModelError, BackendUnavailable, StationError, FeatureError,
+                                       FileNotFoundError]
+    try:
+        from inspector.storage.db import StorageError
+
+        errs.append(StorageError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def _load(station: Optional[str], config: Optional[Path]) -> Any:
+    from inspector.config import load_config, load_station
+
+    if station and config:
+        fail("give --station or --config, not both")
+    return load_config(config) if config else load_station(station or "demo")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# ---------------------------------------------------------------------------- run
+@app.command()
+def run(
+    headless: bool = typer.Option(False, "--headless", help="No GUI: print a status line."),
+    station: Optional[str] = typer.Option(None, help="Built-in station (demo, viky-demo)."),
+    config: Optional[Path] = typer.Option(None, help="Station config TOML."),
+    duration: Optional[float] = typer.Option(None, min=0.1, help="Stop after this many seconds."),
+    db: Optional[str] = typer.Option(None, help="Database URL (sqlite:///..., postgresql+psycopg://...; 'none')."),
+    report: Optional[Path] = typer.Option(None, help="Write a JSON report here at the end."),
+    backend: Optional[str] = typer.Option(None, help="openvino | onnxruntime | tensorrt"),
+    no_archive: bool = typer.Option(False, "--no-archive", help="Do not save NG images."),
+    quiet: bool = typer.Option(False, "--quiet", help="No live status line."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run a station: cameras -> batched inference -> verdicts -> database."""
+    _setup_logging(verbose)
+    if not headless:
+        return gui(station=station, config=config, db=db, admin_password=None)
+    if backend is not None and backend not in ("openvino", "onnxruntime", "tensorrt"):
+        fail(f"--backend: unknown {backend!r} (openvino, onnxruntime, tensorrt)")
+    from inspector.station import Station
+
+    try:
+        cfg = _load(station, config)
+        st = Station(cfg, db_url=db, backend=backend, archive=not no_archive)
+    except _user_errors() as exc:
+        fail(str(exc))
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        st.start()
+    except _user_errors() as exc:
+        fail(str(exc))
+    tty = sys.stderr.isatty()
+    t0 = time.monotonic()
+    last_print = 0.0
+    try:
+        while not stop.is_set():
+            if duration is not None and time.monotonic() - t0 >= duration:
+                break
+            stop.wait(0.2)
+            now = time.monotonic()
+            if not quiet and now - last_print >= (1.0 if tty else 5.0):
+                last_print = now
+                line = st.status_line()
+                sys.stderr.write(("\r\x1b[2K" + line[:400]) if tty else line + "\n")
+                sys.stderr.flush()
+    finally:
+        st.stop()
+        if not quiet and tty:
+            sys.stderr.write("\n")
+    rep = st.report()
+    if not quiet:
+        t = rep["totals"]
+        a = rep["accuracy"]
+        typer.echo(
+            f"{rep['duration_s']:.1f} s: {t['inspected']} inspected ({t['fps']:.1f} fps), {t['dropped']} dropped, "
+            f"{t['ng']} NG, {rep['db']['rows_written']} rows written; escape rate {a['escape_rate']:.2%}, "
+            f"false-reject rate {a['false_reject_rate']:.2%} over {a['parts']} parts with ground truth",
+            err=True,
+        )
+    if report is not None:
+        try:
+            report.write_text(json.dumps(rep, indent=2))
+        except OSError as exc:
+            fail(f"--report: cannot write {report}: {exc.strerror}")
+
+
+# ---------------------------------------------------------------------------- gui
+@app.command()
+def gui(
+    station: Optional[str] = typer.Option(None, help="Built-in station (default demo)."),
+    config: Optional[Path] = typer.Option(None, help="Station config TOML."),
+    db: Optional[str] = typer.Option(None, help="Database URL."),
+    admin_password: Optional[str] = typer.Option(None, help="First start: set the admin password unattended."),
+) -> None:
+    """Open the desktop app (live wall, history, settings)."""
+    try:
+        from gui.app import main as gui_main
+    except ImportError as exc:
+        fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
+    try:
+        cfg = _load(station, config)
+    except _user_errors() as exc:
+        fail(str(exc))
+    code = gui_main(cfg, db_url=db, admin_password=admin_password)
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------- cameras
+@cameras_app.command("list")
+def cameras_list(
+    station: Optional[str] = typer.Option(None, help="Also list this station's simulated/replay cameras."),
+    config: Optional[Path] = typer.Option(None, help="Station config TOML."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every GenTL device found, and the simulated cameras of the chosen station."""
+    rows: list[dict[str, Any]] = []
+    try:
+        from camera.gentl import GenTLSystem, find_producers
+
+        with GenTLSystem() as system:
+            for info in system.devices():
+                rows.append({"id": info.id, "kind": "gentl", "vendor": info.vendor, "model": info.model,
+                             "serial": info.serial, "producer": str(info.producer)})
+        producers = [str(p) for p in find_producers()]
+    except ImportError as exc:
+        producers = []
+        log.warning("GenTL discovery unavailable: %s", exc)
+    try:
+        cfg = _load(station, config)
+    except _user_errors() as exc:
+        fail(str(exc))
+    for c in cfg.cameras:
+        if c.kind != "gentl":
+            rows.append({"id": c.id, "kind": c.kind, "vendor": "inspector", "model": c.kind, "serial": "",
+                         "producer": "", "station": cfg.name})
+    if as_json:
+        typer.echo(json.dumps({"producers": producers, "cameras": rows}, indent=2))
+        return
+    typer.echo(f"GenTL producers: {', '.join(producers) or 'none found'}")
+    typer.echo(f"{'ID':28} {'KIND':10} {'VENDOR':16} {'MODEL':24} SERIAL")
+    for r in rows:
+        typer.echo(f"{r['id']:28} {r['kind']:10} {r['vendor'][:16]:16} {r['model'][:24]:24} {r['serial']}")
+
+
+# ---------------------------------------------------------------------------- history
+@app.command()
+def history(
+    camera: Optional[str] = typer.Option(None, help="Camera id."),
+    verdict: Optional[str] = typer.Option(None, help="OK or NG."),
+    since: Optional[str] = typer.Option(None, help="ISO time (2026-11-21T08:00) or age like 30m, 2h, 7d."),
+    until: Optional[str] = typer.Option(None, help="ISO time or age."),
+    defect: Optional[str] = typer.Option(None, "--class", help="Only inspections with this defect class."),
+    limit: int = typer.Option(20, min=1, max=100_000),
+    db: Optional[str] = typer.Option(None, help="Database URL."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recent inspections from the database, newest first."""
+    from inspector.storage.db import default_db_url, migrate, open_database
+    from inspector.storage.history import HistoryFilter, query_history
+
+    if verdict is not None and verdict.upper() not in ("OK", "NG"):
+        fail(f"--verdict: must be OK or NG, not {verdict!r}")
+    try:
+        t_since = _parse_time(since, "--since")
+        t_until = _parse_time(until, "--until")
+        engine = open_database(db or default_db_url())
+        migrate(engine)
+        rows = query_history(
+            engine,
+            HistoryFilter(camera_id=camera, verdict=verdict.upper() if verdict else None, since=t_since, until=t_until,
+                          class_name=defect),
+            limit=limit,
+        )
+    except _user_errors() as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+        return
+    typer.echo(f"{'TIME':19} {'CAMERA':14} {'SEQ':>7} {'VERDICT':7} {'RULE':22} DEFECTS")
+    for r in rows:
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.acquired_at))
+        typer.echo(f"{ts:19} {r.camera_id[:14]:14} {r.sequence:7d} {r.verdict:7} {r.rule[:22]:22} {r.classes}")
+
+
+def _parse_time(value: Optional[str], field: str) -> Optional[float]:
+    if value is None:
+        return None
+    import datetime as dt
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    v = value.strip()
+    if v and v[-1] in units and v[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(v[:-1]) * units[v[-1]]
+    try:
+        return dt.datetime.fromisoformat(v).timestamp()
+    except ValueError:
+        raise ValueError(f"{field}: {value!r} is neither an ISO time nor an age like 30m/2h/7d") from None
+
+
+# ---------------------------------------------------------------------------- dataset / train / export / eval
+@dataset_app.command("synth")
+def dataset_synth(
+    out: Path = typer.Option(..., help="Output folder."),
+    count: int = typer.Option(2000, min=1, help="Number of images."),
+    seed: int = typer.Option(0, min=0, help="First seed (training seeds stay below 1,000,000)."),
+    width: int = typer.Option(320, min=32, max=8192),
+    height: int = typer.Option(320, min=32, max=8192),
+    val_fraction: float = typer.Option(0.1, min=0.0, max=0.9),
+    ok_share: float = typer.Option(0.35, min=0.0, max=1.0, help="Share of defect-free images."),
+) -> None:
+    """Render a labelled dataset (Ultralytics YOLO format) from the synthetic line."""
+    from inspector.dataset import export_dataset
+
+    try:
+        s = export_dataset(out, count, seed, width=width, height=height, val_fraction=val_fraction, ok_share=ok_share)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"{s.train_images} train + {s.val_images} val images, {s.boxes} boxes, seeds {s.seed_range[0]}..{s.seed_range[1]} -> {out / 'data.yaml'}")
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., help="Dataset data.yaml (YOLO format)."),
+    model: str = typer.Option("", help="Architecture yaml or .pt to fine-tune (default: the shipped architecture)."),
+    imgsz: int = typer.Option(320, min=32, max=4096),
+    epochs: int = typer.Option(60, min=1),
+    hours: Optional[float] = typer.Option(None, min=0.01, help="Wall-clock budget (overrides epochs)."),
+    batch: int = typer.Option(32, min=1),
+    device: Optional[str] = typer.Option(None, help="cpu, 0, 0,1 (default: GPU if present)."),
+    project: Path = typer.Option(Path("runs"), help="Where runs are written."),
+    name: str = typer.Option("defect"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a detector (needs the train extra: pip install -e '.[train]')."""
+    from inspector.training.train import DEFAULT_MODEL_CFG, TrainingUnavailable
+    from inspector.training.train import train as do_train
+
+    try:
+        r = do_train(data, model_cfg=model or DEFAULT_MODEL_CFG, imgsz=imgsz, epochs=epochs, hours=hours, batch=batch,
+                     device=device, project=project, name=name, seed=seed)
+    except (TrainingUnavailable, FileNotFoundError) as exc:
+        fail(str(exc))
+    typer.echo(f"best weights: {r.best}")
+
+
+@app.command()
+def export(
+    weights: Path = typer.Option(..., help="Trained .pt (from inspector train)."),
+    out: Path = typer.Option(..., help="Model folder to write (e.g. models/my-model)."),
+    name: str = typer.Option("", help="Model name (default: the folder name)."),
+    imgsz: int = typer.Option(320, min=32, max=4096),
+    data: Optional[Path] = typer.Option(None, help="The dataset it was trained on (recorded in the card)."),
+    tensorrt: bool = typer.Option(True, help="Also build a TensorRT engine where TensorRT is installed."),
+) -> None:
+    """Export ONNX + model card (and a TensorRT engine where TensorRT is installed)."""
+    from inspector.training.export import export_onnx, export_tensorrt
+
+    training: dict[str, Any] = {"weights": str(weights)}
+    if data is not None and (data.parent / "dataset.json").is_file():
+        ds = json.loads((data.parent / "dataset.json").read_text())
+        training.update({"dataset": str(data), "seed_first": ds["seed_first"], "seed_last": ds["seed_last"]})
+    try:
+        onnx_path = export_onnx(weights, out, name=name or out.name, imgsz=imgsz, training=training)
+    except ImportError:
+        fail("export needs the train extra: pip install -e '.[train]'")
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    typer.echo(f"ONNX: {onnx_path}")
+    if tensorrt:
+        eng = export_tensorrt(onnx_path)
+        typer.echo(f"TensorRT engine: {eng}" if eng else "TensorRT engine: not built (TensorRT/CUDA not available here)")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option("defect-yolo11p-320", help="Model name or folder."),
+    count: int = typer.Option(1000, min=1, help="Held-out frames to render."),
+    backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
+    width: int = typer.Option(320, min=32),
+    height: int = typer.Option(320, min=32),
+    threshold: float = typer.Option(0.35, min=0.0, max=1.0, help="Verdict score threshold."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
+    update_card: bool = typer.Option(False, help="Write the metrics into the model card."),
+) -> None:
+    """Evaluate on held-out seeds through the runtime pipeline (not Ultralytics)."""
+    from inspector.evaluation import evaluate, update_card_metrics
+
+    try:
+        m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold)
+    except _user_errors() as exc:
+        fail(str(exc))
+    typer.echo(
+        f"mAP50 {m['mAP50']:.4f}  mAP50-95 {m['mAP50_95']:.4f}  escape rate {m['escape_rate']:.2%}  "
+        f"false-reject rate {m['false_reject_rate']:.2%}  latency {m['latency_ms_per_image']:.2f} ms/image ({m['backend']})"
+    )
+    for c, ap in m["per_class_AP50"].items():
+        typer.echo(f"  {c:14} AP50 {ap:.4f}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(m, indent=2))
+    if update_card:
+        update_card_metrics(model, m)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

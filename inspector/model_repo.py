@@ -1,0 +1,149 @@
+"""The model repository: one folder per model with its ONNX file and a model card.
+
+``models/<name>/model.onnx`` + ``models/<name>/card.toml``. The card names the classes,
+the input size and pad value the model was trained with, its training data and its
+measured metrics, and the sha256 of the ONNX file, which is checked before a station
+starts: a corrupt or swapped file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Where the shipped models live (the repository's models/ folder).
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = "defect-yolo11p-320"
+
+
+class ModelError(ValueError):
+    """A model folder, card or file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the runtime needs to know about a model, read from ``card.toml``."""
+
+    name: str
+    folder: Path
+    file: str
+    sha256: str
+    classes: tuple[str, ...]
+    input_width: int
+    input_height: int
+    pad_value: int = 114
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.file
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_model_dir(spec: str | Path) -> Path:
+    """A model name from the repository or a path to a model folder."""
+    p = Path(spec)
+    if p.is_dir():
+        return p
+    if (MODELS_DIR / str(spec)).is_dir():
+        return MODELS_DIR / str(spec)
+    raise ModelError(f"model: {spec!s} is neither a model folder nor a model in {MODELS_DIR}")
+
+
+def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
+    """Read and check a model card.
+
+    Args:
+        spec: Model name in ``models/`` or a folder path.
+        verify: Check the file's sha256 against the card (refuses corrupt files).
+
+    Raises:
+        ModelError: Missing/invalid card, missing file, a pickled ``.pt`` file, or a
+            checksum mismatch.
+    """
+    folder = resolve_model_dir(spec)
+    card_path = folder / "card.toml"
+    if not card_path.is_file():
+        raise ModelError(f"model: {card_path} is missing (every model folder needs a card.toml)")
+    try:
+        raw = tomllib.loads(card_path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model: {card_path} is not valid TOML: {exc}") from None
+    try:
+        file = str(raw["file"])
+        if file.endswith((".pt", ".pth", ".pkl")):
+            raise ModelError(f"model: {folder / file} is a pickled file; the runtime loads only ONNX/engine files")
+        card = ModelCard(
+            name=str(raw["name"]),
+            folder=folder,
+            file=file,
+            sha256=str(raw["sha256"]),
+            classes=tuple(str(c) for c in raw["classes"]),
+            input_width=int(raw["input_width"]),
+            input_height=int(raw["input_height"]),
+            pad_value=int(raw.get("pad_value", 114)),
+            extra={k: v for k, v in raw.items() if isinstance(v, dict)},
+        )
+    except KeyError as exc:
+        raise ModelError(f"model: {card_path} lacks the field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ModelError):
+            raise
+        raise ModelError(f"model: {card_path} has a field of the wrong type: {exc}") from None
+    if not card.path.is_file():
+        raise ModelError(f"model: {card.path} not found")
+    if verify:
+        actual = sha256_file(card.path)
+        if actual != card.sha256:
+            raise ModelError(
+                f"model: {card.path} does not match its card (sha256 {actual[:12]}..., card says {card.sha256[:12]}...)"
+            )
+    return card
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer: top-level keys, then tables (one level of nesting, plus sub-tables)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+
+    def emit(prefix: str, table: dict[str, Any]) -> None:
+        lines.append("")
+        lines.append(f"[{prefix}]")
+        subs = []
+        for k, v in table.items():
+            if isinstance(v, dict):
+                subs.append((k, v))
+            else:
+                lines.append(f"{k} = {_toml_value(v)}")
+        for k, v in subs:
+            emit(f"{prefix}.{k}", v)
+
+    for k, v in tables:
+        emit(k, v)
+    return "\n".join(lines) + "\n"

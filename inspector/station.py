@@ -1,0 +1,387 @@
+"""`Station`: the one composition root. Builds everything in order, stops it in reverse.
+
+Order of construction: model card (checked) -> backends (one per device) -> database
+(migrated) and sinks -> cameras and their pools -> inference workers. Anything that
+can fail because of the user's input fails here, before a camera streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from psygnal import Signal
+
+from camera.features import settings_digest
+from camera.protocol import Camera, CameraState
+from inspector.backends import create_backend
+from inspector.backends.base import Backend
+from inspector.config import (
+    GenTLCameraConfig,
+    ReplayCameraConfig,
+    SimulatedCameraConfig,
+    StationConfig,
+)
+from inspector.model_repo import ModelCard, load_card
+from inspector.results import InspectionResult, Provenance
+from inspector.run_stats import RunStats, percentiles
+from inspector.scheduler import CameraLane, InferenceWorker, shard_cameras
+from inspector.sinks import ResultSink
+
+log = logging.getLogger(__name__)
+
+
+class StationError(RuntimeError):
+    """The station cannot be built or started (one-line reason)."""
+
+
+class StationEvents:
+    """Engine events; the GUI adapts these to Qt signals."""
+
+    result_ready = Signal(object)  # InspectionResult
+    camera_state_changed = Signal(str, object, object)  # camera id, old, new CameraState
+    paused_changed = Signal(bool)
+
+
+class Station:
+    """A running inspection station.
+
+    Args:
+        config: The station's configuration.
+        db_url: Overrides ``config.storage.db_url`` ("none" disables the database).
+        backend: Overrides ``config.model.backend``.
+        archive: Save NG images.
+    """
+
+    def __init__(
+        self,
+        config: StationConfig,
+        *,
+        db_url: str | None = None,
+        backend: str | None = None,
+        archive: bool = True,
+    ) -> None:
+        self.config = config
+        self.events = StationEvents()
+        self.stats = RunStats()
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self._stopped = threading.Event()
+        self._gentl_system: Any = None
+        self.backend_name = backend or config.model.backend
+        self.card: ModelCard = load_card(config.model.name)
+        self.backends: list[Backend] = [
+            create_backend(
+                self.backend_name,
+                self.card,
+                max_batch=config.scheduler.max_batch,
+                device=dev,
+                threads=config.model.threads,
+            )
+            for dev in config.model.devices
+        ]
+        self.sinks: list[ResultSink] = []
+        self.db_writer: Any = None
+        self.archive: Any = None
+        self.db_url = self._setup_storage(db_url, archive)
+        self.cameras: dict[str, Camera] = {}
+        try:
+            for cam_cfg in config.cameras:
+                self.cameras[cam_cfg.id] = self._make_camera(cam_cfg)
+        except Exception:
+            self._close_cameras()
+            raise
+        for cam in self.cameras.values():
+            cam.events.state_changed.connect(self._on_camera_state)
+        self.lanes = {c.id: self._make_lane(c) for c in config.cameras}
+        pinned = {c.id: c.device for c in config.cameras if c.device is not None}
+        shards = shard_cameras([c.id for c in config.cameras], len(self.backends), pinned)
+        self.workers = [
+            InferenceWorker(
+                i,
+                be,
+                [self.lanes[c] for c in shard],
+                self._fan_out,
+                max_wait_s=config.scheduler.max_wait_ms / 1000,
+                iou_threshold=config.model.iou_threshold,
+            )
+            for i, (be, shard) in enumerate(zip(self.backends, shards))
+            if shard
+        ]
+
+    # ------------------------------------------------------------------ building
+    def _setup_storage(self, db_url: str | None, archive: bool) -> str | None:
+        url = db_url if db_url is not None else self.config.storage.db_url
+        if url == "none":
+            return None
+        from inspector.archive import NgArchive
+        from inspector.storage.db import default_db_url, migrate, open_database, sqlite_path
+        from inspector.storage.writer import DbWriter
+
+        url = url or default_db_url()
+        engine = open_database(url)
+        migrate(engine)
+        self.engine = engine
+        st = self.config.storage
+        if archive:
+            base = Path(st.archive_dir) if st.archive_dir else _archive_dir_for(url, sqlite_path)
+            self.archive = NgArchive(
+                base,
+                fmt=st.archive_format,
+                max_age_days=st.archive_max_age_days,
+                max_total_bytes=int(st.archive_max_gb * 1e9),
+                min_free_bytes=int(st.archive_min_free_mb * 1e6),
+            )
+            self.sinks.append(self.archive)
+        self.db_writer = DbWriter(engine, image_path_for=self.archive.path_for if self.archive else None)
+        self.sinks.insert(0, self.db_writer)
+        return url
+
+    def _make_camera(self, cfg: Any) -> Camera:
+        if isinstance(cfg, SimulatedCameraConfig):
+            from camera.simulated import SimulatedLineCamera
+
+            return SimulatedLineCamera(
+                cfg.id,
+                fps=cfg.fps,
+                width=cfg.width,
+                height=cfg.height,
+                mono=cfg.mono,
+                seed=cfg.seed,
+                bank_size=cfg.bank_size,
+                ok_share=cfg.ok_share,
+                pool_slots=cfg.pool_slots,
+            )
+        if isinstance(cfg, ReplayCameraConfig):
+            from camera.replay import ReplayCamera
+
+            return ReplayCamera(cfg.id, cfg.source, fps=cfg.fps, loop=cfg.loop, pool_slots=cfg.pool_slots)
+        if isinstance(cfg, GenTLCameraConfig):
+            from camera.gentl import GenTLCamera, GenTLSystem
+
+            if self._gentl_system is None:
+                self._gentl_system = GenTLSystem()
+                self._gentl_system.__enter__()
+            return GenTLCamera(
+                cfg.id,
+                self._gentl_system,
+                serial=cfg.serial,
+                device_id=cfg.device_id,
+                pool_slots=cfg.pool_slots,
+                fps=cfg.fps or None,
+                settings=dict(cfg.settings),
+            )
+        raise StationError(f"camera {cfg.id}: unknown kind")  # pragma: no cover - config forbids it
+
+    def _make_lane(self, cfg: Any) -> CameraLane:
+        cam = self.cameras[cfg.id]
+        rules = cfg.verdict.rules()
+        return CameraLane(
+            camera_id=cfg.id,
+            pool=cam.pool,
+            rules=rules,
+            provenance=self._provenance(cam, rules),
+            tiling=cfg.tiling.mode == "auto",
+            min_defect_px=cfg.tiling.min_defect_px,
+            min_resolvable_px=cfg.tiling.min_resolvable_px,
+            tile_overlap=cfg.tiling.overlap,
+        )
+
+    def _provenance(self, cam: Camera, rules: Any) -> Provenance:
+        try:
+            digest = settings_digest(cam.features)
+        except Exception:  # a device that cannot be read yet: digest stays empty
+            digest = ""
+        return Provenance(self.card.name, self.card.sha256, self.backend_name, rules.as_pairs(), digest)
+
+    def refresh_provenance(self, camera_id: str) -> None:
+        """Recompute a camera's settings digest (after a settings change)."""
+        lane = self.lanes[camera_id]
+        lane.provenance = self._provenance(self.cameras[camera_id], lane.rules)
+
+    # ------------------------------------------------------------------ running
+    def _fan_out(self, results: list[InspectionResult]) -> None:
+        self.stats.add(results)
+        for r in results:
+            for sink in self.sinks:
+                wants = getattr(sink, "wants", None)
+                if wants is not None and not wants(r):
+                    continue
+                if sink.needs_pixels and r.frame is not None:
+                    r.frame.retain()
+                sink.submit(r)
+            self.events.result_ready.emit(r)
+
+    def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
+        self.events.camera_state_changed.emit(camera_id, old, new)
+
+    def start(self) -> None:
+        """Start sinks, workers, then cameras (so no frame waits for a consumer)."""
+        for s in self.sinks:
+            s.start()
+        for w in self.workers:
+            w.start()
+        self.started_at = time.monotonic()
+        failures = []
+        for cam in self.cameras.values():
+            try:
+                cam.start()
+            except Exception as exc:
+                failures.append(f"{cam.info.id}: {exc}")
+                log.error("camera %s failed to start: %s", cam.info.id, exc)
+        if failures and len(failures) == len(self.cameras):
+            self.stop()
+            raise StationError("no camera could start: " + "; ".join(failures))
+
+    def pause(self, paused: bool) -> None:
+        """Pause or resume inspection (cameras keep streaming; frames are dropped, counted)."""
+        for w in self.workers:
+            w.pause(paused)
+        self.events.paused_changed.emit(paused)
+
+    @property
+    def paused(self) -> bool:
+        return any(w.paused for w in self.workers)
+
+    def stop(self) -> None:
+        """Cameras first, then workers, then drain the sinks; idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.stopped_at = time.monotonic()
+        for cam in self.cameras.values():
+            try:
+                cam.stop()
+            except Exception as exc:
+                log.warning("camera %s: stop failed: %s", cam.info.id, exc)
+        for w in self.workers:
+            w.stop()
+        for s in self.sinks:
+            s.stop(timeout=30)
+        self._close_cameras()
+        for be in self.backends:
+            be.close()
+
+    def _close_cameras(self) -> None:
+        for cam in self.cameras.values():
+            try:
+                cam.close()
+            except Exception as exc:
+                log.warning("camera %s: close failed: %s", cam.info.id, exc)
+        if self._gentl_system is not None:
+            self._gentl_system.__exit__(None, None, None)
+            self._gentl_system = None
+
+    def __enter__(self) -> Station:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ reporting
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.stopped_at if self.stopped_at is not None else time.monotonic()
+        return max(1e-9, end - self.started_at)
+
+    def status_line(self) -> str:
+        """One line: totals, then per camera fps/drops/NG (and a state when not streaming)."""
+        el = self.elapsed()
+        parts = []
+        tot_in = tot_drop = 0
+        for cid, cam in self.cameras.items():
+            c = cam.pool.snapshot()
+            tot_in += c.inspected
+            tot_drop += c.dropped
+            cs = self.stats.camera(cid)
+            flag = "" if cam.state is CameraState.STREAMING else f" {cam.state.value.upper()}"
+            parts.append(f"{cid} {c.inspected / el:4.1f}fps d{c.dropped} ng{cs.ng}{flag}")
+        db = f" db {self.db_writer.rows_written}" if self.db_writer is not None else ""
+        return f"[{el:6.1f}s] {tot_in / el:5.1f} fps, {tot_drop} dropped, {self.stats.total_ng()} NG{db} | " + " | ".join(parts)
+
+    def report(self) -> dict[str, Any]:
+        """The run report (``--report FILE``)."""
+        el = self.elapsed()
+        cams = []
+        tot = {"received": 0, "inspected": 0, "dropped": 0, "invalid": 0, "ng": 0}
+        for cid, cam in self.cameras.items():
+            c = cam.pool.snapshot()
+            cs = self.stats.camera(cid)
+            lat = percentiles(cs.latency_ms)
+            cams.append(
+                {
+                    "id": cid,
+                    "kind": cam.info.kind,
+                    "state": cam.state.value,
+                    "received": c.received,
+                    "inspected": c.inspected,
+                    "dropped": c.dropped,
+                    "invalid": c.invalid,
+                    "ng": cs.ng,
+                    "fps": c.inspected / el,
+                    "nominal_fps": cam.nominal_fps,
+                    "latency_ms": lat,
+                    "accuracy": cs.accuracy.as_dict() if cs.accuracy.parts else None,
+                }
+            )
+            for k in ("received", "inspected", "dropped", "invalid"):
+                tot[k] += getattr(c, k)
+            tot["ng"] += cs.ng
+        all_lat = [v for cs in self.stats.cameras.values() for v in cs.latency_ms]
+        report: dict[str, Any] = {
+            "station": self.config.name,
+            "duration_s": el,
+            "backend": self.backend_name,
+            "devices": list(self.config.model.devices),
+            "model": {"name": self.card.name, "sha256": self.card.sha256, "input": [self.card.input_width, self.card.input_height]},
+            "cameras": cams,
+            "totals": {**tot, "fps": tot["inspected"] / el},
+            "latency_ms": percentiles(all_lat),
+            "stages_ms": self.stats.stage_percentiles(),
+            "scheduler": [
+                {
+                    "worker": w.index,
+                    "device": w.backend.device,
+                    "cameras": [lane.camera_id for lane in w.lanes],
+                    "batches": w.stats.batches,
+                    "mean_batch": w.stats.items / w.stats.batches if w.stats.batches else 0.0,
+                    "busy_fraction": w.stats.busy_s / el,
+                    "errors": w.stats.errors,
+                }
+                for w in self.workers
+            ],
+            "db": {
+                "url": _redact(self.db_url),
+                "rows_written": self.db_writer.rows_written if self.db_writer is not None else 0,
+                **({k: v for k, v in self.db_writer.stats().items()} if self.db_writer is not None else {}),
+            },
+            "archive": self.archive.stats() if self.archive is not None else None,
+            "accuracy": self.stats.accuracy.as_dict(),
+        }
+        return report
+
+
+def _archive_dir_for(url: str, sqlite_path: Any) -> Path:
+    p = sqlite_path(url)
+    if p is not None:
+        return Path(p).parent / "ng_images"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("inspector")) / "ng_images"
+
+
+def _redact(url: str | None) -> str | None:
+    if url is None or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def camera_ids(station: Station) -> Sequence[str]:
+    return list(station.cameras)
