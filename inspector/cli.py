@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 
@@ -20,6 +20,9 @@ app.add_typer(cameras_app, name="cameras")
 app.add_typer(dataset_app, name="dataset")
 
 log = logging.getLogger("inspector")
+
+#: Set by the outer layer (gui.launcher) to open the desktop app; the engine never imports gui.
+open_gui: Optional[Callable[..., None]] = None
 
 
 def fail(msg: str, code: int = 2) -> NoReturn:
@@ -78,7 +81,9 @@ def run(
     """Run a station: cameras -> batched inference -> verdicts -> database."""
     _setup_logging(verbose)
     if not headless:
-        return gui(station=station, config=config, db=db, admin_password=None)
+        if open_gui is None:
+            fail("the GUI is not available here (install the gui extra); use --headless")
+        return open_gui(station=station, config=config, db=db, admin_password=None)
     if backend is not None and backend not in ("openvino", "onnxruntime", "tensorrt"):
         fail(f"--backend: unknown {backend!r} (openvino, onnxruntime, tensorrt)")
     from inspector.station import Station
@@ -132,27 +137,6 @@ def run(
             report.write_text(json.dumps(rep, indent=2))
         except OSError as exc:
             fail(f"--report: cannot write {report}: {exc.strerror}")
-
-
-# ---------------------------------------------------------------------------- gui
-@app.command()
-def gui(
-    station: Optional[str] = typer.Option(None, help="Built-in station (default demo)."),
-    config: Optional[Path] = typer.Option(None, help="Station config TOML."),
-    db: Optional[str] = typer.Option(None, help="Database URL."),
-    admin_password: Optional[str] = typer.Option(None, help="First start: set the admin password unattended."),
-) -> None:
-    """Open the desktop app (live wall, history, settings)."""
-    try:
-        from gui.app import main as gui_main
-    except ImportError as exc:
-        fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
-    try:
-        cfg = _load(station, config)
-    except _user_errors() as exc:
-        fail(str(exc))
-    code = gui_main(cfg, db_url=db, admin_password=admin_password)
-    raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------- cameras
@@ -354,7 +338,7 @@ def eval_cmd(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Engine-only entry point (``python -m inspector.cli``); the console script is gui.launcher:main."""
     app()
 
 
