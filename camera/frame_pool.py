@@ -133,6 +133,7 @@ class FramePool:
         self.capacity = capacity
         self.counters = PoolCounters()
         self._lock = threading.Lock()
+        self._claimed = threading.Condition(self._lock)
         self._alloc = allocator or (lambda s: np.empty(s, np.uint8))
         self._slots: list[np.ndarray] = []
         self._free: list[int] = []
@@ -256,7 +257,13 @@ class FramePool:
         """Take the pending (newest unclaimed) frame; the caller owns one reference."""
         with self._lock:
             h, self._pending = self._pending, None
+            self._claimed.notify_all()
             return h
+
+    def wait_claimed(self, timeout: float) -> bool:
+        """Block until no frame is pending (a free-running producer's pacing); False on timeout."""
+        with self._lock:
+            return self._claimed.wait_for(lambda: self._pending is None, timeout)
 
     def has_pending(self) -> bool:
         return self._pending is not None

@@ -138,9 +138,8 @@ class SimulatedLineCamera(ThreadedCamera):
                 if self._stop.wait(delay):
                     return False
             self._next_due = max(self._next_due + 1.0 / self._fps, time.monotonic() - 1.0 / self._fps)
-        elif self.pool.has_pending():
-            # free-running: produce when the last frame was taken (saturation benchmarks)
-            self._stop.wait(0.0005)
+        elif not self.pool.wait_claimed(0.1):
+            # free-running: produce as soon as the last frame was taken (saturation benchmarks)
             return False
         seq = self._next_sequence()
         image, truth = self.frame_for(seq - 1)

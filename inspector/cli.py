@@ -337,6 +337,41 @@ def eval_cmd(
         update_card_metrics(model, m)
 
 
+@app.command()
+def bench(
+    station: Optional[str] = typer.Option(None, help="Take model and backend from this station (default demo)."),
+    config: Optional[Path] = typer.Option(None, help="Station config TOML."),
+    backend: Optional[str] = typer.Option(None, help="openvino | onnxruntime (default: the station's)."),
+    cameras: str = typer.Option("1,4,8", help="Camera counts for the pipeline runs."),
+    seconds: float = typer.Option(12.0, min=1.0, help="Measured seconds per point."),
+    threads: int = typer.Option(0, min=0, help="Inference threads (0: runtime default)."),
+    db: bool = typer.Option(True, help="Also run the database benchmark."),
+    ultralytics: bool = typer.Option(True, help="Also run Ultralytics predict where installed."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write all numbers here."),
+) -> None:
+    """Pure backend vs pipeline vs Ultralytics, latency, database: side by side, one run."""
+    from inspector.bench import format_table, run_bench
+
+    try:
+        counts = sorted({int(c) for c in cameras.split(",") if c.strip()})
+    except ValueError:
+        fail(f"--cameras: expected numbers like 1,4,8, got {cameras!r}")
+    if not counts or min(counts) < 1 or max(counts) > 64:
+        fail("--cameras: counts must lie in 1..64")
+    if backend is not None and backend not in ("openvino", "onnxruntime"):
+        fail(f"--backend: {backend!r} cannot be benchmarked here (openvino, onnxruntime)")
+    try:
+        cfg = _load(station, config)
+        res = run_bench(model=cfg.model.name, backend=backend or cfg.model.backend, cameras=counts, threads=threads,
+                        seconds=seconds, db=db, ultralytics=ultralytics)
+    except _user_errors() as exc:
+        fail(str(exc))
+    typer.echo(format_table(res))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=2))
+
+
 def main() -> None:
     """Engine-only entry point (``python -m inspector.cli``); the console script is gui.launcher:main."""
     app()

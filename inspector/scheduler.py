@@ -73,7 +73,8 @@ class WorkerStats:
     frames: int = 0
     items: int = 0
     errors: int = 0
-    busy_s: float = 0.0
+    busy_s: float = 0.0  # from the backend call to the end of the fan-out
+    infer_s: float = 0.0  # of which inside the runtime (excludes host preprocessing)
     batch_hist: dict[int, int] = field(default_factory=dict)
 
 
@@ -195,7 +196,6 @@ class InferenceWorker:
                 spans.append((lane, h, first, len(items) - first))
             if not items:
                 return []
-            t0 = time.perf_counter()
             try:
                 out = self.backend.infer(items)
             except Exception:
@@ -207,12 +207,13 @@ class InferenceWorker:
             results = []
             for lane, h, first, n in spans:
                 results.append(self._result(lane, h, items[first : first + n], out.raw[first : first + n], t_take, out))
-            self.stats.busy_s += time.perf_counter() - t0
+            self._emit(results)
+            self.stats.busy_s += (time.perf_counter_ns() - t_take) / 1e9
+            self.stats.infer_s += out.inference_ms / 1e3
             self.stats.batches += 1
             self.stats.frames += len(spans)
             self.stats.items += len(items)
             self.stats.batch_hist[len(items)] = self.stats.batch_hist.get(len(items), 0) + 1
-            self._emit(results)
             for lane, _h, _f, _n in spans:
                 lane.pool.mark_inspected()
             return results

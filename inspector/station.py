@@ -128,7 +128,7 @@ class Station:
         self.engine = engine
         st = self.config.storage
         if archive:
-            base = Path(st.archive_dir) if st.archive_dir else _archive_dir_for(url, sqlite_path)
+            base = Path(st.archive_dir) if st.archive_dir else _archive_dir_for(sqlite_path(engine))
             self.archive = NgArchive(
                 base,
                 fmt=st.archive_format,
@@ -367,8 +367,7 @@ class Station:
         return report
 
 
-def _archive_dir_for(url: str, sqlite_path: Any) -> Path:
-    p = sqlite_path(url)
+def _archive_dir_for(p: Path | None) -> Path:
     if p is not None:
         return Path(p).parent / "ng_images"
     import platformdirs

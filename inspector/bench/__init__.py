@@ -1,0 +1,118 @@
+"""``inspector bench``: throughput, efficiency, latency, Ultralytics and database, side by side."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def machine_description() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import openvino
+    import onnxruntime
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "openvino": openvino.__version__ if hasattr(openvino, "__version__") else openvino.get_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def run_bench(
+    *,
+    model: str,
+    backend: str,
+    cameras: list[int],
+    threads: int = 0,
+    seconds: float = 12.0,
+    db: bool = True,
+    ultralytics: bool = True,
+) -> dict[str, Any]:
+    """Everything in one run; see the README's benchmark section for what each number means."""
+    from inspector.bench.pipeline import bench_frames, run_pipeline_bench
+
+    t0 = time.perf_counter()
+    res = run_pipeline_bench(model=model, backend=backend, cameras=cameras, threads=threads, seconds=seconds)
+    res["machine"] = machine_description()
+    ours = res["pipeline_fps"][str(max(cameras))]
+    if ultralytics:
+        from inspector.bench.ultralytics_compare import run_ultralytics, ultralytics_available
+
+        reason = ultralytics_available()
+        if reason is None:
+            u = run_ultralytics(model, bench_frames(32, 320, 320), seconds=seconds)
+            pure1 = res["pure_backend_fps_by_batch"].get("1")
+            u["overhead_ms"] = (1e3 / u["fps_batch1"] - 1e3 / pure1) if pure1 else None
+            u["ratio"] = ours / u["fps"]
+            res["ultralytics"] = u
+        else:
+            res["ultralytics"] = None
+            res["ultralytics_note"] = reason
+    else:
+        res["ultralytics"] = None
+        res["ultralytics_note"] = "skipped (--no-ultralytics)"
+    if db:
+        from inspector.bench.database import run_db_bench
+
+        res["database"] = run_db_bench()
+    res["bench_seconds"] = time.perf_counter() - t0
+    return res
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """A table a person can read."""
+    lines = []
+    m = res.get("machine", {})
+    lines.append(f"machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; backend {res['backend']}; model {res['model']}")
+    lines.append("")
+    lines.append(f"{'cameras':>8} {'pure backend fps':>17} {'pipeline fps':>13} {'efficiency':>11} {'mean batch':>11} {'non-inference ms/frame':>23}")
+    for k in res["pipeline_fps"]:
+        lines.append(
+            f"{k:>8} {res['pure_backend_fps_by_batch'][k]:17.1f} {res['pipeline_fps'][k]:13.1f} {res['efficiency'][k]:11.3f} "
+            f"{res['mean_batch'][k]:11.2f} {res['non_inference_ms_per_frame'][k]:23.3f}"
+        )
+    ln = res["latency_nominal"]
+    ls = res["latency_saturation"]
+    lines.append("")
+    lines.append(
+        f"latency, acquired -> result: nominal ({ln['cameras']} x {ln['fps_per_camera']:g} fps) p50 {ln['latency_ms']['p50']:.1f} ms, "
+        f"p99 {ln['latency_ms']['p99']:.1f} ms; saturation p50 {ls['latency_ms']['p50']:.1f} ms, p99 {ls['latency_ms']['p99']:.1f} ms"
+    )
+    st = res["stages_ms"]
+    lines.append(
+        "stages at nominal rate, p50 ms: "
+        + ", ".join(f"{k} {v['p50']:.2f}" for k, v in st.items() if k != "total")
+    )
+    u = res.get("ultralytics")
+    if u:
+        lines.append(
+            f"ultralytics predict ({u['runtime']}): {u['fps_batch1']:.1f} fps batch 1, {u['fps_batch8']:.1f} fps batch 8; "
+            f"overhead {u['overhead_ms']:.2f} ms/frame over pure inference; ours / ultralytics = {u['ratio']:.2f}x"
+        )
+    else:
+        lines.append(f"ultralytics: {res.get('ultralytics_note', 'not measured')}")
+    d = res.get("database")
+    if d:
+        lines.append(
+            f"database ({d['url_kind']}): {d['inserts_per_s']:.0f} results/s through the writer; history queries on "
+            f"{d['rows']:,} rows: p95 {d['query_p95_ms']:.1f} ms (worst filter {d['worst_query']}: {d['worst_p95_ms']:.1f} ms)"
+        )
+    lines.append(f"bench took {res.get('bench_seconds', 0):.0f} s")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""A short end-to-end run: simulated cameras -> shipped model (OpenVINO) -> verdicts -> SQLite + NG archive."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inspector.config import parse_config
+from inspector.station import Station
+
+CONFIG = """
+name = "e2e"
+[model]
+threads = 1
+[storage]
+archive_dir = "{archive}"
+[[cameras]]
+id = "a"
+kind = "simulated"
+fps = 8
+bank_size = 8
+ok_share = 0.3
+[[cameras]]
+id = "b"
+kind = "simulated"
+fps = 8
+mono = true
+seed = 2001000
+bank_size = 8
+ok_share = 0.3
+"""
+
+
+def test_station_runs_end_to_end(tmp_path: Path) -> None:
+    cfg = parse_config(CONFIG.format(archive=tmp_path / "ng"))
+    db = tmp_path / "r.db"
+    st = Station(cfg, db_url=f"sqlite:///{db}")
+    seen = []
+    st.events.result_ready.connect(seen.append)
+    with st:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and min(st.stats.camera(c).inspected for c in ("a", "b")) < 10:
+            time.sleep(0.1)
+    rep = st.report()
+    assert all(c["inspected"] >= 10 for c in rep["cameras"])
+    for c in rep["cameras"]:
+        assert c["received"] == c["inspected"] + c["dropped"]
+    assert rep["db"]["rows_written"] == rep["totals"]["inspected"] == len(seen)
+    con = sqlite3.connect(db)
+    n_rows, n_ng = con.execute("select count(*), sum(verdict = 'NG') from inspections").fetchone()
+    assert n_rows == rep["totals"]["inspected"]
+    assert n_ng == rep["totals"]["ng"]
+    assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+    # every NG row points at an archived image that exists
+    paths = [p for (p,) in con.execute("select image_path from inspections where verdict = 'NG'")]
+    assert all(p and Path(p).is_file() for p in paths)
+    # provenance travels with every result
+    r = seen[0]
+    assert r.provenance.model_sha256 == st.card.sha256 and r.provenance.backend == "openvino"
+    assert r.times.total_ms > 0 and r.truth is not None
+    assert rep["accuracy"]["parts"] == rep["totals"]["inspected"]
+
+
+def test_cli_run_writes_the_report(tmp_path: Path) -> None:
+    from inspector.cli import app
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(CONFIG.format(archive=tmp_path / "ng"))
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(
+        app, ["run", "--headless", "--config", str(cfg), "--duration", "3", "--db", f"sqlite:///{tmp_path / 'c.db'}",
+              "--report", str(out), "--quiet"]
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    for key in ("duration_s", "backend", "model", "cameras", "totals", "db", "accuracy"):
+        assert key in rep
+    assert {"name", "sha256"} <= set(rep["model"])
+    cam = rep["cameras"][0]
+    assert {"id", "kind", "received", "inspected", "dropped", "fps", "latency_ms"} <= set(cam)
+    assert {"p50", "p99"} == set(cam["latency_ms"])
+    assert {"parts", "escapes", "false_rejects", "escape_rate", "false_reject_rate", "box_precision", "box_recall"} <= set(rep["accuracy"])
+    assert rep["db"]["rows_written"] == rep["totals"]["inspected"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--headless", "--station", "nope"], "unknown 'nope'"),
+        (["run", "--headless", "--config", "/no/such.toml"], "config file not found"),
+        (["run", "--headless", "--backend", "tflite"], "--backend"),
+        (["run", "--headless", "--db", "foo://x"], "foo://x"),
+        (["history", "--verdict", "maybe"], "--verdict"),
+        (["history", "--since", "yesterday-ish"], "--since"),
+        (["dataset", "synth", "--out", "/tmp/x", "--seed", "999999999"], "seed"),
+        (["eval", "--model", "no-such-model"], "no-such-model"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    from inspector.cli import app
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    err = res.output.strip().splitlines()
+    assert len(err) == 1 and message in err[0], res.output
+    assert "Traceback" not in res.output
+
+
+def test_tensorrt_backend_explains_what_is_missing(tmp_path: Path) -> None:
+    from inspector.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--headless", "--backend", "tensorrt", "--duration", "1", "--db", "none"])
+    assert res.exit_code == 2
+    line = res.output.strip()
+    assert "\n" not in line and "tensorrt" in line.lower()
