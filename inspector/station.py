@@ -97,6 +97,9 @@ class Station:
             raise
         for cam in self.cameras.values():
             cam.events.state_changed.connect(self._on_camera_state)
+            if self.db_writer is not None:
+                i = cam.info
+                self.db_writer.register_camera(i.id, kind=i.kind, vendor=i.vendor, model=i.model, serial=i.serial)
         self.lanes = {c.id: self._make_lane(c) for c in config.cameras}
         pinned = {c.id: c.device for c in config.cameras if c.device is not None}
         shards = shard_cameras([c.id for c in config.cameras], len(self.backends), pinned)

@@ -1,0 +1,327 @@
+"""`NgArchive`: keeps the images of NG parts on disk, within a retention budget.
+
+Files live under ``root/<camera_id>/<YYYY-MM-DD>/<camera_id>_<sequence>_<epoch ms>.<ext>``
+(date in UTC, like every time the engine stores). The path is a pure function of the
+result (`NgArchive.path_for`), so the database writer can store it without waiting for
+the image: an image dropped (full queue, full disk) or later deleted by retention leaves
+a path that no longer exists, and readers must expect that.
+
+Retention deletes the oldest images first when they are older than ``max_age_days``, when
+the archive grows past ``max_total_bytes``, or when the filesystem's free space falls
+below ``min_free_bytes`` (the emergency purge). A full disk never stops inspection: the
+image is counted as dropped and `alarm` is raised until a write succeeds again.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspector.results import InspectionResult
+from inspector.sinks import QueuedSink
+
+log = logging.getLogger(__name__)
+
+_FORMATS = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class NgArchive(QueuedSink):
+    """Saves NG frames as JPEG or PNG and enforces retention; OK frames are ignored.
+
+    Each queued result holds its frame slot until the image is written, so the queue
+    is kept short: when images cannot be written fast enough, NG frames are skipped
+    (counted) rather than starving the cameras' frame pools.
+
+    Args:
+        root: Archive folder (created).
+        fmt: ``"jpg"`` or ``"png"``.
+        jpeg_quality: 0..100, for JPEG.
+        max_age_days: Delete images older than this (None: keep).
+        max_total_bytes: Keep the archive below this size (None: no limit).
+        min_free_bytes: Purge oldest images while the filesystem has less free space.
+        retention_interval_s: How often the worker re-applies retention.
+        name: Sink name (logs, metrics).
+        maxsize: Queue capacity (frames held meanwhile).
+    """
+
+    needs_pixels = True
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        fmt: str = "jpg",
+        jpeg_quality: int = 90,
+        max_age_days: float | None = 30.0,
+        max_total_bytes: int | None = None,
+        min_free_bytes: int = 0,
+        retention_interval_s: float = 300.0,
+        name: str = "archive",
+        maxsize: int = 16,
+    ) -> None:
+        super().__init__(name, maxsize=maxsize, max_batch=8, linger_s=0.0)
+        key = fmt.lower().lstrip(".")
+        if key not in _FORMATS:
+            raise ValueError(f"archive.fmt: {fmt!r} is not one of jpg, png")
+        if not 0 <= jpeg_quality <= 100:
+            raise ValueError(f"archive.jpeg_quality: {jpeg_quality} is not within 0..100")
+        self.root = Path(root).expanduser().absolute()
+        self.ext = _FORMATS[key]
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if self.ext == ".jpg" else []
+        self.max_age_days = max_age_days
+        self.max_total_bytes = max_total_bytes
+        self.min_free_bytes = min_free_bytes
+        self._interval = retention_interval_s
+        self._next_retention = 0.0
+        # oldest first: (mtime, size, path); appended in write order, so stays sorted
+        self._files: collections.deque[tuple[float, int, Path]] = collections.deque()
+        self._dirs: set[Path] = set()
+        self._lock = threading.RLock()
+        self._scanned = False
+        self.written = 0
+        self.ignored_ok = 0
+        self.dropped_disk_full = 0
+        self.failed_writes = 0
+        self.deleted = 0  # by age / size retention
+        self.purged = 0  # by the low-free-space purge
+        self.archive_bytes = 0
+        self.alarm = False
+
+    # ------------------------------------------------------------------ paths
+    def path_for(self, result: InspectionResult) -> str | None:
+        """Where the image of ``result`` is (or would be) archived; None for OK results."""
+        if not result.ng:
+            return None
+        cam = _UNSAFE.sub("_", result.camera_id) or "_"
+        day = datetime.fromtimestamp(result.acquired_at, UTC).strftime("%Y-%m-%d")
+        ms = round(result.acquired_at * 1000.0)
+        return str(self.root / cam / day / f"{cam}_{result.sequence}_{ms}{self.ext}")
+
+    # ------------------------------------------------------------------ sink
+    def wants(self, result: InspectionResult) -> bool:
+        """Only NG results: the fan-out skips (and does not retain frames for) the rest."""
+        return result.ng
+
+    def submit(self, result: InspectionResult) -> bool:
+        """Queue an NG result's frame for writing; OK results release their frame at once."""
+        if not result.ng:
+            self.ignored_ok += 1
+            if result.frame is not None:
+                result.frame.release()
+            return True
+        return super().submit(result)
+
+    def stats(self) -> dict[str, float]:
+        out = super().stats()
+        out.update(
+            written=self.written,
+            ignored_ok=self.ignored_ok,
+            dropped_disk_full=self.dropped_disk_full,
+            failed_writes=self.failed_writes,
+            deleted=self.deleted,
+            purged=self.purged,
+            archive_bytes=self.archive_bytes,
+            alarm=float(self.alarm),
+        )
+        return out
+
+    def _run(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.error("archive: cannot create %s (%s); NG images will not be saved", self.root, exc.strerror or exc)
+        self._retention_if_due()  # index the existing archive and trim it before writing
+        super()._run()
+
+    def handle_batch(self, batch: list[InspectionResult]) -> None:
+        self._retention_if_due()
+        for r in batch:
+            if r.ng and r.frame is not None:
+                self._archive(r)
+
+    def _archive(self, r: InspectionResult) -> None:
+        assert r.frame is not None
+        path = Path(self.path_for(r) or "")
+        try:
+            data = _encode(r.frame.image, r.frame.pixel_format, self.ext, self._params)
+        except (cv2.error, ValueError) as exc:
+            self.failed_writes += 1
+            log.error("archive: cannot encode %s#%d (%s)", r.camera_id, r.sequence, exc)
+            return
+        if self.min_free_bytes and self._free_bytes() < self.min_free_bytes + len(data):
+            self._purge_for_space(len(data))
+        try:
+            self._ensure_dir(path.parent)
+            self._write_bytes(path, data)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                self.dropped_disk_full += 1
+                if not self.alarm:
+                    log.error("archive: disk full at %s; NG images are being dropped", self.root)
+                self.alarm = True
+                if self.min_free_bytes:
+                    self._purge_for_space(len(data))
+            else:
+                self.failed_writes += 1
+                log.error("archive: cannot write %s (%s)", path, exc.strerror or exc)
+            return
+        if self.alarm:
+            log.warning("archive: writing again after %d dropped images", self.dropped_disk_full)
+        self.alarm = False
+        self.written += 1
+        with self._lock:
+            self._files.append((time.time(), len(data), path))
+            self.archive_bytes += len(data)
+            over = self.max_total_bytes is not None and self.archive_bytes > self.max_total_bytes
+        if over:
+            self.enforce_retention()
+
+    def _write_bytes(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically (a reader never sees half an image)."""
+        tmp = path.with_name(path.name + ".part")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _ensure_dir(self, folder: Path) -> None:
+        if folder not in self._dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(folder)
+
+    # ------------------------------------------------------------------ retention
+    def enforce_retention(self) -> int:
+        """Delete the oldest images beyond the age and size limits, and for free space.
+
+        The first call indexes the archive folder; later calls use the running index.
+
+        Returns:
+            How many images were deleted.
+        """
+        with self._lock:
+            self._scan_once()
+            n = 0
+            if self.max_age_days is not None:
+                cutoff = time.time() - self.max_age_days * 86400.0
+                while self._files and self._files[0][0] < cutoff:
+                    n += self._delete_oldest()
+            if self.max_total_bytes is not None:
+                while self._files and self.archive_bytes > self.max_total_bytes:
+                    n += self._delete_oldest()
+            self.deleted += n
+        if self.min_free_bytes:
+            n += self._purge_for_space(0)
+        return n
+
+    def _retention_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_retention:
+            self._next_retention = now + self._interval
+            try:
+                self.enforce_retention()
+            except OSError as exc:
+                log.error("archive: retention pass failed (%s)", exc)
+
+    def _purge_for_space(self, incoming: int) -> int:
+        """Delete oldest images until the filesystem has ``min_free_bytes + incoming`` free."""
+        n = 0
+        with self._lock:
+            self._scan_once()
+            while self._files:
+                missing = self.min_free_bytes + incoming - self._free_bytes()
+                if missing <= 0:
+                    break
+                freed = 0
+                # free what is missing, then look at the filesystem again
+                while self._files and freed < missing:
+                    freed += self._files[0][1]
+                    n += self._delete_oldest()
+            self.purged += n
+        if n:
+            log.warning("archive: low disk space on %s; purged %d oldest images", self.root, n)
+        return n
+
+    def _free_bytes(self) -> int:
+        try:
+            return shutil.disk_usage(self.root).free
+        except OSError:
+            return 1 << 62  # root not there yet: nothing to purge
+
+    def _delete_oldest(self) -> int:
+        _, size, path = self._files.popleft()
+        self.archive_bytes -= size
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.error("archive: cannot delete %s (%s)", path, exc.strerror or exc)
+            return 0
+        try:
+            path.parent.rmdir()  # only succeeds once the day folder is empty
+            self._dirs.discard(path.parent)
+        except OSError:
+            pass
+        return 1
+
+    def _scan_once(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        found: list[tuple[float, int, Path]] = []
+        if self.root.is_dir():
+            for dirpath, _dirs, files in os.walk(self.root):
+                for f in files:
+                    p = Path(dirpath, f)
+                    if f.endswith(".part"):  # left by a crash mid-write
+                        p.unlink(missing_ok=True)
+                        continue
+                    if not f.endswith((".jpg", ".png")):
+                        continue
+                    try:
+                        st = p.stat()
+                    except OSError:
+                        continue
+                    found.append((st.st_mtime, st.st_size, p))
+        found.sort()
+        self._files.extendleft(reversed(found))
+        self.archive_bytes += sum(s for _, s, _ in found)
+        if found:
+            log.info("archive: %d images (%.1f MB) in %s", len(found), self.archive_bytes / 1e6, self.root)
+
+
+def _encode(image: np.ndarray, pixel_format: str, ext: str, params: list[int]) -> bytes:
+    """Encode a Mono8 (H, W) or colour (H, W, 3|4) u8 frame; RGB formats are swapped to BGR."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"frame dtype {image.dtype} is not uint8")
+    img = image
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    elif img.ndim == 3 and img.shape[2] == 4:
+        code = cv2.COLOR_RGBA2BGR if pixel_format.upper().startswith("RGB") else cv2.COLOR_BGRA2BGR
+        img = cv2.cvtColor(img, code)
+    elif img.ndim == 3 and img.shape[2] == 3:
+        if pixel_format.upper().startswith("RGB"):
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    elif img.ndim != 2:
+        raise ValueError(f"frame shape {image.shape} is neither (H, W) nor (H, W, 3|4)")
+    ok, buf = cv2.imencode(ext, img, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode {ext}")
+    return buf.tobytes()

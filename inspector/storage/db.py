@@ -1,0 +1,189 @@
+"""Opening and migrating the inspection database.
+
+SQLite (WAL) in the user data folder is the default; any SQLAlchemy URL can replace it,
+e.g. ``postgresql+psycopg://user@host/inspector`` for a plant-wide database. The
+``INSPECTOR_DB_URL`` environment variable overrides the default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+
+ENV_URL = "INSPECTOR_DB_URL"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StorageError(ValueError):
+    """A database problem a user can cause or fix (bad URL, unreachable server, bad file).
+
+    The message is one line that names the database, fit for the CLI to print as is.
+    """
+
+
+def default_db_url() -> str:
+    """The database URL to use when none is configured.
+
+    Returns:
+        ``INSPECTOR_DB_URL`` if set, else a SQLite file ``inspector.db`` in the user data
+        folder (created if missing).
+    """
+    env = os.environ.get(ENV_URL, "").strip()
+    if env:
+        return env
+    folder = Path(platformdirs.user_data_dir("inspector"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'inspector.db'}"
+
+
+def sqlite_path(target: str | URL | Engine) -> Path | None:
+    """The database file of a file-backed SQLite URL or engine, else None.
+
+    Args:
+        target: A database URL (string or parsed) or an engine.
+    """
+    if isinstance(target, Engine):
+        url = target.url
+    else:
+        try:
+            url = make_url(target)
+        except ArgumentError:
+            return None
+    if url.get_backend_name() != "sqlite":
+        return None
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db).expanduser()
+
+
+def display_url(url: str | URL) -> str:
+    """The URL as it may appear in messages and logs (password hidden)."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_database(url: str | None = None, *, busy_timeout_ms: int = 5000, connect: bool = True) -> Engine:
+    """Create an engine for ``url`` (default: `default_db_url`).
+
+    For SQLite every new connection gets the PRAGMAs the engine relies on (WAL,
+    synchronous=FULL, foreign keys, busy timeout) and real transactions (SQLAlchemy's
+    documented pysqlite recipe: we emit BEGIN ourselves so DDL is transactional too).
+
+    Args:
+        url: SQLAlchemy database URL.
+        busy_timeout_ms: How long SQLite waits for a lock held by another connection
+            before failing with "database is locked".
+        connect: Open one connection now so a bad URL or an unreachable server is
+            reported here rather than at the first write.
+
+    Returns:
+        The engine (thread-safe; share it between writer and readers).
+
+    Raises:
+        StorageError: The URL cannot be parsed, names an unknown dialect or a driver
+            that is not installed, or (with ``connect``) the database cannot be opened.
+    """
+    raw = url if url is not None else default_db_url()
+    shown = display_url(raw)
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise StorageError(
+            f"db: cannot open {shown!r}: not a database URL (e.g. sqlite:///path/inspector.db)"
+        ) from None
+    kwargs: dict[str, Any] = {}
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite:
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            # one shared in-memory database for every thread
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        elif not database.startswith("file:"):
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StorageError(f"db: cannot open {shown!r}: folder {parent} does not exist")
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError:
+        raise StorageError(f"db: cannot open {shown!r}: unknown dialect {parsed.drivername!r}") from None
+    except ImportError as exc:
+        raise StorageError(f"db: cannot open {shown!r}: driver not installed ({exc.name or exc})") from None
+    except (ArgumentError, TypeError) as exc:
+        raise StorageError(f"db: cannot open {shown!r}: {_one_line(exc)}") from None
+    if is_sqlite:
+        _install_sqlite_pragmas(engine, busy_timeout_ms)
+    if connect:
+        try:
+            with engine.connect():
+                pass
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise StorageError(f"db: cannot open {shown!r}: {_one_line(exc)}") from None
+    log.info("db: opened %s", shown)
+    return engine
+
+
+def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Stop pysqlite from issuing BEGIN/COMMIT on its own; "begin" below does it.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")  # readers (GUI) never block the writer
+            # A result reported as written must survive power loss and kill -9. FULL
+            # fsyncs the WAL on every commit (NORMAL may lose the last commits on power
+            # loss); the writer commits in batches, so the cost is amortised.
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema up to date (Alembic ``upgrade head``), creating it if needed.
+
+    Raises:
+        StorageError: The database cannot be reached or the migration failed.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    # ConfigParser interpolates '%': escape it in the path.
+    cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except SQLAlchemyError as exc:
+        raise StorageError(f"db: cannot migrate {display_url(engine.url)!r}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, without SQLAlchemy's background link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,412 @@
+"""`DbWriter`: the result sink that stores every inspection in the database.
+
+One worker thread turns results into rows and commits them in batches (Core
+``insert()`` executemany, one transaction per batch). When a commit fails because the
+database is locked or unreachable, the batch is appended to a spool file (fsync'ed) and
+replayed every ``retry_s`` until the database takes it: nothing accepted is lost, and
+each result's uid makes the replay idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from inspector.results import InspectionResult
+from inspector.sinks import QueuedSink
+from inspector.storage.db import display_url, sqlite_path
+from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord
+from inspector.storage.spool import Spool
+
+log = logging.getLogger(__name__)
+
+#: A record as stored and spooled: ``{"row": inspection columns, "model_name": str,
+#: "detections": [[class_id, class_name, score, x1, y1, x2, y2, accepted], ...]}``.
+Record = dict[str, Any]
+
+_INSPECTIONS: Table = InspectionRecord.__table__  # type: ignore[assignment]
+_DETECTIONS: Table = DetectionRecord.__table__  # type: ignore[assignment]
+_CAMERAS: Table = CameraRecord.__table__  # type: ignore[assignment]
+_MODELS: Table = ModelRecord.__table__  # type: ignore[assignment]
+_CAMERA_INFO = ("kind", "vendor", "model", "serial")
+
+
+def default_spool_path(engine: Engine) -> Path:
+    """``<database file>.spool.jsonl`` for SQLite files, else one in the user data folder."""
+    db = sqlite_path(engine)
+    if db is not None:
+        return db.with_name(db.name + ".spool.jsonl")
+    return Path(platformdirs.user_data_dir("inspector")) / f"{engine.dialect.name}-spool.jsonl"
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    """True if retrying later may succeed (lock, lost connection), False for bad data."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class DbWriter(QueuedSink):
+    """Stores inspection results in the database, in batches, from one thread.
+
+    Args:
+        engine: From `inspector.storage.db.open_database`, schema migrated.
+        image_path_for: Gives the archived image path of a result (e.g.
+            ``NgArchive.path_for``), or None when no image is kept.
+        spool_path: Where results wait while the database is unavailable (default:
+            `default_spool_path`).
+        name: Sink name (logs, metrics).
+        maxsize: Queue capacity; a full queue is a counted skip.
+        max_batch: Most results per transaction.
+        linger_s: How long a batch waits to fill up.
+        retry_s: Seconds between attempts to replay the spool.
+
+    Attributes:
+        rows_written: Inspections committed (replayed ones included, duplicates not).
+        spooled: Results that went to the spool (cumulative).
+        rejected: Results the database refused as invalid data; they are kept in
+            ``<spool>.rejected.jsonl`` for a person to look at.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        image_path_for: Callable[[InspectionResult], str | None] | None = None,
+        spool_path: Path | None = None,
+        name: str = "db",
+        maxsize: int = 10_000,
+        max_batch: int = 1000,
+        linger_s: float = 0.05,
+        retry_s: float = 2.0,
+    ) -> None:
+        super().__init__(name, maxsize=maxsize, max_batch=max_batch, linger_s=linger_s)
+        self._engine = engine
+        self._image_path_for = image_path_for
+        self.spool = Spool(spool_path if spool_path is not None else default_spool_path(engine))
+        self._rejects = Spool(self.spool.path.with_name(self.spool.path.stem + ".rejected.jsonl"))
+        self._retry_s = retry_s
+        self._next_drain = 0.0  # monotonic; a spool left by a previous run drains at once
+        self._uids: dict[int, str] = {}  # id(result) -> uid, while the result is queued
+        self._known_cameras: set[str] = set()
+        self._known_models: set[str] = set()
+        self._camera_info: dict[str, dict[str, str]] = {}
+        self._info_lock = threading.Lock()
+        self._backlog: list[Record] = []  # only when even the spool cannot be written
+        self.rows_written = 0
+        self.spooled = 0
+        self.rejected = 0
+        if len(self.spool):
+            log.warning("db: %d results wait in spool %s; they will be written first", len(self.spool), self.spool.path)
+
+    # ------------------------------------------------------------------ producer side
+    def submit(self, result: InspectionResult) -> bool:
+        """Enqueue ``result`` with a fresh uid; never blocks (False when the queue is full)."""
+        key = id(result)  # unique while the result sits in our queue
+        self._uids[key] = str(uuid.uuid4())
+        if super().submit(result):
+            return True
+        self._uids.pop(key, None)
+        return False
+
+    def register_camera(
+        self, camera_id: str, *, kind: str = "", vendor: str = "", model: str = "", serial: str = ""
+    ) -> None:
+        """Describe a camera; the ``cameras`` row is written or updated with the next batch."""
+        with self._info_lock:
+            self._camera_info[camera_id] = {"kind": kind, "vendor": vendor, "model": model, "serial": serial}
+
+    def stats(self) -> dict[str, float]:
+        out = super().stats()
+        out.update(
+            rows_written=self.rows_written,
+            spooled=self.spooled,
+            spool_size=len(self.spool) + len(self._backlog),
+            rejected=self.rejected,
+        )
+        return out
+
+    # ------------------------------------------------------------------ worker thread
+    def _run(self) -> None:
+        # QueuedSink._run, plus a wake-up every retry_s while the spool holds results so
+        # it drains even when the line is idle.
+        stopping = False
+        while not stopping:
+            pending = bool(len(self.spool) or self._backlog)
+            timeout = max(0.0, self._next_drain - time.monotonic()) if pending else None
+            try:
+                item = self._q.get(timeout=timeout)
+            except queue.Empty:
+                self._drain()
+                continue
+            if item is None:
+                break
+            batch = [item]
+            deadline = time.monotonic() + self._linger
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            try:
+                self.handle_batch(batch)
+                self.handled += len(batch)
+            except Exception:
+                self.failed_batches += 1
+                log.exception("sink %s: batch of %d failed", self.name, len(batch))
+        if len(self.spool) or self._backlog:
+            self._drain()  # one last try; what stays in the spool is written at next start
+            if len(self.spool):
+                log.warning("db: stopping with %d results in spool %s", len(self.spool), self.spool.path)
+
+    def handle_batch(self, batch: list[InspectionResult]) -> None:
+        records = [self._record(r) for r in batch]
+        if len(self.spool) or self._backlog:
+            if time.monotonic() >= self._next_drain:
+                self._drain()
+            if len(self.spool) or self._backlog:  # the database is still away: keep order
+                self._to_spool(records)
+                return
+        try:
+            self._store(records)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "db: cannot write %d results to %s (%s); spooling to %s",
+                len(records),
+                display_url(self._engine.url),
+                str(getattr(exc, "orig", exc) or exc).splitlines()[0],
+                self.spool.path,
+            )
+            self._to_spool(records)
+            self._next_drain = time.monotonic() + self._retry_s
+
+    def _record(self, r: InspectionResult) -> Record:
+        uid = self._uids.pop(id(r), None) or str(uuid.uuid4())
+        image_path = None
+        if self._image_path_for is not None:
+            try:
+                image_path = self._image_path_for(r)
+            except Exception:
+                log.exception("db: image_path_for failed for %s#%d", r.camera_id, r.sequence)
+        t, p = r.times, r.provenance
+        dets = [[d.class_id, d.class_name[:64], d.score, d.x1, d.y1, d.x2, d.y2, True] for d in r.detections]
+        dets += [[d.class_id, d.class_name[:64], d.score, d.x1, d.y1, d.x2, d.y2, False] for d in r.rejected]
+        return {
+            "row": {
+                "uid": uid,
+                "camera_id": r.camera_id[:64],
+                "sequence": r.sequence,
+                "acquired_at": r.acquired_at,
+                "verdict": str(getattr(r.verdict, "value", r.verdict)),
+                "rule": r.rule,
+                "model_sha256": p.model_sha256[:64],
+                "backend": p.backend[:32],
+                "wait_ms": t.wait_ms,
+                "preprocess_ms": t.preprocess_ms,
+                "inference_ms": t.inference_ms,
+                "postprocess_ms": t.postprocess_ms,
+                "verdict_ms": t.verdict_ms,
+                "total_ms": t.total_ms,
+                "frame_width": r.frame_width,
+                "frame_height": r.frame_height,
+                "settings_digest": p.camera_settings_digest[:128],
+                "image_path": image_path,
+            },
+            "model_name": p.model_name[:128],
+            "detections": dets,
+        }
+
+    # ------------------------------------------------------------------ database
+    def _store(self, records: list[Record]) -> int:
+        """Write ``records`` in one transaction; uids already stored are skipped.
+
+        Returns:
+            How many inspections were new.
+
+        Raises:
+            SQLAlchemyError: A transient failure (nothing committed). A batch the
+                database refuses as bad data is split up and the bad records set aside.
+        """
+        try:
+            return self._commit(records)
+        except SQLAlchemyError as exc:
+            if _transient(exc):
+                raise
+            # a cached camera/model row may have been deleted under us: look again
+            self._known_cameras.clear()
+            self._known_models.clear()
+            if len(records) == 1:
+                self._reject(records, exc)
+                return 0
+            log.warning("db: batch of %d refused (%s); retrying one by one", len(records), exc.__class__.__name__)
+            return sum(self._store([rec]) for rec in records)
+
+    def _commit(self, records: list[Record]) -> int:
+        # a replayed spool may hold the same record twice: keep the first of each uid
+        unique: dict[str, Record] = {}
+        for rec in records:
+            unique.setdefault(rec["row"]["uid"], rec)
+        records = list(unique.values())
+        with self._info_lock:
+            info, self._camera_info = self._camera_info, {}
+        try:
+            with self._engine.begin() as conn:
+                new_cameras, new_models = self._upsert_references(conn, records, info)
+                ids = self._insert_inspections(conn, [rec["row"] for rec in records])
+                dets = [
+                    {
+                        "inspection_id": ids[rec["row"]["uid"]],
+                        "class_id": d[0],
+                        "class_name": d[1],
+                        "score": d[2],
+                        "x1": d[3],
+                        "y1": d[4],
+                        "x2": d[5],
+                        "y2": d[6],
+                        "accepted": bool(d[7]),
+                    }
+                    for rec in records
+                    if rec["row"]["uid"] in ids
+                    for d in rec["detections"]
+                ]
+                if dets:
+                    conn.execute(insert(_DETECTIONS), dets)
+        except BaseException:
+            with self._info_lock:  # try the camera descriptions again with the next batch
+                self._camera_info = {**info, **self._camera_info}
+            raise
+        self._known_cameras |= new_cameras
+        self._known_models |= new_models
+        self.rows_written += len(ids)
+        return len(ids)
+
+    def _upsert_references(
+        self, conn: Connection, records: list[Record], info: dict[str, dict[str, str]]
+    ) -> tuple[set[str], set[str]]:
+        cameras: dict[str, dict[str, Any]] = {}
+        models: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            row = rec["row"]
+            if row["camera_id"] not in self._known_cameras and row["camera_id"] not in cameras:
+                cameras[row["camera_id"]] = {"id": row["camera_id"], "first_seen": row["acquired_at"]}
+            if row["model_sha256"] not in self._known_models and row["model_sha256"] not in models:
+                models[row["model_sha256"]] = {
+                    "sha256": row["model_sha256"],
+                    "name": rec["model_name"],
+                    "backend": row["backend"],
+                    "first_seen": row["acquired_at"],
+                }
+        if cameras:
+            rows = [{**dict.fromkeys(_CAMERA_INFO, ""), **c} for c in cameras.values()]
+            self._insert_missing(conn, _CAMERAS, "id", rows)
+        if models:
+            self._insert_missing(conn, _MODELS, "sha256", list(models.values()))
+        for camera_id, fields in info.items():
+            camera_id = camera_id[:64]
+            self._insert_missing(conn, _CAMERAS, "id", [{"id": camera_id, "first_seen": time.time(), **fields}])
+            conn.execute(update(_CAMERAS).where(_CAMERAS.c.id == camera_id).values(**fields))
+            cameras[camera_id] = {}
+        return set(cameras), set(models)
+
+    def _insert_missing(self, conn: Connection, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
+        """Insert the rows whose ``key`` is not in ``table`` yet."""
+        dialect = conn.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            mod = sqlite if dialect == "sqlite" else postgresql
+            conn.execute(mod.insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+            return
+        col = table.c[key]
+        have = set(conn.scalars(select(col).where(col.in_([r[key] for r in rows]))))
+        fresh = [r for r in rows if r[key] not in have]
+        if fresh:
+            conn.execute(insert(table), fresh)
+
+    def _insert_inspections(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert inspections, skipping uids already present; returns uid -> id of new rows."""
+        dialect = conn.dialect.name
+        t = _INSPECTIONS
+        if dialect in ("sqlite", "postgresql"):
+            mod = sqlite if dialect == "sqlite" else postgresql
+            stmt = mod.insert(t).on_conflict_do_nothing(index_elements=["uid"]).returning(t.c.uid, t.c.id)
+            return {uid: id_ for uid, id_ in conn.execute(stmt, rows)}
+        uids = [r["uid"] for r in rows]
+        have = set(conn.scalars(select(t.c.uid).where(t.c.uid.in_(uids))))
+        fresh = [r for r in rows if r["uid"] not in have]
+        if not fresh:
+            return {}
+        conn.execute(insert(t), fresh)
+        wanted = [r["uid"] for r in fresh]
+        return {uid: id_ for uid, id_ in conn.execute(select(t.c.uid, t.c.id).where(t.c.uid.in_(wanted)))}
+
+    # ------------------------------------------------------------------ spool
+    def _to_spool(self, records: list[Record]) -> None:
+        pending = self._backlog + records
+        try:
+            self.spool.append(pending)
+        except OSError as exc:
+            # Keep them in memory and try again with the next batch (bounded by what
+            # the queue already lets in; the station's disk alarm tells the operator).
+            log.error(
+                "db: cannot write spool %s (%s); holding %d results in memory", self.spool.path, exc, len(records)
+            )
+            self._backlog.extend(records)
+            return
+        self.spooled += len(pending)
+        self._backlog = []
+
+    def _drain(self) -> None:
+        """Replay the spool (and any in-memory backlog) into the database."""
+        self._next_drain = time.monotonic() + self._retry_s
+        if self._backlog:
+            self._to_spool([])
+            if self._backlog:
+                return
+        if not len(self.spool):
+            return
+        written = 0
+        try:
+            for chunk in self.spool.replay(self._max_batch):
+                written += self._store(chunk)
+        except SQLAlchemyError as exc:
+            log.info("db: spool replay paused after %d results (%s)", written, exc.__class__.__name__)
+            return
+        except OSError as exc:
+            log.error("db: cannot read spool %s (%s)", self.spool.path, exc)
+            return
+        except Exception:  # e.g. a malformed record: keep the spool, keep the worker alive
+            log.exception("db: spool replay of %s failed; it stays for the next try", self.spool.path)
+            return
+        n = len(self.spool)
+        self.spool.clear()
+        log.info("db: spool drained: %d results, %d new", n, written)
+
+    def _reject(self, records: Iterable[Record], exc: SQLAlchemyError) -> None:
+        records = list(records)
+        self.rejected += len(records)
+        log.error(
+            "db: %s#%s refused by the database (%s); kept in %s",
+            records[0]["row"]["camera_id"],
+            records[0]["row"]["sequence"],
+            str(getattr(exc, "orig", exc)).splitlines()[0],
+            self._rejects.path,
+        )
+        try:
+            self._rejects.append(records)
+        except OSError:
+            log.exception("db: cannot write %s", self._rejects.path)
