@@ -191,8 +191,9 @@ def _lighting_and_sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarra
     h, w = img.shape[:2]
     gain = rng.uniform(0.85, 1.15)  # lamp drift between frames
     gx, gy = rng.uniform(-0.18, 0.18, 2)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    grad = 1.0 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    grad = 1.0 + gx * (xs / w - 0.5) + gy * (ys / h - 0.5)
     img = img * (gain * grad)[..., None]
     sigma = rng.uniform(0.0, 0.8)
     if sigma > 0.3:
@@ -229,7 +230,11 @@ def _commit(
     x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     if min(x2 - x1, y2 - y1) < 3:
         return None
-    img[:] = img * (1 - a[..., None]) + layer * a[..., None]
+    # blend only where the defect has any weight (identical to a full-frame blend)
+    ay, ax = np.nonzero(a)
+    r = (slice(ay.min(), ay.max() + 1), slice(ax.min(), ax.max() + 1))
+    ar = a[r][..., None]
+    img[r] = img[r] * (1 - ar) + layer[r] * ar
     h, w = part_mask.shape
     pad = 1
     x1, y1 = max(0, x1 - pad), max(0, y1 - pad)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import builtins
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camera.renderer import DEFECT_CLASSES
+from inspector.model_repo import load_card
+from inspector.training.export import write_card
+from inspector.training.train import TrainingUnavailable, train
+
+HAVE_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
+
+
+def test_card_round_trip(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"not really onnx, but the card only hashes it")
+    write_card(tmp_path, name="m", classes=DEFECT_CLASSES, input_size=(320, 256),
+               training={"seed_first": 0, "seed_last": 99, "epochs": 3}, metrics={"mAP50": 0.5})
+    card = load_card(tmp_path)
+    assert card.name == "m" and card.classes == DEFECT_CLASSES
+    assert (card.input_width, card.input_height) == (320, 256)
+    assert card.extra["training"]["seed_last"] == 99 and card.extra["metrics"]["mAP50"] == 0.5
+
+
+def test_train_without_the_extra_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data.yaml"
+    data.write_text("train: x\n")
+    real_import = builtins.__import__
+
+    def no_ultralytics(name: str, *a, **k):
+        if name.startswith("ultralytics"):
+            raise ImportError("No module named 'ultralytics'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ultralytics)
+    with pytest.raises(TrainingUnavailable, match=r"pip install -e '\.\[train\]'"):
+        train(data)
+
+
+def test_train_refuses_a_missing_dataset(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        train(tmp_path / "missing.yaml")
+
+
+@pytest.mark.train
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_ULTRALYTICS, reason="the train extra (ultralytics) is not installed")
+def test_tiny_training_run_exports_a_model_the_runtime_loads(tmp_path: Path) -> None:
+    from inspector.backends import BatchItem, create_backend
+    from inspector.dataset import export_dataset
+    from inspector.preprocess import Letterbox
+    from inspector.training.export import export_onnx
+
+    export_dataset(tmp_path / "ds", 12, seed=0, width=96, height=96, val_fraction=0.25)
+    run = train(tmp_path / "ds" / "data.yaml", imgsz=96, epochs=1, batch=4, device="cpu",
+                project=tmp_path / "runs", name="tiny", workers=0)
+    assert run.best.is_file() or (run.run_dir / "weights" / "last.pt").is_file()
+    weights = run.best if run.best.is_file() else run.run_dir / "weights" / "last.pt"
+    onnx = export_onnx(weights, tmp_path / "models" / "tiny", name="tiny", imgsz=96,
+                       training={"seed_first": 0, "seed_last": 11})
+    card = load_card(tmp_path / "models" / "tiny")
+    assert onnx.is_file() and card.classes == DEFECT_CLASSES and card.input_width == 96
+    be = create_backend("openvino", card, max_batch=2)
+    frame = np.zeros((96, 96, 3), np.uint8)
+    out = be.infer([BatchItem(frame, "BGR8", Letterbox.fit(96, 96, 96, 96))] * 2)
+    assert out.raw.shape[:2] == (2, 4 + len(DEFECT_CLASSES))
