@@ -155,11 +155,11 @@ def _place_part(
 def _surface(rng: np.random.Generator, kind: str, w: int, h: int) -> np.ndarray:
     if kind == "brushed_metal":
         level = rng.uniform(140, 185)
-        streak = rng.normal(0, 1, (h, 1)).astype(np.float32)
-        streak = cv2.GaussianBlur(np.repeat(streak, w, 1), (0, 0), sigmaX=25, sigmaY=0.6)
-        tex = np.full((h, w, 3), level, np.float32) + 14 * streak[..., None]
-        tex[..., 0] += 4  # slight blue cast
-        return tex
+        column = rng.normal(0, 1, (h, 1)).astype(np.float32)
+        streak = cv2.GaussianBlur(np.repeat(column, w, 1), (0, 0), sigmaX=25, sigmaY=0.6)
+        metal: np.ndarray = np.full((h, w, 3), level, np.float32) + 14 * streak[..., None]
+        metal[..., 0] += 4  # slight blue cast
+        return metal
     if kind == "pcb":
         tex = np.empty((h, w, 3), np.float32)
         tex[...] = (rng.uniform(40, 60), rng.uniform(95, 125), rng.uniform(35, 55))

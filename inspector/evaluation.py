@@ -84,6 +84,7 @@ def evaluate(
     n_gt = np.zeros(nc, int)
     defective = ok = escapes = false_rejects = 0
     busy = 0.0
+    frame_max: list[tuple[float, bool]] = []  # best score per frame, defective or not
     for start in range(0, count, batch):
         frames = [
             render_part(seed_base + i, width, height, mono=(i % 4 == 3), ok_share=ok_share)
@@ -102,6 +103,7 @@ def evaluate(
             all_pred.append(d)
             all_tp.append(match_at_thresholds(d, gt))
             ng = bool(len(d) and (d[:, 4] >= threshold).any())
+            frame_max.append((float(d[:, 4].max()) if len(d) else 0.0, f.truth.defective))
             if f.truth.defective:
                 defective += 1
                 escapes += int(not ng)
@@ -125,6 +127,7 @@ def evaluate(
             prec = ctp[:, k] / np.maximum(ctp[:, k] + cfp[:, k], 1)
             ap[c, k] = average_precision(rec, prec)
     present = n_gt > 0
+    sweep = threshold_sweep(frame_max)
     return {
         "model": card.name,
         "sha256": card.sha256,
@@ -145,7 +148,25 @@ def evaluate(
         "escape_rate": escapes / defective if defective else 0.0,
         "false_reject_rate": false_rejects / ok if ok else 0.0,
         "latency_ms_per_image": busy / count * 1e3,
+        "threshold_sweep": sweep,
     }
+
+
+def threshold_sweep(frame_max: list[tuple[float, bool]]) -> list[dict[str, float]]:
+    """Escape and false-reject rates for a range of verdict thresholds (one score per frame)."""
+    scores = np.array([s for s, _ in frame_max])
+    defective = np.array([d for _, d in frame_max], bool)
+    out = []
+    for t in np.round(np.arange(0.05, 0.91, 0.05), 2):
+        ng = scores >= t
+        out.append(
+            {
+                "threshold": float(t),
+                "escape_rate": float((~ng & defective).sum() / max(1, defective.sum())),
+                "false_reject_rate": float((ng & ~defective).sum() / max(1, (~defective).sum())),
+            }
+        )
+    return out
 
 
 def update_card_metrics(model: str | Path, metrics: dict[str, Any]) -> Path:

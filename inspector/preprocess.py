@@ -183,6 +183,6 @@ def reference_tensor(
 
 def batch_to_tensor(batch_u8: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     """``(B, H, W, 3)`` BGR u8 -> ``(B, 3, H, W)`` RGB in 0..1 (for runtimes without in-graph preprocessing)."""
-    x = batch_u8[..., ::-1].transpose(0, 3, 1, 2).astype(dtype)
+    x: np.ndarray = batch_u8[..., ::-1].transpose(0, 3, 1, 2).astype(dtype)
     x *= 1.0 / 255.0
     return np.ascontiguousarray(x)

@@ -63,7 +63,7 @@ def run_ultralytics(model: str, frames: list[np.ndarray], seconds: float = 10.0)
     with tempfile.TemporaryDirectory() as tmp:
         d = _openvino_dir(card.path, Path(tmp))
         yolo = YOLO(str(d), task="detect")
-        kw = dict(imgsz=card.input_width, device="cpu", verbose=False, conf=0.25)
+        kw: dict[str, Any] = dict(imgsz=card.input_width, device="cpu", verbose=False, conf=0.25)
         yolo.predict(bgr[0], **kw)
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 2:
