@@ -118,3 +118,34 @@ def test_tensorrt_backend_explains_what_is_missing(tmp_path: Path) -> None:
     assert res.exit_code == 2
     line = res.output.strip()
     assert "\n" not in line and "tensorrt" in line.lower()
+
+
+def test_history_and_cameras_list_commands(tmp_path: Path) -> None:
+    from inspector.cli import app
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(CONFIG.format(archive=tmp_path / "ng"))
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "--headless", "--config", str(cfg), "--duration", "2", "--db", url, "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["history", "--db", url, "--json", "--limit", "500"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert rows and {r["camera_id"] for r in rows} <= {"a", "b"}
+    assert [r["acquired_at"] for r in rows] == sorted((r["acquired_at"] for r in rows), reverse=True)
+    res = runner.invoke(app, ["history", "--db", url, "--json", "--camera", "b", "--verdict", "NG", "--since", "1h"])
+    ng_b = json.loads(res.output)
+    assert all(r["camera_id"] == "b" and r["verdict"] == "NG" for r in ng_b)
+    assert len(ng_b) == sum(r["camera_id"] == "b" and r["verdict"] == "NG" for r in rows)
+    res = runner.invoke(app, ["history", "--db", url])  # the human table
+    assert res.exit_code == 0 and "CAMERA" in res.output
+
+    res = runner.invoke(app, ["cameras", "list", "--config", str(cfg), "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output)
+    ids = {c["id"] for c in listed["cameras"]}
+    assert {"a", "b"} <= ids
+    if any(p.endswith("viky.cti") for p in listed["producers"]):
+        serials = {c["serial"] for c in listed["cameras"] if c["kind"] == "gentl"}
+        assert len(serials) >= 3  # the three viky devices
