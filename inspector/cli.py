@@ -315,6 +315,7 @@ def eval_cmd(
     width: int = typer.Option(320, min=32),
     height: int = typer.Option(320, min=32),
     threshold: float = typer.Option(0.35, min=0.0, max=1.0, help="Verdict score threshold."),
+    precision: str = typer.Option("auto", help="OpenVINO precision: auto, f32, bf16, f16."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
     update_card: bool = typer.Option(False, help="Write the metrics into the model card."),
 ) -> None:
@@ -322,7 +323,10 @@ def eval_cmd(
     from inspector.evaluation import evaluate, update_card_metrics
 
     try:
-        m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold)
+        if precision not in ("auto", "f32", "bf16", "f16"):
+            fail(f"--precision: {precision!r} is not one of auto, f32, bf16, f16")
+        m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold,
+                     precision=precision)
     except _user_errors() as exc:
         fail(str(exc))
     typer.echo(

@@ -67,6 +67,7 @@ def evaluate(
     batch: int = 8,
     seed_base: int = HELD_OUT_SEED_BASE,
     ok_share: float = DEFAULT_OK_SHARE,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a model from the repository on ``count`` held-out frames.
 
@@ -76,7 +77,7 @@ def evaluate(
         seeds used.
     """
     card = load_card(model)
-    be = create_backend(backend, card, max_batch=batch)
+    be = create_backend(backend, card, max_batch=batch, precision=precision)
     names = card.classes
     nc = len(names)
     all_pred: list[np.ndarray] = []
@@ -132,6 +133,7 @@ def evaluate(
         "model": card.name,
         "sha256": card.sha256,
         "backend": backend,
+        "precision": precision,
         "frames": count,
         "frame_size": [width, height],
         "seeds": [seed_base, seed_base + count - 1],

@@ -81,6 +81,7 @@ class Station:
                 max_batch=config.scheduler.max_batch,
                 device=dev,
                 threads=config.model.threads,
+                precision=config.model.precision,
             )
             for dev in config.model.devices
         ]

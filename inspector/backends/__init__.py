@@ -8,7 +8,9 @@ from inspector.model_repo import ModelCard
 BACKENDS = ("openvino", "onnxruntime", "tensorrt")
 
 
-def create_backend(name: str, card: ModelCard, *, max_batch: int, device: str = "CPU", threads: int = 0) -> Backend:
+def create_backend(
+    name: str, card: ModelCard, *, max_batch: int, device: str = "CPU", threads: int = 0, precision: str = "auto"
+) -> Backend:
     """Build the named backend for one inference device.
 
     Raises:
@@ -18,7 +20,7 @@ def create_backend(name: str, card: ModelCard, *, max_batch: int, device: str = 
     if name == "openvino":
         from inspector.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(card, max_batch, device, threads)
+        return OpenVinoBackend(card, max_batch, device, threads, precision)
     if name == "onnxruntime":
         from inspector.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -20,11 +20,15 @@ class OpenVinoBackend(CpuBatchBackend):
         max_batch: Largest batch the scheduler sends.
         device: OpenVINO device name (``CPU``, ``GPU``, ``NPU``).
         threads: Inference threads (0: OpenVINO decides).
+        precision: ``auto`` (the device's default: bf16 on CPUs with AMX/AVX512-BF16), ``f32``,
+            ``bf16`` or ``f16``.
     """
 
     name = "openvino"
 
-    def __init__(self, card: ModelCard, max_batch: int = 8, device: str = "CPU", threads: int = 0) -> None:
+    def __init__(
+        self, card: ModelCard, max_batch: int = 8, device: str = "CPU", threads: int = 0, precision: str = "auto"
+    ) -> None:
         super().__init__(card, max_batch, device)
         try:
             import openvino as ov
@@ -45,6 +49,8 @@ class OpenVinoBackend(CpuBatchBackend):
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+        if precision != "auto":
+            config["INFERENCE_PRECISION_HINT"] = {"f32": "f32", "bf16": "bf16", "f16": "f16"}[precision]
         try:
             self._compiled = core.compile_model(model, device, config)
         except RuntimeError as exc:
