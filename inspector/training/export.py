@@ -48,6 +48,32 @@ def write_card(
     return path
 
 
+def run_summary(weights: Path) -> dict[str, Any]:
+    """What an Ultralytics run folder says about the training (args.yaml, results.csv), if present."""
+    import csv
+
+    run_dir = Path(weights).resolve().parent.parent
+    out: dict[str, Any] = {}
+    args = run_dir / "args.yaml"
+    if args.is_file():
+        for line in args.read_text().splitlines():
+            key, _, value = line.partition(": ")
+            if key in ("imgsz", "batch", "device", "optimizer", "seed", "time"):
+                out[key] = value.strip()
+            elif key in ("model", "data"):  # machine paths say nothing to the reader: keep the name
+                out[key] = Path(value.strip()).name
+    results = run_dir / "results.csv"
+    if results.is_file():
+        rows = list(csv.DictReader(results.open()))
+        if rows:
+            last = {k.strip(): v for k, v in rows[-1].items()}
+            out["epochs_completed"] = int(float(last["epoch"]))
+            out["train_seconds"] = round(float(last.get("time", 0) or 0), 1)
+            out["val_mAP50_ultralytics"] = round(float(last.get("metrics/mAP50(B)", 0) or 0), 4)
+            out["val_mAP50_95_ultralytics"] = round(float(last.get("metrics/mAP50-95(B)", 0) or 0), 4)
+    return out
+
+
 def export_onnx(
     weights: Path,
     out_dir: Path,
@@ -76,7 +102,8 @@ def export_onnx(
         shutil.copy(exported, out_dir / "model.onnx")
         names = model.names
     classes = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(DEFECT_CLASSES)
-    write_card(out_dir, name=name, classes=classes, input_size=(imgsz, imgsz), training=training)
+    info = {**run_summary(weights), **(training or {})}
+    write_card(out_dir, name=name, classes=classes, input_size=(imgsz, imgsz), training=info)
     log.info("exported %s -> %s", weights, out_dir / "model.onnx")
     return out_dir / "model.onnx"
 
