@@ -9,6 +9,8 @@ starts: a corrupt or swapped file is refused.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,14 @@ from typing import Any
 #: Where the shipped models live (the repository's models/ folder).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "defect-yolo11p-320"
+
+
+def model_search_path() -> list[Path]:
+    """Folders searched for a model by name: ``INSPECTOR_MODELS_DIR`` (os.pathsep-separated),
+    the repository's ``models/`` (source checkouts, editable installs), then
+    ``<prefix>/share/inspector/models`` (wheels install the shipped model there)."""
+    env = [Path(p) for p in os.environ.get("INSPECTOR_MODELS_DIR", "").split(os.pathsep) if p]
+    return [*env, MODELS_DIR, Path(sys.prefix) / "share" / "inspector" / "models"]
 
 
 class ModelError(ValueError):
@@ -55,9 +65,12 @@ def resolve_model_dir(spec: str | Path) -> Path:
     p = Path(spec)
     if p.is_dir():
         return p
-    if (MODELS_DIR / str(spec)).is_dir():
-        return MODELS_DIR / str(spec)
-    raise ModelError(f"model: {spec!s} is neither a model folder nor a model in {MODELS_DIR}")
+    for base in model_search_path():
+        if (base / str(spec)).is_dir():
+            return base / str(spec)
+    raise ModelError(
+        f"model: {spec!s} is neither a model folder nor a model in {os.pathsep.join(map(str, model_search_path()))}"
+    )
 
 
 def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
