@@ -52,6 +52,16 @@ def check_frame(image: np.ndarray, pixel_format: str) -> None:
         raise FrameFormatError(f"{pixel_format} frame needs {want} channel(s), got shape {image.shape}")
 
 
+def bayer_at(pixel_format: str, x0: int, y0: int) -> str:
+    """The Bayer pattern of a crop starting at ``(x0, y0)``: odd offsets shift the phase."""
+    if not pixel_format.startswith("Bayer") or not (x0 % 2 or y0 % 2):
+        return pixel_format
+    p = pixel_format[5:7]  # first row, e.g. "RG"; the second row is its complement
+    rows = [p, {"RG": "GB", "GR": "BG", "GB": "RG", "BG": "GR"}[p]]
+    row = rows[y0 % 2]
+    return f"Bayer{row[x0 % 2]}{row[(x0 + 1) % 2]}8"
+
+
 def to_bgr(image: np.ndarray, pixel_format: str) -> np.ndarray:
     """Convert a camera frame to 3-channel BGR (a view when it already is)."""
     code = _TO_BGR[pixel_format]
@@ -149,8 +159,9 @@ def letterbox_into(
     """
     src = image if tile is None else image[tile.y0 : tile.y1, tile.x0 : tile.x1]
     if pixel_format.startswith("Bayer"):
-        # demosaic before resizing: resizing a mosaic mixes colours
-        src, pixel_format = to_bgr(np.ascontiguousarray(src), pixel_format), "BGR8"
+        # demosaic before resizing (resizing a mosaic mixes colours), in the crop's own phase
+        fmt = bayer_at(pixel_format, tile.x0, tile.y0) if tile is not None else pixel_format
+        src, pixel_format = to_bgr(np.ascontiguousarray(src), fmt), "BGR8"
     dst[...] = PAD_VALUE
     roi = dst[box.pad_y : box.pad_y + box.new_h, box.pad_x : box.pad_x + box.new_w]
     if src.shape[1] == box.new_w and src.shape[0] == box.new_h:
@@ -172,7 +183,8 @@ def reference_tensor(
     Slow and obvious on purpose: every fast path is tested against this.
     """
     src = image if tile is None else image[tile.y0 : tile.y1, tile.x0 : tile.x1]
-    bgr = to_bgr(np.ascontiguousarray(src), pixel_format)
+    fmt = bayer_at(pixel_format, tile.x0, tile.y0) if tile is not None else pixel_format
+    bgr = to_bgr(np.ascontiguousarray(src), fmt)
     box = Letterbox.fit(bgr.shape[1], bgr.shape[0], in_w, in_h)
     canvas = np.full((in_h, in_w, 3), PAD_VALUE, np.uint8)
     resized = cv2.resize(bgr, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)

@@ -6,12 +6,14 @@
 //       src = (dst + 0.5) * (src_size / dst_size) - 0.5,
 //     left/top taps clamped to [0, size-1] with the weight set to 0 at the
 //     borders (exactly what cv::resize does for INTER_LINEAR);
-//   * bilinear blend in float32, rounded to the nearest integer (ties to even),
+//   * bilinear blend in float32, rounded to the nearest integer (halves up),
 //     i.e. the u8 value the CPU path produces, then divided by 255;
 //   * pixels outside the letterboxed rectangle get pad_value / 255.
 // OpenCV blends u8 with 11-bit fixed-point weights (INTER_RESIZE_COEF_BITS), so
 // a value can land one level away from this float blend: the tolerance against
-// reference_tensor is 1/255 per element. inspector/gpu/emulate.py repeats this
+// reference_tensor is 1/255 per element (fp16 output: plus 2^-11, one fp16 step
+// at 1.0, since k/255 is not representable). Integer-ratio resizes (640->320,
+// 1920x1080->320x180) match OpenCV exactly. inspector/gpu/emulate.py repeats this
 // file's arithmetic in numpy, operation by operation; the tests hold it to the
 // reference on the CPU, and check_kernel.py holds this kernel to both.
 //
@@ -26,7 +28,14 @@
 // layout and the kernel signature are parsed from this file by the host code
 // and by tests/gpu/test_gpu_cpu_side.py.
 
+// cuda_fp16.h when the compiler can find it (nvcc always; NVRTC only with the
+// toolkit's include dir); otherwise the one instruction __float2half_rn is.
+#if defined(__has_include)
+#if __has_include(<cuda_fp16.h>)
 #include <cuda_fp16.h>
+#define LB_HAVE_CUDA_FP16 1
+#endif
+#endif
 
 #define LB_FMT_GRAY 0
 #define LB_FMT_RGB 1
@@ -80,14 +89,22 @@ __device__ __forceinline__ float lb_lerp(float p0, float p1, float a) {
 
 __device__ __forceinline__ float lb_finish(float v) {
 #if LB_ROUND_TO_U8
-    v = rintf(v);  // round half to even, like np.rint
+    // the nearest u8 level, halves up: what OpenCV's fixed-point "+ half, >> bits"
+    // gives, so integer-ratio resizes (640->320, 1920->320) match it exactly
+    v = floorf(__fadd_rn(v, 0.5f));
 #endif
     return __fdiv_rn(fminf(fmaxf(v, 0.0f), 255.0f), 255.0f);
 }
 
 __device__ __forceinline__ void lb_store(void* out, size_t idx, float v, int out_fp16) {
     if (out_fp16) {
+#ifdef LB_HAVE_CUDA_FP16
         reinterpret_cast<__half*>(out)[idx] = __float2half_rn(v);
+#else
+        unsigned short h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+        reinterpret_cast<unsigned short*>(out)[idx] = h;
+#endif
     } else {
         reinterpret_cast<float*>(out)[idx] = v;
     }

@@ -133,3 +133,19 @@ def test_tiles_cover_the_frame_and_keep_defects_resolvable(w: int, h: int) -> No
         scale = min(320 / t.width, 320 / t.height)
         assert 8 * scale >= 6 - 1e-6
     assert covered.all()
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "GRBG", "GBRG", "BGGR"])
+@pytest.mark.parametrize(("x0", "y0"), [(0, 0), (1, 0), (0, 1), (1, 1), (33, 18)])
+def test_bayer_tiles_at_odd_origins_keep_their_colours(pattern: str, x0: int, y0: int) -> None:
+    fmt = {"RGGB": "BayerRG8", "GRBG": "BayerGR8", "GBRG": "BayerGB8", "BGGR": "BayerBG8"}[pattern]
+    bgr = np.zeros((96, 96, 3), np.uint8)
+    bgr[..., 2], bgr[..., 1], bgr[..., 0] = 200, 60, 20  # a red part
+    mosaic = bayer_mosaic(bgr, pattern)
+    tile = Tile(x0, y0, x0 + 48, y0 + 48)
+    t, _ = reference_tensor(mosaic, fmt, 48, 48, tile=tile)
+    centre = t[:, 12:36, 12:36].reshape(3, -1).mean(1) * 255  # RGB
+    assert centre[0] > 150 and centre[2] < 60, f"{fmt} tile at ({x0},{y0}): RGB {centre}"
+    buf = np.zeros((48, 48, 3), np.uint8)
+    letterbox_into(buf, mosaic, fmt, Letterbox.fit(48, 48, 48, 48), tile)
+    assert buf[12:36, 12:36, 2].mean() > 150 and buf[12:36, 12:36, 0].mean() < 60
