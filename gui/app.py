@@ -1,0 +1,229 @@
+"""The desktop app: builds the station, the control API and the main window."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar, QWidget
+
+from gui.audit_view import AuditView
+from gui.bridge import EngineBridge
+from gui.history import HistoryTab
+from gui.live_wall import LiveWall
+from gui.settings_dialog import CameraSettingsDialog
+from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
+from inspector.config import StationConfig
+from inspector.control import StationControl
+from inspector.users import PermissionDenied, UserError
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    """Tabs (Live wall, History, Audit) and a toolbar (login, pause, camera settings, users).
+
+    Args:
+        station: The station (started or not; `closeEvent` stops it).
+        control: Its control API.
+        bridge: Engine events adapted to Qt (started here).
+        stale_after_s: When a silent camera's view turns STALE.
+        stop_station_on_close: Stop the station when the window closes.
+    """
+
+    def __init__(self, station: Any, control: StationControl, bridge: EngineBridge, *, stale_after_s: float = 3.0,
+                 stop_station_on_close: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.control = control
+        self.bridge = bridge
+        self.stop_station_on_close = stop_station_on_close
+        self.setWindowTitle(f"Inspector — {getattr(station.config, 'name', 'station')}")
+        self.resize(1280, 800)
+
+        self.wall = LiveWall(bridge, control, stale_after_s=stale_after_s)
+        card = getattr(station, "card", None)
+        classes = list(card.classes) if card is not None else []
+        self.history = HistoryTab(control, list(station.cameras), classes)
+        self.audit = AuditView(control)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.wall, "Live wall")
+        self.tabs.addTab(self.history, "History")
+        self.tabs.addTab(self.audit, "Audit")
+        self.tabs.currentChanged.connect(self._on_tab)
+        self.setCentralWidget(self.tabs)
+
+        tb = QToolBar("Station")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(tb)
+        self.login_action = QAction("Log in…", self)
+        self.login_action.triggered.connect(self.login_or_logout)
+        self.user_label = QLabel()
+        self.user_label.setContentsMargins(8, 0, 16, 0)
+        self.pause_action = QAction("Pause", self)
+        self.pause_action.triggered.connect(self.wall.toggle_pause)
+        self.settings_action = QAction("Camera settings…", self)
+        self.settings_action.triggered.connect(lambda: self.open_settings())
+        self.users_action = QAction("Users…", self)
+        self.users_action.triggered.connect(self.open_users)
+        tb.addAction(self.login_action)
+        tb.addWidget(self.user_label)
+        tb.addSeparator()
+        tb.addAction(self.pause_action)
+        tb.addAction(self.settings_action)
+        tb.addAction(self.users_action)
+
+        for w in (self.wall, self.history):
+            w.message.connect(self.show_message)
+        bridge.user_changed.connect(lambda _u: self._update_user())
+        bridge.paused_changed.connect(self._update_pause)
+        bridge.audit_recorded.connect(lambda _e: self._audit_changed())
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(1000)
+        self._status_timer.timeout.connect(self._update_status)
+        self._status_timer.start()
+        self._update_user()
+        self._update_pause(bool(getattr(station, "paused", False)))
+        self.settings_dialog: CameraSettingsDialog | None = None
+        bridge.start()
+
+    # ------------------------------------------------------------------ actions
+    def login_or_logout(self) -> None:
+        if self.control.user is not None:
+            self.control.logout()
+            self.show_message("logged out: watching only")
+            return
+        LoginDialog(self.control, self).exec()
+
+    def open_settings(self, camera_id: str | None = None) -> CameraSettingsDialog:
+        """Open (non-modal) the camera settings dialog."""
+        if camera_id is None and self.wall.enlarged:
+            camera_id = self.wall.enlarged
+        dlg = CameraSettingsDialog(self.control, camera_id, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.show()
+        self.settings_dialog = dlg
+        return dlg
+
+    def open_users(self) -> None:
+        if not self.control.can("users.manage"):
+            self.show_message(str(PermissionDenied("users.manage: needs the admin role")))
+            return
+        UsersDialog(self.control, self).exec()
+
+    def show_message(self, text: str) -> None:
+        """A message in the status bar (refusals, export results)."""
+        self.statusBar().showMessage(text, 10_000)
+
+    # ------------------------------------------------------------------ updates
+    def _update_user(self) -> None:
+        user = self.control.user
+        self.user_label.setText(f"{user.name} · {user.role.label}" if user else "not logged in · watching")
+        self.login_action.setText("Log out" if user else "Log in…")
+        self.users_action.setEnabled(self.control.can("users.manage"))
+        self.pause_action.setEnabled(self.control.can("station.pause"))
+
+    def _update_pause(self, paused: bool) -> None:
+        self.pause_action.setText("Resume" if paused else "Pause")
+
+    def _audit_changed(self) -> None:
+        if self.tabs.currentWidget() is self.audit:
+            self.audit.refresh()
+
+    def _on_tab(self, _i: int) -> None:
+        w = self.tabs.currentWidget()
+        if w is self.history and not self.history.model.rows:
+            self.history.refresh()
+        elif w is self.audit:
+            self.audit.refresh()
+
+    def _update_status(self) -> None:
+        line = self.station.status_line()
+        if not self.statusBar().currentMessage():
+            self.statusBar().showMessage(line[:240], 1500)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._status_timer.stop()
+        self.bridge.close()
+        if self.stop_station_on_close:
+            self.station.stop()
+        event.accept()
+
+
+def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | None = None) -> int:
+    """Run the desktop app for a station config; returns the process exit code.
+
+    Args:
+        cfg: The station.
+        db_url: Database URL (default: SQLite in the user data folder). Users and the
+            audit trail live there too, so ``"none"`` is refused.
+        admin_password: First start: create the ``admin`` user with this password
+            without asking (unattended installs). Ignored when users exist.
+    """
+    from inspector.config import ConfigError
+    from inspector.station import Station, StationError
+    from inspector.storage.db import StorageError
+
+    app = make_application()
+    if db_url == "none":
+        return _fail("The desktop app needs a database for users and the audit trail; leave --db out or give a URL.")
+    try:
+        station = Station(cfg, db_url=db_url)
+    except (StationError, StorageError, ConfigError, OSError, ValueError) as exc:
+        return _fail(f"Cannot build station {cfg.name}: {exc}")
+    try:
+        control = StationControl(station)
+        if control.first_start_needed():
+            if admin_password is not None:
+                control.create_admin(admin_password)
+            elif FirstStartDialog(control).exec() != FirstStartDialog.DialogCode.Accepted:
+                station.stop()
+                return 1
+        try:
+            station.start()
+        except StationError as exc:
+            station.stop()
+            return _fail(str(exc))
+        bridge = EngineBridge(station, control)
+        win = MainWindow(station, control, bridge)
+        win.show()
+        return int(app.exec())
+    except UserError as exc:
+        station.stop()
+        return _fail(f"admin password: {exc}")
+    finally:
+        station.stop()
+
+
+def make_application() -> QApplication:
+    """The `QApplication` (created if needed) with Qt's own platform plugins.
+
+    ``import cv2`` from the non-headless opencv-python wheel points
+    ``QT_QPA_PLATFORM_PLUGIN_PATH`` at the plugins of the Qt bundled with OpenCV, which
+    cannot load into PySide6's Qt ("could not load the Qt platform plugin xcb"). Those
+    variables are dropped before the application starts.
+    """
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
+        value = os.environ.get(var, "")
+        if f"{os.sep}cv2{os.sep}" in value:
+            log.debug("ignoring %s=%s (set by OpenCV)", var, value)
+            del os.environ[var]
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("Inspector")
+    return app
+
+
+def _fail(message: str) -> int:
+    log.error("%s", message)
+    print(message, file=sys.stderr)
+    if QApplication.instance() is not None and QApplication.platformName() not in ("offscreen", "minimal"):
+        QMessageBox.critical(None, "Inspector", message)
+    return 2

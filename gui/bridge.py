@@ -1,0 +1,225 @@
+"""`EngineBridge`: adapts the engine's psygnal events (from engine threads) to Qt.
+
+Results arrive on the inference thread at up to tens per second per camera. They are
+not forwarded one by one: the bridge keeps the newest result of each camera (and one
+reference to its frame, so the view can paint the very pixels the boxes belong to)
+under a lock, and a `QTimer` on the GUI thread emits `tick` at ~16 Hz for the views to
+repaint from that state. The display drops frames; the engine never waits for it.
+
+Camera state changes, pause changes and the control API's events are forwarded as Qt
+signals; emitted from an engine thread, they reach GUI-thread slots queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from camera.frame_pool import FrameHandle
+from camera.protocol import CameraState
+from inspector.control import StationControl
+from inspector.results import InspectionResult
+
+log = logging.getLogger(__name__)
+
+#: A result's frame is kept for display at most this long (seconds) after it was taken.
+HOLD_FRAME_S = 2.0
+
+
+@dataclass
+class CameraLive:
+    """What the bridge knows about one camera, refreshed on the GUI thread."""
+
+    camera_id: str
+    fps: float = 0.0  # frames received per second (last ~second)
+    inspected_fps: float = 0.0
+    latency_p50_ms: float | None = None
+    dropped: int = 0
+    inspected: int = 0
+    ng: int = 0
+    last_verdict: str = ""
+    last_result_at: float | None = None  # time.monotonic() when the newest result arrived
+    _rate_mark: tuple[float, int, int] | None = field(default=None, repr=False)
+
+
+class EngineBridge(QObject):
+    """Engine events -> Qt signals, with a timer that paces the views.
+
+    Args:
+        station: The `inspector.station.Station` (or anything with ``events``,
+            ``cameras`` and ``stats``).
+        control: The control API whose events to forward (optional).
+        refresh_hz: How often `tick` fires.
+        parent: Qt parent.
+    """
+
+    tick = Signal()
+    camera_state_changed = Signal(str, str, str)  # camera id, old state, new state (values)
+    paused_changed = Signal(bool)
+    user_changed = Signal(object)  # inspector.users.User | None
+    audit_recorded = Signal(object)  # inspector.users.AuditEntry
+
+    def __init__(self, station: Any, control: StationControl | None = None, *, refresh_hz: float = 16.0,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.control = control
+        self._lock = threading.Lock()
+        self._results: dict[str, InspectionResult] = {}
+        self._frames: dict[str, FrameHandle] = {}  # one display reference per camera
+        self._latency: dict[str, deque[float]] = {cid: deque(maxlen=64) for cid in station.cameras}
+        self._result_at: dict[str, float] = {}
+        self.live: dict[str, CameraLive] = {cid: CameraLive(cid) for cid in station.cameras}
+        self._closed = False
+        station.events.result_ready.connect(self._on_result)
+        station.events.camera_state_changed.connect(self._on_camera_state)
+        station.events.paused_changed.connect(self._on_paused)
+        if control is not None:
+            control.events.user_changed.connect(self._on_user)
+            control.events.audit_recorded.connect(self._on_audit)
+        self._timer = QTimer(self)
+        self._timer.setInterval(max(10, int(1000 / refresh_hz)))
+        self._timer.timeout.connect(self._on_timer)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start pacing the views."""
+        self._timer.start()
+
+    def close(self) -> None:
+        """Disconnect from the engine and give back every held frame; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._timer.stop()
+        ev = self.station.events
+        for sig, slot in (
+            (ev.result_ready, self._on_result),
+            (ev.camera_state_changed, self._on_camera_state),
+            (ev.paused_changed, self._on_paused),
+        ):
+            sig.disconnect(slot, missing_ok=True)
+        if self.control is not None:
+            self.control.events.user_changed.disconnect(self._on_user, missing_ok=True)
+            self.control.events.audit_recorded.disconnect(self._on_audit, missing_ok=True)
+        with self._lock:
+            frames, self._frames = list(self._frames.values()), {}
+        for h in frames:
+            h.release()
+
+    # ------------------------------------------------------------------ engine threads
+    def _on_result(self, r: InspectionResult) -> None:
+        # Inference thread: the worker still holds the frame here, so retaining is safe.
+        old: FrameHandle | None = None
+        with self._lock:
+            if self._closed:
+                return
+            self._results[r.camera_id] = r
+            self._result_at[r.camera_id] = time.monotonic()
+            lat = self._latency.get(r.camera_id)
+            if lat is None:
+                lat = self._latency[r.camera_id] = deque(maxlen=64)
+            lat.append(r.times.total_ms)
+            if r.frame is not None:
+                old = self._frames.get(r.camera_id)
+                self._frames[r.camera_id] = r.frame.retain()
+        if old is not None:
+            old.release()
+
+    def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
+        if new is not CameraState.STREAMING:  # a stopping or lost camera gets its buffer back at once
+            with self._lock:
+                held = self._frames.pop(camera_id, None)
+            if held is not None:
+                held.release()
+        self.camera_state_changed.emit(camera_id, _state_value(old), _state_value(new))
+
+    def _on_paused(self, paused: bool) -> None:
+        self.paused_changed.emit(bool(paused))
+
+    def _on_user(self, user: object) -> None:
+        self.user_changed.emit(user)
+
+    def _on_audit(self, entry: object) -> None:
+        self.audit_recorded.emit(entry)
+
+    # ------------------------------------------------------------------ GUI thread
+    def latest_result(self, camera_id: str) -> InspectionResult | None:
+        """The newest result of a camera (without its frame reference)."""
+        with self._lock:
+            return self._results.get(camera_id)
+
+    def result_frame(self, camera_id: str) -> tuple[FrameHandle | None, InspectionResult | None]:
+        """The newest result and its frame with a reference for the caller (release it)."""
+        with self._lock:
+            r = self._results.get(camera_id)
+            h = self._frames.get(camera_id)
+            if h is not None:
+                h.retain()
+        return h, r
+
+    def _on_timer(self) -> None:
+        self._refresh_live()
+        self._drop_old_frames()
+        self.tick.emit()
+
+    def _refresh_live(self) -> None:
+        now = time.monotonic()
+        stats = getattr(self.station, "stats", None)
+        with self._lock:
+            lat = {cid: list(d) for cid, d in self._latency.items()}
+            result_at = dict(self._result_at)
+            verdicts = {cid: r.verdict.value for cid, r in self._results.items()}
+        for cid, cam in self.station.cameras.items():
+            live = self.live.setdefault(cid, CameraLive(cid))
+            c = cam.pool.snapshot()
+            live.dropped = c.dropped
+            if live._rate_mark is None:
+                live._rate_mark = (now, c.received, c.inspected)
+            else:
+                t0, rec0, ins0 = live._rate_mark
+                if now - t0 >= 1.0:
+                    live.fps = (c.received - rec0) / (now - t0)
+                    live.inspected_fps = (c.inspected - ins0) / (now - t0)
+                    live._rate_mark = (now, c.received, c.inspected)
+            samples = lat.get(cid)
+            live.latency_p50_ms = float(np.median(samples)) if samples else None
+            live.last_verdict = verdicts.get(cid, "")
+            live.last_result_at = result_at.get(cid)
+            if stats is not None:
+                cs = stats.camera(cid)
+                live.inspected, live.ng = cs.inspected, cs.ng
+
+    def _drop_old_frames(self) -> None:
+        """Give slots back while inspection is paused (no newer result replaces them)."""
+        now = time.time()
+        old: list[FrameHandle] = []
+        with self._lock:
+            for cid, h in list(self._frames.items()):
+                if now - h.acquired_wall > HOLD_FRAME_S:
+                    old.append(self._frames.pop(cid))
+        for h in old:
+            h.release()
+
+    def line_counts(self) -> tuple[int, int]:
+        """``(inspected, NG)`` over all cameras since the station started."""
+        return sum(v.inspected for v in self.live.values()), sum(v.ng for v in self.live.values())
+
+    def line_verdict(self, *, recent_s: float = 3.0) -> str:
+        """``"NG"`` if any camera's newest recent result is NG, ``"OK"`` if all are OK, else ``""``."""
+        now = time.monotonic()
+        recent = [v.last_verdict for v in self.live.values() if v.last_result_at is not None and now - v.last_result_at <= recent_s]
+        if not recent:
+            return ""
+        return "NG" if "NG" in recent else "OK"
+
+
+def _state_value(state: object) -> str:
+    return str(getattr(state, "value", state))

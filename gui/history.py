@@ -1,0 +1,393 @@
+"""The defect history browser: lazily paged table, filters, NG image, review, exports, statistics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy import Engine
+
+from gui.charts import ParetoChart, YieldChart
+from gui.history_widgets import FilterBar, InfoLabel, InspectionImageView
+from gui.imaging import class_colour
+from inspector.control import StationControl
+from inspector.history_export import export_csv, export_yolo
+from inspector.storage.history import (
+    HistoryFilter,
+    HistoryRow,
+    count_history,
+    get_inspection,
+    pareto,
+    query_history,
+    yield_by_hour,
+)
+from inspector.users import PermissionDenied
+
+log = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = ("Time", "Camera", "Seq", "Verdict", "Defects", "Max score", "Review", "Latency")
+REVIEW_LABELS = {"confirmed": "confirmed defect", "false_call": "false call", "missed": "missed defect"}
+_REVIEW_SHORT = {"confirmed": "confirmed", "false_call": "false call", "missed": "missed"}
+_NG_BG = QColor(214, 40, 40, 40)
+
+
+class HistoryModel(QAbstractTableModel):
+    """Inspections matching a filter, newest first, fetched a page at a time.
+
+    The view asks for more (`canFetchMore`/`fetchMore`) as the user scrolls; each page
+    continues strictly after the last row held (keyset paging), so pages never overlap
+    or skip rows even while new inspections are being written.
+
+    Args:
+        engine: The inspection database.
+        page_size: Rows per page.
+    """
+
+    def __init__(self, engine: Engine, *, page_size: int = 200, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.page_size = page_size
+        self.filter = HistoryFilter()
+        self.rows: list[HistoryRow] = []
+        self.exhausted = True
+        self.pages_fetched = 0
+        self.last_fetch_s = 0.0
+
+    # ------------------------------------------------------------------ data
+    def set_filter(self, flt: HistoryFilter) -> None:
+        """Show the first page of another filter."""
+        t0 = time.perf_counter()
+        first = query_history(self.engine, flt, limit=self.page_size)
+        self.beginResetModel()
+        self.filter = flt
+        self.rows = first
+        self.exhausted = len(first) < self.page_size
+        self.pages_fetched = 1
+        self.endResetModel()
+        self.last_fetch_s = time.perf_counter() - t0
+
+    def refresh(self) -> None:
+        """Re-read from the newest row (new inspections appear)."""
+        self.set_filter(self.filter)
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:  # noqa: B008
+        return not parent.isValid() and not self.exhausted
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:  # noqa: B008
+        if parent.isValid() or self.exhausted:
+            return
+        t0 = time.perf_counter()
+        before = self.rows[-1].cursor if self.rows else None
+        page = query_history(self.engine, self.filter, limit=self.page_size, before=before)
+        self.exhausted = len(page) < self.page_size
+        if page:
+            self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(page) - 1)
+            self.rows.extend(page)
+            self.endInsertRows()
+            self.pages_fetched += 1
+        self.last_fetch_s = time.perf_counter() - t0
+
+    def row_at(self, i: int) -> HistoryRow:
+        return self.rows[i]
+
+    def replace_row(self, row: HistoryRow) -> None:
+        """Show an updated row (after a review) in place."""
+        for i, r in enumerate(self.rows):
+            if r.id == row.id:
+                self.rows[i] = row
+                self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+                return
+
+    # ------------------------------------------------------------------ Qt model
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        r = self.rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _cell(r, col)
+        if role == Qt.ItemDataRole.UserRole:
+            return r
+        if role == Qt.ItemDataRole.BackgroundRole and r.verdict == "NG":
+            return _NG_BG
+        if role == Qt.ItemDataRole.ForegroundRole and col == 3:
+            return QColor("#b3261e") if r.verdict == "NG" else QColor("#1a7f37")
+        if role == Qt.ItemDataRole.FontRole and col == 3:
+            f = QFont()
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 5, 7):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+def _cell(r: HistoryRow, col: int) -> str:
+    if col == 0:
+        return datetime.fromtimestamp(r.acquired_at).strftime("%Y-%m-%d %H:%M:%S")
+    if col == 1:
+        return r.camera_id
+    if col == 2:
+        return str(r.sequence)
+    if col == 3:
+        return r.verdict
+    if col == 4:
+        return r.classes
+    if col == 5:
+        return "" if r.max_score is None else f"{r.max_score:.2f}"
+    if col == 6:
+        return _REVIEW_SHORT.get(r.review_mark or "", "")
+    return f"{r.total_ms:.0f} ms"
+
+
+class HistoryTab(QWidget):
+    """Filter bar, history table, selected inspection with review buttons, statistics.
+
+    Args:
+        control: The control API (reviews and exports are permission-checked and audited).
+        cameras: Camera ids for the filter.
+        classes: Defect classes for the filter and the YOLO export.
+        engine: History database (default ``control.engine``).
+        page_size: Rows per fetched page.
+    """
+
+    message = Signal(str)
+
+    def __init__(self, control: StationControl, cameras: Sequence[str], classes: Sequence[str], *,
+                 engine: Engine | None = None, page_size: int = 200, default_range: int = 2,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.control = control
+        self.engine = engine if engine is not None else control.engine
+        self.classes = tuple(classes)
+        self.model = HistoryModel(self.engine, page_size=page_size, parent=self)
+        self.current: HistoryRow | None = None
+        self._stats_dirty = True
+
+        self.filter_bar = FilterBar(cameras, classes, default_range=default_range)
+        self.filter_bar.changed.connect(self.apply_filter)
+        self.count_label = QLabel()
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(self.refresh)
+        self.csv_button = QPushButton("Export CSV…")
+        self.csv_button.clicked.connect(self._ask_csv)
+        self.yolo_button = QPushButton("Export YOLO dataset…")
+        self.yolo_button.clicked.connect(self._ask_yolo)
+        top = QHBoxLayout()
+        top.addWidget(self.filter_bar, 1)
+        top.addWidget(refresh)
+        top.addWidget(self.csv_button)
+        top.addWidget(self.yolo_button)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setAlternatingRowColors(False)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for col, width in enumerate((140, 82, 56, 52, 150, 68, 108, 60)):
+            self.table.setColumnWidth(col, width)
+        hh.setStretchLastSection(True)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
+
+        self.image_view = InspectionImageView()
+        self.info = InfoLabel()
+        self.review_buttons: dict[str | None, QPushButton] = {}
+        review = QHBoxLayout()
+        for mark, label in (("confirmed", "Confirmed defect"), ("false_call", "False call"), ("missed", "Missed defect"), (None, "Clear review")):
+            b = QPushButton(label)
+            b.clicked.connect(lambda _=False, m=mark: self.review(m))
+            b.setEnabled(False)
+            self.review_buttons[mark] = b
+            review.addWidget(b)
+        detail = QWidget()
+        dl = QVBoxLayout(detail)
+        dl.setContentsMargins(4, 4, 4, 4)
+        dl.addWidget(self.image_view, 1)
+        dl.addWidget(self.info)
+        dl.addLayout(review)
+
+        self.yield_chart = YieldChart()
+        self.class_chart = ParetoChart("Defects by class", colour_for=class_colour)
+        self.camera_chart = ParetoChart("NG parts by camera")
+        stats = QWidget()
+        sl = QVBoxLayout(stats)
+        sl.addWidget(self.yield_chart, 3)
+        sl.addWidget(self.class_chart, 2)
+        sl.addWidget(self.camera_chart, 2)
+
+        self.side = QTabWidget()
+        self.side.addTab(detail, "Inspection")
+        self.side.addTab(stats, "Statistics")
+        self.side.currentChanged.connect(lambda _i: self._update_stats_if_visible())
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.table, 1)
+        ll.addWidget(self.count_label)
+        split.addWidget(left)
+        split.addWidget(self.side)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setSizes([760, 500])
+        root = QVBoxLayout(self)
+        root.addLayout(top)
+        root.addWidget(split, 1)
+
+    # ------------------------------------------------------------------ filtering
+    def apply_filter(self, flt: HistoryFilter | None = None) -> None:
+        """Show the first page for ``flt`` (default: the filter bar's); count and stats follow."""
+        flt = flt if flt is not None else self.filter_bar.current()
+        self.model.set_filter(flt)
+        self.current = None
+        self.image_view.clear()
+        self.info.setText("")
+        self._set_review_enabled(False)
+        self.count_label.setText(f"{len(self.model.rows):,}{'+' if not self.model.exhausted else ''} rows…")
+        self._stats_dirty = True
+        QTimer.singleShot(0, self._update_count)  # the first page shows before the count query runs
+        QTimer.singleShot(0, self._update_stats_if_visible)
+
+    def refresh(self) -> None:
+        """Re-run the current filter (with "last hour"-style ranges moving to now)."""
+        self.apply_filter(self.filter_bar.current())
+
+    def _update_count(self) -> None:
+        n = count_history(self.engine, self.model.filter)
+        self.count_label.setText(f"{n:,} inspections match · {len(self.model.rows):,} loaded")
+
+    def _update_stats_if_visible(self) -> None:
+        if self._stats_dirty and self.side.currentIndex() == 1:
+            self.update_stats()
+
+    def update_stats(self) -> None:
+        """Recompute the yield chart and the Paretos for the current filter."""
+        flt = self.model.filter
+        self.yield_chart.set_data(yield_by_hour(self.engine, flt))
+        p = pareto(self.engine, flt)
+        self.class_chart.set_data(p.by_class)
+        self.camera_chart.set_data(p.by_camera)
+        self._stats_dirty = False
+
+    # ------------------------------------------------------------------ selection and review
+    def select_row(self, i: int) -> None:
+        """Select (and show) table row ``i``."""
+        self.table.selectRow(i)
+        self.table.setCurrentIndex(self.model.index(i, 0))
+
+    def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        self.show_inspection(self.model.row_at(current.row()).id)
+
+    def show_inspection(self, inspection_id: int) -> None:
+        """Show one inspection's image, boxes and details."""
+        try:
+            row, dets = get_inspection(self.engine, inspection_id)
+        except KeyError:
+            self.image_view.clear("inspection not found")
+            return
+        self.current = row
+        self.image_view.show_inspection(row.image_path, dets)
+        when = datetime.fromtimestamp(row.acquired_at).strftime("%Y-%m-%d %H:%M:%S")
+        rejected = sum(1 for d in dets if not d["accepted"])
+        review = REVIEW_LABELS.get(row.review_mark or "", "not reviewed")
+        self.info.setText(
+            f"<b>{row.camera_id}</b> #{row.sequence} · {when} · <b>{row.verdict}</b> ({row.rule})<br>"
+            f"{row.classes or 'no defects'}{f' · {rejected} below threshold' if rejected else ''} · review: {review}"
+        )
+        self._set_review_enabled(True)
+
+    def _set_review_enabled(self, on: bool) -> None:
+        for b in self.review_buttons.values():
+            b.setEnabled(on)
+
+    def review(self, mark: str | None) -> bool:
+        """Mark the shown inspection (engineer or higher; audited)."""
+        if self.current is None:
+            return False
+        try:
+            self.control.review(self.current.id, mark)
+        except PermissionDenied as exc:
+            self.message.emit(str(exc))
+            return False
+        except (KeyError, ValueError) as exc:
+            self.message.emit(f"review: {exc}")
+            return False
+        row, _ = get_inspection(self.engine, self.current.id)
+        self.model.replace_row(row)
+        self.show_inspection(row.id)
+        self._stats_dirty = True
+        return True
+
+    # ------------------------------------------------------------------ exports
+    def export_csv_to(self, path: Path | str) -> int:
+        """Write every row of the current filter (all pages) to CSV; returns the row count."""
+        self.control.require("history.export")
+        n = export_csv(self.engine, self.model.filter, path)
+        self.control.record_export("csv", path, n)
+        self.message.emit(f"exported {n:,} rows to {path}")
+        return n
+
+    def export_yolo_to(self, folder: Path | str) -> int:
+        """Export the reviewed images of the current filter as a YOLO dataset; returns images written."""
+        self.control.require("history.export")
+        res = export_yolo(self.engine, self.model.filter, folder, self.classes)
+        self.control.record_export("yolo", folder, res.images)
+        extra = f", {len(res.needs_labels)} missed defects need labels" if res.needs_labels else ""
+        self.message.emit(
+            f"YOLO dataset {folder}: {res.images} images ({res.negatives} negatives), {res.missing_images} images missing{extra}"
+        )
+        return res.images
+
+    def _ask_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export history as CSV", "history.csv", "CSV (*.csv)")
+        if path:
+            self._guarded(self.export_csv_to, path)
+
+    def _ask_yolo(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export reviewed images as a YOLO dataset")
+        if folder:
+            self._guarded(self.export_yolo_to, folder)
+
+    def _guarded(self, fn: Any, arg: str) -> None:
+        try:
+            fn(arg)
+        except PermissionDenied as exc:
+            self.message.emit(str(exc))
+        except OSError as exc:
+            self.message.emit(f"export to {arg} failed: {exc.strerror or exc}")

@@ -1,0 +1,140 @@
+"""Frames to `QImage` and detection overlays, shared by the live wall and the history browser."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
+
+#: Pixel formats Qt can wrap directly (no conversion; the QImage copy is the only copy).
+_QT_FORMATS: dict[str, QImage.Format] = {
+    "Mono8": QImage.Format.Format_Grayscale8,
+    "BGR8": QImage.Format.Format_BGR888,
+    "RGB8": QImage.Format.Format_RGB888,
+    "RGBa8": QImage.Format.Format_RGBX8888,  # the alpha byte is padding for a camera
+    "BGRa8": QImage.Format.Format_RGB32,  # B, G, R, X in memory on little-endian machines
+}
+_BAYER_TO_BGR = {
+    "BayerRG8": cv2.COLOR_BayerRG2BGR,
+    "BayerGR8": cv2.COLOR_BayerGR2BGR,
+    "BayerGB8": cv2.COLOR_BayerGB2BGR,
+    "BayerBG8": cv2.COLOR_BayerBG2BGR,
+}
+
+#: Colours of the shipped model's classes; other classes get a stable colour from their name.
+CLASS_COLOURS: dict[str, str] = {
+    "scratch": "#ff9f1c",
+    "dent": "#2ec4f1",
+    "crack": "#ff4fd8",
+    "contamination": "#f5e663",
+}
+_PALETTE = ("#8ac926", "#ff595e", "#1982c4", "#ffca3a", "#6a4c93", "#52b788", "#f72585", "#4cc9f0")
+
+OK_COLOUR = QColor("#1fa84f")
+NG_COLOUR = QColor("#d62828")
+STALE_COLOUR = QColor("#f0a202")
+
+
+def class_colour(name: str) -> QColor:
+    """A stable colour per defect class."""
+    hex_ = CLASS_COLOURS.get(name) or _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
+    return QColor(hex_)
+
+
+def frame_to_qimage(image: np.ndarray, pixel_format: str) -> QImage:
+    """An owning `QImage` of a frame, made with one copy.
+
+    Formats Qt understands are wrapped in place and copied once by `QImage.copy` (the
+    caller may release the frame right after). Others (Bayer) are converted by OpenCV,
+    whose output the QImage then wraps and keeps alive.
+
+    Args:
+        image: ``HxW`` (mono/Bayer) or ``HxWxC`` u8 pixels; rows may be padded (strided).
+        pixel_format: GenICam pixel format name (``Mono8``, ``BGR8``, ``RGBa8``...).
+    """
+    if pixel_format in _BAYER_TO_BGR:
+        return _wrap(cv2.cvtColor(image, _BAYER_TO_BGR[pixel_format]), QImage.Format.Format_BGR888, owned=True)
+    fmt = _QT_FORMATS.get(pixel_format)
+    if fmt is None:  # unknown: show it as grey or BGR by its shape rather than nothing
+        fmt = QImage.Format.Format_Grayscale8 if image.ndim == 2 else QImage.Format.Format_BGR888
+        if image.ndim == 3 and image.shape[2] != 3:
+            image = image[:, :, 0]
+            fmt = QImage.Format.Format_Grayscale8
+    return _wrap(image, fmt, owned=False)
+
+
+def _wrap(image: np.ndarray, fmt: QImage.Format, *, owned: bool) -> QImage:
+    h, w = image.shape[:2]
+    if not image.flags.c_contiguous:  # padded (strided) rows: this copy is then the only one
+        image, owned = np.ascontiguousarray(image), True
+    qimg = QImage(image.data, w, h, image.strides[0], fmt)
+    if owned:
+        qimg._keep = image  # type: ignore[attr-defined]  # QImage wraps; keep the pixels alive
+        return qimg
+    return qimg.copy()  # the one copy: the frame slot goes back to the camera after this
+
+
+def fit_rect(img_w: int, img_h: int, area: QRectF) -> QRectF:
+    """The largest rectangle of the image's aspect ratio centred in ``area``."""
+    if img_w <= 0 or img_h <= 0 or area.width() <= 0 or area.height() <= 0:
+        return QRectF(area)
+    s = min(area.width() / img_w, area.height() / img_h)
+    w, h = img_w * s, img_h * s
+    return QRectF(area.x() + (area.width() - w) / 2, area.y() + (area.height() - h) / 2, w, h)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box to draw, in image pixels."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    class_name: str
+    score: float
+    accepted: bool = True
+
+
+def boxes_from(detections: Iterable[object]) -> list[Box]:
+    """Boxes from `inspector.results.Detection` objects or history detection dicts."""
+    out = []
+    for d in detections:
+        if isinstance(d, dict):
+            out.append(Box(d["x1"], d["y1"], d["x2"], d["y2"], str(d["class_name"]), float(d["score"]), bool(d.get("accepted", True))))
+        else:
+            out.append(Box(d.x1, d.y1, d.x2, d.y2, d.class_name, d.score))  # type: ignore[attr-defined]
+    return out
+
+
+def draw_boxes(p: QPainter, boxes: Iterable[Box], target: QRectF, img_w: int, img_h: int, *, font_px: int = 11) -> None:
+    """Draw boxes with a ``class score`` tag, mapped from image pixels into ``target``."""
+    if img_w <= 0 or img_h <= 0:
+        return
+    sx, sy = target.width() / img_w, target.height() / img_h
+    font = QFont(p.font())
+    font.setPixelSize(font_px)
+    font.setBold(True)
+    p.setFont(font)
+    fm = QFontMetricsF(font)
+    for b in boxes:
+        colour = class_colour(b.class_name) if b.accepted else QColor(190, 190, 190)
+        pen = QPen(colour, 2.0 if b.accepted else 1.0)
+        if not b.accepted:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        r = QRectF(target.x() + b.x1 * sx, target.y() + b.y1 * sy, max(2.0, (b.x2 - b.x1) * sx), max(2.0, (b.y2 - b.y1) * sy))
+        p.drawRect(r)
+        tag = f"{b.class_name} {b.score:.2f}"
+        tw, th = fm.horizontalAdvance(tag) + 6, fm.height() + 2
+        ty = r.top() - th if r.top() - th >= target.top() else r.bottom()
+        tx = min(r.left(), target.right() - tw)
+        p.fillRect(QRectF(tx, ty, tw, th), colour)
+        p.setPen(QColor("black"))
+        p.drawText(QPointF(tx + 3, ty + fm.ascent() + 1), tag)

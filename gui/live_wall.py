@@ -1,0 +1,166 @@
+"""`LiveWall`: every camera of the station in a grid, with line-level verdict and counters."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from gui.bridge import EngineBridge
+from gui.camera_view import CameraView
+from inspector.control import StationControl
+from inspector.users import PermissionDenied
+
+_FIXED_GRIDS: dict[int, tuple[int, int]] = {1: (1, 1), 2: (2, 1), 3: (2, 2), 4: (2, 2), 5: (3, 2), 6: (3, 2), 7: (4, 2), 8: (4, 2)}
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """``(columns, rows)`` for ``n`` cameras on a landscape screen (1, 2, 2x2, 3x2, 4x2, ...)."""
+    if n <= 0:
+        return (1, 1)
+    if n in _FIXED_GRIDS:
+        return _FIXED_GRIDS[n]
+    cols = math.ceil(math.sqrt(n * 16 / 9))
+    return cols, math.ceil(n / cols)
+
+
+class LiveWall(QWidget):
+    """The operator's screen: one `CameraView` per camera and a line status bar.
+
+    Args:
+        bridge: Engine events and pacing.
+        control: The control API (pause/resume goes through it).
+        stale_after_s: Passed to every `CameraView`.
+    """
+
+    message = Signal(str)  # something the user should read (refused action...)
+
+    def __init__(self, bridge: EngineBridge, control: StationControl | None = None, *, stale_after_s: float = 3.0,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.control = control
+        self.station = bridge.station
+        self.enlarged: str | None = None
+        self.views: dict[str, CameraView] = {}
+
+        self.line_label = QLabel("—")
+        self.line_label.setObjectName("lineVerdict")
+        self.line_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.line_label.setMinimumWidth(110)
+        self.counts_label = QLabel()
+        self.counts_label.setObjectName("lineCounts")
+        self.paused_label = QLabel("INSPECTION PAUSED")
+        self.paused_label.setObjectName("pausedBanner")
+        self.paused_label.setVisible(False)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.clicked.connect(self._on_pause_clicked)
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(8, 6, 8, 6)
+        bar.addWidget(self.line_label)
+        bar.addSpacing(12)
+        bar.addWidget(self.counts_label, 1)
+        bar.addWidget(self.paused_label)
+        bar.addSpacing(12)
+        bar.addWidget(self.pause_button)
+
+        self.grid = QGridLayout()
+        self.grid.setSpacing(4)
+        self.grid.setContentsMargins(4, 0, 4, 4)
+        for cid, cam in self.station.cameras.items():
+            view = CameraView(cam, bridge, stale_after_s=stale_after_s, parent=self)
+            view.activated.connect(self.toggle_enlarged)
+            self.views[cid] = view
+        self._layout_grid()
+
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+        top = QWidget(self)
+        top.setObjectName("lineBar")
+        top.setLayout(bar)
+        root.addWidget(top)
+        root.addLayout(self.grid, 1)
+        self.setStyleSheet(
+            "#lineBar { background: #1b2024; } "
+            "#lineCounts { color: #e6edf3; font-size: 15px; } "
+            "#lineVerdict { font-size: 22px; font-weight: bold; border-radius: 6px; padding: 2px 14px; color: white; }"
+            "#pausedBanner { background: #f0a202; color: black; font-weight: bold; padding: 3px 10px; border-radius: 4px; }"
+        )
+
+        bridge.tick.connect(self.refresh)
+        bridge.camera_state_changed.connect(self._on_camera_state)
+        bridge.paused_changed.connect(self.set_paused)
+        bridge.user_changed.connect(lambda _u: self._update_pause_enabled())
+        self.set_paused(bool(getattr(self.station, "paused", False)))
+        self._update_pause_enabled()
+        self.refresh()
+
+    # ------------------------------------------------------------------ layout
+    def _layout_grid(self) -> None:
+        for v in self.views.values():
+            self.grid.removeWidget(v)
+        shown = [self.enlarged] if self.enlarged else list(self.views)
+        cols, rows = grid_shape(len(shown))
+        for i, cid in enumerate(shown):
+            self.grid.addWidget(self.views[cid], i // cols, i % cols)
+        for cid, v in self.views.items():
+            v.setVisible(cid in shown)
+        for c in range(max(cols, 8)):
+            self.grid.setColumnStretch(c, 1 if c < cols else 0)
+        for r in range(max(rows, 8)):
+            self.grid.setRowStretch(r, 1 if r < rows else 0)
+
+    def toggle_enlarged(self, camera_id: str) -> None:
+        """Show one camera alone, or go back to the grid if it is already alone."""
+        self.enlarged = None if self.enlarged == camera_id else camera_id
+        self._layout_grid()
+        self.refresh()
+
+    # ------------------------------------------------------------------ updates
+    def refresh(self) -> None:
+        """Repaint visible views and the line bar from the bridge's newest state."""
+        for v in self.views.values():
+            if v.isVisible() or not self.isVisible():
+                v.refresh()
+        inspected, ng = self.bridge.line_counts()
+        yld = f"{100.0 * (inspected - ng) / inspected:.2f} %" if inspected else "–"
+        self.counts_label.setText(f"Inspected {inspected:,}   NG {ng:,}   Yield {yld}")
+        verdict = self.bridge.line_verdict()
+        colour = {"OK": "#1fa84f", "NG": "#d62828"}.get(verdict, "#4a5056")
+        self.line_label.setText(f"LINE {verdict}" if verdict else "LINE –")
+        self.line_label.setStyleSheet(f"background: {colour};")
+
+    def _on_camera_state(self, camera_id: str, _old: str, _new: str) -> None:
+        view = self.views.get(camera_id)
+        if view is not None:
+            view.refresh()
+
+    def set_paused(self, paused: bool) -> None:
+        """Show the paused state (from the engine's event)."""
+        self.pause_button.setChecked(paused)
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.paused_label.setVisible(paused)
+
+    def _update_pause_enabled(self) -> None:
+        allowed = self.control is not None and self.control.can("station.pause")
+        self.pause_button.setEnabled(allowed)
+        self.pause_button.setToolTip("" if allowed else "Log in (operator or higher) to pause or resume")
+
+    def toggle_pause(self) -> None:
+        """Pause or resume inspection through the control API."""
+        self._on_pause_clicked()
+
+    def _on_pause_clicked(self) -> None:
+        want = not bool(getattr(self.station, "paused", False))
+        if self.control is None:
+            self.set_paused(not want)
+            return
+        try:
+            self.control.pause(want)
+        except PermissionDenied as exc:
+            self.message.emit(str(exc))
+        self.set_paused(bool(self.station.paused))

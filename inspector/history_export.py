@@ -1,0 +1,174 @@
+"""Exports of the inspection history: CSV rows, and reviewed NG images as a YOLO dataset.
+
+Both stream the history page by page (keyset paging), so a million rows never sit in
+memory at once. The YOLO export turns the engineers' reviews into training data:
+
+* ``confirmed``: the image with the boxes the verdict counted;
+* ``false_call``: the image with an *empty* label file (a negative: nothing to find);
+* ``missed``: skipped and listed in ``needs_labels.txt``: the model found nothing, so
+  there is no box to export; someone has to draw it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+from sqlalchemy import Engine
+
+from inspector.storage.history import HistoryFilter, HistoryRow, get_inspection, query_history
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "id",
+    "acquired_at_utc",
+    "camera_id",
+    "sequence",
+    "verdict",
+    "rule",
+    "classes",
+    "n_detections",
+    "max_score",
+    "total_ms",
+    "review_mark",
+    "image_path",
+    "uid",
+)
+
+
+def iter_history(engine: Engine, flt: HistoryFilter, *, page: int = 1000) -> Iterator[HistoryRow]:
+    """Every row matching ``flt``, newest first, fetched ``page`` rows at a time."""
+    before: tuple[float, int] | None = None
+    while True:
+        rows = query_history(engine, flt, limit=page, before=before)
+        yield from rows
+        if len(rows) < page:
+            return
+        before = rows[-1].cursor
+
+
+def utc_text(t: float) -> str:
+    """Epoch seconds as ``YYYY-MM-DD HH:MM:SS.mmm`` (UTC)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def export_csv(
+    engine: Engine, flt: HistoryFilter, path: Path | str, *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Write the rows matching ``flt`` to a CSV file; returns the number of rows."""
+    n = 0
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for r in iter_history(engine, flt):
+            w.writerow(
+                (
+                    r.id,
+                    utc_text(r.acquired_at),
+                    r.camera_id,
+                    r.sequence,
+                    r.verdict,
+                    r.rule,
+                    r.classes,
+                    r.n_detections,
+                    "" if r.max_score is None else f"{r.max_score:.4f}",
+                    f"{r.total_ms:.2f}",
+                    r.review_mark or "",
+                    r.image_path or "",
+                    r.uid,
+                )
+            )
+            n += 1
+            if progress is not None and n % 10_000 == 0:
+                progress(n)
+    return n
+
+
+@dataclass
+class YoloExport:
+    """What a YOLO export wrote."""
+
+    images: int = 0
+    negatives: int = 0  # false calls: images with empty label files
+    missing_images: int = 0  # reviewed rows whose image was not saved or was purged
+    needs_labels: list[str] = field(default_factory=list)  # "missed" reviews: no box to export
+
+
+def export_yolo(
+    engine: Engine, flt: HistoryFilter, out_dir: Path | str, class_names: Sequence[str] = ()
+) -> YoloExport:
+    """Export reviewed inspections matching ``flt`` as a YOLO dataset.
+
+    Writes ``images/<uid>.<ext>``, ``labels/<uid>.txt`` (``class cx cy w h``, normalised)
+    and ``data.yaml``. Only reviewed rows are exported, whatever ``flt.reviewed`` says.
+
+    Args:
+        engine: The database.
+        flt: Which inspections (camera, time, class...).
+        out_dir: Dataset folder (created).
+        class_names: Class names by id (the model card's); ids beyond are named by number.
+    """
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    flt = dataclasses.replace(flt, reviewed=True)
+    names = {i: n for i, n in enumerate(class_names)}
+    result = YoloExport()
+    for row in iter_history(engine, flt):
+        if row.review_mark == "missed":
+            result.needs_labels.append(f"{row.uid}\t{row.camera_id}\t{row.sequence}\t{row.image_path or ''}")
+            continue
+        src = Path(row.image_path) if row.image_path else None
+        image = cv2.imread(str(src), cv2.IMREAD_UNCHANGED) if src is not None and src.is_file() else None
+        if src is None or image is None:
+            result.missing_images += 1
+            continue
+        h, w = image.shape[:2]
+        lines: list[str] = []
+        if row.review_mark == "confirmed":
+            _, dets = get_inspection(engine, row.id)
+            for d in dets:
+                if not d["accepted"]:
+                    continue
+                names.setdefault(int(d["class_id"]), str(d["class_name"]))
+                lines.append(_label_line(d, w, h))
+        else:
+            result.negatives += 1
+        shutil.copyfile(src, out / "images" / f"{row.uid}{src.suffix.lower()}")
+        (out / "labels" / f"{row.uid}.txt").write_text("".join(line + "\n" for line in lines))
+        result.images += 1
+    n_classes = max(names) + 1 if names else 0
+    yaml = ["path: .", "train: images", "val: images", "names:"]
+    yaml += [f"  {i}: {_yaml_str(names.get(i, str(i)))}" for i in range(n_classes)]
+    (out / "data.yaml").write_text("\n".join(yaml) + "\n")
+    if result.needs_labels:
+        (out / "needs_labels.txt").write_text("uid\tcamera\tsequence\timage\n" + "\n".join(result.needs_labels) + "\n")
+    log.info(
+        "yolo export %s: %d images (%d negatives), %d missing, %d need labels",
+        out,
+        result.images,
+        result.negatives,
+        result.missing_images,
+        len(result.needs_labels),
+    )
+    return result
+
+
+def _label_line(d: dict[str, float], w: int, h: int) -> str:
+    x1, y1 = max(0.0, float(d["x1"])), max(0.0, float(d["y1"]))
+    x2, y2 = min(float(w), float(d["x2"])), min(float(h), float(d["y2"]))
+    cx, cy = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h
+    bw, bh = max(0.0, x2 - x1) / w, max(0.0, y2 - y1) / h
+    return f"{int(d['class_id'])} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}"
+
+
+def _yaml_str(s: str) -> str:
+    return s if s.replace("_", "").replace("-", "").isalnum() else '"' + s.replace('"', '\\"') + '"'

@@ -1,0 +1,129 @@
+"""The main window, login and user dialogs, the audit view, and `gui.app.main`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from gui.app import MainWindow, main
+from gui.audit_view import AuditView
+from gui.bridge import EngineBridge
+from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
+from inspector.config import parse_config
+from inspector.control import StationControl
+from inspector.storage.db import open_database
+from inspector.users import Role, User, UserStore
+from tests.gui.conftest import PASSWORDS, SMALL_STATION, FakeStation, make_control
+
+
+@pytest.fixture
+def window(qtbot: Any, fake_station: FakeStation, engine: Any) -> Any:
+    control = make_control(fake_station, engine)
+    bridge = EngineBridge(fake_station, control)
+    win = MainWindow(fake_station, control, bridge, stop_station_on_close=False)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    bridge.close()
+
+
+def test_main_window_follows_the_session(qtbot: Any, window: MainWindow) -> None:
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == ["Live wall", "History", "Audit"]
+    assert window.user_label.text() == "not logged in · watching"
+    assert not window.pause_action.isEnabled() and not window.users_action.isEnabled()
+    dlg = LoginDialog(window.control, window)
+    dlg.name.setText("eng")
+    dlg.password.setText("nope-nope")
+    assert not dlg.try_login() and "Wrong" in dlg.error.text()
+    dlg.password.setText(PASSWORDS["eng"])
+    with qtbot.waitSignal(window.bridge.user_changed):
+        assert dlg.try_login()
+    assert window.user_label.text() == "eng · engineer" and window.login_action.text() == "Log out"
+    assert window.pause_action.isEnabled() and not window.users_action.isEnabled()
+    window.tabs.setCurrentWidget(window.audit)
+    with qtbot.waitSignal(window.bridge.audit_recorded):
+        window.login_or_logout()  # logs out
+    qtbot.waitUntil(lambda: window.audit.model.entries[0].action == "session.logout", timeout=2000)
+    assert window.user_label.text() == "not logged in · watching"
+
+
+def test_settings_opens_on_the_enlarged_camera(qtbot: Any, window: MainWindow) -> None:
+    window.wall.toggle_enlarged("fake-2")
+    dlg = window.open_settings()
+    assert dlg.camera_id == "fake-2"
+    dlg.close()
+
+
+def test_audit_view_is_read_only(qtbot: Any, fake_station: FakeStation, engine: Any) -> None:
+    control = make_control(fake_station, engine)
+    view = AuditView(control)
+    qtbot.addWidget(view)
+    assert view.model.rowCount() == control.audit.count() > 0
+    idx = view.model.index(0, 5)
+    assert not view.model.setData(idx, "tampered")
+    assert not (view.model.flags(idx) & view.model.flags(idx).ItemIsEditable)
+
+
+def test_first_start_dialog(qtbot: Any, fake_station: FakeStation, engine: Any) -> None:
+    control = StationControl(fake_station, engine=engine)  # type: ignore[arg-type]
+    assert control.first_start_needed()
+    dlg = FirstStartDialog(control)
+    qtbot.addWidget(dlg)
+    dlg.password.setText("admin-pass")
+    dlg.confirm.setText("admin-pazz")
+    assert not dlg.try_create() and "differ" in dlg.error.text()
+    dlg.confirm.setText("admin-pass")
+    assert dlg.try_create() and not control.first_start_needed()
+
+
+def test_users_dialog(qtbot: Any, fake_station: FakeStation, engine: Any) -> None:
+    control = make_control(fake_station, engine)
+    control.login("admin", PASSWORDS["admin"])
+    dlg = UsersDialog(control)
+    qtbot.addWidget(dlg)
+    assert dlg.table.rowCount() == 3
+    dlg.new_name.setText("kim")
+    dlg.new_password.setText("short")
+    assert not dlg.add_user() and "at least 8" in dlg.message.text()
+    dlg.new_password.setText("kims-password")
+    dlg.new_role.setCurrentText("engineer")
+    assert dlg.add_user() and dlg.table.rowCount() == 4
+    assert dlg.change_role("kim", "admin")
+    assert control.users.get("kim") == User("kim", Role.ADMIN)
+    control.logout()
+    control.login("op", PASSWORDS["op"])
+    refused = UsersDialog(control)
+    qtbot.addWidget(refused)
+    assert refused.table.rowCount() == 0 and "users.manage" in refused.message.text()
+
+
+def test_main_unattended_first_start(qtbot: Any, tmp_path: Path) -> None:
+    cfg = parse_config(SMALL_STATION, "gui-test")
+    url = f"sqlite:///{tmp_path / 'station.db'}"
+
+    def close_when_live() -> None:
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if wins and all(v.image is not None for v in wins[0].wall.views.values()):
+            wins[0].close()
+        else:
+            QTimer.singleShot(200, close_when_live)
+
+    QTimer.singleShot(200, close_when_live)
+    assert main(cfg, db_url=url, admin_password="admin-pass") == 0
+    eng = open_database(url)
+    try:
+        assert UserStore(eng).list_users() == [User("admin", Role.ADMIN)]
+    finally:
+        eng.dispose()
+
+
+def test_main_refuses_to_run_without_a_database(qtbot: Any) -> None:
+    assert main(parse_config(SMALL_STATION, "gui-test"), db_url="none") == 2

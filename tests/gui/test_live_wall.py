@@ -1,0 +1,180 @@
+"""The live wall: views follow engine events, overlays, health badges, pause, enlarge."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QColor
+
+from camera.protocol import CameraState
+from gui.bridge import EngineBridge
+from gui.camera_view import health_badge
+from gui.imaging import class_colour
+from gui.live_wall import LiveWall, grid_shape
+from inspector.users import PermissionDenied
+from tests.gui.conftest import PASSWORDS, FakeStation, make_control
+from tests.inspector.factories import make_result
+
+
+@pytest.fixture
+def fake_wall(qtbot: Any, fake_station: FakeStation, engine: Any) -> Any:
+    control = make_control(fake_station, engine)
+    bridge = EngineBridge(fake_station, control, refresh_hz=50)
+    wall = LiveWall(bridge, control, stale_after_s=0.3)
+    qtbot.addWidget(wall)
+    wall.resize(800, 500)
+    wall.show()
+    bridge.start()
+    yield wall
+    bridge.close()
+
+
+@pytest.mark.parametrize(
+    ("n", "shape"),
+    [(0, (1, 1)), (1, (1, 1)), (2, (2, 1)), (3, (2, 2)), (4, (2, 2)), (6, (3, 2)), (8, (4, 2)), (9, (4, 3)), (12, (5, 3))],
+)
+def test_grid_shape(n: int, shape: tuple[int, int]) -> None:
+    cols, rows = grid_shape(n)
+    assert (cols, rows) == shape and cols * rows >= n
+
+
+@pytest.mark.parametrize(
+    ("state", "age", "text"),
+    [
+        (CameraState.STREAMING, 0.1, None),
+        (CameraState.STREAMING, None, None),
+        (CameraState.STREAMING, 5.0, "STALE"),  # silent for too long, whatever the camera says
+        (CameraState.STALE, 1.0, "STALE"),
+        (CameraState.OFFLINE, 12.0, "OFFLINE"),
+        (CameraState.OPEN, 2.0, "OFFLINE · STOPPED"),
+        (CameraState.ERROR, None, "OFFLINE · ERROR"),
+    ],
+)
+def test_health_badge(state: CameraState, age: float | None, text: str | None) -> None:
+    badge = health_badge(state, age, 3.0)
+    assert (badge.text if badge else None) == text
+    if badge is not None and age is not None:
+        assert "ago" in badge.detail
+
+
+def test_real_station_drives_the_views(qtbot: Any, station: Any, engine: Any) -> None:
+    control = make_control(station, engine)
+    bridge = EngineBridge(station, control, refresh_hz=20)
+    wall = LiveWall(bridge, control)
+    qtbot.addWidget(wall)
+    wall.resize(900, 500)
+    wall.show()
+    assert grid_shape(len(wall.views)) == (2, 1)
+    bridge.start()
+    station.start()
+    try:
+        views = wall.views
+        qtbot.waitUntil(lambda: all(v.image is not None for v in views.values()), timeout=15_000)
+        qtbot.waitUntil(lambda: bridge.line_counts()[0] >= 6, timeout=15_000)
+        first = {cid: v.image_sequence for cid, v in views.items()}
+        qtbot.waitUntil(lambda: all(v.image_sequence > first[c] for c, v in views.items()), timeout=10_000)
+        assert views["cam-b"].image.format().name.endswith("Grayscale8")  # Mono8 camera
+        assert views["cam-a"].image.format().name.endswith("BGR888")
+        qtbot.waitUntil(lambda: bridge.live["cam-a"].fps > 0 and bridge.live["cam-a"].latency_p50_ms is not None, timeout=5000)
+        assert "fps" in views["cam-a"]._header and "p50" in views["cam-a"]._header
+        assert wall.counts_label.text().startswith("Inspected")
+        assert wall.line_label.text() in ("LINE OK", "LINE NG")
+        # a camera that stops gets the OFFLINE banner
+        station.cameras["cam-b"].stop()
+        qtbot.waitUntil(lambda: views["cam-b"].badge is not None, timeout=5000)
+        assert views["cam-b"].badge.text.startswith("OFFLINE")
+        assert views["cam-a"].badge is None
+    finally:
+        station.stop()
+        bridge.close()
+    for cam in station.cameras.values():  # every display reference went back to its pool
+        assert cam.pool.free_slots == cam.pool.capacity
+
+
+def test_overlay_matches_the_result_frame(qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation) -> None:
+    cam = fake_station.cameras["fake-1"]
+    r = make_result("fake-1", 1, "NG", [("crack", 0.91)], with_frame=True, pool=cam.pool, shape=(48, 64, 3))
+    fake_station.events.result_ready.emit(r)
+    r.frame.release()  # the sink's reference; the bridge keeps its own
+    view = fake_wall.views["fake-1"]
+    qtbot.waitUntil(lambda: view.shown_result is r, timeout=2000)
+    assert [b.class_name for b in view.boxes] == ["crack"]
+    qtbot.waitUntil(lambda: fake_wall.line_label.text() == "LINE NG", timeout=2000)
+    # the box outline is painted in the class colour
+    img = view.grab().toImage()
+    colours = {QColor(img.pixel(x, y)).name() for x in range(img.width()) for y in range(24, img.height(), 3)}
+    assert class_colour("crack").name() in colours
+    # a newer frame without a result yet: the result's frame (and its box) stays while fresh
+    cam.publish(50)
+    qtbot.wait(60)
+    assert view.image_sequence == 1 and view.boxes
+
+
+def test_stale_then_offline_badge(qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation) -> None:
+    cam = fake_station.cameras["fake-2"]
+    h = cam.publish(120)
+    view = fake_wall.views["fake-2"]
+    qtbot.waitUntil(lambda: view.image is not None, timeout=2000)
+    assert view.badge is None and h.refcount >= 1
+    # the camera still says STREAMING but sends nothing: STALE after 0.3 s
+    qtbot.waitUntil(lambda: view.badge is not None and view.badge.text == "STALE", timeout=3000)
+    assert cam.state is CameraState.STREAMING
+    cam.set_state(CameraState.OFFLINE)
+    qtbot.waitUntil(lambda: view.badge is not None and view.badge.text == "OFFLINE", timeout=2000)
+    assert "last frame" in view.badge.detail
+    # the badge is drawn big: a row across the middle of the view is mostly badge red
+    img = view.grab().toImage()
+    y = 24 + (img.height() - 24) // 2 - 20
+    reds = sum(QColor(img.pixel(x, y)).red() > 180 and QColor(img.pixel(x, y)).green() < 90 for x in range(img.width()))
+    assert reds > img.width() * 0.6
+    cam.publish(130)
+    cam.set_state(CameraState.STREAMING)
+    qtbot.waitUntil(lambda: view.badge is None, timeout=2000)
+
+
+def test_double_click_enlarges_one_camera(qtbot: Any, fake_wall: LiveWall) -> None:
+    v1, v2 = fake_wall.views["fake-1"], fake_wall.views["fake-2"]
+    qtbot.mouseDClick(v2, Qt.MouseButton.LeftButton, pos=QPoint(20, 40))
+    assert fake_wall.enlarged == "fake-2" and v2.isVisible() and not v1.isVisible()
+    qtbot.mouseDClick(v2, Qt.MouseButton.LeftButton, pos=QPoint(20, 40))
+    assert fake_wall.enlarged is None and v1.isVisible() and v2.isVisible()
+
+
+def test_pause_needs_an_operator(qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation) -> None:
+    control = fake_wall.control
+    assert not fake_wall.pause_button.isEnabled()
+    with pytest.raises(PermissionDenied):
+        control.pause(True)
+    control.login("op", PASSWORDS["op"])
+    qtbot.waitUntil(fake_wall.pause_button.isEnabled, timeout=2000)
+    with qtbot.waitSignal(fake_wall.bridge.paused_changed, timeout=2000):
+        fake_wall.toggle_pause()
+    assert fake_station.paused and fake_wall.paused_label.isVisibleTo(fake_wall)
+    assert fake_wall.pause_button.text() == "Resume"
+    fake_wall.toggle_pause()
+    assert not fake_station.paused
+    assert [e.action for e in control.audit_entries(limit=2)] == ["station.pause", "station.pause"]
+
+
+def test_bridge_drops_results_it_does_not_need(qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation) -> None:
+    """A burst of results costs the GUI one repaint per tick, and only the newest frame is held."""
+    cam = fake_station.cameras["fake-1"]
+    results = []
+    t0 = time.perf_counter()
+    for seq in range(1, 41):
+        r = make_result("fake-1", seq, "OK", with_frame=True, pool=cam.pool, shape=(48, 64, 3))
+        fake_station.events.result_ready.emit(r)
+        r.frame.release()
+        results.append(r)
+    assert time.perf_counter() - t0 < 1.0
+    view = fake_wall.views["fake-1"]
+    qtbot.waitUntil(lambda: view.image_sequence == 40, timeout=2000)
+    held = [r.frame for r in results if r.frame.refcount > 0]
+    assert [h.sequence for h in held] == [40]  # the pool's latest + the bridge's reference, both on #40
