@@ -181,9 +181,11 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
         if control.first_start_needed():
             if admin_password is not None:
                 control.create_admin(admin_password)
-            elif FirstStartDialog(control).exec() != FirstStartDialog.DialogCode.Accepted:
-                station.stop()
-                return 1
+            else:
+                answer = FirstStartDialog(control).exec()
+                if answer not in (FirstStartDialog.DialogCode.Accepted, FirstStartDialog.WATCH_ONLY):
+                    station.stop()
+                    return 1
         try:
             station.start()
         except StationError as exc:

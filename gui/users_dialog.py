@@ -64,7 +64,10 @@ class LoginDialog(QDialog):
 
 
 class FirstStartDialog(QDialog):
-    """First start (no users yet): choose the admin password."""
+    """First start (no users yet): choose the admin password, or watch only for now."""
+
+    #: `exec()` result when the user chose to watch the line without creating an admin yet.
+    WATCH_ONLY = 2
 
     def __init__(self, control: StationControl, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -86,6 +89,9 @@ class FirstStartDialog(QDialog):
         form.addRow("Password", self.password)
         form.addRow("Repeat", self.confirm)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        watch = buttons.addButton("Watch only for now", QDialogButtonBox.ButtonRole.ActionRole)
+        watch.setToolTip("Open the live wall without users; this dialog comes back at the next start.")
+        watch.clicked.connect(lambda: self.done(self.WATCH_ONLY))
         buttons.accepted.connect(self.try_create)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)

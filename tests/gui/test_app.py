@@ -84,6 +84,20 @@ def test_first_start_dialog(qtbot: Any, fake_station: FakeStation, engine: Any) 
     assert dlg.try_create() and not control.first_start_needed()
 
 
+def test_first_start_can_be_postponed_to_watch_only(qtbot: Any, fake_station: FakeStation, engine: Any) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    control = StationControl(fake_station, engine=engine)  # type: ignore[arg-type]
+    dlg = FirstStartDialog(control)
+    qtbot.addWidget(dlg)
+    results: list[int] = []
+    dlg.finished.connect(results.append)
+    watch = next(b for b in dlg.findChildren(QPushButton) if b.text() == "Watch only for now")
+    watch.click()
+    assert results == [FirstStartDialog.WATCH_ONLY]
+    assert control.first_start_needed() and control.user is None  # nobody may change anything yet
+
+
 def test_users_dialog(qtbot: Any, fake_station: FakeStation, engine: Any) -> None:
     control = make_control(fake_station, engine)
     control.login("admin", PASSWORDS["admin"])
