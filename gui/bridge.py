@@ -66,7 +66,7 @@ class EngineBridge(QObject):
     user_changed = Signal(object)  # inspector.users.User | None
     audit_recorded = Signal(object)  # inspector.users.AuditEntry
 
-    def __init__(self, station: Any, control: StationControl | None = None, *, refresh_hz: float = 16.0,
+    def __init__(self, station: Any, control: StationControl | None = None, *, refresh_hz: float = 10.0,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.station = station

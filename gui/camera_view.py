@@ -144,12 +144,15 @@ class CameraView(QWidget):
     def paintEvent(self, _event: QPaintEvent) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         rect = QRectF(self.rect())
         p.fillRect(rect, QColor("#111417"))
         body = rect.adjusted(0, HEADER_PX, 0, 0)
         if self.image is not None and not self.image.isNull():
             target = fit_rect(self.image.width(), self.image.height(), body.adjusted(2, 2, -2, -2))
+            # Smooth scaling costs the engine CPU on every repaint of 8 views; near 1:1 (the usual
+            # wall) nearest-neighbour looks the same, so only strong down-scaling is smoothed.
+            scale = target.width() / max(1, self.image.width())
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 0.6)
             p.drawImage(target, self.image)
             draw_boxes(p, self.boxes, target, self.image.width(), self.image.height(), font_px=max(10, int(target.height() / 28)))
             if self.badge is not None:
