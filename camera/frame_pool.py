@@ -27,11 +27,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class PoolCounters:
-    """Per-camera frame accounting; ``received == inspected + dropped + in_flight``."""
+    """Per-camera frame accounting; ``received == inspected + dropped + in_flight`` at all times.
+
+    ``in_flight`` counts published frames that are neither inspected nor dropped yet: the
+    pending frame waiting for the scheduler and the frames a worker has claimed. It moves
+    under the pool's lock together with the other counters, so every `FramePool.snapshot`
+    satisfies the equation exactly. Claiming moves a frame from pending to a worker
+    without changing it; `FramePool.mark_inspected` / `FramePool.mark_dropped` end it.
+    """
 
     received: int = 0
     inspected: int = 0
     dropped: int = 0
+    in_flight: int = 0
     invalid: int = 0  # incomplete/corrupt/malformed buffers: counted, never inferred
     pool_exhausted: int = 0  # a frame arrived while every slot was held
 
@@ -239,8 +247,10 @@ class FramePool:
         to_release: list[FrameHandle] = []
         with self._lock:
             self.counters.received += 1
+            self.counters.in_flight += 1
             if self._pending is not None:
                 self.counters.dropped += 1
+                self.counters.in_flight -= 1
                 to_release.append(self._pending)
             if self._latest is not None:
                 to_release.append(self._latest)
@@ -278,13 +288,16 @@ class FramePool:
             return h
 
     def mark_inspected(self, n: int = 1) -> None:
+        """``n`` claimed frames were inspected."""
         with self._lock:
             self.counters.inspected += n
+            self.counters.in_flight -= n
 
     def mark_dropped(self, n: int = 1) -> None:
-        """A claimed frame that will not be inspected (e.g. inference failed)."""
+        """``n`` claimed frames will not be inspected (e.g. malformed, inference failed)."""
         with self._lock:
             self.counters.dropped += n
+            self.counters.in_flight -= n
 
     def snapshot(self) -> PoolCounters:
         with self._lock:
@@ -307,6 +320,7 @@ class FramePool:
             self._pending = self._latest = None
             if pending is not None:
                 self.counters.dropped += 1
+                self.counters.in_flight -= 1
         for h in (pending, latest):
             if h is not None:
                 self._release(h)

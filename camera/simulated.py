@@ -4,20 +4,32 @@ Rendering costs ~10-20 ms a frame, too much to do live for 8 cameras on two core
 next to inference. The camera therefore renders each part once into a bank (the
 first pass through the bank renders, later passes replay) and copies the banked
 frame into a pool slot at the nominal rate. Every frame carries its ground truth.
+
+The camera can misbehave on purpose (`camera.faults`): ``camera.faults.inject(...)``
+from tests and scripts, or the Guru features ``FaultMode`` / ``FaultDuration``. Like a
+real device it forgets its settings when it is lost; the reconnect re-applies the
+feature tree (the recipe).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
 
 from camera.base import ThreadedCamera
+from camera.faults import FaultMode, FaultPlan
 from camera.features import DictFeatureTree, Feature, FeatureError
 from camera.frame_pool import FramePool
 from camera.protocol import CameraInfo
 from camera.renderer import GroundTruth, render_part
+
+log = logging.getLogger(__name__)
+
+#: Features that steer the simulation's faults, not the device: never re-applied.
+_FAULT_FEATURES = ("FaultMode", "FaultDuration")
 
 
 class SimulatedLineCamera(ThreadedCamera):
@@ -59,8 +71,13 @@ class SimulatedLineCamera(ThreadedCamera):
         self.ok_share = ok_share
         self._bank: dict[tuple[int, int, int, bool], tuple[np.ndarray, GroundTruth]] = {}
         self._next_due = 0.0
+        self.faults = FaultPlan()
+        self._connected = True
         self._tree = DictFeatureTree(on_write=self._apply_feature)
         self._build_tree(width, height, mono, fps)
+        # what the "device" runs with; a lost device falls back to these factory values
+        self._factory = dict(self._tree.values)
+        self._device: dict[str, Any] = dict(self._factory)
 
     # ------------------------------------------------------------------ features
     def _build_tree(self, width: int, height: int, mono: bool, fps: float) -> None:
@@ -88,25 +105,60 @@ class SimulatedLineCamera(ThreadedCamera):
             self.ok_share,
         )
         t.add(Feature("PartSeed", "int", "Simulation", "First part seed", minimum=0, maximum=2**31 - 1, visibility="Guru"), self.seed)
+        t.add(
+            Feature(
+                "FaultMode",
+                "enum",
+                "Simulation",
+                "Injected fault",
+                "Make the camera misbehave: stall, disconnect, corrupt, wrong_size or hang",
+                visibility="Guru",
+                enum_entries=tuple(m.value for m in FaultMode),
+            ),
+            FaultMode.NONE.value,
+        )
+        t.add(
+            Feature(
+                "FaultDuration",
+                "float",
+                "Simulation",
+                "Fault duration",
+                "Seconds an injected fault lasts (0: until FaultMode is set to none)",
+                minimum=0.0,
+                maximum=86400.0,
+                unit="s",
+                visibility="Guru",
+            ),
+            10.0,
+        )
 
     @property
     def features(self) -> DictFeatureTree:
         return self._tree
 
     def _apply_feature(self, name: str, value: Any) -> None:
+        if name in _FAULT_FEATURES:
+            if name == "FaultMode":
+                self.faults.inject(value, float(self._tree.values["FaultDuration"]))
+            return
+        if not self._connected:
+            raise FeatureError(f"{name}: camera {self.info.id} is not connected")
+        self._device[name] = value
         if name in ("Width", "Height", "PixelFormat"):
-            w = value if name == "Width" else self._tree.values["Width"]
-            h = value if name == "Height" else self._tree.values["Height"]
-            mono = (value if name == "PixelFormat" else self._tree.values["PixelFormat"]) == "Mono8"
+            w = self._device["Width"]
+            h = self._device["Height"]
+            mono = self._device["PixelFormat"] == "Mono8"
             self.pool.reshape((h, w) if mono else (h, w, 3))
         elif name == "AcquisitionFrameRate":
             self._fps = float(value)
         elif name == "PartOkShare":
-            self.ok_share = float(value)
-            self._bank.clear()
+            if float(value) != self.ok_share:
+                self.ok_share = float(value)
+                self._bank.clear()
         elif name == "PartSeed":
-            self.seed = int(value)
-            self._bank.clear()
+            if int(value) != self.seed:
+                self.seed = int(value)
+                self._bank.clear()
         elif name in ("ExposureTime", "Gain"):
             pass  # accepted; the renderer's lighting drift stands in for them
         else:  # pragma: no cover - read-only nodes never reach here
@@ -115,8 +167,8 @@ class SimulatedLineCamera(ThreadedCamera):
     # ------------------------------------------------------------------ acquisition
     def frame_for(self, index: int) -> tuple[np.ndarray, GroundTruth]:
         """The banked frame for part ``index`` (rendered on first use)."""
-        w, h = self._tree.values["Width"], self._tree.values["Height"]
-        mono = self._tree.values["PixelFormat"] == "Mono8"
+        w, h = self._device["Width"], self._device["Height"]
+        mono = self._device["PixelFormat"] == "Mono8"
         seed = self.seed + index % self.bank_size
         key = (seed, w, h, mono)
         hit = self._bank.get(key)
@@ -129,17 +181,36 @@ class SimulatedLineCamera(ThreadedCamera):
         return hit
 
     def _start_device(self) -> None:
+        if not self._connected:  # stopped while it was lost: it comes back with the recipe
+            self._restore()
         self._next_due = time.monotonic()
 
-    def _acquire_once(self) -> bool:
+    def _pace(self) -> bool:
+        """Wait until the next frame is due; False when stopping or nothing was claimed."""
         if self._fps > 0:
             delay = self._next_due - time.monotonic()
-            if delay > 0:
-                if self._stop.wait(delay):
-                    return False
+            if delay > 0 and self._stop.wait(delay):
+                return False
             self._next_due = max(self._next_due + 1.0 / self._fps, time.monotonic() - 1.0 / self._fps)
-        elif not self.pool.wait_claimed(0.1):
-            # free-running: produce as soon as the last frame was taken (saturation benchmarks)
+            return True
+        # free-running: produce as soon as the last frame was taken (saturation benchmarks)
+        return self.pool.wait_claimed(0.1)
+
+    def _acquire_once(self) -> bool:
+        fault = self.faults.active()
+        if self._tree.values["FaultMode"] != fault.value:
+            self._tree.values["FaultMode"] = fault.value  # the fault ended by itself
+        if fault is FaultMode.HANG:
+            self.faults.block_while(FaultMode.HANG)  # stuck in the "driver"; deaf to stop()
+            return False
+        if fault is FaultMode.DISCONNECT:
+            raise ConnectionError(f"camera {self.info.id}: device lost (simulated)")
+        if not self._pace():
+            return False
+        if fault is FaultMode.STALL:
+            return False
+        if fault is FaultMode.CORRUPT:  # an incomplete buffer: counted, never published
+            self.pool.count_invalid()
             return False
         seq = self._next_sequence()
         image, truth = self.frame_for(seq - 1)
@@ -152,7 +223,41 @@ class SimulatedLineCamera(ThreadedCamera):
             self.pool.abandon_slot(slot)
             return True
         np.copyto(arr, image)
-        self.pool.publish(
-            slot, seq, pixel_format="Mono8" if image.ndim == 2 else "BGR8", truth=truth, acquired_ns=t_acq
-        )
+        fmt = "Mono8" if image.ndim == 2 else "BGR8"
+        if fault is FaultMode.WRONG_SIZE:
+            self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=t_acq, image=_misfit(arr, seq))
+            return True
+        self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=t_acq)
         return True
+
+    # ------------------------------------------------------------------ device loss
+    def _on_acquisition_error(self, exc: Exception) -> None:
+        """The device is gone: it forgets its settings; re-open with backoff and re-apply them."""
+        self._connected = False
+        self._device = dict(self._factory)
+        self._fps = float(self._factory["AcquisitionFrameRate"])
+        self._reconnect(self._reopen)
+
+    def _reopen(self) -> None:
+        if self.faults.active() is FaultMode.DISCONNECT:
+            raise ConnectionError(f"camera {self.info.id}: device not found (simulated)")
+        self._start_device()
+
+    def _restore(self) -> None:
+        """Connect again and re-apply every writable feature (the recipe) to the device."""
+        self._connected = True
+        for feature in self._tree.features():
+            if feature.writable and feature.name not in _FAULT_FEATURES:
+                self._apply_feature(feature.name, self._tree.values[feature.name])
+
+
+def _misfit(slot: np.ndarray, sequence: int) -> np.ndarray:
+    """A view of ``slot`` that does not fit the frame's pixel format (a wrong-size buffer).
+
+    Cycles through no pixels at all, a flat buffer without rows, and (for colour frames)
+    rows whose stride lost the channel axis.
+    """
+    variants = [slot[:0], slot.reshape(-1)]
+    if slot.ndim == 3:
+        variants.append(slot.reshape(slot.shape[0], -1)[:, :-1])
+    return variants[sequence % len(variants)]

@@ -8,7 +8,9 @@ a path that no longer exists, and readers must expect that.
 
 Retention deletes the oldest images first when they are older than ``max_age_days``, when
 the archive grows past ``max_total_bytes``, or when the filesystem's free space falls
-below ``min_free_bytes`` (the emergency purge). A full disk never stops inspection: the
+below ``min_free_bytes`` (the emergency purge). Retention runs before writes and, on
+its own timer thread, every ``retention_interval_s`` while the line is idle, so old
+images go on time even when no NG part comes. A full disk never stops inspection: the
 image is counted as dropped and `alarm` is raised until a write succeeds again.
 """
 
@@ -99,6 +101,8 @@ class NgArchive(QueuedSink):
         self.purged = 0  # by the low-free-space purge
         self.archive_bytes = 0
         self.alarm = False
+        self._timer_stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     # ------------------------------------------------------------------ paths
     def path_for(self, result: InspectionResult) -> str | None:
@@ -137,6 +141,27 @@ class NgArchive(QueuedSink):
             alarm=float(self.alarm),
         )
         return out
+
+    def start(self) -> None:
+        super().start()
+        if self._timer is None:
+            self._timer_stop.clear()
+            self._timer = threading.Thread(
+                target=self._retention_timer, name=f"sink-{self.name}-retention", daemon=True
+            )
+            self._timer.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._timer_stop.set()
+        t, self._timer = self._timer, None
+        if t is not None:
+            t.join(timeout)
+        super().stop(timeout)
+
+    def _retention_timer(self) -> None:
+        """Apply retention while the line is idle (the writer applies it between writes too)."""
+        while not self._timer_stop.wait(min(self._interval, 60.0)):
+            self._retention_if_due()
 
     def _run(self) -> None:
         try:
@@ -230,8 +255,10 @@ class NgArchive(QueuedSink):
         return n
 
     def _retention_if_due(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_retention:
+        with self._lock:  # the writer and the idle timer both come here
+            now = time.monotonic()
+            if now < self._next_retention:
+                return
             self._next_retention = now + self._interval
             try:
                 self.enforce_retention()

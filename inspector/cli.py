@@ -75,6 +75,9 @@ def run(
     report: Optional[Path] = typer.Option(None, help="Write a JSON report here at the end."),
     backend: Optional[str] = typer.Option(None, help="openvino | onnxruntime | tensorrt"),
     no_archive: bool = typer.Option(False, "--no-archive", help="Do not save NG images."),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port (127.0.0.1)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live status line."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -90,7 +93,7 @@ def run(
 
     try:
         cfg = _load(station, config)
-        st = Station(cfg, db_url=db, backend=backend, archive=not no_archive)
+        st = Station(cfg, db_url=db, backend=backend, archive=not no_archive, metrics_port=metrics_port)
     except _user_errors() as exc:
         fail(str(exc))
     stop = threading.Event()
@@ -129,7 +132,8 @@ def run(
         typer.echo(
             f"{rep['duration_s']:.1f} s: {t['inspected']} inspected ({t['fps']:.1f} fps), {t['dropped']} dropped, "
             f"{t['ng']} NG, {rep['db']['rows_written']} rows written; escape rate {a['escape_rate']:.2%}, "
-            f"false-reject rate {a['false_reject_rate']:.2%} over {a['parts']} parts with ground truth",
+            f"false-reject rate {a['false_reject_rate']:.2%} over {a['parts']} parts with ground truth; "
+            f"health: {rep['health']['summary']}",
             err=True,
         )
     if report is not None:
@@ -266,6 +270,8 @@ def train(
     project: Path = typer.Option(Path("runs"), help="Where runs are written."),
     name: str = typer.Option("defect"),
     seed: int = typer.Option(0),
+    lr0: Optional[float] = typer.Option(None, min=1e-6, max=1.0, help="Initial learning rate (fine-tunes: ~5e-4)."),
+    close_mosaic: Optional[int] = typer.Option(None, min=0, help="Last epochs without mosaic augmentation."),
 ) -> None:
     """Train a detector (needs the train extra: pip install -e '.[train]')."""
     from inspector.training.train import DEFAULT_MODEL_CFG, TrainingUnavailable
@@ -273,7 +279,9 @@ def train(
 
     try:
         r = do_train(data, model_cfg=model or DEFAULT_MODEL_CFG, imgsz=imgsz, epochs=epochs, hours=hours, batch=batch,
-                     device=device, project=project, name=name, seed=seed)
+                     device=device, project=project, name=name, seed=seed,
+                     overrides={k: v for k, v in {"lr0": lr0, "optimizer": "AdamW" if lr0 else None,
+                                                  "close_mosaic": close_mosaic}.items() if v is not None})
     except (TrainingUnavailable, FileNotFoundError) as exc:
         fail(str(exc))
     typer.echo(f"best weights: {r.best}")

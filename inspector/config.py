@@ -138,9 +138,10 @@ class StorageConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    """Prometheus endpoint (opt-in)."""
+    """Prometheus endpoint (opt-in): ``/metrics`` on ``bind:port``."""
 
     port: int | None = Field(None, ge=1, le=65535)
+    bind: str = Field("127.0.0.1", min_length=1, description="address to listen on (0.0.0.0: every interface)")
 
 
 class StationConfig(_Strict):

@@ -40,6 +40,18 @@ class CameraLane:
     min_resolvable_px: float = 6.0
     tile_overlap: float = 0.2
     _plans: dict[tuple[int, int], list[tuple[Tile | None, Letterbox]]] = field(default_factory=dict)
+    _invalid_logged_at: float = -1e9  # monotonic; a camera sending garbage must not flood the log
+    _invalid_unlogged: int = 0
+
+    def log_invalid(self, sequence: int, reason: object, every_s: float = 10.0) -> None:
+        """Log a skipped frame: the first one at once, then at most one line per ``every_s``."""
+        now = time.monotonic()
+        if now - self._invalid_logged_at < every_s:
+            self._invalid_unlogged += 1
+            return
+        more = f" (+{self._invalid_unlogged} more since the last message)" if self._invalid_unlogged else ""
+        log.warning("camera %s: frame %d skipped: %s%s", self.camera_id, sequence, reason, more)
+        self._invalid_logged_at, self._invalid_unlogged = now, 0
 
     def plan(self, w: int, h: int, in_w: int, in_h: int) -> list[tuple[Tile | None, Letterbox]]:
         """Tiles and letterboxes for a ``w x h`` frame (cached per size)."""
@@ -175,19 +187,23 @@ class InferenceWorker:
     def process(self, taken: list[tuple[CameraLane, FrameHandle]]) -> list[InspectionResult]:
         """Inspect claimed frames as one batch; emits and returns the results.
 
-        Releases the worker's reference on every handle, whatever happens.
+        Every claimed frame is settled exactly once in its pool's counters (inspected,
+        or dropped when malformed or when inference fails), whatever happens, and the
+        worker's reference on every handle is released.
         """
         t_take = time.perf_counter_ns()
         items: list[BatchItem] = []
         spans: list[tuple[CameraLane, FrameHandle, int, int]] = []  # lane, handle, first item, n items
+        unsettled = {id(h): lane for lane, h in taken}
         try:
             for lane, h in taken:
                 try:
-                    check_frame(h.image, h.pixel_format)
+                    _check(h)
                 except FrameFormatError as exc:
                     lane.pool.count_invalid()
                     lane.pool.mark_dropped()
-                    log.warning("camera %s: frame %d skipped: %s", lane.camera_id, h.sequence, exc)
+                    del unsettled[id(h)]
+                    lane.log_invalid(h.sequence, exc)
                     continue
                 fh, fw = h.image.shape[:2]
                 first = len(items)
@@ -201,12 +217,13 @@ class InferenceWorker:
             except Exception:
                 self.stats.errors += 1
                 log.exception("worker %d: inference failed on a batch of %d", self.index, len(items))
-                for lane, _h, _f, _n in spans:
-                    lane.pool.mark_dropped()
-                return []
+                return []  # the frames are counted as dropped below
             results = []
             for lane, h, first, n in spans:
                 results.append(self._result(lane, h, items[first : first + n], out.raw[first : first + n], t_take, out))
+            for lane, h, _f, _n in spans:
+                lane.pool.mark_inspected()
+                del unsettled[id(h)]
             self._emit(results)
             self.stats.busy_s += (time.perf_counter_ns() - t_take) / 1e9
             self.stats.infer_s += out.inference_ms / 1e3
@@ -214,10 +231,15 @@ class InferenceWorker:
             self.stats.frames += len(spans)
             self.stats.items += len(items)
             self.stats.batch_hist[len(items)] = self.stats.batch_hist.get(len(items), 0) + 1
-            for lane, _h, _f, _n in spans:
-                lane.pool.mark_inspected()
             return results
+        except Exception:
+            # a bug or a bad frame in pre/post-processing must not end inspection
+            self.stats.errors += 1
+            log.exception("worker %d: batch of %d frames failed", self.index, len(taken))
+            return []
         finally:
+            for lane in unsettled.values():
+                lane.pool.mark_dropped()
             for _lane, h in taken:
                 h.release()
 
@@ -265,6 +287,14 @@ class InferenceWorker:
             truth=h.truth,
             frame=h,
         )
+
+
+def _check(h: FrameHandle) -> None:
+    """`check_frame`, plus the shapes it does not expect (a flat buffer has no rows)."""
+    image = h.image
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        raise FrameFormatError(f"frame has shape {getattr(image, 'shape', None)}, not (H, W) or (H, W, C)")
+    check_frame(image, h.pixel_format)
 
 
 def shard_cameras(camera_ids: Sequence[str], n_workers: int, pinned: dict[str, int] | None = None,

@@ -1,12 +1,19 @@
 """`Station`: the one composition root. Builds everything in order, stops it in reverse.
 
 Order of construction: model card (checked) -> backends (one per device) -> database
-(migrated) and sinks -> cameras and their pools -> inference workers. Anything that
-can fail because of the user's input fails here, before a camera streams.
+(migrated) and sinks -> cameras and their pools -> inference workers -> watchdog ->
+metrics endpoint. Anything that can fail because of the user's input fails here,
+before a camera streams.
+
+Every camera state transition is logged (by the camera), counted (`Station.transitions`,
+metrics), stored (``camera_events`` through the DB writer) and re-emitted as
+`StationEvents.camera_state_changed`. `Station.health` condenses cameras, database
+and archive into one verdict for the status line, the report and the metrics.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -31,6 +38,7 @@ from inspector.results import InspectionResult, Provenance
 from inspector.run_stats import RunStats, percentiles
 from inspector.scheduler import CameraLane, InferenceWorker, shard_cameras
 from inspector.sinks import ResultSink
+from inspector.watchdog import CameraWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,7 @@ class Station:
         db_url: Overrides ``config.storage.db_url`` ("none" disables the database).
         backend: Overrides ``config.model.backend``.
         archive: Save NG images.
+        metrics_port: Overrides ``config.metrics.port`` (serve Prometheus metrics there).
     """
 
     def __init__(
@@ -64,6 +73,7 @@ class Station:
         db_url: str | None = None,
         backend: str | None = None,
         archive: bool = True,
+        metrics_port: int | None = None,
     ) -> None:
         self.config = config
         self.events = StationEvents()
@@ -72,6 +82,10 @@ class Station:
         self.stopped_at: float | None = None
         self._stopped = threading.Event()
         self._gentl_system: Any = None
+        #: (camera id, new state) -> how many transitions into that state
+        self.transitions: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._transitions_lock = threading.Lock()  # cameras and the watchdog report from their threads
+        self.metrics: Any = None
         self.backend_name = backend or config.model.backend
         self.card: ModelCard = load_card(config.model.name)
         self.backends: list[Backend] = [
@@ -116,6 +130,24 @@ class Station:
             for i, (be, shard) in enumerate(zip(self.backends, shards))
             if shard
         ]
+        self.watchdog = CameraWatchdog(self.cameras)
+        port = metrics_port if metrics_port is not None else config.metrics.port
+        if port is not None:
+            self._serve_metrics(port)
+
+    def _serve_metrics(self, port: int) -> None:
+        from inspector.metrics import StationMetrics
+
+        self.metrics = StationMetrics(self)
+        try:
+            self.metrics.serve(port, self.config.metrics.bind)
+        except OSError as exc:
+            self.metrics = None
+            self._close_cameras()
+            raise StationError(
+                f"metrics: cannot serve on {self.config.metrics.bind}:{port} ({exc.strerror or exc}); "
+                "choose another [metrics] port"
+            ) from None
 
     # ------------------------------------------------------------------ building
     def _setup_storage(self, db_url: str | None, archive: bool) -> str | None:
@@ -210,6 +242,8 @@ class Station:
     # ------------------------------------------------------------------ running
     def _fan_out(self, results: list[InspectionResult]) -> None:
         self.stats.add(results)
+        if self.metrics is not None:
+            self.metrics.observe(results)
         for r in results:
             for sink in self.sinks:
                 wants = getattr(sink, "wants", None)
@@ -221,6 +255,12 @@ class Station:
             self.events.result_ready.emit(r)
 
     def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
+        # runs on the thread that made the transition (camera, watchdog, caller): no blocking
+        with self._transitions_lock:
+            self.transitions[(camera_id, new.value)] += 1
+        if self.db_writer is not None:
+            reason = getattr(self.cameras.get(camera_id), "state_reason", "")
+            self.db_writer.record_camera_event(camera_id, old.value, new.value, reason=reason)
         self.events.camera_state_changed.emit(camera_id, old, new)
 
     def start(self) -> None:
@@ -240,6 +280,7 @@ class Station:
         if failures and len(failures) == len(self.cameras):
             self.stop()
             raise StationError("no camera could start: " + "; ".join(failures))
+        self.watchdog.start()
 
     def pause(self, paused: bool) -> None:
         """Pause or resume inspection (cameras keep streaming; frames are dropped, counted)."""
@@ -252,11 +293,17 @@ class Station:
         return any(w.paused for w in self.workers)
 
     def stop(self) -> None:
-        """Cameras first, then workers, then drain the sinks; idempotent."""
+        """Watchdog, cameras, workers, sinks that hold frames, then the database writer; idempotent."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         self.stopped_at = time.monotonic()
+        self.watchdog.stop()
+        # ask every camera first: their threads wind down in parallel, a hung one costs its timeout once
+        for cam in self.cameras.values():
+            request_stop = getattr(cam, "request_stop", None)
+            if request_stop is not None:
+                request_stop()
         for cam in self.cameras.values():
             try:
                 cam.stop()
@@ -264,11 +311,16 @@ class Station:
                 log.warning("camera %s: stop failed: %s", cam.info.id, exc)
         for w in self.workers:
             w.stop()
-        for s in self.sinks:
-            s.stop(timeout=30)
+        for s in self.sinks:  # frame holders first: they give the buffers back before cameras close
+            if s is not self.db_writer:
+                s.stop(timeout=30)
         self._close_cameras()
+        if self.db_writer is not None:  # last, so it also stores the cameras' final transitions
+            self.db_writer.stop(timeout=30)
         for be in self.backends:
             be.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     def _close_cameras(self) -> None:
         for cam in self.cameras.values():
@@ -307,7 +359,18 @@ class Station:
             flag = "" if cam.state is CameraState.STREAMING else f" {cam.state.value.upper()}"
             parts.append(f"{cid} {c.inspected / el:4.1f}fps d{c.dropped} ng{cs.ng}{flag}")
         db = f" db {self.db_writer.rows_written}" if self.db_writer is not None else ""
-        return f"[{el:6.1f}s] {tot_in / el:5.1f} fps, {tot_drop} dropped, {self.stats.total_ng()} NG{db} | " + " | ".join(parts)
+        head = f"[{el:6.1f}s] {tot_in / el:5.1f} fps, {tot_drop} dropped, {self.stats.total_ng()} NG{db}"
+        return f"{head} | health: {self.health()['summary']} | " + " | ".join(parts)
+
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None and not self._stopped.is_set()
+
+    def health(self) -> dict[str, Any]:
+        """One verdict over cameras, database and archive (see `inspector.health.assess`)."""
+        from inspector.health import assess
+
+        return assess(self)
 
     def report(self) -> dict[str, Any]:
         """The run report (``--report FILE``)."""
@@ -326,6 +389,7 @@ class Station:
                     "received": c.received,
                     "inspected": c.inspected,
                     "dropped": c.dropped,
+                    "in_flight": c.in_flight,
                     "invalid": c.invalid,
                     "ng": cs.ng,
                     "fps": c.inspected / el,
@@ -367,6 +431,7 @@ class Station:
             },
             "archive": self.archive.stats() if self.archive is not None else None,
             "accuracy": self.stats.accuracy.as_dict(),
+            "health": self.health(),
         }
         return report
 

@@ -5,6 +5,10 @@ One worker thread turns results into rows and commits them in batches (Core
 database is locked or unreachable, the batch is appended to a spool file (fsync'ed) and
 replayed every ``retry_s`` until the database takes it: nothing accepted is lost, and
 each result's uid makes the replay idempotent.
+
+Camera state transitions travel the same way (`DbWriter.record_camera_event`): through
+the queue, into the ``camera_events`` table, or into the spool while the database is
+away.
 """
 
 from __future__ import annotations
@@ -27,19 +31,22 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from inspector.results import InspectionResult
 from inspector.sinks import QueuedSink
 from inspector.storage.db import display_url, sqlite_path
+from inspector.storage.event_models import CameraEventRecord
 from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord
 from inspector.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
 #: A record as stored and spooled: ``{"row": inspection columns, "model_name": str,
-#: "detections": [[class_id, class_name, score, x1, y1, x2, y2, accepted], ...]}``.
+#: "detections": [[class_id, class_name, score, x1, y1, x2, y2, accepted], ...]}``, or a
+#: camera event ``{"event": camera_events columns}``.
 Record = dict[str, Any]
 
 _INSPECTIONS: Table = InspectionRecord.__table__  # type: ignore[assignment]
 _DETECTIONS: Table = DetectionRecord.__table__  # type: ignore[assignment]
 _CAMERAS: Table = CameraRecord.__table__  # type: ignore[assignment]
 _MODELS: Table = ModelRecord.__table__  # type: ignore[assignment]
+_EVENTS: Table = CameraEventRecord.__table__  # type: ignore[assignment]
 _CAMERA_INFO = ("kind", "vendor", "model", "serial")
 
 
@@ -49,6 +56,10 @@ def default_spool_path(engine: Engine) -> Path:
     if db is not None:
         return db.with_name(db.name + ".spool.jsonl")
     return Path(platformdirs.user_data_dir("inspector")) / f"{engine.dialect.name}-spool.jsonl"
+
+
+def _uid(rec: Record) -> str:
+    return str((rec.get("row") or rec.get("event") or {}).get("uid", ""))
 
 
 def _transient(exc: SQLAlchemyError) -> bool:
@@ -72,9 +83,12 @@ class DbWriter(QueuedSink):
         max_batch: Most results per transaction.
         linger_s: How long a batch waits to fill up.
         retry_s: Seconds between attempts to replay the spool.
+        on_commit: Called from the writer thread with the uids of the inspections of
+            each transaction, after it committed (e.g. to acknowledge them elsewhere).
 
     Attributes:
         rows_written: Inspections committed (replayed ones included, duplicates not).
+        events_written: Camera events committed.
         spooled: Results that went to the spool (cumulative).
         rejected: Results the database refused as invalid data; they are kept in
             ``<spool>.rejected.jsonl`` for a person to look at.
@@ -91,8 +105,10 @@ class DbWriter(QueuedSink):
         max_batch: int = 1000,
         linger_s: float = 0.05,
         retry_s: float = 2.0,
+        on_commit: Callable[[list[str]], None] | None = None,
     ) -> None:
         super().__init__(name, maxsize=maxsize, max_batch=max_batch, linger_s=linger_s)
+        self._on_commit = on_commit
         self._engine = engine
         self._image_path_for = image_path_for
         self.spool = Spool(spool_path if spool_path is not None else default_spool_path(engine))
@@ -106,6 +122,8 @@ class DbWriter(QueuedSink):
         self._info_lock = threading.Lock()
         self._backlog: list[Record] = []  # only when even the spool cannot be written
         self.rows_written = 0
+        self.events_written = 0
+        self.events_skipped = 0
         self.spooled = 0
         self.rejected = 0
         if len(self.spool):
@@ -121,6 +139,31 @@ class DbWriter(QueuedSink):
         self._uids.pop(key, None)
         return False
 
+    def record_camera_event(
+        self, camera_id: str, old_state: str, new_state: str, *, reason: str = "", at: float | None = None
+    ) -> bool:
+        """Queue a camera state transition for the ``camera_events`` table; never blocks.
+
+        Returns:
+            False (counted in ``events_skipped``) when the queue is full.
+        """
+        record: Record = {
+            "event": {
+                "uid": str(uuid.uuid4()),
+                "at": time.time() if at is None else at,
+                "camera_id": camera_id[:64],
+                "old_state": old_state[:16],
+                "new_state": new_state[:16],
+                "reason": reason,
+            }
+        }
+        try:
+            self._q.put_nowait(record)  # type: ignore[arg-type]
+        except queue.Full:
+            self.events_skipped += 1
+            return False
+        return True
+
     def register_camera(
         self, camera_id: str, *, kind: str = "", vendor: str = "", model: str = "", serial: str = ""
     ) -> None:
@@ -132,6 +175,8 @@ class DbWriter(QueuedSink):
         out = super().stats()
         out.update(
             rows_written=self.rows_written,
+            events_written=self.events_written,
+            events_skipped=self.events_skipped,
             spooled=self.spooled,
             spool_size=len(self.spool) + len(self._backlog),
             rejected=self.rejected,
@@ -166,7 +211,7 @@ class DbWriter(QueuedSink):
                 batch.append(nxt)
             try:
                 self.handle_batch(batch)
-                self.handled += len(batch)
+                self.handled += sum(not isinstance(item, dict) for item in batch)
             except Exception:
                 self.failed_batches += 1
                 log.exception("sink %s: batch of %d failed", self.name, len(batch))
@@ -176,7 +221,7 @@ class DbWriter(QueuedSink):
                 log.warning("db: stopping with %d results in spool %s", len(self.spool), self.spool.path)
 
     def handle_batch(self, batch: list[InspectionResult]) -> None:
-        records = [self._record(r) for r in batch]
+        records = [r if isinstance(r, dict) else self._record(r) for r in batch]
         if len(self.spool) or self._backlog:
             if time.monotonic() >= self._next_drain:
                 self._drain()
@@ -261,14 +306,16 @@ class DbWriter(QueuedSink):
         # a replayed spool may hold the same record twice: keep the first of each uid
         unique: dict[str, Record] = {}
         for rec in records:
-            unique.setdefault(rec["row"]["uid"], rec)
-        records = list(unique.values())
+            unique.setdefault(_uid(rec), rec)
+        events = [rec["event"] for rec in unique.values() if "event" in rec]
+        records = [rec for rec in unique.values() if "row" in rec]
         with self._info_lock:
             info, self._camera_info = self._camera_info, {}
         try:
             with self._engine.begin() as conn:
+                n_events = self._insert_events(conn, events) if events else 0
                 new_cameras, new_models = self._upsert_references(conn, records, info)
-                ids = self._insert_inspections(conn, [rec["row"] for rec in records])
+                ids = self._insert_inspections(conn, [rec["row"] for rec in records]) if records else {}
                 dets = [
                     {
                         "inspection_id": ids[rec["row"]["uid"]],
@@ -294,7 +341,27 @@ class DbWriter(QueuedSink):
         self._known_cameras |= new_cameras
         self._known_models |= new_models
         self.rows_written += len(ids)
+        self.events_written += n_events
+        if self._on_commit is not None and records:
+            try:
+                self._on_commit([rec["row"]["uid"] for rec in records])
+            except Exception:
+                log.exception("db: on_commit callback failed")
         return len(ids)
+
+    def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert camera events, skipping uids already present; returns how many were new."""
+        dialect = conn.dialect.name
+        t = _EVENTS
+        if dialect in ("sqlite", "postgresql"):
+            mod = sqlite if dialect == "sqlite" else postgresql
+            stmt = mod.insert(t).on_conflict_do_nothing(index_elements=["uid"]).returning(t.c.uid)
+            return len(conn.execute(stmt, rows).all())
+        have = set(conn.scalars(select(t.c.uid).where(t.c.uid.in_([r["uid"] for r in rows]))))
+        fresh = [r for r in rows if r["uid"] not in have]
+        if fresh:
+            conn.execute(insert(t), fresh)
+        return len(fresh)
 
     def _upsert_references(
         self, conn: Connection, records: list[Record], info: dict[str, dict[str, str]]
@@ -399,10 +466,11 @@ class DbWriter(QueuedSink):
     def _reject(self, records: Iterable[Record], exc: SQLAlchemyError) -> None:
         records = list(records)
         self.rejected += len(records)
+        first = records[0].get("row") or records[0].get("event") or {}
         log.error(
             "db: %s#%s refused by the database (%s); kept in %s",
-            records[0]["row"]["camera_id"],
-            records[0]["row"]["sequence"],
+            first.get("camera_id"),
+            first.get("sequence", "event"),
             str(getattr(exc, "orig", exc)).splitlines()[0],
             self._rejects.path,
         )

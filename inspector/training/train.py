@@ -54,6 +54,7 @@ def train(
     name: str = "defect",
     seed: int = 0,
     workers: int = 2,
+    overrides: dict[str, object] | None = None,
 ) -> TrainingRun:
     """Train from scratch (or fine-tune from a ``.pt``) on a YOLO dataset.
 
@@ -69,6 +70,8 @@ def train(
         name: Run name.
         seed: Training seed (recorded in the model card).
         workers: Data loader workers.
+        overrides: Further Ultralytics train arguments (e.g. ``lr0``, ``optimizer``,
+            ``close_mosaic`` for a fine-tune).
 
     Raises:
         TrainingUnavailable: Ultralytics is not installed.
@@ -108,6 +111,7 @@ def train(
     )
     if hours:
         kwargs["time"] = hours
+    kwargs.update(overrides or {})
     log.info("training %s on %s (device %s, imgsz %d)", model_cfg, data, dev, imgsz)
     model.train(**kwargs)
     run_dir = Path(project).resolve() / name

@@ -11,6 +11,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from inspector.storage.models import Base
+import inspector.storage.users_models  # noqa: F401  (registers the users/audit tables on Base)
+import inspector.storage.event_models  # noqa: F401  (camera_events)
 
 config = context.config
 target_metadata = Base.metadata

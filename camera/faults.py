@@ -1,0 +1,101 @@
+"""Fault injection for simulated cameras: what a real camera does on a bad day.
+
+A `FaultPlan` holds at most one active fault with an optional end time. Tests and the
+soak script call `FaultPlan.inject` directly; integrators reach the same plan through
+the simulated camera's Guru features ``FaultMode`` and ``FaultDuration``.
+
+Modes, and what the engine must do about them:
+
+* ``stall``: the camera delivers nothing (no error): STALE, then OFFLINE, then
+  STREAMING again when frames come back.
+* ``disconnect``: acquisition raises like a lost device and re-opening fails until the
+  fault ends: OFFLINE at once, reconnect with backoff, settings re-applied.
+* ``corrupt``: buffers arrive incomplete (like GenTL incomplete buffers): counted
+  invalid, never published, never inferred.
+* ``wrong_size``: frames are published whose shape does not fit their pixel format
+  (zero-size or mis-strided): the scheduler counts them invalid and skips them.
+* ``hang``: the acquisition call blocks inside the "driver" and ignores stop requests
+  until the fault ends: the station watchdog must notice, the rest of the station
+  must go on, and shutdown must stay bounded.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass
+
+
+class FaultMode(str, enum.Enum):
+    """A simulated camera fault."""
+
+    NONE = "none"
+    STALL = "stall"
+    DISCONNECT = "disconnect"
+    CORRUPT = "corrupt"
+    WRONG_SIZE = "wrong_size"
+    HANG = "hang"
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """One injected fault: mode and monotonic start/end (end None while open-ended)."""
+
+    mode: FaultMode
+    started_at: float
+    ends_at: float | None
+
+
+class FaultPlan:
+    """The active fault of one camera; thread-safe.
+
+    A fault with a duration ends by itself; ``inject(mode)`` without one lasts until
+    `clear`. Injecting replaces the active fault.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mode = FaultMode.NONE
+        self._ends_at: float | None = None
+        self._changed = threading.Condition(self._lock)
+        self.history: list[FaultRecord] = []
+
+    def inject(self, mode: FaultMode | str, duration_s: float | None = None) -> FaultRecord:
+        """Start ``mode`` now, for ``duration_s`` seconds (None or <= 0: until `clear`)."""
+        mode = FaultMode(mode)
+        now = time.monotonic()
+        ends = now + duration_s if duration_s is not None and duration_s > 0 else None
+        record = FaultRecord(mode, now, ends)
+        with self._lock:
+            self._mode = mode
+            self._ends_at = ends if mode is not FaultMode.NONE else None
+            if mode is not FaultMode.NONE:
+                self.history.append(record)
+            self._changed.notify_all()
+        return record
+
+    def clear(self) -> None:
+        """End the active fault now."""
+        self.inject(FaultMode.NONE)
+
+    def active(self) -> FaultMode:
+        """The fault in force now (an expired one is cleared)."""
+        with self._lock:
+            return self._active_locked(time.monotonic())
+
+    def _active_locked(self, now: float) -> FaultMode:
+        if self._ends_at is not None and now >= self._ends_at:
+            self._mode, self._ends_at = FaultMode.NONE, None
+        return self._mode
+
+    def block_while(self, mode: FaultMode) -> None:
+        """Block the calling thread while ``mode`` is in force (a hung driver call).
+
+        Deliberately deaf to the camera's stop request: only the end of the fault
+        (its duration, `clear` or another `inject`) releases it.
+        """
+        with self._lock:
+            while self._active_locked(time.monotonic()) is mode:
+                left = None if self._ends_at is None else max(0.0, self._ends_at - time.monotonic())
+                self._changed.wait(left if left is None else left + 0.001)
