@@ -88,6 +88,7 @@ def machine() -> dict[str, Any]:
 
 
 def run(minutes: float, fault_every: float, fault_duration: float, warmup: float, out: Path) -> dict[str, Any]:
+    machine_at_start = machine()
     tmp = Path(tempfile.mkdtemp(prefix="inspector-soak-"))
     cfg = load_station("demo")
     cfg = cfg.model_copy(
@@ -176,8 +177,15 @@ def run(minutes: float, fault_every: float, fault_duration: float, warmup: float
     growth = (sum(last) / len(last)) / (sum(first) / len(first)) - 1.0 if first and last else None
     detect = {m.value: [f.detect_s for f in faults if f.mode == m.value] for m in ROTATION}
     recover = {m.value: [f.recover_s for f in faults if f.mode == m.value] for m in ROTATION}
+    machine_at_end = machine()
     result = {
-        "machine": machine(),
+        "machine": {
+            **machine_at_end,
+            "training_job_running": None,  # see the two fields below: the machine is shared
+            "training_job_at_start": machine_at_start["training_job_running"],
+            "training_job_at_end": machine_at_end["training_job_running"],
+            "load_average_at_end": list(os.getloadavg()),
+        },
         "config": {"station": cfg.name, "cameras": len(st.cameras), "fps": cfg.cameras[0].fps,
                    "minutes": minutes, "fault_every_s": fault_every, "fault_duration_s": fault_duration,
                    "warmup_s": warmup, "backend": st.backend_name, "model": st.card.name},
@@ -216,7 +224,8 @@ def summary(r: dict[str, Any]) -> str:
     lines = [
         (
             f"soak: {r['config']['minutes']} min, {r['config']['cameras']} cameras @ {r['config']['fps']} fps, "
-            f"{len(r['faults'])} faults; training job running: {r['machine']['training_job_running']}"
+            f"{len(r['faults'])} faults; training job running at start/end: "
+            f"{r['machine']['training_job_at_start']}/{r['machine']['training_job_at_end']}"
         ),
         (
             f"RSS: {r['rss']['first_minute_after_warmup_mib']} MiB (first minute after warm-up) -> "

@@ -222,6 +222,10 @@ class ReplayCamera(ThreadedCamera):
         self._next_due = time.monotonic()
 
     # ------------------------------------------------------------------ acquisition
+    def _expects_frames(self) -> bool:
+        """A finished, non-looping replay is done, not lost: never STALE/OFFLINE for that."""
+        return not self._ended
+
     def _acquire_once(self) -> bool:
         if self._ended or self._reader is None:
             self._stop.wait(0.1)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+import cv2
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
@@ -18,6 +20,9 @@ from inspector.results import InspectionResult
 #: A result's frame is shown (with its boxes) while it is at most this much older than the newest frame.
 FRESH_RESULT_S = 0.6
 HEADER_PX = 24
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,11 @@ class CameraView(QWidget):
                 show = newest
             if show is None or show.sequence == self.image_sequence:
                 return False
-            self.image = frame_to_qimage(show.image, show.pixel_format)
+            try:
+                self.image = frame_to_qimage(show.image, show.pixel_format)
+            except (ValueError, IndexError, cv2.error) as exc:  # a malformed frame (counted by the engine)
+                log.debug("camera %s: frame %d not shown: %s", self.camera_id, show.sequence, exc)
+                return False
             self.image_sequence = show.sequence
             matches = result is not None and result.sequence == show.sequence
             self.shown_result = result if matches else None

@@ -11,6 +11,8 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
 
+from inspector.preprocess import PIXEL_FORMATS, check_frame
+
 #: Pixel formats Qt can wrap directly (no conversion; the QImage copy is the only copy).
 _QT_FORMATS: dict[str, QImage.Format] = {
     "Mono8": QImage.Format.Format_Grayscale8,
@@ -57,6 +59,10 @@ def frame_to_qimage(image: np.ndarray, pixel_format: str) -> QImage:
         image: ``HxW`` (mono/Bayer) or ``HxWxC`` u8 pixels; rows may be padded (strided).
         pixel_format: GenICam pixel format name (``Mono8``, ``BGR8``, ``RGBa8``...).
     """
+    if pixel_format in PIXEL_FORMATS:
+        check_frame(image, pixel_format)  # raises FrameFormatError (a ValueError) on a malformed frame
+    elif image.size == 0 or image.ndim not in (2, 3):
+        raise ValueError(f"cannot show a frame of shape {image.shape}")
     if pixel_format in _BAYER_TO_BGR:
         return _wrap(cv2.cvtColor(image, _BAYER_TO_BGR[pixel_format]), QImage.Format.Format_BGR888, owned=True)
     fmt = _QT_FORMATS.get(pixel_format)

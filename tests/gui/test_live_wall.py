@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (PySide6 or its system libraries, e.g. libEGL, are missing)")
@@ -178,3 +179,25 @@ def test_bridge_drops_results_it_does_not_need(qtbot: Any, fake_wall: LiveWall, 
     qtbot.waitUntil(lambda: view.image_sequence == 40, timeout=2000)
     held = [r.frame for r in results if r.frame.refcount > 0]
     assert [h.sequence for h in held] == [40]  # the pool's latest + the bridge's reference, both on #40
+
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt"),
+    [
+        (np.zeros((0, 0), np.uint8), "Mono8"),
+        (np.zeros(100, np.uint8), "Mono8"),
+        (np.zeros((10, 10, 7), np.uint8), "BGR8"),
+    ],
+)
+def test_a_malformed_frame_is_skipped_and_the_next_good_one_shown(
+    qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation, image: np.ndarray, fmt: str
+) -> None:
+    cam = fake_station.cameras["fake-1"]
+    view = fake_wall.views["fake-1"]
+    cam.pool.publish_external(image, 900, on_free=lambda: None, pixel_format=fmt)
+    qtbot.wait(80)  # several refresh ticks: the view must survive the bad frame
+    assert view.image_sequence != 900
+    good = cam.publish(77)
+    qtbot.waitUntil(lambda: view.image_sequence == good.sequence, timeout=2000)
+    assert view.image is not None and not view.image.isNull()
