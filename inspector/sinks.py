@@ -101,10 +101,29 @@ class QueuedSink:
     def handle_batch(self, batch: list[InspectionResult]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ hooks for subclasses
+    def idle_timeout(self) -> float | None:
+        """Seconds to wait for a result before `on_idle` runs (None: wait indefinitely)."""
+        return None
+
+    def on_idle(self) -> None:
+        """Called on the worker thread when no result came within `idle_timeout`."""
+
+    def count_handled(self, batch: list[InspectionResult]) -> int:
+        """How many results of a handled batch to count (subclasses may queue other items)."""
+        return len(batch)
+
+    def on_stopped(self) -> None:
+        """Called on the worker thread after the last batch, before it ends."""
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            item = self._q.get()
+            try:
+                item = self._q.get(timeout=self.idle_timeout())
+            except queue.Empty:
+                self.on_idle()
+                continue
             if item is None:
                 break
             batch = [item]
@@ -120,7 +139,7 @@ class QueuedSink:
                 batch.append(nxt)
             try:
                 self.handle_batch(batch)
-                self.handled += len(batch)
+                self.handled += self.count_handled(batch)
             except Exception:
                 self.failed_batches += 1
                 log.exception("sink %s: batch of %d failed", self.name, len(batch))
@@ -129,3 +148,4 @@ class QueuedSink:
                     for r in batch:
                         if r.frame is not None:
                             r.frame.release()
+        self.on_stopped()

@@ -184,37 +184,19 @@ class DbWriter(QueuedSink):
         return out
 
     # ------------------------------------------------------------------ worker thread
-    def _run(self) -> None:
-        # QueuedSink._run, plus a wake-up every retry_s while the spool holds results so
-        # it drains even when the line is idle.
-        stopping = False
-        while not stopping:
-            pending = bool(len(self.spool) or self._backlog)
-            timeout = max(0.0, self._next_drain - time.monotonic()) if pending else None
-            try:
-                item = self._q.get(timeout=timeout)
-            except queue.Empty:
-                self._drain()
-                continue
-            if item is None:
-                break
-            batch = [item]
-            deadline = time.monotonic() + self._linger
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            try:
-                self.handle_batch(batch)
-                self.handled += sum(not isinstance(item, dict) for item in batch)
-            except Exception:
-                self.failed_batches += 1
-                log.exception("sink %s: batch of %d failed", self.name, len(batch))
+    def idle_timeout(self) -> float | None:
+        # while the spool holds results, wake up every retry_s so it drains on an idle line
+        if len(self.spool) or self._backlog:
+            return max(0.0, self._next_drain - time.monotonic())
+        return None
+
+    def on_idle(self) -> None:
+        self._drain()
+
+    def count_handled(self, batch: list[InspectionResult]) -> int:
+        return sum(not isinstance(item, dict) for item in batch)  # camera events are dicts
+
+    def on_stopped(self) -> None:
         if len(self.spool) or self._backlog:
             self._drain()  # one last try; what stays in the spool is written at next start
             if len(self.spool):
