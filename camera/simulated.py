@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from typing import Any
 
 import numpy as np
@@ -183,7 +184,10 @@ class SimulatedLineCamera(ThreadedCamera):
     def _start_device(self) -> None:
         if not self._connected:  # stopped while it was lost: it comes back with the recipe
             self._restore()
-        self._next_due = time.monotonic()
+        # free-running cameras are not in phase with each other; a per-camera phase keeps a
+        # station's cameras from all rendering and delivering in the same instant
+        phase = (zlib.crc32(self.info.id.encode()) % 1000) / 1000.0
+        self._next_due = time.monotonic() + (phase / self._fps if self._fps > 0 else 0.0)
 
     def _pace(self) -> bool:
         """Wait until the next frame is due; False when stopping or nothing was claimed."""

@@ -99,6 +99,10 @@ class Station:
             )
             for dev in config.model.devices
         ]
+        for be in self.backends:
+            warm = getattr(be, "warmup", None)
+            if warm is not None:
+                warm()
         self.sinks: list[ResultSink] = []
         self.db_writer: Any = None
         self.archive: Any = None
@@ -304,6 +308,7 @@ class Station:
             request_stop = getattr(cam, "request_stop", None)
             if request_stop is not None:
                 request_stop()
+        self._inspect_delivered(timeout=2.0)
         for cam in self.cameras.values():
             try:
                 cam.stop()
@@ -321,6 +326,17 @@ class Station:
             be.close()
         if self.metrics is not None:
             self.metrics.close()
+
+    def _inspect_delivered(self, timeout: float) -> None:
+        """Let the workers inspect frames that arrived before the stop (bounded), so that a
+        clean stop drops nothing; a paused or wedged worker costs at most ``timeout``."""
+        if not self.workers or self.paused:
+            return
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if all(c.pool.snapshot().in_flight == 0 for c in self.cameras.values()):
+                return
+            time.sleep(0.01)
 
     def _close_cameras(self) -> None:
         for cam in self.cameras.values():

@@ -86,5 +86,12 @@ class CpuBatchBackend:
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def warmup(self) -> None:
+        """Run every batch size once: runtimes prepare dynamic shapes lazily, and the first
+        call at a new size would otherwise stall the first frames of a starting station."""
+        self._batch[...] = 114
+        for n in range(1, self.max_batch + 1):
+            self.infer_preprocessed(self._batch[:n])
+
     def close(self) -> None:
         pass
