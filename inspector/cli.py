@@ -324,6 +324,7 @@ def eval_cmd(
     height: int = typer.Option(320, min=32),
     threshold: float = typer.Option(0.35, min=0.0, max=1.0, help="Verdict score threshold."),
     precision: str = typer.Option("auto", help="OpenVINO precision: auto, f32, bf16, f16."),
+    seed_base: int = typer.Option(1_000_000, min=1_000_000, help="First held-out seed (e.g. 1500000 for a calibration set)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
     update_card: bool = typer.Option(False, help="Write the metrics into the model card."),
 ) -> None:
@@ -334,7 +335,7 @@ def eval_cmd(
         if precision not in ("auto", "f32", "bf16", "f16"):
             fail(f"--precision: {precision!r} is not one of auto, f32, bf16, f16")
         m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold,
-                     precision=precision)
+                     precision=precision, seed_base=seed_base)
     except _user_errors() as exc:
         fail(str(exc))
     typer.echo(

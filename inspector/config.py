@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inspector.verdict import VerdictRules
 
 
+#: Verdict threshold when neither the camera nor the model card names one.
+DEFAULT_THRESHOLD = 0.35
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and field."""
 
@@ -27,7 +31,8 @@ class _Strict(BaseModel):
 class VerdictConfig(_Strict):
     """Per-camera OK/NG rules."""
 
-    default_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    #: None: the threshold the model was calibrated for (its card's metrics.threshold), else 0.35
+    default_threshold: float | None = Field(None, ge=0.0, le=1.0)
     class_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     min_area_px: float = Field(0.0, ge=0.0)
     roi: tuple[float, float, float, float] | None = None
@@ -40,9 +45,13 @@ class VerdictConfig(_Strict):
             raise ValueError("roi must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
         return v
 
-    def rules(self) -> VerdictRules:
+    def rules(self, model_threshold: float | None = None) -> VerdictRules:
+        """The rules, with ``model_threshold`` (the model card's) where no default is set."""
+        default = self.default_threshold
+        if default is None:
+            default = model_threshold if model_threshold is not None else DEFAULT_THRESHOLD
         return VerdictRules(
-            self.default_threshold,
+            default,
             dict(self.class_thresholds),
             self.min_area_px,
             self.roi,

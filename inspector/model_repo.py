@@ -51,6 +51,12 @@ class ModelCard:
     def path(self) -> Path:
         return self.folder / self.file
 
+    @property
+    def threshold(self) -> float | None:
+        """The verdict threshold the model was calibrated for (card: metrics.threshold), if any."""
+        value = self.extra.get("metrics", {}).get("threshold")
+        return float(value) if isinstance(value, (int, float)) else None
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()

@@ -219,7 +219,7 @@ class Station:
 
     def _make_lane(self, cfg: Any) -> CameraLane:
         cam = self.cameras[cfg.id]
-        rules = cfg.verdict.rules()
+        rules = cfg.verdict.rules(self.card.threshold)
         return CameraLane(
             camera_id=cfg.id,
             pool=cam.pool,

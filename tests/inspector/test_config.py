@@ -103,3 +103,16 @@ def test_fuzzed_camera_tables_either_parse_or_raise_config_error(table: dict) ->
         assert str(exc).startswith("fuzz.toml: ") and "\n" not in str(exc)
     else:
         assert cfg.cameras[0].id
+
+
+@pytest.mark.parametrize(
+    ("verdict_toml", "card_threshold", "expected"),
+    [
+        ("", 0.15, 0.15),  # no camera default: the model's calibrated threshold
+        ("", None, 0.35),  # neither: the house default
+        ("[cameras.verdict]\ndefault_threshold = 0.5\n", 0.15, 0.5),  # the camera's own wins
+    ],
+)
+def test_default_threshold_falls_back_to_the_model_card(verdict_toml: str, card_threshold, expected: float) -> None:
+    cfg = parse_config(MINIMAL + verdict_toml)
+    assert cfg.cameras[0].verdict.rules(card_threshold).default_threshold == expected
