@@ -166,6 +166,11 @@ class SimulatedLineCamera(ThreadedCamera):
             raise FeatureError(f"{name}: not writable")
 
     # ------------------------------------------------------------------ acquisition
+    def prerender(self) -> None:
+        """Render the whole bank now (benchmarks: keep rendering out of the measured window)."""
+        for i in range(self.bank_size):
+            self.frame_for(i)
+
     def frame_for(self, index: int) -> tuple[np.ndarray, GroundTruth]:
         """The banked frame for part ``index`` (rendered on first use)."""
         w, h = self._device["Width"], self._device["Height"]

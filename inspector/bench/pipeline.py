@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from camera.renderer import render_part
+from camera.simulated import SimulatedLineCamera
 from inspector.backends import create_backend
 from inspector.config import SimulatedCameraConfig, StationConfig
 from inspector.model_repo import load_card
@@ -77,13 +78,17 @@ def station_config(
     )
 
 
+def prerender_banks(station: Station) -> None:
+    """Render every simulated camera's bank before the clock starts: rendering is not the pipeline."""
+    for cam in station.cameras.values():
+        if isinstance(cam, SimulatedLineCamera):
+            cam.prerender()
+
+
 def measure_station(cfg: StationConfig, db_url: str, warmup: float, seconds: float) -> dict[str, Any]:
     """Run a station, discard ``warmup`` seconds, measure the next ``seconds``."""
     st = Station(cfg, db_url=db_url, archive=False)
-    # render the camera banks before the clock starts: rendering is not the pipeline
-    for cam in st.cameras.values():
-        for i in range(getattr(cam, "bank_size", 0)):
-            cam.frame_for(i)  # type: ignore[attr-defined]
+    prerender_banks(st)
     st.start()
     try:
         time.sleep(warmup)
