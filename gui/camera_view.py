@@ -7,14 +7,14 @@ import time
 from dataclasses import dataclass
 
 import cv2
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from camera.frame_pool import FrameHandle
 from camera.protocol import Camera, CameraState
 from gui.bridge import CameraLive, EngineBridge
-from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, Box, boxes_from, draw_boxes, fit_rect, frame_to_qimage
+from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, Box, boxes_from, draw_boxes, fit_rect, frame_to_display
 from inspector.results import InspectionResult
 
 #: A result's frame is shown (with its boxes) while it is at most this much older than the newest frame.
@@ -81,7 +81,8 @@ class CameraView(QWidget):
         self.camera_id = camera.info.id
         self.bridge = bridge
         self.stale_after_s = stale_after_s
-        self.image: QImage | None = None
+        self.image: QImage | None = None  # the shown frame, already scaled to `image_rect` (device pixels)
+        self.frame_size: tuple[int, int] = (0, 0)  # the shown frame's own width and height
         self.image_sequence = -1
         self.boxes: list[Box] = []
         self.shown_result: InspectionResult | None = None
@@ -125,11 +126,16 @@ class CameraView(QWidget):
                 show = newest
             if show is None or show.sequence == self.image_sequence:
                 return False
+            dpr = self.devicePixelRatioF()
             try:
-                self.image = frame_to_qimage(show.image, show.pixel_format)
+                frame_h, frame_w = show.image.shape[:2]
+                rect = self.image_rect(frame_w, frame_h)
+                image = frame_to_display(show.image, show.pixel_format, (round(rect.width() * dpr), round(rect.height() * dpr)))
             except (ValueError, IndexError, cv2.error) as exc:  # a malformed frame (counted by the engine)
                 log.debug("camera %s: frame %d not shown: %s", self.camera_id, show.sequence, exc)
                 return False
+            image.setDevicePixelRatio(dpr)
+            self.image, self.frame_size = image, (frame_w, frame_h)
             self.image_sequence = show.sequence
             matches = result is not None and result.sequence == show.sequence
             self.shown_result = result if matches else None
@@ -150,6 +156,11 @@ class CameraView(QWidget):
         return live.last_verdict if live is not None else ""
 
     # ------------------------------------------------------------------ painting
+    def image_rect(self, frame_w: int, frame_h: int) -> QRect:
+        """Where a frame of this size is drawn: its aspect ratio, centred, whole pixels."""
+        body = QRectF(self.rect()).adjusted(2, HEADER_PX + 2, -2, -2)
+        return fit_rect(frame_w, frame_h, body).toRect()
+
     def paintEvent(self, _event: QPaintEvent) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -157,13 +168,15 @@ class CameraView(QWidget):
         p.fillRect(rect, QColor("#111417"))
         body = rect.adjusted(0, HEADER_PX, 0, 0)
         if self.image is not None and not self.image.isNull():
-            target = fit_rect(self.image.width(), self.image.height(), body.adjusted(2, 2, -2, -2))
-            # Smooth scaling costs the engine CPU on every repaint of 8 views; near 1:1 (the usual
-            # wall) nearest-neighbour looks the same, so only strong down-scaling is smoothed.
-            scale = target.width() / max(1, self.image.width())
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 0.6)
-            p.drawImage(target, self.image)
-            draw_boxes(p, self.boxes, target, self.image.width(), self.image.height(), font_px=max(10, int(target.height() / 28)))
+            frame_w, frame_h = self.frame_size
+            target = self.image_rect(frame_w, frame_h)
+            dpr = self.image.devicePixelRatio()
+            if (self.image.width(), self.image.height()) == (round(target.width() * dpr), round(target.height() * dpr)):
+                p.drawImage(target.topLeft(), self.image)  # the usual case: a 1:1 blit
+            else:  # resized since the frame came: scale this once, the next frame fits again
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+                p.drawImage(QRectF(target), self.image)
+            draw_boxes(p, self.boxes, QRectF(target), frame_w, frame_h, font_px=max(10, int(target.height() / 28)))
             if self.badge is not None:
                 p.fillRect(target, QColor(0, 0, 0, 110))  # dim the old picture
         else:

@@ -44,6 +44,7 @@ class LiveWall(QWidget):
         self.station = bridge.station
         self.enlarged: str | None = None
         self.views: dict[str, CameraView] = {}
+        self._shown_verdict: str | None = None
 
         self.line_label = QLabel("—")
         self.line_label.setObjectName("lineVerdict")
@@ -131,8 +132,10 @@ class LiveWall(QWidget):
         self.counts_label.setText(f"Inspected {inspected:,}   NG {ng:,}   Yield {yld}")
         verdict = self.bridge.line_verdict()
         colour = {"OK": "#1fa84f", "NG": "#d62828"}.get(verdict, "#4a5056")
-        self.line_label.setText(f"LINE {verdict}" if verdict else "LINE –")
-        self.line_label.setStyleSheet(f"background: {colour};")
+        if verdict != self._shown_verdict:  # a style sheet change re-polishes the widget: only on change
+            self._shown_verdict = verdict
+            self.line_label.setText(f"LINE {verdict}" if verdict else "LINE –")
+            self.line_label.setStyleSheet(f"background: {colour};")
 
     def _on_camera_state(self, camera_id: str, _old: str, _new: str) -> None:
         view = self.views.get(camera_id)

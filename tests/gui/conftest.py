@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 
@@ -140,3 +141,12 @@ def station() -> Iterator[Any]:
 @pytest.fixture
 def fake_station() -> FakeStation:
     return FakeStation("fake-1", "fake-2")
+
+
+def qimage_pixels(image: Any) -> np.ndarray:
+    """A 32-bit QImage's pixels as an ``HxWx4`` array (B, G, R, A bytes), copied."""
+    from PySide6.QtGui import QImage
+
+    img = image.convertToFormat(QImage.Format.Format_RGB32)
+    buf = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes())
+    return buf.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 4].reshape(img.height(), img.width(), 4).copy()

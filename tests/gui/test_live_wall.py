@@ -12,7 +12,7 @@ pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (PySide6 or
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QImage
 
 from camera.protocol import CameraState
 from gui.bridge import EngineBridge
@@ -20,7 +20,7 @@ from gui.camera_view import health_badge
 from gui.imaging import class_colour
 from gui.live_wall import LiveWall, grid_shape
 from inspector.users import PermissionDenied
-from tests.gui.conftest import PASSWORDS, FakeStation, make_control
+from tests.gui.conftest import PASSWORDS, FakeStation, make_control, qimage_pixels
 from tests.inspector.factories import make_result
 
 
@@ -65,6 +65,11 @@ def test_health_badge(state: CameraState, age: float | None, text: str | None) -
         assert "ago" in badge.detail
 
 
+def _is_grey(image: QImage) -> bool:
+    px = qimage_pixels(image)
+    return bool((px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all())
+
+
 def test_real_station_drives_the_views(qtbot: Any, station: Any, engine: Any) -> None:
     control = make_control(station, engine)
     bridge = EngineBridge(station, control, refresh_hz=20)
@@ -81,8 +86,12 @@ def test_real_station_drives_the_views(qtbot: Any, station: Any, engine: Any) ->
         qtbot.waitUntil(lambda: bridge.line_counts()[0] >= 6, timeout=15_000)
         first = {cid: v.image_sequence for cid, v in views.items()}
         qtbot.waitUntil(lambda: all(v.image_sequence > first[c] for c, v in views.items()), timeout=10_000)
-        assert views["cam-b"].image.format().name.endswith("Grayscale8")  # Mono8 camera
-        assert views["cam-a"].image.format().name.endswith("BGR888")
+        for v in views.values():  # scaled once to where it is drawn: painting is a 1:1 blit
+            assert v.image.format() == QImage.Format.Format_RGB32
+            rect = v.image_rect(*v.frame_size)
+            assert (v.image.width(), v.image.height()) == (rect.width(), rect.height())
+        assert _is_grey(views["cam-b"].image)  # Mono8 camera
+        assert not _is_grey(views["cam-a"].image)  # BGR8 camera
         qtbot.waitUntil(lambda: bridge.live["cam-a"].fps > 0 and bridge.live["cam-a"].latency_p50_ms is not None, timeout=5000)
         assert "fps" in views["cam-a"]._header and "p50" in views["cam-a"]._header
         assert wall.counts_label.text().startswith("Inspected")
