@@ -153,7 +153,7 @@ def cameras_list(
     """Every GenTL device found, and the simulated cameras of the chosen station."""
     rows: list[dict[str, Any]] = []
     try:
-        from camera.gentl import GenTLSystem, find_producers
+        from camera.gentl_system import GenTLSystem, find_producers
 
         with GenTLSystem() as system:
             for info in system.devices():

@@ -201,7 +201,8 @@ class Station:
 
             return ReplayCamera(cfg.id, cfg.source, fps=cfg.fps, loop=cfg.loop, pool_slots=cfg.pool_slots)
         if isinstance(cfg, GenTLCameraConfig):
-            from camera.gentl import GenTLCamera, GenTLSystem
+            from camera.gentl import GenTLCamera
+            from camera.gentl_system import GenTLSystem
 
             if self._gentl_system is None:
                 self._gentl_system = GenTLSystem()

@@ -17,7 +17,8 @@ pytest.importorskip("genicam", reason="genicam is not installed")
 
 from camera.features import FeatureError
 from camera.frame_pool import FrameHandle
-from camera.gentl import GENTL_PATH_VARIABLE, GenTLCamera, GenTLSystem, find_producers
+from camera.gentl import GenTLCamera
+from camera.gentl_system import GENTL_PATH_VARIABLE, GenTLSystem, find_producers
 from camera.protocol import CameraState
 
 VIKY = next((p for p in find_producers({}) if p.name == "viky.cti"), None)

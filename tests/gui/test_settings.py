@@ -136,10 +136,11 @@ def test_recipe_buttons(qtbot: Any, fake_station: FakeStation, engine: Any, tmp_
 def test_settings_on_a_viky_gentl_camera(qtbot: Any, engine: Any) -> None:
     pytest.importorskip("harvesters")
     gentl = pytest.importorskip("camera.gentl")
-    viky = next((p for p in gentl.find_producers({}) if p.name == "viky.cti"), None)
+    system_mod = pytest.importorskip("camera.gentl_system")
+    viky = next((p for p in system_mod.find_producers({}) if p.name == "viky.cti"), None)
     if viky is None:
         pytest.skip("genicam's viky.cti producer is not installed")
-    with gentl.GenTLSystem([viky]) as system:
+    with system_mod.GenTLSystem([viky]) as system:
         cam = gentl.GenTLCamera("viky-red", system, device_id="VikyTL_DEV_red")
         with cam:
             st = FakeStation()

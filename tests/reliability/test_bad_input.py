@@ -202,7 +202,8 @@ def test_malformed_frames_are_counted_skipped_and_accounted(case: str, image: np
 
 def test_gentl_buffer_with_a_wrong_line_stride_is_counted_and_requeued() -> None:
     pytest.importorskip("harvesters")
-    from camera.gentl import GenTLCamera, GenTLSystem
+    from camera.gentl import GenTLCamera
+    from camera.gentl_system import GenTLSystem
 
     cam = GenTLCamera("cam", GenTLSystem([]), serial="0")
     data = np.zeros(3 * 15, np.uint8)  # 3 lines of 4 RGB8 pixels + 3 padding bytes, announced as 2

@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("harvesters", reason="harvesters is not installed")
 pytest.importorskip("genicam", reason="genicam is not installed")
 
-from camera.gentl import GenTLCamera, GenTLSystem, find_producers
+from camera.gentl import GenTLCamera
+from camera.gentl_system import GenTLSystem, find_producers
 from camera.protocol import CameraState
 from inspector.watchdog import CameraWatchdog
 from tests.reliability.helpers import wait_until
