@@ -90,6 +90,7 @@ class CameraView(QWidget):
         self.badge: Badge | None = None
         self._born = time.time()
         self._header = ""
+        self._fonts: tuple[QFont, tuple[QFont, QFontMetricsF, QFont, QFontMetricsF]] | None = None
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -190,14 +191,23 @@ class CameraView(QWidget):
         p.drawRect(rect.adjusted(0, 0, -1, -1))
         p.end()
 
+    def _header_fonts(self) -> tuple[QFont, QFontMetricsF, QFont, QFontMetricsF]:
+        """The header's fonts and metrics, made once per widget font (painted 5-10 times a second)."""
+        base = self.font()
+        if self._fonts is None or self._fonts[0] != base:
+            name = QFont(base)
+            name.setPixelSize(13)
+            name.setBold(True)
+            small = QFont(base)
+            small.setPixelSize(11)
+            self._fonts = (QFont(base), (name, QFontMetricsF(name), small, QFontMetricsF(small)))
+        return self._fonts[1]
+
     def _paint_header(self, p: QPainter, r: QRectF) -> None:
         p.fillRect(r, QColor("#23292e"))
-        font = QFont(self.font())
-        font.setPixelSize(13)
-        font.setBold(True)
+        font, fm, small, small_fm = self._header_fonts()
         p.setFont(font)
         p.setPen(QColor("white"))
-        fm = QFontMetricsF(font)
         name_w = fm.horizontalAdvance(self.camera_id)
         p.drawText(QPointF(r.x() + 6, r.y() + (r.height() + fm.ascent() - fm.descent()) / 2), self.camera_id)
         verdict = self.last_verdict
@@ -210,12 +220,10 @@ class CameraView(QWidget):
             p.drawRoundedRect(pill, 4, 4)
             p.setPen(QColor("white"))
             p.drawText(pill, Qt.AlignmentFlag.AlignCenter, verdict)
-        small = QFont(self.font())
-        small.setPixelSize(11)
         p.setFont(small)
         p.setPen(QColor("#c9d1d9"))
         stats = QRectF(r.x() + name_w + 14, r.y(), r.width() - name_w - pill_w - 24, r.height())
-        text = QFontMetricsF(small).elidedText(self._header, Qt.TextElideMode.ElideRight, stats.width())
+        text = small_fm.elidedText(self._header, Qt.TextElideMode.ElideRight, stats.width())
         p.drawText(stats, int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight), text)
 
     def _paint_badge(self, p: QPainter, body: QRectF, badge: Badge) -> None:
