@@ -329,8 +329,19 @@ def _draw_contamination(rng, img, part_mask, occupied, scale, kind) -> Box | Non
     h, w = part_mask.shape
     mottling = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
     colour = np.array([rng.uniform(10, 40), rng.uniform(40, 80), rng.uniform(70, 110)], np.float32)  # oily brown
-    layer = colour[None, None, :] + 25 * mottling[..., None]
+    # Oil darkens whatever it lands on. Tie the stain's luminance to the surface under it
+    # so it also shows on a Mono8 camera (a fixed brown is as bright as a green PCB in grey).
+    under = (alpha > 0.25) & (part_mask > 0)
+    surface_luma = float(_luma(img[under]).mean()) if under.any() else 100.0
+    target = surface_luma * rng.uniform(0.3, 0.55)
+    tint = colour / max(1.0, float(_luma(colour[None, :])[0]))
+    layer = tint[None, None, :] * (target + 0.3 * target * mottling[..., None])
     return _commit(img, layer, np.clip(alpha * 0.95, 0, 1), part_mask, occupied)
+
+
+def _luma(bgr: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luminance of BGR pixels (the weights OpenCV uses for BGR2GRAY)."""
+    return bgr[..., 0] * 0.114 + bgr[..., 1] * 0.587 + bgr[..., 2] * 0.299
 
 
 _DRAWERS = (_draw_scratch, _draw_dent, _draw_crack, _draw_contamination)

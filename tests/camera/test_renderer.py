@@ -44,3 +44,22 @@ def test_defects_change_the_pixels_inside_their_boxes() -> None:
         for b in f.truth.boxes:
             patch = img[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)]
             assert patch.std() > 3.0  # a defect is visible, not an empty box
+
+
+def test_contamination_stays_visible_in_mono8_on_every_part_kind() -> None:
+    # Oil darkens the surface it lands on: in grey its stain must stand out from the
+    # surface around it, also on the green PCB (a fixed brown was as bright as the board).
+    contrast: dict[str, list[float]] = {k: [] for k in PART_KINDS}
+    contamination = DEFECT_CLASSES.index("contamination")
+    for seed in range(500):
+        frame = render_part(seed, 256, 256, mono=True, ok_share=0.0)
+        for b in frame.truth.boxes:
+            if b.class_id != contamination:
+                continue
+            x1, y1, x2, y2 = int(b.x1), int(b.y1), int(b.x2), int(b.y2)
+            inside = frame.image[y1:y2, x1:x2].astype(float)
+            around = frame.image[max(0, y1 - 6) : y2 + 6, max(0, x1 - 6) : x2 + 6].astype(float)
+            contrast[frame.truth.part_kind].append(float(np.median(around) - np.percentile(inside, 10)))
+    for kind, values in contrast.items():
+        assert len(values) >= 10, kind
+        assert np.percentile(values, 10) >= 20, (kind, np.percentile(values, [10, 50]))
