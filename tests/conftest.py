@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
+
+from inspector.storage.db import migrate, open_database
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -16,3 +20,12 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("INSPECTOR_DB_URL", raising=False)
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    """A migrated in-memory SQLite database (tests that need a file define their own)."""
+    eng = open_database("sqlite://")
+    migrate(eng)
+    yield eng
+    eng.dispose()

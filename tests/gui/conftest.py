@@ -15,7 +15,6 @@ from camera.protocol import CameraEvents, CameraInfo, CameraState
 from camera.simulated import SimulatedLineCamera
 from inspector.config import parse_config
 from inspector.run_stats import RunStats
-from inspector.storage.db import migrate, open_database
 from inspector.verdict import VerdictRules
 
 SMALL_STATION = """
@@ -105,14 +104,6 @@ class FakeStation:
 
     def stop(self) -> None:
         pass
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    eng = open_database("sqlite://")
-    migrate(eng)
-    yield eng
-    eng.dispose()
 
 
 def make_control(station: Any, engine: Engine) -> Any:

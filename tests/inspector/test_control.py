@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +11,6 @@ from sqlalchemy import Engine
 from camera.features import FeatureError
 from camera.simulated import SimulatedLineCamera
 from inspector.control import ControlError, RecipeError, StationControl
-from inspector.storage.db import migrate, open_database
 from inspector.users import PermissionDenied, Role, UserError
 from inspector.verdict import VerdictRules
 
@@ -32,14 +30,6 @@ class FakeStation:
 
     def pause(self, paused: bool) -> None:
         self.paused = paused
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    eng = open_database("sqlite://")
-    migrate(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

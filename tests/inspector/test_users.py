@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from inspector.storage.db import migrate, open_database
 from inspector.storage.users_models import AuditRecord, AuditTamperError
 from inspector.users import (
     AuditLog,
@@ -23,14 +21,6 @@ from inspector.users import (
     check_password,
     hash_password,
 )
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    eng = open_database("sqlite://")
-    migrate(eng)
-    yield eng
-    eng.dispose()
 
 
 # ---------------------------------------------------------------------- hashing
