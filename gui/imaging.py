@@ -59,19 +59,30 @@ def frame_to_qimage(image: np.ndarray, pixel_format: str) -> QImage:
         image: ``HxW`` (mono/Bayer) or ``HxWxC`` u8 pixels; rows may be padded (strided).
         pixel_format: GenICam pixel format name (``Mono8``, ``BGR8``, ``RGBa8``...).
     """
+    image, fmt, owned = _displayable(image, pixel_format)
+    return _wrap(image, _QT_FORMATS[fmt], owned=owned)
+
+
+def _displayable(image: np.ndarray, pixel_format: str) -> tuple[np.ndarray, str, bool]:
+    """Check a frame and bring it to a format of `_QT_FORMATS`.
+
+    Bayer is demosaiced to BGR8; an unknown format is shown as grey or BGR by its shape
+    rather than not at all. Returns the pixels, their format and whether the pixels are a
+    new array (False: still the caller's, e.g. a camera slot that must not be written).
+    """
     if pixel_format in PIXEL_FORMATS:
         check_frame(image, pixel_format)  # raises FrameFormatError (a ValueError) on a malformed frame
     elif image.size == 0 or image.ndim not in (2, 3):
         raise ValueError(f"cannot show a frame of shape {image.shape}")
     if pixel_format in _BAYER_TO_BGR:
-        return _wrap(cv2.cvtColor(image, _BAYER_TO_BGR[pixel_format]), QImage.Format.Format_BGR888, owned=True)
-    fmt = _QT_FORMATS.get(pixel_format)
-    if fmt is None:  # unknown: show it as grey or BGR by its shape rather than nothing
-        fmt = QImage.Format.Format_Grayscale8 if image.ndim == 2 else QImage.Format.Format_BGR888
-        if image.ndim == 3 and image.shape[2] != 3:
-            image = image[:, :, 0]
-            fmt = QImage.Format.Format_Grayscale8
-    return _wrap(image, fmt, owned=False)
+        return cv2.cvtColor(image, _BAYER_TO_BGR[pixel_format]), "BGR8", True
+    if pixel_format in _QT_FORMATS:
+        return image, pixel_format, False
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image, "BGR8", False
+    if image.ndim == 3:
+        return np.ascontiguousarray(image[:, :, 0]), "Mono8", True
+    return image, "Mono8", False
 
 
 #: OpenCV conversions to B, G, R, 255 bytes (`QImage.Format_RGB32` on little-endian machines).
@@ -97,20 +108,9 @@ def frame_to_display(image: np.ndarray, pixel_format: str, size: tuple[int, int]
         pixel_format: GenICam pixel format name.
         size: Device pixels of the result; at least 1x1.
     """
-    if pixel_format in PIXEL_FORMATS:
-        check_frame(image, pixel_format)
-    elif image.size == 0 or image.ndim not in (2, 3):
-        raise ValueError(f"cannot show a frame of shape {image.shape}")
-    if pixel_format in _BAYER_TO_BGR:
-        image, pixel_format = cv2.cvtColor(image, _BAYER_TO_BGR[pixel_format]), "BGR8"
-    elif pixel_format not in _TO_BGRA and pixel_format != "BGRa8":  # unknown: grey or BGR by its shape, as frame_to_qimage
-        if image.ndim == 3 and image.shape[2] == 3:
-            pixel_format = "BGR8"
-        else:
-            image, pixel_format = (image if image.ndim == 2 else np.ascontiguousarray(image[:, :, 0])), "Mono8"
+    image, pixel_format, fresh = _displayable(image, pixel_format)
     w, h = max(1, int(size[0])), max(1, int(size[1]))
     src_h, src_w = image.shape[:2]
-    fresh = False  # whether `image` is our own array (never write into the camera's slot)
     if (w, h) != (src_w, src_h):
         fresh = True
         shrink = w < src_w or h < src_h
