@@ -258,6 +258,31 @@ def dataset_synth(
     typer.echo(f"{s.train_images} train + {s.val_images} val images, {s.boxes} boxes, seeds {s.seed_range[0]}..{s.seed_range[1]} -> {out / 'data.yaml'}")
 
 
+@dataset_app.command("mine")
+def dataset_mine(
+    out: Path = typer.Option(..., help="Output folder."),
+    model: str = typer.Option("defect-yolo11p-320", help="The model to improve (name or folder)."),
+    count: int = typer.Option(20000, min=1, help="Frames to scan."),
+    seed: int = typer.Option(100_000, min=0, help="First seed to scan (training seeds stay below 1,000,000)."),
+    base: Optional[Path] = typer.Option(None, help="A dataset's data.yaml whose training images come first."),
+    ok_share: float = typer.Option(0.6, min=0.0, max=1.0, help="Share of OK parts among the scanned frames."),
+    negative_score: float = typer.Option(0.1, help="A detection off every defect from this score is a false call."),
+    positive_score: float = typer.Option(0.35, help="A defect counts as found from this score."),
+    backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
+) -> None:
+    """Keep the frames the model gets wrong or nearly wrong (hard negatives and positives) as a dataset."""
+    from inspector.mining import mine_hard_examples
+
+    errors: tuple[type[BaseException], ...] = (*_user_errors(), ValueError, OSError)
+    try:
+        s = mine_hard_examples(model, out, seed=seed, count=count, base_data=base, ok_share=ok_share,
+                               negative_score=negative_score, positive_score=positive_score, backend=backend)
+    except errors as exc:
+        fail(str(exc))
+    typer.echo(f"scanned {s.scanned} frames: kept {len(s.kept_seeds)} ({s.hard_negatives} with a false call, "
+               f"{s.hard_positives} with a missed defect) -> {out / 'data.yaml'}")
+
+
 @app.command()
 def train(
     data: Path = typer.Option(..., help="Dataset data.yaml (YOLO format)."),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cv2
 
-from camera.renderer import DEFECT_CLASSES, GroundTruth, render_part
+from camera.renderer import DEFECT_CLASSES, GroundTruth, RenderedFrame, render_part
 
 #: Seeds from here on are reserved for evaluation (never in a training set).
 HELD_OUT_SEED_BASE = 1_000_000
@@ -48,6 +48,39 @@ def yolo_label_lines(truth: GroundTruth, width: int, height: int) -> list[str]:
         h = (b.y2 - b.y1) / height
         lines.append(f"{b.class_id} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
     return lines
+
+
+def make_split_dirs(out: Path) -> None:
+    """``images/{train,val}`` and ``labels/{train,val}`` under ``out``."""
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+
+
+def is_mono(seed: int, mono_share: float) -> bool:
+    """Whether a dataset renders ``seed`` as a Mono8 frame (every ``1/mono_share``-th seed)."""
+    every = int(round(1 / mono_share)) if mono_share > 0 else 0
+    return every > 0 and seed % every == every - 1
+
+
+def write_sample(out: Path, split: str, frame: RenderedFrame, image_format: str = "png") -> int:
+    """Write one frame (Mono8 as 3-channel grey) and its label file; return its box count."""
+    img = frame.image if frame.image.ndim == 3 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR)
+    h, w = img.shape[:2]
+    name = f"{frame.truth.seed:07d}"
+    cv2.imwrite(str(out / "images" / split / f"{name}.{image_format}"), img)
+    lines = yolo_label_lines(frame.truth, w, h)
+    (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    return len(lines)
+
+
+def write_data_yaml(out: Path, train: str | list[str], val: str) -> Path:
+    """Ultralytics ``data.yaml``: ``train`` may list several image folders (absolute or under ``out``)."""
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(DEFECT_CLASSES))
+    train_s = train if isinstance(train, str) else "[" + ", ".join(train) + "]"
+    path = out / "data.yaml"
+    path.write_text(f"path: {out.resolve()}\ntrain: {train_s}\nval: {val}\nnames:\n{names}\n")
+    return path
 
 
 def export_dataset(
@@ -89,25 +122,12 @@ def export_dataset(
     n_val = max(1, int(round(count * val_fraction))) if count > 1 else 0
     n_train = count - n_val
     boxes = 0
-    for split in ("train", "val"):
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-    mono_every = int(round(1 / mono_share)) if mono_share > 0 else 0
+    make_split_dirs(out)
     for i in range(count):
         s = seed + i
-        mono = mono_every > 0 and s % mono_every == mono_every - 1
-        frame = render_part(s, width, height, mono=mono, ok_share=ok_share)
-        img = frame.image if frame.image.ndim == 3 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR)
-        split = "train" if i < n_train else "val"
-        name = f"{s:07d}"
-        cv2.imwrite(str(out / "images" / split / f"{name}.{image_format}"), img)
-        lines = yolo_label_lines(frame.truth, width, height)
-        boxes += len(lines)
-        (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(DEFECT_CLASSES))
-    (out / "data.yaml").write_text(
-        f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}\n"
-    )
+        frame = render_part(s, width, height, mono=is_mono(s, mono_share), ok_share=ok_share)
+        boxes += write_sample(out, "train" if i < n_train else "val", frame, image_format)
+    write_data_yaml(out, "images/train", "images/val")
     summary = DatasetSummary(out, n_train, n_val, boxes, (seed, seed + count - 1))
     (out / "dataset.json").write_text(
         json.dumps(

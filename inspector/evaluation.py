@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from camera.renderer import DEFAULT_OK_SHARE, render_part
-from inspector.backends import BatchItem, create_backend
+from camera.renderer import DEFAULT_OK_SHARE, RenderedFrame, render_part
+from inspector.backends import Backend, BatchItem, create_backend
 from inspector.dataset import HELD_OUT_SEED_BASE
-from inspector.model_repo import dump_toml, load_card, resolve_model_dir, sha256_file
+from inspector.model_repo import ModelCard, dump_toml, load_card, resolve_model_dir, sha256_file
 from inspector.postprocess import decode_yolo, iou_matrix, nms, to_frame_pixels
 from inspector.preprocess import Letterbox
 
@@ -56,6 +56,14 @@ def match_at_thresholds(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return tp
 
 
+def detect_frames(be: Backend, card: ModelCard, frames: list[RenderedFrame], width: int, height: int) -> list[np.ndarray]:
+    """Run one batch of rendered frames through the runtime path; ``(N, 6)`` detections per frame in frame pixels."""
+    box = Letterbox.fit(width, height, card.input_width, card.input_height)
+    items = [BatchItem(f.image, "Mono8" if f.image.ndim == 2 else "BGR8", box) for f in frames]
+    out = be.infer(items)
+    return [to_frame_pixels(nms(decode_yolo(r, 0.001), 0.6), box, None, width, height) for r in out.raw]
+
+
 def evaluate(
     model: str | Path,
     *,
@@ -91,11 +99,8 @@ def evaluate(
             render_part(seed_base + i, width, height, mono=(i % 4 == 3), ok_share=ok_share)
             for i in range(start, min(count, start + batch))
         ]
-        box = Letterbox.fit(width, height, card.input_width, card.input_height)
-        items = [BatchItem(f.image, "Mono8" if f.image.ndim == 2 else "BGR8", box) for f in frames]
         t0 = time.perf_counter()
-        out = be.infer(items)
-        dets = [to_frame_pixels(nms(decode_yolo(r, 0.001), 0.6), box, None, width, height) for r in out.raw]
+        dets = detect_frames(be, card, frames, width, height)
         busy += time.perf_counter() - t0
         for f, d in zip(frames, dets):
             gt = np.array([[b.class_id, b.x1, b.y1, b.x2, b.y2] for b in f.truth.boxes], np.float32).reshape(-1, 5)
