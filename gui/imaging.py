@@ -167,6 +167,25 @@ def boxes_from(detections: Iterable[object]) -> list[Box]:
     return out
 
 
+def place_tags(boxes: list[QRectF], sizes: list[tuple[float, float]], bounds: QRectF) -> list[QRectF]:
+    """Where each box's tag goes: above or below it, left- or right-aligned, inside ``bounds``.
+
+    Tags are placed in the given order (put the most important first); each takes the
+    first candidate spot that overlaps no tag placed before it, else the first spot that
+    fits the bounds, so crowded defects keep readable tags.
+    """
+    placed: list[QRectF] = []
+    for r, (tw, th) in zip(boxes, sizes):
+        left = min(max(r.left(), bounds.left()), bounds.right() - tw)
+        right = min(max(r.right() - tw, bounds.left()), bounds.right() - tw)
+        spots = [QRectF(x, y, tw, th) for y in (r.top() - th, r.bottom()) for x in (left, right)]
+        spots.append(QRectF(left, r.top(), tw, th))  # inside the box, at its top
+        inside = [q for q in spots if q.top() >= bounds.top() and q.bottom() <= bounds.bottom()] or spots
+        free = [q for q in inside if not any(q.intersects(o) for o in placed)]
+        placed.append((free or inside)[0])
+    return placed
+
+
 def draw_boxes(p: QPainter, boxes: Iterable[Box], target: QRectF, img_w: int, img_h: int, *, font_px: int = 11) -> None:
     """Draw boxes with a ``class score`` tag, mapped from image pixels into ``target``."""
     if img_w <= 0 or img_h <= 0:
@@ -177,19 +196,22 @@ def draw_boxes(p: QPainter, boxes: Iterable[Box], target: QRectF, img_w: int, im
     font.setBold(True)
     p.setFont(font)
     fm = QFontMetricsF(font)
-    for b in boxes:
-        colour = class_colour(b.class_name) if b.accepted else QColor(190, 190, 190)
+    ordered = sorted(boxes, key=lambda b: (b.accepted, b.score), reverse=True)  # best tags get the best spots
+    rects = [
+        QRectF(target.x() + b.x1 * sx, target.y() + b.y1 * sy, max(2.0, (b.x2 - b.x1) * sx), max(2.0, (b.y2 - b.y1) * sy))
+        for b in ordered
+    ]
+    tags = [f"{b.class_name} {b.score:.2f}" for b in ordered]
+    colours = [class_colour(b.class_name) if b.accepted else QColor(190, 190, 190) for b in ordered]
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    for b, r, colour in zip(ordered, rects, colours):
         pen = QPen(colour, 2.0 if b.accepted else 1.0)
         if not b.accepted:
             pen.setStyle(Qt.PenStyle.DashLine)
         p.setPen(pen)
-        p.setBrush(Qt.BrushStyle.NoBrush)
-        r = QRectF(target.x() + b.x1 * sx, target.y() + b.y1 * sy, max(2.0, (b.x2 - b.x1) * sx), max(2.0, (b.y2 - b.y1) * sy))
         p.drawRect(r)
-        tag = f"{b.class_name} {b.score:.2f}"
-        tw, th = fm.horizontalAdvance(tag) + 6, fm.height() + 2
-        ty = r.top() - th if r.top() - th >= target.top() else r.bottom()
-        tx = min(r.left(), target.right() - tw)
-        p.fillRect(QRectF(tx, ty, tw, th), colour)
-        p.setPen(QColor("black"))
-        p.drawText(QPointF(tx + 3, ty + fm.ascent() + 1), tag)
+    spots = place_tags(rects, [(fm.horizontalAdvance(t) + 6, fm.height() + 2) for t in tags], target)
+    p.setPen(QColor("black"))
+    for tag, spot, colour in zip(tags, spots, colours):  # tags over every box outline
+        p.fillRect(spot, colour)
+        p.drawText(QPointF(spot.x() + 3, spot.y() + fm.ascent() + 1), tag)

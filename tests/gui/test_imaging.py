@@ -95,3 +95,45 @@ def test_fit_rect_keeps_aspect_and_centres() -> None:
 
     r = fit_rect(400, 200, QRectF(0, 0, 100, 100))
     assert (r.x(), r.y(), r.width(), r.height()) == (0, 25, 100, 50)
+
+
+def test_tags_of_crowded_boxes_do_not_overlap_and_stay_in_the_picture() -> None:
+    from PySide6.QtCore import QRectF
+
+    from gui.imaging import place_tags
+
+    bounds = QRectF(0, 0, 320, 240)
+    # three defects side by side at the same height, tags wider than the gaps between them
+    boxes = [QRectF(100 + 12 * i, 50, 10, 30) for i in range(3)]
+    spots = place_tags(boxes, [(60.0, 14.0)] * 3, bounds)
+    assert spots[0] == QRectF(100, 36, 60, 14)  # room above: the usual spot, left-aligned
+    for i, a in enumerate(spots):
+        assert bounds.contains(a)
+        assert all(not a.intersects(b) for b in spots[i + 1 :])
+    # at the picture's top and right edge: below the box, pulled inside
+    edge = place_tags([QRectF(300, 2, 18, 18)], [(60.0, 14.0)], bounds)[0]
+    assert edge == QRectF(260, 20, 60, 14)
+
+
+def test_draw_boxes_paints_every_tag_in_its_class_colour(qapp: object) -> None:
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QFont, QFontMetricsF, QPainter
+
+    from gui.imaging import Box, class_colour, draw_boxes, place_tags
+
+    img = QImage(320, 240, QImage.Format.Format_RGB32)
+    img.fill(0)
+    boxes = [Box(100, 50, 110, 80, "scratch", 0.9), Box(112, 50, 122, 80, "dent", 0.8)]
+    p = QPainter(img)
+    draw_boxes(p, boxes, QRectF(0, 0, 320, 240), 320, 240, font_px=11)
+    p.end()
+    font = QFont()
+    font.setPixelSize(11)
+    font.setBold(True)
+    fm = QFontMetricsF(font)
+    rects = [QRectF(b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1) for b in boxes]
+    spots = place_tags(rects, [(fm.horizontalAdvance(f"{b.class_name} {b.score:.2f}") + 6, fm.height() + 2) for b in boxes],
+                       QRectF(0, 0, 320, 240))
+    for b, spot in zip(boxes, spots):
+        corner = img.pixelColor(int(spot.x()) + 1, int(spot.y()) + 1)  # the tag's fill, left of its text
+        assert corner.rgb() == class_colour(b.class_name).rgb()
