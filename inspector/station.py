@@ -406,6 +406,7 @@ class Station:
                     "received": c.received,
                     "inspected": c.inspected,
                     "dropped": c.dropped,
+                    "dropped_pool_exhausted": c.pool_exhausted,  # the rest: replaced before a worker claimed them
                     "in_flight": c.in_flight,
                     "invalid": c.invalid,
                     "ng": cs.ng,

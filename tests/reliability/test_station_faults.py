@@ -125,5 +125,6 @@ def test_overload_keeps_memory_flat_and_every_frame_accounted(tmp_path: Path, mo
         assert cam["received"] == cam["inspected"] + cam["dropped"] and cam["in_flight"] == 0
         assert cam["dropped"] > cam["received"] * 0.2  # really overloaded
     assert all(cam.pool.snapshot().pool_exhausted == 0 for cam in st.cameras.values())
+    assert all(cam["dropped_pool_exhausted"] == 0 for cam in rep["cameras"])  # every drop was a late claim
     assert rss1 - rss0 < 16 * 2**20, f"RSS grew {(rss1 - rss0) / 2**20:.1f} MiB in 6 s under overload"
     assert rep["db"]["rows_written"] == rep["totals"]["inspected"]
