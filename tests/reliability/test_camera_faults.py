@@ -38,6 +38,13 @@ class StateLog:
     def first(self, state: CameraState, after: float) -> float | None:
         return next((t for t, s in self.items if s is state and t >= after), None)
 
+    def wait_for(self, state: CameraState, after: float, timeout: float, what: str) -> float:
+        """Wait until the transition is *logged* (the state attribute changes just before the event goes out)."""
+        wait_until(lambda: self.first(state, after) is not None, timeout, what)
+        t = self.first(state, after)
+        assert t is not None
+        return t
+
 
 @pytest.fixture
 def cam() -> Iterator[SimulatedLineCamera]:
@@ -87,9 +94,9 @@ def test_stall_is_stale_then_offline_within_3_s_and_recovers(cam: SimulatedLineC
     _streaming(cam)
     t0 = time.monotonic()
     cam.faults.inject(FaultMode.STALL, 3.5)
-    wait_until(lambda: cam.state is CameraState.OFFLINE, 5, "OFFLINE")
-    stale, offline = log.first(CameraState.STALE, t0), log.first(CameraState.OFFLINE, t0)
-    assert stale is not None and offline is not None and stale < offline
+    offline = log.wait_for(CameraState.OFFLINE, t0, 5, "OFFLINE")
+    stale = log.first(CameraState.STALE, t0)
+    assert stale is not None and stale < offline
     assert offline - t0 < 3.0
     assert "no frame" in cam.state_reason
     wait_until(lambda: cam.state is CameraState.STREAMING, 5, "STREAMING again")
@@ -108,9 +115,8 @@ def test_disconnect_reconnects_and_restores_settings(cam: SimulatedLineCamera) -
     assert cam.nominal_fps != 25.0  # the lost device fell back to its factory settings
     with pytest.raises(FeatureError, match="not connected"):
         cam.features.set("Gain", 1.0)
-    wait_until(lambda: cam.state is CameraState.STREAMING, 12, "reconnect")
-    back = log.first(CameraState.STREAMING, t0)
-    assert back is not None and back - (t0 + 2.0) <= 10.0
+    back = log.wait_for(CameraState.STREAMING, t0, 12, "reconnect")
+    assert back - (t0 + 2.0) <= 10.0
     n = cam.pool.snapshot().received
     wait_until(lambda: cam.pool.snapshot().received > n, 2, "a frame after the reconnect")
     h = cam.pool.latest()
