@@ -1,9 +1,10 @@
 """`SimulatedLineCamera`: parts from the synthetic renderer at a set rate and size.
 
 Rendering costs ~10-20 ms a frame, too much to do live for 8 cameras on two cores
-next to inference. The camera therefore renders each part once into a bank (the
-first pass through the bank renders, later passes replay) and copies the banked
-frame into a pool slot at the nominal rate. Every frame carries its ground truth.
+next to inference. The camera therefore renders each part once into a bank and
+copies the banked frame into a pool slot at the nominal rate; a station fills the banks
+with `prerender` before its cameras start (otherwise the first pass renders on use).
+Every frame carries its ground truth.
 
 The camera can misbehave on purpose (`camera.faults`): ``camera.faults.inject(...)``
 from tests and scripts, or the Guru features ``FaultMode`` / ``FaultDuration``. Like a
@@ -166,6 +167,13 @@ class SimulatedLineCamera(ThreadedCamera):
             raise FeatureError(f"{name}: not writable")
 
     # ------------------------------------------------------------------ acquisition
+    @property
+    def banked_parts(self) -> int:
+        """Parts rendered and held in the bank for the current size and pixel format."""
+        w, h = self._device["Width"], self._device["Height"]
+        mono = self._device["PixelFormat"] == "Mono8"
+        return sum(1 for (_seed, bw, bh, bm) in list(self._bank) if (bw, bh, bm) == (w, h, mono))
+
     def prerender(self) -> None:
         """Render the whole bank now (benchmarks: keep rendering out of the measured window)."""
         for i in range(self.bank_size):

@@ -40,6 +40,8 @@ def test_station_runs_end_to_end(tmp_path: Path) -> None:
     cfg = parse_config(CONFIG.format(archive=tmp_path / "ng"))
     db = tmp_path / "r.db"
     st = Station(cfg, db_url=f"sqlite:///{db}")
+    # the simulated banks are rendered before the cameras start, not on the first pass next to inference
+    assert [st.cameras[c].banked_parts for c in ("a", "b")] == [8, 8]  # type: ignore[attr-defined]
     seen = []
     st.events.result_ready.connect(seen.append)
     with st:
