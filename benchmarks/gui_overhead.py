@@ -19,15 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inspector.bench.pipeline import prerender_banks, station_config
+from inspector.bench.pipeline import station_config
 from inspector.model_repo import DEFAULT_MODEL
 from inspector.station import Station
 
 
 def measure(n: int, fps: float, seconds: float, gui: bool, db: str) -> dict[str, Any]:
     cfg = station_config(n, fps, DEFAULT_MODEL, "openvino", 0, 320, 320, 8)
-    st = Station(cfg, db_url=db, archive=False)
-    prerender_banks(st)
+    st = Station(cfg, db_url=db, archive=False)  # renders the simulated banks before the clock starts
     win = None
     app = None
     if gui:

@@ -175,7 +175,7 @@ class SimulatedLineCamera(ThreadedCamera):
         return sum(1 for (_seed, bw, bh, bm) in list(self._bank) if (bw, bh, bm) == (w, h, mono))
 
     def prerender(self) -> None:
-        """Render the whole bank now (benchmarks: keep rendering out of the measured window)."""
+        """Render the whole bank now (a station does this before its cameras start)."""
         for i in range(self.bank_size):
             self.frame_for(i)
 

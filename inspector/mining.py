@@ -48,9 +48,10 @@ class MiningSummary:
 
 def hardness(dets: np.ndarray, truth: GroundTruth, *, negative_score: float, positive_score: float) -> tuple[bool, bool]:
     """``(hard_negative, hard_positive)`` for one frame's ``(N, 6)`` detections in frame pixels."""
+    dets = dets.reshape(-1, 6)
     gt = np.array([[b.x1, b.y1, b.x2, b.y2] for b in truth.boxes], np.float32).reshape(-1, 4)
     gt_cls = np.array([b.class_id for b in truth.boxes], int)
-    strong = dets[dets[:, 4] >= negative_score] if len(dets) else dets.reshape(-1, 6)
+    strong = dets[dets[:, 4] >= negative_score]
     if len(strong) == 0:
         false_call = False
     elif len(gt) == 0:
@@ -59,7 +60,7 @@ def hardness(dets: np.ndarray, truth: GroundTruth, *, negative_score: float, pos
         false_call = bool((iou_matrix(strong[:, :4], gt).max(axis=1) < MATCH_IOU).any())
     missed = False
     if len(gt):
-        sure = dets[dets[:, 4] >= positive_score] if len(dets) else dets.reshape(-1, 6)
+        sure = dets[dets[:, 4] >= positive_score]
         if len(sure) == 0:
             missed = True
         else:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from camera.renderer import render_part
-from camera.simulated import SimulatedLineCamera
 from inspector.backends import create_backend
 from inspector.config import SimulatedCameraConfig, StationConfig
 from inspector.model_repo import load_card
@@ -78,17 +77,9 @@ def station_config(
     )
 
 
-def prerender_banks(station: Station) -> None:
-    """Render every simulated camera's bank before the clock starts: rendering is not the pipeline."""
-    for cam in station.cameras.values():
-        if isinstance(cam, SimulatedLineCamera):
-            cam.prerender()
-
-
 def measure_station(cfg: StationConfig, db_url: str, warmup: float, seconds: float) -> dict[str, Any]:
     """Run a station, discard ``warmup`` seconds, measure the next ``seconds``."""
-    st = Station(cfg, db_url=db_url, archive=False)
-    prerender_banks(st)
+    st = Station(cfg, db_url=db_url, archive=False)  # renders the simulated banks: rendering is not the pipeline
     st.start()
     try:
         time.sleep(warmup)
