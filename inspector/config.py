@@ -1,41 +1,75 @@
 """Station configuration: pydantic models read from TOML (unknown keys are errors).
 
 Built-in stations live in ``inspector/stations/<name>.toml``; ``--config PATH`` reads
-any other file. Errors come back as `ConfigError` with one line naming the field.
+any other file. Errors come back as `ConfigError`: one line per problem, each naming the
+file and the field (``demo.toml: cameras[2].fps: must be a number, not a boolean``).
+
+Values that would quietly switch inspection off are refused, not accepted: non-finite
+floats anywhere (``min_area_px = inf`` would never call a part NG), booleans where a
+number belongs (TOML ``fps = true`` would run at 1 fps), sizes below one pixel, camera
+ids that are not plain file names (``..`` would put NG images outside the archive), and an
+``archive_dir`` that names a file.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from inspector.verdict import VerdictRules
-
 
 #: Verdict threshold when neither the camera nor the model card names one.
 DEFAULT_THRESHOLD = 0.35
 
 
+#: A camera id: a plain file name (it names archive folders and files), 1-64 characters,
+#: starting with a letter or digit, so never ``.``, ``..`` or a hidden name.
+SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
 class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the file and field."""
+    """A configuration that cannot be used; one line per problem, each naming the file and field."""
+
+
+def _not_bool(v: Any) -> Any:
+    # TOML true/false would otherwise pass as 1/0 (``fps = true`` runs at 1 fps)
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not a boolean")  # noqa: TRY004 - pydantic reports only ValueError
+    return v
+
+
+#: A float that is neither a boolean nor (with the models' allow_inf_nan=False) inf or nan.
+Number = Annotated[float, BeforeValidator(_not_bool)]
+#: An int that is not a boolean.
+Integer = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class VerdictConfig(_Strict):
     """Per-camera OK/NG rules."""
 
     #: None: the threshold the model was calibrated for (its card's metrics.threshold), else 0.35
-    default_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    class_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
-    min_area_px: float = Field(0.0, ge=0.0)
-    roi: tuple[float, float, float, float] | None = None
+    default_threshold: Number | None = Field(None, ge=0.0, le=1.0)
+    class_thresholds: dict[str, Annotated[Number, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    #: boxes smaller than this are not counted; at most the largest frame (8192 x 8192)
+    min_area_px: Number = Field(0.0, ge=0.0, le=8192.0 * 8192.0)
+    roi: tuple[Number, Number, Number, Number] | None = None
     ignore_classes: list[str] = Field(default_factory=list)
 
     @field_validator("roi")
@@ -63,30 +97,40 @@ class TilingConfig(_Strict):
     """Whether to tile frames whose smallest defect would shrink below what the model resolves."""
 
     mode: Literal["off", "auto"] = "auto"
-    min_defect_px: float = Field(8.0, gt=0)
-    min_resolvable_px: float = Field(6.0, gt=0)
-    overlap: float = Field(0.2, ge=0.0, lt=0.9)
+    # below one pixel, every frame would be cut into a vast number of tiles (or none at all)
+    min_defect_px: Number = Field(8.0, ge=1.0, le=8192.0)
+    min_resolvable_px: Number = Field(6.0, ge=1.0, le=8192.0)
+    overlap: Number = Field(0.2, ge=0.0, lt=0.9)
 
 
 class _CameraBase(_Strict):
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    fps: float = Field(5.0, ge=0.0, le=1000.0)
-    pool_slots: int = Field(6, ge=3, le=64)
-    device: int | None = Field(None, ge=0, description="inference worker index (static sharding)")
+    id: str
+    fps: Number = Field(5.0, ge=0.0, le=1000.0)
+    pool_slots: Integer = Field(6, ge=3, le=64)
+    device: Integer | None = Field(None, ge=0, description="inference worker index (static sharding)")
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _safe_id(cls, v: Any) -> Any:
+        if isinstance(v, str) and not re.fullmatch(SAFE_ID_PATTERN, v):
+            raise ValueError(
+                f"{v!r} is not a safe camera id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return v
 
 
 class SimulatedCameraConfig(_CameraBase):
     """A `SimulatedLineCamera`."""
 
     kind: Literal["simulated"] = "simulated"
-    width: int = Field(320, ge=64, le=8192)
-    height: int = Field(320, ge=64, le=8192)
+    width: Integer = Field(320, ge=64, le=8192)
+    height: Integer = Field(320, ge=64, le=8192)
     mono: bool = False
-    seed: int = Field(2_000_000, ge=0)
-    bank_size: int = Field(64, ge=1, le=10_000)
-    ok_share: float = Field(0.6, ge=0.0, le=1.0)
+    seed: Integer = Field(2_000_000, ge=0)
+    bank_size: Integer = Field(64, ge=1, le=10_000)
+    ok_share: Number = Field(0.6, ge=0.0, le=1.0)
 
 
 class GenTLCameraConfig(_CameraBase):
@@ -123,16 +167,16 @@ class ModelConfig(_Strict):
     name: str = "defect-yolo11p-320"
     backend: Literal["openvino", "onnxruntime", "tensorrt"] = "openvino"
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
-    threads: int = Field(0, ge=0, le=256)
+    threads: Integer = Field(0, ge=0, le=256)
     precision: Literal["auto", "f32", "bf16", "f16"] = "auto"
-    iou_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    iou_threshold: Number = Field(0.5, gt=0.0, le=1.0)
 
 
 class SchedulerConfig(_Strict):
     """Dynamic batching across cameras."""
 
-    max_batch: int = Field(8, ge=1, le=256)
-    max_wait_ms: float = Field(4.0, ge=0.0, le=1000.0)
+    max_batch: Integer = Field(8, ge=1, le=256)
+    max_wait_ms: Number = Field(4.0, ge=0.0, le=1000.0)
 
 
 class StorageConfig(_Strict):
@@ -141,27 +185,76 @@ class StorageConfig(_Strict):
     db_url: str = ""  # empty: SQLite in the user data dir
     archive_dir: str = ""  # empty: next to the database
     archive_format: Literal["jpg", "png"] = "jpg"
-    archive_max_age_days: float = Field(30.0, gt=0)
-    archive_max_gb: float = Field(5.0, gt=0)
-    archive_min_free_mb: float = Field(500.0, ge=0)
+    archive_max_age_days: Number = Field(30.0, gt=0)
+    archive_max_gb: Number = Field(5.0, gt=0)
+    archive_min_free_mb: Number = Field(500.0, ge=0)
+
+    @field_validator("archive_dir")
+    @classmethod
+    def _archive_dir_is_a_folder(cls, v: str) -> str:
+        # a folder that does not exist yet is created by the archive; a file in the way
+        # would make every NG image fail to save, silently, for the whole run
+        if v:
+            p = Path(v).expanduser()
+            for q in (p, *p.parents):
+                if q.exists():
+                    if not q.is_dir():
+                        raise ValueError(f"{q} is a file, not a folder; name a folder for the NG images")
+                    break
+        return v
 
 
 class MetricsConfig(_Strict):
     """Prometheus endpoint (opt-in): ``/metrics`` on ``bind:port``."""
 
-    port: int | None = Field(None, ge=1, le=65535)
+    port: Integer | None = Field(None, ge=1, le=65535)
     bind: str = Field("127.0.0.1", min_length=1, description="address to listen on (0.0.0.0: every interface)")
+
+
+class HealthConfig(_Strict):
+    """When the station's health turns DEGRADED or ALARM, judged over a sliding window.
+
+    Each threshold is checked on the last ``window_s`` seconds, not the whole run, so the
+    health recovers once the cause is gone (see `inspector.health.assess`).
+    """
+
+    window_s: Number = Field(10.0, ge=1.0, le=600.0, description="span of the windowed drop rate and latency")
+    drop_rate_degraded: Number = Field(0.05, ge=0.0, le=1.0, description="share of received frames dropped")
+    drop_rate_alarm: Number = Field(0.5, ge=0.0, le=1.0)
+    latency_budget_ms: Number = Field(
+        250.0, gt=0.0, le=600_000.0, description="p99 above: DEGRADED; p50 above (most frames late): ALARM"
+    )
+    db_backlog_degraded: Integer = Field(2_000, ge=1, description="results queued for the database")
+    db_backlog_alarm: Integer = Field(8_000, ge=1)
+    spool_alarm_mb: Number = Field(256.0, gt=0.0, description="spool size (any spooling is DEGRADED)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthConfig:
+        if self.drop_rate_alarm < self.drop_rate_degraded:
+            raise ValueError("drop_rate_alarm must be at least drop_rate_degraded")
+        if self.db_backlog_alarm < self.db_backlog_degraded:
+            raise ValueError("db_backlog_alarm must be at least db_backlog_degraded")
+        return self
 
 
 class StationConfig(_Strict):
     """A whole station."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     model: ModelConfig = Field(default_factory=ModelConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     cameras: list[CameraConfig] = Field(min_length=1, max_length=64)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # shown everywhere and may name files (reports, exports): no folders, no control characters
+        if v in (".", "..") or any(c in v for c in "/\\") or any(ord(c) < 32 for c in v):
+            raise ValueError(f"{v!r} is not a plain name (no '/', '\\', control characters, '.' or '..')")
+        return v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StationConfig:
@@ -181,22 +274,47 @@ def builtin_stations() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def _format_error(source: str, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("simulated", "gentl", "replay")))
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "union_tag_not_found":
-        msg = "kind is missing (simulated, gentl or replay)"
-    elif err["type"] == "union_tag_invalid":
-        msg = f"kind must be simulated, gentl or replay, not {err.get('input', {}).get('kind')!r}"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {loc or '(top level)'}: {msg}{more}"
+_KINDS = ("simulated", "gentl", "replay")
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``("cameras", 2, "simulated", "fps")`` -> ``cameras[2].fps`` (the union tag left out)."""
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p not in _KINDS:
+            out += f".{p}" if out else p
+    return out or "(top level)"
+
+
+def _problem(err: Any) -> str:
+    msg = str(err["msg"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "union_tag_not_found":
+        return "kind is missing (simulated, gentl or replay)"
+    if kind == "union_tag_invalid":
+        got = err.get("input", {}).get("kind") if isinstance(err.get("input"), dict) else None
+        return f"kind must be simulated, gentl or replay, not {got!r}"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg
+
+
+def format_errors(source: str, exc: ValidationError) -> str:
+    """Every problem of ``exc``, one line each: ``<source>: <field path>: <what is wrong>``."""
+    lines: list[str] = []
+    for err in exc.errors():
+        line = f"{source}: {_field_path(tuple(err['loc']))}: {_problem(err)}"
+        if line not in lines:  # a union reports one problem once per member
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def parse_config(text: str, source: str = "<config>") -> StationConfig:
-    """Parse TOML text into a `StationConfig`, raising `ConfigError` with one line."""
+    """Parse TOML text into a `StationConfig`, raising `ConfigError` (one line per problem)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -204,7 +322,7 @@ def parse_config(text: str, source: str = "<config>") -> StationConfig:
     try:
         return StationConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(source, exc)) from None
+        raise ConfigError(format_errors(source, exc)) from None
 
 
 def load_config(path: Path) -> StationConfig:
