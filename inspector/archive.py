@@ -110,6 +110,8 @@ class NgArchive(QueuedSink):
         if not result.ng:
             return None
         cam = _UNSAFE.sub("_", result.camera_id) or "_"
+        if cam.startswith("."):  # ".." or "." would leave the archive, ".x" would hide from it
+            cam = "_" + cam
         day = datetime.fromtimestamp(result.acquired_at, UTC).strftime("%Y-%m-%d")
         ms = round(result.acquired_at * 1000.0)
         return str(self.root / cam / day / f"{cam}_{result.sequence}_{ms}{self.ext}")
@@ -180,6 +182,10 @@ class NgArchive(QueuedSink):
     def _archive(self, r: InspectionResult) -> None:
         assert r.frame is not None
         path = Path(self.path_for(r) or "")
+        if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(self.root)):
+            self.failed_writes += 1  # a link in the archive pointing elsewhere: never write through it
+            log.error("archive: %s resolves outside %s; image not saved", path, self.root)
+            return
         try:
             data = _encode(r.frame.image, r.frame.pixel_format, self.ext, self._params)
         except (cv2.error, ValueError) as exc:

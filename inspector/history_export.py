@@ -7,6 +7,12 @@ memory at once. The YOLO export turns the engineers' reviews into training data:
 * ``false_call``: the image with an *empty* label file (a negative: nothing to find);
 * ``missed``: skipped and listed in ``needs_labels.txt``: the model found nothing, so
   there is no box to export; someone has to draw it.
+
+Values from the database are data, not trusted names: a row whose uid is not a plain
+file name (``../../x``) is skipped and counted, and every file is checked to resolve
+inside the dataset folder. CSV cells that a spreadsheet would run as a formula (leading
+``=``, ``+``, ``-``, ``@``, tab, carriage return) get a leading ``'`` and every field
+is quoted, as OWASP recommends for CSV injection.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import os
+import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +34,12 @@ from sqlalchemy import Engine
 from inspector.storage.history import HistoryFilter, HistoryRow, get_inspection, query_history
 
 log = logging.getLogger(__name__)
+
+#: A uid usable as a file name: what the writer stores (uuid4) and nothing that leaves a folder.
+_SAFE_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+#: Characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 CSV_COLUMNS: tuple[str, ...] = (
     "id",
@@ -60,30 +74,40 @@ def utc_text(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+def spreadsheet_safe(value: str) -> str:
+    """``value`` with a leading ``'`` if a spreadsheet would run it as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def export_csv(
     engine: Engine, flt: HistoryFilter, path: Path | str, *, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Write the rows matching ``flt`` to a CSV file; returns the number of rows."""
+    """Write the rows matching ``flt`` to a CSV file; returns the number of rows.
+
+    Text from the database (camera id, rule, classes, paths, uid...) goes through
+    `spreadsheet_safe`; numbers the export formats itself stay numbers (``-3.50``).
+    """
     n = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, quoting=csv.QUOTE_ALL)
         w.writerow(CSV_COLUMNS)
         for r in iter_history(engine, flt):
+            safe = spreadsheet_safe
             w.writerow(
                 (
                     r.id,
                     utc_text(r.acquired_at),
-                    r.camera_id,
+                    safe(r.camera_id),
                     r.sequence,
-                    r.verdict,
-                    r.rule,
-                    r.classes,
+                    safe(r.verdict),
+                    safe(r.rule),
+                    safe(r.classes),
                     r.n_detections,
                     "" if r.max_score is None else f"{r.max_score:.4f}",
                     f"{r.total_ms:.2f}",
-                    r.review_mark or "",
-                    r.image_path or "",
-                    r.uid,
+                    safe(r.review_mark or ""),
+                    safe(r.image_path or ""),
+                    safe(r.uid),
                 )
             )
             n += 1
@@ -99,6 +123,7 @@ class YoloExport:
     images: int = 0
     negatives: int = 0  # false calls: images with empty label files
     missing_images: int = 0  # reviewed rows whose image was not saved or was purged
+    unsafe_uids: int = 0  # rows whose uid is not a plain file name (skipped, never written)
     needs_labels: list[str] = field(default_factory=list)  # "missed" reviews: no box to export
 
 
@@ -109,6 +134,10 @@ def export_yolo(
 
     Writes ``images/<uid>.<ext>``, ``labels/<uid>.txt`` (``class cx cy w h``, normalised)
     and ``data.yaml``. Only reviewed rows are exported, whatever ``flt.reviewed`` says.
+    Rows whose uid is not a plain file name are skipped and counted (``unsafe_uids``).
+
+    Raises:
+        ValueError: ``images`` or ``labels`` resolves outside ``out_dir`` (a link).
 
     Args:
         engine: The database.
@@ -119,14 +148,23 @@ def export_yolo(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
+    root = Path(os.path.realpath(out))
+    for sub in ("images", "labels"):
+        _check_inside(root, out / sub)
     flt = dataclasses.replace(flt, reviewed=True)
     names = {i: n for i, n in enumerate(class_names)}
     result = YoloExport()
     for row in iter_history(engine, flt):
+        if not _SAFE_UID.match(row.uid):
+            result.unsafe_uids += 1
+            log.warning("yolo export: skipped inspection %d, its uid %r is not a plain file name", row.id, row.uid)
+            continue
         if row.review_mark == "missed":
             result.needs_labels.append(f"{row.uid}\t{row.camera_id}\t{row.sequence}\t{row.image_path or ''}")
             continue
         src = Path(row.image_path) if row.image_path else None
+        if src is not None and src.suffix.lower() not in _IMAGE_SUFFIXES:
+            src = None
         image = cv2.imread(str(src), cv2.IMREAD_UNCHANGED) if src is not None and src.is_file() else None
         if src is None or image is None:
             result.missing_images += 1
@@ -142,8 +180,10 @@ def export_yolo(
                 lines.append(_label_line(d, w, h))
         else:
             result.negatives += 1
-        shutil.copyfile(src, out / "images" / f"{row.uid}{src.suffix.lower()}")
-        (out / "labels" / f"{row.uid}.txt").write_text("".join(line + "\n" for line in lines))
+        image_dst = _check_inside(root, out / "images" / f"{row.uid}{src.suffix.lower()}")
+        label_dst = _check_inside(root, out / "labels" / f"{row.uid}.txt")
+        shutil.copyfile(src, image_dst)
+        label_dst.write_text("".join(line + "\n" for line in lines))
         result.images += 1
     n_classes = max(names) + 1 if names else 0
     yaml = ["path: .", "train: images", "val: images", "names:"]
@@ -152,14 +192,22 @@ def export_yolo(
     if result.needs_labels:
         (out / "needs_labels.txt").write_text("uid\tcamera\tsequence\timage\n" + "\n".join(result.needs_labels) + "\n")
     log.info(
-        "yolo export %s: %d images (%d negatives), %d missing, %d need labels",
+        "yolo export %s: %d images (%d negatives), %d missing, %d need labels, %d unsafe uids skipped",
         out,
         result.images,
         result.negatives,
         result.missing_images,
         len(result.needs_labels),
+        result.unsafe_uids,
     )
     return result
+
+
+def _check_inside(root: Path, path: Path) -> Path:
+    """``path`` if it resolves (links followed) inside ``root``; else ValueError naming it."""
+    if not Path(os.path.realpath(path)).is_relative_to(root):
+        raise ValueError(f"yolo export: {path} resolves outside the dataset folder {root}; not writing there")
+    return path
 
 
 def _label_line(d: dict[str, float], w: int, h: int) -> str:
