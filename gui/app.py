@@ -19,9 +19,13 @@ from gui.settings_dialog import CameraSettingsDialog
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.config import StationConfig
 from inspector.control import StationControl
+from inspector.health import health_text
 from inspector.users import PermissionDenied, UserError
 
 log = logging.getLogger(__name__)
+
+#: Status-bar colours of the health levels (OK stays plain).
+_HEALTH_COLOURS = {"DEGRADED": "background: #f0b400; color: black;", "ALARM": "background: #c62828; color: white;"}
 
 
 class MainWindow(QMainWindow):
@@ -83,6 +87,11 @@ class MainWindow(QMainWindow):
         bridge.user_changed.connect(lambda _u: self._update_user())
         bridge.paused_changed.connect(self._update_pause)
         bridge.audit_recorded.connect(lambda _e: self._audit_changed())
+        # the station's health, always visible (never pushed aside by a message)
+        self.health_label = QLabel("health: …")
+        self.health_label.setContentsMargins(8, 0, 8, 0)
+        self._health_level = ""
+        self.statusBar().addPermanentWidget(self.health_label)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(1000)
         self._status_timer.timeout.connect(self._update_status)
@@ -143,9 +152,23 @@ class MainWindow(QMainWindow):
             self.audit.refresh()
 
     def _update_status(self) -> None:
+        self._update_health()
         line = self.station.status_line()
         if not self.statusBar().currentMessage():
             self.statusBar().showMessage(line[:240], 1500)
+
+    def _update_health(self) -> None:
+        assess = getattr(self.station, "health", None)
+        if assess is None:
+            return
+        h = assess()
+        text = health_text(h)
+        self.health_label.setText(f"health: {text if len(text) <= 110 else text[:109] + '…'}")
+        self.health_label.setToolTip("\n".join(h["issues"]) or "no issues")
+        if h["level"] != self._health_level:  # style sheets are costly: only on change
+            self._health_level = h["level"]
+            colour = _HEALTH_COLOURS.get(h["level"], "")
+            self.health_label.setStyleSheet(f"QLabel {{ {colour} font-weight: bold; padding: 0 6px; }}")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._status_timer.stop()

@@ -16,7 +16,9 @@ Exported (labels in braces):
 * ``inspector_db_queue_depth``, ``inspector_db_spool_records``, ``inspector_db_spool_bytes``,
   ``inspector_db_rows_written_total``, ``inspector_db_skipped_total``
 * ``inspector_archive_bytes``, ``inspector_archive_alarm``, ``inspector_archive_dropped_disk_full_total``
-* ``inspector_worker_errors_total{worker}``, ``inspector_alarm`` (1 while health is not OK)
+* ``inspector_worker_errors_total{worker}``, ``inspector_alarm`` (1 while health is not OK),
+  ``inspector_health_level`` (0 OK, 1 DEGRADED, 2 ALARM), ``inspector_drop_rate`` and
+  ``inspector_window_latency_p99_seconds`` (over the ``[health]`` window)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from camera.protocol import CameraState
+from inspector.health import HealthLevel
 from inspector.results import InspectionResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,5 +165,16 @@ class _StationCollector(Collector):
         for w in st.workers:
             errors.add_metric([str(w.index)], w.stats.errors)
         yield errors
-        alarm = float(not st.health()["ok"])
-        yield GaugeMetricFamily("inspector_alarm", "1 while the station's health is not OK", value=alarm)
+        h = st.health()
+        yield GaugeMetricFamily("inspector_alarm", "1 while the station's health is not OK", value=float(not h["ok"]))
+        yield GaugeMetricFamily(
+            "inspector_health_level", "0 OK, 1 DEGRADED, 2 ALARM", value=float(HealthLevel[h["level"]])
+        )
+        w = h["window"]
+        yield GaugeMetricFamily(
+            "inspector_drop_rate", "Share of received frames dropped over the health window", value=w["drop_rate"]
+        )
+        yield GaugeMetricFamily(
+            "inspector_window_latency_p99_seconds", "p99 latency over the health window",
+            value=w["latency_ms"]["p99"] / 1000,
+        )

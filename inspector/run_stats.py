@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -102,10 +103,14 @@ class RunStats:
         self._lock = threading.Lock()
         self.cameras: dict[str, CameraStats] = {}
         self.accuracy = AccuracyCounts()
+        # (monotonic time, latency ms) of the newest results, for the health's windowed latency
+        self._recent: deque[tuple[float, float]] = deque(maxlen=20_000)
 
     def add(self, results: Sequence[InspectionResult]) -> None:
+        now = time.monotonic()
         with self._lock:
             for r in results:
+                self._recent.append((now, r.times.total_ms))
                 cs = self.cameras.get(r.camera_id)
                 if cs is None:
                     cs = self.cameras[r.camera_id] = CameraStats()
@@ -122,6 +127,12 @@ class RunStats:
     def camera(self, camera_id: str) -> CameraStats:
         with self._lock:
             return self.cameras.setdefault(camera_id, CameraStats())
+
+    def recent_latency_ms(self, window_s: float, now: float | None = None) -> list[float]:
+        """Latencies of the results handed over in the last ``window_s`` seconds (newest 20,000 at most)."""
+        since = (time.monotonic() if now is None else now) - window_s
+        with self._lock:
+            return [ms for t, ms in self._recent if t >= since]
 
     def total_ng(self) -> int:
         with self._lock:

@@ -36,8 +36,8 @@ class CameraWatchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        # per camera: (monotonic, received, inspected, invalid) samples within the window
-        self._samples: dict[str, collections.deque[tuple[float, int, int, int]]] = {
+        # per camera: (monotonic, received, inspected, invalid, dropped) samples within the window
+        self._samples: dict[str, collections.deque[tuple[float, int, int, int, int]]] = {
             cid: collections.deque() for cid in self.cameras
         }
         self.checks = 0
@@ -67,20 +67,21 @@ class CameraWatchdog:
             c = cam.pool.snapshot()
             with self._lock:
                 q = self._samples[cid]
-                q.append((now, c.received, c.inspected, c.invalid))
+                q.append((now, c.received, c.inspected, c.invalid, c.dropped))
                 while len(q) > 2 and now - q[1][0] >= self.window_s:
                     q.popleft()
         self.checks += 1
 
     def rates(self, camera_id: str) -> dict[str, float]:
-        """Frames per second over the last window: received, inspected, invalid."""
+        """Frames per second over the last window: received, inspected, invalid, dropped."""
         with self._lock:
             q = self._samples.get(camera_id)
             if not q or len(q) < 2:
-                return {"received": 0.0, "inspected": 0.0, "invalid": 0.0}
-            (t0, r0, i0, v0), (t1, r1, i1, v1) = q[0], q[-1]
+                return {"received": 0.0, "inspected": 0.0, "invalid": 0.0, "dropped": 0.0}
+            (t0, r0, i0, v0, d0), (t1, r1, i1, v1, d1) = q[0], q[-1]
         dt = max(1e-9, t1 - t0)
-        return {"received": (r1 - r0) / dt, "inspected": (i1 - i0) / dt, "invalid": (v1 - v0) / dt}
+        return {"received": (r1 - r0) / dt, "inspected": (i1 - i0) / dt, "invalid": (v1 - v0) / dt,
+                "dropped": (d1 - d0) / dt}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

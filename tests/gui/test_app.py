@@ -141,3 +141,24 @@ def test_main_unattended_first_start(qtbot: Any, tmp_path: Path) -> None:
 
 def test_main_refuses_to_run_without_a_database(qtbot: Any) -> None:
     assert main(parse_config(SMALL_STATION, "gui-test"), db_url="none") == 2
+
+
+def test_status_bar_shows_the_stations_health_not_ok_when_frames_are_dropped(
+    qtbot: Any, window: MainWindow, fake_station: FakeStation
+) -> None:
+    from inspector.health import assess
+    from tests.inspector.test_health import _station
+
+    behind = _station(dropped_fps=11.1)  # 37% of the frames dropped: the GUI said "health: OK"
+    fake_station.health = lambda: assess(behind)  # type: ignore[attr-defined]
+    window._update_status()
+    text = window.health_label.text()
+    assert text.startswith("health: DEGRADED") and "37% of frames dropped" in text
+    assert "OK" not in text
+    behind.watchdog._rates["c0"]["dropped"] = 27.6  # now 92% of c0's frames, 50% overall
+    window._update_status()
+    assert window.health_label.text().startswith("health: ALARM")
+    assert "#c62828" in window.health_label.styleSheet()
+    fake_station.health = lambda: assess(_station())  # type: ignore[attr-defined]
+    window._update_status()
+    assert window.health_label.text() == "health: OK"
