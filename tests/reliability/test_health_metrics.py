@@ -57,7 +57,8 @@ def test_metrics_endpoint_reports_counters_states_and_alarms(tmp_path: Path, mon
             assert m[("inspector_latency_seconds_count", lab)] >= 10
         assert ("inspector_db_queue_depth", ()) in m and m[("inspector_db_spool_records", ())] == 0
         assert ("inspector_archive_bytes", ()) in m and m[("inspector_archive_alarm", ())] == 0
-        assert m[("inspector_alarm", ())] == 0
+        assert m[("inspector_alarm", ())] == 0 and m[("inspector_health_level", ())] == 0
+        assert ("inspector_drop_rate", ()) in m and ("inspector_window_latency_p99_seconds", ()) in m
 
         cam.faults.inject(FaultMode.STALL)
         wait_until(lambda: cam.state is CameraState.OFFLINE, 5, "c1 OFFLINE")
@@ -65,7 +66,7 @@ def test_metrics_endpoint_reports_counters_states_and_alarms(tmp_path: Path, mon
         assert m[("inspector_camera_state", (("camera", "c1"), ("state", "offline")))] == 1
         assert m[("inspector_camera_transitions_total", (("camera", "c1"), ("state", "offline")))] == 1
         assert m[("inspector_camera_frame_age_seconds", (("camera", "c1"),))] > 2.0
-        assert m[("inspector_alarm", ())] == 1
+        assert m[("inspector_alarm", ())] == 1 and m[("inspector_health_level", ())] == 2  # OFFLINE: ALARM
         cam.faults.clear()
     with pytest.raises(OSError):  # the endpoint is gone with the station
         scrape(port)
