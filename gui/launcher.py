@@ -6,20 +6,25 @@ imported only when the ``gui`` command runs, so headless installs need no PySide
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from inspector import cli
+from inspector.cli_users import ENV_NEW_PASSWORD, ENV_PASSWORD, read_password
 
 
 @cli.app.command()
 def gui(
-    station: Optional[str] = typer.Option(None, help="Built-in station (default demo)."),
-    config: Optional[Path] = typer.Option(None, help="Station config TOML."),
-    db: Optional[str] = typer.Option(None, help="Database URL."),
-    admin_password: Optional[str] = typer.Option(None, help="First start: set the admin password unattended."),
+    station: str | None = typer.Option(None, help="Built-in station (default demo)."),
+    config: Path | None = typer.Option(None, help="Station config TOML."),
+    db: str | None = typer.Option(None, help="Database URL."),
+    admin_password: bool = typer.Option(
+        False, "--admin-password",
+        help=f"First start: ask on the terminal for the admin password instead of the dialog "
+             f"(unattended: set {ENV_NEW_PASSWORD}). Never give the password itself on the command line.",
+    ),
 ) -> None:
     """Open the desktop app (live wall, history, settings)."""
     try:
@@ -30,7 +35,16 @@ def gui(
         cfg = cli._load(station, config)
     except cli._user_errors() as exc:
         cli.fail(str(exc))
-    code = gui_main(cfg, db_url=db, admin_password=admin_password)
+    # Taken out of the environment so that nothing the app starts inherits it.
+    password = os.environ.pop(ENV_NEW_PASSWORD, None) or os.environ.pop(ENV_PASSWORD, None) or None
+    if password is None and admin_password:
+        from inspector.users import UserError
+
+        try:
+            password = read_password(ENV_NEW_PASSWORD, "Admin password: ", confirm=True)
+        except UserError as exc:
+            cli.fail(str(exc))
+    code = gui_main(cfg, db_url=db, admin_password=password)
     raise typer.Exit(code)
 
 

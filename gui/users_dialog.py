@@ -54,7 +54,12 @@ class LoginDialog(QDialog):
 
     def try_login(self) -> bool:
         """Log in with the entered credentials; accept the dialog on success."""
-        user = self.control.login(self.name.text(), self.password.text())
+        try:
+            user = self.control.login(self.name.text(), self.password.text())
+        except PermissionDenied as exc:  # locked, or too early after failed logins: never sleep here
+            self.error.setText(str(exc))
+            self.password.clear()
+            return False
         if user is None:
             self.error.setText("Wrong user name or password.")
             self.password.clear()

@@ -17,11 +17,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera
 cameras_app = typer.Typer(no_args_is_help=True, help="Cameras: discovery.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Datasets from the synthetic line.")
 app.add_typer(cameras_app, name="cameras")
+from inspector.cli_audit import audit_app
+from inspector.cli_users import users_app
+
 app.add_typer(dataset_app, name="dataset")
 
 log = logging.getLogger("inspector")
 
 #: Set by the outer layer (gui.launcher) to open the desktop app; the engine never imports gui.
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 open_gui: Optional[Callable[..., None]] = None
 
 

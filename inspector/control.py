@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from inspector.storage.history import get_inspection, set_review
 from inspector.users import (
     AuditEntry,
     AuditLog,
+    LoginRefused,
     PermissionDenied,
     Permissions,
     Role,
@@ -39,6 +41,7 @@ from inspector.users import (
 __all__ = [
     "ControlError",
     "ControlEvents",
+    "LoginRefused",
     "PermissionDenied",
     "RecipeError",
     "RecipeResult",
@@ -99,6 +102,7 @@ class StationControl:
         engine: Database for users, audit and history (default ``station.engine``); it
             must be migrated (`inspector.storage.db.migrate`).
         permissions: Role table (default `inspector.users.ACTIONS`).
+        clock: Epoch seconds now, for login throttling (tests inject one).
 
     Raises:
         ControlError: No database (a station run with ``db_url="none"`` and no engine).
@@ -110,13 +114,14 @@ class StationControl:
         *,
         engine: Engine | None = None,
         permissions: Permissions | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         engine = engine if engine is not None else getattr(station, "engine", None)
         if engine is None:
             raise ControlError("users and audit need a database: run the station with a db_url other than 'none'")
         self.station = station
         self.engine = engine
-        self.users = UserStore(engine)
+        self.users = UserStore(engine, clock=clock)
         self.audit = AuditLog(engine)
         self.permissions = permissions or Permissions()
         self.events = ControlEvents()
@@ -150,11 +155,28 @@ class StationControl:
         self._record("users.create", name, None, Role.ADMIN.label, who=FIRST_START)
         return user
 
+    @classmethod
+    def offline(cls, engine: Engine, *, clock: Callable[[], float] = time.time) -> StationControl:
+        """Users and audit of a database without a running station (the command line)."""
+        return cls(_NoStation(), engine=engine, clock=clock)
+
     def login(self, name: str, password: str) -> User | None:
-        """Log in; returns the user, or None for a wrong name or password (audited)."""
-        user = self.users.verify(name, password)
+        """Log in; returns the user, or None for a wrong name or password (audited).
+
+        Failures are counted per user: from the second one in a row the next attempt
+        must wait a growing delay, and the fifth locks the user (`inspector.users`).
+
+        Raises:
+            LoginRefused: Locked, or too early after failures (password not checked).
+        """
+        who = name.strip()[:64]
+        outcome = self.users.authenticate(name, password)
+        user = outcome.user
         if user is None:
-            self._record("session.login_failed", name.strip()[:64], who=ANONYMOUS)
+            self._record("session.login_failed", who, None, f"{outcome.failures} in a row" if outcome.failures else None,
+                         who=ANONYMOUS)
+            if outcome.locked:
+                self._record("session.user_locked", who, None, f"after {outcome.failures} failed logins", who=ANONYMOUS)
             return None
         with self._lock:
             self._user = user
@@ -382,6 +404,30 @@ class StationControl:
         self.users.set_password(name, password)
         self._record("users.set_password", name)
 
+    def unlock_user(self, name: str) -> bool:
+        """Clear a user's failed logins and lockout (admin); returns whether there was any."""
+        self._require("users.manage")
+        was = self.users.unlock(name)
+        self._record("users.unlock", name.strip(), "locked" if was else None, "unlocked")
+        return was
+
+    def remove_user(self, name: str) -> Role:
+        """Delete a user (admin; not oneself, not the last admin); returns their role."""
+        self._require("users.manage")
+        if self._user is not None and self._user.name == name.strip():
+            raise UserError(f"user {name!r} is logged in here: an admin cannot remove themself")
+        role = self.users.remove_user(name)
+        self._record("users.remove", name.strip(), role.label, None)
+        return role
+
+    def change_own_password(self, password: str) -> None:
+        """The logged-in user replaces their own password (any role)."""
+        user = self._user
+        if user is None:
+            raise PermissionDenied("users.set_password: log in first")
+        self.users.set_password(user.name, password)
+        self._record("users.set_password", user.name)
+
     def audit_entries(self, limit: int = 500, since: float | None = None) -> list[AuditEntry]:
         """Newest audit rows first (anyone may read the trail)."""
         self._require("audit.view")
@@ -403,6 +449,21 @@ class StationControl:
     def _record(self, action: str, target: str, old: object = None, new: object = None, *, who: str | None = None) -> None:
         entry = self.audit.record(who or self._user_name(), action, target, old, new)
         self.events.audit_recorded.emit(entry)
+
+
+class _NoStation:
+    """Stands in for a station where none runs (user management from the command line)."""
+
+    def __init__(self) -> None:
+        self.cameras: dict[str, Camera] = {}
+        self.lanes: dict[str, Any] = {}
+        self.paused = False
+
+    def refresh_provenance(self, camera_id: str) -> None:
+        pass
+
+    def pause(self, paused: bool) -> None:
+        raise ControlError("no station runs here: nothing to pause")
 
 
 # ---------------------------------------------------------------------------- TOML

@@ -17,17 +17,19 @@ import functools
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from inspector.storage.users_models import AuditRecord, AuditTamperError, UserRecord
+from inspector.audit import AuditEntry, AuditLog
+from inspector.storage.users_models import AuditTamperError, UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "AuditTamperError",
+    "LoginOutcome",
+    "LoginRefused",
     "PermissionDenied",
     "Permissions",
     "Role",
@@ -44,6 +48,7 @@ __all__ = [
     "UserStore",
     "check_password",
     "hash_password",
+    "login_delay",
 ]
 
 SCRYPT_N = 2**14
@@ -53,6 +58,16 @@ SALT_BYTES = 16
 HASH_BYTES = 32
 MIN_PASSWORD_LENGTH = 8
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+# Login throttling: after more than LOGIN_FREE_FAILURES failed logins in a row the next
+# attempt must wait LOGIN_DELAY_BASE_S, doubling with each further failure up to
+# LOGIN_DELAY_MAX_S; after LOCKOUT_AFTER failures the user is locked for LOCKOUT_S (or
+# until an admin unlocks them). The counters live in the users table: a restart keeps them.
+LOGIN_FREE_FAILURES = 1  # one typo costs nothing
+LOGIN_DELAY_BASE_S = 0.5
+LOGIN_DELAY_MAX_S = 30.0
+LOCKOUT_AFTER = 5
+LOCKOUT_S = 15 * 60.0
 
 
 class Role(enum.IntEnum):
@@ -90,6 +105,34 @@ class PermissionDenied(PermissionError):
     """The current user (or nobody) may not perform an action; the message is one line."""
 
 
+class LoginRefused(PermissionDenied):
+    """A login attempt refused without checking the password: too early after failures, or locked.
+
+    Attributes:
+        retry_after_s: Seconds until the next attempt is accepted.
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """What one checked login attempt did: the user (None: wrong name or password), failures so far."""
+
+    user: User | None
+    failures: int = 0
+    locked: bool = False  # this failure locked the user out
+
+
+def login_delay(failures: int) -> float:
+    """How long after the last of ``failures`` failed logins in a row the next attempt must wait."""
+    if failures <= LOGIN_FREE_FAILURES:
+        return 0.0
+    return float(min(LOGIN_DELAY_BASE_S * 2 ** (failures - LOGIN_FREE_FAILURES - 1), LOGIN_DELAY_MAX_S))
+
+
 @dataclass(frozen=True)
 class User:
     """A logged-in (or listed) user."""
@@ -99,19 +142,6 @@ class User:
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role.label})"
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audit row: who did what to which thing, with the value before and after."""
-
-    id: int
-    at: float
-    user: str
-    action: str
-    target: str
-    old: str | None
-    new: str | None
 
 
 # ---------------------------------------------------------------------------- passwords
@@ -166,6 +196,19 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _refuse_early(rec: UserRecord, now: float) -> None:
+    if rec.locked_until is not None and now < rec.locked_until:
+        wait = rec.locked_until - now
+        raise LoginRefused(
+            f"user {rec.name!r} is locked after {rec.failed_logins} failed logins: try again in "
+            f"{math.ceil(wait / 60)} min, or an admin unlocks it",
+            wait,
+        )
+    wait = (rec.last_failed_at or 0.0) + login_delay(rec.failed_logins or 0) - now
+    if wait > 0:
+        raise LoginRefused(f"user {rec.name!r}: {rec.failed_logins} failed logins, try again in {math.ceil(wait)} s", wait)
+
+
 def _check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"password: needs at least {MIN_PASSWORD_LENGTH} characters")
@@ -177,10 +220,12 @@ class UserStore:
 
     Args:
         engine: The migrated station database.
+        clock: Epoch seconds now (tests inject one) for login throttling.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
+        self.clock = clock
 
     def count(self) -> int:
         """Number of users."""
@@ -218,14 +263,73 @@ class UserStore:
             return User(rec.name, Role.parse(rec.role)) if rec is not None else None
 
     def verify(self, name: str, password: str) -> User | None:
-        """The user if ``password`` is theirs, else None (same cost for unknown names)."""
-        with Session(self.engine) as s:
+        """The user if ``password`` is theirs, else None; throttled like `authenticate`."""
+        return self.authenticate(name, password).user
+
+    def authenticate(self, name: str, password: str) -> LoginOutcome:
+        """Check a login attempt, counting failures (same cost for unknown names).
+
+        Raises:
+            LoginRefused: The user is locked, or the attempt comes before the delay that
+                the last failures impose is over; the password was not checked.
+        """
+        now = self.clock()
+        with Session(self.engine) as s, s.begin():
             rec = s.scalar(select(UserRecord).where(UserRecord.name == name.strip()))
+            if rec is not None:
+                _refuse_early(rec, now)
             stored = rec.password_hash if rec is not None else _dummy_hash()
             ok = check_password(password, stored)
-            if rec is None or not ok:
-                return None
-            return User(rec.name, Role.parse(rec.role))
+            if rec is None:
+                return LoginOutcome(None)
+            if ok:
+                rec.failed_logins, rec.last_failed_at, rec.locked_until = 0, None, None
+                return LoginOutcome(User(rec.name, Role.parse(rec.role)))
+            rec.failed_logins = (rec.failed_logins or 0) + 1
+            rec.last_failed_at = now
+            locked = rec.failed_logins >= LOCKOUT_AFTER
+            if locked:
+                rec.locked_until = now + LOCKOUT_S
+                log.warning("user %s locked for %.0f s after %d failed logins", rec.name, LOCKOUT_S, rec.failed_logins)
+            return LoginOutcome(None, rec.failed_logins, locked)
+
+    def unlock(self, name: str) -> bool:
+        """Clear a user's failed logins and lockout; returns whether they were throttled or locked.
+
+        Raises:
+            UserError: Unknown user.
+        """
+        with Session(self.engine) as s, s.begin():
+            rec = self._record(s, name)
+            was = bool(rec.failed_logins) or rec.locked_until is not None
+            rec.failed_logins, rec.last_failed_at, rec.locked_until = 0, None, None
+        return was
+
+    def remove_user(self, name: str) -> Role:
+        """Delete a user; returns their role.
+
+        Raises:
+            UserError: Unknown user, or the last admin.
+        """
+        with Session(self.engine) as s, s.begin():
+            rec = self._record(s, name)
+            role = Role.parse(rec.role)
+            if role is Role.ADMIN and self._admins(s) <= 1:
+                raise UserError(f"user {rec.name!r} is the last admin; make someone else admin first")
+            s.delete(rec)
+        log.info("user %s removed", name)
+        return role
+
+    @staticmethod
+    def _record(s: Session, name: str) -> UserRecord:
+        rec = s.scalar(select(UserRecord).where(UserRecord.name == name.strip()))
+        if rec is None:
+            raise UserError(f"user {name!r} does not exist")
+        return rec
+
+    @staticmethod
+    def _admins(s: Session) -> int:
+        return int(s.scalar(select(func.count()).select_from(UserRecord).where(UserRecord.role == "admin")) or 0)
 
     def set_role(self, name: str, role: Role | str) -> Role:
         """Change a user's role; returns the previous role.
@@ -258,59 +362,12 @@ class UserStore:
             if rec is None:
                 raise UserError(f"user {name!r} does not exist")
             rec.password_hash = hash_password(password)
+            rec.failed_logins, rec.last_failed_at, rec.locked_until = 0, None, None
 
     def list_users(self) -> list[User]:
         """All users, by name."""
         with Session(self.engine) as s:
             return [User(r.name, Role.parse(r.role)) for r in s.scalars(select(UserRecord).order_by(UserRecord.name))]
-
-
-# ---------------------------------------------------------------------------- audit
-class AuditLog:
-    """The append-only audit trail (table ``audit_log``).
-
-    There is no API to change or delete a row; the ORM class and database triggers refuse
-    it too (see `inspector.storage.users_models`).
-
-    Args:
-        engine: The migrated station database.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def record(self, user: str, action: str, target: str = "", old: object = None, new: object = None) -> AuditEntry:
-        """Append one row; ``old``/``new`` are stored as text (None stays NULL)."""
-        rec = AuditRecord(at=time.time(), user=user, action=action, target=target, old=_as_text(old), new=_as_text(new))
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            s.add(rec)
-        log.info("audit: %s %s %s: %s -> %s", user, action, target, rec.old, rec.new)
-        return _entry(rec)
-
-    def list(self, limit: int = 500, since: float | None = None) -> list[AuditEntry]:
-        """The newest rows first, at most ``limit``, optionally only those at or after ``since``."""
-        stmt = select(AuditRecord).order_by(AuditRecord.at.desc(), AuditRecord.id.desc()).limit(limit)
-        if since is not None:
-            stmt = stmt.where(AuditRecord.at >= since)
-        with Session(self.engine) as s:
-            return [_entry(r) for r in s.scalars(stmt)]
-
-    def count(self) -> int:
-        """Number of rows."""
-        with Session(self.engine) as s:
-            return int(s.scalar(select(func.count()).select_from(AuditRecord)) or 0)
-
-
-def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _entry(r: AuditRecord) -> AuditEntry:
-    return AuditEntry(r.id, r.at, r.user, r.action, r.target, r.old, r.new)
 
 
 # ---------------------------------------------------------------------------- permissions

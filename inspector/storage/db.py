@@ -171,6 +171,8 @@ def migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
+    from inspector.storage.audit_chain import ensure_audit_triggers
+
     cfg = Config()
     # ConfigParser interpolates '%': escape it in the path.
     cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
@@ -178,6 +180,10 @@ def migrate(engine: Engine) -> None:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            # even at head: put back append-only triggers someone dropped (issue 12)
+            restored = ensure_audit_triggers(conn)
+            if restored:
+                log.warning("db: restored missing audit_log triggers: %s", ", ".join(restored))
     except SQLAlchemyError as exc:
         raise StorageError(f"db: cannot migrate {display_url(engine.url)!r}: {_one_line(exc)}") from None
 

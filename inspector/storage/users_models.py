@@ -1,16 +1,18 @@
 """ORM classes for station users and the append-only audit trail.
 
-The tables are created by migration ``0002_users_audit``. The audit log is append-only
-at two levels: the ORM refuses to flush an update or delete of an `AuditRecord` (this
-module's mapper events), and the migration installs database triggers that refuse
-``UPDATE``/``DELETE`` on ``audit_log`` from any client, Core or raw SQL included.
+The tables are created by migration ``0002_users_audit`` (0004 adds the hash chain and
+the login counters). The audit log is append-only at three levels: the ORM refuses to
+flush an update or delete of an `AuditRecord` (this module's mapper events), database
+triggers refuse ``UPDATE``/``DELETE``/``REPLACE`` from any client (restored by every
+`inspector.storage.db.migrate`), and the hash chain with its signed head
+(`inspector.audit_verify`) shows what someone who got past both did.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, Index, String, Text, event
+from sqlalchemy import CheckConstraint, Float, Index, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inspector.storage.models import Base, RowId
@@ -39,6 +41,10 @@ class UserRecord(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(64), default="")
+    # login throttling (migration 0004): failures since the last good login, and until when locked
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class AuditRecord(Base):
@@ -54,6 +60,9 @@ class AuditRecord(Base):
     target: Mapped[str] = mapped_column(String(256), default="")
     old: Mapped[str | None] = mapped_column(Text, nullable=True)
     new: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the hash chain (migration 0004, `inspector.storage.audit_chain`)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 @event.listens_for(AuditRecord, "before_update")

@@ -176,3 +176,47 @@ def test_admin_manages_users(control: StationControl) -> None:
     assert row.action == "users.set_password" and row.new is None and "new-password" not in str(row)
     control.logout()
     assert control.login("op", "new-password") is not None and control.user.role is Role.ENGINEER
+
+
+def test_login_throttling_is_audited(engine: Engine) -> None:
+    from inspector.users import LOCKOUT_AFTER, LoginRefused, login_delay
+
+    now = [1_000_000.0]
+    ctl = StationControl(FakeStation("cam1"), engine=engine, clock=lambda: now[0])  # type: ignore[arg-type]
+    ctl.create_admin("admin-pass")
+    for n in range(1, LOCKOUT_AFTER + 1):
+        assert ctl.login("admin", f"wrong-{n}") is None
+        now[0] += login_delay(n)
+    with pytest.raises(LoginRefused, match="locked") as err:
+        ctl.login("admin", "admin-pass")
+    assert "\n" not in str(err.value) and ctl.user is None
+    rows = ctl.audit.list(limit=3)
+    assert [r.action for r in rows] == ["session.user_locked", "session.login_failed", "session.login_failed"]
+    assert rows[1].new == f"{LOCKOUT_AFTER} in a row"
+
+
+def test_too_early_attempt_is_refused_not_slept(engine: Engine) -> None:
+    from inspector.users import LoginRefused
+
+    now = [1_000_000.0]
+    ctl = StationControl(FakeStation("cam1"), engine=engine, clock=lambda: now[0])  # type: ignore[arg-type]
+    ctl.create_admin("admin-pass")
+    ctl.login("admin", "wrong-1")
+    ctl.login("admin", "wrong-2")
+    with pytest.raises(LoginRefused, match="try again in 1 s"):
+        ctl.login("admin", "admin-pass")
+    now[0] += 1
+    assert ctl.login("admin", "admin-pass") is not None
+
+
+def test_admin_unlocks_and_removes_users(control: StationControl) -> None:
+    control.login("admin", "admin-pass")
+    assert control.unlock_user("op") is False
+    assert control.remove_user("op") is Role.OPERATOR
+    with pytest.raises(UserError, match="logged in here"):
+        control.remove_user("admin")
+    actions = [e.action for e in control.audit_entries(limit=2)]
+    assert actions == ["users.remove", "users.unlock"]
+    control.logout()
+    with pytest.raises(PermissionDenied):
+        control.remove_user("eng")

@@ -179,3 +179,72 @@ def test_audit_rows_cannot_be_changed_in_sql(engine: Engine, stmt: object) -> No
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(stmt())  # type: ignore[operator]
     assert AuditLog(engine).count() == 1
+
+
+# ---------------------------------------------------------------------- login throttling
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_login_delay_grows_and_is_capped() -> None:
+    from inspector.users import LOGIN_DELAY_MAX_S, login_delay
+
+    delays = [login_delay(n) for n in range(12)]
+    assert delays[:4] == [0.0, 0.0, 0.5, 1.0]
+    assert delays == sorted(delays) and delays[-1] == LOGIN_DELAY_MAX_S
+
+
+def test_failures_delay_then_lock_and_survive_a_restart(engine: Engine) -> None:
+    from inspector.users import LOCKOUT_AFTER, LOCKOUT_S, LoginRefused, login_delay
+
+    clock = FakeClock()
+    users = UserStore(engine, clock=clock)
+    users.create_user("bob", "long-enough", "operator", by="x")
+    assert users.authenticate("bob", "wrong-one").failures == 1
+    assert users.authenticate("bob", "wrong-two").failures == 2
+    # too early: refused without checking the password, even the right one
+    with pytest.raises(LoginRefused, match="try again in 1 s") as err:
+        users.authenticate("bob", "long-enough")
+    assert err.value.retry_after_s == pytest.approx(login_delay(2))
+    for n in range(3, LOCKOUT_AFTER + 1):
+        clock.now += login_delay(n - 1)
+        outcome = users.authenticate("bob", f"wrong-{n}")
+        assert outcome.failures == n and outcome.locked is (n == LOCKOUT_AFTER)
+    clock.now += LOCKOUT_S / 2
+    restarted = UserStore(engine, clock=clock)  # the counters live in the database
+    with pytest.raises(LoginRefused, match="locked after 5 failed logins"):
+        restarted.authenticate("bob", "long-enough")
+    clock.now += LOCKOUT_S / 2 + 1
+    assert restarted.authenticate("bob", "long-enough").user == User("bob", Role.OPERATOR)
+    assert restarted.authenticate("bob", "wrong-again").failures == 1  # a good login resets the count
+
+
+def test_unlock(engine: Engine) -> None:
+    from inspector.users import LOCKOUT_AFTER, LoginRefused
+
+    clock = FakeClock()
+    users = UserStore(engine, clock=clock)
+    users.create_user("bob", "long-enough", "operator", by="x")
+    for n in range(LOCKOUT_AFTER):
+        clock.now += 60
+        users.authenticate("bob", f"wrong-{n}")
+    with pytest.raises(LoginRefused):
+        users.authenticate("bob", "long-enough")
+    assert users.unlock("bob") is True
+    assert users.verify("bob", "long-enough") == User("bob", Role.OPERATOR)
+    assert users.unlock("bob") is False
+
+
+def test_remove_user_keeps_one_admin(engine: Engine) -> None:
+    users = UserStore(engine)
+    users.create_user("root", "long-enough", "admin", by="x")
+    users.create_user("bob", "long-enough", "operator", by="root")
+    assert users.remove_user("bob") is Role.OPERATOR
+    with pytest.raises(UserError, match="last admin"):
+        users.remove_user("root")
+    with pytest.raises(UserError, match="does not exist"):
+        users.remove_user("bob")
