@@ -8,7 +8,9 @@ a path that no longer exists, and readers must expect that.
 
 Retention deletes the oldest images first when they are older than ``max_age_days``, when
 the archive grows past ``max_total_bytes``, or when the filesystem's free space falls
-below ``min_free_bytes`` (the emergency purge). Retention runs before writes and, on
+below the free-space floor (the emergency purge). The floor is ``min_free_bytes`` or
+`FLOOR_FRACTION` of the filesystem, whichever is less: a 500 MB floor on a 2 GB card
+would otherwise purge every image at each write. Retention runs before writes and, on
 its own timer thread, every ``retention_interval_s`` while the line is idle, so old
 images go on time even when no NG part comes. A full disk never stops inspection: the
 image is counted as dropped and `alarm` is raised until a write succeeds again.
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 _FORMATS = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: Most of the filesystem the free-space floor may ask to keep free.
+FLOOR_FRACTION = 0.05
 
 
 class NgArchive(QueuedSink):
@@ -53,7 +57,8 @@ class NgArchive(QueuedSink):
         jpeg_quality: 0..100, for JPEG.
         max_age_days: Delete images older than this (None: keep).
         max_total_bytes: Keep the archive below this size (None: no limit).
-        min_free_bytes: Purge oldest images while the filesystem has less free space.
+        min_free_bytes: Purge oldest images while the filesystem has less free space
+            (capped at `FLOOR_FRACTION` of the filesystem's size).
         retention_interval_s: How often the worker re-applies retention.
         name: Sink name (logs, metrics).
         maxsize: Queue capacity (frames held meanwhile).
@@ -192,7 +197,7 @@ class NgArchive(QueuedSink):
             self.failed_writes += 1
             log.error("archive: cannot encode %s#%d (%s)", r.camera_id, r.sequence, exc)
             return
-        if self.min_free_bytes and self._free_bytes() < self.min_free_bytes + len(data):
+        if self.min_free_bytes and self._free_bytes() < self.floor_bytes() + len(data):
             self._purge_for_space(len(data))
         try:
             self._ensure_dir(path.parent)
@@ -272,12 +277,13 @@ class NgArchive(QueuedSink):
                 log.error("archive: retention pass failed (%s)", exc)
 
     def _purge_for_space(self, incoming: int) -> int:
-        """Delete oldest images until the filesystem has ``min_free_bytes + incoming`` free."""
+        """Delete oldest images until the filesystem has `floor_bytes` + ``incoming`` free."""
         n = 0
+        floor = self.floor_bytes()
         with self._lock:
             self._scan_once()
             while self._files:
-                missing = self.min_free_bytes + incoming - self._free_bytes()
+                missing = floor + incoming - self._free_bytes()
                 if missing <= 0:
                     break
                 freed = 0
@@ -289,6 +295,14 @@ class NgArchive(QueuedSink):
         if n:
             log.warning("archive: low disk space on %s; purged %d oldest images", self.root, n)
         return n
+
+    def floor_bytes(self) -> int:
+        """The free space retention keeps: ``min_free_bytes``, at most `FLOOR_FRACTION` of the disk."""
+        try:
+            total = shutil.disk_usage(self.root).total
+        except OSError:
+            return self.min_free_bytes
+        return min(self.min_free_bytes, int(total * FLOOR_FRACTION))
 
     def _free_bytes(self) -> int:
         try:

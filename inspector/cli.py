@@ -1,4 +1,8 @@
-"""The ``inspector`` command line. User errors: one line on stderr, exit status 2."""
+"""The ``inspector`` command line. User errors: one line on stderr, exit status 2.
+
+``inspector run`` exits 3 (one line) when inspected results were lost because they could
+not be stored (see `inspector.storage.writer.DbWriter.lost`).
+"""
 
 from __future__ import annotations
 
@@ -146,6 +150,10 @@ def run(
             report.write_text(json.dumps(rep, indent=2))
         except OSError as exc:
             fail(f"--report: cannot write {report}: {exc.strerror}")
+    if rep.get("lost"):  # accepted results that never reached the database or the spool: exit 3
+        where = st.db_writer.spool.path.parent if st.db_writer is not None else "the database"
+        fail(f"{rep['lost']} results were inspected but LOST (no room to store them on the disk of {where}); "
+             "free space there", code=3)
 
 
 # ---------------------------------------------------------------------------- cameras

@@ -187,7 +187,9 @@ class StorageConfig(_Strict):
     archive_format: Literal["jpg", "png"] = "jpg"
     archive_max_age_days: Number = Field(30.0, gt=0)
     archive_max_gb: Number = Field(5.0, gt=0)
+    # free-space floor: this, or 5% of the archive's filesystem if less (a small disk keeps its images)
     archive_min_free_mb: Number = Field(500.0, ge=0)
+    spool_reserve_mb: Number = Field(64.0, gt=0)  # reserved for results while the DB is away: ~90,000
 
     @field_validator("archive_dir")
     @classmethod

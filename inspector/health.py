@@ -120,10 +120,18 @@ def assess(station: Station) -> dict[str, Any]:
             issues.add(level, f"db backlog {db['queue_depth']}")
         if db["skipped_full"]:
             issues.add(HealthLevel.ALARM, f"db queue full: {db['skipped_full']} results not stored")
+        db.update(lost=int(d.get("lost", 0)), backlog=int(d.get("backlog", 0)),
+                  spool_reserve_used=float(d.get("spool_reserve_used", 0.0)))
+        if db["lost"]:  # accepted, never made durable (DbWriter.lost): `inspector run` exits 3
+            issues.add(HealthLevel.ALARM, f"db: {db['lost']} results LOST")
+        if db["backlog"]:
+            issues.add(HealthLevel.ALARM, f"db spool full: {db['backlog']} results only in memory")
         if db["spool_size"]:
             spool_mb = getattr(station.db_writer.spool, "size_bytes", 0) / 1e6
-            level = HealthLevel.ALARM if spool_mb >= cfg.spool_alarm_mb else HealthLevel.DEGRADED
-            issues.add(level, f"db spooling {db['spool_size']}")
+            used = db["spool_reserve_used"]
+            alarm = spool_mb >= cfg.spool_alarm_mb or used >= 0.9  # the reserve nearly used up
+            level = HealthLevel.ALARM if alarm else HealthLevel.DEGRADED
+            issues.add(level, f"db spooling {db['spool_size']} (reserve {used:.0%} used)")
     archive: dict[str, Any] = {}
     if station.archive is not None:
         a = station.archive.stats()

@@ -180,7 +180,11 @@ class Station:
                 min_free_bytes=int(st.archive_min_free_mb * 1e6),
             )
             self.sinks.append(self.archive)
-        self.db_writer = DbWriter(engine, image_path_for=self.archive.path_for if self.archive else None)
+        self.db_writer = DbWriter(
+            engine,
+            image_path_for=self.archive.path_for if self.archive else None,
+            spool_reserve_bytes=int(st.spool_reserve_mb * 2**20),
+        )
         self.sinks.insert(0, self.db_writer)
         return url
 
@@ -467,6 +471,8 @@ class Station:
                 **({k: v for k, v in self.db_writer.stats().items()} if self.db_writer is not None else {}),
             },
             "archive": self.archive.stats() if self.archive is not None else None,
+            # accepted results never made durable (see DbWriter.lost); non-zero: `inspector run` exits 3
+            "lost": int(self.db_writer.lost) if self.db_writer is not None else 0,
             "accuracy": self.stats.accuracy.as_dict(),
             "health": self.health(),
         }

@@ -2,9 +2,19 @@
 
 One worker thread turns results into rows and commits them in batches (Core
 ``insert()`` executemany, one transaction per batch). When a commit fails because the
-database is locked or unreachable, the batch is appended to a spool file (fsync'ed) and
-replayed every ``retry_s`` until the database takes it: nothing accepted is lost, and
-each result's uid makes the replay idempotent.
+database is locked or unreachable (or its disk is full), the batch is appended to the
+writer's spool journal (fdatasync'ed; its space reserved when the writer is built, see
+`inspector.storage.spool`) and replayed every ``retry_s`` until the database takes it:
+nothing accepted is lost, and each result's uid makes the replay idempotent.
+
+Only when the journal's reserve is used up and the disk cannot give it more do results
+wait in a bounded in-memory backlog, written out as soon as space or the database is
+back. What does not fit, or is still only in memory when the writer stops, is counted in
+``lost`` (never silently): the health verdict, the run report and the exit status of
+``inspector run`` say so.
+
+Each writer process holds its own journal (``flock``): a second station on the same
+database takes the next slot, and the journals of stations that died are drained at start.
 
 Camera state transitions travel the same way (`DbWriter.record_camera_event`): through
 the queue, into the ``camera_events`` table, or into the spool while the database is
@@ -13,6 +23,7 @@ away.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -30,10 +41,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from inspector.results import InspectionResult
 from inspector.sinks import QueuedSink
-from inspector.storage.db import display_url, sqlite_path
+from inspector.storage.db import StorageError, display_url, sqlite_path
 from inspector.storage.event_models import CameraEventRecord
 from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord
-from inspector.storage.spool import Spool
+from inspector.storage.spool import (
+    JournalFull,
+    SpoolJournal,
+    append_jsonl,
+    open_journal,
+    orphaned_journals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +65,8 @@ _CAMERAS: Table = CameraRecord.__table__  # type: ignore[assignment]
 _MODELS: Table = ModelRecord.__table__  # type: ignore[assignment]
 _EVENTS: Table = CameraEventRecord.__table__  # type: ignore[assignment]
 _CAMERA_INFO = ("kind", "vendor", "model", "serial")
+#: Default spool reserve: 64 MiB, ~90,000 results (see `RECORD_BYTES_ESTIMATE`).
+DEFAULT_SPOOL_RESERVE_BYTES = 64 * 2**20
 
 
 def default_spool_path(engine: Engine) -> Path:
@@ -56,6 +75,10 @@ def default_spool_path(engine: Engine) -> Path:
     if db is not None:
         return db.with_name(db.name + ".spool.jsonl")
     return Path(platformdirs.user_data_dir("inspector")) / f"{engine.dialect.name}-spool.jsonl"
+
+
+def _is_inspection(rec: Record) -> bool:
+    return "row" in rec
 
 
 def _uid(rec: Record) -> str:
@@ -85,6 +108,12 @@ class DbWriter(QueuedSink):
         retry_s: Seconds between attempts to replay the spool.
         on_commit: Called from the writer thread with the uids of the inspections of
             each transaction, after it committed (e.g. to acknowledge them elsewhere).
+        spool_reserve_bytes: Space reserved for the spool journal when the writer is built
+            (None: `DEFAULT_SPOOL_RESERVE_BYTES`).
+        max_backlog: Most records held in memory once the journal is full and cannot grow.
+
+    Raises:
+        StorageError: The spool journal cannot be opened or its reserve allocated.
 
     Attributes:
         rows_written: Inspections committed (replayed ones included, duplicates not).
@@ -92,6 +121,8 @@ class DbWriter(QueuedSink):
         spooled: Results that went to the spool (cumulative).
         rejected: Results the database refused as invalid data; they are kept in
             ``<spool>.rejected.jsonl`` for a person to look at.
+        lost: Results accepted but never made durable (journal full and the disk with
+            it, then the backlog full or the writer stopped). Zero unless the disk fails.
     """
 
     def __init__(
@@ -106,13 +137,26 @@ class DbWriter(QueuedSink):
         linger_s: float = 0.05,
         retry_s: float = 2.0,
         on_commit: Callable[[list[str]], None] | None = None,
+        spool_reserve_bytes: int | None = None,
+        max_backlog: int = 10_000,
     ) -> None:
         super().__init__(name, maxsize=maxsize, max_batch=max_batch, linger_s=linger_s)
         self._on_commit = on_commit
         self._engine = engine
         self._image_path_for = image_path_for
-        self.spool = Spool(spool_path if spool_path is not None else default_spool_path(engine))
-        self._rejects = Spool(self.spool.path.with_name(self.spool.path.stem + ".rejected.jsonl"))
+        base = Path(spool_path if spool_path is not None else default_spool_path(engine))
+        if spool_reserve_bytes is None:
+            spool_reserve_bytes = DEFAULT_SPOOL_RESERVE_BYTES
+        try:
+            self.spool: SpoolJournal = open_journal(base, spool_reserve_bytes)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot reserve {spool_reserve_bytes / 2**20:.1f} MiB for the result spool at {base} "
+                f"({exc.strerror or exc}); free disk space there or lower [storage] spool_reserve_mb"
+            ) from None
+        self._orphans = orphaned_journals(base, self.spool)
+        self._rejects_path = base.with_name(base.stem + ".rejected.jsonl")
+        self._max_backlog = max_backlog
         self._retry_s = retry_s
         self._next_drain = 0.0  # monotonic; a spool left by a previous run drains at once
         self._uids: dict[int, str] = {}  # id(result) -> uid, while the result is queued
@@ -126,8 +170,21 @@ class DbWriter(QueuedSink):
         self.events_skipped = 0
         self.spooled = 0
         self.rejected = 0
-        if len(self.spool):
-            log.warning("db: %d results wait in spool %s; they will be written first", len(self.spool), self.spool.path)
+        self.lost = 0
+        self.events_lost = 0
+        for j in (self.spool, *self._orphans):
+            if len(j):
+                log.warning("db: %d results wait in spool %s; they will be written first", len(j), j.path)
+
+    @property
+    def pending(self) -> int:
+        """Records waiting for the database: in the journals and in the in-memory backlog."""
+        return len(self.spool) + sum(len(j) for j in self._orphans) + len(self._backlog)
+
+    @property
+    def durable(self) -> bool:
+        """False while a result exists only in memory or once one was lost."""
+        return not self._backlog and not self.lost
 
     # ------------------------------------------------------------------ producer side
     def submit(self, result: InspectionResult) -> bool:
@@ -178,15 +235,20 @@ class DbWriter(QueuedSink):
             events_written=self.events_written,
             events_skipped=self.events_skipped,
             spooled=self.spooled,
-            spool_size=len(self.spool) + len(self._backlog),
+            spool_size=self.pending,
+            spool_reserve_used=round(self.spool.used_fraction, 4),
+            spool_reserve_bytes=self.spool.reserve_bytes,
+            backlog=len(self._backlog),
             rejected=self.rejected,
+            lost=self.lost,
+            events_lost=self.events_lost,
         )
         return out
 
     # ------------------------------------------------------------------ worker thread
     def idle_timeout(self) -> float | None:
         # while the spool holds results, wake up every retry_s so it drains on an idle line
-        if len(self.spool) or self._backlog:
+        if self.pending:
             return max(0.0, self._next_drain - time.monotonic())
         return None
 
@@ -197,17 +259,22 @@ class DbWriter(QueuedSink):
         return sum(not isinstance(item, dict) for item in batch)  # camera events are dicts
 
     def on_stopped(self) -> None:
-        if len(self.spool) or self._backlog:
+        if self.pending:
             self._drain()  # one last try; what stays in the spool is written at next start
             if len(self.spool):
                 log.warning("db: stopping with %d results in spool %s", len(self.spool), self.spool.path)
+        if self._backlog:  # only in memory: gone with this process
+            self._count_lost(self._backlog, "the station stopped before the disk had room for them")
+            self._backlog = []
+        for j in (*self._orphans, self.spool):
+            j.close()
 
     def handle_batch(self, batch: list[InspectionResult]) -> None:
         records = [r if isinstance(r, dict) else self._record(r) for r in batch]
-        if len(self.spool) or self._backlog:
+        if self.pending:
             if time.monotonic() >= self._next_drain:
                 self._drain()
-            if len(self.spool) or self._backlog:  # the database is still away: keep order
+            if self.pending:  # the database is still away: keep order
                 self._to_spool(records)
                 return
         try:
@@ -406,44 +473,80 @@ class DbWriter(QueuedSink):
     # ------------------------------------------------------------------ spool
     def _to_spool(self, records: list[Record]) -> None:
         pending = self._backlog + records
+        was_empty = not len(self.spool)
         try:
-            self.spool.append(pending)
+            n = self._append_what_fits(pending)
+            if n < len(pending):
+                self.spooled += n
+                self._backlog, records = [], pending[n:]
+                raise JournalFull(errno.ENOSPC, "reserve used up and the disk is full")
         except OSError as exc:
-            # Keep them in memory and try again with the next batch (bounded by what
-            # the queue already lets in; the station's disk alarm tells the operator).
-            log.error(
-                "db: cannot write spool %s (%s); holding %d results in memory", self.spool.path, exc, len(records)
-            )
-            self._backlog.extend(records)
+            room = max(0, self._max_backlog - len(self._backlog))
+            if not self._backlog:
+                log.error(
+                    "db: spool %s cannot take more (%s): holding up to %d results in memory until the disk "
+                    "or the database has room; results LOST if the station stops first",
+                    self.spool.path, exc.strerror or exc, self._max_backlog,
+                )
+            self._backlog.extend(records[:room])
+            if records[room:]:
+                self._count_lost(records[room:], f"the in-memory backlog of {self._max_backlog} is full")
             return
+        if was_empty and pending:
+            log.error(
+                "db: results go to the spool journal %s (reserve %.1f MiB, %.0f%% used)",
+                self.spool.path, self.spool.reserve_bytes / 2**20, 100 * self.spool.used_fraction,
+            )
         self.spooled += len(pending)
         self._backlog = []
 
+    def _append_what_fits(self, records: list[Record]) -> int:
+        """Append as many of ``records`` (in order) as the journal can take; returns how many."""
+        try:
+            self.spool.append(records)
+            return len(records)
+        except JournalFull:
+            if len(records) <= 1:
+                return 0
+        half = len(records) // 2
+        n = self._append_what_fits(records[:half])
+        return n if n < half else n + self._append_what_fits(records[half:])
+
+    def _count_lost(self, records: list[Record], why: str) -> None:
+        rows = sum(_is_inspection(r) for r in records)
+        self.lost += rows
+        self.events_lost += len(records) - rows
+        log.error("db: %d results LOST (%s); %d lost in all", rows, why, self.lost)
+
     def _drain(self) -> None:
-        """Replay the spool (and any in-memory backlog) into the database."""
+        """Replay orphaned journals, the spool and the in-memory backlog into the database."""
         self._next_drain = time.monotonic() + self._retry_s
         if self._backlog:
-            self._to_spool([])
-            if self._backlog:
-                return
-        if not len(self.spool):
-            return
-        written = 0
+            self._to_spool([])  # space may be back before the database is
+        current: SpoolJournal | None = None
         try:
-            for chunk in self.spool.replay(self._max_batch):
-                written += self._store(chunk)
+            for current in [*self._orphans, self.spool]:
+                if not len(current):
+                    continue
+                n, written = len(current), self._replay(current)
+                current.clear()
+                log.info("db: spool %s drained: %d results, %d new", current.path, n, written)
+            current = None
+            for j in self._orphans:
+                j.discard()
+            self._orphans = []
+            if self._backlog:
+                self._store(self._backlog)
+                self._backlog = []
         except SQLAlchemyError as exc:
-            log.info("db: spool replay paused after %d results (%s)", written, exc.__class__.__name__)
-            return
+            log.info("db: spool replay paused (%s)", exc.__class__.__name__)
         except OSError as exc:
-            log.error("db: cannot read spool %s (%s)", self.spool.path, exc)
-            return
+            log.error("db: cannot replay spool %s (%s)", current.path if current else "backlog", exc)
         except Exception:  # e.g. a malformed record: keep the spool, keep the worker alive
-            log.exception("db: spool replay of %s failed; it stays for the next try", self.spool.path)
-            return
-        n = len(self.spool)
-        self.spool.clear()
-        log.info("db: spool drained: %d results, %d new", n, written)
+            log.exception("db: spool replay of %s failed; it stays for the next try", current.path if current else "")
+
+    def _replay(self, journal: SpoolJournal) -> int:
+        return sum(self._store(chunk) for chunk in journal.replay(self._max_batch))
 
     def _reject(self, records: Iterable[Record], exc: SQLAlchemyError) -> None:
         records = list(records)
@@ -454,9 +557,9 @@ class DbWriter(QueuedSink):
             first.get("camera_id"),
             first.get("sequence", "event"),
             str(getattr(exc, "orig", exc)).splitlines()[0],
-            self._rejects.path,
+            self._rejects_path,
         )
         try:
-            self._rejects.append(records)
+            append_jsonl(self._rejects_path, records)
         except OSError:
-            log.exception("db: cannot write %s", self._rejects.path)
+            log.exception("db: cannot write %s", self._rejects_path)

@@ -84,3 +84,15 @@ def test_age_retention_runs_while_the_line_is_idle(tmp_path: Path) -> None:
         assert not any(Path(archive.path_for(r) or "").exists() for r in results)
     finally:
         archive.stop()
+
+
+def test_default_free_space_floor_keeps_every_image_on_a_small_disk(small_filesystem: Path) -> None:
+    archive = NgArchive(small_filesystem / "ng", fmt="png", min_free_bytes=500_000_000)  # the default 500 MB
+    archive.start()
+    results = [make_result("cam1", i, "NG", [("scratch", 0.9)], with_frame=True, acquired_at=1_700_000_000.0 + i)
+               for i in range(4)]
+    for r in results:
+        assert archive.submit(r)
+    archive.stop()
+    assert archive.written == 4 and archive.purged == 0
+    assert all(Path(archive.path_for(r) or "").is_file() for r in results)
