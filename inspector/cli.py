@@ -17,20 +17,20 @@ from typing import Any, Callable, NoReturn, Optional
 
 import typer
 
+from inspector.cli_audit import audit_app
+from inspector.cli_users import users_app
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera inspection station.")
 cameras_app = typer.Typer(no_args_is_help=True, help="Cameras: discovery.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Datasets from the synthetic line.")
 app.add_typer(cameras_app, name="cameras")
-from inspector.cli_audit import audit_app
-from inspector.cli_users import users_app
-
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 
 log = logging.getLogger("inspector")
 
 #: Set by the outer layer (gui.launcher) to open the desktop app; the engine never imports gui.
-app.add_typer(users_app, name="users")
-app.add_typer(audit_app, name="audit")
 open_gui: Optional[Callable[..., None]] = None
 
 
@@ -135,6 +135,8 @@ def run(
         if not quiet and tty:
             sys.stderr.write("\n")
     rep = st.report()
+    from inspector.health import health_text
+
     if not quiet:
         t = rep["totals"]
         a = rep["accuracy"]
@@ -142,7 +144,7 @@ def run(
             f"{rep['duration_s']:.1f} s: {t['inspected']} inspected ({t['fps']:.1f} fps), {t['dropped']} dropped, "
             f"{t['ng']} NG, {rep['db']['rows_written']} rows written; escape rate {a['escape_rate']:.2%}, "
             f"false-reject rate {a['false_reject_rate']:.2%} over {a['parts']} parts with ground truth; "
-            f"health: {rep['health']['summary']}",
+            f"health: {health_text(rep['health'])}",
             err=True,
         )
     if report is not None:

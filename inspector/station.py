@@ -137,7 +137,7 @@ class Station:
             for i, (be, shard) in enumerate(zip(self.backends, shards))
             if shard
         ]
-        self.watchdog = CameraWatchdog(self.cameras)
+        self.watchdog = CameraWatchdog(self.cameras, window_s=config.health.window_s)
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port is not None:
             self._serve_metrics(port)
@@ -400,7 +400,9 @@ class Station:
             parts.append(f"{cid} {c.inspected / el:4.1f}fps d{c.dropped} ng{cs.ng}{flag}")
         db = f" db {self.db_writer.rows_written}" if self.db_writer is not None else ""
         head = f"[{el:6.1f}s] {tot_in / el:5.1f} fps, {tot_drop} dropped, {self.stats.total_ng()} NG{db}"
-        return f"{head} | health: {self.health()['summary']} | " + " | ".join(parts)
+        from inspector.health import health_text
+
+        return f"{head} | health: {health_text(self.health())} | " + " | ".join(parts)
 
     @property
     def running(self) -> bool:
