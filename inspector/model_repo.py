@@ -9,6 +9,7 @@ starts: a corrupt or swapped file is refused.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import tomllib
@@ -46,6 +47,8 @@ class ModelCard:
     input_height: int
     pad_value: int = 114
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: sha256 of the card file itself (goes into every result's provenance)
+    card_sha256: str = ""
 
     @property
     def path(self) -> Path:
@@ -95,9 +98,14 @@ def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
     if not card_path.is_file():
         raise ModelError(f"model: {card_path} is missing (every model folder needs a card.toml)")
     try:
-        raw = tomllib.loads(card_path.read_text())
+        card_bytes = card_path.read_bytes()
+        raw = tomllib.loads(card_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"model: {card_path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ModelError(f"model: {card_path} is not valid TOML: nested too deeply") from None
+    except OSError as exc:
+        raise ModelError(f"model: cannot read {card_path}: {exc.strerror or exc}") from None
     try:
         file = str(raw["file"])
         if file.endswith((".pt", ".pth", ".pkl")):
@@ -108,10 +116,11 @@ def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
             file=file,
             sha256=str(raw["sha256"]),
             classes=tuple(str(c) for c in raw["classes"]),
-            input_width=int(raw["input_width"]),
-            input_height=int(raw["input_height"]),
-            pad_value=int(raw.get("pad_value", 114)),
+            input_width=_strict_int(raw["input_width"]),
+            input_height=_strict_int(raw["input_height"]),
+            pad_value=_strict_int(raw.get("pad_value", 114)),
             extra={k: v for k, v in raw.items() if isinstance(v, dict)},
+            card_sha256=hashlib.sha256(card_bytes).hexdigest(),
         )
     except KeyError as exc:
         raise ModelError(f"model: {card_path} lacks the field {exc.args[0]!r}") from None
@@ -119,6 +128,9 @@ def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
         if isinstance(exc, ModelError):
             raise
         raise ModelError(f"model: {card_path} has a field of the wrong type: {exc}") from None
+    problem = card_problem(card, raw)
+    if problem:
+        raise ModelError(f"model: {card_path}: {problem}")
     if not card.path.is_file():
         raise ModelError(f"model: {card.path} not found")
     if verify:
@@ -128,6 +140,50 @@ def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
                 f"model: {card.path} does not match its card (sha256 {actual[:12]}..., card says {card.sha256[:12]}...)"
             )
     return card
+
+
+#: Largest model input side the runtime accepts (a bigger one is a typo or a forged card).
+MAX_INPUT_SIDE = 8192
+#: Card metrics that are rates or scores, so must lie in [0, 1].
+UNIT_METRICS = ("threshold", "mAP50", "mAP50_95", "escape_rate", "false_reject_rate", "iou_threshold")
+
+
+def _strict_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise TypeError(f"expected an integer, got {v!r}")
+    return int(v)
+
+
+def _unit(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
+
+
+def card_problem(card: ModelCard, raw: dict[str, Any]) -> str:
+    """The first out-of-range value of a card, as ``field: what is wrong``; empty when all are sane."""
+    for side in ("input_width", "input_height"):
+        v = getattr(card, side)
+        if not 32 <= v <= MAX_INPUT_SIDE or v % 32:
+            return f"{side} = {v}: must be a multiple of 32 in 32..{MAX_INPUT_SIDE}"
+    if not 0 <= card.pad_value <= 255:
+        return f"pad_value = {card.pad_value}: must lie in 0..255"
+    if len(card.sha256) != 64 or any(c not in "0123456789abcdef" for c in card.sha256):
+        return "sha256: must be 64 lowercase hex digits"
+    if not card.name.strip():
+        return "name: must not be empty"
+    if not isinstance(raw["classes"], list) or not card.classes:
+        return "classes: must be a non-empty list of names"
+    if any(not c.strip() for c in card.classes) or len(set(card.classes)) != len(card.classes):
+        return "classes: names must be non-empty and unique"
+    metrics = card.extra.get("metrics", {})
+    for key in UNIT_METRICS:
+        if key in metrics and not _unit(metrics[key]):
+            return f"metrics.{key} = {metrics[key]!r}: must be a number in 0..1"
+    per_class = metrics.get("per_class_AP50", {})
+    if isinstance(per_class, dict):
+        for name, v in per_class.items():
+            if not _unit(v):
+                return f"metrics.per_class_AP50.{name} = {v!r}: must be a number in 0..1"
+    return ""
 
 
 def _toml_value(v: Any) -> str:

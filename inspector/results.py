@@ -74,6 +74,8 @@ class Provenance:
     backend: str
     thresholds: tuple[tuple[str, float], ...] = ()
     camera_settings_digest: str = ""
+    #: sha256 of the model card (its thresholds and metrics), not only of the ONNX file
+    card_sha256: str = ""
 
 
 @dataclass(frozen=True)

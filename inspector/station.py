@@ -112,7 +112,10 @@ class Station:
         self.cameras: dict[str, Camera] = {}
         try:
             for cam_cfg in config.cameras:
-                self.cameras[cam_cfg.id] = self._make_camera(cam_cfg)
+                try:
+                    self.cameras[cam_cfg.id] = self._make_camera(cam_cfg)
+                except (ValueError, MemoryError) as exc:  # a bad replay file, a bank too big: one line
+                    raise StationError(f"camera {cam_cfg.id}: {exc}") from None
         except Exception:
             self._close_cameras()
             raise
@@ -169,6 +172,7 @@ class Station:
         engine = open_database(url)
         migrate(engine)
         self.engine = engine
+        audit_card_change(engine, self.card)
         st = self.config.storage
         if archive:
             base = Path(st.archive_dir) if st.archive_dir else _archive_dir_for(sqlite_path(engine))
@@ -244,7 +248,8 @@ class Station:
             digest = settings_digest(cam.features)
         except Exception:  # a device that cannot be read yet: digest stays empty
             digest = ""
-        return Provenance(self.card.name, self.card.sha256, self.backend_name, rules.as_pairs(), digest)
+        return Provenance(self.card.name, self.card.sha256, self.backend_name, rules.as_pairs(), digest,
+                          self.card.card_sha256)
 
     def refresh_provenance(self, camera_id: str) -> None:
         """Recompute a camera's settings digest (after a settings change)."""
@@ -450,7 +455,8 @@ class Station:
             "duration_s": el,
             "backend": self.backend_name,
             "devices": list(self.config.model.devices),
-            "model": {"name": self.card.name, "sha256": self.card.sha256, "input": [self.card.input_width, self.card.input_height]},
+            "model": {"name": self.card.name, "sha256": self.card.sha256, "card_sha256": self.card.card_sha256,
+                      "threshold": self.card.threshold, "input": [self.card.input_width, self.card.input_height]},
             "cameras": cams,
             "totals": {**tot, "fps": tot["inspected"] / el},
             "latency_ms": percentiles(all_lat),
@@ -479,6 +485,34 @@ class Station:
             "health": self.health(),
         }
         return report
+
+
+def audit_card_change(engine: Any, card: ModelCard) -> None:
+    """Record in the audit trail when this model's card differs from the one the station last used.
+
+    The first start with a model, and every start after its card changed (a new threshold,
+    new metrics, a new file), appends a ``model_card_changed`` row (user ``station``) with the
+    old and new card digests and thresholds.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from inspector.storage.users_models import AuditRecord
+    from inspector.users import AuditLog
+
+    with Session(engine) as s:
+        last = s.scalar(
+            select(AuditRecord.new)
+            .where(AuditRecord.action == "model_card_changed", AuditRecord.target == card.name)
+            .order_by(AuditRecord.id.desc())
+            .limit(1)
+        )
+    new = f"card sha256 {card.card_sha256} threshold {card.threshold}"
+    if last == new:
+        return
+    AuditLog(engine).record("station", "model_card_changed", card.name, last, new)
+    if last is not None:
+        log.warning("model %s: its card changed since the last run (%s -> %s)", card.name, last, new)
 
 
 def _archive_dir_for(p: Path | None) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.backends.base import BackendUnavailable, CpuBatchBackend
-from inspector.model_repo import ModelCard
+from inspector.model_repo import ModelCard, ModelError
 from inspector.preprocess import batch_to_tensor
 
 
@@ -34,7 +34,11 @@ class OnnxRuntimeBackend(CpuBatchBackend):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.upper() == "CUDA" else ["CPUExecutionProvider"]
         if device.upper() == "CUDA" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailable("onnxruntime: CUDAExecutionProvider is not available (install onnxruntime-gpu)")
-        self._session = ort.InferenceSession(str(card.path), opts, providers=providers)
+        try:
+            self._session = ort.InferenceSession(str(card.path), opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise ModelError(f"model: {card.path} cannot be loaded by onnxruntime: {text}") from None
         self._input = self._session.get_inputs()[0].name
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.backends.base import BackendUnavailable, CpuBatchBackend
-from inspector.model_repo import ModelCard
+from inspector.model_repo import ModelCard, ModelError
 
 
 class OpenVinoBackend(CpuBatchBackend):
@@ -36,9 +36,13 @@ class OpenVinoBackend(CpuBatchBackend):
         except ImportError as exc:  # pragma: no cover - a runtime dependency
             raise BackendUnavailable("openvino is not installed: pip install openvino") from exc
         core = ov.Core()
-        model = core.read_model(str(card.path))
-        name = model.input(0).get_any_name()
-        model.reshape({name: ov.PartialShape([-1, 3, card.input_height, card.input_width])})
+        try:
+            model = core.read_model(str(card.path))
+            name = model.input(0).get_any_name()
+            model.reshape({name: ov.PartialShape([-1, 3, card.input_height, card.input_width])})
+        except (RuntimeError, ValueError, IndexError) as exc:
+            # a file that matches its card's sha256 but is no model (or not this card's model)
+            raise ModelError(f"model: {card.path} cannot be loaded by openvino: {_first_line(exc)}") from None
         ppp = PrePostProcessor(model)
         ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
             ColorFormat.BGR
@@ -54,9 +58,14 @@ class OpenVinoBackend(CpuBatchBackend):
         try:
             self._compiled = core.compile_model(model, device, config)
         except RuntimeError as exc:
-            raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {str(exc).splitlines()[0]}") from exc
+            raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {_first_line(exc)}") from exc
         self._request = self._compiled.create_infer_request()
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch_u8})
         return np.array(self._request.get_output_tensor(0).data, copy=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

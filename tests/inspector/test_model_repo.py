@@ -54,3 +54,69 @@ def test_missing_model(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="card.toml is missing"):
         load_card(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda t: t.replace("input_width = 320", "input_width = 0"), "input_width"),
+        (lambda t: t.replace("input_height = 320", "input_height = -320"), "input_height"),
+        (lambda t: t.replace("threshold = 0.25", "threshold = 5.0"), "metrics.threshold"),
+        (lambda t: t.replace("escape_rate = 0.00125", "escape_rate = nan"), "metrics.escape_rate"),
+        (lambda t: t.replace('classes = ["scratch", "dent"', 'classes = ["scratch", "scratch"'), "classes"),
+        (lambda t: t.replace("pad_value = 114", "pad_value = 999"), "pad_value"),
+    ],
+)
+def test_out_of_range_card_values_are_refused_naming_the_field(tmp_path: Path, edit, field: str) -> None:
+    folder = copy_model(tmp_path)
+    card = folder / "card.toml"
+    card.write_text(edit(card.read_text()))
+    with pytest.raises(ModelError, match=rf"card.toml: {field}") as err:
+        load_card(folder)
+    assert "\n" not in str(err.value)
+
+
+def test_card_nested_500_deep_is_one_line(tmp_path: Path) -> None:
+    folder = copy_model(tmp_path)
+    card = folder / "card.toml"
+    card.write_text(card.read_text() + "\ndeep = " + "[" * 500 + "]" * 500 + "\n")
+    with pytest.raises(ModelError, match="nested too deeply"):
+        load_card(folder)
+
+
+def test_card_digest_covers_the_card_not_only_the_onnx(tmp_path: Path) -> None:
+    folder = copy_model(tmp_path)
+    before = load_card(folder).card_sha256
+    card = folder / "card.toml"
+    card.write_text(card.read_text().replace("threshold = 0.25", "threshold = 0.9"))
+    after = load_card(folder)
+    assert len(before) == 64 and after.card_sha256 != before and after.threshold == 0.9
+
+
+def test_corrupt_onnx_whose_card_sha256_matches_is_a_model_error(tmp_path: Path) -> None:
+    from inspector.backends import create_backend
+
+    folder = copy_model(tmp_path)
+    (folder / "model.onnx").write_bytes(b"not an onnx graph at all")
+    card = folder / "card.toml"
+    card.write_text(card.read_text().replace(load_card(DEFAULT_MODEL).sha256, sha256_file(folder / "model.onnx")))
+    c = load_card(folder)
+    for backend in ("openvino", "onnxruntime"):
+        with pytest.raises(ModelError, match=f"cannot be loaded by {backend}") as err:
+            create_backend(backend, c, max_batch=1)
+        assert "\n" not in str(err.value)
+
+
+def test_a_changed_card_is_recorded_in_the_audit_trail(tmp_path: Path, engine) -> None:
+    from inspector.station import audit_card_change
+    from inspector.users import AuditLog
+
+    folder = copy_model(tmp_path)
+    audit_card_change(engine, load_card(folder))
+    audit_card_change(engine, load_card(folder))  # same card: no second row
+    card = folder / "card.toml"
+    card.write_text(card.read_text().replace("threshold = 0.25", "threshold = 1.0"))
+    audit_card_change(engine, load_card(folder))
+    rows = [e for e in AuditLog(engine).list() if e.action == "model_card_changed"]
+    assert len(rows) == 2
+    assert rows[0].old is not None and "threshold 0.25" in rows[0].old and "threshold 1.0" in (rows[0].new or "")
