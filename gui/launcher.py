@@ -53,4 +53,8 @@ cli.open_gui = gui
 
 def main() -> None:
     """Console-script entry point."""
-    cli.app()
+    cli.run_cli()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

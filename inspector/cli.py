@@ -6,6 +6,7 @@ not be stored (see `inspector.storage.writer.DbWriter.lost`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -29,6 +30,9 @@ app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 
 log = logging.getLogger("inspector")
+
+#: `inspector eval`'s threshold for a card without metrics.threshold.
+DEFAULT_EVAL_THRESHOLD = 0.25
 
 #: Set by the outer layer (gui.launcher) to open the desktop app; the engine never imports gui.
 open_gui: Optional[Callable[..., None]] = None
@@ -358,22 +362,44 @@ def export(
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Option("defect-yolo11p-320", help="Model name or folder."),
-    count: int = typer.Option(1000, min=1, help="Held-out frames to render."),
+    count: int = typer.Option(2000, min=1, help="Held-out frames to render."),
     backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
     width: int = typer.Option(320, min=32),
     height: int = typer.Option(320, min=32),
-    threshold: float = typer.Option(0.35, min=0.0, max=1.0, help="Verdict score threshold."),
+    threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                              help="Verdict score threshold (default: the card's metrics.threshold)."),
     precision: str = typer.Option("auto", help="OpenVINO precision: auto, f32, bf16, f16."),
     seed_base: int = typer.Option(1_000_000, min=1_000_000, help="First held-out seed (e.g. 1500000 for a calibration set)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
-    update_card: bool = typer.Option(False, help="Write the metrics into the model card."),
+    update_card: bool = typer.Option(False, help="Write the metrics and threshold into the model card "
+                                                 "(an engineer logs in with --as; audited in --db)."),
+    acting: Optional[str] = typer.Option(None, "--as", help="With --update-card: the engineer or admin who changes the card."),
+    db: Optional[str] = typer.Option(None, help="With --update-card: the database whose audit trail records it."),
 ) -> None:
     """Evaluate on held-out seeds through the runtime pipeline (not Ultralytics)."""
-    from inspector.evaluation import evaluate, update_card_metrics
+    if update_card and not acting:
+        fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
+    with contextlib.ExitStack() as stack:
+        control = None
+        if update_card:  # log in before the long evaluation, not after it
+            from inspector.cli_users import authenticated
+
+            control = stack.enter_context(authenticated(db, acting, "model.update_card"))
+        _eval_and_report(model, count, backend, width, height, threshold, precision, seed_base, json_out, control)
+
+
+def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, threshold: Optional[float],
+                     precision: str, seed_base: int, json_out: Optional[Path], control: Any) -> None:
+    from inspector.evaluation import evaluate
+    from inspector.model_repo import load_card
 
     try:
         if precision not in ("auto", "f32", "bf16", "f16"):
             fail(f"--precision: {precision!r} is not one of auto, f32, bf16, f16")
+        if threshold is None:
+            card_threshold = load_card(model, verify=False).threshold
+            threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
+        typer.echo(f"evaluating {model}: threshold {threshold:g}, {count} held-out frames from seed {seed_base} ...")
         m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold,
                      precision=precision, seed_base=seed_base)
     except _user_errors() as exc:
@@ -386,8 +412,12 @@ def eval_cmd(
         typer.echo(f"  {c:14} AP50 {ap:.4f}")
     if json_out is not None:
         json_out.write_text(json.dumps(m, indent=2))
-    if update_card:
-        update_card_metrics(model, m)
+    if control is not None:
+        try:
+            path = control.update_model_card(model, m)
+        except _user_errors() as exc:
+            fail(str(exc))
+        typer.echo(f"card updated: {path} (threshold {m['threshold']:g}; audited)")
 
 
 @app.command()
@@ -425,9 +455,38 @@ def bench(
         json_out.write_text(json.dumps(res, indent=2))
 
 
+def run_cli(argv: Optional[list[str]] = None) -> NoReturn:
+    """Run the command line and exit; a bad option or argument is one line and exit 2.
+
+    Typer would draw a five-line box for a usage error; a station's log (and an
+    integrator's script) wants the one line that names the option.
+    """
+    try:  # typer >= 0.20 carries its own copy of click
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - older typer on plain click
+        from click import exceptions as click  # type: ignore[no-redef]
+
+    try:
+        rc = app(args=argv, prog_name="inspector", standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(2)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "inspector"
+        typer.echo(f"{where}: {exc.format_message()} (see: {where} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        typer.echo(f"inspector: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("inspector: aborted", err=True)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
 def main() -> None:
     """Engine-only entry point (``python -m inspector.cli``); the console script is gui.launcher:main."""
-    app()
+    run_cli()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,6 +79,20 @@ def _session(db: str | None) -> Iterator[StationControl]:
         engine.dispose()
 
 
+@contextlib.contextmanager
+def authenticated(db: str | None, name: str | None, action: str) -> Iterator[StationControl]:
+    """A session of the database ``db`` with ``name`` logged in and allowed ``action``.
+
+    Any refusal (no such user, wrong password, locked, role too low) is one line and exit 2.
+    """
+    with _session(db) as control:
+        if control.first_start_needed():
+            _fail(f"--as {name}: the database has no users yet: inspector users add NAME --role admin")
+        _login(control, name)
+        control.require(action)
+        yield control
+
+
 def _login(control: StationControl, name: str | None) -> None:
     if name is None:
         _fail("--as ADMIN: users exist already, so an admin must log in to do this")

@@ -321,10 +321,14 @@ def parse_config(text: str, source: str = "<config>") -> StationConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     try:
         return StationConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_errors(source, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: values nested too deeply") from None
 
 
 def load_config(path: Path) -> StationConfig:

@@ -14,11 +14,11 @@ import re
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from psygnal import Signal
 from sqlalchemy import Engine
@@ -37,6 +37,9 @@ from inspector.users import (
     UserError,
     UserStore,
 )
+
+if TYPE_CHECKING:
+    from inspector.model_repo import ModelCard
 
 __all__ = [
     "ControlError",
@@ -428,6 +431,27 @@ class StationControl:
         self.users.set_password(user.name, password)
         self._record("users.set_password", user.name)
 
+    def update_model_card(self, model: str | Path, metrics: Mapping[str, Any]) -> Path:
+        """Write evaluation metrics, and the threshold they were taken at, into a model's card.
+
+        A deployed card decides what every station passes, so this needs an engineer and
+        is audited with the card's digest and threshold before and after (issue 12).
+
+        Raises:
+            PermissionDenied: Not logged in as an engineer or admin.
+            ModelError: The model folder or its card cannot be read.
+        """
+        self._require("model.update_card")
+        from inspector.evaluation import update_card_metrics
+        from inspector.model_repo import load_card
+
+        with self._lock:
+            before = load_card(model, verify=False)
+            path = update_card_metrics(model, metrics)
+            after = load_card(model, verify=False)
+        self._record("model.card_updated", before.name, _card_summary(before), _card_summary(after))
+        return path
+
     def audit_entries(self, limit: int = 500, since: float | None = None) -> list[AuditEntry]:
         """Newest audit rows first (anyone may read the trail)."""
         self._require("audit.view")
@@ -449,6 +473,10 @@ class StationControl:
     def _record(self, action: str, target: str, old: object = None, new: object = None, *, who: str | None = None) -> None:
         entry = self.audit.record(who or self._user_name(), action, target, old, new)
         self.events.audit_recorded.emit(entry)
+
+
+def _card_summary(card: ModelCard) -> str:
+    return f"threshold {card.threshold} card sha256 {card.card_sha256}"
 
 
 class _NoStation:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -176,7 +177,7 @@ def threshold_sweep(frame_max: list[tuple[float, bool]]) -> list[dict[str, float
     return out
 
 
-def update_card_metrics(model: str | Path, metrics: dict[str, Any]) -> Path:
+def update_card_metrics(model: str | Path, metrics: Mapping[str, Any]) -> Path:
     """Write evaluation metrics into the model's card (keeps the other fields)."""
     import tomllib
 

@@ -382,6 +382,7 @@ ACTIONS: Mapping[str, Role | None] = {
     "verdict.set_threshold": Role.ENGINEER,
     "recipe.save": Role.ENGINEER,
     "recipe.load": Role.ENGINEER,
+    "model.update_card": Role.ENGINEER,
     "users.manage": Role.ADMIN,
 }
 

@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 ENV_URL = "INSPECTOR_DB_URL"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+# A server that accepts TCP and never answers must not hang a station or a command
+# (issue 12): libpq gives up connecting after CONNECT_TIMEOUT_S, the server cancels a
+# statement after STATEMENT_TIMEOUT_S, and the kernel drops a connection whose data is
+# unacknowledged for TCP_USER_TIMEOUT_S (the writer then spools). Each may be set in the
+# URL's query instead (``?connect_timeout=3``, ``?options=-c statement_timeout=60000``).
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_S = 30
+TCP_USER_TIMEOUT_S = 30
+
 
 class StorageError(ValueError):
     """A database problem a user can cause or fix (bad URL, unreachable server, bad file).
@@ -119,6 +128,8 @@ def open_database(url: str | None = None, *, busy_timeout_ms: int = 5000, connec
                 raise StorageError(f"db: cannot open {shown!r}: folder {parent} does not exist")
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = _postgres_timeouts(parsed)
     try:
         engine = create_engine(parsed, **kwargs)
     except NoSuchModuleError:
@@ -138,6 +149,21 @@ def open_database(url: str | None = None, *, busy_timeout_ms: int = 5000, connec
             raise StorageError(f"db: cannot open {shown!r}: {_one_line(exc)}") from None
     log.info("db: opened %s", shown)
     return engine
+
+
+def _postgres_timeouts(url: URL) -> dict[str, Any]:
+    """libpq connection parameters that bound every wait, unless the URL sets them."""
+    query = url.query
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in query:
+        args["connect_timeout"] = max(1, int(CONNECT_TIMEOUT_S))
+    if "options" not in query:
+        args["options"] = f"-c statement_timeout={int(STATEMENT_TIMEOUT_S * 1000)}"
+    if "tcp_user_timeout" not in query:
+        args["tcp_user_timeout"] = int(TCP_USER_TIMEOUT_S * 1000)
+    if "keepalives" not in query:
+        args.update(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+    return args
 
 
 def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
