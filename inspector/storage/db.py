@@ -196,6 +196,7 @@ def migrate(engine: Engine) -> None:
     """
     from alembic import command
     from alembic.config import Config
+    from alembic.util.exc import CommandError
 
     from inspector.storage.audit_chain import ensure_audit_triggers
 
@@ -212,6 +213,11 @@ def migrate(engine: Engine) -> None:
                 log.warning("db: restored missing audit_log triggers: %s", ", ".join(restored))
     except SQLAlchemyError as exc:
         raise StorageError(f"db: cannot migrate {display_url(engine.url)!r}: {_one_line(exc)}") from None
+    except CommandError as exc:  # e.g. a schema revision from a newer inspector
+        raise StorageError(
+            f"db: cannot migrate {display_url(engine.url)!r}: {_one_line(exc)} "
+            "(a newer inspector made this database? use that version or another database)"
+        ) from None
 
 
 def _one_line(exc: BaseException) -> str:
