@@ -19,7 +19,7 @@ from typing import Any, Callable, NoReturn, Optional
 import typer
 
 from inspector.cli_audit import audit_app
-from inspector.cli_users import users_app
+from inspector.cli_users import authenticated, users_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera inspection station.")
 cameras_app = typer.Typer(no_args_is_help=True, help="Cameras: discovery.")
@@ -379,17 +379,15 @@ def eval_cmd(
     """Evaluate on held-out seeds through the runtime pipeline (not Ultralytics)."""
     if update_card and not acting:
         fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
-    with contextlib.ExitStack() as stack:
-        control = None
-        if update_card:  # log in before the long evaluation, not after it
-            from inspector.cli_users import authenticated
-
-            control = stack.enter_context(authenticated(db, acting, "model.update_card"))
+    # log in before the long evaluation, not after it
+    session = authenticated(db, acting, "model.update_card") if update_card else contextlib.nullcontext()
+    with session as control:
         _eval_and_report(model, count, backend, width, height, threshold, precision, seed_base, json_out, control)
 
 
 def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, threshold: Optional[float],
                      precision: str, seed_base: int, json_out: Optional[Path], control: Any) -> None:
+    """Evaluate, print the metrics and, with a logged-in ``control``, write them into the card."""
     from inspector.evaluation import evaluate
     from inspector.model_repo import load_card
 

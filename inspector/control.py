@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from psygnal import Signal
 from sqlalchemy import Engine
@@ -37,9 +37,6 @@ from inspector.users import (
     UserError,
     UserStore,
 )
-
-if TYPE_CHECKING:
-    from inspector.model_repo import ModelCard
 
 __all__ = [
     "ControlError",
@@ -449,7 +446,7 @@ class StationControl:
             before = load_card(model, verify=False)
             path = update_card_metrics(model, metrics)
             after = load_card(model, verify=False)
-        self._record("model.card_updated", before.name, _card_summary(before), _card_summary(after))
+        self._record("model.card_updated", before.name, before.audit_text, after.audit_text)
         return path
 
     def audit_entries(self, limit: int = 500, since: float | None = None) -> list[AuditEntry]:
@@ -473,10 +470,6 @@ class StationControl:
     def _record(self, action: str, target: str, old: object = None, new: object = None, *, who: str | None = None) -> None:
         entry = self.audit.record(who or self._user_name(), action, target, old, new)
         self.events.audit_recorded.emit(entry)
-
-
-def _card_summary(card: ModelCard) -> str:
-    return f"threshold {card.threshold} card sha256 {card.card_sha256}"
 
 
 class _NoStation:

@@ -9,8 +9,8 @@ are decoded, NMS'd and rescaled exactly as the station does; AP is computed with
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -60,6 +60,11 @@ class ModelCard:
         value = self.extra.get("metrics", {}).get("threshold")
         return float(value) if isinstance(value, (int, float)) else None
 
+    @property
+    def audit_text(self) -> str:
+        """How the audit trail names this version of the card (its digest and threshold)."""
+        return f"card sha256 {self.card_sha256} threshold {self.threshold}"
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()

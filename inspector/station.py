@@ -507,7 +507,7 @@ def audit_card_change(engine: Any, card: ModelCard) -> None:
             .order_by(AuditRecord.id.desc())
             .limit(1)
         )
-    new = f"card sha256 {card.card_sha256} threshold {card.threshold}"
+    new = card.audit_text
     if last == new:
         return
     AuditLog(engine).record("station", "model_card_changed", card.name, last, new)

@@ -79,8 +79,8 @@ def test_update_card_by_an_engineer_is_audited(model: Path, url: str) -> None:
         assert len(entries) == 1
         e = entries[0]
         assert e.user == "eve" and e.target == before.name
-        assert e.old == f"threshold 0.25 card sha256 {before.card_sha256}"
-        assert e.new == f"threshold 0.4 card sha256 {after.card_sha256}"
+        assert e.old == f"card sha256 {before.card_sha256} threshold 0.25"
+        assert e.new == f"card sha256 {after.card_sha256} threshold 0.4"
         assert verify_audit(eng).ok
     finally:
         eng.dispose()
