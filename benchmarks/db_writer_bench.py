@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from inspector.results import Detection, InspectionResult, Provenance, StageTimes, Verdict
+from inspector.pipeline.results import Detection, InspectionResult, Provenance, StageTimes, Verdict
 from inspector.storage.db import migrate, open_database
 from inspector.storage.writer import DbWriter
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.bench.pipeline import station_config
-from inspector.model_repo import DEFAULT_MODEL
+from inspector.pipeline.model_repo import DEFAULT_MODEL
 from inspector.station import Station
 
 
@@ -32,7 +32,7 @@ def measure(n: int, fps: float, seconds: float, gui: bool, db: str) -> dict[str,
     if gui:
         from gui.app import MainWindow, make_application
         from gui.bridge import EngineBridge
-        from inspector.control import StationControl
+        from inspector.access.control import StationControl
 
         app = make_application()
         control = StationControl(st)

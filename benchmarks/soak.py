@@ -77,7 +77,7 @@ def machine() -> dict[str, Any]:
         )
     except (OSError, StopIteration):
         pass
-    busy = subprocess.run(["pgrep", "-f", "inspector.training"], capture_output=True, text=True,
+    busy = subprocess.run(["pgrep", "-f", "inspector.quality.training"], capture_output=True, text=True,
                           check=False).stdout.split()
     return {
         "cpu": cpu,

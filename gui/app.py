@@ -18,9 +18,9 @@ from gui.live_wall import LiveWall
 from gui.settings_dialog import CameraSettingsDialog
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.config import StationConfig
-from inspector.control import StationControl
-from inspector.health import health_text
-from inspector.users import PermissionDenied, UserError
+from inspector.access.control import StationControl
+from inspector.ops.health import health_text
+from inspector.access.users import PermissionDenied, UserError
 
 log = logging.getLogger(__name__)
 

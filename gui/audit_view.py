@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.control import StationControl
-from inspector.users import AuditEntry
+from inspector.access.control import StationControl
+from inspector.access.users import AuditEntry
 
 AUDIT_COLUMNS: tuple[str, ...] = ("Time", "User", "Action", "Target", "Old", "New")
 _SINCE: tuple[tuple[str, float | None], ...] = (("Last 24 h", 86400.0), ("Last 7 days", 7 * 86400.0), ("All", None))

@@ -24,8 +24,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from camera.frame_pool import FrameHandle
 from camera.protocol import CameraState
-from inspector.control import StationControl
-from inspector.results import InspectionResult
+from inspector.access.control import StationControl
+from inspector.pipeline.results import InspectionResult
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class EngineBridge(QObject):
     tick = Signal()
     camera_state_changed = Signal(str, str, str)  # camera id, old state, new state (values)
     paused_changed = Signal(bool)
-    user_changed = Signal(object)  # inspector.users.User | None
-    audit_recorded = Signal(object)  # inspector.users.AuditEntry
+    user_changed = Signal(object)  # inspector.access.users.User | None
+    audit_recorded = Signal(object)  # inspector.access.users.AuditEntry
 
     def __init__(self, station: Any, control: StationControl | None = None, *, refresh_hz: float | None = None,
                  parent: QObject | None = None) -> None:

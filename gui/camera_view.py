@@ -15,7 +15,7 @@ from camera.frame_pool import FrameHandle
 from camera.protocol import Camera, CameraState
 from gui.bridge import CameraLive, EngineBridge
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, Box, boxes_from, draw_boxes, fit_rect, frame_to_display
-from inspector.results import InspectionResult
+from inspector.pipeline.results import InspectionResult
 
 #: A result's frame is shown (with its boxes) while it is at most this much older than the newest frame.
 FRESH_RESULT_S = 0.6

@@ -29,8 +29,8 @@ from sqlalchemy import Engine
 from gui.charts import ParetoChart, YieldChart
 from gui.history_widgets import FilterBar, InfoLabel, InspectionImageView
 from gui.imaging import class_colour
-from inspector.control import StationControl
-from inspector.history_export import export_csv, export_yolo
+from inspector.access.control import StationControl
+from inspector.quality.history_export import export_csv, export_yolo
 from inspector.storage.history import (
     HistoryFilter,
     HistoryRow,
@@ -40,7 +40,7 @@ from inspector.storage.history import (
     query_history,
     yield_by_hour,
 )
-from inspector.users import PermissionDenied
+from inspector.access.users import PermissionDenied
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
 
-from inspector.preprocess import PIXEL_FORMATS, check_frame
+from inspector.pipeline.preprocess import PIXEL_FORMATS, check_frame
 
 #: Pixel formats Qt can wrap directly (no conversion; the QImage copy is the only copy).
 _QT_FORMATS: dict[str, QImage.Format] = {
@@ -157,7 +157,7 @@ class Box:
 
 
 def boxes_from(detections: Iterable[object]) -> list[Box]:
-    """Boxes from `inspector.results.Detection` objects or history detection dicts."""
+    """Boxes from `inspector.pipeline.results.Detection` objects or history detection dicts."""
     out = []
     for d in detections:
         if isinstance(d, dict):

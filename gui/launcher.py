@@ -38,7 +38,7 @@ def gui(
     # Taken out of the environment so that nothing the app starts inherits it.
     password = os.environ.pop(ENV_NEW_PASSWORD, None) or os.environ.pop(ENV_PASSWORD, None) or None
     if password is None and admin_password:
-        from inspector.users import UserError
+        from inspector.access.users import UserError
 
         try:
             password = read_password(ENV_NEW_PASSWORD, "Admin password: ", confirm=True)

@@ -9,8 +9,8 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVB
 
 from gui.bridge import EngineBridge
 from gui.camera_view import CameraView
-from inspector.control import StationControl
-from inspector.users import PermissionDenied
+from inspector.access.control import StationControl
+from inspector.access.users import PermissionDenied
 
 _FIXED_GRIDS: dict[int, tuple[int, int]] = {1: (1, 1), 2: (2, 1), 3: (2, 2), 4: (2, 2), 5: (3, 2), 6: (3, 2), 7: (4, 2), 8: (4, 2)}
 

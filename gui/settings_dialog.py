@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from camera.features import VISIBILITY_ORDER, Feature, FeatureError
-from inspector.control import ControlError, RecipeError, StationControl
-from inspector.users import PermissionDenied
+from inspector.access.control import ControlError, RecipeError, StationControl
+from inspector.access.users import PermissionDenied
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.control import StationControl
-from inspector.users import MIN_PASSWORD_LENGTH, PermissionDenied, Role, UserError
+from inspector.access.control import StationControl
+from inspector.access.users import MIN_PASSWORD_LENGTH, PermissionDenied, Role, UserError
 
 ROLE_LABELS = [r.label for r in Role]
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.results import InspectionResult
-from inspector.sinks import QueuedSink
+from inspector.pipeline.results import InspectionResult
+from inspector.pipeline.sinks import QueuedSink
 
 log = logging.getLogger(__name__)
 

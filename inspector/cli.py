@@ -46,9 +46,9 @@ def fail(msg: str, code: int = 2) -> NoReturn:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from camera.features import FeatureError
-    from inspector.backends.base import BackendUnavailable
+    from inspector.pipeline.backends.base import BackendUnavailable
     from inspector.config import ConfigError
-    from inspector.model_repo import ModelError
+    from inspector.pipeline.model_repo import ModelError
     from inspector.station import StationError
 
     errs: list[type[BaseException]] = [ConfigError, ModelError, BackendUnavailable, StationError, FeatureError,
@@ -139,7 +139,7 @@ def run(
         if not quiet and tty:
             sys.stderr.write("\n")
     rep = st.report()
-    from inspector.health import health_text
+    from inspector.ops.health import health_text
 
     if not quiet:
         t = rep["totals"]
@@ -268,7 +268,7 @@ def dataset_synth(
     ok_share: float = typer.Option(0.35, min=0.0, max=1.0, help="Share of defect-free images."),
 ) -> None:
     """Render a labelled dataset (Ultralytics YOLO format) from the synthetic line."""
-    from inspector.dataset import export_dataset
+    from inspector.quality.dataset import export_dataset
 
     try:
         s = export_dataset(out, count, seed, width=width, height=height, val_fraction=val_fraction, ok_share=ok_share)
@@ -290,7 +290,7 @@ def dataset_mine(
     backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
 ) -> None:
     """Keep the frames the model gets wrong or nearly wrong (hard negatives and positives) as a dataset."""
-    from inspector.mining import mine_hard_examples
+    from inspector.quality.mining import mine_hard_examples
 
     errors: tuple[type[BaseException], ...] = (*_user_errors(), ValueError, OSError)
     try:
@@ -318,8 +318,8 @@ def train(
     close_mosaic: Optional[int] = typer.Option(None, min=0, help="Last epochs without mosaic augmentation."),
 ) -> None:
     """Train a detector (needs the train extra: pip install -e '.[train]')."""
-    from inspector.training.train import DEFAULT_MODEL_CFG, TrainingUnavailable
-    from inspector.training.train import train as do_train
+    from inspector.quality.training.train import DEFAULT_MODEL_CFG, TrainingUnavailable
+    from inspector.quality.training.train import train as do_train
 
     try:
         r = do_train(data, model_cfg=model or DEFAULT_MODEL_CFG, imgsz=imgsz, epochs=epochs, hours=hours, batch=batch,
@@ -341,7 +341,7 @@ def export(
     tensorrt: bool = typer.Option(True, help="Also build a TensorRT engine where TensorRT is installed."),
 ) -> None:
     """Export ONNX + model card (and a TensorRT engine where TensorRT is installed)."""
-    from inspector.training.export import export_onnx, export_tensorrt
+    from inspector.quality.training.export import export_onnx, export_tensorrt
 
     training: dict[str, Any] = {"weights": str(weights)}
     if data is not None and (data.parent / "dataset.json").is_file():
@@ -388,8 +388,8 @@ def eval_cmd(
 def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, threshold: Optional[float],
                      precision: str, seed_base: int, json_out: Optional[Path], control: Any) -> None:
     """Evaluate, print the metrics and, with a logged-in ``control``, write them into the card."""
-    from inspector.evaluation import evaluate
-    from inspector.model_repo import load_card
+    from inspector.quality.evaluation import evaluate
+    from inspector.pipeline.model_repo import load_card
 
     try:
         if precision not in ("auto", "f32", "bf16", "f16"):

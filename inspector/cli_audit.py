@@ -15,7 +15,7 @@ def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Exit 0 with "N entries, chain intact", or 1 naming the first entry changed, removed or inserted."""
-    from inspector.audit_verify import verify_audit
+    from inspector.access.audit_verify import verify_audit
     from inspector.cli import fail
     from inspector.storage.db import StorageError, default_db_url, migrate, open_database
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 if TYPE_CHECKING:  # the engine is imported when a command runs, not with the CLI
-    from inspector.control import StationControl
+    from inspector.access.control import StationControl
 
 ENV_PASSWORD = "INSPECTOR_PASSWORD"
 ENV_NEW_PASSWORD = "INSPECTOR_NEW_PASSWORD"
@@ -37,7 +37,7 @@ def read_password(env: str, prompt: str, *, confirm: bool = False) -> str:
     Raises:
         UserError: Neither is available, or the two typed passwords differ.
     """
-    from inspector.users import UserError
+    from inspector.access.users import UserError
 
     value = os.environ.get(env)
     if value:
@@ -58,9 +58,9 @@ def _fail(msg: str) -> NoReturn:
 
 @contextlib.contextmanager
 def _session(db: str | None) -> Iterator[StationControl]:
-    from inspector.control import StationControl
+    from inspector.access.control import StationControl
     from inspector.storage.db import StorageError, default_db_url, migrate, open_database
-    from inspector.users import PermissionDenied, UserError
+    from inspector.access.users import PermissionDenied, UserError
 
     try:
         engine = open_database(db or default_db_url())
@@ -113,7 +113,7 @@ def users_add(
     db: str | None = _DB,
 ) -> None:
     """Add a user. The first user of an empty database must be an admin and needs no --as."""
-    from inspector.users import Role
+    from inspector.access.users import Role
 
     with _session(db) as control:
         r = Role.parse(role)

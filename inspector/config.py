@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from inspector.verdict import VerdictRules
+from inspector.pipeline.verdict import VerdictRules
 
 #: Verdict threshold when neither the camera nor the model card names one.
 DEFAULT_THRESHOLD = 0.35
@@ -217,7 +217,7 @@ class HealthConfig(_Strict):
     """When the station's health turns DEGRADED or ALARM, judged over a sliding window.
 
     Each threshold is checked on the last ``window_s`` seconds, not the whole run, so the
-    health recovers once the cause is gone (see `inspector.health.assess`).
+    health recovers once the cause is gone (see `inspector.ops.health.assess`).
     """
 
     window_s: Number = Field(10.0, ge=1.0, le=600.0, description="span of the windowed drop rate and latency")

@@ -27,20 +27,20 @@ from psygnal import Signal
 
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
-from inspector.backends import create_backend
-from inspector.backends.base import Backend
+from inspector.pipeline.backends import create_backend
+from inspector.pipeline.backends.base import Backend
 from inspector.config import (
     GenTLCameraConfig,
     ReplayCameraConfig,
     SimulatedCameraConfig,
     StationConfig,
 )
-from inspector.model_repo import ModelCard, load_card
-from inspector.results import InspectionResult, Provenance
-from inspector.run_stats import RunStats, percentiles
-from inspector.scheduler import CameraLane, InferenceWorker, shard_cameras
-from inspector.sinks import ResultSink
-from inspector.watchdog import CameraWatchdog
+from inspector.pipeline.model_repo import ModelCard, load_card
+from inspector.pipeline.results import InspectionResult, Provenance
+from inspector.ops.run_stats import RunStats, percentiles
+from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
+from inspector.pipeline.sinks import ResultSink
+from inspector.ops.watchdog import CameraWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Station:
             self._serve_metrics(port)
 
     def _serve_metrics(self, port: int) -> None:
-        from inspector.metrics import StationMetrics
+        from inspector.ops.metrics import StationMetrics
 
         self.metrics = StationMetrics(self)
         try:
@@ -405,7 +405,7 @@ class Station:
             parts.append(f"{cid} {c.inspected / el:4.1f}fps d{c.dropped} ng{cs.ng}{flag}")
         db = f" db {self.db_writer.rows_written}" if self.db_writer is not None else ""
         head = f"[{el:6.1f}s] {tot_in / el:5.1f} fps, {tot_drop} dropped, {self.stats.total_ng()} NG{db}"
-        from inspector.health import health_text
+        from inspector.ops.health import health_text
 
         return f"{head} | health: {health_text(self.health())} | " + " | ".join(parts)
 
@@ -414,8 +414,8 @@ class Station:
         return self.started_at is not None and not self._stopped.is_set()
 
     def health(self) -> dict[str, Any]:
-        """One verdict over cameras, database and archive (see `inspector.health.assess`)."""
-        from inspector.health import assess
+        """One verdict over cameras, database and archive (see `inspector.ops.health.assess`)."""
+        from inspector.ops.health import assess
 
         return assess(self)
 
@@ -498,7 +498,7 @@ def audit_card_change(engine: Any, card: ModelCard) -> None:
     from sqlalchemy.orm import Session
 
     from inspector.storage.users_models import AuditRecord
-    from inspector.users import AuditLog
+    from inspector.access.users import AuditLog
 
     with Session(engine) as s:
         last = s.scalar(

@@ -35,8 +35,8 @@ from camera.renderer import render_part
 from gui.app import MainWindow, make_application
 from gui.bridge import EngineBridge
 from inspector.config import load_station
-from inspector.control import StationControl
-from inspector.results import InspectionResult, Provenance, StageTimes, Verdict, detections_from_array
+from inspector.access.control import StationControl
+from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, Verdict, detections_from_array
 from inspector.station import Station
 from inspector.storage.models import InspectionRecord
 

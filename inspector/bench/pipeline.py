@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from camera.renderer import render_part
-from inspector.backends import create_backend
+from inspector.pipeline.backends import create_backend
 from inspector.config import SimulatedCameraConfig, StationConfig
-from inspector.model_repo import load_card
-from inspector.preprocess import Letterbox, letterbox_into
-from inspector.run_stats import percentiles
+from inspector.pipeline.model_repo import load_card
+from inspector.pipeline.preprocess import Letterbox, letterbox_into
+from inspector.ops.run_stats import percentiles
 from inspector.station import Station
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def measure_station(cfg: StationConfig, db_url: str, warmup: float, seconds: flo
     st.start()
     try:
         time.sleep(warmup)
-        from inspector.run_stats import RunStats
+        from inspector.ops.run_stats import RunStats
 
         st.stats = RunStats()
         w0 = [(w.stats.frames, w.stats.busy_s, w.stats.infer_s, w.stats.batches, w.stats.items) for w in st.workers]

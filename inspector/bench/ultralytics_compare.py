@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.model_repo import load_card
+from inspector.pipeline.model_repo import load_card
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every ``audit_log`` row carries ``hash = sha256(canonical(id, at, user, action, target,
 old, new, prev_hash))`` and the ``prev_hash`` of the row before it (`GENESIS` for the
 first). Changing, removing or inserting a row in the middle breaks the chain; removing
-the newest rows is caught by the signed head anchor (`inspector.audit_anchor`).
+the newest rows is caught by the signed head anchor (`inspector.access.audit_anchor`).
 
 The triggers refuse ``UPDATE``, ``DELETE``, ``TRUNCATE`` (PostgreSQL) and, on SQLite,
 ``INSERT OR REPLACE`` of an existing id (SQLite runs no delete trigger for REPLACE, so a

@@ -5,7 +5,7 @@ the login counters). The audit log is append-only at three levels: the ORM refus
 flush an update or delete of an `AuditRecord` (this module's mapper events), database
 triggers refuse ``UPDATE``/``DELETE``/``REPLACE`` from any client (restored by every
 `inspector.storage.db.migrate`), and the hash chain with its signed head
-(`inspector.audit_verify`) shows what someone who got past both did.
+(`inspector.access.audit_verify`) shows what someone who got past both did.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class UserRecord(Base):
     """A person who may log in to the station.
 
     ``password_hash`` holds ``scrypt$n$r$p$salt$hash`` (base64 salt and hash), never the
-    password; see `inspector.users.hash_password`.
+    password; see `inspector.access.users.hash_password`.
     """
 
     __tablename__ = "users"

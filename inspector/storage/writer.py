@@ -39,8 +39,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from inspector.results import InspectionResult
-from inspector.sinks import QueuedSink
+from inspector.pipeline.results import InspectionResult
+from inspector.pipeline.sinks import QueuedSink
 from inspector.storage.db import StorageError, display_url, sqlite_path
 from inspector.storage.event_models import CameraEventRecord
 from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord

@@ -11,7 +11,7 @@ import types
 
 import numpy as np
 
-from inspector.gpu import kernel as K
+from inspector.pipeline.gpu import kernel as K
 
 
 class FakeHeap:
@@ -108,7 +108,7 @@ class FakeKernel:
     def launch(
         self, staging: int, items: int, out: int, b: int, w: int, h: int, pad: int, fp16: bool, s: object
     ) -> None:
-        from inspector.gpu.emulate import emulate_item
+        from inspector.pipeline.gpu.emulate import emulate_item
 
         recs = self.heap.view(items, b * K.ITEM_DTYPE.itemsize).view(K.ITEM_DTYPE)
         src = self.heap.mem[staging - FakeHeap.BASE :]

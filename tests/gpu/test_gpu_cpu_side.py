@@ -1,6 +1,6 @@
 """The GPU path's CPU side: kernel arithmetic (by emulation), layout, build, cache keys, errors.
 
-No GPU is needed. `inspector.gpu.emulate` replays the kernel's float32 arithmetic; holding
+No GPU is needed. `inspector.pipeline.gpu.emulate` replays the kernel's float32 arithmetic; holding
 it to `reference_tensor` here validates what ``preprocess.cu`` computes, and the layout
 tests hold the host structs and launch arguments to the ``.cu`` source itself.
 """
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from camera.frame_pool import FramePool
-from inspector.backends import BackendUnavailable, create_backend
-from inspector.backends.base import BatchItem
-from inspector.backends.tensorrt_build import (
+from inspector.pipeline.backends import BackendUnavailable, create_backend
+from inspector.pipeline.backends.base import BatchItem
+from inspector.pipeline.backends.tensorrt_build import (
     PRECISIONS,
     cached_engine,
     calibration_batches,
@@ -30,13 +30,13 @@ from inspector.backends.tensorrt_build import (
     engine_cache_key,
     write_atomically,
 )
-from inspector.gpu import cuda_device_count, module_installed, parse_cuda_device
-from inspector.gpu import kernel as K
-from inspector.gpu.check_kernel import CASES, EmulatedRunner, check_formats, compare, make_items, tolerance
-from inspector.gpu.emulate import emulate_letterbox, emulate_plan
-from inspector.gpu.pinned import PinnedMemoryUnavailable, pinned_allocator
-from inspector.model_repo import ModelCard
-from inspector.preprocess import PAD_VALUE, PIXEL_FORMATS, FrameFormatError, Letterbox, Tile, reference_tensor
+from inspector.pipeline.gpu import cuda_device_count, module_installed, parse_cuda_device
+from inspector.pipeline.gpu import kernel as K
+from inspector.pipeline.gpu.check_kernel import CASES, EmulatedRunner, check_formats, compare, make_items, tolerance
+from inspector.pipeline.gpu.emulate import emulate_letterbox, emulate_plan
+from inspector.pipeline.gpu.pinned import PinnedMemoryUnavailable, pinned_allocator
+from inspector.pipeline.model_repo import ModelCard
+from inspector.pipeline.preprocess import PAD_VALUE, PIXEL_FORMATS, FrameFormatError, Letterbox, Tile, reference_tensor
 from tests.gpu import FakeHeap, FakeKernel, fake_builder_trt, fake_cuda_and_trt
 
 SOURCE = K.kernel_source()
@@ -364,7 +364,7 @@ CARD = ModelCard("m", Path("/nonexistent"), "model.onnx", "0" * 64, ("a",), 320,
 
 @pytest.mark.skipif(not NO_GPU_STACK, reason="this machine has a GPU stack")
 def test_tensorrt_backend_says_what_is_missing() -> None:
-    from inspector.backends.tensorrt_backend import TensorRtBackend
+    from inspector.pipeline.backends.tensorrt_backend import TensorRtBackend
 
     with pytest.raises(BackendUnavailable) as exc:
         TensorRtBackend(CARD, 4, "cuda:0")
@@ -380,7 +380,7 @@ def test_tensorrt_backend_says_what_is_missing() -> None:
 
 
 def test_tensorrt_backend_messages(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspector.backends.tensorrt_backend as tb
+    import inspector.pipeline.backends.tensorrt_backend as tb
 
     with pytest.raises(BackendUnavailable, match="'CPU' is not a CUDA device"):
         tb.TensorRtBackend(CARD, 4, "CPU")
@@ -427,7 +427,7 @@ def test_shipped_fatbin_is_current() -> None:
     """A prebuilt fatbin in the package must come from this preprocess.cu (rebuild it after edits)."""
     if not K.PREBUILT_FATBIN.exists():
         pytest.skip("no prebuilt fatbin shipped")
-    assert K.prebuilt_matches(K.PREBUILT_FATBIN), "run: python -m inspector.gpu.kernel build-fatbin"
+    assert K.prebuilt_matches(K.PREBUILT_FATBIN), "run: python -m inspector.pipeline.gpu.kernel build-fatbin"
 
 
 # --------------------------------------------------------------------------- the backend's data flow, on fakes
@@ -464,9 +464,9 @@ class _ReplayGraph:
 def test_tensorrt_backend_data_flow_on_fakes(
     in_dtype: type, graphs: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import inspector.backends.tensorrt_backend as tb
-    from inspector.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from inspector.model_repo import ModelError, load_card
+    import inspector.pipeline.backends.tensorrt_backend as tb
+    from inspector.pipeline.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from inspector.pipeline.model_repo import ModelError, load_card
 
     try:  # the model has dynamic H/W: a non-square input catches swapped axes
         card = dataclasses.replace(load_card("defect-yolo11p-320"), input_width=640, input_height=384)
@@ -511,7 +511,7 @@ def test_tensorrt_backend_data_flow_on_fakes(
 
 @pytest.mark.parametrize("int8", [False, True], ids=["fp16", "int8"])
 def test_build_engine_flow_on_fakes(int8: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspector.backends.tensorrt_build as tbuild
+    import inspector.pipeline.backends.tensorrt_build as tbuild
 
     calls: list[tuple] = []
     heap = FakeHeap(1 << 20)
@@ -546,7 +546,7 @@ def test_build_engine_flow_on_fakes(int8: bool, tmp_path: Path, monkeypatch: pyt
 
 
 def test_build_engine_without_tensorrt_says_so(tmp_path: Path) -> None:
-    from inspector.backends.tensorrt_build import EngineBuildError, build_engine
+    from inspector.pipeline.backends.tensorrt_build import EngineBuildError, build_engine
 
     if module_installed("tensorrt"):
         pytest.skip("TensorRT is installed here")
@@ -555,7 +555,7 @@ def test_build_engine_without_tensorrt_says_so(tmp_path: Path) -> None:
 
 
 def test_cuda_graph_capture_on_a_fake_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inspector.backends.tensorrt_backend import CudaGraph
+    from inspector.pipeline.backends.tensorrt_backend import CudaGraph
 
     calls: list[str] = []
     ok = types.SimpleNamespace(name="CUDA_SUCCESS")

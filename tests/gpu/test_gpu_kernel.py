@@ -2,7 +2,7 @@
 
 Marked ``gpu``; skipped (with the reason) without pycuda or CuPy and a CUDA device.
 The same checks, with a printed report and the end-to-end model route, are
-``python -m inspector.gpu.check_kernel``.
+``python -m inspector.pipeline.gpu.check_kernel``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from inspector.gpu import module_installed
-from inspector.gpu.check_kernel import GpuRunner, compare, make_items
-from inspector.gpu.emulate import emulate_plan
-from inspector.gpu.kernel import KernelUnavailable, plan_batch
-from inspector.preprocess import PIXEL_FORMATS
+from inspector.pipeline.gpu import module_installed
+from inspector.pipeline.gpu.check_kernel import GpuRunner, compare, make_items
+from inspector.pipeline.gpu.emulate import emulate_plan
+from inspector.pipeline.gpu.kernel import KernelUnavailable, plan_batch
+from inspector.pipeline.preprocess import PIXEL_FORMATS
 
 pytestmark = pytest.mark.gpu
 
@@ -63,10 +63,10 @@ def test_pad_argument(runner: GpuRunner) -> None:
 
 @pytest.mark.skipif(not module_installed("tensorrt"), reason="TensorRT is not installed")
 def test_tensorrt_backend_matches_the_cpu_path() -> None:
-    from inspector.backends import create_backend
-    from inspector.backends.base import BatchItem
-    from inspector.model_repo import load_card
-    from inspector.preprocess import Letterbox
+    from inspector.pipeline.backends import create_backend
+    from inspector.pipeline.backends.base import BatchItem
+    from inspector.pipeline.model_repo import load_card
+    from inspector.pipeline.preprocess import Letterbox
 
     card = load_card("defect-yolo11p-320")
     rng = np.random.default_rng(14)

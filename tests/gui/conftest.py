@@ -14,8 +14,8 @@ from camera.frame_pool import FrameHandle, FramePool
 from camera.protocol import CameraEvents, CameraInfo, CameraState
 from camera.simulated import SimulatedLineCamera
 from inspector.config import parse_config
-from inspector.run_stats import RunStats
-from inspector.verdict import VerdictRules
+from inspector.ops.run_stats import RunStats
+from inspector.pipeline.verdict import VerdictRules
 
 SMALL_STATION = """
 name = "gui-test"
@@ -108,7 +108,7 @@ class FakeStation:
 
 def make_control(station: Any, engine: Engine) -> Any:
     """A `StationControl` with users admin, eng (engineer) and op (operator), nobody logged in."""
-    from inspector.control import StationControl
+    from inspector.access.control import StationControl
 
     ctl = StationControl(station, engine=engine)
     ctl.create_admin(PASSWORDS["admin"])

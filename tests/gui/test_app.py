@@ -18,9 +18,9 @@ from gui.audit_view import AuditView
 from gui.bridge import EngineBridge
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.config import parse_config
-from inspector.control import StationControl
+from inspector.access.control import StationControl
 from inspector.storage.db import open_database
-from inspector.users import Role, User, UserStore
+from inspector.access.users import Role, User, UserStore
 from tests.gui.conftest import PASSWORDS, SMALL_STATION, FakeStation, make_control
 
 
@@ -146,7 +146,7 @@ def test_main_refuses_to_run_without_a_database(qtbot: Any) -> None:
 def test_status_bar_shows_the_stations_health_not_ok_when_frames_are_dropped(
     qtbot: Any, window: MainWindow, fake_station: FakeStation
 ) -> None:
-    from inspector.health import assess
+    from inspector.ops.health import assess
     from tests.inspector.test_health import _station
 
     behind = _station(dropped_fps=11.1)  # 37% of the frames dropped: the GUI said "health: OK"

@@ -19,7 +19,7 @@ from gui.bridge import EngineBridge
 from gui.camera_view import health_badge
 from gui.imaging import class_colour
 from gui.live_wall import LiveWall, grid_shape
-from inspector.users import PermissionDenied
+from inspector.access.users import PermissionDenied
 from tests.gui.conftest import PASSWORDS, FakeStation, make_control, qimage_pixels
 from tests.inspector.factories import make_result
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from camera.frame_pool import FramePool
-from inspector.results import Detection, InspectionResult, Provenance, StageTimes, Verdict
+from inspector.pipeline.results import Detection, InspectionResult, Provenance, StageTimes, Verdict
 
 MODEL_SHA = "a" * 64
 CLASSES = ("scratch", "dent", "stain")

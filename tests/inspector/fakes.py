@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.backends.base import BatchItem, BatchOutput
-from inspector.model_repo import ModelCard
+from inspector.pipeline.backends.base import BatchItem, BatchOutput
+from inspector.pipeline.model_repo import ModelCard
 
 CLASSES = ("scratch", "dent", "crack", "contamination")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inspector.archive import NgArchive
-from inspector.results import InspectionResult
+from inspector.pipeline.results import InspectionResult
 from tests.inspector.factories import make_result, wait_until
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

@@ -10,10 +10,10 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from gui.launcher import cli
-from inspector.audit_verify import verify_audit
+from inspector.access.audit_verify import verify_audit
 from inspector.storage.audit_chain import GENESIS, entry_hash
 from inspector.storage.db import migrate, open_database
-from inspector.users import AuditLog
+from inspector.access.users import AuditLog
 
 
 def _record(engine: Engine, n: int = 5) -> AuditLog:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from camera.renderer import render_part
-from inspector.backends import BackendUnavailable, BatchItem, create_backend
-from inspector.model_repo import DEFAULT_MODEL, load_card
-from inspector.preprocess import Letterbox, reference_tensor
+from inspector.pipeline.backends import BackendUnavailable, BatchItem, create_backend
+from inspector.pipeline.model_repo import DEFAULT_MODEL, load_card
+from inspector.pipeline.preprocess import Letterbox, reference_tensor
 
 
 @pytest.fixture(scope="module")

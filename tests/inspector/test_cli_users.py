@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gui.launcher import cli
-from inspector.audit_verify import verify_audit
+from inspector.access.audit_verify import verify_audit
 from inspector.storage.db import open_database
-from inspector.users import AuditLog, Role, User, UserStore
+from inspector.access.users import AuditLog, Role, User, UserStore
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 
 from camera.features import FeatureError
 from camera.simulated import SimulatedLineCamera
-from inspector.control import ControlError, RecipeError, StationControl
-from inspector.users import PermissionDenied, Role, UserError
-from inspector.verdict import VerdictRules
+from inspector.access.control import ControlError, RecipeError, StationControl
+from inspector.access.users import PermissionDenied, Role, UserError
+from inspector.pipeline.verdict import VerdictRules
 
 
 class FakeStation:
@@ -179,7 +179,7 @@ def test_admin_manages_users(control: StationControl) -> None:
 
 
 def test_login_throttling_is_audited(engine: Engine) -> None:
-    from inspector.users import LOCKOUT_AFTER, LoginRefused, login_delay
+    from inspector.access.users import LOCKOUT_AFTER, LoginRefused, login_delay
 
     now = [1_000_000.0]
     ctl = StationControl(FakeStation("cam1"), engine=engine, clock=lambda: now[0])  # type: ignore[arg-type]
@@ -196,7 +196,7 @@ def test_login_throttling_is_audited(engine: Engine) -> None:
 
 
 def test_too_early_attempt_is_refused_not_slept(engine: Engine) -> None:
-    from inspector.users import LoginRefused
+    from inspector.access.users import LoginRefused
 
     now = [1_000_000.0]
     ctl = StationControl(FakeStation("cam1"), engine=engine, clock=lambda: now[0])  # type: ignore[arg-type]

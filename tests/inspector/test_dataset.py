@@ -7,7 +7,7 @@ import cv2
 import pytest
 
 from camera.renderer import render_part
-from inspector.dataset import HELD_OUT_SEED_BASE, export_dataset, yolo_label_lines
+from inspector.quality.dataset import HELD_OUT_SEED_BASE, export_dataset, yolo_label_lines
 
 
 def test_export_writes_a_yolo_dataset(tmp_path: Path) -> None:

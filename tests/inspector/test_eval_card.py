@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from gui.launcher import cli
-from inspector.audit_verify import verify_audit
-from inspector.control import StationControl
-from inspector.model_repo import load_card
+from inspector.access.audit_verify import verify_audit
+from inspector.access.control import StationControl
+from inspector.pipeline.model_repo import load_card
 from inspector.storage.db import migrate, open_database
-from inspector.users import AuditLog, Role
+from inspector.access.users import AuditLog, Role
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "defect-yolo11p-320"
 FAST = ["--count", "6", "--backend", "onnxruntime"]

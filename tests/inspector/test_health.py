@@ -11,8 +11,8 @@ import pytest
 
 from camera.protocol import CameraState
 from inspector.config import parse_config
-from inspector.health import assess, health_text
-from inspector.run_stats import RunStats
+from inspector.ops.health import assess, health_text
+from inspector.ops.run_stats import RunStats
 from tests.inspector.factories import make_result
 
 
@@ -94,7 +94,7 @@ def test_thresholds_come_from_config() -> None:
 def test_latency_is_judged_over_the_window_so_health_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
     st = _station(latency_ms=900.0)
     assert assess(st)["level"] == "ALARM"
-    from inspector import run_stats
+    from inspector.ops import run_stats
 
     later = run_stats.time.monotonic() + 11.0  # the slow results are older than the 10 s window
     monkeypatch.setattr(run_stats.time, "monotonic", lambda: later)

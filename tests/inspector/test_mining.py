@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from camera.renderer import GroundTruth, GroundTruthBox, render_part
 from inspector.cli import app
-from inspector.dataset import HELD_OUT_SEED_BASE, export_dataset, yolo_label_lines
-from inspector.mining import hardness, mine_hard_examples
+from inspector.quality.dataset import HELD_OUT_SEED_BASE, export_dataset, yolo_label_lines
+from inspector.quality.mining import hardness, mine_hard_examples
 
 DEFECT = GroundTruth(seed=1, part_kind="pcb", boxes=(GroundTruthBox(0, 100, 100, 140, 120),))
 OK = GroundTruth(seed=2, part_kind="pcb", boxes=())

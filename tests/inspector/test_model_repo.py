@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.model_repo import DEFAULT_MODEL, ModelError, load_card, sha256_file
+from inspector.pipeline.model_repo import DEFAULT_MODEL, ModelError, load_card, sha256_file
 
 
 def copy_model(tmp_path: Path) -> Path:
@@ -94,7 +94,7 @@ def test_card_digest_covers_the_card_not_only_the_onnx(tmp_path: Path) -> None:
 
 
 def test_corrupt_onnx_whose_card_sha256_matches_is_a_model_error(tmp_path: Path) -> None:
-    from inspector.backends import create_backend
+    from inspector.pipeline.backends import create_backend
 
     folder = copy_model(tmp_path)
     (folder / "model.onnx").write_bytes(b"not an onnx graph at all")
@@ -109,7 +109,7 @@ def test_corrupt_onnx_whose_card_sha256_matches_is_a_model_error(tmp_path: Path)
 
 def test_a_changed_card_is_recorded_in_the_audit_trail(tmp_path: Path, engine) -> None:
     from inspector.station import audit_card_change
-    from inspector.users import AuditLog
+    from inspector.access.users import AuditLog
 
     folder = copy_model(tmp_path)
     audit_card_change(engine, load_card(folder))

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.postprocess import decode_yolo, iou_matrix, nms, to_frame_pixels
-from inspector.preprocess import Letterbox, Tile
+from inspector.pipeline.postprocess import decode_yolo, iou_matrix, nms, to_frame_pixels
+from inspector.pipeline.preprocess import Letterbox, Tile
 
 
 def brute_force_nms(dets: np.ndarray, iou: float) -> list[int]:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.preprocess import (
+from inspector.pipeline.preprocess import (
     FrameFormatError,
     Letterbox,
     Tile,

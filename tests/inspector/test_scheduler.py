@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from camera.frame_pool import FramePool
-from inspector.results import InspectionResult, Provenance, Verdict
-from inspector.scheduler import CameraLane, InferenceWorker, shard_cameras
-from inspector.verdict import VerdictRules
+from inspector.pipeline.results import InspectionResult, Provenance, Verdict
+from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
+from inspector.pipeline.verdict import VerdictRules
 from tests.inspector.fakes import ScriptedBackend
 
 PROV = Provenance("fake", "0" * 64, "fake")

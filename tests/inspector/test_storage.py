@@ -12,7 +12,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect, text
 
-from inspector.results import InspectionResult
+from inspector.pipeline.results import InspectionResult
 from inspector.storage.db import MIGRATIONS, StorageError, default_db_url, migrate, open_database, sqlite_path
 from inspector.storage.history import (
     HistoryFilter,

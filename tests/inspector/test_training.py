@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from camera.renderer import DEFECT_CLASSES
-from inspector.model_repo import load_card
-from inspector.training.export import write_card
-from inspector.training.train import TrainingUnavailable, train
+from inspector.pipeline.model_repo import load_card
+from inspector.quality.training.export import write_card
+from inspector.quality.training.train import TrainingUnavailable, train
 
 HAVE_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
 
@@ -49,10 +49,10 @@ def test_train_refuses_a_missing_dataset(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_ULTRALYTICS, reason="the train extra (ultralytics) is not installed")
 def test_tiny_training_run_exports_a_model_the_runtime_loads(tmp_path: Path) -> None:
-    from inspector.backends import BatchItem, create_backend
-    from inspector.dataset import export_dataset
-    from inspector.preprocess import Letterbox
-    from inspector.training.export import export_onnx
+    from inspector.pipeline.backends import BatchItem, create_backend
+    from inspector.quality.dataset import export_dataset
+    from inspector.pipeline.preprocess import Letterbox
+    from inspector.quality.training.export import export_onnx
 
     export_dataset(tmp_path / "ds", 12, seed=0, width=96, height=96, val_fraction=0.25)
     run = train(tmp_path / "ds" / "data.yaml", imgsz=96, epochs=1, batch=4, device="cpu",

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from inspector.storage.users_models import AuditRecord, AuditTamperError
-from inspector.users import (
+from inspector.access.users import (
     AuditLog,
     PermissionDenied,
     Permissions,
@@ -191,7 +191,7 @@ class FakeClock:
 
 
 def test_login_delay_grows_and_is_capped() -> None:
-    from inspector.users import LOGIN_DELAY_MAX_S, login_delay
+    from inspector.access.users import LOGIN_DELAY_MAX_S, login_delay
 
     delays = [login_delay(n) for n in range(12)]
     assert delays[:4] == [0.0, 0.0, 0.5, 1.0]
@@ -199,7 +199,7 @@ def test_login_delay_grows_and_is_capped() -> None:
 
 
 def test_failures_delay_then_lock_and_survive_a_restart(engine: Engine) -> None:
-    from inspector.users import LOCKOUT_AFTER, LOCKOUT_S, LoginRefused, login_delay
+    from inspector.access.users import LOCKOUT_AFTER, LOCKOUT_S, LoginRefused, login_delay
 
     clock = FakeClock()
     users = UserStore(engine, clock=clock)
@@ -224,7 +224,7 @@ def test_failures_delay_then_lock_and_survive_a_restart(engine: Engine) -> None:
 
 
 def test_unlock(engine: Engine) -> None:
-    from inspector.users import LOCKOUT_AFTER, LoginRefused
+    from inspector.access.users import LOCKOUT_AFTER, LoginRefused
 
     clock = FakeClock()
     users = UserStore(engine, clock=clock)

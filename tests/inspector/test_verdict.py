@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.results import Detection, Verdict
-from inspector.verdict import VerdictRules
+from inspector.pipeline.results import Detection, Verdict
+from inspector.pipeline.verdict import VerdictRules
 
 
 def det(cls: str, score: float, box=(10, 10, 30, 30), cid: int = 0) -> Detection:

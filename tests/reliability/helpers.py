@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inspector.backends.base import BatchItem, BatchOutput
+from inspector.pipeline.backends.base import BatchItem, BatchOutput
 from inspector.config import StationConfig, parse_config
-from inspector.model_repo import ModelCard
+from inspector.pipeline.model_repo import ModelCard
 
 
 class PacedBackend:

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from inspector.audit_verify import verify_audit
+from inspector.access.audit_verify import verify_audit
 from inspector.storage.db import migrate, open_database
-from inspector.users import AuditLog, UserStore
+from inspector.access.users import AuditLog, UserStore
 from tests.reliability.conftest import PostgresServer
 
 

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from camera.frame_pool import FramePool
 from inspector.cli import app
 from inspector.config import ConfigError, StationConfig, load_config, parse_config
-from inspector.model_repo import DEFAULT_MODEL, ModelError, load_card
-from inspector.results import Provenance
-from inspector.scheduler import CameraLane, InferenceWorker
+from inspector.pipeline.model_repo import DEFAULT_MODEL, ModelError, load_card
+from inspector.pipeline.results import Provenance
+from inspector.pipeline.scheduler import CameraLane, InferenceWorker
 from inspector.station import Station
-from inspector.verdict import VerdictRules
+from inspector.pipeline.verdict import VerdictRules
 from tests.inspector.fakes import ScriptedBackend
 
 # ---------------------------------------------------------------------------- config files

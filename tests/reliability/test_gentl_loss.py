@@ -14,7 +14,7 @@ pytest.importorskip("genicam", reason="genicam is not installed")
 from camera.gentl import GenTLCamera
 from camera.gentl_system import GenTLSystem, find_producers
 from camera.protocol import CameraState
-from inspector.watchdog import CameraWatchdog
+from inspector.ops.watchdog import CameraWatchdog
 from tests.reliability.helpers import wait_until
 
 VIKY = next((p for p in find_producers({}) if p.name == "viky.cti"), None)

@@ -8,7 +8,7 @@ Create Date: 2026-12-02
 `inspector.storage.audit_chain`); existing rows are chained in id order. The append-only
 triggers are recreated, now also refusing SQLite's ``INSERT OR REPLACE`` and PostgreSQL's
 ``TRUNCATE``. ``users`` gains the failed-login counter and lockout time that
-`inspector.users.UserStore` uses for throttling, so a restart does not reset them.
+`inspector.access.users.UserStore` uses for throttling, so a restart does not reset them.
 """
 
 from __future__ import annotations

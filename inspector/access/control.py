@@ -1,0 +1,524 @@
+"""`StationControl`: the one way a user changes a running station (engine side, no Qt).
+
+The GUI never writes a camera feature, a threshold or a user itself: it calls this
+class, which checks the logged-in user's role (`inspector.access.users.Permissions`), performs
+the change, and appends an audit row (who, when, what, old -> new). A refused request
+raises `PermissionDenied` and changes nothing, audit included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from psygnal import Signal
+from sqlalchemy import Engine
+
+from camera.features import FeatureError
+from camera.protocol import Camera
+from inspector.storage.history import get_inspection, set_review
+from inspector.access.users import (
+    AuditEntry,
+    AuditLog,
+    LoginRefused,
+    PermissionDenied,
+    Permissions,
+    Role,
+    User,
+    UserError,
+    UserStore,
+)
+
+__all__ = [
+    "ControlError",
+    "ControlEvents",
+    "LoginRefused",
+    "PermissionDenied",
+    "RecipeError",
+    "RecipeResult",
+    "StationControl",
+    "UserError",
+]
+
+ANONYMOUS = "(anonymous)"
+FIRST_START = "(first start)"
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class ControlError(RuntimeError):
+    """The control API cannot be used as asked (no database, unknown camera); one line."""
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be written, read or applied; one line naming the file."""
+
+
+class _ControlledStation(Protocol):
+    """What `StationControl` needs of a `inspector.station.Station`."""
+
+    cameras: dict[str, Camera]
+    lanes: dict[str, Any]
+
+    def refresh_provenance(self, camera_id: str) -> None: ...
+
+    def pause(self, paused: bool) -> None: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+
+class ControlEvents:
+    """Events of the control API (the GUI adapts them to Qt signals)."""
+
+    user_changed = Signal(object)  # User | None
+    audit_recorded = Signal(object)  # AuditEntry
+    feature_changed = Signal(str, str, object)  # camera id, feature, value the device reports
+    rules_changed = Signal(str)  # camera id
+
+
+@dataclass
+class RecipeResult:
+    """What loading a recipe did: features written (device answers), unchanged, refused."""
+
+    applied: dict[str, Any] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class StationControl:
+    """A user session over a station: login, permission checks, changes, audit.
+
+    Args:
+        station: The running station.
+        engine: Database for users, audit and history (default ``station.engine``); it
+            must be migrated (`inspector.storage.db.migrate`).
+        permissions: Role table (default `inspector.access.users.ACTIONS`).
+        clock: Epoch seconds now, for login throttling (tests inject one).
+
+    Raises:
+        ControlError: No database (a station run with ``db_url="none"`` and no engine).
+    """
+
+    def __init__(
+        self,
+        station: _ControlledStation,
+        *,
+        engine: Engine | None = None,
+        permissions: Permissions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        engine = engine if engine is not None else getattr(station, "engine", None)
+        if engine is None:
+            raise ControlError("users and audit need a database: run the station with a db_url other than 'none'")
+        self.station = station
+        self.engine = engine
+        self.users = UserStore(engine, clock=clock)
+        self.audit = AuditLog(engine)
+        self.permissions = permissions or Permissions()
+        self.events = ControlEvents()
+        self._user: User | None = None
+        self._lock = threading.RLock()  # one change at a time (feature writes, rules)
+
+    # ------------------------------------------------------------------ session
+    @property
+    def user(self) -> User | None:
+        """The logged-in user, or None (anonymous: may watch only)."""
+        return self._user
+
+    def can(self, action: str) -> bool:
+        """Whether the current user may perform ``action`` (for enabling GUI controls)."""
+        return self.permissions.allowed(self._user, action)
+
+    def first_start_needed(self) -> bool:
+        """True while no user exists (the GUI asks for an admin password)."""
+        return self.users.count() == 0
+
+    def create_admin(self, password: str, name: str = "admin") -> User:
+        """Create the first admin; only allowed while no user exists.
+
+        Raises:
+            PermissionDenied: Users exist already.
+            UserError: Bad name or short password.
+        """
+        if not self.first_start_needed():
+            raise PermissionDenied("create_admin: users exist already; an admin adds users")
+        user = self.users.create_user(name, password, Role.ADMIN, by=FIRST_START)
+        self._record("users.create", name, None, Role.ADMIN.label, who=FIRST_START)
+        return user
+
+    @classmethod
+    def offline(cls, engine: Engine, *, clock: Callable[[], float] = time.time) -> StationControl:
+        """Users and audit of a database without a running station (the command line)."""
+        return cls(_NoStation(), engine=engine, clock=clock)
+
+    def login(self, name: str, password: str) -> User | None:
+        """Log in; returns the user, or None for a wrong name or password (audited).
+
+        Failures are counted per user: from the second one in a row the next attempt
+        must wait a growing delay, and the fifth locks the user (`inspector.access.users`).
+
+        Raises:
+            LoginRefused: Locked, or too early after failures (password not checked).
+        """
+        who = name.strip()[:64]
+        outcome = self.users.authenticate(name, password)
+        user = outcome.user
+        if user is None:
+            self._record("session.login_failed", who, None, f"{outcome.failures} in a row" if outcome.failures else None,
+                         who=ANONYMOUS)
+            if outcome.locked:
+                self._record("session.user_locked", who, None, f"after {outcome.failures} failed logins", who=ANONYMOUS)
+            return None
+        with self._lock:
+            self._user = user
+        self._record("session.login", user.name, None, user.role.label)
+        self.events.user_changed.emit(user)
+        return user
+
+    def logout(self) -> None:
+        """Back to anonymous (watch only)."""
+        with self._lock:
+            user, self._user = self._user, None
+        if user is not None:
+            self._record("session.logout", user.name, who=user.name)
+            self.events.user_changed.emit(None)
+
+    # ------------------------------------------------------------------ station
+    def pause(self, paused: bool) -> None:
+        """Pause or resume inspection (operator or higher)."""
+        self._require("station.pause")
+        old = self.station.paused
+        self.station.pause(paused)
+        self._record("station.pause", getattr(getattr(self.station, "config", None), "name", "station"), old, paused)
+
+    def set_camera_feature(self, camera_id: str, name: str, value: Any) -> Any:
+        """Write one camera feature (engineer or higher).
+
+        Returns:
+            The value the device reports after the write (it may round or clamp).
+
+        Raises:
+            PermissionDenied: The current user may not change camera settings.
+            ControlError: Unknown camera.
+            FeatureError: The device refused the value (message names the feature).
+        """
+        self._require("camera.set_feature")
+        cam = self._camera(camera_id)
+        with self._lock:
+            answer, old = self._write_feature(cam, name, value)
+        self._record("camera.set_feature", f"{camera_id}/{name}", old, answer)
+        return answer
+
+    def _write_feature(self, cam: Camera, name: str, value: Any) -> tuple[Any, Any]:
+        tree = cam.features
+        try:
+            old = tree.get(name)
+        except FeatureError:
+            old = None  # unreadable now; the write decides
+        answer = tree.set(name, value)
+        settings = getattr(cam, "settings", None)
+        if isinstance(settings, dict):  # GenTL cameras re-apply these after a reconnect
+            settings[name] = answer
+        self.station.refresh_provenance(cam.info.id)  # results now carry the new settings digest
+        self.events.feature_changed.emit(cam.info.id, name, answer)
+        return answer, old
+
+    def set_threshold(self, camera_id: str, class_name: str | None, value: float) -> float:
+        """Set a camera's score threshold for one class, or its default (engineer or higher).
+
+        Returns:
+            The previous threshold.
+
+        Raises:
+            PermissionDenied: The current user may not change verdict rules.
+            ControlError: Unknown camera.
+            ValueError: ``value`` outside 0..1.
+        """
+        self._require("verdict.set_threshold")
+        v = float(value)
+        if not (0.0 <= v <= 1.0) or math.isnan(v):
+            raise ValueError(f"threshold: {value!r} must be between 0 and 1")
+        lane = self.station.lanes.get(camera_id)
+        if lane is None:
+            raise ControlError(f"camera {camera_id!r}: no such camera on this station")
+        with self._lock:
+            rules = lane.rules
+            if class_name is None:
+                old = rules.default_threshold
+                new_rules = dataclasses.replace(rules, default_threshold=v)
+            else:
+                old = rules.threshold_for(class_name)
+                new_rules = dataclasses.replace(rules, class_thresholds={**rules.class_thresholds, class_name: v})
+            lane.rules = new_rules  # one attribute store: the worker sees old or new rules, never a mix
+            self.station.refresh_provenance(camera_id)
+        self._record("verdict.set_threshold", f"{camera_id}/{class_name or 'default'}", old, v)
+        self.events.rules_changed.emit(camera_id)
+        return old
+
+    # ------------------------------------------------------------------ recipes
+    def save_recipe(self, camera_id: str, path: Path | str) -> dict[str, Any]:
+        """Save the camera's writable feature values as a TOML recipe (engineer or higher).
+
+        Returns:
+            The saved ``feature -> value`` mapping.
+
+        Raises:
+            RecipeError: The file cannot be written.
+        """
+        self._require("recipe.save")
+        cam = self._camera(camera_id)
+        values: dict[str, Any] = {}
+        for f in cam.features.features():
+            if f.type == "command" or not f.writable or f.visibility == "Invisible":
+                continue
+            try:
+                v = cam.features.get(f.name)
+            except FeatureError:
+                continue
+            if v is not None:
+                values[f.name] = v
+        path = Path(path)
+        try:
+            path.write_text(_recipe_toml(cam, values, self._user_name()))
+        except OSError as exc:
+            raise RecipeError(f"recipe {path}: cannot write: {exc.strerror or exc}") from None
+        self._record("recipe.save", f"{camera_id} -> {path}", None, f"{len(values)} features")
+        return values
+
+    def load_recipe(self, camera_id: str, path: Path | str) -> RecipeResult:
+        """Apply a recipe's feature values in file order (engineer or higher).
+
+        Values equal to the current ones are not written. A refused value does not stop
+        the others; it is reported in `RecipeResult.errors`. Each write is audited.
+
+        Raises:
+            RecipeError: Unreadable file, not a recipe, or a recipe for another camera model.
+        """
+        self._require("recipe.load")
+        cam = self._camera(camera_id)
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecipeError(f"recipe {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError(f"recipe {path}: not valid TOML: {exc}") from None
+        features = data.get("features")
+        if not isinstance(features, dict):
+            raise RecipeError(f"recipe {path}: no [features] table")
+        made_for = str(data.get("recipe", {}).get("model", ""))
+        if made_for and cam.info.model and made_for != cam.info.model:
+            raise RecipeError(f"recipe {path}: made for a {made_for}, camera {camera_id} is a {cam.info.model}")
+        result = RecipeResult()
+        for name, value in features.items():
+            try:
+                if cam.features.get(name) == value:
+                    result.unchanged.append(name)
+                    continue
+            except FeatureError:
+                pass
+            try:
+                with self._lock:
+                    answer, old = self._write_feature(cam, name, value)
+            except FeatureError as exc:
+                result.errors[name] = str(exc)
+                continue
+            result.applied[name] = answer
+            self._record("camera.set_feature", f"{camera_id}/{name}", old, answer)
+        self._record(
+            "recipe.load",
+            f"{path} -> {camera_id}",
+            None,
+            f"{len(result.applied)} written, {len(result.unchanged)} unchanged, {len(result.errors)} refused",
+        )
+        return result
+
+    # ------------------------------------------------------------------ history
+    def review(self, inspection_id: int, mark: str | None) -> str | None:
+        """Mark an inspection ``confirmed``, ``false_call`` or ``missed`` (engineer or higher).
+
+        Returns:
+            The previous mark.
+
+        Raises:
+            KeyError: No such inspection.
+            ValueError: Not a review mark.
+        """
+        self._require("history.review")
+        row, _ = get_inspection(self.engine, inspection_id)
+        set_review(self.engine, inspection_id, mark, self._user_name())
+        self._record("history.review", f"inspection {inspection_id} ({row.camera_id} #{row.sequence})", row.review_mark, mark)
+        return row.review_mark
+
+    def record_export(self, kind: str, path: Path | str, rows: int) -> None:
+        """Check the export permission and audit an export of history data (engineer or higher)."""
+        self._require("history.export")
+        self._record(f"history.export_{kind}", str(path), None, f"{rows} rows")
+
+    def require(self, action: str) -> None:
+        """Raise `PermissionDenied` unless the current user may perform ``action``."""
+        self._require(action)
+
+    # ------------------------------------------------------------------ users
+    def list_users(self) -> list[User]:
+        """All users (admin)."""
+        self._require("users.manage")
+        return self.users.list_users()
+
+    def add_user(self, name: str, password: str, role: Role | str) -> User:
+        """Create a user (admin).
+
+        Raises:
+            PermissionDenied: Not an admin.
+            UserError: Bad name, short password, unknown role or name taken.
+        """
+        self._require("users.manage")
+        user = self.users.create_user(name, password, role, by=self._user_name())
+        self._record("users.create", user.name, None, user.role.label)
+        return user
+
+    def set_role(self, name: str, role: Role | str) -> Role:
+        """Change a user's role (admin); returns the previous role."""
+        self._require("users.manage")
+        new = Role.parse(role)
+        old = self.users.set_role(name, new)
+        self._record("users.set_role", name, old.label, new.label)
+        if self._user is not None and self._user.name == name.strip():
+            with self._lock:
+                self._user = User(self._user.name, new)
+            self.events.user_changed.emit(self._user)
+        return old
+
+    def set_password(self, name: str, password: str) -> None:
+        """Reset a user's password (admin); the audit row never contains the password."""
+        self._require("users.manage")
+        self.users.set_password(name, password)
+        self._record("users.set_password", name)
+
+    def unlock_user(self, name: str) -> bool:
+        """Clear a user's failed logins and lockout (admin); returns whether there was any."""
+        self._require("users.manage")
+        was = self.users.unlock(name)
+        self._record("users.unlock", name.strip(), "locked" if was else None, "unlocked")
+        return was
+
+    def remove_user(self, name: str) -> Role:
+        """Delete a user (admin; not oneself, not the last admin); returns their role."""
+        self._require("users.manage")
+        if self._user is not None and self._user.name == name.strip():
+            raise UserError(f"user {name!r} is logged in here: an admin cannot remove themself")
+        role = self.users.remove_user(name)
+        self._record("users.remove", name.strip(), role.label, None)
+        return role
+
+    def change_own_password(self, password: str) -> None:
+        """The logged-in user replaces their own password (any role)."""
+        user = self._user
+        if user is None:
+            raise PermissionDenied("users.set_password: log in first")
+        self.users.set_password(user.name, password)
+        self._record("users.set_password", user.name)
+
+    def update_model_card(self, model: str | Path, metrics: Mapping[str, Any]) -> Path:
+        """Write evaluation metrics, and the threshold they were taken at, into a model's card.
+
+        A deployed card decides what every station passes, so this needs an engineer and
+        is audited with the card's digest and threshold before and after (issue 12).
+
+        Raises:
+            PermissionDenied: Not logged in as an engineer or admin.
+            ModelError: The model folder or its card cannot be read.
+        """
+        self._require("model.update_card")
+        from inspector.quality.evaluation import update_card_metrics
+        from inspector.pipeline.model_repo import load_card
+
+        with self._lock:
+            before = load_card(model, verify=False)
+            path = update_card_metrics(model, metrics)
+            after = load_card(model, verify=False)
+        self._record("model.card_updated", before.name, before.audit_text, after.audit_text)
+        return path
+
+    def audit_entries(self, limit: int = 500, since: float | None = None) -> list[AuditEntry]:
+        """Newest audit rows first (anyone may read the trail)."""
+        self._require("audit.view")
+        return self.audit.list(limit, since)
+
+    # ------------------------------------------------------------------ helpers
+    def _require(self, action: str) -> None:
+        self.permissions.require(self._user, action)
+
+    def _user_name(self) -> str:
+        return self._user.name if self._user is not None else ANONYMOUS
+
+    def _camera(self, camera_id: str) -> Camera:
+        cam = self.station.cameras.get(camera_id)
+        if cam is None:
+            raise ControlError(f"camera {camera_id!r}: no such camera on this station")
+        return cam
+
+    def _record(self, action: str, target: str, old: object = None, new: object = None, *, who: str | None = None) -> None:
+        entry = self.audit.record(who or self._user_name(), action, target, old, new)
+        self.events.audit_recorded.emit(entry)
+
+
+class _NoStation:
+    """Stands in for a station where none runs (user management from the command line)."""
+
+    def __init__(self) -> None:
+        self.cameras: dict[str, Camera] = {}
+        self.lanes: dict[str, Any] = {}
+        self.paused = False
+
+    def refresh_provenance(self, camera_id: str) -> None:
+        pass
+
+    def pause(self, paused: bool) -> None:
+        raise ControlError("no station runs here: nothing to pause")
+
+
+# ---------------------------------------------------------------------------- TOML
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return repr(v)
+    s = str(v)
+    escaped = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+def _toml_key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else _toml_value(k)
+
+
+def _recipe_toml(cam: Camera, values: dict[str, Any], user: str) -> str:
+    saved = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    head = {
+        "camera": cam.info.id,
+        "kind": cam.info.kind,
+        "vendor": cam.info.vendor,
+        "model": cam.info.model,
+        "saved_at": saved,
+        "saved_by": user,
+    }
+    lines = ["# Camera recipe: writable feature values, applied in this order.", "[recipe]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in head.items()]
+    lines += ["", "[features]"]
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+

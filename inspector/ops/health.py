@@ -1,0 +1,161 @@
+"""Station health: one verdict (OK, DEGRADED, ALARM) over cameras, throughput, database and archive.
+
+Used by the status line of ``inspector run`` (``health: DEGRADED (37% of frames dropped
+...)``), the ``health`` section of the run report, the GUI's status bar and the
+``inspector_health_level`` / ``inspector_alarm`` metrics.
+
+Throughput problems are judged over the last ``[health] window_s`` seconds, never over
+the whole run, so a station that falls behind says so within one window and recovers
+when the cause is gone: the share of received frames dropped, and the latency of the
+results of that window against ``latency_budget_ms`` (p99 over it: DEGRADED, p50 over it,
+i.e. most frames late: ALARM).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import TYPE_CHECKING, Any
+
+from camera.protocol import CameraState
+from inspector.config import HealthConfig
+from inspector.ops.run_stats import percentiles
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.ops.view import StationView
+
+
+class HealthLevel(enum.IntEnum):
+    """How bad the worst issue is (the metric's value)."""
+
+    OK = 0
+    DEGRADED = 1
+    ALARM = 2
+
+
+#: Frames received in a window before the drop rate counts (a camera that just started).
+_MIN_FRAMES = 5
+
+
+class _Issues:
+    """Issues in the order found, each with its level."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[HealthLevel, str]] = []
+
+    def add(self, level: HealthLevel, text: str) -> None:
+        self.items.append((level, text))
+
+    @property
+    def level(self) -> HealthLevel:
+        return max((lvl for lvl, _ in self.items), default=HealthLevel.OK)
+
+
+def assess(station: StationView) -> dict[str, Any]:
+    """``ok``, ``level``, ``summary``, ``issues`` and per-part details of a station's health.
+
+    ``summary`` is ``"OK"`` or the issues joined, e.g. ``"1 camera OFFLINE (line-cam3),
+    37% of frames dropped (last 10 s), db spooling 120"``; ``level`` the worst of them.
+    While the station runs, every camera that is not STREAMING is an issue (OFFLINE an
+    alarm), and so are invalid frames, dropped frames and latency within the window;
+    after the station stopped only the database and the archive count.
+    """
+    cfg: HealthConfig = getattr(getattr(station, "config", None), "health", None) or HealthConfig()
+    running = station.running
+    issues = _Issues()
+    by_state: dict[str, list[str]] = collections.defaultdict(list)
+    cams: dict[str, Any] = {}
+    received = dropped = 0.0
+    for cid, cam in station.cameras.items():
+        state = cam.state
+        rates = station.watchdog.rates(cid)
+        cams[cid] = {
+            "state": state.value,
+            "reason": getattr(cam, "state_reason", ""),
+            "offline_events": station.transitions[(cid, CameraState.OFFLINE.value)],
+            "stale_events": station.transitions[(cid, CameraState.STALE.value)],
+            "fps": rates["inspected"],
+            "invalid_fps": rates["invalid"],
+            "dropped_fps": rates.get("dropped", 0.0),
+        }
+        received += rates["received"]
+        dropped += rates.get("dropped", 0.0)
+        if running and state is not CameraState.STREAMING:
+            by_state[state.value.upper()].append(cid)
+    for state_name, ids in sorted(by_state.items()):
+        n = len(ids)
+        level = HealthLevel.ALARM if state_name == CameraState.OFFLINE.value.upper() else HealthLevel.DEGRADED
+        issues.add(level, f"{n} camera{'s' if n > 1 else ''} {state_name} ({', '.join(ids)})")
+    bad_frames = [cid for cid, c in cams.items() if running and c["invalid_fps"] > 0]
+    if bad_frames:
+        issues.add(HealthLevel.DEGRADED, f"invalid frames from {', '.join(bad_frames)}")
+    window = f"last {cfg.window_s:g} s"
+    span = station.watchdog.window_s
+    drop_rate = dropped / received if received * span >= _MIN_FRAMES else 0.0
+    # one camera far behind is as real as the whole line behind: judge each camera too
+    behind = sorted(
+        ((c["dropped_fps"] / rates_in, cid) for cid, c in cams.items()
+         if (rates_in := c["fps"] + c["dropped_fps"]) * span >= _MIN_FRAMES),
+        reverse=True,
+    )
+    worst = max(drop_rate, behind[0][0] if behind else 0.0)
+    if running and not station.paused and worst >= cfg.drop_rate_degraded and worst > 0:
+        level = HealthLevel.ALARM if worst >= cfg.drop_rate_alarm else HealthLevel.DEGRADED
+        named = [f"{cid} {r:.0%}" for r, cid in behind if r >= cfg.drop_rate_degraded]
+        detail = f"; {', '.join(named[:3])}" if 0 < len(named) < len(cams) else ""
+        issues.add(level, f"{drop_rate:.0%} of frames dropped ({window}{detail})")
+    lat = percentiles(station.stats.recent_latency_ms(cfg.window_s)) if running else {"p50": 0.0, "p99": 0.0}
+    budget = cfg.latency_budget_ms
+    if lat["p50"] > budget:
+        issues.add(HealthLevel.ALARM, f"p50 latency {lat['p50']:.0f} ms > budget {budget:g} ms ({window})")
+    elif lat["p99"] > budget:
+        issues.add(HealthLevel.DEGRADED, f"p99 latency {lat['p99']:.0f} ms > budget {budget:g} ms ({window})")
+    db: dict[str, Any] = {}
+    if station.db_writer is not None:
+        d = station.db_writer.stats()
+        db = {"spool_size": int(d["spool_size"]), "queue_depth": int(d["queue_depth"]),
+              "skipped_full": int(d["skipped_full"]), "rejected": int(d["rejected"])}
+        if db["queue_depth"] >= cfg.db_backlog_degraded:
+            level = HealthLevel.ALARM if db["queue_depth"] >= cfg.db_backlog_alarm else HealthLevel.DEGRADED
+            issues.add(level, f"db backlog {db['queue_depth']}")
+        if db["skipped_full"]:
+            issues.add(HealthLevel.ALARM, f"db queue full: {db['skipped_full']} results not stored")
+        db.update(lost=int(d.get("lost", 0)), backlog=int(d.get("backlog", 0)),
+                  spool_reserve_used=float(d.get("spool_reserve_used", 0.0)))
+        if db["lost"]:  # accepted, never made durable (DbWriter.lost): `inspector run` exits 3
+            issues.add(HealthLevel.ALARM, f"db: {db['lost']} results LOST")
+        if db["backlog"]:
+            issues.add(HealthLevel.ALARM, f"db spool full: {db['backlog']} results only in memory")
+        if db["spool_size"]:
+            spool_mb = getattr(station.db_writer.spool, "size_bytes", 0) / 1e6
+            used = db["spool_reserve_used"]
+            alarm = spool_mb >= cfg.spool_alarm_mb or used >= 0.9  # the reserve nearly used up
+            level = HealthLevel.ALARM if alarm else HealthLevel.DEGRADED
+            issues.add(level, f"db spooling {db['spool_size']} (reserve {used:.0%} used)")
+    archive: dict[str, Any] = {}
+    if station.archive is not None:
+        a = station.archive.stats()
+        archive = {"alarm": bool(a["alarm"]), "dropped_disk_full": int(a["dropped_disk_full"]),
+                   "archive_bytes": int(a["archive_bytes"])}
+        if archive["alarm"]:
+            issues.add(HealthLevel.ALARM, "archive ALARM (disk full)")
+    if running and station.paused:
+        issues.add(HealthLevel.DEGRADED, "paused")
+    texts = [t for _, t in issues.items]
+    return {
+        "ok": not texts,
+        "level": issues.level.name,
+        "summary": ", ".join(texts) if texts else "OK",
+        "issues": texts,
+        "window": {"seconds": cfg.window_s, "drop_rate": drop_rate, "latency_ms": lat},
+        "cameras": cams,
+        "db": db,
+        "archive": archive,
+    }
+
+
+def health_text(health: dict[str, Any]) -> str:
+    """``OK`` or ``DEGRADED: 37% of frames dropped (last 10 s)``: the level first, then why."""
+    if health["ok"]:
+        return "OK"
+    return f"{health['level']}: {health['summary']}"

@@ -1,0 +1,37 @@
+"""Inference backends. Imported lazily so a station only loads the runtime it uses."""
+
+from __future__ import annotations
+
+from inspector.pipeline.backends.base import Backend, BackendUnavailable, BatchItem, BatchOutput
+from inspector.pipeline.model_repo import ModelCard
+
+BACKENDS = ("openvino", "onnxruntime", "tensorrt")
+
+
+def create_backend(
+    name: str, card: ModelCard, *, max_batch: int, device: str = "CPU", threads: int = 0, precision: str = "auto"
+) -> Backend:
+    """Build the named backend for one inference device.
+
+    Raises:
+        BackendUnavailable: The runtime or device is missing (the message says what).
+        ValueError: Unknown backend name.
+    """
+    if name == "openvino":
+        from inspector.pipeline.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(card, max_batch, device, threads, precision)
+    if name == "onnxruntime":
+        from inspector.pipeline.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(card, max_batch, device, threads)
+    if name == "tensorrt":
+        try:
+            from inspector.pipeline.backends.tensorrt_backend import TensorRtBackend
+        except ImportError as exc:
+            raise BackendUnavailable(f"backend tensorrt: {exc}") from None
+        return TensorRtBackend(card, max_batch, device)
+    raise ValueError(f"backend: unknown {name!r} (choose from {', '.join(BACKENDS)})")
+
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "BatchItem", "BatchOutput", "create_backend"]

@@ -1,0 +1,97 @@
+"""The backend protocol and the shared CPU batch assembly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from inspector.pipeline.model_repo import ModelCard
+from inspector.pipeline.preprocess import Letterbox, Tile, letterbox_into
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's runtime or device is missing here (one-line reason)."""
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One model input: a frame (or one tile of it) and how it maps into the input."""
+
+    image: np.ndarray
+    pixel_format: str
+    box: Letterbox
+    tile: Tile | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """Raw outputs ``(B, 4 + nc, N)`` and the time the backend spent."""
+
+    raw: np.ndarray
+    preprocess_ms: float
+    inference_ms: float
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs the model on a batch of frames. One instance per inference device."""
+
+    name: str
+    device: str
+    card: ModelCard
+    max_batch: int
+
+    def infer(self, items: Sequence[BatchItem]) -> BatchOutput: ...
+
+    def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
+        """Inference only, on an already letterboxed ``(B, H, W, 3)`` BGR u8 batch (benchmarks)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CpuBatchBackend:
+    """Base for CPU runtimes: letterbox frames straight into one preallocated u8 batch."""
+
+    name = "cpu"
+
+    def __init__(self, card: ModelCard, max_batch: int, device: str = "CPU") -> None:
+        self.card = card
+        self.max_batch = max_batch
+        self.device = device
+        self._batch = np.empty((max_batch, card.input_height, card.input_width, 3), np.uint8)
+
+    def infer(self, items: Sequence[BatchItem]) -> BatchOutput:
+        if not items:
+            raise ValueError("infer: empty batch")
+        outs = []
+        pre = inf = 0.0
+        for start in range(0, len(items), self.max_batch):
+            chunk = items[start : start + self.max_batch]
+            t0 = time.perf_counter()
+            for i, it in enumerate(chunk):
+                letterbox_into(self._batch[i], it.image, it.pixel_format, it.box, it.tile)
+            t1 = time.perf_counter()
+            outs.append(self.infer_preprocessed(self._batch[: len(chunk)]))
+            t2 = time.perf_counter()
+            pre += t1 - t0
+            inf += t2 - t1
+        raw = outs[0] if len(outs) == 1 else np.concatenate(outs, 0)
+        return BatchOutput(raw, pre * 1e3, inf * 1e3)
+
+    def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def warmup(self) -> None:
+        """Run every batch size once: runtimes prepare dynamic shapes lazily, and the first
+        call at a new size would otherwise stall the first frames of a starting station."""
+        self._batch[...] = 114
+        for n in range(1, self.max_batch + 1):
+            self.infer_preprocessed(self._batch[:n])
+
+    def close(self) -> None:
+        pass

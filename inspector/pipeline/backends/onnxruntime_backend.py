@@ -1,0 +1,49 @@
+"""ONNX Runtime backend: the reference arithmetic on the host, then the plain ONNX graph."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inspector.pipeline.backends.base import BackendUnavailable, CpuBatchBackend
+from inspector.pipeline.model_repo import ModelCard, ModelError
+from inspector.pipeline.preprocess import batch_to_tensor
+
+
+class OnnxRuntimeBackend(CpuBatchBackend):
+    """ONNX Runtime (CPU execution provider unless another is named).
+
+    Args:
+        card: Model card.
+        max_batch: Largest batch.
+        device: ``CPU`` or ``CUDA`` (CUDA needs onnxruntime-gpu).
+        threads: Intra-op threads (0: ONNX Runtime decides).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, card: ModelCard, max_batch: int = 8, device: str = "CPU", threads: int = 0) -> None:
+        super().__init__(card, max_batch, device)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - a runtime dependency
+            raise BackendUnavailable("onnxruntime is not installed: pip install onnxruntime") from exc
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.upper() == "CUDA" else ["CPUExecutionProvider"]
+        if device.upper() == "CUDA" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BackendUnavailable("onnxruntime: CUDAExecutionProvider is not available (install onnxruntime-gpu)")
+        try:
+            self._session = ort.InferenceSession(str(card.path), opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise ModelError(f"model: {card.path} cannot be loaded by onnxruntime: {text}") from None
+        self._input = self._session.get_inputs()[0].name
+
+    def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
+        return self.run_tensor(batch_to_tensor(batch_u8))
+
+    def run_tensor(self, tensor: np.ndarray) -> np.ndarray:
+        """Run on an already normalised ``(B, 3, H, W)`` float32 tensor."""
+        return self._session.run(None, {self._input: tensor})[0]

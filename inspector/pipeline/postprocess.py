@@ -1,0 +1,92 @@
+"""Postprocessing: decode YOLO outputs, class-aware NMS, rescale to frame pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inspector.pipeline.preprocess import Letterbox, Tile
+
+
+def decode_yolo(output: np.ndarray, conf_threshold: float, max_candidates: int = 3000) -> np.ndarray:
+    """Decode one image's raw YOLO (v8/11) output.
+
+    Args:
+        output: ``(4 + nc, N)`` rows ``cx, cy, w, h, score_0..score_nc-1`` in input pixels.
+        conf_threshold: Keep candidates whose best class score reaches this.
+        max_candidates: Keep at most this many (highest scores) before NMS.
+
+    Returns:
+        ``(M, 6)`` float32 ``x1 y1 x2 y2 score class`` in input pixels.
+    """
+    scores = output[4:]
+    cls = scores.argmax(0)
+    best = scores[cls, np.arange(scores.shape[1])]
+    keep = np.nonzero(best >= conf_threshold)[0]
+    if keep.size == 0:
+        return np.zeros((0, 6), np.float32)
+    if keep.size > max_candidates:
+        keep = keep[np.argsort(-best[keep])[:max_candidates]]
+    cx, cy, w, h = output[0, keep], output[1, keep], output[2, keep], output[3, keep]
+    out = np.empty((keep.size, 6), np.float32)
+    out[:, 0] = cx - w / 2
+    out[:, 1] = cy - h / 2
+    out[:, 2] = cx + w / 2
+    out[:, 3] = cy + h / 2
+    out[:, 4] = best[keep]
+    out[:, 5] = cls[keep]
+    return out
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` xyxy boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def nms(dets: np.ndarray, iou_threshold: float, max_det: int = 300) -> np.ndarray:
+    """Class-aware greedy NMS on ``(N, 6)`` ``x1 y1 x2 y2 score class``; returns kept rows, best first."""
+    if len(dets) == 0:
+        return dets
+    order = np.argsort(-dets[:, 4], kind="stable")
+    dets = dets[order]
+    # shift each class into its own coordinate range so one pass separates classes
+    offset = dets[:, 5:6] * (float(np.abs(dets[:, :4]).max()) + 1.0) * 2.0
+    boxes = dets[:, :4] + offset
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    keep: list[int] = []
+    idx = np.arange(len(dets))
+    while idx.size and len(keep) < max_det:
+        i = idx[0]
+        keep.append(int(i))
+        rest = idx[1:]
+        xx1 = np.maximum(x1[i], x1[rest])
+        yy1 = np.maximum(y1[i], y1[rest])
+        xx2 = np.minimum(x2[i], x2[rest])
+        yy2 = np.minimum(y2[i], y2[rest])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        idx = rest[iou <= iou_threshold]
+    return dets[keep]
+
+
+def to_frame_pixels(dets: np.ndarray, box: Letterbox, tile: Tile | None, frame_w: int, frame_h: int) -> np.ndarray:
+    """Map ``x1 y1 x2 y2`` from model-input pixels back to frame pixels (in place and returned)."""
+    if len(dets) == 0:
+        return dets
+    ox, oy = (tile.x0, tile.y0) if tile is not None else (0, 0)
+    dets[:, [0, 2]] = (dets[:, [0, 2]] - box.pad_x) / box.scale + ox
+    dets[:, [1, 3]] = (dets[:, [1, 3]] - box.pad_y) / box.scale + oy
+    dets[:, 0] = np.clip(dets[:, 0], 0, frame_w)
+    dets[:, 2] = np.clip(dets[:, 2], 0, frame_w)
+    dets[:, 1] = np.clip(dets[:, 1], 0, frame_h)
+    dets[:, 3] = np.clip(dets[:, 3], 0, frame_h)
+    return dets

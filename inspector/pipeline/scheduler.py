@@ -1,0 +1,323 @@
+"""Dynamic batching across cameras, one worker per inference device.
+
+Each worker owns a shard of cameras. It sleeps until one of its pools has a pending
+frame, then waits at most ``max_wait`` for the other cameras of its shard to have one
+too, claims the newest frame of every ready camera, and runs them as one batch (tiles
+of tiled cameras are batch items of their own). Frames that arrive while the worker
+is busy replace each other in their pool: newest frame wins, drops are counted there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from camera.frame_pool import FrameHandle, FramePool
+from inspector.pipeline.backends.base import Backend, BatchItem
+from inspector.pipeline.postprocess import decode_yolo, nms, to_frame_pixels
+from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, plan_tiles
+from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, detections_from_array
+from inspector.pipeline.verdict import VerdictRules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CameraLane:
+    """What a worker needs to inspect one camera's frames."""
+
+    camera_id: str
+    pool: FramePool
+    rules: VerdictRules
+    provenance: Provenance
+    tiling: bool = True
+    min_defect_px: float = 8.0
+    min_resolvable_px: float = 6.0
+    tile_overlap: float = 0.2
+    _plans: dict[tuple[int, int], list[tuple[Tile | None, Letterbox]]] = field(default_factory=dict)
+    _invalid_logged_at: float = -1e9  # monotonic; a camera sending garbage must not flood the log
+    _invalid_unlogged: int = 0
+
+    def log_invalid(self, sequence: int, reason: object, every_s: float = 10.0) -> None:
+        """Log a skipped frame: the first one at once, then at most one line per ``every_s``."""
+        now = time.monotonic()
+        if now - self._invalid_logged_at < every_s:
+            self._invalid_unlogged += 1
+            return
+        more = f" (+{self._invalid_unlogged} more since the last message)" if self._invalid_unlogged else ""
+        log.warning("camera %s: frame %d skipped: %s%s", self.camera_id, sequence, reason, more)
+        self._invalid_logged_at, self._invalid_unlogged = now, 0
+
+    def plan(self, w: int, h: int, in_w: int, in_h: int) -> list[tuple[Tile | None, Letterbox]]:
+        """Tiles and letterboxes for a ``w x h`` frame (cached per size)."""
+        key = (w, h)
+        plan = self._plans.get(key)
+        if plan is None:
+            tiles = (
+                plan_tiles(
+                    w, h, in_w, in_h,
+                    min_defect_px=self.min_defect_px,
+                    min_resolvable_px=self.min_resolvable_px,
+                    overlap=self.tile_overlap,
+                )
+                if self.tiling
+                else [Tile(0, 0, w, h)]
+            )
+            if len(tiles) == 1:
+                plan = [(None, Letterbox.fit(w, h, in_w, in_h))]
+            else:
+                plan = [(t, Letterbox.fit(t.width, t.height, in_w, in_h)) for t in tiles]
+                log.info("camera %s: %dx%d frames tiled into %d inputs", self.camera_id, w, h, len(tiles))
+            self._plans[key] = plan
+        return plan
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one inference worker."""
+
+    batches: int = 0
+    frames: int = 0
+    items: int = 0
+    errors: int = 0
+    busy_s: float = 0.0  # from the backend call to the end of the fan-out
+    infer_s: float = 0.0  # of which inside the runtime (excludes host preprocessing)
+    batch_hist: dict[int, int] = field(default_factory=dict)
+
+
+class InferenceWorker:
+    """One thread driving one backend over a shard of cameras.
+
+    Args:
+        index: Worker index (device number).
+        backend: The backend this worker owns.
+        lanes: Its cameras.
+        emit: Called with each batch's results (the station's fan-out); must not block.
+        max_wait_s: How long to wait for more cameras before running a partial batch.
+        iou_threshold: NMS IoU.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        backend: Backend,
+        lanes: Sequence[CameraLane],
+        emit: Callable[[list[InspectionResult]], None],
+        *,
+        max_wait_s: float = 0.004,
+        iou_threshold: float = 0.5,
+    ) -> None:
+        self.index = index
+        self.backend = backend
+        self.lanes = list(lanes)
+        self._by_pool = {id(lane.pool): lane for lane in self.lanes}
+        self._emit = emit
+        self._max_wait = max_wait_s
+        self._iou = iou_threshold
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = WorkerStats()
+        card = backend.card
+        self._in_w, self._in_h = card.input_width, card.input_height
+        self._names = card.classes
+        for lane in self.lanes:
+            lane.pool.subscribe(self._wake)
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"infer-{self.index}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def pause(self, paused: bool) -> None:
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+            self._wake(None)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def _wake(self, _pool: FramePool | None) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ loop
+    def _ready(self) -> list[CameraLane]:
+        return [lane for lane in self.lanes if lane.pool.has_pending()]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                while not self._stop.is_set() and (self._paused.is_set() or not self._ready()):
+                    self._cond.wait(0.1)
+                if self._stop.is_set():
+                    break
+                # give the other cameras of the shard a moment to join the batch
+                deadline = time.monotonic() + self._max_wait
+                while len(self._ready()) < len(self.lanes):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        break
+                    self._cond.wait(left)
+            taken: list[tuple[CameraLane, FrameHandle]] = []
+            for lane in self.lanes:
+                h = lane.pool.claim()
+                if h is not None:
+                    taken.append((lane, h))
+            if taken:
+                self.process(taken)
+
+    def process(self, taken: list[tuple[CameraLane, FrameHandle]]) -> list[InspectionResult]:
+        """Inspect claimed frames as one batch; emits and returns the results.
+
+        Every claimed frame is settled exactly once in its pool's counters (inspected,
+        or dropped when malformed or when inference fails), whatever happens, and the
+        worker's reference on every handle is released.
+        """
+        t_take = time.perf_counter_ns()
+        items: list[BatchItem] = []
+        spans: list[tuple[CameraLane, FrameHandle, int, int]] = []  # lane, handle, first item, n items
+        unsettled = {id(h): lane for lane, h in taken}
+        try:
+            for lane, h in taken:
+                try:
+                    _check(h)
+                except FrameFormatError as exc:
+                    lane.pool.count_invalid()
+                    lane.pool.mark_dropped()
+                    del unsettled[id(h)]
+                    lane.log_invalid(h.sequence, exc)
+                    continue
+                fh, fw = h.image.shape[:2]
+                first = len(items)
+                for tile, box in lane.plan(fw, fh, self._in_w, self._in_h):
+                    items.append(BatchItem(h.image, h.pixel_format, box, tile))
+                spans.append((lane, h, first, len(items) - first))
+            if not items:
+                return []
+            try:
+                out = self.backend.infer(items)
+            except Exception:
+                self.stats.errors += 1
+                log.exception("worker %d: inference failed on a batch of %d", self.index, len(items))
+                return []  # the frames are counted as dropped below
+            results = []
+            for lane, h, first, n in spans:
+                results.append(self._result(lane, h, items[first : first + n], out.raw[first : first + n], t_take, out))
+            for lane, h, _f, _n in spans:
+                lane.pool.mark_inspected()
+                del unsettled[id(h)]
+            self._emit(results)
+            self.stats.busy_s += (time.perf_counter_ns() - t_take) / 1e9
+            self.stats.infer_s += out.inference_ms / 1e3
+            self.stats.batches += 1
+            self.stats.frames += len(spans)
+            self.stats.items += len(items)
+            self.stats.batch_hist[len(items)] = self.stats.batch_hist.get(len(items), 0) + 1
+            return results
+        except Exception:
+            # a bug or a bad frame in pre/post-processing must not end inspection
+            self.stats.errors += 1
+            log.exception("worker %d: batch of %d frames failed", self.index, len(taken))
+            return []
+        finally:
+            for lane in unsettled.values():
+                lane.pool.mark_dropped()
+            for _lane, h in taken:
+                h.release()
+
+    def _result(
+        self,
+        lane: CameraLane,
+        h: FrameHandle,
+        items: list[BatchItem],
+        raw: np.ndarray,
+        t_take: int,
+        out: object,
+    ) -> InspectionResult:
+        t0 = time.perf_counter_ns()
+        fh, fw = h.image.shape[:2]
+        conf = max(0.05, 0.5 * lane.rules.lowest_threshold())
+        parts = []
+        for it, r in zip(items, raw):
+            d = nms(decode_yolo(r, conf), self._iou)
+            parts.append(to_frame_pixels(d, it.box, it.tile, fw, fh))
+        dets = parts[0] if len(parts) == 1 else nms(np.concatenate(parts, 0), self._iou)
+        detections = detections_from_array(dets, self._names)
+        t1 = time.perf_counter_ns()
+        verdict, rule, counted, rejected = lane.rules.decide(detections)
+        t2 = time.perf_counter_ns()
+        times = StageTimes(
+            wait_ms=(t_take - h.acquired_ns) / 1e6,
+            preprocess_ms=getattr(out, "preprocess_ms", 0.0),
+            inference_ms=getattr(out, "inference_ms", 0.0),
+            postprocess_ms=(t1 - t0) / 1e6,
+            verdict_ms=(t2 - t1) / 1e6,
+            total_ms=(t2 - h.acquired_ns) / 1e6,
+        )
+        return InspectionResult(
+            camera_id=lane.camera_id,
+            sequence=h.sequence,
+            acquired_at=h.acquired_wall,
+            verdict=verdict,
+            rule=rule,
+            detections=counted,
+            times=times,
+            provenance=lane.provenance,
+            frame_width=fw,
+            frame_height=fh,
+            rejected=rejected,
+            truth=h.truth,
+            frame=h,
+        )
+
+
+def _check(h: FrameHandle) -> None:
+    """`check_frame`, plus the shapes it does not expect (a flat buffer has no rows)."""
+    image = h.image
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        raise FrameFormatError(f"frame has shape {getattr(image, 'shape', None)}, not (H, W) or (H, W, C)")
+    check_frame(image, h.pixel_format)
+
+
+def shard_cameras(camera_ids: Sequence[str], n_workers: int, pinned: dict[str, int] | None = None,
+                  load: dict[str, float] | None = None) -> list[list[str]]:
+    """Assign cameras to workers: pinned ones where configured, the rest by load.
+
+    ``load`` (e.g. measured inference ms per second of each camera, or its fps times its
+    tile count) balances greedily, heaviest first, onto the least loaded worker; without
+    it every camera weighs the same (round robin).
+    """
+    shards: list[list[str]] = [[] for _ in range(n_workers)]
+    totals = [0.0] * n_workers
+    pinned = pinned or {}
+    weight = {c: (load or {}).get(c, 1.0) for c in camera_ids}
+    for c in camera_ids:
+        if c in pinned:
+            w = pinned[c]
+            if not 0 <= w < n_workers:
+                raise ValueError(f"camera {c}: device {w} does not exist ({n_workers} workers)")
+            shards[w].append(c)
+            totals[w] += weight[c]
+    for c in sorted((c for c in camera_ids if c not in pinned), key=lambda c: -weight[c]):
+        w = min(range(n_workers), key=lambda i: (totals[i], len(shards[i])))
+        shards[w].append(c)
+        totals[w] += weight[c]
+    return shards

@@ -1,0 +1,67 @@
+"""Verdict rules per camera: per-class score threshold, minimum area, region of interest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from inspector.pipeline.results import Detection, Verdict
+
+
+@dataclass(frozen=True)
+class VerdictRules:
+    """Turns detections into OK/NG.
+
+    A detection counts as a defect when its score reaches its class threshold, its box
+    area reaches ``min_area_px`` and its centre lies inside ``roi`` (if set). The part is
+    NG when at least one defect counts; the rule that decided names the strongest one.
+    """
+
+    default_threshold: float = 0.35
+    class_thresholds: dict[str, float] = field(default_factory=dict)
+    min_area_px: float = 0.0
+    roi: tuple[float, float, float, float] | None = None
+    ignore_classes: frozenset[str] = frozenset()
+
+    def threshold_for(self, class_name: str) -> float:
+        return self.class_thresholds.get(class_name, self.default_threshold)
+
+    def lowest_threshold(self) -> float:
+        """The lowest threshold of any class (what decoding must keep)."""
+        return min([self.default_threshold, *self.class_thresholds.values()])
+
+    def as_pairs(self) -> tuple[tuple[str, float], ...]:
+        pairs = [("default", self.default_threshold), *sorted(self.class_thresholds.items())]
+        if self.min_area_px:
+            pairs.append(("min_area_px", self.min_area_px))
+        return tuple(pairs)
+
+    def decide(self, detections: Sequence[Detection]) -> tuple[Verdict, str, tuple[Detection, ...], tuple[Detection, ...]]:
+        """Apply the rules.
+
+        Returns:
+            ``(verdict, rule, counted, rejected)``.
+        """
+        counted: list[Detection] = []
+        rejected: list[Detection] = []
+        for d in detections:
+            if d.class_name in self.ignore_classes:
+                rejected.append(d)
+            elif d.score < self.threshold_for(d.class_name):
+                rejected.append(d)
+            elif d.area < self.min_area_px:
+                rejected.append(d)
+            elif self.roi is not None and not _inside(d, self.roi):
+                rejected.append(d)
+            else:
+                counted.append(d)
+        if not counted:
+            return Verdict.OK, "no defect", (), tuple(rejected)
+        top = max(counted, key=lambda d: d.score)
+        rule = f"{top.class_name}>={self.threshold_for(top.class_name):.2f}"
+        return Verdict.NG, rule, tuple(counted), tuple(rejected)
+
+
+def _inside(d: Detection, roi: tuple[float, float, float, float]) -> bool:
+    cx, cy = (d.x1 + d.x2) / 2, (d.y1 + d.y2) / 2
+    return roi[0] <= cx <= roi[2] and roi[1] <= cy <= roi[3]

@@ -1,0 +1,172 @@
+"""Hard-example mining: the frames a model gets wrong or nearly wrong, as a YOLO dataset.
+
+A model that already scores well on a random synthetic set learns little more from
+another random set: most frames are easy. Mining renders many frames from *training*
+seeds, runs them through the runtime pipeline (the same decode, NMS and rescale as the
+station) and keeps only
+
+- **hard negatives**: any detection at or above ``negative_score`` that overlaps no
+  defect (IoU < 0.5 with every ground-truth box), on OK and defective parts alike;
+- **hard positives**: a defect that no detection of its class finds at or above
+  ``positive_score`` (IoU >= 0.5).
+
+The kept frames are written in the same layout as `inspector.quality.dataset.export_dataset`,
+and ``data.yaml`` can append them to a base dataset's training images, so a fine-tune
+sees the ordinary mix plus the hard cases. Seeds stay below `HELD_OUT_SEED_BASE`, so
+evaluation, calibration and the demo stations never see a mined frame.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from camera.renderer import GroundTruth, render_part
+from inspector.pipeline.backends import create_backend
+from inspector.quality.dataset import HELD_OUT_SEED_BASE, is_mono, make_split_dirs, write_data_yaml, write_sample
+from inspector.quality.evaluation import detect_frames
+from inspector.pipeline.model_repo import load_card
+from inspector.pipeline.postprocess import iou_matrix
+
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class MiningSummary:
+    """What `mine_hard_examples` looked at and kept."""
+
+    root: Path
+    scanned: int
+    hard_negatives: int
+    hard_positives: int
+    kept_seeds: tuple[int, ...]
+
+
+def hardness(dets: np.ndarray, truth: GroundTruth, *, negative_score: float, positive_score: float) -> tuple[bool, bool]:
+    """``(hard_negative, hard_positive)`` for one frame's ``(N, 6)`` detections in frame pixels."""
+    dets = dets.reshape(-1, 6)
+    gt = np.array([[b.x1, b.y1, b.x2, b.y2] for b in truth.boxes], np.float32).reshape(-1, 4)
+    gt_cls = np.array([b.class_id for b in truth.boxes], int)
+    strong = dets[dets[:, 4] >= negative_score]
+    if len(strong) == 0:
+        false_call = False
+    elif len(gt) == 0:
+        false_call = True
+    else:
+        false_call = bool((iou_matrix(strong[:, :4], gt).max(axis=1) < MATCH_IOU).any())
+    missed = False
+    if len(gt):
+        sure = dets[dets[:, 4] >= positive_score]
+        if len(sure) == 0:
+            missed = True
+        else:
+            ious = iou_matrix(gt, sure[:, :4])
+            ious = np.where(gt_cls[:, None] == sure[None, :, 5].astype(int), ious, 0.0)
+            missed = bool((ious.max(axis=1) < MATCH_IOU).any())
+    return false_call, missed
+
+
+def mine_hard_examples(
+    model: str | Path,
+    out: Path,
+    *,
+    seed: int,
+    count: int,
+    base_data: Path | None = None,
+    width: int = 320,
+    height: int = 320,
+    ok_share: float = 0.6,
+    mono_share: float = 0.25,
+    negative_score: float = 0.1,
+    positive_score: float = 0.35,
+    backend: str = "openvino",
+    batch: int = 8,
+    image_format: str = "png",
+) -> MiningSummary:
+    """Scan seeds ``seed .. seed+count-1`` with ``model`` and write the hard frames under ``out``.
+
+    Args:
+        model: Model name or folder (the one to improve).
+        out: Output folder (created).
+        seed: First training seed to scan.
+        count: Frames to scan.
+        base_data: A dataset ``data.yaml`` whose training images are listed before the
+            mined ones and whose validation split is reused.
+        ok_share: Share of OK parts among the scanned frames (the line's share finds
+            false calls at the rate the line makes them).
+        mono_share: Share of Mono8 frames.
+        negative_score: Score from which a detection off every defect counts as a false call.
+        positive_score: Score a defect's detection must reach for it to count as found.
+
+    Raises:
+        ValueError: On seeds that reach into the held-out range, a bad score or a base
+            dataset that is not a readable ``data.yaml``.
+    """
+    if count < 1:
+        raise ValueError("count: must be at least 1")
+    if seed < 0 or seed + count > HELD_OUT_SEED_BASE:
+        raise ValueError(f"seed: mined seeds must lie in 0..{HELD_OUT_SEED_BASE - 1} (held-out range above)")
+    for field, v in (("negative_score", negative_score), ("positive_score", positive_score)):
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"{field}: {v} is not between 0 and 1")
+    base_train, base_val = _base_splits(base_data) if base_data is not None else ([], None)
+    card = load_card(model)
+    be = create_backend(backend, card, max_batch=batch)
+    out = Path(out)
+    make_split_dirs(out)
+    kept: list[int] = []
+    n_neg = n_pos = 0
+    try:
+        for start in range(seed, seed + count, batch):
+            seeds = range(start, min(seed + count, start + batch))
+            frames = [render_part(s, width, height, mono=is_mono(s, mono_share), ok_share=ok_share) for s in seeds]
+            for frame, dets in zip(frames, detect_frames(be, card, frames, width, height)):
+                neg, pos = hardness(dets, frame.truth, negative_score=negative_score, positive_score=positive_score)
+                if neg or pos:
+                    n_neg += int(neg)
+                    n_pos += int(pos)
+                    kept.append(frame.truth.seed)
+                    write_sample(out, "train", frame, image_format)
+    finally:
+        be.close()
+    write_data_yaml(out, [*base_train, str((out / "images" / "train").resolve())], base_val or "images/train")
+    (out / "dataset.json").write_text(
+        json.dumps(
+            {
+                "generator": "inspector.quality.mining",
+                "model": card.name,
+                "model_sha256": card.sha256,
+                "seed_first": seed,
+                "seed_last": seed + count - 1,
+                "scanned": count,
+                "ok_share": ok_share,
+                "negative_score": negative_score,
+                "positive_score": positive_score,
+                "hard_negatives": n_neg,
+                "hard_positives": n_pos,
+                "kept_seeds": kept,
+                "base_data": str(base_data) if base_data is not None else None,
+            },
+            indent=2,
+        )
+    )
+    return MiningSummary(out, count, n_neg, n_pos, tuple(kept))
+
+
+def _base_splits(data_yaml: Path) -> tuple[list[str], str | None]:
+    """Absolute training folders and validation folder of a data.yaml written by `write_data_yaml`."""
+    try:
+        text = Path(data_yaml).read_text()
+    except OSError as exc:
+        raise ValueError(f"base_data: cannot read {data_yaml} ({exc.strerror})") from None
+    fields = dict(re.findall(r"^(path|train|val):\s*(.+)$", text, re.MULTILINE))
+    if "train" not in fields:
+        raise ValueError(f"base_data: {data_yaml} has no 'train:' entry")
+    root = Path(fields.get("path", str(Path(data_yaml).parent.resolve()))).expanduser()
+    train = [t.strip() for t in fields["train"].strip("[]").split(",") if t.strip()]
+    val = fields.get("val")
+    return [str(root / t) for t in train], str(root / val.strip()) if val else None
