@@ -9,10 +9,16 @@ Holders of a published frame:
   owns that reference) or a newer frame replaces it (then it is counted as dropped);
 * the pool's *latest* reference, which keeps the newest frame available for display;
 * anything else that called `FrameHandle.retain` (display, archive).
+
+A *triggered* camera's pool (``triggered=True``) never replaces a pending frame: each
+frame answers a trigger and belongs to a part, so pending frames queue in arrival order
+and the scheduler claims the oldest first. Such a pool drops a frame only when every
+slot is held (counted as ``pool_exhausted``; the part then fails safe at its deadline).
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +67,7 @@ class FrameHandle:
         "image",
         "pixel_format",
         "truth",
+        "trigger_id",
         "_pool",
         "_slot",
         "_refs",
@@ -78,8 +85,11 @@ class FrameHandle:
         on_free: Callable[[], None] | None,
         acquired_ns: int,
         acquired_wall: float,
+        trigger_id: int | None = None,
     ) -> None:
         self.camera_id = pool.camera_id
+        #: The trigger this frame answers (frame id / chunk data of a triggered camera), else None
+        self.trigger_id = trigger_id
         self.sequence = sequence
         self.acquired_ns = acquired_ns
         self.acquired_wall = acquired_wall
@@ -126,6 +136,7 @@ class FramePool:
         capacity: Number of slots.
         shape: Slot array shape for owned slots (``(H, W)`` or ``(H, W, C)``).
         allocator: Makes a slot array (e.g. pinned memory on GPU stations).
+        triggered: Queue pending frames instead of keeping only the newest (triggered cameras).
     """
 
     def __init__(
@@ -134,6 +145,8 @@ class FramePool:
         capacity: int = 6,
         shape: tuple[int, ...] | None = None,
         allocator: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+        *,
+        triggered: bool = False,
     ) -> None:
         if capacity < 3:
             raise ValueError("capacity: a frame pool needs at least 3 slots (pending, latest, in flight)")
@@ -146,7 +159,9 @@ class FramePool:
         self._slots: list[np.ndarray] = []
         self._free: list[int] = []
         self._shape: tuple[int, ...] | None = None
+        self.triggered = triggered
         self._pending: FrameHandle | None = None
+        self._queued: collections.deque[FrameHandle] = collections.deque()  # triggered pools
         self._latest: FrameHandle | None = None
         self._external_live = 0
         self._listeners: list[Callable[[FramePool], None]] = []
@@ -163,7 +178,7 @@ class FramePool:
             self._slots = [self._alloc(self._shape) for _ in range(self.capacity)]
             self._free = list(range(self.capacity))
             # frames still held keep their old arrays alive; their slots are retired
-            for h in (self._pending, self._latest):
+            for h in (self._pending, self._latest, *self._queued):
                 if h is not None:
                     h._slot = -1
 
@@ -198,10 +213,11 @@ class FramePool:
         truth: GroundTruth | None = None,
         acquired_ns: int | None = None,
         image: np.ndarray | None = None,
+        trigger_id: int | None = None,
     ) -> FrameHandle:
         """Publish a filled owned slot as the newest frame."""
         arr = image if image is not None else self._slots[slot]
-        return self._publish(slot, arr, sequence, pixel_format, truth, None, acquired_ns)
+        return self._publish(slot, arr, sequence, pixel_format, truth, None, acquired_ns, trigger_id)
 
     def publish_external(
         self,
@@ -211,11 +227,12 @@ class FramePool:
         *,
         pixel_format: str,
         acquired_ns: int | None = None,
+        trigger_id: int | None = None,
     ) -> FrameHandle:
         """Publish a producer-owned buffer; ``on_free`` hands it back at refcount 0."""
         with self._lock:
             self._external_live += 1
-        return self._publish(-1, image, sequence, pixel_format, None, on_free, acquired_ns)
+        return self._publish(-1, image, sequence, pixel_format, None, on_free, acquired_ns, trigger_id)
 
     def count_invalid(self) -> None:
         """Count a frame that arrived but cannot be inspected (corrupt, wrong size)."""
@@ -231,6 +248,7 @@ class FramePool:
         truth: GroundTruth | None,
         on_free: Callable[[], None] | None,
         acquired_ns: int | None,
+        trigger_id: int | None = None,
     ) -> FrameHandle:
         h = FrameHandle(
             self,
@@ -242,19 +260,23 @@ class FramePool:
             on_free,
             acquired_ns if acquired_ns is not None else time.perf_counter_ns(),
             time.time(),
+            trigger_id,
         )
         h._refs = 2  # pending + latest
         to_release: list[FrameHandle] = []
         with self._lock:
             self.counters.received += 1
             self.counters.in_flight += 1
-            if self._pending is not None:
-                self.counters.dropped += 1
-                self.counters.in_flight -= 1
-                to_release.append(self._pending)
+            if self.triggered:
+                self._queued.append(h)
+            else:
+                if self._pending is not None:
+                    self.counters.dropped += 1
+                    self.counters.in_flight -= 1
+                    to_release.append(self._pending)
+                self._pending = h
             if self._latest is not None:
                 to_release.append(self._latest)
-            self._pending = h
             self._latest = h
         for old in to_release:
             self._release(old)
@@ -264,19 +286,22 @@ class FramePool:
 
     # ------------------------------------------------------------------ consumer side
     def claim(self) -> FrameHandle | None:
-        """Take the pending (newest unclaimed) frame; the caller owns one reference."""
+        """Take the pending frame (the newest; a triggered pool's oldest); the caller owns one reference."""
         with self._lock:
-            h, self._pending = self._pending, None
+            if self.triggered:
+                h = self._queued.popleft() if self._queued else None
+            else:
+                h, self._pending = self._pending, None
             self._claimed.notify_all()
             return h
 
     def wait_claimed(self, timeout: float) -> bool:
         """Block until no frame is pending (a free-running producer's pacing); False on timeout."""
         with self._lock:
-            return self._claimed.wait_for(lambda: self._pending is None, timeout)
+            return self._claimed.wait_for(lambda: self._pending is None and not self._queued, timeout)
 
     def has_pending(self) -> bool:
-        return self._pending is not None
+        return self._pending is not None or bool(self._queued)
 
     def latest(self) -> FrameHandle | None:
         """The newest frame with a reference for the caller (release it), or None."""
@@ -318,10 +343,12 @@ class FramePool:
         with self._lock:
             pending, latest = self._pending, self._latest
             self._pending = self._latest = None
-            if pending is not None:
-                self.counters.dropped += 1
-                self.counters.in_flight -= 1
-        for h in (pending, latest):
+            queued = list(self._queued)
+            self._queued.clear()
+            gone = [h for h in (pending, *queued) if h is not None]
+            self.counters.dropped += len(gone)
+            self.counters.in_flight -= len(gone)
+        for h in (*gone, latest):
             if h is not None:
                 self._release(h)
 

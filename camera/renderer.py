@@ -106,6 +106,43 @@ def render_part(
     return RenderedFrame(img, GroundTruth(seed=seed, part_kind=kind, boxes=tuple(boxes)))
 
 
+def defective_faces(part_seed: int, faces: int, ok_share: float = DEFAULT_OK_SHARE) -> frozenset[int]:
+    """Which faces of part ``part_seed`` carry defects (empty for an OK part).
+
+    A part is OK with probability ``ok_share``; a defective part has its defects on one
+    face, sometimes two, as a real part would: a scratch is seen by the camera facing it.
+    Every camera of a line computes the same answer for the same part.
+    """
+    rng = np.random.default_rng([part_seed, 40100])
+    if faces < 1 or rng.random() < ok_share:
+        return frozenset()
+    n = min(faces, 1 + int(rng.random() < 0.3))
+    return frozenset(int(f) for f in rng.choice(faces, size=n, replace=False))
+
+
+def face_seed(part_seed: int, face: int) -> int:
+    """The render seed of face ``face`` of part ``part_seed`` (distinct for every face and part)."""
+    return part_seed * 64 + face
+
+
+def render_face(
+    part_seed: int,
+    face: int,
+    faces: int,
+    width: int = 320,
+    height: int = 320,
+    *,
+    mono: bool = False,
+    ok_share: float = DEFAULT_OK_SHARE,
+) -> RenderedFrame:
+    """Face ``face`` (of ``faces``) of part ``part_seed``, as the camera facing it sees it.
+
+    The part's truth is the union of its faces' truths: it is defective when any face is.
+    """
+    defective = face in defective_faces(part_seed, faces, ok_share)
+    return render_part(face_seed(part_seed, face), width, height, mono=mono, ok_share=0.0 if defective else 1.0)
+
+
 # --------------------------------------------------------------------------- scene
 
 

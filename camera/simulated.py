@@ -6,6 +6,13 @@ copies the banked frame into a pool slot at the nominal rate; a station fills th
 with `prerender` before its cameras start (otherwise the first pass renders on use).
 Every frame carries its ground truth.
 
+Triggered (SFNC ``TriggerMode=On``, `configure_trigger`), the camera takes one picture
+per trigger: `fire` starts the exposure, the frame is published exposure + readout later
+and carries the trigger's id. On a line (``faces`` > 0) camera ``face`` renders that face
+of the part the trigger belongs to (`camera.renderer.render_face`), so every camera sees
+the same part. A trigger while the sensor is still exposing is an overrun (ignored and
+counted, as a real sensor does); ``missed_trigger_rate`` loses triggers on purpose.
+
 The camera can misbehave on purpose (`camera.faults`): ``camera.faults.inject(...)``
 from tests and scripts, or the Guru features ``FaultMode`` / ``FaultDuration``. Like a
 real device it forgets its settings when it is lost; the reconnect re-applies the
@@ -14,7 +21,10 @@ feature tree (the recipe).
 
 from __future__ import annotations
 
+import collections
 import logging
+import random
+import threading
 import time
 import zlib
 from typing import Any
@@ -26,7 +36,8 @@ from camera.faults import FaultMode, FaultPlan
 from camera.features import DictFeatureTree, Feature, FeatureError
 from camera.frame_pool import FramePool
 from camera.protocol import CameraInfo
-from camera.renderer import GroundTruth, render_part
+from camera.renderer import GroundTruth, render_face, render_part
+from camera.trigger import TriggerCounters, TriggerSettings, apply_sfnc_trigger
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,9 @@ class SimulatedLineCamera(ThreadedCamera):
         bank_size: Distinct parts before the sequence repeats.
         ok_share: Share of defect-free parts.
         pool_slots: Frame pool capacity.
+        face: Which face of each part this camera sees (its place on the line).
+        faces: Faces per part on a line (0: free-running parts, one per frame).
+        readout_ms: Sensor readout after the exposure (triggered frames).
     """
 
     def __init__(
@@ -61,7 +75,11 @@ class SimulatedLineCamera(ThreadedCamera):
         bank_size: int = 64,
         ok_share: float = 0.6,
         pool_slots: int = 6,
+        face: int = 0,
+        faces: int = 0,
+        readout_ms: float = 8.0,
     ) -> None:
+        check_bank_budget(camera_id, width, height, mono, bank_size)
         shape = (height, width) if mono else (height, width, 3)
         super().__init__(
             CameraInfo(id=camera_id, kind="simulated", vendor="inspector", model="SimulatedLineCamera", serial=f"SIM-{seed}"),
@@ -73,6 +91,15 @@ class SimulatedLineCamera(ThreadedCamera):
         self.ok_share = ok_share
         self._bank: dict[tuple[int, int, int, bool], tuple[np.ndarray, GroundTruth]] = {}
         self._next_due = 0.0
+        self.face = face
+        self.faces = faces
+        self.readout_ms = readout_ms
+        self.missed_trigger_rate = 0.0
+        self._random = random.Random(zlib.crc32(camera_id.encode()))
+        self._triggers: collections.deque[tuple[int, int]] = collections.deque()  # (trigger id, fired ns)
+        self._trigger_cv = threading.Condition()
+        self._busy_until_ns = 0
+        self._trigger_counters = TriggerCounters()
         self.faults = FaultPlan()
         self._connected = True
         self._tree = DictFeatureTree(on_write=self._apply_feature)
@@ -102,6 +129,18 @@ class SimulatedLineCamera(ThreadedCamera):
             5000.0,
         )
         t.add(Feature("Gain", "float", "AnalogControl", "Gain", minimum=0.0, maximum=24.0, unit="dB", visibility="Expert"), 0.0)
+        t.add(Feature("TriggerSelector", "enum", "AcquisitionControl", "Trigger selector", enum_entries=("FrameStart",)), "FrameStart")
+        t.add(Feature("TriggerMode", "enum", "AcquisitionControl", "Trigger mode", enum_entries=("Off", "On")), "Off")
+        t.add(
+            Feature("TriggerSource", "enum", "AcquisitionControl", "Trigger source", enum_entries=("Software", "Line0", "Line1")),
+            "Software",
+        )
+        t.add(
+            Feature("TriggerActivation", "enum", "AcquisitionControl", "Trigger activation",
+                    enum_entries=("RisingEdge", "FallingEdge"), visibility="Expert"),
+            "RisingEdge",
+        )
+        t.add(Feature("TriggerSoftware", "command", "AcquisitionControl", "Software trigger"), None)
         t.add(
             Feature("PartOkShare", "float", "Simulation", "Share of OK parts", minimum=0.0, maximum=1.0, visibility="Guru"),
             self.ok_share,
@@ -161,10 +200,52 @@ class SimulatedLineCamera(ThreadedCamera):
             if int(value) != self.seed:
                 self.seed = int(value)
                 self._bank.clear()
-        elif name in ("ExposureTime", "Gain"):
-            pass  # accepted; the renderer's lighting drift stands in for them
+        elif name == "TriggerMode":
+            self.pool.triggered = value == "On"
+        elif name == "TriggerSoftware":
+            self.fire(self._trigger_counters.fired + 1)
+        elif name in ("ExposureTime", "Gain", "TriggerSelector", "TriggerSource", "TriggerActivation"):
+            pass  # accepted; the renderer's lighting drift stands in for exposure and gain
         else:  # pragma: no cover - read-only nodes never reach here
             raise FeatureError(f"{name}: not writable")
+
+    # ------------------------------------------------------------------ triggers
+    @property
+    def triggered(self) -> bool:
+        return self._device.get("TriggerMode") == "On"
+
+    def configure_trigger(self, settings: TriggerSettings) -> None:
+        """FrameStart triggers from ``settings.source`` (the simulated device has them all)."""
+        apply_sfnc_trigger(self.info.id, self._tree, settings)
+
+    def trigger_counters(self) -> TriggerCounters:
+        return TriggerCounters(**self._trigger_counters.__dict__)
+
+    def fire(self, trigger_id: int) -> None:
+        """Start an exposure for trigger ``trigger_id`` (its frame carries the id).
+
+        Ignored and counted as an overrun while the previous exposure is still running;
+        lost on purpose at ``missed_trigger_rate``.
+        """
+        now = time.perf_counter_ns()
+        c = self._trigger_counters
+        with self._trigger_cv:
+            c.fired += 1
+            if now < self._busy_until_ns:
+                c.overruns += 1
+                return
+            if self.missed_trigger_rate > 0 and self._random.random() < self.missed_trigger_rate:
+                c.missed += 1
+                return
+            self._busy_until_ns = now + int(float(self._device["ExposureTime"]) * 1000)
+            self._triggers.append((trigger_id, now))
+            self._trigger_cv.notify()
+
+    def _next_trigger(self) -> tuple[int, int] | None:
+        with self._trigger_cv:
+            if not self._triggers:
+                self._trigger_cv.wait(0.1)
+            return self._triggers.popleft() if self._triggers else None
 
     # ------------------------------------------------------------------ acquisition
     @property
@@ -187,7 +268,10 @@ class SimulatedLineCamera(ThreadedCamera):
         key = (seed, w, h, mono)
         hit = self._bank.get(key)
         if hit is None:
-            fr = render_part(seed, w, h, mono=mono, ok_share=self.ok_share)
+            if self.faces > 0:
+                fr = render_face(seed, self.face, self.faces, w, h, mono=mono, ok_share=self.ok_share)
+            else:
+                fr = render_part(seed, w, h, mono=mono, ok_share=self.ok_share)
             hit = (fr.image, fr.truth)
             if len(self._bank) >= self.bank_size:
                 self._bank.pop(next(iter(self._bank)))
@@ -222,6 +306,8 @@ class SimulatedLineCamera(ThreadedCamera):
             return False
         if fault is FaultMode.DISCONNECT:
             raise ConnectionError(f"camera {self.info.id}: device lost (simulated)")
+        if self.triggered:
+            return self._acquire_triggered(fault)
         if not self._pace():
             return False
         if fault is FaultMode.STALL:
@@ -247,6 +333,38 @@ class SimulatedLineCamera(ThreadedCamera):
         self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=t_acq)
         return True
 
+    def _acquire_triggered(self, fault: FaultMode) -> bool:
+        """Wait for a trigger, expose and read out, publish the frame of that trigger's part."""
+        got_trigger = self._next_trigger()
+        if got_trigger is None:
+            return False
+        trigger_id, fired_ns = got_trigger
+        exposure_ns = int(float(self._device["ExposureTime"]) * 1000)
+        ready_ns = fired_ns + exposure_ns + int(self.readout_ms * 1e6)
+        delay = (ready_ns - time.perf_counter_ns()) / 1e9
+        if delay > 0 and self._stop.wait(delay):
+            return False
+        if fault in (FaultMode.STALL, FaultMode.CORRUPT):
+            self._trigger_counters.missed += 1
+            if fault is FaultMode.CORRUPT:
+                self.pool.count_invalid()
+            return False
+        seq = self._next_sequence()
+        image, truth = self.frame_for(trigger_id)
+        got = self.pool.acquire_slot()
+        if got is None:
+            return True
+        slot, arr = got
+        if arr.shape != image.shape:
+            self.pool.abandon_slot(slot)
+            return True
+        np.copyto(arr, image)
+        fmt = "Mono8" if image.ndim == 2 else "BGR8"
+        self._trigger_counters.answered += 1
+        self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=fired_ns + exposure_ns // 2,
+                          trigger_id=trigger_id)
+        return True
+
     # ------------------------------------------------------------------ device loss
     def _on_acquisition_error(self, exc: Exception) -> None:
         """The device is gone: it forgets its settings; re-open with backoff and re-apply them."""
@@ -266,6 +384,36 @@ class SimulatedLineCamera(ThreadedCamera):
         for feature in self._tree.features():
             if feature.writable and feature.name not in _FAULT_FEATURES:
                 self._apply_feature(feature.name, self._tree.values[feature.name])
+
+
+#: Memory a camera's bank of rendered parts may take (all cameras of a station together
+#: are checked by the station against the machine's memory).
+BANK_BUDGET_BYTES = 4 * 1024**3
+
+
+class BankTooLarge(ValueError):
+    """A camera's bank of rendered parts would not fit in memory (one line, names the camera)."""
+
+
+def bank_bytes(width: int, height: int, mono: bool, bank_size: int) -> int:
+    """Bytes a bank of ``bank_size`` rendered frames takes (renderer scratch not counted)."""
+    return width * height * (1 if mono else 3) * bank_size
+
+
+def check_bank_budget(camera_id: str, width: int, height: int, mono: bool, bank_size: int,
+                      budget: int = BANK_BUDGET_BYTES) -> None:
+    """Refuse, before allocating, a bank that cannot fit in ``budget`` bytes.
+
+    Raises:
+        BankTooLarge: Naming the camera, the bank's size and the largest bank_size that fits.
+    """
+    need = bank_bytes(width, height, mono, bank_size)
+    if need > budget:
+        fits = max(1, budget // max(1, bank_bytes(width, height, mono, 1)))
+        raise BankTooLarge(
+            f"camera {camera_id}: bank of {bank_size} {width}x{height} parts needs {need / 1024**3:.1f} GiB "
+            f"(limit {budget / 1024**3:.0f} GiB); use bank_size <= {fits}"
+        )
 
 
 def _misfit(slot: np.ndarray, sequence: int) -> np.ndarray:

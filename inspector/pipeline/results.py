@@ -1,4 +1,4 @@
-"""The one result type every sink takes: `InspectionResult`."""
+"""The two result types sinks take: `InspectionResult` (one frame) and `PartResult` (one part)."""
 
 from __future__ import annotations
 
@@ -101,10 +101,63 @@ class InspectionResult:
     rejected: tuple[Detection, ...] = ()
     truth: GroundTruth | None = field(default=None, compare=False)
     frame: FrameHandle | None = field(default=None, compare=False, repr=False)
+    #: The trigger the frame answers (triggered cameras), and the part it belongs to once
+    #: the part tracker matched it; None for free-running cameras.
+    trigger_id: int | None = None
+    part_id: str | None = None
+    #: True when the frame arrived after its part's verdict (stored, never counted for it)
+    late: bool = False
 
     @property
     def ng(self) -> bool:
         return self.verdict is Verdict.NG
+
+
+@dataclass(frozen=True)
+class PartTimes:
+    """Milliseconds of one part's cycle, each from its trigger (the photo-eye or PLC)."""
+
+    acquired_ms: float = 0.0  # trigger -> last of its frames acquired (encoder delay + exposure + readout)
+    inspected_ms: float = 0.0  # trigger -> last of its frames inspected
+    verdict_ms: float = 0.0  # trigger -> part verdict (what the budget is measured against)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"acquired": self.acquired_ms, "inspected": self.inspected_ms, "verdict": self.verdict_ms}
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """The verdict on one part: every camera's frame of it, one decision, the deadline kept or not.
+
+    ``reason`` says what decided: ``"line-cam2: scratch>=0.40"``, ``"no defect"``, or for a
+    part not fully inspected by its deadline ``"incomplete: line-cam3 no image"`` (always NG:
+    fail safe). ``truth_ng`` is the union of the frames' ground truth (simulated parts),
+    None when unknown.
+    """
+
+    part_id: str
+    line: str
+    trigger_id: int
+    triggered_at: float  # wall clock, seconds since the epoch
+    verdict: Verdict
+    reason: str
+    frames: tuple[InspectionResult, ...]
+    expected: tuple[str, ...]  # the cameras that owe a frame
+    missing: tuple[str, ...] = ()
+    deciding_camera: str | None = None
+    budget_ms: float = 0.0
+    deadline_met: bool = True
+    times: PartTimes = field(default_factory=PartTimes)
+    truth_ng: bool | None = None
+    recipe: str = ""
+
+    @property
+    def ng(self) -> bool:
+        return self.verdict is Verdict.NG
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.missing)
 
 
 def detections_from_array(arr: np.ndarray, names: tuple[str, ...]) -> tuple[Detection, ...]:

@@ -286,6 +286,7 @@ class InferenceWorker:
             rejected=rejected,
             truth=h.truth,
             frame=h,
+            trigger_id=h.trigger_id,
         )
 
 
