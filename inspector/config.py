@@ -110,6 +110,10 @@ class _CameraBase(_Strict):
     device: Integer | None = Field(None, ge=0, description="inference worker index (static sharding)")
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
+    #: on a triggered line: ``Software`` (the conveyor's encoder or the PLC fires it) or ``Line0``..
+    trigger_source: Literal["Software", "Line0", "Line1", "Line2", "Line3"] = "Software"
+    #: on a triggered line: distance from the photo-eye along the belt (the encoder's trigger point)
+    position_mm: Number = Field(0.0, ge=0.0, le=100_000.0)
 
     @field_validator("id", mode="before")
     @classmethod
@@ -148,6 +152,14 @@ class GenTLCameraConfig(_CameraBase):
         return self
 
 
+class AravisCameraConfig(_CameraBase):
+    """A GigE Vision camera through Aravis (PyGObject + gir1.2-aravis-0.8)."""
+
+    kind: Literal["aravis"] = "aravis"
+    device_id: str | None = None  # None: the first camera found
+    settings: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
 class ReplayCameraConfig(_CameraBase):
     """Frames from a video file or an image folder."""
 
@@ -157,7 +169,7 @@ class ReplayCameraConfig(_CameraBase):
 
 
 CameraConfig = Annotated[
-    SimulatedCameraConfig | GenTLCameraConfig | ReplayCameraConfig, Field(discriminator="kind")
+    SimulatedCameraConfig | GenTLCameraConfig | AravisCameraConfig | ReplayCameraConfig, Field(discriminator="kind")
 ]
 
 
@@ -239,6 +251,27 @@ class HealthConfig(_Strict):
         return self
 
 
+class LineGroupConfig(_Strict):
+    """Redundant views: the part is NG when at least ``k`` of these cameras say NG."""
+
+    cameras: list[str] = Field(min_length=1)
+    k: Integer = Field(1, ge=1)
+
+
+class LineConfig(_Strict):
+    """The line: free-running cameras (a part is a frame) or parts triggered past every camera."""
+
+    mode: Literal["free_run", "triggered"] = "free_run"
+    #: trigger -> part verdict; a part not fully inspected by then is NG "incomplete"
+    budget_ms: Number = Field(1000.0, ge=1.0, le=600_000.0)
+    #: what triggers parts: the simulated conveyor, or only commands (PLC, `StationControl.trigger_part`)
+    trigger: Literal["conveyor", "external"] = "conveyor"
+    parts_per_min: Number = Field(300.0, gt=0.0, le=60_000.0)
+    jitter: Number = Field(0.1, ge=0.0, le=0.9, description="relative spread of the spacing between parts")
+    belt_mm_s: Number = Field(500.0, gt=0.0, le=100_000.0)
+    groups: list[LineGroupConfig] = Field(default_factory=list)
+
+
 class StationConfig(_Strict):
     """A whole station."""
 
@@ -248,6 +281,7 @@ class StationConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    line: LineConfig = Field(default_factory=LineConfig)
     cameras: list[CameraConfig] = Field(min_length=1, max_length=64)
 
     @field_validator("name")
@@ -267,6 +301,26 @@ class StationConfig(_Strict):
             seen.add(c.id)
             if c.device is not None and c.device >= len(self.model.devices):
                 raise ValueError(f"camera {c.id!r}: device {c.device} but model.devices has {len(self.model.devices)}")
+        for i, g in enumerate(self.line.groups):
+            unknown = [c for c in g.cameras if c not in seen]
+            if unknown:
+                raise ValueError(f"line.groups[{i}]: unknown camera {', '.join(unknown)}")
+            if g.k > len(g.cameras):
+                raise ValueError(f"line.groups[{i}]: k = {g.k} but the group has {len(g.cameras)} cameras")
+        if self.line.mode == "triggered":
+            replay = [c.id for c in self.cameras if c.kind == "replay"]
+            if replay:
+                raise ValueError(f"line.mode triggered: replay cameras cannot be triggered ({', '.join(replay)})")
+            sims = {(c.seed, c.bank_size, c.ok_share) for c in self.cameras if isinstance(c, SimulatedCameraConfig)}
+            if len(sims) > 1:
+                raise ValueError("line.mode triggered: simulated cameras see faces of the same parts; "
+                                 "give them the same seed, bank_size and ok_share")
+            budget_s = self.line.budget_ms / 1000
+            late = [c.id for c in self.cameras if c.position_mm / self.line.belt_mm_s >= budget_s]
+            if late:
+                raise ValueError(
+                    f"line.budget_ms: {self.line.budget_ms:g} ms is over before the part reaches {', '.join(late)}"
+                )
         return self
 
 
@@ -276,7 +330,7 @@ def builtin_stations() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-_KINDS = ("simulated", "gentl", "replay")
+_KINDS = ("simulated", "gentl", "aravis", "replay")
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -296,10 +350,10 @@ def _problem(err: Any) -> str:
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "union_tag_not_found":
-        return "kind is missing (simulated, gentl or replay)"
+        return "kind is missing (simulated, gentl, aravis or replay)"
     if kind == "union_tag_invalid":
         got = err.get("input", {}).get("kind") if isinstance(err.get("input"), dict) else None
-        return f"kind must be simulated, gentl or replay, not {got!r}"
+        return f"kind must be simulated, gentl, aravis or replay, not {got!r}"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     return msg

@@ -30,13 +30,14 @@ from camera.protocol import Camera, CameraState
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.backends.base import Backend
 from inspector.config import (
+    AravisCameraConfig,
     GenTLCameraConfig,
     ReplayCameraConfig,
     SimulatedCameraConfig,
     StationConfig,
 )
 from inspector.pipeline.model_repo import ModelCard, load_card
-from inspector.pipeline.results import InspectionResult, Provenance
+from inspector.pipeline.results import InspectionResult, PartResult, Provenance
 from inspector.ops.run_stats import RunStats, percentiles
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
 from inspector.pipeline.sinks import ResultSink
@@ -53,6 +54,7 @@ class StationEvents:
     """Engine events; the GUI adapts these to Qt signals."""
 
     result_ready = Signal(object)  # InspectionResult
+    part_ready = Signal(object)  # PartResult (triggered lines)
     camera_state_changed = Signal(str, object, object)  # camera id, old, new CameraState
     paused_changed = Signal(bool)
 
@@ -110,12 +112,16 @@ class Station:
         self.archive: Any = None
         self.db_url = self._setup_storage(db_url, archive)
         self.cameras: dict[str, Camera] = {}
+        self.line: Any = None  # inspector.line.runner.Line on a triggered line
         try:
-            for cam_cfg in config.cameras:
+            for face, cam_cfg in enumerate(config.cameras):
                 try:
-                    self.cameras[cam_cfg.id] = self._make_camera(cam_cfg)
+                    self.cameras[cam_cfg.id] = self._make_camera(cam_cfg, face)
                 except (ValueError, MemoryError) as exc:  # a bad replay file, a bank too big: one line
-                    raise StationError(f"camera {cam_cfg.id}: {exc}") from None
+                    msg = str(exc)
+                    raise StationError(msg if msg.startswith(f"camera {cam_cfg.id}") else f"camera {cam_cfg.id}: {msg}") from None
+            if config.line.mode == "triggered":
+                self.line = self._make_line()
         except Exception:
             self._close_cameras()
             raise
@@ -192,7 +198,38 @@ class Station:
         self.sinks.insert(0, self.db_writer)
         return url
 
-    def _make_camera(self, cfg: Any) -> Camera:
+    def _make_line(self) -> Any:
+        from inspector.line.part_verdict import CameraGroup, PartRule
+        from inspector.line.runner import Line, LineError
+
+        lc = self.config.line
+        rule = PartRule(tuple(CameraGroup(tuple(g.cameras), g.k) for g in lc.groups))
+        conveyor = (
+            {"parts_per_min": lc.parts_per_min, "jitter": lc.jitter, "belt_mm_s": lc.belt_mm_s}
+            if lc.trigger == "conveyor" else None
+        )
+        try:
+            return Line(
+                self.config.name,
+                self.cameras,
+                lc.budget_ms,
+                self._deliver_part,
+                rule=rule,
+                trigger_sources={c.id: c.trigger_source for c in self.config.cameras},
+                positions_mm={c.id: c.position_mm for c in self.config.cameras},
+                conveyor=conveyor,
+            )
+        except LineError as exc:
+            raise StationError(str(exc)) from None
+
+    def trigger_part(self, part_id: str | None = None) -> str:
+        """Open a part now and trigger every camera (a PLC command, `StationControl.trigger_part`)."""
+        if self.line is None:
+            raise StationError("trigger_part: this station is free-running ([line] mode is not triggered)")
+        return str(self.line.trigger_part(part_id))
+
+    def _make_camera(self, cfg: Any, face: int = 0) -> Camera:
+        line_faces = len(self.config.cameras) if self.config.line.mode == "triggered" else 0
         if isinstance(cfg, SimulatedCameraConfig):
             from camera.simulated import SimulatedLineCamera
 
@@ -206,7 +243,14 @@ class Station:
                 bank_size=cfg.bank_size,
                 ok_share=cfg.ok_share,
                 pool_slots=cfg.pool_slots,
+                face=face,
+                faces=line_faces,
             )
+        if isinstance(cfg, AravisCameraConfig):
+            from camera.aravis import AravisCamera
+
+            return AravisCamera(cfg.id, device_id=cfg.device_id, pool_slots=cfg.pool_slots, fps=cfg.fps,
+                                settings=dict(cfg.settings))
         if isinstance(cfg, ReplayCameraConfig):
             from camera.replay import ReplayCamera
 
@@ -258,6 +302,15 @@ class Station:
 
     # ------------------------------------------------------------------ running
     def _fan_out(self, results: list[InspectionResult]) -> None:
+        parts: list[PartResult] = []
+        if self.line is not None:  # tie each frame to its part; complete parts are decided now
+            tagged = []
+            for r in results:
+                r, part = self.line.tracker.add(r)
+                tagged.append(r)
+                if part is not None:
+                    parts.append(part)
+            results = tagged
         self.stats.add(results)
         if self.metrics is not None:
             self.metrics.observe(results)
@@ -270,6 +323,16 @@ class Station:
                     r.frame.retain()
                 sink.submit(r)
             self.events.result_ready.emit(r)
+        for part in parts:
+            self._deliver_part(part)
+
+    def _deliver_part(self, part: PartResult) -> None:
+        """A decided part (completed in the fan-out, or failed safe by the tracker's timer) to its sinks."""
+        for sink in self.sinks:
+            submit_part = getattr(sink, "submit_part", None)
+            if submit_part is not None:
+                submit_part(part)
+        self.events.part_ready.emit(part)
 
     def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
         # runs on the thread that made the transition (camera, watchdog, caller): no blocking
@@ -313,10 +376,17 @@ class Station:
         if failures and len(failures) == len(self.cameras):
             self.stop()
             raise StationError("no camera could start: " + "; ".join(failures))
+        if self.line is not None:
+            self.line.start()
         self.watchdog.start()
 
     def pause(self, paused: bool) -> None:
-        """Pause or resume inspection (cameras keep streaming; frames are dropped, counted)."""
+        """Pause or resume inspection (cameras keep streaming; frames are dropped, counted).
+
+        On a triggered line the belt holds too: no part enters while nobody inspects it.
+        """
+        if self.line is not None:
+            self.line.pause(paused)
         for w in self.workers:
             w.pause(paused)
         self.events.paused_changed.emit(paused)
@@ -330,6 +400,9 @@ class Station:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.line is not None:  # no new parts; the ones on the belt get their verdicts first
+            self.line.stop_triggers()
+            self.line.finish()
         self.stopped_at = time.monotonic()
         self.watchdog.stop()
         # ask every camera first: their threads wind down in parallel, a hung one costs its timeout once
@@ -484,6 +557,8 @@ class Station:
             "accuracy": self.stats.accuracy.as_dict(),
             "health": self.health(),
         }
+        if self.line is not None:
+            report["parts"] = self.line.report()
         return report
 
 

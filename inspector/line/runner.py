@@ -1,0 +1,131 @@
+"""`Line`: the triggered line of a station — its cameras, its trigger source, its part tracker.
+
+The station builds one when ``[line] mode = "triggered"``: every camera is put into
+FrameStart trigger mode, the simulated conveyor (or only commands: a PLC,
+`StationControl.trigger_part`) opens parts and fires the cameras, and the `PartTracker`
+turns their frames into one `PartResult` per part by its deadline. Stopping is in order:
+no new parts, the last triggers fire, every open part is decided, then the cameras stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from camera.conveyor import Conveyor
+from camera.trigger import TriggeredCamera, TriggerSettings, TriggerUnsupported
+from inspector.line.part_verdict import PartRule
+from inspector.line.tracker import PartTracker
+from inspector.pipeline.results import PartResult
+
+log = logging.getLogger(__name__)
+
+
+class LineError(RuntimeError):
+    """The line cannot be set up (one line: a camera without triggers, ...)."""
+
+
+class Line:
+    """Triggers, cameras and parts of one triggered line.
+
+    Args:
+        name: The line's (station's) name.
+        cameras: Camera id -> camera, in line order; each must be a `TriggeredCamera`.
+        budget_ms: Trigger to verdict.
+        on_part: Receives each decided part (completed or failed safe).
+        rule: Part verdict rule (default: NG when any camera says NG).
+        trigger_sources: Camera id -> SFNC TriggerSource (default ``Software``).
+        positions_mm: Camera id -> distance from the photo-eye.
+        conveyor: Run the simulated conveyor (parts_per_min, jitter, belt_mm_s); None:
+            parts come only from `trigger_part`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cameras: Mapping[str, Any],
+        budget_ms: float,
+        on_part: Callable[[PartResult], None],
+        *,
+        rule: PartRule | None = None,
+        trigger_sources: Mapping[str, str] | None = None,
+        positions_mm: Mapping[str, float] | None = None,
+        conveyor: Mapping[str, float] | None = None,
+        recipe: str = "",
+    ) -> None:
+        self.name = name
+        self.cameras: dict[str, TriggeredCamera] = {}
+        for cid, cam in cameras.items():
+            if not isinstance(cam, TriggeredCamera):
+                raise LineError(f"camera {cid}: cannot be triggered (no trigger support in its driver)")
+            source = (trigger_sources or {}).get(cid, "Software")
+            try:
+                cam.configure_trigger(TriggerSettings(source=source))
+            except TriggerUnsupported as exc:
+                raise LineError(str(exc)) from None
+            self.cameras[cid] = cam
+        self.positions_mm = dict(positions_mm or {})
+        self.tracker = PartTracker(name, list(self.cameras), budget_ms, rule, on_part, recipe)
+        self.conveyor: Conveyor | None = None
+        if conveyor is not None:
+            self.conveyor = Conveyor(
+                self._photo_eye,
+                parts_per_min=float(conveyor.get("parts_per_min", 300.0)),
+                jitter=float(conveyor.get("jitter", 0.1)),
+                belt_mm_s=float(conveyor.get("belt_mm_s", 500.0)),
+            )
+            for cid, cam in self.cameras.items():
+                self.conveyor.add_camera(cam, self.positions_mm.get(cid, 0.0))
+
+    def _photo_eye(self, t_ns: int) -> int:
+        return self.tracker.open_part(trigger_ns=t_ns)
+
+    def trigger_part(self, part_id: str | None = None) -> str:
+        """Open a part now (a PLC or operator command) and fire every camera's software trigger.
+
+        Returns:
+            The part's id (the caller's, or the station's next one).
+        """
+        tid = self.tracker.open_part(part_id)
+        for cid, cam in self.cameras.items():
+            try:
+                cam.fire(tid)
+            except Exception as exc:  # the part fails safe at its deadline
+                log.warning("part trigger %d: camera %s did not fire: %s", tid, cid, exc)
+        return self.tracker.part_id_of(tid) or str(tid)
+
+    def start(self) -> None:
+        """Start the deadline timer, then the belt (cameras must be streaming already)."""
+        self.tracker.start()
+        if self.conveyor is not None:
+            self.conveyor.start()
+
+    def pause(self, paused: bool) -> None:
+        if self.conveyor is not None:
+            self.conveyor.pause(paused)
+
+    def stop_triggers(self) -> None:
+        """No new parts; triggers of parts already on the belt still fire."""
+        if self.conveyor is not None:
+            self.conveyor.stop()
+
+    def finish(self, timeout_s: float | None = None) -> None:
+        """Wait for every open part's verdict (by completion or deadline), then stop the timer."""
+        t0 = time.monotonic()
+        self.tracker.drain(timeout_s)
+        left = self.tracker.stop()
+        if left:
+            log.warning("line %s: %d parts still open at stop: NG (fail safe)", self.name, len(left))
+        log.debug("line %s: drained in %.2f s", self.name, time.monotonic() - t0)
+
+    def report(self) -> dict[str, Any]:
+        """The report's ``parts`` section."""
+        out = self.tracker.stats.as_dict(self.tracker.budget_ms)
+        per_cam = {cid: cam.trigger_counters().as_dict() for cid, cam in self.cameras.items()}
+        out["missed_triggers"] = sum(c["missed"] for c in per_cam.values())
+        out["trigger_overruns"] = sum(c["overruns"] for c in per_cam.values())
+        out["parts_per_min"] = self.conveyor.parts_per_min if self.conveyor is not None else None
+        out["cameras"] = per_cam
+        return out

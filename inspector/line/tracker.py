@@ -1,0 +1,306 @@
+"""`PartTracker`: opens a part on each trigger, gathers one frame per camera, decides by the deadline.
+
+A trigger (photo-eye, encoder, a PLC command, `StationControl.trigger_part`) opens a part
+with the caller's part id or the station's own monotonic one, and a trigger id that the
+cameras' frames carry back (`FrameHandle.trigger_id`). Frames are matched to parts by that
+id, never by arrival order. When every camera of the line has delivered its frame, the part
+is decided (`PartRule`); a part still missing a frame at its deadline (trigger + budget) is
+NG "incomplete: line-cam3 no image" (fail safe) and counted. A frame that arrives after its
+part's verdict keeps its part id, is marked ``late`` and stored, never given to another part.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from inspector.line.part_verdict import PartRule, incomplete_reason
+from inspector.pipeline.results import InspectionResult, PartResult, PartTimes, Verdict
+
+log = logging.getLogger(__name__)
+
+#: Decided parts remembered so that their late frames still find their part id.
+_RECENT_PARTS = 10_000
+
+
+@dataclass
+class _OpenPart:
+    trigger_id: int
+    part_id: str
+    trigger_ns: int
+    triggered_at: float
+    deadline_ns: int
+    frames: dict[str, InspectionResult] = field(default_factory=dict)
+
+
+@dataclass
+class PartStats:
+    """Counters of a line (the report's ``parts`` section, the metrics, the GUI)."""
+
+    triggered: int = 0
+    verdicts: int = 0
+    ok: int = 0
+    ng: int = 0
+    incomplete: int = 0
+    deadline_missed: int = 0
+    late_frames: int = 0
+    unmatched_frames: int = 0
+    duplicate_frames: int = 0
+    truth_ng: int = 0  # parts whose frames show a defect (simulated ground truth)
+    truth_ok: int = 0
+    escapes: int = 0  # truly defective, judged OK
+    false_rejects: int = 0  # truly OK, judged NG
+    verdict_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200_000))
+
+    def as_dict(self, budget_ms: float) -> dict[str, Any]:
+        lat = np.asarray(self.verdict_ms, dtype=np.float64)
+        pct = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))} if lat.size else {
+            "p50": 0.0, "p99": 0.0}
+        return {
+            "triggered": self.triggered,
+            "verdicts": self.verdicts,
+            "ok": self.ok,
+            "ng": self.ng,
+            "incomplete": self.incomplete,
+            "deadline_missed": self.deadline_missed,
+            "late_frames": self.late_frames,
+            "unmatched_frames": self.unmatched_frames,
+            "duplicate_frames": self.duplicate_frames,
+            "budget_ms": budget_ms,
+            "trigger_to_verdict_ms": pct,
+            "escape_rate": self.escapes / self.truth_ng if self.truth_ng else 0.0,
+            "false_reject_rate": self.false_rejects / self.truth_ok if self.truth_ok else 0.0,
+            "truth_ng_parts": self.truth_ng,
+            "truth_ok_parts": self.truth_ok,
+        }
+
+
+class PartTracker:
+    """Parts of one line: triggers in, `PartResult` out (by completion or by deadline).
+
+    Args:
+        line: The line's name (the station's), stored with every part.
+        cameras: The cameras that owe each part one frame.
+        budget_ms: Trigger to verdict; a part not complete by then fails safe.
+        rule: How the frames' verdicts make the part's.
+        on_part: Called with each decided part, from the thread that decided it
+            (a worker's fan-out on completion, the tracker's timer on expiry).
+        recipe: Product recipe name stored with each part.
+    """
+
+    def __init__(
+        self,
+        line: str,
+        cameras: Sequence[str],
+        budget_ms: float,
+        rule: PartRule | None = None,
+        on_part: Callable[[PartResult], None] | None = None,
+        recipe: str = "",
+    ) -> None:
+        if not cameras:
+            raise ValueError("a line needs at least one camera")
+        self.line = line
+        self.cameras = tuple(cameras)
+        self.budget_ms = float(budget_ms)
+        self.rule = rule or PartRule()
+        self.on_part = on_part
+        self.recipe = recipe
+        self.stats = PartStats()
+        self._lock = threading.Condition()
+        self._open: collections.OrderedDict[int, _OpenPart] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self._next_trigger = 0
+        self._next_part = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ triggers
+    def open_part(self, part_id: str | None = None, trigger_ns: int | None = None) -> int:
+        """Open a part at its trigger; returns the trigger id its frames will carry."""
+        now_ns = time.perf_counter_ns()
+        t_ns = trigger_ns if trigger_ns is not None else now_ns
+        wall = time.time() - (now_ns - t_ns) / 1e9
+        with self._lock:
+            self._next_trigger += 1
+            tid = self._next_trigger
+            if part_id is None:
+                self._next_part += 1
+                part_id = str(self._next_part)
+            self._open[tid] = _OpenPart(tid, part_id, t_ns, wall, t_ns + int(self.budget_ms * 1e6))
+            self.stats.triggered += 1
+            self._lock.notify_all()
+        return tid
+
+    def part_id_of(self, trigger_id: int) -> str | None:
+        """The part id of an open or recently decided part's trigger."""
+        with self._lock:
+            part = self._open.get(trigger_id)
+            return part.part_id if part is not None else self._recent.get(trigger_id)
+
+    @property
+    def open_parts(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    # ------------------------------------------------------------------ frames
+    def add(self, result: InspectionResult) -> tuple[InspectionResult, PartResult | None]:
+        """Match a frame's result to its part: ``(result with part id, the part if now complete)``."""
+        tid = result.trigger_id
+        if tid is None:
+            with self._lock:
+                self.stats.unmatched_frames += 1
+            return result, None
+        with self._lock:
+            part = self._open.get(tid)
+            if part is None:
+                pid = self._recent.get(tid)
+                if pid is None:
+                    self.stats.unmatched_frames += 1
+                    return result, None
+                self.stats.late_frames += 1
+                log.warning("part %s: frame from %s arrived after the verdict (late)", pid, result.camera_id)
+                return replace(result, part_id=pid, late=True), None
+            tagged = replace(result, part_id=part.part_id)
+            if result.camera_id not in self.cameras or result.camera_id in part.frames:
+                self.stats.duplicate_frames += 1
+                return replace(tagged, late=True), None
+            part.frames[result.camera_id] = tagged
+            if len(part.frames) < len(self.cameras):
+                return tagged, None
+            del self._open[tid]
+            decided = self._decide(part, time.perf_counter_ns())
+        return tagged, decided
+
+    # ------------------------------------------------------------------ deadlines
+    def expire(self, now_ns: int | None = None) -> list[PartResult]:
+        """Decide every open part past its deadline (fail-safe NG); returns them."""
+        now_ns = time.perf_counter_ns() if now_ns is None else now_ns
+        out = []
+        with self._lock:
+            while self._open:
+                tid, part = next(iter(self._open.items()))
+                if part.deadline_ns > now_ns:
+                    break
+                del self._open[tid]
+                out.append(self._decide(part, now_ns))
+        for p in out:
+            self._emit(p)
+        return out
+
+    def start(self) -> None:
+        """Run the deadline timer on its own thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"parts-{self.line}", daemon=True)
+        self._thread.start()
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every open part is decided (complete or past its deadline)."""
+        end = time.monotonic() + (timeout_s if timeout_s is not None else self.budget_ms / 1000 + 1.0)
+        with self._lock:
+            while self._open:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.05))
+        return True
+
+    def stop(self) -> list[PartResult]:
+        """Stop the timer; parts still open are decided now (fail safe) and returned."""
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        t, self._thread = self._thread, None
+        if t is not None:
+            t.join(timeout=5.0)
+        with self._lock:
+            rest = [self._decide(p, time.perf_counter_ns()) for p in self._open.values()]
+            self._open.clear()
+        for p in rest:
+            self._emit(p)
+        return rest
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if self._open:
+                    first = next(iter(self._open.values()))
+                    wait = max(0.0, (first.deadline_ns - time.perf_counter_ns()) / 1e9)
+                else:
+                    wait = 0.1
+                if wait > 0:
+                    self._lock.wait(min(wait, 0.1))
+            self.expire()
+
+    # ------------------------------------------------------------------ decisions
+    def _decide(self, part: _OpenPart, now_ns: int) -> PartResult:
+        """Build the part's result (lock held) and count it."""
+        missing = tuple(c for c in self.cameras if c not in part.frames)
+        deciding: str | None
+        if missing:
+            verdict, reason, deciding = Verdict.NG, incomplete_reason(missing), missing[0]
+        else:
+            verdict, reason, deciding = self.rule.decide(part.frames)
+        frames = tuple(part.frames[c] for c in self.cameras if c in part.frames)
+        verdict_ms = (now_ns - part.trigger_ns) / 1e6
+        acquired = max(((f.acquired_at - part.triggered_at) * 1000 for f in frames), default=0.0)
+        truths = [f.truth.defective for f in frames if f.truth is not None]
+        truth_ng: bool | None
+        if any(truths):
+            truth_ng = True
+        elif len(truths) == len(self.cameras):
+            truth_ng = False
+        else:
+            truth_ng = None
+        result = PartResult(
+            part_id=part.part_id,
+            line=self.line,
+            trigger_id=part.trigger_id,
+            triggered_at=part.triggered_at,
+            verdict=verdict,
+            reason=reason,
+            frames=frames,
+            expected=self.cameras,
+            missing=missing,
+            deciding_camera=deciding,
+            budget_ms=self.budget_ms,
+            deadline_met=verdict_ms <= self.budget_ms,
+            times=PartTimes(acquired_ms=max(0.0, acquired), inspected_ms=verdict_ms, verdict_ms=verdict_ms),
+            truth_ng=truth_ng,
+            recipe=self.recipe,
+        )
+        s = self.stats
+        s.verdicts += 1
+        s.ok += verdict is Verdict.OK
+        s.ng += verdict is Verdict.NG
+        s.incomplete += bool(missing)
+        s.deadline_missed += not result.deadline_met
+        s.verdict_ms.append(verdict_ms)
+        if truth_ng is True:
+            s.truth_ng += 1
+            s.escapes += verdict is Verdict.OK
+        elif truth_ng is False:
+            s.truth_ok += 1
+            s.false_rejects += verdict is Verdict.NG
+        self._recent[part.trigger_id] = part.part_id
+        while len(self._recent) > _RECENT_PARTS:
+            self._recent.popitem(last=False)
+        self._lock.notify_all()
+        if missing:
+            log.warning("part %s: NG %s", part.part_id, reason)
+        return result
+
+    def _emit(self, part: PartResult) -> None:
+        if self.on_part is not None:
+            try:
+                self.on_part(part)
+            except Exception:  # a sink's bug must not stop the deadline timer
+                log.exception("part %s: delivering the result failed", part.part_id)
