@@ -99,3 +99,44 @@ class FaultPlan:
             while self._active_locked(time.monotonic()) is mode:
                 left = None if self._ends_at is None else max(0.0, self._ends_at - time.monotonic())
                 self._changed.wait(left if left is None else left + 0.001)
+
+
+#: Faults `inspector run --inject` knows: a rate for missed_trigger, seconds for the others.
+INJECTABLE = ("missed_trigger", *(m.value for m in FaultMode if m is not FaultMode.NONE))
+
+
+@dataclass(frozen=True)
+class Injection:
+    """``CAMERA:FAULT[:VALUE][@SECONDS]``: a fault for a simulated camera, ``at_s`` after the start."""
+
+    camera: str
+    fault: str
+    value: float | None = None
+    at_s: float = 0.0
+
+
+def parse_injection(spec: str) -> Injection:
+    """Parse ``line-cam3:missed_trigger:0.05`` or ``line-cam2:stall:5@10``.
+
+    Raises:
+        ValueError: One line naming what is wrong with ``spec``.
+    """
+    head, _, at = spec.partition("@")
+    bits = head.split(":")
+    if len(bits) not in (2, 3) or not all(bits[:2]):
+        raise ValueError(f"--inject {spec!r}: expected CAMERA:FAULT[:VALUE][@SECONDS]")
+    camera, fault = bits[0], bits[1]
+    if fault not in INJECTABLE:
+        raise ValueError(f"--inject {spec!r}: unknown fault {fault!r} ({', '.join(INJECTABLE)})")
+    try:
+        value = float(bits[2]) if len(bits) == 3 else None
+        at_s = float(at) if at else 0.0
+    except ValueError:
+        raise ValueError(f"--inject {spec!r}: VALUE and SECONDS must be numbers") from None
+    if value is not None and not (value >= 0 and value < float("inf")):
+        raise ValueError(f"--inject {spec!r}: VALUE must be a finite number >= 0")
+    if not (0 <= at_s < float("inf")):
+        raise ValueError(f"--inject {spec!r}: @SECONDS must be a finite number >= 0")
+    if fault == "missed_trigger" and (value is None or value > 1):
+        raise ValueError(f"--inject {spec!r}: missed_trigger needs a rate in 0..1 (e.g. missed_trigger:0.05)")
+    return Injection(camera, fault, value, at_s)

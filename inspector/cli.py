@@ -92,6 +92,10 @@ def run(
         None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port (127.0.0.1)."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No live status line."),
+    inject: Optional[list[str]] = typer.Option(
+        None, "--inject", help="CAMERA:FAULT[:VALUE][@SECONDS], repeatable: missed_trigger:0.05, stall:5, "
+        "disconnect, corrupt, wrong_size, hang (VALUE: rate or seconds; @SECONDS: when, after the start)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a station: cameras -> batched inference -> verdicts -> database."""
@@ -102,10 +106,18 @@ def run(
         return open_gui(station=station, config=config, db=db, admin_password=None)
     if backend is not None and backend not in ("openvino", "onnxruntime", "tensorrt"):
         fail(f"--backend: unknown {backend!r} (openvino, onnxruntime, tensorrt)")
+    from camera.faults import parse_injection
     from inspector.station import Station
 
     try:
+        injections = [parse_injection(s) for s in inject or []]
+    except ValueError as exc:
+        fail(str(exc))
+    try:
         cfg = _load(station, config)
+        unknown = [i.camera for i in injections if i.camera not in {c.id for c in cfg.cameras}]
+        if unknown:
+            fail(f"--inject: no camera {unknown[0]!r} in station {cfg.name} ({', '.join(c.id for c in cfg.cameras)})")
         st = Station(cfg, db_url=db, backend=backend, archive=not no_archive, metrics_port=metrics_port)
     except _user_errors() as exc:
         fail(str(exc))
@@ -123,10 +135,17 @@ def run(
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
     last_print = 0.0
+    pending = sorted(injections, key=lambda i: i.at_s)
     try:
         while not stop.is_set():
             if duration is not None and time.monotonic() - t0 >= duration:
                 break
+            while pending and time.monotonic() - t0 >= pending[0].at_s:
+                i = pending.pop(0)
+                try:
+                    st.inject_fault(i.camera, i.fault, i.value)
+                except _user_errors() as exc:
+                    fail(str(exc))
             stop.wait(0.2)
             now = time.monotonic()
             if not quiet and now - last_print >= (1.0 if tty else 5.0):
@@ -151,6 +170,17 @@ def run(
             f"health: {health_text(rep['health'])}",
             err=True,
         )
+        if "parts" in rep:
+            p = rep["parts"]
+            lat = p["trigger_to_verdict_ms"]
+            typer.echo(
+                f"parts: {p['triggered']} triggered, {p['verdicts']} verdicts ({p['ok']} OK, {p['ng']} NG, "
+                f"{p['incomplete']} incomplete), {p['late_frames']} late frames, {p['missed_triggers']} missed "
+                f"triggers; trigger->verdict p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms (budget "
+                f"{p['budget_ms']:g} ms); part escape rate {p['escape_rate']:.2%}, false-reject rate "
+                f"{p['false_reject_rate']:.2%}",
+                err=True,
+            )
     if report is not None:
         try:
             report.write_text(json.dumps(rep, indent=2))

@@ -228,6 +228,24 @@ class Station:
             raise StationError("trigger_part: this station is free-running ([line] mode is not triggered)")
         return str(self.line.trigger_part(part_id))
 
+    def inject_fault(self, camera_id: str, fault: str, value: float | None = None) -> None:
+        """Make a simulated camera misbehave: ``missed_trigger`` at a rate, the others for seconds.
+
+        Raises:
+            StationError: No such camera, or not a simulated one.
+        """
+        cam = self.cameras.get(camera_id)
+        if cam is None:
+            raise StationError(f"--inject: no camera {camera_id!r} (cameras: {', '.join(self.cameras)})")
+        faults = getattr(cam, "faults", None)
+        if faults is None:
+            raise StationError(f"--inject: camera {camera_id} is not simulated; faults go into simulated cameras")
+        if fault == "missed_trigger":
+            cam.missed_trigger_rate = float(value or 0.0)  # type: ignore[attr-defined]
+        else:
+            faults.inject(fault, 10.0 if value is None else value)
+        log.warning("camera %s: injected %s%s", camera_id, fault, "" if value is None else f" {value:g}")
+
     def _make_camera(self, cfg: Any, face: int = 0) -> Camera:
         line_faces = len(self.config.cameras) if self.config.line.mode == "triggered" else 0
         if isinstance(cfg, SimulatedCameraConfig):

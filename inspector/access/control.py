@@ -200,6 +200,21 @@ class StationControl:
         self.station.pause(paused)
         self._record("station.pause", getattr(getattr(self.station, "config", None), "name", "station"), old, paused)
 
+    def trigger_part(self, part_id: str | None = None) -> str:
+        """Trigger a part now on a triggered line (operator or higher; a PLC's trigger command).
+
+        Not audited: a trigger is production, like the photo-eye, not a change; every part
+        is stored with its verdict. Returns the part's id (``part_id``, or the station's next).
+        """
+        self._require("station.trigger_part")
+        trigger = getattr(self.station, "trigger_part", None)
+        if trigger is None:
+            raise ControlError("no station runs here: nothing to trigger")
+        try:
+            return str(trigger(part_id))
+        except (RuntimeError, ValueError) as exc:  # free-running station, bad part id
+            raise ControlError(str(exc)) from None
+
     def set_camera_feature(self, camera_id: str, name: str, value: Any) -> Any:
         """Write one camera feature (engineer or higher).
 

@@ -376,6 +376,7 @@ ACTIONS: Mapping[str, Role | None] = {
     "station.watch": None,
     "audit.view": None,
     "station.pause": Role.OPERATOR,
+    "station.trigger_part": Role.OPERATOR,
     "history.review": Role.ENGINEER,
     "history.export": Role.ENGINEER,
     "camera.set_feature": Role.ENGINEER,

@@ -4,8 +4,9 @@ A trigger (photo-eye, encoder, a PLC command, `StationControl.trigger_part`) ope
 with the caller's part id or the station's own monotonic one, and a trigger id that the
 cameras' frames carry back (`FrameHandle.trigger_id`). Frames are matched to parts by that
 id, never by arrival order. When every camera of the line has delivered its frame, the part
-is decided (`PartRule`); a part still missing a frame at its deadline (trigger + budget) is
-NG "incomplete: line-cam3 no image" (fail safe) and counted. A frame that arrives after its
+is decided (`PartRule`); a part still missing a frame at its deadline (trigger + budget, less
+a few ms so the NG is out in time) is NG "incomplete: line-cam3 no image" (fail safe) and
+counted. A frame that arrives after its
 part's verdict keeps its part id, is marked ``late`` and stored, never given to another part.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +27,9 @@ from inspector.line.part_verdict import PartRule, incomplete_reason
 from inspector.pipeline.results import InspectionResult, PartResult, PartTimes, Verdict
 
 log = logging.getLogger(__name__)
+
+#: A caller's part id (a PLC's): stored, shown and used in file names, so kept plain.
+PART_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 
 #: Decided parts remembered so that their late frames still find their part id.
 _RECENT_PARTS = 10_000
@@ -113,6 +118,9 @@ class PartTracker:
         self.on_part = on_part
         self.recipe = recipe
         self.stats = PartStats()
+        # an incomplete part is failed a little before its deadline, so that the NG is out
+        # (to the PLC, the reject gate) by the deadline, not a timer tick after it
+        self.guard_ms = min(5.0, 0.01 * self.budget_ms)
         self._lock = threading.Condition()
         self._open: collections.OrderedDict[int, _OpenPart] = collections.OrderedDict()
         self._recent: collections.OrderedDict[int, str] = collections.OrderedDict()
@@ -123,7 +131,13 @@ class PartTracker:
 
     # ------------------------------------------------------------------ triggers
     def open_part(self, part_id: str | None = None, trigger_ns: int | None = None) -> int:
-        """Open a part at its trigger; returns the trigger id its frames will carry."""
+        """Open a part at its trigger; returns the trigger id its frames will carry.
+
+        Raises:
+            ValueError: ``part_id`` is not 1-64 letters, digits, '.', '_', ':' or '-'.
+        """
+        if part_id is not None and not re.fullmatch(PART_ID_PATTERN, part_id):
+            raise ValueError(f"part id {part_id[:80]!r}: 1-64 letters, digits, '.', '_', ':' or '-'")
         now_ns = time.perf_counter_ns()
         t_ns = trigger_ns if trigger_ns is not None else now_ns
         wall = time.time() - (now_ns - t_ns) / 1e9
@@ -133,7 +147,8 @@ class PartTracker:
             if part_id is None:
                 self._next_part += 1
                 part_id = str(self._next_part)
-            self._open[tid] = _OpenPart(tid, part_id, t_ns, wall, t_ns + int(self.budget_ms * 1e6))
+            deadline = t_ns + int((self.budget_ms - self.guard_ms) * 1e6)
+            self._open[tid] = _OpenPart(tid, part_id, t_ns, wall, deadline)
             self.stats.triggered += 1
             self._lock.notify_all()
         return tid

@@ -1,0 +1,138 @@
+"""A triggered line end to end: conveyor -> triggered simulated cameras -> shipped model -> one verdict per part."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from inspector.access.control import ControlError, StationControl
+from inspector.access.users import PermissionDenied
+from inspector.config import ConfigError, parse_config
+from inspector.pipeline.results import PartResult, Verdict
+from inspector.station import Station, StationError
+
+LINE = """
+name = "line-test"
+[model]
+threads = 1
+[line]
+mode = "triggered"
+trigger = "{trigger}"
+parts_per_min = 600
+jitter = 0.2
+belt_mm_s = 1000
+budget_ms = 1500
+"""
+CAM = """
+[[cameras]]
+id = "{cid}"
+kind = "simulated"
+width = 160
+height = 160
+mono = {mono}
+seed = 3000000
+bank_size = 8
+position_mm = {pos}
+"""
+
+
+def line_config(trigger: str = "conveyor", n: int = 3, **extra: str) -> str:
+    text = LINE.format(trigger=trigger)
+    for i in range(n):
+        text += CAM.format(cid=f"cam{i + 1}", mono="true" if i == 1 else "false", pos=50 * i)
+    return text
+
+
+def _run(st: Station, seconds: float) -> list[PartResult]:
+    parts: list[PartResult] = []
+    st.events.part_ready.connect(parts.append)
+    with st:
+        time.sleep(seconds)
+    return parts
+
+
+def test_every_part_gets_one_verdict_from_one_frame_of_each_camera() -> None:
+    st = Station(parse_config(line_config()), db_url="none")
+    parts = _run(st, 4.0)
+    rep = st.report()["parts"]
+    assert rep["triggered"] >= 20
+    assert rep["verdicts"] == rep["triggered"] == len(parts)
+    assert rep["incomplete"] == 0 and rep["late_frames"] == 0 and rep["unmatched_frames"] == 0
+    assert len({p.part_id for p in parts}) == len(parts)
+    for p in parts:
+        assert [f.camera_id for f in p.frames] == ["cam1", "cam2", "cam3"]
+        assert {f.trigger_id for f in p.frames} == {p.trigger_id}
+        assert {f.part_id for f in p.frames} == {p.part_id}
+        # each camera saw its own face of the same part: the part's truth is their union
+        assert p.truth_ng == any(f.truth.defective for f in p.frames if f.truth is not None)
+        assert p.deadline_met and p.times.verdict_ms <= rep["budget_ms"]
+    assert rep["trigger_to_verdict_ms"]["p99"] <= rep["budget_ms"]
+
+
+def test_missed_triggers_make_exactly_those_parts_incomplete_never_ok() -> None:
+    st = Station(parse_config(line_config()), db_url="none")
+    st.inject_fault("cam2", "missed_trigger", 0.25)
+    parts = _run(st, 4.0)
+    rep = st.report()["parts"]
+    missed = rep["cameras"]["cam2"]["missed"]
+    assert missed >= 2, "the fault should have lost some triggers"
+    assert rep["verdicts"] == rep["triggered"] == len(parts)
+    incomplete = [p for p in parts if p.incomplete]
+    assert len(incomplete) == rep["incomplete"] == missed == rep["missed_triggers"]
+    for p in incomplete:
+        assert p.verdict is Verdict.NG and p.reason == "incomplete: cam2 no image"
+        assert [f.camera_id for f in p.frames] == ["cam1", "cam3"]  # never another part's cam2 image
+        assert p.deadline_met
+    for p in parts:
+        assert {f.trigger_id for f in p.frames} == {p.trigger_id}
+
+
+def test_parts_triggered_by_command_use_the_callers_id_and_need_an_operator(tmp_path) -> None:
+    from inspector.storage.db import migrate, open_database
+
+    engine = open_database(f"sqlite:///{tmp_path / 'u.db'}")
+    migrate(engine)
+    st = Station(parse_config(line_config(trigger="external", n=2)), db_url="none")
+    control = StationControl(st, engine=engine)
+    control.create_admin("admin-pw-123")
+    assert control.login("admin", "admin-pw-123") is not None
+    control.add_user("olga", "olga-pw-123", "operator")
+    control.logout()
+    parts: list[PartResult] = []
+    st.events.part_ready.connect(parts.append)
+    with st:
+        time.sleep(0.3)
+        with pytest.raises(PermissionDenied, match="operator"):
+            control.trigger_part("P-0")  # nobody logged in
+        assert control.login("olga", "olga-pw-123") is not None
+        assert control.trigger_part("P-1001") == "P-1001"
+        time.sleep(0.05)  # longer than the exposure: a trigger during it would be an overrun
+        assert control.trigger_part() == "1"  # the station's own monotonic ids
+        with pytest.raises(ControlError, match="part id"):
+            control.trigger_part("../etc")
+        deadline = time.monotonic() + 10
+        while len(parts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert sorted(p.part_id for p in parts) == ["1", "P-1001"]
+    assert all(not p.incomplete for p in parts)
+
+
+def test_a_free_running_station_refuses_part_triggers() -> None:
+    cfg = parse_config(line_config(n=1).replace('mode = "triggered"', 'mode = "free_run"'))
+    st = Station(cfg, db_url="none")
+    try:
+        with pytest.raises(StationError, match="free-running"):
+            st.trigger_part("P-1")
+    finally:
+        st.stop()
+
+
+def test_line_config_mistakes_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"line\.budget_ms: 100 ms is over before the part reaches cam3"):
+        parse_config(line_config().replace("budget_ms = 1500", "budget_ms = 100"))
+    with pytest.raises(ConfigError, match="same seed"):
+        parse_config(line_config().replace("seed = 3000000", "seed = 3000001", 1))
+    bad_group = line_config() + '[[line.groups]]\ncameras = ["cam1", "nope"]\nk = 1\n'
+    with pytest.raises(ConfigError, match="unknown camera nope"):
+        parse_config(bad_group)
