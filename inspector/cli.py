@@ -399,20 +399,58 @@ def eval_cmd(
     threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0,
                                               help="Verdict score threshold (default: the card's metrics.threshold)."),
     precision: str = typer.Option("auto", help="OpenVINO precision: auto, f32, bf16, f16."),
-    seed_base: int = typer.Option(1_000_000, min=1_000_000, help="First held-out seed (e.g. 1500000 for a calibration set)."),
+    seed_base: Optional[int] = typer.Option(None, min=1_000_000, help="First held-out seed (default 1000000 for frames, "
+                                            "3500000 for parts; e.g. 1500000 for a calibration set)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
     update_card: bool = typer.Option(False, help="Write the metrics and threshold into the model card "
                                                  "(an engineer logs in with --as; audited in --db)."),
     acting: Optional[str] = typer.Option(None, "--as", help="With --update-card: the engineer or admin who changes the card."),
     db: Optional[str] = typer.Option(None, help="With --update-card: the database whose audit trail records it."),
+    faces: int = typer.Option(0, min=0, max=64, help="Evaluate COUNT parts of this many faces (a line's cameras, "
+                                                      "one verdict per part) instead of COUNT frames."),
 ) -> None:
     """Evaluate on held-out seeds through the runtime pipeline (not Ultralytics)."""
+    if faces:
+        if update_card:
+            fail("--update-card: the card holds frame metrics; evaluate without --faces to update it")
+        return _eval_parts(model, count, faces, backend, width, height, threshold, precision, seed_base, json_out)
     if update_card and not acting:
         fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
     # log in before the long evaluation, not after it
     session = authenticated(db, acting, "model.update_card") if update_card else contextlib.nullcontext()
     with session as control:
-        _eval_and_report(model, count, backend, width, height, threshold, precision, seed_base, json_out, control)
+        _eval_and_report(model, count, backend, width, height, threshold, precision, seed_base or 1_000_000, json_out,
+                         control)
+
+
+def _eval_parts(model: str, parts: int, faces: int, backend: str, width: int, height: int,
+                threshold: Optional[float], precision: str, seed_base: Optional[int], json_out: Optional[Path]) -> None:
+    """Part-level evaluation (`inspector.quality.part_eval`): print per-part and per-frame rates."""
+    from inspector.pipeline.model_repo import load_card
+    from inspector.quality.part_eval import LINE_EVAL_SEED_BASE, evaluate_parts
+
+    try:
+        if threshold is None:
+            card_threshold = load_card(model, verify=False).threshold
+            threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
+        seed = seed_base or LINE_EVAL_SEED_BASE
+        typer.echo(f"evaluating {model}: threshold {threshold:g}, {parts} held-out parts of {faces} faces "
+                   f"from seed {seed} ...")
+        m = evaluate_parts(model, parts=parts, faces=faces, threshold=threshold, backend=backend, width=width,
+                           height=height, precision=precision, seed_base=seed)
+    except _user_errors() as exc:
+        fail(str(exc))
+    typer.echo(
+        f"parts: escape rate {m['part_escape_rate']:.2%} ({m['part_escapes']} of {m['defective_parts']}), "
+        f"false-reject rate {m['part_false_reject_rate']:.2%} ({m['part_false_rejects']} of {m['ok_parts']}); "
+        f"frames: escape rate {m['frame_escape_rate']:.2%}, false-reject rate {m['frame_false_reject_rate']:.2%} "
+        f"over {parts * faces} frames"
+    )
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(m, indent=2))
+        except OSError as exc:
+            fail(f"--json: cannot write {json_out}: {exc.strerror}")
 
 
 def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, threshold: Optional[float],

@@ -350,6 +350,8 @@ class Station:
             submit_part = getattr(sink, "submit_part", None)
             if submit_part is not None:
                 submit_part(part)
+        if self.metrics is not None:
+            self.metrics.observe_part(part)
         self.events.part_ready.emit(part)
 
     def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:

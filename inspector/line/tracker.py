@@ -63,6 +63,20 @@ class PartStats:
     escapes: int = 0  # truly defective, judged OK
     false_rejects: int = 0  # truly OK, judged NG
     verdict_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200_000))
+    #: (monotonic s, trigger->verdict ms, incomplete) of recent parts, for windowed health
+    recent: collections.deque[tuple[float, float, bool]] = field(
+        default_factory=lambda: collections.deque(maxlen=20_000))
+
+    def window(self, seconds: float, now: float | None = None) -> dict[str, float]:
+        """Parts decided in the last ``seconds``: how many, how many incomplete, p99 trigger->verdict."""
+        now = time.monotonic() if now is None else now
+        rows = [r for r in list(self.recent) if now - r[0] <= seconds]
+        lat = np.asarray([r[1] for r in rows], dtype=np.float64)
+        return {
+            "parts": len(rows),
+            "incomplete": sum(r[2] for r in rows),
+            "p99_ms": float(np.percentile(lat, 99)) if lat.size else 0.0,
+        }
 
     def as_dict(self, budget_ms: float) -> dict[str, Any]:
         lat = np.asarray(self.verdict_ms, dtype=np.float64)
@@ -299,6 +313,7 @@ class PartTracker:
         s.incomplete += bool(missing)
         s.deadline_missed += not result.deadline_met
         s.verdict_ms.append(verdict_ms)
+        s.recent.append((time.monotonic(), verdict_ms, bool(missing)))
         if truth_ng is True:
             s.truth_ng += 1
             s.escapes += verdict is Verdict.OK

@@ -16,6 +16,10 @@ Exported (labels in braces):
 * ``inspector_db_queue_depth``, ``inspector_db_spool_records``, ``inspector_db_spool_bytes``,
   ``inspector_db_rows_written_total``, ``inspector_db_skipped_total``
 * ``inspector_archive_bytes``, ``inspector_archive_alarm``, ``inspector_archive_dropped_disk_full_total``
+* triggered lines: ``inspector_parts_triggered_total``, ``inspector_parts_total{verdict}`` (OK, NG,
+  incomplete: NG for lack of an image), ``inspector_part_late_frames_total``,
+  ``inspector_missed_triggers_total``, ``inspector_trigger_overruns_total``,
+  ``inspector_part_budget_seconds`` and the ``inspector_part_trigger_to_verdict_seconds`` histogram
 * ``inspector_worker_errors_total{worker}``, ``inspector_alarm`` (1 while health is not OK),
   ``inspector_health_level`` (0 OK, 1 DEGRADED, 2 ALARM), ``inspector_drop_rate`` and
   ``inspector_window_latency_p99_seconds`` (over the ``[health]`` window)
@@ -33,7 +37,7 @@ from prometheus_client.registry import Collector
 
 from camera.protocol import CameraState
 from inspector.ops.health import HealthLevel
-from inspector.pipeline.results import InspectionResult
+from inspector.pipeline.results import InspectionResult, PartResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.ops.view import StationView
@@ -66,6 +70,12 @@ class StationMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.part_latency = Histogram(
+            "inspector_part_trigger_to_verdict_seconds",
+            "Trigger to part verdict, per part (triggered lines)",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+            registry=self.registry,
+        )
         self.registry.register(_StationCollector(station))
         self._server: Any = None
         self.port: int | None = None
@@ -75,6 +85,10 @@ class StationMetrics:
         for r in results:
             self.latency.labels(r.camera_id).observe(r.times.total_ms / 1000.0)
             self.inference.labels(r.camera_id).observe(r.times.inference_ms / 1000.0)
+
+    def observe_part(self, part: PartResult) -> None:
+        """Feed the part histogram (called when a part is decided)."""
+        self.part_latency.observe(part.times.verdict_ms / 1000.0)
 
     def render(self) -> bytes:
         """The text exposition, as a scrape would return it."""
@@ -161,6 +175,9 @@ class _StationCollector(Collector):
             yield CounterMetricFamily(
                 "inspector_archive_dropped_disk_full", "NG images dropped: disk full", value=a["dropped_disk_full"]
             )
+        line = getattr(st, "line", None)
+        if line is not None:
+            yield from _part_metrics(line.report())
         errors = CounterMetricFamily("inspector_worker_errors", "Failed inference batches", labels=["worker"])
         for w in st.workers:
             errors.add_metric([str(w.index)], w.stats.errors)
@@ -178,3 +195,17 @@ class _StationCollector(Collector):
             "inspector_window_latency_p99_seconds", "p99 latency over the health window",
             value=w["latency_ms"]["p99"] / 1000,
         )
+
+
+def _part_metrics(rep: dict[str, Any]) -> Iterator[Metric]:
+    """The counters of a triggered line (its report's ``parts`` section)."""
+    yield CounterMetricFamily("inspector_parts_triggered", "Parts triggered", value=rep["triggered"])
+    parts = CounterMetricFamily("inspector_parts", "Part verdicts (incomplete: NG, an image missing)", labels=["verdict"])
+    parts.add_metric(["OK"], rep["ok"])
+    parts.add_metric(["NG"], rep["ng"] - rep["incomplete"])
+    parts.add_metric(["incomplete"], rep["incomplete"])
+    yield parts
+    yield CounterMetricFamily("inspector_part_late_frames", "Frames after their part's verdict", value=rep["late_frames"])
+    yield CounterMetricFamily("inspector_missed_triggers", "Triggers that gave no frame", value=rep["missed_triggers"])
+    yield CounterMetricFamily("inspector_trigger_overruns", "Triggers during an exposure", value=rep["trigger_overruns"])
+    yield GaugeMetricFamily("inspector_part_budget_seconds", "Trigger-to-verdict budget", value=rep["budget_ms"] / 1000)

@@ -44,6 +44,9 @@ class StationView(Protocol):
     def archive(self) -> Any: ...  # NgArchive or None
 
     @property
+    def line(self) -> Any: ...  # inspector.line.runner.Line on a triggered line, else None
+
+    @property
     def running(self) -> bool: ...
 
     @property
