@@ -18,6 +18,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -83,6 +85,8 @@ class InspectionRecord(Base):
         Index("ix_inspections_camera_id_acquired_at", "camera_id", "acquired_at", "id"),
         Index("ix_inspections_verdict_acquired_at", "verdict", "acquired_at", "id"),
         Index("ix_inspections_review_mark", "review_mark"),
+        # the frames of a part (migration 0005); acquired_at separates parts that share an id
+        Index("ix_inspections_part_id_acquired_at", "part_id", "acquired_at"),
     )
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
@@ -107,6 +111,10 @@ class InspectionRecord(Base):
     review_mark: Mapped[str | None] = mapped_column(String(16), nullable=True)
     reviewed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     reviewed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: The part the frame belongs to on a triggered line (None when free-running), and
+    #: whether it arrived after that part's verdict (stored, never counted for it).
+    part_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DetectionRecord(Base):
@@ -128,3 +136,44 @@ class DetectionRecord(Base):
     x2: Mapped[float] = mapped_column(Float)
     y2: Mapped[float] = mapped_column(Float)
     accepted: Mapped[bool] = mapped_column(Boolean)
+
+
+class PartRecord(Base):
+    """One part of a triggered line: its verdict, what decided it, and its cycle times.
+
+    The part's frames are the ``inspections`` rows with its ``part_id`` (see
+    `inspector.storage.history.get_part`). ``expected`` and ``missing`` are comma-separated
+    camera ids (camera ids never contain commas); ``missing`` is empty for a complete part.
+    ``(line, part_id, triggered_at)`` is unique, so replaying the spool never stores a part
+    twice, while a part id that comes back (a re-inspected part, the station's own ids after a
+    restart) is a new row.
+    """
+
+    __tablename__ = "parts"
+    __table_args__ = (
+        UniqueConstraint("line", "part_id", "triggered_at"),
+        CheckConstraint("verdict IN ('OK', 'NG')", name="verdict"),
+        # pages are ordered by (triggered_at DESC, id DESC), like the inspection history
+        Index("ix_parts_triggered_at_id", "triggered_at", "id"),
+        Index("ix_parts_line_triggered_at", "line", "triggered_at", "id"),
+        Index("ix_parts_verdict_triggered_at", "verdict", "triggered_at", "id"),
+        Index("ix_parts_part_id_triggered_at", "part_id", "triggered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    part_id: Mapped[str] = mapped_column(String(64))
+    line: Mapped[str] = mapped_column(String(64))
+    trigger_id: Mapped[int] = mapped_column(BigInteger)
+    triggered_at: Mapped[float] = mapped_column(Float)  # epoch seconds, UTC
+    verdict: Mapped[str] = mapped_column(String(2))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    deciding_camera: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expected: Mapped[str] = mapped_column(Text, default="")
+    missing: Mapped[str] = mapped_column(Text, default="")
+    deadline_met: Mapped[bool] = mapped_column(Boolean)
+    budget_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    acquired_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    inspected_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    verdict_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    truth_ng: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    recipe: Mapped[str] = mapped_column(String(128), default="")

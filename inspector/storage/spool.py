@@ -1,6 +1,8 @@
 """The spool journal: a preallocated, locked file for results the database could not take yet.
 
 Format: JSON lines (one record per line, ``\\n``-terminated) followed by a zero-filled tail.
+The journal does not look inside a record: inspections, camera events and parts travel
+alike (`inspector.storage.writer.Record`), in the order the writer appended them.
 The file's space is reserved when it is opened (``posix_fallocate``), so an append
 overwrites blocks the filesystem already gave us and cannot meet a full disk (ENOSPC)
 until the reserve itself is used up; then the journal tries to grow, and only if that
@@ -32,7 +34,10 @@ log = logging.getLogger(__name__)
 
 #: Bytes per spooled inspection as the writer stores them: a measured record (uid,
 #: 64-hex model sha, timings, a settings digest, two detections) is ~720 bytes of
-#: JSON; 64 MiB therefore hold ~90,000 results (37 min of an 8 x 5 fps station).
+#: JSON; 64 MiB therefore hold ~90,000 results (37 min of an 8 x 5 fps station). On a
+#: triggered line each part adds a ``{"part": ...}`` record of ~360 bytes, ~45 bytes per
+#: frame of an 8-camera line; the estimate's two detections per result (most have none,
+#: ~540 bytes) cover it.
 RECORD_BYTES_ESTIMATE = 720
 _BLOCK = 1 << 20
 _MAX_SLOTS = 64

@@ -18,12 +18,16 @@ database takes the next slot, and the journals of stations that died are drained
 
 Camera state transitions travel the same way (`DbWriter.record_camera_event`): through
 the queue, into the ``camera_events`` table, or into the spool while the database is
-away.
+away. So do part verdicts (`DbWriter.submit_part`): a `PartResult` becomes a ``parts`` row
+in the same batched transaction as the inspections around it, and its frames (submitted
+before it, as usual) carry its ``part_id``. A part's key ``(line, part_id, triggered_at)``
+makes its replay idempotent as a uid does for an inspection.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import queue
 import threading
@@ -39,11 +43,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from inspector.pipeline.results import InspectionResult
+from inspector.pipeline.results import InspectionResult, PartResult
 from inspector.pipeline.sinks import QueuedSink
 from inspector.storage.db import StorageError, display_url, sqlite_path
 from inspector.storage.event_models import CameraEventRecord
-from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord
+from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord, PartRecord
 from inspector.storage.spool import (
     JournalFull,
     SpoolJournal,
@@ -55,8 +59,8 @@ from inspector.storage.spool import (
 log = logging.getLogger(__name__)
 
 #: A record as stored and spooled: ``{"row": inspection columns, "model_name": str,
-#: "detections": [[class_id, class_name, score, x1, y1, x2, y2, accepted], ...]}``, or a
-#: camera event ``{"event": camera_events columns}``.
+#: "detections": [[class_id, class_name, score, x1, y1, x2, y2, accepted], ...]}``, a
+#: camera event ``{"event": camera_events columns}``, or a part ``{"part": parts columns}``.
 Record = dict[str, Any]
 
 _INSPECTIONS: Table = InspectionRecord.__table__  # type: ignore[assignment]
@@ -64,6 +68,11 @@ _DETECTIONS: Table = DetectionRecord.__table__  # type: ignore[assignment]
 _CAMERAS: Table = CameraRecord.__table__  # type: ignore[assignment]
 _MODELS: Table = ModelRecord.__table__  # type: ignore[assignment]
 _EVENTS: Table = CameraEventRecord.__table__  # type: ignore[assignment]
+_PARTS: Table = PartRecord.__table__  # type: ignore[assignment]
+#: What makes a part unique (its replay idempotent): the columns of uq_parts_line_part_id_triggered_at.
+_PART_KEY = ("line", "part_id", "triggered_at")
+#: Inspection columns a record spooled by an older inspector lacks (before migration 0005).
+_ROW_DEFAULTS: dict[str, Any] = {"part_id": None, "late": False}
 _CAMERA_INFO = ("kind", "vendor", "model", "serial")
 #: Default spool reserve: 64 MiB, ~90,000 results (see `RECORD_BYTES_ESTIMATE`).
 DEFAULT_SPOOL_RESERVE_BYTES = 64 * 2**20
@@ -82,6 +91,9 @@ def _is_inspection(rec: Record) -> bool:
 
 
 def _uid(rec: Record) -> str:
+    part = rec.get("part")
+    if part is not None:  # a part has no uid: its natural key, which cannot collide with a uuid
+        return "part:" + json.dumps([part.get(k) for k in _PART_KEY])
     return str((rec.get("row") or rec.get("event") or {}).get("uid", ""))
 
 
@@ -117,12 +129,16 @@ class DbWriter(QueuedSink):
 
     Attributes:
         rows_written: Inspections committed (replayed ones included, duplicates not).
+        parts_written: Parts committed (replayed ones included, duplicates not).
         events_written: Camera events committed.
-        spooled: Results that went to the spool (cumulative).
-        rejected: Results the database refused as invalid data; they are kept in
+        spooled: Records (results, parts, events) that went to the spool (cumulative).
+        rejected: Records the database refused as invalid data; they are kept in
             ``<spool>.rejected.jsonl`` for a person to look at.
         lost: Results accepted but never made durable (journal full and the disk with
-            it, then the backlog full or the writer stopped). Zero unless the disk fails.
+            it, then the backlog full or the writer stopped), parts included: a lost part
+            verdict raises the same alarm. Zero unless the disk fails.
+        parts_skipped: Parts refused because the queue was full (also in ``skipped_full``).
+        parts_lost: The parts among ``lost``.
     """
 
     def __init__(
@@ -166,6 +182,10 @@ class DbWriter(QueuedSink):
         self._info_lock = threading.Lock()
         self._backlog: list[Record] = []  # only when even the spool cannot be written
         self.rows_written = 0
+        self.parts_written = 0
+        self.parts_accepted = 0
+        self.parts_skipped = 0
+        self.parts_lost = 0
         self.events_written = 0
         self.events_skipped = 0
         self.spooled = 0
@@ -195,6 +215,25 @@ class DbWriter(QueuedSink):
             return True
         self._uids.pop(key, None)
         return False
+
+    def submit_part(self, part: PartResult) -> bool:
+        """Enqueue a part's verdict for the ``parts`` table; never blocks.
+
+        Submit the part's frames (`submit`) before or with it; they are stored with its
+        ``part_id``. The part is turned into a row on the writer thread, in the same batch
+        and transaction as the inspections queued around it.
+
+        Returns:
+            False (counted in ``parts_skipped`` and ``skipped_full``) when the queue is full.
+        """
+        try:
+            self._q.put_nowait(part)  # type: ignore[arg-type]
+        except queue.Full:
+            self.parts_skipped += 1
+            self.skipped_full += 1  # the health alarm "db queue full" covers parts too
+            return False
+        self.parts_accepted += 1
+        return True
 
     def record_camera_event(
         self, camera_id: str, old_state: str, new_state: str, *, reason: str = "", at: float | None = None
@@ -232,6 +271,9 @@ class DbWriter(QueuedSink):
         out = super().stats()
         out.update(
             rows_written=self.rows_written,
+            parts_written=self.parts_written,
+            parts_skipped=self.parts_skipped,
+            parts_lost=self.parts_lost,
             events_written=self.events_written,
             events_skipped=self.events_skipped,
             spooled=self.spooled,
@@ -256,7 +298,7 @@ class DbWriter(QueuedSink):
         self._drain()
 
     def count_handled(self, batch: list[InspectionResult]) -> int:
-        return sum(not isinstance(item, dict) for item in batch)  # camera events are dicts
+        return sum(isinstance(item, InspectionResult) for item in batch)  # not events (dicts) nor parts
 
     def on_stopped(self) -> None:
         if self.pending:
@@ -270,7 +312,10 @@ class DbWriter(QueuedSink):
             j.close()
 
     def handle_batch(self, batch: list[InspectionResult]) -> None:
-        records = [r if isinstance(r, dict) else self._record(r) for r in batch]
+        records = [
+            r if isinstance(r, dict) else self._part_record(r) if isinstance(r, PartResult) else self._record(r)
+            for r in batch
+        ]
         if self.pending:
             if time.monotonic() >= self._next_drain:
                 self._drain()
@@ -321,9 +366,35 @@ class DbWriter(QueuedSink):
                 "frame_height": r.frame_height,
                 "settings_digest": p.camera_settings_digest[:128],
                 "image_path": image_path,
+                "part_id": r.part_id[:64] if r.part_id is not None else None,
+                "late": bool(r.late),
             },
             "model_name": p.model_name[:128],
             "detections": dets,
+        }
+
+    @staticmethod
+    def _part_record(p: PartResult) -> Record:
+        t = p.times
+        return {
+            "part": {
+                "part_id": p.part_id[:64],
+                "line": p.line[:64],
+                "trigger_id": int(p.trigger_id),
+                "triggered_at": float(p.triggered_at),
+                "verdict": str(getattr(p.verdict, "value", p.verdict)),
+                "reason": p.reason,
+                "deciding_camera": p.deciding_camera[:64] if p.deciding_camera is not None else None,
+                "expected": ",".join(p.expected),
+                "missing": ",".join(p.missing),
+                "deadline_met": bool(p.deadline_met),
+                "budget_ms": float(p.budget_ms),
+                "acquired_ms": float(t.acquired_ms),
+                "inspected_ms": float(t.inspected_ms),
+                "verdict_ms": float(t.verdict_ms),
+                "truth_ng": None if p.truth_ng is None else bool(p.truth_ng),
+                "recipe": p.recipe[:128],
+            }
         }
 
     # ------------------------------------------------------------------ database
@@ -357,12 +428,18 @@ class DbWriter(QueuedSink):
         for rec in records:
             unique.setdefault(_uid(rec), rec)
         events = [rec["event"] for rec in unique.values() if "event" in rec]
+        parts = [rec["part"] for rec in unique.values() if "part" in rec]
         records = [rec for rec in unique.values() if "row" in rec]
+        for rec in records:  # one set of columns for executemany, whatever wrote the record
+            row = rec["row"]
+            if "late" not in row or "part_id" not in row:
+                rec["row"] = {**_ROW_DEFAULTS, **row}
         with self._info_lock:
             info, self._camera_info = self._camera_info, {}
         try:
             with self._engine.begin() as conn:
                 n_events = self._insert_events(conn, events) if events else 0
+                n_parts = self._insert_parts(conn, parts) if parts else 0
                 new_cameras, new_models = self._upsert_references(conn, records, info)
                 ids = self._insert_inspections(conn, [rec["row"] for rec in records]) if records else {}
                 dets = [
@@ -391,6 +468,7 @@ class DbWriter(QueuedSink):
         self._known_models |= new_models
         self.rows_written += len(ids)
         self.events_written += n_events
+        self.parts_written += n_parts
         if self._on_commit is not None and records:
             try:
                 self._on_commit([rec["row"]["uid"] for rec in records])
@@ -408,6 +486,22 @@ class DbWriter(QueuedSink):
             return len(conn.execute(stmt, rows).all())
         have = set(conn.scalars(select(t.c.uid).where(t.c.uid.in_([r["uid"] for r in rows]))))
         fresh = [r for r in rows if r["uid"] not in have]
+        if fresh:
+            conn.execute(insert(t), fresh)
+        return len(fresh)
+
+    def _insert_parts(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert parts, skipping those whose key is already stored; returns how many were new."""
+        dialect = conn.dialect.name
+        t = _PARTS
+        if dialect in ("sqlite", "postgresql"):
+            mod = sqlite if dialect == "sqlite" else postgresql
+            stmt = mod.insert(t).on_conflict_do_nothing(index_elements=list(_PART_KEY)).returning(t.c.id)
+            return len(conn.execute(stmt, rows).all())
+        # other dialects: one probe per part (parts are few: one per 8 frames at most)
+        fresh = [
+            r for r in rows if conn.scalar(select(t.c.id).where(*(t.c[k] == r[k] for k in _PART_KEY)).limit(1)) is None
+        ]
         if fresh:
             conn.execute(insert(t), fresh)
         return len(fresh)
@@ -514,9 +608,11 @@ class DbWriter(QueuedSink):
 
     def _count_lost(self, records: list[Record], why: str) -> None:
         rows = sum(_is_inspection(r) for r in records)
-        self.lost += rows
-        self.events_lost += len(records) - rows
-        log.error("db: %d results LOST (%s); %d lost in all", rows, why, self.lost)
+        parts = sum("part" in r for r in records)
+        self.lost += rows + parts
+        self.parts_lost += parts
+        self.events_lost += len(records) - rows - parts
+        log.error("db: %d results and %d parts LOST (%s); %d lost in all", rows, parts, why, self.lost)
 
     def _drain(self) -> None:
         """Replay orphaned journals, the spool and the in-memory backlog into the database."""
@@ -552,10 +648,11 @@ class DbWriter(QueuedSink):
         records = list(records)
         self.rejected += len(records)
         first = records[0].get("row") or records[0].get("event") or {}
+        part = records[0].get("part")
         log.error(
             "db: %s#%s refused by the database (%s); kept in %s",
-            first.get("camera_id"),
-            first.get("sequence", "event"),
+            part.get("line") if part else first.get("camera_id"),
+            f"part {part.get('part_id')}" if part else first.get("sequence", "event"),
             str(getattr(exc, "orig", exc)).splitlines()[0],
             self._rejects_path,
         )

@@ -68,6 +68,7 @@ def test_migrate_creates_schema(engine: Engine) -> None:
         "ix_inspections_camera_id_acquired_at",
         "ix_inspections_verdict_acquired_at",
         "ix_inspections_review_mark",
+        "ix_inspections_part_id_acquired_at",
     }
     assert {i["name"] for i in insp.get_indexes("detections")} == {
         "ix_detections_inspection_id",
