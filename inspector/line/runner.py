@@ -67,7 +67,9 @@ class Line:
                 raise LineError(str(exc)) from None
             self.cameras[cid] = cam
         self.positions_mm = dict(positions_mm or {})
-        self.tracker = PartTracker(name, list(self.cameras), budget_ms, rule, on_part, recipe)
+        # the station's own part ids: "<start time>-<n>", monotonic and never repeated across restarts
+        prefix = time.strftime("%y%m%d-%H%M%S-")
+        self.tracker = PartTracker(name, list(self.cameras), budget_ms, rule, on_part, recipe, prefix)
         self.conveyor: Conveyor | None = None
         if conveyor is not None:
             self.conveyor = Conveyor(

@@ -112,6 +112,8 @@ class PartTracker:
         on_part: Called with each decided part, from the thread that decided it
             (a worker's fan-out on completion, the tracker's timer on expiry).
         recipe: Product recipe name stored with each part.
+        id_prefix: Put before the station's own part numbers (a run's start time), so that
+            they never repeat across restarts.
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class PartTracker:
         rule: PartRule | None = None,
         on_part: Callable[[PartResult], None] | None = None,
         recipe: str = "",
+        id_prefix: str = "",
     ) -> None:
         if not cameras:
             raise ValueError("a line needs at least one camera")
@@ -131,6 +134,7 @@ class PartTracker:
         self.rule = rule or PartRule()
         self.on_part = on_part
         self.recipe = recipe
+        self.id_prefix = id_prefix
         self.stats = PartStats()
         # an incomplete part is failed a little before its deadline, so that the NG is out
         # (to the PLC, the reject gate) by the deadline, not a timer tick after it
@@ -160,7 +164,7 @@ class PartTracker:
             tid = self._next_trigger
             if part_id is None:
                 self._next_part += 1
-                part_id = str(self._next_part)
+                part_id = f"{self.id_prefix}{self._next_part}"
             deadline = t_ns + int((self.budget_ms - self.guard_ms) * 1e6)
             self._open[tid] = _OpenPart(tid, part_id, t_ns, wall, deadline)
             self.stats.triggered += 1

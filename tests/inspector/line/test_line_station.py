@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -108,13 +109,14 @@ def test_parts_triggered_by_command_use_the_callers_id_and_need_an_operator(tmp_
         assert control.login("olga", "olga-pw-123") is not None
         assert control.trigger_part("P-1001") == "P-1001"
         time.sleep(0.05)  # longer than the exposure: a trigger during it would be an overrun
-        assert control.trigger_part() == "1"  # the station's own monotonic ids
+        own = control.trigger_part()  # the station's own ids: the run's start, then a number
+        assert re.fullmatch(r"\d{6}-\d{6}-1", own), own
         with pytest.raises(ControlError, match="part id"):
             control.trigger_part("../etc")
         deadline = time.monotonic() + 10
         while len(parts) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-    assert sorted(p.part_id for p in parts) == ["1", "P-1001"]
+    assert sorted(p.part_id for p in parts) == sorted([own, "P-1001"])
     assert all(not p.incomplete for p in parts)
 
 
@@ -136,3 +138,27 @@ def test_line_config_mistakes_are_named() -> None:
     bad_group = line_config() + '[[line.groups]]\ncameras = ["cam1", "nope"]\nk = 1\n'
     with pytest.raises(ConfigError, match="unknown camera nope"):
         parse_config(bad_group)
+
+
+def test_every_part_is_stored_with_its_frames_under_its_part_id(tmp_path) -> None:
+    from inspector.storage.db import open_database
+    from inspector.storage.history import count_parts, get_part
+
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    st = Station(parse_config(line_config()), db_url=url, archive=False)
+    st.inject_fault("cam3", "missed_trigger", 0.2)
+    parts = _run(st, 3.0)
+    rep = st.report()
+    assert rep["lost"] == 0 and len(parts) >= 10
+    engine = open_database(url)
+    try:
+        assert count_parts(engine) == len(parts)
+        for p in parts:
+            stored = get_part(engine, p.part_id, line="line-test")
+            assert stored is not None, p.part_id
+            assert stored.part.verdict == p.verdict.value and stored.part.reason == p.reason
+            assert stored.part.missing == p.missing
+            assert sorted(f.camera_id for f in stored.frames) == sorted(f.camera_id for f in p.frames)
+        assert count_parts(engine, incomplete=True) == rep["parts"]["incomplete"] >= 1
+    finally:
+        engine.dispose()
