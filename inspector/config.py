@@ -241,6 +241,10 @@ class HealthConfig(_Strict):
     db_backlog_degraded: Integer = Field(2_000, ge=1, description="results queued for the database")
     db_backlog_alarm: Integer = Field(8_000, ge=1)
     spool_alarm_mb: Number = Field(256.0, gt=0.0, description="spool size (any spooling is DEGRADED)")
+    #: triggered lines: share of the window's parts failed safe as incomplete that is an ALARM (any: DEGRADED)
+    part_incomplete_alarm: Number = Field(0.1, ge=0.0, le=1.0)
+    #: triggered lines: p99 trigger->verdict above this share of the budget is DEGRADED
+    part_budget_degraded: Number = Field(0.9, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> HealthConfig:

@@ -114,14 +114,14 @@ def assess(station: StationView) -> dict[str, Any]:
     if station.db_writer is not None:
         d = station.db_writer.stats()
         db = {"spool_size": int(d["spool_size"]), "queue_depth": int(d["queue_depth"]),
-              "skipped_full": int(d["skipped_full"]), "rejected": int(d["rejected"])}
+              "skipped_full": int(d["skipped_full"]), "rejected": int(d["rejected"]),
+              "lost": int(d.get("lost", 0)), "backlog": int(d.get("backlog", 0)),
+              "spool_reserve_used": float(d.get("spool_reserve_used", 0.0))}
         if db["queue_depth"] >= cfg.db_backlog_degraded:
             level = HealthLevel.ALARM if db["queue_depth"] >= cfg.db_backlog_alarm else HealthLevel.DEGRADED
             issues.add(level, f"db backlog {db['queue_depth']}")
         if db["skipped_full"]:
             issues.add(HealthLevel.ALARM, f"db queue full: {db['skipped_full']} results not stored")
-        db.update(lost=int(d.get("lost", 0)), backlog=int(d.get("backlog", 0)),
-                  spool_reserve_used=float(d.get("spool_reserve_used", 0.0)))
         if db["lost"]:  # accepted, never made durable (DbWriter.lost): `inspector run` exits 3
             issues.add(HealthLevel.ALARM, f"db: {db['lost']} results LOST")
         if db["backlog"]:
@@ -139,6 +139,18 @@ def assess(station: StationView) -> dict[str, Any]:
                    "archive_bytes": int(a["archive_bytes"])}
         if archive["alarm"]:
             issues.add(HealthLevel.ALARM, "archive ALARM (disk full)")
+    parts: dict[str, Any] = {}
+    line = getattr(station, "line", None)
+    if line is not None and running:
+        budget = line.tracker.budget_ms
+        parts = {**line.tracker.stats.window(cfg.window_s), "budget_ms": budget}
+        if parts["incomplete"]:
+            share = parts["incomplete"] / max(1, parts["parts"])
+            level = HealthLevel.ALARM if share >= cfg.part_incomplete_alarm else HealthLevel.DEGRADED
+            issues.add(level, f"{parts['incomplete']} of {parts['parts']} parts incomplete, NG ({window})")
+        if parts["p99_ms"] > cfg.part_budget_degraded * budget:
+            issues.add(HealthLevel.DEGRADED,
+                       f"parts p99 {parts['p99_ms']:.0f} ms near the {budget:g} ms budget ({window})")
     if running and station.paused:
         issues.add(HealthLevel.DEGRADED, "paused")
     texts = [t for _, t in issues.items]
@@ -151,6 +163,7 @@ def assess(station: StationView) -> dict[str, Any]:
         "cameras": cams,
         "db": db,
         "archive": archive,
+        "parts": parts,
     }
 
 

@@ -130,3 +130,31 @@ def test_health_thresholds_are_checked() -> None:
     with pytest.raises(ConfigError, match="drop_rate_alarm"):
         parse_config('name = "h"\n[health]\ndrop_rate_degraded = 0.5\ndrop_rate_alarm = 0.1\n'
                      '[[cameras]]\nid = "c0"\nkind = "simulated"\n')
+
+
+def _line_station(incomplete: int, complete: int, verdict_ms: float = 300.0) -> Any:
+    from inspector.line.tracker import PartTracker
+
+    st = _station()
+    tracker = PartTracker("h", ["c0"], budget_ms=1000)
+    for i in range(incomplete + complete):
+        tid = tracker.open_part()
+        if i < complete:
+            r = dataclasses.replace(make_result("c0", i), trigger_id=tid)
+            tracker.add(r)
+    tracker.expire(now_ns=10**30)
+    # what the window holds: the test's verdict times
+    tracker.stats.recent = collections.deque((t, verdict_ms, inc) for t, _ms, inc in tracker.stats.recent)
+    st.line = SimpleNamespace(tracker=tracker)
+    return st
+
+
+def test_incomplete_parts_degrade_then_alarm_and_a_part_p99_near_the_budget_degrades() -> None:
+    assert assess(_line_station(0, 50))["level"] == "OK"
+    h = assess(_line_station(1, 49))
+    assert h["level"] == "DEGRADED" and "1 of 50 parts incomplete, NG" in h["summary"]
+    h = assess(_line_station(10, 40))
+    assert h["level"] == "ALARM" and "10 of 50 parts incomplete" in h["summary"]
+    h = assess(_line_station(0, 50, verdict_ms=950.0))
+    assert h["level"] == "DEGRADED" and "parts p99 950 ms near the 1000 ms budget" in h["summary"]
+    assert h["parts"]["parts"] == 50
