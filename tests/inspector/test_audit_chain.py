@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from gui.launcher import cli
 from inspector.access.audit_verify import verify_audit
+from inspector.access.users import AuditLog
 from inspector.storage.audit_chain import GENESIS, entry_hash
 from inspector.storage.db import migrate, open_database
-from inspector.access.users import AuditLog
 
 
 def _record(engine: Engine, n: int = 5) -> AuditLog:
@@ -81,22 +81,27 @@ def test_consistent_rewrite_is_detected(engine: Engine) -> None:
     assert verify_audit(engine).problem == "audit entry 2 changed (entry 3 does not link to it)"
 
 
-def test_delete_in_the_middle_is_detected(engine: Engine) -> None:
-    _record(engine)
-    _drop_triggers(engine)
+@pytest.mark.parametrize(
+    ("entries", "drop_triggers", "sql", "problem"),
+    [
+        pytest.param(5, True, "DELETE FROM audit_log WHERE id = 3",
+                     "entries after 2 removed (entry 4 links to a missing entry)", id="delete-in-the-middle"),
+        pytest.param(5, True, "DELETE FROM audit_log WHERE id > 3",
+                     "entries after 3 removed (head anchor says 5 entries, the last 5)", id="delete-newest"),
+        pytest.param(2, False, "INSERT INTO audit_log (id, at, \"user\", action, target) VALUES (3, 1.0, 'x', 'y', '')",
+                     "audit entry 3 inserted (it has no hash)", id="row-without-hash"),
+    ],
+)
+def test_tampering_in_plain_sql_is_detected(
+    engine: Engine, entries: int, drop_triggers: bool, sql: str, problem: str
+) -> None:
+    _record(engine, entries)
+    if drop_triggers:
+        _drop_triggers(engine)
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
+        conn.execute(text(sql))
     report = verify_audit(engine)
-    assert not report.ok and report.problem == "entries after 2 removed (entry 4 links to a missing entry)"
-
-
-def test_delete_newest_is_detected(engine: Engine) -> None:
-    _record(engine)
-    _drop_triggers(engine)
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM audit_log WHERE id > 3"))
-    report = verify_audit(engine)
-    assert not report.ok and report.problem == "entries after 3 removed (head anchor says 5 entries, the last 5)"
+    assert not report.ok and report.problem == problem
 
 
 def test_forged_row_is_detected(engine: Engine) -> None:
@@ -111,13 +116,6 @@ def test_forged_row_is_detected(engine: Engine) -> None:
     report = verify_audit(engine)
     assert not report.ok
     assert report.problem == "audit entry 6 inserted after the head anchor (head anchor says 5 entries, the last 5)"
-
-
-def test_row_without_hash_is_detected(engine: Engine) -> None:
-    _record(engine, 2)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO audit_log (id, at, \"user\", action, target) VALUES (3, 1.0, 'x', 'y', '')"))
-    assert verify_audit(engine).problem == "audit entry 3 inserted (it has no hash)"
 
 
 def test_chain_starts_at_genesis(engine: Engine) -> None:
