@@ -218,9 +218,18 @@ class Station:
                 trigger_sources={c.id: c.trigger_source for c in self.config.cameras},
                 positions_mm={c.id: c.position_mm for c in self.config.cameras},
                 conveyor=conveyor,
+                fail_safe=self._results_not_durable,
             )
         except LineError as exc:
             raise StationError(str(exc)) from None
+
+    def _results_not_durable(self) -> str | None:
+        """Why a part's results could not be kept (then the line rejects it: fail safe), or None."""
+        w = self.db_writer
+        if w is not None and not w.durable:
+            return "results cannot be stored (database and spool full)" if w.lost == 0 else \
+                f"{w.lost} results lost (no room to store them)"
+        return None
 
     def trigger_part(self, part_id: str | None = None) -> str:
         """Open a part now and trigger every camera (a PLC command, `StationControl.trigger_part`)."""

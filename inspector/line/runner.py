@@ -38,6 +38,7 @@ class Line:
         rule: Part verdict rule (default: NG when any camera says NG).
         trigger_sources: Camera id -> SFNC TriggerSource (default ``Software``).
         positions_mm: Camera id -> distance from the photo-eye.
+        fail_safe: See `PartTracker` (the station: results that cannot be made durable).
         conveyor: Run the simulated conveyor (parts_per_min, jitter, belt_mm_s); None:
             parts come only from `trigger_part`.
     """
@@ -54,6 +55,7 @@ class Line:
         positions_mm: Mapping[str, float] | None = None,
         conveyor: Mapping[str, float] | None = None,
         recipe: str = "",
+        fail_safe: Callable[[], str | None] | None = None,
     ) -> None:
         self.name = name
         self.cameras: dict[str, TriggeredCamera] = {}
@@ -69,7 +71,7 @@ class Line:
         self.positions_mm = dict(positions_mm or {})
         # the station's own part ids: "<start time>-<n>", monotonic and never repeated across restarts
         prefix = time.strftime("%y%m%d-%H%M%S-")
-        self.tracker = PartTracker(name, list(self.cameras), budget_ms, rule, on_part, recipe, prefix)
+        self.tracker = PartTracker(name, list(self.cameras), budget_ms, rule, on_part, recipe, prefix, fail_safe)
         self.conveyor: Conveyor | None = None
         if conveyor is not None:
             self.conveyor = Conveyor(

@@ -58,6 +58,7 @@ class PartStats:
     late_frames: int = 0
     unmatched_frames: int = 0
     duplicate_frames: int = 0
+    failed_safe: int = 0  # OK parts rejected because their results could not be kept
     truth_ng: int = 0  # parts whose frames show a defect (simulated ground truth)
     truth_ok: int = 0
     escapes: int = 0  # truly defective, judged OK
@@ -92,6 +93,7 @@ class PartStats:
             "late_frames": self.late_frames,
             "unmatched_frames": self.unmatched_frames,
             "duplicate_frames": self.duplicate_frames,
+            "failed_safe": self.failed_safe,
             "budget_ms": budget_ms,
             "trigger_to_verdict_ms": pct,
             "escape_rate": self.escapes / self.truth_ng if self.truth_ng else 0.0,
@@ -112,6 +114,8 @@ class PartTracker:
         on_part: Called with each decided part, from the thread that decided it
             (a worker's fan-out on completion, the tracker's timer on expiry).
         recipe: Product recipe name stored with each part.
+        fail_safe: Asked at each verdict; a reason (e.g. results cannot be stored) turns
+            an OK part into NG ``"fail safe: <reason>"``.
         id_prefix: Put before the station's own part numbers (a run's start time), so that
             they never repeat across restarts.
     """
@@ -125,6 +129,7 @@ class PartTracker:
         on_part: Callable[[PartResult], None] | None = None,
         recipe: str = "",
         id_prefix: str = "",
+        fail_safe: Callable[[], str | None] | None = None,
     ) -> None:
         if not cameras:
             raise ValueError("a line needs at least one camera")
@@ -135,6 +140,7 @@ class PartTracker:
         self.on_part = on_part
         self.recipe = recipe
         self.id_prefix = id_prefix
+        self.fail_safe = fail_safe
         self.stats = PartStats()
         # an incomplete part is failed a little before its deadline, so that the NG is out
         # (to the PLC, the reject gate) by the deadline, not a timer tick after it
@@ -282,6 +288,11 @@ class PartTracker:
             verdict, reason, deciding = Verdict.NG, incomplete_reason(missing), missing[0]
         else:
             verdict, reason, deciding = self.rule.decide(part.frames)
+        if verdict is Verdict.OK and self.fail_safe is not None:
+            why = self.fail_safe()
+            if why:
+                verdict, reason, deciding = Verdict.NG, f"fail safe: {why}", None
+                self.stats.failed_safe += 1
         frames = tuple(part.frames[c] for c in self.cameras if c in part.frames)
         verdict_ms = (now_ns - part.trigger_ns) / 1e6
         acquired = max(((f.acquired_at - part.triggered_at) * 1000 for f in frames), default=0.0)

@@ -162,3 +162,18 @@ def test_every_part_is_stored_with_its_frames_under_its_part_id(tmp_path) -> Non
         assert count_parts(engine, incomplete=True) == rep["parts"]["incomplete"] >= 1
     finally:
         engine.dispose()
+
+
+def test_a_line_whose_results_cannot_be_stored_rejects_every_part(tmp_path, monkeypatch) -> None:
+    """Issue 12 item 1, line mode: results that cannot be made durable fail the part safe."""
+    from inspector.storage.writer import DbWriter
+
+    st = Station(parse_config(line_config(n=2)), db_url=f"sqlite:///{tmp_path / 'f.db'}", archive=False)
+    # what a writer says once the disk and its spool reserve are full (tests/reliability fill a real disk)
+    monkeypatch.setattr(DbWriter, "durable", property(lambda self: False))
+    parts = _run(st, 2.0)
+    assert parts and all(p.verdict is Verdict.NG for p in parts)
+    for p in parts:  # a part its cameras passed is rejected all the same; a defect keeps its reason
+        if not p.incomplete and not any(f.ng for f in p.frames):
+            assert p.reason == "fail safe: results cannot be stored (database and spool full)", p.reason
+    assert st.line.tracker.stats.failed_safe >= 1

@@ -160,3 +160,17 @@ def test_stop_fails_safe_every_part_still_open() -> None:
     left = t.stop()
     assert len(left) == 2 and all(p.verdict is Verdict.NG and p.missing == CAMS for p in left)
     assert got == left
+
+
+def test_an_ok_part_whose_results_cannot_be_kept_fails_safe() -> None:
+    reason: list[str | None] = [None]
+    t = PartTracker("line", ("cam1",), 1000, fail_safe=lambda: reason[0])
+    ok = t.open_part()
+    _, p = t.add(frame("cam1", ok))
+    assert p is not None and p.verdict is Verdict.OK
+    reason[0] = "results cannot be stored (database and spool full)"
+    bad = t.open_part()
+    _, p = t.add(frame("cam1", bad))
+    assert p is not None and p.verdict is Verdict.NG
+    assert p.reason == "fail safe: results cannot be stored (database and spool full)"
+    assert t.stats.failed_safe == 1
