@@ -17,7 +17,7 @@ from inspector.cli_users import ENV_NEW_PASSWORD, ENV_PASSWORD, read_password
 
 @cli.app.command()
 def gui(
-    station: str | None = typer.Option(None, help="Built-in station (default demo)."),
+    station: str | None = typer.Option(None, help="Built-in station (default line-demo)."),
     config: Path | None = typer.Option(None, help="Station config TOML."),
     db: str | None = typer.Option(None, help="Database URL."),
     admin_password: bool = typer.Option(

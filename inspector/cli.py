@@ -21,6 +21,9 @@ import typer
 from inspector.cli_audit import audit_app
 from inspector.cli_users import authenticated, users_app
 
+#: The built-in station the app and `inspector run` start when none is named: the triggered line.
+DEFAULT_STATION = "line-demo"
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera inspection station.")
 cameras_app = typer.Typer(no_args_is_help=True, help="Cameras: discovery.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Datasets from the synthetic line.")
@@ -67,7 +70,7 @@ def _load(station: Optional[str], config: Optional[Path]) -> Any:
 
     if station and config:
         fail("give --station or --config, not both")
-    return load_config(config) if config else load_station(station or "demo")
+    return load_config(config) if config else load_station(station or DEFAULT_STATION)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -81,7 +84,7 @@ def _setup_logging(verbose: bool) -> None:
 @app.command()
 def run(
     headless: bool = typer.Option(False, "--headless", help="No GUI: print a status line."),
-    station: Optional[str] = typer.Option(None, help="Built-in station (demo, viky-demo)."),
+    station: Optional[str] = typer.Option(None, help="Built-in station (line-demo: the default, demo, viky-demo)."),
     config: Optional[Path] = typer.Option(None, help="Station config TOML."),
     duration: Optional[float] = typer.Option(None, min=0.1, help="Stop after this many seconds."),
     db: Optional[str] = typer.Option(None, help="Database URL (sqlite:///..., postgresql+psycopg://...; 'none')."),
@@ -408,12 +411,17 @@ def eval_cmd(
     db: Optional[str] = typer.Option(None, help="With --update-card: the database whose audit trail records it."),
     faces: int = typer.Option(0, min=0, max=64, help="Evaluate COUNT parts of this many faces (a line's cameras, "
                                                       "one verdict per part) instead of COUNT frames."),
+    class_threshold: Optional[list[str]] = typer.Option(
+        None, "--class-threshold", help="With --faces: CLASS=SCORE, repeatable (a line's per-class thresholds)."),
 ) -> None:
     """Evaluate on held-out seeds through the runtime pipeline (not Ultralytics)."""
     if faces:
         if update_card:
             fail("--update-card: the card holds frame metrics; evaluate without --faces to update it")
-        return _eval_parts(model, count, faces, backend, width, height, threshold, precision, seed_base, json_out)
+        return _eval_parts(model, count, faces, backend, width, height, threshold, precision, seed_base, json_out,
+                           _class_thresholds(class_threshold or []))
+    if class_threshold:
+        fail("--class-threshold: only with --faces (frame evaluation uses one threshold)")
     if update_card and not acting:
         fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
     # log in before the long evaluation, not after it
@@ -423,8 +431,23 @@ def eval_cmd(
                          control)
 
 
+def _class_thresholds(specs: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in specs:
+        name, _, value = s.partition("=")
+        try:
+            score = float(value)
+        except ValueError:
+            fail(f"--class-threshold {s!r}: expected CLASS=SCORE")
+        if not name or not 0.0 <= score <= 1.0:
+            fail(f"--class-threshold {s!r}: expected CLASS=SCORE with SCORE in 0..1")
+        out[name] = score
+    return out
+
+
 def _eval_parts(model: str, parts: int, faces: int, backend: str, width: int, height: int,
-                threshold: Optional[float], precision: str, seed_base: Optional[int], json_out: Optional[Path]) -> None:
+                threshold: Optional[float], precision: str, seed_base: Optional[int], json_out: Optional[Path],
+                class_thresholds: dict[str, float]) -> None:
     """Part-level evaluation (`inspector.quality.part_eval`): print per-part and per-frame rates."""
     from inspector.pipeline.model_repo import load_card
     from inspector.quality.part_eval import LINE_EVAL_SEED_BASE, evaluate_parts
@@ -434,10 +457,14 @@ def _eval_parts(model: str, parts: int, faces: int, backend: str, width: int, he
             card_threshold = load_card(model, verify=False).threshold
             threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
         seed = seed_base or LINE_EVAL_SEED_BASE
-        typer.echo(f"evaluating {model}: threshold {threshold:g}, {parts} held-out parts of {faces} faces "
-                   f"from seed {seed} ...")
-        m = evaluate_parts(model, parts=parts, faces=faces, threshold=threshold, backend=backend, width=width,
-                           height=height, precision=precision, seed_base=seed)
+        unknown = sorted(set(class_thresholds) - set(load_card(model, verify=False).classes))
+        if unknown:
+            fail(f"--class-threshold: {', '.join(unknown)} is not a class of {model}")
+        per_class = "".join(f", {k} {v:g}" for k, v in class_thresholds.items())
+        typer.echo(f"evaluating {model}: threshold {threshold:g}{per_class}, {parts} held-out parts of {faces} "
+                   f"faces from seed {seed} ...")
+        m = evaluate_parts(model, parts=parts, faces=faces, threshold=threshold, class_thresholds=class_thresholds,
+                           backend=backend, width=width, height=height, precision=precision, seed_base=seed)
     except _user_errors() as exc:
         fail(str(exc))
     typer.echo(
@@ -488,7 +515,7 @@ def _eval_and_report(model: str, count: int, backend: str, width: int, height: i
 
 @app.command()
 def bench(
-    station: Optional[str] = typer.Option(None, help="Take model and backend from this station (default demo)."),
+    station: Optional[str] = typer.Option(None, help="Take model and backend from this station (default line-demo)."),
     config: Optional[Path] = typer.Option(None, help="Station config TOML."),
     backend: Optional[str] = typer.Option(None, help="openvino | onnxruntime (default: the station's)."),
     cameras: str = typer.Option("1,4,8", help="Camera counts for the pipeline runs."),

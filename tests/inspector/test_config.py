@@ -23,6 +23,10 @@ def test_builtin_stations_load() -> None:
     assert len(demo.cameras) == 8 and all(c.kind == "simulated" for c in demo.cameras)
     viky = load_station("viky-demo")
     assert sum(c.kind == "gentl" for c in viky.cameras) == 3 and len(viky.cameras) == 8
+    line = load_station("line-demo")
+    assert line.line.mode == "triggered" and line.line.parts_per_min == 300
+    assert len(line.cameras) == 8 and sum(c.mono for c in line.cameras) == 2  # type: ignore[union-attr]
+    assert len({c.position_mm for c in line.cameras}) == 4  # pairs along the belt
 
 
 def test_minimal_config_gets_defaults() -> None:
