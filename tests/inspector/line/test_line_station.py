@@ -162,6 +162,22 @@ def test_every_part_is_stored_with_its_frames_under_its_part_id(tmp_path) -> Non
         assert count_parts(engine, incomplete=True) == rep["parts"]["incomplete"] >= 1
     finally:
         engine.dispose()
+    # and the command line reads them back by part
+    from typer.testing import CliRunner
+
+    from inspector.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["history", "--db", url, "--parts", "--incomplete", "--limit", "1000"])
+    assert out.exit_code == 0, out.output
+    rows = out.output.splitlines()[1:]
+    assert len(rows) == rep["parts"]["incomplete"] and all("incomplete: cam3 no image" in r for r in rows)
+    one = next(p for p in parts if p.incomplete)
+    out = runner.invoke(app, ["history", "--db", url, "--part", one.part_id])
+    assert out.exit_code == 0, out.output
+    assert f"part {one.part_id} (line-test)" in out.output and "cam3" in out.output and "no image" in out.output
+    out = runner.invoke(app, ["history", "--db", url, "--part", "nope"])
+    assert out.exit_code == 2 and "no part 'nope'" in out.output
 
 
 def test_a_line_whose_results_cannot_be_stored_rejects_every_part(tmp_path, monkeypatch) -> None:
