@@ -6,6 +6,12 @@ reference to its frame, so the view can paint the very pixels the boxes belong t
 under a lock, and a `QTimer` on the GUI thread emits `tick` at ~16 Hz for the views to
 repaint from that state. The display drops frames; the engine never waits for it.
 
+On a triggered line (``station.line`` set) the unit shown is the part: each frame is
+retained for its part when its result arrives (the worker still holds it then), and
+`part_ready` moves the part into the recent parts the wall shows. `PartFrames` keeps the
+display's references within half of each camera's pool, so the GUI never starves
+acquisition; a frame it had to give back is shown as "image released", never replaced.
+
 Camera state changes, pause changes and the control API's events are forwarded as Qt
 signals; emitted from an engine thread, they reach GUI-thread slots queued.
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +31,16 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from camera.frame_pool import FrameHandle
 from camera.protocol import CameraState
 from inspector.access.control import StationControl
-from inspector.pipeline.results import InspectionResult
+from inspector.pipeline.results import InspectionResult, PartResult
 
 log = logging.getLogger(__name__)
 
 #: A result's frame is kept for display at most this long (seconds) after it was taken.
 HOLD_FRAME_S = 2.0
+#: Decided parts the bridge remembers for the parts strip (their frames are held far fewer).
+PARTS_KEPT = 20
+#: The window of the line's budget gauge (seconds).
+GAUGE_WINDOW_S = 10.0
 
 
 @dataclass
@@ -47,6 +57,95 @@ class CameraLive:
     last_verdict: str = ""
     last_result_at: float | None = None  # time.monotonic() when the newest result arrived
     _rate_mark: tuple[float, int, int] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class LineStatus:
+    """A triggered line's counters since start and its trigger->verdict p99 over the last `window_s`."""
+
+    parts: int
+    ok: int
+    ng: int  # incomplete parts included: they are NG (fail safe)
+    incomplete: int
+    late_frames: int
+    missed_triggers: int
+    budget_ms: float
+    p99_ms: float  # over the window; 0 when no part was decided in it
+    window_parts: int
+    window_s: float = GAUGE_WINDOW_S
+
+
+class PartFrames:
+    """Display references to the frames of recent parts, at most ``shares[camera]`` per camera.
+
+    Not thread-safe: the bridge calls it under its lock. Methods that give references up
+    return the handles for the caller to release *outside* that lock.
+
+    When a camera's share is full, the reference given up is the oldest decided part's,
+    then the newest decided part's (its view has copied the pixels by then), then the
+    oldest undecided part's.
+    """
+
+    def __init__(self, shares: dict[str, int]) -> None:
+        self.shares = shares
+        self._held: OrderedDict[str, dict[str, FrameHandle]] = OrderedDict()  # part id -> camera -> handle
+        self._decided: list[str] = []  # oldest first
+
+    def add(self, part_id: str, camera_id: str, frame: FrameHandle) -> list[FrameHandle]:
+        """Retain ``frame`` for its part (the caller's reference must still be live)."""
+        frames = self._held.setdefault(part_id, {})
+        out = [frames[camera_id]] if camera_id in frames else []
+        frames[camera_id] = frame.retain()
+        share = max(1, self.shares.get(camera_id, 1))
+        while self.held(camera_id) > share:
+            victim = self._victim(camera_id, keep=part_id)
+            if victim is None:
+                break
+            out.append(self._held[victim].pop(camera_id))
+        self._prune()
+        return out
+
+    def decide(self, part: PartResult) -> list[FrameHandle]:
+        """``part`` has its verdict: keep the references that are its frames', give back any other."""
+        held = self._held.get(part.part_id, {})
+        own = {f.camera_id: f.frame for f in part.frames}
+        out = [held.pop(cid) for cid in list(held) if own.get(cid) is not held[cid]]
+        if part.part_id not in self._decided:
+            self._decided.append(part.part_id)
+        while len(self._decided) > PARTS_KEPT:
+            out.extend(self._held.pop(self._decided.pop(0), {}).values())
+        self._prune()
+        return out
+
+    def get(self, part_id: str, camera_id: str) -> FrameHandle | None:
+        """The part's frame of a camera with a reference for the caller, or None (released or never had)."""
+        h = self._held.get(part_id, {}).get(camera_id)
+        return h.retain() if h is not None else None
+
+    def held(self, camera_id: str) -> int:
+        return sum(camera_id in frames for frames in self._held.values())
+
+    def drop_camera(self, camera_id: str) -> list[FrameHandle]:
+        out = [frames.pop(camera_id) for frames in self._held.values() if camera_id in frames]
+        self._prune()
+        return out
+
+    def clear(self) -> list[FrameHandle]:
+        out = [h for frames in self._held.values() for h in frames.values()]
+        self._held.clear()
+        return out
+
+    def _victim(self, camera_id: str, keep: str) -> str | None:
+        decided = [p for p in self._decided if camera_id in self._held.get(p, {})]
+        if decided:
+            return decided[0]
+        undecided = [p for p, frames in self._held.items() if p != keep and camera_id in frames]
+        return undecided[0] if undecided else None
+
+    def _prune(self) -> None:
+        for pid in [p for p, frames in self._held.items() if not frames]:
+            del self._held[pid]
+        self._decided = [p for p in self._decided if p in self._held]
 
 
 class EngineBridge(QObject):
@@ -77,8 +176,15 @@ class EngineBridge(QObject):
         self._latency: dict[str, deque[float]] = {cid: deque(maxlen=64) for cid in station.cameras}
         self._result_at: dict[str, float] = {}
         self.live: dict[str, CameraLive] = {cid: CameraLive(cid) for cid in station.cameras}
+        #: the triggered line (parts), None on a free-running station
+        self.line: Any = getattr(station, "line", None)
+        # half of each pool for the display: the other half covers queued, in-flight, latest and archive
+        self._part_frames = PartFrames({cid: cam.pool.capacity // 2 for cid, cam in station.cameras.items()})
+        self._parts: deque[PartResult] = deque(maxlen=PARTS_KEPT)  # newest last
         self._closed = False
         station.events.result_ready.connect(self._on_result)
+        if self.line is not None:
+            station.events.part_ready.connect(self._on_part)
         station.events.camera_state_changed.connect(self._on_camera_state)
         station.events.paused_changed.connect(self._on_paused)
         if control is not None:
@@ -108,6 +214,7 @@ class EngineBridge(QObject):
         ev = self.station.events
         for sig, slot in (
             (ev.result_ready, self._on_result),
+            (ev.part_ready, self._on_part),
             (ev.camera_state_changed, self._on_camera_state),
             (ev.paused_changed, self._on_paused),
         ):
@@ -117,6 +224,7 @@ class EngineBridge(QObject):
             self.control.events.audit_recorded.disconnect(self._on_audit, missing_ok=True)
         with self._lock:
             frames, self._frames = list(self._frames.values()), {}
+            frames += self._part_frames.clear()
         for h in frames:
             h.release()
 
@@ -124,6 +232,7 @@ class EngineBridge(QObject):
     def _on_result(self, r: InspectionResult) -> None:
         # Inference thread: the worker still holds the frame here, so retaining is safe.
         old: FrameHandle | None = None
+        given_up: list[FrameHandle] = []
         with self._lock:
             if self._closed:
                 return
@@ -133,18 +242,35 @@ class EngineBridge(QObject):
             if lat is None:
                 lat = self._latency[r.camera_id] = deque(maxlen=64)
             lat.append(r.times.total_ms)
-            if r.frame is not None:
+            if r.frame is None:
+                pass
+            elif self.line is None:
                 old = self._frames.get(r.camera_id)
                 self._frames[r.camera_id] = r.frame.retain()
+            elif r.part_id is not None and not r.late:  # a late frame is not its part's: never shown as such
+                given_up = self._part_frames.add(r.part_id, r.camera_id, r.frame)
         if old is not None:
             old.release()
+        for h in given_up:
+            h.release()
+
+    def _on_part(self, part: PartResult) -> None:
+        # The fan-out or the tracker's deadline thread: the frames' references were taken in _on_result.
+        with self._lock:
+            if self._closed:
+                return
+            given_up = self._part_frames.decide(part)
+            self._parts.append(part)
+        for h in given_up:
+            h.release()
 
     def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
         if new is not CameraState.STREAMING:  # a stopping or lost camera gets its buffer back at once
             with self._lock:
-                held = self._frames.pop(camera_id, None)
-            if held is not None:
-                held.release()
+                held = [self._frames.pop(camera_id, None), *self._part_frames.drop_camera(camera_id)]
+            for h in held:
+                if h is not None:
+                    h.release()
         self.camera_state_changed.emit(camera_id, _state_value(old), _state_value(new))
 
     def _on_paused(self, paused: bool) -> None:
@@ -170,6 +296,33 @@ class EngineBridge(QObject):
             if h is not None:
                 h.retain()
         return h, r
+
+    def recent_parts(self) -> list[PartResult]:
+        """The last decided parts, newest first (empty on a free-running station)."""
+        with self._lock:
+            return list(reversed(self._parts))
+
+    def current_part(self) -> PartResult | None:
+        """The most recently decided part, or None."""
+        with self._lock:
+            return self._parts[-1] if self._parts else None
+
+    def part_frame(self, part_id: str, camera_id: str) -> FrameHandle | None:
+        """A part's frame of one camera with a reference for the caller (release it); None once given back."""
+        with self._lock:
+            return self._part_frames.get(part_id, camera_id)
+
+    def line_status(self) -> LineStatus | None:
+        """The triggered line's counters and its windowed p99 (None on a free-running station)."""
+        if self.line is None:
+            return None
+        rep = self.line.report()
+        win = self.line.tracker.stats.window(GAUGE_WINDOW_S)
+        return LineStatus(
+            parts=int(rep["verdicts"]), ok=int(rep["ok"]), ng=int(rep["ng"]), incomplete=int(rep["incomplete"]),
+            late_frames=int(rep["late_frames"]), missed_triggers=int(rep.get("missed_triggers", 0)),
+            budget_ms=float(rep["budget_ms"]), p99_ms=float(win["p99_ms"]), window_parts=int(win["parts"]),
+        )
 
     def _on_timer(self) -> None:
         self._refresh_live()

@@ -15,7 +15,7 @@ from camera.frame_pool import FrameHandle
 from camera.protocol import Camera, CameraState
 from gui.bridge import CameraLive, EngineBridge
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, Box, boxes_from, draw_boxes, fit_rect, frame_to_display
-from inspector.pipeline.results import InspectionResult
+from inspector.pipeline.results import InspectionResult, PartResult
 
 #: A result's frame is shown (with its boxes) while it is at most this much older than the newest frame.
 FRESH_RESULT_S = 0.6
@@ -60,7 +60,11 @@ def _age_text(s: float) -> str:
 class CameraView(QWidget):
     """Paints one camera: the newest inspected frame and its boxes, a header, a badge.
 
-    `refresh` (called on the bridge's tick) picks the frame to show: the newest result's
+    On a triggered line the view shows the most recently decided part instead: this
+    camera's frame of it with its boxes, the part id in the header, and "no image for
+    part N" when the camera is missing from it (never an older frame).
+
+    Otherwise `refresh` (called on the bridge's tick) picks the frame to show: the newest result's
     own frame while it is fresh, so boxes always sit on the pixels they were found in;
     otherwise the pool's newest frame (inspection paused or behind). The frame is turned
     into a QImage (one copy) and its reference released at once; painting uses the copy,
@@ -88,6 +92,10 @@ class CameraView(QWidget):
         self.shown_result: InspectionResult | None = None
         self.newest_frame_wall: float | None = None  # acquisition time of the newest frame seen
         self.badge: Badge | None = None
+        self.part_mode = getattr(bridge, "line", None) is not None
+        self.shown_part: PartResult | None = None
+        #: what the view shows of `shown_part`: "image", "missing" (not in the part), "released" (given back)
+        self.part_state = ""
         self._born = time.time()
         self._header = ""
         self._fonts: tuple[QFont, tuple[QFont, QFontMetricsF, QFont, QFontMetricsF]] | None = None
@@ -102,7 +110,7 @@ class CameraView(QWidget):
     # ------------------------------------------------------------------ state
     def refresh(self) -> None:
         """Take the newest frame and result, recompute header and badge; repaint if changed."""
-        changed = self._take_frame()
+        changed = self._take_part() if self.part_mode else self._take_frame()
         live = self.bridge.live.get(self.camera_id) or CameraLive(self.camera_id)
         header = self._header_text(live)
         now = time.time()
@@ -127,17 +135,11 @@ class CameraView(QWidget):
                 show = newest
             if show is None or show.sequence == self.image_sequence:
                 return False
-            dpr = self.devicePixelRatioF()
             try:
-                frame_h, frame_w = show.image.shape[:2]
-                rect = self.image_rect(frame_w, frame_h)
-                image = frame_to_display(show.image, show.pixel_format, (round(rect.width() * dpr), round(rect.height() * dpr)))
+                self._show_handle(show)
             except (ValueError, IndexError, cv2.error) as exc:  # a malformed frame (counted by the engine)
                 log.debug("camera %s: frame %d not shown: %s", self.camera_id, show.sequence, exc)
                 return False
-            image.setDevicePixelRatio(dpr)
-            self.image, self.frame_size = image, (frame_w, frame_h)
-            self.image_sequence = show.sequence
             matches = result is not None and result.sequence == show.sequence
             self.shown_result = result if matches else None
             self.boxes = boxes_from(result.detections) if matches and result is not None else []
@@ -147,12 +149,60 @@ class CameraView(QWidget):
                 if h is not None:
                     h.release()
 
+    def _take_part(self) -> bool:
+        """Show this camera's frame of the newest decided part (its pixels copied while held)."""
+        newest = self.camera.pool.latest()
+        if newest is not None:
+            self.newest_frame_wall = newest.acquired_wall
+            newest.release()
+        part = self.bridge.current_part()
+        if part is None or part is self.shown_part:
+            return False
+        self.shown_part = part
+        result = next((f for f in part.frames if f.camera_id == self.camera_id), None)
+        self.shown_result = result
+        self.boxes = boxes_from(result.detections) if result is not None else []
+        self.image, self.part_state = None, "missing"
+        if result is None:
+            return True
+        self.part_state = "released"
+        h = self.bridge.part_frame(part.part_id, self.camera_id)
+        if h is None:
+            return True
+        try:
+            self._show_handle(h)
+            self.part_state = "image"
+        except (ValueError, IndexError, cv2.error) as exc:  # a malformed frame (counted by the engine)
+            log.debug("camera %s: frame of part %s not shown: %s", self.camera_id, part.part_id, exc)
+        finally:
+            h.release()
+        return True
+
+    def _show_handle(self, show: FrameHandle) -> None:
+        """Copy a held frame into `image`, scaled to where it is drawn."""
+        dpr = self.devicePixelRatioF()
+        frame_h, frame_w = show.image.shape[:2]
+        rect = self.image_rect(frame_w, frame_h)
+        image = frame_to_display(show.image, show.pixel_format, (round(rect.width() * dpr), round(rect.height() * dpr)))
+        image.setDevicePixelRatio(dpr)
+        self.image, self.frame_size = image, (frame_w, frame_h)
+        self.image_sequence = show.sequence
+
     def _header_text(self, live: CameraLive) -> str:
         lat = f"p50 {live.latency_p50_ms:.0f} ms" if live.latency_p50_ms is not None else "p50 –"
         return f"{live.fps:4.1f} fps · {lat} · drops {live.dropped}"
 
     @property
+    def caption(self) -> str:
+        """The header's title: the camera, and on a triggered line the part shown."""
+        if not self.part_mode:
+            return self.camera_id
+        return f"{self.camera_id} · part {self.shown_part.part_id}" if self.shown_part is not None else self.camera_id
+
+    @property
     def last_verdict(self) -> str:
+        if self.part_mode:  # this camera's verdict on the part shown
+            return self.shown_result.verdict.value if self.shown_result is not None else ""
         live = self.bridge.live.get(self.camera_id)
         return live.last_verdict if live is not None else ""
 
@@ -180,9 +230,11 @@ class CameraView(QWidget):
             draw_boxes(p, self.boxes, QRectF(target), frame_w, frame_h, font_px=max(10, int(target.height() / 28)))
             if self.badge is not None:
                 p.fillRect(target, QColor(0, 0, 0, 110))  # dim the old picture
+        elif self.part_mode and self.shown_part is not None:
+            self._paint_no_image(p, body.adjusted(2, 2, -2, -2), self.shown_part)
         else:
             p.setPen(QColor("#7a848c"))
-            p.drawText(body, Qt.AlignmentFlag.AlignCenter, "waiting for frames…")
+            p.drawText(body, Qt.AlignmentFlag.AlignCenter, "waiting for the first part…" if self.part_mode else "waiting for frames…")
         self._paint_header(p, QRectF(rect.x(), rect.y(), rect.width(), HEADER_PX))
         if self.badge is not None:
             self._paint_badge(p, body, self.badge)
@@ -190,6 +242,31 @@ class CameraView(QWidget):
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawRect(rect.adjusted(0, 0, -1, -1))
         p.end()
+
+    def no_image_text(self) -> tuple[str, str]:
+        """Title and detail shown instead of a picture for the part shown."""
+        part = self.shown_part
+        pid = part.part_id if part is not None else "?"
+        if self.part_state == "missing":
+            return f"no image for part {pid}", "incomplete: NG (fail safe)"
+        return f"image released · part {pid}", "the frame was given back to the camera"
+
+    def _paint_no_image(self, p: QPainter, body: QRectF, part: PartResult) -> None:
+        missing = self.part_state == "missing"
+        p.fillRect(body, QColor("#3a1d1d") if missing else QColor("#1b2024"))
+        title, detail = self.no_image_text()
+        font = QFont(self.font())
+        font.setPixelSize(max(12, min(22, int(body.width() / max(12, len(title)) * 1.6))))
+        font.setBold(True)
+        p.setFont(font)
+        p.setPen(QColor("#ff8a80") if missing else QColor("#c9d1d9"))
+        mid = body.center().y()
+        p.drawText(QRectF(body.x(), body.y(), body.width(), mid - body.y()), int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom), title)
+        small = QFont(self.font())
+        small.setPixelSize(12)
+        p.setFont(small)
+        p.setPen(QColor("#c9d1d9"))
+        p.drawText(QRectF(body.x(), mid + 4, body.width(), body.bottom() - mid - 4), int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), detail)
 
     def _header_fonts(self) -> tuple[QFont, QFontMetricsF, QFont, QFontMetricsF]:
         """The header's fonts and metrics, made once per widget font (painted 5-10 times a second)."""
@@ -208,8 +285,9 @@ class CameraView(QWidget):
         font, fm, small, small_fm = self._header_fonts()
         p.setFont(font)
         p.setPen(QColor("white"))
-        name_w = fm.horizontalAdvance(self.camera_id)
-        p.drawText(QPointF(r.x() + 6, r.y() + (r.height() + fm.ascent() - fm.descent()) / 2), self.camera_id)
+        caption = self.caption
+        name_w = fm.horizontalAdvance(caption)
+        p.drawText(QPointF(r.x() + 6, r.y() + (r.height() + fm.ascent() - fm.descent()) / 2), caption)
         verdict = self.last_verdict
         pill_w = 0.0
         if verdict:

@@ -1,18 +1,80 @@
-"""`LiveWall`: every camera of the station in a grid, with line-level verdict and counters."""
+"""`LiveWall`: every camera of the station in a grid, with line-level verdict and counters.
+
+On a triggered line the wall also shows the last parts (`PartsStrip`) and a `BudgetGauge`
+of the trigger->verdict p99 over the last 10 s against the cycle budget.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-from gui.bridge import EngineBridge
+from gui.bridge import EngineBridge, LineStatus
 from gui.camera_view import CameraView
+from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR
+from gui.parts_strip import PartDialog, PartsStrip, chip_label
 from inspector.access.control import StationControl
 from inspector.access.users import PermissionDenied
+from inspector.pipeline.results import PartResult
 
 _FIXED_GRIDS: dict[int, tuple[int, int]] = {1: (1, 1), 2: (2, 1), 3: (2, 2), 4: (2, 2), 5: (3, 2), 6: (3, 2), 7: (4, 2), 8: (4, 2)}
+
+
+#: The gauge warns from this share of the budget on, and alarms past the budget.
+GAUGE_WARN_SHARE = 0.8
+_GAUGE_COLOURS = {"ok": OK_COLOUR, "warning": STALE_COLOUR, "alarm": NG_COLOUR, "idle": QColor("#4a5056")}
+
+
+def gauge_level(p99_ms: float, budget_ms: float, parts: int) -> str:
+    """``idle`` (no part in the window), ``ok``, ``warning`` (past 80 % of the budget) or ``alarm`` (past it)."""
+    if parts <= 0 or budget_ms <= 0:
+        return "idle"
+    if p99_ms > budget_ms:
+        return "alarm"
+    return "warning" if p99_ms > GAUGE_WARN_SHARE * budget_ms else "ok"
+
+
+class BudgetGauge(QWidget):
+    """A bar of the trigger->verdict p99 (last 10 s) against the budget, coloured by `gauge_level`."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.status: LineStatus | None = None
+        self.level = "idle"
+        self.text = "p99 – / – budget"
+        self.setMinimumWidth(260)
+        self.setFixedHeight(30)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(300, 30)
+
+    def set_status(self, status: LineStatus) -> None:
+        self.status = status
+        self.level = gauge_level(status.p99_ms, status.budget_ms, status.window_parts)
+        p99 = f"{status.p99_ms:.0f} ms" if status.window_parts else "–"
+        self.text = f"p99 {p99} / {status.budget_ms:.0f} ms budget"
+        self.setToolTip(f"trigger→verdict p99 over the last {status.window_s:.0f} s ({status.window_parts} parts)")
+        self.update()
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        p = QPainter(self)
+        r = QRectF(self.rect()).adjusted(1, 1, -1, -1)
+        p.fillRect(r, QColor("#2c3338"))
+        st = self.status
+        if st is not None and st.window_parts and st.budget_ms > 0:
+            # the bar's end is 1.25x the budget, so an overrun is visibly past the budget mark
+            share = min(1.0, st.p99_ms / (1.25 * st.budget_ms))
+            p.fillRect(QRectF(r.x(), r.y(), r.width() * share, r.height()), _GAUGE_COLOURS[self.level])
+            mark = r.x() + r.width() / 1.25
+            p.fillRect(QRectF(mark - 1, r.y(), 2, r.height()), QColor("white"))
+        p.setPen(QColor("black") if self.level == "warning" else QColor("white"))
+        p.drawText(r, int(Qt.AlignmentFlag.AlignCenter), self.text)
+        p.end()
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -45,6 +107,11 @@ class LiveWall(QWidget):
         self.enlarged: str | None = None
         self.views: dict[str, CameraView] = {}
         self._shown_verdict: str | None = None
+        self.triggered = bridge.line is not None
+        self.strip: PartsStrip | None = None
+        self.gauge: BudgetGauge | None = None
+        self.part_dialog: PartDialog | None = None
+        self._status_at = 0.0
 
         self.line_label = QLabel("—")
         self.line_label.setObjectName("lineVerdict")
@@ -64,6 +131,11 @@ class LiveWall(QWidget):
         bar.addWidget(self.line_label)
         bar.addSpacing(12)
         bar.addWidget(self.counts_label, 1)
+        if self.triggered:
+            self.gauge = BudgetGauge(self)
+            bar.addWidget(self.gauge)
+            self.strip = PartsStrip(bridge, self)
+            self.strip.part_clicked.connect(self.open_part)
         bar.addWidget(self.paused_label)
         bar.addSpacing(12)
         bar.addWidget(self.pause_button)
@@ -84,6 +156,8 @@ class LiveWall(QWidget):
         top.setObjectName("lineBar")
         top.setLayout(bar)
         root.addWidget(top)
+        if self.strip is not None:
+            root.addWidget(self.strip)
         root.addLayout(self.grid, 1)
         self.setStyleSheet(
             "#lineBar { background: #1b2024; } "
@@ -127,15 +201,46 @@ class LiveWall(QWidget):
         for v in self.views.values():
             if v.isVisible() or not self.isVisible():
                 v.refresh()
-        inspected, ng = self.bridge.line_counts()
-        yld = f"{100.0 * (inspected - ng) / inspected:.2f} %" if inspected else "–"
-        self.counts_label.setText(f"Inspected {inspected:,}   NG {ng:,}   Yield {yld}")
-        verdict = self.bridge.line_verdict()
-        colour = {"OK": "#1fa84f", "NG": "#d62828"}.get(verdict, "#4a5056")
+        if self.triggered:
+            verdict = self._refresh_parts()
+        else:
+            inspected, ng = self.bridge.line_counts()
+            yld = f"{100.0 * (inspected - ng) / inspected:.2f} %" if inspected else "–"
+            self.counts_label.setText(f"Inspected {inspected:,}   NG {ng:,}   Yield {yld}")
+            verdict = self.bridge.line_verdict()
+        colour = {"OK": "#1fa84f", "NG": "#d62828", "INCOMPLETE": "#f0a202"}.get(verdict, "#4a5056")
         if verdict != self._shown_verdict:  # a style sheet change re-polishes the widget: only on change
             self._shown_verdict = verdict
             self.line_label.setText(f"LINE {verdict}" if verdict else "LINE –")
             self.line_label.setStyleSheet(f"background: {colour};")
+
+    def _refresh_parts(self, *, recent_s: float = 3.0) -> str:
+        """Strip, gauge and counters of a triggered line; returns the newest recent part's chip label."""
+        assert self.strip is not None and self.gauge is not None
+        self.strip.refresh()
+        now = time.monotonic()
+        if now - self._status_at >= 0.5:  # the report sorts the line's latencies: twice a second is plenty
+            self._status_at = now
+            status = self.bridge.line_status()
+            if status is not None:
+                self.gauge.set_status(status)
+                self.counts_label.setText(
+                    f"Parts {status.parts:,}   OK {status.ok:,}   NG {status.ng:,} ({status.incomplete:,} incomplete)"
+                    f"   late frames {status.late_frames:,}   missed triggers {status.missed_triggers:,}")
+        part = self.bridge.current_part()
+        if part is None or time.time() - part.triggered_at > recent_s + part.budget_ms / 1000:
+            return ""
+        return chip_label(part)
+
+    def open_part(self, part: PartResult) -> PartDialog:
+        """Open (non-modal) one part's cameras, verdicts and images."""
+        if self.part_dialog is not None:  # one at a time; it holds no frame (its images are copies)
+            self.part_dialog.close()
+            self.part_dialog.deleteLater()
+        thumbs = self.strip.thumbs.get(part.part_id) if self.strip is not None else None
+        self.part_dialog = PartDialog(part, self.bridge, thumbs, self)
+        self.part_dialog.show()
+        return self.part_dialog
 
     def _on_camera_state(self, camera_id: str, _old: str, _new: str) -> None:
         view = self.views.get(camera_id)

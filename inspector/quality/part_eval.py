@@ -36,6 +36,7 @@ def evaluate_parts(
     faces: int = 8,
     mono_faces: tuple[int, ...] = (3, 7),
     threshold: float = 0.35,
+    class_thresholds: dict[str, float] | None = None,
     backend: str = "openvino",
     width: int = 320,
     height: int = 320,
@@ -46,7 +47,7 @@ def evaluate_parts(
     """Part and frame escape / false-reject rates over ``parts`` held-out parts of ``faces`` views."""
     card = load_card(model)
     be = create_backend(backend, card, max_batch=faces, precision=precision)
-    rules = VerdictRules(threshold)
+    rules = VerdictRules(threshold, dict(class_thresholds or {}))
     part_rows: list[tuple[bool, bool, float]] = []  # truth NG, judged NG, best score over its faces
     frame_def = frame_escapes = frame_false = 0
     busy = 0.0
@@ -82,7 +83,7 @@ def evaluate_parts(
     n_def, n_ok = int(truth_ng.sum()), int((~truth_ng).sum())
     n_frames = parts * faces
     sweep = []
-    for t in np.round(np.arange(0.05, 0.91, 0.05), 2):
+    for t in np.round(np.arange(0.05, 0.91, 0.05), 2):  # one threshold for every class
         ng = best_scores >= t
         sweep.append({"threshold": float(t),
                       "part_escape_rate": float((~ng & truth_ng).sum() / max(1, n_def)),
@@ -91,6 +92,7 @@ def evaluate_parts(
         "model": card.name,
         "backend": backend,
         "threshold": threshold,
+        "class_thresholds": dict(class_thresholds or {}),
         "parts": parts,
         "faces": faces,
         "seeds": [seed_base, seed_base + parts - 1],

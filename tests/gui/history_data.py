@@ -88,6 +88,7 @@ def build_history_db(
                 "NG" if is_ng else "OK", f"{CLASSES[cls_idx[i, 0]]}>=0.35" if is_ng else "no defect", MODEL_SHA,
                 "openvino", 1.0, 0.5, 7.0, 0.3, 0.01, float(totals[i]), 96, 96, "digest", image_path,
                 mark, "eng" if mark else None, end if mark else None,
+                None, 0,  # part_id, late (free-running frames belong to no part)
             )
 
     def detections():  # type: ignore[no-untyped-def]
@@ -108,7 +109,7 @@ def build_history_db(
         con.execute("BEGIN")
         con.execute("INSERT INTO models VALUES (?, 'defect-test', 'openvino', ?)", (MODEL_SHA, first))
         con.executemany("INSERT INTO cameras VALUES (?, 'simulated', 'inspector', 'Sim', '', ?)", [(c, first) for c in CAMERAS])
-        con.executemany(f"INSERT INTO inspections VALUES ({', '.join('?' * 22)})", inspections())
+        con.executemany(f"INSERT INTO inspections VALUES ({', '.join('?' * 24)})", inspections())
         con.executemany("INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", detections())
         con.execute("COMMIT")
         con.execute("ANALYZE")
