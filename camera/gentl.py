@@ -22,6 +22,7 @@ from camera.frame_pool import FramePool
 from camera.genicam_tree import DEVICE_ERRORS, GenICamFeatureTree, short_error
 from camera.gentl_system import GenTLSystem
 from camera.protocol import CameraInfo
+from camera.trigger import TriggerCounters, TriggerLedger, TriggerSettings, apply_sfnc_trigger
 
 try:
     from harvesters.core import Callback as _HarvestersCallback  # type: ignore[import-untyped]
@@ -110,6 +111,37 @@ class GenTLCamera(ThreadedCamera):
         self._generation = 0  # bumped at every start; older buffers were revoked by the producer
         self._armed = False
         self._warned_formats: set[str] = set()
+        self._ledger: TriggerLedger | None = None  # set by configure_trigger: frames answer triggers
+
+    # ------------------------------------------------------------------ triggers
+    @property
+    def triggered(self) -> bool:
+        return self._ledger is not None
+
+    def configure_trigger(self, settings: TriggerSettings) -> None:
+        """FrameStart triggers where the device has the SFNC features (opens it to look).
+
+        The trigger settings join the recipe, so a reconnect puts them back.
+
+        Raises:
+            TriggerUnsupported: The device has no trigger features (viky.cti: free-run only).
+        """
+        if self._acquirer is None:
+            self.open()
+        apply_sfnc_trigger(self.info.id, self._tree, settings)
+        self.settings.update({"TriggerSelector": "FrameStart", "TriggerMode": "On", "TriggerSource": settings.source})
+        self._ledger = TriggerLedger()
+        self.pool.triggered = True
+
+    def fire(self, trigger_id: int) -> None:
+        """Execute ``TriggerSoftware``; the frame that answers it carries ``trigger_id``."""
+        if self._ledger is None:
+            raise RuntimeError(f"camera {self.info.id}: not in trigger mode")
+        self._ledger.fired(trigger_id)
+        self._tree.set("TriggerSoftware", None)
+
+    def trigger_counters(self) -> TriggerCounters:
+        return TriggerCounters(**self._ledger.counters.__dict__) if self._ledger is not None else TriggerCounters()
 
     # ------------------------------------------------------------------ protocol
     @property
@@ -220,12 +252,19 @@ class GenTLCamera(ThreadedCamera):
             self.pool.count_invalid()
             self._queue_quietly(buffer)
             return False
+        trigger_id = None
+        if self._ledger is not None:  # tie the buffer to its trigger by the device's frame id
+            trigger_id = self._ledger.match_frame_id(int(getattr(buffer, "frame_id", -1)))
+            if trigger_id is None:  # fits no trigger: counted (unmatched), never given to a part
+                self._queue_quietly(buffer)
+                return False
         self.pool.publish_external(
             view,
             self._next_sequence(),
             self._requeue_later(buffer),
             pixel_format=pixel_format,
             acquired_ns=time.perf_counter_ns(),
+            trigger_id=trigger_id,
         )
         return True
 

@@ -71,6 +71,7 @@ def render_part(
     mono: bool = False,
     ok_share: float = DEFAULT_OK_SHARE,
     max_defects: int = 3,
+    kind: str | None = None,
 ) -> RenderedFrame:
     """Render one part on the conveyor.
 
@@ -81,6 +82,7 @@ def render_part(
         mono: Return a single-channel frame (Mono8 camera) instead of BGR.
         ok_share: Probability that the part has no defect.
         max_defects: Upper bound on defects per defective part.
+        kind: Force the part kind (the faces of one part on a line); None: drawn from the seed.
 
     Returns:
         The frame and its ground truth boxes (frame pixels, xyxy).
@@ -88,7 +90,8 @@ def render_part(
     rng = np.random.default_rng(seed)
     scale = min(width, height) / 320.0
     img = _conveyor(rng, width, height)
-    kind = PART_KINDS[int(rng.integers(len(PART_KINDS)))]
+    drawn = PART_KINDS[int(rng.integers(len(PART_KINDS)))]  # drawn even when forced: same scene otherwise
+    kind = kind if kind is not None else drawn
     part_mask, quad = _place_part(rng, img, kind, width, height)
     boxes: list[GroundTruthBox] = []
     n_defects = 0 if rng.random() < ok_share else int(rng.integers(1, max_defects + 1))
@@ -140,7 +143,9 @@ def render_face(
     The part's truth is the union of its faces' truths: it is defective when any face is.
     """
     defective = face in defective_faces(part_seed, faces, ok_share)
-    return render_part(face_seed(part_seed, face), width, height, mono=mono, ok_share=0.0 if defective else 1.0)
+    kind = PART_KINDS[int(np.random.default_rng([part_seed, 7]).integers(len(PART_KINDS)))]  # one part, one kind
+    return render_part(face_seed(part_seed, face), width, height, mono=mono, ok_share=0.0 if defective else 1.0,
+                       kind=kind)
 
 
 # --------------------------------------------------------------------------- scene

@@ -258,3 +258,39 @@ def test_line_padding_is_skipped_without_a_copy() -> None:
     assert np.shares_memory(handle.image, data)
     assert handle.image[1, 0, 0] == 14 and handle.image[2, 3, 2] == 2 * 14 + 11
     handle.release()
+
+
+# ---------------------------------------------------------------------------- triggers
+def test_viky_has_no_trigger_features_and_says_so_in_one_line(system: GenTLSystem) -> None:
+    from camera.trigger import TriggerSettings, TriggerUnsupported
+
+    cam = GenTLCamera("cam-red", system, serial="0", pool_slots=3)
+    try:
+        with pytest.raises(TriggerUnsupported) as err:
+            cam.configure_trigger(TriggerSettings())
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith("camera cam-red: no trigger features") and "free-run only" in msg
+        assert not cam.triggered and not cam.pool.triggered
+    finally:
+        cam.close()
+
+
+def test_triggered_buffers_carry_the_trigger_their_frame_id_answers() -> None:
+    from camera.trigger import TriggerLedger
+
+    cam = GenTLCamera("cam-fake", GenTLSystem([]), serial="0")
+    cam._ledger = TriggerLedger()
+    cam.pool.triggered = True
+    for tid in (501, 502):
+        cam._ledger.fired(tid)
+    first = FakeBuffer(FakeComponent(raw(12), 4, 3, "Mono8"))
+    first.frame_id = 9  # type: ignore[attr-defined]
+    second = FakeBuffer(FakeComponent(raw(12), 4, 3, "Mono8"))
+    second.frame_id = 10  # type: ignore[attr-defined]
+    stray = FakeBuffer(FakeComponent(raw(12), 4, 3, "Mono8"))
+    stray.frame_id = 30  # type: ignore[attr-defined]
+    assert fetched_by(cam, first) and fetched_by(cam, second)
+    assert fetched_by(cam, stray) is False and stray.queued == 1  # fits no trigger: straight back
+    got = [cam.pool.claim(), cam.pool.claim()]
+    assert [h.trigger_id for h in got if h is not None] == [501, 502]
+    assert cam.trigger_counters().unmatched == 1

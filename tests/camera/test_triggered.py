@@ -85,10 +85,13 @@ def test_faces_of_one_part_share_its_truth() -> None:
     seen_ng = seen_ok = 0
     for part in range(3_000_000, 3_000_040):
         bad = defective_faces(part, 8, ok_share=0.6)
+        kinds = set()
         for face in range(8):
             fr = render_face(part, face, 8, 64, 64, ok_share=0.6)
+            kinds.add(fr.truth.part_kind)
             if face not in bad:
                 assert not fr.truth.defective
+        assert len(kinds) == 1, f"part {part}: its faces show different parts {kinds}"
         seen_ng += bool(bad)
         seen_ok += not bad
         assert len(bad) <= 2
