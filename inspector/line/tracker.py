@@ -64,6 +64,9 @@ class PartStats:
     escapes: int = 0  # truly defective, judged OK
     false_rejects: int = 0  # truly OK, judged NG
     verdict_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200_000))
+    #: per part, ms: trigger -> last frame acquired, the slowest frame's wait and inference
+    stages: dict[str, collections.deque[float]] = field(default_factory=lambda: {
+        k: collections.deque(maxlen=200_000) for k in ("acquired", "wait", "inference")})
     #: (monotonic s, trigger->verdict ms, incomplete) of recent parts, for windowed health
     recent: collections.deque[tuple[float, float, bool]] = field(
         default_factory=lambda: collections.deque(maxlen=20_000))
@@ -80,9 +83,7 @@ class PartStats:
         }
 
     def as_dict(self, budget_ms: float) -> dict[str, Any]:
-        lat = np.asarray(self.verdict_ms, dtype=np.float64)
-        pct = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))} if lat.size else {
-            "p50": 0.0, "p99": 0.0}
+        pct = _pcts(self.verdict_ms)
         return {
             "triggered": self.triggered,
             "verdicts": self.verdicts,
@@ -96,11 +97,20 @@ class PartStats:
             "failed_safe": self.failed_safe,
             "budget_ms": budget_ms,
             "trigger_to_verdict_ms": pct,
+            # the cycle, stage by stage (p50/p99 over parts): trigger -> exposure + readout + encoder
+            # travel -> frame acquired; the slowest frame's wait for a worker and its inference
+            "stages_ms": {k: _pcts(v) for k, v in self.stages.items()},
             "escape_rate": self.escapes / self.truth_ng if self.truth_ng else 0.0,
             "false_reject_rate": self.false_rejects / self.truth_ok if self.truth_ok else 0.0,
             "truth_ng_parts": self.truth_ng,
             "truth_ok_parts": self.truth_ok,
         }
+
+
+def _pcts(values: collections.deque[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))} if a.size else {
+        "p50": 0.0, "p99": 0.0}
 
 
 class PartTracker:
@@ -328,6 +338,10 @@ class PartTracker:
         s.incomplete += bool(missing)
         s.deadline_missed += not result.deadline_met
         s.verdict_ms.append(verdict_ms)
+        if frames:
+            s.stages["acquired"].append(max(0.0, acquired))
+            s.stages["wait"].append(max(f.times.wait_ms for f in frames))
+            s.stages["inference"].append(max(f.times.inference_ms for f in frames))
         s.recent.append((time.monotonic(), verdict_ms, bool(missing)))
         if truth_ng is True:
             s.truth_ng += 1
