@@ -13,23 +13,29 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QButtonGroup,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QRadioButton,
     QSplitter,
+    QStackedWidget,
     QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gui.charts import ParetoChart, YieldChart
+from gui.history_parts import PartsView
 from gui.history_widgets import FilterBar, InfoLabel, InspectionImageView
 from gui.imaging import class_colour
 from inspector.access.control import StationControl
+from inspector.access.users import PermissionDenied
 from inspector.quality.history_export import export_csv, export_yolo
 from inspector.storage.history import (
     HistoryFilter,
@@ -38,9 +44,9 @@ from inspector.storage.history import (
     get_inspection,
     pareto,
     query_history,
+    query_parts,
     yield_by_hour,
 )
-from inspector.access.users import PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,7 @@ COLUMNS: tuple[str, ...] = ("Time", "Camera", "Seq", "Verdict", "Defects", "Max 
 REVIEW_LABELS = {"confirmed": "confirmed defect", "false_call": "false call", "missed": "missed defect"}
 _REVIEW_SHORT = {"confirmed": "confirmed", "false_call": "false call", "missed": "missed"}
 _NG_BG = QColor(214, 40, 40, 40)
+NO_PARTS_TEXT = "No parts in this database: free-running stations record single inspections only."
 
 
 class HistoryModel(QAbstractTableModel):
@@ -264,9 +271,36 @@ class HistoryTab(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         split.setSizes([760, 500])
+        inspections = QWidget()
+        il = QVBoxLayout(inspections)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.addLayout(top)
+        il.addWidget(split, 1)
+
+        # Inspections (every frame) or Parts (a triggered line's verdicts); Parts only where there are parts
+        self.parts_view = PartsView(self.engine, page_size=page_size, default_range=default_range)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(inspections)
+        self.stack.addWidget(self.parts_view)
+        self.inspections_button = QRadioButton("Inspections")
+        self.parts_button = QRadioButton("Parts")
+        self.inspections_button.setChecked(True)
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.inspections_button, 0)
+        self.mode_group.addButton(self.parts_button, 1)
+        self.mode_group.idToggled.connect(self._on_mode)
+        self.parts_note = QLabel()
+        self.parts_note.setStyleSheet("color: #6a737d;")
+        mode = QHBoxLayout()
+        mode.addWidget(QLabel("Show:"))
+        mode.addWidget(self.inspections_button)
+        mode.addWidget(self.parts_button)
+        mode.addWidget(self.parts_note, 1)
+        self.update_parts_available()
+
         root = QVBoxLayout(self)
-        root.addLayout(top)
-        root.addWidget(split, 1)
+        root.addLayout(mode)
+        root.addWidget(self.stack, 1)
 
     # ------------------------------------------------------------------ filtering
     def apply_filter(self, flt: HistoryFilter | None = None) -> None:
@@ -284,7 +318,43 @@ class HistoryTab(QWidget):
 
     def refresh(self) -> None:
         """Re-run the current filter (with "last hour"-style ranges moving to now)."""
+        self.update_parts_available()
+        if self.showing_parts:
+            self.parts_view.refresh()
         self.apply_filter(self.filter_bar.current())
+
+    # ------------------------------------------------------------------ inspections or parts
+    @property
+    def showing_parts(self) -> bool:
+        return self.stack.currentIndex() == 1
+
+    def update_parts_available(self) -> bool:
+        """Offer the Parts view only where the database holds parts (a triggered line)."""
+        try:
+            has_parts = bool(query_parts(self.engine, limit=1))  # one index probe, unlike a count
+        except SQLAlchemyError as exc:  # e.g. a database older than the parts table
+            log.warning("history: parts not readable: %s", exc)
+            has_parts = False
+        self.parts_button.setEnabled(has_parts)
+        self.parts_button.setToolTip("" if has_parts else NO_PARTS_TEXT)
+        self.parts_note.setText("" if has_parts else NO_PARTS_TEXT)
+        if not has_parts and self.showing_parts:
+            self.inspections_button.setChecked(True)
+        return has_parts
+
+    def show_parts(self, on: bool = True) -> bool:
+        """Switch to the Parts view (False if the database has no parts) or back to inspections."""
+        if on and not self.update_parts_available():
+            return False
+        (self.parts_button if on else self.inspections_button).setChecked(True)
+        return True
+
+    def _on_mode(self, button_id: int, checked: bool) -> None:
+        if not checked:
+            return
+        self.stack.setCurrentIndex(button_id)
+        if button_id == 1:
+            self.parts_view.refresh()
 
     def _update_count(self) -> None:
         n = count_history(self.engine, self.model.filter)
