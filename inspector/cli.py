@@ -25,17 +25,21 @@ from inspector.cli_users import authenticated, users_app
 DEFAULT_STATION = "line-demo"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera inspection station.")
+plc_app = typer.Typer(no_args_is_help=True, help="PLC links: the Modbus register map.")
 cameras_app = typer.Typer(no_args_is_help=True, help="Cameras: discovery.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Datasets from the synthetic line.")
 app.add_typer(cameras_app, name="cameras")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(plc_app, name="plc")
 
 log = logging.getLogger("inspector")
 
 #: `inspector eval`'s threshold for a card without metrics.threshold.
 DEFAULT_EVAL_THRESHOLD = 0.25
+#: `inspector eval`'s frames per inference call (printed with the results).
+EVAL_BATCH = 8
 
 #: Set by the outer layer (gui.launcher) to open the desktop app; the engine never imports gui.
 open_gui: Optional[Callable[..., None]] = None
@@ -99,6 +103,10 @@ def run(
         None, "--inject", help="CAMERA:FAULT[:VALUE][@SECONDS], repeatable: missed_trigger:0.05, stall:5, "
         "disconnect, corrupt, wrong_size, hang (VALUE: rate or seconds; @SECONDS: when, after the start)."
     ),
+    trigger: Optional[str] = typer.Option(None, "--trigger", help="conveyor | plc: who triggers the parts of a "
+                                          "triggered line (plc: only the PLC links and commands)."),
+    plc: Optional[list[str]] = typer.Option(None, "--plc", help="modbus://HOST:PORT or opcua://HOST:PORT, "
+                                            "repeatable: serve the PLC links there."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a station: cameras -> batched inference -> verdicts -> database."""
@@ -118,6 +126,7 @@ def run(
         fail(str(exc))
     try:
         cfg = _load(station, config)
+        cfg = _with_plc(cfg, trigger, plc or [])
         unknown = [i.camera for i in injections if i.camera not in {c.id for c in cfg.cameras}]
         if unknown:
             fail(f"--inject: no camera {unknown[0]!r} in station {cfg.name} ({', '.join(c.id for c in cfg.cameras)})")
@@ -193,6 +202,52 @@ def run(
         where = st.db_writer.spool.path.parent if st.db_writer is not None else "the database"
         fail(f"{rep['lost']} results were inspected but LOST (no room to store them on the disk of {where}); "
              "free space there", code=3)
+
+
+def _with_plc(cfg: Any, trigger: Optional[str], plc: list[str]) -> Any:
+    """The config with ``--trigger`` and ``--plc`` applied (validated like the file's own keys)."""
+    from inspector.config import StationConfig, format_errors
+    from pydantic import ValidationError
+
+    if trigger is None and not plc:
+        return cfg
+    raw = cfg.model_dump()
+    if trigger is not None:
+        if trigger not in ("conveyor", "plc"):
+            fail(f"--trigger: {trigger!r} is not conveyor or plc")
+        if cfg.line.mode != "triggered":
+            fail(f"--trigger: station {cfg.name} is free-running ([line] mode is not triggered)")
+        raw["line"]["trigger"] = "conveyor" if trigger == "conveyor" else "external"
+    for url in plc:
+        scheme, _, rest = url.partition("://")
+        if scheme == "modbus":
+            raw["plc"]["modbus"] = rest
+        elif scheme in ("opcua", "opc.tcp"):
+            raw["plc"]["opcua"] = f"opc.tcp://{rest}"
+        else:
+            fail(f"--plc {url!r}: expected modbus://HOST:PORT or opcua://HOST:PORT")
+    try:
+        return StationConfig.model_validate(raw)
+    except ValidationError as exc:
+        fail(format_errors("--plc", exc))
+
+
+@plc_app.command("modbus-map")
+def plc_modbus_map(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The Modbus TCP register map: every register, the command, error and state codes."""
+    from inspector.plc.modbus_map import codes, map_rows
+
+    rows, c = map_rows(), codes()
+    if as_json:
+        typer.echo(json.dumps({"registers": rows, **c}, indent=2))
+        return
+    typer.echo("Holding registers, 0-based; u32 = two registers, high word first.")
+    typer.echo(f"{'ADDR':>4} {'WORDS':>5} {'TYPE':4} {'ACC':3} {'NAME':18} MEANING")
+    for r in rows:
+        typer.echo(f"{r['address']:>4} {r['words']:>5} {r['type']:4} {r['access']:3} {r['name']:18} {r['meaning']}")
+    for title, key in (("Commands (write command_arg, then command)", "commands"), ("Error codes", "error_codes"),
+                       ("result_state", "result_state"), ("state", "state")):
+        typer.echo(f"\n{title}: " + ", ".join(f"{v} {k}" for k, v in c[key].items()))
 
 
 # ---------------------------------------------------------------------------- cameras
@@ -532,14 +587,16 @@ def _eval_and_report(model: str, count: int, backend: str, width: int, height: i
         if threshold is None:
             card_threshold = load_card(model, verify=False).threshold
             threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
-        typer.echo(f"evaluating {model}: threshold {threshold:g}, {count} held-out frames from seed {seed_base} ...")
+        typer.echo(f"evaluating {model}: threshold {threshold:g}, {count} held-out frames from seed {seed_base} "
+                   f"(seeds {seed_base}..{seed_base + count - 1}), batch {EVAL_BATCH} ...")
         m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold,
-                     precision=precision, seed_base=seed_base)
+                     precision=precision, seed_base=seed_base, batch=EVAL_BATCH)
     except _user_errors() as exc:
         fail(str(exc))
     typer.echo(
-        f"mAP50 {m['mAP50']:.4f}  mAP50-95 {m['mAP50_95']:.4f}  escape rate {m['escape_rate']:.2%}  "
-        f"false-reject rate {m['false_reject_rate']:.2%}  latency {m['latency_ms_per_image']:.2f} ms/image ({m['backend']})"
+        f"mAP50 {m['mAP50']:.4f}  mAP50-95 {m['mAP50_95']:.4f}  "
+        f"escape rate {m['escape_rate']:.2%} ({m['escapes']} of {m['defective_parts']} defective)  "
+        f"false-reject rate {m['false_reject_rate']:.2%} ({m['false_rejects']} of {m['ok_parts']} OK)  latency {m['latency_ms_per_image']:.2f} ms/image ({m['backend']})"
     )
     for c, ap in m["per_class_AP50"].items():
         typer.echo(f"  {c:14} AP50 {ap:.4f}")

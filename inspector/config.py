@@ -276,6 +276,47 @@ class LineConfig(_Strict):
     groups: list[LineGroupConfig] = Field(default_factory=list)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_port(v: str, scheme: str, default_port: int) -> tuple[str, int]:
+    """``modbus://127.0.0.1:5020`` or ``127.0.0.1:5020`` -> ``("127.0.0.1", 5020)``."""
+    rest = v.split("://", 1)[1] if "://" in v else v
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host:
+        host, port = rest.rstrip("/"), str(default_port)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{v!r}: expected [{scheme}://]HOST:PORT")
+    return host, int(port)
+
+
+class PlcConfig(_Strict):
+    """The PLC links: a Modbus TCP server and/or an OPC UA server (off unless set)."""
+
+    modbus: str | None = Field(None, description="HOST:PORT of the Modbus TCP server, e.g. 127.0.0.1:5020")
+    opcua: str | None = Field(None, description="opc.tcp://HOST:PORT of the OPC UA server")
+    #: Modbus has no authentication: listening on anything but loopback must be asked for
+    expose: bool = False
+    fifo_depth: Integer = Field(64, ge=64, le=100_000)
+
+    @model_validator(mode="after")
+    def _loopback_unless_exposed(self) -> PlcConfig:
+        for name, scheme, port in (("modbus", "modbus", 5020), ("opcua", "opc.tcp", 4840)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            host, _ = _host_port(value, scheme, port)
+            if host not in _LOOPBACK and not self.expose:
+                raise ValueError(f"{name}: {host} is not loopback; set plc.expose = true to listen there on purpose")
+        return self
+
+    def modbus_address(self) -> tuple[str, int] | None:
+        return _host_port(self.modbus, "modbus", 5020) if self.modbus else None
+
+    def opcua_address(self) -> tuple[str, int] | None:
+        return _host_port(self.opcua, "opc.tcp", 4840) if self.opcua else None
+
+
 class StationConfig(_Strict):
     """A whole station."""
 
@@ -286,6 +327,7 @@ class StationConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     line: LineConfig = Field(default_factory=LineConfig)
+    plc: PlcConfig = Field(default_factory=PlcConfig)
     cameras: list[CameraConfig] = Field(min_length=1, max_length=64)
 
     @field_validator("name")

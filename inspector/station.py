@@ -122,6 +122,7 @@ class Station:
                     raise StationError(msg if msg.startswith(f"camera {cam_cfg.id}") else f"camera {cam_cfg.id}: {msg}") from None
             if config.line.mode == "triggered":
                 self.line = self._make_line()
+            self.plc_modbus: Any = self._make_modbus()
         except Exception:
             self._close_cameras()
             raise
@@ -230,6 +231,25 @@ class Station:
             return "results cannot be stored (database and spool full)" if w.lost == 0 else \
                 f"{w.lost} results lost (no room to store them)"
         return None
+
+    def _make_modbus(self) -> Any:
+        """The Modbus TCP server, when ``[plc] modbus`` is set (a sink of part results)."""
+        address = self.config.plc.modbus_address()
+        if address is None:
+            return None
+        from inspector.plc.commands import StationCommands
+        from inspector.plc.modbus_server import ModbusPlc
+
+        control = None
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            from inspector.access.control import StationControl
+
+            control = StationControl.service(self, engine, "plc-modbus", detail=f"modbus {address[0]}:{address[1]}")
+        plc = ModbusPlc(StationCommands(self, control), host=address[0], port=address[1],
+                        fifo_depth=self.config.plc.fifo_depth, cameras=list(self.cameras))
+        self.sinks.append(plc)
+        return plc
 
     def trigger_part(self, part_id: str | None = None) -> str:
         """Open a part now and trigger every camera (a PLC command, `StationControl.trigger_part`)."""
@@ -390,8 +410,14 @@ class Station:
 
     def start(self) -> None:
         """Start sinks, workers, then cameras (so no frame waits for a consumer)."""
+        from inspector.plc.modbus_server import PlcError
+
         for s in self.sinks:
-            s.start()
+            try:
+                s.start()
+            except PlcError as exc:
+                self.stop()
+                raise StationError(str(exc)) from None
         for w in self.workers:
             w.start()
         self.started_at = time.monotonic()
@@ -588,6 +614,8 @@ class Station:
         }
         if self.line is not None:
             report["parts"] = self.line.report()
+        if self.plc_modbus is not None:
+            report["plc"] = {"modbus": self.plc_modbus.stats()}
         return report
 
 

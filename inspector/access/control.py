@@ -160,6 +160,20 @@ class StationControl:
         """Users and audit of a database without a running station (the command line)."""
         return cls(_NoStation(), engine=engine, clock=clock)
 
+    @classmethod
+    def service(cls, station: _ControlledStation, engine: Engine, name: str, role: Role = Role.OPERATOR,
+                detail: str = "") -> StationControl:
+        """A session for a local service (the PLC link): acts as ``name`` with ``role``, no password.
+
+        Such a service is reachable only where the station binds it (127.0.0.1 unless an
+        integrator exposed it); its start is audited (``session.service``), and so is
+        everything it changes, under its name.
+        """
+        control = cls(station, engine=engine)
+        control._user = User(name, role)
+        control._record("session.service", name, None, f"{role.label} {detail}".strip(), who=name)
+        return control
+
     def login(self, name: str, password: str) -> User | None:
         """Log in; returns the user, or None for a wrong name or password (audited).
 

@@ -1,0 +1,1 @@
+"""The PLC side of a station: the Modbus TCP and OPC UA servers, result FIFO, commands."""

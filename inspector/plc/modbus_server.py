@@ -1,0 +1,300 @@
+"""`ModbusPlc`: the station's Modbus TCP server (pymodbus 3.x) — register image, handshake, result FIFO.
+
+The register map is `inspector.plc.modbus_map`. The server runs its own asyncio loop on a
+thread; every request passes through `ModbusPlc._access`, which serves reads from the
+station's register image and carries out writes to ``command`` (the handshake). Part results
+come in as a sink (`submit_part`) and wait in a `ResultFifo`; a full FIFO is an error code
+and a counted overflow, never an overwrite. Modbus has no authentication: the server binds
+127.0.0.1 unless the station config exposes it, and says so in the log when it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.plc.modbus_map import BY_NAME, SIZE, WRITABLE, Command, ErrorCode, ResultState, StationState
+from inspector.plc.result_fifo import ResultFifo
+
+log = logging.getLogger(__name__)
+
+
+class PlcError(RuntimeError):
+    """The PLC link cannot start (one line: port taken, library missing)."""
+
+
+class _Refused(Exception):
+    """A command the station turns down with a specific error code."""
+
+    def __init__(self, code: ErrorCode, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+class PlcCommands(Protocol):
+    """What a PLC may ask of the station (`inspector.plc.commands.StationCommands`)."""
+
+    def trigger_part(self, part_id: str) -> str: ...
+
+    def set_running(self, running: bool) -> None: ...
+
+    def select_recipe(self, number: int) -> None: ...
+
+    def state(self) -> StationState: ...
+
+    def recipe_number(self) -> int: ...
+
+
+def _addr(name: str) -> int:
+    return BY_NAME[name].address
+
+
+class ModbusPlc:
+    """Modbus TCP server of one station (also a result sink).
+
+    Args:
+        commands: Carries out the PLC's commands.
+        host: Address to bind (127.0.0.1 unless exposed on purpose).
+        port: TCP port (502 is the standard one and needs privileges; 5020 by default).
+        fifo_depth: Results that may wait for the PLC.
+        cameras: The line's cameras in order (bit i of ``result_cameras_ng``).
+    """
+
+    name = "plc-modbus"
+    needs_pixels = False
+
+    def __init__(self, commands: PlcCommands, *, host: str = "127.0.0.1", port: int = 5020,
+                 fifo_depth: int = 64, cameras: Sequence[str] = ()) -> None:
+        self.commands = commands
+        self.host, self.port = host, port
+        self.fifo = ResultFifo(max(64, fifo_depth))
+        self.cameras = tuple(cameras)
+        self._image = [0] * SIZE
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._counts = {"ok": 0, "ng": 0, "incomplete": 0}
+        self.commands_done = 0
+        self.errors: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+
+    # ------------------------------------------------------------------ sink protocol
+    def wants(self, result: InspectionResult) -> bool:
+        return False  # frames are not the PLC's business; parts are
+
+    def submit(self, result: InspectionResult) -> bool:
+        return True
+
+    def submit_part(self, part: PartResult) -> bool:
+        """Count the part and queue it for the PLC; False (error FIFO_FULL) when the FIFO is full."""
+        with self._lock:
+            key = "incomplete" if part.incomplete else ("ng" if part.ng else "ok")
+            self._counts[key] += 1
+            if key == "incomplete":
+                self._counts["ng"] += 1
+            self._write_counters()
+            was_empty = self.fifo.head() is None
+            if not self.fifo.put(part):
+                self._error(ErrorCode.FIFO_FULL)
+                log.error("plc: result FIFO full (%d): part %s not queued for the PLC (it is stored)",
+                          self.fifo.depth, part.part_id)
+                return False
+            if was_empty:
+                self._load_head()
+            self._set("fifo_count", len(self.fifo))
+            return True
+
+    def stats(self) -> dict[str, float]:
+        s = self.fifo.stats
+        return {"fifo_count": len(self.fifo), "fifo_overflows": s.overflows, "queued": s.queued,
+                "dequeued": s.dequeued, "commands": self.commands_done, **{f"error_{k}": v for k, v in self.errors.items()}}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Listen on ``host:port`` (returns once listening).
+
+        Raises:
+            PlcError: The port cannot be bound.
+        """
+        if self._thread is not None:
+            return
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("plc: Modbus TCP listens on %s:%d: Modbus has no authentication, anyone who reaches "
+                        "this address can trigger parts and stop the line", self.host, self.port)
+        self._thread = threading.Thread(target=self._run, name="plc-modbus", daemon=True)
+        self._thread.start()
+        self._ready.wait(10.0)
+        if self._start_error is not None:
+            self._thread = None
+            raise PlcError(f"plc: Modbus TCP cannot listen on {self.host}:{self.port}: {self._start_error}") from None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, server = self._loop, self._server
+        if loop is not None and server is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(server.shutdown(), loop)
+        t, self._thread = self._thread, None
+        if t is not None:
+            t.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported to start() as one line
+            if not self._ready.is_set():
+                self._start_error = exc
+                self._ready.set()
+            else:
+                log.exception("plc: Modbus server stopped")
+
+    async def _main(self) -> None:
+        from pymodbus.server import ModbusTcpServer
+        from pymodbus.simulator import DataType, SimData, SimDevice
+
+        self._loop = asyncio.get_running_loop()
+        device = SimDevice(0, simdata=SimData(0, count=SIZE, values=0, datatype=DataType.REGISTERS),
+                           action=self._access)
+        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        await self._server.serve_forever(background=True)
+        with self._lock:
+            self._set("state", int(self.commands.state()))
+            self._set("recipe", self.commands.recipe_number())
+        self._ready.set()
+        while not self._server.serving.done():
+            await asyncio.sleep(1.0)
+            with self._lock:
+                self._set("heartbeat", (self._get("heartbeat") + 1) & 0xFFFF)
+                self._set("state", int(self.commands.state()))
+
+    # ------------------------------------------------------------------ requests
+    async def _access(self, func_code: int, start_address: int, address: int, count: int,
+                      registers: list[int], set_values: list[int] | list[bool] | None) -> Any:
+        """Every request: serve reads from the image; check writes and carry out commands."""
+        from pymodbus.constants import ExcCodes
+
+        with self._lock:
+            if set_values is not None:
+                if func_code not in (6, 16):  # coils are not part of the map
+                    self._error(ErrorCode.READ_ONLY)
+                    return ExcCodes.ILLEGAL_FUNCTION
+                addrs = range(address, address + count)
+                if any(a not in WRITABLE for a in addrs):
+                    self._error(ErrorCode.READ_ONLY)
+                    registers[:SIZE] = self._image
+                    return ExcCodes.ILLEGAL_ADDRESS
+                for a, v in zip(addrs, set_values):
+                    self._image[a] = int(v) & 0xFFFF
+                if _addr("command") in addrs:
+                    self._on_command()
+            registers[:SIZE] = self._image
+        return None
+
+    def _on_command(self) -> None:
+        """The PLC wrote ``command`` (lock held): the handshake."""
+        code = self._get("command")
+        ack = self._get("command_ack")
+        if code == 0:
+            self._set("command_ack", 0)
+            return
+        if ack == code:
+            return  # the same command written again before the PLC cleared it: already done
+        if ack != 0:
+            self._error(ErrorCode.BUSY)
+            return
+        try:
+            cmd = Command(code)
+        except ValueError:
+            self._error(ErrorCode.UNKNOWN_COMMAND)
+            log.warning("plc: unknown Modbus command code %d", code)
+            return
+        arg = (self._get("command_arg") << 16) | self._get("command_arg", 1)
+        try:
+            self._execute(cmd, arg)
+        except _Refused as exc:
+            self._error(exc.code)
+            log.warning("plc: %s(%d) refused: %s", cmd.name.lower(), arg, exc)
+            return
+        except (RuntimeError, ValueError, LookupError) as exc:
+            self._error(ErrorCode.COMMAND_FAILED)
+            log.warning("plc: %s(%d) failed: %s", cmd.name.lower(), arg, exc)
+            return
+        self.commands_done += 1
+        self._set("command_ack", code)
+
+    def _execute(self, cmd: Command, arg: int) -> None:
+        if cmd is Command.TRIGGER_PART:
+            self.commands.trigger_part(str(arg))
+        elif cmd in (Command.START, Command.STOP):
+            self.commands.set_running(cmd is Command.START)
+            self._set("state", int(self.commands.state()))
+        elif cmd is Command.SELECT_RECIPE:
+            self.commands.select_recipe(arg)
+            self._set("recipe", self.commands.recipe_number())
+        elif cmd is Command.DEQUEUE_RESULT:
+            if self.fifo.pop() is None:
+                raise _Refused(ErrorCode.FIFO_EMPTY, "no result waiting")
+            self._load_head()
+            self._set("fifo_count", len(self.fifo))
+        elif cmd is Command.RESET_COUNTERS:
+            self._counts = dict.fromkeys(self._counts, 0)
+            self._write_counters()
+        elif cmd is Command.ACK_ERROR:
+            self._set("error_code", 0)
+
+    # ------------------------------------------------------------------ registers (lock held)
+    def _load_head(self) -> None:
+        part = self.fifo.head()
+        if part is None:
+            for name in ("result_part_id", "result_state", "result_defects", "result_cameras_ng", "result_time_ms"):
+                self._set(name, 0)
+            return
+        self._seq = self._seq % 0xFFFF + 1
+        self._set("result_seq", self._seq)
+        pid = int(part.part_id) & 0xFFFFFFFF if part.part_id.isdigit() else part.trigger_id & 0xFFFFFFFF
+        self._set("result_part_id", pid)
+        state = ResultState.INCOMPLETE if part.incomplete else (ResultState.NG if part.ng else ResultState.OK)
+        self._set("result_state", int(state))
+        defects = 0
+        for f in part.frames:
+            for d in f.detections:
+                if 0 <= d.class_id < 16:
+                    defects |= 1 << d.class_id
+        self._set("result_defects", defects)
+        cams = self.cameras or part.expected
+        ng_frames = {f.camera_id for f in part.frames if f.ng} | set(part.missing)
+        self._set("result_cameras_ng", sum(1 << i for i, c in enumerate(cams[:16]) if c in ng_frames))
+        self._set("result_time_ms", min(0xFFFF, int(round(part.times.verdict_ms))))
+
+    def _write_counters(self) -> None:
+        self._set("parts_ok", self._counts["ok"] & 0xFFFFFFFF)
+        self._set("parts_ng", self._counts["ng"] & 0xFFFFFFFF)
+        self._set("parts_incomplete", self._counts["incomplete"] & 0xFFFFFFFF)
+
+    def _error(self, code: ErrorCode) -> None:
+        self.errors[code.name.lower()] = self.errors.get(code.name.lower(), 0) + 1
+        self._set("error_code", int(code))
+
+    def _set(self, name: str, value: int) -> None:
+        r = BY_NAME[name]
+        if r.words == 2:
+            self._image[r.address] = (value >> 16) & 0xFFFF
+            self._image[r.address + 1] = value & 0xFFFF
+        else:
+            self._image[r.address] = value & 0xFFFF
+
+    def _get(self, name: str, word: int = 0) -> int:
+        return self._image[BY_NAME[name].address + word]
+
+    def read(self, name: str) -> int:
+        """A register's value as the PLC reads it (tests, status)."""
+        with self._lock:
+            r = BY_NAME[name]
+            if r.words == 2:
+                return (self._image[r.address] << 16) | self._image[r.address + 1]
+            return self._image[r.address]
