@@ -317,6 +317,20 @@ class PlcConfig(_Strict):
         return _host_port(self.opcua, "opc.tcp", 4840) if self.opcua else None
 
 
+class RecipesConfig(_Strict):
+    """Product recipes (`inspector.recipes`): a folder of recipe files, and the one to start with."""
+
+    dir: str = ""  # empty: no recipes, the station's own settings
+    select: int | str | None = None  # number or name selected at start
+
+    @field_validator("dir")
+    @classmethod
+    def _a_folder(cls, v: str) -> str:
+        if v and not Path(v).expanduser().is_dir():
+            raise ValueError(f"{v} is not a folder of recipe files")
+        return v
+
+
 class StationConfig(_Strict):
     """A whole station."""
 
@@ -328,6 +342,7 @@ class StationConfig(_Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     line: LineConfig = Field(default_factory=LineConfig)
     plc: PlcConfig = Field(default_factory=PlcConfig)
+    recipes: RecipesConfig = Field(default_factory=RecipesConfig)
     cameras: list[CameraConfig] = Field(min_length=1, max_length=64)
 
     @field_validator("name")

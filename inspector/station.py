@@ -147,10 +147,55 @@ class Station:
             for i, (be, shard) in enumerate(zip(self.backends, shards))
             if shard
         ]
+        self.recipes: Any = None
+        if config.recipes.dir:
+            self._setup_recipes()
         self.watchdog = CameraWatchdog(self.cameras, window_s=config.health.window_s)
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port is not None:
             self._serve_metrics(port)
+
+    def _setup_recipes(self) -> None:
+        from inspector.config import ConfigError
+        from inspector.recipes.switch import RecipeError, RecipeSwitch
+
+        try:
+            self.recipes = RecipeSwitch(self, Path(self.config.recipes.dir).expanduser())
+            if self.config.recipes.select is not None:
+                self.recipes.select(self.config.recipes.select)
+        except (ConfigError, RecipeError) as exc:
+            self._close_cameras()
+            raise StationError(str(exc)) from None
+
+    def select_recipe(self, key: int | str) -> str:
+        """Switch to a product recipe at the next part boundary; returns its label ("housing-a v3").
+
+        Raises:
+            StationError: No recipes configured, or this one cannot be selected.
+        """
+        from inspector.recipes.switch import RecipeError
+
+        if self.recipes is None:
+            raise StationError("select_recipe: this station has no recipes ([recipes] dir)")
+        try:
+            return str(self.recipes.select(key).label)
+        except RecipeError as exc:
+            raise StationError(str(exc)) from None
+
+    @property
+    def recipe_number(self) -> int:
+        return int(self.recipes.number) if self.recipes is not None else 0
+
+    def config_for(self, camera_id: str) -> Any:
+        return next(c for c in self.config.cameras if c.id == camera_id)
+
+    def provenance_for(self, camera_id: str, rules: Any, card: ModelCard) -> Provenance:
+        """The provenance a camera's results get under ``card`` and ``rules`` (a recipe's)."""
+        try:
+            digest = settings_digest(self.cameras[camera_id].features)
+        except Exception:  # a device that cannot be read yet: digest stays empty
+            digest = ""
+        return Provenance(card.name, card.sha256, self.backend_name, rules.as_pairs(), digest, card.card_sha256)
 
     def _serve_metrics(self, port: int) -> None:
         from inspector.ops.metrics import StationMetrics
@@ -616,6 +661,9 @@ class Station:
             report["parts"] = self.line.report()
         if self.plc_modbus is not None:
             report["plc"] = {"modbus": self.plc_modbus.stats()}
+        if self.recipes is not None:
+            report["recipe"] = {"current": self.recipes.current.label if self.recipes.current else None,
+                                "switches": self.recipes.switches}
         return report
 
 

@@ -229,6 +229,21 @@ class StationControl:
         except (RuntimeError, ValueError) as exc:  # free-running station, bad part id
             raise ControlError(str(exc)) from None
 
+    def select_recipe(self, key: int | str) -> str:
+        """Product changeover (operator or higher; the PLC's select_recipe): audited old -> new."""
+        self._require("recipe.select")
+        select = getattr(self.station, "select_recipe", None)
+        if select is None:
+            raise ControlError("no station runs here: no recipe to select")
+        recipes = getattr(self.station, "recipes", None)
+        old = recipes.current.label if recipes is not None and recipes.current is not None else None
+        try:
+            new = str(select(key))
+        except (RuntimeError, ValueError) as exc:
+            raise ControlError(str(exc)) from None
+        self._record("recipe.select", getattr(getattr(self.station, "config", None), "name", "station"), old, new)
+        return new
+
     def set_camera_feature(self, camera_id: str, name: str, value: Any) -> Any:
         """Write one camera feature (engineer or higher).
 

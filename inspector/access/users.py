@@ -377,6 +377,7 @@ ACTIONS: Mapping[str, Role | None] = {
     "audit.view": None,
     "station.pause": Role.OPERATOR,
     "station.trigger_part": Role.OPERATOR,
+    "recipe.select": Role.OPERATOR,
     "history.review": Role.ENGINEER,
     "history.export": Role.ENGINEER,
     "camera.set_feature": Role.ENGINEER,

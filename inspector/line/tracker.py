@@ -42,6 +42,8 @@ class _OpenPart:
     trigger_ns: int
     triggered_at: float
     deadline_ns: int
+    recipe: str = ""
+    budget_ms: float = 0.0
     frames: dict[str, InspectionResult] = field(default_factory=dict)
 
 
@@ -182,10 +184,25 @@ class PartTracker:
                 self._next_part += 1
                 part_id = f"{self.id_prefix}{self._next_part}"
             deadline = t_ns + int((self.budget_ms - self.guard_ms) * 1e6)
-            self._open[tid] = _OpenPart(tid, part_id, t_ns, wall, deadline)
+            self._open[tid] = _OpenPart(tid, part_id, t_ns, wall, deadline, self.recipe, self.budget_ms)
             self.stats.triggered += 1
             self._lock.notify_all()
         return tid
+
+    def begin_recipe(self, recipe: str, budget_ms: float | None = None) -> int:
+        """Parts triggered from now on belong to ``recipe`` (and its budget); returns the first
+        trigger id that will (the part boundary of a product changeover)."""
+        with self._lock:
+            self.recipe = recipe
+            if budget_ms is not None:
+                self.budget_ms = float(budget_ms)
+                self.guard_ms = min(5.0, 0.01 * self.budget_ms)
+            return self._next_trigger + 1
+
+    def open_before(self, trigger_id: int) -> int:
+        """How many parts triggered before ``trigger_id`` still wait for their verdict."""
+        with self._lock:
+            return sum(1 for tid in self._open if tid < trigger_id)
 
     def part_id_of(self, trigger_id: int) -> str | None:
         """The part id of an open or recently decided part's trigger."""
@@ -305,6 +322,7 @@ class PartTracker:
                 self.stats.failed_safe += 1
         frames = tuple(part.frames[c] for c in self.cameras if c in part.frames)
         verdict_ms = (now_ns - part.trigger_ns) / 1e6
+        budget_ms = part.budget_ms or self.budget_ms
         acquired = max(((f.acquired_at - part.triggered_at) * 1000 for f in frames), default=0.0)
         truths = [f.truth.defective for f in frames if f.truth is not None]
         truth_ng: bool | None
@@ -325,11 +343,11 @@ class PartTracker:
             expected=self.cameras,
             missing=missing,
             deciding_camera=deciding,
-            budget_ms=self.budget_ms,
-            deadline_met=verdict_ms <= self.budget_ms,
+            budget_ms=budget_ms,
+            deadline_met=verdict_ms <= budget_ms,
             times=PartTimes(acquired_ms=max(0.0, acquired), inspected_ms=verdict_ms, verdict_ms=verdict_ms),
             truth_ng=truth_ng,
-            recipe=self.recipe,
+            recipe=part.recipe,
         )
         s = self.stats
         s.verdicts += 1

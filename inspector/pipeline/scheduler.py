@@ -39,7 +39,7 @@ class CameraLane:
     min_defect_px: float = 8.0
     min_resolvable_px: float = 6.0
     tile_overlap: float = 0.2
-    _plans: dict[tuple[int, int], list[tuple[Tile | None, Letterbox]]] = field(default_factory=dict)
+    _plans: dict[tuple[int, int, int, int], list[tuple[Tile | None, Letterbox]]] = field(default_factory=dict)
     _invalid_logged_at: float = -1e9  # monotonic; a camera sending garbage must not flood the log
     _invalid_unlogged: int = 0
 
@@ -55,7 +55,7 @@ class CameraLane:
 
     def plan(self, w: int, h: int, in_w: int, in_h: int) -> list[tuple[Tile | None, Letterbox]]:
         """Tiles and letterboxes for a ``w x h`` frame (cached per size)."""
-        key = (w, h)
+        key = (w, h, in_w, in_h)
         plan = self._plans.get(key)
         if plan is None:
             tiles = (
@@ -75,6 +75,22 @@ class CameraLane:
                 log.info("camera %s: %dx%d frames tiled into %d inputs", self.camera_id, w, h, len(tiles))
             self._plans[key] = plan
         return plan
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """A recipe's inspection setup, in force for frames of triggers from ``first_trigger`` on.
+
+    A product changeover switches at a part boundary: frames of parts triggered before it are
+    inspected with the old epoch, later ones with the new, so no part sees a mix. ``rules``
+    and ``provenance`` override the lanes' per camera (empty: the lane's own).
+    """
+
+    first_trigger: int
+    backend: Backend
+    rules: dict[str, VerdictRules] = field(default_factory=dict)
+    provenance: dict[str, Provenance] = field(default_factory=dict)
+    name: str = ""
 
 
 @dataclass
@@ -124,9 +140,9 @@ class InferenceWorker:
         self._paused = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = WorkerStats()
-        card = backend.card
-        self._in_w, self._in_h = card.input_width, card.input_height
-        self._names = card.classes
+        #: newest last; the first one is the worker's own (backend and lanes' rules)
+        self._epochs: list[Epoch] = [Epoch(0, backend)]
+        self._epochs_lock = threading.Lock()
         for lane in self.lanes:
             lane.pool.subscribe(self._wake)
 
@@ -158,6 +174,36 @@ class InferenceWorker:
         with self._cond:
             self._cond.notify()
 
+    # ------------------------------------------------------------------ recipes
+    def switch_at(self, epoch: Epoch) -> None:
+        """Inspect frames of triggers from ``epoch.first_trigger`` on with ``epoch`` (free-running
+        frames at once); older frames keep the epoch they belong to."""
+        with self._epochs_lock:
+            self._epochs.append(epoch)
+
+    def retire_before(self, first_trigger: int) -> list[Backend]:
+        """Make the epoch starting at ``first_trigger`` the worker's own: the lanes take its rules
+        and provenance, older epochs go. Returns their backends for the caller to close."""
+        with self._epochs_lock:
+            keep = [e for e in self._epochs if e.first_trigger >= first_trigger]
+            gone = [e.backend for e in self._epochs if e.first_trigger < first_trigger and e.backend is not keep[0].backend]
+            head = keep[0]
+            for lane in self.lanes:
+                lane.rules = head.rules.get(lane.camera_id, lane.rules)
+                lane.provenance = head.provenance.get(lane.camera_id, lane.provenance)
+            self._epochs = [Epoch(head.first_trigger, head.backend, {}, {}, head.name), *keep[1:]]
+            self.backend = head.backend
+            return gone
+
+    def _epoch_of(self, h: FrameHandle) -> Epoch:
+        with self._epochs_lock:
+            if h.trigger_id is None:
+                return self._epochs[-1]  # a free-running frame is its own part: the newest recipe
+            for e in reversed(self._epochs):
+                if h.trigger_id >= e.first_trigger:
+                    return e
+            return self._epochs[0]
+
     # ------------------------------------------------------------------ loop
     def _ready(self) -> list[CameraLane]:
         return [lane for lane in self.lanes if lane.pool.has_pending()]
@@ -185,7 +231,18 @@ class InferenceWorker:
                 self.process(taken)
 
     def process(self, taken: list[tuple[CameraLane, FrameHandle]]) -> list[InspectionResult]:
-        """Inspect claimed frames as one batch; emits and returns the results.
+        """Inspect claimed frames, one batch per recipe epoch they belong to (usually one)."""
+        groups: dict[int, tuple[Epoch, list[tuple[CameraLane, FrameHandle]]]] = {}
+        for lane, h in taken:
+            ep = self._epoch_of(h)
+            groups.setdefault(id(ep), (ep, []))[1].append((lane, h))
+        results: list[InspectionResult] = []
+        for ep, group in groups.values():
+            results.extend(self._process_batch(group, ep))
+        return results
+
+    def _process_batch(self, taken: list[tuple[CameraLane, FrameHandle]], ep: Epoch) -> list[InspectionResult]:
+        """Inspect claimed frames as one batch with ``ep``'s model and rules; emits and returns the results.
 
         Every claimed frame is settled exactly once in its pool's counters (inspected,
         or dropped when malformed or when inference fails), whatever happens, and the
@@ -207,20 +264,22 @@ class InferenceWorker:
                     continue
                 fh, fw = h.image.shape[:2]
                 first = len(items)
-                for tile, box in lane.plan(fw, fh, self._in_w, self._in_h):
+                card = ep.backend.card
+                for tile, box in lane.plan(fw, fh, card.input_width, card.input_height):
                     items.append(BatchItem(h.image, h.pixel_format, box, tile))
                 spans.append((lane, h, first, len(items) - first))
             if not items:
                 return []
             try:
-                out = self.backend.infer(items)
+                out = ep.backend.infer(items)
             except Exception:
                 self.stats.errors += 1
                 log.exception("worker %d: inference failed on a batch of %d", self.index, len(items))
                 return []  # the frames are counted as dropped below
             results = []
             for lane, h, first, n in spans:
-                results.append(self._result(lane, h, items[first : first + n], out.raw[first : first + n], t_take, out))
+                results.append(self._result(lane, h, items[first : first + n], out.raw[first : first + n], t_take, out,
+                                            ep))
             for lane, h, _f, _n in spans:
                 lane.pool.mark_inspected()
                 del unsettled[id(h)]
@@ -251,18 +310,20 @@ class InferenceWorker:
         raw: np.ndarray,
         t_take: int,
         out: object,
+        ep: Epoch,
     ) -> InspectionResult:
         t0 = time.perf_counter_ns()
         fh, fw = h.image.shape[:2]
-        conf = max(0.05, 0.5 * lane.rules.lowest_threshold())
+        rules = ep.rules.get(lane.camera_id, lane.rules)
+        conf = max(0.05, 0.5 * rules.lowest_threshold())
         parts = []
         for it, r in zip(items, raw):
             d = nms(decode_yolo(r, conf), self._iou)
             parts.append(to_frame_pixels(d, it.box, it.tile, fw, fh))
         dets = parts[0] if len(parts) == 1 else nms(np.concatenate(parts, 0), self._iou)
-        detections = detections_from_array(dets, self._names)
+        detections = detections_from_array(dets, ep.backend.card.classes)
         t1 = time.perf_counter_ns()
-        verdict, rule, counted, rejected = lane.rules.decide(detections)
+        verdict, rule, counted, rejected = rules.decide(detections)
         t2 = time.perf_counter_ns()
         times = StageTimes(
             wait_ms=(t_take - h.acquired_ns) / 1e6,
@@ -280,7 +341,7 @@ class InferenceWorker:
             rule=rule,
             detections=counted,
             times=times,
-            provenance=lane.provenance,
+            provenance=ep.provenance.get(lane.camera_id, lane.provenance),
             frame_width=fw,
             frame_height=fh,
             rejected=rejected,

@@ -31,10 +31,10 @@ class StationCommands:
         target.pause(not running)
 
     def select_recipe(self, number: int) -> None:
-        select = getattr(self.station, "select_recipe", None)
-        if select is None:
+        target = self.control if self.control is not None else self.station
+        if getattr(self.station, "recipes", None) is None:
             raise RuntimeError("this station has no product recipes to select")
-        select(number)
+        target.select_recipe(number)
 
     def state(self) -> StationState:
         st = self.station

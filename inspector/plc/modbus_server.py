@@ -214,6 +214,9 @@ class ModbusPlc:
             log.warning("plc: unknown Modbus command code %d", code)
             return
         arg = (self._get("command_arg") << 16) | self._get("command_arg", 1)
+        if cmd is Command.SELECT_RECIPE:  # loads and warms a model: the ack comes when it is done
+            threading.Thread(target=self._select_recipe, args=(code, arg), name="plc-recipe", daemon=True).start()
+            return
         try:
             self._execute(cmd, arg)
         except _Refused as exc:
@@ -233,9 +236,6 @@ class ModbusPlc:
         elif cmd in (Command.START, Command.STOP):
             self.commands.set_running(cmd is Command.START)
             self._set("state", int(self.commands.state()))
-        elif cmd is Command.SELECT_RECIPE:
-            self.commands.select_recipe(arg)
-            self._set("recipe", self.commands.recipe_number())
         elif cmd is Command.DEQUEUE_RESULT:
             if self.fifo.pop() is None:
                 raise _Refused(ErrorCode.FIFO_EMPTY, "no result waiting")
@@ -246,6 +246,20 @@ class ModbusPlc:
             self._write_counters()
         elif cmd is Command.ACK_ERROR:
             self._set("error_code", 0)
+
+    def _select_recipe(self, code: int, number: int) -> None:
+        try:
+            self.commands.select_recipe(number)
+        except Exception as exc:  # noqa: BLE001 - any failure is the PLC's error code, the old recipe stays
+            with self._lock:
+                self._error(ErrorCode.COMMAND_FAILED)
+            log.warning("plc: select_recipe(%d) failed: %s", number, exc)
+            return
+        with self._lock:
+            self._set("recipe", self.commands.recipe_number())
+            self.commands_done += 1
+            if self._get("command") == code:  # the PLC still waits for this one
+                self._set("command_ack", code)
 
     # ------------------------------------------------------------------ registers (lock held)
     def _load_head(self) -> None:

@@ -1,0 +1,130 @@
+"""A product recipe: one versioned TOML file (model, verdict rules, camera settings, the line's budget).
+
+```toml
+[recipe]
+name = "housing-a"          # shown everywhere, stored with every part
+number = 1                  # what a PLC selects (Modbus select_recipe)
+version = 3
+product_id = "HSG-A"        # OPC UA ProductId / RecipeIdExternal, optional
+external_id = "HSG-A-v3"
+
+[model]
+name = "defect-yolo11p-320"
+
+[line]
+budget_ms = 1000            # optional: the line's own when left out
+
+[verdict]                   # every camera, unless the camera says otherwise
+class_thresholds = { scratch = 0.5 }
+
+[cameras.line-cam1]
+settings = { ExposureTime = 4000.0 }
+verdict = { default_threshold = 0.3 }
+```
+"""
+
+from __future__ import annotations
+
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inspector.config import ConfigError, VerdictConfig, format_errors
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class RecipeMeta(_Strict):
+    name: Annotated[str, Field(pattern=f"^{_NAME}$")]
+    number: int = Field(ge=1, le=65535)
+    version: int = Field(1, ge=1)
+    product_id: str = Field("", max_length=128)
+    external_id: str = Field("", max_length=128)
+
+
+class RecipeModel(_Strict):
+    name: str = Field(min_length=1)
+
+
+class RecipeLine(_Strict):
+    budget_ms: float | None = Field(None, ge=1.0, le=600_000.0)
+
+
+class RecipeCamera(_Strict):
+    settings: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    verdict: VerdictConfig | None = None
+
+
+class Recipe(_Strict):
+    recipe: RecipeMeta
+    model: RecipeModel
+    line: RecipeLine = Field(default_factory=RecipeLine)
+    verdict: VerdictConfig | None = None
+    cameras: dict[str, RecipeCamera] = Field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        """``housing-a v3``: how parts and the audit trail name it."""
+        return f"{self.recipe.name} v{self.recipe.version}"
+
+    def verdict_for(self, camera_id: str) -> VerdictConfig | None:
+        cam = self.cameras.get(camera_id)
+        return cam.verdict if cam is not None and cam.verdict is not None else self.verdict
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and check a recipe file.
+
+    Raises:
+        ConfigError: One line per problem, naming the file and the field.
+    """
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: recipe file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    try:
+        return Recipe.model_validate({**raw, "path": str(path)})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(str(path), exc)) from None
+
+
+def load_recipes(folder: Path) -> list[Recipe]:
+    """Every ``*.toml`` recipe of ``folder``, by number; two with one number or name are refused."""
+    recipes = [load_recipe(p) for p in sorted(Path(folder).glob("*.toml"))]
+    seen: dict[object, str] = {}
+    for r in recipes:
+        for key in (("number", r.recipe.number), ("name", r.recipe.name)):
+            if key in seen:
+                raise ConfigError(f"{r.path}: recipe {key[0]} {key[1]!r} is also used by {seen[key]}")
+            seen[key] = r.path
+    return sorted(recipes, key=lambda r: r.recipe.number)
+
+
+def find_recipe(recipes: list[Recipe], key: int | str) -> Recipe:
+    """By number, name, product id or external id.
+
+    Raises:
+        LookupError: No such recipe (the message lists what exists).
+    """
+    for r in recipes:
+        m = r.recipe
+        if key == m.number or (isinstance(key, str) and key in (m.name, m.product_id, m.external_id, str(m.number))):
+            return r
+    known = ", ".join(f"{r.recipe.number} {r.recipe.name}" for r in recipes) or "none"
+    raise LookupError(f"no recipe {key!r} (recipes: {known})")
+
+

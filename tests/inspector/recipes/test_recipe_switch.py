@@ -1,0 +1,113 @@
+"""Product changeover at a part boundary: two models switched under load, no part lost or mixed."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from inspector.config import ConfigError, parse_config
+from inspector.pipeline.results import PartResult
+from inspector.recipes.recipe import load_recipe, load_recipes
+from inspector.station import Station, StationError
+from tests.inspector.line.test_line_station import line_config
+
+SHIPPED = Path(__file__).resolve().parents[3] / "models" / "defect-yolo11p-320"
+
+RECIPE = """
+[recipe]
+name = "{name}"
+number = {number}
+version = 2
+product_id = "P-{number}"
+[model]
+name = "{model}"
+[line]
+budget_ms = {budget}
+[verdict]
+class_thresholds = {{ scratch = {scratch} }}
+[cameras.cam1]
+settings = {{ ExposureTime = {exposure} }}
+"""
+
+
+@pytest.fixture
+def recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two recipes on two models (the shipped one and a renamed copy of it)."""
+    models = tmp_path / "models"
+    copy = models / "defect-copy"
+    shutil.copytree(SHIPPED, copy)
+    card = copy / "card.toml"
+    card.write_text(card.read_text().replace('name = "defect-yolo11p-320"', 'name = "defect-copy"', 1))
+    monkeypatch.setenv("INSPECTOR_MODELS_DIR", str(models))
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "a.toml").write_text(RECIPE.format(name="housing-a", number=1, model="defect-yolo11p-320",
+                                                 budget=1500, scratch=0.5, exposure=4000.0))
+    (folder / "b.toml").write_text(RECIPE.format(name="housing-b", number=2, model="defect-copy",
+                                                 budget=1400, scratch=0.6, exposure=6000.0))
+    return folder
+
+
+def test_switching_models_under_load_loses_and_mixes_no_part(recipes: Path) -> None:
+    text = line_config() + f'[recipes]\ndir = "{recipes}"\nselect = 1\n'
+    st = Station(parse_config(text), db_url="none")
+    parts: list[PartResult] = []
+    st.events.part_ready.connect(parts.append)
+    labels = {"housing-a v2": "defect-yolo11p-320", "housing-b v2": "defect-copy"}
+    with st:
+        for key in (2, "housing-a", 2, 1, "P-2"):
+            time.sleep(0.9)
+            assert st.select_recipe(key) in labels
+        time.sleep(1.0)
+    st.recipes.wait_retired()
+    rep = st.report()["parts"]
+    assert rep["verdicts"] == rep["triggered"] == len(parts) >= 25
+    assert rep["incomplete"] == 0
+    seen = set()
+    for p in parts:
+        assert p.recipe in labels, p.recipe
+        models = {f.provenance.model_name for f in p.frames}
+        assert models == {labels[p.recipe]}, f"part {p.part_id} ({p.recipe}) inspected by {models}"
+        assert p.budget_ms == (1500 if p.recipe.startswith("housing-a") else 1400)
+        seen.add(p.recipe)
+    assert seen == set(labels)
+    # parts come in trigger order; the recipe changes only at boundaries (no flip-flop within one switch)
+    changes = sum(1 for a, b in zip(parts, parts[1:]) if a.recipe != b.recipe)
+    assert changes <= 5
+    assert st.recipes.switches == 6 and st.recipe_number == 2
+    assert st.cameras["cam1"].features.get("ExposureTime") == 6000.0  # the last recipe's camera settings
+
+
+def test_recipe_files_are_checked_and_unknown_recipes_named(recipes: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(RECIPE.format(name="x", number=0, model="m", budget=10, scratch=2.0, exposure=1.0))
+    with pytest.raises(ConfigError) as err:
+        load_recipe(bad)
+    lines = str(err.value).splitlines()
+    assert any("recipe.number" in ln for ln in lines) and any("scratch" in ln for ln in lines)
+    (recipes / "dup.toml").write_text(RECIPE.format(name="dup", number=1, model="m", budget=10, scratch=0.5,
+                                                    exposure=1.0))
+    with pytest.raises(ConfigError, match="number 1"):
+        load_recipes(recipes)
+    (recipes / "dup.toml").unlink()
+    st = Station(parse_config(line_config() + f'[recipes]\ndir = "{recipes}"\n'), db_url="none")
+    try:
+        with pytest.raises(StationError, match="no recipe 7"):
+            st.select_recipe(7)
+    finally:
+        st.stop()
+
+
+def test_a_recipe_whose_model_fails_its_check_keeps_the_old_one(recipes: Path, tmp_path: Path) -> None:
+    models = Path(str(recipes.parent / "models"))
+    (models / "defect-copy" / "model.onnx").write_bytes(b"not the model")
+    st = Station(parse_config(line_config() + f'[recipes]\ndir = "{recipes}"\nselect = 1\n'), db_url="none")
+    try:
+        with pytest.raises(StationError, match="housing-b v2: model defect-copy"):
+            st.select_recipe(2)
+        assert st.recipes.current.recipe.name == "housing-a"
+    finally:
+        st.stop()
