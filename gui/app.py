@@ -8,11 +8,12 @@ import sys
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar, QWidget
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QSizePolicy, QTabWidget, QToolBar, QWidget
 
+from camera.protocol import CameraState
 from gui.audit_view import AuditView
-from gui.bridge import EngineBridge
+from gui.bridge import CameraLive, EngineBridge
 from gui.history import HistoryTab
 from gui.live_wall import LiveWall
 from gui.settings_dialog import CameraSettingsDialog
@@ -26,6 +27,27 @@ log = logging.getLogger(__name__)
 
 #: Status-bar colours of the health levels (OK stays plain).
 _HEALTH_COLOURS = {"DEGRADED": "background: #f0b400; color: black;", "ALARM": "background: #c62828; color: white;"}
+_RATES_TIP = ("rx: frames received from the cameras per second · inspected: frames inspected per second "
+              "(when inspection is slower, the newest frame wins and the others are dropped)")
+
+
+def status_summary(live: dict[str, CameraLive], states: dict[str, CameraState]) -> tuple[list[str], str]:
+    """The status bar's summary of every camera (longest form first) and its per-camera tooltip."""
+    n = len(live)
+    down = [cid for cid, st in states.items() if st is not CameraState.STREAMING]
+    rx = sum(v.fps for v in live.values())
+    insp = sum(v.inspected_fps for v in live.values())
+    drops = sum(v.dropped for v in live.values())
+    ng = sum(v.ng for v in live.values())
+    cams = f"{n} cameras" + (f" ({len(down)} not streaming)" if down else "")
+    rates = f"rx {rx:.1f} fps · inspected {insp:.1f} fps · drops {drops:,}"
+    variants = [f"{cams} · {rates} · NG {ng:,}", f"{cams} · {rates}", f"{len(down)} of {n} down · insp {insp:.1f} fps"]
+    lines = [
+        f"{cid}: rx {v.fps:.1f} fps · inspected {v.inspected_fps:.1f} fps · drops {v.dropped:,} · NG {v.ng:,}"
+        + (f" · {states[cid].value.upper()}" if cid in states and states[cid] is not CameraState.STREAMING else "")
+        for cid, v in live.items()
+    ]
+    return variants, "\n".join([*lines, _RATES_TIP])
 
 
 class MainWindow(QMainWindow):
@@ -81,10 +103,17 @@ class MainWindow(QMainWindow):
         tb.addAction(self.pause_action)
         tb.addAction(self.settings_action)
         tb.addAction(self.users_action)
+        self.quit_action = QAction("Quit", self)
+        # the platform's Quit key (Ctrl+Q on Linux); a platform without one (offscreen, Windows) gets Ctrl+Q
+        self.quit_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Quit) or [QKeySequence("Ctrl+Q")])
+        self.quit_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.quit_action.triggered.connect(self.close)
+        self.addAction(self.quit_action)  # a shortcut of the window (Ctrl+Q), no menu needed
 
         for w in (self.wall, self.history):
             w.message.connect(self.show_message)
         bridge.user_changed.connect(lambda _u: self._update_user())
+        bridge.user_changed.connect(lambda _u: self.history.update_permissions())
         bridge.paused_changed.connect(self._update_pause)
         bridge.audit_recorded.connect(lambda _e: self._audit_changed())
         # the station's health, always visible (never pushed aside by a message)
@@ -92,6 +121,11 @@ class MainWindow(QMainWindow):
         self.health_label.setContentsMargins(8, 0, 8, 0)
         self._health_level = ""
         self.statusBar().addPermanentWidget(self.health_label)
+        # the cameras in one summary (a message covers it for a while, then it is back; never blank)
+        self.summary_label = QLabel()
+        self.summary_label.setContentsMargins(4, 0, 4, 0)
+        self.summary_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.statusBar().addWidget(self.summary_label, 1)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(1000)
         self._status_timer.timeout.connect(self._update_status)
@@ -153,9 +187,17 @@ class MainWindow(QMainWindow):
 
     def _update_status(self) -> None:
         self._update_health()
-        line = self.station.status_line()
-        if not self.statusBar().currentMessage():
-            self.statusBar().showMessage(line[:240], 1500)
+        self._update_summary()
+
+    def _update_summary(self) -> None:
+        cams = self.station.cameras
+        live = {cid: self.bridge.live.get(cid) or CameraLive(cid) for cid in cams}
+        variants, tip = status_summary(live, {cid: cam.state for cid, cam in cams.items()})
+        fm = self.summary_label.fontMetrics()
+        width = self.summary_label.width() - 8
+        text = next((t for t in variants if fm.horizontalAdvance(t) <= width), variants[-1])
+        self.summary_label.setText(text)
+        self.summary_label.setToolTip(tip)
 
     def _update_health(self) -> None:
         assess = getattr(self.station, "health", None)

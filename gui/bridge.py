@@ -173,6 +173,7 @@ class EngineBridge(QObject):
         self._lock = threading.Lock()
         self._results: dict[str, InspectionResult] = {}
         self._frames: dict[str, FrameHandle] = {}  # one display reference per camera
+        self._frame_results: dict[str, InspectionResult] = {}  # the result each held frame belongs to
         self._latency: dict[str, deque[float]] = {cid: deque(maxlen=64) for cid in station.cameras}
         self._result_at: dict[str, float] = {}
         self.live: dict[str, CameraLive] = {cid: CameraLive(cid) for cid in station.cameras}
@@ -224,6 +225,7 @@ class EngineBridge(QObject):
             self.control.events.audit_recorded.disconnect(self._on_audit, missing_ok=True)
         with self._lock:
             frames, self._frames = list(self._frames.values()), {}
+            self._frame_results.clear()
             frames += self._part_frames.clear()
         for h in frames:
             h.release()
@@ -247,6 +249,7 @@ class EngineBridge(QObject):
             elif self.line is None:
                 old = self._frames.get(r.camera_id)
                 self._frames[r.camera_id] = r.frame.retain()
+                self._frame_results[r.camera_id] = r
             elif r.part_id is not None and not r.late:  # a late frame is not its part's: never shown as such
                 given_up = self._part_frames.add(r.part_id, r.camera_id, r.frame)
         if old is not None:
@@ -289,12 +292,17 @@ class EngineBridge(QObject):
             return self._results.get(camera_id)
 
     def result_frame(self, camera_id: str) -> tuple[FrameHandle | None, InspectionResult | None]:
-        """The newest result and its frame with a reference for the caller (release it)."""
+        """The newest result that still has its frame, and that frame with a reference for the caller.
+
+        The two always belong together (``h is r.frame``): a newer result without a frame
+        never pairs with an older picture. ``(None, None)`` when no frame is held (release ``h``).
+        """
         with self._lock:
-            r = self._results.get(camera_id)
             h = self._frames.get(camera_id)
-            if h is not None:
-                h.retain()
+            r = self._frame_results.get(camera_id) if h is not None else None
+            if h is None or r is None:
+                return None, None
+            h.retain()
         return h, r
 
     def recent_parts(self) -> list[PartResult]:

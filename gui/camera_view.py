@@ -17,9 +17,18 @@ from gui.bridge import CameraLive, EngineBridge
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, Box, boxes_from, draw_boxes, fit_rect, frame_to_display
 from inspector.pipeline.results import InspectionResult, PartResult
 
-#: A result's frame is shown (with its boxes) while it is at most this much older than the newest frame.
-FRESH_RESULT_S = 0.6
+#: The view says "behind N s" once the newest received frame is this much newer than the frame shown.
+BEHIND_SHOW_S = 1.0
 HEADER_PX = 24
+#: The strip under the picture with the camera's numbers (received and inspected rates, latency, drops).
+STATS_PX = 16
+STATS_TIP = (
+    "rx: frames received from the camera per second\n"
+    "insp: frames inspected per second (when inspection is slower than the camera, the newest frame wins "
+    "and the others are dropped)\n"
+    "p50: median time from frame to result\n"
+    "drops: frames not inspected since the start"
+)
 
 
 log = logging.getLogger(__name__)
@@ -64,11 +73,12 @@ class CameraView(QWidget):
     camera's frame of it with its boxes, the part id in the header, and "no image for
     part N" when the camera is missing from it (never an older frame).
 
-    Otherwise `refresh` (called on the bridge's tick) picks the frame to show: the newest result's
-    own frame while it is fresh, so boxes always sit on the pixels they were found in;
-    otherwise the pool's newest frame (inspection paused or behind). The frame is turned
-    into a QImage (one copy) and its reference released at once; painting uses the copy,
-    which also keeps the last picture on screen when the camera stops.
+    Otherwise `refresh` (called on the bridge's tick) shows the newest *inspected* frame: the
+    frame its result carries, with that result's boxes and verdict, never a newer uninspected
+    frame under an older verdict. When inspection lags (the newest received frame is
+    `BEHIND_SHOW_S` or more newer than the one shown) the view says "behind 1.4 s". The frame
+    is turned into a QImage (one copy) and its reference released at once; painting uses the
+    copy, which also keeps the last picture on screen when the camera stops or inspection pauses.
 
     Args:
         camera: The camera (its pool and state are read).
@@ -91,6 +101,11 @@ class CameraView(QWidget):
         self.boxes: list[Box] = []
         self.shown_result: InspectionResult | None = None
         self.newest_frame_wall: float | None = None  # acquisition time of the newest frame seen
+        self.shown_frame_wall: float | None = None  # acquisition time of the frame shown
+        #: "behind 1.4 s" while the frame shown is well older than the newest received, else ""
+        self.behind_text = ""
+        #: the numbers strip as last painted and the width it had (tests check that it fits)
+        self.painted_stats: tuple[str, float] = ("", 0.0)
         self.badge: Badge | None = None
         self.part_mode = getattr(bridge, "line", None) is not None
         self.shown_part: PartResult | None = None
@@ -102,7 +117,7 @@ class CameraView(QWidget):
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
-        self.setToolTip(f"{self.camera_id}: double-click to enlarge")
+        self.setToolTip(f"{self.camera_id}: double-click to enlarge\n{STATS_TIP}")
 
     def sizeHint(self) -> QSize:
         return QSize(320, 280)
@@ -113,13 +128,17 @@ class CameraView(QWidget):
         changed = self._take_part() if self.part_mode else self._take_frame()
         live = self.bridge.live.get(self.camera_id) or CameraLive(self.camera_id)
         header = self._header_text(live)
+        behind = ""
+        if not self.part_mode and self.newest_frame_wall is not None and self.shown_frame_wall is not None:
+            lag = self.newest_frame_wall - self.shown_frame_wall
+            behind = f"behind {_age_text(lag)}" if lag >= BEHIND_SHOW_S else ""
         now = time.time()
         age = now - self.newest_frame_wall if self.newest_frame_wall is not None else None
         badge = health_badge(self.camera.state, age, self.stale_after_s)
         if badge is None and age is None and now - self._born > self.stale_after_s:
             badge = Badge("STALE", "no frame yet", STALE_COLOUR)
-        if changed or header != self._header or badge != self.badge:
-            self._header, self.badge = header, badge
+        if changed or header != self._header or badge != self.badge or behind != self.behind_text:
+            self._header, self.badge, self.behind_text = header, badge, behind
             self.update()
 
     def _take_frame(self) -> bool:
@@ -128,21 +147,18 @@ class CameraView(QWidget):
         try:
             if newest is not None:
                 self.newest_frame_wall = newest.acquired_wall
-            show: FrameHandle | None
-            if res_frame is not None and (newest is None or newest.acquired_wall - res_frame.acquired_wall <= FRESH_RESULT_S):
-                show = res_frame
-            else:
-                show = newest
-            if show is None or show.sequence == self.image_sequence:
+            # only a result's own frame is shown: picture, boxes and verdict are always one inspection
+            show = res_frame
+            if show is None or result is None or show.sequence == self.image_sequence:
                 return False
             try:
                 self._show_handle(show)
             except (ValueError, IndexError, cv2.error) as exc:  # a malformed frame (counted by the engine)
                 log.debug("camera %s: frame %d not shown: %s", self.camera_id, show.sequence, exc)
                 return False
-            matches = result is not None and result.sequence == show.sequence
-            self.shown_result = result if matches else None
-            self.boxes = boxes_from(result.detections) if matches and result is not None else []
+            self.shown_result = result
+            self.shown_frame_wall = show.acquired_wall
+            self.boxes = boxes_from(result.detections)
             return True
         finally:
             for h in (res_frame, newest):
@@ -189,8 +205,19 @@ class CameraView(QWidget):
         self.image_sequence = show.sequence
 
     def _header_text(self, live: CameraLive) -> str:
+        return self._stats_variants(live)[0]
+
+    @staticmethod
+    def _stats_variants(live: CameraLive) -> list[str]:
+        """The numbers strip, longest first: painting takes the first that fits (each number stays named)."""
         lat = f"p50 {live.latency_p50_ms:.0f} ms" if live.latency_p50_ms is not None else "p50 –"
-        return f"{live.fps:4.1f} fps · {lat} · drops {live.dropped}"
+        rx, insp, drops = f"{live.fps:.1f}", f"{live.inspected_fps:.1f}", f"drops {live.dropped:,}"
+        return [
+            f"rx {rx} fps · insp {insp} fps · {lat} · {drops}",
+            f"rx {rx} · insp {insp} fps · {lat} · {drops}",
+            f"rx {rx} · insp {insp} fps · {drops}",
+            f"insp {insp} fps · {drops}",
+        ]
 
     @property
     def caption(self) -> str:
@@ -201,15 +228,13 @@ class CameraView(QWidget):
 
     @property
     def last_verdict(self) -> str:
-        if self.part_mode:  # this camera's verdict on the part shown
-            return self.shown_result.verdict.value if self.shown_result is not None else ""
-        live = self.bridge.live.get(self.camera_id)
-        return live.last_verdict if live is not None else ""
+        """The verdict of the frame shown (on a triggered line: this camera's verdict on the part shown)."""
+        return self.shown_result.verdict.value if self.shown_result is not None else ""
 
     # ------------------------------------------------------------------ painting
     def image_rect(self, frame_w: int, frame_h: int) -> QRect:
         """Where a frame of this size is drawn: its aspect ratio, centred, whole pixels."""
-        body = QRectF(self.rect()).adjusted(2, HEADER_PX + 2, -2, -2)
+        body = QRectF(self.rect()).adjusted(2, HEADER_PX + 2, -2, -STATS_PX - 2)
         return fit_rect(frame_w, frame_h, body).toRect()
 
     def paintEvent(self, _event: QPaintEvent) -> None:
@@ -217,7 +242,7 @@ class CameraView(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = QRectF(self.rect())
         p.fillRect(rect, QColor("#111417"))
-        body = rect.adjusted(0, HEADER_PX, 0, 0)
+        body = rect.adjusted(0, HEADER_PX, 0, -STATS_PX)
         if self.image is not None and not self.image.isNull():
             frame_w, frame_h = self.frame_size
             target = self.image_rect(frame_w, frame_h)
@@ -230,12 +255,16 @@ class CameraView(QWidget):
             draw_boxes(p, self.boxes, QRectF(target), frame_w, frame_h, font_px=max(10, int(target.height() / 28)))
             if self.badge is not None:
                 p.fillRect(target, QColor(0, 0, 0, 110))  # dim the old picture
+            elif self.behind_text:
+                self._paint_behind(p, QRectF(target))
         elif self.part_mode and self.shown_part is not None:
             self._paint_no_image(p, body.adjusted(2, 2, -2, -2), self.shown_part)
         else:
             p.setPen(QColor("#7a848c"))
-            p.drawText(body, Qt.AlignmentFlag.AlignCenter, "waiting for the first part…" if self.part_mode else "waiting for frames…")
+            waiting = "waiting for frames…" if self.newest_frame_wall is None else "waiting for the first inspected frame…"
+            p.drawText(body, Qt.AlignmentFlag.AlignCenter, "waiting for the first part…" if self.part_mode else waiting)
         self._paint_header(p, QRectF(rect.x(), rect.y(), rect.width(), HEADER_PX))
+        self._paint_stats(p, QRectF(rect.x(), rect.bottom() - STATS_PX + 1, rect.width(), STATS_PX))
         if self.badge is not None:
             self._paint_badge(p, body, self.badge)
         p.setPen(QColor("#2c3338"))
@@ -282,27 +311,50 @@ class CameraView(QWidget):
 
     def _paint_header(self, p: QPainter, r: QRectF) -> None:
         p.fillRect(r, QColor("#23292e"))
-        font, fm, small, small_fm = self._header_fonts()
+        font, fm, _small, _small_fm = self._header_fonts()
         p.setFont(font)
         p.setPen(QColor("white"))
-        caption = self.caption
-        name_w = fm.horizontalAdvance(caption)
-        p.drawText(QPointF(r.x() + 6, r.y() + (r.height() + fm.ascent() - fm.descent()) / 2), caption)
         verdict = self.last_verdict
-        pill_w = 0.0
+        pill_w = fm.horizontalAdvance("NG") + 14 if verdict else 0.0
+        caption = fm.elidedText(self.caption, Qt.TextElideMode.ElideMiddle, r.width() - pill_w - 16)
+        p.drawText(QPointF(r.x() + 6, r.y() + (r.height() + fm.ascent() - fm.descent()) / 2), caption)
         if verdict:
-            pill_w = fm.horizontalAdvance("NG") + 14
             pill = QRectF(r.right() - pill_w - 4, r.y() + 3, pill_w, r.height() - 6)
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(NG_COLOUR if verdict == "NG" else OK_COLOUR)
             p.drawRoundedRect(pill, 4, 4)
             p.setPen(QColor("white"))
             p.drawText(pill, Qt.AlignmentFlag.AlignCenter, verdict)
+
+    def _paint_stats(self, p: QPainter, r: QRectF) -> None:
+        """The camera's numbers under the picture: the longest labelled form that fits the width."""
+        p.fillRect(r, QColor("#1b2024"))
+        _font, _fm, small, small_fm = self._header_fonts()
+        width = r.width() - 12
+        live = self.bridge.live.get(self.camera_id) or CameraLive(self.camera_id)
+        variants = self._stats_variants(live)
+        text = next((t for t in variants if small_fm.horizontalAdvance(t) <= width), None)
+        if text is None:  # a very small view: the shortest form, cut
+            text = small_fm.elidedText(variants[-1], Qt.TextElideMode.ElideRight, width)
+        self.painted_stats = (text, width)
         p.setFont(small)
         p.setPen(QColor("#c9d1d9"))
-        stats = QRectF(r.x() + name_w + 14, r.y(), r.width() - name_w - pill_w - 24, r.height())
-        text = small_fm.elidedText(self._header, Qt.TextElideMode.ElideRight, stats.width())
-        p.drawText(stats, int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight), text)
+        p.drawText(r.adjusted(6, 0, -6, 0), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text)
+
+    def _paint_behind(self, p: QPainter, target: QRectF) -> None:
+        """An amber tag on the picture: inspection lags the camera by this much."""
+        font = QFont(self.font())
+        font.setPixelSize(13)
+        font.setBold(True)
+        fm = QFontMetricsF(font)
+        w = fm.horizontalAdvance(self.behind_text) + 12
+        tag = QRectF(target.right() - w - 4, target.y() + 4, w, fm.height() + 6)  # clear of the box labels' corner
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(STALE_COLOUR)
+        p.drawRoundedRect(tag, 4, 4)
+        p.setFont(font)
+        p.setPen(QColor("black"))
+        p.drawText(tag, Qt.AlignmentFlag.AlignCenter, self.behind_text)
 
     def _paint_badge(self, p: QPainter, body: QRectF, badge: Badge) -> None:
         h = min(max(54.0, body.height() * 0.34), 110.0)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPushButton,
     QRadioButton,
     QSplitter,
@@ -34,6 +35,7 @@ from gui.charts import ParetoChart, YieldChart
 from gui.history_parts import PartsView
 from gui.history_widgets import FilterBar, InfoLabel, InspectionImageView
 from gui.imaging import class_colour
+from gui.roles import gate
 from inspector.access.control import StationControl
 from inspector.access.users import PermissionDenied
 from inspector.quality.history_export import export_csv, export_yolo
@@ -236,9 +238,10 @@ class HistoryTab(QWidget):
         for mark, label in (("confirmed", "Confirmed defect"), ("false_call", "False call"), ("missed", "Missed defect"), (None, "Clear review")):
             b = QPushButton(label)
             b.clicked.connect(lambda _=False, m=mark: self.review(m))
-            b.setEnabled(False)
             self.review_buttons[mark] = b
             review.addWidget(b)
+        self._review_possible = False
+        self.update_permissions()
         detail = QWidget()
         dl = QVBoxLayout(detail)
         dl.setContentsMargins(4, 4, 4, 4)
@@ -403,8 +406,15 @@ class HistoryTab(QWidget):
         self._set_review_enabled(True)
 
     def _set_review_enabled(self, on: bool) -> None:
+        self._review_possible = on
         for b in self.review_buttons.values():
-            b.setEnabled(on)
+            gate(b, self.control, "history.review", usable=on, tip="" if on else "select an inspection first")
+
+    def update_permissions(self) -> None:
+        """Enable the review and export buttons for the logged-in user's role (call on login and logout)."""
+        self._set_review_enabled(self._review_possible)
+        gate(self.csv_button, self.control, "history.export", tip="every row the table matched, as CSV")
+        gate(self.yolo_button, self.control, "history.export", tip="the reviewed images, as a YOLO dataset")
 
     def review(self, mark: str | None) -> bool:
         """Mark the shown inspection (engineer or higher; audited)."""
@@ -426,11 +436,13 @@ class HistoryTab(QWidget):
 
     # ------------------------------------------------------------------ exports
     def export_csv_to(self, path: Path | str) -> int:
-        """Write every row of the current filter (all pages) to CSV; returns the row count."""
+        """Write every row the table matched (all pages, the filter as it was queried) to CSV; returns the count."""
         self.control.require("history.export")
         n = export_csv(self.engine, self.model.filter, path)
         self.control.record_export("csv", path, n)
-        self.message.emit(f"exported {n:,} rows to {path}")
+        until = self.model.filter.until
+        asof = f" (as matched at {datetime.fromtimestamp(until).strftime('%H:%M:%S')})" if until is not None else ""
+        self.message.emit(f"exported {n:,} rows to {path}{asof}")
         return n
 
     def export_yolo_to(self, folder: Path | str) -> int:
@@ -447,17 +459,20 @@ class HistoryTab(QWidget):
     def _ask_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export history as CSV", "history.csv", "CSV (*.csv)")
         if path:
-            self._guarded(self.export_csv_to, path)
+            n = self._guarded(self.export_csv_to, path)
+            if n is not None:
+                QMessageBox.information(self, "CSV export", f"Exported {n:,} rows to\n{path}")
 
     def _ask_yolo(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export reviewed images as a YOLO dataset")
         if folder:
             self._guarded(self.export_yolo_to, folder)
 
-    def _guarded(self, fn: Any, arg: str) -> None:
+    def _guarded(self, fn: Any, arg: str) -> Any:
         try:
-            fn(arg)
+            return fn(arg)
         except PermissionDenied as exc:
             self.message.emit(str(exc))
         except OSError as exc:
             self.message.emit(f"export to {arg} failed: {exc.strerror or exc}")
+        return None

@@ -85,11 +85,16 @@ class FilterBar(QWidget):
         self.until_edit.dateTimeChanged.connect(self._emit)
 
     def current(self, now: float | None = None) -> HistoryFilter:
-        """The filter the widgets describe (time ranges relative to ``now``)."""
+        """The filter the widgets describe (time ranges relative to ``now``).
+
+        A relative range ("Last 24 h", "All time") ends at ``now``: the filter is frozen when
+        the query runs, so its count, its pages and an export later are the same rows while
+        the station writes on. A new query (Refresh, another filter) moves it to the new now.
+        """
         now = time.time() if now is None else now
         kind = TIME_RANGES[self.range_combo.currentIndex()][1]
         since: float | None = None
-        until: float | None = None
+        until: float | None = now
         if kind == "custom":
             since = self.since_edit.dateTime().toSecsSinceEpoch()
             until = self.until_edit.dateTime().toSecsSinceEpoch()

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from camera.features import VISIBILITY_ORDER, Feature, FeatureError
+from gui.roles import gate
 from inspector.access.control import ControlError, RecipeError, StationControl
 from inspector.access.users import PermissionDenied
 
@@ -169,9 +170,9 @@ class CameraSettingsDialog(QDialog):
         self.apply_button.clicked.connect(self.apply)
         revert = QPushButton("Revert")
         revert.clicked.connect(self.reload)
-        save = QPushButton("Save recipe…")
+        self.save_button = save = QPushButton("Save recipe…")
         save.clicked.connect(self._ask_save_recipe)
-        load = QPushButton("Load recipe…")
+        self.load_button = load = QPushButton("Load recipe…")
         load.clicked.connect(self._ask_load_recipe)
         close = QPushButton("Close")
         close.clicked.connect(self.accept)
@@ -212,6 +213,7 @@ class CameraSettingsDialog(QDialog):
         self.editors.clear()
         self.loaded.clear()
         self.dirty.clear()
+        self._update_role_hint()
         cam = self.control.station.cameras[self.camera_id]
         try:
             feats = [f for f in cam.features.features() if f.type != "command" and f.visibility != "Invisible"]
@@ -252,7 +254,6 @@ class CameraSettingsDialog(QDialog):
                 item.setForeground(1, QBrush(QColor("#6e7781")))
                 item.setToolTip(1, unreadable or "read-only")
         self.apply_visibility()
-        self._update_role_hint()
         self._set_status(f"{len(feats)} features of {self.camera_id}", ok=True)
 
     def _watch(self, name: str, ed: QWidget) -> None:
@@ -298,6 +299,9 @@ class CameraSettingsDialog(QDialog):
             self.role_hint.setText("")
         else:
             self.role_hint.setText("Read-only: log in as engineer or admin to change camera settings.")
+        gate(self.apply_button, self.control, "camera.set_feature", tip="write the edited features to the camera")
+        gate(self.save_button, self.control, "recipe.save", tip="save this camera's settings as a recipe")
+        gate(self.load_button, self.control, "recipe.load", tip="load a recipe into this camera")
 
     # ------------------------------------------------------------------ applying
     def set_value(self, name: str, value: Any) -> None:

@@ -109,11 +109,17 @@ class FirstStartDialog(QDialog):
         if self.password.text() != self.confirm.text():
             self.error.setText("The passwords differ.")
             return False
+        name = self.name.text().strip() or "admin"
         try:
-            self.control.create_admin(self.password.text(), name=self.name.text().strip() or "admin")
+            self.control.create_admin(self.password.text(), name=name)
         except (UserError, PermissionDenied) as exc:
             self.error.setText(str(exc))
             return False
+        # whoever just chose the password is the administrator at this screen: log them in
+        if self.control.login(name, self.password.text()) is None:
+            self.error.setText(f"{name} was created but could not log in; use Log in…")
+        self.password.clear()
+        self.confirm.clear()
         self.accept()
         return True
 

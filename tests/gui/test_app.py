@@ -13,6 +13,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from camera.protocol import CameraState
 from gui.app import MainWindow, main
 from gui.audit_view import AuditView
 from gui.bridge import EngineBridge
@@ -162,3 +163,68 @@ def test_status_bar_shows_the_stations_health_not_ok_when_frames_are_dropped(
     fake_station.health = lambda: assess(_station())  # type: ignore[attr-defined]
     window._update_status()
     assert window.health_label.text() == "health: OK"
+
+
+def test_ctrl_q_quits(qtbot: Any, window: MainWindow) -> None:
+    """Issue 15.5: a keyboard way to quit."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QKeySequence
+
+    window.activateWindow()
+    qtbot.waitActive(window)
+    qtbot.keyClick(window.tabs, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=2000)
+    assert window.quit_action.shortcut().matches(QKeySequence("Ctrl+Q")) == QKeySequence.SequenceMatch.ExactMatch
+
+
+def test_first_start_logs_the_new_administrator_in(qtbot: Any, fake_station: FakeStation, engine: Any) -> None:
+    """Issue 15.4: the admin just created is the user of this session."""
+    control = StationControl(fake_station, engine=engine)  # type: ignore[arg-type]
+    dlg = FirstStartDialog(control)
+    qtbot.addWidget(dlg)
+    dlg.name.setText("chief")
+    dlg.password.setText("admin-pass")
+    dlg.confirm.setText("admin-pass")
+    assert dlg.try_create()
+    assert control.user == User("chief", Role.ADMIN) and control.can("users.manage")
+
+
+def test_status_bar_summarises_eight_cameras_at_1280_px(qtbot: Any, engine: Any) -> None:
+    """Issue 15.2: a labelled summary that fits (the per-camera list is in its tooltip), never blank."""
+    from PySide6.QtGui import QFontMetrics
+
+    st = FakeStation(*(f"line-cam{i}" for i in range(1, 9)))
+    control = make_control(st, engine)
+    bridge = EngineBridge(st, control)
+    win = MainWindow(st, control, bridge, stop_station_on_close=False)
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    bridge._timer.stop()  # the test sets the numbers
+    for i, live in enumerate(bridge.live.values()):
+        live.fps, live.inspected_fps, live.dropped, live.ng = 5.0, 3.0, 1234 + i, 7
+    st.cameras["line-cam8"].set_state(CameraState.OFFLINE)
+    win._update_status()
+    label = win.summary_label
+    text = label.text()
+    assert "…" not in text and QFontMetrics(label.font()).horizontalAdvance(text) <= label.width()
+    assert "8 cameras" in text and "1 not streaming" in text
+    assert "rx 40.0 fps" in text and "inspected 24.0 fps" in text and "drops 9,900" in text
+    tip = label.toolTip()
+    assert all(f"line-cam{i}" in tip for i in range(1, 9)) and "received" in tip
+    win.show_message("exported 3 rows to /tmp/x.csv")  # a message covers the summary, which comes back
+    assert win.statusBar().currentMessage().startswith("exported")
+    win.statusBar().clearMessage()
+    win._update_status()
+    assert label.isVisible() and label.text() == text
+    bridge.close()
+
+
+def test_history_buttons_follow_the_login(qtbot: Any, window: MainWindow) -> None:
+    control = window.control
+    assert not window.history.csv_button.isEnabled()
+    control.login("eng", PASSWORDS["eng"])
+    qtbot.waitUntil(window.history.csv_button.isEnabled, timeout=2000)
+    control.logout()
+    qtbot.waitUntil(lambda: not window.history.csv_button.isEnabled(), timeout=2000)

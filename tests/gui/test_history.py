@@ -125,6 +125,8 @@ def test_time_range_filter(million: Engine, million_db: HistoryDb) -> None:
 
 
 def test_selecting_a_row_shows_its_image(qtbot: Any, small_tab: HistoryTab) -> None:
+    small_tab.control.login("eng", PASSWORDS["eng"])  # review buttons are for engineers
+    small_tab.update_permissions()
     small_tab.filter_bar.verdict_combo.setCurrentIndex(1)  # NG only
     assert small_tab.model.rowCount() > 0 and all(r.verdict == "NG" for r in small_tab.model.rows)
     small_tab.select_row(0)
@@ -200,3 +202,70 @@ def test_statistics_panel(qtbot: Any, small_tab: HistoryTab) -> None:
     assert {c for c, _ in small_tab.class_chart.items} == set(CLASSES)
     assert {c for c, _ in small_tab.camera_chart.items} == set(CAMERAS)
     small_tab.grab()  # paints without error
+
+
+@pytest.mark.parametrize("who", [None, "op"])
+def test_review_and_export_buttons_are_off_for_watchers_and_operators(
+    qtbot: Any, small_tab: HistoryTab, who: str | None
+) -> None:
+    """Issue 15.3: a button the user's role cannot use is disabled and names the role needed."""
+    if who:
+        small_tab.control.login(who, PASSWORDS[who])
+        small_tab.update_permissions()
+    small_tab.select_row(0)
+    qtbot.waitUntil(lambda: small_tab.current is not None, timeout=2000)
+    for mark, b in small_tab.review_buttons.items():
+        assert not b.isEnabled(), mark
+        assert "needs the engineer role" in b.toolTip()
+    for b in (small_tab.csv_button, small_tab.yolo_button):
+        assert not b.isEnabled() and "needs the engineer role" in b.toolTip()
+    small_tab.control.logout()
+    small_tab.control.login("eng", PASSWORDS["eng"])
+    small_tab.update_permissions()
+    assert all(b.isEnabled() and "needs" not in b.toolTip() for b in small_tab.review_buttons.values())
+    assert small_tab.csv_button.isEnabled() and small_tab.yolo_button.isEnabled()
+    small_tab.apply_filter()  # no row selected: nothing to review
+    assert not any(b.isEnabled() for b in small_tab.review_buttons.values())
+
+
+def _write_more(eng: Engine, n: int, at: float) -> None:
+    """The station writes on: ``n`` copies of the newest rows, acquired from ``at`` on."""
+    with eng.begin() as conn:
+        cols = [r[1] for r in conn.execute(text("PRAGMA table_info(inspections)"))]
+        made = {"id": "id + 1000000", "uid": "'new-' || uid", "acquired_at": f"{at!r} + id * 0.001"}
+        sel = ", ".join(made.get(c, c) for c in cols)
+        conn.execute(text(f"INSERT INTO inspections ({', '.join(cols)}) SELECT {sel} FROM inspections "
+                          f"ORDER BY id DESC LIMIT {n}"))
+
+
+def test_csv_export_has_exactly_the_rows_the_table_matched(
+    qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15.5: "last 24 h" is frozen when the query runs; the export says how many rows went where."""
+    import gui.history_widgets
+
+    db = build_history_db(tmp_path / "moving.db", 2000, end=time.time() - 5.0)
+    eng = open_database(db.url)
+    try:
+        control = make_control(FakeStation("line-cam1"), eng)
+        control.login("eng", PASSWORDS["eng"])
+        tab = HistoryTab(control, CAMERAS, CLASSES, default_range=2)  # last 24 h
+        qtbot.addWidget(tab)
+        tab.apply_filter()
+        qtbot.waitUntil(lambda: "match" in tab.count_label.text(), timeout=3000)
+        matched = int(tab.count_label.text().split()[0].replace(",", ""))
+        assert matched == 2000
+        # before the user exports, the station writes 388 more rows and a minute passes
+        _write_more(eng, 388, time.time())
+        later = time.time() + 60.0
+        monkeypatch.setattr(gui.history_widgets.time, "time", lambda: later)
+        out = tmp_path / "rows.csv"
+        with qtbot.waitSignal(tab.message) as msg:
+            assert tab.export_csv_to(out) == matched
+        with open(out, newline="") as f:
+            assert len(list(csv.DictReader(f))) == matched
+        assert "2,000 rows" in msg.args[0] and str(out) in msg.args[0]
+        tab.refresh()  # a new query moves the range to now: the new rows appear
+        qtbot.waitUntil(lambda: tab.count_label.text().startswith("2,388"), timeout=3000)
+    finally:
+        eng.dispose()

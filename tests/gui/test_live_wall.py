@@ -129,7 +129,11 @@ def test_overlay_matches_the_result_frame(qtbot: Any, fake_wall: LiveWall, fake_
 
 def test_stale_then_offline_badge(qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation) -> None:
     cam = fake_station.cameras["fake-2"]
-    h = cam.publish(120)
+    r = make_result("fake-2", 1, "OK", with_frame=True, pool=cam.pool, shape=(48, 64, 3))
+    fake_station.events.result_ready.emit(r)
+    r.frame.release()
+    cam.seq = 1
+    h = r.frame
     view = fake_wall.views["fake-2"]
     qtbot.waitUntil(lambda: view.image is not None, timeout=2000)
     assert view.badge is None and h.refcount >= 1
@@ -204,9 +208,89 @@ def test_a_malformed_frame_is_skipped_and_the_next_good_one_shown(
 ) -> None:
     cam = fake_station.cameras["fake-1"]
     view = fake_wall.views["fake-1"]
+    import dataclasses
+
     cam.pool.publish_external(image, 900, on_free=lambda: None, pixel_format=fmt)
+    bad = cam.pool.claim()  # inspected (the engine counts it invalid; the view must survive it anyway)
+    fake_station.events.result_ready.emit(dataclasses.replace(make_result("fake-1", 900, "OK"), frame=bad))
+    bad.release()
     qtbot.wait(80)  # several refresh ticks: the view must survive the bad frame
     assert view.image_sequence != 900
-    good = cam.publish(77)
+    good = make_result("fake-1", 901, "OK", with_frame=True, pool=cam.pool, shape=(48, 64, 3))
+    fake_station.events.result_ready.emit(good)
+    good.frame.release()
     qtbot.waitUntil(lambda: view.image_sequence == good.sequence, timeout=2000)
     assert view.image is not None and not view.image.isNull()
+
+
+def _emit_result(station: FakeStation, r: Any) -> Any:
+    station.events.result_ready.emit(r)
+    if r.frame is not None:
+        r.frame.release()  # the sink's reference; the bridge keeps its own
+    return r
+
+
+def test_a_lagging_view_shows_one_inspected_frame_with_its_own_result(
+    qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation
+) -> None:
+    """Issue 15.1: a slow backend never puts the last result's verdict on a newer, uninspected frame."""
+    cam = fake_station.cameras["fake-1"]
+    view = fake_wall.views["fake-1"]
+    r1 = _emit_result(fake_station, make_result("fake-1", 1, "NG", [("crack", 0.91)], with_frame=True, pool=cam.pool,
+                                                shape=(48, 64, 3)))
+    qtbot.waitUntil(lambda: view.shown_result is r1, timeout=2000)
+    shown_at = r1.frame.acquired_wall
+    # the camera runs on (5 fps) while inspection is stuck: newer frames, none inspected yet
+    cam.seq = 1
+    for _ in range(3):
+        newest = cam.publish(200)
+    newest.acquired_wall = shown_at + 1.4
+    qtbot.wait(120)  # several ticks
+    assert view.image_sequence == r1.sequence == view.shown_result.sequence
+    assert view.last_verdict == "NG" and [b.class_name for b in view.boxes] == ["crack"]
+    assert qimage_pixels(view.image)[..., :3].std() > 10  # r1's random pixels, not the uniform newest frame
+    assert view.behind_text == "behind 1.4 s"
+    view.grab()  # paints the label without error
+    # the next result (OK, no box) brings its own frame: picture, boxes and verdict change together
+    r5 = _emit_result(fake_station, make_result("fake-1", 5, "OK", with_frame=True, pool=cam.pool, shape=(48, 64, 3)))
+    qtbot.waitUntil(lambda: view.shown_result is r5, timeout=2000)
+    assert view.image_sequence == 5 and view.boxes == [] and view.last_verdict == "OK"
+    assert view.behind_text == ""
+
+
+def test_a_result_without_its_frame_never_relabels_the_shown_picture(
+    qtbot: Any, fake_wall: LiveWall, fake_station: FakeStation
+) -> None:
+    cam = fake_station.cameras["fake-1"]
+    view = fake_wall.views["fake-1"]
+    r1 = _emit_result(fake_station, make_result("fake-1", 1, "OK", with_frame=True, pool=cam.pool, shape=(48, 64, 3)))
+    qtbot.waitUntil(lambda: view.shown_result is r1, timeout=2000)
+    _emit_result(fake_station, make_result("fake-1", 2, "NG", [("dent", 0.8)]))  # no frame (e.g. given back)
+    qtbot.wait(120)
+    assert view.shown_result is r1 and view.image_sequence == 1
+    assert view.last_verdict == "OK" and view.boxes == []
+
+
+def test_header_numbers_are_labelled_and_fit_at_1280_px(qtbot: Any, engine: Any) -> None:
+    """Issue 15.2: eight cameras at 1280 px, four-digit drops: every number readable, named."""
+    from PySide6.QtGui import QFontMetricsF
+
+    st = FakeStation(*(f"line-cam{i}" for i in range(1, 9)))
+    control = make_control(st, engine)
+    bridge = EngineBridge(st, control, refresh_hz=50)  # not started: the test sets the numbers
+    wall = LiveWall(bridge, control)
+    qtbot.addWidget(wall)
+    wall.resize(1280, 740)
+    wall.show()
+    qtbot.waitExposed(wall)
+    for live in bridge.live.values():
+        live.fps, live.inspected_fps, live.latency_p50_ms, live.dropped = 5.0, 3.0, 342.0, 12345
+    wall.refresh()
+    for v in wall.views.values():
+        v.grab()
+        text, width = v.painted_stats
+        assert "…" not in text
+        assert QFontMetricsF(v._header_fonts()[2]).horizontalAdvance(text) <= width
+        assert "rx 5.0 fps" in text and "insp 3.0 fps" in text and "drops 12,345" in text
+        assert "received" in v.toolTip() and "inspected" in v.toolTip()
+    bridge.close()

@@ -155,3 +155,20 @@ def test_settings_on_a_viky_gentl_camera(qtbot: Any, engine: Any) -> None:
             assert dlg.apply() == {"Width": 320}
             assert cam.features.get("Width") == 320 and cam.settings["Width"] == 320
             assert control.audit_entries(limit=1)[0].target == "viky-red/Width"
+
+
+@pytest.mark.parametrize("who", [None, "op"])
+def test_apply_is_off_in_the_read_only_dialog(qtbot: Any, fake_station: FakeStation, engine: Any, who: str | None) -> None:
+    """Issue 15.3: read-only means Apply (and the recipe buttons) cannot be pressed, and says why."""
+    control = make_control(fake_station, engine)
+    if who:
+        control.login(who, PASSWORDS[who])
+    dlg = CameraSettingsDialog(control, "fake-1")
+    qtbot.addWidget(dlg)
+    for b in (dlg.apply_button, dlg.save_button, dlg.load_button):
+        assert not b.isEnabled() and "needs the engineer role" in b.toolTip()
+    control.logout()
+    control.login("eng", PASSWORDS["eng"])
+    dlg.reload()
+    assert dlg.apply_button.isEnabled() and dlg.save_button.isEnabled() and dlg.load_button.isEnabled()
+    assert dlg.role_hint.text() == ""
