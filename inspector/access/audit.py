@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from inspector.access.audit_anchor import AnchorForged, AnchorRecord, ChainHead, HeadAnchor, anchor_for
 from inspector.storage.audit_chain import GENESIS, entry_hash
+from inspector.storage.db import writing
 from inspector.storage.users_models import AuditRecord
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class AuditLog:
         at = time.time()
         old_t, new_t = _as_text(old), _as_text(new)
         with self.anchor.locked():
-            with self.engine.begin() as conn:
+            with writing(self.engine).begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")  # readers still read
                 last = conn.execute(select(_TABLE.c.id, _TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)).first()

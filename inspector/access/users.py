@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from inspector.access.audit import AuditEntry, AuditLog
+from inspector.storage.db import writing
 from inspector.storage.users_models import AuditTamperError, UserRecord
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ class UserStore:
         r = Role.parse(role)
         rec = UserRecord(name=name, role=r.label, password_hash=hash_password(password), created_at=time.time(), created_by=by)
         try:
-            with Session(self.engine) as s, s.begin():
+            with Session(writing(self.engine)) as s, s.begin():
                 s.add(rec)
         except IntegrityError:
             raise UserError(f"user {name!r} already exists") from None
@@ -274,7 +275,7 @@ class UserStore:
                 the last failures impose is over; the password was not checked.
         """
         now = self.clock()
-        with Session(self.engine) as s, s.begin():
+        with Session(writing(self.engine)) as s, s.begin():
             rec = s.scalar(select(UserRecord).where(UserRecord.name == name.strip()))
             if rec is not None:
                 _refuse_early(rec, now)
@@ -299,7 +300,7 @@ class UserStore:
         Raises:
             UserError: Unknown user.
         """
-        with Session(self.engine) as s, s.begin():
+        with Session(writing(self.engine)) as s, s.begin():
             rec = self._record(s, name)
             was = bool(rec.failed_logins) or rec.locked_until is not None
             rec.failed_logins, rec.last_failed_at, rec.locked_until = 0, None, None
@@ -311,7 +312,7 @@ class UserStore:
         Raises:
             UserError: Unknown user, or the last admin.
         """
-        with Session(self.engine) as s, s.begin():
+        with Session(writing(self.engine)) as s, s.begin():
             rec = self._record(s, name)
             role = Role.parse(rec.role)
             if role is Role.ADMIN and self._admins(s) <= 1:
@@ -338,7 +339,7 @@ class UserStore:
             UserError: Unknown user or role, or it would leave the station without an admin.
         """
         new = Role.parse(role)
-        with Session(self.engine) as s, s.begin():
+        with Session(writing(self.engine)) as s, s.begin():
             rec = s.scalar(select(UserRecord).where(UserRecord.name == name.strip()))
             if rec is None:
                 raise UserError(f"user {name!r} does not exist")
@@ -357,7 +358,7 @@ class UserStore:
             UserError: Unknown user or short password.
         """
         _check_new_password(password)
-        with Session(self.engine) as s, s.begin():
+        with Session(writing(self.engine)) as s, s.begin():
             rec = s.scalar(select(UserRecord).where(UserRecord.name == name.strip()))
             if rec is None:
                 raise UserError(f"user {name!r} does not exist")

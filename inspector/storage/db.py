@@ -185,7 +185,18 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A transaction that reads and then writes (the audit chain reads its last hash) must
+        # take the write lock up front: a deferred one that read before another connection
+        # committed fails at its first write with "database is locked" at once, whatever
+        # the busy timeout. `writing(engine)` marks such transactions.
+        immediate = conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE"
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writing(engine: Engine) -> Engine:
+    """``engine`` for transactions that write: on SQLite they begin IMMEDIATE (wait for the
+    write lock within the busy timeout instead of failing on a read-then-write upgrade)."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE")
 
 
 def migrate(engine: Engine) -> None:

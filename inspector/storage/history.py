@@ -44,6 +44,7 @@ from sqlalchemy import (
     update,
 )
 
+from inspector.storage.db import writing
 from inspector.storage.models import REVIEW_MARKS, DetectionRecord, InspectionRecord, PartRecord
 
 _I: Table = InspectionRecord.__table__  # type: ignore[assignment]
@@ -278,7 +279,7 @@ def set_review(engine: Engine, inspection_id: int, mark: str | None, user: str) 
         "reviewed_by": user.strip() if mark is not None else None,
         "reviewed_at": time.time() if mark is not None else None,
     }
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         n = conn.execute(update(_I).where(_I.c.id == inspection_id).values(**values)).rowcount
     if n == 0:
         raise KeyError(f"inspection {inspection_id} not found")

@@ -45,7 +45,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from inspector.pipeline.results import InspectionResult, PartResult
 from inspector.pipeline.sinks import QueuedSink
-from inspector.storage.db import StorageError, display_url, sqlite_path
+from inspector.storage.db import StorageError, display_url, sqlite_path, writing
 from inspector.storage.event_models import CameraEventRecord
 from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord, PartRecord
 from inspector.storage.spool import (
@@ -437,7 +437,7 @@ class DbWriter(QueuedSink):
         with self._info_lock:
             info, self._camera_info = self._camera_info, {}
         try:
-            with self._engine.begin() as conn:
+            with writing(self._engine).begin() as conn:
                 n_events = self._insert_events(conn, events) if events else 0
                 n_parts = self._insert_parts(conn, parts) if parts else 0
                 new_cameras, new_models = self._upsert_references(conn, records, info)
