@@ -27,6 +27,12 @@ def gui(
     ),
 ) -> None:
     """Open the desktop app (live wall, history, settings)."""
+    from gui.qt_probe import check as qt_problem
+
+    # Before QtGui loads: without a display or the plugin's libraries Qt aborts the process.
+    problem = qt_problem()
+    if problem:
+        cli.fail(problem)
     try:
         from gui.app import main as gui_main
     except ImportError as exc:

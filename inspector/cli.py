@@ -100,8 +100,8 @@ def run(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No live status line."),
     inject: Optional[list[str]] = typer.Option(
-        None, "--inject", help="CAMERA:FAULT[:VALUE][@SECONDS], repeatable: missed_trigger:0.05, stall:5, "
-        "disconnect, corrupt, wrong_size, hang (VALUE: rate or seconds; @SECONDS: when, after the start)."
+        None, "--inject", help="CAMERA:FAULT[:VALUE]\\[@S] (repeatable): missed_trigger:0.05, stall:5, "
+        "disconnect, corrupt, wrong_size, hang (VALUE: rate or seconds; @S: when, seconds after the start)."
     ),
     trigger: Optional[str] = typer.Option(None, "--trigger", help="conveyor | plc: who triggers the parts of a "
                                           "triggered line (plc: only the PLC links and commands)."),
@@ -276,15 +276,20 @@ def cameras_list(
         fail(str(exc))
     for c in cfg.cameras:
         if c.kind != "gentl":
-            rows.append({"id": c.id, "kind": c.kind, "vendor": "inspector", "model": c.kind, "serial": "",
+            # the names the camera itself reports (CameraInfo), as the GUI shows them
+            model_name = {"simulated": "SimulatedLineCamera", "replay": "ReplayCamera"}.get(c.kind, c.kind)
+            serial = f"SIM-{c.seed}" if c.kind == "simulated" else c.source.name if c.kind == "replay" else ""
+            rows.append({"id": c.id, "kind": c.kind, "vendor": "inspector", "model": model_name, "serial": serial,
                          "producer": "", "station": cfg.name})
     if as_json:
         typer.echo(json.dumps({"producers": producers, "cameras": rows}, indent=2))
         return
     typer.echo(f"GenTL producers: {', '.join(producers) or 'none found'}")
-    typer.echo(f"{'ID':28} {'KIND':10} {'VENDOR':16} {'MODEL':24} SERIAL")
+    cols = ("id", "kind", "vendor", "model")  # as wide as their longest value: nothing is cut
+    width = {k: max([len(k), *(len(str(r[k])) for r in rows)]) for k in cols}
+    typer.echo(" ".join(f"{k.upper():{width[k]}}" for k in cols) + " SERIAL")
     for r in rows:
-        typer.echo(f"{r['id']:28} {r['kind']:10} {r['vendor'][:16]:16} {r['model'][:24]:24} {r['serial']}")
+        typer.echo(" ".join(f"{r[k]!s:{width[k]}}" for k in cols) + f" {r['serial']}")
 
 
 # ---------------------------------------------------------------------------- history
@@ -445,7 +450,7 @@ def train(
     lr0: Optional[float] = typer.Option(None, min=1e-6, max=1.0, help="Initial learning rate (fine-tunes: ~5e-4)."),
     close_mosaic: Optional[int] = typer.Option(None, min=0, help="Last epochs without mosaic augmentation."),
 ) -> None:
-    """Train a detector (needs the train extra: pip install -e '.[train]')."""
+    """Train a detector (needs the train extra: pip install -e '.\\[train]')."""  # \[: not rich markup
     from inspector.quality.training.train import DEFAULT_MODEL_CFG, TrainingUnavailable
     from inspector.quality.training.train import train as do_train
 

@@ -5,9 +5,22 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 prefix=/opt/inspector
+# python3-venv and Qt's system libraries (QtWidgets and its xcb platform plugin): a fresh Debian 12
+# or Ubuntu lacks several, and then Qt aborts. The list is gui/qt_probe.py's APT_PACKAGES (a test
+# keeps the two, the README and .ci/run equal).
+qt_packages="libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1"
+if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq || echo "install: apt-get update failed; installing from the lists already here" >&2
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv $qt_packages
+else
+    echo "install: no apt-get here; install python3-venv and these libraries (Debian names): $qt_packages" >&2
+fi
 python3 -m venv "$prefix/.venv"
 "$prefix/.venv/bin/pip" install -q "$here[gui]"
 ln -sf "$prefix/.venv/bin/inspector" /usr/local/bin/inspector
+# what `inspector gui` checks before Qt loads: one line, the missing libraries if any
+"$prefix/.venv/bin/python" -m gui.qt_probe --platform xcb || true
 install -m 644 "$here/installer/inspector.desktop" /usr/share/applications/inspector.desktop
 install -m 644 "$here/installer/99-machine-vision.rules" /etc/udev/rules.d/99-machine-vision.rules
 udevadm control --reload || true

@@ -1,6 +1,6 @@
 """Screenshots of the desktop app for the docs: live wall, history, camera settings, audit.
 
-Runs a real station (default ``viky-demo``: three viky GenTL devices and five simulated
+Runs a real station (default ``line-demo``, the app's default: a triggered line of 8 simulated
 cameras) with a throw-away SQLite database, drives the GUI like a user would, and saves
 PNGs under ``docs/screenshots/``::
 
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -52,14 +53,49 @@ def pump(seconds: float) -> None:
         time.sleep(0.01)
 
 
-def save(widget: QWidget, path: Path) -> None:
+def save(widget: QWidget, path: Path, settle: float = 0.3) -> None:
     """Grab a widget into a PNG under ``MAX_BYTES`` (palette-reduced if needed)."""
-    pump(0.3)
+    pump(settle)
     img: QImage = widget.grab().toImage()
     img.save(str(path), "PNG", 0)  # 0: smallest file
     if path.stat().st_size > MAX_BYTES:
         img.convertToFormat(QImage.Format.Format_Indexed8).save(str(path), "PNG", 0)
     log.info("saved %s (%dx%d, %d KB)", path, img.width(), img.height(), path.stat().st_size // 1024)
+
+
+def audited(action: Any, *args: Any) -> None:
+    """Run an audited control action, retried while SQLite says "database is locked".
+
+    Under a busy line's database writer the audit insert can lose SQLite's lock race (seen on
+    line-demo); the script retries so the shots still show the audit rows, and says so.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(5):
+        try:
+            action(*args)
+            return
+        except OperationalError as exc:
+            log.warning("%s: %s (retry %d)", getattr(action, "__name__", action), exc.orig, attempt + 1)
+            pump(0.5)
+    action(*args)
+
+
+def wait_for_ng_part(win: MainWindow, seconds: float) -> bool:
+    """On a triggered line: wait until every view shows one NG part with defect boxes (not incomplete)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pump(0.02)
+        shown = {v.shown_part.part_id if v.shown_part else None for v in win.wall.views.values()}
+        part = next(iter(shown)) if len(shown) == 1 else None
+        current = win.wall.bridge.current_part()
+        if part is None or current is None or current.part_id != part:
+            continue
+        boxed = sum(1 for f in current.frames if f.detections)
+        if current.verdict == Verdict.NG and not current.missing and boxed >= 2:
+            return True
+    log.warning("no NG part with boxes on two cameras within %.0f s: the live wall shows the last part", seconds)
+    return False
 
 
 def ng_rows(station: Station) -> int:
@@ -116,9 +152,12 @@ def seed_demo_history(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    ap.add_argument("--station", default="viky-demo")
+    ap.add_argument("--station", default="line-demo")
     ap.add_argument("--warmup", type=float, default=20.0, help="seconds of live inspection before the first shot")
-    ap.add_argument("--settings-camera", default="viky-red")
+    ap.add_argument("--settings-camera", default="line-cam1")
+    ap.add_argument("--offline", metavar="CAMERA", default=None,
+                    help="stop this camera before the live-wall shot (the OFFLINE banner; on a triggered line "
+                         "every part then fails safe as incomplete)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -140,22 +179,26 @@ def main(argv: list[str] | None = None) -> int:
     win.resize(1280, 800)
     win.show()
     try:
-        offline = next((c for c in reversed(list(station.cameras)) if c.startswith("line-")), None)
+        offline = args.offline if args.offline in station.cameras else None
         pump(max(1.0, args.warmup - 6.0))
         if offline is not None:
             station.cameras[offline].stop()  # one camera goes dark: the OFFLINE banner
         pump(6.0)
-        save(win, args.out / "live_wall.png")
+        settle = 0.3
+        if bridge.line is not None and wait_for_ng_part(win, seconds=30.0):
+            settle = 0.0  # the next part replaces it within a cycle
+        save(win, args.out / "live_wall.png", settle)
 
-        control.set_camera_feature("line-cam1", "ExposureTime", 7500.0)
-        control.set_threshold("line-cam2", "scratch", 0.45)
-        control.logout()
-        control.login("tom", "operator-pass")
-        control.pause(True)
+        audited(control.set_camera_feature, "line-cam1", "ExposureTime", 7500.0)
+        audited(control.set_threshold, "line-cam2", "scratch", 0.45)
+        audited(control.logout)
+        audited(control.login, "tom", "operator-pass")
+        audited(control.pause, True)
         pump(0.5)
-        control.pause(False)
-        control.logout()
-        control.login("maria", "engineer-pass")
+        audited(control.pause, False)
+        audited(control.logout)
+        audited(control.login, "maria", "engineer-pass")
+        pump(4.0)  # the health line forgets the pause
 
         if ng_rows(station) == 0:
             log.warning("the model found no defect during the warm-up: seeding the history with demo NG parts")
@@ -183,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         dlg = win.open_settings(args.settings_camera if args.settings_camera in station.cameras else None)
         dlg.resize(900, 700)
         dlg.search.setText("")
-        for name, value in (("Width", 384), ("BouncingBallSize", 30)):
+        dlg.visibility_combo.setCurrentText("Expert")  # exposure and gain
+        for name, value in (("Gain", 6.0), ("BouncingBallSize", 30)):  # a simulated camera, a viky device
             if name in dlg.editors:
                 dlg.set_value(name, value)
-        dlg.apply()
+        audited(dlg.apply)
         pump(0.3)
-        save(dlg, args.out / "settings_viky.png")
+        save(dlg, args.out / "settings.png")
         dlg.close()
 
         win.tabs.setCurrentWidget(win.audit)
