@@ -4,7 +4,9 @@ Parts arrive at ``parts_per_min`` with a relative ``jitter`` in their spacing. W
 breaks the photo-eye, ``on_part(photo_eye_ns)`` opens it (the station's part tracker) and
 returns the trigger id its frames will carry; the encoder then fires each camera when
 the part has travelled that camera's distance from the photo-eye
-(``position_mm / belt_mm_s``). Every part is seen once by every camera.
+(``position_mm / belt_mm_s``). Every part is seen once by every camera. With a reject gate
+(``reject_mm``) each part reaches it that much later and ``on_gate(trigger_id)`` is called
+then: the gate pushes the part off when its output is driven at that moment.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Conveyor:
         jitter: float = 0.1,
         belt_mm_s: float = 500.0,
         seed: int = 0,
+        reject_mm: float | None = None,
+        on_gate: Callable[[int], None] | None = None,
     ) -> None:
         if parts_per_min <= 0:
             raise ValueError("parts_per_min must be > 0")
@@ -57,6 +61,8 @@ class Conveyor:
         self.parts_per_min = parts_per_min
         self.jitter = jitter
         self.belt_mm_s = belt_mm_s
+        self.reject_mm = reject_mm
+        self.on_gate = on_gate
         self.stations: list[ConveyorStation] = []
         self.parts_seen = 0
         self._rng = random.Random(seed)
@@ -111,12 +117,19 @@ class Conveyor:
                     for i, st in enumerate(self.stations):
                         order += 1
                         heapq.heappush(due, (next_part + self.delay_ns(st), order, i, tid))
+                    if self.reject_mm is not None and self.on_gate is not None:
+                        order += 1
+                        gate_ns = next_part + int(self.reject_mm / self.belt_mm_s * 1e9)
+                        heapq.heappush(due, (gate_ns, order, -1, tid))
                 next_part += int(self._spacing_s() * 1e9)
                 if next_part < now:  # fell behind (a stalled thread): do not burst
                     next_part = now + int(self._spacing_s() * 1e9)
             while due and due[0][0] <= now:
                 _t, _o, i, tid = heapq.heappop(due)
                 try:
+                    if i < 0:
+                        self.on_gate(tid)  # type: ignore[misc]
+                        continue
                     self.stations[i].camera.fire(tid)
                 except Exception as exc:  # a lost camera: its part will fail safe at its deadline
                     log.warning("conveyor: trigger %d to camera %d failed: %s", tid, i, exc)

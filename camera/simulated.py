@@ -100,6 +100,9 @@ class SimulatedLineCamera(ThreadedCamera):
         self._trigger_cv = threading.Condition()
         self._busy_until_ns = 0
         self._trigger_counters = TriggerCounters()
+        #: the digital output (reject gate wire): its level, and who listens to it
+        self.output_high = False
+        self.output_listeners: list[Any] = []
         self.faults = FaultPlan()
         self._connected = True
         self._tree = DictFeatureTree(on_write=self._apply_feature)
@@ -141,6 +144,15 @@ class SimulatedLineCamera(ThreadedCamera):
             "RisingEdge",
         )
         t.add(Feature("TriggerSoftware", "command", "AcquisitionControl", "Software trigger"), None)
+        # a digital output wired to the line's reject gate (SFNC DigitalIOControl)
+        t.add(Feature("LineSelector", "enum", "DigitalIOControl", "Line selector", enum_entries=("Line1", "Line2")),
+              "Line1")
+        t.add(Feature("LineMode", "enum", "DigitalIOControl", "Line mode", enum_entries=("Input", "Output")), "Input")
+        t.add(Feature("LineSource", "enum", "DigitalIOControl", "Line source",
+                      enum_entries=("Off", "UserOutput1", "UserOutput2")), "Off")
+        t.add(Feature("UserOutputSelector", "enum", "DigitalIOControl", "User output",
+                      enum_entries=("UserOutput1", "UserOutput2")), "UserOutput1")
+        t.add(Feature("UserOutputValue", "bool", "DigitalIOControl", "User output value"), False)
         t.add(
             Feature("PartOkShare", "float", "Simulation", "Share of OK parts", minimum=0.0, maximum=1.0, visibility="Guru"),
             self.ok_share,
@@ -204,6 +216,13 @@ class SimulatedLineCamera(ThreadedCamera):
             self.pool.triggered = value == "On"
         elif name == "TriggerSoftware":
             self.fire(self._trigger_counters.fired + 1)
+        elif name == "UserOutputValue":
+            wired = self._device.get("LineMode") == "Output" and self._device.get("LineSource") != "Off"
+            self.output_high = bool(value) and wired
+            for listener in list(self.output_listeners):
+                listener(self.output_high)
+        elif name in ("LineSelector", "LineMode", "LineSource", "UserOutputSelector"):
+            pass
         elif name in ("ExposureTime", "Gain", "TriggerSelector", "TriggerSource", "TriggerActivation"):
             pass  # accepted; the renderer's lighting drift stands in for exposure and gain
         else:  # pragma: no cover - read-only nodes never reach here

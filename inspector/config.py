@@ -274,6 +274,12 @@ class LineConfig(_Strict):
     jitter: Number = Field(0.1, ge=0.0, le=0.9, description="relative spread of the spacing between parts")
     belt_mm_s: Number = Field(500.0, gt=0.0, le=100_000.0)
     groups: list[LineGroupConfig] = Field(default_factory=list)
+    #: the reject gate: distance from the photo-eye (None: no gate), the camera whose digital
+    #: output drives it (default: the last camera), its line and pulse length
+    reject_mm: Number | None = Field(None, gt=0.0, le=1_000_000.0)
+    reject_camera: str | None = None
+    reject_line: str = Field("Line1", pattern=r"^Line\d{1,2}$")
+    reject_pulse_ms: Number = Field(20.0, gt=0.0, le=10_000.0)
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -377,6 +383,12 @@ class StationConfig(_Strict):
                 raise ValueError("line.mode triggered: simulated cameras see faces of the same parts; "
                                  "give them the same seed, bank_size and ok_share")
             budget_s = self.line.budget_ms / 1000
+            if self.line.reject_camera is not None and self.line.reject_camera not in seen:
+                raise ValueError(f"line.reject_camera: unknown camera {self.line.reject_camera}")
+            if self.line.reject_mm is not None and self.line.reject_mm / self.line.belt_mm_s < budget_s:
+                raise ValueError(f"line.budget_ms: {self.line.budget_ms:g} ms is over after the part passes the "
+                                 f"reject gate ({self.line.reject_mm:g} mm: "
+                                 f"{self.line.reject_mm / self.line.belt_mm_s * 1000:.0f} ms)")
             late = [c.id for c in self.cameras if c.position_mm / self.line.belt_mm_s >= budget_s]
             if late:
                 raise ValueError(

@@ -123,6 +123,7 @@ class Station:
             if config.line.mode == "triggered":
                 self.line = self._make_line()
             self.plc_modbus: Any = self._make_modbus()
+            self.plc_opcua: Any = self._make_opcua()
         except Exception:
             self._close_cameras()
             raise
@@ -265,6 +266,8 @@ class Station:
                 positions_mm={c.id: c.position_mm for c in self.config.cameras},
                 conveyor=conveyor,
                 fail_safe=self._results_not_durable,
+                reject=({"mm": lc.reject_mm, "camera": lc.reject_camera or self.config.cameras[-1].id,
+                         "line": lc.reject_line, "pulse_ms": lc.reject_pulse_ms} if lc.reject_mm is not None else None),
             )
         except LineError as exc:
             raise StationError(str(exc)) from None
@@ -293,6 +296,28 @@ class Station:
             control = StationControl.service(self, engine, "plc-modbus", detail=f"modbus {address[0]}:{address[1]}")
         plc = ModbusPlc(StationCommands(self, control), host=address[0], port=address[1],
                         fifo_depth=self.config.plc.fifo_depth, cameras=list(self.cameras))
+        self.sinks.append(plc)
+        return plc
+
+    def _make_opcua(self) -> Any:
+        """The OPC UA server (OPC 40100-1), when ``[plc] opcua`` is set (a sink of part results)."""
+        address = self.config.plc.opcua_address()
+        if address is None:
+            return None
+        from inspector.plc.commands import StationCommands
+        from inspector.plc.opcua_server import OpcUaPlc
+
+        control = users = audit = None
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            from inspector.access.audit import AuditLog
+            from inspector.access.control import StationControl
+            from inspector.access.users import UserStore
+
+            control = StationControl.service(self, engine, "plc-opcua", detail=f"opcua {address[0]}:{address[1]}")
+            users, audit = UserStore(engine), AuditLog(engine)
+        plc = OpcUaPlc(StationCommands(self, control), host=address[0], port=address[1], users=users, audit=audit,
+                       name=self.config.name)
         self.sinks.append(plc)
         return plc
 
@@ -420,6 +445,8 @@ class Station:
 
     def _deliver_part(self, part: PartResult) -> None:
         """A decided part (completed in the fan-out, or failed safe by the tracker's timer) to its sinks."""
+        if self.line is not None:
+            self.line.part_decided(part)  # the reject pulse first: it is the one with a deadline
         for sink in self.sinks:
             submit_part = getattr(sink, "submit_part", None)
             if submit_part is not None:
@@ -661,6 +688,8 @@ class Station:
             report["parts"] = self.line.report()
         if self.plc_modbus is not None:
             report["plc"] = {"modbus": self.plc_modbus.stats()}
+        if self.plc_opcua is not None:
+            report.setdefault("plc", {})["opcua"] = self.plc_opcua.stats()
         if self.recipes is not None:
             report["recipe"] = {"current": self.recipes.current.label if self.recipes.current else None,
                                 "switches": self.recipes.switches}

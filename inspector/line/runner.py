@@ -9,16 +9,18 @@ no new parts, the last triggers fire, every open part is decided, then the camer
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from camera.conveyor import Conveyor
+from camera.reject import RejectOutput, RejectUnsupported
 from camera.trigger import TriggeredCamera, TriggerSettings, TriggerUnsupported
 from inspector.line.part_verdict import PartRule
 from inspector.line.tracker import PartTracker
-from inspector.pipeline.results import PartResult
+from inspector.pipeline.results import PartResult, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class Line:
         conveyor: Mapping[str, float] | None = None,
         recipe: str = "",
         fail_safe: Callable[[], str | None] | None = None,
+        reject: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.cameras: dict[str, TriggeredCamera] = {}
@@ -72,6 +75,19 @@ class Line:
         # the station's own part ids: "<start time>-<n>", monotonic and never repeated across restarts
         prefix = time.strftime("%y%m%d-%H%M%S-")
         self.tracker = PartTracker(name, list(self.cameras), budget_ms, rule, on_part, recipe, prefix, fail_safe)
+        self.gate = _Gate()
+        self.reject_output: RejectOutput | None = None
+        self.gate_delay_s: float | None = None
+        if reject is not None:
+            cid = str(reject["camera"])
+            try:
+                self.reject_output = RejectOutput(cid, cameras[cid].features, line=str(reject.get("line", "Line1")),
+                                                  pulse_ms=float(reject.get("pulse_ms", 20.0)))
+            except RejectUnsupported as exc:
+                raise LineError(str(exc)) from None
+            self.gate_delay_s = float(reject["mm"]) / float((conveyor or {}).get("belt_mm_s", 500.0))
+            level = getattr(cameras[cid], "output_high", None)
+            self.gate.sense = (lambda cam=cameras[cid]: bool(cam.output_high)) if level is not None else None
         self.conveyor: Conveyor | None = None
         if conveyor is not None:
             self.conveyor = Conveyor(
@@ -79,6 +95,8 @@ class Line:
                 parts_per_min=float(conveyor.get("parts_per_min", 300.0)),
                 jitter=float(conveyor.get("jitter", 0.1)),
                 belt_mm_s=float(conveyor.get("belt_mm_s", 500.0)),
+                reject_mm=float(reject["mm"]) if reject is not None and self.gate.sense is not None else None,
+                on_gate=self.gate.at_gate,
             )
             for cid, cam in self.cameras.items():
                 self.conveyor.add_camera(cam, self.positions_mm.get(cid, 0.0))
@@ -100,8 +118,23 @@ class Line:
                 log.warning("part trigger %d: camera %s did not fire: %s", tid, cid, exc)
         return self.tracker.part_id_of(tid) or str(tid)
 
+    def part_decided(self, part: PartResult) -> None:
+        """A part's verdict: an NG part gets its reject pulse timed to reach the gate with it."""
+        self.gate.decided(part)
+        if self.reject_output is None or self.gate_delay_s is None or part.verdict is not Verdict.NG:
+            return
+        half_pulse = self.reject_output.pulse_ns / 2e9
+        due_in_s = part.triggered_at + self.gate_delay_s - half_pulse - time.time()
+        if due_in_s <= 0:  # too late for the gate: it would push the next part off instead
+            self.gate.reject_too_late += 1
+            log.error("part %s: NG but its verdict came after it passed the reject gate", part.part_id)
+            return
+        self.reject_output.pulse_at(time.perf_counter_ns() + int(due_in_s * 1e9))
+
     def start(self) -> None:
         """Start the deadline timer, then the belt (cameras must be streaming already)."""
+        if self.reject_output is not None:
+            self.reject_output.start()
         self.tracker.start()
         if self.conveyor is not None:
             self.conveyor.start()
@@ -120,6 +153,9 @@ class Line:
         t0 = time.monotonic()
         self.tracker.drain(timeout_s)
         left = self.tracker.stop()
+        if self.reject_output is not None:
+            time.sleep(self.gate_delay_s or 0.0)  # the last parts reach the gate
+            self.reject_output.stop()
         if left:
             log.warning("line %s: %d parts still open at stop: NG (fail safe)", self.name, len(left))
         log.debug("line %s: drained in %.2f s", self.name, time.monotonic() - t0)
@@ -131,5 +167,48 @@ class Line:
         out["missed_triggers"] = sum(c["missed"] for c in per_cam.values())
         out["trigger_overruns"] = sum(c["overruns"] for c in per_cam.values())
         out["parts_per_min"] = self.conveyor.parts_per_min if self.conveyor is not None else None
+        if self.reject_output is not None:
+            out["reject_gate"] = self.gate.as_dict()
         out["cameras"] = per_cam
         return out
+
+
+class _Gate:
+    """What the reject gate did with each part, against the part's verdict (simulated conveyor)."""
+
+    def __init__(self) -> None:
+        self.sense: Callable[[], bool] | None = None  # the output's level at the gate
+        self._verdicts: collections.OrderedDict[int, Verdict] = collections.OrderedDict()
+        self.rejected_in_time = 0  # NG and pushed off
+        self.reject_late = 0  # NG but it went on with the good parts
+        self.false_rejects_at_gate = 0  # OK (by its verdict) but pushed off
+        self.passed_ok = 0
+        self.no_verdict_at_gate = 0
+        self.reject_too_late = 0  # the verdict came after the part had passed (no pulse sent)
+
+    def decided(self, part: PartResult) -> None:
+        self._verdicts[part.trigger_id] = part.verdict
+        while len(self._verdicts) > 10_000:
+            self._verdicts.popitem(last=False)
+
+    def at_gate(self, trigger_id: int) -> None:
+        if self.sense is None:
+            return
+        pushed = self.sense()
+        verdict = self._verdicts.get(trigger_id)
+        if verdict is None:
+            self.no_verdict_at_gate += 1
+        elif verdict is Verdict.NG:
+            if pushed:
+                self.rejected_in_time += 1
+            else:
+                self.reject_late += 1
+        elif pushed:
+            self.false_rejects_at_gate += 1
+        else:
+            self.passed_ok += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return {"rejected_in_time": self.rejected_in_time, "reject_late": self.reject_late,
+                "false_rejects_at_gate": self.false_rejects_at_gate, "passed_ok": self.passed_ok,
+                "no_verdict_at_gate": self.no_verdict_at_gate, "reject_too_late": self.reject_too_late}

@@ -193,3 +193,25 @@ def test_a_line_whose_results_cannot_be_stored_rejects_every_part(tmp_path, monk
         if not p.incomplete and not any(f.ng for f in p.frames):
             assert p.reason == "fail safe: results cannot be stored (database and spool full)", p.reason
     assert st.line.tracker.stats.failed_safe >= 1
+
+
+def test_the_reject_gate_pushes_off_exactly_the_ng_parts_in_time() -> None:
+    text = line_config().replace("budget_ms = 1500", "budget_ms = 1500\nreject_mm = 1700\nreject_pulse_ms = 50")
+    st = Station(parse_config(text), db_url="none")
+    parts = _run(st, 4.0)
+    gate = st.report()["parts"]["reject_gate"]
+    ng = sum(p.ng for p in parts)
+    assert ng >= 2, "the run should have had NG parts"
+    assert gate["rejected_in_time"] == ng and gate["reject_late"] == 0 and gate["reject_too_late"] == 0
+    assert gate["false_rejects_at_gate"] == 0 and gate["passed_ok"] == len(parts) - ng
+    assert gate["no_verdict_at_gate"] == 0
+
+
+def test_a_reject_gate_after_the_budget_and_a_camera_without_outputs_are_named() -> None:
+    with pytest.raises(ConfigError, match="after the part passes the reject gate"):
+        parse_config(line_config().replace("budget_ms = 1500", "budget_ms = 1500\nreject_mm = 1000"))
+    from camera.features import DictFeatureTree
+    from camera.reject import RejectOutput, RejectUnsupported
+
+    with pytest.raises(RejectUnsupported, match=r"camera viky: no digital output .*UserOutputValue"):
+        RejectOutput("viky", DictFeatureTree())
