@@ -12,6 +12,7 @@ Exported (labels in braces):
 * ``inspector_camera_fps{camera}`` (inspected, last 5 s), ``inspector_camera_received_fps{camera}``
 * ``inspector_camera_state{camera,state}`` (1 for the current state),
   ``inspector_camera_transitions_total{camera,state}``, ``inspector_camera_frame_age_seconds{camera}``
+* ``inspector_defects_total{camera,class}`` (defects the verdict rules counted)
 * ``inspector_latency_seconds{camera}`` and ``inspector_inference_seconds{camera}`` histograms
 * ``inspector_db_queue_depth``, ``inspector_db_spool_records``, ``inspector_db_spool_bytes``,
   ``inspector_db_rows_written_total``, ``inspector_db_skipped_total``
@@ -31,7 +32,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -70,6 +71,12 @@ class StationMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.defects = Counter(
+            "inspector_defects",
+            "Defects counted by the verdict rules, per camera and class (NG causes)",
+            ["camera", "class"],
+            registry=self.registry,
+        )
         self.part_latency = Histogram(
             "inspector_part_trigger_to_verdict_seconds",
             "Trigger to part verdict, per part (triggered lines)",
@@ -85,6 +92,8 @@ class StationMetrics:
         for r in results:
             self.latency.labels(r.camera_id).observe(r.times.total_ms / 1000.0)
             self.inference.labels(r.camera_id).observe(r.times.inference_ms / 1000.0)
+            for d in r.detections:
+                self.defects.labels(r.camera_id, d.class_name or str(d.class_id)).inc()
 
     def observe_part(self, part: PartResult) -> None:
         """Feed the part histogram (called when a part is decided)."""
