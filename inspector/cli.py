@@ -107,6 +107,8 @@ def run(
                                           "triggered line (plc: only the PLC links and commands)."),
     plc: Optional[list[str]] = typer.Option(None, "--plc", help="modbus://HOST:PORT or opcua://HOST:PORT, "
                                             "repeatable: serve the PLC links there."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Product recipe to start with (number or name; "
+                                         "needs [recipes] dir)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a station: cameras -> batched inference -> verdicts -> database."""
@@ -127,6 +129,11 @@ def run(
     try:
         cfg = _load(station, config)
         cfg = _with_plc(cfg, trigger, plc or [])
+        if recipe is not None:
+            if not cfg.recipes.dir:
+                fail(f"--recipe: station {cfg.name} has no recipes ([recipes] dir)")
+            cfg = cfg.model_copy(update={"recipes": cfg.recipes.model_copy(
+                update={"select": int(recipe) if recipe.isdigit() else recipe})})
         unknown = [i.camera for i in injections if i.camera not in {c.id for c in cfg.cameras}]
         if unknown:
             fail(f"--inject: no camera {unknown[0]!r} in station {cfg.name} ({', '.join(c.id for c in cfg.cameras)})")

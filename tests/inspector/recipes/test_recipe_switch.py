@@ -111,3 +111,23 @@ def test_a_recipe_whose_model_fails_its_check_keeps_the_old_one(recipes: Path, t
         assert st.recipes.current.recipe.name == "housing-a"
     finally:
         st.stop()
+
+
+def test_run_starts_with_the_recipe_named_on_the_command_line(recipes: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from inspector.cli import app
+
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(line_config() + f'[recipes]\ndir = "{recipes}"\n')
+    report = tmp_path / "r.json"
+    out = CliRunner().invoke(app, ["run", "--headless", "--config", str(cfg), "--db", "none", "--quiet",
+                                   "--duration", "1.5", "--recipe", "housing-b", "--report", str(report)])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(report.read_text())
+    assert rep["recipe"]["current"] == "housing-b v2"
+    out = CliRunner().invoke(app, ["run", "--headless", "--config", str(cfg), "--db", "none", "--duration", "1",
+                                   "--recipe", "9"])
+    assert out.exit_code == 2 and "no recipe 9" in out.output
