@@ -79,14 +79,28 @@ def nms(dets: np.ndarray, iou_threshold: float, max_det: int = 300) -> np.ndarra
 
 
 def to_frame_pixels(dets: np.ndarray, box: Letterbox, tile: Tile | None, frame_w: int, frame_h: int) -> np.ndarray:
-    """Map ``x1 y1 x2 y2`` from model-input pixels back to frame pixels (in place and returned)."""
+    """Map ``x1 y1 x2 y2`` from model-input pixels back to frame pixels (in place and returned).
+
+    The exact inverse of the resize, per axis: the letterbox resized its source (``tile``, or
+    the whole ``frame_w x frame_h`` frame) of ``src_w x src_h`` to ``new_w x new_h``, so
+    ``x = (x_in - pad_x) * src_w / new_w`` plus the tile origin, and likewise for y. One
+    ``1 / box.scale`` for both axes ignores the rounding of ``new_w`` / ``new_h`` and puts the
+    far edge of a non-square frame up to half an input pixel off (4096x3000 into 320x320:
+    4.8 frame pixels short at the bottom).
+
+    Args:
+        dets: ``(N, >=4)`` rows starting ``x1 y1 x2 y2`` in input pixels.
+        box: The letterbox the input was made with, fitted to the tile or the frame.
+        tile: The frame rectangle the input shows; None for the whole frame.
+        frame_w: Frame width; boxes are clipped to it.
+        frame_h: Frame height; boxes are clipped to it.
+    """
     if len(dets) == 0:
         return dets
-    ox, oy = (tile.x0, tile.y0) if tile is not None else (0, 0)
-    dets[:, [0, 2]] = (dets[:, [0, 2]] - box.pad_x) / box.scale + ox
-    dets[:, [1, 3]] = (dets[:, [1, 3]] - box.pad_y) / box.scale + oy
-    dets[:, 0] = np.clip(dets[:, 0], 0, frame_w)
-    dets[:, 2] = np.clip(dets[:, 2], 0, frame_w)
-    dets[:, 1] = np.clip(dets[:, 1], 0, frame_h)
-    dets[:, 3] = np.clip(dets[:, 3], 0, frame_h)
+    ox, oy, src_w, src_h = (tile.x0, tile.y0, tile.width, tile.height) if tile is not None else (0, 0, frame_w, frame_h)
+    # in float64: integer edges come back exact, whatever the dtype of dets
+    xs = dets[:, [0, 2]].astype(np.float64)
+    ys = dets[:, [1, 3]].astype(np.float64)
+    dets[:, [0, 2]] = np.clip((xs - box.pad_x) * src_w / box.new_w + ox, 0, frame_w)
+    dets[:, [1, 3]] = np.clip((ys - box.pad_y) * src_h / box.new_h + oy, 0, frame_h)
     return dets

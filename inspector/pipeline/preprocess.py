@@ -72,7 +72,14 @@ def to_bgr(image: np.ndarray, pixel_format: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a (sub)frame maps into the model input: ``input = frame * scale + pad``."""
+    """How a (sub)frame of ``src_w x src_h`` maps into the model input.
+
+    The source is resized to exactly ``new_w x new_h`` (``round(src * scale)``) and placed at
+    ``(pad_x, pad_y)``, so on each axis ``x_in = x * new_w / src_w + pad_x`` (and
+    ``y_in = y * new_h / src_h + pad_y``), as ``cv2.resize`` and the CUDA kernel map it.
+    ``scale`` is the unrounded fit; it is off by the rounding of ``new_w`` / ``new_h``, so
+    mapping back uses ``src / new`` per axis (`postprocess.to_frame_pixels`), never ``1 / scale``.
+    """
 
     scale: float
     pad_x: int

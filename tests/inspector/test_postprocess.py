@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inspector.pipeline.postprocess import decode_yolo, iou_matrix, nms, to_frame_pixels
-from inspector.pipeline.preprocess import Letterbox, Tile
+from inspector.pipeline.preprocess import Letterbox, Tile, plan_tiles
 
 
 def brute_force_nms(dets: np.ndarray, iou: float) -> list[int]:
@@ -90,3 +90,87 @@ def test_rescale_adds_the_tile_origin_and_clips() -> None:
     assert back[1, :4].tolist() == pytest.approx([395, 295, 730, 630])
     clipped = to_frame_pixels(np.array([[-5, -5, 330, 330, 0.5, 1]], np.float32), box, tile, 700, 600)
     assert clipped[0, :4].tolist() == pytest.approx([395, 295, 700, 600])
+
+
+# Frames whose rounded resize differs from ``w * scale`` on one axis (1000x333: 106.56 -> 107,
+# 4096x3000: 234.375 -> 234), plus ones where it does not (1920x1080: 180 exactly).
+EXACT_MAPPING_FRAMES = [(1920, 1080), (1000, 333), (333, 1000), (4096, 3000), (2448, 2048), (1000, 250), (320, 320)]
+
+
+def content_edges(box: Letterbox) -> np.ndarray:
+    """The resized content's border in the input, and its far (right/bottom) pixel, as two boxes."""
+    x1, y1 = box.pad_x + box.new_w, box.pad_y + box.new_h
+    return np.array([[box.pad_x, box.pad_y, x1, y1, 0.9, 0], [x1 - 1, y1 - 1, x1, y1, 0.8, 1]], np.float64)
+
+
+def frame_edges(x0: int, y0: int, w: int, h: int, box: Letterbox) -> np.ndarray:
+    """What `content_edges` must map back to for a ``w x h`` source at ``(x0, y0)``: its rectangle, its far pixel."""
+    far_x, far_y = x0 + w - w / box.new_w, y0 + h - h / box.new_h
+    return np.array([[x0, y0, x0 + w, y0 + h], [far_x, far_y, x0 + w, y0 + h]], np.float64)
+
+
+def to_input(frame_xyxy: np.ndarray, box: Letterbox, src_w: int, src_h: int) -> np.ndarray:
+    """The forward mapping the resize really applies: ``new / src`` on each axis, then the pad."""
+    out = np.array(frame_xyxy, np.float64)
+    out[:, [0, 2]] = out[:, [0, 2]] * box.new_w / src_w + box.pad_x
+    out[:, [1, 3]] = out[:, [1, 3]] * box.new_h / src_h + box.pad_y
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("w", "h"), EXACT_MAPPING_FRAMES)
+def test_content_edges_map_to_the_frame_edges(w: int, h: int, dtype: type) -> None:
+    box = Letterbox.fit(w, h, 320, 320)
+    back = to_frame_pixels(content_edges(box).astype(dtype), box, None, w, h)
+    # float32 (the pipeline's dtype) holds the frame's own edges exactly, the far pixel's to its precision
+    tol = 1e-6 if dtype is np.float64 else 4 * float(np.spacing(np.float32(max(w, h))))
+    assert np.abs(back[0, :4].astype(np.float64) - [0, 0, w, h]).max() <= 1e-6
+    assert np.abs(back[:, :4].astype(np.float64) - frame_edges(0, 0, w, h, box)).max() <= tol
+
+
+@pytest.mark.parametrize(("w", "h"), EXACT_MAPPING_FRAMES)
+def test_frame_to_input_to_frame_is_the_identity(w: int, h: int) -> None:
+    box = Letterbox.fit(w, h, 320, 320)
+    rng = np.random.default_rng(w * 7919 + h)
+    a, b = rng.uniform(0, w, (50, 2)), rng.uniform(0, h, (50, 2))
+    frame_xyxy = np.stack([a.min(1), b.min(1), a.max(1), b.max(1)], 1)
+    dets = np.concatenate([to_input(frame_xyxy, box, w, h), np.tile([[0.9, 0]], (50, 1))], 1)
+    back = to_frame_pixels(dets, box, None, w, h)
+    assert np.abs(back[:, :4] - frame_xyxy).max() <= 1e-6
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "tile"),
+    [
+        (1000, 333, Tile(600, 0, 1000, 333)),  # plan_tiles' last tile at min_defect_px=10: 400x333 -> 320x266
+        (333, 1000, Tile(0, 600, 333, 1000)),
+        (4096, 3000, Tile(1000, 2000, 4096, 3000)),  # 3096x1000 -> 320x103 (103.36 unrounded)
+        (1280, 1024, Tile(400, 300, 720, 620)),
+    ],
+)
+def test_tile_content_edges_map_to_the_tile_edges(w: int, h: int, tile: Tile) -> None:
+    box = Letterbox.fit(tile.width, tile.height, 320, 320)
+    back = to_frame_pixels(content_edges(box), box, tile, w, h)
+    assert np.abs(back[:, :4] - frame_edges(tile.x0, tile.y0, tile.width, tile.height, box)).max() <= 1e-6
+    rng = np.random.default_rng(tile.x0 + tile.y1)
+    a, b = rng.uniform(0, tile.width, (20, 2)), rng.uniform(0, tile.height, (20, 2))
+    local = np.stack([a.min(1), b.min(1), a.max(1), b.max(1)], 1)
+    dets = np.concatenate([to_input(local, box, tile.width, tile.height), np.tile([[0.9, 0]], (20, 1))], 1)
+    back = to_frame_pixels(dets, box, tile, w, h)
+    assert np.abs(back[:, :4] - (local + [tile.x0, tile.y0, tile.x0, tile.y0])).max() <= 1e-6
+
+
+def test_tiled_plan_content_edges_cover_the_frame() -> None:
+    # every tile plan_tiles makes for a non-square frame maps back onto its own rectangle
+    w, h = 1000, 333
+    tiles = plan_tiles(w, h, 320, 320, min_defect_px=10)
+    assert len(tiles) > 1 and any(Letterbox.fit(t.width, t.height, 320, 320).new_h != t.height * 0.8 for t in tiles)
+    for t in tiles:
+        box = Letterbox.fit(t.width, t.height, 320, 320)
+        back = to_frame_pixels(content_edges(box), box, t, w, h)
+        assert np.abs(back[:, :4] - frame_edges(t.x0, t.y0, t.width, t.height, box)).max() <= 1e-6
+
+
+def test_rescale_of_no_detections_is_empty() -> None:
+    box = Letterbox.fit(1000, 333, 320, 320)
+    assert to_frame_pixels(np.zeros((0, 6), np.float32), box, None, 1000, 333).shape == (0, 6)

@@ -149,3 +149,14 @@ def test_bayer_tiles_at_odd_origins_keep_their_colours(pattern: str, x0: int, y0
     buf = np.zeros((48, 48, 3), np.uint8)
     letterbox_into(buf, mosaic, fmt, Letterbox.fit(48, 48, 48, 48), tile)
     assert buf[12:36, 12:36, 2].mean() > 150 and buf[12:36, 12:36, 0].mean() < 60
+
+
+@pytest.mark.parametrize(("w", "h"), [(1920, 1080), (1000, 333), (333, 1000), (4096, 3000)])
+def test_resized_content_fills_exactly_new_w_by_new_h(w: int, h: int) -> None:
+    # the content covers the rounded new_w x new_h, not w * scale x h * scale: what to_frame_pixels inverts
+    frame = np.full((h, w), 255, np.uint8)
+    ref, box = reference_tensor(frame, "Mono8", 320, 320)
+    content = np.argwhere(ref[0] > 0.5)
+    assert content.min(0).tolist() == [box.pad_y, box.pad_x]
+    assert (content.max(0) + 1).tolist() == [box.pad_y + box.new_h, box.pad_x + box.new_w]
+    assert (box.new_w, box.new_h) == (round(w * box.scale), round(h * box.scale))
