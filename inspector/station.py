@@ -295,7 +295,8 @@ class Station:
 
             control = StationControl.service(self, engine, "plc-modbus", detail=f"modbus {address[0]}:{address[1]}")
         plc = ModbusPlc(StationCommands(self, control), host=address[0], port=address[1],
-                        fifo_depth=self.config.plc.fifo_depth, cameras=list(self.cameras))
+                        fifo_depth=self.config.plc.fifo_depth, cameras=list(self.cameras),
+                        lowest_open=self.line.tracker.lowest_open if self.line is not None else None)
         self.sinks.append(plc)
         return plc
 

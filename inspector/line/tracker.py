@@ -199,6 +199,11 @@ class PartTracker:
                 self.guard_ms = min(5.0, 0.01 * self.budget_ms)
             return self._next_trigger + 1
 
+    def lowest_open(self) -> int | None:
+        """The trigger id of the oldest part still waiting for its verdict (None: none open)."""
+        with self._lock:
+            return next(iter(self._open), None)
+
     def open_before(self, trigger_id: int) -> int:
         """How many parts triggered before ``trigger_id`` still wait for their verdict."""
         with self._lock:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from inspector.pipeline.results import InspectionResult, PartResult
 from inspector.plc.modbus_map import BY_NAME, SIZE, WRITABLE, Command, ErrorCode, ResultState, StationState
+from inspector.plc.part_order import TriggerOrder
 from inspector.plc.result_fifo import ResultFifo
 
 log = logging.getLogger(__name__)
@@ -62,16 +63,20 @@ class ModbusPlc:
         port: TCP port (502 is the standard one and needs privileges; 5020 by default).
         fifo_depth: Results that may wait for the PLC.
         cameras: The line's cameras in order (bit i of ``result_cameras_ng``).
+        lowest_open: The line's oldest undecided trigger id (`PartTracker.lowest_open`): results
+            then reach the PLC in trigger order; None: as decided.
     """
 
     name = "plc-modbus"
     needs_pixels = False
 
     def __init__(self, commands: PlcCommands, *, host: str = "127.0.0.1", port: int = 5020,
-                 fifo_depth: int = 64, cameras: Sequence[str] = ()) -> None:
+                 fifo_depth: int = 64, cameras: Sequence[str] = (),
+                 lowest_open: Callable[[], int | None] | None = None) -> None:
         self.commands = commands
         self.host, self.port = host, port
         self.fifo = ResultFifo(max(64, fifo_depth))
+        self.order = TriggerOrder(lowest_open)
         self.cameras = tuple(cameras)
         self._image = [0] * SIZE
         self._lock = threading.RLock()
@@ -93,7 +98,13 @@ class ModbusPlc:
         return True
 
     def submit_part(self, part: PartResult) -> bool:
-        """Count the part and queue it for the PLC; False (error FIFO_FULL) when the FIFO is full."""
+        """Queue the part's result for the PLC in trigger order; False (error FIFO_FULL) when it overflowed."""
+        ok = True
+        for due in self.order.push(part):
+            ok = self._queue(due) and ok
+        return ok
+
+    def _queue(self, part: PartResult) -> bool:
         with self._lock:
             key = "incomplete" if part.incomplete else ("ng" if part.ng else "ok")
             self._counts[key] += 1
@@ -114,6 +125,7 @@ class ModbusPlc:
     def stats(self) -> dict[str, float]:
         s = self.fifo.stats
         return {"fifo_count": len(self.fifo), "fifo_overflows": s.overflows, "queued": s.queued,
+                "reordered": self.order.reordered,
                 "dequeued": s.dequeued, "commands": self.commands_done, **{f"error_{k}": v for k, v in self.errors.items()}}
 
     # ------------------------------------------------------------------ lifecycle
