@@ -145,14 +145,17 @@ class SimulatedLineCamera(ThreadedCamera):
         )
         t.add(Feature("TriggerSoftware", "command", "AcquisitionControl", "Software trigger"), None)
         # a digital output wired to the line's reject gate (SFNC DigitalIOControl)
-        t.add(Feature("LineSelector", "enum", "DigitalIOControl", "Line selector", enum_entries=("Line1", "Line2")),
+        t.add(Feature("LineSelector", "enum", "DigitalIOControl", "Line selector", enum_entries=("Line1", "Line2"),
+                      visibility="Expert"),
               "Line1")
-        t.add(Feature("LineMode", "enum", "DigitalIOControl", "Line mode", enum_entries=("Input", "Output")), "Input")
+        t.add(Feature("LineMode", "enum", "DigitalIOControl", "Line mode", enum_entries=("Input", "Output"),
+                      visibility="Expert"), "Input")
         t.add(Feature("LineSource", "enum", "DigitalIOControl", "Line source",
-                      enum_entries=("Off", "UserOutput1", "UserOutput2")), "Off")
+                      enum_entries=("Off", "UserOutput1", "UserOutput2"), visibility="Expert"), "Off")
         t.add(Feature("UserOutputSelector", "enum", "DigitalIOControl", "User output",
-                      enum_entries=("UserOutput1", "UserOutput2")), "UserOutput1")
-        t.add(Feature("UserOutputValue", "bool", "DigitalIOControl", "User output value"), False)
+                      enum_entries=("UserOutput1", "UserOutput2"), visibility="Expert"), "UserOutput1")
+        t.add(Feature("UserOutputValue", "bool", "DigitalIOControl", "User output value",
+                      visibility="Expert"), False)
         t.add(
             Feature("PartOkShare", "float", "Simulation", "Share of OK parts", minimum=0.0, maximum=1.0, visibility="Guru"),
             self.ok_share,

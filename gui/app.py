@@ -16,6 +16,7 @@ from gui.audit_view import AuditView
 from gui.bridge import CameraLive, EngineBridge
 from gui.history import HistoryTab
 from gui.live_wall import LiveWall
+from gui.recipe_selector import RecipeSelector
 from gui.settings_dialog import CameraSettingsDialog
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.config import StationConfig
@@ -51,7 +52,7 @@ def status_summary(live: dict[str, CameraLive], states: dict[str, CameraState]) 
 
 
 class MainWindow(QMainWindow):
-    """Tabs (Live wall, History, Audit) and a toolbar (login, pause, camera settings, users).
+    """Tabs (Live wall, History, Audit) and a toolbar (login, recipe, pause, camera settings, users).
 
     Args:
         station: The station (started or not; `closeEvent` stops it).
@@ -99,6 +100,12 @@ class MainWindow(QMainWindow):
         self.users_action.triggered.connect(self.open_users)
         tb.addAction(self.login_action)
         tb.addWidget(self.user_label)
+        # the product recipe: hidden on a station without recipes
+        self.recipe_selector = RecipeSelector(station, control)
+        self.recipe_separator = tb.addSeparator()
+        self.recipe_action = tb.addWidget(self.recipe_selector)
+        self.recipe_separator.setVisible(self.recipe_selector.available)
+        self.recipe_action.setVisible(self.recipe_selector.available)
         tb.addSeparator()
         tb.addAction(self.pause_action)
         tb.addAction(self.settings_action)
@@ -110,8 +117,9 @@ class MainWindow(QMainWindow):
         self.quit_action.triggered.connect(self.close)
         self.addAction(self.quit_action)  # a shortcut of the window (Ctrl+Q), no menu needed
 
-        for w in (self.wall, self.history):
+        for w in (self.wall, self.history, self.recipe_selector):
             w.message.connect(self.show_message)
+        bridge.user_changed.connect(lambda _u: self.recipe_selector.update_permissions())
         bridge.user_changed.connect(lambda _u: self._update_user())
         bridge.user_changed.connect(lambda _u: self.history.update_permissions())
         bridge.paused_changed.connect(self._update_pause)

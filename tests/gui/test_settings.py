@@ -100,7 +100,8 @@ def test_editors_follow_the_feature_types(qtbot: Any, fake_station: FakeStation,
     assert isinstance(fmt, QComboBox) and [fmt.itemText(i) for i in range(fmt.count())] == ["BGR8", "Mono8"]
     assert "DeviceVendorName" not in dlg.editors  # read-only: shown as text
     assert dlg.items["DeviceVendorName"].text(1) == "inspector"
-    assert not any(isinstance(e, QCheckBox) for e in dlg.editors.values())  # the simulator has no bool
+    assert isinstance(dlg.editors["UserOutputValue"], QCheckBox)  # bools (the reject output) are check boxes
+    assert [n for n, e in dlg.editors.items() if isinstance(e, QCheckBox)] == ["UserOutputValue"]
 
 
 def test_visibility_and_search_filter_the_tree(qtbot: Any, fake_station: FakeStation, engine: Any) -> None:
