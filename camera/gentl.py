@@ -51,6 +51,18 @@ RECONNECT_FIRST_WAIT_S = 0.5
 RECONNECT_MAX_WAIT_S = 5.0
 
 
+def _frame_id(buffer: Any) -> int:
+    """The GenTL frame id of a harvesters buffer (on its GenTL module; -1 when the producer has none)."""
+    for holder in (buffer, getattr(buffer, "module", None)):
+        try:
+            value = getattr(holder, "frame_id", None)
+        except DEVICE_ERRORS:  # the producer does not implement BUFFER_INFO_FRAMEID
+            value = None
+        if value is not None:
+            return int(value)
+    return -1
+
+
 class _IncompleteBufferCounter(_HarvestersCallback):  # type: ignore[misc,valid-type]
     """harvesters discards incomplete buffers itself (``try_fetch`` returns None); count them."""
 
@@ -254,7 +266,7 @@ class GenTLCamera(ThreadedCamera):
             return False
         trigger_id = None
         if self._ledger is not None:  # tie the buffer to its trigger by the device's frame id
-            trigger_id = self._ledger.match_frame_id(int(getattr(buffer, "frame_id", -1)))
+            trigger_id = self._ledger.match_frame_id(_frame_id(buffer))
             if trigger_id is None:  # fits no trigger: counted (unmatched), never given to a part
                 self._queue_quietly(buffer)
                 return False
