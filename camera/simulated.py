@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from camera.bank_cache import BankCache
 from camera.base import ThreadedCamera
 from camera.faults import FaultMode, FaultPlan
 from camera.features import DictFeatureTree, Feature, FeatureError
@@ -277,10 +278,26 @@ class SimulatedLineCamera(ThreadedCamera):
         mono = self._device["PixelFormat"] == "Mono8"
         return sum(1 for (_seed, bw, bh, bm) in list(self._bank) if (bw, bh, bm) == (w, h, mono))
 
-    def prerender(self) -> None:
-        """Render the whole bank now (a station does this before its cameras start)."""
+    def prerender(self, cache: BankCache | None = None) -> bool:
+        """Render the whole bank now (a station does this before its cameras start).
+
+        With a ``cache`` the bank is loaded from disk when it was rendered before with the
+        same renderer and settings, and saved after rendering otherwise. Returns True when it
+        came from the cache.
+        """
+        w, h = self._device["Width"], self._device["Height"]
+        mono = self._device["PixelFormat"] == "Mono8"
+        key = cache.key(seed=self.seed, width=w, height=h, mono=mono, ok_share=self.ok_share, face=self.face,
+                        faces=self.faces, bank_size=self.bank_size) if cache is not None else ""
+        bank = cache.load(key) if cache is not None else None
+        if bank is not None and len(bank) == self.bank_size:
+            self._bank = {(self.seed + i, w, h, mono): hit for i, hit in enumerate(bank)}
+            return True
         for i in range(self.bank_size):
             self.frame_for(i)
+        if cache is not None:
+            cache.save(key, [self.frame_for(i) for i in range(self.bank_size)])
+        return False
 
     def frame_for(self, index: int) -> tuple[np.ndarray, GroundTruth]:
         """The banked frame for part ``index`` (rendered on first use)."""

@@ -476,10 +476,14 @@ class Station:
         banks = [cam for cam in self.cameras.values() if callable(getattr(cam, "prerender", None))]
         if not banks:
             return
+        from camera.bank_cache import BankCache
+
+        cache = BankCache()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="prerender") as pool:
-            list(pool.map(lambda cam: cam.prerender(), banks))  # type: ignore[attr-defined]
-        log.info("rendered the part banks of %d simulated cameras in %.1f s", len(banks), time.perf_counter() - t0)
+            cached = list(pool.map(lambda cam: cam.prerender(cache), banks))  # type: ignore[attr-defined]
+        log.info("part banks of %d simulated cameras ready in %.1f s (%d from the cache %s)", len(banks),
+                 time.perf_counter() - t0, sum(cached), cache.folder)
 
     def start(self) -> None:
         """Start sinks, workers, then cameras (so no frame waits for a consumer)."""

@@ -20,6 +20,9 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("INSPECTOR_DB_URL", raising=False)
+    # rendered part banks are not cached across tests (they would fill the machine's cache
+    # folder); tests of the cache give it a folder of their own
+    monkeypatch.setenv("INSPECTOR_CACHE_DIR", "off")
 
 
 @pytest.fixture

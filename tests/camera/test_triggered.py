@@ -173,3 +173,28 @@ def test_conveyor_triggers_every_camera_once_per_part_at_its_position() -> None:
         assert sorted(n for n, _ in mine) == ["far", "near"], f"part {tid}: {mine}"
         delays = {n: (t - t_ns) / 1e6 for n, t in mine}
         assert 19 <= delays["near"] < 60 and 119 <= delays["far"] < 160
+
+
+def test_a_bank_is_rendered_once_then_loaded_from_the_disk_cache(tmp_path, monkeypatch) -> None:
+    import camera.simulated as sim
+    from camera.bank_cache import BankCache
+
+    calls = []
+    real = sim.render_face
+    monkeypatch.setattr(sim, "render_face", lambda *a, **k: calls.append(a) or real(*a, **k))
+    cache = BankCache(tmp_path / "banks")
+
+    def camera() -> SimulatedLineCamera:
+        return SimulatedLineCamera("c", width=64, height=64, bank_size=5, seed=3_000_000, face=2, faces=4)
+
+    first = camera()
+    assert first.prerender(cache) is False and len(calls) == 5
+    again = camera()
+    assert again.prerender(cache) is True and len(calls) == 5  # nothing rendered the second time
+    for i in range(5):
+        a, b = first.frame_for(i), again.frame_for(i)
+        assert (a[0] == b[0]).all() and a[1] == b[1]
+    other_face = SimulatedLineCamera("c", width=64, height=64, bank_size=5, seed=3_000_000, face=3, faces=4)
+    assert other_face.prerender(cache) is False  # another face is another bank
+    monkeypatch.setattr("camera.bank_cache.renderer_digest", lambda: "a changed renderer")
+    assert camera().prerender(cache) is False  # a changed renderer never reuses a bank
