@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,6 +36,7 @@ from gui.history_parts import PartsView
 from gui.history_widgets import FilterBar, InfoLabel, InspectionImageView
 from gui.imaging import class_colour
 from gui.roles import gate
+from gui.table_model import RowsTableModel
 from inspector.access.control import StationControl
 from inspector.access.users import PermissionDenied
 from inspector.quality.history_export import export_csv, export_yolo
@@ -59,7 +60,7 @@ _NG_BG = QColor(214, 40, 40, 40)
 NO_PARTS_TEXT = "No parts in this database: free-running stations record single inspections only."
 
 
-class HistoryModel(QAbstractTableModel):
+class HistoryModel(RowsTableModel):
     """Inspections matching a filter, newest first, fetched a page at a time.
 
     The view asks for more (`canFetchMore`/`fetchMore`) as the user scrolls; each page
@@ -70,6 +71,8 @@ class HistoryModel(QAbstractTableModel):
         engine: The inspection database.
         page_size: Rows per page.
     """
+
+    COLUMNS = COLUMNS
 
     def __init__(self, engine: Engine, *, page_size: int = 200, parent: Any = None) -> None:
         super().__init__(parent)
@@ -127,17 +130,6 @@ class HistoryModel(QAbstractTableModel):
                 return
 
     # ------------------------------------------------------------------ Qt model
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
-        return None
-
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 
 from gui.history_widgets import TIME_RANGES, InfoLabel, InspectionImageView
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR
+from gui.table_model import RowsTableModel
 from inspector.storage.history import (
     PART_CLOCK_SLACK_S,
     HistoryFilter,
@@ -98,13 +99,15 @@ def _part_cell(r: PartRow, col: int) -> str:
     return r.reason
 
 
-class PartsModel(QAbstractTableModel):
+class PartsModel(RowsTableModel):
     """Parts matching a `PartsFilter`, newest first, fetched a page at a time (keyset paging).
 
     Args:
         engine: The inspection database.
         page_size: Rows per page.
     """
+
+    COLUMNS = PART_COLUMNS
 
     def __init__(self, engine: Engine, *, page_size: int = 200, parent: Any = None) -> None:
         super().__init__(parent)
@@ -154,17 +157,6 @@ class PartsModel(QAbstractTableModel):
 
     def row_at(self, i: int) -> PartRow:
         return self.rows[i]
-
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(PART_COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return PART_COLUMNS[section]
-        return None
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
