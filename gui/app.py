@@ -42,9 +42,9 @@ def status_summary(live: dict[str, CameraLive], states: dict[str, CameraState]) 
     ng = sum(v.ng for v in live.values())
     cams = f"{n} cameras" + (f" ({len(down)} not streaming)" if down else "")
     rates = f"rx {rx:.1f} fps · inspected {insp:.1f} fps · drops {drops:,}"
-    variants = [f"{cams} · {rates} · NG {ng:,}", f"{cams} · {rates}", f"{len(down)} of {n} down · insp {insp:.1f} fps"]
+    variants = [f"{cams} · {rates} · NG frames {ng:,}", f"{cams} · {rates}", f"{len(down)} of {n} down · insp {insp:.1f} fps"]
     lines = [
-        f"{cid}: rx {v.fps:.1f} fps · inspected {v.inspected_fps:.1f} fps · drops {v.dropped:,} · NG {v.ng:,}"
+        f"{cid}: rx {v.fps:.1f} fps · inspected {v.inspected_fps:.1f} fps · drops {v.dropped:,} · NG frames {v.ng:,}"
         + (f" · {states[cid].value.upper()}" if cid in states and states[cid] is not CameraState.STREAMING else "")
         for cid, v in live.items()
     ]
