@@ -180,7 +180,7 @@ class ModelConfig(_Strict):
     backend: Literal["openvino", "onnxruntime", "tensorrt"] = "openvino"
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
     threads: Integer = Field(0, ge=0, le=256)
-    precision: Literal["auto", "f32", "bf16", "f16"] = "auto"
+    precision: Literal["auto", "f32", "bf16", "f16", "int8"] = "auto"
     iou_threshold: Number = Field(0.5, gt=0.0, le=1.0)
 
 

@@ -4,6 +4,10 @@
 the input size and pad value the model was trained with, its training data and its
 measured metrics, and the sha256 of the ONNX file, which is checked before a station
 starts: a corrupt or swapped file is refused.
+
+A model quantized by ``inspector quantize`` also has ``model_int8.xml/.bin`` (an OpenVINO IR)
+and an ``[int8]`` table in its card with both files' sha256, the calibration seeds and the
+held-out gate; the IR is checked whenever a station or an evaluation uses it (`int8_model_path`).
 """
 
 from __future__ import annotations
@@ -61,6 +65,18 @@ class ModelCard:
         return float(value) if isinstance(value, (int, float)) else None
 
     @property
+    def int8(self) -> dict[str, Any] | None:
+        """The card's ``[int8]`` table (the NNCF-quantized OpenVINO IR), or None."""
+        table = self.extra.get("int8")
+        return table if isinstance(table, dict) else None
+
+    @property
+    def int8_gate_passed(self) -> bool:
+        """Whether the INT8 model passed its held-out gate (card: int8.gate.passed)."""
+        gate = (self.int8 or {}).get("gate", {})
+        return isinstance(gate, dict) and gate.get("passed") is True
+
+    @property
     def audit_text(self) -> str:
         """How the audit trail names this version of the card (its digest and threshold)."""
         return f"card sha256 {self.card_sha256} threshold {self.threshold}"
@@ -87,16 +103,18 @@ def resolve_model_dir(spec: str | Path) -> Path:
     )
 
 
-def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
+def load_card(spec: str | Path, *, verify: bool = True, int8: bool = False) -> ModelCard:
     """Read and check a model card.
 
     Args:
         spec: Model name in ``models/`` or a folder path.
         verify: Check the file's sha256 against the card (refuses corrupt files).
+        int8: The INT8 model will be used: it must exist, and with ``verify`` its files'
+            sha256 must match the card's ``[int8]`` table.
 
     Raises:
         ModelError: Missing/invalid card, missing file, a pickled ``.pt`` file, or a
-            checksum mismatch.
+            checksum mismatch (of the ONNX file, or of the INT8 IR when ``int8``).
     """
     folder = resolve_model_dir(spec)
     card_path = folder / "card.toml"
@@ -144,7 +162,39 @@ def load_card(spec: str | Path, *, verify: bool = True) -> ModelCard:
             raise ModelError(
                 f"model: {card.path} does not match its card (sha256 {actual[:12]}..., card says {card.sha256[:12]}...)"
             )
+    if int8:
+        int8_model_path(card, verify=verify)
     return card
+
+
+#: The INT8 IR's file names in a model folder (``inspector quantize`` writes them).
+INT8_XML = "model_int8.xml"
+
+
+def int8_model_path(card: ModelCard, *, verify: bool = True) -> Path:
+    """The INT8 IR's ``.xml`` of ``card``, its ``.xml`` and ``.bin`` checked against the card's sha256s.
+
+    Raises:
+        ModelError: The card has no ``[int8]`` table, a file is missing, or a checksum does not match.
+    """
+    table = card.int8
+    if table is None:
+        raise ModelError(
+            f"model: {card.folder} has no INT8 model (no [int8] in its card.toml): "
+            f"run inspector quantize --model {card.name}, or choose another precision"
+        )
+    xml = card.folder / str(table["file"])
+    for path, key in ((xml, "sha256"), (xml.with_suffix(".bin"), "bin_sha256")):
+        if not path.is_file():
+            raise ModelError(f"model: {path} not found (named by the [int8] table of {card.folder / 'card.toml'})")
+        if verify:
+            actual = sha256_file(path)
+            if actual != table[key]:
+                raise ModelError(
+                    f"model: {path} does not match its card (sha256 {actual[:12]}..., "
+                    f"card int8.{key} says {str(table[key])[:12]}...)"
+                )
+    return xml
 
 
 #: Largest model input side the runtime accepts (a bigger one is a typo or a forged card).
@@ -188,6 +238,30 @@ def card_problem(card: ModelCard, raw: dict[str, Any]) -> str:
         for name, v in per_class.items():
             if not _unit(v):
                 return f"metrics.per_class_AP50.{name} = {v!r}: must be a number in 0..1"
+    return _int8_problem(raw.get("int8"))
+
+
+def _is_hex64(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def _int8_problem(table: Any) -> str:
+    """What is wrong with a card's ``[int8]`` table (absent: nothing)."""
+    if table is None:
+        return ""
+    if not isinstance(table, dict):
+        return "int8: must be a table"
+    file = table.get("file")
+    if not isinstance(file, str) or not file.endswith(".xml") or Path(file).name != file:
+        return f"int8.file = {file!r}: must be an .xml file name in the model folder"
+    for key in ("sha256", "bin_sha256"):
+        if not _is_hex64(table.get(key)):
+            return f"int8.{key}: must be 64 lowercase hex digits"
+    metrics = table.get("metrics", {})
+    if isinstance(metrics, dict):
+        for key in (*UNIT_METRICS, "box_recall_iou90"):
+            if key in metrics and not _unit(metrics[key]):
+                return f"int8.metrics.{key} = {metrics[key]!r}: must be a number in 0..1"
     return ""
 
 

@@ -1,15 +1,18 @@
 """OpenVINO backend (CPU default): u8 BGR NHWC in, preprocessing inside the model.
 
 PrePostProcessor adds u8->f32, BGR->RGB, /255 and NHWC->NCHW to the graph, so the
-host only letterboxes u8 pixels into the batch buffer.
+host only letterboxes u8 pixels into the batch buffer. The INT8 IR (``precision = "int8"``)
+was quantized from that same graph and takes the same batch.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from inspector.pipeline.backends.base import BackendUnavailable, CpuBatchBackend
-from inspector.pipeline.model_repo import ModelCard, ModelError
+from inspector.pipeline.model_repo import ModelCard, ModelError, int8_model_path
 
 
 class OpenVinoBackend(CpuBatchBackend):
@@ -20,8 +23,10 @@ class OpenVinoBackend(CpuBatchBackend):
         max_batch: Largest batch the scheduler sends.
         device: OpenVINO device name (``CPU``, ``GPU``, ``NPU``).
         threads: Inference threads (0: OpenVINO decides).
-        precision: ``auto`` (the device's default: bf16 on CPUs with AMX/AVX512-BF16), ``f32``,
-            ``bf16`` or ``f16``.
+        precision: ``auto`` (the device's default: bf16 on CPUs with AMX/AVX512-BF16; the card's INT8 IR
+            where it passed its gate and the default is f32, see `auto_picks_int8`), ``f32``,
+            ``bf16``, ``f16`` or ``int8`` (the card's NNCF-quantized IR, sha256-checked; what stays
+            unquantized runs at the device's default precision).
     """
 
     name = "openvino"
@@ -32,29 +37,30 @@ class OpenVinoBackend(CpuBatchBackend):
         super().__init__(card, max_batch, device)
         try:
             import openvino as ov
-            from openvino.preprocess import ColorFormat, PrePostProcessor
         except ImportError as exc:  # pragma: no cover - a runtime dependency
             raise BackendUnavailable("openvino is not installed: pip install openvino") from exc
         core = ov.Core()
-        try:
-            model = core.read_model(str(card.path))
-            name = model.input(0).get_any_name()
-            model.reshape({name: ov.PartialShape([-1, 3, card.input_height, card.input_width])})
-        except (RuntimeError, ValueError, IndexError) as exc:
-            # a file that matches its card's sha256 but is no model (or not this card's model)
-            raise ModelError(f"model: {card.path} cannot be loaded by openvino: {_first_line(exc)}") from None
-        ppp = PrePostProcessor(model)
-        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
-            ColorFormat.BGR
-        )
-        ppp.input().model().set_layout(ov.Layout("NCHW"))
-        ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
-        model = ppp.build()
+        if precision == "auto" and auto_picks_int8(core, device, card):
+            precision = "int8"
+        #: the precision this backend runs (``auto`` resolved only where it chose the INT8 IR)
+        self.precision = precision
+        if precision == "int8":
+            # the INT8 IR was quantized from the runtime graph: the u8 NHWC preprocessing is already in it
+            xml = int8_model_path(card)
+            try:
+                model = core.read_model(str(xml))
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"model: {xml} cannot be loaded by openvino: {_first_line(exc)}") from None
+        else:
+            model = runtime_model(core, card)
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        if precision != "auto":
+        if precision not in ("auto", "int8"):
             config["INFERENCE_PRECISION_HINT"] = {"f32": "f32", "bf16": "bf16", "f16": "f16"}[precision]
+        # int8: what NNCF left unquantized runs at the device's default, f32 on AVX2, bf16 on AMX (there,
+        # side by side: 1.68x f32 instead of 1.39x with an f32 hint, for 81% instead of 83% of FP32 boxes
+        # found again at IoU 0.9)
         try:
             self._compiled = core.compile_model(model, device, config)
         except RuntimeError as exc:
@@ -64,6 +70,51 @@ class OpenVinoBackend(CpuBatchBackend):
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch_u8})
         return np.array(self._request.get_output_tensor(0).data, copy=True)
+
+
+def auto_picks_int8(core: Any, device: str, card: ModelCard) -> bool:
+    """Whether ``auto`` runs the INT8 IR: only when the card's INT8 model passed its held-out gate and the
+    device computes in f32 by default (AVX2 CPUs: INT8 measured ~1.45x f32 there). Where the default is
+    bf16 (AMX / AVX512-BF16) it stays: bf16 was faster than this INT8 IR (1.35x on a 2-core AMX Xeon)."""
+    if card.int8 is None or not card.int8_gate_passed:
+        return False
+    import openvino as ov
+
+    try:
+        return bool(core.get_property(device, "INFERENCE_PRECISION_HINT") == ov.Type.f32)
+    except RuntimeError:  # a device without the property
+        return False
+
+
+def runtime_model(core: Any, card: ModelCard, *, fused: bool = False) -> Any:
+    """The graph the runtime compiles: the card's ONNX with a dynamic batch and the u8 BGR NHWC
+    preprocessing (u8->f32, BGR->RGB, /255, NHWC->NCHW) fused in front of it.
+
+    Quantization (`inspector.quality.quantize`) calibrates this same graph, so the INT8 IR takes
+    the same letterboxed u8 batch. It asks for it ``fused``: read through ``ov.convert_model``,
+    which folds the exporter's shape arithmetic and fuses SiLU (Sigmoid * x) into Swish, so the
+    quantizer does not split the activation that the CPU plugin fuses into each convolution.
+
+    Raises:
+        ModelError: The file matches its card but openvino cannot read it as this card's model.
+    """
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    try:
+        model = ov.convert_model(str(card.path)) if fused else core.read_model(str(card.path))
+        name = model.input(0).get_any_name()
+        model.reshape({name: ov.PartialShape([-1, 3, card.input_height, card.input_width])})
+    except (RuntimeError, ValueError, IndexError) as exc:
+        # a file that matches its card's sha256 but is no model (or not this card's model)
+        raise ModelError(f"model: {card.path} cannot be loaded by openvino: {_first_line(exc)}") from None
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+        ColorFormat.BGR
+    )
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+    return ppp.build()
 
 
 def _first_line(exc: BaseException) -> str:

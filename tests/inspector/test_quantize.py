@@ -1,0 +1,175 @@
+"""INT8 by NNCF: the IR, its sha256s in the card, loading it with precision int8, and the refusals."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from camera.renderer import render_part
+from inspector.config import ModelConfig
+from inspector.pipeline.backends import create_backend
+from inspector.pipeline.model_repo import DEFAULT_MODEL, INT8_XML, ModelError, dump_toml, load_card, sha256_file
+from inspector.quality.evaluation import detect_frames
+from inspector.quality.quantize import _iou, calibration_seeds
+
+
+def copy_model(dst: Path) -> Path:
+    src = load_card(DEFAULT_MODEL, verify=False).folder
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx", "card.toml"):
+        shutil.copy(src / name, dst / name)
+    return dst
+
+
+def edit_card(folder: Path, **int8: object) -> None:
+    path = folder / "card.toml"
+    data = tomllib.loads(path.read_text())
+    data.setdefault("int8", {}).update(int8)
+    path.write_text(dump_toml(data))
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("nncf", reason="needs the quantize extra (nncf)", exc_type=ImportError)
+    from inspector.quality.quantize import quantize_model
+
+    folder = copy_model(tmp_path_factory.mktemp("int8") / "m")
+    quantize_model(folder, calibration=16, eval_frames=16)
+    return folder
+
+
+def test_quantize_writes_an_ir_whose_sha256s_are_in_the_card(quantized: Path) -> None:
+    table = tomllib.loads((quantized / "card.toml").read_text())["int8"]
+    assert table["file"] == INT8_XML
+    assert table["sha256"] == sha256_file(quantized / INT8_XML)
+    assert table["bin_sha256"] == sha256_file((quantized / INT8_XML).with_suffix(".bin"))
+    assert table["calibration_seeds"] == [0, 15] and table["preset"] == "mixed"
+    assert set(table["gate"]) >= {"passed", "escape_max", "false_reject_max", "box_recall_min"}
+    assert 0.0 <= table["metrics"]["box_recall_iou90"] <= 1.0
+    card = load_card(quantized, int8=True)
+    assert card.int8 is not None and card.int8_gate_passed is table["gate"]["passed"]
+
+
+def test_int8_detections_are_close_to_fp32_on_held_out_frames(quantized: Path) -> None:
+    card = load_card(quantized, int8=True)
+    f32 = create_backend("openvino", card, max_batch=4, precision="f32")
+    i8 = create_backend("openvino", card, max_batch=4, precision="int8")
+    frames = [render_part(1_000_000 + i, 320, 320, mono=(i == 3), ok_share=0.0) for i in range(4)]
+    matched = total = 0
+    for a, b in zip(detect_frames(f32, card, frames, 320, 320), detect_frames(i8, card, frames, 320, 320)):
+        a, b = a[a[:, 4] >= 0.25], b[b[:, 4] >= 0.15]
+        for row in a:
+            total += 1
+            same = b[b[:, 5] == row[5]]
+            matched += int(len(same) > 0 and float(_iou(row[:4], same[:, :4]).max()) >= 0.7)
+    assert total > 0
+    assert matched >= 0.8 * total, f"{matched} of {total} FP32 boxes found again"
+
+
+def test_int8_ir_that_does_not_match_its_card_is_refused_in_one_line(quantized: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(quantized, folder)
+    bin_path = (folder / INT8_XML).with_suffix(".bin")
+    data = bytearray(bin_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bin_path.write_bytes(bytes(data))
+    load_card(folder)  # the FP32 model is still usable
+    with pytest.raises(ModelError) as exc:
+        load_card(folder, int8=True)
+    assert "does not match its card" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(ModelError, match="int8.bin_sha256"):
+        create_backend("openvino", load_card(folder), max_batch=1, precision="int8")
+
+
+def test_card_whose_int8_sha256_does_not_match_is_refused(tmp_path: Path) -> None:
+    folder = copy_model(tmp_path / "m")
+    (folder / INT8_XML).write_text("<net/>")
+    (folder / INT8_XML).with_suffix(".bin").write_bytes(b"")
+    edit_card(folder, file=INT8_XML, sha256="0" * 64, bin_sha256=sha256_file(folder / "model_int8.bin"))
+    with pytest.raises(ModelError) as exc:
+        load_card(folder, int8=True)
+    msg = str(exc.value)
+    assert str(folder / INT8_XML) in msg and "int8.sha256" in msg and "\n" not in msg
+
+
+def test_precision_int8_without_an_int8_model_is_one_line(tmp_path: Path) -> None:
+    folder = copy_model(tmp_path / "m")
+    card = load_card(folder)
+    assert card.int8 is None and not card.int8_gate_passed
+    with pytest.raises(ModelError) as exc:
+        create_backend("openvino", card, max_batch=1, precision="int8")
+    msg = str(exc.value)
+    assert str(folder) in msg and "no INT8 model" in msg and "inspector quantize" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "int8, field",
+    [
+        ({"file": "../elsewhere.xml", "sha256": "a" * 64, "bin_sha256": "a" * 64}, "int8.file"),
+        ({"file": "model_int8.bin", "sha256": "a" * 64, "bin_sha256": "a" * 64}, "int8.file"),
+        ({"file": INT8_XML, "sha256": "nope", "bin_sha256": "a" * 64}, "int8.sha256"),
+        ({"file": INT8_XML, "sha256": "a" * 64}, "int8.bin_sha256"),
+        ({"file": INT8_XML, "sha256": "a" * 64, "bin_sha256": "a" * 64, "metrics": {"escape_rate": 2.0}},
+         "int8.metrics.escape_rate"),
+    ],
+)
+def test_bad_int8_tables_are_refused_naming_the_field(tmp_path: Path, int8: dict, field: str) -> None:
+    folder = copy_model(tmp_path / "m")
+    edit_card(folder, **int8)
+    with pytest.raises(ModelError, match=field.replace(".", r"\.")):
+        load_card(folder)
+
+
+def test_calibration_uses_training_seeds_only() -> None:
+    assert calibration_seeds(300) == range(300)
+    for count, first in [(1, 999_999 + 1), (2, 999_999), (0, 0)]:
+        with pytest.raises(ValueError, match="training seeds"):
+            calibration_seeds(count, first)
+
+
+def test_station_config_accepts_int8() -> None:
+    assert ModelConfig(precision="int8").precision == "int8"
+
+
+def test_quantize_without_nncf_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    from inspector.quality.quantize import QuantizeUnavailable, quantize_model
+
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(QuantizeUnavailable, match=r"pip install -e '\.\[quantize\]'"):
+        quantize_model(copy_model(tmp_path / "m"), calibration=1, eval_frames=8)
+
+
+class FakeCore:
+    """Stands in for ``ov.Core`` where only the device's default precision matters."""
+
+    def __init__(self, default: object) -> None:
+        self.default = default
+
+    def get_property(self, device: str, key: str) -> object:
+        assert key == "INFERENCE_PRECISION_HINT"
+        return self.default
+
+
+def test_auto_picks_int8_only_when_the_gate_passed_and_the_device_computes_in_f32(quantized: Path,
+                                                                                  tmp_path: Path) -> None:
+    import openvino as ov
+
+    from inspector.pipeline.backends.openvino_backend import auto_picks_int8
+
+    folder = tmp_path / "m"
+    shutil.copytree(quantized, folder)
+    for passed, default, picks in [(True, ov.Type.f32, True), (True, ov.Type.bf16, False),
+                                   (False, ov.Type.f32, False)]:
+        edit_card(folder, gate={"passed": passed})
+        assert auto_picks_int8(FakeCore(default), "CPU", load_card(folder)) is picks
+    assert not auto_picks_int8(FakeCore(ov.Type.f32), "CPU", load_card(copy_model(tmp_path / "plain")))
+    # the gate the real quantization recorded decides for this machine
+    card = load_card(quantized)
+    be = create_backend("openvino", card, max_batch=1, precision="auto")
+    expected = "int8" if auto_picks_int8(ov.Core(), "CPU", card) else "auto"
+    assert be.precision == expected
