@@ -103,10 +103,19 @@ class Station:
             )
             for dev in config.model.devices
         ]
-        for be in self.backends:
-            warm = getattr(be, "warmup", None)
-            if warm is not None:
-                warm()
+        # every batch size is warmed up while the database opens and the part banks load
+        warm_errors: list[BaseException] = []
+
+        def _warm(be: Any) -> None:
+            try:
+                be.warmup()
+            except BaseException as exc:  # noqa: BLE001 - raised in the station's own thread below
+                warm_errors.append(exc)
+
+        warmups = [threading.Thread(target=_warm, args=(be,), name=f"warmup-{i}", daemon=True)
+                   for i, be in enumerate(self.backends) if callable(getattr(be, "warmup", None))]
+        for w in warmups:
+            w.start()
         self.sinks: list[ResultSink] = []
         self.db_writer: Any = None
         self.archive: Any = None
@@ -128,6 +137,11 @@ class Station:
             self._close_cameras()
             raise
         self._prerender_simulated()
+        for w in warmups:
+            w.join()
+        if warm_errors:
+            self._close_cameras()
+            raise warm_errors[0]
         for cam in self.cameras.values():
             cam.events.state_changed.connect(self._on_camera_state)
             if self.db_writer is not None:

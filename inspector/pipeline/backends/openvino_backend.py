@@ -7,6 +7,7 @@ was quantized from that same graph and takes the same batch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,9 @@ class OpenVinoBackend(CpuBatchBackend):
         else:
             model = runtime_model(core, card)
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        cache = compiled_model_cache()
+        if cache is not None:  # the compiled blob is reused by the next start (same model, device, config)
+            config["CACHE_DIR"] = str(cache)
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         if precision not in ("auto", "int8"):
@@ -70,6 +74,15 @@ class OpenVinoBackend(CpuBatchBackend):
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch_u8})
         return np.array(self._request.get_output_tensor(0).data, copy=True)
+
+
+def compiled_model_cache() -> Path | None:
+    """Where OpenVINO keeps compiled models between starts: beside the part-bank cache
+    (``INSPECTOR_CACHE_DIR``, "off" for none; else the user cache folder)."""
+    from camera.bank_cache import default_cache_dir
+
+    banks = default_cache_dir()
+    return banks.parent / "openvino" if banks is not None else None
 
 
 def auto_picks_int8(core: Any, device: str, card: ModelCard) -> bool:
