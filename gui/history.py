@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +35,7 @@ from gui.history_parts import PartsView
 from gui.history_widgets import FilterBar, InfoLabel, InspectionImageView
 from gui.imaging import class_colour
 from gui.roles import gate
-from gui.table_model import RowsTableModel
+from gui.table_model import PagedTableModel
 from inspector.access.control import StationControl
 from inspector.access.users import PermissionDenied
 from inspector.quality.history_export import export_csv, export_yolo
@@ -60,7 +59,7 @@ _NG_BG = QColor(214, 40, 40, 40)
 NO_PARTS_TEXT = "No parts in this database: free-running stations record single inspections only."
 
 
-class HistoryModel(RowsTableModel):
+class HistoryModel(PagedTableModel):
     """Inspections matching a filter, newest first, fetched a page at a time.
 
     The view asks for more (`canFetchMore`/`fetchMore`) as the user scrolls; each page
@@ -75,51 +74,15 @@ class HistoryModel(RowsTableModel):
     COLUMNS = COLUMNS
 
     def __init__(self, engine: Engine, *, page_size: int = 200, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.engine = engine
-        self.page_size = page_size
-        self.filter = HistoryFilter()
-        self.rows: list[HistoryRow] = []
-        self.exhausted = True
-        self.pages_fetched = 0
-        self.last_fetch_s = 0.0
+        super().__init__(engine, HistoryFilter(), page_size=page_size, parent=parent)
 
     # ------------------------------------------------------------------ data
-    def set_filter(self, flt: HistoryFilter) -> None:
-        """Show the first page of another filter."""
-        t0 = time.perf_counter()
-        first = query_history(self.engine, flt, limit=self.page_size)
-        self.beginResetModel()
-        self.filter = flt
-        self.rows = first
-        self.exhausted = len(first) < self.page_size
-        self.pages_fetched = 1
-        self.endResetModel()
-        self.last_fetch_s = time.perf_counter() - t0
+    def _page(self, before: tuple[float, int] | None) -> list[HistoryRow]:
+        return query_history(self.engine, self.filter, limit=self.page_size, before=before)
 
     def refresh(self) -> None:
         """Re-read from the newest row (new inspections appear)."""
         self.set_filter(self.filter)
-
-    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:  # noqa: B008
-        return not parent.isValid() and not self.exhausted
-
-    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:  # noqa: B008
-        if parent.isValid() or self.exhausted:
-            return
-        t0 = time.perf_counter()
-        before = self.rows[-1].cursor if self.rows else None
-        page = query_history(self.engine, self.filter, limit=self.page_size, before=before)
-        self.exhausted = len(page) < self.page_size
-        if page:
-            self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(page) - 1)
-            self.rows.extend(page)
-            self.endInsertRows()
-            self.pages_fetched += 1
-        self.last_fetch_s = time.perf_counter() - t0
-
-    def row_at(self, i: int) -> HistoryRow:
-        return self.rows[i]
 
     def replace_row(self, row: HistoryRow) -> None:
         """Show an updated row (after a review) in place."""

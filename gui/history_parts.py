@@ -37,7 +37,7 @@ from sqlalchemy import Engine
 
 from gui.history_widgets import TIME_RANGES, InfoLabel, InspectionImageView
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR
-from gui.table_model import RowsTableModel
+from gui.table_model import PagedTableModel
 from inspector.storage.history import (
     PART_CLOCK_SLACK_S,
     HistoryFilter,
@@ -99,7 +99,7 @@ def _part_cell(r: PartRow, col: int) -> str:
     return r.reason
 
 
-class PartsModel(RowsTableModel):
+class PartsModel(PagedTableModel):
     """Parts matching a `PartsFilter`, newest first, fetched a page at a time (keyset paging).
 
     Args:
@@ -110,53 +110,16 @@ class PartsModel(RowsTableModel):
     COLUMNS = PART_COLUMNS
 
     def __init__(self, engine: Engine, *, page_size: int = 200, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.engine = engine
-        self.page_size = page_size
-        self.filter = PartsFilter()
-        self.rows: list[PartRow] = []
-        self.exhausted = True
-        self.pages_fetched = 0
-        self.last_fetch_s = 0.0
+        super().__init__(engine, PartsFilter(), page_size=page_size, parent=parent)
 
     def _page(self, before: tuple[float, int] | None) -> list[PartRow]:
         f = self.filter
         return query_parts(self.engine, verdict=f.verdict, since=f.since, until=f.until, incomplete=f.incomplete,
                            limit=self.page_size, before=before)
 
-    def set_filter(self, flt: PartsFilter) -> None:
-        """Show the first page of another filter."""
-        t0 = time.perf_counter()
-        self.beginResetModel()
-        self.filter = flt
-        self.rows = self._page(None)
-        self.exhausted = len(self.rows) < self.page_size
-        self.pages_fetched = 1
-        self.endResetModel()
-        self.last_fetch_s = time.perf_counter() - t0
-
     def count(self) -> int:
         f = self.filter
         return count_parts(self.engine, verdict=f.verdict, since=f.since, until=f.until, incomplete=f.incomplete)
-
-    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:  # noqa: B008
-        return not parent.isValid() and not self.exhausted
-
-    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:  # noqa: B008
-        if parent.isValid() or self.exhausted:
-            return
-        t0 = time.perf_counter()
-        page = self._page(self.rows[-1].cursor if self.rows else None)
-        self.exhausted = len(page) < self.page_size
-        if page:
-            self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(page) - 1)
-            self.rows.extend(page)
-            self.endInsertRows()
-            self.pages_fetched += 1
-        self.last_fetch_s = time.perf_counter() - t0
-
-    def row_at(self, i: int) -> PartRow:
-        return self.rows[i]
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
