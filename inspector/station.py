@@ -401,25 +401,17 @@ class Station:
             camera_id=cfg.id,
             pool=cam.pool,
             rules=rules,
-            provenance=self._provenance(cam, rules),
+            provenance=self.provenance_for(cfg.id, rules, self.card),
             tiling=cfg.tiling.mode == "auto",
             min_defect_px=cfg.tiling.min_defect_px,
             min_resolvable_px=cfg.tiling.min_resolvable_px,
             tile_overlap=cfg.tiling.overlap,
         )
 
-    def _provenance(self, cam: Camera, rules: Any) -> Provenance:
-        try:
-            digest = settings_digest(cam.features)
-        except Exception:  # a device that cannot be read yet: digest stays empty
-            digest = ""
-        return Provenance(self.card.name, self.card.sha256, self.backend_name, rules.as_pairs(), digest,
-                          self.card.card_sha256)
-
     def refresh_provenance(self, camera_id: str) -> None:
         """Recompute a camera's settings digest (after a settings change)."""
         lane = self.lanes[camera_id]
-        lane.provenance = self._provenance(self.cameras[camera_id], lane.rules)
+        lane.provenance = self.provenance_for(camera_id, lane.rules, self.card)
 
     # ------------------------------------------------------------------ running
     def _fan_out(self, results: list[InspectionResult]) -> None:
