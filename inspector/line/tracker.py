@@ -329,6 +329,9 @@ class PartTracker:
         verdict_ms = (now_ns - part.trigger_ns) / 1e6
         budget_ms = part.budget_ms or self.budget_ms
         acquired = max(((f.acquired_at - part.triggered_at) * 1000 for f in frames), default=0.0)
+        # the last frame's result: acquired, then total_ms later (for a part failed safe at its
+        # deadline this is when its last frame that did come was inspected, not the deadline)
+        inspected = max(((f.acquired_at - part.triggered_at) * 1000 + f.times.total_ms for f in frames), default=0.0)
         truths = [f.truth.defective for f in frames if f.truth is not None]
         truth_ng: bool | None
         if any(truths):
@@ -350,7 +353,7 @@ class PartTracker:
             deciding_camera=deciding,
             budget_ms=budget_ms,
             deadline_met=verdict_ms <= budget_ms,
-            times=PartTimes(acquired_ms=max(0.0, acquired), inspected_ms=verdict_ms, verdict_ms=verdict_ms),
+            times=PartTimes(acquired_ms=max(0.0, acquired), inspected_ms=max(0.0, inspected), verdict_ms=verdict_ms),
             truth_ng=truth_ng,
             recipe=part.recipe,
         )

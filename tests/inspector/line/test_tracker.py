@@ -174,3 +174,13 @@ def test_an_ok_part_whose_results_cannot_be_kept_fails_safe() -> None:
     assert p is not None and p.verdict is Verdict.NG
     assert p.reason == "fail safe: results cannot be stored (database and spool full)"
     assert t.stats.failed_safe == 1
+
+
+def test_a_failed_safe_part_says_when_its_frames_were_inspected_not_the_deadline() -> None:
+    t, _ = tracker(budget_ms=10_000)
+    tid = t.open_part()
+    r = frame("cam1", tid)
+    t.add(dataclasses.replace(r, acquired_at=time.time(), times=dataclasses.replace(r.times, total_ms=30.0)))
+    [p] = t.expire(now_ns=time.perf_counter_ns() + 20_000_000_000)
+    assert p.times.verdict_ms > 10_000
+    assert 30.0 <= p.times.inspected_ms < 1_000, p.times
