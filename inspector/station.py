@@ -283,22 +283,28 @@ class Station:
                 f"{w.lost} results lost (no room to store them)"
         return None
 
-    def _make_modbus(self) -> Any:
-        """The Modbus TCP server, when ``[plc] modbus`` is set (a sink of part results)."""
-        address = self.config.plc.modbus_address()
-        if address is None:
-            return None
+    def _plc_commands(self, name: str, detail: str) -> Any:
+        """What a PLC link may do, through an audited service session when there is a database."""
         from inspector.plc.commands import StationCommands
-        from inspector.plc.modbus_server import ModbusPlc
 
         control = None
         engine = getattr(self, "engine", None)
         if engine is not None:
             from inspector.access.control import StationControl
 
-            control = StationControl.service(self, engine, "plc-modbus", detail=f"modbus {address[0]}:{address[1]}")
-        plc = ModbusPlc(StationCommands(self, control), host=address[0], port=address[1],
-                        fifo_depth=self.config.plc.fifo_depth, cameras=list(self.cameras),
+            control = StationControl.service(self, engine, name, detail=detail)
+        return StationCommands(self, control)
+
+    def _make_modbus(self) -> Any:
+        """The Modbus TCP server, when ``[plc] modbus`` is set (a sink of part results)."""
+        address = self.config.plc.modbus_address()
+        if address is None:
+            return None
+        from inspector.plc.modbus_server import ModbusPlc
+
+        plc = ModbusPlc(self._plc_commands("plc-modbus", f"modbus {address[0]}:{address[1]}"),
+                        host=address[0], port=address[1], fifo_depth=self.config.plc.fifo_depth,
+                        cameras=list(self.cameras),
                         lowest_open=self.line.tracker.lowest_open if self.line is not None else None)
         self.sinks.append(plc)
         return plc
@@ -308,20 +314,17 @@ class Station:
         address = self.config.plc.opcua_address()
         if address is None:
             return None
-        from inspector.plc.commands import StationCommands
         from inspector.plc.opcua_server import OpcUaPlc
 
-        control = users = audit = None
+        users = audit = None
         engine = getattr(self, "engine", None)
         if engine is not None:
             from inspector.access.audit import AuditLog
-            from inspector.access.control import StationControl
             from inspector.access.users import UserStore
 
-            control = StationControl.service(self, engine, "plc-opcua", detail=f"opcua {address[0]}:{address[1]}")
             users, audit = UserStore(engine), AuditLog(engine)
-        plc = OpcUaPlc(StationCommands(self, control), host=address[0], port=address[1], users=users, audit=audit,
-                       name=self.config.name)
+        plc = OpcUaPlc(self._plc_commands("plc-opcua", f"opcua {address[0]}:{address[1]}"), host=address[0],
+                       port=address[1], users=users, audit=audit, name=self.config.name)
         self.sinks.append(plc)
         return plc
 
