@@ -18,8 +18,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class Station:
         backend: Overrides ``config.model.backend``.
         archive: Save NG images.
         metrics_port: Overrides ``config.metrics.port`` (serve Prometheus metrics there).
+        progress: Told each stage of the build in a few words ("warming up"), on the
+            constructing thread (a start-up window shows them).
     """
 
     def __init__(
@@ -78,7 +80,9 @@ class Station:
         backend: str | None = None,
         archive: bool = True,
         metrics_port: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
+        say = progress if progress is not None else _no_progress
         self.config = config
         self.events = StationEvents()
         self.stats = RunStats()
@@ -91,7 +95,9 @@ class Station:
         self._transitions_lock = threading.Lock()  # cameras and the watchdog report from their threads
         self.metrics: Any = None
         self.backend_name = backend or config.model.backend
+        say(f"loading model {config.model.name}")
         self.card: ModelCard = load_card(config.model.name)
+        say(f"compiling the model for {', '.join(config.model.devices)}")
         self.backends: list[Backend] = [
             create_backend(
                 self.backend_name,
@@ -106,6 +112,7 @@ class Station:
         # warmed here, not beside the bank load: a warm-up thread still inside OpenVINO when a later
         # step refuses the config and the process exits aborts it ("terminate called ..."); the
         # overlap saved nothing measurable (median 1.74 s vs 1.83 s)
+        say("warming up")
         for be in self.backends:
             warm = getattr(be, "warmup", None)
             if warm is not None:
@@ -113,11 +120,12 @@ class Station:
         self.sinks: list[ResultSink] = []
         self.db_writer: Any = None
         self.archive: Any = None
-        self.db_url = self._setup_storage(db_url, archive)
+        self.db_url = self._setup_storage(db_url, archive, say)
         self.cameras: dict[str, Camera] = {}
         self.line: Any = None  # inspector.line.runner.Line on a triggered line
         try:
             for face, cam_cfg in enumerate(config.cameras):
+                say(f"camera {cam_cfg.id}: opening ({face + 1} of {len(config.cameras)})")
                 try:
                     self.cameras[cam_cfg.id] = self._make_camera(cam_cfg, face)
                 except (ValueError, MemoryError) as exc:  # a bad replay file, a bank too big: one line
@@ -130,7 +138,7 @@ class Station:
         except Exception:
             self._close_cameras()
             raise
-        self._prerender_simulated()
+        self._prerender_simulated(say)
         for cam in self.cameras.values():
             cam.events.state_changed.connect(self._on_camera_state)
             if self.db_writer is not None:
@@ -216,10 +224,11 @@ class Station:
             ) from None
 
     # ------------------------------------------------------------------ building
-    def _setup_storage(self, db_url: str | None, archive: bool) -> str | None:
+    def _setup_storage(self, db_url: str | None, archive: bool, say: Callable[[str], None]) -> str | None:
         url = db_url if db_url is not None else self.config.storage.db_url
         if url == "none":
             return None
+        say("opening the database")
         from inspector.archive import NgArchive
         from inspector.storage.db import default_db_url, migrate, open_database, sqlite_path
         from inspector.storage.writer import DbWriter
@@ -463,7 +472,7 @@ class Station:
             self.db_writer.record_camera_event(camera_id, old.value, new.value, reason=reason)
         self.events.camera_state_changed.emit(camera_id, old, new)
 
-    def _prerender_simulated(self) -> None:
+    def _prerender_simulated(self, say: Callable[[str], None]) -> None:
         """Render the simulated cameras' part banks now, on all cores.
 
         Rendered on first use instead, the first pass through the banks (12.8 s for 64
@@ -478,8 +487,13 @@ class Station:
 
         cache = BankCache()
         t0 = time.perf_counter()
+        say(f"rendering the frames of {len(banks)} simulated cameras")
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="prerender") as pool:
-            cached = list(pool.map(lambda cam: cam.prerender(cache), banks))  # type: ignore[attr-defined]
+            jobs = {pool.submit(cam.prerender, cache): cam for cam in banks}  # type: ignore[attr-defined]
+            cached: list[bool] = []
+            for done, job in enumerate(as_completed(jobs), 1):  # told here: on the constructing thread
+                cached.append(job.result())
+                say(f"camera {jobs[job].info.id}: frames ({done} of {len(banks)})")
         log.info("part banks of %d simulated cameras ready in %.1f s (%d from the cache %s)", len(banks),
                  time.perf_counter() - t0, sum(cached), cache.folder)
 
@@ -697,6 +711,10 @@ class Station:
             report["recipe"] = {"current": self.recipes.current.label if self.recipes.current else None,
                                 "switches": self.recipes.switches}
         return report
+
+
+def _no_progress(_text: str) -> None:
+    """A build nobody watches."""
 
 
 def audit_card_change(engine: Any, card: ModelCard) -> None:
