@@ -181,6 +181,9 @@ class ModelConfig(_Strict):
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
     threads: Integer = Field(0, ge=0, le=256)
     precision: Literal["auto", "f32", "bf16", "f16", "int8"] = "auto"
+    # OpenVINO streams: 0 = one stream with every core on each batch (lowest latency); 2 runs two
+    # batches at once, one per half of the cores (more throughput when batches are in flight)
+    streams: Integer = Field(0, ge=0, le=64)
     iou_threshold: Number = Field(0.5, gt=0.0, le=1.0)
 
 
@@ -189,6 +192,9 @@ class SchedulerConfig(_Strict):
 
     max_batch: Integer = Field(8, ge=1, le=256)
     max_wait_ms: Number = Field(4.0, ge=0.0, le=1000.0)
+    # batches submitted and not yet decided, per device: 2 overlaps one batch's host work
+    # (letterbox, decode, NMS, verdicts) with the next one's inference; 1 runs them in turn
+    in_flight: Integer = Field(2, ge=1, le=8)
 
 
 class StorageConfig(_Strict):

@@ -10,6 +10,7 @@ is busy replace each other in their pool: newest frame wins, drops are counted t
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from camera.frame_pool import FrameHandle, FramePool
-from inspector.pipeline.backends.base import Backend, BatchItem
+from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, DoneBatch, PendingBatch
 from inspector.pipeline.postprocess import decode_yolo, nms, to_frame_pixels
 from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, plan_tiles
 from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, detections_from_array
@@ -93,6 +94,35 @@ class Epoch:
     name: str = ""
 
 
+@dataclass(eq=False)
+class _Batch:
+    """Claimed frames on their way through the runtime: submitted, not yet decided."""
+
+    ep: Epoch
+    taken: list[tuple[CameraLane, FrameHandle]]
+    t_take: int  # perf_counter_ns when the frames were claimed
+    items: list[BatchItem] = field(default_factory=list)
+    spans: list[tuple[CameraLane, FrameHandle, int, int]] = field(default_factory=list)  # lane, handle, first, n
+    pending: PendingBatch | None = None
+    t_submit: int = 0
+    unsettled: dict[int, CameraLane] = field(default_factory=dict)
+    settled: bool = False
+
+    def __post_init__(self) -> None:
+        self.unsettled = {id(h): lane for lane, h in self.taken}
+
+    def settle(self) -> None:
+        """Count the frames not inspected as dropped and release every handle (once)."""
+        if self.settled:
+            return
+        self.settled = True
+        for lane in self.unsettled.values():
+            lane.pool.mark_dropped()
+        self.unsettled.clear()
+        for _lane, h in self.taken:
+            h.release()
+
+
 @dataclass
 class WorkerStats:
     """Counters of one inference worker."""
@@ -101,13 +131,19 @@ class WorkerStats:
     frames: int = 0
     items: int = 0
     errors: int = 0
-    busy_s: float = 0.0  # from the backend call to the end of the fan-out
-    infer_s: float = 0.0  # of which inside the runtime (excludes host preprocessing)
+    busy_s: float = 0.0  # claimed to fanned out, union over the batches in flight
+    infer_s: float = 0.0  # of which inside the runtime (excludes host pre/post-processing)
     batch_hist: dict[int, int] = field(default_factory=dict)
 
 
 class InferenceWorker:
-    """One thread driving one backend over a shard of cameras.
+    """Two threads driving one backend over a shard of cameras.
+
+    The worker thread gathers a batch, letterboxes it and hands it to the runtime; the
+    completion thread waits for it, decodes, applies the verdict rules and emits. Up to
+    ``in_flight`` batches are between the two, so the host work of one batch overlaps the
+    inference of the next (backends with `submit` run them asynchronously; others infer
+    in the worker thread while the previous batch is decided).
 
     Args:
         index: Worker index (device number).
@@ -116,6 +152,8 @@ class InferenceWorker:
         emit: Called with each batch's results (the station's fan-out); must not block.
         max_wait_s: How long to wait for more cameras before running a partial batch.
         iou_threshold: NMS IoU.
+        in_flight: Batches submitted and not yet decided, at most (the backend's ``depth``
+            where it has one: its slots).
     """
 
     def __init__(
@@ -127,6 +165,7 @@ class InferenceWorker:
         *,
         max_wait_s: float = 0.004,
         iou_threshold: float = 0.5,
+        in_flight: int = 2,
     ) -> None:
         self.index = index
         self.backend = backend
@@ -139,6 +178,12 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._thread: threading.Thread | None = None
+        self._post: threading.Thread | None = None
+        self.in_flight = max(1, int(getattr(backend, "depth", in_flight) if hasattr(backend, "submit") else in_flight))
+        self._slots = threading.Semaphore(self.in_flight)
+        self._submitted: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._busy_until = 0
+        self._infer_until = 0
         self.stats = WorkerStats()
         #: newest last; the first one is the worker's own (backend and lanes' rules)
         self._epochs: list[Epoch] = [Epoch(0, backend)]
@@ -149,15 +194,22 @@ class InferenceWorker:
     # ------------------------------------------------------------------ control
     def start(self) -> None:
         self._stop.clear()
+        self._post = threading.Thread(target=self._complete_loop, name=f"infer-{self.index}-post", daemon=True)
+        self._post.start()
         self._thread = threading.Thread(target=self._run, name=f"infer-{self.index}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop gathering; the batches already submitted are still decided and emitted."""
         self._stop.set()
         self._wake(None)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._post is not None:
+            self._submitted.put(None)
+            self._post.join(timeout)
+            self._post = None
 
     def pause(self, paused: bool) -> None:
         if paused:
@@ -210,48 +262,82 @@ class InferenceWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._cond:
-                while not self._stop.is_set() and (self._paused.is_set() or not self._ready()):
-                    self._cond.wait(0.1)
-                if self._stop.is_set():
+            if not self._slots.acquire(timeout=0.1):  # every slot in flight: the next batch waits
+                continue
+            try:
+                taken = self._gather()
+                groups = self._by_epoch(taken) if taken else []
+            except BaseException:
+                self._slots.release()
+                raise
+            if not groups:
+                self._slots.release()
+                continue
+            for k, (ep, group) in enumerate(groups):
+                if k:  # frames of two recipes: one batch each, each in a slot of its own
+                    while not self._slots.acquire(timeout=0.1):
+                        pass
+                b = self._submit(group, ep)
+                if b is None:
+                    self._slots.release()
+                else:
+                    self._submitted.put(b)
+
+    def _complete_loop(self) -> None:
+        while True:
+            b = self._submitted.get()
+            if b is None:
+                return
+            try:
+                self._complete(b)
+            finally:
+                self._slots.release()
+
+    def _gather(self) -> list[tuple[CameraLane, FrameHandle]]:
+        """Wait for frames (the rest of the shard for at most ``max_wait``) and claim them."""
+        with self._cond:
+            while not self._stop.is_set() and (self._paused.is_set() or not self._ready()):
+                self._cond.wait(0.1)
+            if self._stop.is_set():
+                return []
+            # give the other cameras of the shard a moment to join the batch
+            deadline = time.monotonic() + self._max_wait
+            while len(self._ready()) < len(self.lanes):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
                     break
-                # give the other cameras of the shard a moment to join the batch
-                deadline = time.monotonic() + self._max_wait
-                while len(self._ready()) < len(self.lanes):
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self._stop.is_set():
-                        break
-                    self._cond.wait(left)
-            taken: list[tuple[CameraLane, FrameHandle]] = []
-            for lane in self.lanes:
-                h = lane.pool.claim()
-                if h is not None:
-                    taken.append((lane, h))
-            if taken:
-                self.process(taken)
+                self._cond.wait(left)
+        taken: list[tuple[CameraLane, FrameHandle]] = []
+        for lane in self.lanes:
+            h = lane.pool.claim()
+            if h is not None:
+                taken.append((lane, h))
+        return taken
 
     def process(self, taken: list[tuple[CameraLane, FrameHandle]]) -> list[InspectionResult]:
-        """Inspect claimed frames, one batch per recipe epoch they belong to (usually one)."""
+        """Inspect claimed frames now, in the caller's thread, one batch per recipe epoch they
+        belong to (usually one)."""
+        results: list[InspectionResult] = []
+        for ep, group in self._by_epoch(taken):
+            b = self._submit(group, ep)
+            if b is not None:
+                results.extend(self._complete(b))
+        return results
+
+    def _by_epoch(self, taken: list[tuple[CameraLane, FrameHandle]]) -> list[tuple[Epoch, list[tuple[CameraLane, FrameHandle]]]]:
         groups: dict[int, tuple[Epoch, list[tuple[CameraLane, FrameHandle]]]] = {}
         for lane, h in taken:
             ep = self._epoch_of(h)
             groups.setdefault(id(ep), (ep, []))[1].append((lane, h))
-        results: list[InspectionResult] = []
-        for ep, group in groups.values():
-            results.extend(self._process_batch(group, ep))
-        return results
+        return list(groups.values())
 
-    def _process_batch(self, taken: list[tuple[CameraLane, FrameHandle]], ep: Epoch) -> list[InspectionResult]:
-        """Inspect claimed frames as one batch with ``ep``'s model and rules; emits and returns the results.
+    def _submit(self, taken: list[tuple[CameraLane, FrameHandle]], ep: Epoch) -> _Batch | None:
+        """Check and letterbox claimed frames and hand them to ``ep``'s backend as one batch.
 
-        Every claimed frame is settled exactly once in its pool's counters (inspected,
-        or dropped when malformed or when inference fails), whatever happens, and the
-        worker's reference on every handle is released.
+        None when nothing is left to infer; then every frame is already settled (dropped when
+        malformed or when the runtime refused the batch) and released.
         """
-        t_take = time.perf_counter_ns()
-        items: list[BatchItem] = []
-        spans: list[tuple[CameraLane, FrameHandle, int, int]] = []  # lane, handle, first item, n items
-        unsettled = {id(h): lane for lane, h in taken}
+        b = _Batch(ep, taken, time.perf_counter_ns())
         try:
             for lane, h in taken:
                 try:
@@ -259,48 +345,84 @@ class InferenceWorker:
                 except FrameFormatError as exc:
                     lane.pool.count_invalid()
                     lane.pool.mark_dropped()
-                    del unsettled[id(h)]
+                    del b.unsettled[id(h)]
                     lane.log_invalid(h.sequence, exc)
                     continue
                 fh, fw = h.image.shape[:2]
-                first = len(items)
+                first = len(b.items)
                 card = ep.backend.card
                 for tile, box in lane.plan(fw, fh, card.input_width, card.input_height):
-                    items.append(BatchItem(h.image, h.pixel_format, box, tile))
-                spans.append((lane, h, first, len(items) - first))
-            if not items:
-                return []
+                    b.items.append(BatchItem(h.image, h.pixel_format, box, tile))
+                b.spans.append((lane, h, first, len(b.items) - first))
+            if not b.items:
+                b.settle()
+                return None
+            b.t_submit = time.perf_counter_ns()
             try:
-                out = ep.backend.infer(items)
+                submit = getattr(ep.backend, "submit", None)
+                b.pending = submit(b.items) if submit is not None else DoneBatch(ep.backend.infer(b.items))
             except Exception:
                 self.stats.errors += 1
-                log.exception("worker %d: inference failed on a batch of %d", self.index, len(items))
-                return []  # the frames are counted as dropped below
-            results = []
-            for lane, h, first, n in spans:
-                results.append(self._result(lane, h, items[first : first + n], out.raw[first : first + n], t_take, out,
-                                            ep))
-            for lane, h, _f, _n in spans:
-                lane.pool.mark_inspected()
-                del unsettled[id(h)]
-            self._emit(results)
-            self.stats.busy_s += (time.perf_counter_ns() - t_take) / 1e9
-            self.stats.infer_s += out.inference_ms / 1e3
-            self.stats.batches += 1
-            self.stats.frames += len(spans)
-            self.stats.items += len(items)
-            self.stats.batch_hist[len(items)] = self.stats.batch_hist.get(len(items), 0) + 1
-            return results
+                log.exception("worker %d: inference failed on a batch of %d", self.index, len(b.items))
+                b.settle()
+                return None
+            return b
         except Exception:
-            # a bug or a bad frame in pre/post-processing must not end inspection
+            # a bug or a bad frame in pre-processing must not end inspection
             self.stats.errors += 1
             log.exception("worker %d: batch of %d frames failed", self.index, len(taken))
+            b.settle()
+            return None
+
+    def _complete(self, b: _Batch) -> list[InspectionResult]:
+        """Wait for a submitted batch, decide its frames, emit and return the results.
+
+        Every claimed frame is settled exactly once in its pool's counters (inspected, or
+        dropped when inference or post-processing fails), whatever happens, and the worker's
+        reference on every handle is released.
+        """
+        try:
+            assert b.pending is not None
+            try:
+                out = b.pending.wait()
+            except Exception:
+                self.stats.errors += 1
+                log.exception("worker %d: inference failed on a batch of %d", self.index, len(b.items))
+                return []  # the frames are counted as dropped below
+            ep = b.ep
+            results = []
+            for lane, h, first, n in b.spans:
+                results.append(self._result(lane, h, b.items[first : first + n], out.raw[first : first + n], b.t_take,
+                                            out, ep))
+            for lane, h, _f, _n in b.spans:
+                lane.pool.mark_inspected()
+                del b.unsettled[id(h)]
+            self._emit(results)
+            self._count(b, out)
+            return results
+        except Exception:
+            # a bug or a bad frame in post-processing must not end inspection
+            self.stats.errors += 1
+            log.exception("worker %d: batch of %d frames failed", self.index, len(b.taken))
             return []
         finally:
-            for lane in unsettled.values():
-                lane.pool.mark_dropped()
-            for _lane, h in taken:
-                h.release()
+            b.settle()
+
+    def _count(self, b: _Batch, out: BatchOutput) -> None:
+        """Add a finished batch to the counters. Batches overlap: busy and inference time are
+        the union of their intervals, not the sum."""
+        st = self.stats
+        end = time.perf_counter_ns()
+        st.busy_s += max(0, end - max(b.t_take, self._busy_until)) / 1e9
+        self._busy_until = max(self._busy_until, end)
+        i0 = b.t_submit + int(out.preprocess_ms * 1e6)
+        i1 = i0 + int(out.inference_ms * 1e6)
+        st.infer_s += max(0, i1 - max(i0, self._infer_until)) / 1e9
+        self._infer_until = max(self._infer_until, i1)
+        st.batches += 1
+        st.frames += len(b.spans)
+        st.items += len(b.items)
+        st.batch_hist[len(b.items)] = st.batch_hist.get(len(b.items), 0) + 1
 
     def _result(
         self,

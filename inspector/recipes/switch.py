@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.scheduler import Epoch
 from inspector.recipes.recipe import Recipe, find_recipe, load_recipes
@@ -68,10 +67,7 @@ class RecipeSwitch:
             st = self.station
             try:
                 card = load_card(recipe.model.name)
-                mc = st.config.model
-                backends = [create_backend(st.backend_name, card, max_batch=st.config.scheduler.max_batch,
-                                           device=dev, threads=mc.threads, precision=mc.precision)
-                            for dev in mc.devices]
+                backends = st.make_backends(card)
             except Exception as exc:  # noqa: BLE001 - any model/runtime failure: the old recipe stays
                 raise RecipeError(f"recipe {recipe.label}: model {recipe.model.name}: {exc}") from None
             for be in backends:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,3 +49,47 @@ class ScriptedBackend:
 
     def close(self) -> None:
         pass
+
+
+class GatedBackend(ScriptedBackend):
+    """`ScriptedBackend` with `submit`: each batch's outputs come only when the test opens its gate
+    (``release``), so a test sees which batches were in flight at once. ``fail_at``: the
+    batch numbers (0-based) whose wait raises, as a device error does."""
+
+    def __init__(self, depth: int = 2, fail_at: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.depth = depth
+        self.fail_at = fail_at
+        self.submitted = 0
+        self.gates: list[threading.Event] = []
+        self._lock = threading.Lock()
+
+    def submit(self, items: Sequence[BatchItem]) -> _Gated:
+        out = self.infer(items)
+        with self._lock:
+            gate = threading.Event()
+            self.gates.append(gate)
+            n = self.submitted
+            self.submitted += 1
+        return _Gated(out, gate, n in self.fail_at)
+
+    def release(self, n: int, timeout: float = 5.0) -> None:
+        """Open the gate of batch ``n`` (waiting until it was submitted)."""
+        deadline = time.monotonic() + timeout
+        while len(self.gates) <= n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"batch {n} was never submitted ({self.submitted} were)")
+            time.sleep(0.005)
+        self.gates[n].set()
+
+
+class _Gated:
+    def __init__(self, out: BatchOutput, gate: threading.Event, fail: bool) -> None:
+        self._out, self._gate, self._fail = out, gate, fail
+
+    def wait(self) -> BatchOutput:
+        if not self._gate.wait(10):
+            raise AssertionError("gate never opened")
+        if self._fail:
+            raise RuntimeError("device lost")
+        return self._out

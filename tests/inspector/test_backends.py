@@ -57,3 +57,18 @@ def test_unknown_backend_and_device(card) -> None:
         create_backend("tflite", card, max_batch=1)
     with pytest.raises(BackendUnavailable, match="NOPE"):
         create_backend("openvino", card, max_batch=1, device="NOPE")
+
+
+@pytest.mark.parametrize("backend,streams", [("openvino", 0), ("openvino", 2), ("onnxruntime", 0)])
+def test_batches_in_flight_at_once_give_what_one_at_a_time_gives(card, frames, backend: str, streams: int) -> None:
+    kw = {"precision": "f32", "streams": streams} if backend == "openvino" else {}
+    be = create_backend(backend, card, max_batch=4, depth=2, **kw)
+    items = [BatchItem(img, fmt, Letterbox.fit(img.shape[1], img.shape[0], 320, 320)) for img, fmt in frames]
+    want_a, want_b = be.infer(items[:3]).raw, be.infer(items[1:]).raw
+    # two slots in flight together; each keeps its own input buffer until it was waited for
+    a, b = be.submit(items[:3]), be.submit(items[1:])
+    got_b, got_a = b.wait(), a.wait()
+    assert np.abs(got_a.raw - want_a).max() < 1e-3 and np.abs(got_b.raw - want_b).max() < 1e-3
+    assert got_a.inference_ms > 0 and got_a.preprocess_ms >= 0
+    # more items than max_batch (a tiled frame) run at once, split
+    assert be.submit(items * 2).wait().raw.shape[0] == 8

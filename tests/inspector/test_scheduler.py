@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -147,3 +148,105 @@ def test_sharding(cams, n, pinned, load, expected) -> None:
 def test_sharding_refuses_a_missing_device() -> None:
     with pytest.raises(ValueError, match="device 3"):
         shard_cameras(["a"], 2, {"a": 3})
+
+
+def wait_for(cond, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.005)
+
+
+def gated_worker(**kw):
+    """A started worker over one camera with a `GatedBackend`, its lane and the results list."""
+    from tests.inspector.fakes import GatedBackend
+
+    ln = lane("c0")
+    be = GatedBackend(depth=2, **kw)
+    results, emit = collect()
+    w = InferenceWorker(0, be, [ln], emit, max_wait_s=0.0)
+    w.start()
+    return w, be, ln, results
+
+
+def submit_two(be, ln) -> None:
+    """Frames 1 and 2, each in a batch of its own, both in flight."""
+    publish(ln.pool, 1, defect=False)
+    wait_for(lambda: be.submitted == 1)
+    publish(ln.pool, 2, defect=False)
+    wait_for(lambda: be.submitted == 2)
+
+
+def test_the_next_batch_is_submitted_while_the_one_before_is_still_inferring() -> None:
+    from tests.inspector.fakes import GatedBackend
+
+    ln = lane("c0")
+    be = GatedBackend(depth=2)
+    results, emit = collect()
+    w = InferenceWorker(0, be, [ln], emit, max_wait_s=0.0)
+    assert w.in_flight == 2
+    w.start()
+    try:
+        publish(ln.pool, 1, defect=True)
+        wait_for(lambda: be.submitted == 1)
+        publish(ln.pool, 2, defect=False)
+        wait_for(lambda: be.submitted == 2)  # batch 0 not decided yet: two in flight
+        publish(ln.pool, 3, defect=False)
+        time.sleep(0.1)
+        assert be.submitted == 2 and results == []  # no third slot: frame 3 waits in its pool
+        be.release(1)  # the second batch finishing first does not overtake the first
+        time.sleep(0.05)
+        assert results == []
+        be.release(0)
+        wait_for(lambda: len(results) == 2)
+        assert [r.sequence for r in results] == [1, 2]
+        assert [r.verdict for r in results] == [Verdict.NG, Verdict.OK]
+        wait_for(lambda: be.submitted == 3)
+        be.release(2)
+        wait_for(lambda: len(results) == 3)
+    finally:
+        w.stop()
+    c = ln.pool.snapshot()
+    assert (c.received, c.inspected, c.dropped) == (3, 3, 0)
+    assert ln.pool.free_slots == 3  # every handle released; the pool's "latest" holds one
+
+
+def test_stop_decides_the_batches_already_in_flight() -> None:
+    w, be, ln, results = gated_worker()
+    publish(ln.pool, 1, defect=False)
+    wait_for(lambda: be.submitted == 1)
+    threading.Timer(0.2, be.release, (0,)).start()
+    w.stop()  # returns once the submitted batch was decided, not before
+    assert [r.sequence for r in results] == [1]
+    assert ln.pool.snapshot().inspected == 1
+
+
+def test_a_batch_whose_inference_fails_in_flight_is_dropped_and_the_next_goes_on() -> None:
+    w, be, ln, results = gated_worker(fail_at=(0,))
+    try:
+        submit_two(be, ln)
+        be.release(0)
+        be.release(1)
+        wait_for(lambda: len(results) == 1)
+    finally:
+        w.stop()
+    assert [r.sequence for r in results] == [2]
+    c = ln.pool.snapshot()
+    assert (c.received, c.inspected, c.dropped) == (2, 1, 1)
+    assert w.stats.errors == 1 and ln.pool.free_slots == 3
+
+
+def test_busy_time_of_overlapping_batches_is_their_union_not_their_sum() -> None:
+    t0 = time.perf_counter()
+    w, be, ln, results = gated_worker()
+    try:
+        submit_two(be, ln)
+        time.sleep(0.3)  # both in flight for 0.3 s
+        be.release(0)
+        be.release(1)
+        wait_for(lambda: len(results) == 2)
+    finally:
+        w.stop()
+    wall = time.perf_counter() - t0
+    assert 0.3 <= w.stats.busy_s <= wall  # summed, the two batches would count ~0.6 s

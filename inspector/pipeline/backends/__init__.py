@@ -9,9 +9,20 @@ BACKENDS = ("openvino", "onnxruntime", "tensorrt")
 
 
 def create_backend(
-    name: str, card: ModelCard, *, max_batch: int, device: str = "CPU", threads: int = 0, precision: str = "auto"
+    name: str,
+    card: ModelCard,
+    *,
+    max_batch: int,
+    device: str = "CPU",
+    threads: int = 0,
+    precision: str = "auto",
+    depth: int = 1,
+    streams: int = 0,
 ) -> Backend:
     """Build the named backend for one inference device.
+
+    ``depth``: batches it can have in flight at once (CPU runtimes: one u8 buffer and infer
+    request each). ``streams``: OpenVINO streams (0: one, all cores on each batch).
 
     Raises:
         BackendUnavailable: The runtime or device is missing (the message says what).
@@ -20,11 +31,11 @@ def create_backend(
     if name == "openvino":
         from inspector.pipeline.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(card, max_batch, device, threads, precision)
+        return OpenVinoBackend(card, max_batch, device, threads, precision, depth=depth, streams=streams)
     if name == "onnxruntime":
         from inspector.pipeline.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(card, max_batch, device, threads)
+        return OnnxRuntimeBackend(card, max_batch, device, threads, depth=depth)
     if name == "tensorrt":
         try:
             from inspector.pipeline.backends.tensorrt_backend import TensorRtBackend

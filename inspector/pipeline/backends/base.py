@@ -36,6 +36,22 @@ class BatchOutput:
     inference_ms: float
 
 
+class PendingBatch(Protocol):
+    """A batch handed to the runtime; `wait` blocks until its outputs are ready (GIL released)."""
+
+    def wait(self) -> BatchOutput: ...
+
+
+@dataclass(frozen=True)
+class DoneBatch:
+    """A batch that was run synchronously: its outputs are already here."""
+
+    out: BatchOutput
+
+    def wait(self) -> BatchOutput:
+        return self.out
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Runs the model on a batch of frames. One instance per inference device."""
@@ -55,15 +71,26 @@ class Backend(Protocol):
 
 
 class CpuBatchBackend:
-    """Base for CPU runtimes: letterbox frames straight into one preallocated u8 batch."""
+    """Base for CPU runtimes: letterbox frames straight into preallocated u8 batches.
+
+    ``depth`` batches can be in flight at once (`submit`), each in a slot of its own (its u8
+    buffer and, in runtimes that run asynchronously, its infer request), so that the host
+    work of one batch overlaps the inference of the next. Slots are used in turn: the caller
+    waits for a batch before it submits ``depth`` more. `infer` is the synchronous path with a
+    buffer of its own.
+    """
 
     name = "cpu"
 
-    def __init__(self, card: ModelCard, max_batch: int, device: str = "CPU") -> None:
+    def __init__(self, card: ModelCard, max_batch: int, device: str = "CPU", depth: int = 1) -> None:
         self.card = card
         self.max_batch = max_batch
         self.device = device
-        self._batch = np.empty((max_batch, card.input_height, card.input_width, 3), np.uint8)
+        self.depth = max(1, int(depth))
+        shape = (max_batch, card.input_height, card.input_width, 3)
+        self._batch = np.empty(shape, np.uint8)
+        self._slots = [np.empty(shape, np.uint8) for _ in range(self.depth)]
+        self._next_slot = 0
 
     def infer(self, items: Sequence[BatchItem]) -> BatchOutput:
         if not items:
@@ -82,6 +109,32 @@ class CpuBatchBackend:
             inf += t2 - t1
         raw = outs[0] if len(outs) == 1 else np.concatenate(outs, 0)
         return BatchOutput(raw, pre * 1e3, inf * 1e3)
+
+    def submit(self, items: Sequence[BatchItem]) -> PendingBatch:
+        """Letterbox ``items`` into the next slot and start its inference; more than ``max_batch``
+        items (a tiled frame) run synchronously through `infer`."""
+        if not items:
+            raise ValueError("submit: empty batch")
+        if len(items) > self.max_batch:
+            return DoneBatch(self.infer(items))
+        slot = self._next_slot
+        self._next_slot = (slot + 1) % self.depth
+        buf = self._slots[slot]
+        t0 = time.perf_counter()
+        for i, it in enumerate(items):
+            letterbox_into(buf[i], it.image, it.pixel_format, it.box, it.tile)
+        return self.start(slot, len(items), (time.perf_counter() - t0) * 1e3)
+
+    def slot_buffer(self, slot: int) -> np.ndarray:
+        """The u8 batch of ``slot`` (benchmarks fill it once and `start` it over and over)."""
+        return self._slots[slot]
+
+    def start(self, slot: int, n: int, preprocess_ms: float = 0.0) -> PendingBatch:
+        """Run the first ``n`` inputs of ``slot``; here synchronously, runtimes with asynchronous
+        requests override it."""
+        t0 = time.perf_counter()
+        raw = self.infer_preprocessed(self._slots[slot][:n])
+        return DoneBatch(BatchOutput(raw, preprocess_ms, (time.perf_counter() - t0) * 1e3))
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

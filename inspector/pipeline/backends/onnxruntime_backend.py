@@ -21,8 +21,11 @@ class OnnxRuntimeBackend(CpuBatchBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, card: ModelCard, max_batch: int = 8, device: str = "CPU", threads: int = 0) -> None:
-        super().__init__(card, max_batch, device)
+    def __init__(
+        self, card: ModelCard, max_batch: int = 8, device: str = "CPU", threads: int = 0, depth: int = 1
+    ) -> None:
+        # runs synchronously in `start`: with depth 2 a batch infers while the one before is decided
+        super().__init__(card, max_batch, device, depth)
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - a runtime dependency

@@ -7,12 +7,13 @@ was quantized from that same graph and takes the same batch.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inspector.pipeline.backends.base import BackendUnavailable, CpuBatchBackend
+from inspector.pipeline.backends.base import BackendUnavailable, BatchOutput, CpuBatchBackend
 from inspector.pipeline.model_repo import ModelCard, ModelError, int8_model_path
 
 
@@ -33,9 +34,16 @@ class OpenVinoBackend(CpuBatchBackend):
     name = "openvino"
 
     def __init__(
-        self, card: ModelCard, max_batch: int = 8, device: str = "CPU", threads: int = 0, precision: str = "auto"
+        self,
+        card: ModelCard,
+        max_batch: int = 8,
+        device: str = "CPU",
+        threads: int = 0,
+        precision: str = "auto",
+        depth: int = 1,
+        streams: int = 0,
     ) -> None:
-        super().__init__(card, max_batch, device)
+        super().__init__(card, max_batch, device, depth)
         try:
             import openvino as ov
         except ImportError as exc:  # pragma: no cover - a runtime dependency
@@ -55,6 +63,8 @@ class OpenVinoBackend(CpuBatchBackend):
         else:
             model = runtime_model(core, card)
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if streams:  # several batches run at once, each on its share of the cores
+            config = {"NUM_STREAMS": streams}
         cache = compiled_model_cache()
         if cache is not None:  # the compiled blob is reused by the next start (same model, device, config)
             config["CACHE_DIR"] = str(cache)
@@ -70,10 +80,46 @@ class OpenVinoBackend(CpuBatchBackend):
         except RuntimeError as exc:
             raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {_first_line(exc)}") from exc
         self._request = self._compiled.create_infer_request()
+        self._slot_requests = [self._compiled.create_infer_request() for _ in range(self.depth)]
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch_u8})
         return np.array(self._request.get_output_tensor(0).data, copy=True)
+
+    def start(self, slot: int, n: int, preprocess_ms: float = 0.0) -> "_Running":
+        req = self._slot_requests[slot]
+        running = _Running(req, preprocess_ms)
+        # the slot's buffer is not written again before this batch was waited for: no copy
+        req.start_async({0: self._slots[slot][:n]}, share_inputs=True)
+        return running
+
+    def warmup(self) -> None:
+        super().warmup()
+        for slot in range(self.depth):  # the slots' requests (and streams) prepare their shapes too
+            for n in range(1, self.max_batch + 1):
+                self.start(slot, n).wait()
+
+
+class _Running:
+    """One slot's batch inside OpenVINO; the completion time is taken by the runtime's callback."""
+
+    __slots__ = ("_req", "_pre_ms", "_t0", "_t1")
+
+    def __init__(self, req: Any, preprocess_ms: float) -> None:
+        self._req = req
+        self._pre_ms = preprocess_ms
+        self._t1 = 0
+        req.set_callback(self._done, None)
+        self._t0 = time.perf_counter_ns()
+
+    def _done(self, _userdata: object) -> None:
+        self._t1 = time.perf_counter_ns()
+
+    def wait(self) -> BatchOutput:
+        self._req.wait()  # raises what the inference raised
+        t1 = self._t1 or time.perf_counter_ns()
+        raw = np.array(self._req.get_output_tensor(0).data, copy=True)
+        return BatchOutput(raw, self._pre_ms, (t1 - self._t0) / 1e6)
 
 
 def compiled_model_cache() -> Path | None:
