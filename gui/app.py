@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -18,6 +17,7 @@ from gui.history import HistoryTab
 from gui.live_wall import LiveWall
 from gui.recipe_selector import RecipeSelector
 from gui.settings_dialog import CameraSettingsDialog
+from gui.startup import BuildCancelled, StartupWindow, after_shown, make_application, run_build
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.config import StationConfig
 from inspector.access.control import StationControl
@@ -228,8 +228,12 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
-def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | None = None) -> int:
+def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | None = None,
+         startup: StartupWindow | None = None) -> int:
     """Run the desktop app for a station config; returns the process exit code.
+
+    The station is built off the GUI thread while a start-up window shows its stages;
+    closing that window waits for the build to end, stops the station and returns 1.
 
     Args:
         cfg: The station.
@@ -237,6 +241,7 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
             audit trail live there too, so ``"none"`` is refused.
         admin_password: First start: create the ``admin`` user with this password
             without asking (unattended installs). Ignored when users exist.
+        startup: The start-up window the launcher already shows (default: one is opened here).
     """
     from inspector.config import ConfigError
     from inspector.station import Station, StationError
@@ -245,9 +250,15 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
     app = make_application()
     if db_url == "none":
         return _fail("The desktop app needs a database for users and the audit trail; leave --db out or give a URL.")
+    if startup is None:
+        startup = StartupWindow(cfg.name)
+        startup.show_now()
     try:
-        station = Station(cfg, db_url=db_url)
+        station = run_build(startup, lambda say: Station(cfg, db_url=db_url, progress=say), Station.stop)
+    except BuildCancelled:
+        return 1
     except (StationError, StorageError, ConfigError, OSError, ValueError) as exc:
+        startup.close()  # the message (a dialog on a desktop) stands alone
         return _fail(f"Cannot build station {cfg.name}: {exc}")
     try:
         control = StationControl(station)
@@ -259,6 +270,7 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
                 if answer not in (FirstStartDialog.DialogCode.Accepted, FirstStartDialog.WATCH_ONLY):
                     station.stop()
                     return 1
+        startup.show_stage("starting cameras")
         try:
             station.start()
         except StationError as exc:
@@ -267,38 +279,21 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
         bridge = EngineBridge(station, control)
         win = MainWindow(station, control, bridge)
         win.show()
+        startup.close()
+        after_shown(win)
         return int(app.exec())
     except UserError as exc:
         station.stop()
         return _fail(f"admin password: {exc}")
     finally:
+        startup.close()
         station.stop()
 
 
-def make_application() -> QApplication:
-    """The `QApplication` (created if needed) with Qt's own platform plugins.
-
-    ``import cv2`` from the non-headless opencv-python wheel points
-    ``QT_QPA_PLATFORM_PLUGIN_PATH`` at the plugins of the Qt bundled with OpenCV, which
-    cannot load into PySide6's Qt ("could not load the Qt platform plugin xcb"). Those
-    variables are dropped before the application starts.
-    """
-    existing = QApplication.instance()
-    if isinstance(existing, QApplication):
-        return existing
-    for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
-        value = os.environ.get(var, "")
-        if f"{os.sep}cv2{os.sep}" in value:
-            log.debug("ignoring %s=%s (set by OpenCV)", var, value)
-            del os.environ[var]
-    app = QApplication(sys.argv[:1])
-    app.setApplicationName("Inspector")
-    return app
-
-
 def _fail(message: str) -> int:
-    log.error("%s", message)
     print(message, file=sys.stderr)
+    if log.hasHandlers():  # without a handler, logging's last resort would print the line a second time
+        log.error("%s", message)
     if QApplication.instance() is not None and QApplication.platformName() not in ("offscreen", "minimal"):
         QMessageBox.critical(None, "Inspector", message)
     return 2

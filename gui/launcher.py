@@ -34,7 +34,8 @@ def gui(
     if problem:
         cli.fail(problem)
     try:
-        from gui.app import main as gui_main
+        # QtWidgets only: the start-up window opens before the app, the engine and OpenVINO load
+        from gui.startup import StartupWindow, make_application
     except ImportError as exc:
         cli.fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
     try:
@@ -50,7 +51,18 @@ def gui(
             password = read_password(ENV_NEW_PASSWORD, "Admin password: ", confirm=True)
         except UserError as exc:
             cli.fail(str(exc))
-    code = gui_main(cfg, db_url=db, admin_password=password)
+    make_application()
+    startup = StartupWindow(cfg.name)
+    startup.show_stage("loading the app")
+    startup.show_now()
+    try:
+        try:
+            from gui.app import main as gui_main
+        except ImportError as exc:
+            cli.fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
+        code = gui_main(cfg, db_url=db, admin_password=password, startup=startup)
+    finally:
+        startup.close()
     raise typer.Exit(code)
 
 

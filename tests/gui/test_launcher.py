@@ -16,6 +16,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
 
     def fake_main(cfg: Any, **kwargs: Any) -> int:
+        startup = kwargs.pop("startup")  # the start-up window, already on screen (test below)
+        assert startup.isVisible()
         calls.append(kwargs)
         return 0
 
@@ -44,6 +46,21 @@ def test_flag_without_a_terminal_says_what_to_set(started: list[dict[str, Any]])
 def test_no_password_leaves_it_to_the_dialog(started: list[dict[str, Any]]) -> None:
     res = CliRunner().invoke(launcher.cli.app, ["gui"])
     assert res.exit_code == 0 and started == [{"db_url": None, "admin_password": None}]
+
+
+def test_startup_window_is_on_screen_before_the_app_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gui.startup import StartupWindow
+
+    seen: list[tuple[str, bool, str]] = []
+
+    def fake_main(cfg: Any, *, startup: StartupWindow, **kwargs: Any) -> int:
+        seen.append((startup.windowTitle(), startup.isVisible(), startup.stage.text()))
+        return 0
+
+    monkeypatch.setattr("gui.app.main", fake_main)
+    res = CliRunner().invoke(launcher.cli.app, ["gui", "--station", "demo"])
+    assert res.exit_code == 0, res.output
+    assert seen == [("Inspector — demo", True, "loading the app")]
 
 
 def test_login_dialog_shows_throttling(qtbot: Any, fake_station: Any, engine: Any) -> None:
