@@ -98,17 +98,7 @@ class Station:
         say(f"loading model {config.model.name}")
         self.card: ModelCard = load_card(config.model.name)
         say(f"compiling the model for {', '.join(config.model.devices)}")
-        self.backends: list[Backend] = [
-            create_backend(
-                self.backend_name,
-                self.card,
-                max_batch=config.scheduler.max_batch,
-                device=dev,
-                threads=config.model.threads,
-                precision=config.model.precision,
-            )
-            for dev in config.model.devices
-        ]
+        self.backends: list[Backend] = self.make_backends(self.card)
         # warmed here, not beside the bank load: a warm-up thread still inside OpenVINO when a later
         # step refuses the config and the process exits aborts it ("terminate called ..."); the
         # overlap saved nothing measurable (median 1.74 s vs 1.83 s)
@@ -155,6 +145,7 @@ class Station:
                 self._fan_out,
                 max_wait_s=config.scheduler.max_wait_ms / 1000,
                 iou_threshold=config.model.iou_threshold,
+                in_flight=config.scheduler.in_flight,
             )
             for i, (be, shard) in enumerate(zip(self.backends, shards))
             if shard
@@ -166,6 +157,15 @@ class Station:
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port is not None:
             self._serve_metrics(port)
+
+    def make_backends(self, card: ModelCard) -> list[Backend]:
+        """One backend per configured device for ``card`` (the station's model, or a recipe's)."""
+        mc, sc = self.config.model, self.config.scheduler
+        return [
+            create_backend(self.backend_name, card, max_batch=sc.max_batch, device=dev, threads=mc.threads,
+                           precision=mc.precision, depth=sc.in_flight, streams=mc.streams)
+            for dev in mc.devices
+        ]
 
     def _setup_recipes(self) -> None:
         from inspector.config import ConfigError
