@@ -24,26 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from camera.renderer import render_part
+from inspector.bench import ISA_FLAGS, cpu_description
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.preprocess import Letterbox, letterbox_into
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
 def cpu_info() -> tuple[str, list[str]]:
-    """The CPU's model name and which of `ISA_FLAGS` it has (from /proc/cpuinfo)."""
-    model, flags = "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return model, [f for f in ISA_FLAGS if f in flags]
+    """The CPU's model name and its ISA extensions (`inspector.bench.cpu_description`)."""
+    cpu = cpu_description()
+    return cpu["model"], cpu["isa"]
 
 
 def fps_for(be, batch: np.ndarray, seconds: float) -> float:

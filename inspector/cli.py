@@ -654,6 +654,10 @@ def bench(
     cameras: str = typer.Option("1,4,8", help="Camera counts for the pipeline runs."),
     seconds: float = typer.Option(12.0, min=1.0, help="Measured seconds per point."),
     threads: int = typer.Option(0, min=0, help="Inference threads (0: runtime default)."),
+    in_flight: Optional[int] = typer.Option(None, "--in-flight", min=1, max=8,
+                                            help="Batches in flight per worker (default: the station's)."),
+    streams: Optional[int] = typer.Option(None, min=0, max=64, help="OpenVINO streams (default: the station's)."),
+    precision: Optional[str] = typer.Option(None, help="auto | f32 | bf16 | f16 | int8 (default: the station's)."),
     db: bool = typer.Option(True, help="Also run the database benchmark."),
     ultralytics: bool = typer.Option(True, help="Also run Ultralytics predict where installed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all numbers here."),
@@ -669,10 +673,15 @@ def bench(
         fail("--cameras: counts must lie in 1..64")
     if backend is not None and backend not in ("openvino", "onnxruntime"):
         fail(f"--backend: {backend!r} cannot be benchmarked here (openvino, onnxruntime)")
+    if precision is not None and precision not in ("auto", "f32", "bf16", "f16", "int8"):
+        fail(f"--precision: {precision!r} is not one of auto, f32, bf16, f16, int8")
     try:
         cfg = _load(station, config)
         res = run_bench(model=cfg.model.name, backend=backend or cfg.model.backend, cameras=counts, threads=threads,
-                        seconds=seconds, db=db, ultralytics=ultralytics)
+                        seconds=seconds, db=db, ultralytics=ultralytics,
+                        in_flight=in_flight or cfg.scheduler.in_flight,
+                        streams=cfg.model.streams if streams is None else streams,
+                        precision=precision or cfg.model.precision)
     except _user_errors() as exc:
         fail(str(exc))
     typer.echo(format_table(res))

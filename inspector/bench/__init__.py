@@ -11,22 +11,47 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def machine_description() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
+#: The instruction-set extensions that decide how fast the model runs on a CPU.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU's model name, which of `ISA_FLAGS` it has, and its kind for the README's tables:
+    ``amx``, ``avx512-vnni``, ``avx2-vnni``, ``avx2`` (or ``other``)."""
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == (platform.processor() or platform.machine()):
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
+    isa = [f for f in ISA_FLAGS if f in flags]
+    if "amx_tile" in flags:
+        kind = "amx"
+    elif "avx512_vnni" in flags:
+        kind = "avx512-vnni"
+    elif "avx_vnni" in flags:
+        kind = "avx2-vnni"
+    elif "avx2" in flags:
+        kind = "avx2"
+    else:
+        kind = "other"
+    return {"model": model, "isa": isa, "kind": kind, "cores": os.cpu_count()}
+
+
+def machine_description() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = cpu_description()
     import openvino
     import onnxruntime
 
     return {
-        "cpu": cpu,
+        "cpu": cpu["model"],
+        "isa": cpu["isa"],
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "openvino": openvino.__version__ if hasattr(openvino, "__version__") else openvino.get_version(),
@@ -44,12 +69,17 @@ def run_bench(
     seconds: float = 12.0,
     db: bool = True,
     ultralytics: bool = True,
+    in_flight: int = 2,
+    streams: int = 0,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Everything in one run; see the README's benchmark section for what each number means."""
     from inspector.bench.pipeline import bench_frames, run_pipeline_bench
 
     t0 = time.perf_counter()
-    res = run_pipeline_bench(model=model, backend=backend, cameras=cameras, threads=threads, seconds=seconds)
+    res = run_pipeline_bench(model=model, backend=backend, cameras=cameras, threads=threads, seconds=seconds,
+                             in_flight=in_flight, streams=streams, precision=precision)
+    res["cpu"] = cpu_description()
     res["machine"] = machine_description()
     ours = res["pipeline_fps"][str(max(cameras))]
     if ultralytics:
@@ -80,7 +110,13 @@ def format_table(res: dict[str, Any]) -> str:
     """A table a person can read."""
     lines = []
     m = res.get("machine", {})
-    lines.append(f"machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; backend {res['backend']}; model {res['model']}")
+    c = res.get("cpu", {})
+    lines.append(
+        f"machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, ISA {' '.join(c.get('isa', [])) or '?'} "
+        f"({c.get('kind', '?')}); backend {res['backend']}; model {res['model']}; "
+        f"precision {res.get('run_precision', 'auto')}, {res.get('in_flight', 1)} batch(es) in flight, "
+        f"streams {res.get('streams', 0) or 1}"
+    )
     lines.append("")
     lines.append(f"{'cameras':>8} {'pure backend fps':>17} {'pipeline fps':>13} {'efficiency':>11} {'mean batch':>11} {'non-inference ms/frame':>23}")
     for k in res["pipeline_fps"]:
@@ -90,6 +126,22 @@ def format_table(res: dict[str, Any]) -> str:
         )
     ln = res["latency_nominal"]
     ls = res["latency_saturation"]
+    p = res.get("precision") or {}
+    if p.get("f32"):
+        i8 = p.get("int8")
+        lines.append(
+            f"precision, pure backend at batch {p['batch']}: f32 {p['f32']['fps']:.1f} fps"
+            + (f", int8 {i8['fps']:.1f} fps, int8/f32 {p['int8_over_f32']:.2f}x"
+               + ("" if i8.get("gate_passed") else " (INT8 model failed its accuracy gate: auto does not pick it)")
+               if i8 else f"; int8: {p.get('note', 'not measured')}")
+        )
+    nm = res.get("nominal")
+    if nm:
+        lines.append(
+            f"nominal: station {nm['station']} ({nm['cameras']} x {nm['fps_per_camera']:g} fps): {nm['fps']:.1f} fps, "
+            f"worker busy {nm['busy_fraction']:.0%}, mean batch {nm['mean_batch']:.2f}, p99 {nm['p99_ms']:.1f} ms, "
+            f"dropped {nm['dropped']}"
+        )
     lines.append("")
     lines.append(
         f"latency, acquired -> result: nominal ({ln['cameras']} x {ln['fps_per_camera']:g} fps) p50 {ln['latency_ms']['p50']:.1f} ms, "

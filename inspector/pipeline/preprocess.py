@@ -169,7 +169,8 @@ def letterbox_into(
         # demosaic before resizing (resizing a mosaic mixes colours), in the crop's own phase
         fmt = bayer_at(pixel_format, tile.x0, tile.y0) if tile is not None else pixel_format
         src, pixel_format = to_bgr(np.ascontiguousarray(src), fmt), "BGR8"
-    dst[...] = PAD_VALUE
+    if box.new_w != dst.shape[1] or box.new_h != dst.shape[0]:  # the image does not cover the input
+        dst[...] = PAD_VALUE
     roi = dst[box.pad_y : box.pad_y + box.new_h, box.pad_x : box.pad_x + box.new_w]
     if src.shape[1] == box.new_w and src.shape[0] == box.new_h:
         resized = src

@@ -72,3 +72,24 @@ def test_batches_in_flight_at_once_give_what_one_at_a_time_gives(card, frames, b
     assert got_a.inference_ms > 0 and got_a.preprocess_ms >= 0
     # more items than max_batch (a tiled frame) run at once, split
     assert be.submit(items * 2).wait().raw.shape[0] == 8
+
+
+def test_a_process_that_exits_with_batches_in_flight_is_not_aborted(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import numpy as np\n"
+        "from inspector.pipeline.backends import create_backend\n"
+        "from inspector.pipeline.model_repo import DEFAULT_MODEL, load_card\n"
+        "be = create_backend('openvino', load_card(DEFAULT_MODEL), max_batch=8, depth=2, streams=2)\n"
+        "be.slot_buffer(0)[:] = 114; be.slot_buffer(1)[:] = 114\n"
+        "a, b = be.start(0, 8), be.start(1, 8)\n"
+        "print('submitted', flush=True)\n"  # and exits with both still running, never waited for
+    )
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert "submitted" in r.stdout
+    assert r.returncode == 0, r.stderr[-500:]
+    assert "FATAL" not in r.stderr and "terminate called" not in r.stderr

@@ -6,6 +6,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from camera.renderer import render_part
@@ -17,10 +18,13 @@ from inspector.quality.quantize import _iou, calibration_seeds
 
 
 def copy_model(dst: Path) -> Path:
+    """The shipped model's ONNX and card, without its INT8 model (the card's [int8] table taken out)."""
     src = load_card(DEFAULT_MODEL, verify=False).folder
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("model.onnx", "card.toml"):
-        shutil.copy(src / name, dst / name)
+    shutil.copy(src / "model.onnx", dst / "model.onnx")
+    data = tomllib.loads((src / "card.toml").read_text())
+    data.pop("int8", None)
+    (dst / "card.toml").write_text(dump_toml(data))
     return dst
 
 
@@ -173,3 +177,17 @@ def test_auto_picks_int8_only_when_the_gate_passed_and_the_device_computes_in_f3
     be = create_backend("openvino", card, max_batch=1, precision="auto")
     expected = "int8" if auto_picks_int8(ov.Core(), "CPU", card) else "auto"
     assert be.precision == expected
+
+
+def test_the_shipped_int8_model_matches_its_card_and_auto_keeps_off_it_while_its_gate_fails() -> None:
+    card = load_card(DEFAULT_MODEL, int8=True)  # both IR files' sha256 checked against the card
+    gate = card.int8["gate"]
+    assert card.int8_gate_passed is bool(gate["passed"])
+    m = card.int8["metrics"]
+    passes = (m["escape_rate"] <= gate["escape_max"] and m["false_reject_rate"] <= gate["false_reject_max"]
+              and m["box_recall_iou90"] >= gate["box_recall_min"])
+    assert passes is card.int8_gate_passed  # the recorded verdict is the one its own figures give
+    if not card.int8_gate_passed:
+        assert create_backend("openvino", card, max_batch=1, precision="auto").precision == "auto"
+    i8 = create_backend("openvino", card, max_batch=2, precision="int8")  # chosen explicitly, it runs
+    assert i8.infer_preprocessed(np.full((2, 320, 320, 3), 114, np.uint8)).shape[0] == 2

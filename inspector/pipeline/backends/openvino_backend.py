@@ -7,7 +7,9 @@ was quantized from that same graph and takes the same batch.
 
 from __future__ import annotations
 
+import atexit
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,7 @@ class OpenVinoBackend(CpuBatchBackend):
             raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {_first_line(exc)}") from exc
         self._request = self._compiled.create_infer_request()
         self._slot_requests = [self._compiled.create_infer_request() for _ in range(self.depth)]
+        _LIVE.add(self)
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch_u8})
@@ -92,6 +95,12 @@ class OpenVinoBackend(CpuBatchBackend):
         # the slot's buffer is not written again before this batch was waited for: no copy
         req.start_async({0: self._slots[slot][:n]}, share_inputs=True)
         return running
+
+    def close(self) -> None:
+        """Wait for every batch still inside the runtime: a process that exits while an infer
+        request runs is aborted by it ("FATAL: exception not rethrown")."""
+        for req in self._slot_requests:
+            req.wait()
 
     def warmup(self) -> None:
         super().warmup()
@@ -120,6 +129,16 @@ class _Running:
         t1 = self._t1 or time.perf_counter_ns()
         raw = np.array(self._req.get_output_tensor(0).data, copy=True)
         return BatchOutput(raw, self._pre_ms, (t1 - self._t0) / 1e6)
+
+
+#: Backends not yet garbage-collected: at exit every one waits for its requests still running.
+_LIVE: "weakref.WeakSet[OpenVinoBackend]" = weakref.WeakSet()
+
+
+@atexit.register
+def _wait_for_requests_at_exit() -> None:
+    for be in list(_LIVE):
+        be.close()
 
 
 def compiled_model_cache() -> Path | None:

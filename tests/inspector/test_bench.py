@@ -1,0 +1,46 @@
+"""`inspector bench --json`: the keys the README's tables and the issue's targets are read from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from inspector.bench import cpu_description, format_table
+from inspector.cli import app
+
+
+def test_cpu_description_names_the_model_and_the_extensions_that_decide_speed() -> None:
+    cpu = cpu_description()
+    assert cpu["model"] and cpu["cores"] == os.cpu_count()
+    flags = set()
+    if Path("/proc/cpuinfo").is_file():
+        flags = {f for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+                 for f in line.split(":", 1)[1].split()}
+    assert set(cpu["isa"]) <= flags and ("avx2" in cpu["isa"]) == ("avx2" in flags)
+    assert cpu["kind"] == ("amx" if "amx_tile" in flags else cpu["kind"])
+    assert cpu["kind"] in ("amx", "avx512-vnni", "avx2-vnni", "avx2", "other")
+
+
+def test_bench_json_has_cpu_precision_and_nominal_beside_the_pipeline(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    out = tmp_path / "b.json"
+    r = CliRunner().invoke(app, ["bench", "--cameras", "2", "--seconds", "1", "--no-db", "--no-ultralytics",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["cpu"]["model"] and isinstance(res["cpu"]["isa"], list)
+    p = res["precision"]
+    assert p["f32"]["fps"] > 0
+    if p["int8"] is not None:  # the shipped model carries an INT8 IR
+        assert p["int8_over_f32"] == pytest.approx(p["int8"]["fps"] / p["f32"]["fps"])
+    nm = res["nominal"]
+    assert nm["station"] == "demo" and nm["cameras"] == 8
+    assert 0.0 < nm["busy_fraction"] <= 1.0 and nm["p99_ms"] > 0 and nm["dropped"] >= 0 and nm["fps"] > 0
+    assert res["efficiency"]["2"] == pytest.approx(res["pipeline_fps"]["2"] / res["pure_backend_fps_by_batch"]["2"])
+    assert res["in_flight"] == 2
+    text = format_table(res)
+    assert "nominal: station demo" in text and "precision, pure backend" in text and res["cpu"]["kind"] in text
