@@ -23,23 +23,14 @@ import time
 from pathlib import Path
 
 EVENTS = ("startup_window_shown", "main_window_shown")
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
 
 
 def cpu_description() -> str:
     """The CPU model and which of the ISA extensions that matter for inference it has."""
-    model, flags = "unknown CPU", set[str]()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    isa = " ".join(f for f in ISA_FLAGS if f in flags) or "none of " + "/".join(ISA_FLAGS)
-    return f"{model}, {os.cpu_count()} cores, {isa}"
+    from inspector.bench import cpu_description as cpu
+
+    c = cpu()
+    return f"{c['model']}, {c['cores']} cores, {' '.join(c['isa']) or 'no AVX2'} ({c['kind']})"
 
 
 def inspector_command() -> list[str]:

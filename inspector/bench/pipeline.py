@@ -58,12 +58,13 @@ def pure_backend_fps(
             f = frames[i % len(frames)]
             box = Letterbox.fit(f.shape[1], f.shape[0], card.input_width, card.input_height)
             letterbox_into(batch[i], f, "Mono8" if f.ndim == 2 else "BGR8", box)
+        drain = None
         if start is None:  # a backend without slots: one batch at a time
             run_once = lambda: be.infer_preprocessed(batch)  # noqa: E731
         else:
             for slot in range(be.depth):
                 be.slot_buffer(slot)[:bs] = batch
-            run_once = _keep_in_flight(be, bs)
+            run_once, drain = _keep_in_flight(be, bs)
         for _ in range(3 * max(1, depth)):
             run_once()
         n = 0
@@ -72,13 +73,16 @@ def pure_backend_fps(
             run_once()
             n += 1
         out[bs] = n * bs / (time.perf_counter() - t0)
+        if drain is not None:
+            drain()  # the next batch size starts on idle slots
     be.close()  # waits for the batches still in flight
     return out
 
 
-def _keep_in_flight(be: Any, n: int) -> Any:
-    """A step that waits for the oldest batch in flight and starts its slot again: ``be.depth``
-    batches stay in flight between steps, as in the station's worker."""
+def _keep_in_flight(be: Any, n: int) -> tuple[Any, Any]:
+    """A step that waits for the oldest batch in flight and starts its slot again (``be.depth``
+    batches stay in flight between steps, as in the station's worker), and a drain that waits
+    for all of them."""
     from collections import deque
 
     pending = deque((slot, be.start(slot, n)) for slot in range(be.depth))
@@ -88,7 +92,11 @@ def _keep_in_flight(be: Any, n: int) -> Any:
         p.wait()
         pending.append((slot, be.start(slot, n)))
 
-    return step
+    def drain() -> None:
+        while pending:
+            pending.popleft()[1].wait()
+
+    return step, drain
 
 
 def station_config(

@@ -28,7 +28,7 @@ def test_bench_json_has_cpu_precision_and_nominal_beside_the_pipeline(tmp_path: 
     from typer.testing import CliRunner
 
     out = tmp_path / "b.json"
-    r = CliRunner().invoke(app, ["bench", "--cameras", "2", "--seconds", "1", "--no-db", "--no-ultralytics",
+    r = CliRunner().invoke(app, ["bench", "--cameras", "1,2", "--seconds", "1", "--no-db", "--no-ultralytics",
                                  "--json", str(out)])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
