@@ -1,4 +1,11 @@
-"""Render benchmarks/results/*.json as the README's benchmark table (between markers)."""
+"""Render an `inspector bench --json` result as the README's table for its kind of CPU.
+
+The README keeps one block per kind of machine (``amx``, ``avx512-vnni``, ``avx2``, ...)
+between ``<!-- bench:KIND:begin -->`` and ``<!-- bench:KIND:end -->``; a kind seen for the first
+time gets a new block at the end of the benchmark section (before ``<!-- bench:end -->``).
+
+    python benchmarks/make_table.py benchmarks/results/latest-amx.json README.md
+"""
 
 from __future__ import annotations
 
@@ -9,21 +16,45 @@ from pathlib import Path
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
+def kind_markers(kind: str) -> tuple[str, str]:
+    return f"<!-- bench:{kind}:begin -->", f"<!-- bench:{kind}:end -->"
+
+
 def table(res: dict) -> str:
-    m = res["machine"]
+    m, c = res["machine"], res["cpu"]
     rows = [
-        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), backend `{res['backend']}`, model `{res['model']}`, "
-        f"frames {res['frame_size'][0]}x{res['frame_size'][1]}; one run of `benchmarks/run.sh` "
-        f"({res['bench_seconds']:.0f} s).",
+        f"#### {c['kind']}: {c['model']}, {c['cores']} cores ({' '.join(c['isa'])})",
         "",
-        "| cameras | pure backend fps | pipeline fps | efficiency | mean batch | non-inference ms/frame |",
-        "|---:|---:|---:|---:|---:|---:|",
+        f"Measured {m['date']}, backend `{res['backend']}` (precision {res.get('run_precision', 'auto')}, "
+        f"{res['in_flight']} batches in flight, {res['streams'] or 1} stream(s)), model `{res['model']}`, "
+        f"frames {res['frame_size'][0]}x{res['frame_size'][1]}; one run of `benchmarks/run.sh` "
+        f"({res['bench_seconds']:.0f} s). Pure backend and pipeline are measured back to back in "
+        f"{res['rounds']} rounds; efficiency is the median of the rounds' ratios.",
+        "",
+        "| cameras | pure backend fps | pipeline fps | efficiency | mean batch |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for k in res["pipeline_fps"]:
         rows.append(
             f"| {k} | {res['pure_backend_fps_by_batch'][k]:.1f} | {res['pipeline_fps'][k]:.1f} | "
-            f"{res['efficiency'][k]:.3f} | {res['mean_batch'][k]:.2f} | {res['non_inference_ms_per_frame'][k]:.3f} |"
+            f"{res['efficiency'][k]:.3f} | {res['mean_batch'][k]:.2f} |"
         )
+    p, nm = res["precision"], res["nominal"]
+    rows.append("")
+    if p.get("int8"):
+        rows.append(
+            f"Precision, pure backend at batch {p['batch']}: f32 {p['f32']['fps']:.1f} fps, INT8 {p['int8']['fps']:.1f} "
+            f"fps: **INT8/f32 {p['int8_over_f32']:.2f}x**"
+            + ("" if p["int8"].get("gate_passed") else " (the INT8 model failed its accuracy gate; `auto` does not pick it)")
+            + "."
+        )
+    elif p.get("f32"):
+        rows.append(f"Precision, pure backend at batch {p['batch']}: f32 {p['f32']['fps']:.1f} fps; {p.get('note', '')}.")
+    rows.append(
+        f"Nominal: station `{nm['station']}` ({nm['cameras']} cameras x {nm['fps_per_camera']:g} fps): "
+        f"{nm['fps']:.1f} fps, worker busy **{nm['busy_fraction']:.0%}**, mean batch {nm['mean_batch']:.2f}, "
+        f"p99 **{nm['p99_ms']:.1f} ms**, dropped **{nm['dropped']}**."
+    )
     ln, ls = res["latency_nominal"], res["latency_saturation"]
     rows += [
         "",
@@ -63,9 +94,16 @@ def main(src: str, readme: str) -> None:
     text = Path(readme).read_text()
     if BEGIN not in text or END not in text:
         sys.exit(f"{readme}: no {BEGIN} ... {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    Path(readme).write_text(f"{head}{BEGIN}\n{table(res)}\n{END}{tail}")
+    kb, ke = kind_markers(res["cpu"]["kind"])
+    block = f"{kb}\n{table(res)}\n{ke}"
+    if kb in text and ke in text:
+        head, rest = text.split(kb, 1)
+        _, tail = rest.split(ke, 1)
+        text = f"{head}{block}{tail}"
+    else:
+        head, tail = text.split(END, 1)
+        text = f"{head}{block}\n{END}{tail}"
+    Path(readme).write_text(text)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ same rendered frames, so the ratios compare like with like on a noisy machine.
 from __future__ import annotations
 
 import logging
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,64 @@ def bench_frames(n: int, width: int, height: int) -> list[np.ndarray]:
     return [render_part(BENCH_SEED + i, width, height, mono=(i % 4 == 3)).image for i in range(n)]
 
 
+class PureRunner:
+    """The runtime alone on an already letterboxed batch of ``batch`` frames: ``depth`` batches in
+    flight at once as the station's worker keeps them, with the station's backend settings
+    (streams, precision), nothing else running (the bound the pipeline is compared with)."""
+
+    def __init__(
+        self, backend: str, model: str, batch: int, threads: int, frames: list[np.ndarray], *, depth: int = 1,
+        streams: int = 0, precision: str = "auto",
+    ) -> None:
+        card = load_card(model, int8=precision == "int8")
+        self.batch = batch
+        self.be = create_backend(backend, card, max_batch=batch, threads=threads, precision=precision, depth=depth,
+                                 streams=streams)
+        data = np.empty((batch, card.input_height, card.input_width, 3), np.uint8)
+        for i in range(batch):
+            f = frames[i % len(frames)]
+            box = Letterbox.fit(f.shape[1], f.shape[0], card.input_width, card.input_height)
+            letterbox_into(data[i], f, "Mono8" if f.ndim == 2 else "BGR8", box)
+        self._data = data
+        self._slotted = hasattr(self.be, "start")
+        if self._slotted:
+            for slot in range(self.be.depth):
+                self.be.slot_buffer(slot)[:batch] = data
+        self.run(0.0, warm=3 * max(1, depth))
+
+    def run(self, seconds: float, warm: int = 1) -> float:
+        """Frames per second over ``seconds`` (after ``warm`` steps); nothing is left in flight."""
+        from collections import deque
+
+        be, n = self.be, self.batch
+        if not self._slotted:  # a backend without slots: one batch at a time
+            def step() -> None:
+                be.infer_preprocessed(self._data)
+            pending: deque[Any] = deque()
+        else:
+            pending = deque((slot, be.start(slot, n)) for slot in range(be.depth))
+
+            def step() -> None:
+                slot, p = pending.popleft()
+                p.wait()
+                pending.append((slot, be.start(slot, n)))
+        try:
+            for _ in range(warm):
+                step()
+            done = 0
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                step()
+                done += 1
+            return done * n / max(1e-9, time.perf_counter() - t0)
+        finally:
+            while pending:  # the next run starts on idle slots
+                pending.popleft()[1].wait()
+
+    def close(self) -> None:
+        self.be.close()
+
+
 def pure_backend_fps(
     backend: str,
     model: str,
@@ -44,59 +103,13 @@ def pure_backend_fps(
     streams: int = 0,
     precision: str = "auto",
 ) -> dict[int, float]:
-    """Frames per second of the runtime alone, per batch size (the bound): already letterboxed
-    batches, ``depth`` of them in flight at once as the station's worker keeps them (the same
-    backend settings: streams, precision), nothing else running."""
-    card = load_card(model, int8=precision == "int8")
-    be = create_backend(backend, card, max_batch=max(batch_sizes), threads=threads, precision=precision,
-                        depth=depth, streams=streams)
+    """Frames per second of the runtime alone (`PureRunner`), per batch size."""
     out: dict[int, float] = {}
-    start = getattr(be, "start", None)
     for bs in batch_sizes:
-        batch = np.empty((bs, card.input_height, card.input_width, 3), np.uint8)
-        for i in range(bs):
-            f = frames[i % len(frames)]
-            box = Letterbox.fit(f.shape[1], f.shape[0], card.input_width, card.input_height)
-            letterbox_into(batch[i], f, "Mono8" if f.ndim == 2 else "BGR8", box)
-        drain = None
-        if start is None:  # a backend without slots: one batch at a time
-            run_once = lambda: be.infer_preprocessed(batch)  # noqa: E731
-        else:
-            for slot in range(be.depth):
-                be.slot_buffer(slot)[:bs] = batch
-            run_once, drain = _keep_in_flight(be, bs)
-        for _ in range(3 * max(1, depth)):
-            run_once()
-        n = 0
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            run_once()
-            n += 1
-        out[bs] = n * bs / (time.perf_counter() - t0)
-        if drain is not None:
-            drain()  # the next batch size starts on idle slots
-    be.close()  # waits for the batches still in flight
+        r = PureRunner(backend, model, bs, threads, frames, depth=depth, streams=streams, precision=precision)
+        out[bs] = r.run(seconds)
+        r.close()
     return out
-
-
-def _keep_in_flight(be: Any, n: int) -> tuple[Any, Any]:
-    """A step that waits for the oldest batch in flight and starts its slot again (``be.depth``
-    batches stay in flight between steps, as in the station's worker), and a drain that waits
-    for all of them."""
-    from collections import deque
-
-    pending = deque((slot, be.start(slot, n)) for slot in range(be.depth))
-
-    def step() -> None:
-        slot, p = pending.popleft()
-        p.wait()
-        pending.append((slot, be.start(slot, n)))
-
-    def drain() -> None:
-        while pending:
-            pending.popleft()[1].wait()
-
-    return step, drain
 
 
 def station_config(
@@ -121,44 +134,86 @@ def station_config(
     )
 
 
-def measure_station(cfg: StationConfig, db_url: str, warmup: float, seconds: float) -> dict[str, Any]:
-    """Run a station, discard ``warmup`` seconds, measure the next ``seconds``."""
+def measure_station(
+    cfg: StationConfig, db_url: str, warmup: float, seconds: float, *, pure: PureRunner | None = None,
+    rounds: int = 1,
+) -> dict[str, Any]:
+    """Run a station, discard ``warmup`` seconds, measure ``seconds`` in ``rounds`` windows.
+
+    With ``pure``, each window is preceded by as long a run of the runtime alone while the
+    station's workers are paused, so the two are measured side by side, round after round,
+    under the same drift of a shared machine; ``efficiency`` is the median of the rounds' ratios.
+    """
     st = Station(cfg, db_url=db_url, archive=False)  # renders the simulated banks: rendering is not the pipeline
     st.start()
+    windows: list[dict[str, Any]] = []
+    pure_fps: list[float] = []
+    lat: list[float] = []
     try:
         time.sleep(warmup)
         from inspector.ops.run_stats import RunStats
 
-        st.stats = RunStats()
-        w0 = [(w.stats.frames, w.stats.busy_s, w.stats.infer_s, w.stats.batches, w.stats.items) for w in st.workers]
-        c0 = {cid: cam.pool.snapshot() for cid, cam in st.cameras.items()}
-        t0 = time.perf_counter()
-        time.sleep(seconds)
-        t1 = time.perf_counter()
-        c1 = {cid: cam.pool.snapshot() for cid, cam in st.cameras.items()}
-        w1 = [(w.stats.frames, w.stats.busy_s, w.stats.infer_s, w.stats.batches, w.stats.items) for w in st.workers]
+        span = seconds / max(1, rounds)
+        per_window: list[RunStats] = []
+        for _ in range(max(1, rounds)):
+            if pure is not None:
+                for w in st.workers:
+                    w.pause(True)
+                time.sleep(0.2)  # the batches in flight are decided
+                pure_fps.append(pure.run(span))
+                for w in st.workers:
+                    w.pause(False)
+                time.sleep(0.5)  # back to its steady state (frames held over the pause are done)
+            st.stats = RunStats()  # latencies of this window only
+            windows.append(_window(st, span))
+            per_window.append(st.stats)
+        cams = [cs for rs in per_window for cs in rs.cameras.values()]
+        lat = [v for cs in cams for v in cs.latency_ms]
+        merged: dict[str, list[float]] = {}
+        for cs in cams:
+            for k, v in cs.stages.items():
+                merged.setdefault(k, []).extend(v)
+        stages = {k: percentiles(v) for k, v in merged.items()}
+        rows = st.db_writer.rows_written if st.db_writer is not None else 0
     finally:
         st.stop()
-    inspected = sum(c1[c].inspected - c0[c].inspected for c in c1)
-    dropped = sum(c1[c].dropped - c0[c].dropped for c in c1)
-    frames = sum(b[0] - a[0] for a, b in zip(w0, w1))
-    busy = sum(b[1] - a[1] for a, b in zip(w0, w1))
-    infer = sum(b[2] - a[2] for a, b in zip(w0, w1))
-    batches = sum(b[3] - a[3] for a, b in zip(w0, w1))
-    items = sum(b[4] - a[4] for a, b in zip(w0, w1))
-    lat = [v for cs in st.stats.cameras.values() for v in cs.latency_ms]
-    return {
-        "fps": inspected / (t1 - t0),
-        "inspected": inspected,
-        "dropped": dropped,
-        "busy_fraction": busy / (t1 - t0) / max(1, len(w0)),
-        "mean_batch": items / batches if batches else 0.0,
-        "non_inference_ms_per_frame": (busy - infer) / frames * 1e3 if frames else 0.0,
-        "inference_ms_per_frame": infer / frames * 1e3 if frames else 0.0,
+    total = {k: sum(w[k] for w in windows) for k in ("wall", "inspected", "dropped", "frames", "busy", "infer",
+                                                      "batches", "items")}
+    n_workers = max(1, len(st.workers))
+    out = {
+        "fps": total["inspected"] / total["wall"],
+        "inspected": total["inspected"],
+        "dropped": total["dropped"],
+        "busy_fraction": total["busy"] / total["wall"] / n_workers,
+        "mean_batch": total["items"] / total["batches"] if total["batches"] else 0.0,
+        "non_inference_ms_per_frame": (total["busy"] - total["infer"]) / total["frames"] * 1e3 if total["frames"] else 0.0,
+        "inference_ms_per_frame": total["infer"] / total["frames"] * 1e3 if total["frames"] else 0.0,
         "latency_ms": percentiles(lat),
-        "stages_ms": st.stats.stage_percentiles(),
-        "db_rows_written": st.db_writer.rows_written if st.db_writer is not None else 0,
+        "stages_ms": stages,
+        "db_rows_written": rows,
     }
+    if pure is not None:
+        ratios = [w["inspected"] / w["wall"] / p for w, p in zip(windows, pure_fps)]
+        out["rounds"] = [{"pure_fps": p, "pipeline_fps": w["inspected"] / w["wall"], "efficiency": r}
+                         for w, p, r in zip(windows, pure_fps, ratios)]
+        out["pure_fps"] = statistics.median(pure_fps)
+        out["efficiency"] = statistics.median(ratios)
+    return out
+
+
+def _window(st: Station, seconds: float) -> dict[str, Any]:
+    """Counters of a running station over the next ``seconds``."""
+    def snap() -> tuple[float, int, int, list[tuple[int, float, float, int, int]]]:
+        pools = [cam.pool.snapshot() for cam in st.cameras.values()]
+        ws = [(w.stats.frames, w.stats.busy_s, w.stats.infer_s, w.stats.batches, w.stats.items) for w in st.workers]
+        return time.perf_counter(), sum(p.inspected for p in pools), sum(p.dropped for p in pools), ws
+
+    t0, i0, d0, w0 = snap()
+    time.sleep(seconds)
+    t1, i1, d1, w1 = snap()
+    dw = [sum(b[k] - a[k] for a, b in zip(w0, w1)) for k in range(5)]
+    return {"wall": t1 - t0, "inspected": i1 - i0, "dropped": d1 - d0, "frames": dw[0], "busy": dw[1],
+            "infer": dw[2], "batches": dw[3], "items": dw[4]}
 
 
 def run_pipeline_bench(
@@ -176,14 +231,13 @@ def run_pipeline_bench(
     streams: int = 0,
     precision: str = "auto",
     nominal: StationConfig | None = None,
+    rounds: int = 4,
 ) -> dict[str, Any]:
     """The full side-by-side: pure backend (at each precision), pipeline at each camera count,
     and a station at its nominal rate (``nominal``: the built-in ``demo``, 8 cameras x 5 fps)."""
     frames = bench_frames(32, width, height)
     sizes = sorted(set(cameras))
     pure_s = min(6.0, seconds / 2)
-    pure = pure_backend_fps(backend, model, sizes, pure_s, threads, frames, depth=in_flight, streams=streams,
-                            precision=precision)
     by_precision = precision_fps(backend, model, max(sizes), pure_s, threads, frames, in_flight, streams)
     pipeline: dict[str, Any] = {}
     if nominal is None:
@@ -199,7 +253,13 @@ def run_pipeline_bench(
         for n in sizes:
             cfg = station_config(n, 0.0, model, backend, threads, width, height, max_batch, in_flight=in_flight,
                                  streams=streams, precision=precision)
-            pipeline[str(n)] = measure_station(cfg, f"sqlite:///{Path(tmp) / f'sat{n}.db'}", warmup, seconds)
+            runner = PureRunner(backend, model, n, threads, frames, depth=in_flight, streams=streams,
+                                precision=precision)
+            try:
+                pipeline[str(n)] = measure_station(cfg, f"sqlite:///{Path(tmp) / f'sat{n}.db'}", warmup, seconds,
+                                                   pure=runner, rounds=rounds)
+            finally:
+                runner.close()
             log.info("pipeline %d cameras: %.1f fps", n, pipeline[str(n)]["fps"])
         top = max(sizes)
         nom = measure_station(nominal, f"sqlite:///{Path(tmp) / 'nominal.db'}", warmup, seconds)
@@ -212,10 +272,12 @@ def run_pipeline_bench(
         "in_flight": in_flight,
         "streams": streams,
         "run_precision": precision,
-        "pure_backend_fps": pure[top],
-        "pure_backend_fps_by_batch": {str(k): v for k, v in pure.items()},
+        "pure_backend_fps": pipeline[str(top)]["pure_fps"],
+        "pure_backend_fps_by_batch": {k: v["pure_fps"] for k, v in pipeline.items()},
         "pipeline_fps": {k: v["fps"] for k, v in pipeline.items()},
-        "efficiency": {k: v["fps"] / pure[int(k)] for k, v in pipeline.items()},
+        # the median over rounds of pipeline / pure measured back to back (not the ratio of the two medians)
+        "efficiency": {k: v["efficiency"] for k, v in pipeline.items()},
+        "rounds": rounds,
         "mean_batch": {k: v["mean_batch"] for k, v in pipeline.items()},
         "non_inference_ms_per_frame": {k: v["non_inference_ms_per_frame"] for k, v in pipeline.items()},
         "precision": by_precision,
