@@ -161,12 +161,20 @@ def measure_station(
                     w.pause(True)
                 time.sleep(0.2)  # the batches in flight are decided
                 pure_fps.append(pure.run(span))
+                done = [w.stats.batches for w in st.workers]
                 for w in st.workers:
                     w.pause(False)
-                time.sleep(0.5)  # back to its steady state (frames held over the pause are done)
+                # back to its steady state: the frames held over the pause are decided (they carry its length
+                # in their latency), then a moment more
+                settle = time.monotonic() + 10.0
+                while time.monotonic() < settle and any(
+                        w.stats.batches < d + w.in_flight + 2 for w, d in zip(st.workers, done)):
+                    time.sleep(0.01)
+                time.sleep(0.3)
             st.stats = RunStats()  # latencies of this window only
             windows.append(_window(st, span))
             per_window.append(st.stats)
+            st.stats = RunStats()  # what comes between windows (the frames held over a pause) counts nowhere
         cams = [cs for rs in per_window for cs in rs.cameras.values()]
         lat = [v for cs in cams for v in cs.latency_ms]
         merged: dict[str, list[float]] = {}
