@@ -50,6 +50,7 @@ def table(res: dict) -> str:
         )
     elif p.get("f32"):
         rows.append(f"Precision, pure backend at batch {p['batch']}: f32 {p['f32']['fps']:.1f} fps; {p.get('note', '')}.")
+    rows.append("")
     rows.append(
         f"Nominal: station `{nm['station']}` ({nm['cameras']} cameras x {nm['fps_per_camera']:g} fps): "
         f"{nm['fps']:.1f} fps, worker busy **{nm['busy_fraction']:.0%}**, mean batch {nm['mean_batch']:.2f}, "

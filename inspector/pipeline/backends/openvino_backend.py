@@ -102,12 +102,6 @@ class OpenVinoBackend(CpuBatchBackend):
         for req in self._slot_requests:
             req.wait()
 
-    def warmup(self) -> None:
-        super().warmup()
-        for slot in range(self.depth):  # the slots' requests (and streams) prepare their shapes too
-            for n in range(1, self.max_batch + 1):
-                self.start(slot, n).wait()
-
 
 class _Running:
     """One slot's batch inside OpenVINO; the completion time is taken by the runtime's callback."""
