@@ -137,7 +137,20 @@ def run(
         unknown = [i.camera for i in injections if i.camera not in {c.id for c in cfg.cameras}]
         if unknown:
             fail(f"--inject: no camera {unknown[0]!r} in station {cfg.name} ({', '.join(c.id for c in cfg.cameras)})")
-        st = Station(cfg, db_url=db, backend=backend, archive=not no_archive, metrics_port=metrics_port)
+        started = time.monotonic()
+
+        def say(stage: str) -> None:  # what the start is doing, at once, on one line that ends as it ends
+            sys.stderr.write(f"\r\x1b[2K[start {time.monotonic() - started:4.1f}s] {cfg.name}: {stage}"[:200])
+            sys.stderr.flush()
+
+        # on a terminal only: in a log (or a script's capture) a refused start stays one line
+        live = not quiet and sys.stderr.isatty()
+        try:
+            st = Station(cfg, db_url=db, backend=backend, archive=not no_archive, metrics_port=metrics_port,
+                         progress=say if live else None)
+        finally:
+            if live:
+                sys.stderr.write("\r\x1b[2K")
     except _user_errors() as exc:
         fail(str(exc))
     stop = threading.Event()

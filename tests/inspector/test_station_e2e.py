@@ -151,3 +151,40 @@ def test_history_and_cameras_list_commands(tmp_path: Path) -> None:
     if any(p.endswith("viky.cti") for p in listed["producers"]):
         serials = {c["serial"] for c in listed["cameras"] if c["kind"] == "gentl"}
         assert len(serials) >= 3  # the three viky devices
+
+
+def test_on_a_terminal_the_headless_start_says_what_it_is_doing(tmp_path: Path) -> None:
+    """A start takes seconds: on a terminal each stage shows at once on one line that is cleared
+    when the station runs; in a log or a capture (no terminal) nothing but the run's own output."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(CONFIG.format(archive=tmp_path / "arch"))
+    cmd = [sys.executable, "-m", "inspector.cli", "run", "--headless", "--config", str(cfg), "--db", "none",
+           "--no-archive", "--duration", "0.5"]
+    root = Path(__file__).resolve().parents[2]
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=slave, timeout=120, check=False)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child's end is closed: all read
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    tty = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, tty
+    for stage in ("e2e: loading model", "e2e: warming up", "e2e: camera a: opening (1 of 2)", "e2e: camera b: frames"):
+        assert stage in tty, tty
+    assert "\r\x1b[2K" in tty  # one line, rewritten in place and cleared
+    piped = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    assert piped.returncode == 0 and "[start" not in piped.stderr + piped.stdout
