@@ -518,6 +518,10 @@ def quantize(
     calibration: int = typer.Option(300, min=1, max=999_999, help="Calibration frames (training seeds 0..N-1)."),
     preset: str = typer.Option("mixed", help="NNCF preset: mixed (asymmetric activations) or performance."),
     eval_frames: int = typer.Option(2000, min=8, help="Held-out frames for the INT8 metrics and the gate."),
+    accuracy_control: int = typer.Option(
+        0, "--accuracy-control", min=0, max=100_000,
+        help="With N > 0: put back in f32 what costs most FP32 boxes on N training frames after the "
+             "calibration ones, until the gate's share (minutes)."),
 ) -> None:
     """INT8 OpenVINO IR by NNCF post-training quantization, its sha256s and held-out gate in the card
     (needs the quantize extra: pip install -e '.\\[quantize]')."""  # \[: not rich markup
@@ -526,7 +530,7 @@ def quantize(
     errors: tuple[type[BaseException], ...] = (*_user_errors(), QuantizeUnavailable, ValueError)
     try:
         r = quantize_model(model, calibration=calibration, preset=preset, eval_frames=eval_frames,
-                           progress=typer.echo)
+                           accuracy_control=accuracy_control, progress=typer.echo)
     except errors as exc:
         fail(str(exc))
     for name, m in (("int8", r.int8), ("f32", r.f32)):

@@ -142,6 +142,33 @@ def box_recall(
     return (found / total if total else 1.0), total
 
 
+class BoxRecall:
+    """NNCF's validation function for accuracy control: the share of the FP32 model's boxes (score >=
+    ``threshold``, on ``frames``) that a candidate model finds again (same class, IoU >= 0.9), in
+    input pixels (the frames are letterboxed inputs)."""
+
+    def __init__(self, f32_model: Any, frames: list[np.ndarray], threshold: float) -> None:
+        self.threshold = threshold
+        self._ref = {id(b): self._boxes(f32_model(b)[0][0]) for b in frames}
+        self.total = sum(len(v) for v in self._ref.values())
+
+    def _boxes(self, raw: np.ndarray) -> np.ndarray:
+        from inspector.pipeline.postprocess import decode_yolo, nms
+
+        d = nms(decode_yolo(raw, 0.05), 0.5)
+        return d[d[:, 4] >= self.threshold]
+
+    def __call__(self, model: Any, frames: Any) -> float:
+        found = total = 0
+        for b in frames:
+            want, got = self._ref[id(b)], self._boxes(model(b)[0][0])
+            total += len(want)
+            for row in want:
+                same = got[got[:, 5] == row[5]]
+                found += int(len(same) > 0 and float(_iou(row[:4], same[:, :4]).max()) >= GATE_IOU)
+        return found / total if total else 1.0
+
+
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])
@@ -160,6 +187,7 @@ def quantize_model(
     preset: str = "mixed",
     eval_frames: int = 2000,
     threshold: float | None = None,
+    accuracy_control: int = 0,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> QuantizeReport:
     """Quantize a model folder's OpenVINO graph to INT8, evaluate it beside FP32, record it in the card.
@@ -170,6 +198,10 @@ def quantize_model(
         preset: NNCF preset: ``mixed`` (asymmetric activations) or ``performance`` (symmetric).
         eval_frames: Held-out frames (seeds 1,000,000..) for the metrics and the gate.
         threshold: Verdict threshold (default: the card's metrics.threshold, else 0.25).
+        accuracy_control: With N > 0, NNCF's accuracy control: the quantized operations whose
+            INT8 costs most of the FP32 model's boxes (found again at IoU >= 0.9, `BoxRecall`) on N
+            training frames after the calibration seeds go back to f32, until the gate's share
+            is reached or its search ends (minutes on a 2-core CPU).
         progress: Called with one line per step (the CLI echoes it).
 
     Raises:
@@ -195,14 +227,31 @@ def quantize_model(
              f"(training seeds {seeds.start}..{seeds.stop - 1}), f32 kept for {', '.join(scope.patterns) or '-'} "
              f"and {', '.join(scope.types)}")
     dataset = nncf.Dataset(list(calibration_batches(card, seeds)))
-    quantized = nncf.quantize(
-        graph,
-        dataset,
-        preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-        subset_size=calibration,
-        ignored_scope=scope,
-        fast_bias_correction=False,  # full bias correction: +4 points of boxes found again at IoU 0.9
-    )
+    common: dict[str, Any] = {
+        "preset": nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        "subset_size": calibration,
+        "ignored_scope": scope,
+        "fast_bias_correction": False,  # full bias correction: +4 points of boxes found again at IoU 0.9
+    }
+    if accuracy_control:
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        val_seeds = calibration_seeds(accuracy_control, first=seeds.stop)
+        val = list(calibration_batches(card, val_seeds))
+        recall = BoxRecall(ov.Core().compile_model(runtime_model(ov.Core(), card), "CPU",
+                                                   {"INFERENCE_PRECISION_HINT": "f32"}), val, thr)
+        progress(f"accuracy control: f32 again for what costs most FP32 boxes at IoU >= {GATE_IOU} on training seeds "
+                 f"{val_seeds.start}..{val_seeds.stop - 1} ({recall.total} boxes), until {GATE_BOX_RECALL_MIN:.0%} "
+                 f"or 30 steps ...")
+        quantized = nncf.quantize_with_accuracy_control(
+            graph, dataset, nncf.Dataset(val), validation_fn=recall, max_drop=1.0 - GATE_BOX_RECALL_MIN,
+            drop_type=nncf.DropType.ABSOLUTE,
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                ranking_subset_size=min(100, len(val)), max_num_iterations=30),
+            **common,
+        )
+    else:
+        quantized = nncf.quantize(graph, dataset, **common)
     xml = card.folder / INT8_XML
     try:
         # no fp16 weight compression: what stays unquantized keeps its trained f32 weights
@@ -219,6 +268,9 @@ def quantize_model(
         "calibration_frames": calibration,
         "calibration_seeds": [seeds.start, seeds.stop - 1],
         "not_quantized": ", ".join([*scope.patterns, *scope.types]),
+        **({"accuracy_control": f"box recall vs FP32 at IoU {GATE_IOU} on training seeds "
+                                f"{seeds.stop}..{seeds.stop + accuracy_control - 1}, max drop "
+                                f"{1.0 - GATE_BOX_RECALL_MIN:.2f}, 30 steps"} if accuracy_control else {}),
     }
     # the card names the files before the evaluation loads them through the checked path
     _write_int8_table(card, table)

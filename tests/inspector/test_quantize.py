@@ -191,3 +191,25 @@ def test_the_shipped_int8_model_matches_its_card_and_auto_keeps_off_it_while_its
         assert create_backend("openvino", card, max_batch=1, precision="auto").precision == "auto"
     i8 = create_backend("openvino", card, max_batch=2, precision="int8")  # chosen explicitly, it runs
     assert i8.infer_preprocessed(np.full((2, 320, 320, 3), 114, np.uint8)).shape[0] == 2
+
+
+def test_box_recall_counts_the_fp32_boxes_a_candidate_finds_again_at_iou_09() -> None:
+    from inspector.quality.quantize import BoxRecall
+
+    def model_with_box(shift: float, cls: int = 1):
+        def run(batch: np.ndarray):
+            raw = np.zeros((1, 8, 16), np.float32)  # (1, 4 + 4 classes, candidates)
+            if int(batch.reshape(-1)[0]) == 255:  # a frame with a defect: one 20x20 box
+                raw[0, :4, 0] = [110 + shift, 110, 20, 20]
+                raw[0, 4 + cls, 0] = 0.9
+            return [raw]
+        return run
+
+    frames = [np.full((1, 4, 4, 3), v, np.uint8) for v in (255, 0, 255)]  # two defects, one clean frame
+    recall = BoxRecall(model_with_box(0.0), frames, threshold=0.25)
+    assert recall.total == 2
+    assert recall(model_with_box(0.0), frames) == 1.0
+    assert recall(model_with_box(1.0), frames) == 1.0  # IoU 0.905: found again
+    assert recall(model_with_box(3.0), frames) == 0.0  # IoU 0.74: moved too far
+    assert recall(model_with_box(0.0, cls=2), frames) == 0.0  # same place, another class
+    assert recall(model_with_box(0.0), frames[1:2]) == 1.0  # no FP32 box: nothing to miss
