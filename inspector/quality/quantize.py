@@ -134,9 +134,7 @@ def box_recall(
             a = a[a[:, 4] >= threshold]
             b = b[b[:, 4] >= threshold]
             total += len(a)
-            for row in a:
-                same = b[b[:, 5] == row[5]]
-                found += int(len(same) > 0 and float(_iou(row[:4], same[:, :4]).max()) >= iou)
+            found += found_again(a, b, iou)
     f32.close()
     i8.close()
     return (found / total if total else 1.0), total
@@ -161,12 +159,19 @@ class BoxRecall:
     def __call__(self, model: Any, frames: Any) -> float:
         found = total = 0
         for b in frames:
-            want, got = self._ref[id(b)], self._boxes(model(b)[0][0])
+            want = self._ref[id(b)]
             total += len(want)
-            for row in want:
-                same = got[got[:, 5] == row[5]]
-                found += int(len(same) > 0 and float(_iou(row[:4], same[:, :4]).max()) >= GATE_IOU)
+            found += found_again(want, self._boxes(model(b)[0][0]))
         return found / total if total else 1.0
+
+
+def found_again(want: np.ndarray, got: np.ndarray, iou: float = GATE_IOU) -> int:
+    """How many of the ``(N, 6)`` boxes ``want`` have a box of the same class in ``got`` at IoU >= ``iou``."""
+    found = 0
+    for row in want:
+        same = got[got[:, 5] == row[5]]
+        found += int(len(same) > 0 and float(_iou(row[:4], same[:, :4]).max()) >= iou)
+    return found
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -221,7 +226,8 @@ def quantize_model(
     seeds = calibration_seeds(calibration)
     card = load_card(model)
     thr = threshold if threshold is not None else (card.threshold if card.threshold is not None else 0.25)
-    graph = runtime_model(ov.Core(), card, fused=True)
+    core = ov.Core()
+    graph = runtime_model(core, card, fused=True)
     scope = ignored_scope_for(graph)
     progress(f"quantizing {card.name}: NNCF {nncf.__version__}, preset {preset}, {calibration} calibration frames "
              f"(training seeds {seeds.start}..{seeds.stop - 1}), f32 kept for {', '.join(scope.patterns) or '-'} "
@@ -238,8 +244,8 @@ def quantize_model(
 
         val_seeds = calibration_seeds(accuracy_control, first=seeds.stop)
         val = list(calibration_batches(card, val_seeds))
-        recall = BoxRecall(ov.Core().compile_model(runtime_model(ov.Core(), card), "CPU",
-                                                   {"INFERENCE_PRECISION_HINT": "f32"}), val, thr)
+        recall = BoxRecall(core.compile_model(runtime_model(core, card), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
+                           val, thr)
         progress(f"accuracy control: f32 again for what costs most FP32 boxes at IoU >= {GATE_IOU} on training seeds "
                  f"{val_seeds.start}..{val_seeds.stop - 1} ({recall.total} boxes), until {GATE_BOX_RECALL_MIN:.0%} "
                  f"or 30 steps ...")
