@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from camera.renderer import render_part
-from inspector.pipeline.backends import create_backend
 from inspector.config import SimulatedCameraConfig, StationConfig
+from inspector.ops.run_stats import RunStats, percentiles
+from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.preprocess import Letterbox, letterbox_into
-from inspector.ops.run_stats import percentiles
 from inspector.station import Station
 
 log = logging.getLogger(__name__)
@@ -91,27 +91,6 @@ class PureRunner:
         self.be.close()
 
 
-def pure_backend_fps(
-    backend: str,
-    model: str,
-    batch_sizes: list[int],
-    seconds: float,
-    threads: int,
-    frames: list[np.ndarray],
-    *,
-    depth: int = 1,
-    streams: int = 0,
-    precision: str = "auto",
-) -> dict[int, float]:
-    """Frames per second of the runtime alone (`PureRunner`), per batch size."""
-    out: dict[int, float] = {}
-    for bs in batch_sizes:
-        r = PureRunner(backend, model, bs, threads, frames, depth=depth, streams=streams, precision=precision)
-        out[bs] = r.run(seconds)
-        r.close()
-    return out
-
-
 def station_config(
     n_cameras: int, fps: float, model: str, backend: str, threads: int, width: int, height: int, max_batch: int,
     *, in_flight: int = 2, streams: int = 0, precision: str = "auto",
@@ -151,8 +130,6 @@ def measure_station(
     lat: list[float] = []
     try:
         time.sleep(warmup)
-        from inspector.ops.run_stats import RunStats
-
         span = seconds / max(1, rounds)
         per_window: list[RunStats] = []
         for _ in range(max(1, rounds)):
@@ -319,12 +296,16 @@ def precision_fps(
         return {**out, "f32": None, "int8": None, "int8_over_f32": None, "note": f"{backend}: f32 only"}
     card = load_card(model)
     has_int8 = card.int8 is not None
+    runners = {p: PureRunner(backend, model, batch, threads, frames, depth=depth, streams=streams, precision=p)
+               for p in (("f32", "int8") if has_int8 else ("f32",))}
     runs: dict[str, list[float]] = {"f32": [], "int8": []}
-    for _ in range(2):
-        for p in ("f32", "int8") if has_int8 else ("f32",):
-            fps = pure_backend_fps(backend, model, [batch], seconds / 2, threads, frames, depth=depth,
-                                   streams=streams, precision=p)
-            runs[p].append(fps[batch])
+    try:
+        for _ in range(2):
+            for p, runner in runners.items():
+                runs[p].append(runner.run(seconds / 2))
+    finally:
+        for runner in runners.values():
+            runner.close()
     f32 = max(runs["f32"])
     int8 = max(runs["int8"]) if runs["int8"] else None
     return {
