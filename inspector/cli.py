@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional, get_args
 
 import typer
 
@@ -690,8 +690,11 @@ def bench(
         fail("--cameras: counts must lie in 1..64")
     if backend is not None and backend not in ("openvino", "onnxruntime"):
         fail(f"--backend: {backend!r} cannot be benchmarked here (openvino, onnxruntime)")
-    if precision is not None and precision not in ("auto", "f32", "bf16", "f16", "int8"):
-        fail(f"--precision: {precision!r} is not one of auto, f32, bf16, f16, int8")
+    from inspector.config import ModelConfig
+
+    precisions = get_args(ModelConfig.model_fields["precision"].annotation)  # the config's own choices
+    if precision is not None and precision not in precisions:
+        fail(f"--precision: {precision!r} is not one of {', '.join(precisions)}")
     try:
         cfg = _load(station, config)
         res = run_bench(model=cfg.model.name, backend=backend or cfg.model.backend, cameras=counts, threads=threads,

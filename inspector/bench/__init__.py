@@ -18,29 +18,25 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_t
 def cpu_description() -> dict[str, Any]:
     """The CPU's model name, which of `ISA_FLAGS` it has, and its kind for the README's tables:
     ``amx``, ``avx512-vnni``, ``avx2-vnni``, ``avx2`` (or ``other``)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model: str | None = None
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
+            for line in f:  # the first processor's lines
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == (platform.processor() or platform.machine()):
+                if key.strip() == "model name" and model is None:
                     model = value.strip()
                 elif key.strip() == "flags" and not flags:
                     flags = set(value.split())
     except OSError:
         pass
-    isa = [f for f in ISA_FLAGS if f in flags]
-    if "amx_tile" in flags:
-        kind = "amx"
-    elif "avx512_vnni" in flags:
-        kind = "avx512-vnni"
-    elif "avx_vnni" in flags:
-        kind = "avx2-vnni"
-    elif "avx2" in flags:
-        kind = "avx2"
-    else:
-        kind = "other"
-    return {"model": model, "isa": isa, "kind": kind, "cores": os.cpu_count()}
+    kind = next((k for flag, k in _KINDS if flag in flags), "other")
+    return {"model": model or platform.processor() or platform.machine(), "isa": [f for f in ISA_FLAGS if f in flags],
+            "kind": kind, "cores": os.cpu_count()}
+
+
+#: (flag, kind), the most capable first: a CPU's kind is that of the first flag it has.
+_KINDS = (("amx_tile", "amx"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx2-vnni"), ("avx2", "avx2"))
 
 
 def machine_description() -> dict[str, Any]:
