@@ -22,25 +22,41 @@ _HUGE = ('name = "bad-bank"\n[[cameras]]\nid = "huge-cam"\nkind = "simulated"\nw
          "bank_size = 64\n")
 
 
+#: The real command line, which at exit writes its own peak RSS (VmHWM of its address space) to the file
+#: named by $PEAK_RSS_FILE. Not wait4's ru_maxrss: Linux carries the parent's peak over into a vforked
+#: child at exec, so a test process at 3 GiB would read as a child at 3 GiB.
+_CHILD = (
+    "import atexit, os, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            open(os.environ['PEAK_RSS_FILE'], 'w').write(str(int(line.split()[1]) * 1024))\n"
+    "atexit.register(_peak)\n"
+    "from inspector.cli import run_cli\n"
+    "run_cli(sys.argv[1:])\n"
+)
+
+
 def _run_headless(config: Path) -> tuple[int, list[str], int]:
-    """``inspector run --headless`` on ``config``: exit status, stderr lines, the child's peak RSS (bytes)."""
+    """``inspector run --headless`` on ``config``: exit status, stderr lines, the child's own peak RSS (bytes)."""
+    peak_file = config.with_name(config.name + ".peak-rss")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inspector.cli", "run", "--headless", "--config", str(config), "--db", "none",
+        [sys.executable, "-c", _CHILD, "run", "--headless", "--config", str(config), "--db", "none",
          "--no-archive", "--duration", "2", "--quiet"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PEAK_RSS_FILE": str(peak_file)},
     )
     killer = threading.Timer(120, proc.kill)
     killer.start()
     try:
         assert proc.stderr is not None
         err = proc.stderr.read()
-        _pid, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves: wait4 gives this child's peak RSS
+        proc.wait()
     finally:
         killer.cancel()
         proc.stderr.close()  # type: ignore[union-attr]
-    proc.returncode = os.waitstatus_to_exitcode(status)
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    return proc.returncode, lines, usage.ru_maxrss * 1024
+    return proc.returncode, lines, int(peak_file.read_text())
 
 
 def _one_line(lines: list[str]) -> str:
