@@ -253,6 +253,7 @@ class Station:
             engine,
             image_path_for=self.archive.path_for if self.archive else None,
             spool_reserve_bytes=int(st.spool_reserve_mb * 2**20),
+            linger_s=st.commit_interval_ms / 1000.0,
         )
         self.sinks.insert(0, self.db_writer)
         return url

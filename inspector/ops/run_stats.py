@@ -28,14 +28,18 @@ class AccuracyCounts:
     fn: int = 0
 
     def add(self, ng: bool, detections: Sequence[Detection], truth: GroundTruth, iou: float = 0.5) -> None:
+        self.add_matched(ng, truth.defective, match_boxes(detections, truth, iou))
+
+    def add_matched(self, ng: bool, defective: bool, matched: tuple[int, int, int]) -> None:
+        """`add` with the boxes already matched (``(tp, fp, fn)`` of `match_boxes`)."""
         self.parts += 1
-        if truth.defective:
+        if defective:
             self.defective_parts += 1
             self.escapes += int(not ng)
         else:
             self.ok_parts += 1
             self.false_rejects += int(ng)
-        tp, fp, fn = match_boxes(detections, truth, iou)
+        tp, fp, fn = matched
         self.tp += tp
         self.fp += fp
         self.fn += fn
@@ -120,9 +124,10 @@ class RunStats:
                 cs.latency_ms.append(r.times.total_ms)
                 for k, v in r.times.as_dict().items():
                     cs.stages.setdefault(k, deque(maxlen=50_000)).append(v)
-                if r.truth is not None:
-                    cs.accuracy.add(r.ng, r.detections, r.truth)
-                    self.accuracy.add(r.ng, r.detections, r.truth)
+                if r.truth is not None:  # matched once, counted for the camera and the run
+                    matched = match_boxes(r.detections, r.truth)
+                    cs.accuracy.add_matched(r.ng, r.truth.defective, matched)
+                    self.accuracy.add_matched(r.ng, r.truth.defective, matched)
 
     def camera(self, camera_id: str) -> CameraStats:
         with self._lock:

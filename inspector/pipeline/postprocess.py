@@ -19,13 +19,15 @@ def decode_yolo(output: np.ndarray, conf_threshold: float, max_candidates: int =
         ``(M, 6)`` float32 ``x1 y1 x2 y2 score class`` in input pixels.
     """
     scores = output[4:]
-    cls = scores.argmax(0)
-    best = scores[cls, np.arange(scores.shape[1])]
+    # the best score of every anchor first (a fast reduction over a few rows); the class only for
+    # the few that pass (argmax over all anchors costs more than the rest of the decoding)
+    best = scores.max(0)
     keep = np.nonzero(best >= conf_threshold)[0]
     if keep.size == 0:
         return np.zeros((0, 6), np.float32)
     if keep.size > max_candidates:
         keep = keep[np.argsort(-best[keep])[:max_candidates]]
+    cls = scores[:, keep].argmax(0)
     cx, cy, w, h = output[0, keep], output[1, keep], output[2, keep], output[3, keep]
     out = np.empty((keep.size, 6), np.float32)
     out[:, 0] = cx - w / 2
@@ -33,7 +35,7 @@ def decode_yolo(output: np.ndarray, conf_threshold: float, max_candidates: int =
     out[:, 2] = cx + w / 2
     out[:, 3] = cy + h / 2
     out[:, 4] = best[keep]
-    out[:, 5] = cls[keep]
+    out[:, 5] = cls
     return out
 
 
@@ -45,7 +47,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
@@ -53,7 +55,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def nms(dets: np.ndarray, iou_threshold: float, max_det: int = 300) -> np.ndarray:
     """Class-aware greedy NMS on ``(N, 6)`` ``x1 y1 x2 y2 score class``; returns kept rows, best first."""
-    if len(dets) == 0:
+    if len(dets) <= 1:
         return dets
     order = np.argsort(-dets[:, 4], kind="stable")
     dets = dets[order]
@@ -72,7 +74,7 @@ def nms(dets: np.ndarray, iou_threshold: float, max_det: int = 300) -> np.ndarra
         yy1 = np.maximum(y1[i], y1[rest])
         xx2 = np.minimum(x2[i], x2[rest])
         yy2 = np.minimum(y2[i], y2[rest])
-        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        inter = np.maximum(xx2 - xx1, 0) * np.maximum(yy2 - yy1, 0)  # np.clip costs more on small arrays
         iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
         idx = rest[iou <= iou_threshold]
     return dets[keep]
@@ -99,8 +101,8 @@ def to_frame_pixels(dets: np.ndarray, box: Letterbox, tile: Tile | None, frame_w
         return dets
     ox, oy, src_w, src_h = (tile.x0, tile.y0, tile.width, tile.height) if tile is not None else (0, 0, frame_w, frame_h)
     # in float64: integer edges come back exact, whatever the dtype of dets
-    xs = dets[:, [0, 2]].astype(np.float64)
-    ys = dets[:, [1, 3]].astype(np.float64)
-    dets[:, [0, 2]] = np.clip((xs - box.pad_x) * src_w / box.new_w + ox, 0, frame_w)
-    dets[:, [1, 3]] = np.clip((ys - box.pad_y) * src_h / box.new_h + oy, 0, frame_h)
+    xs = dets[:, 0:4:2].astype(np.float64)
+    ys = dets[:, 1:4:2].astype(np.float64)
+    dets[:, 0:4:2] = np.minimum(np.maximum((xs - box.pad_x) * src_w / box.new_w + ox, 0), frame_w)
+    dets[:, 1:4:2] = np.minimum(np.maximum((ys - box.pad_y) * src_h / box.new_h + oy, 0), frame_h)
     return dets

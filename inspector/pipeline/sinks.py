@@ -54,6 +54,7 @@ class QueuedSink:
         self._max_batch = max_batch
         self._linger = linger_s
         self._thread: threading.Thread | None = None
+        self._flush = threading.Event()  # set by stop(): the last batch goes without lingering
         self.accepted = 0
         self.skipped_full = 0
         self.handled = 0
@@ -61,6 +62,7 @@ class QueuedSink:
 
     def start(self) -> None:
         if self._thread is None:
+            self._flush.clear()
             self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
             self._thread.start()
 
@@ -80,6 +82,7 @@ class QueuedSink:
         if t is None:
             return
         self._q.put(None)  # sentinel after everything accepted so far
+        self._flush.set()
         t.join(timeout)
         if t.is_alive():
             log.warning("sink %s: did not drain within %.0f s (%d queued)", self.name, timeout, self._q.qsize())
@@ -127,10 +130,13 @@ class QueuedSink:
             if item is None:
                 break
             batch = [item]
-            deadline = time.monotonic() + self._linger
+            if self._linger > 0 and self._q.qsize() < self._max_batch - 1:
+                # let the batch fill while asleep: one wake-up per batch, not one per result (each
+                # would take the GIL from the inference threads); stop() cuts the wait short
+                self._flush.wait(self._linger)
             while len(batch) < self._max_batch:
                 try:
-                    nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+                    nxt = self._q.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:

@@ -44,6 +44,17 @@ def test_nms_matches_brute_force(seed: int, iou: float) -> None:
     assert np.allclose(got, want)
 
 
+@pytest.mark.parametrize("n", [1, 2, 600])
+def test_nms_matches_brute_force_at_any_size(n: int) -> None:
+    dets = random_dets(np.random.default_rng(n), n)
+    assert np.allclose(nms(dets.copy(), 0.5, max_det=n), dets[brute_force_nms(dets, 0.5)])
+
+
+def test_nms_keeps_at_most_max_det() -> None:
+    dets = random_dets(np.random.default_rng(3), 200)
+    assert len(nms(dets.copy(), 0.99, max_det=5)) == 5
+
+
 def test_nms_is_class_aware() -> None:
     same_box_two_classes = np.array([[10, 10, 50, 50, 0.9, 0], [10, 10, 50, 50, 0.8, 1]], np.float32)
     assert len(nms(same_box_two_classes, 0.5)) == 2
@@ -67,6 +78,32 @@ def test_decode_yolo_picks_best_class_and_threshold() -> None:
     assert d.shape == (1, 6)
     assert d[0].tolist() == pytest.approx([90, 95, 110, 105, 0.8, 1])
     assert decode_yolo(np.zeros((7, 10), np.float32), 0.25).shape == (0, 6)
+
+
+def _decode_reference(output: np.ndarray, conf: float, max_candidates: int) -> np.ndarray:
+    """The plain definition: the class of every anchor by argmax, then the threshold."""
+    scores = output[4:]
+    cls = scores.argmax(0)
+    best = scores[cls, np.arange(scores.shape[1])]
+    keep = np.nonzero(best >= conf)[0]
+    if keep.size > max_candidates:
+        keep = keep[np.argsort(-best[keep])[:max_candidates]]
+    cx, cy, w, h = output[:4, keep]
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, best[keep], cls[keep]], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("max_candidates", [3000, 7])
+def test_decode_yolo_matches_the_argmax_definition(seed: int, max_candidates: int) -> None:
+    rng = np.random.default_rng(seed)
+    out = rng.random((4 + 4, 2100), dtype=np.float32)
+    out[:4] *= 320
+    out[4:] **= 6  # most anchors below the threshold, as in a real output
+    out[4:, ::97] = out[4, ::97]  # ties between classes: the first class wins in both
+    got = decode_yolo(out, 0.3, max_candidates)
+    want = _decode_reference(out, 0.3, max_candidates)
+    assert (out[4:].max(0) >= 0.3).sum() > 7  # enough candidates that the cap of 7 cuts
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize(("w", "h"), [(320, 320), (640, 480), (480, 640), (1000, 250)])

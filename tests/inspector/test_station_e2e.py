@@ -19,6 +19,7 @@ name = "e2e"
 threads = 1
 [storage]
 archive_dir = "{archive}"
+commit_interval_ms = 120
 [[cameras]]
 id = "a"
 kind = "simulated"
@@ -42,6 +43,7 @@ def test_station_runs_end_to_end(tmp_path: Path) -> None:
     st = Station(cfg, db_url=f"sqlite:///{db}")
     # the simulated banks are rendered before the cameras start, not on the first pass next to inference
     assert [st.cameras[c].banked_parts for c in ("a", "b")] == [8, 8]  # type: ignore[attr-defined]
+    assert st.db_writer is not None and st.db_writer._linger == pytest.approx(0.12)  # [storage] commit_interval_ms
     seen = []
     st.events.result_ready.connect(seen.append)
     with st:
