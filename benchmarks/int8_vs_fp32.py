@@ -76,12 +76,16 @@ def main() -> int:
     med = {p: statistics.median(v) for p, v in runs.items()}
     ratio = med["int8"] / med["f32"]
     print(f"CPU: {model} ({os.cpu_count()} cores), ISA: {' '.join(isa) or 'none of ' + ','.join(ISA_FLAGS)}")
+    cpu = cpu_description()
+    if "max_isa" in cpu:  # an emulation: the lesser CPU's kernels, this CPU's clock and memory
+        print(f"kernels limited by ONEDNN_MAX_CPU_ISA={cpu['max_isa']} (kind {cpu['kind']}); "
+              f"the CPU has {' '.join(cpu['cpu_isa'])}")
     print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f}")
     print(f"batch {args.batch}, {args.rounds} rounds x {args.seconds:g} s alternating; medians: "
           + ", ".join(f"{p} {med[p]:.1f} fps" for p in precisions))
     print(f"int8 / f32 = {ratio:.2f}" + (f"; int8 / auto = {med['int8'] / med['auto']:.2f}" if "auto" in med else ""))
     if args.json:
-        args.json.write_text(json.dumps({"cpu": {"model": model, "isa": isa}, "batch": args.batch,
+        args.json.write_text(json.dumps({"cpu": cpu_description(), "batch": args.batch,
                                          "fps": med, "rounds": runs, "int8_over_f32": ratio,
                                          "load": [load_before, load_after]}, indent=2))
     return 0

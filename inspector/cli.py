@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -678,9 +679,15 @@ def bench(
     db: bool = typer.Option(True, help="Also run the database benchmark."),
     ultralytics: bool = typer.Option(True, help="Also run Ultralytics predict where installed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all numbers here."),
+    max_isa: Optional[str] = typer.Option(
+        None, "--max-isa", help="Run OpenVINO with a lesser CPU's kernels (avx2, avx2-vnni, avx512, avx512-vnni): "
+                                "ONEDNN_MAX_CPU_ISA; the figures go to a table of their own."),
 ) -> None:
     """Pure backend vs pipeline vs Ultralytics, latency, database: side by side, one run."""
     from inspector.bench import format_table, run_bench
+
+    if max_isa is not None:
+        _limit_isa(max_isa)
 
     try:
         counts = sorted({int(c) for c in cameras.split(",") if c.strip()})
@@ -708,6 +715,18 @@ def bench(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=2))
+
+
+def _limit_isa(name: str) -> None:
+    """Set ``ONEDNN_MAX_CPU_ISA`` for ``--max-isa NAME`` before OpenVINO loads (it reads it once)."""
+    from inspector.pipeline.backends import isa
+
+    if name not in isa.LIMITS:
+        fail(f"--max-isa: {name!r} is not one of {', '.join(isa.LIMITS)}")
+    want = isa.LIMITS[name][0]
+    if "openvino" in sys.modules and isa.active_limit() != want:
+        fail(f"--max-isa: OpenVINO is already loaded in this process; set {isa.ENV}={want} in the environment instead")
+    os.environ[isa.ENV] = want
 
 
 def run_cli(argv: Optional[list[str]] = None) -> NoReturn:

@@ -15,24 +15,38 @@ log = logging.getLogger(__name__)
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def cpu_description() -> dict[str, Any]:
+def cpu_description(cpuinfo: str | None = None) -> dict[str, Any]:
     """The CPU's model name, which of `ISA_FLAGS` it has, and its kind for the README's tables:
-    ``amx``, ``avx512-vnni``, ``avx2-vnni``, ``avx2`` (or ``other``)."""
+    ``amx``, ``avx512-vnni``, ``avx2-vnni``, ``avx2`` (or ``other``).
+
+    Under an ``ONEDNN_MAX_CPU_ISA`` limit (`inspector.pipeline.backends.isa`) ``isa`` lists what the kernels
+    may use, ``kind`` gets ``-emulated`` (``avx2-emulated``), ``max_isa`` names the limit and
+    ``cpu_isa`` what the CPU has. ``cpuinfo``: the text of ``/proc/cpuinfo`` (read when None)."""
     model: str | None = None
     flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:  # the first processor's lines
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model is None:
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    kind = next((k for flag, k in _KINDS if flag in flags), "other")
-    return {"model": model or platform.processor() or platform.machine(), "isa": [f for f in ISA_FLAGS if f in flags],
-            "kind": kind, "cores": os.cpu_count()}
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():  # the first processor's lines
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    from inspector.pipeline.backends import isa
+
+    have = [f for f in ISA_FLAGS if f in flags]
+    used = isa.kept_flags(have)
+    kind = next((k for flag, k in _KINDS if flag in used), "other")
+    out: dict[str, Any] = {"model": model or platform.processor() or platform.machine(), "isa": used, "kind": kind,
+                           "cores": os.cpu_count()}
+    limit = isa.active_limit()
+    if limit is not None and used != have:  # the kernels of a lesser CPU on this one: a table of its own
+        out.update(kind=f"{kind}-emulated", max_isa=limit, cpu_isa=have)
+    return out
 
 
 #: (flag, kind), the most capable first: a CPU's kind is that of the first flag it has.

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from inspector.pipeline.backends import isa
 from inspector.pipeline.backends.base import BackendUnavailable, BatchOutput, CpuBatchBackend
 from inspector.pipeline.model_repo import ModelCard, ModelError, int8_model_path
 
@@ -74,6 +75,9 @@ class OpenVinoBackend(CpuBatchBackend):
             config["INFERENCE_NUM_THREADS"] = threads
         if precision not in ("auto", "int8"):
             config["INFERENCE_PRECISION_HINT"] = {"f32": "f32", "bf16": "bf16", "f16": "f16"}[precision]
+        elif device == "CPU" and isa.default_is_f32():
+            # oneDNN limited to a lesser CPU's kernels: that CPU's default, not this one's bf16
+            config["INFERENCE_PRECISION_HINT"] = "f32"
         # int8: what NNCF left unquantized runs at the device's default, f32 on AVX2, bf16 on AMX (there,
         # side by side: 1.68x f32 instead of 1.39x with an f32 hint, for 81% instead of 83% of FP32 boxes
         # found again at IoU 0.9)
@@ -141,7 +145,10 @@ def compiled_model_cache() -> Path | None:
     from camera.bank_cache import default_cache_dir
 
     banks = default_cache_dir()
-    return banks.parent / "openvino" if banks is not None else None
+    if banks is None:
+        return None
+    limit = isa.active_limit()  # a graph compiled for other kernels (bf16 nodes) is not reused under a limit
+    return banks.parent / ("openvino" if limit is None else f"openvino-{limit.lower()}")
 
 
 def auto_picks_int8(core: Any, device: str, card: ModelCard) -> bool:
@@ -152,6 +159,8 @@ def auto_picks_int8(core: Any, device: str, card: ModelCard) -> bool:
         return False
     import openvino as ov
 
+    if device == "CPU" and isa.default_is_f32():
+        return True
     try:
         return bool(core.get_property(device, "INFERENCE_PRECISION_HINT") == ov.Type.f32)
     except RuntimeError:  # a device without the property
