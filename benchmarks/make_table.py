@@ -29,7 +29,10 @@ def table(res: dict) -> str:
         f"{res['in_flight']} batches in flight, {res['streams'] or 1} stream(s)), model `{res['model']}`, "
         f"frames {res['frame_size'][0]}x{res['frame_size'][1]}; one run of `benchmarks/run.sh` "
         f"({res['bench_seconds']:.0f} s). Pure backend and pipeline are measured back to back in "
-        f"{res['rounds']} rounds; efficiency is the median of the rounds' ratios.",
+        f"{res['rounds']} rounds; efficiency is the median of the rounds' ratios."
+        + (f" **Emulated**: OpenVINO ran with `ONEDNN_MAX_CPU_ISA={c['max_isa']}`, the kernels of a CPU with "
+           f"only {', '.join(c['isa'])}, on this CPU ({' '.join(c['cpu_isa'])}): its clock, caches and memory, "
+           f"not those of such a machine." if "max_isa" in c else ""),
         "",
         "| cameras | pure backend fps | pipeline fps | efficiency | mean batch |",
         "|---:|---:|---:|---:|---:|",
