@@ -312,10 +312,14 @@ class Station:
             return None
         from inspector.plc.modbus_server import ModbusPlc
 
+        tracker = self.line.tracker if self.line is not None else None
+        if tracker is not None:  # a part counts as waiting until it is in the PLC's order, not until decided
+            tracker.order_deliveries()
         plc = ModbusPlc(self._plc_commands("plc-modbus", f"modbus {address[0]}:{address[1]}"),
                         host=address[0], port=address[1], fifo_depth=self.config.plc.fifo_depth,
                         cameras=list(self.cameras),
-                        lowest_open=self.line.tracker.lowest_open if self.line is not None else None)
+                        lowest_open=tracker.lowest_unsettled if tracker is not None else None,
+                        settle=tracker.settle if tracker is not None else None)
         self.sinks.append(plc)
         return plc
 

@@ -28,6 +28,9 @@ from inspector.pipeline.results import InspectionResult, PartResult, PartTimes, 
 
 log = logging.getLogger(__name__)
 
+#: A decided part not in the PLC's order this long after its verdict was lost on its way (`lowest_unsettled`).
+SETTLE_TIMEOUT_S = 5.0
+
 #: A caller's part id (a PLC's): stored, shown and used in file names, so kept plain.
 PART_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 
@@ -61,6 +64,7 @@ class PartStats:
     unmatched_frames: int = 0
     duplicate_frames: int = 0
     failed_safe: int = 0  # OK parts rejected because their results could not be kept
+    unsettled_dropped: int = 0  # decided parts that never reached the PLC's order (a failed delivery)
     truth_ng: int = 0  # parts whose frames show a defect (simulated ground truth)
     truth_ok: int = 0
     escapes: int = 0  # truly defective, judged OK
@@ -97,6 +101,7 @@ class PartStats:
             "unmatched_frames": self.unmatched_frames,
             "duplicate_frames": self.duplicate_frames,
             "failed_safe": self.failed_safe,
+            "unsettled_dropped": self.unsettled_dropped,
             "budget_ms": budget_ms,
             "trigger_to_verdict_ms": pct,
             # the cycle, stage by stage (p50/p99 over parts): trigger -> exposure + readout + encoder
@@ -160,6 +165,7 @@ class PartTracker:
         self._lock = threading.Condition()
         self._open: collections.OrderedDict[int, _OpenPart] = collections.OrderedDict()
         self._recent: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self._unsettled: dict[int, float] | None = None  # decided (monotonic s), not yet in the order
         self._next_trigger = 0
         self._next_part = 0
         self._stop = threading.Event()
@@ -203,6 +209,44 @@ class PartTracker:
         """The trigger id of the oldest part still waiting for its verdict (None: none open)."""
         with self._lock:
             return next(iter(self._open), None)
+
+    def order_deliveries(self) -> None:
+        """Keep each decided part unsettled until `settle` is called for it (a `TriggerOrder` does).
+
+        A part leaves the open parts when it is decided, under this lock, but reaches the order
+        later, on the thread that decided it: the fan-out, or the deadline timer. Without this,
+        a part decided on one thread and pushed first could be released ahead of an earlier part
+        decided on the other and still on its way.
+        """
+        with self._lock:
+            if self._unsettled is None:
+                self._unsettled = {}
+
+    def settle(self, trigger_id: int) -> None:
+        """The decided part of ``trigger_id`` has reached the order."""
+        with self._lock:
+            if self._unsettled is not None:
+                self._unsettled.pop(trigger_id, None)
+
+    def lowest_unsettled(self) -> int | None:
+        """The oldest trigger id still open, or decided and not yet settled (`order_deliveries`).
+
+        A decided part reaches the order within milliseconds; one not settled within
+        `SETTLE_TIMEOUT_S` of its verdict was lost on its way (a delivery that failed), and is
+        forgotten with an error rather than hold every later result for the rest of the run."""
+        with self._lock:
+            first = next(iter(self._open), None)
+            if self._unsettled:
+                now = time.monotonic()
+                for tid in [t for t, at in self._unsettled.items() if now - at > SETTLE_TIMEOUT_S]:
+                    del self._unsettled[tid]
+                    self.stats.unsettled_dropped += 1
+                    log.error("part of trigger %d: decided %.0f s ago and never reached the PLC's order; "
+                              "the results after it go on", tid, SETTLE_TIMEOUT_S)
+                if self._unsettled:
+                    low = min(self._unsettled)
+                    first = low if first is None else min(first, low)
+            return first
 
     def open_before(self, trigger_id: int) -> int:
         """How many parts triggered before ``trigger_id`` still wait for their verdict."""
@@ -314,6 +358,8 @@ class PartTracker:
     # ------------------------------------------------------------------ decisions
     def _decide(self, part: _OpenPart, now_ns: int) -> PartResult:
         """Build the part's result (lock held) and count it."""
+        if self._unsettled is not None:
+            self._unsettled[part.trigger_id] = time.monotonic()
         missing = tuple(c for c in self.cameras if c not in part.frames)
         deciding: str | None
         if missing:

@@ -63,8 +63,9 @@ class ModbusPlc:
         port: TCP port (502 is the standard one and needs privileges; 5020 by default).
         fifo_depth: Results that may wait for the PLC.
         cameras: The line's cameras in order (bit i of ``result_cameras_ng``).
-        lowest_open: The line's oldest undecided trigger id (`PartTracker.lowest_open`): results
-            then reach the PLC in trigger order; None: as decided.
+        lowest_open: The line's oldest trigger id not yet in the order (`PartTracker.lowest_unsettled`):
+            results then reach the PLC in trigger order; None: as decided.
+        settle: Told each part's trigger id as it enters the order (`PartTracker.settle`).
     """
 
     name = "plc-modbus"
@@ -72,11 +73,12 @@ class ModbusPlc:
 
     def __init__(self, commands: PlcCommands, *, host: str = "127.0.0.1", port: int = 5020,
                  fifo_depth: int = 64, cameras: Sequence[str] = (),
-                 lowest_open: Callable[[], int | None] | None = None) -> None:
+                 lowest_open: Callable[[], int | None] | None = None,
+                 settle: Callable[[int], None] | None = None) -> None:
         self.commands = commands
         self.host, self.port = host, port
         self.fifo = ResultFifo(max(64, fifo_depth))
-        self.order = TriggerOrder(lowest_open)
+        self.order = TriggerOrder(lowest_open, settle)
         self.cameras = tuple(cameras)
         self._image = [0] * SIZE
         self._lock = threading.RLock()

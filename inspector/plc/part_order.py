@@ -18,11 +18,17 @@ from inspector.pipeline.results import PartResult
 class TriggerOrder:
     """Args:
         lowest_open: The lowest trigger id of a part still waiting for its verdict, or None
-            (the line's `PartTracker.lowest_open`); None for no ordering (results as decided).
+            (the line's `PartTracker.lowest_unsettled`); None for no ordering (results as decided).
+        settle: Called with each pushed part's trigger id before ``lowest_open`` is asked
+            (`PartTracker.settle`): a part counts as waiting from its trigger until it is here,
+            not only until it is decided, so a part decided on another thread and still on its
+            way holds the later ones back.
     """
 
-    def __init__(self, lowest_open: Callable[[], int | None] | None = None) -> None:
+    def __init__(self, lowest_open: Callable[[], int | None] | None = None,
+                 settle: Callable[[int], None] | None = None) -> None:
         self.lowest_open = lowest_open
+        self.settle = settle
         self.reordered = 0  # results that waited for an earlier part
         self._held: dict[int, PartResult] = {}
         self._lock = threading.Lock()
@@ -33,6 +39,8 @@ class TriggerOrder:
             return [part]
         with self._lock:
             self._held[part.trigger_id] = part
+            if self.settle is not None:
+                self.settle(part.trigger_id)
             first_open = self.lowest_open()
             due = sorted(t for t in self._held if first_open is None or t < first_open)
             if part.trigger_id not in due:

@@ -184,3 +184,63 @@ def test_a_failed_safe_part_says_when_its_frames_were_inspected_not_the_deadline
     [p] = t.expire(now_ns=time.perf_counter_ns() + 20_000_000_000)
     assert p.times.verdict_ms > 10_000
     assert 30.0 <= p.times.inspected_ms < 1_000, p.times
+
+
+def test_parts_decided_on_two_threads_reach_the_order_in_trigger_order() -> None:
+    """The deadline timer decides part a, the fan-out then completes part b; b is pushed into the
+    PLC's order while a, already out of the open parts, is still on its way there. b must wait."""
+    import threading
+
+    from inspector.plc.part_order import TriggerOrder
+
+    released: list[int] = []
+    a_decided, a_may_go = threading.Event(), threading.Event()
+    order: TriggerOrder
+
+    def deliver(part: PartResult) -> None:  # the station's delivery: a sink pushes into the order
+        if part.trigger_id == a:  # the timer thread, between deciding a and handing it on
+            a_decided.set()
+            assert a_may_go.wait(5.0)
+        released.extend(p.trigger_id for p in order.push(part))
+
+    t = PartTracker("line", ("cam1",), 50.0, on_part=deliver)
+    order = TriggerOrder(t.lowest_unsettled, t.settle)
+    t.order_deliveries()
+    a, b = t.open_part(), t.open_part()
+    # the timer decides a at its deadline (b's is later) and stops before pushing it
+    timer = threading.Thread(target=t.expire, args=(t._open[a].deadline_ns,))
+    timer.start()
+    assert a_decided.wait(5.0)
+    assert t.lowest_open() == b and t.lowest_unsettled() == a  # a: no longer open, not yet in the order
+    # now b completes on this thread and is pushed: it must wait for a
+    _tagged, pb = t.add(frame("cam1", b))
+    assert pb is not None
+    deliver(pb)
+    assert released == []
+    a_may_go.set()
+    timer.join(5.0)
+    assert released == [a, b] and order.reordered == 1
+
+
+def test_without_an_order_decided_parts_are_not_kept() -> None:
+    t, got = tracker()
+    tid = t.open_part()
+    for cam in CAMS:
+        t.add(frame(cam, tid))
+    assert t.lowest_unsettled() is None and t.lowest_open() is None
+
+
+def test_a_decided_part_that_never_reaches_the_order_stops_holding_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector.line import tracker as tracker_module
+
+    t, _got = tracker()
+    t.order_deliveries()
+    lost, nxt = t.open_part(), t.open_part()
+    for tid in (lost, nxt):
+        for cam in CAMS:
+            t.add(frame(cam, tid))
+    t.settle(nxt)  # the later part arrived; the first one's delivery failed somewhere
+    assert t.lowest_unsettled() == lost
+    monkeypatch.setattr(tracker_module, "SETTLE_TIMEOUT_S", 0.0)
+    time.sleep(0.01)
+    assert t.lowest_unsettled() is None and t.stats.unsettled_dropped == 1
