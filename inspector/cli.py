@@ -518,6 +518,8 @@ def quantize(
     model: str = typer.Option("defect-yolo11p-320", help="Model name or folder."),
     calibration: int = typer.Option(300, min=1, max=999_999, help="Calibration frames (training seeds 0..N-1)."),
     preset: str = typer.Option("mixed", help="NNCF preset: mixed (asymmetric activations) or performance."),
+    ranges: str = typer.Option("minmax", help="Activation ranges: minmax (all calibration saw) or nncf-default "
+                                              "(NNCF's estimator, which clips outliers)."),
     eval_frames: int = typer.Option(2000, min=8, help="Held-out frames for the INT8 metrics and the gate."),
     accuracy_control: int = typer.Option(
         0, "--accuracy-control", min=0, max=100_000,
@@ -530,7 +532,7 @@ def quantize(
 
     errors: tuple[type[BaseException], ...] = (*_user_errors(), QuantizeUnavailable, ValueError)
     try:
-        r = quantize_model(model, calibration=calibration, preset=preset, eval_frames=eval_frames,
+        r = quantize_model(model, calibration=calibration, preset=preset, ranges=ranges, eval_frames=eval_frames,
                            accuracy_control=accuracy_control, progress=typer.echo)
     except errors as exc:
         fail(str(exc))

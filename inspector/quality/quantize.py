@@ -43,6 +43,11 @@ from inspector.quality.evaluation import detect_frames, evaluate
 log = logging.getLogger(__name__)
 
 PRESETS = ("mixed", "performance")
+#: How activation ranges are calibrated: ``minmax``, the whole range seen on the calibration frames,
+#: or NNCF's default estimator, which clips outliers. Side by side on 400 held-out frames (same
+#: scope, no accuracy control): 97.7% of FP32's boxes found again at IoU 0.9 with minmax, 80.6% with
+#: the default; clipped activations move box edges, the same speed.
+RANGES = ("minmax", "nncf-default")
 #: The gate a card's INT8 model must pass before ``auto`` may choose it.
 GATE_ESCAPE_MAX = 0.005
 GATE_FALSE_REJECT_MAX = 0.01
@@ -190,6 +195,7 @@ def quantize_model(
     *,
     calibration: int = 300,
     preset: str = "mixed",
+    ranges: str = "minmax",
     eval_frames: int = 2000,
     threshold: float | None = None,
     accuracy_control: int = 0,
@@ -201,6 +207,8 @@ def quantize_model(
         model: Model name or folder.
         calibration: Calibration frames (training seeds 0..calibration-1).
         preset: NNCF preset: ``mixed`` (asymmetric activations) or ``performance`` (symmetric).
+        ranges: Activation ranges: ``minmax`` (all that calibration saw) or ``nncf-default``
+            (NNCF's estimator, which clips outliers), see `RANGES`.
         eval_frames: Held-out frames (seeds 1,000,000..) for the metrics and the gate.
         threshold: Verdict threshold (default: the card's metrics.threshold, else 0.25).
         accuracy_control: With N > 0, NNCF's accuracy control: the quantized operations whose
@@ -223,6 +231,8 @@ def quantize_model(
 
     if preset not in PRESETS:
         raise ValueError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    if ranges not in RANGES:
+        raise ValueError(f"ranges: {ranges!r} is not one of {', '.join(RANGES)}")
     seeds = calibration_seeds(calibration)
     card = load_card(model)
     thr = threshold if threshold is not None else (card.threshold if card.threshold is not None else 0.25)
@@ -231,7 +241,7 @@ def quantize_model(
     scope = ignored_scope_for(graph)
     progress(f"quantizing {card.name}: NNCF {nncf.__version__}, preset {preset}, {calibration} calibration frames "
              f"(training seeds {seeds.start}..{seeds.stop - 1}), f32 kept for {', '.join(scope.patterns) or '-'} "
-             f"and {', '.join(scope.types)}")
+             f"and {', '.join(scope.types)}, activation ranges {ranges}")
     dataset = nncf.Dataset(list(calibration_batches(card, seeds)))
     common: dict[str, Any] = {
         "preset": nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
@@ -239,6 +249,11 @@ def quantize_model(
         "ignored_scope": scope,
         "fast_bias_correction": False,  # full bias correction: +4 points of boxes found again at IoU 0.9
     }
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    advanced = AdvancedQuantizationParameters(
+        **({"activations_range_estimator_params": RangeEstimatorParametersSet.MINMAX} if ranges == "minmax" else {}))
     if accuracy_control:
         from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
@@ -254,10 +269,11 @@ def quantize_model(
             drop_type=nncf.DropType.ABSOLUTE,
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                 ranking_subset_size=min(100, len(val)), max_num_iterations=30),
+            advanced_quantization_parameters=advanced,
             **common,
         )
     else:
-        quantized = nncf.quantize(graph, dataset, **common)
+        quantized = nncf.quantize(graph, dataset, advanced_parameters=advanced, **common)
     xml = card.folder / INT8_XML
     try:
         # no fp16 weight compression: what stays unquantized keeps its trained f32 weights
@@ -271,6 +287,7 @@ def quantize_model(
         "created": _dt.date.today().isoformat(),
         "tool": f"nncf {nncf.__version__}, openvino {ov.__version__}",
         "preset": preset,
+        "activation_ranges": ranges,
         "calibration_frames": calibration,
         "calibration_seeds": [seeds.start, seeds.stop - 1],
         "not_quantized": ", ".join([*scope.patterns, *scope.types]),

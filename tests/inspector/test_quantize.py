@@ -51,6 +51,7 @@ def test_quantize_writes_an_ir_whose_sha256s_are_in_the_card(quantized: Path) ->
     assert table["sha256"] == sha256_file(quantized / INT8_XML)
     assert table["bin_sha256"] == sha256_file((quantized / INT8_XML).with_suffix(".bin"))
     assert table["calibration_seeds"] == [0, 15] and table["preset"] == "mixed"
+    assert table["activation_ranges"] == "minmax"  # the default: NNCF's clipping estimator moved box edges
     assert set(table["gate"]) >= {"passed", "escape_max", "false_reject_max", "box_recall_min"}
     assert 0.0 <= table["metrics"]["box_recall_iou90"] <= 1.0
     card = load_card(quantized, int8=True)
@@ -146,6 +147,15 @@ def test_quantize_without_nncf_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setitem(sys.modules, "nncf", None)
     with pytest.raises(QuantizeUnavailable, match=r"pip install -e '\.\[quantize\]'"):
         quantize_model(copy_model(tmp_path / "m"), calibration=1, eval_frames=8)
+
+
+@pytest.mark.parametrize("kw, field", [({"ranges": "quantile"}, "ranges"), ({"preset": "fast"}, "preset")])
+def test_bad_quantize_options_name_the_option(tmp_path: Path, kw: dict, field: str) -> None:
+    pytest.importorskip("nncf", reason="needs the quantize extra (nncf)", exc_type=ImportError)
+    from inspector.quality.quantize import quantize_model
+
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        quantize_model(copy_model(tmp_path / "m"), calibration=1, eval_frames=8, **kw)
 
 
 class FakeCore:
