@@ -525,6 +525,9 @@ def quantize(
         0, "--accuracy-control", min=0, max=100_000,
         help="With N > 0: put back in f32 what costs most FP32 boxes on N training frames after the "
              "calibration ones, until the gate's share (minutes)."),
+    accuracy_target: float = typer.Option(
+        0.98, "--accuracy-target", min=0.5, max=1.0,
+        help="The share of FP32 boxes accuracy control aims for (above the gate's 0.98 leaves room for held-out frames)."),
 ) -> None:
     """INT8 OpenVINO IR by NNCF post-training quantization, its sha256s and held-out gate in the card
     (needs the quantize extra: pip install -e '.\\[quantize]')."""  # \[: not rich markup
@@ -533,7 +536,7 @@ def quantize(
     errors: tuple[type[BaseException], ...] = (*_user_errors(), QuantizeUnavailable, ValueError)
     try:
         r = quantize_model(model, calibration=calibration, preset=preset, ranges=ranges, eval_frames=eval_frames,
-                           accuracy_control=accuracy_control, progress=typer.echo)
+                           accuracy_control=accuracy_control, accuracy_target=accuracy_target, progress=typer.echo)
     except errors as exc:
         fail(str(exc))
     for name, m in (("int8", r.int8), ("f32", r.f32)):

@@ -149,7 +149,8 @@ def test_quantize_without_nncf_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_
         quantize_model(copy_model(tmp_path / "m"), calibration=1, eval_frames=8)
 
 
-@pytest.mark.parametrize("kw, field", [({"ranges": "quantile"}, "ranges"), ({"preset": "fast"}, "preset")])
+@pytest.mark.parametrize("kw, field", [({"ranges": "quantile"}, "ranges"), ({"preset": "fast"}, "preset"),
+                                       ({"accuracy_target": 1.5}, "accuracy_target")])
 def test_bad_quantize_options_name_the_option(tmp_path: Path, kw: dict, field: str) -> None:
     pytest.importorskip("nncf", reason="needs the quantize extra (nncf)", exc_type=ImportError)
     from inspector.quality.quantize import quantize_model
