@@ -677,6 +677,8 @@ class Station:
             "duration_s": el,
             "backend": self.backend_name,
             "devices": list(self.config.model.devices),
+            # what each worker's runtime runs: "auto" resolved to "int8" where the card's INT8 model was chosen
+            "precision": [getattr(w.backend, "precision", self.config.model.precision) for w in self.workers],
             "model": {"name": self.card.name, "sha256": self.card.sha256, "card_sha256": self.card.card_sha256,
                       "threshold": self.card.threshold, "input": [self.card.input_width, self.card.input_height]},
             "cameras": cams,

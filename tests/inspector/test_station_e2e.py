@@ -68,6 +68,7 @@ def test_station_runs_end_to_end(tmp_path: Path) -> None:
     assert r.provenance.model_sha256 == st.card.sha256 and r.provenance.backend == "openvino"
     assert r.times.total_ms > 0 and r.truth is not None
     assert rep["accuracy"]["parts"] == rep["totals"]["inspected"]
+    assert rep["precision"] == [st.workers[0].backend.precision]  # what ran, "auto" or the INT8 it chose
 
 
 def test_cli_run_writes_the_report(tmp_path: Path) -> None:
