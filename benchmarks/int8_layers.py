@@ -79,12 +79,11 @@ def main() -> int:
                        {"INFERENCE_PRECISION_HINT": "f32"} if isa.default_is_f32() else {})
     prof = {name: profile(core, m, cfg, batch, args.runs) for name, (m, cfg) in columns.items()}
     shapes = conv_shapes(graph)
-    q_ms, q_kind = prof["int8"]
     groups: dict[tuple[int, int], dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
     count: collections.Counter[tuple[int, int]] = collections.Counter()
     matched: set[str] = set()
     for name, (ic, k) in shapes.items():
-        if name in q_ms and all(name in prof[c][0] for c in columns):
+        if all(name in prof[c][0] for c in columns):
             count[(ic, k)] += 1
             matched.add(name)
             for c in columns:

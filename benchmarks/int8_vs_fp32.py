@@ -29,12 +29,6 @@ from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.preprocess import Letterbox, letterbox_into
 
-def cpu_info() -> tuple[str, list[str]]:
-    """The CPU's model name and its ISA extensions (`inspector.bench.cpu_description`)."""
-    cpu = cpu_description()
-    return cpu["model"], cpu["isa"]
-
-
 def fps_for(be, batch: np.ndarray, seconds: float) -> float:
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -65,7 +59,8 @@ def main() -> int:
     for be in backends.values():
         for _ in range(3):
             be.infer_preprocessed(batch)  # compile the shapes and warm the caches
-    model, isa = cpu_info()
+    cpu = cpu_description()
+    model, isa = cpu["model"], cpu["isa"]
     load_before = os.getloadavg()[0]
     runs: dict[str, list[float]] = {p: [] for p in precisions}
     for r in range(args.rounds):
@@ -76,7 +71,6 @@ def main() -> int:
     med = {p: statistics.median(v) for p, v in runs.items()}
     ratio = med["int8"] / med["f32"]
     print(f"CPU: {model} ({os.cpu_count()} cores), ISA: {' '.join(isa) or 'none of ' + ','.join(ISA_FLAGS)}")
-    cpu = cpu_description()
     if "max_isa" in cpu:  # an emulation: the lesser CPU's kernels, this CPU's clock and memory
         print(f"kernels limited by ONEDNN_MAX_CPU_ISA={cpu['max_isa']} (kind {cpu['kind']}); "
               f"the CPU has {' '.join(cpu['cpu_isa'])}")
@@ -85,7 +79,7 @@ def main() -> int:
           + ", ".join(f"{p} {med[p]:.1f} fps" for p in precisions))
     print(f"int8 / f32 = {ratio:.2f}" + (f"; int8 / auto = {med['int8'] / med['auto']:.2f}" if "auto" in med else ""))
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_description(), "batch": args.batch,
+        args.json.write_text(json.dumps({"cpu": cpu, "batch": args.batch,
                                          "fps": med, "rounds": runs, "int8_over_f32": ratio,
                                          "load": [load_before, load_after]}, indent=2))
     return 0

@@ -9,8 +9,8 @@ the limit. `default_is_f32` says when the backend must ask for f32, as the lesse
 by default.
 
 This is an emulation of the instruction set, not of the machine: clock, caches and memory
-stay the Xeon's, so its figures are labelled as such (`limit_description`) and kept in a
-table of their own.
+stay the Xeon's, so its figures are labelled as such (`inspector.bench.cpu_description`:
+``kind`` ``avx2-emulated``, ``max_isa``, ``cpu_isa``) and kept in a table of their own.
 """
 
 from __future__ import annotations
@@ -52,7 +52,3 @@ def kept_flags(flags: list[str]) -> list[str]:
             return [f for f in flags if f in kept]
     return flags
 
-
-def ours(limit: str | None) -> str | None:
-    """Our name (``avx2``) of oneDNN's ``limit``, None if it is not one of `LIMITS`."""
-    return next((k for k, (onednn, _) in LIMITS.items() if onednn == limit), None)

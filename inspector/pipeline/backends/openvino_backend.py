@@ -75,8 +75,7 @@ class OpenVinoBackend(CpuBatchBackend):
             config["INFERENCE_NUM_THREADS"] = threads
         if precision not in ("auto", "int8"):
             config["INFERENCE_PRECISION_HINT"] = {"f32": "f32", "bf16": "bf16", "f16": "f16"}[precision]
-        elif device == "CPU" and isa.default_is_f32():
-            # oneDNN limited to a lesser CPU's kernels: that CPU's default, not this one's bf16
+        elif _emulated_f32_default(device):  # that lesser CPU's default, not this one's bf16
             config["INFERENCE_PRECISION_HINT"] = "f32"
         # int8: what NNCF left unquantized runs at the device's default, f32 on AVX2, bf16 on AMX (there,
         # side by side: 1.68x f32 instead of 1.39x with an f32 hint, for 81% instead of 83% of FP32 boxes
@@ -151,6 +150,11 @@ def compiled_model_cache() -> Path | None:
     return banks.parent / ("openvino" if limit is None else f"openvino-{limit.lower()}")
 
 
+def _emulated_f32_default(device: str) -> bool:
+    """The CPU runs under an ISA limit without bf16 (`isa.default_is_f32`): f32 is its default."""
+    return device == "CPU" and isa.default_is_f32()
+
+
 def auto_picks_int8(core: Any, device: str, card: ModelCard) -> bool:
     """Whether ``auto`` runs the INT8 IR: only when the card's INT8 model passed its held-out gate and the
     device computes in f32 by default (AVX2 CPUs: INT8 measured ~1.45x f32 there). Where the default is
@@ -159,7 +163,7 @@ def auto_picks_int8(core: Any, device: str, card: ModelCard) -> bool:
         return False
     import openvino as ov
 
-    if device == "CPU" and isa.default_is_f32():
+    if _emulated_f32_default(device):
         return True
     try:
         return bool(core.get_property(device, "INFERENCE_PRECISION_HINT") == ov.Type.f32)
