@@ -29,15 +29,21 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=12.0, help="Measured seconds in all, split into the rounds.")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--streams", type=int, default=None,
+                    help="OpenVINO streams (0: one stream on all cores; default: the station default).")
     ap.add_argument("--model", default="defect-yolo11p-320")
+    ap.add_argument("--in-flight", type=int, default=None, help="Batches in flight (default: the station default).")
     args = ap.parse_args()
     sys.path.insert(0, str(args.root.resolve()))
     from inspector.bench import cpu_description
     from inspector.bench.pipeline import PureRunner, bench_frames, measure_station, station_config
 
-    cfg = station_config(args.cameras, 0.0, args.model, "openvino", 0, 320, 320, 8, precision=args.precision)
+    extra: dict[str, int] = {} if args.streams is None else {"streams": args.streams}
+    if args.in_flight is not None:
+        extra["in_flight"] = args.in_flight
+    cfg = station_config(args.cameras, 0.0, args.model, "openvino", 0, 320, 320, 8, precision=args.precision, **extra)
     runner = PureRunner("openvino", args.model, args.cameras, 0, bench_frames(32, 320, 320),
-                        depth=cfg.scheduler.in_flight, precision=args.precision)
+                        depth=cfg.scheduler.in_flight, precision=args.precision, streams=cfg.model.streams)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = measure_station(cfg, f"sqlite:///{Path(tmp) / 'e.db'}", 3.0, args.seconds, pure=runner,
@@ -45,7 +51,7 @@ def main() -> int:
     finally:
         runner.close()
     cpu = cpu_description()
-    print(f"{args.root}: {args.cameras} cameras, efficiency {out['efficiency']:.3f} (rounds "
+    print(f"{args.root}: {args.cameras} cameras, streams {cfg.model.streams}, in flight {cfg.scheduler.in_flight}, efficiency {out['efficiency']:.3f} (rounds "
           + " ".join(f"{r['efficiency']:.3f}" for r in out["rounds"])
           + f"), pure {out['pure_fps']:.0f} fps, pipeline {out['fps']:.0f} fps; CPU {cpu['model']} "
           f"({' '.join(cpu['isa'])}, {cpu['kind']}), load {os.getloadavg()[0]:.2f}")

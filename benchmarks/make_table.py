@@ -16,6 +16,12 @@ from pathlib import Path
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
+def _streams(v: object) -> str:
+    if v == "auto":
+        return "streams auto: one while the runtime is idle, two under load"
+    return f"{v or 1} stream(s)"
+
+
 def kind_markers(kind: str) -> tuple[str, str]:
     return f"<!-- bench:{kind}:begin -->", f"<!-- bench:{kind}:end -->"
 
@@ -26,7 +32,7 @@ def table(res: dict) -> str:
         f"#### {c['kind']}: {c['model']}, {c['cores']} cores ({' '.join(c['isa'])})",
         "",
         f"Measured {m['date']}, backend `{res['backend']}` (precision {res.get('run_precision', 'auto')}, "
-        f"{res['in_flight']} batches in flight, {res['streams'] or 1} stream(s)), model `{res['model']}`, "
+        f"{res['in_flight']} batches in flight, {_streams(res['streams'])}), model `{res['model']}`, "
         f"frames {res['frame_size'][0]}x{res['frame_size'][1]}; one run of `benchmarks/run.sh` "
         f"({res['bench_seconds']:.0f} s). Pure backend and pipeline are measured back to back in "
         f"{res['rounds']} rounds; efficiency is the median of the rounds' ratios."

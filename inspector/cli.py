@@ -679,7 +679,7 @@ def bench(
     threads: int = typer.Option(0, min=0, help="Inference threads (0: runtime default)."),
     in_flight: Optional[int] = typer.Option(None, "--in-flight", min=1, max=8,
                                             help="Batches in flight per worker (default: the station's)."),
-    streams: Optional[int] = typer.Option(None, min=0, max=64, help="OpenVINO streams (default: the station's)."),
+    streams: Optional[str] = typer.Option(None, help="OpenVINO streams: auto or 0..64 (default: the station's)."),
     precision: Optional[str] = typer.Option(None, help="auto | f32 | bf16 | f16 | int8 (default: the station's)."),
     db: bool = typer.Option(True, help="Also run the database benchmark."),
     ultralytics: bool = typer.Option(True, help="Also run Ultralytics predict where installed."),
@@ -707,12 +707,15 @@ def bench(
     precisions = get_args(ModelConfig.model_fields["precision"].annotation)  # the config's own choices
     if precision is not None and precision not in precisions:
         fail(f"--precision: {precision!r} is not one of {', '.join(precisions)}")
+    if streams is not None and streams != "auto" and (not streams.isdigit() or int(streams) > 64):
+        fail(f"--streams: expected auto or a whole number from 0 to 64, got {streams!r}")
+    streams_arg: int | str | None = None if streams is None else (streams if streams == "auto" else int(streams))
     try:
         cfg = _load(station, config)
         res = run_bench(model=cfg.model.name, backend=backend or cfg.model.backend, cameras=counts, threads=threads,
                         seconds=seconds, db=db, ultralytics=ultralytics,
                         in_flight=in_flight or cfg.scheduler.in_flight,
-                        streams=cfg.model.streams if streams is None else streams,
+                        streams=cfg.model.streams if streams_arg is None else streams_arg,
                         precision=precision or cfg.model.precision)
     except _user_errors() as exc:
         fail(str(exc))

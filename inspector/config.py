@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     field_validator,
     model_validator,
@@ -47,7 +48,7 @@ class ConfigError(ValueError):
 def _not_bool(v: Any) -> Any:
     # TOML true/false would otherwise pass as 1/0 (``fps = true`` runs at 1 fps)
     if isinstance(v, bool):
-        raise ValueError("must be a number, not a boolean")  # noqa: TRY004 - pydantic reports only ValueError
+        raise ValueError("must be a number, not a boolean")
     return v
 
 
@@ -55,6 +56,18 @@ def _not_bool(v: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_not_bool)]
 #: An int that is not a boolean.
 Integer = Annotated[int, BeforeValidator(_not_bool)]
+
+
+def _streams(v: Any) -> int | str:
+    if v == "auto":
+        return "auto"
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 64:
+        raise ValueError('must be "auto" or a whole number from 0 to 64')
+    return v
+
+
+#: OpenVINO streams: "auto" or 0..64 (one message for both, not one per member of a union).
+Streams = Annotated[int | Literal["auto"], PlainValidator(_streams)]
 
 
 class _Strict(BaseModel):
@@ -181,9 +194,10 @@ class ModelConfig(_Strict):
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
     threads: Integer = Field(0, ge=0, le=256)
     precision: Literal["auto", "f32", "bf16", "f16", "int8"] = "auto"
-    # OpenVINO streams: 0 = one stream with every core on each batch (lowest latency); 2 runs two
-    # batches at once, one per half of the cores (more throughput when batches are in flight)
-    streams: Integer = Field(0, ge=0, le=64)
+    # OpenVINO streams: "auto" = one stream with every core on a batch that finds the runtime idle
+    # (lowest latency), two streams for batches that come while another runs (most throughput);
+    # 0 = always one stream; n = always n batches at once, each on its share of the cores
+    streams: Streams = "auto"
     iou_threshold: Number = Field(0.5, gt=0.0, le=1.0)
 
 
@@ -193,8 +207,9 @@ class SchedulerConfig(_Strict):
     max_batch: Integer = Field(8, ge=1, le=256)
     max_wait_ms: Number = Field(4.0, ge=0.0, le=1000.0)
     # batches submitted and not yet decided, per device: 2 overlaps one batch's host work
-    # (letterbox, decode, NMS, verdicts) with the next one's inference; 1 runs them in turn
-    in_flight: Integer = Field(2, ge=1, le=8)
+    # (letterbox, decode, NMS, verdicts) with the next one's inference; 3 keeps two streams busy
+    # while the next batch is assembled; 1 runs them in turn
+    in_flight: Integer = Field(3, ge=1, le=8)
 
 
 class StorageConfig(_Strict):

@@ -694,6 +694,8 @@ class Station:
                     "mean_batch": w.stats.items / w.stats.batches if w.stats.batches else 0.0,
                     "busy_fraction": w.stats.busy_s / el,
                     "errors": w.stats.errors,
+                    # batches that ran on the two-stream graph of streams = "auto" (the station was loaded)
+                    "loaded_batches": getattr(w.backend, "loaded_batches", 0),
                 }
                 for w in self.workers
             ],

@@ -79,8 +79,8 @@ def run_bench(
     seconds: float = 12.0,
     db: bool = True,
     ultralytics: bool = True,
-    in_flight: int = 2,
-    streams: int = 0,
+    in_flight: int = 3,
+    streams: int | str = "auto",
     precision: str = "auto",
 ) -> dict[str, Any]:
     """Everything in one run; see the README's benchmark section for what each number means."""

@@ -40,7 +40,7 @@ class PureRunner:
 
     def __init__(
         self, backend: str, model: str, batch: int, threads: int, frames: list[np.ndarray], *, depth: int = 1,
-        streams: int = 0, precision: str = "auto",
+        streams: int | str = "auto", precision: str = "auto",
     ) -> None:
         card = load_card(model, int8=precision == "int8")
         self.batch = batch
@@ -93,7 +93,7 @@ class PureRunner:
 
 def station_config(
     n_cameras: int, fps: float, model: str, backend: str, threads: int, width: int, height: int, max_batch: int,
-    *, in_flight: int = 2, streams: int = 0, precision: str = "auto",
+    *, in_flight: int = 3, streams: int | str = "auto", precision: str = "auto",
 ) -> StationConfig:
     cams = [
         SimulatedCameraConfig(
@@ -212,8 +212,8 @@ def run_pipeline_bench(
     seconds: float = 12.0,
     warmup: float = 3.0,
     max_batch: int = 8,
-    in_flight: int = 2,
-    streams: int = 0,
+    in_flight: int = 3,
+    streams: int | str = "auto",
     precision: str = "auto",
     nominal: StationConfig | None = None,
     rounds: int = 4,
@@ -287,7 +287,7 @@ def run_pipeline_bench(
 
 def precision_fps(
     backend: str, model: str, batch: int, seconds: float, threads: int, frames: list[np.ndarray], depth: int,
-    streams: int,
+    streams: int | str,
 ) -> dict[str, Any]:
     """Pure backend fps at batch ``batch`` in f32 and INT8 (the card's NNCF IR), alternating in
     rounds so that the machine's drift hits both alike; INT8 is None where the card has none."""

@@ -59,19 +59,59 @@ def test_unknown_backend_and_device(card) -> None:
         create_backend("openvino", card, max_batch=1, device="NOPE")
 
 
-@pytest.mark.parametrize("backend,streams", [("openvino", 0), ("openvino", 2), ("onnxruntime", 0)])
-def test_batches_in_flight_at_once_give_what_one_at_a_time_gives(card, frames, backend: str, streams: int) -> None:
+@pytest.mark.parametrize("backend,streams", [("openvino", 0), ("openvino", 2), ("openvino", "auto"), ("onnxruntime", 0)])
+def test_batches_in_flight_at_once_give_what_one_at_a_time_gives(card, frames, backend: str, streams) -> None:
     kw = {"precision": "f32", "streams": streams} if backend == "openvino" else {}
-    be = create_backend(backend, card, max_batch=4, depth=2, **kw)
+    be = create_backend(backend, card, max_batch=4, depth=3, **kw)
     items = [BatchItem(img, fmt, Letterbox.fit(img.shape[1], img.shape[0], 320, 320)) for img, fmt in frames]
-    want_a, want_b = be.infer(items[:3]).raw, be.infer(items[1:]).raw
-    # two slots in flight together; each keeps its own input buffer until it was waited for
-    a, b = be.submit(items[:3]), be.submit(items[1:])
-    got_b, got_a = b.wait(), a.wait()
+    want_a, want_b, want_c = be.infer(items[:3]).raw, be.infer(items[1:]).raw, be.infer(items[:2]).raw
+    # three slots in flight together (with streams = "auto" the third runs on the two-stream graph);
+    # each keeps its own input buffer until it was waited for
+    a, b, c = be.submit(items[:3]), be.submit(items[1:]), be.submit(items[:2])
+    got_c, got_b, got_a = c.wait(), b.wait(), a.wait()
     assert np.abs(got_a.raw - want_a).max() < 1e-3 and np.abs(got_b.raw - want_b).max() < 1e-3
+    assert np.abs(got_c.raw - want_c).max() < 1e-3
     assert got_a.inference_ms > 0 and got_a.preprocess_ms >= 0
     # more items than max_batch (a tiled frame) run at once, split
     assert be.submit(items * 2).wait().raw.shape[0] == 8
+
+
+def test_auto_streams_give_every_core_to_a_lone_batch_and_two_streams_to_a_queue(card) -> None:
+    import time
+
+    from inspector.pipeline.backends.openvino_backend import LOADED_LINGER_NS
+
+    be = create_backend("openvino", card, max_batch=4, depth=3, streams="auto")
+    assert be.streams == (1, 2)
+    for slot in range(3):
+        be.slot_buffer(slot)[:] = 114
+
+    def run(*sizes: int) -> int:
+        """Start batches of ``sizes`` at once, wait for them; how many ran on the loaded graph."""
+        before = be.loaded_batches
+        for p in [be.start(slot, n) for slot, n in enumerate(sizes)]:
+            p.wait()
+        return be.loaded_batches - before
+
+    assert run(1) == 0  # alone: one stream on every core
+    assert run(4, 4) == 0  # one queued behind another: still the one-stream graph
+    assert run(4, 4, 4) == 1  # two already inside: the station is loaded, the third goes to a stream of its own
+    assert run(4) == 1  # full, just after: a station back to back stays loaded
+    assert run(2) == 0  # a half-full batch that finds the runtime idle: the station keeps up
+    assert run(4, 4, 4) == 1
+    time.sleep(2 * LOADED_LINGER_NS / 1e9)
+    assert run(4) == 0  # full, but after a pause
+    assert be._running == 0  # every batch left the count, once
+
+
+def test_fixed_streams_never_switch(card) -> None:
+    for streams, want in ((0, (1, 1)), (2, (2, 2))):
+        be = create_backend("openvino", card, max_batch=2, depth=3, streams=streams)
+        assert be.streams == want
+        ps = [be.start(slot, 2) for slot in range(3)]
+        for p in ps:
+            p.wait()
+        assert be.loaded_batches == 0
 
 
 def test_a_process_that_exits_with_batches_in_flight_is_not_aborted(tmp_path) -> None:

@@ -32,6 +32,9 @@ def test_builtin_stations_load() -> None:
 def test_minimal_config_gets_defaults() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.model.backend == "openvino" and cfg.cameras[0].fps == 5.0
+    # one stream while the runtime is idle, two under load: three batches keep two streams fed
+    assert cfg.model.streams == "auto" and cfg.scheduler.in_flight == 3
+    assert parse_config(MINIMAL + "[model]\nstreams = 2\n").model.streams == 2
 
 
 @pytest.mark.parametrize(
@@ -51,6 +54,9 @@ def test_minimal_config_gets_defaults() -> None:
         (MINIMAL + '[[cameras]]\nid = "b"\n', "cameras[1]", "kind is missing"),
         ('name = "t"\ncameras = []\n', "cameras", "at least 1"),
         (MINIMAL + "[model]\nbackend = 'tflite'\n", "model.backend", "openvino"),
+        (MINIMAL + "[model]\nstreams = 'fast'\n", "model.streams", '"auto" or a whole number from 0 to 64'),
+        (MINIMAL + "[model]\nstreams = -1\n", "model.streams", '"auto" or a whole number'),
+        (MINIMAL + "[model]\nstreams = true\n", "model.streams", '"auto" or a whole number'),
     ],
 )
 def test_bad_configs_name_the_field(text: str, field: str, message: str) -> None:

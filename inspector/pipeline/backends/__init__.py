@@ -17,12 +17,13 @@ def create_backend(
     threads: int = 0,
     precision: str = "auto",
     depth: int = 1,
-    streams: int = 0,
+    streams: int | str = 0,
 ) -> Backend:
     """Build the named backend for one inference device.
 
     ``depth``: batches it can have in flight at once (CPU runtimes: one u8 buffer and infer
-    request each). ``streams``: OpenVINO streams (0: one, all cores on each batch).
+    request each). ``streams``: OpenVINO streams (0: one, all cores on each batch;
+    ``auto``: one while the runtime is idle, two for batches that come while another runs).
 
     Raises:
         BackendUnavailable: The runtime or device is missing (the message says what).

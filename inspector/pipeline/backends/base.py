@@ -29,7 +29,11 @@ class BatchItem:
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """Raw outputs ``(B, 4 + nc, N)`` and the time the backend spent."""
+    """Raw outputs ``(B, 4 + nc, N)`` and the time the backend spent.
+
+    ``raw`` of a batch from a slot (`CpuBatchBackend.start`) may be a view of the runtime's output:
+    valid until that slot is started again (the worker decides the batch before it frees the slot).
+    """
 
     raw: np.ndarray
     preprocess_ms: float
