@@ -707,9 +707,12 @@ def bench(
     precisions = get_args(ModelConfig.model_fields["precision"].annotation)  # the config's own choices
     if precision is not None and precision not in precisions:
         fail(f"--precision: {precision!r} is not one of {', '.join(precisions)}")
-    if streams is not None and streams != "auto" and (not streams.isdigit() or int(streams) > 64):
-        fail(f"--streams: expected auto or a whole number from 0 to 64, got {streams!r}")
-    streams_arg: int | str | None = None if streams is None else (streams if streams == "auto" else int(streams))
+    from inspector.config import parse_streams
+
+    try:
+        streams_arg = None if streams is None else parse_streams(streams)
+    except ValueError as exc:
+        fail(f"--streams: {exc}, got {streams!r}")
     try:
         cfg = _load(station, config)
         res = run_bench(model=cfg.model.name, backend=backend or cfg.model.backend, cameras=counts, threads=threads,

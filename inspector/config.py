@@ -48,7 +48,7 @@ class ConfigError(ValueError):
 def _not_bool(v: Any) -> Any:
     # TOML true/false would otherwise pass as 1/0 (``fps = true`` runs at 1 fps)
     if isinstance(v, bool):
-        raise ValueError("must be a number, not a boolean")
+        raise ValueError("must be a number, not a boolean")  # noqa: TRY004 - pydantic reports only ValueError
     return v
 
 
@@ -64,6 +64,11 @@ def _streams(v: Any) -> int | str:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 64:
         raise ValueError('must be "auto" or a whole number from 0 to 64')
     return v
+
+
+def parse_streams(text: str) -> int | str:
+    """``[model] streams`` from a command line's text: "auto" or 0..64 (ValueError says which are allowed)."""
+    return _streams(int(text) if text.isdigit() else text)
 
 
 #: OpenVINO streams: "auto" or 0..64 (one message for both, not one per member of a union).

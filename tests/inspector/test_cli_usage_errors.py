@@ -29,6 +29,13 @@ def test_usage_error_is_one_line_and_exit_2(entry: list[str], args: list[str], n
     assert lines[0].startswith("inspector ") and names in lines[0] and "--help" in lines[0]
 
 
+def test_bench_streams_that_are_neither_auto_nor_a_count_are_one_line() -> None:
+    res = subprocess.run([sys.executable, "-m", "inspector.cli", "bench", "--streams", "fast"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == 'inspector: --streams: must be "auto" or a whole number from 0 to 64, got \'fast\''
+
+
 def test_toml_nested_500_deep_is_one_config_error(tmp_path: Path) -> None:
     text = 'name = "p"\nx = ' + "[" * 500 + "]" * 500 + "\n"
     with pytest.raises(ConfigError) as err:

@@ -29,6 +29,15 @@ def test_builtin_stations_load() -> None:
     assert len({c.position_mm for c in line.cameras}) == 4  # pairs along the belt
 
 
+def test_streams_from_a_command_line_follow_the_config_rule() -> None:
+    from inspector.config import parse_streams
+
+    assert parse_streams("auto") == "auto" and parse_streams("0") == 0 and parse_streams("2") == 2
+    for bad in ("fast", "65", "-1", "2.5", ""):
+        with pytest.raises(ValueError, match='"auto" or a whole number from 0 to 64'):
+            parse_streams(bad)
+
+
 def test_minimal_config_gets_defaults() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.model.backend == "openvino" and cfg.cameras[0].fps == 5.0

@@ -105,8 +105,8 @@ class OpenVinoBackend(CpuBatchBackend):
         except RuntimeError as exc:
             raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {_first_line(exc)}") from exc
         #: streams the runtime runs: ``(idle, loaded)``, equal where they do not adapt
-        self.streams = (int(self._compiled.get_property("NUM_STREAMS")),
-                        LOADED_STREAMS if loaded is not None else int(self._compiled.get_property("NUM_STREAMS")))
+        idle_streams = int(self._compiled.get_property("NUM_STREAMS"))
+        self.streams = (idle_streams, LOADED_STREAMS if loaded is not None else idle_streams)
         self._request = self._compiled.create_infer_request()
         self._slot_requests = [self._compiled.create_infer_request() for _ in range(self.depth)]
         self._loaded_requests = ([loaded.create_infer_request() for _ in range(self.depth)]
@@ -142,10 +142,9 @@ class OpenVinoBackend(CpuBatchBackend):
                 # the runtime is idle and the station keeps up (a small batch, or a pause): every core again
                 self._loaded = False
             self._running += 1
-            loaded = self._loaded and self._loaded_requests is not None
-        if loaded:
-            assert self._loaded_requests is not None
-            req = self._loaded_requests[slot]
+            loaded = self._loaded_requests if self._loaded else None
+        if loaded is not None:
+            req = loaded[slot]
             self.loaded_batches += 1
         else:
             req = self._slot_requests[slot]
