@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from camera.conveyor import Conveyor
@@ -198,3 +199,28 @@ def test_a_bank_is_rendered_once_then_loaded_from_the_disk_cache(tmp_path, monke
     assert other_face.prerender(cache) is False  # another face is another bank
     monkeypatch.setattr("camera.bank_cache.renderer_digest", lambda: "a changed renderer")
     assert camera().prerender(cache) is False  # a changed renderer never reuses a bank
+
+
+@pytest.mark.parametrize("triggered", [False, True])
+def test_a_frame_is_the_banked_image_read_only_and_still_holds_its_pool_slot(triggered: bool) -> None:
+    """The simulated sensor hands out its banked frame as a DMA'd buffer would be: no copy into the
+    slot (host CPU a real camera does not spend), nobody can write into it, and the slot stays taken
+    until the frame is released (the pool's back-pressure is unchanged)."""
+    cam = SimulatedLineCamera("cam", width=96, height=96, bank_size=4, fps=0.0)
+    if triggered:
+        cam.configure_trigger(TriggerSettings())
+    with cam:
+        cam.start()
+        if triggered:
+            cam.fire(3)
+        h = _claim(cam)
+        try:
+            banked, _truth = cam.frame_for(3 if triggered else h.sequence - 1)
+            assert np.shares_memory(h.image, banked)
+            assert not h.image.flags.writeable
+            with pytest.raises(ValueError):
+                h.image[0, 0] = 0
+            held = cam.pool.capacity - cam.pool.free_slots
+            assert held >= 1  # this frame's slot (and perhaps the next frame's)
+        finally:
+            h.release()
