@@ -7,6 +7,10 @@ import numpy as np
 from inspector.pipeline.preprocess import Letterbox, Tile
 
 
+#: Candidates up to which `nms` takes one IoU matrix (N x N) instead of a pass per kept box
+SMALL_NMS = 64
+
+
 def decode_yolo(output: np.ndarray, conf_threshold: float, max_candidates: int = 3000) -> np.ndarray:
     """Decode one image's raw YOLO (v8/11) output.
 
@@ -62,6 +66,8 @@ def nms(dets: np.ndarray, iou_threshold: float, max_det: int = 300) -> np.ndarra
     # shift each class into its own coordinate range so one pass separates classes
     offset = dets[:, 5:6] * (float(np.abs(dets[:, :4]).max()) + 1.0) * 2.0
     boxes = dets[:, :4] + offset
+    if len(dets) <= SMALL_NMS:
+        return dets[_greedy_small(boxes, iou_threshold, max_det)]
     x1, y1, x2, y2 = boxes.T
     areas = (x2 - x1) * (y2 - y1)
     keep: list[int] = []
@@ -78,6 +84,28 @@ def nms(dets: np.ndarray, iou_threshold: float, max_det: int = 300) -> np.ndarra
         iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
         idx = rest[iou <= iou_threshold]
     return dets[keep]
+
+
+def _greedy_small(boxes: np.ndarray, iou_threshold: float, max_det: int) -> list[int]:
+    """Greedy NMS over score-sorted ``boxes`` from one IoU matrix: for the few candidates of a frame
+    (6-7 on average on the shipped model), one vectorised pass and a loop over Python lists cost less
+    than a dozen small numpy calls per kept box (side by side, two overlapping objects: 7 candidates
+    53 -> 23 us, 30 candidates 84 -> 35 us, 64 candidates 86 -> 67 us)."""
+    over = (iou_matrix(boxes, boxes) > iou_threshold).tolist()
+    n = len(over)
+    gone = [False] * n
+    keep: list[int] = []
+    for i in range(n):
+        if gone[i]:
+            continue
+        keep.append(i)
+        if len(keep) >= max_det:
+            break
+        row = over[i]
+        for j in range(i + 1, n):
+            if row[j]:
+                gone[j] = True
+    return keep
 
 
 def to_frame_pixels(dets: np.ndarray, box: Letterbox, tile: Tile | None, frame_w: int, frame_h: int) -> np.ndarray:

@@ -50,6 +50,25 @@ def test_nms_matches_brute_force_at_any_size(n: int) -> None:
     assert np.allclose(nms(dets.copy(), 0.5, max_det=n), dets[brute_force_nms(dets, 0.5)])
 
 
+def clustered_dets(rng: np.random.Generator, n: int, clusters: int = 3) -> np.ndarray:
+    """Candidates as a detector gives them: a few objects, each found several times, boxes overlapping."""
+    centre = rng.uniform(40, 260, (clusters, 2))[rng.integers(0, clusters, n)]
+    d = np.zeros((n, 6), np.float32)
+    d[:, :2] = centre + rng.normal(0, 4, (n, 2)) - 15
+    d[:, 2:4] = d[:, :2] + 30 + rng.normal(0, 4, (n, 2))
+    d[:, 4] = rng.uniform(0.05, 1.0, n)
+    d[:, 5] = rng.integers(0, 2, n)
+    return d
+
+
+@pytest.mark.parametrize("n", [3, 7, 16, 63, 64, 65, 200])
+@pytest.mark.parametrize("iou", [0.3, 0.5, 0.7])
+def test_nms_of_overlapping_candidates_matches_brute_force_on_both_sides_of_the_small_path(n: int, iou: float) -> None:
+    dets = clustered_dets(np.random.default_rng(n), n)
+    assert np.array_equal(nms(dets.copy(), iou), dets[brute_force_nms(dets, iou)])
+    assert np.array_equal(nms(dets.copy(), iou, max_det=2), dets[brute_force_nms(dets, iou)[:2]])
+
+
 def test_nms_keeps_at_most_max_det() -> None:
     dets = random_dets(np.random.default_rng(3), 200)
     assert len(nms(dets.copy(), 0.99, max_det=5)) == 5
