@@ -392,10 +392,18 @@ class StationConfig(_Strict):
     @model_validator(mode="after")
     def _unique_ids(self) -> StationConfig:
         seen: set[str] = set()
-        for c in self.cameras:
+        # a camera's frames at once: one in each batch in flight, the pending one and the one being read out;
+        # a smaller pool drops frames whenever the station is busy, by construction
+        held = self.scheduler.in_flight + 2
+        for i, c in enumerate(self.cameras):
             if c.id in seen:
                 raise ValueError(f"camera id {c.id!r} is used twice")
             seen.add(c.id)
+            if c.pool_slots < held:
+                raise ValueError(
+                    f"cameras[{i}].pool_slots = {c.pool_slots} cannot hold {held} frames (one in each of "
+                    f"scheduler.in_flight = {self.scheduler.in_flight} batches, the pending one and the next): "
+                    f"give it at least {held}")
             if c.device is not None and c.device >= len(self.model.devices):
                 raise ValueError(f"camera {c.id!r}: device {c.device} but model.devices has {len(self.model.devices)}")
         for i, g in enumerate(self.line.groups):

@@ -46,6 +46,11 @@ def test_minimal_config_gets_defaults() -> None:
     assert parse_config(MINIMAL + "[model]\nstreams = 2\n").model.streams == 2
 
 
+def test_a_frame_pool_holds_the_batches_in_flight_the_pending_frame_and_the_next() -> None:
+    assert parse_config(MINIMAL + "pool_slots = 5\n").cameras[0].pool_slots == 5
+    assert parse_config(MINIMAL + "pool_slots = 3\n[scheduler]\nin_flight = 1\n").scheduler.in_flight == 1
+
+
 @pytest.mark.parametrize(
     ("text", "field", "message"),
     [
@@ -66,6 +71,8 @@ def test_minimal_config_gets_defaults() -> None:
         (MINIMAL + "[model]\nstreams = 'fast'\n", "model.streams", '"auto" or a whole number from 0 to 64'),
         (MINIMAL + "[model]\nstreams = -1\n", "model.streams", '"auto" or a whole number'),
         (MINIMAL + "[model]\nstreams = true\n", "model.streams", '"auto" or a whole number'),
+        (MINIMAL + "pool_slots = 4\n", "(top level)", "cameras[0].pool_slots = 4 cannot hold 5 frames"),
+        (MINIMAL + "pool_slots = 5\n[scheduler]\nin_flight = 4\n", "(top level)", "scheduler.in_flight = 4"),
     ],
 )
 def test_bad_configs_name_the_field(text: str, field: str, message: str) -> None:
