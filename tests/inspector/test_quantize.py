@@ -224,3 +224,28 @@ def test_box_recall_counts_the_fp32_boxes_a_candidate_finds_again_at_iou_09() ->
     assert recall(model_with_box(3.0), frames) == 0.0  # IoU 0.74: moved too far
     assert recall(model_with_box(0.0, cls=2), frames) == 0.0  # same place, another class
     assert recall(model_with_box(0.0), frames[1:2]) == 1.0  # no FP32 box: nothing to miss
+
+
+def test_the_scope_kept_in_f32_is_the_box_branch_the_dfl_and_the_first_two_layers() -> None:
+    pytest.importorskip("nncf", reason="needs the quantize extra (nncf)", exc_type=ImportError)
+    import re
+
+    import openvino as ov
+
+    from inspector.pipeline.backends.openvino_backend import runtime_model
+    from inspector.quality.quantize import ignored_scope_for
+
+    graph = runtime_model(ov.Core(), load_card(DEFAULT_MODEL, verify=False), fused=True)
+    scope = ignored_scope_for(graph)
+    convs = [op.get_friendly_name() for op in graph.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    kept = {n for n in convs if any(re.search(p, n) for p in scope.patterns)}
+    box_branch = {n for n in convs if n.startswith("/model.23/cv2.")}
+    assert len(box_branch) == 9  # three scales, three convolutions each
+    assert box_branch <= kept
+    assert not any(n.startswith("/model.23/cv3.") for n in kept)  # the class branch is INT8
+    assert {n.split("/")[1] for n in kept} == {"model.0", "model.1", "model.23"}
+    assert any("/dfl/" in n for n in kept)
+    assert "Sigmoid" in scope.types
+    # the card records the scope its IR was made with
+    card = load_card(DEFAULT_MODEL, verify=False)
+    assert card.int8["not_quantized"] == ", ".join([*scope.patterns, *scope.types])
