@@ -163,7 +163,7 @@ class Station:
         mc, sc = self.config.model, self.config.scheduler
         return [
             create_backend(self.backend_name, card, max_batch=sc.max_batch, device=dev, threads=mc.threads,
-                           precision=mc.precision, depth=sc.in_flight, streams=mc.streams)
+                           precision=mc.precision, depth=sc.in_flight, streams=mc.streams, nms_iou=mc.iou_threshold)
             for dev in mc.devices
         ]
 

@@ -40,12 +40,14 @@ class PureRunner:
 
     def __init__(
         self, backend: str, model: str, batch: int, threads: int, frames: list[np.ndarray], *, depth: int = 1,
-        streams: int | str = "auto", precision: str = "auto",
+        streams: int | str = "auto", precision: str = "auto", nms_iou: float | None = 0.5,
     ) -> None:
         card = load_card(model, int8=precision == "int8")
         self.batch = batch
+        # the station's graph (decoding and NMS inside it, at the station's default IoU), whose detections
+        # this runner leaves undecoded on the host: the runtime's work alone
         self.be = create_backend(backend, card, max_batch=batch, threads=threads, precision=precision, depth=depth,
-                                 streams=streams)
+                                 streams=streams, nms_iou=nms_iou)
         data = np.empty((batch, card.input_height, card.input_width, 3), np.uint8)
         for i in range(batch):
             f = frames[i % len(frames)]
@@ -72,7 +74,10 @@ class PureRunner:
 
             def step() -> None:
                 slot, p = pending.popleft()
-                p.wait()
+                if hasattr(p, "decoded"):  # the graph's detections stay unread: the runtime alone
+                    p.wait(decode=False)
+                else:
+                    p.wait()
                 pending.append((slot, be.start(slot, n)))
         try:
             for _ in range(warm):

@@ -20,7 +20,7 @@ import numpy as np
 
 from camera.frame_pool import FrameHandle, FramePool
 from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, DoneBatch, PendingBatch
-from inspector.pipeline.postprocess import decode_yolo, nms, to_frame_pixels
+from inspector.pipeline.postprocess import CONF_FLOOR, decode_yolo, nms, to_frame_pixels
 from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, plan_tiles
 from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, detections_from_array
 from inspector.pipeline.verdict import VerdictRules
@@ -391,9 +391,10 @@ class InferenceWorker:
                 return []  # the frames are counted as dropped below
             ep = b.ep
             results = []
+            graph = out.detections if out.detections is not None and out.nms_iou == self._iou else None
             for lane, h, first, n in b.spans:
                 results.append(self._result(lane, h, b.items[first : first + n], out.raw[first : first + n], b.t_take,
-                                            out, ep))
+                                            out, ep, graph[first : first + n] if graph is not None else None))
             for lane, h, _f, _n in b.spans:
                 lane.pool.mark_inspected()
                 del b.unsettled[id(h)]
@@ -433,14 +434,18 @@ class InferenceWorker:
         t_take: int,
         out: object,
         ep: Epoch,
+        decoded: list[np.ndarray] | None = None,
     ) -> InspectionResult:
         t0 = time.perf_counter_ns()
         fh, fw = h.image.shape[:2]
         rules = ep.rules.get(lane.camera_id, lane.rules)
-        conf = max(0.05, 0.5 * rules.lowest_threshold())
+        conf = max(CONF_FLOOR, 0.5 * rules.lowest_threshold())
         parts = []
-        for it, r in zip(items, raw):
-            d = nms(decode_yolo(r, conf), self._iou)
+        for k, (it, r) in enumerate(zip(items, raw)):
+            if decoded is not None:  # the runtime decoded and suppressed from CONF_FLOOR: the same boxes
+                d = decoded[k][decoded[k][:, 4] >= conf]
+            else:
+                d = nms(decode_yolo(r, conf), self._iou)
             parts.append(to_frame_pixels(d, it.box, it.tile, fw, fh))
         dets = parts[0] if len(parts) == 1 else nms(np.concatenate(parts, 0), self._iou)
         detections = detections_from_array(dets, ep.backend.card.classes)

@@ -133,3 +133,32 @@ def test_a_process_that_exits_with_batches_in_flight_is_not_aborted(tmp_path) ->
     assert "submitted" in r.stdout
     assert r.returncode == 0, r.stderr[-500:]
     assert "FATAL" not in r.stderr and "terminate called" not in r.stderr
+
+
+@pytest.mark.parametrize(("precision", "iou"), [("f32", 0.5), ("auto", 0.5), ("f32", 0.3), ("int8", 0.5)])
+def test_detections_decoded_in_the_graph_are_the_hosts_decode_and_nms(card, precision: str, iou: float) -> None:
+    """The in-graph decode + class-aware NMS gives the boxes, scores, classes and order of
+    ``nms(decode_yolo(raw, 0.05), iou)`` on the same raw output, frame by frame."""
+    from inspector.pipeline.postprocess import CONF_FLOOR, decode_yolo, nms
+
+    be = create_backend("openvino", load_card(DEFAULT_MODEL, int8=precision == "int8"), max_batch=8, depth=2,
+                        precision=precision, nms_iou=iou)
+    box = Letterbox.fit(320, 320, 320, 320)
+    frames = [BatchItem(render_part(1_600_000 + i, 320, 320, mono=i % 4 == 3).image,
+                        "Mono8" if i % 4 == 3 else "BGR8", box) for i in range(40)]
+    frames.append(BatchItem(np.full((320, 320, 3), 114, np.uint8), "BGR8", box))  # nothing at all
+    boxes = 0
+    for start in range(0, len(frames), 8):
+        items = frames[start : start + 8]
+        out = be.submit(items).wait()
+        assert out.detections is not None and out.nms_iou == iou and len(out.detections) == len(items)
+        for raw, got in zip(out.raw, out.detections):
+            want = nms(decode_yolo(raw, CONF_FLOOR), iou)
+            assert got.dtype == np.float32 and got.shape == want.shape
+            assert np.allclose(got, want, atol=1e-4)
+            boxes += len(want)
+    assert boxes >= 20  # defective parts among them: the comparison is not of empty lists
+    assert len(out.detections[-1]) == 0
+    # without nms_iou the runtime hands over the raw output only
+    plain = create_backend("openvino", card, max_batch=8, precision=precision if precision != "int8" else "f32")
+    assert plain.submit(frames[:2]).wait().detections is None

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from camera.frame_pool import FramePool
+from inspector.pipeline.backends.base import BatchOutput
 from inspector.pipeline.results import InspectionResult, Provenance, Verdict
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
 from inspector.pipeline.verdict import VerdictRules
@@ -250,3 +251,33 @@ def test_busy_time_of_overlapping_batches_is_their_union_not_their_sum() -> None
         w.stop()
     wall = time.perf_counter() - t0
     assert 0.3 <= w.stats.busy_s <= wall  # summed, the two batches would count ~0.6 s
+
+
+class _DecodingBackend(ScriptedBackend):
+    """Also hands over its own decoded boxes, as OpenVINO with in-graph NMS does: a 'crack' where the
+    raw output says 'dent', so a test sees which of the two the worker used."""
+
+    def __init__(self, nms_iou: float) -> None:
+        super().__init__()
+        self.nms_iou = nms_iou
+
+    def infer(self, items):  # type: ignore[no-untyped-def]
+        out = super().infer(items)
+        dets = [np.array([[10, 10, 30, 30, 0.8, 2], [40, 40, 50, 50, 0.06, 2]], np.float32) for _ in items]
+        return BatchOutput(out.raw, out.preprocess_ms, out.inference_ms, dets, self.nms_iou)
+
+
+@pytest.mark.parametrize(("nms_iou", "expected"), [(0.5, "crack"), (0.7, "dent")])
+def test_the_runtimes_own_detections_are_used_only_when_suppressed_at_the_workers_iou(nms_iou: float,
+                                                                                      expected: str) -> None:
+    ln = lane("c0")
+    results, emit = collect()
+    w = InferenceWorker(0, _DecodingBackend(nms_iou), [ln], emit, iou_threshold=0.5)
+    publish(ln.pool, 1, defect=True)
+    w.process([(ln, ln.pool.claim())])
+    (r,) = results
+    names = [d.class_name for d in (*r.detections, *r.rejected)]
+    assert names == [expected]  # the 0.06 box is under this camera's confidence (0.25): dropped
+    if expected == "crack":
+        d = r.detections[0]
+        assert (d.x1, d.y1, d.x2, d.y2, d.score) == pytest.approx((10, 10, 30, 30, 0.8))

@@ -18,12 +18,15 @@ def create_backend(
     precision: str = "auto",
     depth: int = 1,
     streams: int | str = 0,
+    nms_iou: float | None = None,
 ) -> Backend:
     """Build the named backend for one inference device.
 
     ``depth``: batches it can have in flight at once (CPU runtimes: one u8 buffer and infer
     request each). ``streams``: OpenVINO streams (0: one, all cores on each batch;
     ``auto``: one while the runtime is idle, two for batches that come while another runs).
+    ``nms_iou``: OpenVINO decodes and suppresses inside the graph at this IoU and its outputs carry
+    the detections (`BatchOutput.detections`); the others ignore it.
 
     Raises:
         BackendUnavailable: The runtime or device is missing (the message says what).
@@ -32,7 +35,8 @@ def create_backend(
     if name == "openvino":
         from inspector.pipeline.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(card, max_batch, device, threads, precision, depth=depth, streams=streams)
+        return OpenVinoBackend(card, max_batch, device, threads, precision, depth=depth, streams=streams,
+                               nms_iou=nms_iou)
     if name == "onnxruntime":
         from inspector.pipeline.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -38,6 +38,11 @@ class BatchOutput:
     raw: np.ndarray
     preprocess_ms: float
     inference_ms: float
+    #: where the runtime decoded and NMS'd itself (OpenVINO with ``nms_iou``): per input, ``(K, 6)``
+    #: ``x1 y1 x2 y2 score class`` in input pixels, best first, every score >= the graph's floor
+    detections: list[np.ndarray] | None = None
+    #: the IoU threshold those detections were suppressed at
+    nms_iou: float | None = None
 
 
 class PendingBatch(Protocol):
