@@ -459,7 +459,8 @@ def _sensor_buffer(image: np.ndarray) -> np.ndarray:
     """The banked frame as the pool publishes it: a read-only view, no copy. A real camera's frame
     reaches the pool by DMA without host CPU (GenTL and Aravis buffers are published in place); the
     slot the frame holds keeps the pool's back-pressure as it is. Copying 300 KB into the slot cost
-    the camera threads ~0.05 core-ms a frame at saturation, taken from inference on two cores."""
+    the camera threads 0.078 instead of 0.035 core-ms a frame at 8-camera saturation
+    (`benchmarks/host_cpu.py`), taken from inference on two cores."""
     view = image.view()
     view.flags.writeable = False
     return view

@@ -19,6 +19,7 @@ import numpy as np
 
 from inspector.pipeline.backends import isa
 from inspector.pipeline.backends.base import BackendUnavailable, BatchOutput, CpuBatchBackend
+from inspector.pipeline.backends.openvino_nms import detections_per_item, with_nms
 from inspector.pipeline.model_repo import ModelCard, ModelError, int8_model_path
 
 #: Streams of the graph that batches run on while another batch is inside the runtime (``streams = "auto"``)
@@ -85,8 +86,6 @@ class OpenVinoBackend(CpuBatchBackend):
         #: the IoU the graph suppresses at (None: the raw output only, the host decodes)
         self.nms_iou = nms_iou
         if nms_iou is not None:
-            from inspector.pipeline.backends.openvino_nms import with_nms
-
             model = with_nms(model, len(card.classes), nms_iou)
         adaptive = streams == "auto" and device == "CPU"
         fixed = 0 if streams == "auto" else int(streams)
@@ -157,7 +156,7 @@ class OpenVinoBackend(CpuBatchBackend):
             self.loaded_batches += 1
         else:
             req = self._slot_requests[slot]
-        running = _Running(req, preprocess_ms, self._finished, n if self.nms_iou is not None else 0, self.nms_iou)
+        running = _Running(req, preprocess_ms, self._finished, n, self.nms_iou)
         # the slot's buffer is not written again before this batch was waited for: no copy; the tensor
         # that wraps its first n rows is made once (the dict form of start_async costs ~0.1 ms a batch)
         tensor = self._slot_tensors.get((slot, n))
@@ -195,8 +194,8 @@ class _Running:
     def __init__(self, req: Any, preprocess_ms: float, on_done: Callable[["_Running"], None], n: int = 0,
                  iou: float | None = None) -> None:
         self._req = req
-        self._n = n  # inputs whose detections the graph gives (0: the raw output only)
-        self._iou = iou
+        self._n = n  # inputs in the batch
+        self._iou = iou  # the IoU the graph suppressed at (None: it gives the raw output only)
         self._pre_ms = preprocess_ms
         self._t1 = 0
         self._on_done = on_done
@@ -211,7 +210,7 @@ class _Running:
     @property
     def decoded(self) -> bool:
         """Whether `wait` hands over the graph's detections (False: the raw output only)."""
-        return bool(self._n)
+        return self._iou is not None
 
     def wait(self, decode: bool = True) -> BatchOutput:
         """The batch's outputs once the runtime is done; ``decode=False`` leaves the graph's detections
@@ -224,10 +223,8 @@ class _Running:
         # a view, not a copy (~0.5 MB a batch of 8): the request's output stays as it is until its slot
         # is started again, which the caller does only after it decided this batch
         raw = self._req.get_output_tensor(0).data
-        if not self._n or not decode:
+        if self._iou is None or not decode:
             return BatchOutput(raw, self._pre_ms, (t1 - self._t0) / 1e6)
-        from inspector.pipeline.backends.openvino_nms import detections_per_item
-
         dets = detections_per_item(raw, self._req.get_output_tensor(1).data, self._req.get_output_tensor(2).data,
                                    self._n)
         return BatchOutput(raw, self._pre_ms, (t1 - self._t0) / 1e6, dets, self._iou)

@@ -6,11 +6,11 @@ the host: each anchor's best class (TopK over the class scores, the first of equ
 boxes. The raw output stays output 0 (evaluation, benchmarks and tiling read it); outputs 1 and 2
 are the selected ``(batch, class, anchor)`` triples and their scores. `detections_per_item` turns
 them into the same ``(K, 6)`` ``x1 y1 x2 y2 score class`` rows, best first, that the host path
-gives, for every score at or above `SCORE_FLOOR`.
+gives, for every score at or above `CONF_FLOOR`.
 
 Greedy NMS keeps a box only against higher-scored ones, so running it from a low floor and
 dropping what is below a camera's own confidence afterwards keeps exactly the boxes that running
-it from that confidence would (``conf >= SCORE_FLOOR``; the scheduler's is at least 0.05).
+it from that confidence would (``conf >= CONF_FLOOR``; the scheduler's is at least 0.05).
 Measured on two AMX cores at 8-camera saturation (`benchmarks/host_cpu.py`): the host's decode +
 NMS + box mapping took ~0.05 core-ms a frame (the post thread 0.10 -> 0.045 with them left out);
 done here instead, the post thread went 0.110 -> 0.085 and the host threads 0.277 -> 0.248, with no
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.pipeline.postprocess import CONF_FLOOR as SCORE_FLOOR
+from inspector.pipeline.postprocess import CONF_FLOOR
 
 #: Per class and image, as `postprocess.nms`'s max_det for the whole image
 MAX_PER_CLASS = 300
@@ -50,7 +50,7 @@ def with_nms(model: Any, num_classes: int, iou_threshold: float) -> Any:
     # a hair under the floor: the op drops scores at or below its threshold, the host keeps >= conf
     nms = ops.non_max_suppression(
         boxes, only_best, ops.constant(MAX_PER_CLASS, ov.Type.i64), ops.constant(float(iou_threshold), ov.Type.f32),
-        ops.constant(SCORE_FLOOR * 0.999, ov.Type.f32), box_encoding="center", sort_result_descending=False,
+        ops.constant(CONF_FLOOR * 0.999, ov.Type.f32), box_encoding="center", sort_result_descending=False,
         output_type="i32")
     return ov.Model([result, *(ops.result(nms.output(i)) for i in (0, 1))], model.get_parameters(),
                     model.get_friendly_name())
@@ -59,10 +59,11 @@ def with_nms(model: Any, num_classes: int, iou_threshold: float) -> Any:
 def detections_per_item(raw: np.ndarray, selected: np.ndarray, scores: np.ndarray, n: int) -> list[np.ndarray]:
     """The selected boxes of each of the ``n`` images: ``(K, 6)`` float32 ``x1 y1 x2 y2 score class``
     in input pixels, best first. ``selected``/``scores``: the graph's ``(M, 3)`` outputs."""
-    sel = selected[selected[:, 0] >= 0]  # rows past the valid ones are -1 where the runtime pads
+    valid = selected[:, 0] >= 0  # rows past the valid ones are -1 where the runtime pads
+    sel = selected[valid]
     if not len(sel):
         return [np.zeros((0, 6), np.float32) for _ in range(n)]
-    score = scores[: len(selected)][selected[:, 0] >= 0, 2]
+    score = scores[: len(selected)][valid, 2]
     b, cls, a = sel[:, 0], sel[:, 1], sel[:, 2]
     cxcywh = raw[b, :4, a]  # (M, 4)
     out = np.empty((len(sel), 6), np.float32)
