@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from camera.renderer import GroundTruth
-from inspector.pipeline.results import Detection, InspectionResult
+from inspector.pipeline.results import Detection, InspectionResult, StageTimes
 
 
 @dataclass
@@ -88,6 +88,10 @@ def percentiles(values: Iterable[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99))}
 
 
+#: `StageTimes.as_dict`'s names and the fields they come from
+_STAGES = tuple((name, f"{name}_ms") for name in StageTimes().as_dict())
+
+
 @dataclass
 class CameraStats:
     """Per-camera result statistics (pool counters live in the pool)."""
@@ -95,9 +99,17 @@ class CameraStats:
     inspected: int = 0
     ng: int = 0
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
-    stages: dict[str, deque[float]] = field(default_factory=dict)
+    #: the newest results' stage times, one object each (not one append per stage per frame: the fan-out
+    #: runs on the cores that inference needs)
+    times: deque[StageTimes] = field(default_factory=lambda: deque(maxlen=50_000))
     last_verdict: str = ""
     accuracy: AccuracyCounts = field(default_factory=AccuracyCounts)
+
+    @property
+    def stages(self) -> dict[str, list[float]]:
+        """Milliseconds per stage (``wait``, ``preprocess``, ... ``total``) of the newest results."""
+        times = list(self.times)
+        return {name: [getattr(t, attr) for t in times] for name, attr in _STAGES}
 
 
 class RunStats:
@@ -122,8 +134,7 @@ class RunStats:
                 cs.ng += int(r.ng)
                 cs.last_verdict = r.verdict.value
                 cs.latency_ms.append(r.times.total_ms)
-                for k, v in r.times.as_dict().items():
-                    cs.stages.setdefault(k, deque(maxlen=50_000)).append(v)
+                cs.times.append(r.times)
                 if r.truth is not None:  # matched once, counted for the camera and the run
                     matched = match_boxes(r.detections, r.truth)
                     cs.accuracy.add_matched(r.ng, r.truth.defective, matched)

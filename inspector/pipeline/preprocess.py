@@ -40,6 +40,19 @@ class FrameFormatError(ValueError):
     """A frame that cannot be inspected (unknown format, wrong shape, empty)."""
 
 
+def share_the_cores_with_the_runtime() -> None:
+    """One OpenCV thread in this process, for stations whose runtime computes on the CPU.
+
+    The runtime's threads already take every core, and the worker letterboxes a frame at a time:
+    OpenCV's own pthreads pool only wakes up and spins beside them. Measured on 2 AMX cores: a Mono8
+    320x320 conversion cost 12-15 us of CPU with two OpenCV threads against 8.5 us with one, at the
+    same wall time; a 1920x1200 -> 320x200 resize was not split at all (130 us either way). The
+    pipeline's efficiency at 8 cameras did not move measurably (alternated pairs of
+    `benchmarks/efficiency.py` swing +-3% on this machine; a quarter of its frames are Mono8).
+    """
+    cv2.setNumThreads(1)
+
+
 def check_frame(image: np.ndarray, pixel_format: str) -> None:
     """Raise `FrameFormatError` unless ``image`` is a valid frame of ``pixel_format``."""
     if pixel_format not in _TO_BGR:

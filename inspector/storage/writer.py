@@ -32,7 +32,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from inspector.storage.spool import (
     open_journal,
     orphaned_journals,
 )
+from inspector.storage.uids import new_uid
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class DbWriter(QueuedSink):
     def submit(self, result: InspectionResult) -> bool:
         """Enqueue ``result`` with a fresh uid; never blocks (False when the queue is full)."""
         key = id(result)  # unique while the result sits in our queue
-        self._uids[key] = str(uuid.uuid4())
+        self._uids[key] = new_uid()
         if super().submit(result):
             return True
         self._uids.pop(key, None)
@@ -245,7 +245,7 @@ class DbWriter(QueuedSink):
         """
         record: Record = {
             "event": {
-                "uid": str(uuid.uuid4()),
+                "uid": new_uid(),
                 "at": time.time() if at is None else at,
                 "camera_id": camera_id[:64],
                 "old_state": old_state[:16],
@@ -336,7 +336,7 @@ class DbWriter(QueuedSink):
             self._next_drain = time.monotonic() + self._retry_s
 
     def _record(self, r: InspectionResult) -> Record:
-        uid = self._uids.pop(id(r), None) or str(uuid.uuid4())
+        uid = self._uids.pop(id(r), None) or new_uid()
         image_path = None
         if self._image_path_for is not None:
             try:

@@ -230,3 +230,19 @@ def test_tiled_plan_content_edges_cover_the_frame() -> None:
 def test_rescale_of_no_detections_is_empty() -> None:
     box = Letterbox.fit(1000, 333, 320, 320)
     assert to_frame_pixels(np.zeros((0, 6), np.float32), box, None, 1000, 333).shape == (0, 6)
+
+
+def test_a_frame_the_size_of_the_input_maps_back_by_clipping_alone() -> None:
+    """No resize, no pad: boxes come back as they are, clipped to the frame, as the general mapping gives."""
+    rng = np.random.default_rng(11)
+    dets = np.concatenate([rng.uniform(-40, 360, (50, 4)), rng.uniform(0, 1, (50, 1)), rng.integers(0, 4, (50, 1))], 1)
+    dets = dets.astype(np.float32)
+    box = Letterbox.fit(320, 320, 320, 320)
+    general = dets.copy()
+    xs, ys = general[:, 0:4:2].astype(np.float64), general[:, 1:4:2].astype(np.float64)
+    general[:, 0:4:2] = np.clip(xs * 320 / 320, 0, 320)
+    general[:, 1:4:2] = np.clip(ys * 320 / 320, 0, 320)
+    out = to_frame_pixels(dets, box, None, 320, 320)
+    assert out is dets  # in place
+    assert np.array_equal(out, general)
+    assert out.min() >= 0 and out[:, :4].max() <= 320

@@ -191,3 +191,21 @@ def test_on_a_terminal_the_headless_start_says_what_it_is_doing(tmp_path: Path) 
     assert "\r\x1b[2K" in tty  # one line, rewritten in place and cleared
     piped = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, check=False)
     assert piped.returncode == 0 and "[start" not in piped.stderr + piped.stdout
+
+
+def test_a_cpu_station_letterboxes_with_one_opencv_thread(tmp_path: Path) -> None:
+    """The runtime takes every core: OpenCV's own worker pool only competes with it (a Mono8 frame's
+    conversion cost 12-15 us of CPU with two OpenCV threads against 8.5 with one, same wall time)."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        cfg = parse_config(CONFIG.format(archive=tmp_path / "ng"))
+        st = Station(cfg, db_url=f"sqlite:///{tmp_path / 'r.db'}", archive=False)
+        try:
+            assert cv2.getNumThreads() == 1
+        finally:
+            st.stop()
+    finally:
+        cv2.setNumThreads(before)
