@@ -97,10 +97,12 @@ def run_bench(
 
         reason = ultralytics_available()
         if reason is None:
-            u = run_ultralytics(model, bench_frames(32, 320, 320), seconds=seconds)
+            frames = bench_frames(32, 320, 320)
+            u = run_ultralytics(model, frames, seconds=seconds)
             pure1 = res["pure_backend_fps_by_batch"].get("1")
             u["overhead_ms"] = (1e3 / u["fps_batch1"] - 1e3 / pure1) if pure1 else None
             u["ratio"] = ours / u["fps"]
+            u["int8"] = _ultralytics_int8(model, backend, threads, seconds, in_flight, streams, frames)
             res["ultralytics"] = u
         else:
             res["ultralytics"] = None
@@ -114,6 +116,30 @@ def run_bench(
         res["database"] = run_db_bench()
     res["bench_seconds"] = time.perf_counter() - t0
     return res
+
+
+def _ultralytics_int8(model: str, backend: str, threads: int, seconds: float, in_flight: int, streams: int | str,
+                      frames: list[Any]) -> dict[str, Any]:
+    """Ultralytics predict on its INT8 recipe beside our 8-camera pipeline running the card's INT8 IR."""
+    import tempfile
+    from pathlib import Path
+
+    from inspector.bench.pipeline import measure_station, station_config
+    from inspector.bench.ultralytics_compare import int8_unavailable, run_ultralytics
+
+    reason = int8_unavailable()
+    if reason is not None:
+        return {"note": reason}
+    if backend != "openvino":
+        return {"note": f"the INT8 comparison runs the OpenVINO backend, not {backend}"}
+    u = run_ultralytics(model, frames, seconds=seconds, int8=True)
+    cfg = station_config(8, 0.0, model, backend, threads, 320, 320, 8, in_flight=in_flight, streams=streams,
+                         precision="int8")
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = measure_station(cfg, f"sqlite:///{Path(tmp) / 'int8.db'}", 3.0, seconds)
+    u["ours_pipeline_fps"] = ours["fps"]
+    u["ratio"] = ours["fps"] / u["fps"]
+    return u
 
 
 def format_table(res: dict[str, Any]) -> str:
@@ -167,7 +193,17 @@ def format_table(res: dict[str, Any]) -> str:
         lines.append(
             f"ultralytics predict ({u['runtime']}): {u['fps_batch1']:.1f} fps batch 1, {u['fps_batch8']:.1f} fps batch 8; "
             f"overhead {u['overhead_ms']:.2f} ms/frame over pure inference; ours / ultralytics = {u['ratio']:.2f}x"
+            f" (its floating point at {u.get('precision_ran', '?')})"
         )
+        q = u.get("int8") or {}
+        if "fps" in q:
+            lines.append(
+                f"ultralytics predict, INT8 ({q['runtime']}): {q['fps_batch1']:.1f} fps batch 1, {q['fps_batch8']:.1f} fps "
+                f"batch 8; our 8-camera pipeline on our INT8 IR {q['ours_pipeline_fps']:.1f} fps: ours / ultralytics = "
+                f"{q['ratio']:.2f}x"
+            )
+        elif q:
+            lines.append(f"ultralytics INT8: {q['note']}")
     else:
         lines.append(f"ultralytics: {res.get('ultralytics_note', 'not measured')}")
     d = res.get("database")
