@@ -35,7 +35,8 @@ from inspector.storage.history import HistoryFilter, HistoryRow, get_inspection,
 
 log = logging.getLogger(__name__)
 
-#: A uid usable as a file name: what the writer stores (UUID version 7, `inspector.storage.uids`) and nothing that leaves a folder.
+#: A uid usable as a file name: what the writer stores (UUID version 7, `inspector.storage.uids`) and
+#: nothing that leaves a folder.
 _SAFE_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 #: Characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
