@@ -98,12 +98,21 @@ def run_bench(
         reason = ultralytics_available()
         if reason is None:
             frames = bench_frames(32, 320, 320)
-            u = run_ultralytics(model, frames, seconds=seconds)
-            pure1 = res["pure_backend_fps_by_batch"].get("1")
-            u["overhead_ms"] = (1e3 / u["fps_batch1"] - 1e3 / pure1) if pure1 else None
-            u["ratio"] = ours / u["fps"]
-            u["int8"] = _ultralytics_int8(model, backend, threads, seconds, in_flight, streams, frames)
+            try:  # a third-party package: what it raises is a line in the results, not the end of the bench
+                u = run_ultralytics(model, frames, seconds=seconds)
+            except Exception as exc:  # noqa: BLE001
+                u, reason = None, f"Ultralytics predict failed: {_first_line(exc)}"
+            if u is not None:
+                pure1 = res["pure_backend_fps_by_batch"].get("1")
+                u["overhead_ms"] = (1e3 / u["fps_batch1"] - 1e3 / pure1) if pure1 else None
+                u["ratio"] = ours / u["fps"]
+                try:
+                    u["int8"] = _ultralytics_int8(model, backend, threads, seconds, in_flight, streams, frames)
+                except Exception as exc:  # noqa: BLE001
+                    u["int8"] = {"note": f"Ultralytics predict at INT8 failed: {_first_line(exc)}"}
             res["ultralytics"] = u
+            if u is None:
+                res["ultralytics_note"] = reason
         else:
             res["ultralytics"] = None
             res["ultralytics_note"] = reason
@@ -116,6 +125,11 @@ def run_bench(
         res["database"] = run_db_bench()
     res["bench_seconds"] = time.perf_counter() - t0
     return res
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _ultralytics_int8(model: str, backend: str, threads: int, seconds: float, in_flight: int, streams: int | str,

@@ -16,9 +16,11 @@ and nothing else, so both IRs run their floating-point parts at the device's def
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +102,7 @@ def run_ultralytics(model: str, frames: list[np.ndarray], seconds: float = 10.0,
     card = load_card(model)
     bgr = [cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) if f.ndim == 2 else f for f in frames]
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _lesser_cpus_default():
         t_export = time.perf_counter()
         d = _int8_openvino_dir(card, Path(tmp), calibration) if int8 else _openvino_dir(card.path, Path(tmp))
         out["export_s"] = time.perf_counter() - t_export
@@ -125,6 +127,33 @@ def run_ultralytics(model: str, frames: list[np.ndarray], seconds: float = 10.0,
     out["runtime"] = ("openvino, Ultralytics' INT8 recipe on the same ONNX file" if int8
                       else "openvino (same ONNX file converted to IR)")
     return out
+
+
+@contextlib.contextmanager
+def _lesser_cpus_default() -> Iterator[None]:
+    """Under an emulated ISA without bf16 (`isa.default_is_f32`), Ultralytics' compile asks for f32, as that
+    CPU's default would be: the plugin keeps this CPU's bf16 default, and then the graph does not compile
+    (our backend does the same, `openvino_backend._emulated_f32_default`). Elsewhere nothing changes."""
+    from inspector.pipeline.backends import isa
+
+    if not isa.default_is_f32():
+        yield
+        return
+    import openvino as ov
+
+    original = ov.Core.compile_model
+
+    def compile_model(self: Any, model: Any, device_name: str | None = None, config: dict[str, Any] | None = None,
+                      **kw: Any) -> Any:
+        if device_name in (None, "CPU", "AUTO"):
+            config = {"INFERENCE_PRECISION_HINT": "f32", **(config or {})}
+        return original(self, model, device_name, config, **kw)
+
+    ov.Core.compile_model = compile_model  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ov.Core.compile_model = original  # type: ignore[method-assign]
 
 
 def _precision_ran(yolo: Any) -> str:
