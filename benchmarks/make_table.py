@@ -84,7 +84,7 @@ def table(res: dict) -> str:
             f"Ultralytics `YOLO(...).predict` on the same model ({u['runtime']}): {u['fps_batch1']:.1f} fps at batch 1, "
             f"{u['fps_batch8']:.1f} fps at batch 8, {u['overhead_ms']:.2f} ms per frame over pure inference. "
             f"Our 8-camera pipeline: **{u['ratio']:.2f}x** Ultralytics' best (its floating point at "
-            f"{u.get('precision_ran', '?')}, as ours)."
+            f"{u.get('precision_ran', '?')}; our `auto` ran {u.get('ours_precision', '?')})."
         )
         q = u.get("int8") or {}
         if "fps" in q:

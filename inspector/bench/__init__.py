@@ -106,6 +106,7 @@ def run_bench(
                 pure1 = res["pure_backend_fps_by_batch"].get("1")
                 u["overhead_ms"] = (1e3 / u["fps_batch1"] - 1e3 / pure1) if pure1 else None
                 u["ratio"] = ours / u["fps"]
+                u["ours_precision"] = _auto_precision(model, backend, precision)
                 try:
                     u["int8"] = _ultralytics_int8(model, backend, threads, seconds, in_flight, streams, frames)
                 except Exception as exc:  # noqa: BLE001
@@ -125,6 +126,16 @@ def run_bench(
         res["database"] = run_db_bench()
     res["bench_seconds"] = time.perf_counter() - t0
     return res
+
+
+def _auto_precision(model: str, backend: str, precision: str) -> str:
+    """The precision our pipeline ran (``auto`` resolved as the OpenVINO backend resolves it)."""
+    if precision != "auto" or backend != "openvino":
+        return precision
+    from inspector.pipeline.backends.openvino_backend import auto_precision
+    from inspector.pipeline.model_repo import load_card
+
+    return auto_precision("CPU", load_card(model))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -207,7 +218,7 @@ def format_table(res: dict[str, Any]) -> str:
         lines.append(
             f"ultralytics predict ({u['runtime']}): {u['fps_batch1']:.1f} fps batch 1, {u['fps_batch8']:.1f} fps batch 8; "
             f"overhead {u['overhead_ms']:.2f} ms/frame over pure inference; ours / ultralytics = {u['ratio']:.2f}x"
-            f" (its floating point at {u.get('precision_ran', '?')})"
+            f" (its floating point at {u.get('precision_ran', '?')}, ours at {u.get('ours_precision', '?')})"
         )
         q = u.get("int8") or {}
         if "fps" in q:

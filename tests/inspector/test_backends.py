@@ -162,3 +162,19 @@ def test_detections_decoded_in_the_graph_are_the_hosts_decode_and_nms(card, prec
     # without nms_iou the runtime hands over the raw output only
     plain = create_backend("openvino", card, max_batch=8, precision=precision if precision != "int8" else "f32")
     assert plain.submit(frames[:2]).wait().detections is None
+
+
+def test_auto_precision_names_what_an_auto_backend_compiles_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector.pipeline.backends import isa
+    from inspector.pipeline.backends.openvino_backend import auto_precision
+
+    card = load_card(DEFAULT_MODEL)
+    be = create_backend("openvino", card, max_batch=1, precision="auto")
+    said = auto_precision("CPU", card)
+    if be.precision == "int8":
+        assert said == "int8"
+    else:
+        hint = be._compiled.get_property("INFERENCE_PRECISION_HINT")
+        assert said == hint.to_string() and said in ("f32", "bf16", "f16")
+    monkeypatch.setattr(isa, "default_is_f32", lambda: True)  # an emulated AVX2 CPU: f32, or the INT8 IR
+    assert auto_precision("CPU", card) == ("int8" if card.int8 is not None and card.int8_gate_passed else "f32")

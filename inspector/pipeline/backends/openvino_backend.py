@@ -273,6 +273,23 @@ def auto_picks_int8(core: Any, device: str, card: ModelCard) -> bool:
         return False
 
 
+def auto_precision(device: str, card: ModelCard) -> str:
+    """What ``precision = "auto"`` runs on ``device``: ``int8`` (see `auto_picks_int8`), else the device's
+    default (``bf16`` on CPUs with AMX/AVX512-BF16, ``f32`` on the others and under an emulated lesser ISA)."""
+    import openvino as ov
+
+    core = ov.Core()
+    if auto_picks_int8(core, device, card):
+        return "int8"
+    if _emulated_f32_default(device):
+        return "f32"
+    try:
+        hint = core.get_property(device, "INFERENCE_PRECISION_HINT")
+    except RuntimeError:  # a device without the property
+        return "default"
+    return str(hint.to_string() if hasattr(hint, "to_string") else hint)
+
+
 def runtime_model(core: Any, card: ModelCard, *, fused: bool = False) -> Any:
     """The graph the runtime compiles: the card's ONNX with a dynamic batch and the u8 BGR NHWC
     preprocessing (u8->f32, BGR->RGB, /255, NHWC->NCHW) fused in front of it.
