@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inspector.bench import cpu_description  # noqa: E402
-from inspector.pipeline.backends.openvino_backend import runtime_model  # noqa: E402
+from inspector.pipeline.backends.openvino_backend import precision_name, runtime_model  # noqa: E402
 from inspector.pipeline.model_repo import DEFAULT_MODEL, load_card  # noqa: E402
 from inspector.quality.quantize import calibration_batches, calibration_seeds, ignored_scope_for  # noqa: E402
 
@@ -59,8 +59,7 @@ def main() -> int:
     }
     compiled = {k: core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2, **cfg})
                 for k, (m, cfg) in variants.items()}
-    hint = compiled["default"].get_property("INFERENCE_PRECISION_HINT")
-    default_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+    default_precision = precision_name(compiled["default"].get_property("INFERENCE_PRECISION_HINT"))
     batch = np.random.default_rng(0).integers(0, 255, (8, card.input_height, card.input_width, 3), np.uint8)
 
     def fps(c: Any) -> float:

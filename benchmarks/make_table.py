@@ -92,7 +92,8 @@ def table(res: dict) -> str:
             rows.append(
                 f"At INT8 (Ultralytics' own INT8 recipe on the same ONNX file: NNCF MIXED, the Detect head and sigmoids "
                 f"in floating point): {q['fps_batch1']:.1f} fps at batch 1, {q['fps_batch8']:.1f} fps at batch 8; our "
-                f"8-camera pipeline on our INT8 IR {q['ours_pipeline_fps']:.1f} fps: **{q['ratio']:.2f}x** Ultralytics' best."
+                f"{q.get('ours_cameras', 8)}-camera pipeline on our INT8 IR {q['ours_pipeline_fps']:.1f} fps: "
+                f"**{q['ratio']:.2f}x** Ultralytics' best."
             )
         elif q:
             rows.append(f"Ultralytics at INT8: {q['note']}.")

@@ -108,7 +108,8 @@ def run_bench(
                 u["ratio"] = ours / u["fps"]
                 u["ours_precision"] = _auto_precision(model, backend, precision)
                 try:
-                    u["int8"] = _ultralytics_int8(model, backend, threads, seconds, in_flight, streams, frames)
+                    u["int8"] = _ultralytics_int8(model, backend, max(cameras), threads, seconds, in_flight, streams,
+                                                  frames)
                 except Exception as exc:  # noqa: BLE001
                     u["int8"] = {"note": f"Ultralytics predict at INT8 failed: {_first_line(exc)}"}
             res["ultralytics"] = u
@@ -143,9 +144,10 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def _ultralytics_int8(model: str, backend: str, threads: int, seconds: float, in_flight: int, streams: int | str,
-                      frames: list[Any]) -> dict[str, Any]:
-    """Ultralytics predict on its INT8 recipe beside our 8-camera pipeline running the card's INT8 IR."""
+def _ultralytics_int8(model: str, backend: str, cameras: int, threads: int, seconds: float, in_flight: int,
+                      streams: int | str, frames: list[Any]) -> dict[str, Any]:
+    """Ultralytics predict on its INT8 recipe beside our pipeline of ``cameras`` cameras (as the floating-point
+    comparison's) running the card's INT8 IR."""
     import tempfile
     from pathlib import Path
 
@@ -158,10 +160,11 @@ def _ultralytics_int8(model: str, backend: str, threads: int, seconds: float, in
     if backend != "openvino":
         return {"note": f"the INT8 comparison runs the OpenVINO backend, not {backend}"}
     u = run_ultralytics(model, frames, seconds=seconds, int8=True)
-    cfg = station_config(8, 0.0, model, backend, threads, 320, 320, 8, in_flight=in_flight, streams=streams,
+    cfg = station_config(cameras, 0.0, model, backend, threads, 320, 320, 8, in_flight=in_flight, streams=streams,
                          precision="int8")
     with tempfile.TemporaryDirectory() as tmp:
         ours = measure_station(cfg, f"sqlite:///{Path(tmp) / 'int8.db'}", 3.0, seconds)
+    u["ours_cameras"] = cameras
     u["ours_pipeline_fps"] = ours["fps"]
     u["ratio"] = ours["fps"] / u["fps"]
     return u
@@ -224,8 +227,8 @@ def format_table(res: dict[str, Any]) -> str:
         if "fps" in q:
             lines.append(
                 f"ultralytics predict, INT8 ({q['runtime']}): {q['fps_batch1']:.1f} fps batch 1, {q['fps_batch8']:.1f} fps "
-                f"batch 8; our 8-camera pipeline on our INT8 IR {q['ours_pipeline_fps']:.1f} fps: ours / ultralytics = "
-                f"{q['ratio']:.2f}x"
+                f"batch 8; our {q.get('ours_cameras', 8)}-camera pipeline on our INT8 IR {q['ours_pipeline_fps']:.1f} "
+                f"fps: ours / ultralytics = {q['ratio']:.2f}x"
             )
         elif q:
             lines.append(f"ultralytics INT8: {q['note']}")

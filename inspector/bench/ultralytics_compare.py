@@ -41,14 +41,19 @@ def ultralytics_available() -> str | None:
     return None
 
 
-def _openvino_dir(onnx_path: Path, out: Path) -> Path:
+def _openvino_dir(onnx_path: Path, out: Path, model: Any = None) -> Path:
+    """A folder Ultralytics loads: ``model`` (default: the ONNX file converted, weights stored as fp16) as
+    ``model.xml`` beside the ONNX file's own metadata."""
     import onnxruntime as ort
     import openvino as ov
     import yaml
 
     d = out / "model_openvino_model"
     d.mkdir(parents=True, exist_ok=True)
-    ov.save_model(ov.convert_model(str(onnx_path)), str(d / "model.xml"))
+    if model is None:
+        ov.save_model(ov.convert_model(str(onnx_path)), str(d / "model.xml"))
+    else:
+        ov.save_model(model, str(d / "model.xml"), compress_to_fp16=False)
     meta_raw = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     meta: dict[str, Any] = {}
     for k, v in meta_raw.items():
@@ -67,7 +72,6 @@ def _int8_openvino_dir(card: ModelCard, out: Path, calibration: int) -> Path:
 
     from inspector.quality.quantize import calibration_batches, calibration_seeds, head_prefix
 
-    d = _openvino_dir(card.path, out)
     model = ov.convert_model(str(card.path))
     head = head_prefix(model)
     keep = [op.get_friendly_name() for op in model.get_ordered_ops()
@@ -77,8 +81,7 @@ def _int8_openvino_dir(card: ModelCard, out: Path, calibration: int) -> Path:
     nncf.set_log_level(logging.WARNING)  # not a line per operation it leaves alone in the bench's output
     quantized = nncf.quantize(model, nncf.Dataset(frames), preset=nncf.QuantizationPreset.MIXED,
                               subset_size=len(frames), ignored_scope=nncf.IgnoredScope(names=keep, validate=False))
-    ov.save_model(quantized, str(d / "model.xml"), compress_to_fp16=False)
-    return d
+    return _openvino_dir(card.path, out, quantized)
 
 
 def int8_unavailable() -> str | None:
@@ -159,9 +162,10 @@ def _lesser_cpus_default() -> Iterator[None]:
 def _precision_ran(yolo: Any) -> str:
     """The floating-point precision Ultralytics' compiled model runs at ("?" where its internals moved)."""
     backend = getattr(yolo.predictor, "model", None)
+    from inspector.pipeline.backends.openvino_backend import precision_name
+
     for holder in (backend, getattr(backend, "backend", None)):
         compiled = getattr(holder, "ov_compiled_model", None)
         if compiled is not None:
-            hint = compiled.get_property("INFERENCE_PRECISION_HINT")
-            return str(hint.to_string() if hasattr(hint, "to_string") else hint)
+            return precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
     return "?"

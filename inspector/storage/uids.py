@@ -22,7 +22,9 @@ _TAIL_BITS = 62
 
 
 class UidClock:
-    """Makes version-7 uid strings (``xxxxxxxx-xxxx-7xxx-yxxx-xxxxxxxxxxxx``), in increasing order."""
+    """Makes version-7 uid strings in increasing order, 36 characters such as
+    ``019aeb2c-41d0-7003-9f4e-2b6c81d07a5e``: 12 hex digits of milliseconds, ``7``, 3 of the counter,
+    then the variant bits and the random tail."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -284,9 +284,13 @@ def auto_precision(device: str, card: ModelCard) -> str:
     if _emulated_f32_default(device):
         return "f32"
     try:
-        hint = core.get_property(device, "INFERENCE_PRECISION_HINT")
+        return precision_name(core.get_property(device, "INFERENCE_PRECISION_HINT"))
     except RuntimeError:  # a device without the property
         return "default"
+
+
+def precision_name(hint: Any) -> str:
+    """An ``INFERENCE_PRECISION_HINT`` value (an ``ov.Type``) as its short name: ``f32``, ``bf16``, ..."""
     return str(hint.to_string() if hasattr(hint, "to_string") else hint)
 
 
