@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from camera.renderer import render_part
-from inspector.config import SimulatedCameraConfig, StationConfig
+from inspector.config import ModelConfig, SimulatedCameraConfig, StationConfig
 from inspector.ops.run_stats import RunStats, percentiles
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
@@ -33,6 +33,10 @@ def bench_frames(n: int, width: int, height: int) -> list[np.ndarray]:
     return [render_part(BENCH_SEED + i, width, height, mono=(i % 4 == 3)).image for i in range(n)]
 
 
+#: The IoU a bench station's graph suppresses at (the config's default): the pure runner compiles the same graph
+_STATION_IOU = float(ModelConfig.model_fields["iou_threshold"].default)
+
+
 class PureRunner:
     """The runtime alone on an already letterboxed batch of ``batch`` frames: ``depth`` batches in
     flight at once as the station's worker keeps them, with the station's backend settings
@@ -40,7 +44,7 @@ class PureRunner:
 
     def __init__(
         self, backend: str, model: str, batch: int, threads: int, frames: list[np.ndarray], *, depth: int = 1,
-        streams: int | str = "auto", precision: str = "auto", nms_iou: float | None = 0.5,
+        streams: int | str = "auto", precision: str = "auto", nms_iou: float | None = _STATION_IOU,
     ) -> None:
         card = load_card(model, int8=precision == "int8")
         self.batch = batch
