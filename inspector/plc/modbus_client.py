@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from inspector.plc.modbus_map import BY_NAME, SIZE, Command
+from inspector.plc.modbus_map import BY_NAME, SIZE, Command, CommandStatus
 
 
 class PlcClient:
@@ -54,26 +55,51 @@ class PlcClient:
         return self.client.write_registers(address, values)
 
     def command(self, cmd: Command | int, arg: int = 0, timeout: float = 2.0) -> int:
-        """Write ``command_arg`` and ``command``, wait for ``command_ack`` (or an error), clear.
+        """One handshake: clear a stale one, write ``command_arg`` and ``command``, wait for the answer, clear.
+
+        The answer counts only when it is bound to this command: ``command_status`` done with
+        ``command_ack`` and ``ack_arg`` echoing code and argument, or refused with ``ack_arg``
+        echoing the argument. A handshake another client left uncleared (it vanished before
+        writing 0) is cleared first, so its acknowledgement never answers this command.
 
         Returns:
-            ``error_code`` after the command (0: carried out).
+            0 when carried out, else the ``error_code`` that refused it.
+
+        Raises:
+            TimeoutError: No answer bound to this command within ``timeout``.
         """
-        code = int(cmd)
-        arg_addr = BY_NAME["command_arg"].address
-        self.client.write_registers(arg_addr, [(arg >> 16) & 0xFFFF, arg & 0xFFFF])
-        self.client.write_register(BY_NAME["command"].address, code)
+        code = int(cmd) & 0xFFFF
+        arg &= 0xFFFFFFFF
+        command_addr = BY_NAME["command"].address
         end = time.monotonic() + timeout
-        error = 0
-        while time.monotonic() < end:
+        regs = self.registers()
+        if regs["command"] or regs["command_status"] != CommandStatus.IDLE:
+            self._write(command_addr, [0])
+            regs = self._wait(lambda r: r["command_status"] == CommandStatus.IDLE, end, "clearing the last command")
+        self._write(BY_NAME["command_arg"].address, [(arg >> 16) & 0xFFFF, arg & 0xFFFF])
+        self._write(command_addr, [code])
+
+        def answered(r: dict[str, int]) -> bool:
+            if r["command"] != code or r["ack_arg"] != arg:
+                return False
+            if r["command_status"] == CommandStatus.DONE:
+                return r["command_ack"] == code
+            return r["command_status"] == CommandStatus.REFUSED
+
+        regs = self._wait(answered, end, f"command {code}({arg}): no answer")
+        self._write(command_addr, [0])
+        return 0 if regs["command_status"] == CommandStatus.DONE else regs["error_code"]
+
+    def _write(self, address: int, values: list[int]) -> None:
+        rr = self.client.write_registers(address, values)
+        if rr.isError():
+            raise ConnectionError(f"write at {address} failed: {rr}")
+
+    def _wait(self, done: Callable[[dict[str, int]], bool], end: float, what: str) -> dict[str, int]:
+        while True:
             regs = self.registers()
-            if regs["command_ack"] == code:
-                break
-            if regs["error_code"]:
-                error = regs["error_code"]
-                break
+            if done(regs):
+                return regs
+            if time.monotonic() >= end:
+                raise TimeoutError(f"{what} in time")
             time.sleep(0.002)
-        else:
-            raise TimeoutError(f"command {code}: no command_ack within {timeout} s")
-        self.client.write_register(BY_NAME["command"].address, 0)
-        return error or self.read("error_code")

@@ -2,9 +2,14 @@
 
 Holding registers, 0-based addresses, 32-bit values as two registers, high word first.
 Handshake: the PLC writes ``command_arg`` (if the command takes one), then ``command``; the
-station carries it out and echoes the code in ``command_ack`` (or sets ``error_code``); the PLC
-writes 0 to ``command``; the station clears ``command_ack``. Results wait in a FIFO; the oldest
-is in the ``result_*`` registers until the PLC sends ``dequeue_result``.
+station carries it out and echoes the code in ``command_ack`` and the argument in ``ack_arg``
+(``command_status`` 2 done), or refuses it (``command_status`` 3, ``error_code`` says why); the
+PLC writes 0 to ``command``; the station clears ``command_ack`` and ``command_status``. An
+acknowledgement answers a command only when both the code and the argument match: a
+command written while the last one is not cleared (another code or argument) is ``busy`` and
+clears the old ``command_ack``, so a stale acknowledgement (a PLC that vanished mid-handshake)
+never answers the next command. Results wait in a FIFO; the oldest is in the ``result_*``
+registers until the PLC sends ``dequeue_result``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,18 @@ class ErrorCode(enum.IntEnum):
     READ_ONLY = 5  # a write to a register the PLC may not write
     BUSY = 6  # a new command before the last one was cleared (command back to 0)
     FIFO_EMPTY = 7  # dequeue_result with no result waiting
+    STOPPED = 8  # trigger_part while the station is stopped: no part is opened
+    NOT_PERMITTED = 9  # a command outside [plc] modbus_commands, or any command in modbus_read_only
+    NOT_AUDITED = 10  # its audit entry could not be written in time (database locked or away): nothing changed
+
+
+class CommandStatus(enum.IntEnum):
+    """Values of ``command_status``: where the command in ``command`` stands."""
+
+    IDLE = 0  # command is 0
+    WORKING = 1  # accepted, being carried out (start/stop/select_recipe write the audit trail first)
+    DONE = 2  # carried out: command_ack and ack_arg echo it
+    REFUSED = 3  # not carried out: error_code says why; ack_arg echoes its argument
 
 
 class ResultState(enum.IntEnum):
@@ -73,7 +90,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("state", 1, 1, "u16", "R", "0 starting, 1 running, 2 stopped, 3 error (health ALARM)"),
     Register("command", 2, 1, "u16", "RW", "command code (see commands); write 0 after command_ack echoes it"),
     Register("command_arg", 3, 2, "u32", "RW", "argument of the command (part id, recipe number)"),
-    Register("command_ack", 5, 1, "u16", "R", "echoes the command code once carried out; 0 after command is 0"),
+    Register("command_ack", 5, 1, "u16", "R",
+             "echoes the command code once carried out (with ack_arg); 0 after command is 0 or when busy"),
     Register("error_code", 6, 1, "u16", "R", "0 none, else the last error (see error codes); ack_error clears it"),
     Register("result_seq", 7, 1, "u16", "R", "sequence number of the result in result_* (wraps); 0: none yet"),
     Register("result_part_id", 8, 2, "u32", "R", "part id of the head result (the PLC's, or the trigger number)"),
@@ -86,6 +104,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("parts_ng", 17, 2, "u32", "R", "NG parts (incomplete included)"),
     Register("parts_incomplete", 19, 2, "u32", "R", "parts failed safe for a missing image"),
     Register("recipe", 21, 1, "u16", "R", "number of the selected recipe (0: the station's own settings)"),
+    Register("ack_arg", 22, 2, "u32", "R", "command_arg of the command that command_status answers (done or refused)"),
+    Register("command_status", 24, 1, "u16", "R", "0 idle, 1 working, 2 done (command_ack echoes it), 3 refused"),
 )
 
 BY_NAME: dict[str, Register] = {r.name: r for r in REGISTERS}
@@ -109,6 +129,7 @@ def codes() -> dict[str, dict[str, int]]:
     return {
         "commands": {c.name.lower(): int(c) for c in Command if c is not Command.NONE},
         "error_codes": {e.name.lower(): int(e) for e in ErrorCode},
+        "command_status": {s.name.lower(): int(s) for s in CommandStatus},
         "result_state": {s.name.lower(): int(s) for s in ResultState},
         "state": {s.name.lower(): int(s) for s in StationState},
     }

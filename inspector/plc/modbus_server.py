@@ -17,7 +17,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from inspector.pipeline.results import InspectionResult, PartResult
-from inspector.plc.modbus_map import BY_NAME, SIZE, WRITABLE, Command, ErrorCode, ResultState, StationState
+from inspector.plc.modbus_map import (
+    BY_NAME,
+    SIZE,
+    WRITABLE,
+    Command,
+    CommandStatus,
+    ErrorCode,
+    ResultState,
+    StationState,
+)
 from inspector.plc.part_order import TriggerOrder
 from inspector.plc.result_fifo import ResultFifo
 
@@ -85,6 +94,7 @@ class ModbusPlc:
         self._seq = 0
         self._counts = {"ok": 0, "ng": 0, "incomplete": 0}
         self.commands_done = 0
+        self._handshake: tuple[int, int] | None = None  # (code, arg) in command until the PLC writes 0
         self.errors: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
@@ -210,42 +220,66 @@ class ModbusPlc:
         return None
 
     def _on_command(self) -> None:
-        """The PLC wrote ``command`` (lock held): the handshake."""
+        """The PLC wrote ``command`` (lock held): the handshake.
+
+        An acknowledgement is bound to its command by code and argument: the same command
+        written again before it was cleared changes nothing (a retried write), anything else
+        before clearing is ``busy`` and takes the old acknowledgement down with it, so a stale
+        ``command_ack`` (a PLC that vanished mid-handshake) never answers the next command.
+        """
         code = self._get("command")
-        ack = self._get("command_ack")
+        arg = (self._get("command_arg") << 16) | self._get("command_arg", 1)
         if code == 0:
+            self._handshake = None
             self._set("command_ack", 0)
+            self._set("ack_arg", 0)
+            self._set("command_status", CommandStatus.IDLE)
             return
-        if ack == code:
-            return  # the same command written again before the PLC cleared it: already done
-        if ack != 0:
-            self._error(ErrorCode.BUSY)
+        if self._handshake is not None:
+            if self._handshake == (code, arg):
+                return  # the same command written again before the PLC cleared it: already answered
+            self._refuse(code, arg, ErrorCode.BUSY)
             return
+        self._handshake = (code, arg)
         try:
             cmd = Command(code)
         except ValueError:
-            self._error(ErrorCode.UNKNOWN_COMMAND)
+            self._refuse(code, arg, ErrorCode.UNKNOWN_COMMAND)
             log.warning("plc: unknown Modbus command code %d", code)
             return
-        arg = (self._get("command_arg") << 16) | self._get("command_arg", 1)
         if cmd is Command.SELECT_RECIPE:  # loads and warms a model: the ack comes when it is done
+            self._set("command_status", CommandStatus.WORKING)
             threading.Thread(target=self._select_recipe, args=(code, arg), name="plc-recipe", daemon=True).start()
             return
         try:
             self._execute(cmd, arg)
         except _Refused as exc:
-            self._error(exc.code)
+            self._refuse(code, arg, exc.code)
             log.warning("plc: %s(%d) refused: %s", cmd.name.lower(), arg, exc)
             return
         except (RuntimeError, ValueError, LookupError) as exc:
-            self._error(ErrorCode.COMMAND_FAILED)
+            self._refuse(code, arg, ErrorCode.COMMAND_FAILED)
             log.warning("plc: %s(%d) failed: %s", cmd.name.lower(), arg, exc)
             return
+        self._done(code, arg)
+
+    def _done(self, code: int, arg: int) -> None:
         self.commands_done += 1
         self._set("command_ack", code)
+        self._set("ack_arg", arg)
+        self._set("command_status", CommandStatus.DONE)
+
+    def _refuse(self, code: int, arg: int, error: ErrorCode) -> None:
+        self._handshake = (code, arg)
+        self._error(error)
+        self._set("command_ack", 0)
+        self._set("ack_arg", arg)
+        self._set("command_status", CommandStatus.REFUSED)
 
     def _execute(self, cmd: Command, arg: int) -> None:
         if cmd is Command.TRIGGER_PART:
+            if self.commands.state() is StationState.STOPPED:  # a trigger now would open a part nobody inspects
+                raise _Refused(ErrorCode.STOPPED, "the station is stopped")
             self.commands.trigger_part(str(arg))
         elif cmd in (Command.START, Command.STOP):
             self.commands.set_running(cmd is Command.START)
@@ -266,14 +300,18 @@ class ModbusPlc:
             self.commands.select_recipe(number)
         except Exception as exc:  # noqa: BLE001 - any failure is the PLC's error code, the old recipe stays
             with self._lock:
-                self._error(ErrorCode.COMMAND_FAILED)
+                if self._handshake == (code, number):  # the PLC still waits for this one
+                    self._refuse(code, number, ErrorCode.COMMAND_FAILED)
+                else:
+                    self._error(ErrorCode.COMMAND_FAILED)
             log.warning("plc: select_recipe(%d) failed: %s", number, exc)
             return
         with self._lock:
             self._set("recipe", self.commands.recipe_number())
-            self.commands_done += 1
-            if self._get("command") == code:  # the PLC still waits for this one
-                self._set("command_ack", code)
+            if self._handshake == (code, number):  # the PLC still waits for this one
+                self._done(code, number)
+            else:
+                self.commands_done += 1
 
     # ------------------------------------------------------------------ registers (lock held)
     def _load_head(self) -> None:
