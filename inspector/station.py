@@ -237,7 +237,7 @@ class Station:
         from inspector.storage.writer import DbWriter
 
         url = url or default_db_url()
-        engine = open_database(url)
+        engine = open_database(url, durable=True)
         migrate(engine)
         self.engine = engine
         audit_card_change(engine, self.card)

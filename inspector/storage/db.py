@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +82,22 @@ def display_url(url: str | URL) -> str:
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return url
+    # as the user wrote it unless there is a password to hide (rendering re-encodes ':' and reorders the query)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
-def open_database(url: str | None = None, *, busy_timeout_ms: int = 5000, connect: bool = True) -> Engine:
+def open_database(
+    url: str | None = None, *, busy_timeout_ms: int = 5000, connect: bool = True, durable: bool = False
+) -> Engine:
     """Create an engine for ``url`` (default: `default_db_url`).
 
     For SQLite every new connection gets the PRAGMAs the engine relies on (WAL,
-    synchronous=FULL, foreign keys, busy timeout) and real transactions (SQLAlchemy's
-    documented pysqlite recipe: we emit BEGIN ourselves so DDL is transactional too).
+    synchronous=FULL, foreign keys, busy timeout, incremental auto-vacuum for a new file)
+    and real transactions (SQLAlchemy's documented pysqlite recipe: we emit BEGIN
+    ourselves so DDL is transactional too).
 
     Args:
         url: SQLAlchemy database URL.
@@ -99,13 +105,16 @@ def open_database(url: str | None = None, *, busy_timeout_ms: int = 5000, connec
             before failing with "database is locked".
         connect: Open one connection now so a bad URL or an unreachable server is
             reported here rather than at the first write.
+        durable: The database must keep what is written (a station's): an in-memory
+            SQLite database, a read-only file or a file in a read-only folder is refused.
 
     Returns:
         The engine (thread-safe; share it between writer and readers).
 
     Raises:
         StorageError: The URL cannot be parsed, names an unknown dialect or a driver
-            that is not installed, or (with ``connect``) the database cannot be opened.
+            that is not installed, (with ``durable``) would not keep what is written, or
+            (with ``connect``) the database cannot be opened.
     """
     raw = url if url is not None else default_db_url()
     shown = display_url(raw)
@@ -117,6 +126,8 @@ def open_database(url: str | None = None, *, busy_timeout_ms: int = 5000, connec
         ) from None
     kwargs: dict[str, Any] = {}
     is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and durable:
+        _refuse_unkept_sqlite(parsed, shown)
     if is_sqlite:
         database = parsed.database or ""
         if database in ("", ":memory:"):
@@ -140,15 +151,81 @@ def open_database(url: str | None = None, *, busy_timeout_ms: int = 5000, connec
         raise StorageError(f"db: cannot open {shown!r}: {_one_line(exc)}") from None
     if is_sqlite:
         _install_sqlite_pragmas(engine, busy_timeout_ms)
-    if connect:
+    if connect or (is_sqlite and durable):
         try:
-            with engine.connect():
-                pass
+            with engine.connect() as conn:
+                if is_sqlite and durable:
+                    _probe_sqlite_write(conn.connection.driver_connection)
         except SQLAlchemyError as exc:
             engine.dispose()
             raise StorageError(f"db: cannot open {shown!r}: {_one_line(exc)}") from None
+        except sqlite3.OperationalError as exc:  # the write probe: a read-only file or filesystem
+            engine.dispose()
+            raise StorageError(
+                f"db: cannot open {shown!r}: the database is read-only ({exc}); "
+                "make the file and its folder writable for this user, or give another file"
+            ) from None
     log.info("db: opened %s", shown)
     return engine
+
+
+def is_in_memory(url: str | URL) -> bool:
+    """True for a SQLite URL whose database lives in memory only (gone when the process ends)."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    db = parsed.database or ""
+    mode = str(parsed.query.get("mode", ""))
+    return db in ("", ":memory:") or db.startswith("file::memory:") or (db.startswith("file:") and mode == "memory")
+
+
+def _refuse_unkept_sqlite(url: URL, shown: str) -> None:
+    """Raise `StorageError` for a SQLite database that would not keep a station's results."""
+    if is_in_memory(url):
+        raise StorageError(
+            f"db: {shown!r} is an in-memory database: every result would be gone when the station stops; "
+            "give a file (e.g. sqlite:///path/inspector.db), or 'none' to run without a database"
+        )
+    db = url.database or ""
+    if db.startswith("file:"):
+        if str(url.query.get("mode", "")) == "ro" or str(url.query.get("immutable", "")) in ("1", "true"):
+            raise StorageError(f"db: {shown!r} opens the database read-only; drop mode=ro / immutable=1")
+        db = db[len("file:"):].split("?", 1)[0]
+    path = Path(db).expanduser()
+    folder = path.resolve().parent
+    # Root writes through any file mode, but a file or folder without write permission is meant to be
+    # read-only (and is, for the service user): refuse it rather than write through it.
+    if path.exists() and not _writable(path):
+        raise StorageError(f"db: cannot open {shown!r}: {path} is read-only; make it writable or give another file")
+    if folder.is_dir() and not _writable(folder):
+        raise StorageError(
+            f"db: cannot open {shown!r}: folder {folder} is read-only (SQLite writes its journal beside the "
+            "database); make it writable or give a file in another folder"
+        )
+
+
+def _writable(path: Path) -> bool:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(path, os.W_OK)
+
+
+def _probe_sqlite_write(dbapi: Any) -> None:
+    """Take the write lock and write the header's user_version unchanged, then roll back.
+
+    Catches what the file modes do not show (a read-only mount); costs one lock, no data.
+    """
+    dbapi.execute("BEGIN IMMEDIATE")
+    try:
+        version = dbapi.execute("PRAGMA user_version").fetchone()[0]
+        dbapi.execute(f"PRAGMA user_version={int(version)}")
+    finally:
+        dbapi.execute("ROLLBACK")
 
 
 def _postgres_timeouts(url: URL) -> dict[str, Any]:
@@ -173,6 +250,10 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
         try:
+            # Space of purged rows goes back to the filesystem (retention runs incremental_vacuum).
+            # Takes effect only in a new file, before its first table: an existing database keeps
+            # its mode until a VACUUM (see inspector.storage.retention).
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")  # readers (GUI) never block the writer
             # A result reported as written must survive power loss and kill -9. FULL
             # fsyncs the WAL on every commit (NORMAL may lose the last commits on power

@@ -180,3 +180,22 @@ def test_kill_9_at_any_moment_loses_nothing_reported_and_never_corrupts(tmp_path
         killed_with_rows += bool(reported)
     assert killed_with_rows >= 45  # the kills really landed while writing
     assert len(stored) > 1000
+
+
+def test_database_on_a_read_only_filesystem_is_refused(small_filesystem: Path) -> None:
+    """A database file on a filesystem mounted read-only (root can write through any file mode)."""
+    from inspector.storage.db import StorageError
+
+    db = small_filesystem / "station.db"
+    engine = open_database(f"sqlite:///{db}")
+    migrate(engine)
+    engine.dispose()
+    res = subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {res.stderr.strip()[:200]}")
+    url = f"sqlite:///{db}"
+    with pytest.raises(StorageError) as info:
+        open_database(url, durable=True)
+    msg = str(info.value)
+    assert "\n" not in msg and repr(url) in msg and "read-only" in msg
