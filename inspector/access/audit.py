@@ -8,11 +8,14 @@ There is no API to change or delete an entry; the ORM and database triggers refu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Connection, Engine, Table, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from inspector.access.audit_anchor import AnchorForged, AnchorRecord, ChainHead, HeadAnchor, anchor_for
@@ -22,7 +25,7 @@ from inspector.storage.users_models import AuditRecord
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AuditEntry", "AuditLog"]
+__all__ = ["AuditEntry", "AuditLog", "AuditUnavailable"]
 
 _TABLE: Table = AuditRecord.__table__  # type: ignore[assignment]
 
@@ -53,30 +56,44 @@ class AuditLog:
         self.engine = engine
         self.anchor = anchor if anchor is not None else anchor_for(engine)
 
-    def record(self, user: str, action: str, target: str = "", old: object = None, new: object = None) -> AuditEntry:
+    def record(self, user: str, action: str, target: str = "", old: object = None, new: object = None, *,
+               wait_s: float | None = None) -> AuditEntry:
         """Append one entry; ``old``/``new`` are stored as text (None stays NULL).
 
         One appender at a time (the anchor's lock across threads and processes; on
         PostgreSQL also a table lock, for stations with their own anchors): each entry
         links to the newest one.
+
+        Args:
+            wait_s: The longest wait for the anchor and the database's write lock (None: the
+                database's busy timeout). A PLC link passes a short one: a command whose
+                entry cannot be written in time is refused, and its server never stalls.
+
+        Raises:
+            AuditUnavailable: ``wait_s`` passed, or the database refused the write.
         """
         at = time.time()
         old_t, new_t = _as_text(old), _as_text(new)
-        with self.anchor.locked():
-            with writing(self.engine).begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")  # readers still read
-                last = conn.execute(select(_TABLE.c.id, _TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)).first()
-                count = int(conn.scalar(select(func.count()).select_from(_TABLE)) or 0)
-                before = ChainHead(count, int(last.id), last.hash or GENESIS) if last else ChainHead.empty()
-                entry_id = before.last_id + 1
-                h = entry_hash(entry_id, at, user, action, target, old_t, new_t, before.last_hash)
-                after = ChainHead(count + 1, entry_id, h)
-                tracked = self._write_anchor(AnchorRecord(before, pending=after), expect=before)
-                conn.execute(insert(_TABLE).values(id=entry_id, at=at, user=user, action=action, target=target,
-                                                   old=old_t, new=new_t, prev_hash=before.last_hash, hash=h))
-            if tracked:
-                self._write_anchor(AnchorRecord(after), expect=None)
+        try:
+            with self.anchor.locked(wait_s), _bounded(writing(self.engine), wait_s) as conn:
+                with conn.begin():
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")  # readers still read
+                    last = conn.execute(select(_TABLE.c.id, _TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)).first()
+                    count = int(conn.scalar(select(func.count()).select_from(_TABLE)) or 0)
+                    before = ChainHead(count, int(last.id), last.hash or GENESIS) if last else ChainHead.empty()
+                    entry_id = before.last_id + 1
+                    h = entry_hash(entry_id, at, user, action, target, old_t, new_t, before.last_hash)
+                    after = ChainHead(count + 1, entry_id, h)
+                    tracked = self._write_anchor(AnchorRecord(before, pending=after), expect=before)
+                    conn.execute(insert(_TABLE).values(id=entry_id, at=at, user=user, action=action, target=target,
+                                                       old=old_t, new=new_t, prev_hash=before.last_hash, hash=h))
+                if tracked:
+                    self._write_anchor(AnchorRecord(after), expect=None)
+        except (TimeoutError, SQLAlchemyError) as exc:
+            if wait_s is None and not isinstance(exc, TimeoutError):
+                raise
+            raise AuditUnavailable(f"audit: {action} by {user} not recorded: {_one_line(exc)}") from None
         log.info("audit: %s %s %s: %s -> %s", user, action, target, old_t, new_t)
         return AuditEntry(entry_id, at, user, action, target, old_t, new_t, h)
 
@@ -113,6 +130,46 @@ class AuditLog:
         """Number of rows."""
         with Session(self.engine) as s:
             return int(s.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+
+
+class AuditUnavailable(RuntimeError):
+    """An entry that could not be written within its bounded wait (the database is locked or away)."""
+
+
+@contextlib.contextmanager
+def _bounded(engine: Engine, wait_s: float | None) -> Iterator[Connection]:
+    """A connection whose write transactions wait at most ``wait_s`` for the database's lock."""
+    with engine.connect() as conn:
+        if wait_s is None:
+            yield conn
+            return
+        ms = max(1, int(wait_s * 1000))
+        if conn.dialect.name == "sqlite":
+            raw = conn.connection.driver_connection  # outside any transaction: BEGIN IMMEDIATE waits this long
+            assert raw is not None
+            before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+            raw.execute(f"PRAGMA busy_timeout={ms}")
+            try:
+                yield conn
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={int(before)}")
+            return
+        if conn.dialect.name == "postgresql":
+            # session-level, put back before the connection returns to the pool
+            conn.exec_driver_sql(f"SET lock_timeout = {ms}")
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.exec_driver_sql("RESET lock_timeout")
+                conn.commit()
+            return
+        yield conn
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
 
 
 def _as_text(value: object) -> str | None:

@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -100,8 +101,12 @@ class HeadAnchor(Protocol):
         """Replace the anchored record."""
         ...
 
-    def locked(self) -> contextlib.AbstractContextManager[None]:
-        """Hold this anchor against other appenders (threads and processes)."""
+    def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold this anchor against other appenders (threads and processes).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed and another appender still holds it.
+        """
         ...
 
 
@@ -189,15 +194,21 @@ class FileAnchor:
         os.replace(tmp, self.path)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
         """An exclusive ``flock`` on ``<anchor>.lock`` (and a lock for this process's threads)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._thread_lock, open(self.path.with_name(self.path.name + ".lock"), "a") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._thread_lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            raise TimeoutError(f"audit: the head anchor {self.path} is held by another appender")
+        try:
+            with open(self.path.with_name(self.path.name + ".lock"), "a") as f:
+                _flock(f.fileno(), deadline, self.path)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
 
 class MemoryAnchor:
@@ -217,15 +228,34 @@ class MemoryAnchor:
         self._record = record
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the anchor against this process's other threads."""
-        with self._lock:
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            raise TimeoutError("audit: the in-memory head anchor is held by another appender")
+        try:
             yield
+        finally:
+            self._lock.release()
 
 
 _memory_anchors: weakref.WeakKeyDictionary[Engine, MemoryAnchor] = weakref.WeakKeyDictionary()
 _thread_locks: dict[str, threading.Lock] = {}
 _registry_lock = threading.Lock()
+
+
+def _flock(fd: int, deadline: float | None, path: Path) -> None:
+    """An exclusive flock on ``fd``, waiting until ``deadline`` (monotonic; None: for ever)."""
+    if deadline is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"audit: the head anchor {path} is held by another process") from None
+            time.sleep(0.005)
 
 
 def _thread_lock(key: str) -> threading.Lock:

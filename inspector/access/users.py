@@ -46,6 +46,7 @@ __all__ = [
     "Role",
     "User",
     "UserError",
+    "UserStamp",
     "UserStore",
     "check_password",
     "hash_password",
@@ -143,6 +144,18 @@ class User:
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role.label})"
+
+
+@dataclass(frozen=True)
+class UserStamp:
+    """A user's role and a digest of their stored password hash, to tell when either changed."""
+
+    role: Role
+    credential: str
+
+
+def _stamp(rec: UserRecord) -> UserStamp:
+    return UserStamp(Role.parse(rec.role), hashlib.sha256(rec.password_hash.encode()).hexdigest()[:16])
 
 
 # ---------------------------------------------------------------------------- passwords
@@ -293,6 +306,29 @@ class UserStore:
                 rec.locked_until = now + LOCKOUT_S
                 log.warning("user %s locked for %.0f s after %d failed logins", rec.name, LOCKOUT_S, rec.failed_logins)
             return LoginOutcome(None, rec.failed_logins, locked)
+
+    def check(self, name: str, password: str) -> tuple[User, UserStamp] | None:
+        """The user and their stamp if ``password`` is theirs, else None; reads only (no counters).
+
+        For links that throttle in memory, per source address (`inspector.access.login_gate`):
+        nothing is written, so a locked database does not hold a login up, and failures
+        from anywhere never lock an account. An unknown name costs one scrypt, as a known one.
+        """
+        with Session(self.engine) as s:
+            rec = s.scalar(select(UserRecord).where(UserRecord.name == name.strip()))
+            stored = rec.password_hash if rec is not None else _dummy_hash()
+            found = (User(rec.name, Role.parse(rec.role)), _stamp(rec)) if rec is not None else None
+        ok = check_password(password, stored)
+        return found if ok else None
+
+    def stamp(self, name: str) -> UserStamp | None:
+        """What a session of ``name`` was granted on: role and password; None once the user is gone.
+
+        A session whose stamp changed (role or password changed, user removed) is closed.
+        """
+        with Session(self.engine) as s:
+            rec = s.scalar(select(UserRecord).where(UserRecord.name == name.strip()))
+            return _stamp(rec) if rec is not None else None
 
     def unlock(self, name: str) -> bool:
         """Clear a user's failed logins and lockout; returns whether they were throttled or locked.

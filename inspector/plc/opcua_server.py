@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import itertools
 import logging
 import re
@@ -43,17 +42,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from inspector.access.users import LoginRefused, Role, UserStore
+from inspector.access.users import Role, UserStore
 from inspector.line.tracker import PART_ID_PATTERN
-from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.pipeline.results import PartResult
 from inspector.plc.modbus_map import StationState
 from inspector.plc.modbus_server import PlcError
+from inspector.plc.opcua_sessions import ANONYMOUS, Auditor, DeferredAudit, OpcUaSessions
+from inspector.plc.opcua_sessions import Refusal as _Refusal
+from inspector.plc.opcua_transport import current_session, login_answer
 
 log = logging.getLogger(__name__)
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-#: the station user behind the current method call (set per request, see `_track_callers`)
-_caller: contextvars.ContextVar[Any] = contextvars.ContextVar("opcua_caller", default=None)
 #: the lowest role each method needs
 _NEEDS = {
     **dict.fromkeys(("Halt", "Reset", "SelectModeAutomatic", "StartSingleJob", "StartContinuous", "Stop", "Abort"),
@@ -76,10 +76,6 @@ class OpcUaCommands(Protocol):
     def state(self) -> StationState: ...
 
 
-class Auditor(Protocol):
-    def record(self, user: str, action: str, target: str = "", old: object = None, new: object = None) -> Any: ...
-
-
 @dataclass(frozen=True)
 class _Job:
     job_id: str
@@ -88,12 +84,32 @@ class _Job:
     product_id: str = ""
 
 
-class _Refusal(Exception):
-    """A method call turned down with an OPC UA status code (and a one-line reason for log and audit)."""
+@dataclass(frozen=True)
+class _Call:
+    """One method call on the worker thread: who calls what, and how its change is committed to the trail."""
 
-    def __init__(self, status: int, why: str) -> None:
-        super().__init__(why)
-        self.status = status
+    plc: OpcUaPlc
+    method: str
+    user: str
+
+    def commit(self, note: str) -> None:
+        """Write the call's audit row before its change is made; refuse the call when it cannot be written.
+
+        Raises:
+            _Refusal: BadResourceUnavailable: the row was not written within the bounded wait.
+        """
+        from asyncua import ua
+
+        audit = self.plc.audit
+        if audit is None:
+            return
+        try:
+            audit.record(self.user, f"opcua.{self.method}", note, f"{self.plc.vision_state}/{self.plc.automatic_state}",
+                         None, wait_s=self.plc.audit_wait_s)
+        except Exception as exc:  # noqa: BLE001 - AuditUnavailable, or any database error: not carried out
+            self.plc.counts["calls_unaudited"] += 1
+            raise _Refusal(ua.StatusCodes.BadResourceUnavailable,
+                           f"not carried out: its audit row cannot be written ({str(exc)[:160]})") from None
 
 
 class OpcUaPlc:
@@ -109,14 +125,18 @@ class OpcUaPlc:
         cert_dir: Where the server's key and self-signed certificate live (made on first start).
         insecure: Also offer a None-security endpoint (default: only when bound to loopback).
         name: The station's name (in the certificate and the application URI).
+        audit_wait_s: The longest wait for the database's lock when a call's audit row is
+            written first; a call whose row cannot be written in time is refused.
+        login_wait_s: The longest wait for a login's check (password hash, user read).
+        call_wait_s: The longest wait for the station to carry out a call.
     """
 
     name = "plc-opcua"
-    needs_pixels = False
 
     def __init__(self, commands: OpcUaCommands, *, host: str = "127.0.0.1", port: int = 4840,
                  users: UserStore | None = None, audit: Auditor | None = None, anonymous: bool = False,
-                 cert_dir: Path | None = None, insecure: bool | None = None, name: str = "inspector") -> None:
+                 cert_dir: Path | None = None, insecure: bool | None = None, name: str = "inspector",
+                 audit_wait_s: float = 1.0, login_wait_s: float = 3.0, call_wait_s: float = 10.0) -> None:
         self.commands = commands
         self.host, self.port = host, port
         self.users, self.audit = users, audit
@@ -131,8 +151,8 @@ class OpcUaPlc:
         self._jobs: collections.OrderedDict[str, _Job] = collections.OrderedDict()
         self._continuous: _Job | None = None
         self._lock = threading.Lock()
-        self._roles: dict[str, Role] = {}
         self.counts = collections.Counter[str]()
+        self.audit_wait_s, self.call_wait_s = audit_wait_s, call_wait_s
         self.vision_state, self.automatic_state = "Preoperational", "Initialized"
         self._prepared: tuple[str, str] | None = None  # (external recipe id, product id) selected by PrepareRecipe
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -141,16 +161,15 @@ class OpcUaPlc:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="plc-opcua-call")  # station calls, audit
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="plc-opcua-call")  # station calls, one at a time
+        self._checks = ThreadPoolExecutor(1, thread_name_prefix="plc-opcua-login")  # password hashes (CPU)
+        self._reads = ThreadPoolExecutor(2, thread_name_prefix="plc-opcua-db")  # audit flushes, user reads
+        self._trail = DeferredAudit(audit, audit_wait_s)
+        self.sessions = OpcUaSessions(users, self._trail, anonymous=anonymous, checks=self._checks, reads=self._reads,
+                                      wait_s=login_wait_s, counts=self.counts)
         self.model: Any = None
 
-    # ------------------------------------------------------------------ sink protocol
-    def wants(self, result: InspectionResult) -> bool:
-        return False  # frames are not the PLC's business; parts are
-
-    def submit(self, result: InspectionResult) -> bool:
-        return True
-
+    # ------------------------------------------------------------------ part sink
     def submit_part(self, part: PartResult) -> bool:
         """Queue a ResultReady event for ``part`` (never blocks); False when the server is not running."""
         loop, queue = self._loop, self._queue
@@ -174,7 +193,8 @@ class OpcUaPlc:
 
     def stats(self) -> dict[str, float]:
         return {"vision_state": VISION_CODES.get(self.vision_state, -1), "jobs": self.counts["jobs"],
-                "results": self.counts["results"], **{k: v for k, v in self.counts.items() if k not in ("jobs", "results")}}
+                "results": self.counts["results"], "audit_queued": len(self._trail), "audit_dropped": self._trail.dropped,
+                **{k: v for k, v in self.counts.items() if k not in ("jobs", "results")}}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -229,14 +249,15 @@ class OpcUaPlc:
             self._loop = None
 
     async def _main(self) -> None:
-        from asyncua import Server, ua
+        from asyncua import ua
 
         from inspector.plc import opcua_model
+        from inspector.plc.opcua_transport import StationServer
 
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._queue = asyncio.Queue(maxsize=10_000)
-        server = Server(user_manager=_user_manager(self))
+        server = StationServer(self.sessions, _user_manager())
         await server.init()
         server.set_endpoint(self.url)
         server.set_server_name(f"inspector {self.station_name}")
@@ -253,16 +274,23 @@ class OpcUaPlc:
         handlers = {name: self._method(name) for name in _NEEDS}
         self.model = await opcua_model.build(server, handlers)
         events = await server.get_event_generator(self.model.result_event_type, self.model.system)
-        _track_callers(server)
         async with server:
             self._ready.set()
             log.info("plc: OPC UA server at %s (anonymous %s)", self.url, "allowed" if self.anonymous else "refused")
             publisher = asyncio.create_task(self._publish(events))
             watcher = asyncio.create_task(self._watch())
+            flusher = asyncio.create_task(self._flush_trail())
             await self._stopping.wait()
             publisher.cancel()
             watcher.cancel()
-        self._worker.shutdown(wait=False)
+            flusher.cancel()
+        try:  # what the trail still holds, within one bounded wait
+            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._reads, self._trail.flush),
+                                   self.audit_wait_s + 1.0)
+        except Exception:  # noqa: BLE001 - logged by the flush; the rows are lost with the process
+            log.warning("plc: OPC UA stopped with %d audit rows unwritten", len(self._trail))
+        for pool in (self._worker, self._checks, self._reads):
+            pool.shutdown(wait=False)
 
     async def _load_certificate(self, server: Any) -> None:
         from asyncua.crypto.cert_gen import setup_self_signed_certificate
@@ -280,42 +308,17 @@ class OpcUaPlc:
         await server.load_certificate(str(cert))
         await server.load_private_key(str(key))
 
-    # ------------------------------------------------------------------ users and audit
-    def login(self, name: str | None, password: str | None) -> Any:
-        """The asyncua user for a session's identity token, or None (refused, audited)."""
-        from asyncua.crypto.permission_rules import User, UserRole
-
-        if name is None:
-            if not self.anonymous:
-                self.counts["logins_refused"] += 1
-                self._audit("(anonymous)", "opcua.login_refused", "anonymous", None, "anonymous sessions not allowed")
-                return None
-            # asyncua's rules let its Anonymous role read nothing; ours may watch: a nameless
-            # User, whom every method call refuses (no station role)
-            return User(role=UserRole.User, name=None)
-        who = name.strip()[:64]
-        try:
-            user = self.users.verify(who, password or "") if self.users is not None else None
-        except LoginRefused as exc:
-            self.counts["logins_refused"] += 1
-            self._audit("(anonymous)", "opcua.login_refused", who, None, str(exc))
-            return None
-        if user is None:
-            self.counts["logins_failed"] += 1
-            self._audit("(anonymous)", "opcua.login_failed", who)
-            log.warning("plc: OPC UA login refused for %r (wrong name or password)", who)
-            return None
-        self._roles[user.name] = user.role
-        self._audit(user.name, "opcua.login", user.name, None, user.role.label)
-        return User(role=UserRole.User, name=user.name)
-
+    # ------------------------------------------------------------------ audit
     def _audit(self, user: str, action: str, target: str = "", old: object = None, new: object = None) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit.record(user, action, target, old, new)
-        except Exception:
-            log.exception("plc: audit of %s by %s failed", action, user)
+        """Queue a row that may wait (refusals): written in the background, never on the event loop."""
+        self._trail.add(user, action, target, old, new)
+
+    async def _flush_trail(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.5)
+            if len(self._trail):
+                await loop.run_in_executor(self._reads, self._trail.flush)
 
     # ------------------------------------------------------------------ methods
     def _method(self, name: str) -> Callable[..., Any]:
@@ -324,49 +327,54 @@ class OpcUaPlc:
         async def call(parent: Any, *args: Any) -> Any:
             from asyncua import ua
 
-            user = _caller.get()
-            who = getattr(user, "name", None)
+            who, role = await self.sessions.role_of(current_session.get())
             need = _NEEDS[name]
-            role = self._roles.get(who) if who else None
-            loop = asyncio.get_running_loop()
             if role is None or role < need:
                 self.counts["calls_denied"] += 1
                 why = f"{name}: needs the {need.label} role or higher ({f'{who}, {role.label}' if role else 'anonymous'})"
                 log.warning("plc: OPC UA %s", why)
-                await loop.run_in_executor(self._worker, partial(self._audit, who or "(anonymous)", f"opcua.{name}.denied",
-                                                                 "", None, why))
+                self._audit(who or ANONYMOUS, f"opcua.{name}.denied", "", None, why)
                 return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadUserAccessDenied))
+            assert who is not None
             values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+            job = asyncio.get_running_loop().run_in_executor(self._worker, partial(body, _Call(self, name, who), *values))
             try:
-                outputs, note = await loop.run_in_executor(self._worker, body, *values)
+                outputs = await asyncio.wait_for(job, self.call_wait_s)
             except _Refusal as exc:
                 self.counts["calls_refused"] += 1
                 log.warning("plc: OPC UA %s by %s refused: %s", name, who, exc)
-                await loop.run_in_executor(self._worker, partial(self._audit, str(who), f"opcua.{name}.refused", "", None,
-                                                                 str(exc)))
+                self._audit(who, f"opcua.{name}.refused", "", None, str(exc))
+                await self._show_states()
                 return ua.StatusCode(ua.UInt32(exc.status))
+            except TimeoutError:
+                self.counts["calls_timed_out"] += 1
+                log.error("plc: OPC UA %s by %s: the station did not answer within %.0f s", name, who, self.call_wait_s)
+                return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadTimeout))
             self.counts["calls"] += 1
-            await loop.run_in_executor(self._worker, partial(self._audit, str(who), f"opcua.{name}", note, None,
-                                                             f"{self.vision_state}/{self.automatic_state}"))
             await self._show_states()
             return outputs
 
         return call
 
-    def _do_halt(self) -> tuple[list[Any], str]:
+    def _do_halt(self, call: _Call) -> list[Any]:
+        call.commit("station")
         self._station(lambda: self.commands.set_running(False))
         self._set_states("Halted", "Initialized")
-        return self._error_ok(), "station"
+        return self._error_ok()
 
-    def _do_reset(self) -> tuple[list[Any], str]:
-        return self._do_select_mode_automatic()
+    def _do_reset(self, call: _Call) -> list[Any]:
+        return self._do_select_mode_automatic(call)
 
-    def _do_select_mode_automatic(self) -> tuple[list[Any], str]:
+    def _do_select_mode_automatic(self, call: _Call) -> list[Any]:
+        call.commit("station")
         self._station(lambda: self.commands.set_running(True))
         self._set_states("Operational", "Ready")
-        return self._error_ok(), "station"
+        return self._error_ok()
 
-    def _do_start_single_job(self, meas: Any, part: Any, recipe: Any, product: Any, params: Any) -> tuple[list[Any], str]:
+    def _do_start_single_job(self, call: _Call, meas: Any, part: Any, recipe: Any, product: Any,
+                             params: Any) -> list[Any]:
+        # production, like a photo-eye or a Modbus trigger: not audited (the part is stored with
+        # its verdict), so a locked database never holds the line up
         from asyncua import ua
 
         self._require_ready()
@@ -391,58 +399,59 @@ class OpcUaPlc:
         finally:
             self._set_states("Operational", "Ready")  # ready for the next job at once: parts overlap on a line
         self.counts["jobs"] += 1
-        return [self._variant("JobIdDataType", Id=job.job_id), ua.Variant(0, ua.VariantType.Int32)], \
-            f"part {part_id} job {job.job_id}"
+        return [self._variant("JobIdDataType", Id=job.job_id), ua.Variant(0, ua.VariantType.Int32)]
 
-    def _do_start_continuous(self, meas: Any, part: Any, recipe: Any, product: Any, params: Any) -> tuple[list[Any], str]:
+    def _do_start_continuous(self, call: _Call, meas: Any, part: Any, recipe: Any, product: Any,
+                             params: Any) -> list[Any]:
         from asyncua import ua
 
         self._require_ready()
         job = self._new_job(meas, recipe, product)
+        call.commit(f"job {job.job_id}")
         self._station(lambda: self.commands.set_running(True))
         self._continuous = job
         self._set_states("Operational", "ContinuousExecution")
-        return [self._variant("JobIdDataType", Id=job.job_id), ua.Variant(0, ua.VariantType.Int32)], f"job {job.job_id}"
+        return [self._variant("JobIdDataType", Id=job.job_id), ua.Variant(0, ua.VariantType.Int32)]
 
-    def _do_stop(self) -> tuple[list[Any], str]:
+    def _do_stop(self, call: _Call) -> list[Any]:
         self._require_operational()
+        call.commit("station")
         self._continuous = None
         self._set_states("Operational", "Ready")
-        return self._error_ok(), "station"
+        return self._error_ok()
 
-    def _do_abort(self) -> tuple[list[Any], str]:
-        return self._do_stop()
+    def _do_abort(self, call: _Call) -> list[Any]:
+        return self._do_stop(call)
 
-    def _do_prepare_recipe(self, external: Any, internal: Any) -> tuple[list[Any], str]:
+    def _do_prepare_recipe(self, call: _Call, external: Any, internal: Any) -> list[Any]:
         from asyncua import ua
 
         ident = _text(internal) or _text(external)
-        self._select(ident)
+        self._select(call, ident)
         self._prepared = (_text(external) or ident, "")
         return [self._variant("RecipeIdInternalDataType", Id=ident), ua.Variant(True, ua.VariantType.Boolean),
-                ua.Variant(0, ua.VariantType.Int32)], f"recipe {ident}"
+                ua.Variant(0, ua.VariantType.Int32)]
 
-    def _do_unprepare_recipe(self, external: Any, internal: Any) -> tuple[list[Any], str]:
+    def _do_unprepare_recipe(self, call: _Call, external: Any, internal: Any) -> list[Any]:
         ident = _text(internal) or _text(external)
-        self._unprepare(ident)
-        return self._error_ok(), f"recipe {ident}"
+        self._unprepare(call, f"recipe {ident}", ident)
+        return self._error_ok()
 
-    def _do_prepare_product(self, product: Any) -> tuple[list[Any], str]:
+    def _do_prepare_product(self, call: _Call, product: Any) -> list[Any]:
         from asyncua import ua
 
         ident = _text(product)
-        self._select(ident)
+        self._select(call, ident)
         self._prepared = ("", ident)
-        return [self._variant("RecipeIdInternalDataType", Id=ident), ua.Variant(0, ua.VariantType.Int32)], \
-            f"product {ident}"
+        return [self._variant("RecipeIdInternalDataType", Id=ident), ua.Variant(0, ua.VariantType.Int32)]
 
-    def _do_unprepare_product(self, product: Any) -> tuple[list[Any], str]:
+    def _do_unprepare_product(self, call: _Call, product: Any) -> list[Any]:
         ident = _text(product)
-        self._unprepare(ident)
-        return self._error_ok(), f"product {ident}"
+        self._unprepare(call, f"product {ident}", ident)
+        return self._error_ok()
 
     # ------------------------------------------------------------------ method helpers (worker thread)
-    def _select(self, ident: str) -> None:
+    def _select(self, call: _Call, ident: str) -> None:
         """Select a product recipe by its number (the station's recipes are numbered, as for Modbus)."""
         from asyncua import ua
 
@@ -450,6 +459,7 @@ class OpcUaPlc:
             raise _Refusal(ua.StatusCodes.BadInvalidArgument, "no recipe id given")
         if not ident.isdigit():
             raise _Refusal(ua.StatusCodes.BadNotFound, f"recipe {ident[:80]!r}: recipes are selected by number")
+        call.commit(f"recipe {ident}")
         try:
             self.commands.select_recipe(int(ident))
         except RuntimeError as exc:  # no recipes on this station yet
@@ -457,11 +467,12 @@ class OpcUaPlc:
         except (ValueError, LookupError) as exc:
             raise _Refusal(ua.StatusCodes.BadNotFound, str(exc)) from None
 
-    def _unprepare(self, ident: str) -> None:
+    def _unprepare(self, call: _Call, note: str, ident: str) -> None:
         from asyncua import ua
 
         if self._prepared is None or ident not in self._prepared:
             raise _Refusal(ua.StatusCodes.BadNotFound, f"recipe {ident[:80]!r} is not prepared")
+        call.commit(note)
         self._prepared = None
 
     def _new_job(self, meas: Any, recipe: Any, product: Any) -> _Job:
@@ -563,8 +574,9 @@ class OpcUaPlc:
 VISION_CODES = {"Preoperational": 0, "Halted": 1, "Operational": 2, "Error": 3}
 
 
-def _user_manager(plc: OpcUaPlc) -> Any:
-    """An asyncua `UserManager` that checks session identity tokens against the station's users."""
+def _user_manager() -> Any:
+    """An asyncua `UserManager` that hands over the answer `OpcUaSessions.activate` gave off the loop."""
+    from asyncua.crypto.permission_rules import User, UserRole
     from asyncua.server.user_managers import UserManager
 
     class StationUsers(UserManager):
@@ -572,35 +584,14 @@ def _user_manager(plc: OpcUaPlc) -> Any:
                      certificate: Any = None) -> Any:
             # ``certificate`` is the secure channel's client certificate, not a user token
             # (X509 user tokens are not offered): the user is the name and password, or anonymous
-            return plc.login(username, password)
+            answer = login_answer.get()
+            if answer is None:
+                return None
+            # asyncua's rules let its Anonymous role read nothing; ours may watch: a nameless
+            # User, whom every method call refuses (no station role)
+            return User(role=UserRole.User, name=answer.user.name if answer.user is not None else None)
 
     return StationUsers()
-
-
-def _track_callers(server: Any) -> None:
-    """Make each session's user visible to the method callbacks (asyncua passes them no session).
-
-    A method callback runs in the task that serves the session's Call request, so a context
-    variable set around `InternalSession.call` reaches it.
-    """
-    iserver = server.iserver
-    create = iserver.create_session
-
-    def create_session(*args: Any, **kwargs: Any) -> Any:
-        session = create(*args, **kwargs)
-        call = session.call
-
-        async def call_as_user(params: Any) -> Any:
-            token = _caller.set(session.user)
-            try:
-                return await call(params)
-            finally:
-                _caller.reset(token)
-
-        session.call = call_as_user
-        return session
-
-    iserver.create_session = create_session
 
 
 def _text(value: Any) -> str:
