@@ -5,9 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from inspector.plc.modbus_map import StationState
 
 log = logging.getLogger(__name__)
+
+
+class CommandNotAudited(RuntimeError):
+    """A change whose audit entry could not be written (database locked or away): nothing changed."""
 
 
 class StationCommands:
@@ -16,6 +22,11 @@ class StationCommands:
     With a ``control`` session (`StationControl.service`, the PLC's own name and the operator
     role) every command is permission-checked and changes are audited like the GUI's; a
     station without a database has no audit trail, and the commands go to it directly.
+
+    A change and its audit entry are one step: the entry is written first, and only then is
+    the station changed, so a database that is locked longer than its busy timeout refuses
+    the command (`CommandNotAudited`) instead of leaving a change without its row. The PLC
+    servers call these from worker threads, never from their event loops.
     """
 
     def __init__(self, station: Any, control: Any = None) -> None:
@@ -27,14 +38,51 @@ class StationCommands:
         return str(target.trigger_part(part_id))
 
     def set_running(self, running: bool) -> None:
-        target = self.control if self.control is not None else self.station
-        target.pause(not running)
+        """Resume (True) or pause (False) inspection; audited ``station.pause`` old -> new first."""
+        if self.control is None:
+            self.station.pause(not running)
+            return
+        self.control.require("station.pause")
+        self._audit("station.pause", bool(self.station.paused), not running)
+        self.station.pause(not running)
 
     def select_recipe(self, number: int) -> None:
-        target = self.control if self.control is not None else self.station
-        if getattr(self.station, "recipes", None) is None:
+        """Product changeover; audited ``recipe.select`` old -> new before the switch begins.
+
+        Raises:
+            RuntimeError: No recipes on this station, or the switch failed (the old recipe stays).
+            LookupError: No recipe ``number``.
+            CommandNotAudited: The audit trail could not be written: nothing was switched.
+        """
+        recipes = getattr(self.station, "recipes", None)
+        if recipes is None:
             raise RuntimeError("this station has no product recipes to select")
-        target.select_recipe(number)
+        if self.control is None:
+            self.station.select_recipe(number)
+            return
+        from inspector.recipes.recipe import find_recipe
+
+        self.control.require("recipe.select")
+        old = recipes.current.label if recipes.current is not None else None
+        new = find_recipe(recipes.recipes, number).label
+        self._audit("recipe.select", old, new)
+        try:
+            self.station.select_recipe(number)
+        except Exception as exc:
+            try:  # the row above announced a switch that did not happen
+                self._audit("recipe.select_failed", new, str(exc)[:200])
+            except CommandNotAudited:
+                log.error("plc: recipe %s failed and its failure could not be audited: %s", new, exc)
+            raise
+
+    def _audit(self, action: str, old: object, new: object) -> None:
+        name = getattr(getattr(self.station, "config", None), "name", "station")
+        user = self.control.user.name if self.control.user is not None else "plc"
+        try:
+            entry = self.control.audit.record(user, action, name, old, new)
+        except (SQLAlchemyError, TimeoutError) as exc:
+            raise CommandNotAudited(f"{action}: the audit trail cannot be written: {str(exc).splitlines()[0]}") from None
+        self.control.events.audit_recorded.emit(entry)
 
     def state(self) -> StationState:
         st = self.station

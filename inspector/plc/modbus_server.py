@@ -11,12 +11,14 @@ and a counted overflow, never an overwrite. Modbus has no authentication: the se
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.plc.commands import CommandNotAudited
 from inspector.plc.modbus_map import (
     BY_NAME,
     SIZE,
@@ -45,6 +47,47 @@ class _Refused(Exception):
         self.code = code
 
 
+class _Workers:
+    """The link's worker threads: one for audited commands, one for recipe changes, one for state reads."""
+
+    def __init__(self) -> None:
+        pool = concurrent.futures.ThreadPoolExecutor
+        self.commands = pool(1, thread_name_prefix="plc-command")
+        self.recipes = pool(1, thread_name_prefix="plc-recipe")  # a model loads and warms for seconds
+        self.state = pool(1, thread_name_prefix="plc-state")
+
+    def shutdown(self) -> None:
+        for pool in (self.commands, self.recipes, self.state):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _error_for(exc: BaseException) -> ErrorCode:
+    """The error code a command's failure gives the PLC."""
+    if isinstance(exc, CommandNotAudited):
+        return ErrorCode.NOT_AUDITED
+    if isinstance(exc, PermissionError):  # the PLC's service session lacks the role
+        return ErrorCode.NOT_PERMITTED
+    # by name: the recipes area defines it, and the link needs no import of the recipe machinery
+    if _caused_by(exc, "RecipeBusy"):  # another changeover (GUI, OPC UA) is being prepared
+        return ErrorCode.BUSY
+    return ErrorCode.COMMAND_FAILED
+
+
+def _caused_by(exc: BaseException | None, name: str) -> bool:
+    """Whether ``exc`` or an exception it was raised from (``from None`` keeps the context) is a ``name``."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if any(c.__name__ == name for c in type(exc).__mro__):
+            return True
+        exc, seen = exc.__context__, seen + 1
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PlcCommands(Protocol):
     """What a PLC may ask of the station (`inspector.plc.commands.StationCommands`)."""
 
@@ -57,6 +100,12 @@ class PlcCommands(Protocol):
     def state(self) -> StationState: ...
 
     def recipe_number(self) -> int: ...
+
+
+#: How long a write of ``command`` waits for a command on a worker before it answers anyway.
+COMMAND_WAIT_S = 0.1
+#: Commands that write the audit trail (or load a model): carried out on a worker, never on the loop.
+_AUDITED = frozenset({Command.START, Command.STOP, Command.SELECT_RECIPE})
 
 
 def _addr(name: str) -> int:
@@ -95,6 +144,9 @@ class ModbusPlc:
         self._counts = {"ok": 0, "ng": 0, "incomplete": 0}
         self.commands_done = 0
         self._handshake: tuple[int, int] | None = None  # (code, arg) in command until the PLC writes 0
+        self._workers = _Workers()
+        self._state_read: concurrent.futures.Future[StationState] | None = None
+        self._recipe_job: concurrent.futures.Future[None] | None = None
         self.errors: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
@@ -182,6 +234,7 @@ class ModbusPlc:
         from pymodbus.simulator import DataType, SimData, SimDevice
 
         self._loop = asyncio.get_running_loop()
+        self._workers = _Workers()
         device = SimDevice(0, simdata=SimData(0, count=SIZE, values=0, datatype=DataType.REGISTERS),
                            action=self._access)
         self._server = ModbusTcpServer(device, address=(self.host, self.port))
@@ -190,18 +243,37 @@ class ModbusPlc:
             self._set("state", int(self.commands.state()))
             self._set("recipe", self.commands.recipe_number())
         self._ready.set()
-        while not self._server.serving.done():
-            await asyncio.sleep(1.0)
+        try:
+            while not self._server.serving.done():
+                await asyncio.sleep(1.0)
+                with self._lock:
+                    self._set("heartbeat", (self._get("heartbeat") + 1) & 0xFFFF)
+                await self._refresh_state()
+        finally:
+            self._workers.shutdown()
+
+    async def _refresh_state(self) -> None:
+        """``state`` from the station, read off the loop: a slow health check never stops the heartbeat."""
+        if self._state_read is not None and not self._state_read.done():
+            return  # the last one still runs; the heartbeat goes on without it
+        self._state_read = self._workers.state.submit(self.commands.state)
+        done, _ = await asyncio.wait({asyncio.wrap_future(self._state_read)}, timeout=COMMAND_WAIT_S)
+        for f in done:
             with self._lock:
-                self._set("heartbeat", (self._get("heartbeat") + 1) & 0xFFFF)
-                self._set("state", int(self.commands.state()))
+                self._set("state", int(f.result()))
 
     # ------------------------------------------------------------------ requests
     async def _access(self, func_code: int, start_address: int, address: int, count: int,
                       registers: list[int], set_values: list[int] | list[bool] | None) -> Any:
-        """Every request: serve reads from the image; check writes and carry out commands."""
+        """Every request: serve reads from the image; check writes and carry out commands.
+
+        A command that writes the audit trail runs on a worker; the request waits for it at
+        most `COMMAND_WAIT_S` and answers then either way (``command_status`` says working
+        until it is done), so a locked database never holds up the link.
+        """
         from pymodbus.constants import ExcCodes
 
+        job: concurrent.futures.Future[None] | None = None
         with self._lock:
             if set_values is not None:
                 if func_code not in (6, 16):  # coils are not part of the map
@@ -215,12 +287,15 @@ class ModbusPlc:
                 for a, v in zip(addrs, set_values):
                     self._image[a] = int(v) & 0xFFFF
                 if _addr("command") in addrs:
-                    self._on_command()
+                    job = self._on_command()
+        if job is not None:
+            await asyncio.wait({asyncio.wrap_future(job)}, timeout=COMMAND_WAIT_S)
+        with self._lock:
             registers[:SIZE] = self._image
         return None
 
-    def _on_command(self) -> None:
-        """The PLC wrote ``command`` (lock held): the handshake.
+    def _on_command(self) -> concurrent.futures.Future[None] | None:
+        """The PLC wrote ``command`` (lock held): the handshake; returns the job of a command on a worker.
 
         An acknowledgement is bound to its command by code and argument: the same command
         written again before it was cleared changes nothing (a retried write), anything else
@@ -234,34 +309,59 @@ class ModbusPlc:
             self._set("command_ack", 0)
             self._set("ack_arg", 0)
             self._set("command_status", CommandStatus.IDLE)
-            return
+            return None
         if self._handshake is not None:
             if self._handshake == (code, arg):
-                return  # the same command written again before the PLC cleared it: already answered
+                return None  # the same command written again before the PLC cleared it: already answered
             self._refuse(code, arg, ErrorCode.BUSY)
-            return
+            return None
         self._handshake = (code, arg)
         try:
             cmd = Command(code)
         except ValueError:
             self._refuse(code, arg, ErrorCode.UNKNOWN_COMMAND)
             log.warning("plc: unknown Modbus command code %d", code)
-            return
-        if cmd is Command.SELECT_RECIPE:  # loads and warms a model: the ack comes when it is done
+            return None
+        if cmd is Command.SELECT_RECIPE:
+            if self._recipe_job is not None and not self._recipe_job.done():
+                self._refuse(code, arg, ErrorCode.BUSY)  # one changeover at a time, never a thread per request
+                return None
             self._set("command_status", CommandStatus.WORKING)
-            threading.Thread(target=self._select_recipe, args=(code, arg), name="plc-recipe", daemon=True).start()
-            return
+            self._recipe_job = self._workers.recipes.submit(self._carry_out, cmd, arg)
+            return self._recipe_job
+        if cmd in _AUDITED:
+            self._set("command_status", CommandStatus.WORKING)
+            return self._workers.commands.submit(self._carry_out, cmd, arg)
+        self._carry_out(cmd, arg)
+        return None
+
+    def _carry_out(self, cmd: Command, arg: int) -> None:
+        """Carry out one command and answer it (on the loop with the lock held, or on a worker)."""
+        code = int(cmd)
         try:
             self._execute(cmd, arg)
         except _Refused as exc:
-            self._refuse(code, arg, exc.code)
+            self._answer(code, arg, exc.code)
             log.warning("plc: %s(%d) refused: %s", cmd.name.lower(), arg, exc)
             return
-        except (RuntimeError, ValueError, LookupError) as exc:
-            self._refuse(code, arg, ErrorCode.COMMAND_FAILED)
-            log.warning("plc: %s(%d) failed: %s", cmd.name.lower(), arg, exc)
+        except Exception as exc:  # noqa: BLE001 - sorted below: every failure is the PLC's error code
+            self._answer(code, arg, _error_for(exc))
+            log.warning("plc: %s(%d) refused: %s", cmd.name.lower(), arg, _one_line(exc))
             return
-        self._done(code, arg)
+        self._answer(code, arg, None)
+
+    def _answer(self, code: int, arg: int, error: ErrorCode | None) -> None:
+        """Done (``error`` None) or refused; a PLC that cleared meanwhile sees only an error code."""
+        with self._lock:
+            if self._handshake != (code, arg) or self._get("command_status") == CommandStatus.REFUSED:
+                self.commands_done += error is None
+                if error is not None:
+                    self._error(error)
+                return
+            if error is None:
+                self._done(code, arg)
+            else:
+                self._refuse(code, arg, error)
 
     def _done(self, code: int, arg: int) -> None:
         self.commands_done += 1
@@ -283,7 +383,14 @@ class ModbusPlc:
             self.commands.trigger_part(str(arg))
         elif cmd in (Command.START, Command.STOP):
             self.commands.set_running(cmd is Command.START)
-            self._set("state", int(self.commands.state()))
+            state = self.commands.state()
+            with self._lock:
+                self._set("state", int(state))
+        elif cmd is Command.SELECT_RECIPE:
+            self.commands.select_recipe(arg)
+            number = self.commands.recipe_number()
+            with self._lock:
+                self._set("recipe", number)
         elif cmd is Command.DEQUEUE_RESULT:
             if self.fifo.pop() is None:
                 raise _Refused(ErrorCode.FIFO_EMPTY, "no result waiting")
@@ -294,24 +401,6 @@ class ModbusPlc:
             self._write_counters()
         elif cmd is Command.ACK_ERROR:
             self._set("error_code", 0)
-
-    def _select_recipe(self, code: int, number: int) -> None:
-        try:
-            self.commands.select_recipe(number)
-        except Exception as exc:  # noqa: BLE001 - any failure is the PLC's error code, the old recipe stays
-            with self._lock:
-                if self._handshake == (code, number):  # the PLC still waits for this one
-                    self._refuse(code, number, ErrorCode.COMMAND_FAILED)
-                else:
-                    self._error(ErrorCode.COMMAND_FAILED)
-            log.warning("plc: select_recipe(%d) failed: %s", number, exc)
-            return
-        with self._lock:
-            self._set("recipe", self.commands.recipe_number())
-            if self._handshake == (code, number):  # the PLC still waits for this one
-                self._done(code, number)
-            else:
-                self.commands_done += 1
 
     # ------------------------------------------------------------------ registers (lock held)
     def _load_head(self) -> None:

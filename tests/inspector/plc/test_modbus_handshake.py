@@ -165,3 +165,41 @@ def test_a_trigger_while_stopped_is_refused_with_stopped(link) -> None:
         assert plc.command(Command.START) == 0
         assert plc.command(Command.TRIGGER_PART, 42) == 0
     assert station.triggered == ["42"]
+
+
+class SlowRecipes(FakeStation):
+    """A changeover that loads a model for a while."""
+
+    def select_recipe(self, number: int) -> None:
+        time.sleep(0.3)
+        super().select_recipe(number)
+
+
+def test_recipe_changes_share_one_worker_and_a_select_meanwhile_is_busy() -> None:
+    import threading
+
+    station = SlowRecipes()
+    server = ModbusPlc(station, port=free_port())
+    server.start()
+    b = RawModbus(server.port)
+    try:
+        before = threading.active_count()
+        for i in range(50):  # a PLC that hammers select_recipe, clearing each time
+            b.write("command_arg", 1 + i % 3)
+            b.write("command", int(Command.SELECT_RECIPE))
+            b.write("command", 0)
+        assert threading.active_count() - before <= 2  # was one thread per write: +50
+        b.write("command_arg", 2)
+        b.write("command", int(Command.SELECT_RECIPE))
+        assert b.read("command_status") == 3 and b.read("error_code") == ErrorCode.BUSY  # the first still loads
+        b.write("command", 0)
+        time.sleep(0.5)
+        b.write("command", int(Command.SELECT_RECIPE))
+        deadline = time.monotonic() + 3
+        while b.read("command_status") == 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b.read("command_status") == 2 and b.read("recipe") == 2
+    finally:
+        b.close()
+        server.stop()
+    assert station.recipes[0] == 1 and len(station.recipes) == 2  # the first select and the last, none queued
