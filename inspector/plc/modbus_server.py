@@ -29,6 +29,7 @@ from inspector.plc.modbus_map import (
     ResultState,
     StationState,
 )
+from inspector.plc.modbus_transport import ClientGuard, server_class
 from inspector.plc.part_order import TriggerOrder
 from inspector.plc.result_fifo import ResultFifo
 
@@ -144,6 +145,8 @@ class ModbusPlc:
         self._counts = {"ok": 0, "ng": 0, "incomplete": 0}
         self.commands_done = 0
         self._handshake: tuple[int, int] | None = None  # (code, arg) in command until the PLC writes 0
+        self.guard = ClientGuard()
+        self.unit_id: int | None = None
         self._workers = _Workers()
         self._state_read: concurrent.futures.Future[StationState] | None = None
         self._recipe_job: concurrent.futures.Future[None] | None = None
@@ -230,14 +233,13 @@ class ModbusPlc:
                 log.exception("plc: Modbus server stopped")
 
     async def _main(self) -> None:
-        from pymodbus.server import ModbusTcpServer
         from pymodbus.simulator import DataType, SimData, SimDevice
 
         self._loop = asyncio.get_running_loop()
         self._workers = _Workers()
         device = SimDevice(0, simdata=SimData(0, count=SIZE, values=0, datatype=DataType.REGISTERS),
                            action=self._access)
-        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        self._server = server_class()(device, address=(self.host, self.port), guard=self.guard, unit_id=self.unit_id)
         await self._server.serve_forever(background=True)
         with self._lock:
             self._set("state", int(self.commands.state()))

@@ -1,0 +1,97 @@
+"""The Modbus TCP transport: pipelined requests, garbage frames, who may connect, unit ids (issues 26.6, 26.8, 30.3).
+
+Raw sockets with hand-built MBAP frames, as a PLC or an attacker would send them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+
+import pytest
+
+from inspector.plc.modbus_map import BY_NAME, Command
+from inspector.plc.modbus_server import ModbusPlc
+from tests.inspector.plc.test_modbus import FakeStation, free_port
+from tests.inspector.plc.test_modbus_handshake import RawModbus
+
+pytest.importorskip("pymodbus")
+
+
+@pytest.fixture
+def link():
+    station = FakeStation()
+    server = ModbusPlc(station, port=free_port())
+    server.start()
+    yield station, server
+    server.stop()
+
+
+def test_requests_pipelined_in_one_segment_are_each_answered_in_order(link) -> None:
+    station, server = link
+    c = RawModbus(server.port)
+    try:
+        arg = BY_NAME["command_arg"].address
+        frames = [c.frame(c.write_many_pdu(arg, [0, 4711])),
+                  c.frame(c.write_one_pdu(BY_NAME["command"].address, int(Command.TRIGGER_PART))),
+                  c.frame(c.read_pdu(BY_NAME["command_ack"].address, 1))]
+        c.sock.sendall(b"".join(frames))  # one segment, three requests
+        answers = [c.recv_adu() for _ in frames]
+        assert [a[0] for a in answers] == [1, 2, 3]  # every transaction answered, in order
+        assert answers[2][2] == struct.pack(">BBH", 3, 2, int(Command.TRIGGER_PART))
+        assert station.triggered == ["4711"]
+        many = b"".join(c.frame(c.read_pdu(0, 8)) for _ in range(100))  # 1,200 bytes at once
+        c.sock.sendall(many)
+        tids = [c.recv_adu()[0] for _ in range(100)]
+        assert tids == list(range(4, 104))
+    finally:
+        c.close()
+
+
+GARBAGE = {
+    "protocol id 7": struct.pack(">HHHB", 1, 7, 6, 1) + struct.pack(">BHH", 3, 0, 1),
+    "length 1": struct.pack(">HHHB", 1, 0, 1, 1) + b"\x03",
+    "unknown function": struct.pack(">HHHB", 1, 0, 2, 1) + b"\x55",
+    "truncated read": struct.pack(">HHHB", 1, 0, 3, 1) + b"\x03\x00",
+    "count 0": struct.pack(">HHHB", 1, 0, 6, 1) + struct.pack(">BHH", 3, 0, 0),
+    "odd record": struct.pack(">HHHB", 1, 0, 10, 1) + b"\x14\x07\x06\x00\x01\x00\x00\x00\x01",
+    "random bytes": bytes(range(200, 256)) * 3,
+    "length 2000": struct.pack(">HHHB", 1, 0, 2000, 1) + b"\x03" * 40,
+}
+
+
+def test_garbage_frames_are_one_log_line_each_and_the_link_goes_on(link, caplog) -> None:
+    _station, server = link
+    caplog.set_level(logging.DEBUG)
+    for payload in GARBAGE.values():
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=0.5)
+        s.sendall(payload)
+        try:
+            s.recv(300)
+        except OSError:
+            pass
+        s.close()
+    time.sleep(0.2)
+    noisy = [r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith(("pymodbus", "inspector"))]
+    assert len(noisy) <= len(GARBAGE), [r.getMessage() for r in noisy]
+    for r in caplog.records:
+        text = r.getMessage()
+        assert r.exc_info is None and "Traceback" not in text and "\n" not in text, text
+        assert "0x0 0x1" not in text and "0xc8" not in text, text  # no hex dumps, at any level
+    c = RawModbus(server.port)
+    try:
+        assert c.read("state") == 1  # still serving
+    finally:
+        c.close()
+
+
+def test_bad_frame_lines_are_rate_limited(caplog) -> None:
+    from inspector.plc.modbus_transport import LineLimiter
+
+    caplog.set_level(logging.WARNING, logger="inspector.plc.modbus_transport")
+    limiter = LineLimiter(per_window=10, window_s=60.0)
+    for i in range(25):
+        limiter.warn("plc: bad frame %d", i)
+    assert limiter.total == 25 and len(caplog.records) == 10
