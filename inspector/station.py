@@ -41,7 +41,7 @@ from inspector.pipeline.preprocess import share_the_cores_with_the_runtime
 from inspector.pipeline.results import InspectionResult, PartResult, Provenance
 from inspector.ops.run_stats import RunStats, percentiles
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
-from inspector.pipeline.sinks import ResultSink
+from inspector.pipeline.sinks import SinkFanOut
 from inspector.ops.watchdog import CameraWatchdog
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ class Station:
             warm = getattr(be, "warmup", None)
             if warm is not None:
                 warm()
-        self.sinks: list[ResultSink] = []
+        #: frames to the database and the archive; parts stored first, then to the PLC links and the GUI
+        self.fan_out = SinkFanOut(on_published=self.events.part_ready.emit)
         self.db_writer: Any = None
         self.archive: Any = None
         self.db_url = self._setup_storage(db_url, archive, say)
@@ -251,14 +252,14 @@ class Station:
                 max_total_bytes=int(st.archive_max_gb * 1e9),
                 min_free_bytes=int(st.archive_min_free_mb * 1e6),
             )
-            self.sinks.append(self.archive)
+            self.fan_out.add_frame_sink(self.archive)
         self.db_writer = DbWriter(
             engine,
             image_path_for=self.archive.path_for if self.archive else None,
             spool_reserve_bytes=int(st.spool_reserve_mb * 2**20),
             linger_s=st.commit_interval_ms / 1000.0,
         )
-        self.sinks.insert(0, self.db_writer)
+        self.fan_out.add_store(self.db_writer)
         return url
 
     def _make_line(self) -> Any:
@@ -315,15 +316,10 @@ class Station:
             return None
         from inspector.plc.modbus_server import ModbusPlc
 
-        tracker = self.line.tracker if self.line is not None else None
-        if tracker is not None:  # a part counts as waiting until it is in the PLC's order, not until decided
-            tracker.order_deliveries()
         plc = ModbusPlc(self._plc_commands("plc-modbus", f"modbus {address[0]}:{address[1]}"),
                         host=address[0], port=address[1], fifo_depth=self.config.plc.fifo_depth,
-                        cameras=list(self.cameras),
-                        lowest_open=tracker.lowest_unsettled if tracker is not None else None,
-                        settle=tracker.settle if tracker is not None else None)
-        self.sinks.append(plc)
+                        cameras=list(self.cameras))
+        self.fan_out.add_part_sink(plc)
         return plc
 
     def _make_opcua(self) -> Any:
@@ -342,7 +338,7 @@ class Station:
             users, audit = UserStore(engine), AuditLog(engine)
         plc = OpcUaPlc(self._plc_commands("plc-opcua", f"opcua {address[0]}:{address[1]}"), host=address[0],
                        port=address[1], users=users, audit=audit, name=self.config.name)
-        self.sinks.append(plc)
+        self.fan_out.add_part_sink(plc)
         return plc
 
     def trigger_part(self, part_id: str | None = None) -> str:
@@ -435,41 +431,28 @@ class Station:
 
     # ------------------------------------------------------------------ running
     def _fan_out(self, results: list[InspectionResult]) -> None:
-        parts: list[PartResult] = []
-        if self.line is not None:  # tie each frame to its part; complete parts are decided now
-            tagged = []
-            for r in results:
-                r, part = self.line.tracker.add(r)
-                tagged.append(r)
-                if part is not None:
-                    parts.append(part)
-            results = tagged
+        """A worker's results: on a triggered line tied to their parts first, then to the frame
+        sinks; the parts they complete follow, in trigger order (`_deliver_part`)."""
+        if self.line is not None:
+            self.line.tracker.add_frames(results, self._hand_on_frames)
+        else:
+            self._hand_on_frames(results)
+
+    def _hand_on_frames(self, results: list[InspectionResult]) -> None:
         self.stats.add(results)
         if self.metrics is not None:
             self.metrics.observe(results)
+        self.fan_out.frames(results)
         for r in results:
-            for sink in self.sinks:
-                wants = getattr(sink, "wants", None)
-                if wants is not None and not wants(r):
-                    continue
-                if sink.needs_pixels and r.frame is not None:
-                    r.frame.retain()
-                sink.submit(r)
             self.events.result_ready.emit(r)
-        for part in parts:
-            self._deliver_part(part)
 
     def _deliver_part(self, part: PartResult) -> None:
-        """A decided part (completed in the fan-out, or failed safe by the tracker's timer) to its sinks."""
+        """The ordered part stream: each decided part, in trigger order (the tracker's one callback)."""
         if self.line is not None:
             self.line.part_decided(part)  # the reject pulse first: it is the one with a deadline
-        for sink in self.sinks:
-            submit_part = getattr(sink, "submit_part", None)
-            if submit_part is not None:
-                submit_part(part)
         if self.metrics is not None:
             self.metrics.observe_part(part)
-        self.events.part_ready.emit(part)
+        self.fan_out.part(part)  # stored, then to the PLC links and the GUI once durable
 
     def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
         # runs on the thread that made the transition (camera, watchdog, caller): no blocking
@@ -509,12 +492,11 @@ class Station:
         """Start sinks, workers, then cameras (so no frame waits for a consumer)."""
         from inspector.plc.modbus_server import PlcError
 
-        for s in self.sinks:
-            try:
-                s.start()
-            except PlcError as exc:
-                self.stop()
-                raise StationError(str(exc)) from None
+        try:
+            self.fan_out.start()
+        except PlcError as exc:
+            self.stop()
+            raise StationError(str(exc)) from None
         for w in self.workers:
             w.start()
         self.started_at = time.monotonic()
@@ -570,12 +552,10 @@ class Station:
                 log.warning("camera %s: stop failed: %s", cam.info.id, exc)
         for w in self.workers:
             w.stop()
-        for s in self.sinks:  # frame holders first: they give the buffers back before cameras close
-            if s is not self.db_writer:
-                s.stop(timeout=30)
+        # the store hands on its last parts, then frame holders give the buffers back before cameras close
+        self.fan_out.stop(timeout=30)
         self._close_cameras()
-        if self.db_writer is not None:  # last, so it also stores the cameras' final transitions
-            self.db_writer.stop(timeout=30)
+        self.fan_out.stop_store(timeout=30)  # last, so it also stores the cameras' final transitions
         for be in self.backends:
             be.close()
         if self.metrics is not None:
@@ -715,6 +695,8 @@ class Station:
         }
         if self.line is not None:
             report["parts"] = self.line.report()
+            # verdict -> the PLC links and the GUI have it: the wait for the part to be durable
+            report["parts"]["verdict_to_visible_ms"] = percentiles(list(self.fan_out.visible_ms))
         if self.plc_modbus is not None:
             report["plc"] = {"modbus": self.plc_modbus.stats()}
         if self.plc_opcua is not None:

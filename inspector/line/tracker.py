@@ -8,6 +8,11 @@ is decided (`PartRule`); a part still missing a frame at its deadline (trigger +
 a few ms so the NG is out in time) is NG "incomplete: line-cam3 no image" (fail safe) and
 counted. A frame that arrives after its
 part's verdict keeps its part id, is marked ``late`` and stored, never given to another part.
+
+Decided parts leave the tracker as one ordered stream: `release` hands them to ``on_part`` in
+trigger order, a part decided early held until every part triggered before it is decided (a PLC
+tracks parts in a shift register; every sink sees the same order). Every open part is decided
+by its deadline, so nothing is held longer than the earlier part's budget.
 """
 
 from __future__ import annotations
@@ -27,9 +32,6 @@ from inspector.line.part_verdict import PartRule, incomplete_reason
 from inspector.pipeline.results import InspectionResult, PartResult, PartTimes, Verdict
 
 log = logging.getLogger(__name__)
-
-#: A decided part not in the PLC's order this long after its verdict was lost on its way (`lowest_unsettled`).
-SETTLE_TIMEOUT_S = 5.0
 
 #: A caller's part id (a PLC's): stored, shown and used in file names, so kept plain.
 PART_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
@@ -64,7 +66,7 @@ class PartStats:
     unmatched_frames: int = 0
     duplicate_frames: int = 0
     failed_safe: int = 0  # OK parts rejected because their results could not be kept
-    unsettled_dropped: int = 0  # decided parts that never reached the PLC's order (a failed delivery)
+    reordered: int = 0  # parts decided while an earlier part was still open (held for it)
     truth_ng: int = 0  # parts whose frames show a defect (simulated ground truth)
     truth_ok: int = 0
     escapes: int = 0  # truly defective, judged OK
@@ -101,7 +103,7 @@ class PartStats:
             "unmatched_frames": self.unmatched_frames,
             "duplicate_frames": self.duplicate_frames,
             "failed_safe": self.failed_safe,
-            "unsettled_dropped": self.unsettled_dropped,
+            "reordered": self.reordered,
             "budget_ms": budget_ms,
             "trigger_to_verdict_ms": pct,
             # the cycle, stage by stage (p50/p99 over parts): trigger -> exposure + readout + encoder
@@ -128,8 +130,9 @@ class PartTracker:
         cameras: The cameras that owe each part one frame.
         budget_ms: Trigger to verdict; a part not complete by then fails safe.
         rule: How the frames' verdicts make the part's.
-        on_part: Called with each decided part, from the thread that decided it
-            (a worker's fan-out on completion, the tracker's timer on expiry).
+        on_part: The ordered part stream: called with each decided part in trigger order, from
+            the thread that calls `release` (a worker's fan-out after it handed the frames on, the
+            tracker's timer after a deadline), never from two threads at once.
         recipe: Product recipe name stored with each part.
         fail_safe: Asked at each verdict; a reason (e.g. results cannot be stored) turns
             an OK part into NG ``"fail safe: <reason>"``.
@@ -165,7 +168,8 @@ class PartTracker:
         self._lock = threading.Condition()
         self._open: collections.OrderedDict[int, _OpenPart] = collections.OrderedDict()
         self._recent: collections.OrderedDict[int, str] = collections.OrderedDict()
-        self._unsettled: dict[int, float] | None = None  # decided (monotonic s), not yet in the order
+        self._decided: dict[int, PartResult] = {}  # decided, waiting for an earlier part's verdict
+        self._release_lock = threading.Lock()  # one thread hands parts on at a time: keeps the order
         self._next_trigger = 0
         self._next_part = 0
         self._stop = threading.Event()
@@ -210,43 +214,34 @@ class PartTracker:
         with self._lock:
             return next(iter(self._open), None)
 
-    def order_deliveries(self) -> None:
-        """Keep each decided part unsettled until `settle` is called for it (a `TriggerOrder` does).
+    def release(self) -> list[PartResult]:
+        """Hand every decided part whose earlier parts are all decided to ``on_part``, in trigger order.
 
-        A part leaves the open parts when it is decided, under this lock, but reaches the order
-        later, on the thread that decided it: the fan-out, or the deadline timer. Without this,
-        a part decided on one thread and pushed first could be released ahead of an earlier part
-        decided on the other and still on its way.
+        Call it after the frames of the parts just decided were handed to their sinks (the
+        station's fan-out does), so that a part never reaches a sink before its own frames.
+
+        Returns:
+            The parts released by this call, in the order given to ``on_part``.
         """
-        with self._lock:
-            if self._unsettled is None:
-                self._unsettled = {}
+        with self._release_lock:
+            return self._release_due()
 
-    def settle(self, trigger_id: int) -> None:
-        """The decided part of ``trigger_id`` has reached the order."""
+    def _release_due(self) -> list[PartResult]:
         with self._lock:
-            if self._unsettled is not None:
-                self._unsettled.pop(trigger_id, None)
+            if not self._decided:
+                return []
+            first_open = next(iter(self._open), None)
+            due = sorted(t for t in self._decided if first_open is None or t < first_open)
+            parts = [self._decided.pop(t) for t in due]
+        for p in parts:
+            self._emit(p)
+        return parts
 
-    def lowest_unsettled(self) -> int | None:
-        """The oldest trigger id still open, or decided and not yet settled (`order_deliveries`).
-
-        A decided part reaches the order within milliseconds; one not settled within
-        `SETTLE_TIMEOUT_S` of its verdict was lost on its way (a delivery that failed), and is
-        forgotten with an error rather than hold every later result for the rest of the run."""
+    @property
+    def held(self) -> int:
+        """Decided parts waiting for an earlier part's verdict before `release` hands them on."""
         with self._lock:
-            first = next(iter(self._open), None)
-            if self._unsettled:
-                now = time.monotonic()
-                for tid in [t for t, at in self._unsettled.items() if now - at > SETTLE_TIMEOUT_S]:
-                    del self._unsettled[tid]
-                    self.stats.unsettled_dropped += 1
-                    log.error("part of trigger %d: decided %.0f s ago and never reached the PLC's order; "
-                              "the results after it go on", tid, SETTLE_TIMEOUT_S)
-                if self._unsettled:
-                    low = min(self._unsettled)
-                    first = low if first is None else min(first, low)
-            return first
+            return len(self._decided)
 
     def open_before(self, trigger_id: int) -> int:
         """How many parts triggered before ``trigger_id`` still wait for their verdict."""
@@ -293,20 +288,34 @@ class PartTracker:
             decided = self._decide(part, time.perf_counter_ns())
         return tagged, decided
 
+    def add_frames(self, results: Sequence[InspectionResult],
+                   hand_on: Callable[[list[InspectionResult]], None]) -> list[InspectionResult]:
+        """Tag each result with its part, give the tagged results to ``hand_on`` (the frame sinks),
+        then release the parts now due: a part never reaches ``on_part`` before its frames reached
+        ``hand_on``, even when the deadline timer decides it meanwhile (its release waits for this).
+
+        Returns:
+            The tagged results, as handed on.
+        """
+        with self._release_lock:
+            tagged = [self.add(r)[0] for r in results]
+            hand_on(tagged)
+            self._release_due()
+        return tagged
+
     # ------------------------------------------------------------------ deadlines
     def expire(self, now_ns: int | None = None) -> list[PartResult]:
-        """Decide every open part past its deadline (fail-safe NG); returns them."""
+        """Decide every open part past its deadline (fail-safe NG) and release what is due;
+        returns the parts decided now.
+
+        Every open part is looked at, not only the oldest: after a switch to a shorter budget a
+        later part's deadline comes first.
+        """
         now_ns = time.perf_counter_ns() if now_ns is None else now_ns
-        out = []
         with self._lock:
-            while self._open:
-                tid, part = next(iter(self._open.items()))
-                if part.deadline_ns > now_ns:
-                    break
-                del self._open[tid]
-                out.append(self._decide(part, now_ns))
-        for p in out:
-            self._emit(p)
+            due = [tid for tid, part in self._open.items() if part.deadline_ns <= now_ns]
+            out = [self._decide(self._open.pop(tid), now_ns) for tid in due]
+        self.release()
         return out
 
     def start(self) -> None:
@@ -337,18 +346,18 @@ class PartTracker:
         if t is not None:
             t.join(timeout=5.0)
         with self._lock:
-            rest = [self._decide(p, time.perf_counter_ns()) for p in self._open.values()]
+            now_ns = time.perf_counter_ns()
+            rest = [self._decide(p, now_ns) for p in self._open.values()]
             self._open.clear()
-        for p in rest:
-            self._emit(p)
+        self.release()
         return rest
 
     def _run(self) -> None:
         while not self._stop.is_set():
             with self._lock:
                 if self._open:
-                    first = next(iter(self._open.values()))
-                    wait = max(0.0, (first.deadline_ns - time.perf_counter_ns()) / 1e9)
+                    first_ns = min(p.deadline_ns for p in self._open.values())
+                    wait = max(0.0, (first_ns - time.perf_counter_ns()) / 1e9)
                 else:
                     wait = 0.1
                 if wait > 0:
@@ -357,9 +366,7 @@ class PartTracker:
 
     # ------------------------------------------------------------------ decisions
     def _decide(self, part: _OpenPart, now_ns: int) -> PartResult:
-        """Build the part's result (lock held) and count it."""
-        if self._unsettled is not None:
-            self._unsettled[part.trigger_id] = time.monotonic()
+        """Build the part's result (lock held), count it and hold it for `release`."""
         missing = tuple(c for c in self.cameras if c not in part.frames)
         deciding: str | None
         if missing:
@@ -421,6 +428,9 @@ class PartTracker:
         elif truth_ng is False:
             s.truth_ok += 1
             s.false_rejects += verdict is Verdict.NG
+        if next(iter(self._open), part.trigger_id) < part.trigger_id:
+            s.reordered += 1
+        self._decided[part.trigger_id] = result
         self._recent[part.trigger_id] = part.part_id
         while len(self._recent) > _RECENT_PARTS:
             self._recent.popitem(last=False)

@@ -22,6 +22,11 @@ away. So do part verdicts (`DbWriter.submit_part`): a `PartResult` becomes a ``p
 in the same batched transaction as the inspections around it, and its frames (submitted
 before it, as usual) carry its ``part_id``. A part's key ``(line, part_id, triggered_at)``
 makes its replay idempotent as a uid does for an inspection.
+
+Durable before visible: a part is handed to `on_durable`'s receiver (the fan-out, which gives it
+to the PLC links) only after the batch holding it, and so its frames queued before it, is
+committed or appended to the fsynced spool. A part waiting for that cuts the batch's linger
+short (`QueuedSink.hurry`): trigger to PLC costs one commit, not a commit interval.
 """
 
 from __future__ import annotations
@@ -181,6 +186,9 @@ class DbWriter(QueuedSink):
         self._camera_info: dict[str, dict[str, str]] = {}
         self._info_lock = threading.Lock()
         self._backlog: list[Record] = []  # only when even the spool cannot be written
+        self._deliver: Callable[[list[PartResult]], None] | None = None
+        self.parts_delivered = 0
+        self.parts_not_durable = 0  # parts handed on from the in-memory backlog or lost (the disk is full)
         self.rows_written = 0
         self.parts_written = 0
         self.parts_accepted = 0
@@ -233,7 +241,16 @@ class DbWriter(QueuedSink):
             self.skipped_full += 1  # the health alarm "db queue full" covers parts too
             return False
         self.parts_accepted += 1
+        if self._deliver is not None:
+            self.hurry()  # someone waits for this part: commit now, not after the linger
         return True
+
+    def on_durable(self, deliver: Callable[[list[PartResult]], None]) -> None:
+        """Hand each part, in submission order, to ``deliver`` once its batch is committed or in
+        the fsynced spool; called on the writer thread. A part whose records could only be held
+        in memory or were lost (the disk full) is handed on too, counted in ``parts_not_durable``:
+        its verdict must still reach the line."""
+        self._deliver = deliver
 
     def record_camera_event(
         self, camera_id: str, old_state: str, new_state: str, *, reason: str = "", at: float | None = None
@@ -274,6 +291,8 @@ class DbWriter(QueuedSink):
             parts_written=self.parts_written,
             parts_skipped=self.parts_skipped,
             parts_lost=self.parts_lost,
+            parts_delivered=self.parts_delivered,
+            parts_not_durable=self.parts_not_durable,
             events_written=self.events_written,
             events_skipped=self.events_skipped,
             spooled=self.spooled,
@@ -312,6 +331,25 @@ class DbWriter(QueuedSink):
             j.close()
 
     def handle_batch(self, batch: list[InspectionResult]) -> None:
+        parts = [r for r in batch if isinstance(r, PartResult)] if self._deliver is not None else []
+        lost_before, backlog_before = self.lost, len(self._backlog)
+        try:
+            self._handle_records(batch)
+        finally:  # even if storing failed in a way nobody foresaw: a verdict is never held back
+            if parts:
+                if self.lost > lost_before or len(self._backlog) > backlog_before:
+                    self.parts_not_durable += len(parts)
+                self._hand_on(parts)
+
+    def _hand_on(self, parts: list[PartResult]) -> None:
+        assert self._deliver is not None
+        try:
+            self._deliver(parts)
+        except Exception:
+            log.exception("db: handing on %d durable parts failed", len(parts))
+        self.parts_delivered += len(parts)
+
+    def _handle_records(self, batch: list[InspectionResult]) -> None:
         records = [
             r if isinstance(r, dict) else self._part_record(r) if isinstance(r, PartResult) else self._record(r)
             for r in batch

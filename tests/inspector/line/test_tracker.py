@@ -186,61 +186,70 @@ def test_a_failed_safe_part_says_when_its_frames_were_inspected_not_the_deadline
     assert 30.0 <= p.times.inspected_ms < 1_000, p.times
 
 
-def test_parts_decided_on_two_threads_reach_the_order_in_trigger_order() -> None:
-    """The deadline timer decides part a, the fan-out then completes part b; b is pushed into the
-    PLC's order while a, already out of the open parts, is still on its way there. b must wait."""
+def test_parts_decided_on_two_threads_are_released_in_trigger_order() -> None:
+    """The deadline timer decides part a; meanwhile the fan-out completes part b on another thread
+    and releases. b must not be handed on before a, though a left the open parts first."""
     import threading
 
-    from inspector.plc.part_order import TriggerOrder
-
-    released: list[int] = []
     a_decided, a_may_go = threading.Event(), threading.Event()
-    order: TriggerOrder
+    released: list[int] = []
 
-    def deliver(part: PartResult) -> None:  # the station's delivery: a sink pushes into the order
-        if part.trigger_id == a:  # the timer thread, between deciding a and handing it on
+    def deliver(part: PartResult) -> None:  # the one ordered callback
+        if part.trigger_id == a:  # the timer thread, inside the release of a
             a_decided.set()
             assert a_may_go.wait(5.0)
-        released.extend(p.trigger_id for p in order.push(part))
+        released.append(part.trigger_id)
 
     t = PartTracker("line", ("cam1",), 50.0, on_part=deliver)
-    order = TriggerOrder(t.lowest_unsettled, t.settle)
-    t.order_deliveries()
     a, b = t.open_part(), t.open_part()
-    # the timer decides a at its deadline (b's is later) and stops before pushing it
     timer = threading.Thread(target=t.expire, args=(t._open[a].deadline_ns,))
     timer.start()
     assert a_decided.wait(5.0)
-    assert t.lowest_open() == b and t.lowest_unsettled() == a  # a: no longer open, not yet in the order
-    # now b completes on this thread and is pushed: it must wait for a
     _tagged, pb = t.add(frame("cam1", b))
     assert pb is not None
-    deliver(pb)
-    assert released == []
+    releaser = threading.Thread(target=t.release)
+    releaser.start()
+    time.sleep(0.05)
+    assert released == []  # b waits while a is still being handed on
     a_may_go.set()
     timer.join(5.0)
-    assert released == [a, b] and order.reordered == 1
+    releaser.join(5.0)
+    assert released == [a, b]
 
 
-def test_without_an_order_decided_parts_are_not_kept() -> None:
+def test_a_part_decided_early_is_held_until_every_earlier_part_is_decided() -> None:
     t, got = tracker()
-    tid = t.open_part()
-    for cam in CAMS:
-        t.add(frame(cam, tid))
-    assert t.lowest_unsettled() is None and t.lowest_open() is None
-
-
-def test_a_decided_part_that_never_reaches_the_order_stops_holding_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inspector.line import tracker as tracker_module
-
-    t, _got = tracker()
-    t.order_deliveries()
-    lost, nxt = t.open_part(), t.open_part()
-    for tid in (lost, nxt):
+    first, second, third = t.open_part(), t.open_part(), t.open_part()
+    for tid in (second, third):  # both complete while the first still waits for a frame
         for cam in CAMS:
             t.add(frame(cam, tid))
-    t.settle(nxt)  # the later part arrived; the first one's delivery failed somewhere
-    assert t.lowest_unsettled() == lost
-    monkeypatch.setattr(tracker_module, "SETTLE_TIMEOUT_S", 0.0)
-    time.sleep(0.01)
-    assert t.lowest_unsettled() is None and t.stats.unsettled_dropped == 1
+    t.release()
+    assert got == [] and t.held == 2
+    for cam in CAMS[:2]:
+        t.add(frame(cam, first))
+    t.release()
+    assert got == []
+    [late] = t.expire(now_ns=time.perf_counter_ns() + 20_000_000_000)
+    assert late.trigger_id == first and late.incomplete
+    assert [p.trigger_id for p in got] == [first, second, third] and t.held == 0
+    assert t.stats.reordered == 2
+
+
+def test_a_later_part_with_an_earlier_deadline_is_decided_at_its_own_deadline() -> None:
+    """After a switch to a shorter budget the next part's deadline comes before the previous
+    part's: expire must not stop at the first open part that is not yet due."""
+    t, got = tracker(budget_ms=1_000)
+    slow = t.open_part()
+    t.begin_recipe("short", budget_ms=100)
+    fast = t.open_part()
+    now = time.perf_counter_ns()
+    decided = t.expire(now_ns=now + 500_000_000)
+    assert [p.trigger_id for p in decided] == [fast]
+    assert t.open_parts == 1 and got == []  # the fast part is held for the slow one's verdict
+    t.expire(now_ns=now + 2_000_000_000)
+    assert [p.trigger_id for p in got] == [slow, fast]
+
+
+def test_release_without_parts_is_empty() -> None:
+    t, got = tracker()
+    assert t.release() == [] and got == []

@@ -151,24 +151,3 @@ def test_heartbeat_counts_and_a_taken_port_is_one_line() -> None:
         server.stop()
 
 
-def test_results_reach_the_plc_in_trigger_order_even_when_decided_out_of_order(plc) -> None:
-    import dataclasses
-
-    from inspector.plc.part_order import TriggerOrder
-
-    _station, server, client = plc
-    open_parts = {11, 12, 13}
-    server.order = TriggerOrder(lambda: min(open_parts, default=None))
-    first, second, third = (dataclasses.replace(part(str(n)), trigger_id=n) for n in (11, 12, 13))
-    open_parts.discard(12)
-    server.submit_part(second)  # decided first: part 11 still waits for its deadline
-    open_parts.discard(13)
-    server.submit_part(third)
-    assert client.read("fifo_count") == 0
-    open_parts.discard(11)
-    server.submit_part(first)
-    got = []
-    while client.read("fifo_count"):
-        got.append(client.read("result_part_id"))
-        client.command(Command.DEQUEUE_RESULT)
-    assert got == [11, 12, 13] and server.stats()["reordered"] == 2
