@@ -26,6 +26,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,8 +107,54 @@ class NgArchive(QueuedSink):
         self.purged = 0  # by the low-free-space purge
         self.archive_bytes = 0
         self.alarm = False
+        #: told when an image could not be written for lack of space (the retention that owns the space)
+        self.on_disk_full: Callable[[], None] | None = None
         self._timer_stop = threading.Event()
         self._timer: threading.Thread | None = None
+
+    def hand_space_to(self, retention: object, *, grace_days: float = 1.0) -> None:
+        """Let a database retention own this archive's size and free-space limits.
+
+        The database and the archive then share one disk budget, and an image goes with its row
+        (`inspector.storage.retention`): this archive no longer deletes images for size or free
+        space, and its own age purge, ``grace_days`` after the retention's, only takes images no
+        row points to any more (left by a crash between a row's deletion and its image's).
+
+        Args:
+            retention: Has ``wake()``, called when an image is dropped for lack of space.
+        """
+        with self._lock:
+            self.max_total_bytes = None
+            self.min_free_bytes = 0
+            if self.max_age_days is not None:
+                self.max_age_days += grace_days
+            self.on_disk_full = getattr(retention, "wake", None)
+
+    def delete_images(self, paths: Sequence[str]) -> int:
+        """Delete these images (of purged rows) if they are in this archive; returns how many were deleted.
+
+        Paths outside the archive are left alone (a row's path is data, not a command).
+        """
+        root = os.path.realpath(self.root)
+        wanted = {Path(p) for p in paths if p and os.path.realpath(p).startswith(root + os.sep)}
+        if not wanted:
+            return 0
+        n = 0
+        with self._lock:
+            self._scan_once()
+            kept: collections.deque[tuple[float, int, Path]] = collections.deque()
+            for entry in self._files:
+                if entry[2] in wanted:
+                    self.archive_bytes -= entry[1]
+                    wanted.discard(entry[2])
+                    n += self._unlink(entry[2])
+                else:
+                    kept.append(entry)
+            self._files = kept
+            for path in wanted:  # not indexed (written after a crash?): delete it all the same
+                n += self._unlink(path)
+            self.deleted += n
+        return n
 
     # ------------------------------------------------------------------ paths
     def path_for(self, result: InspectionResult) -> str | None:
@@ -210,6 +257,8 @@ class NgArchive(QueuedSink):
                 self.alarm = True
                 if self.min_free_bytes:
                     self._purge_for_space(len(data))
+                if self.on_disk_full is not None:
+                    self.on_disk_full()
             else:
                 self.failed_writes += 1
                 log.error("archive: cannot write %s (%s)", path, exc.strerror or exc)
@@ -313,6 +362,9 @@ class NgArchive(QueuedSink):
     def _delete_oldest(self) -> int:
         _, size, path = self._files.popleft()
         self.archive_bytes -= size
+        return self._unlink(path)
+
+    def _unlink(self, path: Path) -> int:
         try:
             path.unlink()
         except FileNotFoundError:

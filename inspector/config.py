@@ -232,6 +232,25 @@ class StorageConfig(_Strict):
     # results/s, 50 ms cost 0.16 core-ms per result and 200 ms 0.09; what is not committed yet is
     # in memory, as when the database is slow
     commit_interval_ms: Number = Field(200.0, ge=0, le=5000)
+    # database retention (inspector.storage.retention), with the NG images of purged rows; 0: no limit.
+    # NG and reviewed results, and every result of an NG part, are kept longer than OK ones.
+    ok_max_age_days: Number = Field(30.0, ge=0)
+    ng_max_age_days: Number = Field(365.0, ge=0)
+    db_max_gb: Number = Field(20.0, ge=0)
+    # the database and the NG archive together (one disk); 0: db_max_gb + archive_max_gb. Over it:
+    # the oldest OK results go first, then the oldest NG results with their images
+    disk_budget_gb: Number = Field(0.0, ge=0)
+    disk_budget_warn: Number = Field(0.9, gt=0, le=1)  # health DEGRADED from this share of a size limit
+    retention_batch_rows: Integer = Field(500, ge=1, le=100_000)  # frames deleted per transaction
+    retention_interval_s: Number = Field(60.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _ng_kept_longer(self) -> StorageConfig:
+        ok, ng = self.ok_max_age_days or float("inf"), self.ng_max_age_days or float("inf")
+        if ng < ok:
+            raise ValueError(f"ng_max_age_days ({self.ng_max_age_days:g}) must be at least ok_max_age_days "
+                             f"({self.ok_max_age_days:g}): NG and reviewed results are kept longer (0: forever)")
+        return self
 
     @field_validator("archive_dir")
     @classmethod

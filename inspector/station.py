@@ -260,6 +260,10 @@ class Station:
             linger_s=st.commit_interval_ms / 1000.0,
         )
         self.fan_out.add_store(self.db_writer)
+        from inspector.storage.retention import StorageRetention  # database and archive in one disk budget
+
+        self.retention = StorageRetention.for_station(engine, st, self.archive)
+        self.fan_out.add_frame_sink(self.retention)
         return url
 
     def _make_line(self) -> Any:

@@ -139,6 +139,7 @@ def assess(station: StationView) -> dict[str, Any]:
                    "archive_bytes": int(a["archive_bytes"])}
         if archive["alarm"]:
             issues.add(HealthLevel.ALARM, "archive ALARM (disk full)")
+    storage = _storage(station, issues)
     parts: dict[str, Any] = {}
     line = getattr(station, "line", None)
     if line is not None and running:
@@ -163,8 +164,28 @@ def assess(station: StationView) -> dict[str, Any]:
         "cameras": cams,
         "db": db,
         "archive": archive,
+        "storage": storage,
         "parts": parts,
     }
+
+
+def _storage(station: StationView, issues: _Issues) -> dict[str, Any]:
+    """Database size and the disk budget (`inspector.storage.retention`): DEGRADED before a limit is
+    reached, as retention then purges results for space before their age."""
+    retention = getattr(station, "retention", None)
+    if retention is None:
+        return {}
+    u: dict[str, Any] = retention.usage()
+    warn = u["warn_fraction"]
+    if u["budget_bytes"] and u["budget_used"] >= warn:
+        issues.add(HealthLevel.DEGRADED,
+                   f"disk budget {u['budget_used']:.0%} used (database {u['db_used_bytes'] / 1e9:.2f} GB, "
+                   f"images {u['archive_bytes'] / 1e9:.2f} GB of {u['budget_bytes'] / 1e9:g} GB)")
+    elif u["db_max_bytes"] and u["db_used"] >= warn:
+        issues.add(HealthLevel.DEGRADED,
+                   f"database {u['db_used']:.0%} of db_max_gb ({u['db_used_bytes'] / 1e9:.2f} of "
+                   f"{u['db_max_bytes'] / 1e9:g} GB)")
+    return u
 
 
 def health_text(health: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ Exported (labels in braces):
 * ``inspector_db_queue_depth``, ``inspector_db_spool_records``, ``inspector_db_spool_bytes``,
   ``inspector_db_rows_written_total``, ``inspector_db_skipped_total``
 * ``inspector_archive_bytes``, ``inspector_archive_alarm``, ``inspector_archive_dropped_disk_full_total``
+* ``inspector_db_bytes``, ``inspector_disk_budget_used_ratio`` (database and archive against the disk budget)
 * triggered lines: ``inspector_parts_triggered_total``, ``inspector_parts_total{verdict}`` (OK, NG,
   incomplete: NG for lack of an image), ``inspector_part_late_frames_total``,
   ``inspector_missed_triggers_total``, ``inspector_trigger_overruns_total``,
@@ -184,6 +185,12 @@ class _StationCollector(Collector):
             yield CounterMetricFamily(
                 "inspector_archive_dropped_disk_full", "NG images dropped: disk full", value=a["dropped_disk_full"]
             )
+        retention = getattr(st, "retention", None)  # inspector.storage.retention.StorageRetention
+        if retention is not None:
+            u = retention.usage()
+            yield GaugeMetricFamily("inspector_db_bytes", "Size of the database on disk", value=u["db_bytes"])
+            yield GaugeMetricFamily("inspector_disk_budget_used_ratio",
+                                    "Database and NG archive against [storage] disk_budget_gb", value=u["budget_used"])
         line = getattr(st, "line", None)
         if line is not None:
             yield from _part_metrics(line.report())

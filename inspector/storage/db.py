@@ -255,6 +255,8 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
             # its mode until a VACUUM (see inspector.storage.retention).
             cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")  # readers (GUI) never block the writer
+            # a retention purge writes its deletes to the WAL: truncate it back after each checkpoint
+            cur.execute("PRAGMA journal_size_limit=67108864")
             # A result reported as written must survive power loss and kill -9. FULL
             # fsyncs the WAL on every commit (NORMAL may lose the last commits on power
             # loss); the writer commits in batches, so the cost is amortised.
