@@ -11,11 +11,14 @@ from pathlib import Path
 
 import typer
 
-from inspector import cli
-from inspector.cli_users import ENV_NEW_PASSWORD, ENV_PASSWORD, read_password
+from inspector.cli import make_app, run_cli
+from inspector.cli.common import fail, load_station_config, user_errors
+from inspector.cli.login import ENV_NEW_PASSWORD, ENV_PASSWORD, read_password
+
+gui_app = typer.Typer()
 
 
-@cli.app.command()
+@gui_app.command()
 def gui(
     station: str | None = typer.Option(None, help="Built-in station (default line-demo)."),
     config: Path | None = typer.Option(None, help="Station config TOML."),
@@ -32,16 +35,16 @@ def gui(
     # Before QtGui loads: without a display or the plugin's libraries Qt aborts the process.
     problem = qt_problem()
     if problem:
-        cli.fail(problem)
+        fail(problem)
     try:
         # QtWidgets only: the start-up window opens before the app, the engine and OpenVINO load
         from gui.startup import StartupWindow, make_application
     except ImportError as exc:
-        cli.fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
+        fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
     try:
-        cfg = cli._load(station, config)
-    except cli._user_errors() as exc:
-        cli.fail(str(exc))
+        cfg = load_station_config(station, config)
+    except user_errors() as exc:
+        fail(str(exc))
     # Taken out of the environment so that nothing the app starts inherits it.
     password = os.environ.pop(ENV_NEW_PASSWORD, None) or os.environ.pop(ENV_PASSWORD, None) or None
     if password is None and admin_password:
@@ -50,7 +53,7 @@ def gui(
         try:
             password = read_password(ENV_NEW_PASSWORD, "Admin password: ", confirm=True)
         except UserError as exc:
-            cli.fail(str(exc))
+            fail(str(exc))
     make_application()
     startup = StartupWindow(cfg.name)
     startup.show_stage("loading the app")
@@ -59,19 +62,20 @@ def gui(
         try:
             from gui.app import main as gui_main
         except ImportError as exc:
-            cli.fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
+            fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
         code = gui_main(cfg, db_url=db, admin_password=password, startup=startup)
     finally:
         startup.close()
     raise typer.Exit(code)
 
 
-cli.open_gui = gui
+#: The console script's app: the engine's commands, ``inspector gui``, and ``inspector run`` opening the app.
+app = make_app(open_gui=gui, extra=(gui_app,))
 
 
 def main() -> None:
     """Console-script entry point."""
-    cli.run_cli()
+    run_cli(cli=app)
 
 
 if __name__ == "__main__":  # pragma: no cover

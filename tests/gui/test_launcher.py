@@ -26,25 +26,25 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def test_password_on_the_command_line_is_refused(started: list[dict[str, Any]]) -> None:
-    res = CliRunner().invoke(launcher.cli.app, ["gui", "--admin-password", "secret-pass"])
+    res = CliRunner().invoke(launcher.app, ["gui", "--admin-password", "secret-pass"])
     assert res.exit_code == 2 and started == []
 
 
 def test_password_from_the_environment(started: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INSPECTOR_NEW_PASSWORD", "secret-pass")
-    res = CliRunner().invoke(launcher.cli.app, ["gui"])
+    res = CliRunner().invoke(launcher.app, ["gui"])
     assert res.exit_code == 0, res.output
     assert started == [{"db_url": None, "admin_password": "secret-pass"}]
     assert "INSPECTOR_NEW_PASSWORD" not in os.environ  # children of the app do not inherit it
 
 
 def test_flag_without_a_terminal_says_what_to_set(started: list[dict[str, Any]]) -> None:
-    res = CliRunner().invoke(launcher.cli.app, ["gui", "--admin-password"])
+    res = CliRunner().invoke(launcher.app, ["gui", "--admin-password"])
     assert res.exit_code == 2 and "INSPECTOR_NEW_PASSWORD" in res.output and started == []
 
 
 def test_no_password_leaves_it_to_the_dialog(started: list[dict[str, Any]]) -> None:
-    res = CliRunner().invoke(launcher.cli.app, ["gui"])
+    res = CliRunner().invoke(launcher.app, ["gui"])
     assert res.exit_code == 0 and started == [{"db_url": None, "admin_password": None}]
 
 
@@ -58,7 +58,7 @@ def test_startup_window_is_on_screen_before_the_app_loads(monkeypatch: pytest.Mo
         return 0
 
     monkeypatch.setattr("gui.app.main", fake_main)
-    res = CliRunner().invoke(launcher.cli.app, ["gui", "--station", "demo"])
+    res = CliRunner().invoke(launcher.app, ["gui", "--station", "demo"])
     assert res.exit_code == 0, res.output
     assert seen == [("Inspector — demo", True, "loading the app")]
 

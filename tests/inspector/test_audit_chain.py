@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from gui.launcher import cli
+from inspector.cli import app
 from inspector.access.audit_verify import verify_audit
 from inspector.access.users import AuditLog
 from inspector.storage.audit_chain import GENESIS, entry_hash
@@ -141,18 +141,18 @@ def test_cli_audit_verify(tmp_path: Path) -> None:
     migrate(eng)
     _record(eng, 3)
     runner = CliRunner()
-    res = runner.invoke(cli.app, ["audit", "verify", "--db", url])
+    res = runner.invoke(app, ["audit", "verify", "--db", url])
     assert res.exit_code == 0, res.output
     assert "3 entries, chain intact" in res.output
     _drop_triggers(eng)
     with eng.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
     eng.dispose()
-    res = runner.invoke(cli.app, ["audit", "verify", "--db", url])
+    res = runner.invoke(app, ["audit", "verify", "--db", url])
     assert res.exit_code == 1
     assert "entries after 2 removed (head anchor says 3 entries, the last 3)" in res.output
     assert "Traceback" not in res.output
-    res = runner.invoke(cli.app, ["audit", "verify", "--db", url, "--json"])
+    res = runner.invoke(app, ["audit", "verify", "--db", url, "--json"])
     assert res.exit_code == 1 and '"ok": false' in res.output
 
 

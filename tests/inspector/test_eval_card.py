@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gui.launcher import cli
+from inspector.cli import app
 from inspector.access.audit_verify import verify_audit
 from inspector.access.control import StationControl
 from inspector.pipeline.model_repo import load_card
@@ -42,7 +42,7 @@ def url(tmp_path: Path) -> str:
 
 
 def _run(args: list[str], **env: str) -> tuple[int, str]:
-    res = CliRunner().invoke(cli.app, args, env=env)
+    res = CliRunner().invoke(app, args, env=env)
     assert "Traceback" not in res.output
     return res.exit_code, res.output
 

@@ -10,14 +10,14 @@ from typer.testing import CliRunner
 
 from camera.protocol import CameraInfo
 from camera.simulated import SimulatedLineCamera
-from inspector import cli
+from inspector.cli import app
 from inspector.config import load_station
 
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
 
 
 def _out(args: list[str]) -> str:
-    res = CliRunner().invoke(cli.app, args, env=WIDE)
+    res = CliRunner().invoke(app, args, env=WIDE)
     assert res.exit_code == 0, res.output
     return res.output
 

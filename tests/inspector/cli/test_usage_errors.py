@@ -48,15 +48,15 @@ def test_database_from_a_newer_schema_is_one_line(tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from gui.launcher import cli
+    from gui.launcher import app
 
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert CliRunner().invoke(cli.app, ["history", "--db", url]).exit_code == 0
+    assert CliRunner().invoke(app, ["history", "--db", url]).exit_code == 0
     con = sqlite3.connect(tmp_path / "s.db")
     con.execute("UPDATE alembic_version SET version_num = '0099'")
     con.commit()
     con.close()
-    res = CliRunner().invoke(cli.app, ["history", "--db", url])
+    res = CliRunner().invoke(app, ["history", "--db", url])
     assert res.exit_code == 2
     assert "Traceback" not in res.output
     assert "Can't locate revision identified by '0099'" in res.output and "newer inspector" in res.output

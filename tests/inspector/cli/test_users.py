@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gui.launcher import cli
+from inspector.cli import app
 from inspector.access.audit_verify import verify_audit
 from inspector.storage.db import open_database
 from inspector.access.users import AuditLog, Role, User, UserStore
@@ -19,7 +19,7 @@ def url(tmp_path: Path) -> str:
 
 
 def _run(args: list[str], url: str, **env: str) -> tuple[int, str]:
-    res = CliRunner().invoke(cli.app, [*args, "--db", url], env=env)
+    res = CliRunner().invoke(app, [*args, "--db", url], env=env)
     assert "Traceback" not in res.output
     return res.exit_code, res.output
 

@@ -1,0 +1,7 @@
+"""``python -m inspector.cli``: the engine's command line, without the GUI."""
+
+from __future__ import annotations
+
+from inspector.cli.root import main
+
+main()

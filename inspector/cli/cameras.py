@@ -1,0 +1,57 @@
+"""``inspector cameras list``: every GenTL device found, and a station's simulated and replay cameras."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from inspector.cli.common import fail, load_station_config, user_errors
+
+app = typer.Typer(name="cameras", no_args_is_help=True, help="Cameras: discovery.")
+
+log = logging.getLogger("inspector")
+
+
+@app.command("list")
+def cameras_list(
+    station: str | None = typer.Option(None, help="Also list this station's simulated/replay cameras."),
+    config: Path | None = typer.Option(None, help="Station config TOML."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every GenTL device found, and the simulated cameras of the chosen station."""
+    rows: list[dict[str, Any]] = []
+    try:
+        from camera.gentl_system import GenTLSystem, find_producers
+
+        with GenTLSystem() as system:
+            for info in system.devices():
+                rows.append({"id": info.id, "kind": "gentl", "vendor": info.vendor, "model": info.model,
+                             "serial": info.serial, "producer": str(info.producer)})
+        producers = [str(p) for p in find_producers()]
+    except ImportError as exc:
+        producers = []
+        log.warning("GenTL discovery unavailable: %s", exc)
+    try:
+        cfg = load_station_config(station, config)
+    except user_errors() as exc:
+        fail(str(exc))
+    for c in cfg.cameras:
+        if c.kind != "gentl":
+            # the names the camera itself reports (CameraInfo), as the GUI shows them
+            model_name = {"simulated": "SimulatedLineCamera", "replay": "ReplayCamera"}.get(c.kind, c.kind)
+            serial = f"SIM-{c.seed}" if c.kind == "simulated" else c.source.name if c.kind == "replay" else ""
+            rows.append({"id": c.id, "kind": c.kind, "vendor": "inspector", "model": model_name, "serial": serial,
+                         "producer": "", "station": cfg.name})
+    if as_json:
+        typer.echo(json.dumps({"producers": producers, "cameras": rows}, indent=2))
+        return
+    typer.echo(f"GenTL producers: {', '.join(producers) or 'none found'}")
+    cols = ("id", "kind", "vendor", "model")  # as wide as their longest value: nothing is cut
+    width = {k: max([len(k), *(len(str(r[k])) for r in rows)]) for k in cols}
+    typer.echo(" ".join(f"{k.upper():{width[k]}}" for k in cols) + " SERIAL")
+    for r in rows:
+        typer.echo(" ".join(f"{r[k]!s:{width[k]}}" for k in cols) + f" {r['serial']}")

@@ -1,0 +1,56 @@
+"""``inspector dataset synth|mine``: labelled datasets rendered from the synthetic line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from inspector.cli.common import fail, user_errors
+
+app = typer.Typer(name="dataset", no_args_is_help=True, help="Datasets from the synthetic line.")
+
+
+@app.command("synth")
+def dataset_synth(
+    out: Path = typer.Option(..., help="Output folder."),
+    count: int = typer.Option(2000, min=1, help="Number of images."),
+    seed: int = typer.Option(0, min=0, help="First seed (training seeds stay below 1,000,000)."),
+    width: int = typer.Option(320, min=32, max=8192),
+    height: int = typer.Option(320, min=32, max=8192),
+    val_fraction: float = typer.Option(0.1, min=0.0, max=0.9),
+    ok_share: float = typer.Option(0.35, min=0.0, max=1.0, help="Share of defect-free images."),
+) -> None:
+    """Render a labelled dataset (Ultralytics YOLO format) from the synthetic line."""
+    from inspector.quality.dataset import export_dataset
+
+    try:
+        s = export_dataset(out, count, seed, width=width, height=height, val_fraction=val_fraction, ok_share=ok_share)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"{s.train_images} train + {s.val_images} val images, {s.boxes} boxes, seeds {s.seed_range[0]}..{s.seed_range[1]} -> {out / 'data.yaml'}")
+
+
+@app.command("mine")
+def dataset_mine(
+    out: Path = typer.Option(..., help="Output folder."),
+    model: str = typer.Option("defect-yolo11p-320", help="The model to improve (name or folder)."),
+    count: int = typer.Option(20000, min=1, help="Frames to scan."),
+    seed: int = typer.Option(100_000, min=0, help="First seed to scan (training seeds stay below 1,000,000)."),
+    base: Path | None = typer.Option(None, help="A dataset's data.yaml whose training images come first."),
+    ok_share: float = typer.Option(0.6, min=0.0, max=1.0, help="Share of OK parts among the scanned frames."),
+    negative_score: float = typer.Option(0.1, help="A detection off every defect from this score is a false call."),
+    positive_score: float = typer.Option(0.35, help="A defect counts as found from this score."),
+    backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
+) -> None:
+    """Keep the frames the model gets wrong or nearly wrong (hard negatives and positives) as a dataset."""
+    from inspector.quality.mining import mine_hard_examples
+
+    errors: tuple[type[BaseException], ...] = (*user_errors(), ValueError, OSError)
+    try:
+        s = mine_hard_examples(model, out, seed=seed, count=count, base_data=base, ok_share=ok_share,
+                               negative_score=negative_score, positive_score=positive_score, backend=backend)
+    except errors as exc:
+        fail(str(exc))
+    typer.echo(f"scanned {s.scanned} frames: kept {len(s.kept_seeds)} ({s.hard_negatives} with a false call, "
+               f"{s.hard_positives} with a missed defect) -> {out / 'data.yaml'}")

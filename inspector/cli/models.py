@@ -1,0 +1,234 @@
+"""``inspector train|export|quantize|eval``: a detector from training to a gated, evaluated model folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from inspector.cli.common import fail, user_errors
+from inspector.cli.login import authenticated
+
+app = typer.Typer()
+
+#: `inspector eval`'s threshold for a card without metrics.threshold.
+DEFAULT_EVAL_THRESHOLD = 0.25
+#: `inspector eval`'s frames per inference call (printed with the results).
+EVAL_BATCH = 8
+
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., help="Dataset data.yaml (YOLO format)."),
+    model: str = typer.Option("", help="Architecture yaml or .pt to fine-tune (default: the shipped architecture)."),
+    imgsz: int = typer.Option(320, min=32, max=4096),
+    epochs: int = typer.Option(60, min=1),
+    hours: float | None = typer.Option(None, min=0.01, help="Wall-clock budget (overrides epochs)."),
+    batch: int = typer.Option(32, min=1),
+    device: str | None = typer.Option(None, help="cpu, 0, 0,1 (default: GPU if present)."),
+    project: Path = typer.Option(Path("runs"), help="Where runs are written."),
+    name: str = typer.Option("defect"),
+    seed: int = typer.Option(0),
+    lr0: float | None = typer.Option(None, min=1e-6, max=1.0, help="Initial learning rate (fine-tunes: ~5e-4)."),
+    close_mosaic: int | None = typer.Option(None, min=0, help="Last epochs without mosaic augmentation."),
+) -> None:
+    """Train a detector (needs the train extra: pip install -e '.\\[train]')."""  # \[: not rich markup
+    from inspector.quality.training.train import DEFAULT_MODEL_CFG, TrainingUnavailable
+    from inspector.quality.training.train import train as do_train
+
+    try:
+        r = do_train(data, model_cfg=model or DEFAULT_MODEL_CFG, imgsz=imgsz, epochs=epochs, hours=hours, batch=batch,
+                     device=device, project=project, name=name, seed=seed,
+                     overrides={k: v for k, v in {"lr0": lr0, "optimizer": "AdamW" if lr0 else None,
+                                                  "close_mosaic": close_mosaic}.items() if v is not None})
+    except (TrainingUnavailable, FileNotFoundError) as exc:
+        fail(str(exc))
+    typer.echo(f"best weights: {r.best}")
+
+
+@app.command()
+def export(
+    weights: Path = typer.Option(..., help="Trained .pt (from inspector train)."),
+    out: Path = typer.Option(..., help="Model folder to write (e.g. models/my-model)."),
+    name: str = typer.Option("", help="Model name (default: the folder name)."),
+    imgsz: int = typer.Option(320, min=32, max=4096),
+    data: Path | None = typer.Option(None, help="The dataset it was trained on (recorded in the card)."),
+    tensorrt: bool = typer.Option(True, help="Also build a TensorRT engine where TensorRT is installed."),
+) -> None:
+    """Export ONNX + model card (and a TensorRT engine where TensorRT is installed)."""
+    from inspector.quality.training.export import export_onnx, export_tensorrt
+
+    training: dict[str, Any] = {"weights": str(weights)}
+    if data is not None and (data.parent / "dataset.json").is_file():
+        ds = json.loads((data.parent / "dataset.json").read_text())
+        training.update({"dataset": str(data), "seed_first": ds["seed_first"], "seed_last": ds["seed_last"]})
+    try:
+        onnx_path = export_onnx(weights, out, name=name or out.name, imgsz=imgsz, training=training)
+    except ImportError:
+        fail("export needs the train extra: pip install -e '.[train]'")
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    typer.echo(f"ONNX: {onnx_path}")
+    if tensorrt:
+        eng = export_tensorrt(onnx_path)
+        typer.echo(f"TensorRT engine: {eng}" if eng else "TensorRT engine: not built (TensorRT/CUDA not available here)")
+
+
+@app.command()
+def quantize(
+    model: str = typer.Option("defect-yolo11p-320", help="Model name or folder."),
+    calibration: int = typer.Option(300, min=1, max=999_999, help="Calibration frames (training seeds 0..N-1)."),
+    preset: str = typer.Option("mixed", help="NNCF preset: mixed (asymmetric activations) or performance."),
+    ranges: str = typer.Option("minmax", help="Activation ranges: minmax (all calibration saw) or nncf-default "
+                                              "(NNCF's estimator, which clips outliers)."),
+    eval_frames: int = typer.Option(2000, min=8, help="Held-out frames for the INT8 metrics and the gate."),
+    accuracy_control: int = typer.Option(
+        0, "--accuracy-control", min=0, max=100_000,
+        help="With N > 0: put back in f32 what costs most FP32 boxes on N training frames after the "
+             "calibration ones, until the gate's share (minutes)."),
+    accuracy_target: float = typer.Option(
+        0.98, "--accuracy-target", min=0.5, max=1.0,
+        help="The share of FP32 boxes accuracy control aims for (above the gate's 0.98 leaves room for held-out frames)."),
+) -> None:
+    """INT8 OpenVINO IR by NNCF post-training quantization, its sha256s and held-out gate in the card
+    (needs the quantize extra: pip install -e '.\\[quantize]')."""  # \[: not rich markup
+    from inspector.quality.quantize import QuantizeUnavailable, quantize_model
+
+    errors: tuple[type[BaseException], ...] = (*user_errors(), QuantizeUnavailable, ValueError)
+    try:
+        r = quantize_model(model, calibration=calibration, preset=preset, ranges=ranges, eval_frames=eval_frames,
+                           accuracy_control=accuracy_control, accuracy_target=accuracy_target, progress=typer.echo)
+    except errors as exc:
+        fail(str(exc))
+    for name, m in (("int8", r.int8), ("f32", r.f32)):
+        typer.echo(f"{name}: mAP50 {m['mAP50']:.4f}  mAP50-95 {m['mAP50_95']:.4f}  escape {m['escape_rate']:.2%}  "
+                   f"false reject {m['false_reject_rate']:.2%}  {m['latency_ms_per_image']:.2f} ms/image")
+    typer.echo(f"FP32 boxes found again by INT8 at IoU >= 0.9: {r.box_recall:.1%}; gate "
+               f"{'passed' if r.gate_passed else 'NOT passed (auto will not choose int8)'}; card: {r.xml.parent / 'card.toml'}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option("defect-yolo11p-320", help="Model name or folder."),
+    count: int = typer.Option(2000, min=1, help="Held-out frames to render."),
+    backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
+    width: int = typer.Option(320, min=32),
+    height: int = typer.Option(320, min=32),
+    threshold: float | None = typer.Option(None, min=0.0, max=1.0,
+                                              help="Verdict score threshold (default: the card's metrics.threshold)."),
+    precision: str = typer.Option("auto", help="OpenVINO precision: auto, f32, bf16, f16, int8 (the INT8 model of the card)."),
+    seed_base: int | None = typer.Option(None, min=1_000_000, help="First held-out seed (default 1000000 for frames, "
+                                            "3500000 for parts; e.g. 1500000 for a calibration set)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the metrics here."),
+    update_card: bool = typer.Option(False, help="Write the metrics and threshold into the model card "
+                                                 "(an engineer logs in with --as; audited in --db)."),
+    acting: str | None = typer.Option(None, "--as", help="With --update-card: the engineer or admin who changes the card."),
+    db: str | None = typer.Option(None, help="With --update-card: the database whose audit trail records it."),
+    faces: int = typer.Option(0, min=0, max=64, help="Evaluate COUNT parts of this many faces (a line's cameras, "
+                                                      "one verdict per part) instead of COUNT frames."),
+    class_threshold: list[str] | None = typer.Option(
+        None, "--class-threshold", help="With --faces: CLASS=SCORE, repeatable (a line's per-class thresholds)."),
+) -> None:
+    """Evaluate on held-out seeds through the runtime pipeline (not Ultralytics)."""
+    if faces:
+        if update_card:
+            fail("--update-card: the card holds frame metrics; evaluate without --faces to update it")
+        return _eval_parts(model, count, faces, backend, width, height, threshold, precision, seed_base, json_out,
+                           _class_thresholds(class_threshold or []))
+    if class_threshold:
+        fail("--class-threshold: only with --faces (frame evaluation uses one threshold)")
+    if update_card and not acting:
+        fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
+    # log in before the long evaluation, not after it
+    session = authenticated(db, acting, "model.update_card") if update_card else contextlib.nullcontext()
+    with session as control:
+        _eval_and_report(model, count, backend, width, height, threshold, precision, seed_base or 1_000_000, json_out,
+                         control)
+
+
+def _class_thresholds(specs: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in specs:
+        name, _, value = s.partition("=")
+        try:
+            score = float(value)
+        except ValueError:
+            fail(f"--class-threshold {s!r}: expected CLASS=SCORE")
+        if not name or not 0.0 <= score <= 1.0:
+            fail(f"--class-threshold {s!r}: expected CLASS=SCORE with SCORE in 0..1")
+        out[name] = score
+    return out
+
+
+def _eval_parts(model: str, parts: int, faces: int, backend: str, width: int, height: int,
+                threshold: float | None, precision: str, seed_base: int | None, json_out: Path | None,
+                class_thresholds: dict[str, float]) -> None:
+    """Part-level evaluation (`inspector.quality.part_eval`): print per-part and per-frame rates."""
+    from inspector.pipeline.model_repo import load_card
+    from inspector.quality.part_eval import LINE_EVAL_SEED_BASE, evaluate_parts
+
+    try:
+        if threshold is None:
+            card_threshold = load_card(model, verify=False).threshold
+            threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
+        seed = seed_base or LINE_EVAL_SEED_BASE
+        unknown = sorted(set(class_thresholds) - set(load_card(model, verify=False).classes))
+        if unknown:
+            fail(f"--class-threshold: {', '.join(unknown)} is not a class of {model}")
+        per_class = "".join(f", {k} {v:g}" for k, v in class_thresholds.items())
+        typer.echo(f"evaluating {model}: threshold {threshold:g}{per_class}, {parts} held-out parts of {faces} "
+                   f"faces from seed {seed} ...")
+        m = evaluate_parts(model, parts=parts, faces=faces, threshold=threshold, class_thresholds=class_thresholds,
+                           backend=backend, width=width, height=height, precision=precision, seed_base=seed)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo(
+        f"parts: escape rate {m['part_escape_rate']:.2%} ({m['part_escapes']} of {m['defective_parts']}), "
+        f"false-reject rate {m['part_false_reject_rate']:.2%} ({m['part_false_rejects']} of {m['ok_parts']}); "
+        f"frames: escape rate {m['frame_escape_rate']:.2%}, false-reject rate {m['frame_false_reject_rate']:.2%} "
+        f"over {parts * faces} frames"
+    )
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(m, indent=2))
+        except OSError as exc:
+            fail(f"--json: cannot write {json_out}: {exc.strerror}")
+
+
+def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, threshold: float | None,
+                     precision: str, seed_base: int, json_out: Path | None, control: Any) -> None:
+    """Evaluate, print the metrics and, with a logged-in ``control``, write them into the card."""
+    from inspector.quality.evaluation import evaluate
+    from inspector.pipeline.model_repo import load_card
+
+    try:
+        if precision not in ("auto", "f32", "bf16", "f16", "int8"):
+            fail(f"--precision: {precision!r} is not one of auto, f32, bf16, f16, int8")
+        if threshold is None:
+            card_threshold = load_card(model, verify=False).threshold
+            threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
+        typer.echo(f"evaluating {model}: threshold {threshold:g}, {count} held-out frames from seed {seed_base} "
+                   f"(seeds {seed_base}..{seed_base + count - 1}), batch {EVAL_BATCH} ...")
+        m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold,
+                     precision=precision, seed_base=seed_base, batch=EVAL_BATCH)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo(
+        f"mAP50 {m['mAP50']:.4f}  mAP50-95 {m['mAP50_95']:.4f}  "
+        f"escape rate {m['escape_rate']:.2%} ({m['escapes']} of {m['defective_parts']} defective)  "
+        f"false-reject rate {m['false_reject_rate']:.2%} ({m['false_rejects']} of {m['ok_parts']} OK)  latency {m['latency_ms_per_image']:.2f} ms/image ({m['backend']})"
+    )
+    for c, ap in m["per_class_AP50"].items():
+        typer.echo(f"  {c:14} AP50 {ap:.4f}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(m, indent=2))
+    if control is not None:
+        try:
+            path = control.update_model_card(model, m)
+        except user_errors() as exc:
+            fail(str(exc))
+        typer.echo(f"card updated: {path} (threshold {m['threshold']:g}; audited)")
