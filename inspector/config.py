@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -353,6 +354,45 @@ class PlcConfig(_Strict):
     #: Modbus has no authentication: listening on anything but loopback must be asked for
     expose: bool = False
     fifo_depth: Integer = Field(64, ge=64, le=100_000)
+    #: Modbus: the commands a client may issue (names of `inspector plc modbus-map`; None: all)
+    modbus_commands: list[str] | None = None
+    #: Modbus: clients may only read (every write is refused)
+    modbus_read_only: StrictBool = False
+    #: Modbus: client IP addresses or networks that may connect (empty: any)
+    modbus_clients: list[str] = Field(default_factory=list)
+    #: Modbus: the unit id answered (None: every unit id)
+    modbus_unit_id: Integer | None = Field(None, ge=1, le=255)
+
+    @field_validator("modbus_commands")
+    @classmethod
+    def _known_commands(cls, v: list[str] | None) -> list[str] | None:
+        from inspector.plc.modbus_map import Command
+
+        known = [c.name.lower() for c in Command if c is not Command.NONE]
+        for name in v or []:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a Modbus command (commands: {', '.join(known)})")
+        return v
+
+    @field_validator("modbus_clients")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for a in v:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address or network (e.g. 192.168.10.5, 10.0.0.0/8)") from None
+        return v
+
+    def modbus_options(self) -> dict[str, Any]:
+        """Keyword arguments of `inspector.plc.modbus_server.ModbusPlc` from the ``modbus_*`` keys."""
+        from inspector.plc.modbus_map import Command
+
+        allowed = None if self.modbus_commands is None else [Command[n.upper()] for n in self.modbus_commands]
+        return {"allowed_commands": allowed, "read_only": self.modbus_read_only, "clients": list(self.modbus_clients),
+                "unit_id": self.modbus_unit_id}
 
     @model_validator(mode="after")
     def _loopback_unless_exposed(self) -> PlcConfig:

@@ -322,7 +322,7 @@ class Station:
 
         plc = ModbusPlc(self._plc_commands("plc-modbus", f"modbus {address[0]}:{address[1]}"),
                         host=address[0], port=address[1], fifo_depth=self.config.plc.fifo_depth,
-                        cameras=list(self.cameras))
+                        cameras=list(self.cameras), **self.config.plc.modbus_options())
         self.fan_out.add_part_sink(plc)
         return plc
 

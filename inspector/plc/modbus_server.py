@@ -14,10 +14,10 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.pipeline.results import PartResult
 from inspector.plc.commands import CommandNotAudited
 from inspector.plc.modbus_map import (
     BY_NAME,
@@ -30,7 +30,6 @@ from inspector.plc.modbus_map import (
     StationState,
 )
 from inspector.plc.modbus_transport import ClientGuard, server_class
-from inspector.plc.part_order import TriggerOrder
 from inspector.plc.result_fifo import ResultFifo
 
 log = logging.getLogger(__name__)
@@ -122,22 +121,22 @@ class ModbusPlc:
         port: TCP port (502 is the standard one and needs privileges; 5020 by default).
         fifo_depth: Results that may wait for the PLC.
         cameras: The line's cameras in order (bit i of ``result_cameras_ng``).
-        lowest_open: The line's oldest trigger id not yet in the order (`PartTracker.lowest_unsettled`):
-            results then reach the PLC in trigger order; None: as decided.
-        settle: Told each part's trigger id as it enters the order (`PartTracker.settle`).
+        allowed_commands: The commands a client may issue (None: all); others are refused
+            with ``not_permitted``.
+        read_only: Clients may only read: every write is a Modbus exception (illegal function).
+        clients: Client addresses or networks that may connect (empty: any); others are
+            closed at accept, counted and logged once per address.
+        unit_id: The unit id answered (None: every one); others get exception 0x0B.
     """
 
     name = "plc-modbus"
-    needs_pixels = False
 
     def __init__(self, commands: PlcCommands, *, host: str = "127.0.0.1", port: int = 5020,
-                 fifo_depth: int = 64, cameras: Sequence[str] = (),
-                 lowest_open: Callable[[], int | None] | None = None,
-                 settle: Callable[[int], None] | None = None) -> None:
+                 fifo_depth: int = 64, cameras: Sequence[str] = (), allowed_commands: Iterable[Command] | None = None,
+                 read_only: bool = False, clients: Sequence[str] = (), unit_id: int | None = None) -> None:
         self.commands = commands
         self.host, self.port = host, port
         self.fifo = ResultFifo(max(64, fifo_depth))
-        self.order = TriggerOrder(lowest_open, settle)
         self.cameras = tuple(cameras)
         self._image = [0] * SIZE
         self._lock = threading.RLock()
@@ -145,8 +144,10 @@ class ModbusPlc:
         self._counts = {"ok": 0, "ng": 0, "incomplete": 0}
         self.commands_done = 0
         self._handshake: tuple[int, int] | None = None  # (code, arg) in command until the PLC writes 0
-        self.guard = ClientGuard()
-        self.unit_id: int | None = None
+        self.allowed_commands = frozenset(allowed_commands) if allowed_commands is not None else None
+        self.read_only = read_only
+        self.guard = ClientGuard(clients)
+        self.unit_id = unit_id
         self._workers = _Workers()
         self._state_read: concurrent.futures.Future[StationState] | None = None
         self._recipe_job: concurrent.futures.Future[None] | None = None
@@ -157,21 +158,10 @@ class ModbusPlc:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
 
-    # ------------------------------------------------------------------ sink protocol
-    def wants(self, result: InspectionResult) -> bool:
-        return False  # frames are not the PLC's business; parts are
-
-    def submit(self, result: InspectionResult) -> bool:
-        return True
-
+    # ------------------------------------------------------------------ part sink
     def submit_part(self, part: PartResult) -> bool:
-        """Queue the part's result for the PLC in trigger order; False (error FIFO_FULL) when it overflowed."""
-        ok = True
-        for due in self.order.push(part):
-            ok = self._queue(due) and ok
-        return ok
-
-    def _queue(self, part: PartResult) -> bool:
+        """Queue the part's result for the PLC (parts come in trigger order, once durable: the
+        station's ordered part stream); False (error FIFO_FULL) when it overflowed."""
         with self._lock:
             key = "incomplete" if part.incomplete else ("ng" if part.ng else "ok")
             self._counts[key] += 1
@@ -192,8 +182,8 @@ class ModbusPlc:
     def stats(self) -> dict[str, float]:
         s = self.fifo.stats
         return {"fifo_count": len(self.fifo), "fifo_overflows": s.overflows, "queued": s.queued,
-                "reordered": self.order.reordered,
-                "dequeued": s.dequeued, "commands": self.commands_done, **{f"error_{k}": v for k, v in self.errors.items()}}
+                "dequeued": s.dequeued, "commands": self.commands_done,
+                "refused_connections": sum(self.guard.refused.values()), **{f"error_{k}": v for k, v in self.errors.items()}}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -278,6 +268,9 @@ class ModbusPlc:
         job: concurrent.futures.Future[None] | None = None
         with self._lock:
             if set_values is not None:
+                if self.read_only:
+                    self._error(ErrorCode.NOT_PERMITTED)
+                    return ExcCodes.ILLEGAL_FUNCTION
                 if func_code not in (6, 16):  # coils are not part of the map
                     self._error(ErrorCode.READ_ONLY)
                     return ExcCodes.ILLEGAL_FUNCTION
@@ -323,6 +316,10 @@ class ModbusPlc:
         except ValueError:
             self._refuse(code, arg, ErrorCode.UNKNOWN_COMMAND)
             log.warning("plc: unknown Modbus command code %d", code)
+            return None
+        if self.allowed_commands is not None and cmd not in self.allowed_commands:
+            self._refuse(code, arg, ErrorCode.NOT_PERMITTED)
+            log.warning("plc: Modbus command %s refused: not in [plc] modbus_commands", cmd.name.lower())
             return None
         if cmd is Command.SELECT_RECIPE:
             if self._recipe_job is not None and not self._recipe_job.done():

@@ -95,3 +95,72 @@ def test_bad_frame_lines_are_rate_limited(caplog) -> None:
     for i in range(25):
         limiter.warn("plc: bad frame %d", i)
     assert limiter.total == 25 and len(caplog.records) == 10
+
+
+def test_only_allowed_clients_connect_refusals_counted_and_logged_once(caplog) -> None:
+    server = ModbusPlc(FakeStation(), port=free_port(), clients=["10.20.30.40", "192.168.7.0/24"])
+    server.start()
+    caplog.set_level(logging.WARNING, logger="inspector.plc.modbus_transport")
+    try:
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=1.0)
+            s.sendall(struct.pack(">HHHB", 1, 0, 6, 1) + RawModbus.read_pdu(0, 1))
+            try:
+                assert s.recv(100) == b""  # closed at accept: no answer
+            except ConnectionResetError:
+                pass
+            s.close()
+        time.sleep(0.1)
+        assert server.stats()["refused_connections"] == 3
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 1 and "127.0.0.1" in lines[0]
+    finally:
+        server.stop()
+
+
+def test_a_command_allow_list_and_a_read_only_link() -> None:
+    from inspector.plc.modbus_client import PlcClient
+    from inspector.plc.modbus_map import ErrorCode
+
+    station = FakeStation()
+    server = ModbusPlc(station, port=free_port(), allowed_commands=[Command.TRIGGER_PART, Command.ACK_ERROR])
+    server.start()
+    try:
+        with PlcClient(port=server.port) as plc:
+            assert plc.command(Command.STOP) == ErrorCode.NOT_PERMITTED and station.running
+            assert plc.command(Command.ACK_ERROR) == 0
+            assert plc.command(Command.TRIGGER_PART, 9) == 0 and station.triggered == ["9"]
+    finally:
+        server.stop()
+    watcher = ModbusPlc(station, port=free_port(), read_only=True)
+    watcher.start()
+    try:
+        c = RawModbus(watcher.port)
+        try:
+            answer = c.request(c.write_one_pdu(BY_NAME["command"].address, int(Command.STOP)))
+            assert answer[0] == 0x86 and answer[1] == 0x01  # illegal function: this link only reads
+            assert c.read("command") == 0 and c.read("error_code") == ErrorCode.NOT_PERMITTED and station.running
+        finally:
+            c.close()
+    finally:
+        watcher.stop()
+
+
+def test_plc_config_keys_and_bad_values_name_the_key() -> None:
+    from inspector.config import ConfigError, parse_config
+    from tests.inspector.line.test_line_station import line_config
+
+    base = line_config(trigger="external", n=2) + '[plc]\nmodbus = "127.0.0.1:5020"\n'
+    cfg = parse_config(base + 'modbus_commands = ["trigger_part", "dequeue_result"]\nmodbus_read_only = false\n'
+                              'modbus_clients = ["127.0.0.1", "10.0.0.0/8"]\n')
+    opts = cfg.plc.modbus_options()
+    assert opts["allowed_commands"] == [Command.TRIGGER_PART, Command.DEQUEUE_RESULT]
+    assert opts["clients"] == ["127.0.0.1", "10.0.0.0/8"] and opts["read_only"] is False
+    default = parse_config(base).plc.modbus_options()
+    assert default["allowed_commands"] is None and default["clients"] == [] and not default["read_only"]
+    for bad, key in (('modbus_commands = ["halt"]', "plc.modbus_commands"),
+                     ('modbus_clients = ["not-an-address"]', "plc.modbus_clients"),
+                     ('modbus_read_only = "yes"', "plc.modbus_read_only")):
+        with pytest.raises(ConfigError) as info:
+            parse_config(base + bad + "\n")
+        assert key in str(info.value) and "\n" not in str(info.value), str(info.value)
