@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -373,8 +373,3 @@ class FramePool:
                     self._free.append(h._slot)
         if on_free is not None:
             on_free()
-
-
-def as_info(h: FrameHandle) -> dict[str, Any]:
-    """A small dict describing a handle (logs, debugging)."""
-    return {"camera": h.camera_id, "sequence": h.sequence, "format": h.pixel_format, "shape": h.image.shape}

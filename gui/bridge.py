@@ -286,11 +286,6 @@ class EngineBridge(QObject):
         self.audit_recorded.emit(entry)
 
     # ------------------------------------------------------------------ GUI thread
-    def latest_result(self, camera_id: str) -> InspectionResult | None:
-        """The newest result of a camera (without its frame reference)."""
-        with self._lock:
-            return self._results.get(camera_id)
-
     def result_frame(self, camera_id: str) -> tuple[FrameHandle | None, InspectionResult | None]:
         """The newest result that still has its frame, and that frame with a reference for the caller.
 

@@ -96,11 +96,6 @@ class SpoolJournal:
         return self._end
 
     @property
-    def capacity_bytes(self) -> int:
-        """Bytes the journal can take without asking the filesystem for more."""
-        return max(self._size, self.reserve_bytes)
-
-    @property
     def used_fraction(self) -> float:
         """How much of the reserve holds records (may pass 1.0 once the journal grew)."""
         return self._end / self.reserve_bytes if self.reserve_bytes else 0.0
