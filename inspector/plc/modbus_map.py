@@ -133,3 +133,22 @@ def codes() -> dict[str, dict[str, int]]:
         "result_state": {s.name.lower(): int(s) for s in ResultState},
         "state": {s.name.lower(): int(s) for s in StationState},
     }
+
+
+def json_map(unit_id: int | None = None) -> dict[str, object]:
+    """The whole map for ``inspector plc modbus-map --json``: layout facts, registers and codes.
+
+    Args:
+        unit_id: ``[plc] modbus_unit_id`` (None: the server answers every unit id).
+    """
+    return {
+        "addressing": "0-based holding registers",
+        "word_order": "high word first",  # a u32 at address a: a holds bits 31..16, a + 1 bits 15..0
+        "byte_order": "big-endian",  # within each register, as Modbus defines
+        "size": SIZE,
+        "unit_id": unit_id,
+        "unit_id_meaning": ("every unit id is answered" if unit_id is None else
+                            f"only unit id {unit_id} is answered; others get exception 0x0B"),
+        "registers": map_rows(),
+        **codes(),
+    }

@@ -164,3 +164,43 @@ def test_plc_config_keys_and_bad_values_name_the_key() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(base + bad + "\n")
         assert key in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_a_configured_unit_id_is_the_only_one_answered() -> None:
+    station = FakeStation()
+    server = ModbusPlc(station, port=free_port(), unit_id=17)
+    server.start()
+    try:
+        c = RawModbus(server.port, unit=17)
+        try:
+            assert c.read("state") == 1
+            c.unit = 3
+            answer = c.request(c.read_pdu(0, 1))
+            assert answer == bytes([0x83, 0x0B])  # gateway target device failed to respond
+        finally:
+            c.close()
+    finally:
+        server.stop()
+    everyone = ModbusPlc(station, port=free_port())  # default: every unit id is answered
+    everyone.start()
+    try:
+        for unit in (0, 1, 255):
+            c = RawModbus(everyone.port, unit=unit)
+            try:
+                assert c.read("state") == 1
+            finally:
+                c.close()
+    finally:
+        everyone.stop()
+
+
+def test_the_json_map_states_word_order_and_unit_id() -> None:
+    from inspector.plc.modbus_map import SIZE, json_map
+
+    m = json_map()
+    assert m["word_order"] == "high word first" and m["byte_order"] == "big-endian"
+    assert m["addressing"] == "0-based holding registers" and m["size"] == SIZE
+    assert m["unit_id"] is None and "every unit id" in m["unit_id_meaning"]
+    assert json_map(unit_id=17)["unit_id"] == 17
+    assert {r["name"] for r in m["registers"]} >= {"command", "ack_arg", "command_status"}
+    assert m["error_codes"]["stopped"] == 8 and m["commands"]["trigger_part"] == 1
