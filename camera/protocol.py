@@ -52,6 +52,8 @@ class Camera(Protocol):
     info: CameraInfo
     pool: FramePool
     events: CameraEvents
+    #: why the last state transition happened (logs, the camera_events table)
+    state_reason: str
 
     @property
     def state(self) -> CameraState: ...
@@ -65,6 +67,10 @@ class Camera(Protocol):
     def open(self) -> None: ...
 
     def start(self) -> None: ...
+
+    def request_stop(self) -> None:
+        """Ask the camera's thread to wind down without waiting (`stop` then waits)."""
+        ...
 
     def stop(self) -> None: ...
 

@@ -100,19 +100,18 @@ class Station:
         self.card: ModelCard = load_card(config.model.name)
         say(f"compiling the model for {', '.join(config.model.devices)}")
         self.backends: list[Backend] = self.make_backends(self.card)
-        if any(getattr(be, "device", None) == "CPU" for be in self.backends):  # host letterbox beside the runtime
+        if any(be.device == "CPU" for be in self.backends):  # host letterbox beside the runtime
             share_the_cores_with_the_runtime()
         # warmed here, not beside the bank load: a warm-up thread still inside OpenVINO when a later
         # step refuses the config and the process exits aborts it ("terminate called ..."); the
         # overlap saved nothing measurable (median 1.74 s vs 1.83 s)
         say("warming up")
         for be in self.backends:
-            warm = getattr(be, "warmup", None)
-            if warm is not None:
-                warm()
+            be.warmup()
         #: frames to the database and the archive; parts stored first, then to the PLC links and the GUI
         self.fan_out = SinkFanOut(on_published=self.events.part_ready.emit)
         self.db_writer: Any = None
+        self.engine: Any = None  # the database's, when there is one
         self.archive: Any = None
         self.db_url = self._setup_storage(db_url, archive, say)
         self.cameras: dict[str, Camera] = {}
@@ -306,7 +305,7 @@ class Station:
         from inspector.plc.commands import StationCommands
 
         control = None
-        engine = getattr(self, "engine", None)
+        engine = self.engine
         if engine is not None:
             from inspector.access.control import StationControl
 
@@ -334,7 +333,7 @@ class Station:
         from inspector.plc.opcua_server import OpcUaPlc
 
         users = audit = None
-        engine = getattr(self, "engine", None)
+        engine = self.engine
         if engine is not None:
             from inspector.access.audit import AuditLog
             from inspector.access.users import UserStore
@@ -360,13 +359,14 @@ class Station:
         cam = self.cameras.get(camera_id)
         if cam is None:
             raise StationError(f"--inject: no camera {camera_id!r} (cameras: {', '.join(self.cameras)})")
-        faults = getattr(cam, "faults", None)
-        if faults is None:
+        from camera.simulated import SimulatedLineCamera
+
+        if not isinstance(cam, SimulatedLineCamera):
             raise StationError(f"--inject: camera {camera_id} is not simulated; faults go into simulated cameras")
         if fault == "missed_trigger":
-            cam.missed_trigger_rate = float(value or 0.0)  # type: ignore[attr-defined]
+            cam.missed_trigger_rate = float(value or 0.0)
         else:
-            faults.inject(fault, 10.0 if value is None else value)
+            cam.faults.inject(fault, 10.0 if value is None else value)
         log.warning("camera %s: injected %s%s", camera_id, fault, "" if value is None else f" {value:g}")
 
     def _make_camera(self, cfg: Any, face: int = 0) -> Camera:
@@ -463,7 +463,8 @@ class Station:
         with self._transitions_lock:
             self.transitions[(camera_id, new.value)] += 1
         if self.db_writer is not None:
-            reason = getattr(self.cameras.get(camera_id), "state_reason", "")
+            cam = self.cameras.get(camera_id)
+            reason = cam.state_reason if cam is not None else ""
             self.db_writer.record_camera_event(camera_id, old.value, new.value, reason=reason)
         self.events.camera_state_changed.emit(camera_id, old, new)
 
@@ -475,7 +476,9 @@ class Station:
         2-core machine that delayed batches past a frame period: frames were dropped in the
         first seconds of every run.
         """
-        banks = [cam for cam in self.cameras.values() if callable(getattr(cam, "prerender", None))]
+        from camera.simulated import SimulatedLineCamera
+
+        banks = [cam for cam in self.cameras.values() if isinstance(cam, SimulatedLineCamera)]
         if not banks:
             return
         from camera.bank_cache import BankCache
@@ -484,7 +487,7 @@ class Station:
         t0 = time.perf_counter()
         say(f"rendering the frames of {len(banks)} simulated cameras")
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="prerender") as pool:
-            jobs = {pool.submit(cam.prerender, cache): cam for cam in banks}  # type: ignore[attr-defined]
+            jobs = {pool.submit(cam.prerender, cache): cam for cam in banks}
             cached: list[bool] = []
             for done, job in enumerate(as_completed(jobs), 1):  # told here: on the constructing thread
                 cached.append(job.result())
@@ -545,9 +548,7 @@ class Station:
         self.watchdog.stop()
         # ask every camera first: their threads wind down in parallel, a hung one costs its timeout once
         for cam in self.cameras.values():
-            request_stop = getattr(cam, "request_stop", None)
-            if request_stop is not None:
-                request_stop()
+            cam.request_stop()
         self._inspect_delivered(timeout=2.0)
         for cam in self.cameras.values():
             try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from camera.frame_pool import FrameHandle, FramePool
-from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, DoneBatch, PendingBatch
+from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, PendingBatch
 from inspector.pipeline.postprocess import CONF_FLOOR, decode_yolo, nms, to_frame_pixels
 from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, plan_tiles
 from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, detections_from_array
@@ -179,7 +179,7 @@ class InferenceWorker:
         self._paused = threading.Event()
         self._thread: threading.Thread | None = None
         self._post: threading.Thread | None = None
-        self.in_flight = max(1, int(getattr(backend, "depth", in_flight) if hasattr(backend, "submit") else in_flight))
+        self.in_flight = max(1, backend.depth or in_flight)  # a synchronous backend (depth 0) takes the worker's
         self._slots = threading.Semaphore(self.in_flight)
         self._submitted: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._busy_until = 0
@@ -359,8 +359,7 @@ class InferenceWorker:
                 return None
             b.t_submit = time.perf_counter_ns()
             try:
-                submit = getattr(ep.backend, "submit", None)
-                b.pending = submit(b.items) if submit is not None else DoneBatch(ep.backend.infer(b.items))
+                b.pending = ep.backend.submit(b.items)
             except Exception:
                 self.stats.errors += 1
                 log.exception("worker %d: inference failed on a batch of %d", self.index, len(b.items))
@@ -454,8 +453,8 @@ class InferenceWorker:
         t2 = time.perf_counter_ns()
         times = StageTimes(
             wait_ms=(t_take - h.acquired_ns) / 1e6,
-            preprocess_ms=getattr(out, "preprocess_ms", 0.0),
-            inference_ms=getattr(out, "inference_ms", 0.0),
+            preprocess_ms=out.preprocess_ms,
+            inference_ms=out.inference_ms,
             postprocess_ms=(t1 - t0) / 1e6,
             verdict_ms=(t2 - t1) / 1e6,
             total_ms=(t2 - h.acquired_ns) / 1e6,

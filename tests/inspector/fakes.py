@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.pipeline.backends.base import BatchItem, BatchOutput
+from inspector.pipeline.backends.base import BatchItem, BatchOutput, SynchronousBackend
 from inspector.pipeline.model_repo import ModelCard
 
 CLASSES = ("scratch", "dent", "crack", "contamination")
@@ -19,7 +19,7 @@ def fake_card(size: int = 320) -> ModelCard:
     return ModelCard("fake", Path("."), "fake.onnx", "0" * 64, CLASSES, size, size)
 
 
-class ScriptedBackend:
+class ScriptedBackend(SynchronousBackend):
     """Reports one 'dent' (score 0.9) at input pixels (100..120, 100..120) for every item
     whose frame's top-left pixel is 255; nothing otherwise. Records batch sizes."""
 

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inspector.pipeline.backends.base import BatchItem, BatchOutput
+from inspector.pipeline.backends.base import BatchItem, BatchOutput, SynchronousBackend
 from inspector.config import StationConfig, parse_config
 from inspector.pipeline.model_repo import ModelCard
 
 
-class PacedBackend:
+class PacedBackend(SynchronousBackend):
     """A backend that takes ``delay_s`` per batch and reports a defect on every item when ``ng``.
 
     It stands in for a slow device (overload tests) or for a fast, predictable model (fault

@@ -17,6 +17,10 @@ class BackendUnavailable(RuntimeError):
     """The backend's runtime or device is missing here (one-line reason)."""
 
 
+class BackendClosed(RuntimeError):
+    """The backend was closed (its recipe retired): it runs nothing any more."""
+
+
 @dataclass(frozen=True)
 class BatchItem:
     """One model input: a frame (or one tile of it) and how it maps into the input."""
@@ -63,20 +67,50 @@ class DoneBatch:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs the model on a batch of frames. One instance per inference device."""
+    """Runs the model on a batch of frames. One instance per inference device.
+
+    Every backend declares what the worker asks of it (no probing at run time): ``depth`` batches
+    of its own in flight (0: it runs each batch synchronously, and the worker keeps its own
+    ``in_flight``), `submit` to start a batch, `warmup` before the first frame.
+    """
 
     name: str
     device: str
     card: ModelCard
     max_batch: int
+    depth: int
 
     def infer(self, items: Sequence[BatchItem]) -> BatchOutput: ...
+
+    def submit(self, items: Sequence[BatchItem]) -> PendingBatch:
+        """Start inference on ``items``; the pending batch's `wait` gives the outputs."""
+        ...
+
+    def warmup(self) -> None:
+        """Prepare every batch size (a no-op where the runtime needs nothing)."""
+        ...
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
         """Inference only, on an already letterboxed ``(B, H, W, 3)`` BGR u8 batch (benchmarks)."""
         ...
 
     def close(self) -> None: ...
+
+
+class SynchronousBackend:
+    """Base of the backends that run each batch as it is submitted (TensorRT's, test doubles):
+    `submit` is `infer`, already done; nothing to warm up."""
+
+    depth = 0
+
+    def infer(self, items: Sequence[BatchItem]) -> BatchOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def submit(self, items: Sequence[BatchItem]) -> PendingBatch:
+        return DoneBatch(self.infer(items))
+
+    def warmup(self) -> None:
+        pass
 
 
 class CpuBatchBackend:

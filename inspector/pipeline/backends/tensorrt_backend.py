@@ -31,7 +31,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from inspector.pipeline.backends.base import BackendUnavailable, BatchItem, BatchOutput
+from inspector.pipeline.backends.base import BackendUnavailable, BatchItem, BatchOutput, SynchronousBackend
 from inspector.pipeline.backends.tensorrt_build import PRECISIONS, EngineBuildError, build_engine, trt_logger
 from inspector.pipeline.gpu import DeviceContext, cuda_device_count, missing_requirements, parse_cuda_device
 from inspector.pipeline.gpu.kernel import ITEM_DTYPE, STAGING_ALIGN, load_kernel, plan_batch
@@ -125,7 +125,7 @@ def _check(cu: Any, what: str, result: tuple[Any, ...]) -> None:
         raise RuntimeError(f"{what} failed: {result[0]}")
 
 
-class TensorRtBackend:
+class TensorRtBackend(SynchronousBackend):
     """TensorRT on one GPU, fed by the fused preprocessing kernel.
 
     Args:
