@@ -253,7 +253,10 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
             # Space of purged rows goes back to the filesystem (retention runs incremental_vacuum).
             # Takes effect only in a new file, before its first table: an existing database keeps
             # its mode until a VACUUM (see inspector.storage.retention).
-            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # only on an empty file: on one with tables it does nothing, yet it waits for (and with
+            # another connection holding the write lock fails after) the busy timeout
+            if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
+                cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")  # readers (GUI) never block the writer
             # a retention purge writes its deletes to the WAL: truncate it back after each checkpoint
             cur.execute("PRAGMA journal_size_limit=67108864")
