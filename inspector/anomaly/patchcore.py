@@ -1,0 +1,85 @@
+"""PatchCore in numpy: a memory bank of good patch features, coreset-subsampled, and nearest-neighbour scores.
+
+Roth et al., "Towards Total Recall in Industrial Anomaly Detection" (CVPR 2022): a patch is as anomalous
+as its distance to the nearest good patch; an image as its worst patch. The bank is thinned by greedy
+k-center selection (each step takes the patch farthest from those chosen so far), run on a random
+projection of the features, which keeps the bank's coverage at a fraction of its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+#: Rows of queries per distance chunk (bounds the temporary matrix to chunk x bank floats).
+CHUNK = 4096
+
+
+def greedy_coreset(features: np.ndarray, n: int, *, seed: int = 0, proj_dim: int = 128,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Indices of ``n`` rows of ``features`` chosen by greedy k-center selection.
+
+    Args:
+        features: (N, D) float32 patch features.
+        n: How many to keep (clipped to N).
+        seed: Seeds the projection and the first centre.
+        proj_dim: Johnson-Lindenstrauss projection width the distances are computed in (0: none).
+        progress: Called with (chosen, n) now and then.
+
+    Returns:
+        (n,) int64 indices, in the order chosen.
+    """
+    count = features.shape[0]
+    n = min(n, count)
+    rng = np.random.default_rng(seed)
+    x = features
+    if proj_dim and features.shape[1] > proj_dim:
+        proj = rng.normal(0, 1.0 / np.sqrt(proj_dim), (features.shape[1], proj_dim)).astype(np.float32)
+        x = features @ proj
+    x = np.ascontiguousarray(x, np.float32)
+    sq = np.einsum("ij,ij->i", x, x)
+    chosen = np.empty(n, np.int64)
+    chosen[0] = int(rng.integers(count))
+    # squared distance of every row to its nearest chosen centre
+    nearest = np.maximum(sq - 2.0 * (x @ x[chosen[0]]) + sq[chosen[0]], 0.0)
+    step = max(1, n // 20)
+    for k in range(1, n):
+        c = int(np.argmax(nearest))
+        chosen[k] = c
+        np.minimum(nearest, np.maximum(sq - 2.0 * (x @ x[c]) + sq[c], 0.0), out=nearest)
+        if progress is not None and k % step == 0:
+            progress(k, n)
+    return chosen
+
+
+def nearest_distances(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distance of each query row to its nearest bank row (exact; matmul in chunks).
+
+    Args:
+        queries: (M, D) float32.
+        bank: (K, D) float32.
+        bank_sq: The bank's squared row norms, when already known.
+
+    Returns:
+        (M,) float32 distances.
+    """
+    if bank_sq is None:
+        bank_sq = np.einsum("ij,ij->i", bank, bank)
+    out = np.empty(queries.shape[0], np.float32)
+    for start in range(0, queries.shape[0], CHUNK):
+        q = queries[start:start + CHUNK]
+        d2 = bank_sq[None, :] - 2.0 * (q @ bank.T)
+        out[start:start + CHUNK] = d2.min(axis=1) + np.einsum("ij,ij->i", q, q)
+    return np.sqrt(np.maximum(out, 0.0))
+
+
+
+def image_coreset(features: np.ndarray, share: float = 0.1, *, seed: int = 0, proj_dim: int = 64) -> np.ndarray:
+    """The first stage of the bank: a greedy coreset of one image's (P, D) patches, ``share`` of them.
+
+    Each image keeps its own outlying patches here, so the bank's coreset then runs on a tenth of the
+    rows at little loss of coverage (greedy k-center keeps the farthest points, which survive both stages).
+    """
+    k = max(1, round(share * len(features)))
+    return features[greedy_coreset(features, k, seed=seed, proj_dim=proj_dim)]

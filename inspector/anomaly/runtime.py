@@ -1,0 +1,136 @@
+"""The anomaly model at run time: one OpenVINO graph from letterboxed u8 frames to patch scores.
+
+The feature extractor (`backbone.feature_model`) is followed in the same graph by the nearest-neighbour
+search against the memory bank (a MatMul with the bank as a constant, ReduceMin over it) and the division
+by the raw threshold, so a batch is one asynchronous inference, as the detector's is:
+
+    scorer = AnomalyScorer(model)                     # compiles once
+    pending = scorer.start(batch_u8)                  # u8 BGR NHWC, letterboxed like the detector's input
+    ...                                               # the worker does other work meanwhile
+    scores = pending.wait()                           # ScoreBatch: image scores, patch maps (threshold = 1.0)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inspector.anomaly.backbone import FeatureSpec, cached_feature_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreBatch:
+    """Scores of one batch, normalised so that the model's threshold is 1.0.
+
+    Attributes:
+        scores: (N,) image scores (the worst patch).
+        maps: (N, gh, gw) patch scores on the feature grid (model input / grid stride).
+    """
+
+    scores: np.ndarray
+    maps: np.ndarray
+
+
+def compile_for_cpu(model: Any, precision: str = "f32") -> Any:
+    """Compile ``model`` for the CPU at ``precision`` (``f32``; ``bf16`` where the CPU has it)."""
+    import openvino as ov
+
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    return ov.Core().compile_model(model, "CPU", config)
+
+
+class FeatureExtractor:
+    """Patch features of letterboxed u8 BGR NHWC batches (teaching)."""
+
+    def __init__(self, spec: FeatureSpec, width: int, height: int, precision: str = "f32") -> None:
+        self.spec = spec
+        self._compiled = compile_for_cpu(cached_feature_model(spec, height, width), precision)
+        self._request = self._compiled.create_infer_request()
+
+    def __call__(self, batch_u8: np.ndarray) -> np.ndarray:
+        """(N, gh, gw, C) float32 features."""
+        self._request.infer({0: batch_u8})
+        return np.array(self._request.get_output_tensor(0).data).transpose(0, 2, 3, 1).copy()
+
+
+def scoring_model(features: Any, bank: np.ndarray, raw_threshold: float) -> Any:
+    """``features`` (an ov.Model, output [N, C, gh, gw]; changed in place and returned) followed by the
+    nearest-neighbour distance to ``bank`` (K, C) for every patch, divided by ``raw_threshold``: output
+    ``patch_scores`` [N, gh, gw]."""
+    import openvino.opset13 as ops
+
+    result = features.get_results()[0]
+    feats = result.input_value(0)
+    n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
+    queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
+    bank = np.ascontiguousarray(bank, np.float32)
+    cross = ops.matmul(queries, ops.constant(np.ascontiguousarray((-2.0 * bank).T)), False, False)  # [N, P, K]
+    d2 = ops.add(cross, ops.constant(np.einsum("ij,ij->i", bank, bank).reshape(1, 1, -1)))
+    nearest = ops.reduce_min(d2, ops.constant(np.array([2], np.int64)), False)  # [N, P]
+    q2 = ops.reduce_sum(ops.multiply(queries, queries), ops.constant(np.array([2], np.int64)), False)
+    dist = ops.sqrt(ops.maximum(ops.add(nearest, q2), ops.constant(np.float32(0.0))))
+    scaled = ops.multiply(dist, ops.constant(np.float32(1.0 / raw_threshold)))
+    grid = ops.slice(ops.shape_of(feats), ops.constant(np.array([2], np.int64)), ops.constant(np.array([4], np.int64)),
+                     ops.constant(np.array([1], np.int64)))
+    shape = ops.concat([ops.constant(np.array([-1], np.int64)), grid], 0)
+    maps = ops.reshape(scaled, shape, special_zero=False)
+    feats.get_tensor().set_names(set())
+    maps.output(0).get_tensor().set_names({"patch_scores"})
+    result.input(0).replace_source_output(maps.output(0))  # the model's one output is now the scores
+    features.validate_nodes_and_infer_types()
+    return features
+
+
+class PendingScores:
+    """A batch inside the runtime; `wait` returns its `ScoreBatch`."""
+
+    def __init__(self, request: Any, n: int) -> None:
+        self._request = request
+        self._n = n
+
+    def wait(self) -> ScoreBatch:
+        self._request.wait()
+        maps = np.array(self._request.get_output_tensor(0).data[: self._n], copy=True)
+        return ScoreBatch(maps.reshape(self._n, -1).max(axis=1), maps)
+
+
+class AnomalyScorer:
+    """Scores batches of letterboxed frames against one anomaly model (see the module's example).
+
+    Args:
+        spec: The backbone's feature spec (the card's).
+        width: Model input width (the card's).
+        height: Model input height.
+        bank: (K, C) memory bank.
+        raw_threshold: The distance that maps to score 1.0.
+        precision: ``f32`` (default) or ``bf16``.
+        depth: Batches that may be inside the runtime at once (one request each).
+    """
+
+    def __init__(self, spec: FeatureSpec, width: int, height: int, bank: np.ndarray, raw_threshold: float,
+                 precision: str = "f32", depth: int = 2) -> None:
+        model = scoring_model(cached_feature_model(spec, height, width), bank, raw_threshold)
+        self.width, self.height = width, height
+        self._compiled = compile_for_cpu(model, precision)
+        self._requests = [self._compiled.create_infer_request() for _ in range(depth)]
+        self._next = 0
+
+    def start(self, batch_u8: np.ndarray) -> PendingScores:
+        """Start scoring ``batch_u8`` (u8 BGR, N x height x width x 3); returns at once."""
+        if batch_u8.dtype != np.uint8 or batch_u8.shape[1:] != (self.height, self.width, 3):
+            raise ValueError(f"anomaly: batch must be u8 (N, {self.height}, {self.width}, 3), got "
+                             f"{batch_u8.dtype} {batch_u8.shape}")
+        req = self._requests[self._next]
+        self._next = (self._next + 1) % len(self._requests)
+        req.wait()  # a request still busy with an earlier batch finishes first
+        req.start_async({0: np.ascontiguousarray(batch_u8)})
+        return PendingScores(req, len(batch_u8))
+
+    def score(self, batch_u8: np.ndarray) -> ScoreBatch:
+        """Score ``batch_u8`` and wait for it."""
+        return self.start(batch_u8).wait()

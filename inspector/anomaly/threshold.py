@@ -1,0 +1,49 @@
+"""Where the verdict flips: a threshold from held-out good scores, refined by a few NG ones.
+
+Scores are normalised so that the threshold is 1.0: ``score = distance / raw_threshold``; a frame
+is NG at ``score >= 1.0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The good-only rule: this quantile of the held-out good scores ...
+GOOD_QUANTILE = 0.99
+#: ... times (1 + this margin): the held-out set is small, its tail is not the line's tail.
+GOOD_MARGIN = 0.10
+
+GOOD_RULE = (f"raw = quantile {GOOD_QUANTILE} of the held-out good images' raw scores x {1 + GOOD_MARGIN:.2f} "
+             f"(a {GOOD_MARGIN:.0%} margin); score = raw distance / raw, NG at score >= 1.0")
+BAD_RULE = (f"with NG images: the good-only raw, lowered to the midpoint between the held-out good quantile "
+            f"{GOOD_QUANTILE} and the lowest NG score where that is lower (never below that quantile, so false "
+            f"rejects stay at <= {1 - GOOD_QUANTILE:.0%} of held-out good); score = raw distance / raw, NG at >= 1.0")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A raw threshold and how it was set."""
+
+    raw: float
+    rule: str
+    good_quantile: float
+    lowest_bad: float | None = None
+
+
+def good_only(good_raw: np.ndarray) -> Threshold:
+    """The threshold from held-out good scores alone (`GOOD_RULE`)."""
+    q = float(np.quantile(np.asarray(good_raw, np.float64), GOOD_QUANTILE))
+    return Threshold(q * (1.0 + GOOD_MARGIN), GOOD_RULE, q)
+
+
+def with_bad(good_raw: np.ndarray, bad_raw: np.ndarray) -> Threshold:
+    """The threshold refined with NG scores (`BAD_RULE`): favours no escape while false rejects stay <= 1%."""
+    base = good_only(good_raw)
+    lowest = float(np.min(bad_raw))
+    mid = 0.5 * (base.good_quantile + lowest)
+    raw = max(base.good_quantile, min(base.raw, mid))
+    # a quantile sitting exactly on a good score would call that image NG (score >= 1.0): step just above it
+    raw = float(np.nextafter(raw, np.inf)) if raw == base.good_quantile else raw
+    return Threshold(raw, BAD_RULE, base.good_quantile, lowest)
