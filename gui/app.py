@@ -262,20 +262,21 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
         return _fail(f"Cannot build station {cfg.name}: {exc}")
     try:
         control = StationControl(station)
-        if control.first_start_needed():
-            if admin_password is not None:
-                control.create_admin(admin_password)
-            else:
-                answer = FirstStartDialog(control).exec()
-                if answer not in (FirstStartDialog.DialogCode.Accepted, FirstStartDialog.WATCH_ONLY):
-                    station.stop()
-                    return 1
+        if control.first_start_needed() and admin_password is not None:
+            control.create_admin(admin_password)
+        # inspection starts before anyone is asked anything: the first-admin dialog never holds the line
         startup.show_stage("starting cameras")
         try:
             station.start()
         except StationError as exc:
             station.stop()
             return _fail(str(exc))
+        if control.first_start_needed():
+            startup.close()
+            answer = FirstStartDialog(control).exec()
+            if answer not in (FirstStartDialog.DialogCode.Accepted, FirstStartDialog.WATCH_ONLY):
+                station.stop()
+                return 1
         bridge = EngineBridge(station, control)
         win = MainWindow(station, control, bridge)
         win.show()

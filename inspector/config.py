@@ -353,6 +353,8 @@ class PlcConfig(_Strict):
     opcua: str | None = Field(None, description="opc.tcp://HOST:PORT of the OPC UA server")
     #: Modbus has no authentication: listening on anything but loopback must be asked for
     expose: bool = False
+    #: also offer OPC UA's None-security endpoint (passwords in clear text); off: Sign&Encrypt only
+    opcua_insecure: bool = False
     fifo_depth: Integer = Field(64, ge=64, le=100_000)
     #: Modbus: the commands a client may issue (names of `inspector plc modbus-map`; None: all)
     modbus_commands: list[str] | None = None

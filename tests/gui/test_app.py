@@ -228,3 +228,42 @@ def test_history_buttons_follow_the_login(qtbot: Any, window: MainWindow) -> Non
     qtbot.waitUntil(window.history.csv_button.isEnabled, timeout=2000)
     control.logout()
     qtbot.waitUntil(lambda: not window.history.csv_button.isEnabled(), timeout=2000)
+
+
+def test_first_start_dialog_does_not_hold_inspection(qtbot: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """Issue 31.2: while the first-admin dialog is open the station inspects and stores results."""
+    import gui.app as app_module
+    from sqlalchemy import text
+
+    cfg = parse_config(SMALL_STATION, "gui-test")
+    url = f"sqlite:///{tmp_path / 'station.db'}"
+    seen: list[int] = []
+
+    def rows() -> int:
+        eng = open_database(url)
+        try:
+            with eng.connect() as conn:
+                return int(conn.execute(text("SELECT count(*) FROM inspections")).scalar_one())
+        finally:
+            eng.dispose()
+
+    class WaitingDialog:
+        """The first-admin dialog left open by nobody: it watches the database for a while."""
+
+        WATCH_ONLY = FirstStartDialog.WATCH_ONLY
+        DialogCode = FirstStartDialog.DialogCode
+
+        def __init__(self, control: Any) -> None:
+            self.control = control
+
+        def exec(self) -> int:
+            try:
+                qtbot.waitUntil(lambda: rows() > 0, timeout=20_000)
+            finally:
+                seen.append(rows())
+            return self.WATCH_ONLY
+
+    monkeypatch.setattr(app_module, "FirstStartDialog", WaitingDialog)
+    monkeypatch.setenv("INSPECTOR_QUIT_WHEN_SHOWN", "1")
+    assert main(cfg, db_url=url) == 0
+    assert seen and seen[0] > 0
