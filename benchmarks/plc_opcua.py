@@ -47,6 +47,7 @@ def main() -> int:
     raw = load_station("line-demo").model_dump()
     raw["line"]["trigger"] = "external"
     raw["plc"]["opcua"] = f"opc.tcp://127.0.0.1:{port}"
+    raw["plc"]["opcua_insecure"] = True  # the client below uses the None endpoint (off unless configured)
     st = Station(StationConfig.model_validate(raw), db_url=url, archive=False)
     with st:
         time.sleep(0.5)

@@ -1,11 +1,14 @@
 """`OpcUaPlc`: the station's OPC UA server (asyncua) after OPC 40100-1, Basic Vision System subset.
 
 The address space is `inspector.plc.opcua_model`. The server runs its own asyncio loop on a
-thread. A PLC (or MES) logs in with a station user name and password (`UserStore`: same
-throttling and lockout as the GUI); anonymous sessions exist only when configured, and may
-browse and subscribe but never call a method. Every method call is checked against the
-caller's role (operator: jobs and modes; engineer: recipes) and audited under the caller's
-name, refusals included; so are failed logins.
+thread. A PLC (or MES) logs in with a station user name and password, checked off the loop
+and throttled per source address and per name (`inspector.plc.opcua_sessions`; no account
+lockout, so nobody can keep the PLC out); anonymous sessions exist only when configured,
+and may browse and subscribe but never call a method. Every method call is checked against
+the caller's role as it is *now* (operator: jobs and modes; engineer: recipes). A change
+writes its audit row under the caller's name first, with a bounded wait, or is refused
+(BadResourceUnavailable); StartSingleJob is production and not audited; refusals and
+logins are audited, failed logins in aggregate (one row per source address per minute).
 
 Mapping to the station:
 
@@ -22,7 +25,9 @@ Mapping to the station:
 
 Security: binds 127.0.0.1 unless the config exposes it; a Basic256Sha256 Sign&Encrypt
 endpoint with a self-signed certificate made on first start (``cert_dir``); a None-security
-endpoint only on loopback (``insecure``), where a password does not leave the machine.
+endpoint only when configured (``insecure``, ``[plc] opcua_insecure``); requests of at most
+`MAX_MESSAGE_BYTES` (a larger chunk closes the connection before it is buffered), ids of at
+most `MAX_ID_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from inspector.line.tracker import PART_ID_PATTERN
 from inspector.pipeline.results import PartResult
 from inspector.plc.modbus_map import StationState
 from inspector.plc.modbus_server import PlcError
-from inspector.plc.opcua_sessions import ANONYMOUS, Auditor, DeferredAudit, OpcUaSessions
+from inspector.plc.opcua_sessions import ANONYMOUS, DIGEST_S, Auditor, DeferredAudit, OpcUaSessions
 from inspector.plc.opcua_sessions import Refusal as _Refusal
 from inspector.plc.opcua_transport import current_session, login_answer
 
@@ -62,6 +67,11 @@ _NEEDS = {
 }
 _JOBS_REMEMBERED = 10_000  # parts whose job is still owed a result (a lost part must not grow this forever)
 _ERROR_POLLS = 3  # consecutive ALARM health reads before the VisionStateMachine goes to Error
+_SWEEP_S = 2.0  # how often the sessions' users are read again (removed or changed users' sessions close)
+#: a request larger than this is refused by the transport (a PLC's calls are a few hundred bytes)
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_ID_CHARS = 256  # MeasId, PartId, RecipeId, ProductId: longer ones are refused (BadInvalidArgument)
+MAX_PARAMETERS = 64  # elements of StartSingleJob's / StartContinuous's Parameters
 
 
 class OpcUaCommands(Protocol):
@@ -123,7 +133,7 @@ class OpcUaPlc:
         audit: Where logins and calls are recorded (`inspector.access.audit.AuditLog`), or None.
         anonymous: Allow anonymous sessions (browse, read, subscribe; never a method call).
         cert_dir: Where the server's key and self-signed certificate live (made on first start).
-        insecure: Also offer a None-security endpoint (default: only when bound to loopback).
+        insecure: Also offer a None-security endpoint (passwords then travel in clear text).
         name: The station's name (in the certificate and the application URI).
         audit_wait_s: The longest wait for the database's lock when a call's audit row is
             written first; a call whose row cannot be written in time is refused.
@@ -135,14 +145,14 @@ class OpcUaPlc:
 
     def __init__(self, commands: OpcUaCommands, *, host: str = "127.0.0.1", port: int = 4840,
                  users: UserStore | None = None, audit: Auditor | None = None, anonymous: bool = False,
-                 cert_dir: Path | None = None, insecure: bool | None = None, name: str = "inspector",
+                 cert_dir: Path | None = None, insecure: bool = False, name: str = "inspector",
                  audit_wait_s: float = 1.0, login_wait_s: float = 3.0, call_wait_s: float = 10.0) -> None:
         self.commands = commands
         self.host, self.port = host, port
         self.users, self.audit = users, audit
         self.anonymous = anonymous
         self.cert_dir = cert_dir if cert_dir is not None else _default_cert_dir()
-        self.insecure = host in _LOOPBACK if insecure is None else insecure
+        self.insecure = insecure
         self.station_name = name
         self.url = f"opc.tcp://{host}:{port}"
         self.application_uri = f"urn:{socket.gethostname()}:inspector:{name}"
@@ -257,7 +267,10 @@ class OpcUaPlc:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._queue = asyncio.Queue(maxsize=10_000)
+        from inspector.plc.opcua_transport import limits
+
         server = StationServer(self.sessions, _user_manager())
+        server.limits = limits(MAX_MESSAGE_BYTES)
         await server.init()
         server.set_endpoint(self.url)
         server.set_server_name(f"inspector {self.station_name}")
@@ -284,6 +297,7 @@ class OpcUaPlc:
             publisher.cancel()
             watcher.cancel()
             flusher.cancel()
+        self.sessions.digest()
         try:  # what the trail still holds, within one bounded wait
             await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._reads, self._trail.flush),
                                    self.audit_wait_s + 1.0)
@@ -314,9 +328,18 @@ class OpcUaPlc:
         self._trail.add(user, action, target, old, new)
 
     async def _flush_trail(self) -> None:
+        """Write queued rows, digest failed logins once per `DIGEST_S`, close sessions of changed users."""
         loop = asyncio.get_running_loop()
+        last_digest = last_sweep = loop.time()
         while True:
             await asyncio.sleep(0.5)
+            now = loop.time()
+            if now - last_sweep >= _SWEEP_S:
+                last_sweep = now
+                await self.sessions.sweep()
+            if now - last_digest >= DIGEST_S:
+                last_digest = now
+                self.sessions.digest()
             if len(self._trail):
                 await loop.run_in_executor(self._reads, self._trail.flush)
 
@@ -327,8 +350,17 @@ class OpcUaPlc:
         async def call(parent: Any, *args: Any) -> Any:
             from asyncua import ua
 
-            who, role = await self.sessions.role_of(current_session.get())
             need = _NEEDS[name]
+            session = current_session.get()
+            login = self.sessions.login_of(session)
+            try:
+                who, role = await self.sessions.role_of(session)
+            except _Refusal as exc:
+                self.counts["calls_denied"] += 1
+                log.warning("plc: OPC UA %s refused: %s", name, exc)
+                self._audit(login.user.name if login is not None and login.user is not None else ANONYMOUS,
+                            f"opcua.{name}.denied", "", None, str(exc))
+                return ua.StatusCode(ua.UInt32(exc.status))
             if role is None or role < need:
                 self.counts["calls_denied"] += 1
                 why = f"{name}: needs the {need.label} role or higher ({f'{who}, {role.label}' if role else 'anonymous'})"
@@ -337,6 +369,11 @@ class OpcUaPlc:
                 return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadUserAccessDenied))
             assert who is not None
             values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+            too_large = _oversized(values)
+            if too_large:
+                self.counts["calls_refused"] += 1
+                self._audit(who, f"opcua.{name}.refused", "", None, too_large)
+                return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadInvalidArgument))
             job = asyncio.get_running_loop().run_in_executor(self._worker, partial(body, _Call(self, name, who), *values))
             try:
                 outputs = await asyncio.wait_for(job, self.call_wait_s)
@@ -592,6 +629,19 @@ def _user_manager() -> Any:
             return User(role=UserRole.User, name=answer.user.name if answer.user is not None else None)
 
     return StationUsers()
+
+
+def _oversized(values: list[Any]) -> str:
+    """Why the arguments of a call are too large, or empty (each id at most `MAX_ID_CHARS`)."""
+    for v in values:
+        if isinstance(v, list):
+            if len(v) > MAX_PARAMETERS:
+                return f"Parameters: {len(v)} elements, at most {MAX_PARAMETERS}"
+            continue
+        ident = getattr(v, "Id", None)
+        if isinstance(ident, str) and len(ident) > MAX_ID_CHARS:
+            return f"{type(v).__name__.removesuffix('DataType')}: {len(ident)} characters, at most {MAX_ID_CHARS}"
+    return ""
 
 
 def _text(value: Any) -> str:

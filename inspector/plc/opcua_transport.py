@@ -161,11 +161,13 @@ class _StationProcessor(UaProcessor):
         params = struct_from_binary(ua.ActivateSessionParameters, peek)
         session = self.session or self.iserver.lookup_external_session(header.AuthenticationToken)
         token = params.UserIdentityToken
+        if isinstance(token, ua.ExtensionObject) and token.TypeId == ua.NodeId(ua.ObjectIds.Null):
+            token = ua.AnonymousIdentityToken()  # as asyncua reads an empty token
+        if not isinstance(token, self.iserver.supported_tokens) or session is None:
+            return None  # a token kind not offered: asyncua refuses it, no login to count
         username = password = None
-        if isinstance(token, ua.UserNameIdentityToken) and session is not None:
+        if isinstance(token, ua.UserNameIdentityToken):
             username, password = self.iserver.decrypt_user_token(session, token)
-        elif not isinstance(token, (ua.AnonymousIdentityToken, ua.ExtensionObject)):
-            return None  # X509 tokens are not offered: asyncua refuses them
         address = str(self.name[0]) if self.name else "?"
         return await self.gate.activate(address, username, password)
 

@@ -37,6 +37,7 @@ def db(tmp_path):
 def make_server(db, tmp_path: Path, **kw) -> tuple[FakeStation, OpcUaPlc]:
     users, audit = db
     station = FakeStation()
+    kw.setdefault("insecure", True)  # these clients use the None endpoint (off unless configured)
     server = OpcUaPlc(station, port=free_port(), users=users, audit=audit, cert_dir=tmp_path / "pki", **kw)
     return station, server
 

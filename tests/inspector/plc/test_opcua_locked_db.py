@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.inspector.plc.test_opcua import connect, db, make_server, nodes, single_job, until  # noqa: F401
+from tests.inspector.plc.test_opcua import connect, make_server, nodes, single_job, until
 
 pytest.importorskip("asyncua")
 from asyncua.ua.uaerrors import UaStatusCodeError
@@ -43,9 +42,9 @@ async def read_latencies(c, node, stop: asyncio.Event, out: list[float]) -> None
         await asyncio.sleep(0.02)
 
 
-def test_a_locked_database_never_stalls_the_server(db, tmp_path) -> None:
-    station, server = make_server(db, tmp_path, audit_wait_s=0.5)
-    audit = db[1]
+def test_a_locked_database_never_stalls_the_server(ua_db, tmp_path) -> None:
+    station, server = make_server(ua_db, tmp_path, audit_wait_s=0.5)
+    audit = ua_db[1]
     seen: dict[str, object] = {}
 
     async def main() -> None:

@@ -29,7 +29,7 @@ def test_start_single_job_on_a_station_returns_each_part_as_result_ready(tmp_pat
     UserStore(engine).create_user("plc", "operator-pass", "operator", by="test")
     engine.dispose()
     port = free_port()
-    text = line_config(trigger="external", n=2) + f'[plc]\nopcua = "opc.tcp://127.0.0.1:{port}"\n'
+    text = line_config(trigger="external", n=2) + f'[plc]\nopcua = "opc.tcp://127.0.0.1:{port}"\nopcua_insecure = true\n'
     st = Station(parse_config(text), db_url=url, archive=False)
     n = 40
     sent: dict[str, float] = {}
