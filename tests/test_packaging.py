@@ -20,3 +20,10 @@ def test_gpu_extra_installs_tensorrt_10_and_never_11() -> None:
     spec = _extra("gpu")["tensorrt"].specifier
     assert spec.contains("10.0.1") and spec.contains("10.13.3.9")
     assert not spec.contains("11.0.0") and not spec.contains("9.3.0")
+
+
+def test_dev_extra_has_the_checkers_the_style_promises() -> None:
+    """mypy, ruff and import-linter come with the dev extra; ruff's minor pinned, since its default rules are ours."""
+    dev = _extra("dev")
+    assert {"mypy", "ruff", "import-linter"} <= set(dev)
+    assert dev["ruff"].specifier.contains("0.17.6") and not dev["ruff"].specifier.contains("0.18.0")

@@ -202,8 +202,8 @@ def _eval_parts(model: str, parts: int, faces: int, backend: str, width: int, he
 def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, threshold: float | None,
                      precision: str, seed_base: int, json_out: Path | None, control: Any) -> None:
     """Evaluate, print the metrics and, with a logged-in ``control``, write them into the card."""
-    from inspector.quality.evaluation import evaluate
     from inspector.pipeline.model_repo import load_card
+    from inspector.quality.evaluation import evaluate
 
     try:
         if precision not in ("auto", "f32", "bf16", "f16", "int8"):

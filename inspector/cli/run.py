@@ -193,8 +193,9 @@ def _print_summary(rep: dict[str, Any]) -> None:
 
 def _with_plc(cfg: StationConfig, trigger: str | None, plc: list[str]) -> StationConfig:
     """The config with ``--trigger`` and ``--plc`` applied (validated like the file's own keys)."""
-    from inspector.config import StationConfig, format_errors
     from pydantic import ValidationError
+
+    from inspector.config import StationConfig, format_errors
 
     if trigger is None and not plc:
         return cfg

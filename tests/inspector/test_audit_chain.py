@@ -9,9 +9,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from inspector.cli import app
 from inspector.access.audit_verify import verify_audit
 from inspector.access.users import AuditLog
+from inspector.cli import app
 from inspector.storage.audit_chain import GENESIS, entry_hash
 from inspector.storage.db import migrate, open_database
 

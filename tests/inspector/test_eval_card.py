@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inspector.cli import app
 from inspector.access.audit_verify import verify_audit
 from inspector.access.control import StationControl
+from inspector.access.users import AuditLog, Role
+from inspector.cli import app
 from inspector.pipeline.model_repo import load_card
 from inspector.storage.db import migrate, open_database
-from inspector.access.users import AuditLog, Role
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "defect-yolo11p-320"
 FAST = ["--count", "6", "--backend", "onnxruntime"]

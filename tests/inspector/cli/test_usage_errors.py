@@ -22,7 +22,7 @@ from inspector.config import ConfigError, parse_config
     ],
 )
 def test_usage_error_is_one_line_and_exit_2(entry: list[str], args: list[str], names: str) -> None:
-    res = subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr
@@ -31,7 +31,7 @@ def test_usage_error_is_one_line_and_exit_2(entry: list[str], args: list[str], n
 
 def test_bench_streams_that_are_neither_auto_nor_a_count_are_one_line() -> None:
     res = subprocess.run([sys.executable, "-m", "inspector.cli", "bench", "--streams", "fast"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 2
     assert res.stderr.strip() == 'inspector: --streams: must be "auto" or a whole number from 0 to 64, got \'fast\''
 

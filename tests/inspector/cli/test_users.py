@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inspector.cli import app
 from inspector.access.audit_verify import verify_audit
-from inspector.storage.db import open_database
 from inspector.access.users import AuditLog, Role, User, UserStore
+from inspector.cli import app
+from inspector.storage.db import open_database
 
 
 @pytest.fixture
