@@ -119,10 +119,10 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         "coreset": f"greedy k-center, two stages: 10% of each image's patches, then {len(bank)} rows over all "
                    f"(Gaussian projection to 64 dims for the distances)",
     }
-    table: dict[str, object] = {"rule": th.rule, "good_quantile": round(th.good_quantile, 6),
+    table: dict[str, object] = {"rule": th.rule, "good_quantile": th.good_quantile,
                                 "held_out_good_max": round(float(good_raw.max()), 6)}
     if th.lowest_bad is not None:
-        table["lowest_bad"] = round(th.lowest_bad, 6)
+        table["lowest_bad"] = th.lowest_bad
     metrics: dict[str, object] = {"held_out_false_reject": rate_above(good_raw, th.raw)}
     if len(bad_raw):
         metrics["taught_bad_escape"] = 1.0 - rate_above(bad_raw, th.raw)

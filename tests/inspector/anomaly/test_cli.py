@@ -1,0 +1,162 @@
+"""``inspector anomaly teach|score|eval|synth`` end to end on small images, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from camera.products import write_family
+from inspector.cli import app
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(app, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
+@pytest.fixture(scope="module")
+def plates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("plates")
+    write_family("plate", root, 14, 4, seed=0, width=96, height=96)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(plates: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with pytest.MonkeyPatch.context() as mp:  # the module's teach shares the tests' backbone cache
+        mp.setenv("INSPECTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "anomaly-cache"))
+        out = tmp_path_factory.mktemp("models") / "plate-test"
+        code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--out", str(out),
+                                       "--size", "64")
+    assert code == 0, stderr
+    assert stdout.strip().splitlines()[-1].startswith(f"taught {out} from 9 good images (5 held out")
+    assert "features" in stderr and "threshold" in stderr  # progress on stderr
+    yield out
+
+
+def test_teach_writes_a_card_with_kind_sha256s_rule_and_provenance(model: Path) -> None:
+    card = tomllib.loads((model / "card.toml").read_text())
+    assert card["kind"] == "anomaly" and card["file"] == "memory_bank.npy"
+    assert len(card["sha256"]) == 64 and card["backbone"]["sha256"].startswith("579344248a93")
+    assert card["input_width"] == card["input_height"] == 64
+    assert card["threshold"]["score"] == 1.0 and card["threshold"]["raw"] > 0
+    assert "quantile 0.99" in card["threshold"]["rule"]
+    assert card["taught"]["good_images"] == 14 and card["taught"]["held_out_images"] == 5
+    # the rule puts every held-out good image under the threshold
+    assert card["threshold"]["held_out_good_max"] < card["threshold"]["raw"]
+    assert card["metrics"]["held_out_false_reject"] == 0.0
+
+
+def test_score_writes_the_json_and_heat_maps(model: Path, plates: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = _invoke("anomaly", "score", "--model", str(model), str(plates / "bad"),
+                                   str(plates / "good" / "000000.png"), "--json", str(out),
+                                   "--heatmaps", str(tmp_path / "heat"))
+    assert code == 0, stderr
+    doc = json.loads(out.read_text())
+    assert doc["model"] == "plate-test" and doc["threshold"] == 1.0
+    assert len(doc["results"]) == 5
+    for r in doc["results"]:
+        assert set(r) == {"file", "score", "verdict"}
+        assert r["verdict"] == ("NG" if r["score"] >= 1.0 else "OK")
+    assert len(list((tmp_path / "heat").iterdir())) == 5
+    assert cv2.imread(str(next((tmp_path / "heat").iterdir()))).shape == (96, 96, 3)
+    assert stdout.strip().splitlines()[-1].startswith("scored 5 images with plate-test")
+
+
+def test_eval_reports_image_and_pixel_auroc(model: Path, plates: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    code, stdout, stderr = _invoke("anomaly", "eval", "--model", str(model), "--good", str(plates / "good"),
+                                   "--bad", str(plates / "bad"), "--masks", str(plates / "masks"), "--json", str(out))
+    assert code == 0, stderr
+    doc = json.loads(out.read_text())
+    assert doc["good"] == 14 and doc["bad"] == 4 and doc["masks"] == 4
+    assert 0.0 <= doc["image_auroc"] <= 1.0 and 0.0 <= doc["pixel_auroc"] <= 1.0
+    assert "image AUROC" in stdout.strip().splitlines()[-1]
+
+
+def test_teach_with_bad_images_places_the_threshold_by_them(plates: Path, tmp_path: Path) -> None:
+    code, _stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--bad", str(plates / "bad"),
+                                    "--out", str(tmp_path / "m"), "--size", "64", "--roi", "4,4,92,92")
+    assert code == 0, stderr
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    th = card["threshold"]
+    assert "NG images" in th["rule"] and th["lowest_bad"] > 0
+    assert th["good_quantile"] <= th["raw"]
+    assert card["roi"] == "4,4,92,92" and card["taught"]["bad_images"] == 4
+
+
+def _one_line_exit_2(args: list[str], names: str) -> None:
+    code, _stdout, stderr = _invoke(*args)
+    assert code == 2
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and names in lines[0], stderr
+
+
+def test_a_folder_without_images_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    _one_line_exit_2(["anomaly", "teach", "--good", str(tmp_path / "empty"), "--out", str(tmp_path / "m")],
+                     str(tmp_path / "empty"))
+
+
+def test_too_few_good_images_is_one_line(plates: Path, tmp_path: Path) -> None:
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted((plates / "good").iterdir())[:5]:
+        (few / p.name).write_bytes(p.read_bytes())
+    _one_line_exit_2(["anomaly", "teach", "--good", str(few), "--out", str(tmp_path / "m")], "at least 10")
+
+
+def test_a_truncated_image_is_one_line_naming_it(plates: Path, model: Path, tmp_path: Path) -> None:
+    data = (plates / "good" / "000001.png").read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    _one_line_exit_2(["anomaly", "score", "--model", str(model), str(cut), "--json", str(tmp_path / "s.json")],
+                     str(cut))
+    jpg = tmp_path / "cut.jpg"
+    ok, enc = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
+    jpg.write_bytes(enc.tobytes()[:-300])
+    _one_line_exit_2(["anomaly", "score", "--model", str(model), str(jpg), "--json", str(tmp_path / "s.json")],
+                     str(jpg))
+    junk = tmp_path / "junk.bmp"
+    junk.write_bytes(b"not an image at all")
+    _one_line_exit_2(["anomaly", "score", "--model", str(model), str(junk), "--json", str(tmp_path / "s.json")],
+                     str(junk))
+
+
+def test_a_memory_bank_whose_sha256_fails_is_one_line(model: Path, plates: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "tampered"
+    copy.mkdir()
+    (copy / "card.toml").write_bytes((model / "card.toml").read_bytes())
+    bank = bytearray((model / "memory_bank.npy").read_bytes())
+    bank[-1] ^= 0x40
+    (copy / "memory_bank.npy").write_bytes(bytes(bank))
+    _one_line_exit_2(["anomaly", "score", "--model", str(copy), str(plates / "good"), "--json", str(tmp_path / "s.json")],
+                     "memory_bank.npy does not match its card")
+
+
+def test_mono8_and_other_sizes_score_like_colour(model: Path, plates: Path, tmp_path: Path) -> None:
+    src = cv2.imread(str(plates / "good" / "000002.png"))
+    cv2.imwrite(str(tmp_path / "grey.tif"), cv2.cvtColor(src, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(tmp_path / "wide.jpg"), cv2.resize(src, (150, 96)))
+    code, _stdout, stderr = _invoke("anomaly", "score", "--model", str(model), str(tmp_path), "--json",
+                                    str(tmp_path / "s.json"))
+    assert code == 0, stderr
+    assert len(json.loads((tmp_path / "s.json").read_text())["results"]) == 2
+
+
+def test_synth_writes_a_family(tmp_path: Path) -> None:
+    code, stdout, stderr = _invoke("anomaly", "synth", "--family", "fabric", "--out", str(tmp_path), "--good", "2",
+                                   "--bad", "1", "--width", "64", "--height", "64", "--mono")
+    assert code == 0, stderr
+    assert len(list((tmp_path / "good").iterdir())) == 2 and len(list((tmp_path / "masks").iterdir())) == 1
+    assert cv2.imread(str(next((tmp_path / "good").iterdir())), cv2.IMREAD_UNCHANGED).ndim == 2
+    assert stdout.strip().startswith("fabric: 2 good and 1 anomalous")
+    _one_line_exit_2(["anomaly", "synth", "--family", "wood", "--out", str(tmp_path)], "--family")

@@ -1,0 +1,67 @@
+"""PatchCore's pieces: the coreset covers the data, the graph's nearest-neighbour search equals numpy's,
+AUROC equals its definition, the threshold rules hold what they state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspector.anomaly import threshold
+from inspector.anomaly.backbone import FeatureSpec
+from inspector.anomaly.metrics import auroc
+from inspector.anomaly.patchcore import greedy_coreset, nearest_distances
+from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
+
+
+def test_the_greedy_coreset_takes_every_cluster_before_a_second_point_of_any() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 50, (6, 32)).astype(np.float32)
+    points = np.concatenate([c + rng.normal(0, 0.5, (200, 32)).astype(np.float32) for c in centres])
+    chosen = greedy_coreset(points, 6, proj_dim=16)
+    assert sorted(set(chosen // 200)) == [0, 1, 2, 3, 4, 5]
+    assert len(greedy_coreset(points, 5000)) == len(points)  # never more than there are
+
+
+def test_nearest_distances_equal_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    q, bank = rng.normal(0, 1, (300, 20)).astype(np.float32), rng.normal(0, 1, (70, 20)).astype(np.float32)
+    want = np.sqrt(((q[:, None, :] - bank[None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(nearest_distances(q, bank), want, rtol=1e-4, atol=1e-4)
+
+
+def test_auroc_is_the_chance_a_positive_outscores_a_negative() -> None:
+    rng = np.random.default_rng(2)
+    neg, pos = rng.integers(0, 20, 50).astype(float), rng.integers(5, 25, 40).astype(float)
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (50 * 40)
+    assert auroc(neg, pos) == pytest.approx(brute)
+    assert auroc([0.1, 0.2], [0.3]) == 1.0 and auroc([0.3], [0.1, 0.2]) == 0.0
+    with pytest.raises(ValueError):
+        auroc([], [1.0])
+
+
+def test_the_scoring_graph_equals_numpy_on_the_extracted_features() -> None:
+    spec = FeatureSpec((4, 10), 8, 3)
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    feats = FeatureExtractor(spec, 64, 64)(frames)  # (3, 8, 8, 152)
+    bank = feats[0].reshape(-1, 152)[::3].copy()
+    scorer = AnomalyScorer(spec, 64, 64, bank, raw_threshold=7.5)
+    out = scorer.start(frames).wait()  # asynchronous: start returns at once, wait gives the batch
+    want = np.stack([nearest_distances(f.reshape(-1, 152), bank).reshape(8, 8) for f in feats]) / 7.5
+    assert out.maps.shape == (3, 8, 8)
+    np.testing.assert_allclose(out.maps, want, rtol=2e-3, atol=2e-3 * want.max())
+    np.testing.assert_allclose(out.scores, want.reshape(3, -1).max(1), rtol=2e-3)
+    with pytest.raises(ValueError, match="u8"):
+        scorer.start(frames.astype(np.float32))
+
+
+def test_the_good_only_rule_and_the_ng_refinement() -> None:
+    good = np.linspace(10.0, 20.0, 101)
+    g = threshold.good_only(good)
+    assert g.good_quantile == pytest.approx(19.9) and g.raw == pytest.approx(19.9 * 1.1)
+    separated = threshold.with_bad(good, np.array([21.0, 30.0]))  # midpoint 20.45 is under the good-only raw
+    assert separated.raw == pytest.approx(0.5 * (19.9 + 21.0)) and separated.lowest_bad == 21.0
+    far = threshold.with_bad(good, np.array([60.0]))  # the good-only raw is lower: escapes are favoured less
+    assert far.raw == pytest.approx(g.raw)
+    overlapping = threshold.with_bad(good, np.array([12.0, 40.0]))  # false rejects stay at <= 1%
+    assert overlapping.raw > overlapping.good_quantile and (good >= overlapping.raw).mean() <= 0.01
