@@ -2,7 +2,8 @@
 
 Each command module holds one typer app: ``COMMANDS`` merge theirs into the root
 (``inspector run``), ``GROUPS`` are named sub-apps (``inspector users add``). A new command
-group is its module's import below and one entry in ``GROUPS``.
+group is its module's import below and one entry in ``GROUPS`` (and its name in the CLI layers
+contract in pyproject.toml, which keeps command modules from importing each other).
 """
 
 from __future__ import annotations
