@@ -1,9 +1,10 @@
-"""`Station`: the one composition root. Builds everything in order, stops it in reverse.
+"""`Station`: the one composition root. Builds everything in named steps, stops it in reverse.
 
-Order of construction: model card (checked) -> backends (one per device) -> database
-(migrated) and sinks -> cameras and their pools -> inference workers -> watchdog ->
-metrics endpoint. Anything that can fail because of the user's input fails here,
-before a camera streams.
+`Station.__init__` reads as its table of contents: model (card checked, one backend per device,
+warmed) -> storage -> cameras, the triggered line and the PLC links -> part banks -> inference
+workers -> recipes -> watchdog -> metrics. Anything that can fail because of the user's input
+fails here, before a camera streams. `start` starts sinks, workers, cameras and line; `stop`
+undoes it in reverse.
 
 Every camera state transition is logged (by the camera), counted (`Station.transitions`,
 metrics), stored (``camera_events`` through the DB writer) and re-emitted as
@@ -13,13 +14,11 @@ and archive into one verdict for the status line, the report and the metrics.
 
 from __future__ import annotations
 
-import collections
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +26,17 @@ from psygnal import Signal
 
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
+from inspector.config import StationConfig
+from inspector.ops.run_stats import RunStats
+from inspector.ops.watchdog import CameraWatchdog
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.backends.base import Backend
-from inspector.config import (
-    AravisCameraConfig,
-    GenTLCameraConfig,
-    ReplayCameraConfig,
-    SimulatedCameraConfig,
-    StationConfig,
-)
 from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.preprocess import share_the_cores_with_the_runtime
 from inspector.pipeline.results import InspectionResult, PartResult, Provenance
-from inspector.ops.run_stats import RunStats, percentiles
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
 from inspector.pipeline.sinks import SinkFanOut
-from inspector.ops.watchdog import CameraWatchdog
+from inspector.station_cameras import StationCameras, prerender_banks
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +49,7 @@ class StationEvents:
     """Engine events; the GUI adapts these to Qt signals."""
 
     result_ready = Signal(object)  # InspectionResult
-    part_ready = Signal(object)  # PartResult (triggered lines)
+    part_ready = Signal(object)  # PartResult (triggered lines), once durable
     camera_state_changed = Signal(str, object, object)  # camera id, old, new CameraState
     paused_changed = Signal(bool)
 
@@ -90,15 +84,28 @@ class Station:
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self._stopped = threading.Event()
-        self._gentl_system: Any = None
         #: (camera id, new state) -> how many transitions into that state
-        self.transitions: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.transitions: Counter[tuple[str, str]] = Counter()
         self._transitions_lock = threading.Lock()  # cameras and the watchdog report from their threads
         self.metrics: Any = None
+        #: frames to the database and the archive; parts stored first, then to the PLC links and the GUI
+        self.fan_out = SinkFanOut(on_published=self.events.part_ready.emit)
         self.backend_name = backend or config.model.backend
-        say(f"loading model {config.model.name}")
-        self.card: ModelCard = load_card(config.model.name)
-        say(f"compiling the model for {', '.join(config.model.devices)}")
+        self._load_model(say)
+        self._open_storage(db_url, archive, say)
+        self._open_cameras(say)
+        prerender_banks(self.cameras, say)
+        self._connect_cameras()
+        self._build_workers()
+        self._setup_recipes()
+        self.watchdog = CameraWatchdog(self.cameras, window_s=config.health.window_s)
+        self._serve_metrics(metrics_port if metrics_port is not None else config.metrics.port)
+
+    # ------------------------------------------------------------------ building, in order
+    def _load_model(self, say: Callable[[str], None]) -> None:
+        say(f"loading model {self.config.model.name}")
+        self.card: ModelCard = load_card(self.config.model.name)
+        say(f"compiling the model for {', '.join(self.config.model.devices)}")
         self.backends: list[Backend] = self.make_backends(self.card)
         if any(be.device == "CPU" for be in self.backends):  # host letterbox beside the runtime
             share_the_cores_with_the_runtime()
@@ -108,58 +115,6 @@ class Station:
         say("warming up")
         for be in self.backends:
             be.warmup()
-        #: frames to the database and the archive; parts stored first, then to the PLC links and the GUI
-        self.fan_out = SinkFanOut(on_published=self.events.part_ready.emit)
-        self.db_writer: Any = None
-        self.engine: Any = None  # the database's, when there is one
-        self.archive: Any = None
-        self.db_url = self._setup_storage(db_url, archive, say)
-        self.cameras: dict[str, Camera] = {}
-        self.line: Any = None  # inspector.line.runner.Line on a triggered line
-        try:
-            for face, cam_cfg in enumerate(config.cameras):
-                say(f"camera {cam_cfg.id}: opening ({face + 1} of {len(config.cameras)})")
-                try:
-                    self.cameras[cam_cfg.id] = self._make_camera(cam_cfg, face)
-                except (ValueError, MemoryError) as exc:  # a bad replay file, a bank too big: one line
-                    msg = str(exc)
-                    raise StationError(msg if msg.startswith(f"camera {cam_cfg.id}") else f"camera {cam_cfg.id}: {msg}") from None
-            if config.line.mode == "triggered":
-                self.line = self._make_line()
-            self.plc_modbus: Any = self._make_modbus()
-            self.plc_opcua: Any = self._make_opcua()
-        except Exception:
-            self._close_cameras()
-            raise
-        self._prerender_simulated(say)
-        for cam in self.cameras.values():
-            cam.events.state_changed.connect(self._on_camera_state)
-            if self.db_writer is not None:
-                i = cam.info
-                self.db_writer.register_camera(i.id, kind=i.kind, vendor=i.vendor, model=i.model, serial=i.serial)
-        self.lanes = {c.id: self._make_lane(c) for c in config.cameras}
-        pinned = {c.id: c.device for c in config.cameras if c.device is not None}
-        shards = shard_cameras([c.id for c in config.cameras], len(self.backends), pinned)
-        self.workers = [
-            InferenceWorker(
-                i,
-                be,
-                [self.lanes[c] for c in shard],
-                self._fan_out,
-                max_wait_s=config.scheduler.max_wait_ms / 1000,
-                iou_threshold=config.model.iou_threshold,
-                in_flight=config.scheduler.in_flight,
-            )
-            for i, (be, shard) in enumerate(zip(self.backends, shards))
-            if shard
-        ]
-        self.recipes: Any = None
-        if config.recipes.dir:
-            self._setup_recipes()
-        self.watchdog = CameraWatchdog(self.cameras, window_s=config.health.window_s)
-        port = metrics_port if metrics_port is not None else config.metrics.port
-        if port is not None:
-            self._serve_metrics(port)
 
     def make_backends(self, card: ModelCard) -> list[Backend]:
         """One backend per configured device for ``card`` (the station's model, or a recipe's)."""
@@ -170,18 +125,126 @@ class Station:
             for dev in mc.devices
         ]
 
+    def _open_storage(self, db_url: str | None, archive: bool, say: Callable[[str], None]) -> None:
+        self.db_writer: Any = None
+        self.engine: Any = None  # the database's, when there is one
+        self.archive: Any = None
+        self.retention: Any = None
+        url = db_url if db_url is not None else self.config.storage.db_url
+        self.db_url: str | None = None
+        if url == "none":
+            return
+        say("opening the database")
+        from inspector.access.card_audit import audit_card_change
+        from inspector.storage.station_storage import open_station_storage
+
+        storage = open_station_storage(url, self.config.storage, archive=archive)
+        self.db_url, self.engine, self.db_writer = storage.url, storage.engine, storage.writer
+        self.archive, self.retention = storage.archive, storage.retention
+        audit_card_change(self.engine, self.card)
+        self.fan_out.add_store(self.db_writer)
+        if self.archive is not None:
+            self.fan_out.add_frame_sink(self.archive)
+        self.fan_out.add_frame_sink(self.retention)  # started and stopped with the sinks; takes no frame
+
+    def _open_cameras(self, say: Callable[[str], None]) -> None:
+        """The cameras, the triggered line over them and the PLC links (closed again if one fails)."""
+        from inspector.plc.links import make_modbus, make_opcua
+
+        cfgs = self.config.cameras
+        self._camera_set = StationCameras(faces=len(cfgs) if self.config.line.mode == "triggered" else 0)
+        self.cameras: dict[str, Camera] = self._camera_set.cameras
+        self.line: Any = None  # inspector.line.runner.Line on a triggered line
+        try:
+            for face, cfg in enumerate(cfgs):
+                say(f"camera {cfg.id}: opening ({face + 1} of {len(cfgs)})")
+                try:
+                    self._camera_set.open(cfg, face)
+                except (ValueError, MemoryError) as exc:  # a bad replay file, a bank too big: one line
+                    msg = str(exc)
+                    raise StationError(msg if msg.startswith(f"camera {cfg.id}") else f"camera {cfg.id}: {msg}") from None
+            if self.config.line.mode == "triggered":
+                self.line = self._make_line()
+            self.plc_modbus: Any = make_modbus(self, self.engine)
+            self.plc_opcua: Any = make_opcua(self, self.engine)
+        except Exception:
+            self._camera_set.close()
+            raise
+        for link in (self.plc_modbus, self.plc_opcua):
+            if link is not None:
+                self.fan_out.add_part_sink(link)
+
+    def _make_line(self) -> Any:
+        from inspector.line.build import build_line
+        from inspector.line.runner import LineError
+
+        try:
+            return build_line(self.config, self.cameras, self._deliver_part, self._results_not_durable)
+        except LineError as exc:
+            raise StationError(str(exc)) from None
+
+    def _connect_cameras(self) -> None:  # each camera's transitions to the station, its row in the database
+        for cam in self.cameras.values():
+            cam.events.state_changed.connect(self._on_camera_state)
+            if self.db_writer is not None:
+                i = cam.info
+                self.db_writer.register_camera(i.id, kind=i.kind, vendor=i.vendor, model=i.model, serial=i.serial)
+
+    def _build_workers(self) -> None:
+        """One lane per camera, the cameras sharded over one inference worker per backend."""
+        cfg = self.config
+        self.lanes = {c.id: self._make_lane(c) for c in cfg.cameras}
+        pinned = {c.id: c.device for c in cfg.cameras if c.device is not None}
+        shards = shard_cameras([c.id for c in cfg.cameras], len(self.backends), pinned)
+        self.workers = [
+            InferenceWorker(i, be, [self.lanes[c] for c in shard], self._fan_out,
+                            max_wait_s=cfg.scheduler.max_wait_ms / 1000, iou_threshold=cfg.model.iou_threshold,
+                            in_flight=cfg.scheduler.in_flight)
+            for i, (be, shard) in enumerate(zip(self.backends, shards))
+            if shard
+        ]
+
+    def _make_lane(self, cfg: Any) -> CameraLane:
+        rules = cfg.verdict.rules(self.card.threshold)
+        return CameraLane(
+            camera_id=cfg.id, pool=self.cameras[cfg.id].pool, rules=rules,
+            provenance=self.provenance_for(cfg.id, rules, self.card), tiling=cfg.tiling.mode == "auto",
+            min_defect_px=cfg.tiling.min_defect_px, min_resolvable_px=cfg.tiling.min_resolvable_px,
+            tile_overlap=cfg.tiling.overlap,
+        )
+
     def _setup_recipes(self) -> None:
         from inspector.config import ConfigError
         from inspector.recipes.switch import RecipeError, RecipeSwitch
 
+        self.recipes: Any = None
+        if not self.config.recipes.dir:
+            return
         try:
             self.recipes = RecipeSwitch(self, Path(self.config.recipes.dir).expanduser())
             if self.config.recipes.select is not None:
                 self.recipes.select(self.config.recipes.select)
         except (ConfigError, RecipeError) as exc:
-            self._close_cameras()
+            self._camera_set.close()
             raise StationError(str(exc)) from None
 
+    def _serve_metrics(self, port: int | None) -> None:
+        from inspector.ops.metrics import StationMetrics
+
+        if port is None:
+            return
+        self.metrics = StationMetrics(self)
+        try:
+            self.metrics.serve(port, self.config.metrics.bind)
+        except OSError as exc:
+            self.metrics = None
+            self._camera_set.close()
+            raise StationError(
+                f"metrics: cannot serve on {self.config.metrics.bind}:{port} ({exc.strerror or exc}); "
+                "choose another [metrics] port"
+            ) from None
+
+    # ------------------------------------------------------------------ commands
     def select_recipe(self, key: int | str) -> str:
         """Switch to a product recipe at the next part boundary; returns its label ("housing-a v3").
 
@@ -212,137 +275,10 @@ class Station:
             digest = ""
         return Provenance(card.name, card.sha256, self.backend_name, rules.as_pairs(), digest, card.card_sha256)
 
-    def _serve_metrics(self, port: int) -> None:
-        from inspector.ops.metrics import StationMetrics
-
-        self.metrics = StationMetrics(self)
-        try:
-            self.metrics.serve(port, self.config.metrics.bind)
-        except OSError as exc:
-            self.metrics = None
-            self._close_cameras()
-            raise StationError(
-                f"metrics: cannot serve on {self.config.metrics.bind}:{port} ({exc.strerror or exc}); "
-                "choose another [metrics] port"
-            ) from None
-
-    # ------------------------------------------------------------------ building
-    def _setup_storage(self, db_url: str | None, archive: bool, say: Callable[[str], None]) -> str | None:
-        url = db_url if db_url is not None else self.config.storage.db_url
-        if url == "none":
-            return None
-        say("opening the database")
-        from inspector.archive import NgArchive
-        from inspector.storage.db import default_db_url, migrate, open_database, sqlite_path
-        from inspector.storage.writer import DbWriter
-
-        url = url or default_db_url()
-        engine = open_database(url, durable=True)
-        migrate(engine)
-        self.engine = engine
-        audit_card_change(engine, self.card)
-        st = self.config.storage
-        if archive:
-            base = Path(st.archive_dir) if st.archive_dir else _archive_dir_for(sqlite_path(engine))
-            self.archive = NgArchive(
-                base,
-                fmt=st.archive_format,
-                max_age_days=st.archive_max_age_days,
-                max_total_bytes=int(st.archive_max_gb * 1e9),
-                min_free_bytes=int(st.archive_min_free_mb * 1e6),
-            )
-            self.fan_out.add_frame_sink(self.archive)
-        self.db_writer = DbWriter(
-            engine,
-            image_path_for=self.archive.path_for if self.archive else None,
-            spool_reserve_bytes=int(st.spool_reserve_mb * 2**20),
-            linger_s=st.commit_interval_ms / 1000.0,
-        )
-        self.fan_out.add_store(self.db_writer)
-        from inspector.storage.retention import StorageRetention  # database and archive in one disk budget
-
-        self.retention = StorageRetention.for_station(engine, st, self.archive)
-        self.fan_out.add_frame_sink(self.retention)
-        return url
-
-    def _make_line(self) -> Any:
-        from inspector.line.part_verdict import CameraGroup, PartRule
-        from inspector.line.runner import Line, LineError
-
-        lc = self.config.line
-        rule = PartRule(tuple(CameraGroup(tuple(g.cameras), g.k) for g in lc.groups))
-        conveyor = (
-            {"parts_per_min": lc.parts_per_min, "jitter": lc.jitter, "belt_mm_s": lc.belt_mm_s}
-            if lc.trigger == "conveyor" else None
-        )
-        try:
-            return Line(
-                self.config.name,
-                self.cameras,
-                lc.budget_ms,
-                self._deliver_part,
-                rule=rule,
-                trigger_sources={c.id: c.trigger_source for c in self.config.cameras},
-                positions_mm={c.id: c.position_mm for c in self.config.cameras},
-                conveyor=conveyor,
-                fail_safe=self._results_not_durable,
-                reject=({"mm": lc.reject_mm, "camera": lc.reject_camera or self.config.cameras[-1].id,
-                         "line": lc.reject_line, "pulse_ms": lc.reject_pulse_ms} if lc.reject_mm is not None else None),
-            )
-        except LineError as exc:
-            raise StationError(str(exc)) from None
-
-    def _results_not_durable(self) -> str | None:
-        """Why a part's results could not be kept (then the line rejects it: fail safe), or None."""
-        w = self.db_writer
-        if w is not None and not w.durable:
-            return "results cannot be stored (database and spool full)" if w.lost == 0 else \
-                f"{w.lost} results lost (no room to store them)"
-        return None
-
-    def _plc_commands(self, name: str, detail: str) -> Any:
-        """What a PLC link may do, through an audited service session when there is a database."""
-        from inspector.plc.commands import StationCommands
-
-        control = None
-        engine = self.engine
-        if engine is not None:
-            from inspector.access.control import StationControl
-
-            control = StationControl.service(self, engine, name, detail=detail)
-        return StationCommands(self, control)
-
-    def _make_modbus(self) -> Any:
-        """The Modbus TCP server, when ``[plc] modbus`` is set (a sink of part results)."""
-        address = self.config.plc.modbus_address()
-        if address is None:
-            return None
-        from inspector.plc.modbus_server import ModbusPlc
-
-        plc = ModbusPlc(self._plc_commands("plc-modbus", f"modbus {address[0]}:{address[1]}"),
-                        host=address[0], port=address[1], fifo_depth=self.config.plc.fifo_depth,
-                        cameras=list(self.cameras), **self.config.plc.modbus_options())
-        self.fan_out.add_part_sink(plc)
-        return plc
-
-    def _make_opcua(self) -> Any:
-        """The OPC UA server (OPC 40100-1), when ``[plc] opcua`` is set (a sink of part results)."""
-        address = self.config.plc.opcua_address()
-        if address is None:
-            return None
-        from inspector.plc.opcua_server import OpcUaPlc
-
-        users = audit = None
-        engine = self.engine
-        if engine is not None:
-            from inspector.access.audit import AuditLog
-            from inspector.access.users import UserStore
-
-            users, audit = UserStore(engine), AuditLog(engine)
-        plc = OpcUaPlc(self._plc_commands("plc-opcua", f"opcua {address[0]}:{address[1]}"), host=address[0],
-                       port=address[1], users=users, audit=audit, name=self.config.name)
-        self.fan_out.add_part_sink(plc)
-        return plc
+    def refresh_provenance(self, camera_id: str) -> None:
+        """Recompute a camera's settings digest (after a settings change)."""
+        lane = self.lanes[camera_id]
+        lane.provenance = self.provenance_for(camera_id, lane.rules, self.card)
 
     def trigger_part(self, part_id: str | None = None) -> str:
         """Open a part now and trigger every camera (a PLC command, `StationControl.trigger_part`)."""
@@ -351,87 +287,30 @@ class Station:
         return str(self.line.trigger_part(part_id))
 
     def inject_fault(self, camera_id: str, fault: str, value: float | None = None) -> None:
-        """Make a simulated camera misbehave: ``missed_trigger`` at a rate, the others for seconds.
+        """Make a simulated camera misbehave (`StationCameras.inject_fault`).
 
         Raises:
             StationError: No such camera, or not a simulated one.
         """
-        cam = self.cameras.get(camera_id)
-        if cam is None:
-            raise StationError(f"--inject: no camera {camera_id!r} (cameras: {', '.join(self.cameras)})")
-        from camera.simulated import SimulatedLineCamera
+        try:
+            self._camera_set.inject_fault(camera_id, fault, value)
+        except ValueError as exc:
+            raise StationError(f"--inject: {exc}") from None
 
-        if not isinstance(cam, SimulatedLineCamera):
-            raise StationError(f"--inject: camera {camera_id} is not simulated; faults go into simulated cameras")
-        if fault == "missed_trigger":
-            cam.missed_trigger_rate = float(value or 0.0)
-        else:
-            cam.faults.inject(fault, 10.0 if value is None else value)
-        log.warning("camera %s: injected %s%s", camera_id, fault, "" if value is None else f" {value:g}")
+    def pause(self, paused: bool) -> None:
+        """Pause or resume inspection (cameras keep streaming; frames are dropped, counted).
 
-    def _make_camera(self, cfg: Any, face: int = 0) -> Camera:
-        line_faces = len(self.config.cameras) if self.config.line.mode == "triggered" else 0
-        if isinstance(cfg, SimulatedCameraConfig):
-            from camera.simulated import SimulatedLineCamera
+        On a triggered line the belt holds too: no part enters while nobody inspects it.
+        """
+        if self.line is not None:
+            self.line.pause(paused)
+        for w in self.workers:
+            w.pause(paused)
+        self.events.paused_changed.emit(paused)
 
-            return SimulatedLineCamera(
-                cfg.id,
-                fps=cfg.fps,
-                width=cfg.width,
-                height=cfg.height,
-                mono=cfg.mono,
-                seed=cfg.seed,
-                bank_size=cfg.bank_size,
-                ok_share=cfg.ok_share,
-                pool_slots=cfg.pool_slots,
-                face=face,
-                faces=line_faces,
-            )
-        if isinstance(cfg, AravisCameraConfig):
-            from camera.aravis import AravisCamera
-
-            return AravisCamera(cfg.id, device_id=cfg.device_id, pool_slots=cfg.pool_slots, fps=cfg.fps,
-                                settings=dict(cfg.settings))
-        if isinstance(cfg, ReplayCameraConfig):
-            from camera.replay import ReplayCamera
-
-            return ReplayCamera(cfg.id, cfg.source, fps=cfg.fps, loop=cfg.loop, pool_slots=cfg.pool_slots)
-        if isinstance(cfg, GenTLCameraConfig):
-            from camera.gentl import GenTLCamera
-            from camera.gentl_system import GenTLSystem
-
-            if self._gentl_system is None:
-                self._gentl_system = GenTLSystem()
-                self._gentl_system.__enter__()
-            return GenTLCamera(
-                cfg.id,
-                self._gentl_system,
-                serial=cfg.serial,
-                device_id=cfg.device_id,
-                pool_slots=cfg.pool_slots,
-                fps=cfg.fps or None,
-                settings=dict(cfg.settings),
-            )
-        raise StationError(f"camera {cfg.id}: unknown kind")  # pragma: no cover - config forbids it
-
-    def _make_lane(self, cfg: Any) -> CameraLane:
-        cam = self.cameras[cfg.id]
-        rules = cfg.verdict.rules(self.card.threshold)
-        return CameraLane(
-            camera_id=cfg.id,
-            pool=cam.pool,
-            rules=rules,
-            provenance=self.provenance_for(cfg.id, rules, self.card),
-            tiling=cfg.tiling.mode == "auto",
-            min_defect_px=cfg.tiling.min_defect_px,
-            min_resolvable_px=cfg.tiling.min_resolvable_px,
-            tile_overlap=cfg.tiling.overlap,
-        )
-
-    def refresh_provenance(self, camera_id: str) -> None:
-        """Recompute a camera's settings digest (after a settings change)."""
-        lane = self.lanes[camera_id]
-        lane.provenance = self.provenance_for(camera_id, lane.rules, self.card)
+    @property
+    def paused(self) -> bool:
+        return any(w.paused for w in self.workers)
 
     # ------------------------------------------------------------------ running
     def _fan_out(self, results: list[InspectionResult]) -> None:
@@ -458,6 +337,10 @@ class Station:
             self.metrics.observe_part(part)
         self.fan_out.part(part)  # stored, then to the PLC links and the GUI once durable
 
+    def _results_not_durable(self) -> str | None:
+        """Why a part's results could not be kept (then the line rejects it: fail safe), or None."""
+        return self.db_writer.not_durable_reason() if self.db_writer is not None else None
+
     def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
         # runs on the thread that made the transition (camera, watchdog, caller): no blocking
         with self._transitions_lock:
@@ -468,35 +351,8 @@ class Station:
             self.db_writer.record_camera_event(camera_id, old.value, new.value, reason=reason)
         self.events.camera_state_changed.emit(camera_id, old, new)
 
-    def _prerender_simulated(self, say: Callable[[str], None]) -> None:
-        """Render the simulated cameras' part banks now, on all cores.
-
-        Rendered on first use instead, the first pass through the banks (12.8 s for 64
-        parts at 5 fps) costs ~20 ms of CPU per frame next to inference, and on a slow
-        2-core machine that delayed batches past a frame period: frames were dropped in the
-        first seconds of every run.
-        """
-        from camera.simulated import SimulatedLineCamera
-
-        banks = [cam for cam in self.cameras.values() if isinstance(cam, SimulatedLineCamera)]
-        if not banks:
-            return
-        from camera.bank_cache import BankCache
-
-        cache = BankCache()
-        t0 = time.perf_counter()
-        say(f"rendering the frames of {len(banks)} simulated cameras")
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="prerender") as pool:
-            jobs = {pool.submit(cam.prerender, cache): cam for cam in banks}
-            cached: list[bool] = []
-            for done, job in enumerate(as_completed(jobs), 1):  # told here: on the constructing thread
-                cached.append(job.result())
-                say(f"camera {jobs[job].info.id}: frames ({done} of {len(banks)})")
-        log.info("part banks of %d simulated cameras ready in %.1f s (%d from the cache %s)", len(banks),
-                 time.perf_counter() - t0, sum(cached), cache.folder)
-
     def start(self) -> None:
-        """Start sinks, workers, then cameras (so no frame waits for a consumer)."""
+        """Start sinks, workers, then cameras (so no frame waits for a consumer), then the line."""
         from inspector.plc.modbus_server import PlcError
 
         try:
@@ -521,23 +377,8 @@ class Station:
             self.line.start()
         self.watchdog.start()
 
-    def pause(self, paused: bool) -> None:
-        """Pause or resume inspection (cameras keep streaming; frames are dropped, counted).
-
-        On a triggered line the belt holds too: no part enters while nobody inspects it.
-        """
-        if self.line is not None:
-            self.line.pause(paused)
-        for w in self.workers:
-            w.pause(paused)
-        self.events.paused_changed.emit(paused)
-
-    @property
-    def paused(self) -> bool:
-        return any(w.paused for w in self.workers)
-
     def stop(self) -> None:
-        """Watchdog, cameras, workers, sinks that hold frames, then the database writer; idempotent."""
+        """Line, watchdog, cameras, workers, sinks that hold frames, then the database writer; idempotent."""
         if self._stopped.is_set():
             return
         self._stopped.set()
@@ -549,7 +390,8 @@ class Station:
         # ask every camera first: their threads wind down in parallel, a hung one costs its timeout once
         for cam in self.cameras.values():
             cam.request_stop()
-        self._inspect_delivered(timeout=2.0)
+        if self.workers and not self.paused:  # what arrived before the stop is inspected (bounded)
+            self._camera_set.wait_inspected(timeout=2.0)
         for cam in self.cameras.values():
             try:
                 cam.stop()
@@ -559,33 +401,12 @@ class Station:
             w.stop()
         # the store hands on its last parts, then frame holders give the buffers back before cameras close
         self.fan_out.stop(timeout=30)
-        self._close_cameras()
+        self._camera_set.close()
         self.fan_out.stop_store(timeout=30)  # last, so it also stores the cameras' final transitions
         for be in self.backends:
             be.close()
         if self.metrics is not None:
             self.metrics.close()
-
-    def _inspect_delivered(self, timeout: float) -> None:
-        """Let the workers inspect frames that arrived before the stop (bounded), so that a
-        clean stop drops nothing; a paused or wedged worker costs at most ``timeout``."""
-        if not self.workers or self.paused:
-            return
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if all(c.pool.snapshot().in_flight == 0 for c in self.cameras.values()):
-                return
-            time.sleep(0.01)
-
-    def _close_cameras(self) -> None:
-        for cam in self.cameras.values():
-            try:
-                cam.close()
-            except Exception as exc:
-                log.warning("camera %s: close failed: %s", cam.info.id, exc)
-        if self._gentl_system is not None:
-            self._gentl_system.__exit__(None, None, None)
-            self._gentl_system = None
 
     def __enter__(self) -> Station:
         self.start()
@@ -595,6 +416,10 @@ class Station:
         self.stop()
 
     # ------------------------------------------------------------------ reporting
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None and not self._stopped.is_set()
+
     def elapsed(self) -> float:
         if self.started_at is None:
             return 0.0
@@ -602,26 +427,10 @@ class Station:
         return max(1e-9, end - self.started_at)
 
     def status_line(self) -> str:
-        """One line: totals, then per camera fps/drops/NG (and a state when not streaming)."""
-        el = self.elapsed()
-        parts = []
-        tot_in = tot_drop = 0
-        for cid, cam in self.cameras.items():
-            c = cam.pool.snapshot()
-            tot_in += c.inspected
-            tot_drop += c.dropped
-            cs = self.stats.camera(cid)
-            flag = "" if cam.state is CameraState.STREAMING else f" {cam.state.value.upper()}"
-            parts.append(f"{cid} {c.inspected / el:4.1f}fps d{c.dropped} ng{cs.ng}{flag}")
-        db = f" db {self.db_writer.rows_written}" if self.db_writer is not None else ""
-        head = f"[{el:6.1f}s] {tot_in / el:5.1f} fps, {tot_drop} dropped, {self.stats.total_ng()} NG{db}"
-        from inspector.ops.health import health_text
+        """One line: totals, then per camera fps/drops/NG (`inspector.ops.report.status_line`)."""
+        from inspector.ops.report import status_line
 
-        return f"{head} | health: {health_text(self.health())} | " + " | ".join(parts)
-
-    @property
-    def running(self) -> bool:
-        return self.started_at is not None and not self._stopped.is_set()
+        return status_line(self)
 
     def health(self) -> dict[str, Any]:
         """One verdict over cameras, database and archive (see `inspector.ops.health.assess`)."""
@@ -630,134 +439,11 @@ class Station:
         return assess(self)
 
     def report(self) -> dict[str, Any]:
-        """The run report (``--report FILE``)."""
-        el = self.elapsed()
-        cams = []
-        tot = {"received": 0, "inspected": 0, "dropped": 0, "invalid": 0, "ng": 0}
-        for cid, cam in self.cameras.items():
-            c = cam.pool.snapshot()
-            cs = self.stats.camera(cid)
-            lat = percentiles(cs.latency_ms)
-            cams.append(
-                {
-                    "id": cid,
-                    "kind": cam.info.kind,
-                    "state": cam.state.value,
-                    "received": c.received,
-                    "inspected": c.inspected,
-                    "dropped": c.dropped,
-                    "dropped_pool_exhausted": c.pool_exhausted,  # the rest: replaced before a worker claimed them
-                    "in_flight": c.in_flight,
-                    "invalid": c.invalid,
-                    "ng": cs.ng,
-                    "fps": c.inspected / el,
-                    "nominal_fps": cam.nominal_fps,
-                    "latency_ms": lat,
-                    "accuracy": cs.accuracy.as_dict() if cs.accuracy.parts else None,
-                }
-            )
-            for k in ("received", "inspected", "dropped", "invalid"):
-                tot[k] += getattr(c, k)
-            tot["ng"] += cs.ng
-        all_lat = [v for cs in self.stats.cameras.values() for v in cs.latency_ms]
-        report: dict[str, Any] = {
-            "station": self.config.name,
-            "duration_s": el,
-            "backend": self.backend_name,
-            "devices": list(self.config.model.devices),
-            # what each worker's runtime runs: "auto" resolved to "int8" where the card's INT8 model was chosen
-            "precision": [getattr(w.backend, "precision", self.config.model.precision) for w in self.workers],
-            "model": {"name": self.card.name, "sha256": self.card.sha256, "card_sha256": self.card.card_sha256,
-                      "threshold": self.card.threshold, "input": [self.card.input_width, self.card.input_height]},
-            "cameras": cams,
-            "totals": {**tot, "fps": tot["inspected"] / el},
-            "latency_ms": percentiles(all_lat),
-            "stages_ms": self.stats.stage_percentiles(),
-            "scheduler": [
-                {
-                    "worker": w.index,
-                    "device": w.backend.device,
-                    "cameras": [lane.camera_id for lane in w.lanes],
-                    "batches": w.stats.batches,
-                    "mean_batch": w.stats.items / w.stats.batches if w.stats.batches else 0.0,
-                    "busy_fraction": w.stats.busy_s / el,
-                    "errors": w.stats.errors,
-                    # batches that ran on the two-stream graph of streams = "auto" (the station was loaded)
-                    "loaded_batches": getattr(w.backend, "loaded_batches", 0),
-                }
-                for w in self.workers
-            ],
-            "db": {
-                "url": _redact(self.db_url),
-                "rows_written": self.db_writer.rows_written if self.db_writer is not None else 0,
-                **({k: v for k, v in self.db_writer.stats().items()} if self.db_writer is not None else {}),
-            },
-            "archive": self.archive.stats() if self.archive is not None else None,
-            # accepted results never made durable (see DbWriter.lost); non-zero: `inspector run` exits 3
-            "lost": int(self.db_writer.lost) if self.db_writer is not None else 0,
-            "accuracy": self.stats.accuracy.as_dict(),
-            "health": self.health(),
-        }
-        if self.line is not None:
-            report["parts"] = self.line.report()
-            # verdict -> the PLC links and the GUI have it: the wait for the part to be durable
-            report["parts"]["verdict_to_visible_ms"] = percentiles(list(self.fan_out.visible_ms))
-        if self.plc_modbus is not None:
-            report["plc"] = {"modbus": self.plc_modbus.stats()}
-        if self.plc_opcua is not None:
-            report.setdefault("plc", {})["opcua"] = self.plc_opcua.stats()
-        if self.recipes is not None:
-            report["recipe"] = {"current": self.recipes.current.label if self.recipes.current else None,
-                                "switches": self.recipes.switches}
-        return report
+        """The run report (``--report FILE``; `inspector.ops.report.RunReport`)."""
+        from inspector.ops.report import run_report
+
+        return run_report(self).to_dict()
 
 
 def _no_progress(_text: str) -> None:
     """A build nobody watches."""
-
-
-def audit_card_change(engine: Any, card: ModelCard) -> None:
-    """Record in the audit trail when this model's card differs from the one the station last used.
-
-    The first start with a model, and every start after its card changed (a new threshold,
-    new metrics, a new file), appends a ``model_card_changed`` row (user ``station``) with the
-    old and new card digests and thresholds.
-    """
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from inspector.storage.users_models import AuditRecord
-    from inspector.access.users import AuditLog
-
-    with Session(engine) as s:
-        last = s.scalar(
-            select(AuditRecord.new)
-            .where(AuditRecord.action == "model_card_changed", AuditRecord.target == card.name)
-            .order_by(AuditRecord.id.desc())
-            .limit(1)
-        )
-    new = card.audit_text
-    if last == new:
-        return
-    AuditLog(engine).record("station", "model_card_changed", card.name, last, new)
-    if last is not None:
-        log.warning("model %s: its card changed since the last run (%s -> %s)", card.name, last, new)
-
-
-def _archive_dir_for(p: Path | None) -> Path:
-    if p is not None:
-        return Path(p).parent / "ng_images"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("inspector")) / "ng_images"
-
-
-def _redact(url: str | None) -> str | None:
-    if url is None or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
-def camera_ids(station: Station) -> Sequence[str]:
-    return list(station.cameras)

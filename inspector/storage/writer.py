@@ -214,6 +214,13 @@ class DbWriter(QueuedSink):
         """False while a result exists only in memory or once one was lost."""
         return not self._backlog and not self.lost
 
+    def not_durable_reason(self) -> str | None:
+        """Why results are not being kept now (a line then fails its OK parts safe), or None."""
+        if self.durable:
+            return None
+        return ("results cannot be stored (database and spool full)" if self.lost == 0
+                else f"{self.lost} results lost (no room to store them)")
+
     # ------------------------------------------------------------------ producer side
     def submit(self, result: InspectionResult) -> bool:
         """Enqueue ``result`` with a fresh uid; never blocks (False when the queue is full)."""
