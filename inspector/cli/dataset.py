@@ -1,4 +1,4 @@
-"""``inspector dataset synth|mine``: labelled datasets rendered from the synthetic line."""
+"""``inspector dataset synth|mine|import``: labelled datasets rendered from the synthetic line or imported."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from inspector.cli.common import fail, user_errors
 
-app = typer.Typer(name="dataset", no_args_is_help=True, help="Datasets from the synthetic line.")
+app = typer.Typer(name="dataset", no_args_is_help=True, help="Datasets: rendered from the synthetic line, mined, or imported from YOLO or COCO labels.")
 
 
 @app.command("synth")
@@ -54,3 +54,41 @@ def dataset_mine(
         fail(str(exc))
     typer.echo(f"scanned {s.scanned} frames: kept {len(s.kept_seeds)} ({s.hard_negatives} with a false call, "
                f"{s.hard_positives} with a missed defect) -> {out / 'data.yaml'}")
+
+
+@app.command("import")
+def dataset_import(
+    fmt: str = typer.Option(..., "--format", help="yolo (Ultralytics txt: data.yaml or images/ + labels/) or coco "
+                                                  "(a COCO JSON, as CVAT and Label Studio export)."),
+    src: Path = typer.Argument(..., help="The source: a data.yaml, a COCO .json, or a folder holding one."),
+    out: Path = typer.Option(..., help="The dataset folder to write (new or empty)."),
+    split: str = typer.Option("0.8,0.1,0.1", help="Train, val and test shares (a part's images stay together)."),
+    seed: int = typer.Option(0, min=0, help="Draws the split: the same seed gives the same split."),
+    model: str = typer.Option("defect-yolo11p-320", help="The model whose classes the labels map onto (by name)."),
+    classes: str | None = typer.Option(None, help="The dataset's classes in order, comma-separated "
+                                                  "(instead of the model's)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the summary here "
+                                                              "(it is always in OUT/dataset.json)."),
+) -> None:
+    """Import YOLO or COCO labels into a dataset folder with a train/val/test split and a summary."""
+    import json
+
+    from inspector.pipeline.model_repo import load_card
+    from inspector.quality.data_yaml import DatasetError
+    from inspector.quality.dataset_import import import_dataset, parse_split
+
+    errors: tuple[type[BaseException], ...] = (*user_errors(), DatasetError, OSError)
+    try:
+        target = (tuple(c.strip() for c in classes.split(",")) if classes is not None
+                  else load_card(model, verify=False).classes)
+        if not target or any(not c for c in target) or len(set(target)) != len(target):
+            fail(f"--classes {classes!r}: expected unique, non-empty names separated by commas")
+        s = import_dataset(fmt, src, out, target, split=parse_split(split), seed=seed)
+        if json_out is not None:
+            json_out.write_text(json.dumps(s.as_dict(), indent=2) + "\n")
+    except errors as exc:
+        fail(str(exc))
+    typer.echo(f"imported {sum(s.images.values())} images ({', '.join(f'{n} {k}' for k, n in s.images.items())}; "
+               f"{sum(s.parts.values())} parts) -> {out / 'data.yaml'}")
+    typer.echo("boxes per class: " + ", ".join(f"{k} {n}" for k, n in s.boxes_per_class.items()))
+    typer.echo("image sizes: " + ", ".join(f"{k} ({n})" for k, n in s.image_sizes.items()))

@@ -65,7 +65,9 @@ def export(
     training: dict[str, Any] = {"weights": str(weights)}
     if data is not None and (data.parent / "dataset.json").is_file():
         ds = json.loads((data.parent / "dataset.json").read_text())
-        training.update({"dataset": str(data), "seed_first": ds["seed_first"], "seed_last": ds["seed_last"]})
+        training["dataset"] = str(data)
+        # rendered datasets name their seeds; imported ones (inspector dataset import) their source
+        training.update({k: ds[k] for k in ("seed_first", "seed_last", "source", "generator") if k in ds})
     try:
         onnx_path = export_onnx(weights, out, name=name or out.name, imgsz=imgsz, training=training)
     except ImportError:
