@@ -75,11 +75,14 @@ class MainWindow(QMainWindow):
         self.wall = LiveWall(bridge, control, stale_after_s=stale_after_s)
         card = getattr(station, "card", None)
         classes = list(card.classes) if card is not None else []
-        self.history = HistoryTab(control, list(station.cameras), classes)
+        # an attached window reads the history only where the station's database can be opened here
+        self.history: HistoryTab | None = (
+            HistoryTab(control, list(station.cameras), classes) if getattr(control, "engine", None) is not None else None)
         self.audit = AuditView(control)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.wall, "Live wall")
-        self.tabs.addTab(self.history, "History")
+        if self.history is not None:
+            self.tabs.addTab(self.history, "History")
         self.tabs.addTab(self.audit, "Audit")
         self.tabs.currentChanged.connect(self._on_tab)
         self.setCentralWidget(self.tabs)
@@ -118,10 +121,12 @@ class MainWindow(QMainWindow):
         self.addAction(self.quit_action)  # a shortcut of the window (Ctrl+Q), no menu needed
 
         for w in (self.wall, self.history, self.recipe_selector):
-            w.message.connect(self.show_message)
+            if w is not None:
+                w.message.connect(self.show_message)
         bridge.user_changed.connect(lambda _u: self.recipe_selector.update_permissions())
         bridge.user_changed.connect(lambda _u: self._update_user())
-        bridge.user_changed.connect(lambda _u: self.history.update_permissions())
+        if self.history is not None:
+            bridge.user_changed.connect(lambda _u: self.history.update_permissions() if self.history else None)
         bridge.paused_changed.connect(self._update_pause)
         bridge.audit_recorded.connect(lambda _e: self._audit_changed())
         # the station's health, always visible (never pushed aside by a message)
@@ -188,7 +193,7 @@ class MainWindow(QMainWindow):
 
     def _on_tab(self, _i: int) -> None:
         w = self.tabs.currentWidget()
-        if w is self.history and not self.history.model.rows:
+        if self.history is not None and w is self.history and not self.history.model.rows:
             self.history.refresh()
         elif w is self.audit:
             self.audit.refresh()
@@ -298,3 +303,59 @@ def _fail(message: str) -> int:
     if QApplication.instance() is not None and QApplication.platformName() not in ("offscreen", "minimal"):
         QMessageBox.critical(None, "Inspector", message)
     return 2
+
+
+def run_attached(link: Any, hello: dict[str, Any], startup: StartupWindow | None = None) -> int:
+    """Run the desktop app as a window onto the station service ``link`` is connected to.
+
+    The station is the service's: closing the window closes the link and inspection goes
+    on; pausing it from here is an operator's action and is asked for first. The window
+    starts logged out (watch only), as every new window does; where the station has no
+    users yet it offers the first-admin dialog (inspection runs meanwhile).
+
+    Args:
+        link: A `gui.remote.RemoteLink` to the service (closed on return).
+        hello: The service's answer to ``hello``.
+        startup: The start-up window the launcher shows (closed here).
+    """
+    from gui.remote import RemoteBridge, RemoteControl, RemoteStation
+    from inspector.storage.db import StorageError, open_database
+
+    app = make_application()
+    station = RemoteStation(hello)
+    engine = None
+    if station.db_url:
+        try:
+            engine = open_database(station.db_url)
+        except StorageError as exc:  # another user's database: the wall works, the history tab is left out
+            log.warning("history not shown: %s", exc)
+    control = RemoteControl(link, station, engine)
+    bridge = RemoteBridge(station, control, link, image_fps=float(hello.get("image_fps", 5.0)))
+    try:
+        win = MainWindow(station, control, bridge, stop_station_on_close=False)
+        win.setWindowTitle(f"Inspector — {station.config.name} (station service, pid {station.pid})")
+        win.settings_action.setEnabled(False)
+        win.settings_action.setToolTip("Camera settings are not served over the station service's link yet")
+        control.confirm_pause = lambda: confirm_pause(win, station.config.name)
+        bridge.link_lost.connect(lambda reason: win.show_message(f"link to the station service lost: {reason}"))
+        win.show()
+        if startup is not None:
+            startup.close()
+        after_shown(win)
+        if control.first_start_needed():
+            QTimer.singleShot(0, lambda: FirstStartDialog(control, win).exec())
+        return int(app.exec())
+    finally:
+        bridge.close()
+        link.close()
+        if engine is not None:
+            engine.dispose()
+
+
+def confirm_pause(parent: QWidget, station_name: str) -> bool:
+    """Ask before inspection stops: parts that pass meanwhile are not inspected."""
+    answer = QMessageBox.question(
+        parent, "Pause inspection",
+        f"Pause inspection on station {station_name}? Parts passing while it is paused are not inspected.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes

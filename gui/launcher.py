@@ -28,6 +28,9 @@ def gui(
         help=f"First start: ask on the terminal for the admin password instead of the dialog "
              f"(unattended: set {ENV_NEW_PASSWORD}). Never give the password itself on the command line.",
     ),
+    socket_path: Path | None = typer.Option(
+        None, "--socket", help="Attach to the station service on this socket (default: where `inspector service` "
+        "puts it); where none answers, the app runs a station of its own."),
 ) -> None:
     """Open the desktop app (live wall, history, settings)."""
     from gui.qt_probe import check as qt_problem
@@ -56,9 +59,22 @@ def gui(
             fail(str(exc))
     make_application()
     startup = StartupWindow(cfg.name)
-    startup.show_stage("loading the app")
+    startup.show_stage("looking for the station service")
     startup.show_now()
+    from gui.remote import attach
+
+    # ``inspector run`` calls this function directly: its --socket is then typer's default object
+    socket_path = socket_path if isinstance(socket_path, Path) else None
+    attached = attach(cfg.name, socket_path)  # a station already inspects here: open a window onto it
+    if attached is None and socket_path is not None:
+        startup.close()
+        fail(f"--socket: no station service answers on {socket_path}")
+    startup.show_stage("loading the app")
     try:
+        if attached is not None:
+            from gui.app import run_attached
+
+            raise typer.Exit(run_attached(*attached, startup=startup))
         try:
             from gui.app import main as gui_main
         except ImportError as exc:

@@ -1,0 +1,579 @@
+"""The GUI attached to a station service: the same narrow interface as an embedded station, over the link.
+
+`attach` connects to a running ``inspector service`` (``inspector/service``) on its Unix
+socket. `RemoteStation`, `RemoteControl` and `RemoteBridge` then stand where the embedded
+app has the `Station`, its `StationControl` and the `EngineBridge`: the main window, the
+live wall, the parts strip and the status bar read them exactly as they read those.
+
+- `RemoteControl` forwards every action to the service's session of this window (the
+  service checks the role and writes the audit row); it starts logged out, like a new
+  window on an embedded station.
+- `RemoteBridge` turns the service's events (parts, display images, camera states, pause,
+  status snapshots) into the bridge's state and Qt signals; it paces the views with a timer
+  like `EngineBridge`. Images arrive already downscaled, with their boxes scaled alike.
+- Closing the window closes the link only: the station keeps inspecting. A lost link
+  turns every camera OFFLINE and health ALARM ("link to the station service lost").
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from camera.frame_pool import PoolCounters
+from camera.protocol import CameraInfo, CameraState
+from gui.bridge import GAUGE_WINDOW_S, PARTS_KEPT, CameraLive, LineStatus
+from inspector.access.audit import AuditEntry
+from inspector.access.control import ControlError, ControlEvents, RecipeError
+from inspector.access.users import LoginRefused, PermissionDenied, Permissions, Role, User, UserError
+from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.service.protocol import (
+    VERSION,
+    ProtocolError,
+    decode,
+    encode,
+    part_from_wire,
+    result_from_wire,
+    socket_candidates,
+)
+
+log = logging.getLogger(__name__)
+
+#: How long a request waits for its answer (a login may be throttled server-side for longer: it answers at once).
+REQUEST_TIMEOUT_S = 10.0
+LOST_HEALTH = "the link to the station service is lost"
+
+
+class LinkLost(ControlError):
+    """The service stopped answering (it stopped, or the socket closed); one line."""
+
+
+_ERRORS: dict[str, type[Exception]] = {
+    "PermissionDenied": PermissionDenied, "UserError": UserError, "ControlError": ControlError,
+    "RecipeError": RecipeError, "KeyError": KeyError, "ValueError": ValueError, "TypeError": TypeError,
+}
+
+
+class RemoteLink:
+    """A connection to the service: requests answered in order, events handed to `on_event`.
+
+    Args:
+        path: The service's socket.
+        timeout: Seconds to connect.
+
+    Raises:
+        OSError: Nothing answers at ``path``.
+    """
+
+    def __init__(self, path: Path | str, *, timeout: float = 2.0) -> None:
+        self.path = Path(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(self.path))
+        except OSError:
+            self._sock.close()
+            raise
+        self._sock.settimeout(None)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, list[Any]] = {}  # id -> [event, answer]
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self.lost: str | None = None
+        #: Called on the reader thread with every event message.
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        #: Called once on the reader thread when the link is lost (not after `close`).
+        self.on_lost: Callable[[str], None] | None = None
+        self._closing = False
+        self._reader = threading.Thread(target=self._read_loop, name="link-read", daemon=True)
+        self._reader.start()
+
+    def request(self, op: str, timeout: float = REQUEST_TIMEOUT_S, **args: Any) -> Any:
+        """Perform ``op`` on the service and return its result.
+
+        Raises:
+            LinkLost: No answer (the service is gone).
+            PermissionDenied, LoginRefused, UserError, ControlError, ...: What the service's control API raised.
+        """
+        if self.lost is not None:
+            raise LinkLost(f"station service: {self.lost}")
+        rid = next(self._ids)
+        slot: list[Any] = [threading.Event(), None]
+        with self._lock:
+            self._pending[rid] = slot
+        try:
+            with self._send_lock:
+                self._sock.sendall(encode({"id": rid, "op": op, "args": args}))
+            if not slot[0].wait(timeout):
+                raise LinkLost(f"station service: no answer to {op} in {timeout:g} s")
+        except OSError as exc:
+            raise LinkLost(f"station service: {exc.strerror or exc}") from None
+        finally:
+            with self._lock:
+                self._pending.pop(rid, None)
+        answer = slot[1]
+        if answer is None:
+            raise LinkLost(f"station service: {self.lost or 'link closed'}")
+        if answer.get("ok"):
+            return answer.get("result")
+        kind, text = str(answer.get("kind", "")), str(answer.get("error", "refused"))
+        if kind == "LoginRefused":
+            raise LoginRefused(text, float(answer.get("retry_after_s", 0.0)))
+        raise _ERRORS.get(kind, ControlError)(text)
+
+    def close(self) -> None:
+        """Close the link (the service's session of this window logs out; the station goes on)."""
+        self._closing = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        if self._reader is not threading.current_thread():
+            self._reader.join(2.0)
+
+    def _read_loop(self) -> None:
+        reason = "the service closed the link"
+        try:
+            with self._sock.makefile("rb") as f:
+                for line in f:
+                    try:
+                        msg = decode(line)
+                    except ProtocolError as exc:
+                        log.warning("control link: %s", exc)
+                        continue
+                    if "event" in msg:
+                        if self.on_event is not None:
+                            try:
+                                self.on_event(msg)
+                            except Exception as exc:  # noqa: BLE001 - one bad event must not end the link
+                                log.warning("control link: event %s: %s: %s", msg.get("event"), type(exc).__name__, exc)
+                        continue
+                    with self._lock:
+                        slot = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
+                    if slot is not None:
+                        slot[1] = msg
+                        slot[0].set()
+        except (OSError, ValueError) as exc:
+            reason = str(exc)
+        self.lost = reason
+        with self._lock:
+            for slot in self._pending.values():
+                slot[0].set()
+        if not self._closing and self.on_lost is not None:
+            self.on_lost(reason)
+
+
+def attach(station_name: str, path: Path | str | None = None) -> tuple[RemoteLink, dict[str, Any]] | None:
+    """Connect to the service of ``station_name`` if one answers (``path``, else the usual places).
+
+    Returns:
+        The link and the service's hello, or None where no service answers.
+    """
+    for cand in [Path(path)] if path is not None else socket_candidates(station_name):
+        if not cand.exists():
+            continue
+        try:
+            link = RemoteLink(cand)
+        except OSError as exc:
+            log.debug("control link %s: %s", cand, exc)
+            continue
+        try:
+            hello = link.request("hello", timeout=5.0)
+        except ControlError as exc:
+            log.warning("control link %s: %s", cand, exc)
+            link.close()
+            continue
+        if int(hello.get("version", 0)) != VERSION:
+            log.warning("control link %s: protocol %s, this GUI speaks %d", cand, hello.get("version"), VERSION)
+            link.close()
+            continue
+        return link, hello
+    return None
+
+
+# ---------------------------------------------------------------------------- the station's stand-ins
+class RemoteFrame:
+    """A display image of one frame, standing where a `FrameHandle` is read (no slot behind it)."""
+
+    __slots__ = ("acquired_wall", "camera_id", "image", "pixel_format", "sequence")
+
+    def __init__(self, camera_id: str, sequence: int, image: np.ndarray, acquired_wall: float) -> None:
+        self.camera_id = camera_id
+        self.sequence = sequence
+        self.image = image
+        self.pixel_format = "Mono8" if image.ndim == 2 else "BGR8"
+        self.acquired_wall = acquired_wall
+
+    def retain(self) -> RemoteFrame:
+        return self
+
+    def release(self) -> None:
+        pass
+
+
+class RemotePool:
+    """What the views read of a camera's pool: its newest frame's time and its counters."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.newest_frame_wall: float | None = None
+        self.counters = PoolCounters()
+
+    def latest(self) -> RemoteFrame | None:
+        if self.newest_frame_wall is None:
+            return None
+        return RemoteFrame("", -1, np.zeros((1, 1), np.uint8), self.newest_frame_wall)
+
+    def snapshot(self) -> PoolCounters:
+        return self.counters
+
+
+class RemoteCamera:
+    """A camera of the service: identity, state and pool numbers from its events."""
+
+    def __init__(self, info: CameraInfo, state: CameraState, capacity: int) -> None:
+        self.info = info
+        self.state = state
+        self.pool = RemotePool(capacity)
+
+
+class RemoteStation:
+    """The service's station as the main window reads it (built from the service's hello).
+
+    ``stop`` does nothing: closing an attached window never stops inspection.
+    """
+
+    def __init__(self, hello: dict[str, Any]) -> None:
+        self.config = SimpleNamespace(name=str(hello["station"]))
+        self.cameras: dict[str, RemoteCamera] = {
+            c["id"]: RemoteCamera(CameraInfo(id=c["id"], kind=c.get("kind", ""), vendor=c.get("vendor", ""),
+                                             model=c.get("model", ""), serial=c.get("serial", "")),
+                                  _camera_state(c.get("state")), int(c.get("pool_capacity", 6)))
+            for c in hello["cameras"]
+        }
+        self.card = SimpleNamespace(classes=tuple(hello.get("classes", ())))
+        self.line: object | None = object() if hello.get("triggered") else None
+        self.recipes = None  # the product recipe selector stays hidden over the link (not served yet)
+        self.db_url: str | None = hello.get("db_url")
+        self.pid = int(hello.get("pid", 0))
+        self._paused = bool(hello.get("paused"))
+        self._health: dict[str, Any] = {"ok": True, "level": "OK", "summary": "", "issues": []}
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def health(self) -> dict[str, Any]:
+        return self._health
+
+    def stop(self) -> None:
+        """Nothing: the station is the service's."""
+
+
+class RemoteControl:
+    """`StationControl`'s interface over the link: this window's own session on the service.
+
+    Args:
+        link: The connection.
+        station: The station stand-in (its pause state follows the answers).
+        engine: The station's database, opened here read-only for the history browser (None: no history).
+    """
+
+    def __init__(self, link: RemoteLink, station: RemoteStation, engine: Any = None) -> None:
+        self.link = link
+        self.station = station
+        self.engine = engine
+        self.permissions = Permissions()
+        self.events = ControlEvents()
+        self._user: User | None = None
+        #: Asked before inspection is paused from this window (None: not asked).
+        self.confirm_pause: Callable[[], bool] | None = None
+
+    @property
+    def user(self) -> User | None:
+        return self._user
+
+    def can(self, action: str) -> bool:
+        return self.permissions.allowed(self._user, action)
+
+    def require(self, action: str) -> None:
+        self.permissions.require(self._user, action)
+
+    def login(self, name: str, password: str) -> User | None:
+        d = self.link.request("login", name=name, password=password)
+        user = _user(d)
+        if user is not None:
+            self._user = user
+            self.events.user_changed.emit(user)
+        return user
+
+    def logout(self) -> None:
+        user, self._user = self._user, None
+        try:
+            self.link.request("logout")
+        except LinkLost:
+            pass
+        if user is not None:
+            self.events.user_changed.emit(None)
+
+    def first_start_needed(self) -> bool:
+        return bool(self.link.request("first_start_needed"))
+
+    def create_admin(self, password: str, name: str = "admin") -> User:
+        u = _user(self.link.request("create_admin", password=password, name=name))
+        assert u is not None
+        return u
+
+    def pause(self, paused: bool) -> None:
+        """Pause or resume the station (operator); pausing is asked for first when `confirm_pause` is set."""
+        self.require("station.pause")
+        if paused and self.confirm_pause is not None and not self.confirm_pause():
+            return
+        self.station._paused = bool(self.link.request("pause", paused=paused))
+
+    def select_recipe(self, key: int | str) -> str:
+        return str(self.link.request("select_recipe", key=key))
+
+    def trigger_part(self, part_id: str | None = None) -> str:
+        return str(self.link.request("trigger_part", part_id=part_id))
+
+    def review(self, inspection_id: int, mark: str | None) -> str | None:
+        old = self.link.request("review", inspection_id=inspection_id, mark=mark)
+        return None if old is None else str(old)
+
+    def record_export(self, kind: str, path: Path | str, rows: int) -> None:
+        self.link.request("record_export", kind=kind, path=str(path), rows=rows)
+
+    def audit_entries(self, limit: int = 500, since: float | None = None) -> list[AuditEntry]:
+        return [AuditEntry(**d) for d in self.link.request("audit_entries", limit=limit, since=since)]
+
+    def list_users(self) -> list[User]:
+        return [u for u in (_user(d) for d in self.link.request("list_users")) if u is not None]
+
+    def add_user(self, name: str, password: str, role: Role | str) -> User:
+        u = _user(self.link.request("add_user", name=name, password=password, role=Role.parse(role).label))
+        assert u is not None
+        return u
+
+    def set_role(self, name: str, role: Role | str) -> Role:
+        old = Role.parse(self.link.request("set_role", name=name, role=Role.parse(role).label))
+        if self._user is not None and self._user.name == name.strip():
+            self._user = User(self._user.name, Role.parse(role))
+            self.events.user_changed.emit(self._user)
+        return old
+
+    def set_password(self, name: str, password: str) -> None:
+        self.link.request("set_password", name=name, password=password)
+
+    def unlock_user(self, name: str) -> bool:
+        return bool(self.link.request("unlock_user", name=name))
+
+    def remove_user(self, name: str) -> Role:
+        return Role.parse(self.link.request("remove_user", name=name))
+
+    def change_own_password(self, password: str) -> None:
+        self.link.request("change_own_password", password=password)
+
+
+def _user(d: Any) -> User | None:
+    return None if not d else User(str(d["name"]), Role.parse(d["role"]))
+
+
+def _camera_state(value: Any) -> CameraState:
+    try:
+        return CameraState(value)
+    except ValueError:
+        return CameraState.OFFLINE
+
+
+# ---------------------------------------------------------------------------- the bridge
+class RemoteBridge(QObject):
+    """The service's events -> the bridge's state and Qt signals (the interface of `EngineBridge`).
+
+    Args:
+        station: The station stand-in (states, health and pause are kept up to date here).
+        control: This window's session (its user changes are forwarded as `user_changed`).
+        link: The connection (its events are read on the link's thread).
+        refresh_hz: How often `tick` fires (default: the service's image rate, 5..10 Hz).
+    """
+
+    tick = Signal()
+    camera_state_changed = Signal(str, str, str)
+    paused_changed = Signal(bool)
+    user_changed = Signal(object)
+    audit_recorded = Signal(object)
+    link_lost = Signal(str)
+
+    def __init__(self, station: RemoteStation, control: RemoteControl, link: RemoteLink, *,
+                 refresh_hz: float | None = None, image_fps: float = 5.0, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.control = control
+        self.link = link
+        self.line = station.line
+        self.live: dict[str, CameraLive] = {cid: CameraLive(cid) for cid in station.cameras}
+        self._lock = threading.Lock()
+        self._frames: dict[str, tuple[RemoteFrame, InspectionResult]] = {}
+        self._part_frames: OrderedDict[str, dict[str, RemoteFrame]] = OrderedDict()
+        self._parts: deque[PartResult] = deque(maxlen=PARTS_KEPT)
+        self._line: LineStatus | None = None
+        self._closed = False
+        self.images_received = 0
+        control.events.user_changed.connect(self._on_user)
+        link.on_event = self._on_event
+        link.on_lost = self._on_lost
+        self.refresh_hz = refresh_hz if refresh_hz is not None else min(10.0, max(5.0, image_fps))
+        self._timer = QTimer(self)
+        self._timer.setInterval(max(10, int(1000 / self.refresh_hz)))
+        self._timer.timeout.connect(self.tick.emit)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Ask the service for images and start pacing the views."""
+        self._timer.start()
+        try:
+            self.link.request("images", on=True)
+        except ControlError as exc:
+            log.warning("control link: no images: %s", exc)
+
+    def close(self) -> None:
+        """Stop pacing the views (the link is closed by its owner); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._timer.stop()
+        self.control.events.user_changed.disconnect(self._on_user, missing_ok=True)
+        self.link.on_event = None
+        self.link.on_lost = None
+
+    # ------------------------------------------------------------------ the link's thread
+    def _on_user(self, user: object) -> None:
+        self.user_changed.emit(user)
+
+    def _on_event(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("event")
+        if kind == "image":
+            self._on_image(msg)
+        elif kind == "part":
+            part = part_from_wire(msg["part"])
+            with self._lock:
+                self._parts.append(part)
+        elif kind == "status":
+            self._on_status(msg)
+        elif kind == "camera_state":
+            cam = self.station.cameras.get(str(msg.get("camera_id")))
+            if cam is not None:
+                cam.state = _camera_state(msg.get("new"))
+                self.camera_state_changed.emit(cam.info.id, str(msg.get("old")), cam.state.value)
+        elif kind == "paused":
+            self.station._paused = bool(msg.get("paused"))
+            self.paused_changed.emit(self.station._paused)
+
+    def _on_image(self, msg: dict[str, Any]) -> None:
+        data = np.frombuffer(base64.b64decode(msg["jpeg"]), np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ProtocolError("image: not a JPEG")
+        cid = str(msg["camera_id"])
+        frame = RemoteFrame(cid, int(msg["sequence"]), image, float(msg["acquired_wall"]))
+        result = result_from_wire(msg["result"])
+        part_id = msg.get("part_id")
+        with self._lock:
+            self.images_received += 1
+            if self.line is None or part_id is None:
+                self._frames[cid] = (frame, result)
+                return
+            self._part_frames.setdefault(str(part_id), {})[cid] = frame
+            self._part_frames.move_to_end(str(part_id))
+            while len(self._part_frames) > 2 * PARTS_KEPT:
+                self._part_frames.popitem(last=False)
+
+    def _on_status(self, msg: dict[str, Any]) -> None:
+        now = time.monotonic()
+        health = msg.get("health")
+        if isinstance(health, dict):
+            self.station._health = health
+        paused = bool(msg.get("paused"))
+        if paused != self.station._paused:
+            self.station._paused = paused
+            self.paused_changed.emit(paused)
+        for c in msg.get("cameras", []):
+            cid = str(c["camera_id"])
+            cam = self.station.cameras.get(cid)
+            live = self.live.get(cid)
+            if cam is None or live is None:
+                continue
+            cam.pool.newest_frame_wall = c.get("newest_frame_wall")
+            cam.pool.counters = PoolCounters(inspected=int(c["inspected"]), dropped=int(c["dropped"]))
+            state = _camera_state(c.get("state"))
+            if state is not cam.state:
+                old, cam.state = cam.state, state
+                self.camera_state_changed.emit(cid, old.value, state.value)
+            live.fps, live.inspected_fps = float(c["fps"]), float(c["inspected_fps"])
+            live.latency_p50_ms = c.get("latency_p50_ms")
+            live.dropped, live.inspected, live.ng = int(c["dropped"]), int(c["inspected"]), int(c["ng"])
+            live.last_verdict = str(c.get("last_verdict", ""))
+            age = c.get("last_result_age_s")
+            live.last_result_at = now - float(age) if age is not None else None
+        line = msg.get("line")
+        if isinstance(line, dict):
+            with self._lock:
+                self._line = LineStatus(**{**line, "window_s": float(line.get("window_s", GAUGE_WINDOW_S))})
+
+    def _on_lost(self, reason: str) -> None:
+        self.station._health = {"ok": False, "level": "ALARM", "summary": LOST_HEALTH,
+                                "issues": [f"{LOST_HEALTH}: {reason}; restart the GUI once the service runs"]}
+        for cid, cam in self.station.cameras.items():
+            old, cam.state = cam.state, CameraState.OFFLINE
+            self.camera_state_changed.emit(cid, old.value, cam.state.value)
+        self.link_lost.emit(reason)
+
+    # ------------------------------------------------------------------ GUI thread (EngineBridge's interface)
+    def result_frame(self, camera_id: str) -> tuple[RemoteFrame | None, InspectionResult | None]:
+        """The newest image of a camera with its result, or ``(None, None)``."""
+        with self._lock:
+            got = self._frames.get(camera_id)
+        return (got[0], got[1]) if got is not None else (None, None)
+
+    def recent_parts(self) -> list[PartResult]:
+        with self._lock:
+            return list(reversed(self._parts))
+
+    def current_part(self) -> PartResult | None:
+        with self._lock:
+            return self._parts[-1] if self._parts else None
+
+    def part_frame(self, part_id: str, camera_id: str) -> RemoteFrame | None:
+        with self._lock:
+            return self._part_frames.get(part_id, {}).get(camera_id)
+
+    def line_status(self) -> LineStatus | None:
+        if self.line is None:
+            return None
+        with self._lock:
+            return self._line
+
+    def line_counts(self) -> tuple[int, int]:
+        return sum(v.inspected for v in self.live.values()), sum(v.ng for v in self.live.values())
+
+    def line_verdict(self, *, recent_s: float = 3.0) -> str:
+        now = time.monotonic()
+        recent = [v.last_verdict for v in self.live.values()
+                  if v.last_result_at is not None and now - v.last_result_at <= recent_s]
+        if not recent:
+            return ""
+        return "NG" if "NG" in recent else "OK"

@@ -1,0 +1,658 @@
+"""`ControlServer`: the station's local control link, served on a Unix socket.
+
+Every attached client (a GUI) gets its own `StationControl` session: it starts anonymous
+(watch only) and must log in over the link for anything else, with the same roles, login
+throttling and audit as everywhere. Requests are answered on the client's reader thread;
+everything the server sends goes through the client's bounded queue and one writer
+thread per client with a send timeout, so the engine never waits for a client: a full
+queue drops images first, and a client that cannot take even its answers and events is
+disconnected. A GUI that hangs or dies therefore never holds the station.
+
+What clients see (`events`): decided parts, camera states, pause changes, a status
+snapshot (health, line counters, every camera's rates) a few times a second, and
+display images (`protocol.display_size` JPEGs of each camera's newest inspected frame, at
+most ``image_fps`` per camera, encoded on the server's publisher thread, only while a
+client asked for images). The engine's threads only take a frame reference and append to
+bounded deques.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import os
+import queue
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+import cv2
+import numpy as np
+
+from camera.frame_pool import FrameHandle
+from camera.protocol import Camera, CameraState
+from inspector.access.control import ControlError, RecipeError, StationControl
+from inspector.access.users import LoginRefused, PermissionDenied, User, UserError
+from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.service.protocol import (
+    MAX_REQUEST_BYTES,
+    VERSION,
+    CameraLiveWire,
+    ProtocolError,
+    decode,
+    display_size,
+    encode,
+    part_to_wire,
+    result_to_wire,
+)
+
+log = logging.getLogger(__name__)
+
+#: Messages waiting for one client; past this, images are dropped and then the client is cut off.
+CLIENT_QUEUE = 256
+#: Of those, at most this many may be images (answers and events keep room).
+CLIENT_IMAGES_QUEUED = 16
+#: A client that takes no bytes for this long is disconnected.
+SEND_TIMEOUT_S = 5.0
+#: The publisher's period: parts and states go out within this.
+PUBLISH_PERIOD_S = 0.05
+JPEG_QUALITY = 75
+#: The line gauge's window (seconds), as the embedded GUI's.
+GAUGE_WINDOW_S = 10.0
+
+
+class ServiceError(RuntimeError):
+    """The control link cannot be served (socket in use, folder not writable); one line."""
+
+
+class ServedStation(Protocol):
+    """What the server reads of a `inspector.station.Station` (and what its sessions control)."""
+
+    config: Any
+    cameras: dict[str, Camera]
+    lanes: dict[str, Any]
+    events: Any
+    stats: Any
+    line: Any
+    engine: Any
+
+    @property
+    def paused(self) -> bool: ...
+
+    def pause(self, paused: bool) -> None: ...
+
+    def refresh_provenance(self, camera_id: str) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+# ---------------------------------------------------------------------------- requests
+def _user(u: User | None) -> dict[str, str] | None:
+    return None if u is None else {"name": u.name, "role": u.role.label}
+
+
+def _audit(entries: list[Any]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(e) for e in entries]
+
+
+def _pause(c: StationControl, paused: bool) -> bool:
+    c.pause(paused)
+    return bool(c.station.paused)
+
+
+Op = Callable[[StationControl, dict[str, Any]], Any]
+
+#: The control API over the link: each op is one `StationControl` call (roles and audit there).
+OPS: dict[str, Op] = {
+    "login": lambda c, a: _user(c.login(str(a["name"]), str(a["password"]))),
+    "logout": lambda c, a: c.logout(),
+    "whoami": lambda c, a: _user(c.user),
+    "first_start_needed": lambda c, a: c.first_start_needed(),
+    "create_admin": lambda c, a: _user(c.create_admin(str(a["password"]), name=str(a.get("name", "admin")))),
+    "pause": lambda c, a: _pause(c, bool(a["paused"])),
+    "select_recipe": lambda c, a: c.select_recipe(a["key"]),
+    "trigger_part": lambda c, a: c.trigger_part(a.get("part_id")),
+    "require": lambda c, a: c.require(str(a["action"])),
+    "review": lambda c, a: c.review(int(a["inspection_id"]), a.get("mark")),
+    "record_export": lambda c, a: c.record_export(str(a["kind"]), str(a["path"]), int(a["rows"])),
+    "audit_entries": lambda c, a: _audit(c.audit_entries(int(a.get("limit", 500)), a.get("since"))),
+    "list_users": lambda c, a: [_user(u) for u in c.list_users()],
+    "add_user": lambda c, a: _user(c.add_user(str(a["name"]), str(a["password"]), str(a["role"]))),
+    "set_role": lambda c, a: c.set_role(str(a["name"]), str(a["role"])).label,
+    "set_password": lambda c, a: c.set_password(str(a["name"]), str(a["password"])),
+    "unlock_user": lambda c, a: c.unlock_user(str(a["name"])),
+    "remove_user": lambda c, a: c.remove_user(str(a["name"])).label,
+    "change_own_password": lambda c, a: c.change_own_password(str(a["password"])),
+}
+
+#: Errors a request may end with, answered by name (the client raises the same class).
+_ANSWERED = (PermissionDenied, UserError, ControlError, RecipeError, KeyError, ValueError, TypeError)
+
+
+# ---------------------------------------------------------------------------- one client
+class ClientLink:
+    """One attached client: its socket, its session and its outgoing queue.
+
+    Args:
+        sock: The accepted connection.
+        server: The server (hello, images).
+        control: This client's session.
+        name: For log lines ("client 3").
+    """
+
+    def __init__(self, sock: socket.socket, server: ControlServer, control: StationControl, name: str) -> None:
+        self.sock = sock
+        self.server = server
+        self.control = control
+        self.name = name
+        self.wants_images = False
+        self.dropped_images = 0
+        self._out: queue.Queue[tuple[bytes, bool] | None] = queue.Queue(CLIENT_QUEUE)  # (line, is an image)
+        self._images_queued = 0
+        self._count_lock = threading.Lock()
+        self._closed = threading.Event()
+        sock.settimeout(SEND_TIMEOUT_S)
+        self._reader = threading.Thread(target=self._read_loop, name=f"link-{name}-read", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name=f"link-{name}-write", daemon=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def start(self) -> None:
+        self._writer.start()
+        self._reader.start()
+
+    def send(self, message: bytes, *, image: bool = False) -> bool:
+        """Queue one line without waiting; False when it was dropped (an image) or the client was cut off."""
+        if self.closed:
+            return False
+        if image:
+            with self._count_lock:
+                if self._images_queued >= CLIENT_IMAGES_QUEUED:
+                    self.dropped_images += 1
+                    return False
+                self._images_queued += 1
+        try:
+            self._out.put_nowait((message, image))
+        except queue.Full:
+            if image:
+                with self._count_lock:
+                    self._images_queued -= 1
+                    self.dropped_images += 1
+                return False
+            log.warning("control link: %s takes nothing (%d messages waiting): disconnected", self.name, CLIENT_QUEUE)
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        """Cut the client off (idempotent); its session logs out."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self._out.put_nowait(None)
+        except queue.Full:
+            pass
+        try:
+            self.control.logout()
+        except Exception as exc:  # noqa: BLE001 - an audit row that cannot be written must not stop the server
+            log.warning("control link: %s: logout: %s", self.name, exc)
+        self.server._forget(self)
+
+    def join(self, timeout: float = 2.0) -> None:
+        for t in (self._reader, self._writer):
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(timeout)
+
+    # -------------------------------------------------------------- threads
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                item = self._out.get()
+                if item is None or self.closed:
+                    break
+                msg, image = item
+                if image:
+                    with self._count_lock:
+                        self._images_queued -= 1
+                self.sock.sendall(msg)
+        except (TimeoutError, OSError) as exc:
+            if not self.closed:
+                log.warning("control link: %s: cannot send (%s): disconnected", self.name, exc)
+        finally:
+            self.close()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _read_loop(self) -> None:
+        buf = b""
+        try:
+            while not self.closed:
+                try:
+                    chunk = self.sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        self._answer(line)
+                if len(buf) > MAX_REQUEST_BYTES:
+                    log.warning("control link: %s: a request over %d bytes: disconnected", self.name, MAX_REQUEST_BYTES)
+                    break
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def _answer(self, line: bytes) -> None:
+        rid: Any = None
+        try:
+            req = decode(line)
+            rid = req.get("id")
+            op = req.get("op")
+            args = req.get("args") or {}
+            if not isinstance(op, str) or not isinstance(args, dict):
+                raise ProtocolError("a request has an op (text) and args (an object)")
+            result = self._perform(op, args)
+            self.send(encode({"id": rid, "ok": True, "result": result}))
+        except ProtocolError as exc:
+            self.send(encode({"id": rid, "ok": False, "kind": "ProtocolError", "error": str(exc)}))
+        except LoginRefused as exc:
+            self.send(encode({"id": rid, "ok": False, "kind": "LoginRefused", "error": str(exc),
+                              "retry_after_s": exc.retry_after_s}))
+        except _ANSWERED as exc:
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            self.send(encode({"id": rid, "ok": False, "kind": type(exc).__name__, "error": text}))
+        except Exception as exc:  # noqa: BLE001 - one line for the client and the log, never a dead link
+            log.warning("control link: %s: request failed: %s: %s", self.name, type(exc).__name__, exc)
+            self.send(encode({"id": rid, "ok": False, "kind": "ControlError", "error": f"{type(exc).__name__}: {exc}"}))
+
+    def _perform(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "hello":
+            return self.server.hello()
+        if op == "images":
+            self.wants_images = bool(args.get("on", True))
+            return self.wants_images
+        if op == "status":
+            return self.server.status()
+        fn = OPS.get(op)
+        if fn is None:
+            raise ProtocolError(f"unknown op {op!r}")
+        return fn(self.control, args)
+
+
+# ---------------------------------------------------------------------------- the server
+class ControlServer:
+    """Serves a station's control link on a Unix socket (file mode 0660).
+
+    Args:
+        station: The running station (it needs a database: users and audit live there).
+        path: The socket's path; its folder is made (0750) when missing.
+        image_fps: Display images per camera and second at most (0: none).
+        status_hz: Status snapshots per second.
+        max_clients: Connections beyond this are refused (closed at once).
+
+    Raises:
+        ServiceError: From `start`: the socket is in use by a live server, or cannot be made.
+    """
+
+    def __init__(self, station: ServedStation, path: Path | str, *, image_fps: float = 5.0, status_hz: float = 2.0,
+                 max_clients: int = 8) -> None:
+        if getattr(station, "engine", None) is None:
+            raise ServiceError("the control link needs the station's database (users and audit): not 'none'")
+        self.station = station
+        self.path = Path(path)
+        self.image_fps = max(0.0, float(image_fps))
+        self.status_hz = max(0.2, float(status_hz))
+        self.max_clients = max_clients
+        self._clients: list[ClientLink] = []
+        self._clients_lock = threading.Lock()
+        self._seq = 0
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        # engine side: filled on engine threads, read by the publisher
+        self._lock = threading.Lock()
+        self._newest: dict[str, tuple[FrameHandle, InspectionResult]] = {}
+        self._latency: dict[str, deque[float]] = {cid: deque(maxlen=64) for cid in station.cameras}
+        self._last: dict[str, tuple[str, float]] = {}  # camera -> (verdict, monotonic time)
+        self._parts: deque[PartResult] = deque(maxlen=200)
+        self._events: deque[dict[str, Any]] = deque(maxlen=200)
+        self._encoded_at: dict[str, tuple[float, int]] = {}  # camera -> (monotonic, sequence)
+        self._rate_marks: dict[str, tuple[float, int, int]] = {}
+        self._rates: dict[str, tuple[float, float]] = {}
+        self.images_sent = 0
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Bind the socket, connect to the station's events and start serving."""
+        self._bind()
+        ev = self.station.events
+        ev.result_ready.connect(self._on_result)
+        ev.part_ready.connect(self._on_part)
+        ev.camera_state_changed.connect(self._on_camera_state)
+        ev.paused_changed.connect(self._on_paused)
+        for target, name in ((self._accept_loop, "link-accept"), (self._publish_loop, "link-publish")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("control link: serving station %s on %s", self.station.config.name, self.path)
+
+    def stop(self) -> None:
+        """Disconnect every client, stop serving and remove the socket (idempotent)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        ev = self.station.events
+        for sig, slot in ((ev.result_ready, self._on_result), (ev.part_ready, self._on_part),
+                          (ev.camera_state_changed, self._on_camera_state), (ev.paused_changed, self._on_paused)):
+            sig.disconnect(slot, missing_ok=True)
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        with self._clients_lock:
+            clients = list(self._clients)
+        for c in clients:
+            c.close()
+        for c in clients:
+            c.join()
+        for t in self._threads:
+            t.join(2.0)
+        with self._lock:
+            held, self._newest = [h for h, _ in self._newest.values()], {}
+        for h in held:
+            h.release()
+        try:
+            if self.path.is_socket():
+                self.path.unlink()
+        except OSError:
+            pass
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def clients(self) -> list[ClientLink]:
+        with self._clients_lock:
+            return list(self._clients)
+
+    def _bind(self) -> None:
+        path = self.path
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(mode=0o750, parents=True)
+            if path.exists() or path.is_symlink():
+                if not stat.S_ISSOCK(path.lstat().st_mode):
+                    raise ServiceError(f"socket {path}: a file that is not a socket is there; remove it")
+                if _answers(path):
+                    raise ServiceError(f"socket {path}: a station service answers there already")
+                path.unlink()  # left by a service that died
+            lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            lst.bind(str(path))
+            os.chmod(path, 0o660)  # the service's user and group (the GUI users) only
+            lst.listen(8)
+            lst.settimeout(0.5)
+        except ServiceError:
+            raise
+        except OSError as exc:
+            raise ServiceError(f"socket {path}: {exc.strerror or exc}") from None
+        self._listener = lst
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            with self._clients_lock:
+                full = len(self._clients) >= self.max_clients
+                self._seq += 1
+                name = f"client {self._seq}"
+            if full:
+                log.warning("control link: %s refused: %d clients attached already", name, self.max_clients)
+                sock.close()
+                continue
+            try:
+                control = StationControl(self.station)
+            except Exception as exc:  # noqa: BLE001 - a session that cannot open is one line, the server goes on
+                log.warning("control link: %s: no session: %s", name, exc)
+                sock.close()
+                continue
+            client = ClientLink(sock, self, control, name)
+            with self._clients_lock:
+                self._clients.append(client)
+            client.start()
+            log.info("control link: %s attached", name)
+
+    def _forget(self, client: ClientLink) -> None:
+        with self._clients_lock:
+            if client in self._clients:
+                self._clients.remove(client)
+                log.info("control link: %s detached", client.name)
+
+    # -------------------------------------------------------------- what clients read
+    def hello(self) -> dict[str, Any]:
+        """The station as a client first sees it (cameras, line, classes, database)."""
+        st = self.station
+        card = getattr(st, "card", None)
+        line = st.line
+        return {
+            "version": VERSION,
+            "station": st.config.name,
+            "pid": os.getpid(),
+            "cameras": [
+                {"id": cid, "kind": cam.info.kind, "vendor": cam.info.vendor, "model": cam.info.model,
+                 "serial": cam.info.serial, "state": _state(cam.state), "pool_capacity": cam.pool.capacity}
+                for cid, cam in st.cameras.items()
+            ],
+            "triggered": line is not None,
+            "classes": list(card.classes) if card is not None else [],
+            "paused": bool(st.paused),
+            "db_url": getattr(st, "db_url", None),
+            "image_fps": self.image_fps,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Health, pause, line counters and every camera's numbers now."""
+        st = self.station
+        now = time.monotonic()
+        cams = []
+        with self._lock:
+            lat = {cid: list(d) for cid, d in self._latency.items()}
+            last = dict(self._last)
+        for cid, cam in st.cameras.items():
+            c = cam.pool.snapshot()
+            mark = self._rate_marks.get(cid)
+            if mark is None or now - mark[0] >= 1.0:
+                if mark is not None:
+                    dt = now - mark[0]
+                    self._rates[cid] = ((c.received - mark[1]) / dt, (c.inspected - mark[2]) / dt)
+                self._rate_marks[cid] = (now, c.received, c.inspected)
+            fps, ins = self._rates.get(cid, (0.0, 0.0))
+            newest = cam.pool.latest()
+            newest_wall = newest.acquired_wall if newest is not None else None
+            if newest is not None:
+                newest.release()
+            cs = st.stats.camera(cid)
+            verdict, at = last.get(cid, ("", None))  # type: ignore[arg-type]
+            cams.append(dataclasses.asdict(CameraLiveWire(
+                camera_id=cid, state=_state(cam.state), fps=fps, inspected_fps=ins,
+                latency_p50_ms=float(np.median(lat[cid])) if lat.get(cid) else None, dropped=c.dropped,
+                inspected=cs.inspected, ng=cs.ng, last_verdict=verdict,
+                last_result_age_s=(now - at) if at is not None else None, newest_frame_wall=newest_wall,
+            )))
+        return {"paused": bool(st.paused), "health": st.health(), "cameras": cams, "line": self._line_status()}
+
+    def _line_status(self) -> dict[str, Any] | None:
+        line = self.station.line
+        if line is None:
+            return None
+        rep = line.report()
+        win = line.tracker.stats.window(GAUGE_WINDOW_S)
+        return {
+            "parts": int(rep["verdicts"]), "ok": int(rep["ok"]), "ng": int(rep["ng"]),
+            "incomplete": int(rep["incomplete"]), "late_frames": int(rep["late_frames"]),
+            "missed_triggers": int(rep.get("missed_triggers", 0)), "budget_ms": float(rep["budget_ms"]),
+            "p99_ms": float(win["p99_ms"]), "window_parts": int(win["parts"]), "window_s": GAUGE_WINDOW_S,
+        }
+
+    # -------------------------------------------------------------- engine threads (cheap)
+    def _wanting_images(self) -> bool:
+        return self.image_fps > 0 and any(c.wants_images for c in self.clients)
+
+    def _on_result(self, r: InspectionResult) -> None:
+        old: FrameHandle | None = None
+        with self._lock:
+            lat = self._latency.get(r.camera_id)
+            if lat is None:
+                lat = self._latency[r.camera_id] = deque(maxlen=64)
+            lat.append(r.times.total_ms)
+            self._last[r.camera_id] = (r.verdict.value, time.monotonic())
+            if r.frame is None or r.late or not self._clients or not self._wanting_images():
+                return
+            prev = self._newest.get(r.camera_id)
+            old = prev[0] if prev is not None else None
+            self._newest[r.camera_id] = (r.frame.retain(), r)  # the worker still holds it here
+        if old is not None:
+            old.release()
+
+    def _on_part(self, part: PartResult) -> None:
+        if self._clients:
+            self._parts.append(part)
+
+    def _on_camera_state(self, camera_id: str, old: CameraState, new: CameraState) -> None:
+        if new is not CameraState.STREAMING:  # a lost camera gets its buffer back at once
+            with self._lock:
+                held = self._newest.pop(camera_id, None)
+            if held is not None:
+                held[0].release()
+        self._events.append({"event": "camera_state", "camera_id": camera_id, "old": _state(old), "new": _state(new)})
+
+    def _on_paused(self, paused: bool) -> None:
+        self._events.append({"event": "paused", "paused": bool(paused)})
+
+    # -------------------------------------------------------------- publisher thread
+    def _broadcast(self, message: bytes, *, image: bool = False) -> None:
+        for c in self.clients:
+            if not image or c.wants_images:
+                c.send(message, image=image)
+
+    def _publish_loop(self) -> None:
+        status_at = 0.0
+        while not self._stop.wait(PUBLISH_PERIOD_S):
+            try:
+                if not self.clients:
+                    self._parts.clear()
+                    self._events.clear()
+                    continue
+                while self._events:
+                    self._broadcast(encode(self._events.popleft()))
+                if self._wanting_images():
+                    self._send_images()
+                while self._parts:
+                    self._broadcast(encode({"event": "part", "part": part_to_wire(self._parts.popleft())}))
+                now = time.monotonic()
+                if now - status_at >= 1.0 / self.status_hz:
+                    status_at = now
+                    self._broadcast(encode({"event": "status", **self.status()}))
+            except Exception as exc:  # noqa: BLE001 - the link must outlive one bad snapshot
+                log.warning("control link: publishing failed: %s: %s", type(exc).__name__, exc)
+
+    def _send_images(self) -> None:
+        now = time.monotonic()
+        interval = 1.0 / self.image_fps
+        due: list[tuple[FrameHandle, InspectionResult]] = []
+        with self._lock:
+            for cid in list(self._newest):
+                h, r = self._newest[cid]
+                at, seq = self._encoded_at.get(cid, (0.0, -1))
+                if now - at >= interval and h.sequence != seq:
+                    due.append(self._newest.pop(cid))
+                    self._encoded_at[cid] = (now, h.sequence)
+        for h, r in due:
+            try:
+                jpeg = encode_display_jpeg(h.image, h.pixel_format)
+                wall = h.acquired_wall
+            except (ValueError, cv2.error) as exc:  # a malformed frame (counted by the engine)
+                log.debug("control link: camera %s frame %d not sent: %s", h.camera_id, h.sequence, exc)
+                continue
+            finally:
+                h.release()
+            msg = {"event": "image", "camera_id": r.camera_id, "sequence": r.sequence, "part_id": r.part_id,
+                   "acquired_wall": wall, "result": result_to_wire(r), "jpeg": base64.b64encode(jpeg).decode()}
+            self._broadcast(encode(msg), image=True)
+            self.images_sent += 1
+
+
+# ---------------------------------------------------------------------------- helpers
+_TO_BGR = {
+    "RGB8": cv2.COLOR_RGB2BGR, "RGBa8": cv2.COLOR_RGBA2BGR, "BGRa8": cv2.COLOR_BGRA2BGR,
+    "BayerRG8": cv2.COLOR_BayerRG2BGR, "BayerGR8": cv2.COLOR_BayerGR2BGR, "BayerGB8": cv2.COLOR_BayerGB2BGR,
+    "BayerBG8": cv2.COLOR_BayerBG2BGR,
+}
+
+
+def encode_display_jpeg(image: np.ndarray, pixel_format: str) -> bytes:
+    """A frame as a JPEG at `protocol.display_size` (grey stays grey; Bayer is demosaiced).
+
+    Raises:
+        ValueError: A frame of a shape that is not an image.
+    """
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise ValueError(f"cannot show a frame of shape {image.shape}")
+    h, w = image.shape[:2]
+    size = display_size(w, h)
+    code = _TO_BGR.get(pixel_format)
+    if code is not None and pixel_format.startswith("Bayer"):
+        image = cv2.cvtColor(np.ascontiguousarray(image), code)
+        code = None
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if size != (w, h) else np.ascontiguousarray(image)
+    if code is not None:
+        small = cv2.cvtColor(small, code)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)
+
+
+def _state(state: object) -> str:
+    return str(getattr(state, "value", state))
+
+
+def _answers(path: Path) -> bool:
+    """Whether a server accepts connections on ``path`` now."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
