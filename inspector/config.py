@@ -17,7 +17,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,9 @@ from pydantic import (
 )
 
 from inspector.pipeline.verdict import VerdictRules
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.plant.mqtt import MqttSettings
 
 #: Verdict threshold when neither the camera nor the model card names one.
 DEFAULT_THRESHOLD = 0.35
@@ -414,6 +417,69 @@ class PlcConfig(_Strict):
         return _host_port(self.opcua, "opc.tcp", 4840) if self.opcua else None
 
 
+class MqttConfig(_Strict):
+    """Part results, the station's state and availability to an MQTT broker (off unless ``broker`` is set)."""
+
+    broker: str | None = Field(None, description="HOST:PORT of the broker (port 1883, 8883 with TLS, if left out)")
+    prefix: str = "inspector"  # topics: <prefix>/<station>/part, /state, /availability
+    client_id: str = ""  # empty: inspector-<station>
+    qos: Literal[1, 2] = 1
+    #: parts kept while the broker is away (oldest first); beyond it new parts are dropped, counted
+    outbox_size: Integer = Field(10_000, ge=1, le=10_000_000)
+    inflight: Integer = Field(20, ge=1, le=1000)  # messages sent and not yet acknowledged
+    keepalive_s: Integer = Field(30, ge=5, le=3600)
+    state_interval_s: Number = Field(5.0, ge=0.5, le=3600.0)  # how often the state is looked at
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None  # the name of an environment variable that holds the password
+    tls: StrictBool = False
+    ca_file: str | None = None  # None: the system's CAs
+    cert_file: str | None = None  # client certificate (and key, unless key_file)
+    key_file: str | None = None
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _a_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"{v} is not a file")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttConfig:
+        if self.broker is not None:
+            _host_port(self.broker, "mqtt", 1883)
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("password and password_env: set one of them")
+        if (self.password is not None or self.password_env is not None) and self.username is None:
+            raise ValueError("a password needs a username")
+        files = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k) is not None]
+        if files and not self.tls:
+            raise ValueError(f"{files[0]} is set but tls is false; set mqtt.tls = true")
+        return self
+
+    def settings(self, station: str) -> MqttSettings:
+        """The publisher's settings for ``station``; ValueError (one line) when no broker is set or
+        the environment variable that ``password_env`` names is not."""
+        import os
+
+        from inspector.plant.mqtt import MqttSettings
+
+        if self.broker is None:
+            raise ValueError("mqtt.broker: not set")
+        host, port = _host_port(self.broker, "mqtt", 8883 if self.tls else 1883)
+        password = self.password
+        if self.password_env is not None:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ValueError(f"mqtt.password_env: the environment variable {self.password_env} is not set")
+        return MqttSettings(
+            host=host, port=port, prefix=self.prefix, client_id=self.client_id or f"inspector-{station}",
+            qos=self.qos, outbox_size=self.outbox_size, inflight=self.inflight, keepalive_s=self.keepalive_s,
+            username=self.username, password=password, tls=self.tls, ca_file=self.ca_file,
+            cert_file=self.cert_file, key_file=self.key_file, state_interval_s=self.state_interval_s,
+        )
+
+
 class RecipesConfig(_Strict):
     """Product recipes (`inspector.recipes`): a folder of recipe files, and the one to start with."""
 
@@ -439,6 +505,7 @@ class StationConfig(_Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     line: LineConfig = Field(default_factory=LineConfig)
     plc: PlcConfig = Field(default_factory=PlcConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
     recipes: RecipesConfig = Field(default_factory=RecipesConfig)
     cameras: list[CameraConfig] = Field(min_length=1, max_length=64)
 

@@ -167,12 +167,25 @@ class Station:
                 self.line = self._make_line()
             self.plc_modbus: Any = make_modbus(self, self.engine)
             self.plc_opcua: Any = make_opcua(self, self.engine)
+            self.mqtt: Any = self._make_mqtt()
         except Exception:
             self._camera_set.close()
             raise
-        for link in (self.plc_modbus, self.plc_opcua):
+        for link in (self.plc_modbus, self.plc_opcua, self.mqtt):
             if link is not None:
                 self.fan_out.add_part_sink(link)
+
+    def _make_mqtt(self) -> Any:
+        """The MQTT publisher of part results, when ``[mqtt] broker`` is set (a part sink); else None."""
+        from inspector.plant.mqtt import make_mqtt
+
+        try:
+            mqtt = make_mqtt(self.config, self)
+        except ValueError as exc:  # an unset password_env, a station name that cannot be a topic, TLS files
+            raise StationError(str(exc)) from None
+        if mqtt is not None:
+            self.events.paused_changed.connect(lambda _paused: mqtt.state_changed())
+        return mqtt
 
     def _make_line(self) -> Any:
         from inspector.line.build import build_line

@@ -41,6 +41,9 @@ class ReportView(StationView, Protocol):
     def plc_opcua(self) -> Any: ...  # OpcUaPlc or None: ``.stats()``
 
     @property
+    def mqtt(self) -> Any: ...  # inspector.plant.mqtt.MqttPublisher or None: ``.stats()``
+
+    @property
     def recipes(self) -> Any: ...  # RecipeSwitch or None: ``.current``, ``.switches``
 
     @property
@@ -106,13 +109,14 @@ class RunReport:
     parts: dict[str, Any] | None = None
     plc: dict[str, Any] | None = None
     recipe: dict[str, Any] | None = None
+    mqtt: dict[str, Any] | None = None  # the MQTT outbox: published, dropped, peak depth
     extra: dict[str, Any] = field(default_factory=dict)  # sections added by a caller (the CLI's)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         out["cameras"] = [dataclasses.asdict(c) for c in self.cameras]
         out["scheduler"] = [dataclasses.asdict(w) for w in self.scheduler]
-        for optional in ("parts", "plc", "recipe"):
+        for optional in ("parts", "plc", "recipe", "mqtt"):
             if out[optional] is None:
                 del out[optional]
         out.update(self.extra)
@@ -187,6 +191,7 @@ def run_report(st: ReportView) -> RunReport:
         plc=plc or None,
         recipe=({"current": recipes.current.label if recipes.current else None, "switches": recipes.switches}
                 if recipes is not None else None),
+        mqtt=st.mqtt.stats() if st.mqtt is not None else None,
     )
 
 

@@ -1,0 +1,1 @@
+"""Plant-level sinks: where a plant's data platform gets the station's results (MQTT)."""
