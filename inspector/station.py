@@ -297,6 +297,8 @@ class Station:
         """Open a part now and trigger every camera (a PLC command, `StationControl.trigger_part`)."""
         if self.line is None:
             raise StationError("trigger_part: this station is free-running ([line] mode is not triggered)")
+        if self.paused:  # nobody inspects: the part would be scrapped NG incomplete at its deadline
+            raise StationError("trigger_part: the station is stopped (paused); no part is opened")
         return str(self.line.trigger_part(part_id))
 
     def inject_fault(self, camera_id: str, fault: str, value: float | None = None) -> None:
@@ -389,6 +391,9 @@ class Station:
         if self.line is not None:
             self.line.start()
         self.watchdog.start()
+        from inspector.pipeline.backends.precision_choice import measure_pending
+
+        measure_pending()  # `auto` on a CPU not measured yet: timed in the background, run from the next start
 
     def stop(self) -> None:
         """Line, watchdog, cameras, workers, sinks that hold frames, then the database writer; idempotent."""

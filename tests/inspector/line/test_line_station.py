@@ -215,3 +215,20 @@ def test_a_reject_gate_after_the_budget_and_a_camera_without_outputs_are_named()
 
     with pytest.raises(RejectUnsupported, match=r"camera viky: no digital output .*UserOutputValue"):
         RejectOutput("viky", DictFeatureTree())
+
+
+def test_a_trigger_while_paused_is_refused_and_opens_no_part() -> None:
+    """Paused, nobody inspects: a PLC's trigger (either link, the GUI) must not open a part that is
+    then scrapped NG incomplete (found with OPC UA jobs during a Modbus stop: the incomplete parts
+    turned health to ALARM and latched OPC UA in Error)."""
+    st = Station(parse_config(line_config(trigger="external", n=2)), db_url="none")
+    with st:
+        time.sleep(0.2)
+        st.pause(True)
+        with pytest.raises(StationError, match="stopped"):
+            st.trigger_part("P-1")
+        assert st.line.tracker.stats.triggered == 0
+        st.pause(False)
+        assert st.trigger_part("P-2") == "P-2"
+        time.sleep(0.5)
+    assert st.report()["parts"]["triggered"] == 1
