@@ -31,7 +31,8 @@ class StoredWhenSeen:
 
     def __init__(self, db: Path, spool: Path | None = None) -> None:
         self.db, self.spool = db, spool
-        self.seen: list[tuple[str, bool, int, bool]] = []  # part id, part row, frame rows, in the spool file
+        #: part id, part row, its frames' rows stored, in the spool file, frames the part carries
+        self.seen: list[tuple[str, bool, int, bool, int]] = []
         self.lock = threading.Lock()
 
     def start(self) -> None: ...
@@ -54,7 +55,7 @@ class StoredWhenSeen:
             con.close()
         spooled = self.spool is not None and self.spool.exists() and part.part_id in self.spool.read_text(errors="replace")
         with self.lock:
-            self.seen.append((part.part_id, bool(has_part), int(frames), spooled))
+            self.seen.append((part.part_id, bool(has_part), int(frames), spooled, len(part.frames)))
         return True
 
 
@@ -90,7 +91,7 @@ def test_a_part_reaches_the_part_sinks_only_after_it_and_its_frames_are_committe
         fan.stop()
         fan.stop_store()
     assert [s[0] for s in spy.seen] == [f"P-{n}" for n in range(1, 21)]  # every part, in order
-    assert all(has_part and frames == 2 for _pid, has_part, frames, _sp in spy.seen), spy.seen
+    assert all(has_part and frames == n == 2 for _pid, has_part, frames, _sp, n in spy.seen), spy.seen
 
 
 def test_a_part_waiting_for_the_plc_cuts_the_commit_linger_short(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_with_the_database_locked_a_part_is_handed_on_once_it_is_in_the_spool(tm
         deadline = time.monotonic() + 10
         while not spy.seen and time.monotonic() < deadline:
             time.sleep(0.01)
-        [(pid, _has, _frames, spooled)] = spy.seen
+        [(pid, _has, _frames, spooled, _n)] = spy.seen
         assert pid == "P-7" and spooled  # durable in the journal while the database is away
     finally:
         locker.execute("COMMIT")
@@ -188,5 +189,6 @@ def test_a_triggered_station_shows_the_plc_only_parts_already_stored(tmp_path: P
         time.sleep(3.0)
     rep = st.report()
     assert rep["parts"]["verdicts"] >= 10 and len(spy.seen) == rep["parts"]["verdicts"]
-    assert all(has_part and frames == 3 for _pid, has_part, frames, _sp in spy.seen), spy.seen
+    # every frame the part carries (an incomplete part under load carries fewer) is stored before it is seen
+    assert all(has_part and frames == n for _pid, has_part, frames, _sp, n in spy.seen), spy.seen
     assert rep["parts"]["verdict_to_visible_ms"]["p50"] > 0.0
