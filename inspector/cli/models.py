@@ -134,8 +134,17 @@ def eval_cmd(
                                                       "one verdict per part) instead of COUNT frames."),
     class_threshold: list[str] | None = typer.Option(
         None, "--class-threshold", help="With --faces: CLASS=SCORE, repeatable (a line's per-class thresholds)."),
+    data: Path | None = typer.Option(None, help="Evaluate on your own labelled images: a dataset's data.yaml "
+                                                "(e.g. from inspector dataset import) instead of rendered frames."),
+    split: str = typer.Option("test", help="With --data: the split to evaluate on."),
 ) -> None:
-    """Evaluate on held-out seeds through the runtime pipeline (not Ultralytics)."""
+    """Evaluate on held-out seeds, or on your own images (--data), through the runtime pipeline (not Ultralytics)."""
+    if data is not None:
+        for given, option in ((faces, "--faces"), (update_card, "--update-card"), (class_threshold, "--class-threshold"),
+                              (seed_base is not None, "--seed-base")):
+            if given:
+                fail(f"{option}: not with --data (the dataset's images are evaluated, one threshold for every class)")
+        return _eval_data(model, data, split, backend, threshold, precision, json_out)
     if faces:
         if update_card:
             fail("--update-card: the card holds frame metrics; evaluate without --faces to update it")
@@ -150,6 +159,55 @@ def eval_cmd(
     with session as control:
         _eval_and_report(model, count, backend, width, height, threshold, precision, seed_base or 1_000_000, json_out,
                          control)
+
+
+def _card_threshold(model: str, threshold: float | None) -> float:
+    """``--threshold``, else the card's metrics.threshold, else `DEFAULT_EVAL_THRESHOLD`."""
+    from inspector.pipeline.model_repo import load_card
+
+    if threshold is not None:
+        return threshold
+    card_threshold = load_card(model, verify=False).threshold
+    return card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
+
+
+def _write_json(json_out: Path | None, metrics: dict[str, Any]) -> None:
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(metrics, indent=2))
+        except OSError as exc:
+            fail(f"--json: cannot write {json_out}: {exc.strerror}")
+
+
+def _eval_data(model: str, data: Path, split: str, backend: str, threshold: float | None, precision: str,
+               json_out: Path | None) -> None:
+    """Evaluate on a dataset's split (`inspector.quality.dataset_eval`) and print image and part figures."""
+    from inspector.quality.data_yaml import DatasetError
+    from inspector.quality.dataset_eval import evaluate_dataset
+
+    errors: tuple[type[BaseException], ...] = (*user_errors(), DatasetError)
+    try:
+        threshold = _card_threshold(model, threshold)
+        typer.echo(f"evaluating {model}: threshold {threshold:g}, the {split} split of {data}, batch {EVAL_BATCH} ...")
+        m = evaluate_dataset(model, data, split=split, threshold=threshold, backend=backend, precision=precision,
+                             batch=EVAL_BATCH)
+    except errors as exc:
+        fail(str(exc))
+    typer.echo(f"mAP50 {m['mAP50']:.4f}  mAP50-95 {m['mAP50_95']:.4f}  over {m['images']} images")
+    typer.echo(f"images: escape rate {m['escape_rate']:.2%} ({m['escapes']} of {m['defective_images']} defective), "
+               f"false-reject rate {m['false_reject_rate']:.2%} ({m['false_rejects']} of {m['ok_images']} OK)")
+    if "parts" in m:
+        typer.echo(f"parts: escape rate {m['part_escape_rate']:.2%} ({m['part_escapes']} of {m['defective_parts']} "
+                   f"defective), false-reject rate {m['part_false_reject_rate']:.2%} ({m['part_false_rejects']} of "
+                   f"{m['ok_parts']} OK)")
+    for c, ap in m["per_class_AP50"].items():
+        typer.echo(f"  {c:14} AP50 {ap:.4f}  AP50-95 {m['per_class_AP50_95'][c]:.4f}  "
+                   f"({m['per_class_instances'][c]} boxes)")
+    for name in m["escaped_images"]:
+        typer.echo(f"  escape: {name}")
+    for name in m["false_rejected_images"]:
+        typer.echo(f"  false reject: {name}")
+    _write_json(json_out, m)
 
 
 def _class_thresholds(specs: list[str]) -> dict[str, float]:

@@ -17,10 +17,10 @@ import numpy as np
 
 from camera.renderer import DEFAULT_OK_SHARE, RenderedFrame, render_part
 from inspector.pipeline.backends import Backend, BatchItem, create_backend
-from inspector.quality.dataset import HELD_OUT_SEED_BASE
 from inspector.pipeline.model_repo import ModelCard, dump_toml, load_card, resolve_model_dir, sha256_file
 from inspector.pipeline.postprocess import decode_yolo, iou_matrix, nms, to_frame_pixels
 from inspector.pipeline.preprocess import Letterbox
+from inspector.quality.dataset import HELD_OUT_SEED_BASE
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -55,6 +55,36 @@ def match_at_thresholds(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
                 used[j] = True
                 tp[i, k] = True
     return tp
+
+
+def ap_table(preds: list[np.ndarray], tps: list[np.ndarray], n_gt: np.ndarray) -> np.ndarray:
+    """AP per class and IoU threshold, ``(nc, 10)``, from every image's predictions and their TP flags.
+
+    Args:
+        preds: Per image, ``(N, 6)`` ``x1 y1 x2 y2 score class`` (frame pixels).
+        tps: Per image, ``(N, 10)`` TP flags from `match_at_thresholds`.
+        n_gt: Ground-truth boxes per class over all images.
+
+    A class without ground truth has AP 0 here and is left out of the means by the caller
+    (``n_gt > 0``); a class with ground truth but no prediction has AP 0 and counts.
+    """
+    nc = len(n_gt)
+    pred = np.concatenate(preds, 0) if preds else np.zeros((0, 6), np.float32)
+    tp = np.concatenate(tps, 0) if tps else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+    ap = np.zeros((nc, len(IOU_THRESHOLDS)))
+    for c in range(nc):
+        sel = pred[:, 5] == c
+        if n_gt[c] == 0 or not sel.any():
+            continue  # no ground truth: not counted; no predictions: AP 0
+        order = np.argsort(-pred[sel, 4], kind="stable")
+        t = tp[sel][order]
+        ctp = np.cumsum(t, 0)
+        cfp = np.cumsum(~t, 0)
+        for k in range(len(IOU_THRESHOLDS)):
+            rec = ctp[:, k] / n_gt[c]
+            prec = ctp[:, k] / np.maximum(ctp[:, k] + cfp[:, k], 1)
+            ap[c, k] = average_precision(rec, prec)
+    return ap
 
 
 def detect_frames(be: Backend, card: ModelCard, frames: list[RenderedFrame], width: int, height: int) -> list[np.ndarray]:
@@ -118,21 +148,7 @@ def evaluate(
                 ok += 1
                 false_rejects += int(ng)
     be.close()
-    pred = np.concatenate(all_pred, 0) if all_pred else np.zeros((0, 6), np.float32)
-    tps = np.concatenate(all_tp, 0) if all_tp else np.zeros((0, 10), bool)
-    ap = np.zeros((nc, len(IOU_THRESHOLDS)))
-    for c in range(nc):
-        sel = pred[:, 5] == c
-        if n_gt[c] == 0 or not sel.any():
-            continue  # no ground truth: not counted; no predictions: AP 0
-        order = np.argsort(-pred[sel, 4], kind="stable")
-        t = tps[sel][order]
-        ctp = np.cumsum(t, 0)
-        cfp = np.cumsum(~t, 0)
-        for k in range(len(IOU_THRESHOLDS)):
-            rec = ctp[:, k] / n_gt[c]
-            prec = ctp[:, k] / np.maximum(ctp[:, k] + cfp[:, k], 1)
-            ap[c, k] = average_precision(rec, prec)
+    ap = ap_table(all_pred, all_tp, n_gt)
     present = n_gt > 0
     sweep = threshold_sweep(frame_max)
     return {
