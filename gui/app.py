@@ -22,6 +22,7 @@ from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.config import StationConfig
 from inspector.access.control import StationControl
 from inspector.ops.health import health_text
+from inspector.ops.report import precision_status
 from inspector.access.users import PermissionDenied, UserError
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,12 @@ class MainWindow(QMainWindow):
         self.health_label.setContentsMargins(8, 0, 8, 0)
         self._health_level = ""
         self.statusBar().addPermanentWidget(self.health_label)
+        # the precision the model runs at, and why (measured on this CPU, or the rule until then)
+        text, why = precision_status(station)
+        self.precision_label = QLabel(text)
+        self.precision_label.setToolTip(why)
+        self.precision_label.setVisible(bool(text))
+        self.statusBar().addPermanentWidget(self.precision_label)
         # the cameras in one summary (a message covers it for a while, then it is back; never blank)
         self.summary_label = QLabel()
         self.summary_label.setContentsMargins(4, 0, 4, 0)

@@ -394,6 +394,9 @@ class Station:
         from inspector.pipeline.backends.precision_choice import measure_pending
 
         measure_pending()  # `auto` on a CPU not measured yet: timed in the background, run from the next start
+        from inspector.pipeline.backends.precision_choice import measure_pending
+
+        measure_pending()  # `auto` on a CPU not measured yet: timed in the background, run from the next start
 
     def stop(self) -> None:
         """Line, watchdog, cameras, workers, sinks that hold frames, then the database writer; idempotent."""

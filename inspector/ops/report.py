@@ -95,6 +95,7 @@ class RunReport:
     backend: str
     devices: list[str]
     precision: list[str]  # what each worker's runtime runs: "auto" resolved
+    precision_reason: list[str]  # why: "measured: int8 294 fps > bf16 257 > f32 149 ..." or "rule: ..."
     model: dict[str, Any]
     cameras: list[CameraReport]
     totals: dict[str, float]
@@ -174,6 +175,7 @@ def run_report(st: ReportView) -> RunReport:
         backend=st.backend_name,
         devices=list(st.config.model.devices),
         precision=[getattr(w.backend, "precision", st.config.model.precision) for w in st.workers],
+        precision_reason=[precision_reason(w.backend, st.config.model.precision) for w in st.workers],
         model={"name": card.name, "sha256": card.sha256, "card_sha256": card.card_sha256,
                "threshold": card.threshold, "input": [card.input_width, card.input_height]},
         cameras=cams,
@@ -209,6 +211,25 @@ def status_line(st: ReportView) -> str:
     db = f" db {st.db_writer.rows_written}" if st.db_writer is not None else ""
     head = f"[{el:6.1f}s] {tot_in / el:5.1f} fps, {tot_drop} dropped, {st.stats.total_ng()} NG{db}"
     return f"{head} | health: {health_text(st.health())} | " + " | ".join(cams)
+
+
+def precision_reason(backend: Any, configured: str) -> str:
+    """Why ``backend`` runs its precision: the reason ``auto`` gave (measured, or the rule until then),
+    else the configured one."""
+    choice = getattr(backend, "precision_choice", None)  # OpenVINO's, when it resolved auto
+    return str(choice.reason) if choice is not None else f"configured: precision = {configured!r}"
+
+
+def precision_status(st: Any) -> tuple[str, str]:
+    """The status bar's ``precision: int8`` (the first worker's; each worker's where they differ) and, as its
+    tooltip, why; empty where the station shows no workers (a window attached over the control link)."""
+    workers = list(getattr(st, "workers", ()))
+    if not workers:
+        return "", ""
+    configured = st.config.model.precision
+    names = [str(getattr(w.backend, "precision", configured)) for w in workers]
+    text = "precision: " + (names[0] if len(set(names)) == 1 else " / ".join(names))
+    return text, "\n".join(f"{w.backend.device}: {precision_reason(w.backend, configured)}" for w in workers)
 
 
 def redact(url: str | None) -> str | None:

@@ -174,7 +174,7 @@ def test_auto_picks_int8_only_when_the_gate_passed_and_the_device_computes_in_f3
                                                                                   tmp_path: Path) -> None:
     import openvino as ov
 
-    from inspector.pipeline.backends.openvino_backend import auto_picks_int8
+    from inspector.pipeline.backends.openvino_backend import auto_picks_int8, auto_precision
 
     folder = tmp_path / "m"
     shutil.copytree(quantized, folder)
@@ -186,7 +186,7 @@ def test_auto_picks_int8_only_when_the_gate_passed_and_the_device_computes_in_f3
     # the gate the real quantization recorded decides for this machine
     card = load_card(quantized)
     be = create_backend("openvino", card, max_batch=1, precision="auto")
-    expected = "int8" if auto_picks_int8(ov.Core(), "CPU", card) else "auto"
+    expected = "int8" if auto_picks_int8(ov.Core(), "CPU", card) else auto_precision("CPU", card)  # the device's own
     assert be.precision == expected
 
 
@@ -199,7 +199,7 @@ def test_the_shipped_int8_model_matches_its_card_and_auto_keeps_off_it_while_its
               and m["box_recall_iou90"] >= gate["box_recall_min"])
     assert passes is card.int8_gate_passed  # the recorded verdict is the one its own figures give
     if not card.int8_gate_passed:
-        assert create_backend("openvino", card, max_batch=1, precision="auto").precision == "auto"
+        assert create_backend("openvino", card, max_batch=1, precision="auto").precision != "int8"
     i8 = create_backend("openvino", card, max_batch=2, precision="int8")  # chosen explicitly, it runs
     assert i8.infer_preprocessed(np.full((2, 320, 320, 3), 114, np.uint8)).shape[0] == 2
 

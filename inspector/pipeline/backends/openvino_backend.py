@@ -70,9 +70,15 @@ class OpenVinoBackend(CpuBatchBackend):
         except ImportError as exc:  # pragma: no cover - a runtime dependency
             raise BackendUnavailable("openvino is not installed: pip install openvino") from exc
         core = ov.Core()
-        if precision == "auto" and auto_picks_int8(core, device, card):
-            precision = "int8"
-        #: the precision this backend runs (``auto`` resolved only where it chose the INT8 IR)
+        from inspector.pipeline.backends.precision_choice import PrecisionChoice, Settings, choose_auto
+
+        #: why ``auto`` runs what it runs (measured on this CPU, or the rule until then); None when asked for one
+        self.precision_choice: PrecisionChoice | None = None
+        if precision == "auto":
+            settings = Settings(device, max_batch, threads, streams, depth, nms_iou)
+            self.precision_choice = choose_auto(core, card, settings)
+            precision = self.precision_choice.precision
+        #: the precision this backend runs (``auto`` resolved; ``auto`` still on a device without a default)
         self.precision = precision
         if precision == "int8":
             # the INT8 IR was quantized from the runtime graph: the u8 NHWC preprocessing is already in it

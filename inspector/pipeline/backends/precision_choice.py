@@ -1,0 +1,496 @@
+"""What ``precision = "auto"`` runs on a CPU: the fastest gated precision, measured once, then cached.
+
+No rule of thumb picks the fastest precision on every CPU: INT8 beats bf16 on an AVX-512 VNNI/BF16
+EPYC, bf16 beats INT8 on an AMX Xeon, INT8 beats f32 on an AVX2 EPYC. So the runtime alone is timed at
+the station's batch sizes (``max_batch`` and 1) for every precision the model passed its gate at:
+
+- ``f32``: always (the model the card's metrics describe);
+- ``bf16``: where the device offers it (AVX512-BF16, AMX) and no emulated lesser ISA hides it (the
+  CPU's own default there, what ``auto`` ran before it measured);
+- ``int8``: where the card has an INT8 IR whose held-out gate passed (``[int8.gate] passed``);
+- ``f16`` is not measured: no tool writes a gate for it, and the CPUs that offer it (AVX512-FP16,
+  AMX-FP16) have bf16 at the same speed. ``precision = "f16"`` still runs it when asked for.
+
+The winner is the fastest at ``max_batch`` (a loaded station's batches); within `TIE` of it, the faster
+at batch 1. It is kept in a JSON file in the user cache folder (`cache_path`), keyed by the CPU's model
+name, its cores and the ISA flags that decide speed, the oneDNN ISA limit, the OpenVINO version, the
+model's and the INT8 IR's sha256 and the backend's settings (`cache_key`).
+
+A station's first result never waits for it: on a cache miss ``auto`` starts with the rule it always
+had (`rule_choice`), and `measure_pending`, called once the station runs, times the precisions in a
+child process at the lowest priority (``nice 19``: every runtime thread of the child inherits it),
+which writes the cache; the next start runs the winner. A running station does not switch: that would
+compile a second model beside the first, and a precision is a recipe-sized change best made at a start.
+``inspector bench`` measures in-process and writes the same cache.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from inspector.pipeline.backends import isa
+from inspector.pipeline.model_repo import ModelCard, ModelError, load_card
+
+log = logging.getLogger(__name__)
+
+#: The precisions ``auto`` may choose, in the order they are measured.
+MEASURED = ("f32", "bf16", "int8")
+#: A precision this close to the fastest at ``max_batch`` counts as as fast (then batch 1 decides).
+TIE = 0.03
+#: Seconds of timing in all (the compiles before it are not counted: they come from the model cache later).
+MEASURE_SECONDS = 5.0
+#: Rounds: each precision and batch size is timed this often, alternating, and its best round is kept.
+ROUNDS = 2
+#: Below this share of the cores the measurement ran starved (a loaded station beside it): not cached.
+MIN_CPU_SHARE = 0.5
+#: The ISA flags that decide the model's speed (part of the cache key).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+             "amx_int8", "amx_fp16")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a backend runs for ``auto`` and why (the run report and the GUI show ``reason``)."""
+
+    precision: str
+    reason: str
+    measured: bool = False
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Frames per second of the runtime alone, per precision and batch size, and what it ran beside."""
+
+    fps: dict[str, dict[int, float]]
+    max_batch: int
+    cpu_share: float = 1.0  # of the cores the measuring process got while it timed (1.0: all of them)
+    seconds: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)  # precision -> why it was not timed
+
+    @property
+    def winner(self) -> str:
+        return fastest(self.fps, self.max_batch)
+
+    def ranking(self) -> list[str]:
+        """The precisions timed, fastest at ``max_batch`` first."""
+        return sorted(self.fps, key=lambda p: -self.fps[p].get(self.max_batch, 0.0))
+
+    def summary(self) -> str:
+        """``int8 294 fps > bf16 257 > f32 149`` (at ``max_batch``)."""
+        parts = [f"{p} {self.fps[p].get(self.max_batch, 0.0):.0f}" for p in self.ranking()]
+        return (" > ".join([parts[0] + " fps", *parts[1:]]) if parts else "nothing timed") + \
+            f" at batch {self.max_batch}"
+
+
+def fastest(fps: Mapping[str, Mapping[int, float]], max_batch: int) -> str:
+    """The winner: the fastest at ``max_batch``; of those within `TIE` of it, the fastest at batch 1."""
+    if not fps:
+        raise ValueError("no precision was timed")
+    top = max(v.get(max_batch, 0.0) for v in fps.values())
+    close = [p for p, v in fps.items() if v.get(max_batch, 0.0) >= top * (1 - TIE)]
+    return max(close, key=lambda p: (fps[p].get(1, 0.0), fps[p].get(max_batch, 0.0)))
+
+
+# ---------------------------------------------------------------------- what may be measured
+def device_default(core: Any, device: str) -> str:
+    """The device's own precision (``bf16`` on AMX / AVX512-BF16 CPUs; ``f32`` under an emulated ISA
+    without bf16); ``default`` where the device has no such property."""
+    if device == "CPU" and isa.default_is_f32():
+        return "f32"
+    try:
+        hint = core.get_property(device, "INFERENCE_PRECISION_HINT")
+    except RuntimeError:
+        return "default"
+    return str(hint.to_string() if hasattr(hint, "to_string") else hint)
+
+
+def candidates(card: ModelCard, offered: Sequence[str]) -> dict[str, str]:
+    """Of `MEASURED`, those ``card`` passed its gate at and the device offers (``offered``: its
+    OPTIMIZATION_CAPABILITIES, upper case), each with ``""``, or why it is left out."""
+    out = {"f32": ""}
+    out["bf16"] = "" if "BF16" in offered and not isa.default_is_f32() else "the CPU has no bf16"
+    if card.int8 is None:
+        out["int8"] = "the card has no INT8 IR"
+    elif not card.int8_gate_passed:
+        out["int8"] = "the INT8 IR failed its gate"
+    else:
+        out["int8"] = ""
+    return out
+
+
+def offered_precisions(core: Any, device: str) -> list[str]:
+    try:
+        return [str(c).upper() for c in core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+    except RuntimeError:
+        return []
+
+
+def rule_choice(core: Any, device: str, card: ModelCard, why_not_measured: str) -> PrecisionChoice:
+    """``auto`` by rule (before any measurement): the INT8 IR where it passed its gate and the device's
+    default is f32 (INT8 ~1.45x f32 on AVX2), else the device's default."""
+    default = device_default(core, device)
+    if card.int8 is not None and card.int8_gate_passed and default == "f32":
+        return PrecisionChoice("int8", f"rule: int8, its gate passed and the CPU's default is f32 ({why_not_measured})")
+    if default == "default":
+        return PrecisionChoice("auto", f"rule: the {device} device's default ({why_not_measured})")
+    return PrecisionChoice(default, f"rule: {default}, the {device} device's default ({why_not_measured})")
+
+
+# ---------------------------------------------------------------------- the cache
+def cache_path() -> Path | None:
+    """The cache file: beside the part banks and compiled models (``INSPECTOR_CACHE_DIR``, "off": none;
+    else the platformdirs user cache folder)."""
+    from camera.bank_cache import default_cache_dir
+
+    banks = default_cache_dir()
+    return None if banks is None else banks.parent / "precision.json"
+
+
+def cpu_identity(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's model name, cores and the `ISA_FLAGS` its kernels may use (under an ISA limit: fewer)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set[str]()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    import platform
+
+    return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count() or 1,
+            "isa": [f for f in ISA_FLAGS if f in flags], "isa_limit": isa.active_limit()}
+
+
+def runtime_version() -> str:
+    import openvino as ov
+
+    return str(ov.get_version())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The backend settings the measurement runs with (those of the station that asked for it)."""
+
+    device: str = "CPU"
+    max_batch: int = 8
+    threads: int = 0
+    streams: int | str = 0
+    depth: int = 1
+    nms_iou: float | None = None
+
+
+def cache_key(card: ModelCard, settings: Settings, *, cpu: Mapping[str, Any] | None = None,
+              runtime: str | None = None) -> dict[str, Any]:
+    """Everything a measurement depends on: the CPU, the runtime, the model files, the settings."""
+    int8 = card.int8 or {}
+    return {
+        **(cpu if cpu is not None else cpu_identity()),
+        "openvino": runtime if runtime is not None else runtime_version(),
+        "model_sha256": card.sha256,
+        "int8_sha256": [int8.get("sha256"), int8.get("bin_sha256")] if int8 else None,
+        **asdict(settings),
+    }
+
+
+def key_digest(key: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class PrecisionCache:
+    """The JSON file of measurements: ``{"version", "entries": {digest: {key, fps, winner, ...}}}``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.path.read_text())
+            if not isinstance(raw, dict) or raw.get("version") != CACHE_VERSION or not isinstance(raw.get("entries"),
+                                                                                                  dict):
+                raise ValueError(f"not a version {CACHE_VERSION} precision cache")
+            return raw["entries"]
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            log.warning("precision cache %s ignored (%s): auto measures again", self.path, str(exc).splitlines()[0])
+            return {}
+
+    def get(self, key: Mapping[str, Any]) -> Measurement | None:
+        """The measurement stored under ``key``; None when there is none or it does not read back."""
+        entry = self._read().get(key_digest(key))
+        if not isinstance(entry, dict) or entry.get("key") != json.loads(json.dumps(key, default=str)):
+            return None
+        try:
+            fps = {str(p): {int(b): float(v) for b, v in by.items()} for p, by in entry["fps"].items()}
+            return Measurement(fps, int(entry["max_batch"]), float(entry.get("cpu_share", 1.0)),
+                               float(entry.get("seconds", 0.0)), dict(entry.get("skipped", {})))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("precision cache %s: an unreadable entry ignored: auto measures again", self.path)
+            return None
+
+    def put(self, key: Mapping[str, Any], m: Measurement) -> None:
+        """Store ``m`` under ``key`` (the file is replaced whole: a reader never sees half of it)."""
+        entries = self._read()
+        entries[key_digest(key)] = {
+            "key": json.loads(json.dumps(key, default=str)), "fps": m.fps, "max_batch": m.max_batch,
+            "winner": m.winner, "cpu_share": round(m.cpu_share, 3), "seconds": round(m.seconds, 2),
+            "skipped": m.skipped, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1))
+        os.replace(tmp, self.path)
+
+
+# ---------------------------------------------------------------------- choosing
+def choose_auto(core: Any, card: ModelCard, settings: Settings) -> PrecisionChoice:
+    """What ``precision = "auto"`` runs: the cached winner for this CPU, runtime, model and settings, else
+    `rule_choice` (and on a CPU the measurement is queued for `measure_pending`)."""
+    if settings.device != "CPU":
+        return rule_choice(core, settings.device, card, "measured on CPUs only")
+    path = cache_path()
+    if path is None:
+        return rule_choice(core, settings.device, card, "not measured: no cache folder")
+    key = cache_key(card, settings)
+    m = PrecisionCache(path).get(key)
+    gated = {p for p, why in candidates(card, offered_precisions(core, settings.device)).items() if not why}
+    timed = {p: v for p, v in (m.fps.items() if m is not None else ()) if p in gated}
+    if m is None or not timed:
+        _queue(card, settings, key, path)
+        return rule_choice(core, settings.device, card, "not measured yet")
+    winner = fastest(timed, m.max_batch)
+    shown = Measurement(timed, m.max_batch, m.cpu_share)
+    beside = f", beside inspection: {m.cpu_share:.0%} of the cores" if m.cpu_share < 0.9 else ""
+    return PrecisionChoice(winner, f"measured: {shown.summary()}{beside} (cache {path})", measured=True)
+
+
+# ---------------------------------------------------------------------- timing
+class RuntimeLoop(Protocol):
+    """One precision's compiled model, kept busy with already letterboxed batches."""
+
+    def step(self, n: int) -> int:
+        """Wait for the oldest batch in flight, start another of ``n`` inputs; the inputs finished."""
+        ...
+
+    def drain(self) -> None:
+        """Wait for every batch in flight."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def time_precisions(loops: Mapping[str, RuntimeLoop], batches: Sequence[int], seconds: float, *,
+                    rounds: int = ROUNDS, clock: Callable[[], float] = time.perf_counter,
+                    cpu_clock: Callable[[], float] = time.process_time, cores: int | None = None
+                    ) -> tuple[dict[str, dict[int, float]], float]:
+    """Frames per second of each loop at each batch size, alternating precisions round after round so that
+    a shared machine's drift hits all alike, the best round of each kept; and the median share of the cores
+    the process got while timing (its CPU time over wall time times cores)."""
+    per = seconds / max(1, rounds * len(loops) * len(batches))
+    cores = cores or os.cpu_count() or 1
+    fps: dict[str, dict[int, float]] = {p: {} for p in loops}
+    shares: list[float] = []
+    for _ in range(max(1, rounds)):
+        for p, loop in loops.items():
+            for n in batches:
+                for _fill in range(64):  # untimed: the batches in flight fill up (the first may prepare its shape)
+                    if loop.step(n):
+                        break
+                done, t0, c0 = 0, clock(), cpu_clock()
+                while clock() - t0 < per:
+                    done += loop.step(n)
+                wall, cpu = clock() - t0, cpu_clock() - c0
+                loop.drain()
+                fps[p][n] = max(fps[p].get(n, 0.0), done / wall if wall > 0 else 0.0)
+                if wall > 0:
+                    shares.append(min(1.0, cpu / (wall * cores)))
+    return fps, statistics.median(shares) if shares else 1.0
+
+
+class _OpenVinoLoop:
+    """A backend of one precision with its slots filled once; `step` keeps ``depth`` batches in flight."""
+
+    def __init__(self, card: ModelCard, precision: str, settings: Settings) -> None:
+        from collections import deque
+
+        from inspector.pipeline.backends import create_backend
+        from inspector.pipeline.preprocess import Letterbox, letterbox_into
+
+        self.be = create_backend("openvino", card, max_batch=settings.max_batch, device=settings.device,
+                                 threads=settings.threads, precision=precision, depth=settings.depth,
+                                 streams=settings.streams, nms_iou=settings.nms_iou)
+        from camera.renderer import render_part
+
+        for slot in range(self.be.depth):
+            buf = self.be.slot_buffer(slot)  # type: ignore[attr-defined]
+            for i in range(settings.max_batch):
+                f = render_part(4_000_000 + i, card.input_width, card.input_height, mono=i % 4 == 3).image
+                box = Letterbox.fit(f.shape[1], f.shape[0], card.input_width, card.input_height)
+                letterbox_into(buf[i], f, "Mono8" if f.ndim == 2 else "BGR8", box)
+        self._pending: deque[tuple[int, Any, int]] = deque()
+
+    def step(self, n: int) -> int:
+        done = 0
+        if len(self._pending) >= self.be.depth:
+            _slot, p, done = self._pending.popleft()
+            p.wait(decode=False)  # the graph's detections stay unread: the runtime alone
+        used = {s for s, _p, _k in self._pending}
+        slot = next(s for s in range(self.be.depth) if s not in used)
+        self._pending.append((slot, self.be.start(slot, n), n))  # type: ignore[attr-defined]
+        return done
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.popleft()[1].wait()
+
+    def close(self) -> None:
+        self.drain()
+        self.be.close()
+
+
+def measure(card: ModelCard, settings: Settings, seconds: float = MEASURE_SECONDS, *,
+            make_loop: Callable[[ModelCard, str, Settings], RuntimeLoop] | None = None,
+            offered: Sequence[str] | None = None, clock: Callable[[], float] = time.perf_counter,
+            cpu_clock: Callable[[], float] = time.process_time) -> Measurement:
+    """Time every gated precision of ``card`` at ``max_batch`` and 1 (``seconds`` in all)."""
+    if offered is None:
+        import openvino as ov
+
+        offered = offered_precisions(ov.Core(), settings.device)
+    make = make_loop or _OpenVinoLoop
+    skipped = {p: why for p, why in candidates(card, offered).items() if why}
+    loops: dict[str, RuntimeLoop] = {}
+    try:
+        for p in MEASURED:
+            if p in skipped:
+                continue
+            try:
+                loops[p] = make(load_card(card.folder, int8=True) if p == "int8" else card, p, settings)
+            except (ModelError, RuntimeError) as exc:  # an IR that does not match its card, a precision refused
+                skipped[p] = str(exc).splitlines()[0]
+                log.warning("precision %s not measured: %s", p, skipped[p])
+        batches = sorted({settings.max_batch, 1}, reverse=True)
+        t0 = clock()
+        fps, share = time_precisions(loops, batches, seconds, clock=clock, cpu_clock=cpu_clock)
+        return Measurement(fps, settings.max_batch, share, clock() - t0, skipped)
+    finally:
+        for loop in loops.values():
+            loop.close()
+
+
+def measure_and_store(card: ModelCard, settings: Settings, seconds: float | None = None, *,
+                      path: Path | None = None, min_share: float | None = None) -> Measurement:
+    """`measure` in this process (``seconds``: default `MEASURE_SECONDS`) and keep the result in the cache file
+    ``path`` (default `cache_path`; none: not kept), unless it got less than ``min_share`` of the cores
+    (default `MIN_CPU_SHARE`: the machine was too busy to tell the precisions apart)."""
+    seconds = MEASURE_SECONDS if seconds is None else seconds
+    min_share = MIN_CPU_SHARE if min_share is None else min_share
+    m = measure(card, settings, seconds)
+    path = path if path is not None else cache_path()
+    if path is None or not m.fps:
+        return m
+    if m.cpu_share < min_share:
+        log.warning("precision: measured with %.0f%% of the cores (the machine was busy): not cached, measured "
+                    "again at the next start", 100 * m.cpu_share)
+        return m
+    PrecisionCache(path).put(cache_key(card, settings), m)
+    log.info("precision: %s; auto runs %s from the next start (cache %s)", m.summary(), m.winner, path)
+    return m
+
+
+# ---------------------------------------------------------------------- in the background
+_pending: dict[str, dict[str, Any]] = {}
+_pending_lock = threading.Lock()
+_children: set[subprocess.Popen[bytes]] = set()
+#: Seconds the measurement waits after the station started (its first results come first).
+START_DELAY_S = 3.0
+#: The child gets this long to compile and time (then it is ended and the next start tries again).
+CHILD_TIMEOUT_S = 300.0
+
+
+def _queue(card: ModelCard, settings: Settings, key: Mapping[str, Any], path: Path) -> None:
+    with _pending_lock:
+        _pending.setdefault(key_digest(key), {"model": str(card.folder), "settings": asdict(settings),
+                                              "cache": str(path)})
+
+
+def measure_pending(delay_s: float = START_DELAY_S) -> threading.Thread | None:
+    """Measure what ``auto`` queued (cache misses), each in a child process at the lowest priority, after
+    ``delay_s``, on a daemon thread; returns it (None when nothing is queued). The child writes the cache;
+    the next start runs the winner."""
+    with _pending_lock:
+        jobs = list(_pending.values())
+        _pending.clear()
+    if not jobs:
+        return None
+    t = threading.Thread(target=_run_children, args=(jobs, delay_s), name="precision-measure", daemon=True)
+    t.start()
+    return t
+
+
+def _run_children(jobs: list[dict[str, Any]], delay_s: float) -> None:
+    time.sleep(delay_s)
+    for job in jobs:
+        job = {**job, "seconds": MEASURE_SECONDS, "min_share": MIN_CPU_SHARE}
+        cmd = [sys.executable, "-m", "inspector.pipeline.backends.precision_choice", json.dumps(job)]
+        try:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        except OSError as exc:
+            log.warning("precision: cannot start the measurement: %s", exc)
+            return
+        _children.add(child)
+        try:
+            _out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            _out, err = child.communicate()
+        finally:
+            _children.discard(child)
+        lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+        if child.returncode != 0:
+            log.warning("precision: the measurement ended with %s: %s", child.returncode,
+                        lines[-1] if lines else "no message")
+        elif lines:
+            log.info("%s", lines[-1])
+
+
+def _end_children() -> None:
+    for child in list(_children):
+        child.kill()
+
+
+atexit.register(_end_children)
+
+
+def _main(argv: list[str]) -> int:
+    """The child: ``python -m inspector.pipeline.backends.precision_choice JOB_JSON``."""
+    os.nice(19)  # before the runtime starts its threads: each of them inherits it
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    job = json.loads(argv[1])
+    measure_and_store(load_card(job["model"]), Settings(**job["settings"]), job["seconds"], path=Path(job["cache"]),
+                      min_share=job["min_share"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv))

@@ -1,0 +1,302 @@
+"""``precision = "auto"`` measured: the fastest gated precision wins, the cache is keyed right and survives junk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.pipeline.backends import precision_choice as pc
+from inspector.pipeline.model_repo import DEFAULT_MODEL, ModelCard, load_card
+
+SETTINGS = pc.Settings(device="CPU", max_batch=8, threads=0, streams="auto", depth=3, nms_iou=0.5)
+#: a CPU like the issue's EPYC: INT8 fastest at batch 8, bf16 second, f32 last
+EPYC = {"int8": {8: 294.0, 1: 120.0}, "bf16": {8: 257.0, 1: 110.0}, "f32": {8: 149.0, 1: 80.0}}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeLoop:
+    """A runtime whose batches take ``n / fps`` seconds of a fake clock (and as much CPU time on every core)."""
+
+    def __init__(self, fps: dict[int, float], clock: FakeClock) -> None:
+        self.fps, self.clock = fps, clock
+        self.closed = False
+
+    def step(self, n: int) -> int:
+        self.clock.t += n / self.fps[n]
+        return n
+
+    def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake_measure(card: ModelCard, table: dict[str, dict[int, float]], offered=("FP32", "BF16", "INT8"),
+                 cpu_share: float = 1.0) -> tuple[pc.Measurement, dict[str, FakeLoop]]:
+    clock = FakeClock()
+    loops: dict[str, FakeLoop] = {}
+
+    def make(_card: ModelCard, p: str, _s: pc.Settings) -> FakeLoop:
+        loops[p] = FakeLoop(table[p], clock)
+        return loops[p]
+
+    m = pc.measure(card, SETTINGS, 1.0, make_loop=make, offered=list(offered), clock=clock,
+                   cpu_clock=lambda: clock.t * (os.cpu_count() or 1) * cpu_share)  # every core busy (times the share)
+    return m, loops
+
+
+def model_copy(dst: Path, gate_passed: bool | None = True) -> Path:
+    """The shipped model folder (ONNX, INT8 IR, card); ``gate_passed`` rewrites the INT8 gate (None: no IR)."""
+    src = load_card(DEFAULT_MODEL, verify=False).folder
+    shutil.copytree(src, dst)
+    text = (dst / "card.toml").read_text()
+    if gate_passed is None:
+        text = text.split("\n[int8]")[0] + "\n"
+    elif not gate_passed:
+        text = text.replace("[int8.gate]\npassed = true", "[int8.gate]\npassed = false")
+    (dst / "card.toml").write_text(text)
+    card = tomllib.loads(text)
+    assert (card.get("int8", {}).get("gate", {}).get("passed") if gate_passed is not None else None) is gate_passed
+    return dst
+
+
+class FakeCore:
+    """``ov.Core`` as far as `choose_auto` asks: the device's default precision and its capabilities."""
+
+    def __init__(self, default: str = "bf16", caps: tuple[str, ...] = ("FP32", "BF16", "INT8")) -> None:
+        self.default, self.caps = default, caps
+
+    def get_property(self, device: str, key: str) -> object:
+        return {"INFERENCE_PRECISION_HINT": self.default, "OPTIMIZATION_CAPABILITIES": list(self.caps)}[key]
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache folder of the test's own; `cache_path` is its parent's precision.json (beside the banks)."""
+    monkeypatch.setenv("INSPECTOR_CACHE_DIR", str(tmp_path / "cache" / "banks"))
+    monkeypatch.setattr(pc, "_pending", {})
+    return tmp_path / "cache"
+
+
+# ---------------------------------------------------------------------- the choice
+def test_the_fastest_gated_precision_wins_measured_alternately_in_rounds(tmp_path: Path) -> None:
+    card = load_card(model_copy(tmp_path / "m"))
+    m, loops = fake_measure(card, EPYC)
+    assert m.winner == "int8" and set(m.fps) == {"f32", "bf16", "int8"}
+    for p, by_batch in EPYC.items():
+        for n, fps in by_batch.items():
+            assert m.fps[p][n] == pytest.approx(fps)
+    assert m.summary() == "int8 294 fps > bf16 257 > f32 149 at batch 8"
+    assert m.cpu_share == pytest.approx(1.0) and all(loop.closed for loop in loops.values())
+    # an AMX Xeon: bf16 fastest
+    xeon = {"int8": {8: 389.0, 1: 150.0}, "bf16": {8: 457.0, 1: 180.0}, "f32": {8: 221.0, 1: 90.0}}
+    assert fake_measure(card, xeon)[0].winner == "bf16"
+
+
+def test_within_three_percent_at_max_batch_the_faster_at_batch_1_wins() -> None:
+    assert pc.fastest({"int8": {8: 300.0, 1: 100.0}, "bf16": {8: 293.0, 1: 130.0}}, 8) == "bf16"  # 2.3% behind
+    assert pc.fastest({"int8": {8: 300.0, 1: 100.0}, "bf16": {8: 290.0, 1: 130.0}}, 8) == "int8"  # 3.3% behind
+
+
+def test_an_int8_ir_that_failed_its_gate_is_never_measured_nor_chosen(tmp_path: Path, cache_dir: Path) -> None:
+    failed = load_card(model_copy(tmp_path / "failed", gate_passed=False))
+    m, loops = fake_measure(failed, EPYC)
+    assert set(loops) == {"f32", "bf16"} and m.winner == "bf16"
+    assert m.skipped == {"int8": "the INT8 IR failed its gate"}
+    # a cache written while it passed, read after its gate was re-run and failed: the same IR, not chosen
+    passed = load_card(model_copy(tmp_path / "passed"))
+    good, _ = fake_measure(passed, EPYC)
+    assert good.winner == "int8"
+    pc.PrecisionCache(pc.cache_path()).put(pc.cache_key(failed, SETTINGS), good)
+    choice = pc.choose_auto(FakeCore(), failed, SETTINGS)
+    assert choice.measured and choice.precision == "bf16"
+    assert choice.reason.split(" (cache ")[0] == "measured: bf16 257 fps > f32 149 at batch 8"
+    # no IR at all: f32 and bf16 only; a CPU without bf16: f32 only
+    none, _ = fake_measure(load_card(model_copy(tmp_path / "none", gate_passed=None)), EPYC)
+    assert set(none.fps) == {"f32", "bf16"} and none.skipped["int8"] == "the card has no INT8 IR"
+    avx2, _ = fake_measure(failed, EPYC, offered=("FP32", "INT8"))
+    assert set(avx2.fps) == {"f32"}
+
+
+def test_a_measurement_starved_by_a_busy_machine_is_not_cached(tmp_path: Path, cache_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    card = load_card(model_copy(tmp_path / "m"))
+    starved, _ = fake_measure(card, EPYC, cpu_share=0.3)
+    busy, _ = fake_measure(card, EPYC, cpu_share=0.7)  # beside a station at its rate: kept, and said so
+    assert starved.cpu_share == pytest.approx(0.3)
+    monkeypatch.setattr(pc, "measure", lambda *a, **k: starved)
+    pc.measure_and_store(card, SETTINGS)
+    assert not pc.cache_path().exists()
+    monkeypatch.setattr(pc, "measure", lambda *a, **k: busy)
+    pc.measure_and_store(card, SETTINGS)
+    choice = pc.choose_auto(FakeCore(), card, SETTINGS)
+    assert choice.precision == "int8" and "beside inspection: 70% of the cores" in choice.reason
+
+
+# ---------------------------------------------------------------------- the cache
+def test_a_miss_runs_the_rule_and_queues_a_measurement_a_hit_runs_the_winner(tmp_path: Path, cache_dir: Path) -> None:
+    card = load_card(model_copy(tmp_path / "m"))
+    first = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
+    assert (first.precision, first.measured) == ("bf16", False)
+    assert first.reason == "rule: bf16, the CPU device's default (not measured yet)"
+    assert len(pc._pending) == 1
+    job = next(iter(pc._pending.values()))
+    assert job["model"] == str(card.folder) and job["cache"] == str(cache_dir / "precision.json")
+    # an AVX2 CPU's rule: the gated INT8 IR where the default is f32
+    assert pc.choose_auto(FakeCore("f32", ("FP32", "INT8")), card, SETTINGS).precision == "int8"
+    m, _ = fake_measure(card, EPYC)
+    pc.PrecisionCache(pc.cache_path()).put(pc.cache_key(card, SETTINGS), m)
+    hit = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
+    assert (hit.precision, hit.measured) == ("int8", True)
+    assert hit.reason == f"measured: int8 294 fps > bf16 257 > f32 149 at batch 8 (cache {cache_dir / 'precision.json'})"
+    stored = json.loads((cache_dir / "precision.json").read_text())
+    (entry,) = stored["entries"].values()
+    assert entry["winner"] == "int8" and entry["key"]["model_sha256"] == card.sha256
+
+
+def test_the_key_holds_cpu_isa_runtime_model_int8_ir_and_settings(tmp_path: Path, cache_dir: Path) -> None:
+    card = load_card(model_copy(tmp_path / "m"))
+    cpu = pc.cpu_identity("model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 sse4_2\n")
+    assert cpu["cpu"] == "AMD EPYC" and cpu["isa"] == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
+    key = pc.cache_key(card, SETTINGS, cpu=cpu, runtime="2026.4.1")
+    assert key["int8_sha256"] == [card.int8["sha256"], card.int8["bin_sha256"]]
+    cache = pc.PrecisionCache(pc.cache_path())
+    m, _ = fake_measure(card, EPYC)
+    cache.put(key, m)
+    got = cache.get(key)
+    assert got is not None and (got.fps, got.winner, got.max_batch) == (m.fps, m.winner, m.max_batch)
+    other_card = card.__class__(**{**card.__dict__, "sha256": "0" * 64})
+    int8 = {**card.int8, "sha256": "1" * 64}
+    other_ir = card.__class__(**{**card.__dict__, "extra": {**card.extra, "int8": int8}})
+    misses = [
+        pc.cache_key(card, SETTINGS, cpu={**cpu, "cpu": "Intel(R) Xeon(R) Processor"}, runtime="2026.4.1"),
+        pc.cache_key(card, SETTINGS, cpu={**cpu, "isa": ["avx2"]}, runtime="2026.4.1"),
+        pc.cache_key(card, SETTINGS, cpu={**cpu, "isa_limit": "AVX2"}, runtime="2026.4.1"),
+        pc.cache_key(card, SETTINGS, cpu={**cpu, "cores": 16}, runtime="2026.4.1"),
+        pc.cache_key(card, SETTINGS, cpu=cpu, runtime="2025.3.0"),
+        pc.cache_key(other_card, SETTINGS, cpu=cpu, runtime="2026.4.1"),
+        pc.cache_key(other_ir, SETTINGS, cpu=cpu, runtime="2026.4.1"),
+        pc.cache_key(card, pc.Settings(max_batch=4, streams="auto", depth=3, nms_iou=0.5), cpu=cpu, runtime="2026.4.1"),
+    ]
+    assert len({pc.key_digest(k) for k in misses}) == len(misses)
+    for k in misses:
+        assert cache.get(k) is None, k
+
+
+@pytest.mark.parametrize("junk", [b"{not json", b"[1, 2]", b'{"version": 99, "entries": {}}', b"\xff\xfe\x00",
+                                  b'{"version": 1, "entries": []}'])
+def test_a_corrupt_cache_file_is_ignored_with_one_log_line(tmp_path: Path, cache_dir: Path, junk: bytes,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    card = load_card(model_copy(tmp_path / "m"))
+    path = cache_dir / "precision.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(junk)
+    with caplog.at_level(logging.INFO, logger=pc.__name__):
+        choice = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
+    assert (choice.precision, choice.measured) == ("bf16", False)
+    lines = [r for r in caplog.records if r.name == pc.__name__]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING and str(path) in lines[0].getMessage()
+    assert "Traceback" not in caplog.text
+    m, _ = fake_measure(card, EPYC)  # the next measurement replaces it
+    pc.PrecisionCache(path).put(pc.cache_key(card, SETTINGS), m)
+    assert pc.choose_auto(FakeCore("bf16"), card, SETTINGS).precision == "int8"
+
+
+def test_an_entry_with_wrong_types_is_ignored(tmp_path: Path, cache_dir: Path) -> None:
+    card = load_card(model_copy(tmp_path / "m"))
+    key = pc.cache_key(card, SETTINGS)
+    path = cache_dir / "precision.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 1, "entries": {pc.key_digest(key): {"key": key, "fps": [1, 2]}}},
+                               default=str))
+    assert pc.choose_auto(FakeCore("bf16"), card, SETTINGS).measured is False
+
+
+def test_no_cache_folder_or_another_device_is_the_rule_and_nothing_is_queued(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pc, "_pending", {})
+    card = load_card(model_copy(tmp_path / "m"))
+    off = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)  # the test suite's INSPECTOR_CACHE_DIR=off
+    assert off.reason == "rule: bf16, the CPU device's default (not measured: no cache folder)"
+    gpu = pc.choose_auto(FakeCore("f16"), card, pc.Settings(device="GPU"))
+    assert gpu.precision == "f16" and "measured on CPUs only" in gpu.reason
+    assert pc._pending == {} and pc.measure_pending() is None
+
+
+# ---------------------------------------------------------------------- the real runtime
+def test_a_real_measurement_of_the_shipped_model_then_auto_runs_its_winner(cache_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO on this CPU, a fraction of a second per precision: every gated precision is timed at both
+    batch sizes, the winner goes to the cache, and an ``auto`` backend built afterwards runs it."""
+    from inspector.pipeline.backends import create_backend
+
+    card = load_card(DEFAULT_MODEL)
+    settings = pc.Settings(max_batch=2, streams=0, depth=2, nms_iou=0.5)
+    be = create_backend("openvino", card, max_batch=2, precision="auto", depth=2, nms_iou=0.5)
+    assert be.precision_choice is not None and not be.precision_choice.measured
+    assert "not measured yet" in be.precision_choice.reason and len(pc._pending) == 1
+    be.close()
+    monkeypatch.setattr(pc, "MIN_CPU_SHARE", 0.0)  # kept even on the shared test machine's busiest minute
+    m = pc.measure_and_store(card, settings, seconds=0.3)
+    assert "f32" in m.fps and all(m.fps[p][n] > 0 for p in m.fps for n in (1, 2))
+    assert ("int8" in m.fps) == card.int8_gate_passed and m.winner in m.fps
+    again = create_backend("openvino", card, max_batch=2, precision="auto", depth=2, nms_iou=0.5)
+    try:
+        assert again.precision == m.winner and again.precision_choice.measured
+        assert again.precision_choice.reason.startswith(f"measured: {m.winner} ")
+        assert again.infer_preprocessed(np.full((2, 320, 320, 3), 114, np.uint8)).shape[0] == 2
+    finally:
+        again.close()
+
+
+def test_measure_pending_runs_the_child_at_low_priority_and_it_writes_the_cache(cache_dir: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background path as a station takes it: a queued miss, measured in a child process."""
+    card = load_card(DEFAULT_MODEL)
+    settings = pc.Settings(max_batch=1, streams=0, depth=1, nms_iou=None)
+    assert not pc.choose_auto(__import__("openvino").Core(), card, settings).measured
+    monkeypatch.setattr(pc, "MEASURE_SECONDS", 0.2)
+    monkeypatch.setattr(pc, "MIN_CPU_SHARE", 0.0)
+    t = pc.measure_pending(delay_s=0.0)
+    assert t is not None
+    t.join(240)
+    assert not t.is_alive()
+    choice = pc.choose_auto(__import__("openvino").Core(), card, settings)
+    assert choice.measured, choice.reason
+    entry = next(iter(json.loads((cache_dir / "precision.json").read_text())["entries"].values()))
+    assert entry["key"]["max_batch"] == 1 and entry["winner"] == choice.precision
+
+
+def test_the_report_and_the_status_bar_say_which_precision_runs_and_why() -> None:
+    from types import SimpleNamespace
+
+    from inspector.ops.report import precision_reason, precision_status
+
+    measured = pc.PrecisionChoice("int8", "measured: int8 294 fps > bf16 257 > f32 149 at batch 8 (cache /c)", True)
+    auto = SimpleNamespace(precision="int8", precision_choice=measured, device="CPU")
+    asked = SimpleNamespace(precision="f32", precision_choice=None, device="CPU")
+    onnx = SimpleNamespace(device="CPU")  # a runtime that resolves nothing
+    assert precision_reason(auto, "auto") == measured.reason
+    assert precision_reason(asked, "f32") == "configured: precision = 'f32'"
+    assert precision_reason(onnx, "auto") == "configured: precision = 'auto'"
+    station = SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(precision="auto")),
+                              workers=[SimpleNamespace(backend=auto)])
+    assert precision_status(station) == ("precision: int8", f"CPU: {measured.reason}")
+    station.workers.append(SimpleNamespace(backend=asked))
+    assert precision_status(station)[0] == "precision: int8 / f32"
+    assert precision_status(SimpleNamespace()) == ("", "")  # an attached window without the workers
