@@ -19,9 +19,9 @@ class CommandNotAudited(RuntimeError):
 class StationCommands:
     """Carries out PLC commands on a station.
 
-    With a ``control`` session (`StationControl.service`, the PLC's own name and the operator
-    role) every command is permission-checked and changes are audited like the GUI's; a
-    station without a database has no audit trail, and the commands go to it directly.
+    Through a ``control`` session (`StationControl.service`, the PLC's own name and the operator
+    role) every command is permission-checked and changes are audited like the GUI's; there is
+    no way around it (a PLC link needs the station's database: `inspector.plc.links`).
 
     A change and its audit entry are one step: the entry is written first, and only then is
     the station changed, so a database that is locked longer than its busy timeout refuses
@@ -29,19 +29,15 @@ class StationCommands:
     servers call these from worker threads, never from their event loops.
     """
 
-    def __init__(self, station: Any, control: Any = None) -> None:
+    def __init__(self, station: Any, control: Any) -> None:
         self.station = station
         self.control = control
 
     def trigger_part(self, part_id: str) -> str:
-        target = self.control if self.control is not None else self.station
-        return str(target.trigger_part(part_id))
+        return str(self.control.trigger_part(part_id))
 
     def set_running(self, running: bool) -> None:
         """Resume (True) or pause (False) inspection; audited ``station.pause`` old -> new first."""
-        if self.control is None:
-            self.station.pause(not running)
-            return
         self.control.require("station.pause")
         self._audit("station.pause", bool(self.station.paused), not running)
         self.station.pause(not running)
@@ -57,9 +53,6 @@ class StationCommands:
         recipes = getattr(self.station, "recipes", None)
         if recipes is None:
             raise RuntimeError("this station has no product recipes to select")
-        if self.control is None:
-            self.station.select_recipe(number)
-            return
         from inspector.recipes.recipe import find_recipe
 
         self.control.require("recipe.select")

@@ -54,3 +54,17 @@ def test_plc_triggers_parts_with_its_ids_and_dequeues_their_results_in_order(tmp
     finally:
         engine.dispose()
     assert ("plc-modbus", "session.service") in actions
+
+
+@pytest.mark.parametrize("link", ["modbus", "opcua"])
+def test_a_plc_link_without_a_database_is_refused_at_start(link: str) -> None:
+    """A PLC's commands are checked against its role and audited: with no database for either, the
+    link would change the station unchecked (StationCommands skipped the check): one line instead."""
+    from inspector.station import StationError
+
+    port = free_port()
+    address = f"127.0.0.1:{port}" if link == "modbus" else f"opc.tcp://127.0.0.1:{port}"
+    text = line_config(trigger="external", n=2) + f'[plc]\n{link} = "{address}"\n'
+    with pytest.raises(StationError, match=rf"\[plc\] {link}: .*database") as err:
+        Station(parse_config(text), db_url="none", archive=False)
+    assert "\n" not in str(err.value)
