@@ -150,6 +150,7 @@ class Station:
     def _open_cameras(self, say: Callable[[str], None]) -> None:
         """The cameras, the triggered line over them and the PLC links (closed again if one fails)."""
         from inspector.plc.links import make_modbus, make_opcua
+        from inspector.plc.modbus_server import PlcError
 
         cfgs = self.config.cameras
         self._camera_set = StationCameras(faces=len(cfgs) if self.config.line.mode == "triggered" else 0)
@@ -168,8 +169,10 @@ class Station:
             self.plc_modbus: Any = make_modbus(self, self.engine)
             self.plc_opcua: Any = make_opcua(self, self.engine)
             self.mqtt: Any = self._make_mqtt()
-        except Exception:
+        except Exception as exc:
             self._camera_set.close()
+            if isinstance(exc, PlcError):
+                raise StationError(str(exc)) from None
             raise
         for link in (self.plc_modbus, self.plc_opcua, self.mqtt):
             if link is not None:
@@ -391,9 +394,6 @@ class Station:
         if self.line is not None:
             self.line.start()
         self.watchdog.start()
-        from inspector.pipeline.backends.precision_choice import measure_pending
-
-        measure_pending()  # `auto` on a CPU not measured yet: timed in the background, run from the next start
         from inspector.pipeline.backends.precision_choice import measure_pending
 
         measure_pending()  # `auto` on a CPU not measured yet: timed in the background, run from the next start
