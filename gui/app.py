@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
@@ -22,6 +23,7 @@ from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.config import StationConfig
 from inspector.access.control import StationControl
 from inspector.ops.health import health_text
+from inspector.settings_store import CameraSettingsStore
 from inspector.ops.report import precision_status
 from inspector.access.users import PermissionDenied, UserError
 
@@ -64,8 +66,10 @@ class MainWindow(QMainWindow):
     """
 
     def __init__(self, station: Any, control: StationControl, bridge: EngineBridge, *, stale_after_s: float = 3.0,
-                 stop_station_on_close: bool = True, parent: QWidget | None = None) -> None:
+                 stop_station_on_close: bool = True, settings_store: CameraSettingsStore | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.settings_store = settings_store
         self.station = station
         self.control = control
         self.bridge = bridge
@@ -167,7 +171,7 @@ class MainWindow(QMainWindow):
         """Open (non-modal) the camera settings dialog."""
         if camera_id is None and self.wall.enlarged:
             camera_id = self.wall.enlarged
-        dlg = CameraSettingsDialog(self.control, camera_id, self)
+        dlg = CameraSettingsDialog(self.control, camera_id, self, store=self.settings_store)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.show()
         self.settings_dialog = dlg
@@ -241,7 +245,7 @@ class MainWindow(QMainWindow):
 
 
 def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | None = None,
-         startup: StartupWindow | None = None) -> int:
+         startup: StartupWindow | None = None, config_path: Path | None = None) -> int:
     """Run the desktop app for a station config; returns the process exit code.
 
     The station is built off the GUI thread while a start-up window shows its stages;
@@ -254,6 +258,8 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
         admin_password: First start: create the ``admin`` user with this password
             without asking (unattended installs). Ignored when users exist.
         startup: The start-up window the launcher already shows (default: one is opened here).
+        config_path: The file ``cfg`` was read from: camera settings saved in the settings dialog go
+            there (None: a built-in station, which cannot keep them except in a product recipe).
     """
     from inspector.config import ConfigError
     from inspector.station import Station, StationError
@@ -290,7 +296,7 @@ def main(cfg: StationConfig, db_url: str | None = None, admin_password: str | No
                 station.stop()
                 return 1
         bridge = EngineBridge(station, control)
-        win = MainWindow(station, control, bridge)
+        win = MainWindow(station, control, bridge, settings_store=CameraSettingsStore(control, config_path))
         win.show()
         startup.close()
         after_shown(win)

@@ -79,7 +79,7 @@ def gui(
             from gui.app import main as gui_main
         except ImportError as exc:
             fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
-        code = gui_main(cfg, db_url=db, admin_password=password, startup=startup)
+        code = gui_main(cfg, db_url=db, admin_password=password, startup=startup, config_path=config)
     finally:
         startup.close()
     raise typer.Exit(code)

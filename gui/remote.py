@@ -37,7 +37,7 @@ from camera.frame_pool import PoolCounters
 from camera.protocol import CameraInfo, CameraState
 from gui.bridge import GAUGE_WINDOW_S, PARTS_KEPT, CameraLive, LineStatus
 from inspector.access.audit import AuditEntry
-from inspector.access.control import ControlError, ControlEvents, RecipeError
+from inspector.access.control import ControlError, ControlEvents, FeatureSetError
 from inspector.access.users import LoginRefused, PermissionDenied, Permissions, Role, User, UserError
 from inspector.pipeline.results import InspectionResult, PartResult
 from inspector.service.protocol import (
@@ -63,7 +63,7 @@ class LinkLost(ControlError):
 
 _ERRORS: dict[str, type[Exception]] = {
     "PermissionDenied": PermissionDenied, "UserError": UserError, "ControlError": ControlError,
-    "RecipeError": RecipeError, "KeyError": KeyError, "ValueError": ValueError, "TypeError": TypeError,
+    "FeatureSetError": FeatureSetError, "RecipeError": FeatureSetError, "KeyError": KeyError, "ValueError": ValueError, "TypeError": TypeError,
 }
 
 

@@ -28,8 +28,9 @@ from PySide6.QtWidgets import (
 
 from camera.features import VISIBILITY_ORDER, Feature, FeatureError
 from gui.roles import gate
-from inspector.access.control import ControlError, RecipeError, StationControl
+from inspector.access.control import ControlError, FeatureSetError, StationControl
 from inspector.access.users import PermissionDenied
+from inspector.settings_store import CameraSettingsStore, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +119,22 @@ class CameraSettingsDialog(QDialog):
     `StationControl.set_camera_feature` and shows the device's answer (the value read
     back) or its refusal next to it. A user without the role gets a one-line message.
 
+    *Save as start-up settings* applies the edits and writes the camera's changed features
+    where the station reads them at its next start (`inspector.settings_store`: the
+    station's config file, or the selected product recipe's). *Export/Import feature set*
+    copy every writable feature of one camera to and from a "camera feature set" file
+    (not a product recipe: those live in ``inspector/recipes``).
+
     Args:
         control: The control API.
         camera_id: The camera shown first.
+        store: Where settings persist (None: the station cannot save them; the button is hidden).
     """
 
-    def __init__(self, control: StationControl, camera_id: str | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, control: StationControl, camera_id: str | None = None, parent: QWidget | None = None, *,
+                 store: CameraSettingsStore | None = None) -> None:
         super().__init__(parent)
+        self.store = store
         self.setWindowTitle("Camera settings")
         self.resize(760, 640)
         self.control = control
@@ -170,10 +180,13 @@ class CameraSettingsDialog(QDialog):
         self.apply_button.clicked.connect(self.apply)
         revert = QPushButton("Revert")
         revert.clicked.connect(self.reload)
-        self.save_button = save = QPushButton("Save recipe…")
-        save.clicked.connect(self._ask_save_recipe)
-        self.load_button = load = QPushButton("Load recipe…")
-        load.clicked.connect(self._ask_load_recipe)
+        self.persist_button = QPushButton("Save as start-up settings")
+        self.persist_button.clicked.connect(self.save_startup_settings)
+        self.persist_button.setVisible(store is not None)
+        self.save_button = save = QPushButton("Export feature set…")
+        save.clicked.connect(self._ask_save_feature_set)
+        self.load_button = load = QPushButton("Import feature set…")
+        load.clicked.connect(self._ask_load_feature_set)
         close = QPushButton("Close")
         close.clicked.connect(self.accept)
         buttons = QHBoxLayout()
@@ -182,6 +195,7 @@ class CameraSettingsDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(revert)
         buttons.addWidget(self.apply_button)
+        buttons.addWidget(self.persist_button)
         buttons.addWidget(close)
 
         lay = QVBoxLayout(self)
@@ -300,8 +314,16 @@ class CameraSettingsDialog(QDialog):
         else:
             self.role_hint.setText("Read-only: log in as engineer or admin to change camera settings.")
         gate(self.apply_button, self.control, "camera.set_feature", tip="write the edited features to the camera")
-        gate(self.save_button, self.control, "recipe.save", tip="save this camera's settings as a recipe")
-        gate(self.load_button, self.control, "recipe.load", tip="load a recipe into this camera")
+        gate(self.persist_button, self.control, "camera.set_feature",
+             tip="apply the edits and keep this camera's changed settings for the station's next start")
+        # the actions keep their historical names ("recipe.save"/"recipe.load"): the audit trail has them
+        gate(self.save_button, self.control, "recipe.save",
+             tip="write every writable feature of this camera to a camera feature set file")
+        gate(self.load_button, self.control, "recipe.load", tip="write a camera feature set file's values to this camera")
+
+    def update_permissions(self) -> None:
+        """Enable the buttons the logged-in user's role allows."""
+        self._update_role_hint()
 
     # ------------------------------------------------------------------ applying
     def set_value(self, name: str, value: Any) -> None:
@@ -349,20 +371,41 @@ class CameraSettingsDialog(QDialog):
         self.status.setText(text)
         self.status.setStyleSheet(f"color: {(_OK if ok else _ERR).name()};")
 
-    # ------------------------------------------------------------------ recipes
-    def save_recipe_to(self, path: Path | str) -> bool:
+    # ------------------------------------------------------------------ start-up settings
+    def save_startup_settings(self) -> bool:
+        """Apply the edits, then keep the camera's changed settings for the next start; False when refused."""
+        if self.store is None:
+            return False
+        if self.dirty:
+            self.apply()
+            if self.dirty:  # refused by the device or the role: the status says why
+                return False
         try:
-            values = self.control.save_recipe(self.camera_id, path)
-        except (PermissionDenied, RecipeError, ControlError) as exc:
+            saved = self.store.save(self.camera_id)
+        except (PermissionDenied, SettingsError, ControlError) as exc:
             self._set_status(f"Refused: {exc}" if isinstance(exc, PermissionDenied) else str(exc), ok=False)
             return False
-        self._set_status(f"saved {len(values)} settings of {self.camera_id} to {path}", ok=True)
+        changed = self.store.changed(self.camera_id)
+        self._set_status(f"saved {', '.join(f'{k} = {_show(v)}' for k, v in changed.items())} of {self.camera_id} "
+                         f"to {saved.path} ({saved.kind}): the camera starts with them", ok=True)
         return True
 
-    def load_recipe_from(self, path: Path | str) -> bool:
+    # ------------------------------------------------------------------ camera feature sets
+    def save_feature_set_to(self, path: Path | str) -> bool:
+        """Write every writable feature of the camera to a camera feature set file."""
         try:
-            res = self.control.load_recipe(self.camera_id, path)
-        except (PermissionDenied, RecipeError, ControlError) as exc:
+            values = self.control.save_feature_set(self.camera_id, path)
+        except (PermissionDenied, FeatureSetError, ControlError) as exc:
+            self._set_status(f"Refused: {exc}" if isinstance(exc, PermissionDenied) else str(exc), ok=False)
+            return False
+        self._set_status(f"exported {len(values)} features of {self.camera_id} to the feature set {path}", ok=True)
+        return True
+
+    def load_feature_set_from(self, path: Path | str) -> bool:
+        """Write a camera feature set file's values to the camera (each write audited)."""
+        try:
+            res = self.control.load_feature_set(self.camera_id, path)
+        except (PermissionDenied, FeatureSetError, ControlError) as exc:
             self._set_status(f"Refused: {exc}" if isinstance(exc, PermissionDenied) else str(exc), ok=False)
             return False
         self.reload()
@@ -372,23 +415,29 @@ class CameraSettingsDialog(QDialog):
                 self.items[name].setForeground(2, QBrush(_ERR))
         for name, answer in res.applied.items():
             if name in self.items:
-                self.items[name].setText(2, f"✓ {_show(answer)} (recipe)")
+                self.items[name].setText(2, f"✓ {_show(answer)} (recipe)")  # "(recipe)": from the feature set file
                 self.items[name].setForeground(2, QBrush(_OK))
         self._set_status(
-            f"recipe {Path(path).name}: {len(res.applied)} written, {len(res.unchanged)} unchanged, {len(res.errors)} refused",
+            f"feature set {Path(path).name}: {len(res.applied)} written, {len(res.unchanged)} unchanged, "
+            f"{len(res.errors)} refused",
             ok=not res.errors,
         )
         return True
 
-    def _ask_save_recipe(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save camera recipe", f"{self.camera_id}.toml", "Recipes (*.toml)")
-        if path:
-            self.save_recipe_to(path)
+    #: The names these had while they were called "recipes" (a camera feature set is not a product recipe).
+    save_recipe_to = save_feature_set_to
+    load_recipe_from = load_feature_set_from
 
-    def _ask_load_recipe(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load camera recipe", "", "Recipes (*.toml)")
+    def _ask_save_feature_set(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export camera feature set", f"{self.camera_id}.features.toml",
+                                              "Camera feature sets (*.toml)")
         if path:
-            self.load_recipe_from(path)
+            self.save_feature_set_to(path)
+
+    def _ask_load_feature_set(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import camera feature set", "", "Camera feature sets (*.toml)")
+        if path:
+            self.load_feature_set_from(path)
 
 
 def _show(value: Any) -> str:

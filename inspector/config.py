@@ -157,6 +157,8 @@ class SimulatedCameraConfig(_CameraBase):
     seed: Integer = Field(2_000_000, ge=0)
     bank_size: Integer = Field(64, ge=1, le=10_000)
     ok_share: Number = Field(0.6, ge=0.0, le=1.0)
+    #: feature values applied (in order) when the camera opens, as a GenTL camera's (the settings dialog saves here)
+    settings: dict[str, int | float | str | bool] = Field(default_factory=dict)
 
 
 class GenTLCameraConfig(_CameraBase):

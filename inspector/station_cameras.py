@@ -48,11 +48,13 @@ class StationCameras:
         if isinstance(cfg, SimulatedCameraConfig):
             from camera.simulated import SimulatedLineCamera
 
-            return SimulatedLineCamera(
+            sim = SimulatedLineCamera(
                 cfg.id, fps=cfg.fps, width=cfg.width, height=cfg.height, mono=cfg.mono, seed=cfg.seed,
                 bank_size=cfg.bank_size, ok_share=cfg.ok_share, pool_slots=cfg.pool_slots, face=face,
                 faces=self.faces,
             )
+            _apply_settings(sim, cfg.id, cfg.settings)
+            return sim
         if isinstance(cfg, AravisCameraConfig):
             from camera.aravis import AravisCamera
 
@@ -143,3 +145,14 @@ def prerender_banks(cameras: Mapping[str, Camera], say: Callable[[str], None]) -
             say(f"camera {jobs[job].info.id}: frames ({done} of {len(banks)})")
     log.info("part banks of %d simulated cameras ready in %.1f s (%d from the cache %s)", len(banks),
              time.perf_counter() - t0, sum(cached), cache.folder)
+
+
+def _apply_settings(cam: Camera, camera_id: str, settings: Mapping[str, object]) -> None:
+    """Write a camera's configured ``settings`` in order (a refused value is one line naming it)."""
+    from camera.features import FeatureError
+
+    for name, value in settings.items():
+        try:
+            cam.features.set(name, value)
+        except FeatureError as exc:
+            raise ValueError(f"camera {camera_id}: settings.{name}: {exc}") from None

@@ -41,6 +41,8 @@ from inspector.access.users import (
 __all__ = [
     "ControlError",
     "ControlEvents",
+    "FeatureSetError",
+    "FeatureSetResult",
     "LoginRefused",
     "PermissionDenied",
     "RecipeError",
@@ -58,8 +60,12 @@ class ControlError(RuntimeError):
     """The control API cannot be used as asked (no database, unknown camera); one line."""
 
 
-class RecipeError(ValueError):
-    """A recipe file that cannot be written, read or applied; one line naming the file."""
+class FeatureSetError(ValueError):
+    """A camera feature set file that cannot be written, read or applied; one line naming the file."""
+
+
+#: Its name from when camera feature sets were called "recipes" (product recipes are `inspector.recipes`).
+RecipeError = FeatureSetError
 
 
 class _ControlledStation(Protocol):
@@ -86,12 +92,15 @@ class ControlEvents:
 
 
 @dataclass
-class RecipeResult:
-    """What loading a recipe did: features written (device answers), unchanged, refused."""
+class FeatureSetResult:
+    """What loading a camera feature set did: features written (device answers), unchanged, refused."""
 
     applied: dict[str, Any] = field(default_factory=dict)
     unchanged: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+
+
+RecipeResult = FeatureSetResult
 
 
 class StationControl:
@@ -308,9 +317,12 @@ class StationControl:
         self.events.rules_changed.emit(camera_id)
         return old
 
-    # ------------------------------------------------------------------ recipes
-    def save_recipe(self, camera_id: str, path: Path | str) -> dict[str, Any]:
-        """Save the camera's writable feature values as a TOML recipe (engineer or higher).
+    # ------------------------------------------------------------------ camera feature sets
+    # A "camera feature set" is one camera's writable GenICam feature values in a file, for copying
+    # them to another camera; a "product recipe" (inspector.recipes) is what a product needs. The
+    # audit actions keep their first names (recipe.save, recipe.load): the trail and roles have them.
+    def save_feature_set(self, camera_id: str, path: Path | str) -> dict[str, Any]:
+        """Save the camera's writable feature values as a TOML camera feature set (engineer or higher).
 
         Returns:
             The saved ``feature -> value`` mapping.
@@ -332,20 +344,20 @@ class StationControl:
                 values[f.name] = v
         path = Path(path)
         try:
-            path.write_text(_recipe_toml(cam, values, self._user_name()))
+            path.write_text(_feature_set_toml(cam, values, self._user_name()))
         except OSError as exc:
-            raise RecipeError(f"recipe {path}: cannot write: {exc.strerror or exc}") from None
+            raise FeatureSetError(f"feature set {path}: cannot write: {exc.strerror or exc}") from None
         self._record("recipe.save", f"{camera_id} -> {path}", None, f"{len(values)} features")
         return values
 
-    def load_recipe(self, camera_id: str, path: Path | str) -> RecipeResult:
-        """Apply a recipe's feature values in file order (engineer or higher).
+    def load_feature_set(self, camera_id: str, path: Path | str) -> FeatureSetResult:
+        """Apply a camera feature set's values in file order (engineer or higher).
 
         Values equal to the current ones are not written. A refused value does not stop
         the others; it is reported in `RecipeResult.errors`. Each write is audited.
 
         Raises:
-            RecipeError: Unreadable file, not a recipe, or a recipe for another camera model.
+            FeatureSetError: Unreadable file, not a feature set, or one for another camera model.
         """
         self._require("recipe.load")
         cam = self._camera(camera_id)
@@ -353,16 +365,17 @@ class StationControl:
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, UnicodeDecodeError) as exc:
-            raise RecipeError(f"recipe {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+            raise FeatureSetError(f"feature set {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise RecipeError(f"recipe {path}: not valid TOML: {exc}") from None
+            raise FeatureSetError(f"feature set {path}: not valid TOML: {exc}") from None
         features = data.get("features")
         if not isinstance(features, dict):
-            raise RecipeError(f"recipe {path}: no [features] table")
-        made_for = str(data.get("recipe", {}).get("model", ""))
+            raise FeatureSetError(f"feature set {path}: no [features] table")
+        head = data.get("feature_set", data.get("recipe", {}))  # [recipe]: files saved before the rename
+        made_for = str(head.get("model", "")) if isinstance(head, dict) else ""
         if made_for and cam.info.model and made_for != cam.info.model:
-            raise RecipeError(f"recipe {path}: made for a {made_for}, camera {camera_id} is a {cam.info.model}")
-        result = RecipeResult()
+            raise FeatureSetError(f"feature set {path}: made for a {made_for}, camera {camera_id} is a {cam.info.model}")
+        result = FeatureSetResult()
         for name, value in features.items():
             try:
                 if cam.features.get(name) == value:
@@ -385,6 +398,9 @@ class StationControl:
             f"{len(result.applied)} written, {len(result.unchanged)} unchanged, {len(result.errors)} refused",
         )
         return result
+
+    save_recipe = save_feature_set  # the names from before "camera feature set"
+    load_recipe = load_feature_set
 
     # ------------------------------------------------------------------ history
     def review(self, inspection_id: int, mark: str | None) -> str | None:
@@ -550,7 +566,7 @@ def _toml_key(k: str) -> str:
     return k if _BARE_KEY.match(k) else _toml_value(k)
 
 
-def _recipe_toml(cam: Camera, values: dict[str, Any], user: str) -> str:
+def _feature_set_toml(cam: Camera, values: dict[str, Any], user: str) -> str:
     saved = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     head = {
         "camera": cam.info.id,
@@ -560,7 +576,7 @@ def _recipe_toml(cam: Camera, values: dict[str, Any], user: str) -> str:
         "saved_at": saved,
         "saved_by": user,
     }
-    lines = ["# Camera recipe: writable feature values, applied in this order.", "[recipe]"]
+    lines = ["# Camera feature set: one camera's writable feature values, applied in this order.", "[feature_set]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in head.items()]
     lines += ["", "[features]"]
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]

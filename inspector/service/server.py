@@ -37,7 +37,7 @@ import numpy as np
 
 from camera.frame_pool import FrameHandle
 from camera.protocol import Camera, CameraState
-from inspector.access.control import ControlError, RecipeError, StationControl
+from inspector.access.control import ControlError, FeatureSetError, StationControl
 from inspector.access.users import LoginRefused, PermissionDenied, User, UserError
 from inspector.pipeline.results import InspectionResult, PartResult
 from inspector.service.protocol import (
@@ -132,7 +132,7 @@ OPS: dict[str, Op] = {
 }
 
 #: Errors a request may end with, answered by name (the client raises the same class).
-_ANSWERED = (PermissionDenied, UserError, ControlError, RecipeError, KeyError, ValueError, TypeError)
+_ANSWERED = (PermissionDenied, UserError, ControlError, FeatureSetError, KeyError, ValueError, TypeError)
 
 
 # ---------------------------------------------------------------------------- one client
