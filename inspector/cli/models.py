@@ -13,6 +13,9 @@ from inspector.cli.common import fail, user_errors
 from inspector.cli.login import authenticated
 
 app = typer.Typer()
+#: ``inspector model ...``: what is done to a model folder as a whole (the promotion gate).
+model_app = typer.Typer(name="model", no_args_is_help=True, help="Model folders: the promotion gate.")
+app.add_typer(model_app)
 
 #: `inspector eval`'s threshold for a card without metrics.threshold.
 DEFAULT_EVAL_THRESHOLD = 0.25
@@ -292,3 +295,45 @@ def _eval_and_report(model: str, count: int, backend: str, width: int, height: i
         except user_errors() as exc:
             fail(str(exc))
         typer.echo(f"card updated: {path} (threshold {m['threshold']:g}; audited)")
+
+
+@model_app.command("gate")
+def gate(
+    candidate: str = typer.Option(..., help="The model that would replace the current one (name or folder)."),
+    current: str = typer.Option(..., help="The model in use (name or folder)."),
+    data: Path = typer.Option(..., help="Held-out labelled images: a data.yaml (e.g. from inspector dataset import)."),
+    split: str = typer.Option("test", help="The split both models are compared on."),
+    max_escape_increase: float = typer.Option(0.0, min=0.0, max=1.0,
+                                              help="How much higher the escape rate may be (0.002: 0.2 points)."),
+    max_false_reject_increase: float = typer.Option(0.0, min=0.0, max=1.0,
+                                                    help="How much higher the false-reject rate may be."),
+    max_map_drop: float = typer.Option(0.0, min=0.0, max=1.0, help="How much lower mAP50 may be."),
+    backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the gate's table here."),
+) -> None:
+    """Compare a candidate with the current model on the same held-out images and write the verdict into the
+    candidate's card (\\[gate]); exit 1 when it fails. A recipe selects a detector only with a passing gate."""  # \[: not rich markup
+    from inspector.quality.data_yaml import DatasetError
+    from inspector.quality.gate import GateLimits, run_gate
+
+    limits = GateLimits(max_escape_increase, max_false_reject_increase, max_map_drop)
+    errors: tuple[type[BaseException], ...] = (*user_errors(), DatasetError)
+    typer.echo(f"gate: {candidate} against {current} on the {split} split of {data} ...")
+    try:
+        table, card_path = run_gate(candidate, current, data, split=split, limits=limits, backend=backend,
+                                    batch=EVAL_BATCH)
+    except errors as exc:
+        fail(str(exc))
+    for who in ("candidate", "current"):
+        f = table[who]
+        part = (f", parts: escape {f['part_escape_rate']:.2%}, false reject {f['part_false_reject_rate']:.2%}"
+                if "part_escape_rate" in f else "")
+        typer.echo(f"  {who:9} threshold {f['threshold']:g}: mAP50 {f['mAP50']:.4f}, escape {f['escape_rate']:.2%}, "
+                   f"false reject {f['false_reject_rate']:.2%}{part}")
+    for reason in table["reasons"]:
+        typer.echo(f"  failed: {reason}")
+    _write_json(json_out, table)
+    typer.echo(f"gate {'passed' if table['passed'] else 'FAILED'} over {table['images']} images "
+               f"(data sha256 {table['data_sha256'][:12]}...): {card_path}")
+    if not table["passed"]:
+        raise typer.Exit(1)

@@ -1,0 +1,124 @@
+"""``inspector model gate`` and `require_gate`: a candidate replaces the current detector only when it is no
+worse on the same held-out images, the verdict lives in its card, and the card stays valid."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inspector.cli import app
+from inspector.pipeline.model_repo import ModelCard, dump_toml, load_card
+from inspector.quality.gate import GateRefused, dataset_sha256, gate_problem, require_gate
+from tests.inspector.quality.helpers import rendered, write_yolo_source
+from tests.inspector.quality.test_dataset_eval import DETECTIONS, SHIPPED, ScriptedImages, _digest
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    res = CliRunner().invoke(app, args)
+    assert "Traceback" not in res.output
+    return res.exit_code, res.output
+
+
+def _model(folder: Path, name: str, threshold: float, salt: bytes = b"") -> Path:
+    """A copy of the shipped model under another name and threshold; ``salt`` makes it another file (a retrain)."""
+    shutil.copytree(SHIPPED, folder)
+    card = tomllib.loads((folder / "card.toml").read_text())
+    onnx = folder / card["file"]
+    if salt:
+        onnx.write_bytes(onnx.read_bytes() + salt)  # never loaded: the scripted backend answers
+    card.update(name=name, sha256=hashlib.sha256(onnx.read_bytes()).hexdigest())
+    card["metrics"]["threshold"] = threshold
+    (folder / "card.toml").write_text(dump_toml(card))
+    return folder
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    frames = rendered()
+    be = ScriptedImages({_digest(f.image): DETECTIONS[i] for i, f in enumerate(frames)})
+    monkeypatch.setattr("inspector.quality.dataset_eval.create_backend", lambda *a, **k: be)
+    code, text = _run(["dataset", "import", "--format", "yolo", str(write_yolo_source(tmp_path / "src", frames)),
+                       "--out", str(tmp_path / "ds"), "--split", "0,0,1"])
+    assert code == 0, text
+    current = _model(tmp_path / "current", "current", 0.25)
+    candidate = _model(tmp_path / "candidate", "candidate", 0.5, salt=b"retrained")
+    return candidate, current, tmp_path / "ds" / "data.yaml"
+
+
+def _gate(candidate: Path, current: Path, data: Path, *extra: str) -> tuple[int, str]:
+    return _run(["model", "gate", "--candidate", str(candidate), "--current", str(current), "--data", str(data),
+                 *extra])
+
+
+def test_a_candidate_worse_at_its_threshold_fails_and_cannot_be_selected(setup: tuple[Path, Path, Path]) -> None:
+    candidate, current, data = setup
+    before = load_card(candidate)
+    code, text = _gate(candidate, current, data)
+    # same detections; at 0.25 the current model catches image 2 (0.45) but also rejects image 5 (0.3);
+    # at 0.5 the candidate lets image 2 through: escape 1/6 against 0/6, false reject 1/2 against 2/2
+    assert code == 1, text
+    assert "failed: escape rate 16.67% > current 0.00% + 0.00%" in text and "gate FAILED over 8 images" in text
+    after = load_card(candidate)  # the sha256 of the model file checked: still a valid card
+    assert after.sha256 == before.sha256 and after.card_sha256 != before.card_sha256
+    gate = after.extra["gate"]
+    assert gate["passed"] is False and gate["against"] == "current"
+    assert gate["against_sha256"] == load_card(current).sha256 and gate["candidate_sha256"] == after.sha256
+    assert gate["data_sha256"] == dataset_sha256(data, "test") and gate["split"] == "test" and gate["images"] == 8
+    assert gate["candidate"]["escapes"] == 1 and gate["current"]["escapes"] == 0
+    assert gate["candidate"]["false_rejects"] == 1 and gate["current"]["false_rejects"] == 2
+    assert gate["candidate"]["threshold"] == 0.5 and gate["current"]["threshold"] == 0.25
+    assert gate["date"].endswith("+00:00")
+    with pytest.raises(GateRefused, match=r"model candidate: failed its gate against current \(escape rate 16.67%"):
+        require_gate(after, load_card(current))
+    audit = require_gate(after, load_card(current), override_by="root")
+    assert audit.startswith("gate overridden by root: model candidate: failed its gate against current")
+
+
+def test_within_the_allowed_margin_it_passes_and_can_be_selected(setup: tuple[Path, Path, Path],
+                                                                 tmp_path: Path) -> None:
+    candidate, current, data = setup
+    code, text = _gate(candidate, current, data, "--max-escape-increase", "0.17", "--json", str(tmp_path / "g.json"))
+    assert code == 0, text
+    assert "gate passed over 8 images" in text
+    card = load_card(candidate)
+    assert card.extra["gate"]["passed"] is True
+    assert json.loads((tmp_path / "g.json").read_text())["data_sha256"] == card.extra["gate"]["data_sha256"]
+    assert require_gate(card, load_card(current)) == ""
+    # the other way round, the current model would need its own gate against the candidate
+    with pytest.raises(GateRefused, match="holds no promotion gate"):
+        require_gate(load_card(current), card)
+
+
+def test_a_gate_belongs_to_one_file_and_one_replaced_model(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    candidate, current, data = setup
+    assert _gate(candidate, current, data, "--max-escape-increase", "1")[0] == 0
+    card, cur = load_card(candidate), load_card(current)
+    other = load_card(_model(tmp_path / "other", "other", 0.3, salt=b"another"))
+    assert "its gate was against current" in gate_problem(card, other)
+    retrained = ModelCard(**{**card.__dict__, "sha256": "f" * 64})
+    assert "its gate was run on another model file" in gate_problem(retrained, cur)
+    assert gate_problem(card, None) == "" and gate_problem(cur, cur) == ""  # nothing replaced / the same file
+
+
+def test_no_gate_is_written_for_a_model_file_its_card_does_not_match(setup: tuple[Path, Path, Path]) -> None:
+    candidate, current, data = setup
+    onnx = candidate / load_card(candidate).file
+    onnx.write_bytes(onnx.read_bytes() + b"tampered")
+    before = (candidate / "card.toml").read_bytes()
+    code, text = _gate(candidate, current, data)
+    assert code == 2 and "does not match its card" in text
+    assert (candidate / "card.toml").read_bytes() == before
+
+
+def test_the_data_digest_covers_images_and_labels(setup: tuple[Path, Path, Path]) -> None:
+    _candidate, _current, data = setup
+    digest = dataset_sha256(data, "test")
+    label = sorted((data.parent / "labels" / "test").glob("*.txt"))[1]
+    label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")
+    assert dataset_sha256(data, "test") != digest
