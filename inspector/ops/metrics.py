@@ -13,7 +13,8 @@ Exported (labels in braces):
 * ``inspector_camera_state{camera,state}`` (1 for the current state),
   ``inspector_camera_transitions_total{camera,state}``, ``inspector_camera_frame_age_seconds{camera}``
 * ``inspector_defects_total{camera,class}`` (defects the verdict rules counted)
-* ``inspector_latency_seconds{camera}`` and ``inspector_inference_seconds{camera}`` histograms
+* ``inspector_latency_seconds{camera}`` and ``inspector_inference_seconds{camera}`` histograms (the
+  latency's buckets fine around ``[health] latency_budget_ms``, see `budget_buckets`)
 * ``inspector_db_queue_depth``, ``inspector_db_spool_records``, ``inspector_db_spool_bytes``,
   ``inspector_db_rows_written_total``, ``inspector_db_skipped_total``
 * ``inspector_archive_bytes``, ``inspector_archive_alarm``, ``inspector_archive_dropped_disk_full_total``
@@ -22,6 +23,10 @@ Exported (labels in braces):
   incomplete: NG for lack of an image), ``inspector_part_late_frames_total``,
   ``inspector_missed_triggers_total``, ``inspector_trigger_overruns_total``,
   ``inspector_part_budget_seconds`` and the ``inspector_part_trigger_to_verdict_seconds`` histogram
+  (buckets 2.5% apart from 40% to 125% of ``[line] budget_ms``)
+* with ``[mqtt]``: ``inspector_mqtt_connected``, ``inspector_mqtt_published_total``,
+  ``inspector_mqtt_dropped_total``, ``inspector_mqtt_outbox_depth``, ``inspector_mqtt_outbox_peak``,
+  ``inspector_mqtt_disconnects_total``
 * ``inspector_worker_errors_total{worker}``, ``inspector_alarm`` (1 while health is not OK),
   ``inspector_health_level`` (0 OK, 1 DEGRADED, 2 ALARM), ``inspector_drop_rate`` and
   ``inspector_window_latency_p99_seconds`` (over the ``[health]`` window)
@@ -47,6 +52,23 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: Near a budget the buckets are this much wider than the one before: Prometheus interpolates
+#: linearly inside a bucket, so ``histogram_quantile`` is off by at most one bucket's width, 2.5%
+#: of the value (5% for the per-frame latency, one histogram per camera).
+PART_BUCKET_RATIO = 1.025
+FRAME_BUCKET_RATIO = 1.05
+
+
+def budget_buckets(budget_s: float, ratio: float = PART_BUCKET_RATIO) -> tuple[float, ...]:
+    """Histogram bounds for latencies judged against ``budget_s``: geometric steps of ``ratio``
+    from 40% to 125% of the budget (where a dashboard's "budget use" is read), coarse below and
+    above (5% ... 30%, 1.5 ... 5 times the budget)."""
+    fine, x = [], 0.4 * budget_s
+    while x < 1.25 * budget_s * ratio:
+        fine.append(x)
+        x *= ratio
+    coarse = [f * budget_s for f in (0.05, 0.1, 0.2, 0.3, 1.5, 2.0, 3.0, 5.0)]
+    return tuple(sorted({float(f"{v:.6g}") for v in (*fine, *coarse)}))
 
 
 class StationMetrics:
@@ -58,11 +80,12 @@ class StationMetrics:
 
     def __init__(self, station: StationView) -> None:
         self.registry = CollectorRegistry()
+        cfg = station.config
         self.latency = Histogram(
             "inspector_latency_seconds",
             "Acquisition to verdict, per inspected frame",
             ["camera"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=budget_buckets(cfg.health.latency_budget_ms / 1000, FRAME_BUCKET_RATIO),
             registry=self.registry,
         )
         self.inference = Histogram(
@@ -81,7 +104,7 @@ class StationMetrics:
         self.part_latency = Histogram(
             "inspector_part_trigger_to_verdict_seconds",
             "Trigger to part verdict, per part (triggered lines)",
-            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+            buckets=budget_buckets(cfg.line.budget_ms / 1000),
             registry=self.registry,
         )
         self.registry.register(_StationCollector(station))
@@ -194,6 +217,8 @@ class _StationCollector(Collector):
         line = getattr(st, "line", None)
         if line is not None:
             yield from _part_metrics(line.report())
+        if st.mqtt is not None:
+            yield from _mqtt_metrics(st.mqtt.stats())
         errors = CounterMetricFamily("inspector_worker_errors", "Failed inference batches", labels=["worker"])
         for w in st.workers:
             errors.add_metric([str(w.index)], w.stats.errors)
@@ -225,3 +250,16 @@ def _part_metrics(rep: dict[str, Any]) -> Iterator[Metric]:
     yield CounterMetricFamily("inspector_missed_triggers", "Triggers that gave no frame", value=rep["missed_triggers"])
     yield CounterMetricFamily("inspector_trigger_overruns", "Triggers during an exposure", value=rep["trigger_overruns"])
     yield GaugeMetricFamily("inspector_part_budget_seconds", "Trigger-to-verdict budget", value=rep["budget_ms"] / 1000)
+
+
+def _mqtt_metrics(m: dict[str, float]) -> Iterator[Metric]:
+    """The MQTT publisher's outbox (`inspector.plant.mqtt.MqttPublisher.stats`)."""
+    yield GaugeMetricFamily("inspector_mqtt_connected", "1 while connected to the MQTT broker", value=m["connected"])
+    yield CounterMetricFamily("inspector_mqtt_published", "Part messages the broker acknowledged", value=m["published"])
+    yield CounterMetricFamily("inspector_mqtt_dropped", "Parts dropped: the MQTT outbox was full", value=m["dropped"])
+    yield GaugeMetricFamily("inspector_mqtt_outbox_depth", "Parts not yet acknowledged by the broker",
+                            value=m["outbox_depth"])
+    yield GaugeMetricFamily("inspector_mqtt_outbox_peak", "Deepest the MQTT outbox was in this run",
+                            value=m["outbox_peak"])
+    yield CounterMetricFamily("inspector_mqtt_disconnects", "Connections to the MQTT broker lost",
+                              value=m["disconnects"])

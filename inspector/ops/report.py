@@ -41,9 +41,6 @@ class ReportView(StationView, Protocol):
     def plc_opcua(self) -> Any: ...  # OpcUaPlc or None: ``.stats()``
 
     @property
-    def mqtt(self) -> Any: ...  # inspector.plant.mqtt.MqttPublisher or None: ``.stats()``
-
-    @property
     def recipes(self) -> Any: ...  # RecipeSwitch or None: ``.current``, ``.switches``
 
     @property

@@ -47,6 +47,9 @@ class StationView(Protocol):
     def line(self) -> Any: ...  # inspector.line.runner.Line on a triggered line, else None
 
     @property
+    def mqtt(self) -> Any: ...  # inspector.plant.mqtt.MqttPublisher or None: ``.stats()``
+
+    @property
     def running(self) -> bool: ...
 
     @property

@@ -146,7 +146,8 @@ def open_database(
     except NoSuchModuleError:
         raise StorageError(f"db: cannot open {shown!r}: unknown dialect {parsed.drivername!r}") from None
     except ImportError as exc:
-        raise StorageError(f"db: cannot open {shown!r}: driver not installed ({exc.name or exc})") from None
+        hint = ' (pip install "inspector[postgres]")' if parsed.get_backend_name() == "postgresql" else ""
+        raise StorageError(f"db: cannot open {shown!r}: driver not installed ({exc.name or exc}){hint}") from None
     except (ArgumentError, TypeError) as exc:
         raise StorageError(f"db: cannot open {shown!r}: {_one_line(exc)}") from None
     if is_sqlite:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from inspector.config import ConfigError, parse_config
+from inspector.ops.metrics import StationMetrics
 from inspector.pipeline.results import PartResult
 from inspector.plant.messages import part_schema
 from inspector.station import Station
@@ -77,6 +78,10 @@ def test_broker_stopped_mid_run_every_part_arrives_in_order(broker: Broker, tmp_
     assert rep["outbox_peak"] >= 20, rep
     assert rep["dropped"] == 0 and rep["undelivered_at_stop"] == 0 and rep["disconnects"] >= 1
     assert rep["published"] == len(parts)
+    scraped = {line.split(" ")[0]: float(line.split(" ")[1]) for line in
+               StationMetrics(st).render().decode().splitlines() if line.startswith("inspector_mqtt_")}
+    assert scraped["inspector_mqtt_outbox_peak"] == rep["outbox_peak"]
+    assert scraped["inspector_mqtt_published_total"] == len(parts) and scraped["inspector_mqtt_dropped_total"] == 0
     sub.close()
 
 
