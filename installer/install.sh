@@ -30,6 +30,15 @@ if [[ "${1:-}" == "--service" ]]; then
     id inspector >/dev/null 2>&1 || useradd --system --groups video --create-home inspector
     install -d -m 755 /etc/inspector
     install -m 644 "$here/installer/inspector-headless.service" /etc/systemd/system/inspector-headless.service
+    # the desktop user who ran sudo may open the GUI onto the service (the control link's group)
+    if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then usermod -a -G inspector "$SUDO_USER" || true; fi
+    # the first admin, unattended: INSPECTOR_NEW_PASSWORD=... installer/install.sh --service
+    # (without it: `inspector users add admin --role admin`, or the GUI's first login; inspection never waits)
+    if [[ -n "${INSPECTOR_NEW_PASSWORD:-}" ]]; then
+        runuser -u inspector -- env INSPECTOR_NEW_PASSWORD="$INSPECTOR_NEW_PASSWORD" \
+            "$prefix/.venv/bin/inspector" users add admin --role admin \
+            || echo "install: the first admin was not added (users exist already?)" >&2
+    fi
     systemctl daemon-reload
     echo "put the station config in /etc/inspector/station.toml, then: systemctl enable --now inspector-headless"
 fi
