@@ -50,7 +50,19 @@ def table(res: dict) -> str:
         )
     p, nm = res["precision"], res["nominal"]
     rows.append("")
-    if p.get("int8"):
+    if p.get("fps"):
+        rows += [
+            f"Precision, pure backend, every gated precision alternating (fastest at batch {p['batch']} first):",
+            "",
+            f"| precision | fps at batch {p['batch']} | fps at batch 1 |",
+            "|---|---:|---:|",
+        ]
+        rows += [f"| {name} | {p['fps'][name].get(str(p['batch']), 0.0):.1f} | {p['fps'][name].get('1', 0.0):.1f} |"
+                 for name in p["ranking"]]
+        rows += [f"| {name} | not measured: {why} | |" for name, why in p.get("skipped", {}).items()]
+        a = p.get("auto") or {}
+        rows += ["", f"`auto` runs **{a.get('precision', '?')}** ({a.get('reason', '?')})."]
+    elif p.get("int8"):
         rows.append(
             f"Precision, pure backend at batch {p['batch']}: f32 {p['f32']['fps']:.1f} fps, INT8 {p['int8']['fps']:.1f} "
             f"fps: **INT8/f32 {p['int8_over_f32']:.2f}x**"
@@ -87,7 +99,12 @@ def table(res: dict) -> str:
             f"{u.get('precision_ran', '?')}; our `auto` ran {u.get('ours_precision', '?')})."
         )
         q = u.get("int8") or {}
-        if "fps" in q:
+        if u.get("comparisons"):
+            rows += ["", "| ours (pipeline) | fps | Ultralytics predict | fps | ours / theirs |", "|---|---:|---|---:|---:|"]
+            rows += [f"| {r['ours']}, {r['ours_precision']} | {r['ours_fps']:.1f} | {r['theirs']}, "
+                     f"{r['theirs_precision']} ({r['theirs_batch']}) | {r['theirs_fps']:.1f} | **{r['ratio']:.2f}x** |"
+                     for r in u["comparisons"]]
+        elif "fps" in q:
             rows.append("")
             rows.append(
                 f"At INT8 (Ultralytics' own INT8 recipe on the same ONNX file: NNCF MIXED, the Detect head and sigmoids "

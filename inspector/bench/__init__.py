@@ -85,7 +85,10 @@ def run_bench(
 ) -> dict[str, Any]:
     """Everything in one run; see the README's benchmark section for what each number means."""
     from inspector.bench.pipeline import bench_frames, run_pipeline_bench
+    from inspector.pipeline.backends import precision_choice
 
+    # the bench measures the precisions itself, first, with nothing else running: no child beside its stations
+    precision_choice.BACKGROUND = False
     t0 = time.perf_counter()
     res = run_pipeline_bench(model=model, backend=backend, cameras=cameras, threads=threads, seconds=seconds,
                              in_flight=in_flight, streams=streams, precision=precision)
@@ -106,12 +109,17 @@ def run_bench(
                 pure1 = res["pure_backend_fps_by_batch"].get("1")
                 u["overhead_ms"] = (1e3 / u["fps_batch1"] - 1e3 / pure1) if pure1 else None
                 u["ratio"] = ours / u["fps"]
-                u["ours_precision"] = _auto_precision(model, backend, precision)
+                u["ours_precision"] = res["ran_precision"]
                 try:
                     u["int8"] = _ultralytics_int8(model, backend, max(cameras), threads, seconds, in_flight, streams,
                                                   frames)
                 except Exception as exc:  # noqa: BLE001
                     u["int8"] = {"note": f"Ultralytics predict at INT8 failed: {_first_line(exc)}"}
+                try:
+                    u["comparisons"] = _comparisons(res, u, model, backend, max(cameras), threads, seconds,
+                                                    in_flight, streams)
+                except Exception as exc:  # noqa: BLE001
+                    u["comparisons_note"] = f"our pipeline at Ultralytics' precision failed: {_first_line(exc)}"
             res["ultralytics"] = u
             if u is None:
                 res["ultralytics_note"] = reason
@@ -129,14 +137,47 @@ def run_bench(
     return res
 
 
-def _auto_precision(model: str, backend: str, precision: str) -> str:
-    """The precision our pipeline ran (``auto`` resolved as the OpenVINO backend resolves it)."""
-    if precision != "auto" or backend != "openvino":
-        return precision
-    from inspector.pipeline.backends.openvino_backend import auto_precision
-    from inspector.pipeline.model_repo import load_card
+def _comparisons(res: dict[str, Any], u: dict[str, Any], model: str, backend: str, cameras: int, threads: int,
+                 seconds: float, in_flight: int, streams: int | str) -> list[dict[str, Any]]:
+    """Our default against Ultralytics' default export and its INT8 recipe, and ours at the precision each of
+    them ran: one row each, every row naming both precisions. Our side is the ``cameras``-camera pipeline; theirs
+    is predict at its best batch (1 or 8)."""
+    ours_default = res["pipeline_fps"][str(cameras)]
+    ran = res["ran_precision"]
+    q = u.get("int8") or {}
 
-    return auto_precision("CPU", load_card(model))
+    def row(ours: str, ours_precision: str, ours_fps: float, theirs: str, t: dict[str, Any]) -> dict[str, Any]:
+        best = "batch 8" if t["fps_batch8"] >= t["fps_batch1"] else "batch 1"
+        return {"ours": ours, "ours_precision": ours_precision, "ours_fps": ours_fps, "theirs": theirs,
+                "theirs_precision": t.get("precision_ran", "?"), "theirs_fps": t["fps"], "theirs_batch": best,
+                "ratio": ours_fps / t["fps"]}
+
+    rows = [row("our default (auto)", ran, ours_default, "its default export", u)]
+    if "fps" in q:
+        rows.append(row("our default (auto)", ran, ours_default, "its INT8 recipe", {**q, "precision_ran": "int8"}))
+    theirs = u.get("precision_ran", "?")
+    if theirs in ("f32", "bf16", "f16"):  # ours at the precision its default export ran
+        same = ours_default if theirs == ran else _pipeline_at(theirs, model, backend, cameras, threads, seconds,
+                                                                in_flight, streams)
+        rows.append(row("ours at its precision", theirs, same, "its default export", u))
+    if "fps" in q:
+        same8 = ours_default if ran == "int8" else q["ours_pipeline_fps"]
+        rows.append(row("ours at its precision", "int8", same8, "its INT8 recipe", {**q, "precision_ran": "int8"}))
+    return rows
+
+
+def _pipeline_at(precision: str, model: str, backend: str, cameras: int, threads: int, seconds: float,
+                 in_flight: int, streams: int | str) -> float:
+    """Our ``cameras``-camera pipeline's fps at ``precision``."""
+    import tempfile
+    from pathlib import Path
+
+    from inspector.bench.pipeline import measure_station, station_config
+
+    cfg = station_config(cameras, 0.0, model, backend, threads, 320, 320, 8, in_flight=in_flight, streams=streams,
+                         precision=precision)
+    with tempfile.TemporaryDirectory() as tmp:
+        return float(measure_station(cfg, f"sqlite:///{Path(tmp) / 'same.db'}", 3.0, seconds)["fps"])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -191,14 +232,20 @@ def format_table(res: dict[str, Any]) -> str:
     ln = res["latency_nominal"]
     ls = res["latency_saturation"]
     p = res.get("precision") or {}
-    if p.get("f32"):
-        i8 = p.get("int8")
-        lines.append(
-            f"precision, pure backend at batch {p['batch']}: f32 {p['f32']['fps']:.1f} fps"
-            + (f", int8 {i8['fps']:.1f} fps, int8/f32 {p['int8_over_f32']:.2f}x"
-               + ("" if i8.get("gate_passed") else " (INT8 model failed its accuracy gate: auto does not pick it)")
-               if i8 else f"; int8: {p.get('note', 'not measured')}")
-        )
+    if p.get("fps"):
+        lines.append("precision, pure backend (every gated precision, alternating; fastest first):")
+        lines.append(f"{'':>8} {'batch ' + str(p['batch']):>12} {'batch 1':>10}")
+        for name in p["ranking"]:
+            by = p["fps"][name]
+            lines.append(f"{name:>8} {by.get(str(p['batch']), 0.0):12.1f} {by.get('1', 0.0):10.1f}")
+        for name, why in p.get("skipped", {}).items():
+            lines.append(f"{name:>8} not measured: {why}")
+        a = p.get("auto") or {}
+        lines.append(f"auto runs {a.get('precision', '?')}: {a.get('reason', '?')}"
+                     + (f"; this run ran {res['ran_precision']}" if res.get("ran_precision") not in (None, a.get("precision"))
+                        else ""))
+    elif p.get("note"):
+        lines.append(f"precision: {p['note']}")
     nm = res.get("nominal")
     if nm:
         lines.append(
@@ -219,19 +266,26 @@ def format_table(res: dict[str, Any]) -> str:
     u = res.get("ultralytics")
     if u:
         lines.append(
-            f"ultralytics predict ({u['runtime']}): {u['fps_batch1']:.1f} fps batch 1, {u['fps_batch8']:.1f} fps batch 8; "
-            f"overhead {u['overhead_ms']:.2f} ms/frame over pure inference; ours / ultralytics = {u['ratio']:.2f}x"
-            f" (its floating point at {u.get('precision_ran', '?')}, ours at {u.get('ours_precision', '?')})"
+            f"ultralytics predict ({u['runtime']}, at {u.get('precision_ran', '?')}): {u['fps_batch1']:.1f} fps "
+            f"batch 1, {u['fps_batch8']:.1f} fps batch 8; overhead {u['overhead_ms']:.2f} ms/frame over pure inference"
         )
         q = u.get("int8") or {}
         if "fps" in q:
             lines.append(
                 f"ultralytics predict, INT8 ({q['runtime']}): {q['fps_batch1']:.1f} fps batch 1, {q['fps_batch8']:.1f} fps "
-                f"batch 8; our {q.get('ours_cameras', 8)}-camera pipeline on our INT8 IR {q['ours_pipeline_fps']:.1f} "
-                f"fps: ours / ultralytics = {q['ratio']:.2f}x"
+                f"batch 8"
             )
         elif q:
             lines.append(f"ultralytics INT8: {q['note']}")
+        rows = u.get("comparisons") or []
+        if rows:
+            lines.append(f"{'ours (pipeline)':<34} {'fps':>7}   {'ultralytics predict':<34} {'fps':>7} {'ours/theirs':>11}")
+            for r in rows:
+                ours = f"{r['ours']}, {r['ours_precision']}"
+                theirs = f"{r['theirs']}, {r['theirs_precision']} ({r['theirs_batch']})"
+                lines.append(f"{ours:<34} {r['ours_fps']:7.1f}   {theirs:<34} {r['theirs_fps']:7.1f} {r['ratio']:10.2f}x")
+        elif u.get("comparisons_note"):
+            lines.append(f"ultralytics comparisons: {u['comparisons_note']}")
     else:
         lines.append(f"ultralytics: {res.get('ultralytics_note', 'not measured')}")
     d = res.get("database")

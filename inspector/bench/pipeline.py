@@ -45,7 +45,14 @@ class PureRunner:
     def __init__(
         self, backend: str, model: str, batch: int, threads: int, frames: list[np.ndarray], *, depth: int = 1,
         streams: int | str = "auto", precision: str = "auto", nms_iou: float | None = _STATION_IOU,
+        max_batch: int = 8,
     ) -> None:
+        # ``auto`` as the station resolves it for its own max_batch (not for this runner's batch): both then run
+        # the same precision
+        precision = station_precision(backend, model, precision, max_batch=max_batch, threads=threads, depth=depth,
+                                      streams=streams, nms_iou=nms_iou)
+        #: the precision the runtime runs here
+        self.precision = precision
         card = load_card(model, int8=precision == "int8")
         self.batch = batch
         # the station's graph (decoding and NMS inside it, at the station's default IoU), whose detections
@@ -98,6 +105,20 @@ class PureRunner:
 
     def close(self) -> None:
         self.be.close()
+
+
+def station_precision(backend: str, model: str, precision: str, *, max_batch: int, threads: int, depth: int,
+                      streams: int | str, nms_iou: float | None = _STATION_IOU, device: str = "CPU") -> str:
+    """The precision a station with these settings runs for ``precision`` (``auto`` resolved as its OpenVINO
+    backend resolves it: the cached measurement, else the rule; anything else as it is)."""
+    if precision != "auto" or backend != "openvino":
+        return precision
+    import openvino as ov
+
+    from inspector.pipeline.backends import precision_choice as pc
+
+    settings = pc.Settings(device, max_batch, threads, streams, depth, nms_iou)
+    return pc.choose_auto(ov.Core(), load_card(model), settings).precision
 
 
 def station_config(
@@ -169,6 +190,7 @@ def measure_station(
                 merged.setdefault(k, []).extend(v)
         stages = {k: percentiles(v) for k, v in merged.items()}
         rows = st.db_writer.rows_written if st.db_writer is not None else 0
+        ran = [str(getattr(w.backend, "precision", cfg.model.precision)) for w in st.workers]
     finally:
         st.stop()
     total = {k: sum(w[k] for w in windows) for k in ("wall", "inspected", "dropped", "frames", "busy", "infer",
@@ -185,6 +207,7 @@ def measure_station(
         "latency_ms": percentiles(lat),
         "stages_ms": stages,
         "db_rows_written": rows,
+        "precision": ran[0] if len(set(ran)) == 1 else "/".join(ran),  # what the station's runtime ran
     }
     if pure is not None:
         ratios = [w["inspected"] / w["wall"] / p for w, p in zip(windows, pure_fps)]
@@ -232,7 +255,8 @@ def run_pipeline_bench(
     frames = bench_frames(32, width, height)
     sizes = sorted(set(cameras))
     pure_s = min(6.0, seconds / 2)
-    by_precision = precision_fps(backend, model, max(sizes), pure_s, threads, frames, in_flight, streams)
+    # every gated precision at the station's settings, first: the winner is what `auto` runs below
+    by_precision = precision_fps(backend, model, max_batch, pure_s, threads, in_flight, streams)
     pipeline: dict[str, Any] = {}
     if nominal is None:
         from inspector.config import load_station
@@ -248,7 +272,7 @@ def run_pipeline_bench(
             cfg = station_config(n, 0.0, model, backend, threads, width, height, max_batch, in_flight=in_flight,
                                  streams=streams, precision=precision)
             runner = PureRunner(backend, model, n, threads, frames, depth=in_flight, streams=streams,
-                                precision=precision)
+                                precision=precision, max_batch=max_batch)
             try:
                 pipeline[str(n)] = measure_station(cfg, f"sqlite:///{Path(tmp) / f'sat{n}.db'}", warmup, seconds,
                                                    pure=runner, rounds=rounds)
@@ -266,6 +290,8 @@ def run_pipeline_bench(
         "in_flight": in_flight,
         "streams": streams,
         "run_precision": precision,
+        # what the 8-camera station's runtime ran (``auto`` resolved)
+        "ran_precision": pipeline[str(max(sizes))]["precision"],
         "pure_backend_fps": pipeline[str(top)]["pure_fps"],
         "pure_backend_fps_by_batch": {k: v["pure_fps"] for k, v in pipeline.items()},
         "pipeline_fps": {k: v["fps"] for k, v in pipeline.items()},
@@ -295,32 +321,35 @@ def run_pipeline_bench(
 
 
 def precision_fps(
-    backend: str, model: str, batch: int, seconds: float, threads: int, frames: list[np.ndarray], depth: int,
-    streams: int | str,
+    backend: str, model: str, max_batch: int, seconds: float, threads: int, depth: int, streams: int | str,
 ) -> dict[str, Any]:
-    """Pure backend fps at batch ``batch`` in f32 and INT8 (the card's NNCF IR), alternating in
-    rounds so that the machine's drift hits both alike; INT8 is None where the card has none."""
-    out: dict[str, Any] = {"batch": batch}
+    """The runtime alone at every gated precision (`precision_choice.measure`: f32, bf16 where the CPU has
+    it, the INT8 IR where its gate passed) at ``max_batch`` and 1, alternating in rounds, with the station's
+    settings; the result goes to the cache that ``auto`` reads, so the stations measured after it run the
+    winner. Also what ``auto`` chose, and why."""
+    out: dict[str, Any] = {"batch": max_batch}
     if backend != "openvino":
         return {**out, "f32": None, "int8": None, "int8_over_f32": None, "note": f"{backend}: f32 only"}
+    import openvino as ov
+
+    from inspector.pipeline.backends import precision_choice as pc
+
     card = load_card(model)
-    has_int8 = card.int8 is not None
-    runners = {p: PureRunner(backend, model, batch, threads, frames, depth=depth, streams=streams, precision=p)
-               for p in (("f32", "int8") if has_int8 else ("f32",))}
-    runs: dict[str, list[float]] = {"f32": [], "int8": []}
-    try:
-        for _ in range(2):
-            for p, runner in runners.items():
-                runs[p].append(runner.run(seconds / 2))
-    finally:
-        for runner in runners.values():
-            runner.close()
-    f32 = max(runs["f32"])
-    int8 = max(runs["int8"]) if runs["int8"] else None
+    settings = pc.Settings("CPU", max_batch, threads, streams, depth, _STATION_IOU)
+    m = pc.measure_and_store(card, settings, seconds)
+    choice = pc.choose_auto(ov.Core(), card, settings)
+    f32 = m.fps.get("f32", {}).get(max_batch)
+    int8 = m.fps.get("int8", {}).get(max_batch)
     return {
         **out,
-        "f32": {"fps": f32, "rounds": runs["f32"]},
-        "int8": {"fps": int8, "rounds": runs["int8"], "gate_passed": card.int8_gate_passed} if int8 else None,
-        "int8_over_f32": int8 / f32 if int8 else None,
-        **({} if has_int8 else {"note": f"{model} has no INT8 model (inspector quantize)"}),
+        "fps": {p: {str(n): v for n, v in by.items()} for p, by in m.fps.items()},
+        "ranking": m.ranking(),
+        "winner": m.winner if m.fps else None,
+        "cpu_share": m.cpu_share,
+        "skipped": m.skipped,
+        "auto": {"precision": choice.precision, "reason": choice.reason, "measured": choice.measured},
+        "f32": {"fps": f32} if f32 else None,
+        "int8": {"fps": int8, "gate_passed": card.int8_gate_passed} if int8 else None,
+        "int8_over_f32": int8 / f32 if int8 and f32 else None,
+        **({"note": f"int8 not measured: {m.skipped['int8']}"} if "int8" in m.skipped else {}),
     }

@@ -433,6 +433,10 @@ def _queue(card: ModelCard, settings: Settings, key: Mapping[str, Any], path: Pa
                                               "cache": str(path)})
 
 
+#: False: `measure_pending` drops what was queued (``inspector bench`` measures in-process, before its stations)
+BACKGROUND = True
+
+
 def measure_pending(delay_s: float = START_DELAY_S) -> threading.Thread | None:
     """Measure what ``auto`` queued (cache misses), each in a child process at the lowest priority, after
     ``delay_s``, on a daemon thread; returns it (None when nothing is queued). The child writes the cache;
@@ -440,7 +444,7 @@ def measure_pending(delay_s: float = START_DELAY_S) -> threading.Thread | None:
     with _pending_lock:
         jobs = list(_pending.values())
         _pending.clear()
-    if not jobs:
+    if not jobs or not BACKGROUND:
         return None
     t = threading.Thread(target=_run_children, args=(jobs, delay_s), name="precision-measure", daemon=True)
     t.start()
