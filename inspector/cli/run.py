@@ -49,6 +49,8 @@ def run(
                                           "triggered line (plc: only the PLC links and commands)."),
     plc: list[str] | None = typer.Option(None, "--plc", help="modbus://HOST:PORT or opcua://HOST:PORT, "
                                             "repeatable: serve the PLC links there."),
+    mqtt: str | None = typer.Option(None, "--mqtt", help="HOST:PORT of an MQTT broker: publish every part's "
+                                    "result there ([mqtt] broker; the rest of [mqtt] from the config)."),
     recipe: str | None = typer.Option(None, "--recipe", help="Product recipe to start with (number or name; "
                                          "needs [recipes] dir)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -70,6 +72,7 @@ def run(
         fail(str(exc))
     try:
         cfg = _run_config(station, config, trigger, plc or [], recipe, injections)
+        cfg = _with_mqtt(cfg, mqtt) if mqtt is not None else cfg
         st = _build_station(cfg, db=db, backend=backend, archive=not no_archive, metrics_port=metrics_port,
                             quiet=quiet)
     except user_errors() as exc:
@@ -189,6 +192,20 @@ def _print_summary(rep: dict[str, Any]) -> None:
             f"{p['false_reject_rate']:.2%}",
             err=True,
         )
+
+
+def _with_mqtt(cfg: StationConfig, broker: str) -> StationConfig:
+    """The config with ``--mqtt HOST:PORT`` as its ``[mqtt] broker`` (validated like the file's own keys)."""
+    from pydantic import ValidationError
+
+    from inspector.config import StationConfig, format_errors
+
+    raw = cfg.model_dump()
+    raw["mqtt"]["broker"] = broker
+    try:
+        return StationConfig.model_validate(raw)
+    except ValidationError as exc:
+        fail(format_errors("--mqtt", exc))
 
 
 def _with_plc(cfg: StationConfig, trigger: str | None, plc: list[str]) -> StationConfig:

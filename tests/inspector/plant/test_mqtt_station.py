@@ -102,3 +102,24 @@ def test_mqtt_config_keys_and_refusals(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
             parse_config(base + "\n[mqtt]\n" + text + "\n", "line.toml")
+
+
+def test_run_with_mqtt_option_publishes_and_reports(broker: Broker, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inspector.cli import app
+
+    cfg = tmp_path / "line.toml"
+    cfg.write_text(line_config())
+    report = tmp_path / "report.json"
+    sub = Subscriber(broker.port, "inspector/line-test/part")
+    res = CliRunner().invoke(app, ["run", "--headless", "--config", str(cfg), "--db", f"sqlite:///{tmp_path / 'r.db'}",
+                                   "--mqtt", f"127.0.0.1:{broker.port}", "--duration", "2", "--quiet",
+                                   "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(report.read_text())
+    sub.wait(lambda: len(sub.on("/part")) >= rep["mqtt"]["published"], 10, "the published parts")
+    assert rep["mqtt"]["published"] == rep["parts"]["verdicts"] > 0
+    assert [json.loads(m.payload)["trigger_id"] for m in sub.on("/part")] == sorted(
+        json.loads(m.payload)["trigger_id"] for m in sub.on("/part"))
+    sub.close()
