@@ -331,7 +331,8 @@ def run_attached(link: Any, hello: dict[str, Any], startup: StartupWindow | None
         hello: The service's answer to ``hello``.
         startup: The start-up window the launcher shows (closed here).
     """
-    from gui.remote import RemoteBridge, RemoteControl, RemoteStation
+    from gui.remote import RemoteControl, RemoteStation
+    from gui.remote_bridge import RemoteBridge
     from inspector.storage.db import StorageError, open_database
 
     app = make_application()

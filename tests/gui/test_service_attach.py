@@ -174,7 +174,8 @@ def test_an_attached_gui_logs_in_over_the_link_and_pausing_is_asked_for(qtbot: A
     got = attach("svc-test", service.socket)
     assert got is not None
     link, hello = got
-    from gui.remote import RemoteBridge, RemoteControl, RemoteStation
+    from gui.remote import RemoteControl, RemoteStation
+    from gui.remote_bridge import RemoteBridge
 
     station = RemoteStation(hello)
     control = RemoteControl(link, station)
