@@ -21,6 +21,7 @@ Modes, and what the engine must do about them:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 import time
@@ -72,6 +73,19 @@ class FaultPlan:
             self._ends_at = ends if mode is not FaultMode.NONE else None
             if mode is not FaultMode.NONE:
                 self.history.append(record)
+            self._changed.notify_all()
+        return record
+
+    def set_duration(self, duration_s: float) -> FaultRecord | None:
+        """Make the active fault last ``duration_s`` from its start (<= 0: until `clear`); returns its
+        record, or None when no fault is active. A duration set after the mode counts as well."""
+        with self._lock:
+            if self._active_locked(time.monotonic()) is FaultMode.NONE or not self.history:
+                return None
+            record = self.history[-1]
+            ends = record.started_at + duration_s if duration_s > 0 else None
+            self._ends_at = ends
+            self.history[-1] = record = dataclasses.replace(record, ends_at=ends)
             self._changed.notify_all()
         return record
 

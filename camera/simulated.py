@@ -198,6 +198,8 @@ class SimulatedLineCamera(ThreadedCamera):
         if name in _FAULT_FEATURES:
             if name == "FaultMode":
                 self.faults.inject(value, float(self._tree.values["FaultDuration"]))
+            else:  # FaultDuration: also for the fault already on (the settings dialog writes the mode first)
+                self.faults.set_duration(float(value))
             return
         if not self._connected:
             raise FeatureError(f"{name}: camera {self.info.id} is not connected")

@@ -10,7 +10,10 @@ On a triggered line (``station.line`` set) the unit shown is the part: each fram
 retained for its part when its result arrives (the worker still holds it then), and
 `part_ready` moves the part into the recent parts the wall shows. `PartFrames` keeps the
 display's references within half of each camera's pool, so the GUI never starves
-acquisition; a frame it had to give back is shown as "image released", never replaced.
+acquisition. A part that waits for its deadline (another camera is out: every part does)
+would outlive its frames' references, so the frame of an undecided part is copied
+(`FrameCopy`) as its reference goes back; a decided part's frame given back is shown as
+"image released", never replaced.
 
 Camera state changes, pause changes and the control API's events are forwarded as Qt
 signals; emitted from an engine thread, they reach GUI-thread slots queued.
@@ -41,6 +44,46 @@ HOLD_FRAME_S = 2.0
 PARTS_KEPT = 20
 #: The window of the line's budget gauge (seconds).
 GAUGE_WINDOW_S = 10.0
+#: Copies of undecided parts' frames kept per camera (parts open at once: budget x part rate).
+COPIES_PER_CAMERA = 12
+#: A copy's longest side at most (pixels): a wall view is smaller; boxes keep the frame's size.
+COPY_MAX_PX = 640
+
+
+class FrameCopy:
+    """The pixels of a frame whose pool reference went back, for display only (no slot held).
+
+    It reads like the `FrameHandle` it copies (``image``, ``pixel_format``, ``sequence``,
+    ``acquired_wall``, ``retain``/``release``); ``frame_size`` is the frame's own ``(width,
+    height)``: ``image`` may be smaller (every n-th pixel, at most `COPY_MAX_PX`).
+    """
+
+    def __init__(self, h: FrameHandle) -> None:
+        full_h, full_w = h.image.shape[:2]
+        step = max(1, -(-max(full_h, full_w) // COPY_MAX_PX))
+        self.image = np.ascontiguousarray(h.image[::step, ::step])
+        self.frame_size = (full_w, full_h)
+        self.pixel_format = h.pixel_format
+        self.sequence = h.sequence
+        self.acquired_wall = h.acquired_wall
+
+    def retain(self) -> FrameCopy:
+        return self
+
+    def release(self) -> None:
+        pass
+
+
+#: What the views get of a part's frame: the held frame itself, or its copy.
+DisplayFrame = FrameHandle | FrameCopy
+
+
+def frame_size(h: DisplayFrame) -> tuple[int, int]:
+    """``(width, height)`` of the frame ``h`` shows (the boxes' coordinates)."""
+    if isinstance(h, FrameCopy):
+        return h.frame_size
+    fh, fw = h.image.shape[:2]
+    return fw, fh
 
 
 @dataclass
@@ -73,6 +116,8 @@ class LineStatus:
     p99_ms: float  # over the window; 0 when no part was decided in it
     window_parts: int
     window_s: float = GAUGE_WINDOW_S
+    #: the reject gate's ``(in time, late, passed)`` (`RejectGate.counters`); None: the line has no reject output
+    gate: tuple[int, int, int] | None = None
 
 
 class PartFrames:
@@ -83,13 +128,17 @@ class PartFrames:
 
     When a camera's share is full, the reference given up is the oldest decided part's,
     then the newest decided part's (its view has copied the pixels by then), then the
-    oldest undecided part's.
+    oldest undecided part's: that one is listed in `to_copy` for the caller to copy
+    (outside the lock) before releasing it, and `keep_copy` stores the copy.
     """
 
     def __init__(self, shares: dict[str, int]) -> None:
         self.shares = shares
         self._held: OrderedDict[str, dict[str, FrameHandle]] = OrderedDict()  # part id -> camera -> handle
+        self._copies: OrderedDict[str, dict[str, FrameCopy]] = OrderedDict()  # part id -> camera -> copy
         self._decided: list[str] = []  # oldest first
+        #: ``(part id, camera id, handle)`` given up by `add` from undecided parts: copy, then release
+        self.to_copy: list[tuple[str, str, FrameHandle]] = []
 
     def add(self, part_id: str, camera_id: str, frame: FrameHandle) -> list[FrameHandle]:
         """Retain ``frame`` for its part (the caller's reference must still be live)."""
@@ -101,9 +150,23 @@ class PartFrames:
             victim = self._victim(camera_id, keep=part_id)
             if victim is None:
                 break
-            out.append(self._held[victim].pop(camera_id))
+            h = self._held[victim].pop(camera_id)
+            if victim in self._decided:
+                out.append(h)
+            else:
+                self.to_copy.append((victim, camera_id, h))
         self._prune()
         return out
+
+    def keep_copy(self, part_id: str, camera_id: str, copy: FrameCopy) -> None:
+        """Keep the copy of a frame given up before its part was decided (at most `COPIES_PER_CAMERA`)."""
+        self._copies.setdefault(part_id, {})[camera_id] = copy
+        mine = [p for p, c in self._copies.items() if camera_id in c]
+        while len(mine) > COPIES_PER_CAMERA:  # the oldest decided part's first, then the oldest one
+            drop = next((p for p in mine if p in self._decided), mine[0])
+            mine.remove(drop)
+            del self._copies[drop][camera_id]
+        self._prune()
 
     def decide(self, part: PartResult) -> list[FrameHandle]:
         """``part`` has its verdict: keep the references that are its frames', give back any other."""
@@ -112,15 +175,25 @@ class PartFrames:
         out = [held.pop(cid) for cid in list(held) if own.get(cid) is not held[cid]]
         if part.part_id not in self._decided:
             self._decided.append(part.part_id)
+        copies = self._copies.get(part.part_id, {})
+        for cid in [c for c, copy in copies.items() if own.get(c) is None or own[c].sequence != copy.sequence]:
+            del copies[cid]
+        if part.part_id not in self._decided:
+            self._decided.append(part.part_id)
         while len(self._decided) > PARTS_KEPT:
-            out.extend(self._held.pop(self._decided.pop(0), {}).values())
+            gone = self._decided.pop(0)
+            out.extend(self._held.pop(gone, {}).values())
+            self._copies.pop(gone, None)
         self._prune()
         return out
 
-    def get(self, part_id: str, camera_id: str) -> FrameHandle | None:
-        """The part's frame of a camera with a reference for the caller, or None (released or never had)."""
+    def get(self, part_id: str, camera_id: str) -> DisplayFrame | None:
+        """The part's frame of a camera with a reference for the caller (or its copy), or None
+        (released or never had)."""
         h = self._held.get(part_id, {}).get(camera_id)
-        return h.retain() if h is not None else None
+        if h is not None:
+            return h.retain()
+        return self._copies.get(part_id, {}).get(camera_id)
 
     def held(self, camera_id: str) -> int:
         return sum(camera_id in frames for frames in self._held.values())
@@ -133,6 +206,9 @@ class PartFrames:
     def clear(self) -> list[FrameHandle]:
         out = [h for frames in self._held.values() for h in frames.values()]
         self._held.clear()
+        self._copies.clear()
+        out += [h for _p, _c, h in self.to_copy]
+        self.to_copy.clear()
         return out
 
     def _victim(self, camera_id: str, keep: str) -> str | None:
@@ -145,7 +221,9 @@ class PartFrames:
     def _prune(self) -> None:
         for pid in [p for p, frames in self._held.items() if not frames]:
             del self._held[pid]
-        self._decided = [p for p in self._decided if p in self._held]
+        for pid in [p for p, frames in self._copies.items() if not frames]:
+            del self._copies[pid]
+        self._decided = [p for p in self._decided if p in self._held or p in self._copies]
 
 
 class EngineBridge(QObject):
@@ -235,6 +313,7 @@ class EngineBridge(QObject):
         # Inference thread: the worker still holds the frame here, so retaining is safe.
         old: FrameHandle | None = None
         given_up: list[FrameHandle] = []
+        to_copy: list[tuple[str, str, FrameHandle]] = []
         with self._lock:
             if self._closed:
                 return
@@ -252,10 +331,27 @@ class EngineBridge(QObject):
                 self._frame_results[r.camera_id] = r
             elif r.part_id is not None and not r.late:  # a late frame is not its part's: never shown as such
                 given_up = self._part_frames.add(r.part_id, r.camera_id, r.frame)
+                to_copy, self._part_frames.to_copy = self._part_frames.to_copy, []
         if old is not None:
             old.release()
         for h in given_up:
             h.release()
+        if to_copy:
+            self._copy_and_release(to_copy)
+
+    def _copy_and_release(self, frames: list[tuple[str, str, FrameHandle]]) -> None:
+        """Copy the frames of undecided parts whose references go back, then give the references back."""
+        copies = []
+        for part_id, camera_id, h in frames:
+            try:
+                copies.append((part_id, camera_id, FrameCopy(h)))
+            finally:
+                h.release()
+        with self._lock:
+            if self._closed:
+                return
+            for part_id, camera_id, copy in copies:
+                self._part_frames.keep_copy(part_id, camera_id, copy)
 
     def _on_part(self, part: PartResult) -> None:
         # The fan-out or the tracker's deadline thread: the frames' references were taken in _on_result.
@@ -310,8 +406,9 @@ class EngineBridge(QObject):
         with self._lock:
             return self._parts[-1] if self._parts else None
 
-    def part_frame(self, part_id: str, camera_id: str) -> FrameHandle | None:
-        """A part's frame of one camera with a reference for the caller (release it); None once given back."""
+    def part_frame(self, part_id: str, camera_id: str) -> DisplayFrame | None:
+        """A part's frame of one camera with a reference for the caller (release it), or its copy;
+        None once given back."""
         with self._lock:
             return self._part_frames.get(part_id, camera_id)
 
@@ -321,10 +418,12 @@ class EngineBridge(QObject):
             return None
         rep = self.line.report()
         win = self.line.tracker.stats.window(GAUGE_WINDOW_S)
+        g = rep.get("reject_gate")
         return LineStatus(
             parts=int(rep["verdicts"]), ok=int(rep["ok"]), ng=int(rep["ng"]), incomplete=int(rep["incomplete"]),
             late_frames=int(rep["late_frames"]), missed_triggers=int(rep.get("missed_triggers", 0)),
             budget_ms=float(rep["budget_ms"]), p99_ms=float(win["p99_ms"]), window_parts=int(win["parts"]),
+            gate=(int(g["rejected_in_time"]), int(g["missed"]), int(g["passed_ok"])) if g is not None else None,
         )
 
     def _on_timer(self) -> None:

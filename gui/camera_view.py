@@ -11,9 +11,8 @@ from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from camera.frame_pool import FrameHandle
 from camera.protocol import Camera, CameraState
-from gui.bridge import CameraLive, EngineBridge
+from gui.bridge import CameraLive, DisplayFrame, EngineBridge, frame_size
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, Box, boxes_from, draw_boxes, fit_rect, frame_to_display
 from inspector.pipeline.results import InspectionResult, PartResult
 
@@ -194,10 +193,10 @@ class CameraView(QWidget):
             h.release()
         return True
 
-    def _show_handle(self, show: FrameHandle) -> None:
-        """Copy a held frame into `image`, scaled to where it is drawn."""
+    def _show_handle(self, show: DisplayFrame) -> None:
+        """Copy a held frame (or a part's frame copy) into `image`, scaled to where it is drawn."""
         dpr = self.devicePixelRatioF()
-        frame_h, frame_w = show.image.shape[:2]
+        frame_w, frame_h = frame_size(show)
         rect = self.image_rect(frame_w, frame_h)
         image = frame_to_display(show.image, show.pixel_format, (round(rect.width() * dpr), round(rect.height() * dpr)))
         image.setDevicePixelRatio(dpr)

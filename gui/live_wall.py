@@ -119,6 +119,12 @@ class LiveWall(QWidget):
         self.line_label.setMinimumWidth(110)
         self.counts_label = QLabel()
         self.counts_label.setObjectName("lineCounts")
+        #: the reject gate's counters (a line with a reject output): a missed reject shows red
+        self.gate_label = QLabel()
+        self.gate_label.setObjectName("gateCounts")
+        self.gate_label.setVisible(False)
+        self.gate_label.setToolTip("Reject gate: NG parts pushed off in time, NG parts that went on "
+                                   "(verdict too late or not pushed), OK parts passed")
         self.paused_label = QLabel("INSPECTION PAUSED")
         self.paused_label.setObjectName("pausedBanner")
         self.paused_label.setVisible(False)
@@ -131,6 +137,7 @@ class LiveWall(QWidget):
         bar.addWidget(self.line_label)
         bar.addSpacing(12)
         bar.addWidget(self.counts_label, 1)
+        bar.addWidget(self.gate_label)
         if self.triggered:
             self.gauge = BudgetGauge(self)
             bar.addWidget(self.gauge)
@@ -163,6 +170,8 @@ class LiveWall(QWidget):
             "#lineBar { background: #1b2024; } "
             "#lineCounts { color: #e6edf3; font-size: 15px; } "
             "#lineVerdict { font-size: 22px; font-weight: bold; border-radius: 6px; padding: 2px 14px; color: white; }"
+            "#gateCounts { color: #e6edf3; font-size: 15px; padding: 2px 8px; border-radius: 4px; } "
+            "#gateCounts[late=\"true\"] { background: #d62828; color: white; font-weight: bold; } "
             "#pausedBanner { background: #f0a202; color: black; font-weight: bold; padding: 3px 10px; border-radius: 4px; }"
         )
 
@@ -227,10 +236,23 @@ class LiveWall(QWidget):
                 self.counts_label.setText(
                     f"Parts {status.parts:,}   OK {status.ok:,}   NG {status.ng:,} ({status.incomplete:,} incomplete)"
                     f"   late frames {status.late_frames:,}   missed triggers {status.missed_triggers:,}")
+                self._show_gate(status.gate)
         part = self.bridge.current_part()
         if part is None or time.time() - part.triggered_at > recent_s + part.budget_ms / 1000:
             return ""
         return chip_label(part)
+
+    def _show_gate(self, gate: tuple[int, int, int] | None) -> None:
+        """The reject gate's counters, red while any NG part went on with the good parts."""
+        self.gate_label.setVisible(gate is not None)
+        if gate is None:
+            return
+        in_time, late, passed = gate
+        self.gate_label.setText(f"Reject gate: in time {in_time:,} · late {late:,} · passed {passed:,}")
+        if self.gate_label.property("late") != bool(late):  # re-polish only on change
+            self.gate_label.setProperty("late", bool(late))
+            self.gate_label.style().unpolish(self.gate_label)
+            self.gate_label.style().polish(self.gate_label)
 
     def open_part(self, part: PartResult) -> PartDialog:
         """Open (non-modal) one part's cameras, verdicts and images."""

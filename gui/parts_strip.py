@@ -20,7 +20,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from gui.bridge import EngineBridge
+from gui.bridge import EngineBridge, frame_size
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, boxes_from, draw_boxes, frame_to_display
 from inspector.pipeline.results import InspectionResult, PartResult
 
@@ -51,7 +51,7 @@ def part_thumbnails(part: PartResult, bridge: EngineBridge) -> dict[str, QImage]
         if h is None:
             continue
         try:
-            fh, fw = h.image.shape[:2]
+            fw, fh = frame_size(h)
             scale = THUMB_PX / max(fw, fh, 1)
             image = frame_to_display(h.image, h.pixel_format, (max(1, round(fw * scale)), max(1, round(fh * scale))))
         except (ValueError, IndexError, cv2.error) as exc:

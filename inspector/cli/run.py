@@ -40,7 +40,7 @@ def run(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port (127.0.0.1)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", help="No live status line."),
+    quiet: bool = typer.Option(False, "--quiet", help="No live status line (the final summary still prints)."),
     inject: list[str] | None = typer.Option(
         None, "--inject", help="CAMERA:FAULT[:VALUE]\\[@S] (repeatable): missed_trigger:0.05, stall:5, "
         "disconnect, corrupt, wrong_size, hang (VALUE: rate or seconds; @S: when, seconds after the start)."
@@ -58,6 +58,9 @@ def run(
     """Run a station: cameras -> batched inference -> verdicts -> database."""
     setup_logging(verbose)
     if not headless:
+        if inject:  # the app has no injection of its own: say so rather than run without the fault
+            fail("--inject: only with --headless (in the app, set the camera's FaultMode and FaultDuration in "
+                 "its settings)")
         open_gui = cli_context(ctx).open_gui
         if open_gui is None:
             fail("the GUI is not available here (install the gui extra); use --headless")
@@ -79,8 +82,7 @@ def run(
         fail(str(exc))
     _supervise(st, duration, injections, quiet)
     rep = st.report()
-    if not quiet:
-        _print_summary(rep)
+    _print_summary(rep)  # --quiet hides the live status line, never the run's result
     if report is not None:
         try:
             report.write_text(json.dumps(rep, indent=2))
@@ -169,16 +171,17 @@ def _supervise(st: Station, duration: float | None, injections: list[Injection],
 
 
 def _print_summary(rep: dict[str, Any]) -> None:
-    """The run's figures on stderr: frames, accuracy and health; parts, latency and rates on a triggered line."""
+    """The run's figures on stderr: frames, accuracy and health; on a triggered line its parts, latency,
+    missed deadlines and the reject gate. Health comes last: it is the run's verdict."""
     from inspector.ops.health import health_text
 
     t = rep["totals"]
     a = rep["accuracy"]
     typer.echo(
-        f"{rep['duration_s']:.1f} s: {t['inspected']} inspected ({t['fps']:.1f} fps), {t['dropped']} dropped, "
-        f"{t['ng']} NG, {rep['db']['rows_written']} rows written; escape rate {a['escape_rate']:.2%}, "
-        f"false-reject rate {a['false_reject_rate']:.2%} over {a['parts']} parts with ground truth; "
-        f"health: {health_text(rep['health'])}",
+        f"{rep['duration_s']:.1f} s: {t['inspected']} frames inspected ({t['fps']:.1f} fps), {t['dropped']} frames "
+        f"dropped, {t['ng']} frames NG, {rep['db']['rows_written']} rows written; per frame: escape rate "
+        f"{a['escape_rate']:.2%}, false-reject rate {a['false_reject_rate']:.2%} over {a['parts']} frames with "
+        "ground truth",
         err=True,
     )
     if "parts" in rep:
@@ -188,10 +191,19 @@ def _print_summary(rep: dict[str, Any]) -> None:
             f"parts: {p['triggered']} triggered, {p['verdicts']} verdicts ({p['ok']} OK, {p['ng']} NG, "
             f"{p['incomplete']} incomplete), {p['late_frames']} late frames, {p['missed_triggers']} missed "
             f"triggers; trigger->verdict p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms (budget "
-            f"{p['budget_ms']:g} ms); part escape rate {p['escape_rate']:.2%}, false-reject rate "
+            f"{p['budget_ms']:g} ms); per part: escape rate {p['escape_rate']:.2%}, false-reject rate "
             f"{p['false_reject_rate']:.2%}",
             err=True,
         )
+        gate = p.get("reject_gate")
+        late = f", deadline lateness p99 {p['deadline_lateness_ms']['p99']:.1f} ms" if "deadline_lateness_ms" in p else ""
+        line = f"deadline_missed {p['deadline_missed']}{late}"
+        if gate is not None:
+            line += (f"; reject gate: reject_late {gate['reject_late']}, reject_too_late {gate['reject_too_late']} "
+                     f"({gate['rejected_in_time']} NG rejected in time, {gate['missed']} NG not rejected, "
+                     f"{gate['passed_ok']} OK passed)")
+        typer.echo(line, err=True)
+    typer.echo(f"health: {health_text(rep['health'])}", err=True)
 
 
 def _with_mqtt(cfg: StationConfig, broker: str) -> StationConfig:

@@ -75,7 +75,7 @@ class Line:
         # the station's own part ids: "<start time>-<n>", monotonic and never repeated across restarts
         prefix = time.strftime("%y%m%d-%H%M%S-")
         self.tracker = PartTracker(name, list(self.cameras), budget_ms, rule, on_part, recipe, prefix, fail_safe)
-        self.gate = _Gate()
+        self.gate = RejectGate()
         self.reject_output: RejectOutput | None = None
         self.gate_delay_s: float | None = None
         if reject is not None:
@@ -121,15 +121,19 @@ class Line:
     def part_decided(self, part: PartResult) -> None:
         """A part's verdict: an NG part gets its reject pulse timed to reach the gate with it."""
         self.gate.decided(part)
-        if self.reject_output is None or self.gate_delay_s is None or part.verdict is not Verdict.NG:
+        if self.reject_output is None or self.gate_delay_s is None:
+            return
+        if part.verdict is not Verdict.NG:
+            self.gate.sent(pulse=False)
             return
         half_pulse = self.reject_output.pulse_ns / 2e9
         due_in_s = part.triggered_at + self.gate_delay_s - half_pulse - time.time()
         if due_in_s <= 0:  # too late for the gate: it would push the next part off instead
-            self.gate.reject_too_late += 1
+            self.gate.too_late(part)
             log.error("part %s: NG but its verdict came after it passed the reject gate", part.part_id)
             return
         self.reject_output.pulse_at(time.perf_counter_ns() + int(due_in_s * 1e9))
+        self.gate.sent(pulse=True)
 
     def start(self) -> None:
         """Start the deadline timer, then the belt (cameras must be streaming already)."""
@@ -173,29 +177,61 @@ class Line:
         return out
 
 
-class _Gate:
-    """What the reject gate did with each part, against the part's verdict (simulated conveyor)."""
+class RejectGate:
+    """What the reject gate did with each part, against the part's verdict.
+
+    ``reject_too_late`` counts NG parts whose verdict came after they had passed the gate (no
+    pulse sent); on the simulated conveyor the gate is also watched (`at_gate`): an NG part that
+    went on with the good parts is ``reject_late``. Each such part is a *missed reject*: `misses`
+    keeps the recent ones (when, part id, what happened) for the health alarm, and `counters`
+    gives the three numbers the live wall shows (in time, late, passed).
+    """
 
     def __init__(self) -> None:
         self.sense: Callable[[], bool] | None = None  # the output's level at the gate
-        self._verdicts: collections.OrderedDict[int, Verdict] = collections.OrderedDict()
+        self._parts: collections.OrderedDict[int, tuple[Verdict, str]] = collections.OrderedDict()
+        self._too_late: set[int] = set()  # trigger ids counted in reject_too_late (not again at the gate)
         self.rejected_in_time = 0  # NG and pushed off
         self.reject_late = 0  # NG but it went on with the good parts
         self.false_rejects_at_gate = 0  # OK (by its verdict) but pushed off
         self.passed_ok = 0
         self.no_verdict_at_gate = 0
         self.reject_too_late = 0  # the verdict came after the part had passed (no pulse sent)
+        self.missed = 0  # NG parts not pushed off: too late, or not pushed at the gate (each part once)
+        #: (time.monotonic(), part id, what) of recent missed rejects, newest last
+        self.misses: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=1000)
 
     def decided(self, part: PartResult) -> None:
-        self._verdicts[part.trigger_id] = part.verdict
-        while len(self._verdicts) > 10_000:
-            self._verdicts.popitem(last=False)
+        self._parts[part.trigger_id] = (part.verdict, part.part_id)
+        while len(self._parts) > 10_000:
+            tid, _ = self._parts.popitem(last=False)
+            self._too_late.discard(tid)
+
+    def too_late(self, part: PartResult) -> None:
+        """``part`` is NG but its verdict came after it passed the gate: no pulse can push it off."""
+        self.reject_too_late += 1
+        self._too_late.add(part.trigger_id)
+        self.missed += 1
+        self.misses.append((time.monotonic(), part.part_id, "NG verdict came after it passed the reject gate"))
+
+    def sent(self, *, pulse: bool) -> None:
+        """A part's verdict reached the gate's output in time: a pulse timed for it, or none (OK).
+
+        Counted here only where the gate is not watched (a real line); a watched gate counts
+        what it saw (`at_gate`).
+        """
+        if self.sense is not None:
+            return
+        if pulse:
+            self.rejected_in_time += 1
+        else:
+            self.passed_ok += 1
 
     def at_gate(self, trigger_id: int) -> None:
         if self.sense is None:
             return
         pushed = self.sense()
-        verdict = self._verdicts.get(trigger_id)
+        verdict, part_id = self._parts.get(trigger_id, (None, ""))
         if verdict is None:
             self.no_verdict_at_gate += 1
         elif verdict is Verdict.NG:
@@ -203,12 +239,24 @@ class _Gate:
                 self.rejected_in_time += 1
             else:
                 self.reject_late += 1
+                if trigger_id not in self._too_late:  # already a miss when its verdict came
+                    self.missed += 1
+                    self.misses.append((time.monotonic(), part_id, "NG part passed the reject gate"))
         elif pushed:
             self.false_rejects_at_gate += 1
         else:
             self.passed_ok += 1
 
+    def counters(self) -> tuple[int, int, int]:
+        """``(in time, late, passed)``: NG parts pushed off, NG parts not pushed off, OK parts passed."""
+        return self.rejected_in_time, self.missed, self.passed_ok
+
+    def last_miss(self) -> tuple[float, str, str] | None:
+        """The newest missed reject ``(time.monotonic(), part id, what)``, or None."""
+        return self.misses[-1] if self.misses else None
+
     def as_dict(self) -> dict[str, int]:
         return {"rejected_in_time": self.rejected_in_time, "reject_late": self.reject_late,
                 "false_rejects_at_gate": self.false_rejects_at_gate, "passed_ok": self.passed_ok,
-                "no_verdict_at_gate": self.no_verdict_at_gate, "reject_too_late": self.reject_too_late}
+                "no_verdict_at_gate": self.no_verdict_at_gate, "reject_too_late": self.reject_too_late,
+                "missed": self.missed}

@@ -78,6 +78,11 @@ class PartStats:
     #: (monotonic s, trigger->verdict ms, incomplete) of recent parts, for windowed health
     recent: collections.deque[tuple[float, float, bool]] = field(
         default_factory=lambda: collections.deque(maxlen=20_000))
+    #: per part failed safe at its deadline, ms: its release to ``on_part`` (the reject pulse first)
+    #: after the deadline the timer aimed at (trigger + budget - guard_ms): the deadline path's lateness
+    deadline_lateness_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200_000))
+    #: (monotonic s, part id) of recent parts decided after their budget, for the health alarm
+    missed: collections.deque[tuple[float, str]] = field(default_factory=lambda: collections.deque(maxlen=1000))
 
     def window(self, seconds: float, now: float | None = None) -> dict[str, float]:
         """Parts decided in the last ``seconds``: how many, how many incomplete, p99 trigger->verdict."""
@@ -106,6 +111,7 @@ class PartStats:
             "reordered": self.reordered,
             "budget_ms": budget_ms,
             "trigger_to_verdict_ms": pct,
+            "deadline_lateness_ms": _pcts(self.deadline_lateness_ms),
             # the cycle, stage by stage (p50/p99 over parts): trigger -> exposure + readout + encoder
             # travel -> frame acquired; the slowest frame's wait for a worker and its inference
             "stages_ms": {k: _pcts(v) for k, v in self.stages.items()},
@@ -169,6 +175,7 @@ class PartTracker:
         self._open: collections.OrderedDict[int, _OpenPart] = collections.OrderedDict()
         self._recent: collections.OrderedDict[int, str] = collections.OrderedDict()
         self._decided: dict[int, PartResult] = {}  # decided, waiting for an earlier part's verdict
+        self._expired: dict[int, int] = {}  # trigger id -> deadline (ns) of parts failed safe, until released
         self._release_lock = threading.Lock()  # one thread hands parts on at a time: keeps the order
         self._next_trigger = 0
         self._next_part = 0
@@ -233,7 +240,10 @@ class PartTracker:
             first_open = next(iter(self._open), None)
             due = sorted(t for t in self._decided if first_open is None or t < first_open)
             parts = [self._decided.pop(t) for t in due]
-        for p in parts:
+            deadlines = [self._expired.pop(t, None) for t in due]
+        for p, deadline_ns in zip(parts, deadlines, strict=True):
+            if deadline_ns is not None:
+                self.stats.deadline_lateness_ms.append((time.perf_counter_ns() - deadline_ns) / 1e6)
             self._emit(p)
         return parts
 
@@ -314,6 +324,8 @@ class PartTracker:
         now_ns = time.perf_counter_ns() if now_ns is None else now_ns
         with self._lock:
             due = [tid for tid, part in self._open.items() if part.deadline_ns <= now_ns]
+            for tid in due:
+                self._expired[tid] = self._open[tid].deadline_ns
             out = [self._decide(self._open.pop(tid), now_ns) for tid in due]
         self.release()
         return out
@@ -416,6 +428,8 @@ class PartTracker:
         s.ng += verdict is Verdict.NG
         s.incomplete += bool(missing)
         s.deadline_missed += not result.deadline_met
+        if not result.deadline_met:
+            s.missed.append((time.monotonic(), part.part_id))
         s.verdict_ms.append(verdict_ms)
         if frames:
             s.stages["acquired"].append(max(0.0, acquired))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import time
 from typing import TYPE_CHECKING, Any
 
 from camera.protocol import CameraState
@@ -35,6 +36,11 @@ class HealthLevel(enum.IntEnum):
 
 #: Frames received in a window before the drop rate counts (a camera that just started).
 _MIN_FRAMES = 5
+
+#: A missed reject (an NG part that went on with the good parts) or a part decided after its
+#: budget keeps a running station at ALARM this long after it happened (seconds); there is no
+#: acknowledgement: the alarm names the part, and a run that had one ends ALARM.
+MISSED_ALARM_HOLD_S = 60.0
 
 
 class _Issues:
@@ -57,8 +63,9 @@ def assess(station: StationView) -> dict[str, Any]:
     ``summary`` is ``"OK"`` or the issues joined, e.g. ``"1 camera OFFLINE (line-cam3),
     37% of frames dropped (last 10 s), db spooling 120"``; ``level`` the worst of them.
     While the station runs, every camera that is not STREAMING is an issue (OFFLINE an
-    alarm), and so are invalid frames, dropped frames and latency within the window;
-    after the station stopped only the database and the archive count.
+    alarm), and so are invalid frames, dropped frames and latency within the window, and a
+    missed reject or deadline for `MISSED_ALARM_HOLD_S`; after the station stopped the
+    database, the archive and the run's missed rejects and deadlines count.
     """
     cfg: HealthConfig = getattr(getattr(station, "config", None), "health", None) or HealthConfig()
     running = station.running
@@ -152,6 +159,8 @@ def assess(station: StationView) -> dict[str, Any]:
         if parts["p99_ms"] > cfg.part_budget_degraded * budget:
             issues.add(HealthLevel.DEGRADED,
                        f"parts p99 {parts['p99_ms']:.0f} ms near the {budget:g} ms budget ({window})")
+    if line is not None:
+        parts.update(_missed_parts(line, running, issues))
     if running and station.paused:
         issues.add(HealthLevel.DEGRADED, "paused")
     texts = [t for _, t in issues.items]
@@ -167,6 +176,30 @@ def assess(station: StationView) -> dict[str, Any]:
         "storage": storage,
         "parts": parts,
     }
+
+
+def _missed_parts(line: Any, running: bool, issues: _Issues) -> dict[str, Any]:
+    """Missed rejects and deadlines: ALARM, naming the part, for `MISSED_ALARM_HOLD_S` while the
+    station runs; after it stopped, the whole run's (a run that had either never ends OK)."""
+    stats, gate = line.tracker.stats, line.gate
+    now = time.monotonic()
+    hold = f"last {MISSED_ALARM_HOLD_S:g} s"
+    rejects = [m for m in list(gate.misses) if not running or now - m[0] <= MISSED_ALARM_HOLD_S]
+    late = [m for m in list(stats.missed) if not running or now - m[0] <= MISSED_ALARM_HOLD_S]
+    if running and rejects:
+        _t, pid, what = rejects[-1]
+        issues.add(HealthLevel.ALARM, f"MISSED REJECT part {pid}: {what} ({len(rejects)} in the {hold})")
+    elif not running and gate.missed:
+        _t, pid, _what = gate.misses[-1]
+        issues.add(HealthLevel.ALARM, f"{gate.missed} NG parts not rejected at the gate (last: part {pid})")
+    if running and late:
+        issues.add(HealthLevel.ALARM, f"deadline missed: part {late[-1][1]} decided after its budget "
+                                      f"({len(late)} in the {hold})")
+    elif not running and stats.deadline_missed:
+        last = f" (last: part {stats.missed[-1][1]})" if stats.missed else ""
+        issues.add(HealthLevel.ALARM, f"{stats.deadline_missed} parts decided after their deadline{last}")
+    return {"deadline_missed": stats.deadline_missed, "reject_missed": gate.missed,
+            "missed_rejects_recent": len(rejects), "deadline_missed_recent": len(late)}
 
 
 def _storage(station: StationView, issues: _Issues) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -133,6 +134,7 @@ def test_health_thresholds_are_checked() -> None:
 
 
 def _line_station(incomplete: int, complete: int, verdict_ms: float = 300.0) -> Any:
+    from inspector.line.runner import RejectGate
     from inspector.line.tracker import PartTracker
 
     st = _station()
@@ -142,10 +144,11 @@ def _line_station(incomplete: int, complete: int, verdict_ms: float = 300.0) -> 
         if i < complete:
             r = dataclasses.replace(make_result("c0", i), trigger_id=tid)
             tracker.add(r)
-    tracker.expire(now_ns=10**30)
+    # the incomplete ones failed safe at their deadline (not after it: that is a missed deadline, an ALARM)
+    tracker.expire(now_ns=time.perf_counter_ns() + int(997e6))
     # what the window holds: the test's verdict times
     tracker.stats.recent = collections.deque((t, verdict_ms, inc) for t, _ms, inc in tracker.stats.recent)
-    st.line = SimpleNamespace(tracker=tracker)
+    st.line = SimpleNamespace(tracker=tracker, gate=RejectGate())
     return st
 
 
