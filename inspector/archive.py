@@ -1,7 +1,10 @@
-"""`NgArchive`: keeps the images of NG parts on disk, within a retention budget.
+"""`NgArchive`: keeps the images of NG parts on disk, within a retention budget, and a sample of OK ones.
 
 Files live under ``root/<camera_id>/<YYYY-MM-DD>/<camera_id>_<sequence>_<epoch ms>.<ext>``
-(date in UTC, like every time the engine stores). The path is a pure function of the
+(date in UTC, like every time the engine stores). With ``ok_sample_every = N``, the OK frames
+whose camera sequence is a multiple of N are kept too, under ``root/@ok/<camera_id>/...``
+(``@`` never appears in a camera's folder name), so a part that escaped can still be labelled;
+the database retention gives them their own age and size limits (`OK_FOLDER`). The path is a pure function of the
 result (`NgArchive.path_for`), so the database writer can store it without waiting for
 the image: an image dropped (full queue, full disk) or later deleted by retention leaves
 a path that no longer exists, and readers must expect that.
@@ -41,12 +44,14 @@ log = logging.getLogger(__name__)
 _FORMATS = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: The archive's sub-folder of sampled OK images.
+OK_FOLDER = "@ok"
 #: Most of the filesystem the free-space floor may ask to keep free.
 FLOOR_FRACTION = 0.05
 
 
 class NgArchive(QueuedSink):
-    """Saves NG frames as JPEG or PNG and enforces retention; OK frames are ignored.
+    """Saves NG frames as JPEG or PNG and enforces retention; OK frames are ignored unless sampled.
 
     Each queued result holds its frame slot until the image is written, so the queue
     is kept short: when images cannot be written fast enough, NG frames are skipped
@@ -63,6 +68,8 @@ class NgArchive(QueuedSink):
         retention_interval_s: How often the worker re-applies retention.
         name: Sink name (logs, metrics).
         maxsize: Queue capacity (frames held meanwhile).
+        ok_sample_every: Also keep each OK frame whose camera sequence is a multiple of this
+            (0: no OK image is kept).
     """
 
     needs_pixels = True
@@ -79,6 +86,7 @@ class NgArchive(QueuedSink):
         retention_interval_s: float = 300.0,
         name: str = "archive",
         maxsize: int = 16,
+        ok_sample_every: int = 0,
     ) -> None:
         super().__init__(name, maxsize=maxsize, max_batch=8, linger_s=0.0)
         key = fmt.lower().lstrip(".")
@@ -86,7 +94,13 @@ class NgArchive(QueuedSink):
             raise ValueError(f"archive.fmt: {fmt!r} is not one of jpg, png")
         if not 0 <= jpeg_quality <= 100:
             raise ValueError(f"archive.jpeg_quality: {jpeg_quality} is not within 0..100")
+        if ok_sample_every < 0:
+            raise ValueError(f"storage.ok_sample_every: {ok_sample_every} must be 0 (off) or more")
         self.root = Path(root).expanduser().absolute()
+        self.ok_root = self.root / OK_FOLDER
+        self.ok_sample_every = int(ok_sample_every)
+        self.ok_sample_bytes = 0  # of the files under ok_root (their own size limit)
+        self.written_ok = 0
         self.ext = _FORMATS[key]
         self._params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if self.ext == ".jpg" else []
         self.max_age_days = max_age_days
@@ -145,7 +159,7 @@ class NgArchive(QueuedSink):
             kept: collections.deque[tuple[float, int, Path]] = collections.deque()
             for entry in self._files:
                 if entry[2] in wanted:
-                    self.archive_bytes -= entry[1]
+                    self._forget(entry)
                     wanted.discard(entry[2])
                     n += self._unlink(entry[2])
                 else:
@@ -157,25 +171,41 @@ class NgArchive(QueuedSink):
         return n
 
     # ------------------------------------------------------------------ paths
+    def samples(self, result: InspectionResult) -> bool:
+        """Whether ``result`` is an OK frame this archive keeps (every ``ok_sample_every``-th of its camera)."""
+        return not result.ng and self.ok_sample_every > 0 and result.sequence % self.ok_sample_every == 0
+
     def path_for(self, result: InspectionResult) -> str | None:
-        """Where the image of ``result`` is (or would be) archived; None for OK results."""
-        if not result.ng:
+        """Where the image of ``result`` is (or would be) archived; None for OK results not sampled."""
+        if result.ng:
+            base = self.root
+        elif self.samples(result):
+            base = self.ok_root
+        else:
             return None
         cam = _UNSAFE.sub("_", result.camera_id) or "_"
         if cam.startswith("."):  # ".." or "." would leave the archive, ".x" would hide from it
             cam = "_" + cam
         day = datetime.fromtimestamp(result.acquired_at, UTC).strftime("%Y-%m-%d")
         ms = round(result.acquired_at * 1000.0)
-        return str(self.root / cam / day / f"{cam}_{result.sequence}_{ms}{self.ext}")
+        return str(base / cam / day / f"{cam}_{result.sequence}_{ms}{self.ext}")
+
+    def index(self) -> None:
+        """Index the archive folder now if not yet done (its byte totals count from then on)."""
+        with self._lock:
+            self._scan_once()
+
+    def _is_ok_sample(self, path: Path) -> bool:
+        return path.is_relative_to(self.ok_root)
 
     # ------------------------------------------------------------------ sink
     def wants(self, result: InspectionResult) -> bool:
-        """Only NG results: the fan-out skips (and does not retain frames for) the rest."""
-        return result.ng
+        """NG results and sampled OK ones: the fan-out skips (and does not retain frames for) the rest."""
+        return result.ng or self.samples(result)
 
     def submit(self, result: InspectionResult) -> bool:
-        """Queue an NG result's frame for writing; OK results release their frame at once."""
-        if not result.ng:
+        """Queue an NG or sampled OK result's frame for writing; other OK results release their frame at once."""
+        if not result.ng and not self.samples(result):
             self.ignored_ok += 1
             if result.frame is not None:
                 result.frame.release()
@@ -186,6 +216,8 @@ class NgArchive(QueuedSink):
         out = super().stats()
         out.update(
             written=self.written,
+            written_ok=self.written_ok,
+            ok_sample_bytes=self.ok_sample_bytes,
             ignored_ok=self.ignored_ok,
             dropped_disk_full=self.dropped_disk_full,
             failed_writes=self.failed_writes,
@@ -228,7 +260,7 @@ class NgArchive(QueuedSink):
     def handle_batch(self, batch: list[InspectionResult]) -> None:
         self._retention_if_due()
         for r in batch:
-            if r.ng and r.frame is not None:
+            if (r.ng or self.samples(r)) and r.frame is not None:
                 self._archive(r)
 
     def _archive(self, r: InspectionResult) -> None:
@@ -270,6 +302,9 @@ class NgArchive(QueuedSink):
         with self._lock:
             self._files.append((time.time(), len(data), path))
             self.archive_bytes += len(data)
+            if not r.ng:
+                self.written_ok += 1
+                self.ok_sample_bytes += len(data)
             over = self.max_total_bytes is not None and self.archive_bytes > self.max_total_bytes
         if over:
             self.enforce_retention()
@@ -360,9 +395,15 @@ class NgArchive(QueuedSink):
             return 1 << 62  # root not there yet: nothing to purge
 
     def _delete_oldest(self) -> int:
-        _, size, path = self._files.popleft()
-        self.archive_bytes -= size
-        return self._unlink(path)
+        entry = self._files.popleft()
+        self._forget(entry)
+        return self._unlink(entry[2])
+
+    def _forget(self, entry: tuple[float, int, Path]) -> None:
+        """Take an indexed image's bytes off the totals (it is being deleted)."""
+        self.archive_bytes -= entry[1]
+        if self._is_ok_sample(entry[2]):
+            self.ok_sample_bytes -= entry[1]
 
     def _unlink(self, path: Path) -> int:
         try:
@@ -401,6 +442,7 @@ class NgArchive(QueuedSink):
         found.sort()
         self._files.extendleft(reversed(found))
         self.archive_bytes += sum(s for _, s, _ in found)
+        self.ok_sample_bytes += sum(s for _, s, p in found if self._is_ok_sample(p))
         if found:
             log.info("archive: %d images (%.1f MB) in %s", len(found), self.archive_bytes / 1e6, self.root)
 

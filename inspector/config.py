@@ -249,6 +249,11 @@ class StorageConfig(_Strict):
     disk_budget_warn: Number = Field(0.9, gt=0, le=1)  # health DEGRADED from this share of a size limit
     retention_batch_rows: Integer = Field(500, ge=1, le=100_000)  # frames deleted per transaction
     retention_interval_s: Number = Field(60.0, gt=0, le=86_400)
+    # OK images kept for learning (a part that escaped can be labelled): each camera's frames whose
+    # sequence is a multiple of this (0: none), in the archive's @ok folder, with their own limits
+    ok_sample_every: Integer = Field(0, ge=0, le=1_000_000)
+    ok_sample_max_age_days: Number = Field(7.0, gt=0)
+    ok_sample_max_gb: Number = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _ng_kept_longer(self) -> StorageConfig:

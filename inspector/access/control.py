@@ -411,11 +411,11 @@ class StationControl:
 
         Raises:
             KeyError: No such inspection.
-            ValueError: Not a review mark.
+            ValueError: Not a review mark, or (`ReviewRefused`) "missed" on an inspection whose image is not kept.
         """
         self._require("history.review")
         row, _ = get_inspection(self.engine, inspection_id)
-        set_review(self.engine, inspection_id, mark, self._user_name())
+        set_review(self.engine, inspection_id, mark, self._user_name(), need_image=True)
         self._record("history.review", f"inspection {inspection_id} ({row.camera_id} #{row.sequence})", row.review_mark, mark)
         return row.review_mark
 

@@ -24,6 +24,7 @@ case ~0.35 s).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -264,16 +265,60 @@ def get_inspection(engine: Engine, inspection_id: int) -> tuple[HistoryRow, list
     return _history_row(row, summaries.get(row.id, [])), detections
 
 
-def set_review(engine: Engine, inspection_id: int, mark: str | None, user: str) -> None:
+#: Review marks that are labelling work on the image: "missed" asks for the defect the model did not
+#: box to be drawn (and exported as a training label), which needs the image.
+MARKS_NEEDING_AN_IMAGE: tuple[str, ...] = ("missed",)
+
+
+class ReviewRefused(ValueError):
+    """A review mark that cannot be recorded for this inspection (one line: why)."""
+
+
+def missing_image_reason(engine: Engine, inspection_id: int, mark: str | None) -> str:
+    """Why ``mark`` cannot be set on this inspection for want of its image; empty when it can.
+
+    Raises:
+        KeyError: No inspection has this id.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(select(_I.c.verdict, _I.c.image_path).where(_I.c.id == inspection_id)).first()
+    if row is None:
+        raise KeyError(f"inspection {inspection_id} not found")
+    if mark not in MARKS_NEEDING_AN_IMAGE:
+        return ""
+    if not row.image_path:
+        kept = ("OK images are kept only as a sample: [storage] ok_sample_every" if row.verdict == "OK"
+                else "it was not saved or retention took it")
+        return f"inspection {inspection_id}: {mark!r} needs the image to label the defect, and none was kept ({kept})"
+    if not os.path.isfile(row.image_path):
+        return (f"inspection {inspection_id}: {mark!r} needs the image to label the defect, and {row.image_path} "
+                "is gone (retention or a full disk)")
+    return ""
+
+
+def set_review(engine: Engine, inspection_id: int, mark: str | None, user: str, *, need_image: bool = False) -> None:
     """Record an engineer's review of one inspection (None clears it).
+
+    Args:
+        engine: The station's database.
+        inspection_id: The inspection reviewed.
+        mark: One of `REVIEW_MARKS`, or None to clear the review.
+        user: The reviewer.
+        need_image: Refuse a mark of `MARKS_NEEDING_AN_IMAGE` when the inspection's image is not kept
+            (what a reviewer gets; storage tests and imports may record marks without images).
 
     Raises:
         ValueError: ``mark`` is not a review mark or ``user`` is empty.
+        ReviewRefused: ``need_image`` and the mark needs an image the inspection does not have.
         KeyError: No inspection has this id.
     """
     _check_mark("review_mark", mark)
     if mark is not None and not user.strip():
         raise ValueError("reviewed_by: a review needs the reviewer's name")
+    if need_image:
+        reason = missing_image_reason(engine, inspection_id, mark)
+        if reason:
+            raise ReviewRefused(reason)
     values: dict[str, Any] = {
         "review_mark": mark,
         "reviewed_by": user.strip() if mark is not None else None,

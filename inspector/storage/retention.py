@@ -6,6 +6,10 @@ What goes, and when (``[storage]`` keys):
   result of an NG part) older than ``ng_max_age_days``; NG images older than
   ``archive_max_age_days`` (the row stays, its ``image_path`` is cleared, so no kept row
   points to a deleted image).
+* Sampled OK images (``ok_sample_every``) by their own limits: older than
+  ``ok_sample_max_age_days``, or the oldest while they take more than ``ok_sample_max_gb``;
+  the row stays with its ``image_path`` cleared. A reviewed OK result's image is kept as long
+  as an NG image (``archive_max_age_days``): it is labelling work.
 * By size, when the database passes ``db_max_gb``, the database and the archive together pass
   ``disk_budget_gb``, or the filesystem's free space falls below the archive's free-space
   floor: the oldest OK results first, then the oldest NG results together with their images.
@@ -45,7 +49,7 @@ from inspector.pipeline.results import InspectionResult
 from inspector.storage.db import display_url, sqlite_path, writing
 from inspector.storage.event_models import CameraEventRecord
 from inspector.storage.history import PART_CLOCK_SLACK_S
-from inspector.storage.models import InspectionRecord, PartRecord
+from inspector.storage.models import REVIEW_MARKS, InspectionRecord, PartRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.archive import NgArchive
@@ -70,7 +74,9 @@ class RetentionPolicy:
     Attributes:
         ok_max_age_days: OK results (not reviewed).
         ng_max_age_days: NG and reviewed results.
-        image_max_age_days: NG images (their rows stay).
+        image_max_age_days: NG images, and the images of reviewed OK results (their rows stay).
+        ok_image_max_age_days: Sampled OK images (their rows stay).
+        ok_images_max_bytes: Sampled OK images together (the oldest go first).
         db_max_bytes: The database's size.
         disk_budget_bytes: The database and the NG archive together.
         min_free_bytes: Free space to keep on the filesystems of the database and archive.
@@ -84,6 +90,8 @@ class RetentionPolicy:
     ok_max_age_days: float | None = 30.0
     ng_max_age_days: float | None = 365.0
     image_max_age_days: float | None = 30.0
+    ok_image_max_age_days: float | None = 7.0
+    ok_images_max_bytes: int | None = None
     db_max_bytes: int | None = None
     disk_budget_bytes: int | None = None
     min_free_bytes: int = 0
@@ -102,6 +110,8 @@ class RetentionPolicy:
             ok_max_age_days=float(st.ok_max_age_days) or None,
             ng_max_age_days=float(st.ng_max_age_days) or None,
             image_max_age_days=float(st.archive_max_age_days),
+            ok_image_max_age_days=float(st.ok_sample_max_age_days),
+            ok_images_max_bytes=int(st.ok_sample_max_gb * 1e9) or None,
             db_max_bytes=db_max,
             disk_budget_bytes=int(budget * 1e9) or None,
             min_free_bytes=int(st.archive_min_free_mb * 1e6),
@@ -220,11 +230,14 @@ class StorageRetention:
         self._ok_parts_after: tuple[float, int] = (float("-inf"), 0)
         self._ok_frames_after: tuple[float, int] = (float("-inf"), 0)
         self._images_after: tuple[float, int] = (float("-inf"), 0)
+        self._ok_images_after: tuple[float, int] = (float("-inf"), 0)
+        self._reviewed_ok_images_after: tuple[float, int] = (float("-inf"), 0)
         self.deleted_frames = 0
         self.deleted_parts = 0
         self.deleted_images = 0
         self.deleted_events = 0
         self.expired_images = 0  # past the image age: file deleted, row kept
+        self.expired_ok_images = 0  # sampled OK images past their age or size limit: file deleted, row kept
         self.purged_for_space = 0  # frames and parts deleted before their age, for size
         self.batches = 0
         self.max_batch_ms = 0.0
@@ -275,7 +288,8 @@ class StorageRetention:
             "db_bytes": u["db_bytes"], "db_used_bytes": u["db_used_bytes"], "archive_bytes": u["archive_bytes"],
             "budget_used": u["budget_used"], "deleted_frames": self.deleted_frames,
             "deleted_parts": self.deleted_parts, "deleted_images": self.deleted_images,
-            "expired_images": self.expired_images, "deleted_events": self.deleted_events,
+            "expired_images": self.expired_images, "expired_ok_images": self.expired_ok_images,
+            "deleted_events": self.deleted_events,
             "purged_for_space": self.purged_for_space, "batches": self.batches,
             "max_batch_ms": self.max_batch_ms, "vacuumed_bytes": self.vacuumed_bytes, "errors": self.errors,
         }
@@ -370,6 +384,8 @@ class StorageRetention:
                 n += self._drain(lambda: self._oldest_batch(now - p.ng_max_age_days * DAY_S))  # type: ignore[operator]
             if p.image_max_age_days is not None and self.archive is not None:
                 self._drain(lambda: self._expire_images(now - p.image_max_age_days * DAY_S))  # type: ignore[operator]
+            if self.archive is not None:
+                self._drain(lambda: self._expire_ok_samples(now))
             n += self._purge_for_space(now)
             n += self._drain(self._events_batch)
             self._give_back_space()
@@ -514,6 +530,59 @@ class StorageRetention:
             self._timed(t0)
             self.expired_images += self.archive.delete_images([str(r.image_path) for r in with_images])
         return len(rows)
+
+    def _expire_ok_samples(self, now: float) -> int:
+        """Clear and delete sampled OK images past their age, or the oldest while over their size limit.
+
+        Reviewed OK rows keep their image until ``image_max_age_days`` (NG images' age).
+        Returns the rows handled (0: nothing more to do this pass).
+        """
+        assert self.archive is not None
+        self.archive.index()
+        if self.archive.ok_sample_bytes <= 0:
+            return 0  # none on disk: no scan over the OK rows
+        p = self.policy
+        over = p.ok_images_max_bytes is not None and self.archive.ok_sample_bytes > p.ok_images_max_bytes
+        age = p.ok_image_max_age_days
+        rows: list[Any] = []
+        if over or age is not None:
+            rows = self._ok_images("_ok_images_after", now - RECENT_S if over else now - age * DAY_S,  # type: ignore[operator]
+                                   _I.c.review_mark.is_(None))
+        if over:  # as many of the oldest as bring the samples under the limit (with hysteresis)
+            need = self.archive.ok_sample_bytes - HYSTERESIS * p.ok_images_max_bytes  # type: ignore[operator]
+            for k, r in enumerate(rows):
+                need -= _size(Path(r.image_path))
+                if need <= 0:
+                    rows = rows[:k + 1]
+                    break
+        if rows:
+            self._ok_images_after = (float(rows[-1].acquired_at), int(rows[-1].id))
+        if p.image_max_age_days is not None:
+            reviewed = self._ok_images("_reviewed_ok_images_after", now - p.image_max_age_days * DAY_S,
+                                       _I.c.review_mark.in_(REVIEW_MARKS))
+            if reviewed:
+                self._reviewed_ok_images_after = (float(reviewed[-1].acquired_at), int(reviewed[-1].id))
+            rows += reviewed
+        if not rows:
+            return 0
+        t0 = time.perf_counter()
+        with writing(self.engine).begin() as conn:  # the rows first, as in _expire_images
+            conn.execute(update(_I).where(_I.c.id.in_([r.id for r in rows])).values(image_path=None))
+        self._timed(t0)
+        self.expired_ok_images += self.archive.delete_images([str(r.image_path) for r in rows])
+        return len(rows)
+
+    def _ok_images(self, cursor: str, cutoff: float, mark: Any) -> list[Any]:
+        """The next OK rows with an image before ``cutoff`` matching ``mark``, oldest first, after ``cursor``."""
+        t, fid = getattr(self, cursor)
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(_I.c.id, _I.c.acquired_at, _I.c.image_path)
+                .where(_I.c.verdict == "OK", mark, _I.c.acquired_at < cutoff, _I.c.image_path.is_not(None),
+                       _after(_I.c.acquired_at, _I.c.id, t, fid))
+                .order_by(_I.c.verdict, _I.c.acquired_at, _I.c.id)
+                .limit(self.policy.batch_rows)
+            ).all())
 
     def _events_batch(self) -> int:
         """Camera events older than every kept result (they explain gaps in a history that is gone)."""

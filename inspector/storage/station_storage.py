@@ -49,6 +49,7 @@ def open_station_storage(url: str, config: Any, *, archive: bool) -> StationStor
             max_age_days=config.archive_max_age_days,
             max_total_bytes=int(config.archive_max_gb * 1e9),
             min_free_bytes=int(config.archive_min_free_mb * 1e6),
+            ok_sample_every=int(config.ok_sample_every),
         )
     writer = DbWriter(
         engine,
