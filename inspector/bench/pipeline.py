@@ -153,6 +153,9 @@ def measure_station(
     station's workers are paused, so the two are measured side by side, round after round,
     under the same drift of a shared machine; ``efficiency`` is the median of the rounds' ratios.
     """
+    from inspector.pipeline.backends import precision_choice
+
+    precision_choice.BACKGROUND = False  # no measuring child beside what is measured here
     st = Station(cfg, db_url=db_url, archive=False)  # renders the simulated banks: rendering is not the pipeline
     st.start()
     windows: list[dict[str, Any]] = []
