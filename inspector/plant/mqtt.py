@@ -143,6 +143,7 @@ class MqttPublisher:
         self._last_state: tuple[str, ...] | None = None
         self._health: tuple[str, str] | None = None
         self._was_running = False
+        self._closing = False
         self._recipe = ""
         self._submitted = 0  # every part offered, dropped ones too: their numbers are the gaps
         self._refused_reason = ""
@@ -269,7 +270,7 @@ class MqttPublisher:
                  self.outbox_depth)
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if self._connected:
+        if self._connected and not self._closing:  # our own DISCONNECT at the stop is no loss
             self.disconnects += 1
             if not self._stop.is_set():
                 log.warning("mqtt: connection to %s:%d lost (%s); parts wait in the outbox",
@@ -398,6 +399,7 @@ class MqttPublisher:
             end = time.monotonic() + 2.0
             while self._sent and self._connected and time.monotonic() < end:
                 self._client.loop(timeout=POLL_S)
+            self._closing = True
             self._client.disconnect()  # a clean DISCONNECT: the broker drops the will
             self._client.loop(timeout=POLL_S)
         self._connected = False

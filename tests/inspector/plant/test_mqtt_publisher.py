@@ -78,6 +78,7 @@ def test_messages_follow_the_schema_and_arrive_in_order(broker: Broker) -> None:
     assert avail[0] == b"online" and avail[-1] == b"offline"
     assert json.loads(sub.on("/state")[-1].payload)["state"] == "stopped"
     assert pub.stats()["published"] == 3 and pub.stats()["dropped"] == 0
+    assert (pub.stats()["connects"], pub.stats()["disconnects"]) == (1, 0)  # the clean stop is not a loss
     sub.close()
 
 
