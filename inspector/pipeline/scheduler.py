@@ -229,9 +229,11 @@ class InferenceWorker:
     # ------------------------------------------------------------------ recipes
     def switch_at(self, epoch: Epoch) -> None:
         """Inspect frames of triggers from ``epoch.first_trigger`` on with ``epoch`` (free-running
-        frames at once); older frames keep the epoch they belong to."""
+        frames at once); older frames keep the epoch they belong to. An epoch from the same trigger on
+        (no trigger since the last switch, or a free-running station) can have no frame any more: it goes
+        at once, its backend with the next retirement."""
         with self._epochs_lock:
-            self._epochs.append(epoch)
+            self._epochs = [*(e for e in self._epochs if e.first_trigger < epoch.first_trigger), epoch]
 
     def retire_before(self, first_trigger: int) -> list[Backend]:
         """Make the epoch starting at ``first_trigger`` the worker's own: the lanes take its rules

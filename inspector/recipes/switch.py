@@ -1,13 +1,16 @@
 """`RecipeSwitch`: a product changeover without stopping inspection, at a part boundary.
 
-1. The new recipe's model is loaded, checked (sha256 against its card) and warmed up, one
-   backend per inference device, while the old one keeps inspecting.
+1. The new recipe's model is loaded, checked (sha256 against its card) and warmed
+   up, one backend per inference device, while the old one keeps inspecting. One switch is
+   prepared at a time: a second request meanwhile is refused (`RecipeBusy`), never queued.
 2. The switch: the part tracker marks the boundary (the next trigger id) and every worker
    gets the new setup for frames of triggers from the boundary on. Parts triggered before
    it finish on the old recipe, later ones use the new: no part is inspected by a mix, none
    is lost, every part result names its recipe.
 3. Once no part of the old recipe is open any more, the workers retire the old setup, the
-   old backends are closed, and the cameras take the recipe's GenICam settings.
+   old backends are closed (their compiled models, infer requests and runtime threads freed),
+   and the cameras take the recipe's GenICam settings. One retirement thread at most, alive
+   only while a retirement is pending; a newer switch's retirement covers the older ones.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inspector.pipeline.model_repo import load_card
+from inspector.pipeline.backends.base import Backend
+from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.scheduler import Epoch
 from inspector.recipes.recipe import Recipe, find_recipe, load_recipes
 
@@ -30,6 +35,20 @@ RETIRE_GRACE_S = 0.5
 
 class RecipeError(RuntimeError):
     """A recipe that cannot be selected (one line: unknown, bad model, camera refused)."""
+
+
+class RecipeBusy(RecipeError):
+    """Another recipe switch is being prepared; select again once it is done."""
+
+
+@dataclass(frozen=True)
+class _Retirement:
+    """What a switch leaves to retire once no part before ``boundary`` is open."""
+
+    boundary: int
+    recipe: Recipe
+    card: ModelCard
+    backends: list[Backend]
 
 
 class RecipeSwitch:
@@ -46,8 +65,11 @@ class RecipeSwitch:
         self.recipes: list[Recipe] = load_recipes(self.folder)
         self.current: Recipe | None = None
         self.switches = 0
-        self._lock = threading.Lock()  # one changeover at a time
-        self._retirers: list[threading.Thread] = []
+        self._preparing = threading.Lock()  # held while a switch loads its model: the next one is busy
+        self._state = threading.Condition()  # workers' epochs, current recipe, the pending retirement
+        self._pending: _Retirement | None = None
+        self._prepared: list[Backend] = []  # backends of switches superseded before their retirement
+        self._retirer: threading.Thread | None = None
 
     @property
     def number(self) -> int:
@@ -57,71 +79,109 @@ class RecipeSwitch:
         """Prepare the recipe and switch to it at the next part boundary; returns it.
 
         Raises:
+            RecipeBusy: Another switch is being prepared (nothing changes; select again later).
             RecipeError: Unknown recipe, its model fails its check or cannot be loaded.
         """
         try:
             recipe = find_recipe(self.recipes, key)
         except LookupError as exc:
             raise RecipeError(str(exc)) from None
-        with self._lock:
-            st = self.station
-            try:
-                card = load_card(recipe.model.name)
-                backends = st.make_backends(card)
-            except Exception as exc:  # noqa: BLE001 - any model/runtime failure: the old recipe stays
-                raise RecipeError(f"recipe {recipe.label}: model {recipe.model.name}: {exc}") from None
-            for be in backends:
-                warm = getattr(be, "warmup", None)
-                if warm is not None:
-                    warm()
-            rules = {}
-            prov = {}
-            for cid in st.cameras:
-                vc = recipe.verdict_for(cid)
-                rules[cid] = (vc.rules(card.threshold) if vc is not None else
-                              st.config_for(cid).verdict.rules(card.threshold))
-                prov[cid] = st.provenance_for(cid, rules[cid], card)
-            line = getattr(st, "line", None)
-            boundary = line.tracker.begin_recipe(recipe.label, recipe.line.budget_ms) if line is not None else 0
-            by_device = {i: be for i, be in enumerate(backends)}
-            for w in st.workers:
-                w.switch_at(Epoch(boundary, by_device[w.index], rules, prov, recipe.label))
-            old, self.current = self.current, recipe
-            self.switches += 1
-            log.warning("recipe: %s -> %s from trigger %d", old.label if old else "station settings", recipe.label,
-                        boundary)
-            t = threading.Thread(target=self._retire, args=(boundary, recipe, card, backends),
-                                 name="recipe-retire", daemon=True)
-            self._retirers.append(t)
-            t.start()
+        if not self._preparing.acquire(blocking=False):
+            raise RecipeBusy(f"recipe {recipe.label}: busy, another recipe switch is in progress; select it again "
+                             "when that one is done")
+        try:
+            card, backends = self._prepare(recipe)
+            with self._state:
+                self._switch(recipe, card, backends)
             return recipe
+        finally:
+            self._preparing.release()
 
-    def _retire(self, boundary: int, recipe: Recipe, card: Any, backends: list[Any]) -> None:
+    def _prepare(self, recipe: Recipe) -> tuple[ModelCard, list[Backend]]:
+        """The recipe's model checked, compiled and warmed up on every device (the old recipe inspects)."""
+        backends: list[Backend] = []
+        try:
+            card = load_card(recipe.model.name)
+            backends = self.station.make_backends(card)
+            for be in backends:
+                be.warmup()
+        except Exception as exc:  # noqa: BLE001 - any model/runtime failure: the old recipe stays
+            for be in backends:
+                be.close()
+            raise RecipeError(f"recipe {recipe.label}: model {recipe.model.name}: {exc}") from None
+        return card, backends
+
+    def _switch(self, recipe: Recipe, card: ModelCard, backends: list[Backend]) -> None:
+        """Hand every worker the new epoch from the next trigger on (``_state`` held)."""
+        st = self.station
+        rules = {}
+        prov = {}
+        for cid in st.cameras:
+            vc = recipe.verdict_for(cid)
+            rules[cid] = (vc.rules(card.threshold) if vc is not None else
+                          st.config_for(cid).verdict.rules(card.threshold))
+            prov[cid] = st.provenance_for(cid, rules[cid], card)
+        line = getattr(st, "line", None)
+        boundary = line.tracker.begin_recipe(recipe.label, recipe.line.budget_ms) if line is not None else 0
+        for w in st.workers:
+            w.switch_at(Epoch(boundary, backends[w.index], rules, prov, recipe.label))
+        old, self.current = self.current, recipe
+        self.switches += 1
+        log.warning("recipe: %s -> %s from trigger %d", old.label if old else "station settings", recipe.label,
+                    boundary)
+        if self._pending is not None:  # superseded before it was retired: its backends go with the next retirement
+            self._prepared.extend(self._pending.backends)
+        self._pending = _Retirement(boundary, recipe, card, backends)
+        if self._retirer is None:
+            self._retirer = threading.Thread(target=self._retire_loop, name="recipe-retire", daemon=True)
+            self._retirer.start()
+
+    def _retire_loop(self) -> None:
+        """Retire what the newest switch replaced; ends when nothing is pending."""
+        while True:
+            with self._state:
+                r = self._pending
+                if r is None:
+                    self._retirer = None
+                    self._state.notify_all()
+                    return
+            self._wait_for_old_parts(r.boundary)
+            with self._state:
+                if self._pending is r:  # else a newer switch came meanwhile: its retirement covers this one
+                    self._pending = None
+                    self._retire(r)
+
+    def _wait_for_old_parts(self, boundary: int) -> None:
         st = self.station
         line = getattr(st, "line", None)
         while line is not None and line.tracker.open_before(boundary) and st.running:
             time.sleep(0.02)
         time.sleep(RETIRE_GRACE_S)
-        with self._lock:
-            if self.current is not recipe:
-                return  # a newer switch came meanwhile; it retires everything before it
-            for w in st.workers:
-                for be in w.retire_before(boundary):
-                    if be not in backends:
-                        be.close()
-            st.card = card
-            st.backends = backends
-            for cid, cam_recipe in recipe.cameras.items():
-                cam = st.cameras.get(cid)
-                for name, value in cam_recipe.settings.items():
-                    try:
-                        cam.features.set(name, value)
-                    except Exception as exc:  # noqa: BLE001 - a refused feature is logged, inspection goes on
-                        log.error("recipe %s: camera %s refused %s = %r: %s", recipe.label, cid, name, value, exc)
-                st.refresh_provenance(cid)
+
+    def _retire(self, r: _Retirement) -> None:
+        """The epoch from ``r.boundary`` becomes every worker's own; older backends are closed (``_state`` held)."""
+        st = self.station
+        old = [*st.backends, *self._prepared]
+        for w in st.workers:
+            old.extend(w.retire_before(r.boundary))
+        closed: set[int] = {id(be) for be in r.backends}
+        for be in old:  # each once; also those of devices without cameras and of superseded switches
+            if id(be) not in closed:
+                closed.add(id(be))
+                be.close()
+        self._prepared = []
+        st.card = r.card
+        st.backends = r.backends
+        for cid, cam_recipe in r.recipe.cameras.items():
+            cam = st.cameras.get(cid)
+            for name, value in cam_recipe.settings.items():
+                try:
+                    cam.features.set(name, value)
+                except Exception as exc:  # noqa: BLE001 - a refused feature is logged, inspection goes on
+                    log.error("recipe %s: camera %s refused %s = %r: %s", r.recipe.label, cid, name, value, exc)
+            st.refresh_provenance(cid)
 
     def wait_retired(self, timeout: float = 10.0) -> None:
-        """Wait for pending retirements (tests, stop)."""
-        end = time.monotonic() + timeout
-        for t in list(self._retirers):
-            t.join(max(0.0, end - time.monotonic()))
+        """Wait for the pending retirement (tests, stop)."""
+        with self._state:
+            self._state.wait_for(lambda: self._retirer is None, timeout)

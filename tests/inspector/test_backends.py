@@ -178,3 +178,46 @@ def test_auto_precision_names_what_an_auto_backend_compiles_to(monkeypatch: pyte
         assert said == hint.to_string() and said in ("f32", "bf16", "f16")
     monkeypatch.setattr(isa, "default_is_f32", lambda: True)  # an emulated AVX2 CPU: f32, or the INT8 IR
     assert auto_precision("CPU", card) == ("int8" if card.int8 is not None and card.int8_gate_passed else "f32")
+
+
+def _os_threads() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_a_backend_let_go_is_freed_with_its_runtime_threads(card, close: bool) -> None:
+    """Asynchronous batches leave no reference cycle through the runtime's callbacks: a retired recipe's
+    backend (closed or merely dropped) frees its compiled models and the runtime threads they ran on."""
+    import gc
+    import weakref
+
+    def run_and_drop() -> weakref.ref:
+        be = create_backend("openvino", card, max_batch=2, depth=2, streams="auto")
+        for slot in range(2):
+            be.slot_buffer(slot)[:] = 114
+        for p in [be.start(0, 2), be.start(1, 2), be.start(0, 1)]:
+            p.wait()
+        if close:
+            be.close()
+        return weakref.ref(be)
+
+    run_and_drop()  # the runtime's shared pools exist from here on
+    gc.collect()
+    before = _os_threads()
+    refs = [run_and_drop() for _ in range(3)]
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    assert _os_threads() <= before
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_a_closed_backend_runs_nothing(card, backend: str) -> None:
+    from inspector.pipeline.backends.base import BackendClosed
+
+    be = create_backend(backend, card, max_batch=2)
+    be.close()
+    be.close()  # idempotent
+    with pytest.raises(BackendClosed, match="closed"):
+        be.infer_preprocessed(np.full((1, 320, 320, 3), 114, np.uint8))

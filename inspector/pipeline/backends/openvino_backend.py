@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from inspector.pipeline.backends import isa
-from inspector.pipeline.backends.base import BackendUnavailable, BatchOutput, CpuBatchBackend
+from inspector.pipeline.backends.base import BackendClosed, BackendUnavailable, BatchOutput, CpuBatchBackend
 from inspector.pipeline.backends.openvino_nms import detections_per_item, with_nms
 from inspector.pipeline.model_repo import ModelCard, ModelError, int8_model_path
 
@@ -125,18 +125,22 @@ class OpenVinoBackend(CpuBatchBackend):
         self._slot_requests = [self._compiled.create_infer_request() for _ in range(self.depth)]
         self._loaded_requests = ([loaded.create_infer_request() for _ in range(self.depth)]
                                  if loaded is not None else None)
+        self._loaded: Any = loaded  # released by `close` with the idle graph
         self._slot_tensors: dict[tuple[int, int], Any] = {}  # (slot, n) -> a tensor over the slot's rows
         self._bound: dict[int, Any] = {}  # id(request) -> the input tensor it holds now
         self._running = 0  # batches inside the runtime now (started, not yet finished)
         self._last_done_ns = 0  # when the last one finished
         self._largest = 1  # the largest batch started: a full batch of this station (1 for one camera)
-        self._loaded = False  # batches go to the loaded graph (see `start`)
+        self._loaded_graph = False  # batches go to the loaded graph (see `start`)
         self._running_lock = threading.Lock()
+        self._closed = False
         #: batches started on the loaded graph (the rest ran on the idle one)
         self.loaded_batches = 0
         _LIVE.add(self)
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
+        if self._closed:
+            raise BackendClosed(f"openvino: backend for {self.card.name} is closed (its recipe was retired)")
         self._request.infer({0: batch_u8})
         return np.array(self._request.get_output_tensor(0).data, copy=True)
 
@@ -150,16 +154,18 @@ class OpenVinoBackend(CpuBatchBackend):
     def start(self, slot: int, n: int, preprocess_ms: float = 0.0) -> "_Running":
         with self._running_lock:
             inside = self._running
+            if self._closed:
+                raise BackendClosed(f"openvino: backend for {self.card.name} is closed (its recipe was retired)")
             if inside >= 2:  # a queue behind the one-stream graph: the station is loaded
-                self._loaded = True
-            elif self._loaded and not inside and (
+                self._loaded_graph = True
+            elif self._loaded_graph and not inside and (
                     2 * n <= self._largest or time.perf_counter_ns() - self._last_done_ns > LOADED_LINGER_NS):
                 # the runtime is idle and the station keeps up (a batch at most half the largest it sent, i.e.
                 # what its cameras fill, not max_batch: one camera's batches are all 1; or a pause): every core
-                self._loaded = False
+                self._loaded_graph = False
             self._largest = max(self._largest, n)
             self._running += 1
-            loaded = self._loaded_requests if self._loaded else None
+            loaded = self._loaded_requests if self._loaded_graph else None
         if loaded is not None:
             req = loaded[slot]
             self.loaded_batches += 1
@@ -189,16 +195,28 @@ class OpenVinoBackend(CpuBatchBackend):
                 self._last_done_ns = time.perf_counter_ns()
 
     def close(self) -> None:
-        """Wait for every batch still inside the runtime: a process that exits while an infer
-        request runs is aborted by it ("FATAL: exception not rethrown")."""
-        for req in (*self._slot_requests, *(self._loaded_requests or ())):
+        """Wait for every batch still inside the runtime (a process that exits while an infer request
+        runs is aborted by it: "FATAL: exception not rethrown"), then let go of the compiled models and
+        their requests, so that a retired recipe's memory, runtime threads and files are freed even where
+        something still holds this backend. Idempotent; the backend runs nothing afterwards."""
+        with self._running_lock:
+            if self._closed:
+                return
+            self._closed = True
+        for req in (self._request, *self._slot_requests, *(self._loaded_requests or ())):
             req.wait()
+        self._slot_tensors.clear()
+        self._bound.clear()
+        self._request = self._compiled = self._loaded = None
+        self._slot_requests = []
+        self._loaded_requests = None
+        _LIVE.discard(self)
 
 
 class _Running:
     """One slot's batch inside OpenVINO; the completion time is taken by the runtime's callback."""
 
-    __slots__ = ("_iou", "_n", "_on_done", "_pre_ms", "_req", "_t0", "_t1", "counted")
+    __slots__ = ("__weakref__", "_iou", "_n", "_on_done", "_pre_ms", "_req", "_t0", "_t1", "counted")
 
     def __init__(self, req: Any, preprocess_ms: float, on_done: Callable[["_Running"], None], n: int = 0,
                  iou: float | None = None) -> None:
@@ -209,10 +227,13 @@ class _Running:
         self._t1 = 0
         self._on_done = on_done
         self.counted = False
-        req.set_callback(self._done, None)
+        # the request keeps its callback: one that held this object (and through it the request and the
+        # backend) would be a cycle through C++ that Python's collector cannot see: no backend, compiled
+        # model or runtime thread would ever be freed
+        req.set_callback(_request_done, weakref.ref(self))
         self._t0 = time.perf_counter_ns()
 
-    def _done(self, _userdata: object) -> None:  # on the runtime's thread
+    def _done(self) -> None:  # on the runtime's thread
         self._t1 = time.perf_counter_ns()
         self._on_done(self)
 
@@ -237,6 +258,13 @@ class _Running:
         dets = detections_per_item(raw, self._req.get_output_tensor(1).data, self._req.get_output_tensor(2).data,
                                    self._n)
         return BatchOutput(raw, self._pre_ms, (t1 - self._t0) / 1e6, dets, self._iou)
+
+
+def _request_done(running: weakref.ref[_Running]) -> None:
+    """An infer request's callback (on the runtime's thread): tells its batch, if anyone still holds it."""
+    r = running()
+    if r is not None:
+        r._done()
 
 
 #: Backends not yet garbage-collected: at exit every one waits for its requests still running.

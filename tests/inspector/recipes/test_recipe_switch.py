@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -13,42 +12,7 @@ from inspector.pipeline.results import PartResult
 from inspector.recipes.recipe import load_recipe, load_recipes
 from inspector.station import Station, StationError
 from tests.inspector.line.test_line_station import line_config
-
-SHIPPED = Path(__file__).resolve().parents[3] / "models" / "defect-yolo11p-320"
-
-RECIPE = """
-[recipe]
-name = "{name}"
-number = {number}
-version = 2
-product_id = "P-{number}"
-[model]
-name = "{model}"
-[line]
-budget_ms = {budget}
-[verdict]
-class_thresholds = {{ scratch = {scratch} }}
-[cameras.cam1]
-settings = {{ ExposureTime = {exposure} }}
-"""
-
-
-@pytest.fixture
-def recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Two recipes on two models (the shipped one and a renamed copy of it)."""
-    models = tmp_path / "models"
-    copy = models / "defect-copy"
-    shutil.copytree(SHIPPED, copy)
-    card = copy / "card.toml"
-    card.write_text(card.read_text().replace('name = "defect-yolo11p-320"', 'name = "defect-copy"', 1))
-    monkeypatch.setenv("INSPECTOR_MODELS_DIR", str(models))
-    folder = tmp_path / "recipes"
-    folder.mkdir()
-    (folder / "a.toml").write_text(RECIPE.format(name="housing-a", number=1, model="defect-yolo11p-320",
-                                                 budget=1500, scratch=0.5, exposure=4000.0))
-    (folder / "b.toml").write_text(RECIPE.format(name="housing-b", number=2, model="defect-copy",
-                                                 budget=1400, scratch=0.6, exposure=6000.0))
-    return folder
+from tests.inspector.recipes.helpers import RECIPE
 
 
 def test_switching_models_under_load_loses_and_mixes_no_part(recipes: Path) -> None:
