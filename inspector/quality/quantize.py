@@ -22,6 +22,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -233,19 +234,10 @@ def quantize_model(
         ModelError: The model cannot be read or written.
         ValueError: A bad preset or calibration size.
     """
-    try:
-        import nncf
-        import openvino as ov
-    except ImportError:
-        raise QuantizeUnavailable("quantize needs NNCF: pip install -e '.[quantize]'") from None
+    nncf, ov = _nncf_and_openvino()
     from inspector.pipeline.backends.openvino_backend import runtime_model
 
-    if preset not in PRESETS:
-        raise ValueError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
-    if not 0.0 < accuracy_target <= 1.0:
-        raise ValueError(f"accuracy_target: {accuracy_target!r} is not a share in (0, 1]")
-    if ranges not in RANGES:
-        raise ValueError(f"ranges: {ranges!r} is not one of {', '.join(RANGES)}")
+    _check_options(preset, ranges, accuracy_target)
     seeds = calibration_seeds(calibration)
     card = load_card(model)
     thr = threshold if threshold is not None else (card.threshold if card.threshold is not None else 0.25)
@@ -255,10 +247,49 @@ def quantize_model(
     progress(f"quantizing {card.name}: NNCF {nncf.__version__}, preset {preset}, {calibration} calibration frames "
              f"(training seeds {seeds.start}..{seeds.stop - 1}), f32 kept for {', '.join(scope.patterns) or '-'} "
              f"and {', '.join(scope.types)}, activation ranges {ranges}")
+    quantized = _quantize(graph, card, core, seeds, scope, preset=preset, ranges=ranges, threshold=thr,
+                          accuracy_control=accuracy_control, accuracy_target=accuracy_target, progress=progress)
+    xml = _save_int8_ir(quantized, card)
+    table = _int8_table(xml, seeds, scope, preset=preset, ranges=ranges, accuracy_control=accuracy_control,
+                        accuracy_target=accuracy_target)
+    # the card names the files before the evaluation loads them through the checked path
+    _write_int8_table(card, table)
+    progress(f"wrote {xml} (+ .bin); evaluating INT8 and FP32 on {eval_frames} held-out frames ...")
+    report, held_out = _evaluate_held_out(card, xml, eval_frames, thr)
+    _write_int8_table(card, table | held_out)
+    return report
+
+
+def _nncf_and_openvino() -> tuple[ModuleType, ModuleType]:
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        raise QuantizeUnavailable("quantize needs NNCF: pip install -e '.[quantize]'") from None
+    return nncf, ov
+
+
+def _check_options(preset: str, ranges: str, accuracy_target: float) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    if not 0.0 < accuracy_target <= 1.0:
+        raise ValueError(f"accuracy_target: {accuracy_target!r} is not a share in (0, 1]")
+    if ranges not in RANGES:
+        raise ValueError(f"ranges: {ranges!r} is not one of {', '.join(RANGES)}")
+
+
+def _quantize(
+    graph: Any, card: ModelCard, core: Any, seeds: range, scope: Any, *, preset: str, ranges: str, threshold: float,
+    accuracy_control: int, accuracy_target: float, progress: Callable[[str], None],
+) -> Any:
+    """NNCF's INT8 graph of ``graph`` calibrated on ``seeds``; with ``accuracy_control`` frames after them, the
+    operations that cost most FP32 boxes go back to f32."""
+    import nncf
+
     dataset = nncf.Dataset(list(calibration_batches(card, seeds)))
     common: dict[str, Any] = {
         "preset": nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-        "subset_size": calibration,
+        "subset_size": len(seeds),
         "ignored_scope": scope,
         "fast_bias_correction": False,  # full bias correction: +4 points of boxes found again at IoU 0.9
     }
@@ -267,33 +298,49 @@ def quantize_model(
 
     advanced = AdvancedQuantizationParameters(
         **({"activations_range_estimator_params": RangeEstimatorParametersSet.MINMAX} if ranges == "minmax" else {}))
-    if accuracy_control:
-        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    if not accuracy_control:
+        return nncf.quantize(graph, dataset, advanced_parameters=advanced, **common)
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-        val_seeds = calibration_seeds(accuracy_control, first=seeds.stop)
-        val = list(calibration_batches(card, val_seeds))
-        recall = BoxRecall(core.compile_model(runtime_model(core, card), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
-                           val, thr)
-        progress(f"accuracy control: f32 again for what costs most FP32 boxes at IoU >= {GATE_IOU} on training seeds "
-                 f"{val_seeds.start}..{val_seeds.stop - 1} ({recall.total} boxes), until {accuracy_target:.1%} "
-                 f"or 30 steps ...")
-        quantized = nncf.quantize_with_accuracy_control(
-            graph, dataset, nncf.Dataset(val), validation_fn=recall, max_drop=1.0 - accuracy_target,
-            drop_type=nncf.DropType.ABSOLUTE,
-            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                ranking_subset_size=min(100, len(val)), max_num_iterations=30),
-            advanced_quantization_parameters=advanced,
-            **common,
-        )
-    else:
-        quantized = nncf.quantize(graph, dataset, advanced_parameters=advanced, **common)
+    from inspector.pipeline.backends.openvino_backend import runtime_model
+
+    val_seeds = calibration_seeds(accuracy_control, first=seeds.stop)
+    val = list(calibration_batches(card, val_seeds))
+    recall = BoxRecall(core.compile_model(runtime_model(core, card), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
+                       val, threshold)
+    progress(f"accuracy control: f32 again for what costs most FP32 boxes at IoU >= {GATE_IOU} on training seeds "
+             f"{val_seeds.start}..{val_seeds.stop - 1} ({recall.total} boxes), until {accuracy_target:.1%} "
+             f"or 30 steps ...")
+    return nncf.quantize_with_accuracy_control(
+        graph, dataset, nncf.Dataset(val), validation_fn=recall, max_drop=1.0 - accuracy_target,
+        drop_type=nncf.DropType.ABSOLUTE,
+        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+            ranking_subset_size=min(100, len(val)), max_num_iterations=30),
+        advanced_quantization_parameters=advanced,
+        **common,
+    )
+
+
+def _save_int8_ir(quantized: Any, card: ModelCard) -> Path:
+    import openvino as ov
+
     xml = card.folder / INT8_XML
     try:
         # no fp16 weight compression: what stays unquantized keeps its trained f32 weights
         ov.save_model(quantized, str(xml), compress_to_fp16=False)
     except (RuntimeError, OSError) as exc:
         raise ModelError(f"model: cannot write {xml}: {exc}") from None
-    table: dict[str, Any] = {
+    return xml
+
+
+def _int8_table(
+    xml: Path, seeds: range, scope: Any, *, preset: str, ranges: str, accuracy_control: int, accuracy_target: float,
+) -> dict[str, Any]:
+    """The card's ``[int8]`` table for the IR at ``xml``: its files, sha256s, tool and calibration."""
+    import nncf
+    import openvino as ov
+
+    return {
         "file": INT8_XML,
         "sha256": sha256_file(xml),
         "bin_sha256": sha256_file(xml.with_suffix(".bin")),
@@ -301,43 +348,54 @@ def quantize_model(
         "tool": f"nncf {nncf.__version__}, openvino {ov.__version__}",
         "preset": preset,
         "activation_ranges": ranges,
-        "calibration_frames": calibration,
+        "calibration_frames": len(seeds),
         "calibration_seeds": [seeds.start, seeds.stop - 1],
         "not_quantized": ", ".join([*scope.patterns, *scope.types]),
         **({"accuracy_control": f"box recall vs FP32 at IoU {GATE_IOU} on training seeds "
                                 f"{seeds.stop}..{seeds.stop + accuracy_control - 1}, max drop "
                                 f"{1.0 - accuracy_target:.3g}, 30 steps"} if accuracy_control else {}),
     }
-    # the card names the files before the evaluation loads them through the checked path
-    _write_int8_table(card, table)
-    progress(f"wrote {xml} (+ .bin); evaluating INT8 and FP32 on {eval_frames} held-out frames ...")
+
+
+def _evaluate_held_out(
+    card: ModelCard, xml: Path, eval_frames: int, thr: float,
+) -> tuple[QuantizeReport, dict[str, Any]]:
+    """INT8 and FP32 side by side on ``eval_frames`` held-out frames, and the gate: the report, and the card's
+    ``metrics``, ``metrics_f32`` and ``gate`` tables."""
     m8 = evaluate(card.folder, count=eval_frames, threshold=thr, precision="int8", seed_base=HELD_OUT_SEED_BASE)
     m32 = evaluate(card.folder, count=eval_frames, threshold=thr, precision="f32", seed_base=HELD_OUT_SEED_BASE)
     recall, boxes = box_recall(load_card(card.folder, int8=True), count=eval_frames, seed_base=HELD_OUT_SEED_BASE,
                                threshold=thr)
     passed = (m8["escape_rate"] <= GATE_ESCAPE_MAX and m8["false_reject_rate"] <= GATE_FALSE_REJECT_MAX
               and recall >= GATE_BOX_RECALL_MIN)
-    table["metrics"] = {
-        "mAP50": round(m8["mAP50"], 4),
-        "mAP50_95": round(m8["mAP50_95"], 4),
-        "escape_rate": round(m8["escape_rate"], 5),
-        "false_reject_rate": round(m8["false_reject_rate"], 5),
-        "threshold": thr,
-        "box_recall_iou90": round(recall, 5),
-        "fp32_boxes": boxes,
-        "latency_ms_per_image": round(m8["latency_ms_per_image"], 3),
-        "eval_frames": eval_frames,
-        "eval_seeds": m8["seeds"],
-        "per_class_AP50": {k: round(v, 4) for k, v in m8["per_class_AP50"].items()},
+    tables = {
+        "metrics": {
+            "mAP50": round(m8["mAP50"], 4),
+            "mAP50_95": round(m8["mAP50_95"], 4),
+            "escape_rate": round(m8["escape_rate"], 5),
+            "false_reject_rate": round(m8["false_reject_rate"], 5),
+            "threshold": thr,
+            "box_recall_iou90": round(recall, 5),
+            "fp32_boxes": boxes,
+            "latency_ms_per_image": round(m8["latency_ms_per_image"], 3),
+            "eval_frames": eval_frames,
+            "eval_seeds": m8["seeds"],
+            "per_class_AP50": {k: round(v, 4) for k, v in m8["per_class_AP50"].items()},
+        },
+        "metrics_f32": {
+            "mAP50": round(m32["mAP50"], 4),
+            "mAP50_95": round(m32["mAP50_95"], 4),
+            "escape_rate": round(m32["escape_rate"], 5),
+            "false_reject_rate": round(m32["false_reject_rate"], 5),
+            "latency_ms_per_image": round(m32["latency_ms_per_image"], 3),
+        },
+        "gate": _gate_table(m8, passed),
     }
-    table["metrics_f32"] = {
-        "mAP50": round(m32["mAP50"], 4),
-        "mAP50_95": round(m32["mAP50_95"], 4),
-        "escape_rate": round(m32["escape_rate"], 5),
-        "false_reject_rate": round(m32["false_reject_rate"], 5),
-        "latency_ms_per_image": round(m32["latency_ms_per_image"], 3),
-    }
-    table["gate"] = {
+    return QuantizeReport(xml, m8, m32, recall, passed), tables
+
+
+def _gate_table(m8: dict[str, Any], passed: bool) -> dict[str, Any]:
+    return {
         "passed": passed,
         "escape_max": GATE_ESCAPE_MAX,
         "false_reject_max": GATE_FALSE_REJECT_MAX,
@@ -348,8 +406,6 @@ def quantize_model(
         "false_rejects": m8["false_rejects"],
         "ok_parts": m8["ok_parts"],
     }
-    _write_int8_table(card, table)
-    return QuantizeReport(xml, m8, m32, recall, passed)
 
 
 def _write_int8_table(card: ModelCard, table: dict[str, Any]) -> None:
