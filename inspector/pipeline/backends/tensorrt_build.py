@@ -27,12 +27,16 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inspector.pipeline.model_repo import ModelError, load_card, sha256_file
 from inspector.pipeline.preprocess import reference_tensor
+
+if TYPE_CHECKING:
+    from inspector.pipeline.gpu import DeviceContext
 
 log = logging.getLogger(__name__)
 
@@ -263,87 +267,129 @@ def build_engine(
     Raises:
         EngineBuildError: TensorRT/pycuda missing, ONNX not parseable, or build failure.
     """
+    trt, device_context = _tensorrt_and_device_context()
+    onnx_path = Path(onnx_path)
+    precision = precision_of(fp16, int8)
+    sha = sha256_file(onnx_path)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    dc = _open_device(device_context, device)
+    with dc, dc.active():
+        logger = trt_logger()
+        builder = trt.Builder(logger)
+        network, inp = _parse_onnx(trt, builder, logger, onnx_path)
+        h, w = _input_hw(onnx_path, tuple(inp.shape), input_size)
+        key = engine_cache_key(dc.name, dc.compute_capability, trt.__version__, sha, max_batch, precision, input_size=(h, w))
+        hit = None if rebuild else cached_engine(cache_dir, key)
+        if hit is not None:
+            log.info("tensorrt: cached engine %s", hit)
+            return hit
+        path = cache_dir / key
+        log.info("tensorrt: building %s engine for %s (batch 1..%d, %dx%d); this takes minutes",
+                 precision, dc.name, max_batch, w, h)
+        config = _builder_config(trt, builder, inp, h, w, max_batch, fp16=fp16, int8=int8, workspace_gib=workspace_gib)
+        calib = path.with_suffix(".calib")
+        calibrator = _int8_calibrator(trt, builder, config, inp, h, w, calibration_frames, calib) if int8 else None
+        serialized = _build_serialized(builder, network, config, calibrator, onnx_path, calib)
+        _write_engine(path, serialized, _engine_info(onnx_path, sha, dc, trt.__version__, max_batch, precision, h, w))
+        return path
+
+
+def _tensorrt_and_device_context() -> tuple[ModuleType, type[DeviceContext]]:
     try:
         import tensorrt as trt
 
         from inspector.pipeline.gpu import DeviceContext
     except ImportError as exc:
         raise EngineBuildError(f"tensorrt: cannot build engines here ({exc})") from None
-    onnx_path = Path(onnx_path)
-    precision = precision_of(fp16, int8)
-    sha = sha256_file(onnx_path)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return trt, DeviceContext
+
+
+def _open_device(device_context: type[DeviceContext], index: int) -> DeviceContext:
     try:
-        dc = DeviceContext(device)
+        return device_context(index)
     except ImportError as exc:
         raise EngineBuildError(f"tensorrt: pycuda is needed to build engines ({exc})") from None
-    with dc, dc.active():
-        logger = trt_logger()
-        builder = trt.Builder(logger)
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EngineBuildError(f"tensorrt: {onnx_path} does not parse: {errors}")
-        inp = network.get_input(0)
-        shape = tuple(inp.shape)
-        if shape[0] > 0:
-            raise EngineBuildError(
-                f"tensorrt: {onnx_path} has a fixed batch of {shape[0]}; export it with a dynamic batch"
-            )
-        h, w = _input_hw(onnx_path, shape, input_size)
-        key = engine_cache_key(
-            dc.name, dc.compute_capability, trt.__version__, sha, max_batch, precision, input_size=(h, w)
+
+
+def _parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
+    """The network parsed from ``onnx_path`` and its input tensor, whose batch axis must be dynamic."""
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineBuildError(f"tensorrt: {onnx_path} does not parse: {errors}")
+    inp = network.get_input(0)
+    shape = tuple(inp.shape)
+    if shape[0] > 0:
+        raise EngineBuildError(
+            f"tensorrt: {onnx_path} has a fixed batch of {shape[0]}; export it with a dynamic batch"
         )
-        hit = None if rebuild else cached_engine(cache_dir, key)
-        if hit is not None:
-            log.info("tensorrt: cached engine %s", hit)
-            return hit
-        path = cache_dir / key
-        log.info(
-            "tensorrt: building %s engine for %s (batch 1..%d, %dx%d); this takes minutes",
-            precision,
-            dc.name,
-            max_batch,
-            w,
-            h,
-        )
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-        profile = builder.create_optimization_profile()
-        profile.set_shape(inp.name, (1, 3, h, w), (max_batch, 3, h, w), (max_batch, 3, h, w))
-        config.add_optimization_profile(profile)
-        if fp16 or int8:
-            config.set_flag(trt.BuilderFlag.FP16)
-        if fp16 and not int8:
-            inp.dtype = trt.DataType.HALF  # the fused kernel writes fp16: no reformat layer
-        calibrator = None
-        if int8:
-            config.set_flag(trt.BuilderFlag.INT8)
-            cb = CALIBRATION_BATCH
-            cal = builder.create_optimization_profile()
-            cal.set_shape(inp.name, (cb, 3, h, w), (cb, 3, h, w), (cb, 3, h, w))
-            config.set_calibration_profile(cal)
-            frames = calibration_frames if calibration_frames is not None else default_calibration_frames()
-            batches = calibration_batches(frames, w, h, cb)
-            calibrator = _make_calibrator(trt, batches, path.with_suffix(".calib"), cb, cb * 3 * h * w * 4)
-            config.int8_calibrator = calibrator
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise EngineBuildError(f"tensorrt: building the engine for {onnx_path} failed (see the tensorrt log lines)")
-        if calibrator is not None and calibrator.batches_fed == 0 and not path.with_suffix(".calib").is_file():
-            raise EngineBuildError("tensorrt: INT8 calibration got no complete batch of frames")
-        write_atomically(path, bytes(serialized))
-        info = {
-            "onnx": str(onnx_path),
-            "onnx_sha256": sha,
-            "gpu": dc.name,
-            "compute_capability": list(dc.compute_capability),
-            "tensorrt": trt.__version__,
-            "max_batch": max_batch,
-            "precision": precision,
-            "input_hw": [h, w],
-        }
-        path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-        log.info("tensorrt: engine written to %s (%.1f MB)", path, path.stat().st_size / 1e6)
-        return path
+    return network, inp
+
+
+def _builder_config(
+    trt: Any, builder: Any, inp: Any, h: int, w: int, max_batch: int, *, fp16: bool, int8: bool, workspace_gib: float
+) -> Any:
+    """The builder config: workspace, the batch 1..max_batch profile, FP16 (and the fp16 input) where allowed."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    profile = builder.create_optimization_profile()
+    profile.set_shape(inp.name, (1, 3, h, w), (max_batch, 3, h, w), (max_batch, 3, h, w))
+    config.add_optimization_profile(profile)
+    if fp16 or int8:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if fp16 and not int8:
+        inp.dtype = trt.DataType.HALF  # the fused kernel writes fp16: no reformat layer
+    return config
+
+
+def _int8_calibrator(
+    trt: Any, builder: Any, config: Any, inp: Any, h: int, w: int,
+    calibration_frames: Iterable[np.ndarray] | None, cache_file: Path,
+) -> Any:
+    """Turn on INT8 with a calibration profile at `CALIBRATION_BATCH`; the entropy calibrator it now uses."""
+    config.set_flag(trt.BuilderFlag.INT8)
+    cb = CALIBRATION_BATCH
+    cal = builder.create_optimization_profile()
+    cal.set_shape(inp.name, (cb, 3, h, w), (cb, 3, h, w), (cb, 3, h, w))
+    config.set_calibration_profile(cal)
+    frames = calibration_frames if calibration_frames is not None else default_calibration_frames()
+    batches = calibration_batches(frames, w, h, cb)
+    calibrator = _make_calibrator(trt, batches, cache_file, cb, cb * 3 * h * w * 4)
+    config.int8_calibrator = calibrator
+    return calibrator
+
+
+def _build_serialized(
+    builder: Any, network: Any, config: Any, calibrator: Any, onnx_path: Path, calibration_cache: Path
+) -> Any:
+    """The serialised engine; a failed build, or an INT8 build that saw no calibration batch, is an error."""
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(f"tensorrt: building the engine for {onnx_path} failed (see the tensorrt log lines)")
+    if calibrator is not None and calibrator.batches_fed == 0 and not calibration_cache.is_file():
+        raise EngineBuildError("tensorrt: INT8 calibration got no complete batch of frames")
+    return serialized
+
+
+def _engine_info(
+    onnx_path: Path, sha: str, dc: DeviceContext, trt_version: str, max_batch: int, precision: str, h: int, w: int
+) -> dict[str, Any]:
+    """What the JSON beside an engine records: the ONNX it was built from, and the GPU and options it was built for."""
+    return {
+        "onnx": str(onnx_path),
+        "onnx_sha256": sha,
+        "gpu": dc.name,
+        "compute_capability": list(dc.compute_capability),
+        "tensorrt": trt_version,
+        "max_batch": max_batch,
+        "precision": precision,
+        "input_hw": [h, w],
+    }
+
+
+def _write_engine(path: Path, serialized: Any, info: dict[str, Any]) -> None:
+    """Write the engine at ``path`` and, beside it, the JSON ``info`` of what it was built from and for."""
+    write_atomically(path, bytes(serialized))
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    log.info("tensorrt: engine written to %s (%.1f MB)", path, path.stat().st_size / 1e6)
