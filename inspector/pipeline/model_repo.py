@@ -197,6 +197,44 @@ def int8_model_path(card: ModelCard, *, verify: bool = True) -> Path:
     return xml
 
 
+#: Channels of a YOLO detection head's output per anchor before the class scores (cx, cy, w, h).
+BOX_CHANNELS = 4
+
+
+def check_model_io(card: ModelCard, model_file: Path, input_hw: tuple[int | None, int | None],
+                   output_channels: int | None) -> None:
+    """Refuse a model whose input size or class count contradicts its card.
+
+    Called by each runtime with the shapes it reads from the compiled graph. A YOLO head's output has
+    ``4 + nc`` channels per anchor (a box, then one score per class): a card listing other classes would
+    name detections wrongly or miss classes (a defect of an unlisted class passes as OK).
+
+    Args:
+        card: The model's card.
+        model_file: The file the runtime loaded (the ONNX file, or the INT8 IR).
+        input_hw: The model's input height and width; None where the graph leaves the size open.
+        output_channels: Channels per anchor of the model's output; None where unknown.
+
+    Raises:
+        ModelError: One line naming the card and both numbers.
+    """
+    card_path = card.folder / "card.toml"
+    h, w = input_hw
+    if (h is not None and h != card.input_height) or (w is not None and w != card.input_width):
+        raise ModelError(
+            f"model: {card_path}: input_width x input_height = {card.input_width} x {card.input_height}, but "
+            f"{model_file.name} takes {w if w is not None else 'any'} x {h if h is not None else 'any'}"
+        )
+    nc = len(card.classes)
+    if output_channels is not None and output_channels != BOX_CHANNELS + nc:
+        has = (f"detects {output_channels - BOX_CHANNELS}" if output_channels > BOX_CHANNELS
+               else "is no detection head")
+        raise ModelError(
+            f"model: {card_path}: classes lists {nc}, but {model_file.name} {has} (its output has "
+            f"{output_channels} channels per box, {BOX_CHANNELS} + one per class)"
+        )
+
+
 #: Largest model input side the runtime accepts (a bigger one is a typo or a forged card).
 MAX_INPUT_SIDE = 8192
 #: Card metrics that are rates or scores, so must lie in [0, 1].

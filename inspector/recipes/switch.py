@@ -1,6 +1,6 @@
 """`RecipeSwitch`: a product changeover without stopping inspection, at a part boundary.
 
-1. The new recipe's model is loaded, checked (sha256 against its card) and warmed
+1. The new recipe's model is loaded, checked (sha256 and shapes against its card) and warmed
    up, one backend per inference device, while the old one keeps inspecting. One switch is
    prepared at a time: a second request meanwhile is refused (`RecipeBusy`), never queued.
 2. The switch: the part tracker marks the boundary (the next trigger id) and every worker

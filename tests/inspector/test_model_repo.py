@@ -120,3 +120,61 @@ def test_a_changed_card_is_recorded_in_the_audit_trail(tmp_path: Path, engine) -
     rows = [e for e in AuditLog(engine).list() if e.action == "model_card_changed"]
     assert len(rows) == 2
     assert rows[0].old is not None and "threshold 0.25" in rows[0].old and "threshold 1.0" in (rows[0].new or "")
+
+
+def _card_edited(tmp_path: Path, old: str, new: str) -> Path:
+    folder = copy_model(tmp_path)
+    card = folder / "card.toml"
+    text = card.read_text()
+    assert old in text
+    card.write_text(text.replace(old, new, 1))
+    return folder
+
+
+ONE_CLASS = ('classes = ["scratch", "dent", "crack", "contamination"]', 'classes = ["scratch"]')
+
+
+@pytest.mark.parametrize(("backend", "precision", "file"),
+                         [("openvino", "f32", "model.onnx"), ("openvino", "int8", "model_int8.xml"),
+                          ("onnxruntime", "auto", "model.onnx")])
+def test_a_card_listing_other_classes_than_its_model_has_is_refused(tmp_path: Path, backend: str, precision: str,
+                                                                     file: str) -> None:
+    """The card's sha256 matches the file, but it lists 1 class for the 4-class model: defects of the other
+    three classes would pass as OK. The runtime reads the head's channels (4 box + 4 classes) and refuses."""
+    from inspector.pipeline.backends import create_backend
+
+    card = load_card(_card_edited(tmp_path, *ONE_CLASS))
+    assert card.classes == ("scratch",)
+    with pytest.raises(ModelError) as err:
+        create_backend(backend, card, max_batch=1, precision=precision)
+    msg = str(err.value)
+    assert "\n" not in msg and "card.toml" in msg and f"classes lists 1, but {file} detects 4" in msg
+
+
+def test_a_card_whose_input_size_is_not_the_models_is_refused(tmp_path: Path) -> None:
+    """The ONNX graph leaves its input size open (any multiple of 32 runs); the INT8 IR was fixed at 320 x 320
+    when it was quantized, so a card saying 640 x 640 contradicts it."""
+    from inspector.pipeline.backends import create_backend
+
+    card = load_card(_card_edited(tmp_path, "input_width = 320\ninput_height = 320",
+                                  "input_width = 640\ninput_height = 640"))
+    with pytest.raises(ModelError) as err:
+        create_backend("openvino", card, max_batch=1, precision="int8")
+    msg = str(err.value)
+    assert "\n" not in msg and "card.toml" in msg
+    assert "input_width x input_height = 640 x 640, but model_int8.xml takes 320 x 320" in msg
+
+
+def test_station_start_with_a_mismatched_card_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inspector.cli import app
+
+    folder = _card_edited(tmp_path, *ONE_CLASS)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'name = "m"\n[model]\nname = "{folder}"\n[[cameras]]\nid = "cam"\nkind = "simulated"\n')
+    res = CliRunner().invoke(app, ["run", "--headless", "--config", str(cfg), "--duration", "1", "--db", "none"])
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert str(folder / "card.toml") in line and "classes lists 1, but model.onnx detects 4" in line

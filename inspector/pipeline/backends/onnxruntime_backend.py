@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from inspector.pipeline.backends.base import BackendClosed, BackendUnavailable, CpuBatchBackend
-from inspector.pipeline.model_repo import ModelCard, ModelError
+from inspector.pipeline.model_repo import ModelCard, ModelError, check_model_io
 from inspector.pipeline.preprocess import batch_to_tensor
 
 
@@ -45,7 +45,26 @@ class OnnxRuntimeBackend(CpuBatchBackend):
             text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise ModelError(f"model: {card.path} cannot be loaded by onnxruntime: {text}") from None
         self._input = session.get_inputs()[0].name
+        self._check_io(session)
         self._session: Any = session  # None once closed
+
+    def _check_io(self, session: Any) -> None:
+        """The input size and class count against the card (`check_model_io`). ONNX Runtime leaves the
+        head's channel count symbolic in the file's shapes, so one blank input at the card's size says it."""
+        card = self.card
+        shape = session.get_inputs()[0].shape
+        hw = [d if isinstance(d, int) else None for d in shape[2:4]] if len(shape) == 4 else [None, None]
+        check_model_io(card, card.path, (hw[0], hw[1]), None)
+        out_shape = list(session.get_outputs()[0].shape)
+        if len(out_shape) == 3 and not isinstance(out_shape[1], int):
+            blank = np.zeros((1, 3, card.input_height, card.input_width), np.float32)
+            try:
+                out_shape = list(session.run(None, {self._input: blank})[0].shape)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+                text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+                raise ModelError(f"model: {card.path} cannot be run by onnxruntime: {text}") from None
+        channels = out_shape[1] if len(out_shape) == 3 and isinstance(out_shape[1], int) else None
+        check_model_io(card, card.path, (None, None), channels)
 
     def infer_preprocessed(self, batch_u8: np.ndarray) -> np.ndarray:
         return self.run_tensor(batch_to_tensor(batch_u8))

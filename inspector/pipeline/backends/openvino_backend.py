@@ -20,7 +20,7 @@ import numpy as np
 from inspector.pipeline.backends import isa
 from inspector.pipeline.backends.base import BackendClosed, BackendUnavailable, BatchOutput, CpuBatchBackend
 from inspector.pipeline.backends.openvino_nms import detections_per_item, with_nms
-from inspector.pipeline.model_repo import ModelCard, ModelError, int8_model_path
+from inspector.pipeline.model_repo import ModelCard, ModelError, check_model_io, int8_model_path
 
 #: Streams of the graph that batches run on while another batch is inside the runtime (``streams = "auto"``)
 LOADED_STREAMS = 2
@@ -85,8 +85,11 @@ class OpenVinoBackend(CpuBatchBackend):
             xml = int8_model_path(card)
             try:
                 model = core.read_model(str(xml))
-            except (RuntimeError, ValueError) as exc:
+                nhwc = model.input(0).get_partial_shape()
+            except (RuntimeError, ValueError, IndexError) as exc:
                 raise ModelError(f"model: {xml} cannot be loaded by openvino: {_first_line(exc)}") from None
+            hw = (_dim(nhwc[1]), _dim(nhwc[2])) if nhwc.rank.is_static and nhwc.rank.get_length() == 4 else (None, None)
+            check_model_io(card, xml, hw, _output_channels(model))
         else:
             model = runtime_model(core, card)
         #: the IoU the graph suppresses at (None: the raw output only, the host decodes)
@@ -130,7 +133,6 @@ class OpenVinoBackend(CpuBatchBackend):
         self._bound: dict[int, Any] = {}  # id(request) -> the input tensor it holds now
         self._running = 0  # batches inside the runtime now (started, not yet finished)
         self._last_done_ns = 0  # when the last one finished
-        self._largest = 1  # the largest batch started: a full batch of this station (1 for one camera)
         self._loaded_graph = False  # batches go to the loaded graph (see `start`)
         self._running_lock = threading.Lock()
         self._closed = False
@@ -159,11 +161,9 @@ class OpenVinoBackend(CpuBatchBackend):
             if inside >= 2:  # a queue behind the one-stream graph: the station is loaded
                 self._loaded_graph = True
             elif self._loaded_graph and not inside and (
-                    2 * n <= self._largest or time.perf_counter_ns() - self._last_done_ns > LOADED_LINGER_NS):
-                # the runtime is idle and the station keeps up (a batch at most half the largest it sent, i.e.
-                # what its cameras fill, not max_batch: one camera's batches are all 1; or a pause): every core
+                    2 * n <= self.max_batch or time.perf_counter_ns() - self._last_done_ns > LOADED_LINGER_NS):
+                # the runtime is idle and the station keeps up (a small batch, or a pause): every core again
                 self._loaded_graph = False
-            self._largest = max(self._largest, n)
             self._running += 1
             loaded = self._loaded_requests if self._loaded_graph else None
         if loaded is not None:
@@ -349,10 +349,17 @@ def runtime_model(core: Any, card: ModelCard, *, fused: bool = False) -> Any:
     try:
         model = ov.convert_model(str(card.path)) if fused else core.read_model(str(card.path))
         name = model.input(0).get_any_name()
-        model.reshape({name: ov.PartialShape([-1, 3, card.input_height, card.input_width])})
+        nchw = model.input(0).get_partial_shape()
     except (RuntimeError, ValueError, IndexError) as exc:
         # a file that matches its card's sha256 but is no model (or not this card's model)
         raise ModelError(f"model: {card.path} cannot be loaded by openvino: {_first_line(exc)}") from None
+    if nchw.rank.is_static and nchw.rank.get_length() == 4:  # a size fixed in the graph must be the card's
+        check_model_io(card, card.path, (_dim(nchw[2]), _dim(nchw[3])), None)
+    try:
+        model.reshape({name: ov.PartialShape([-1, 3, card.input_height, card.input_width])})
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ModelError(f"model: {card.path} cannot be loaded by openvino: {_first_line(exc)}") from None
+    check_model_io(card, card.path, (None, None), _output_channels(model))
     ppp = PrePostProcessor(model)
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
         ColorFormat.BGR
@@ -360,6 +367,17 @@ def runtime_model(core: Any, card: ModelCard, *, fused: bool = False) -> Any:
     ppp.input().model().set_layout(ov.Layout("NCHW"))
     ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
     return ppp.build()
+
+
+def _dim(d: Any) -> int | None:
+    """A graph dimension's length; None where the graph leaves it open."""
+    return int(d.get_length()) if d.is_static else None
+
+
+def _output_channels(model: Any) -> int | None:
+    """Channels per anchor of the detection output ``(B, 4 + nc, N)``; None where unknown."""
+    shape = model.output(0).get_partial_shape()
+    return _dim(shape[1]) if shape.rank.is_static and shape.rank.get_length() == 3 else None
 
 
 def _first_line(exc: BaseException) -> str:

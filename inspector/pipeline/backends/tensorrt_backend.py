@@ -35,7 +35,7 @@ from inspector.pipeline.backends.base import BackendUnavailable, BatchItem, Batc
 from inspector.pipeline.backends.tensorrt_build import PRECISIONS, EngineBuildError, build_engine, trt_logger
 from inspector.pipeline.gpu import DeviceContext, cuda_device_count, missing_requirements, parse_cuda_device
 from inspector.pipeline.gpu.kernel import ITEM_DTYPE, STAGING_ALIGN, load_kernel, plan_batch
-from inspector.pipeline.model_repo import ModelCard
+from inspector.pipeline.model_repo import ModelCard, check_model_io
 from inspector.pipeline.preprocess import Letterbox
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,7 @@ class TensorRtBackend(SynchronousBackend):
         self._stream = cuda.Stream()
         self._exec.set_input_shape(self._in, (self.max_batch, 3, h, w))
         out_shape = tuple(int(d) for d in self._exec.get_tensor_shape(self._out))
+        check_model_io(card, path, (None, None), out_shape[1] if len(out_shape) == 3 else None)
         out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._out)))
         self._host_out = cuda.pagelocked_empty(out_shape, out_dtype)
         self._dev_out = cuda.mem_alloc(self._host_out.nbytes)
