@@ -402,8 +402,11 @@ class SimulatedLineCamera(ThreadedCamera):
             return True
         fmt = "Mono8" if image.ndim == 2 else "BGR8"
         self._trigger_counters.answered += 1
+        frame = _sensor_buffer(image)
+        if fault is FaultMode.WRONG_SIZE:  # the trigger is answered with a buffer no image fits: counted invalid
+            frame = _misfit(frame, seq)
         self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=fired_ns + exposure_ns // 2,
-                          trigger_id=trigger_id, image=_sensor_buffer(image))
+                          trigger_id=trigger_id, image=frame)
         return True
 
     # ------------------------------------------------------------------ device loss

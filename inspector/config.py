@@ -555,19 +555,28 @@ class StationConfig(_Strict):
             if len(sims) > 1:
                 raise ValueError("line.mode triggered: simulated cameras see faces of the same parts; "
                                  "give them the same seed, bank_size and ok_share")
-            budget_s = self.line.budget_ms / 1000
             if self.line.reject_camera is not None and self.line.reject_camera not in seen:
                 raise ValueError(f"line.reject_camera: unknown camera {self.line.reject_camera}")
-            if self.line.reject_mm is not None and self.line.reject_mm / self.line.belt_mm_s < budget_s:
-                raise ValueError(f"line.budget_ms: {self.line.budget_ms:g} ms is over after the part passes the "
-                                 f"reject gate ({self.line.reject_mm:g} mm: "
-                                 f"{self.line.reject_mm / self.line.belt_mm_s * 1000:.0f} ms)")
-            late = [c.id for c in self.cameras if c.position_mm / self.line.belt_mm_s >= budget_s]
-            if late:
-                raise ValueError(
-                    f"line.budget_ms: {self.line.budget_ms:g} ms is over before the part reaches {', '.join(late)}"
-                )
+            problem = self.budget_problem(self.line.budget_ms)
+            if problem:
+                raise ValueError(f"line.budget_ms: {problem}")
         return self
+
+    def budget_problem(self, budget_ms: float) -> str:
+        """Why a triggered line cannot decide its parts within ``budget_ms`` (the station's or a recipe's):
+        it ends before the part reaches a camera (every such part NG "incomplete"), or after the part
+        passed the reject gate. Empty when it can."""
+        belt = self.line.belt_mm_s
+        if self.line.reject_mm is not None and self.line.reject_mm / belt < budget_ms / 1000:
+            return (f"{budget_ms:g} ms is over after the part passes the reject gate ({self.line.reject_mm:g} mm: "
+                    f"{self.line.reject_mm / belt * 1000:.0f} ms)")
+        late = [c for c in self.cameras if c.position_mm / belt >= budget_ms / 1000]
+        if late:
+            last = max(late, key=lambda c: c.position_mm)
+            return (f"{budget_ms:g} ms is over before the part reaches {', '.join(c.id for c in late)} "
+                    f"({last.id} at {last.position_mm:g} mm fires {last.position_mm / belt * 1000:.0f} ms after "
+                    f"the photo-eye at line.belt_mm_s = {belt:g})")
+        return ""
 
 
 def builtin_stations() -> list[str]:

@@ -25,14 +25,13 @@ verdict = { default_threshold = 0.3 }
 
 from __future__ import annotations
 
-
 import tomllib
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inspector.config import ConfigError, VerdictConfig, format_errors
+from inspector.config import ConfigError, StationConfig, VerdictConfig, format_errors
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}"
 
@@ -112,6 +111,22 @@ def load_recipes(folder: Path) -> list[Recipe]:
                 raise ConfigError(f"{r.path}: recipe {key[0]} {key[1]!r} is also used by {seen[key]}")
             seen[key] = r.path
     return sorted(recipes, key=lambda r: r.recipe.number)
+
+
+def check_budgets(recipes: list[Recipe], config: StationConfig) -> None:
+    """Refuse a recipe whose budget no part of this line can meet: it ends before the part reaches the
+    last camera (every part NG "incomplete") or after the part passed the reject gate.
+
+    Raises:
+        ConfigError: One line naming the recipe file and the camera or gate.
+    """
+    if config.line.mode != "triggered":
+        return
+    for r in recipes:
+        if r.line.budget_ms is not None:
+            problem = config.budget_problem(r.line.budget_ms)
+            if problem:
+                raise ConfigError(f"{r.path}: line.budget_ms: {problem}")
 
 
 def find_recipe(recipes: list[Recipe], key: int | str) -> Recipe:

@@ -25,7 +25,7 @@ from typing import Any
 from inspector.pipeline.backends.base import Backend
 from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.scheduler import Epoch
-from inspector.recipes.recipe import Recipe, find_recipe, load_recipes
+from inspector.recipes.recipe import Recipe, check_budgets, find_recipe, load_recipes
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,16 @@ class RecipeSwitch:
     Args:
         station: The station (cameras, workers, line, config, backend name, provenance).
         folder: Where the recipe files are.
+
+    Raises:
+        ConfigError: A recipe file is malformed, or its budget does not fit the line (one line).
     """
 
     def __init__(self, station: Any, folder: Path) -> None:
         self.station = station
         self.folder = Path(folder)
         self.recipes: list[Recipe] = load_recipes(self.folder)
+        check_budgets(self.recipes, station.config)
         self.current: Recipe | None = None
         self.switches = 0
         self._preparing = threading.Lock()  # held while a switch loads its model: the next one is busy
