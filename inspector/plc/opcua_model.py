@@ -127,17 +127,42 @@ async def build(server: Server, handlers: Mapping[str, Handler]) -> VisionModel:
     loaded = await server.load_data_type_definitions()
     # a structure asyncua knows already (a second server in this process) is not returned again
     types = {name: loaded.get(name) or getattr(ua, name) for name in ids}
+    object_types = await _object_types(server, idx)
+    event_type = await _result_ready_event_type(server, idx, ids)
 
+    system = await server.nodes.objects.add_object(idx, "VisionSystem", objecttype=object_types["VisionSystemType"])
+    await system.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+    vsm = await system.add_object(idx, "VisionStateMachine", objecttype=object_types["VisionStateMachineType"])
+    vision_state = await _state_variable(vsm, idx, "Preoperational")
+    auto = await vsm.add_object(idx, "AutomaticModeStateMachine",
+                                objecttype=object_types["VisionAutomaticModeStateMachineType"])
+    automatic_state = await _state_variable(auto, idx, "Initialized")
+    recipes = await system.add_object(idx, "RecipeManagement", objecttype=object_types["RecipeManagementType"])
+    results = await system.add_object(idx, "ResultManagement", objecttype=object_types["ResultManagementType"])
+    model = VisionModel(idx, system, vision_state, automatic_state, event_type, types=types)
+
+    for name, (parent, ins, outs) in _method_signatures(ids, vsm, auto, recipes).items():
+        model.methods[name] = await parent.add_method(idx, name, handlers[name], ins, outs)
+    await _add_last_result(model, results, ids)
+    return model
+
+
+async def _object_types(server: Server, idx: int) -> dict[str, ua.NodeId]:
+    """The spec's object types the VisionSystem's objects are instances of, by name."""
     base_obj = server.nodes.base_object_type
     fsm = server.get_node(_nid(ua.ObjectIds.FiniteStateMachineType))
-    t_system = await base_obj.add_object_type(idx, "VisionSystemType")
-    t_vsm = await fsm.add_object_type(idx, "VisionStateMachineType")
-    t_auto = await fsm.add_object_type(idx, "VisionAutomaticModeStateMachineType")
-    t_recipes = await base_obj.add_object_type(idx, "RecipeManagementType")
-    t_results = await base_obj.add_object_type(idx, "ResultManagementType")
+    out: dict[str, ua.NodeId] = {}
+    for parent, name in ((base_obj, "VisionSystemType"), (fsm, "VisionStateMachineType"),
+                         (fsm, "VisionAutomaticModeStateMachineType"), (base_obj, "RecipeManagementType"),
+                         (base_obj, "ResultManagementType")):
+        out[name] = (await parent.add_object_type(idx, name)).nodeid
+    return out
 
+
+async def _result_ready_event_type(server: Server, idx: int, ids: Mapping[str, ua.NodeId]) -> Node:
+    """The ResultReadyEventType with the spec's fields (OPC 40100-1)."""
     ext = ua.VariantType.ExtensionObject
-    event_type = await server.create_custom_event_type(idx, "ResultReadyEventType", ua.ObjectIds.BaseEventType, [
+    return await server.create_custom_event_type(idx, "ResultReadyEventType", ua.ObjectIds.BaseEventType, [
         ("IsPartial", ua.VariantType.Boolean),
         ("IsSimulated", ua.VariantType.Boolean),
         ("ResultState", ua.VariantType.Int32),
@@ -153,16 +178,11 @@ async def build(server: Server, handlers: Mapping[str, Handler]) -> VisionModel:
         ("ResultContent", ua.VariantType.Variant, _nid(ua.ObjectIds.BaseDataType)),
     ])
 
-    system = await server.nodes.objects.add_object(idx, "VisionSystem", objecttype=t_system.nodeid)
-    await system.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
-    vsm = await system.add_object(idx, "VisionStateMachine", objecttype=t_vsm.nodeid)
-    vision_state = await _state_variable(vsm, idx, "Preoperational")
-    auto = await vsm.add_object(idx, "AutomaticModeStateMachine", objecttype=t_auto.nodeid)
-    automatic_state = await _state_variable(auto, idx, "Initialized")
-    recipes = await system.add_object(idx, "RecipeManagement", objecttype=t_recipes.nodeid)
-    results = await system.add_object(idx, "ResultManagement", objecttype=t_results.nodeid)
-    model = VisionModel(idx, system, vision_state, automatic_state, event_type, types=types)
 
+def _method_signatures(
+    ids: Mapping[str, ua.NodeId], vsm: Node, auto: Node, recipes: Node,
+) -> dict[str, tuple[Node, list[ua.Argument], list[ua.Argument]]]:
+    """Each method's parent object, input and output arguments, in the order they are added."""
     error = [_arg("Error", _int32(), "0 OK; > 0 errors of the spec; < 0 application-specific")]
     job_in = [
         _arg("MeasId", ids["MeasIdDataType"], "the client's id of the inspection run (may be empty)"),
@@ -175,7 +195,7 @@ async def build(server: Server, handlers: Mapping[str, Handler]) -> VisionModel:
     recipe_ext = _arg("ExternalId", ids["RecipeIdExternalDataType"], "the environment's id of the recipe")
     recipe_int = ids["RecipeIdInternalDataType"]
     product = _arg("ProductId", ids["ProductIdDataType"], "the product whose recipe is meant")
-    signatures: dict[str, tuple[Node, list[ua.Argument], list[ua.Argument]]] = {
+    return {
         "Halt": (vsm, [], error),
         "Reset": (vsm, [], error),
         "SelectModeAutomatic": (vsm, [], error),
@@ -191,9 +211,12 @@ async def build(server: Server, handlers: Mapping[str, Handler]) -> VisionModel:
         "PrepareProduct": (recipes, [product], [_arg("InternalId", recipe_int, "the recipe selected"), *error]),
         "UnprepareProduct": (recipes, [product], error),
     }
-    for name, (parent, ins, outs) in signatures.items():
-        model.methods[name] = await parent.add_method(idx, name, handlers[name], ins, outs)
 
+
+async def _add_last_result(model: VisionModel, results: Node, ids: Mapping[str, ua.NodeId]) -> None:
+    """ResultManagement's Results/LastResult variables, empty until the first part, into ``model.last_result``."""
+    idx = model.idx
+    ext = ua.VariantType.ExtensionObject
     folder = await results.add_folder(idx, "Results")
     last = await folder.add_object(idx, "LastResult")
     for name, value, vtype, dtype in (
@@ -210,7 +233,6 @@ async def build(server: Server, handlers: Mapping[str, Handler]) -> VisionModel:
         ("ResultContent", ["", ""], ua.VariantType.String, _nid(ua.ObjectIds.BaseDataType)),
     ):
         model.last_result[name] = await last.add_variable(idx, name, ua.Variant(value, vtype), datatype=dtype)
-    return model
 
 
 async def publish(model: VisionModel, events: Any, part: PartResult, job_id: str, result_id: str, *,
