@@ -79,7 +79,9 @@ def gui(
             from gui.app import main as gui_main
         except ImportError as exc:
             fail(f"the GUI needs PySide6 (pip install -e '.[gui]'): {exc}")
-        code = gui_main(cfg, db_url=db, admin_password=password, startup=startup, config_path=config)
+        # a station read from a file keeps the settings saved in the settings dialog there
+        where = {"config_path": config} if config is not None else {}
+        code = gui_main(cfg, db_url=db, admin_password=password, startup=startup, **where)
     finally:
         startup.close()
     raise typer.Exit(code)
