@@ -259,3 +259,29 @@ def test_a_restarted_service_inspects_again_with_nobody_logged_in(service: Servi
         link.close()
     with pytest.raises(LinkLost):
         link.request("hello")
+
+
+def test_the_first_admin_from_an_attached_guis_first_login(qtbot: Any, engine: Any, tmp_path: Path) -> None:
+    """Issue 31.2 over the link: no users yet, the attached window's first-start dialog makes the admin."""
+    from gui.remote import RemoteControl, RemoteStation
+    from gui.users_dialog import FirstStartDialog
+    from inspector.service.server import ControlServer
+    from tests.inspector.service.test_server import Station as ServedFake
+
+    st = ServedFake(engine)
+    with ControlServer(st, tmp_path / "first.sock") as server:
+        got = attach("fake", server.path)
+        assert got is not None
+        link, hello = got
+        try:
+            control = RemoteControl(link, RemoteStation(hello))
+            assert control.first_start_needed()
+            dlg = FirstStartDialog(control)  # type: ignore[arg-type]  # RemoteControl has StationControl's interface
+            qtbot.addWidget(dlg)
+            dlg.password.setText("first-admin-pass")
+            dlg.confirm.setText("first-admin-pass")
+            assert dlg.try_create()
+            assert control.user is not None and control.user.role is Role.ADMIN and not control.first_start_needed()
+            assert [e.action for e in control.audit_entries(limit=3)][:2] == ["session.login", "users.create"]
+        finally:
+            link.close()
