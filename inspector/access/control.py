@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from camera.features import FeatureError
 from camera.protocol import Camera
+from inspector.storage.box_review import ReviewedBox, get_box_review, save_box_review
 from inspector.storage.history import get_inspection, set_review
 from inspector.access.users import (
     AuditEntry,
@@ -418,6 +419,26 @@ class StationControl:
         set_review(self.engine, inspection_id, mark, self._user_name(), need_image=True)
         self._record("history.review", f"inspection {inspection_id} ({row.camera_id} #{row.sequence})", row.review_mark, mark)
         return row.review_mark
+
+    def review_boxes(self, inspection_id: int, boxes: Sequence[ReviewedBox]) -> str:
+        """Store a box-by-box review of an inspection's image (engineer or higher; audited).
+
+        Returns:
+            The review mark it set (`inspector.storage.box_review.review_mark_for`).
+
+        Raises:
+            KeyError: No such inspection.
+            ValueError: A bad box, or (`ReviewRefused`) the inspection's image is not kept.
+        """
+        self._require("history.review")
+        row, _ = get_inspection(self.engine, inspection_id)
+        before = get_box_review(self.engine, inspection_id)
+        mark = save_box_review(self.engine, inspection_id, boxes, self._user_name())
+        after = get_box_review(self.engine, inspection_id)
+        old = f"{row.review_mark}: {before.summary()}" if before is not None else row.review_mark
+        self._record("history.review_boxes", f"inspection {inspection_id} ({row.camera_id} #{row.sequence})", old,
+                     f"{mark}: {after.summary() if after is not None else ''}")
+        return mark
 
     def record_export(self, kind: str, path: Path | str, rows: int) -> None:
         """Check the export permission and audit an export of history data (engineer or higher)."""

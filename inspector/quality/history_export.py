@@ -3,10 +3,14 @@
 Both stream the history page by page (keyset paging), so a million rows never sit in
 memory at once. The YOLO export turns the engineers' reviews into training data:
 
-* ``confirmed``: the image with the boxes the verdict counted;
-* ``false_call``: the image with an *empty* label file (a negative: nothing to find);
-* ``missed``: skipped and listed in ``needs_labels.txt``: the model found nothing, so
-  there is no box to export; someone has to draw it.
+* an image reviewed box by box (`inspector.storage.box_review`): exactly the boxes the review
+  kept (confirmed, edited and drawn; rejected ones left out); none kept: an *empty* label file;
+* otherwise, by the whole image's mark:
+
+  * ``confirmed``: the image with the boxes the verdict counted;
+  * ``false_call``: the image with an *empty* label file (a negative: nothing to find);
+  * ``missed``: skipped and listed in ``needs_labels.txt``: the model found nothing, so
+    there is no box to export until someone draws it (a box review).
 
 Values from the database are data, not trusted names: a row whose uid is not a plain
 file name (``../../x``) is skipped and counted, and every file is checked to resolve
@@ -23,14 +27,16 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 from sqlalchemy import Engine
 
+from inspector.storage.box_review import BoxReview, get_box_review
 from inspector.storage.history import HistoryFilter, HistoryRow, get_inspection, query_history
 
 log = logging.getLogger(__name__)
@@ -122,10 +128,12 @@ class YoloExport:
     """What a YOLO export wrote."""
 
     images: int = 0
-    negatives: int = 0  # false calls: images with empty label files
+    negatives: int = 0  # images with empty label files (false calls, images marked clean)
     missing_images: int = 0  # reviewed rows whose image was not saved or was purged
     unsafe_uids: int = 0  # rows whose uid is not a plain file name (skipped, never written)
     needs_labels: list[str] = field(default_factory=list)  # "missed" reviews: no box to export
+    box_reviewed: int = 0  # images whose labels are a box-by-box review
+    boxes: int = 0  # label lines written
 
 
 def export_yolo(
@@ -160,7 +168,8 @@ def export_yolo(
             result.unsafe_uids += 1
             log.warning("yolo export: skipped inspection %d, its uid %r is not a plain file name", row.id, row.uid)
             continue
-        if row.review_mark == "missed":
+        review = get_box_review(engine, row.id)
+        if review is None and row.review_mark == "missed":
             result.needs_labels.append(f"{row.uid}\t{row.camera_id}\t{row.sequence}\t{row.image_path or ''}")
             continue
         src = Path(row.image_path) if row.image_path else None
@@ -171,16 +180,10 @@ def export_yolo(
             result.missing_images += 1
             continue
         h, w = image.shape[:2]
-        lines: list[str] = []
-        if row.review_mark == "confirmed":
-            _, dets = get_inspection(engine, row.id)
-            for d in dets:
-                if not d["accepted"]:
-                    continue
-                names.setdefault(int(d["class_id"]), str(d["class_name"]))
-                lines.append(_label_line(d, w, h))
-        else:
-            result.negatives += 1
+        lines = _labels(engine, row, review, names, w, h)
+        result.box_reviewed += review is not None
+        result.negatives += not lines
+        result.boxes += len(lines)
         image_dst = _check_inside(root, out / "images" / f"{row.uid}{src.suffix.lower()}")
         label_dst = _check_inside(root, out / "labels" / f"{row.uid}.txt")
         shutil.copyfile(src, image_dst)
@@ -193,15 +196,32 @@ def export_yolo(
     if result.needs_labels:
         (out / "needs_labels.txt").write_text("uid\tcamera\tsequence\timage\n" + "\n".join(result.needs_labels) + "\n")
     log.info(
-        "yolo export %s: %d images (%d negatives), %d missing, %d need labels, %d unsafe uids skipped",
+        "yolo export %s: %d images (%d negatives, %d reviewed box by box), %d missing, %d need labels, "
+        "%d unsafe uids skipped",
         out,
         result.images,
         result.negatives,
+        result.box_reviewed,
         result.missing_images,
         len(result.needs_labels),
         result.unsafe_uids,
     )
     return result
+
+
+def _labels(engine: Engine, row: HistoryRow, review: BoxReview | None, names: dict[int, str], w: int, h: int) -> list[str]:
+    """The label lines of one reviewed image: its box review's kept boxes, else the mark's rule."""
+    boxes: list[dict[str, Any]]
+    if review is not None:
+        boxes = [{"class_id": b.class_id, "class_name": b.class_name, "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2}
+                 for b in review.labels]
+    elif row.review_mark == "confirmed":
+        boxes = [d for d in get_inspection(engine, row.id)[1] if d["accepted"]]
+    else:
+        boxes = []
+    for d in boxes:
+        names.setdefault(int(d["class_id"]), str(d["class_name"]))
+    return [_label_line(d, w, h) for d in boxes]
 
 
 def _check_inside(root: Path, path: Path) -> Path:
@@ -211,7 +231,7 @@ def _check_inside(root: Path, path: Path) -> Path:
     return path
 
 
-def _label_line(d: dict[str, float], w: int, h: int) -> str:
+def _label_line(d: Mapping[str, Any], w: int, h: int) -> str:
     x1, y1 = max(0.0, float(d["x1"])), max(0.0, float(d["y1"]))
     x2, y2 = min(float(w), float(d["x2"])), min(float(h), float(d["y2"]))
     cx, cy = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h

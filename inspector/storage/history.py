@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     and_,
     cast,
+    delete,
     exists,
     func,
     literal,
@@ -46,11 +47,20 @@ from sqlalchemy import (
 )
 
 from inspector.storage.db import writing
-from inspector.storage.models import REVIEW_MARKS, DetectionRecord, InspectionRecord, PartRecord
+from inspector.storage.models import (
+    REVIEW_MARKS,
+    BoxReviewRecord,
+    DetectionRecord,
+    InspectionRecord,
+    PartRecord,
+    ReviewedBoxRecord,
+)
 
 _I: Table = InspectionRecord.__table__  # type: ignore[assignment]
 _D: Table = DetectionRecord.__table__  # type: ignore[assignment]
 _P: Table = PartRecord.__table__  # type: ignore[assignment]
+_R: Table = BoxReviewRecord.__table__  # type: ignore[assignment]
+_RB: Table = ReviewedBoxRecord.__table__  # type: ignore[assignment]
 #: Frames acquired up to this long before their part's trigger (wall clocks of cameras and
 #: trigger differ) still belong to it; never more than half the gap to a part with the same id.
 PART_CLOCK_SLACK_S = 1.0
@@ -280,24 +290,39 @@ def missing_image_reason(engine: Engine, inspection_id: int, mark: str | None) -
     Raises:
         KeyError: No inspection has this id.
     """
+    if mark not in MARKS_NEEDING_AN_IMAGE:
+        image_refusal(engine, inspection_id, "")  # KeyError for an unknown inspection, as before
+        return ""
+    return image_refusal(engine, inspection_id, f"{mark!r} needs the image to label the defect")
+
+
+def image_refusal(engine: Engine, inspection_id: int, need: str) -> str:
+    """Why labelling work (``need`` says which) cannot be done on this inspection for want of its image;
+    empty when its image is there (or ``need`` is empty).
+
+    Raises:
+        KeyError: No inspection has this id.
+    """
     with engine.connect() as conn:
         row = conn.execute(select(_I.c.verdict, _I.c.image_path).where(_I.c.id == inspection_id)).first()
     if row is None:
         raise KeyError(f"inspection {inspection_id} not found")
-    if mark not in MARKS_NEEDING_AN_IMAGE:
+    if not need:
         return ""
     if not row.image_path:
         kept = ("OK images are kept only as a sample: [storage] ok_sample_every" if row.verdict == "OK"
                 else "it was not saved or retention took it")
-        return f"inspection {inspection_id}: {mark!r} needs the image to label the defect, and none was kept ({kept})"
+        return f"inspection {inspection_id}: {need}, and none was kept ({kept})"
     if not os.path.isfile(row.image_path):
-        return (f"inspection {inspection_id}: {mark!r} needs the image to label the defect, and {row.image_path} "
-                "is gone (retention or a full disk)")
+        return f"inspection {inspection_id}: {need}, and {row.image_path} is gone (retention or a full disk)"
     return ""
 
 
 def set_review(engine: Engine, inspection_id: int, mark: str | None, user: str, *, need_image: bool = False) -> None:
     """Record an engineer's review of one inspection (None clears it).
+
+    A mark other than the current one replaces the inspection's box review (`inspector.storage.box_review`):
+    the newest judgement of the whole image wins; the same mark again keeps the reviewed boxes.
 
     Args:
         engine: The station's database.
@@ -325,9 +350,18 @@ def set_review(engine: Engine, inspection_id: int, mark: str | None, user: str, 
         "reviewed_at": time.time() if mark is not None else None,
     }
     with writing(engine).begin() as conn:
-        n = conn.execute(update(_I).where(_I.c.id == inspection_id).values(**values)).rowcount
-    if n == 0:
-        raise KeyError(f"inspection {inspection_id} not found")
+        current = conn.execute(select(_I.c.review_mark).where(_I.c.id == inspection_id)).first()
+        if current is None:
+            raise KeyError(f"inspection {inspection_id} not found")
+        if mark is None or mark != current.review_mark:
+            drop_box_review(conn, inspection_id)
+        conn.execute(update(_I).where(_I.c.id == inspection_id).values(**values))
+
+
+def drop_box_review(conn: Any, inspection_id: int) -> None:
+    """Delete an inspection's box review and its boxes (inside the caller's transaction)."""
+    conn.execute(delete(_RB).where(_RB.c.inspection_id == inspection_id))  # not left to a cascade: FKs may be off
+    conn.execute(delete(_R).where(_R.c.inspection_id == inspection_id))
 
 
 def yield_by_hour(engine: Engine, flt: HistoryFilter) -> list[HourlyYield]:

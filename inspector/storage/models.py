@@ -177,3 +177,39 @@ class PartRecord(Base):
     verdict_ms: Mapped[float] = mapped_column(Float, default=0.0)
     truth_ng: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     recipe: Mapped[str] = mapped_column(String(128), default="")
+
+
+#: What a box-by-box review did with a box: a detection kept as it was, kept with another place, size
+#: or class, or rejected; or a box the engineer drew (a defect the model missed).
+BOX_STATUSES: tuple[str, ...] = ("confirmed", "edited", "drawn", "rejected")
+
+
+class BoxReviewRecord(Base):
+    """An engineer's box-by-box review of one inspection's image (migration 0006); no box left: clean."""
+
+    __tablename__ = "box_reviews"
+
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), primary_key=True)
+    reviewed_by: Mapped[str] = mapped_column(String(128))
+    reviewed_at: Mapped[float] = mapped_column(Float)  # epoch seconds, UTC
+
+
+class ReviewedBoxRecord(Base):
+    """One box of a box review, in image pixels; ``detection_id`` is the model's box it came from."""
+
+    __tablename__ = "reviewed_boxes"
+    __table_args__ = (
+        CheckConstraint("status IN ('confirmed', 'edited', 'drawn', 'rejected')", name="status"),
+        Index("ix_reviewed_boxes_inspection_id", "inspection_id"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("box_reviews.inspection_id", ondelete="CASCADE"))
+    detection_id: Mapped[int | None] = mapped_column(RowId, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    class_id: Mapped[int] = mapped_column(Integer)
+    class_name: Mapped[str] = mapped_column(String(64))
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
