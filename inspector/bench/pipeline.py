@@ -19,6 +19,7 @@ from camera.renderer import render_part
 from inspector.config import ModelConfig, SimulatedCameraConfig, StationConfig
 from inspector.ops.run_stats import RunStats, percentiles
 from inspector.pipeline.backends import create_backend
+from inspector.pipeline.backends.base import CpuBatchBackend
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.preprocess import Letterbox, letterbox_into
 from inspector.station import Station
@@ -65,23 +66,24 @@ class PureRunner:
             box = Letterbox.fit(f.shape[1], f.shape[0], card.input_width, card.input_height)
             letterbox_into(data[i], f, "Mono8" if f.ndim == 2 else "BGR8", box)
         self._data = data
-        self._slotted = hasattr(self.be, "start")
-        if self._slotted:
-            for slot in range(self.be.depth):
-                self.be.slot_buffer(slot)[:batch] = data
+        # a CPU runtime's slots are filled once and started over and over; other backends run one batch at a time
+        self._slotted = self.be if isinstance(self.be, CpuBatchBackend) else None
+        if self._slotted is not None:
+            for slot in range(self._slotted.depth):
+                self._slotted.slot_buffer(slot)[:batch] = data
         self.run(0.0, warm=3 * max(1, depth))
 
     def run(self, seconds: float, warm: int = 1) -> float:
         """Frames per second over ``seconds`` (after ``warm`` steps); nothing is left in flight."""
         from collections import deque
 
-        be, n = self.be, self.batch
-        if not self._slotted:  # a backend without slots: one batch at a time
+        be, n, slotted = self.be, self.batch, self._slotted
+        if slotted is None:  # a backend without slots: one batch at a time
             def step() -> None:
                 be.infer_preprocessed(self._data)
             pending: deque[Any] = deque()
         else:
-            pending = deque((slot, be.start(slot, n)) for slot in range(be.depth))
+            pending = deque((slot, slotted.start(slot, n)) for slot in range(slotted.depth))
 
             def step() -> None:
                 slot, p = pending.popleft()
@@ -89,7 +91,7 @@ class PureRunner:
                     p.wait(decode=False)
                 else:
                     p.wait()
-                pending.append((slot, be.start(slot, n)))
+                pending.append((slot, slotted.start(slot, n)))
         try:
             for _ in range(warm):
                 step()
@@ -261,15 +263,8 @@ def run_pipeline_bench(
     # every gated precision at the station's settings, first: the winner is what `auto` runs below
     by_precision = precision_fps(backend, model, max_batch, pure_s, threads, in_flight, streams)
     pipeline: dict[str, Any] = {}
-    if nominal is None:
-        from inspector.config import load_station
-
-        nominal = load_station("demo")
-    nominal = nominal.model_copy(update={
-        "model": nominal.model.model_copy(update={"name": model, "backend": backend, "threads": threads,
-                                                   "streams": streams, "precision": precision}),
-        "scheduler": nominal.scheduler.model_copy(update={"in_flight": in_flight}),
-    })
+    nominal = _nominal_station(nominal, model, backend, threads=threads, streams=streams, precision=precision,
+                               in_flight=in_flight)
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             cfg = station_config(n, 0.0, model, backend, threads, width, height, max_batch, in_flight=in_flight,
@@ -284,17 +279,39 @@ def run_pipeline_bench(
             log.info("pipeline %d cameras: %.1f fps", n, pipeline[str(n)]["fps"])
         top = max(sizes)
         nom = measure_station(nominal, f"sqlite:///{Path(tmp) / 'nominal.db'}", warmup, seconds)
+    settings = {"backend": backend, "model": model, "frame_size": [width, height], "in_flight": in_flight,
+                "streams": streams, "run_precision": precision}
+    return _report(settings, by_precision, pipeline, top, rounds, nominal, nom)
+
+
+def _nominal_station(
+    nominal: StationConfig | None, model: str, backend: str, *, threads: int, streams: int | str, precision: str,
+    in_flight: int,
+) -> StationConfig:
+    """The station measured at its nominal rate (default: the built-in ``demo``) on this bench's runtime."""
+    if nominal is None:
+        from inspector.config import load_station
+
+        nominal = load_station("demo")
+    return nominal.model_copy(update={
+        "model": nominal.model.model_copy(update={"name": model, "backend": backend, "threads": threads,
+                                                   "streams": streams, "precision": precision}),
+        "scheduler": nominal.scheduler.model_copy(update={"in_flight": in_flight}),
+    })
+
+
+def _report(
+    settings: dict[str, Any], by_precision: dict[str, Any], pipeline: dict[str, Any], top: int, rounds: int,
+    nominal: StationConfig, nom: dict[str, Any],
+) -> dict[str, Any]:
+    """The bench's JSON: ``settings`` first, then the pure backend, the pipeline at each camera count
+    (``top`` the largest), and the station at its nominal rate."""
     sat = pipeline[str(top)]
     fps_per_camera = sum(c.fps for c in nominal.cameras) / max(1, len(nominal.cameras))
     return {
-        "backend": backend,
-        "model": model,
-        "frame_size": [width, height],
-        "in_flight": in_flight,
-        "streams": streams,
-        "run_precision": precision,
+        **settings,
         # what the 8-camera station's runtime ran (``auto`` resolved)
-        "ran_precision": pipeline[str(max(sizes))]["precision"],
+        "ran_precision": pipeline[str(top)]["precision"],
         "pure_backend_fps": pipeline[str(top)]["pure_fps"],
         "pure_backend_fps_by_batch": {k: v["pure_fps"] for k, v in pipeline.items()},
         "pipeline_fps": {k: v["fps"] for k, v in pipeline.items()},
