@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from camera.realtime import raise_thread_priority
 from camera.trigger import TriggeredCamera
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Conveyor:
         return mean * (1.0 + self.jitter * self._rng.uniform(-1.0, 1.0))
 
     def _run(self) -> None:
+        raise_thread_priority()  # the simulated photo-eye, encoder and gate are hardware: on time under load
         due: list[tuple[int, int, int, int]] = []  # (fire ns, order, station index, trigger id)
         order = 0
         next_part = time.perf_counter_ns() + int(self._spacing_s() * 1e9)

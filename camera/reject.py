@@ -14,6 +14,7 @@ import threading
 import time
 
 from camera.features import FeatureError, FeatureTree
+from camera.realtime import raise_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class RejectOutput:
             t.join(2.0)
 
     def _run(self) -> None:
+        raise_thread_priority()  # a pulse is timed to the gate: ahead of busy threads (it only waits)
         while not self._stop.is_set():
             with self._cv:
                 if not self._due:

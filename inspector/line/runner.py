@@ -171,6 +171,7 @@ class Line:
         out["missed_triggers"] = sum(c["missed"] for c in per_cam.values())
         out["trigger_overruns"] = sum(c["overruns"] for c in per_cam.values())
         out["parts_per_min"] = self.conveyor.parts_per_min if self.conveyor is not None else None
+        out["deadline_timer"] = self.tracker.timer_priority  # "SCHED_FIFO 10", "nice -10" or "normal"
         if self.reject_output is not None:
             out["reject_gate"] = self.gate.as_dict()
         out["cameras"] = per_cam

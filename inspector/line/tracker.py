@@ -5,7 +5,7 @@ with the caller's part id or the station's own monotonic one, and a trigger id t
 cameras' frames carry back (`FrameHandle.trigger_id`). Frames are matched to parts by that
 id, never by arrival order. When every camera of the line has delivered its frame, the part
 is decided (`PartRule`); a part still missing a frame at its deadline (trigger + budget, less
-a few ms so the NG is out in time) is NG "incomplete: line-cam3 no image" (fail safe) and
+`guard_ms` so the NG is out in time) is NG "incomplete: line-cam3 no image" (fail safe) and
 counted. A frame that arrives after its
 part's verdict keeps its part id, is marked ``late`` and stored, never given to another part.
 
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from camera.realtime import raise_thread_priority
 from inspector.line.part_verdict import PartRule, incomplete_reason
 from inspector.pipeline.results import InspectionResult, PartResult, PartTimes, Verdict
 
@@ -38,6 +39,13 @@ PART_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 
 #: Decided parts remembered so that their late frames still find their part id.
 _RECENT_PARTS = 10_000
+
+
+def guard_ms(budget_ms: float) -> float:
+    """How long before its deadline an incomplete part is failed safe, so that its NG is out (to the
+    reject gate, the PLC) by the deadline: 2% of the budget, at most 20 ms (the deadline path's p99
+    lateness on a loaded 2-core PC is within that, `benchmarks/deadline_lateness.py`)."""
+    return min(20.0, 0.02 * budget_ms)
 
 
 @dataclass
@@ -170,7 +178,7 @@ class PartTracker:
         self.stats = PartStats()
         # an incomplete part is failed a little before its deadline, so that the NG is out
         # (to the PLC, the reject gate) by the deadline, not a timer tick after it
-        self.guard_ms = min(5.0, 0.01 * self.budget_ms)
+        self.guard_ms = guard_ms(self.budget_ms)
         self._lock = threading.Condition()
         self._open: collections.OrderedDict[int, _OpenPart] = collections.OrderedDict()
         self._recent: collections.OrderedDict[int, str] = collections.OrderedDict()
@@ -181,6 +189,8 @@ class PartTracker:
         self._next_part = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: how the deadline timer thread is scheduled (`camera.realtime.raise_thread_priority`); "" before start
+        self.timer_priority = ""
 
     # ------------------------------------------------------------------ triggers
     def open_part(self, part_id: str | None = None, trigger_ns: int | None = None) -> int:
@@ -213,7 +223,7 @@ class PartTracker:
             self.recipe = recipe
             if budget_ms is not None:
                 self.budget_ms = float(budget_ms)
-                self.guard_ms = min(5.0, 0.01 * self.budget_ms)
+                self.guard_ms = guard_ms(self.budget_ms)
             return self._next_trigger + 1
 
     def lowest_open(self) -> int | None:
@@ -365,6 +375,9 @@ class PartTracker:
         return rest
 
     def _run(self) -> None:
+        # ahead of the workers and of other programs: an ordinary thread woke 17-56 ms late (p99) on a
+        # loaded 2-core PC; this thread only waits and releases parts, it never spins
+        self.timer_priority = raise_thread_priority()
         while not self._stop.is_set():
             with self._lock:
                 if self._open:
