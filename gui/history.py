@@ -1,4 +1,4 @@
-"""The defect history browser: lazily paged table, filters, NG image, review, exports, statistics."""
+"""The defect history browser: lazily paged table, filters, NG image, review box by box, exports, statistics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -32,13 +32,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gui.charts import ParetoChart, YieldChart
 from gui.history_parts import PartsView
-from gui.history_widgets import FilterBar, InfoLabel, InspectionImageView
+from gui.history_widgets import FilterBar, InfoLabel
 from gui.imaging import class_colour
+from gui.review_canvas import BOX_ACTIONS, BoxToolbar, ReviewCanvas
 from gui.roles import gate
 from gui.table_model import PagedTableModel
 from inspector.access.control import StationControl
 from inspector.access.users import PermissionDenied
 from inspector.quality.history_export import export_csv, export_yolo
+from inspector.storage.box_review import BoxReview, get_box_review, review_mark_for
 from inspector.storage.history import (
     HistoryFilter,
     HistoryRow,
@@ -115,6 +117,13 @@ class HistoryModel(PagedTableModel):
         return None
 
 
+def review_label(mark: str | None, verdict: str) -> str:
+    """How a review mark reads for an inspection with this verdict ("confirmed" on an OK image: a clean one)."""
+    if mark == "confirmed" and verdict == "OK":
+        return "confirmed OK (clean)"
+    return REVIEW_LABELS.get(mark or "", "not reviewed")
+
+
 def _cell(r: HistoryRow, col: int) -> str:
     if col == 0:
         return datetime.fromtimestamp(r.acquired_at).strftime("%Y-%m-%d %H:%M:%S")
@@ -129,7 +138,7 @@ def _cell(r: HistoryRow, col: int) -> str:
     if col == 5:
         return "" if r.max_score is None else f"{r.max_score:.2f}"
     if col == 6:
-        return _REVIEW_SHORT.get(r.review_mark or "", "")
+        return "clean" if r.review_mark == "confirmed" and r.verdict == "OK" else _REVIEW_SHORT.get(r.review_mark or "", "")
     return f"{r.total_ms:.0f} ms"
 
 
@@ -186,7 +195,7 @@ class HistoryTab(QWidget):
         hh.setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
 
-        self.image_view = InspectionImageView()
+        self.image_view = ReviewCanvas(self.classes)
         self.info = InfoLabel()
         self.review_buttons: dict[str | None, QPushButton] = {}
         review = QHBoxLayout()
@@ -195,6 +204,13 @@ class HistoryTab(QWidget):
             b.clicked.connect(lambda _=False, m=mark: self.review(m))
             self.review_buttons[mark] = b
             review.addWidget(b)
+        self.box_review: BoxReview | None = None
+        self.box_bar = BoxToolbar(self.image_view)
+        self.box_bar.save.connect(self.save_boxes)
+        self.box_buttons = self.box_bar.buttons
+        self.class_combo = self.box_bar.class_combo
+        self.save_shortcut = QShortcut(QKeySequence("Ctrl+S"), self)
+        self.save_shortcut.activated.connect(self.save_boxes)
         self._review_possible = False
         self.update_permissions()
         detail = QWidget()
@@ -203,6 +219,7 @@ class HistoryTab(QWidget):
         dl.addWidget(self.image_view, 1)
         dl.addWidget(self.info)
         dl.addLayout(review)
+        dl.addWidget(self.box_bar)
 
         self.yield_chart = YieldChart()
         self.class_chart = ParetoChart("Defects by class", colour_for=class_colour)
@@ -349,14 +366,23 @@ class HistoryTab(QWidget):
         except KeyError:
             self.image_view.clear("inspection not found")
             return
+        if self.current is not None and self.current.id != inspection_id and self.image_view.dirty:
+            self.message.emit(f"box edits of inspection {self.current.id} not saved (Save boxes keeps them)")
         self.current = row
         self.image_view.show_inspection(row.image_path, dets)
+        self.box_review = get_box_review(self.engine, row.id)
+        self.image_view.load_review(dets, self.box_review, editable=self.control.can("history.review"))
         when = datetime.fromtimestamp(row.acquired_at).strftime("%Y-%m-%d %H:%M:%S")
         rejected = sum(1 for d in dets if not d["accepted"])
-        review = REVIEW_LABELS.get(row.review_mark or "", "not reviewed")
+        review = review_label(row.review_mark, row.verdict)
+        boxes = ""
+        if self.box_review is not None:
+            by = datetime.fromtimestamp(self.box_review.reviewed_at).strftime("%Y-%m-%d %H:%M")
+            boxes = f"<br>boxes reviewed by {self.box_review.reviewed_by} at {by}: {self.box_review.summary()}"
         self.info.setText(
             f"<b>{row.camera_id}</b> #{row.sequence} · {when} · <b>{row.verdict}</b> ({row.rule})<br>"
             f"{row.classes or 'no defects'}{f' · {rejected} below threshold' if rejected else ''} · review: {review}"
+            f"{boxes}"
         )
         self._set_review_enabled(True)
 
@@ -364,6 +390,12 @@ class HistoryTab(QWidget):
         self._review_possible = on
         for b in self.review_buttons.values():
             gate(b, self.control, "history.review", usable=on, tip="" if on else "select an inspection first")
+        image = on and self.image_view.image is not None
+        why = "" if image else ("select an inspection first" if not on else "no image kept: nothing to draw on")
+        for key, b in self.box_buttons.items():
+            gate(b, self.control, "history.review", usable=image, tip=BOX_ACTIONS[key][1] if image else why)
+        self.class_combo.setEnabled(image and self.control.can("history.review"))
+        self.image_view.editable = image and self.control.can("history.review")
 
     def update_permissions(self) -> None:
         """Enable the review and export buttons for the logged-in user's role (call on login and logout)."""
@@ -372,9 +404,17 @@ class HistoryTab(QWidget):
         gate(self.yolo_button, self.control, "history.export", tip="the reviewed images, as a YOLO dataset")
 
     def review(self, mark: str | None) -> bool:
-        """Mark the shown inspection (engineer or higher; audited)."""
+        """Mark the shown inspection (engineer or higher; audited).
+
+        With box edits not yet saved that imply this very mark (boxes drawn on an OK image, then
+        "Missed defect"), the boxes are saved with it; otherwise the mark judges the whole image and
+        replaces any box review.
+        """
         if self.current is None:
             return False
+        if mark is not None and self.image_view.dirty and \
+                review_mark_for(self.current.verdict, self.image_view.reviewed_boxes()) == mark:
+            return self.save_boxes()
         try:
             self.control.review(self.current.id, mark)
         except PermissionDenied as exc:
@@ -386,6 +426,27 @@ class HistoryTab(QWidget):
         row, _ = get_inspection(self.engine, self.current.id)
         self.model.replace_row(row)
         self.show_inspection(row.id)
+        self._stats_dirty = True
+        return True
+
+    # ------------------------------------------------------------------ box by box
+    def save_boxes(self) -> bool:
+        """Store the canvas's boxes as the shown image's labels (engineer or higher; audited)."""
+        if self.current is None or self.image_view.image is None:
+            return False
+        try:
+            mark = self.control.review_boxes(self.current.id, self.image_view.reviewed_boxes())
+        except PermissionDenied as exc:
+            self.message.emit(str(exc))
+            return False
+        except (KeyError, ValueError) as exc:
+            self.message.emit(f"review: {exc}")
+            return False
+        row, _ = get_inspection(self.engine, self.current.id)
+        self.model.replace_row(row)
+        self.show_inspection(row.id)
+        n = len(self.box_review.labels) if self.box_review is not None else 0
+        self.message.emit(f"inspection {row.id}: {n} label{'s' if n != 1 else ''} saved ({review_label(mark, row.verdict)})")
         self._stats_dirty = True
         return True
 
