@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from camera.protocol import CameraState
 from inspector.config import HealthConfig
+from inspector.ops.plc_health import assess_plc
 from inspector.ops.run_stats import percentiles
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,6 +162,7 @@ def assess(station: StationView) -> dict[str, Any]:
                        f"parts p99 {parts['p99_ms']:.0f} ms near the {budget:g} ms budget ({window})")
     if line is not None:
         parts.update(_missed_parts(line, running, issues))
+    plc = assess_plc(station, running, issues, HealthLevel)  # the Modbus result FIFO (inspector.ops.plc_health)
     if running and station.paused:
         issues.add(HealthLevel.DEGRADED, "paused")
     texts = [t for _, t in issues.items]
@@ -175,6 +177,7 @@ def assess(station: StationView) -> dict[str, Any]:
         "archive": archive,
         "storage": storage,
         "parts": parts,
+        "plc": plc,
     }
 
 

@@ -63,7 +63,7 @@ class PlcClient:
         writing 0) is cleared first, so its acknowledgement never answers this command.
 
         Returns:
-            0 when carried out, else the ``error_code`` that refused it.
+            0 when carried out, else the error code that refused it (``command_error``).
 
         Raises:
             TimeoutError: No answer bound to this command within ``timeout``.
@@ -88,7 +88,9 @@ class PlcClient:
 
         regs = self._wait(answered, end, f"command {code}({arg}): no answer")
         self._write(command_addr, [0])
-        return 0 if regs["command_status"] == CommandStatus.DONE else regs["error_code"]
+        if regs["command_status"] == CommandStatus.DONE:
+            return 0
+        return regs["command_error"] or regs["error_code"]  # command_error: this command's, never a FIFO overflow
 
     def _write(self, address: int, values: list[int]) -> None:
         rr = self.client.write_registers(address, values)

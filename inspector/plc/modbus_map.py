@@ -92,7 +92,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("command_arg", 3, 2, "u32", "RW", "argument of the command (part id, recipe number)"),
     Register("command_ack", 5, 1, "u16", "R",
              "echoes the command code once carried out (with ack_arg); 0 after command is 0 or when busy"),
-    Register("error_code", 6, 1, "u16", "R", "0 none, else the last error (see error codes); ack_error clears it"),
+    Register("error_code", 6, 1, "u16", "R",
+             "0 none, else the last error (see error codes); ack_error clears it; fifo_full never replaces another"),
     Register("result_seq", 7, 1, "u16", "R", "sequence number of the result in result_* (wraps); 0: none yet"),
     Register("result_part_id", 8, 2, "u32", "R", "part id of the head result (the PLC's, or the trigger number)"),
     Register("result_state", 10, 1, "u16", "R", "0 none waiting, 1 OK, 2 NG, 3 incomplete (NG, image missing)"),
@@ -106,6 +107,9 @@ REGISTERS: tuple[Register, ...] = (
     Register("recipe", 21, 1, "u16", "R", "number of the selected recipe (0: the station's own settings)"),
     Register("ack_arg", 22, 2, "u32", "R", "command_arg of the command that command_status answers (done or refused)"),
     Register("command_status", 24, 1, "u16", "R", "0 idle, 1 working, 2 done (command_ack echoes it), 3 refused"),
+    Register("command_error", 25, 1, "u16", "R",
+             "why the command in command_status was refused (error code; 0 done, working or idle); never FIFO full"),
+    Register("fifo_overflows", 26, 2, "u32", "R", "results not queued for the PLC because the FIFO was full, since start"),
 )
 
 BY_NAME: dict[str, Register] = {r.name: r for r in REGISTERS}

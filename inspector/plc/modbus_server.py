@@ -14,11 +14,13 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from inspector.pipeline.results import PartResult
 from inspector.plc.commands import CommandNotAudited
+from inspector.plc.link_status import LastCommand, ModbusLinkStatus
 from inspector.plc.modbus_map import (
     BY_NAME,
     SIZE,
@@ -30,7 +32,7 @@ from inspector.plc.modbus_map import (
     StationState,
 )
 from inspector.plc.modbus_transport import ClientGuard, server_class
-from inspector.plc.result_fifo import ResultFifo
+from inspector.plc.result_fifo import OverflowLog, ResultFifo
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ class ModbusPlc:
         self._state_read: concurrent.futures.Future[StationState] | None = None
         self._recipe_job: concurrent.futures.Future[None] | None = None
         self.errors: dict[str, int] = {}
+        self._last: tuple[str, int, str, ErrorCode | None, float] | None = None  # name, arg, status, error, when
+        self._overflow_log = OverflowLog()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -170,9 +174,9 @@ class ModbusPlc:
             self._write_counters()
             was_empty = self.fifo.head() is None
             if not self.fifo.put(part):
+                self._set("fifo_overflows", self.fifo.stats.overflows)
                 self._error(ErrorCode.FIFO_FULL)
-                log.error("plc: result FIFO full (%d): part %s not queued for the PLC (it is stored)",
-                          self.fifo.depth, part.part_id)
+                self._overflow_log.note(part.part_id, self.fifo.depth)  # one line per 10 s, not one per part
                 return False
             if was_empty:
                 self._load_head()
@@ -184,6 +188,41 @@ class ModbusPlc:
         return {"fifo_count": len(self.fifo), "fifo_overflows": s.overflows, "queued": s.queued,
                 "dequeued": s.dequeued, "commands": self.commands_done,
                 "refused_connections": sum(self.guard.refused.values()), **{f"error_{k}": v for k, v in self.errors.items()}}
+
+    def link_status(self) -> ModbusLinkStatus:
+        """What the PLC view shows: listening, clients, last command, FIFO, errors, counters (read-only)."""
+        now = time.monotonic()
+        fifo = self.fifo
+        with self._lock:
+            last = None
+            if self._last is not None:
+                name, arg, status, error, at = self._last
+                last = LastCommand(name, str(arg) if arg else "", status, error.name.lower() if error else "",
+                                   int(error) if error else 0, now - at)
+            code = self._get("error_code")
+            try:
+                error_name = ErrorCode(code).name.lower()
+            except ValueError:
+                error_name = str(code)
+            state = self._get("state")
+            try:
+                state_name = StationState(state).name.lower()
+            except ValueError:
+                state_name = str(state)
+            return ModbusLinkStatus(
+                listening=f"{self.host}:{self.port}", serving=self._serving(),
+                clients=tuple(sorted(self.guard.connected.values())), last_command=last, state=state_name,
+                recipe=self._get("recipe"), error_code=code, error_name=error_name, fifo_count=len(fifo),
+                fifo_depth=fifo.depth, fifo_overflows=fifo.stats.overflows,
+                last_overflow_age_s=now - fifo.last_overflow if fifo.last_overflow is not None else None,
+                head_wait_s=fifo.head_wait_s(now), cycle_s=fifo.cycle_s(),
+                parts_ok=self._counts["ok"], parts_ng=self._counts["ng"], parts_incomplete=self._counts["incomplete"],
+                commands=self.commands_done, refused_connections=sum(self.guard.refused.values()),
+                errors=dict(self.errors))
+
+    def _serving(self) -> bool:
+        server = self._server
+        return self._thread is not None and server is not None and not server.serving.done()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -240,6 +279,8 @@ class ModbusPlc:
                 await asyncio.sleep(1.0)
                 with self._lock:
                     self._set("heartbeat", (self._get("heartbeat") + 1) & 0xFFFF)
+                    self._set("recipe", self.commands.recipe_number())
+                    self._overflow_log.flush(self.fifo.depth)
                 await self._refresh_state()
         finally:
             self._workers.shutdown()
@@ -286,6 +327,8 @@ class ModbusPlc:
         if job is not None:
             await asyncio.wait({asyncio.wrap_future(job)}, timeout=COMMAND_WAIT_S)
         with self._lock:
+            # whoever switched (GUI, OPC UA, this PLC): the register says what the station runs
+            self._set("recipe", self.commands.recipe_number())
             registers[:SIZE] = self._image
         return None
 
@@ -304,6 +347,7 @@ class ModbusPlc:
             self._set("command_ack", 0)
             self._set("ack_arg", 0)
             self._set("command_status", CommandStatus.IDLE)
+            self._set("command_error", 0)
             return None
         if self._handshake is not None:
             if self._handshake == (code, arg):
@@ -326,10 +370,12 @@ class ModbusPlc:
                 self._refuse(code, arg, ErrorCode.BUSY)  # one changeover at a time, never a thread per request
                 return None
             self._set("command_status", CommandStatus.WORKING)
+            self._note(code, arg, "working", None)
             self._recipe_job = self._workers.recipes.submit(self._carry_out, cmd, arg)
             return self._recipe_job
         if cmd in _AUDITED:
             self._set("command_status", CommandStatus.WORKING)
+            self._note(code, arg, "working", None)
             return self._workers.commands.submit(self._carry_out, cmd, arg)
         self._carry_out(cmd, arg)
         return None
@@ -354,6 +400,7 @@ class ModbusPlc:
         with self._lock:
             if self._handshake != (code, arg) or self._get("command_status") == CommandStatus.REFUSED:
                 self.commands_done += error is None
+                self._note(code, arg, "done" if error is None else "refused", error)
                 if error is not None:
                     self._error(error)
                 return
@@ -364,16 +411,28 @@ class ModbusPlc:
 
     def _done(self, code: int, arg: int) -> None:
         self.commands_done += 1
+        self._note(code, arg, "done", None)
         self._set("command_ack", code)
         self._set("ack_arg", arg)
         self._set("command_status", CommandStatus.DONE)
+        self._set("command_error", 0)
 
     def _refuse(self, code: int, arg: int, error: ErrorCode) -> None:
         self._handshake = (code, arg)
+        self._note(code, arg, "refused", error)
         self._error(error)
         self._set("command_ack", 0)
         self._set("ack_arg", arg)
         self._set("command_status", CommandStatus.REFUSED)
+        self._set("command_error", int(error))  # bound to this command: no FIFO overflow can replace it
+
+    def _note(self, code: int, arg: int, status: str, error: ErrorCode | None) -> None:
+        """Remember the last command for the PLC view (lock held)."""
+        try:
+            name = Command(code).name.lower()
+        except ValueError:
+            name = f"unknown ({code})"
+        self._last = (name, arg, status, error, time.monotonic())
 
     def _execute(self, cmd: Command, arg: int) -> None:
         if cmd is Command.TRIGGER_PART:
@@ -432,6 +491,8 @@ class ModbusPlc:
 
     def _error(self, code: ErrorCode) -> None:
         self.errors[code.name.lower()] = self.errors.get(code.name.lower(), 0) + 1
+        if code is ErrorCode.FIFO_FULL and self._get("error_code") not in (ErrorCode.NONE, ErrorCode.FIFO_FULL):
+            return  # a command's error stays until ack_error: the overflows are in fifo_overflows
         self._set("error_code", int(code))
 
     def _set(self, name: str, value: int) -> None:

@@ -65,6 +65,7 @@ class ClientGuard:
     def __init__(self, allowed: Iterable[str] = ()) -> None:
         self.allowed = tuple(ipaddress.ip_network(a, strict=False) for a in allowed)
         self.refused: dict[str, int] = {}
+        self.connected: dict[int, str] = {}  # connection -> "address:port" (the PLC view)
 
     def admits(self, host: str) -> bool:
         if not self.allowed:
@@ -112,6 +113,14 @@ class RequestSplitter:
         self.peer = str(peer[0]) if peer else "?"
         if not self.guard.admits(self.peer):
             self.transport.abort()
+            return
+        self.guard.connected[id(self)] = f"{self.peer}:{peer[1]}" if peer and len(peer) > 1 else self.peer
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        from pymodbus.server.requesthandler import ServerRequestHandler
+
+        self.guard.connected.pop(id(self), None)
+        ServerRequestHandler.callback_disconnected(self, exc)  # type: ignore[arg-type]
 
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
         """Cut every complete frame out of ``data``; returns how many bytes were used."""

@@ -39,6 +39,7 @@ import logging
 import re
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ from typing import Any, Protocol, Self
 from inspector.access.users import Role, UserStore
 from inspector.line.tracker import PART_ID_PATTERN
 from inspector.pipeline.results import PartResult
+from inspector.plc.link_status import LastCommand, OpcUaClient, OpcUaLinkStatus
 from inspector.plc.modbus_map import StationState
 from inspector.plc.modbus_server import PlcError
 from inspector.plc.opcua_sessions import ANONYMOUS, DIGEST_S, Auditor, DeferredAudit, OpcUaSessions
@@ -178,6 +180,7 @@ class OpcUaPlc:
         self.sessions = OpcUaSessions(users, self._trail, anonymous=anonymous, checks=self._checks, reads=self._reads,
                                       wait_s=login_wait_s, counts=self.counts)
         self.model: Any = None
+        self._last_call: tuple[str, str, str, float] | None = None  # method, status, error, monotonic time
 
     # ------------------------------------------------------------------ part sink
     def submit_part(self, part: PartResult) -> bool:
@@ -205,6 +208,25 @@ class OpcUaPlc:
         return {"vision_state": VISION_CODES.get(self.vision_state, -1), "jobs": self.counts["jobs"],
                 "results": self.counts["results"], "audit_queued": len(self._trail), "audit_dropped": self._trail.dropped,
                 **{k: v for k, v in self.counts.items() if k not in ("jobs", "results")}}
+
+    def link_status(self) -> OpcUaLinkStatus:
+        """What the PLC view shows: endpoint, sessions, the last method call, states, counters (read-only)."""
+        last = None
+        if self._last_call is not None:
+            method, status, error, at = self._last_call
+            last = LastCommand(method, "", status, error, 0, time.monotonic() - at)
+        clients = tuple(sorted(
+            (OpcUaClient(login.address, login.user.name if login.user is not None else "")
+             for login, _close in list(self.sessions.sessions.values())), key=lambda c: (c.address, c.user)))
+        counts = {k: int(v) for k, v in self.counts.items() if k not in ("jobs", "results", "results_not_published")}
+        return OpcUaLinkStatus(listening=self.url, serving=self._thread is not None and self._ready.is_set()
+                               and self._loop is not None, clients=clients, last_command=last,
+                               vision_state=self.vision_state, automatic_state=self.automatic_state,
+                               jobs=self.counts["jobs"], results=self.counts["results"],
+                               results_not_published=self.counts["results_not_published"], counts=counts)
+
+    def _noted(self, method: str, status: str, error: str = "") -> None:
+        self._last_call = (method, status, error, time.monotonic())
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -357,6 +379,7 @@ class OpcUaPlc:
                 who, role = await self.sessions.role_of(session)
             except _Refusal as exc:
                 self.counts["calls_denied"] += 1
+                self._noted(name, "refused", str(exc))
                 log.warning("plc: OPC UA %s refused: %s", name, exc)
                 self._audit(login.user.name if login is not None and login.user is not None else ANONYMOUS,
                             f"opcua.{name}.denied", "", None, str(exc))
@@ -364,6 +387,7 @@ class OpcUaPlc:
             if role is None or role < need:
                 self.counts["calls_denied"] += 1
                 why = f"{name}: needs the {need.label} role or higher ({f'{who}, {role.label}' if role else 'anonymous'})"
+                self._noted(name, "refused", why)
                 log.warning("plc: OPC UA %s", why)
                 self._audit(who or ANONYMOUS, f"opcua.{name}.denied", "", None, why)
                 return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadUserAccessDenied))
@@ -372,22 +396,27 @@ class OpcUaPlc:
             too_large = _oversized(values)
             if too_large:
                 self.counts["calls_refused"] += 1
+                self._noted(name, "refused", too_large)
                 self._audit(who, f"opcua.{name}.refused", "", None, too_large)
                 return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadInvalidArgument))
+            self._noted(name, "working")
             job = asyncio.get_running_loop().run_in_executor(self._worker, partial(body, _Call(self, name, who), *values))
             try:
                 outputs = await asyncio.wait_for(job, self.call_wait_s)
             except _Refusal as exc:
                 self.counts["calls_refused"] += 1
+                self._noted(name, "refused", str(exc))
                 log.warning("plc: OPC UA %s by %s refused: %s", name, who, exc)
                 self._audit(who, f"opcua.{name}.refused", "", None, str(exc))
                 await self._show_states()
                 return ua.StatusCode(ua.UInt32(exc.status))
             except TimeoutError:
                 self.counts["calls_timed_out"] += 1
+                self._noted(name, "refused", f"the station did not answer within {self.call_wait_s:.0f} s")
                 log.error("plc: OPC UA %s by %s: the station did not answer within %.0f s", name, who, self.call_wait_s)
                 return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadTimeout))
             self.counts["calls"] += 1
+            self._noted(name, "done")
             await self._show_states()
             return outputs
 
