@@ -1,4 +1,5 @@
-"""``inspector dataset synth|mine|import``: labelled datasets rendered from the synthetic line or imported."""
+"""``inspector dataset synth|mine|import|collect``: labelled datasets rendered from the synthetic line, imported,
+or collected from a running station's cameras."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import typer
 
 from inspector.cli.common import fail, user_errors
 
-app = typer.Typer(name="dataset", no_args_is_help=True, help="Datasets: rendered from the synthetic line, mined, or imported from YOLO or COCO labels.")
+app = typer.Typer(name="dataset", no_args_is_help=True, help="Datasets: rendered from the synthetic line, mined, "
+                  "imported from YOLO or COCO labels, or collected from a station's cameras.")
 
 
 @app.command("synth")
@@ -92,3 +94,61 @@ def dataset_import(
                f"{sum(s.parts.values())} parts) -> {out / 'data.yaml'}")
     typer.echo("boxes per class: " + ", ".join(f"{k} {n}" for k, n in s.boxes_per_class.items()))
     typer.echo("image sizes: " + ", ".join(f"{k} ({n})" for k, n in s.image_sizes.items()))
+
+
+@app.command("collect")
+def dataset_collect(
+    out: Path = typer.Option(..., help="The dataset folder to write (new or empty)."),
+    parts: int = typer.Option(..., min=1, help="How many parts to collect (free-running cameras: frames)."),
+    station: str | None = typer.Option(None, help="Built-in station (line-demo: the default, demo, viky-demo)."),
+    config: Path | None = typer.Option(None, help="Station config TOML."),
+    cameras: str | None = typer.Option(None, help="Cameras whose images to keep, comma-separated (default: all)."),
+    timeout: float = typer.Option(600.0, min=0.1, help="Stop after this many seconds even if fewer parts came."),
+    image_format: str = typer.Option("png", "--image-format", help="png (lossless) or jpg."),
+    db: str | None = typer.Option(None, help="Database URL for the inspections meanwhile ('none': keep none)."),
+    backend: str | None = typer.Option(None, help="openvino | onnxruntime | tensorrt"),
+    no_archive: bool = typer.Option(False, "--no-archive", help="Do not save NG images meanwhile."),
+) -> None:
+    """Run the station and save the next N parts' images of chosen cameras into a dataset folder to label.
+
+    Inspection goes on as usual (verdicts, database, PLC); the images go to OUT/images with empty label
+    files, classes.txt and parts.csv: label them, then bring them back with `inspector dataset import
+    --format yolo OUT`.
+    """
+    from inspector.cli.common import load_station_config
+    from inspector.pipeline.model_repo import load_card
+    from inspector.quality.collect import DatasetCollector
+    from inspector.station import Station
+
+    errors: tuple[type[BaseException], ...] = (*user_errors(), ValueError, OSError)
+    try:
+        cfg = load_station_config(station, config)
+        known = [c.id for c in cfg.cameras]
+        chosen = [c.strip() for c in cameras.split(",") if c.strip()] if cameras is not None else known
+        unknown = [c for c in chosen if c not in known]
+        if unknown or not chosen:
+            fail(f"--cameras: no camera {unknown[0] if unknown else cameras!r} in station {cfg.name} "
+                 f"({', '.join(known)})")
+        collector = DatasetCollector(out, chosen, parts, classes=load_card(cfg.model.name, verify=False).classes,
+                                     image_format=image_format)
+        st = Station(cfg, db_url=db, backend=backend, archive=not no_archive)
+    except errors as exc:
+        fail(str(exc))
+    try:
+        st.fan_out.add_frame_sink(collector)  # before start(): the fan-out's sinks start with it
+        st.start()
+        typer.echo(f"collecting {parts} parts of {', '.join(chosen)} from {cfg.name} into {out} ...", err=True)
+        finished = collector.wait(timeout)
+    except errors as exc:
+        st.stop()
+        fail(str(exc))
+    except KeyboardInterrupt:
+        finished = False
+    st.stop()
+    s = collector.summary()
+    typer.echo(f"collected {s.images} images of {s.parts} parts -> {out} (parts.csv, classes.txt, empty labels)")
+    if s.incomplete or s.skipped:
+        typer.echo(f"{len(s.incomplete)} parts lack an image ({s.skipped} frames skipped: the queue was full)"
+                   + ("" if finished else f"; stopped after {timeout:g} s"))
+    if not finished or not s.parts:
+        raise typer.Exit(1)
