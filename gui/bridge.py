@@ -35,6 +35,7 @@ from camera.frame_pool import FrameHandle
 from camera.protocol import CameraState
 from inspector.access.control import StationControl
 from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.plc.link_status import PlcStatus, plc_status
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,9 @@ class PartFrames:
     return the handles for the caller to release *outside* that lock.
 
     When a camera's share is full, the reference given up is the oldest decided part's,
-    then the newest decided part's (its view has copied the pixels by then), then the
-    oldest undecided part's: that one is listed in `to_copy` for the caller to copy
-    (outside the lock) before releasing it, and `keep_copy` stores the copy.
+    then the newest decided part's, then the oldest undecided part's. The last two are
+    listed in `to_copy` for the caller to copy (outside the lock) before releasing them
+    (the wall may not have painted the newest part yet), and `keep_copy` stores the copy.
     """
 
     def __init__(self, shares: dict[str, int]) -> None:
@@ -151,9 +152,9 @@ class PartFrames:
             if victim is None:
                 break
             h = self._held[victim].pop(camera_id)
-            if victim in self._decided:
+            if victim in self._decided and victim != self._decided[-1]:
                 out.append(h)
-            else:
+            else:  # an open part, or the part decided last (the wall's, perhaps not painted yet)
                 self.to_copy.append((victim, camera_id, h))
         self._prune()
         return out
@@ -468,6 +469,10 @@ class EngineBridge(QObject):
                     old.append(self._frames.pop(cid))
         for h in old:
             h.release()
+
+    def plc_status(self) -> PlcStatus:
+        """The station's PLC links now (the PLC view)."""
+        return plc_status(self.station)
 
     def line_counts(self) -> tuple[int, int]:
         """``(inspected, NG)`` over all cameras since the station started."""

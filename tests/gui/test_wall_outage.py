@@ -54,38 +54,43 @@ def outage_station() -> FakeStation:
     return st
 
 
-def test_healthy_views_keep_their_pictures_while_another_camera_is_out(qtbot: Any, outage_station: FakeStation) -> None:
-    """line-cam2 is OFFLINE: every part waits for its deadline, so five parts are open at once
-    (300 parts/min, 1000 ms budget) against the display's three slots of line-cam1's pool."""
+@pytest.mark.parametrize("in_flight", [2, 5])
+def test_healthy_views_keep_their_pictures_while_another_camera_is_out(qtbot: Any, outage_station: FakeStation,
+                                                                       in_flight: int) -> None:
+    """line-cam2 is OFFLINE: every part waits for its deadline, so up to five parts are open at once
+    (300 parts/min, 1000 ms budget) against the display's three slots of line-cam1's pool; the
+    frame of the part decided last is still held when the next frame comes, before the wall's tick."""
     wall = _wall(qtbot, outage_station)
     bridge = wall.bridge
     healthy, out = CAMS
     outage_station.cameras[out].set_state(CameraState.OFFLINE)
-    in_flight = 5
     results = []
     states: dict[str, str] = {}
     pool = outage_station.cameras[healthy].pool
+    view = wall.views[healthy]
+    decided: PartResult | None = None
     try:
-        for n in range(1, 16):
+        for n in range(1, 17):
             r = make_result(healthy, n, with_frame=True, pool=pool, shape=SHAPE)
             r = replace(r, trigger_id=n, part_id=f"P{n}")
-            outage_station.events.result_ready.emit(r)
+            outage_station.events.result_ready.emit(r)  # before the wall's tick: the part decided last still shows
             r.frame.release()  # the sink's reference: the bridge keeps its own
             results.append(r)
             assert pool.snapshot().pool_exhausted == 0  # the display never starves acquisition
             assert pool.free_slots >= SLOTS - SLOTS // 2 - 1
+            if decided is not None:
+                qtbot.waitUntil(lambda p=decided: view.shown_part is p, timeout=2000)
+                states[decided.part_id] = view.part_state
+                assert view.image is not None or view.part_state != "image"
+                decided = None
             if n > in_flight:  # the part triggered five parts ago reaches its deadline: NG incomplete
                 k = n - in_flight
-                part = PartResult(
+                decided = PartResult(
                     part_id=f"P{k}", line="fake", trigger_id=k, triggered_at=time.time() - 1.0, verdict=Verdict.NG,
                     reason=f"incomplete: {out} no image", frames=(results[k - 1],), expected=CAMS, missing=(out,),
                     budget_ms=1000.0, times=PartTimes(verdict_ms=995.0),
                 )
-                outage_station.events.part_ready.emit(part)
-                view = wall.views[healthy]
-                qtbot.waitUntil(lambda p=part, v=view: v.shown_part is p, timeout=2000)
-                states[part.part_id] = view.part_state
-                assert view.image is not None or view.part_state != "image"
+                outage_station.events.part_ready.emit(decided)
         assert states == {f"P{k}": "image" for k in range(1, 16 - in_flight)}, states
         assert wall.views[out].part_state == "missing"
     finally:
