@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gui.app import MainWindow, make_application  # noqa: E402
-from gui.bridge import EngineBridge  # noqa: E402
-from inspector.access.control import StationControl  # noqa: E402
-from inspector.config import load_station  # noqa: E402
-from inspector.station import Station  # noqa: E402
-from installer.screenshots import pump, save  # noqa: E402
+from gui.app import MainWindow, make_application
+from gui.bridge import EngineBridge
+from inspector.access.control import StationControl
+from inspector.config import load_station
+from inspector.station import Station
+from installer.screenshots import pump, save
 
 
 def main(argv: list[str] | None = None) -> int:
