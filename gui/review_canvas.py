@@ -181,7 +181,7 @@ class ReviewCanvas(InspectionImageView):
             return
         self._edit()
         b = self.items[i]
-        status = b.status if b.status == "drawn" else "edited"
+        status = b.status if b.status in ("drawn", "rejected") else "edited"  # a rejected box stays rejected
         self.items[i] = dataclasses.replace(b, class_id=class_id, class_name=self.classes[class_id], status=status)
         self._done()
 

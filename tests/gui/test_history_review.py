@@ -155,6 +155,11 @@ def test_move_resize_class_and_undo_with_mouse_and_keys(qtbot: Any, tab: History
     b = canvas.items[i]
     assert (b.status, b.class_name, b.x1, b.y1, b.x2, b.y2) == ("pending", "crack", 50, 30, 70, 50)
     assert not canvas.undo()  # nothing left to take back
+    qtbot.keyClick(canvas, Qt.Key.Key_R)  # rejected, then given another class: still rejected
+    qtbot.keyClick(canvas, Qt.Key.Key_2)
+    assert (canvas.items[i].status, canvas.items[i].class_name, canvas.items[i].kept) == ("rejected", "dent", False)
+    qtbot.keyClick(canvas, Qt.Key.Key_A)  # confirmed again, with the class it was given
+    assert (canvas.items[i].status, canvas.items[i].kept) == ("confirmed", True)
     # a drawn box deleted is gone; a detection deleted stays on record as rejected
     qtbot.keyClick(canvas, Qt.Key.Key_N)
     _drag(qtbot, tab, (2.0, 2.0), (9.0, 9.0))
