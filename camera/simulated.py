@@ -84,7 +84,8 @@ class SimulatedLineCamera(ThreadedCamera):
         check_bank_budget(camera_id, width, height, mono, bank_size)
         shape = (height, width) if mono else (height, width, 3)
         super().__init__(
-            CameraInfo(id=camera_id, kind="simulated", vendor="inspector", model="SimulatedLineCamera", serial=f"SIM-{seed}"),
+            CameraInfo(id=camera_id, kind="simulated", vendor="inspector", model="SimulatedLineCamera",
+                       serial=simulated_serial(camera_id)),
             FramePool(camera_id, pool_slots, shape),
             fps,
         )
@@ -428,6 +429,11 @@ class SimulatedLineCamera(ThreadedCamera):
         for feature in self._tree.features():
             if feature.writable and feature.name not in _FAULT_FEATURES:
                 self._apply_feature(feature.name, self._tree.values[feature.name])
+
+
+def simulated_serial(camera_id: str) -> str:
+    """A simulated camera's serial number: its own per camera id (the cameras of a line share a seed)."""
+    return f"SIM-{zlib.crc32(camera_id.encode()):08X}"
 
 
 #: Memory a camera's bank of rendered parts may take (all cameras of a station together

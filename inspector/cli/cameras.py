@@ -41,11 +41,13 @@ def cameras_list(
         cfg = load_station_config(station, config)
     except user_errors() as exc:
         fail(str(exc))
+    from camera.simulated import simulated_serial
+
     for c in cfg.cameras:
         if c.kind != "gentl":
             # the names the camera itself reports (CameraInfo), as the GUI shows them
             model_name = {"simulated": "SimulatedLineCamera", "replay": "ReplayCamera"}.get(c.kind, c.kind)
-            serial = f"SIM-{c.seed}" if c.kind == "simulated" else c.source.name if c.kind == "replay" else ""
+            serial = simulated_serial(c.id) if c.kind == "simulated" else c.source.name if c.kind == "replay" else ""
             rows.append({"id": c.id, "kind": c.kind, "vendor": "inspector", "model": model_name, "serial": serial,
                          "producer": "", "station": cfg.name})
     if as_json:

@@ -52,7 +52,7 @@ def run(
     mqtt: str | None = typer.Option(None, "--mqtt", help="HOST:PORT of an MQTT broker: publish every part's "
                                     "result there ([mqtt] broker; the rest of [mqtt] from the config)."),
     recipe: str | None = typer.Option(None, "--recipe", help="Product recipe to start with (number or name; "
-                                         "needs [recipes] dir)."),
+                                         "needs \\[recipes] dir)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a station: cameras -> batched inference -> verdicts -> database."""

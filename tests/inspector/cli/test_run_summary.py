@@ -104,3 +104,11 @@ def test_inject_without_headless_is_refused_not_ignored() -> None:
     assert res.exit_code == 2
     assert res.output.strip() == ("inspector: --inject: only with --headless (in the app, set the camera's FaultMode "
                                   "and FaultDuration in its settings)")
+
+
+def test_the_recipe_option_help_shows_its_config_section() -> None:
+    from inspector.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert res.exit_code == 0
+    assert "needs [recipes] dir" in res.output and "needs  dir" not in res.output
