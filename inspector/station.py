@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from psygnal import Signal
-
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
 from inspector.config import StationConfig
@@ -31,27 +29,18 @@ from inspector.ops.run_stats import RunStats
 from inspector.ops.watchdog import CameraWatchdog
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.backends.base import Backend
+from inspector.pipeline.backends.precision_choice import measure_pending
 from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.preprocess import share_the_cores_with_the_runtime
 from inspector.pipeline.results import InspectionResult, PartResult, Provenance
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
 from inspector.pipeline.sinks import SinkFanOut
 from inspector.station_cameras import StationCameras, prerender_banks
+from inspector.station_events import StationError, StationEvents
+
+__all__ = ["Station", "StationError", "StationEvents"]
 
 log = logging.getLogger(__name__)
-
-
-class StationError(RuntimeError):
-    """The station cannot be built or started (one-line reason)."""
-
-
-class StationEvents:
-    """Engine events; the GUI adapts these to Qt signals."""
-
-    result_ready = Signal(object)  # InspectionResult
-    part_ready = Signal(object)  # PartResult (triggered lines), once durable
-    camera_state_changed = Signal(str, object, object)  # camera id, old, new CameraState
-    paused_changed = Signal(bool)
 
 
 class Station:
@@ -109,10 +98,7 @@ class Station:
         self.backends: list[Backend] = self.make_backends(self.card)
         if any(be.device == "CPU" for be in self.backends):  # host letterbox beside the runtime
             share_the_cores_with_the_runtime()
-        # warmed here, not beside the bank load: a warm-up thread still inside OpenVINO when a later
-        # step refuses the config and the process exits aborts it ("terminate called ..."); the
-        # overlap saved nothing measurable (median 1.74 s vs 1.83 s)
-        say("warming up")
+        say("warming up")  # not beside the bank load: a refused config's exit aborts a warm-up in OpenVINO
         for be in self.backends:
             be.warmup()
 
@@ -142,14 +128,10 @@ class Station:
         self.db_url, self.engine, self.db_writer = storage.url, storage.engine, storage.writer
         self.archive, self.retention = storage.archive, storage.retention
         audit_card_change(self.engine, self.card)
-        self.fan_out.add_store(self.db_writer)
-        if self.archive is not None:
-            self.fan_out.add_frame_sink(self.archive)
-        self.fan_out.add_frame_sink(self.retention)  # started and stopped with the sinks; takes no frame
+        storage.attach(self.fan_out)
 
     def _open_cameras(self, say: Callable[[str], None]) -> None:
-        """The cameras, the triggered line over them and the PLC links (closed again if one fails)."""
-        from inspector.plc.links import make_modbus, make_opcua
+        """The cameras, the triggered line over them and the part links (closed again if one fails)."""
         from inspector.plc.modbus_server import PlcError
 
         cfgs = self.config.cameras
@@ -166,29 +148,27 @@ class Station:
                     raise StationError(msg if msg.startswith(f"camera {cfg.id}") else f"camera {cfg.id}: {msg}") from None
             if self.config.line.mode == "triggered":
                 self.line = self._make_line()
-            self.plc_modbus: Any = make_modbus(self, self.engine)
-            self.plc_opcua: Any = make_opcua(self, self.engine)
-            self.mqtt: Any = self._make_mqtt()
-        except Exception as exc:
+            self._open_links()
+        except (PlcError, ValueError) as exc:  # a PLC link without a database, MQTT's password_env or TLS files
             self._camera_set.close()
-            if isinstance(exc, PlcError):
-                raise StationError(str(exc)) from None
+            raise StationError(str(exc)) from None
+        except Exception:
+            self._camera_set.close()
             raise
+
+    def _open_links(self) -> None:
+        """The PLC links and the plant's MQTT publisher, each a part sink (None where not configured)."""
+        from inspector.plant.mqtt import make_mqtt
+        from inspector.plc.links import make_modbus, make_opcua
+
+        self.plc_modbus: Any = make_modbus(self, self.engine)
+        self.plc_opcua: Any = make_opcua(self, self.engine)
+        self.mqtt: Any = make_mqtt(self.config, self)
+        if self.mqtt is not None:
+            self.events.paused_changed.connect(lambda _paused: self.mqtt.state_changed())
         for link in (self.plc_modbus, self.plc_opcua, self.mqtt):
             if link is not None:
                 self.fan_out.add_part_sink(link)
-
-    def _make_mqtt(self) -> Any:
-        """The MQTT publisher of part results, when ``[mqtt] broker`` is set (a part sink); else None."""
-        from inspector.plant.mqtt import make_mqtt
-
-        try:
-            mqtt = make_mqtt(self.config, self)
-        except ValueError as exc:  # an unset password_env, a station name that cannot be a topic, TLS files
-            raise StationError(str(exc)) from None
-        if mqtt is not None:
-            self.events.paused_changed.connect(lambda _paused: mqtt.state_changed())
-        return mqtt
 
     def _make_line(self) -> Any:
         from inspector.line.build import build_line
@@ -249,16 +229,14 @@ class Station:
 
         if port is None:
             return
-        self.metrics = StationMetrics(self)
+        self.metrics, bind = StationMetrics(self), self.config.metrics.bind
         try:
-            self.metrics.serve(port, self.config.metrics.bind)
+            self.metrics.serve(port, bind)
         except OSError as exc:
             self.metrics = None
             self._camera_set.close()
-            raise StationError(
-                f"metrics: cannot serve on {self.config.metrics.bind}:{port} ({exc.strerror or exc}); "
-                "choose another [metrics] port"
-            ) from None
+            raise StationError(f"metrics: cannot serve on {bind}:{port} ({exc.strerror or exc}); "
+                               "choose another [metrics] port") from None
 
     # ------------------------------------------------------------------ commands
     def select_recipe(self, key: int | str) -> str:
@@ -394,8 +372,6 @@ class Station:
         if self.line is not None:
             self.line.start()
         self.watchdog.start()
-        from inspector.pipeline.backends.precision_choice import measure_pending
-
         measure_pending()  # `auto` on a CPU not measured yet: timed in the background, run from the next start
 
     def stop(self) -> None:

@@ -29,6 +29,13 @@ class StationStorage:
     archive: NgArchive | None
     retention: StorageRetention
 
+    def attach(self, fan_out: Any) -> None:
+        """Into the station's `SinkFanOut`: the writer as the store, the archive, retention (takes no frame)."""
+        fan_out.add_store(self.writer)
+        if self.archive is not None:
+            fan_out.add_frame_sink(self.archive)
+        fan_out.add_frame_sink(self.retention)  # started and stopped with the sinks
+
 
 def open_station_storage(url: str, config: Any, *, archive: bool) -> StationStorage:
     """Open the database at ``url`` ("" for the default file) with ``config`` (the ``[storage]`` section).
