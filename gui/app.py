@@ -16,6 +16,7 @@ from gui.audit_view import AuditView
 from gui.bridge import CameraLive, EngineBridge
 from gui.history import HistoryTab
 from gui.live_wall import LiveWall
+from gui.plc_view import add_plc_dock
 from gui.recipe_selector import RecipeSelector
 from gui.settings_dialog import CameraSettingsDialog
 from gui.startup import BuildCancelled, StartupWindow, after_shown, make_application, run_build
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.audit, "Audit")
         self.tabs.currentChanged.connect(self._on_tab)
         self.setCentralWidget(self.tabs)
+        self.plc_dock, self.plc_view, self.plc_action = add_plc_dock(self, bridge.plc_status)  # View > PLC link
 
         tb = QToolBar("Station")
         tb.setMovable(False)

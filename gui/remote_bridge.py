@@ -25,6 +25,7 @@ from gui.bridge import GAUGE_WINDOW_S, PARTS_KEPT, CameraLive, LineStatus
 from gui.remote import LOST_HEALTH, RemoteControl, RemoteFrame, RemoteLink, RemoteStation, camera_state
 from inspector.access.control import ControlError
 from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.plc.link_status import PlcStatus
 from inspector.service.protocol import ProtocolError, part_from_wire, result_from_wire
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class RemoteBridge(QObject):
         self._part_frames: OrderedDict[str, dict[str, RemoteFrame]] = OrderedDict()
         self._parts: deque[PartResult] = deque(maxlen=PARTS_KEPT)
         self._line: LineStatus | None = None
+        self._plc = PlcStatus()
         self._closed = False
         self.images_received = 0
         control.events.user_changed.connect(self._on_user)
@@ -162,6 +164,9 @@ class RemoteBridge(QObject):
         if isinstance(line, dict):
             with self._lock:
                 self._line = LineStatus(**{**line, "window_s": float(line.get("window_s", GAUGE_WINDOW_S))})
+        plc = PlcStatus.from_wire(msg.get("plc"))  # a service from before the PLC view sends none: not configured
+        with self._lock:
+            self._plc = plc
 
     def _on_lost(self, reason: str) -> None:
         self.station._health = {"ok": False, "level": "ALARM", "summary": LOST_HEALTH,
@@ -195,6 +200,11 @@ class RemoteBridge(QObject):
             return None
         with self._lock:
             return self._line
+
+    def plc_status(self) -> PlcStatus:
+        """The station's PLC links as of the service's last status snapshot (the PLC view)."""
+        with self._lock:
+            return self._plc
 
     def line_counts(self) -> tuple[int, int]:
         return sum(v.inspected for v in self.live.values()), sum(v.ng for v in self.live.values())

@@ -30,6 +30,7 @@ from camera.frame_pool import FrameHandle
 from camera.protocol import Camera, CameraState
 from inspector.access.control import StationControl
 from inspector.pipeline.results import InspectionResult, PartResult
+from inspector.plc.link_status import plc_status
 from inspector.service.images import encode_display_jpeg
 from inspector.service.protocol import (
     VERSION,
@@ -283,7 +284,8 @@ class ControlServer:
                 inspected=cs.inspected, ng=cs.ng, last_verdict=verdict,
                 last_result_age_s=(now - at) if at is not None else None, newest_frame_wall=newest_wall,
             )))
-        return {"paused": bool(st.paused), "health": st.health(), "cameras": cams, "line": self._line_status()}
+        return {"paused": bool(st.paused), "health": st.health(), "cameras": cams, "line": self._line_status(),
+                "plc": plc_status(st).to_wire()}  # type: ignore[arg-type]  # Station has both links (None: off)
 
     def _line_status(self) -> dict[str, Any] | None:
         line = self.station.line
