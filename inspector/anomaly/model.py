@@ -41,6 +41,7 @@ class AnomalyModel:
         roi: The inspected rectangle of a frame (None: the whole frame).
         card: The card's tables as read (threshold rule, taught, metrics ...).
         bank_sha256: sha256 of the bank file (goes into every result's provenance).
+        edge_cells: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`).
     """
 
     name: str
@@ -53,6 +54,7 @@ class AnomalyModel:
     roi: Roi | None
     card: dict[str, Any] = field(compare=False)
     bank_sha256: str = ""
+    edge_cells: int = 0
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -61,7 +63,8 @@ class AnomalyModel:
 
 
 def write_model(folder: Path, name: str, bank: np.ndarray, spec: FeatureSpec, width: int, height: int,
-                raw_threshold: float, roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "") -> Path:
+                raw_threshold: float, roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
+                edge_cells: int = 0) -> Path:
     """Write the bank and the card into ``folder`` (created); returns the card's path."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
@@ -75,6 +78,7 @@ def write_model(folder: Path, name: str, bank: np.ndarray, spec: FeatureSpec, wi
         "input_width": width,
         "input_height": height,
         "pad_value": 114,
+        "edge_cells": edge_cells,
         "notes": notes,
     }
     if roi is not None:
@@ -126,6 +130,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
         raw_threshold = float(threshold["raw"])
         roi = Roi.parse(str(raw["roi"])) if "roi" in raw else None
         bank_file, bank_sha = str(raw["file"]), str(raw["sha256"])
+        edge = int(raw.get("edge_cells", 0))
     except KeyError as exc:
         raise ModelError(f"model: {path} lacks the field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
@@ -135,6 +140,8 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
                          f"is not the installed {BACKBONE_NAME} ({WEIGHTS_SHA256[:12]}...)")
     if not (math.isfinite(raw_threshold) and raw_threshold > 0):
         raise ModelError(f"model: {path}: threshold.raw = {raw_threshold!r} must be a positive number")
+    if not 0 <= edge < min(width, height) // (2 * fspec.grid_stride):
+        raise ModelError(f"model: {path}: edge_cells = {edge} leaves no patch to score")
     if width % 32 or height % 32 or not 32 <= width <= 4096 or not 32 <= height <= 4096:
         raise ModelError(f"model: {path}: input {width}x{height} must be multiples of 32 in 32..4096")
     bank_path = folder / bank_file
@@ -158,7 +165,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     if bank.dtype != np.float32 or bank.ndim != 2 or bank.shape[1] != fspec.channels or len(bank) == 0:
         raise ModelError(f"model: {bank_path}: bank {bank.dtype} {bank.shape} does not fit {fspec.channels} channels")
     return AnomalyModel(str(raw.get("name", folder.name)), folder, fspec, width, height, bank, raw_threshold, roi,
-                        raw, bank_sha)
+                        raw, bank_sha, edge)
 
 
 def card_digest(folder: Path) -> str:

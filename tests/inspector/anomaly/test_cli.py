@@ -121,7 +121,7 @@ def test_a_truncated_image_is_one_line_naming_it(plates: Path, model: Path, tmp_
     _one_line_exit_2(["anomaly", "score", "--model", str(model), str(cut), "--json", str(tmp_path / "s.json")],
                      str(cut))
     jpg = tmp_path / "cut.jpg"
-    ok, enc = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
+    _ok, enc = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
     jpg.write_bytes(enc.tobytes()[:-300])
     _one_line_exit_2(["anomaly", "score", "--model", str(model), str(jpg), "--json", str(tmp_path / "s.json")],
                      str(jpg))

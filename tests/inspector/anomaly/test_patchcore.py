@@ -53,6 +53,9 @@ def test_the_scoring_graph_equals_numpy_on_the_extracted_features() -> None:
     np.testing.assert_allclose(out.scores, want.reshape(3, -1).max(1), rtol=2e-3)
     with pytest.raises(ValueError, match="u8"):
         scorer.start(frames.astype(np.float32))
+    inner = AnomalyScorer(spec, 64, 64, bank, raw_threshold=7.5, edge=1).score(frames)  # the edge left out
+    np.testing.assert_allclose(inner.scores, want[:, 1:-1, 1:-1].reshape(3, -1).max(1), rtol=2e-3)
+    np.testing.assert_allclose(inner.maps, out.maps)
 
 
 def test_the_good_only_rule_and_the_ng_refinement() -> None:
