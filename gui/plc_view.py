@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from inspector.ops.plc_health import wait_limit_s
 from inspector.plc.link_status import LastCommand, ModbusLinkStatus, OpcUaLinkStatus, PlcStatus
 
+_BAR_COLOURS = {"ok": "#2e7d32", "warning": "#f0b400", "alarm": "#c62828"}
 _STYLES = {"ok": "", "warning": "color: #b26a00; font-weight: bold;", "alarm": "color: #c62828; font-weight: bold;"}
 NOT_CONFIGURED = "No PLC link on this station: set [plc] modbus or opcua in the station's config."
 MODBUS_ROWS = ("Link", "Clients", "Last command", "Result FIFO", "Error code", "State", "Counters", "Errors")
@@ -50,12 +51,12 @@ def command_text(c: LastCommand | None) -> tuple[str, str]:
     call = f"{c.name}({c.arg})" if c.arg else c.name
     if c.status == "refused":
         code = f" ({c.error_code})" if c.error_code else ""
-        return f"{call}: refused, {c.error}{code} · {_ago(c.age_s)}", "warning"
+        return f"{call}: refused\n{c.error}{code} · {_ago(c.age_s)}", "warning"
     return f"{call}: {c.status} · {_ago(c.age_s)}", "ok"
 
 
 def fifo_text(s: ModbusLinkStatus) -> tuple[str, str]:
-    """The result FIFO as one line, and its level (the rules of `inspector.ops.plc_health`)."""
+    """The result FIFO in two lines (waiting, overflows), and its level (the rules of `inspector.ops.plc_health`)."""
     parts = [f"{s.fifo_count} of {s.fifo_depth} waiting"]
     level = "ok"
     if s.head_wait_s is not None:
@@ -65,15 +66,15 @@ def fifo_text(s: ModbusLinkStatus) -> tuple[str, str]:
     if s.fifo_count * 2 > s.fifo_depth:
         level = "warning"
     if s.fifo_overflows:
-        parts.append(f"{s.fifo_overflows} not queued (FIFO full), last {_ago(s.last_overflow_age_s)}")
+        overflow = f"{s.fifo_overflows:,} not queued (FIFO full), last {_ago(s.last_overflow_age_s)}"
         level = "alarm"
     else:
-        parts.append("no overflow")
-    return " · ".join(parts), level
+        overflow = "no overflow"
+    return " · ".join(parts) + "\n" + overflow, level
 
 
 class _Rows(QGroupBox):
-    """A titled form of labelled one-line values (selectable, wrapped)."""
+    """A titled form of labelled values (selectable; lines broken by the texts, never by the width)."""
 
     def __init__(self, title: str, names: tuple[str, ...]) -> None:
         super().__init__(title)
@@ -83,8 +84,7 @@ class _Rows(QGroupBox):
         self.form = form
         self.values: dict[str, QLabel] = {}
         for name in names:
-            value = QLabel("–")
-            value.setWordWrap(True)
+            value = QLabel("–")  # no word wrap: a wrapped label in a form is cut short, not made taller
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.values[name] = value
             form.addRow(f"{name}:", value)
@@ -113,6 +113,7 @@ class PlcView(QWidget):
         self.fifo_bar = QProgressBar()
         self.fifo_bar.setTextVisible(True)
         self.fifo_bar.setFormat("%v of %m results waiting for the PLC")
+        self._fifo_level = ""
         self.modbus.form.insertRow(4, "", self.fifo_bar)
         self.opcua = _Rows("OPC UA", OPCUA_ROWS)
         inner = QWidget()
@@ -155,17 +156,21 @@ class PlcView(QWidget):
         rows = self.modbus
         n = len(s.clients)
         link = f"listening on {s.listening}" if s.serving else f"NOT listening ({s.listening})"
-        rows.put("Link", f"{link} · {n} client{'s' if n != 1 else ''} connected",
+        rows.put("Link", f"{link}\n{n} client{'s' if n != 1 else ''} connected",
                  "ok" if s.serving and n else ("warning" if s.serving else "alarm"))
-        rows.put("Clients", ", ".join(s.clients) if s.clients else "none connected")
+        rows.put("Clients", "\n".join(s.clients) if s.clients else "none connected")
         rows.put("Last command", *command_text(s.last_command))
         rows.put("Result FIFO", *fifo_text(s))
         self.fifo_bar.setRange(0, max(1, s.fifo_depth))
         self.fifo_bar.setValue(min(s.fifo_count, s.fifo_depth))
+        level = fifo_text(s)[1]
+        if level != self._fifo_level:  # style sheets are costly: only on change
+            self._fifo_level = level
+            self.fifo_bar.setStyleSheet(f"QProgressBar::chunk {{ background: {_BAR_COLOURS[level]}; }}")
         rows.put("Error code", f"{s.error_code} {s.error_name}" if s.error_code else "0 (none)",
                  "warning" if s.error_code else "ok")
         rows.put("State", f"{s.state} · recipe {s.recipe}")
-        rows.put("Counters", f"OK {s.parts_ok:,} · NG {s.parts_ng:,} (incomplete {s.parts_incomplete:,}) · "
+        rows.put("Counters", f"OK {s.parts_ok:,} · NG {s.parts_ng:,} (incomplete {s.parts_incomplete:,})\n"
                              f"commands {s.commands:,} · refused connections {s.refused_connections:,}")
         rows.put("Errors", " · ".join(f"{k} {v:,}" for k, v in sorted(s.errors.items())) or "none")
 
@@ -173,14 +178,14 @@ class PlcView(QWidget):
         rows = self.opcua
         n = len(s.clients)
         link = f"listening on {s.listening}" if s.serving else f"NOT listening ({s.listening})"
-        rows.put("Link", f"{link} · {n} session{'s' if n != 1 else ''}",
+        rows.put("Link", f"{link}\n{n} session{'s' if n != 1 else ''}",
                  "ok" if s.serving and n else ("warning" if s.serving else "alarm"))
-        rows.put("Sessions", ", ".join(f"{c.user or '(anonymous)'} from {c.address}" for c in s.clients) or "none")
+        rows.put("Sessions", "\n".join(f"{c.user or '(anonymous)'} from {c.address}" for c in s.clients) or "none")
         rows.put("Last call", *command_text(s.last_command))
         rows.put("State", f"{s.vision_state} · {s.automatic_state}", "alarm" if s.vision_state == "Error" else "ok")
         extra = " · ".join(f"{k} {v:,}" for k, v in sorted(s.counts.items()) if v)
         rows.put("Counters", f"jobs {s.jobs:,} · results {s.results:,} · not published {s.results_not_published:,}"
-                             + (f" · {extra}" if extra else ""), "alarm" if s.results_not_published else "ok")
+                             + (f"\n{extra}" if extra else ""), "alarm" if s.results_not_published else "ok")
 
 
 def add_plc_dock(window: QMainWindow, source: Callable[[], PlcStatus]) -> tuple[QDockWidget, PlcView, QAction]:
@@ -189,7 +194,7 @@ def add_plc_dock(window: QMainWindow, source: Callable[[], PlcStatus]) -> tuple[
     dock = QDockWidget("PLC link", window)
     dock.setObjectName("plc-link")
     dock.setWidget(view)
-    dock.setMinimumWidth(380)
+    dock.setMinimumWidth(420)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     dock.hide()
     action = dock.toggleViewAction()

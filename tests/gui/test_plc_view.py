@@ -60,7 +60,7 @@ def test_the_plc_view_of_an_embedded_station(qtbot: Any, fake_station: FakeStati
         view = _open_plc_view(qtbot, win)
         port = client.client.socket.getsockname()[1]
         qtbot.waitUntil(lambda: _rows(view)["Clients"] == f"127.0.0.1:{port}", timeout=3000)
-        assert _rows(view)["Link"] == f"listening on 127.0.0.1:{server.port} · 1 client connected"
+        assert _rows(view)["Link"] == f"listening on 127.0.0.1:{server.port}\n1 client connected"
         assert not view.none_label.isVisible() and view.modbus.isVisible() and not view.opcua.isVisible()
         assert client.command(Command.TRIGGER_PART, 4711) == 0
         assert client.command(Command.SELECT_RECIPE, 9) == ErrorCode.COMMAND_FAILED
@@ -68,17 +68,17 @@ def test_the_plc_view_of_an_embedded_station(qtbot: Any, fake_station: FakeStati
         server.submit_part(part("4712", "NG"))
         view.refresh()
         rows = _rows(view)
-        assert rows["Last command"].startswith("select_recipe(9): refused, command_failed (4) · ")
+        assert rows["Last command"].startswith("select_recipe(9): refused\ncommand_failed (4) · ")
         assert rows["Result FIFO"].startswith("2 of 64 waiting · oldest waited ")
-        assert rows["Result FIFO"].endswith("no overflow")
+        assert rows["Result FIFO"].endswith("\nno overflow")
         assert view.fifo_bar.value() == 2 and view.fifo_bar.maximum() == 64
         assert rows["Error code"] == "4 command_failed" and rows["State"] == "running · recipe 0"
-        assert rows["Counters"].startswith("OK 1 · NG 1 (incomplete 0) · commands 1")
+        assert rows["Counters"].startswith("OK 1 · NG 1 (incomplete 0)\ncommands 1")
         # a PLC that stopped taking results: the FIFO fills and overflows, shown in red
         for i in range(63):
             server.submit_part(part(str(5000 + i)))
         qtbot.waitUntil(lambda: "1 not queued (FIFO full)" in _rows(view)["Result FIFO"], timeout=3000)
-        assert "c62828" in view.modbus.values["Result FIFO"].styleSheet()
+        assert "c62828" in view.modbus.values["Result FIFO"].styleSheet() and "c62828" in view.fifo_bar.styleSheet()
         assert view.fifo_bar.value() == 64
         # the command's error still shows: FIFO full does not replace it
         assert _rows(view)["Error code"] == "4 command_failed"
@@ -134,7 +134,7 @@ def test_the_plc_view_of_a_window_attached_to_the_station_service(qtbot: Any, en
         qtbot.waitUntil(lambda: _rows(view)["Last command"].startswith("select_recipe(2): done · "), timeout=5000)
         rows = _rows(view)
         assert rows["State"] == "running · recipe 2" and rows["Result FIFO"].startswith("1 of 64 waiting")
-        assert rows["Counters"].startswith("OK 0 · NG 1 (incomplete 1) · commands 1")
+        assert rows["Counters"].startswith("OK 0 · NG 1 (incomplete 1)\ncommands 1")
     finally:
         bridge.close()
         link.close()
