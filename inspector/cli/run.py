@@ -50,7 +50,7 @@ def run(
     plc: list[str] | None = typer.Option(None, "--plc", help="modbus://HOST:PORT or opcua://HOST:PORT, "
                                             "repeatable: serve the PLC links there."),
     mqtt: str | None = typer.Option(None, "--mqtt", help="HOST:PORT of an MQTT broker: publish every part's "
-                                    "result there ([mqtt] broker; the rest of [mqtt] from the config)."),
+                                    "result there (\\[mqtt] broker; the rest of \\[mqtt] from the config)."),
     recipe: str | None = typer.Option(None, "--recipe", help="Product recipe to start with (number or name; "
                                          "needs \\[recipes] dir)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
