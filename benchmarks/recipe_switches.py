@@ -6,7 +6,12 @@ old recipe is retired. Prints RSS (VmRSS), OS threads and file descriptors after
 end, each against its value after the first switch. Exit 1 when one grew by more than ``--tolerance``
 (issue 26's done-when: 5% over 100 switches).
 
+The station's own bounded buffers (run statistics, recent parts, the reject gate's memory) fill with
+every part whether or not recipes change: ``--control`` runs the same line for as many rows without a
+switch (each row after ``--interval`` seconds) to tell that growth from the switches'.
+
     python benchmarks/recipe_switches.py --switches 100
+    python benchmarks/recipe_switches.py --switches 100 --control --interval 4
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +72,8 @@ def main() -> int:
     ap.add_argument("--switches", type=int, default=100)
     ap.add_argument("--cameras", type=int, default=2)
     ap.add_argument("--tolerance", type=float, default=0.05, help="growth allowed after the first switch")
+    ap.add_argument("--control", action="store_true", help="no switches: a row every --interval seconds")
+    ap.add_argument("--interval", type=float, default=4.0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="recipe_switches_"))
     copy = tmp / "models" / "defect-copy"
@@ -88,19 +96,24 @@ def main() -> int:
         with st:
             st.recipes.wait_retired(timeout=60)
             for n in range(1, args.switches + 1):
-                st.select_recipe(2 if n % 2 else 1)
-                st.recipes.wait_retired(timeout=60)
+                if args.control:
+                    time.sleep(args.interval)
+                else:
+                    st.select_recipe(2 if n % 2 else 1)
+                    st.recipes.wait_retired(timeout=60)
                 gc.collect()
                 rss, threads, fds = sample()
                 rows.append((rss, threads, fds))
-                print(f"switch {n:3d}: RSS {rss:7.1f} MB, threads {threads:3d} ({threading.active_count()} Python), "
-                      f"fds {fds:3d}", flush=True)
+                print(f"{'row' if args.control else 'switch'} {n:3d}: RSS {rss:7.1f} MB, threads {threads:3d} "
+                      f"({threading.active_count()} Python), fds {fds:3d}, parts {st.report()['parts']['triggered']}",
+                      flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     first, last = rows[0], rows[-1]
     worst = [max(r[k] for r in rows) for k in range(3)]
     grown = [(last[k] - first[k]) / first[k] for k in range(3)]
-    print(f"after switch 1: RSS {first[0]:.1f} MB, threads {first[1]}, fds {first[2]}; after switch {len(rows)}: "
+    what = "row" if args.control else "switch"
+    print(f"after {what} 1: RSS {first[0]:.1f} MB, threads {first[1]}, fds {first[2]}; after {what} {len(rows)}: "
           f"RSS {last[0]:.1f} MB ({grown[0]:+.1%}), threads {last[1]} ({grown[1]:+.1%}), fds {last[2]} "
           f"({grown[2]:+.1%}); highest: RSS {worst[0]:.1f} MB, threads {worst[1]}, fds {worst[2]}; "
           f"parts {st.report()['parts']['triggered']}")

@@ -108,7 +108,7 @@ def test_corrupt_onnx_whose_card_sha256_matches_is_a_model_error(tmp_path: Path)
 
 
 def test_a_changed_card_is_recorded_in_the_audit_trail(tmp_path: Path, engine) -> None:
-    from inspector.station import audit_card_change
+    from inspector.access.card_audit import audit_card_change
     from inspector.access.users import AuditLog
 
     folder = copy_model(tmp_path)

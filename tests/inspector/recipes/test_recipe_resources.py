@@ -17,7 +17,7 @@ from inspector.station import Station
 from tests.inspector.line.test_line_station import line_config
 
 #: Memory a switch may add for good (allocator noise, caches filling); a retired model held ~110 MB
-RSS_PER_SWITCH_MB = 2.5
+RSS_PER_SWITCH_MB = 4.0
 
 
 def _rss_mb() -> float:
