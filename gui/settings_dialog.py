@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QWheelEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -40,10 +41,56 @@ _OK = QColor("#1a7f37")
 _ERR = QColor("#b3261e")
 
 
+class _SpinBox(QSpinBox):
+    """A spin box in the tree: the wheel scrolls the tree unless the box has focus (clicked or tabbed into)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel never gives it focus
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()  # on to the tree: scrolling past a value never changes it
+
+
+class _DoubleSpinBox(QDoubleSpinBox):
+    """`_SpinBox` for floats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
+class _ComboBox(QComboBox):
+    """`_SpinBox` for enumerations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
 def make_editor(f: Feature, value: Any) -> QWidget:
-    """An editor for one feature's type, set to ``value`` (min/max/increment honoured)."""
+    """An editor for one feature's type, set to ``value`` (min/max/increment honoured).
+
+    Number and choice editors take the mouse wheel only once focused: scrolling the tree
+    over them scrolls the tree and changes nothing.
+    """
     if f.type == "int":
-        w = QSpinBox()
+        w = _SpinBox()
         lo = int(f.minimum) if f.minimum is not None else -_INT_LIMIT
         hi = int(f.maximum) if f.maximum is not None else _INT_LIMIT
         w.setRange(max(-_INT_LIMIT - 1, lo), min(_INT_LIMIT, hi))
@@ -55,7 +102,7 @@ def make_editor(f: Feature, value: Any) -> QWidget:
             w.setValue(int(value))
         return w
     if f.type == "float":
-        d = QDoubleSpinBox()
+        d = _DoubleSpinBox()
         flo = float(f.minimum) if f.minimum is not None else -1e12
         fhi = float(f.maximum) if f.maximum is not None else 1e12
         d.setDecimals(3)
@@ -66,7 +113,7 @@ def make_editor(f: Feature, value: Any) -> QWidget:
             d.setValue(float(value))
         return d
     if f.type == "enum":
-        c = QComboBox()
+        c = _ComboBox()
         entries = list(f.enum_entries)
         if value is not None and str(value) not in entries:
             entries.insert(0, str(value))
@@ -201,6 +248,10 @@ class CameraSettingsDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.tree, 1)
+        self.search_hint = QLabel()  # matches the visibility level hides ("1 match at Expert visibility")
+        self.search_hint.setStyleSheet("color: #9a6700;")
+        self.search_hint.setVisible(False)
+        lay.addWidget(self.search_hint)
         lay.addWidget(self.role_hint)
         lay.addWidget(self.status)
         lay.addLayout(buttons)
@@ -294,15 +345,31 @@ class CameraSettingsDialog(QDialog):
         """Hide features above the visibility level or not matching the search text."""
         level = VISIBILITY_ORDER[self.visibility_combo.currentText()]
         needle = self.search.text().strip().lower()
+        above: dict[str, int] = {}  # matches hidden by the level, by their visibility
         for name, item in self.items.items():
             f = self.features[name]
             hit = not needle or needle in name.lower() or needle in (f.display_name or "").lower()
-            item.setHidden(VISIBILITY_ORDER.get(f.visibility, 0) > level or not hit)
+            too_deep = VISIBILITY_ORDER.get(f.visibility, 0) > level
+            if needle and hit and too_deep:
+                above[f.visibility] = above.get(f.visibility, 0) + 1
+            item.setHidden(too_deep or not hit)
+        self._show_search_hint(above)
         for i in range(self.tree.topLevelItemCount()):
             cat = self.tree.topLevelItem(i)
             if cat is not None:
                 children = [cat.child(j) for j in range(cat.childCount())]
                 cat.setHidden(all(c is None or c.isHidden() for c in children))
+
+    def _show_search_hint(self, above: dict[str, int]) -> None:
+        """Say how many matches of the search the visibility level hides, and at which levels."""
+        n = sum(above.values())
+        self.search_hint.setVisible(bool(n))
+        if not n:
+            self.search_hint.clear()
+            return
+        levels = [v for v in VISIBILITY_LEVELS if v in above]
+        self.search_hint.setText(f"{n} match{'es' if n != 1 else ''} at {'/'.join(levels)} visibility: "
+                                 f"choose {levels[0]} under Visibility to see {'them' if n != 1 else 'it'}")
 
     def visible_features(self) -> list[str]:
         """Names of the features currently shown (tests, search)."""
