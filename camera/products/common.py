@@ -94,11 +94,9 @@ def smooth_noise(rng: np.random.Generator, h: int, w: int, scale: float, sx: flo
     # a wide blur is drawn at a coarser grid and resized: the same field for a fraction of the time
     f = max(1.0, min(scale, sx) / 3.0)
     gh, gw = max(2, round(h / f)), max(2, round(w / f))
-    n = rng.normal(0, 1, (gh, gw)).astype(np.float32)
-    n = cv2.GaussianBlur(n, (0, 0), sigmaX=sx / f, sigmaY=scale / f)
-    if (gh, gw) != (h, w):
-        n = cv2.resize(n, (w, h), interpolation=cv2.INTER_CUBIC)
-    return (n - n.mean()) / (n.std() + 1e-6)
+    coarse = cv2.GaussianBlur(rng.normal(0, 1, (gh, gw)).astype(np.float32), (0, 0), sigmaX=sx / f, sigmaY=scale / f)
+    n = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC) if (gh, gw) != (h, w) else coarse
+    return np.asarray((n - n.mean()) / (n.std() + 1e-6), np.float32)
 
 
 def blob(rng: np.random.Generator, h: int, w: int, cx: float, cy: float, r: float, rough: float = 0.35

@@ -102,11 +102,11 @@ def draw_anomalous(rng: np.random.Generator, h: int, w: int, kind: str) -> tuple
         ex, ey = int(x0 + rng.uniform(10, 150) * s), int(y0 + rng.uniform(70, 150) * s)
         ew, eh = int(rng.uniform(30, 60) * s), int(rng.uniform(14, 24) * s)
         k = int(rng.uniform(9, 15) * s) | 1
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2, :] = 1.0 / k
-        kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(-30, 30), 1.0),
+        line = np.zeros((k, k), np.float32)
+        line[k // 2, :] = 1.0 / k
+        turned = cv2.warpAffine(line, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(-30, 30), 1.0),
                                 (k, k))
-        kernel /= kernel.sum()
+        kernel = np.asarray(turned / turned.sum(), np.float32)
         smeared = cv2.filter2D(out, -1, kernel)
         alpha = blob(rng, h, w, ex + ew / 2, ey + eh / 2, max(ew, eh) / 2, rough=0.3)[..., None]
         out[:] = out * (1 - alpha) + smeared * alpha

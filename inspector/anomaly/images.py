@@ -94,7 +94,7 @@ def read_image(path: Path) -> np.ndarray:
     if img is None or img.size == 0 or img.shape[0] < 2 or img.shape[1] < 2:
         raise ImageError(f"{path}: not a readable PNG, JPEG, BMP or TIFF image")
     if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
+        img = (np.asarray(img, np.uint16) >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageError(f"{path}: pixel type {img.dtype} is not supported (8 or 16 bit only)")
     if img.ndim == 3 and img.shape[2] == 4:

@@ -121,11 +121,15 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         "bad_images": len(bad_files), "sources": [str(p) for p in good] + ([str(bad)] if bad else []),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "seed": seed,
         "patches": total_patches, "bank_rows": len(bank), "teach_seconds": round(seconds, 2),
+        "cpu": _cpu_text(),
         "coreset": f"greedy k-center, two stages: 10% of each image's patches, then {len(bank)} rows over all "
                    f"(Gaussian projection to 64 dims for the distances)",
     }
     table: dict[str, object] = {"rule": th.rule, "good_quantile": th.good_quantile,
-                                "held_out_good_max": round(float(good_raw.max()), 6)}
+                                "held_out_good_max": round(float(good_raw.max()), 6),
+                                # the scores the threshold was set from (a histogram for the teach dialog)
+                                "held_out_good_raw": [round(float(v), 4) for v in good_raw],
+                                "bad_raw": [round(float(v), 4) for v in bad_raw]}
     if th.lowest_bad is not None:
         table["lowest_bad"] = th.lowest_bad
     metrics: dict[str, object] = {"held_out_false_reject": rate_above(good_raw, th.raw)}
@@ -137,6 +141,33 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 edge_cells=edge)
     return TeachReport(out, len(files), len(bank_files), len(held), len(bad_files), len(bank), th.raw,
                        good_raw / th.raw, bad_raw / th.raw, seconds)
+
+
+def _cpu_text() -> str:
+    from inspector.bench import cpu_description
+
+    cpu = cpu_description()
+    return f"{cpu['model']}, {cpu['cores']} cores, {' '.join(cpu['isa']) or 'no avx2'}"
+
+
+def record_metrics(folder: Path, report: EvalReport, good: Path, bad: Path) -> None:
+    """Write an evaluation into the model's card as ``[metrics.eval]`` (the bank, and so its sha256, unchanged)."""
+    import tomllib
+
+    from inspector.pipeline.model_repo import dump_toml
+
+    path = folder / "card.toml"
+    card = tomllib.loads(path.read_text(encoding="utf-8"))
+    metrics = card.setdefault("metrics", {})
+    metrics["eval"] = {
+        "image_auroc": round(report.image_auroc, 4),
+        "pixel_auroc": round(report.pixel_auroc, 4) if report.pixel_auroc is not None else "none (no masks)",
+        "false_reject": report.false_reject, "escape": report.escape, "threshold": 1.0,
+        "good_images": report.good, "bad_images": report.bad, "masks": report.masks,
+        "good": str(good), "bad": str(bad),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    path.write_text(dump_toml(card), encoding="utf-8")
 
 
 def _score_files(scorer: AnomalyScorer, files: Sequence[Path], roi: Roi | None,

@@ -104,12 +104,16 @@ def eval_cmd(
     bad: Path = typer.Option(..., "--bad", help="Folder of anomalous images."),
     masks: Path | None = typer.Option(None, "--masks", help="Folder of the bad images' masks (same file names)."),
     json_file: Path | None = typer.Option(None, "--json", help="Where to write the metrics."),
+    record: bool = typer.Option(False, "--record", help="Write the metrics into the model's card (\\[metrics.eval])."),
 ) -> None:
     """Image AUROC, pixel AUROC (with masks), false reject and escape at the threshold."""
-    from inspector.anomaly.teach import evaluate
+    from inspector.anomaly.model import load_anomaly_model
+    from inspector.anomaly.teach import evaluate, record_metrics
 
     try:
         r = evaluate(model, good, bad, masks=masks, progress=_Progress())
+        if record:
+            record_metrics(load_anomaly_model(model).folder, r, good, bad)
         if json_file is not None:
             doc = {"model": r.model, "good": r.good, "bad": r.bad, "image_auroc": r.image_auroc,
                    "pixel_auroc": r.pixel_auroc, "masks": r.masks, "threshold": 1.0,

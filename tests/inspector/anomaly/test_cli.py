@@ -52,6 +52,7 @@ def test_teach_writes_a_card_with_kind_sha256s_rule_and_provenance(model: Path) 
     # the rule puts every held-out good image under the threshold
     assert card["threshold"]["held_out_good_max"] < card["threshold"]["raw"]
     assert card["metrics"]["held_out_false_reject"] == 0.0
+    assert card["taught"]["cpu"] and card["edge_cells"] == 2
 
 
 def test_score_writes_the_json_and_heat_maps(model: Path, plates: Path, tmp_path: Path) -> None:
@@ -74,9 +75,12 @@ def test_score_writes_the_json_and_heat_maps(model: Path, plates: Path, tmp_path
 def test_eval_reports_image_and_pixel_auroc(model: Path, plates: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     code, stdout, stderr = _invoke("anomaly", "eval", "--model", str(model), "--good", str(plates / "good"),
-                                   "--bad", str(plates / "bad"), "--masks", str(plates / "masks"), "--json", str(out))
+                                   "--bad", str(plates / "bad"), "--masks", str(plates / "masks"), "--json", str(out),
+                                   "--record")
     assert code == 0, stderr
     doc = json.loads(out.read_text())
+    recorded = tomllib.loads((model / "card.toml").read_text())["metrics"]["eval"]
+    assert recorded["image_auroc"] == round(doc["image_auroc"], 4) and recorded["bad_images"] == 4
     assert doc["good"] == 14 and doc["bad"] == 4 and doc["masks"] == 4
     assert 0.0 <= doc["image_auroc"] <= 1.0 and 0.0 <= doc["pixel_auroc"] <= 1.0
     assert "image AUROC" in stdout.strip().splitlines()[-1]
