@@ -40,6 +40,7 @@ from gui.table_model import PagedTableModel
 from inspector.access.control import StationControl
 from inspector.access.users import PermissionDenied
 from inspector.quality.history_export import export_csv, export_yolo
+from inspector.quality.parts_export import export_parts_csv
 from inspector.storage.box_review import BoxReview, get_box_review, review_mark_for
 from inspector.storage.history import (
     HistoryFilter,
@@ -452,8 +453,19 @@ class HistoryTab(QWidget):
 
     # ------------------------------------------------------------------ exports
     def export_csv_to(self, path: Path | str) -> int:
-        """Write every row the table matched (all pages, the filter as it was queried) to CSV; returns the count."""
+        """Write every row the table shown matched (all pages, the filter as it was queried) to CSV; returns the count.
+
+        The Parts view exports its parts (one row per part), never the inspections of the other
+        filter bar: a CSV of 53 frames under a table of 45 parts said another number than the screen.
+        """
         self.control.require("history.export")
+        if self.showing_parts:
+            f = self.parts_view.model.filter
+            n = export_parts_csv(self.engine, path, verdict=f.verdict, incomplete=f.incomplete, since=f.since,
+                                 until=f.until)
+            self.control.record_export("parts_csv", path, n)
+            self.message.emit(f"exported {n:,} parts to {path}")
+            return n
         n = export_csv(self.engine, self.model.filter, path)
         self.control.record_export("csv", path, n)
         until = self.model.filter.until
@@ -477,7 +489,8 @@ class HistoryTab(QWidget):
         if path:
             n = self._guarded(self.export_csv_to, path)
             if n is not None:
-                QMessageBox.information(self, "CSV export", f"Exported {n:,} rows to\n{path}")
+                what = "parts" if self.showing_parts else "rows"
+                QMessageBox.information(self, "CSV export", f"Exported {n:,} {what} to\n{path}")
 
     def _ask_yolo(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export reviewed images as a YOLO dataset")

@@ -169,13 +169,15 @@ class PartsFilterBar(QWidget):
         lay.addStretch(1)
 
     def current(self, now: float | None = None) -> PartsFilter:
-        """The filter the widgets describe (time ranges relative to ``now``)."""
+        """The filter the widgets describe (time ranges relative to ``now``, which ends them: the count,
+        the pages and an export later are the same parts while the line goes on; Refresh moves it)."""
         now = time.time() if now is None else now
         span = _RANGES[self.range_combo.currentIndex()][1]
         return PartsFilter(
             verdict=self.verdict_combo.currentData(),
             incomplete=True if self.incomplete_box.isChecked() else None,
             since=now - span if isinstance(span, float) else None,
+            until=now,
         )
 
 
