@@ -25,6 +25,7 @@ from typing import Any
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
 from inspector.config import StationConfig
+from inspector.ops.health import Health
 from inspector.ops.run_stats import RunStats
 from inspector.ops.watchdog import CameraWatchdog
 from inspector.pipeline.backends import create_backend
@@ -429,7 +430,7 @@ class Station:
 
         return status_line(self)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """One verdict over cameras, database and archive (see `inspector.ops.health.assess`)."""
         from inspector.ops.health import assess
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import collections
 import enum
 import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from camera.protocol import CameraState
@@ -58,8 +60,62 @@ class _Issues:
         return max((lvl for lvl, _ in self.items), default=HealthLevel.OK)
 
 
-def assess(station: StationView) -> dict[str, Any]:
-    """``ok``, ``level``, ``summary``, ``issues`` and per-part details of a station's health.
+@dataclass(frozen=True)
+class Health:
+    """A station's health now: the worst level, the issues in the order found, and the figures
+    they were judged from, by part of the station.
+
+    Frozen; read its fields (``health.level``, ``health.issues``). It is also a read-only
+    mapping of those same fields, so the run report's JSON (`to_dict`) and the service's wire
+    carry them under one set of names, defined here once.
+    """
+
+    ok: bool
+    level: str  # a `HealthLevel` name
+    summary: str  # "OK", or the issues joined
+    issues: list[str]
+    window: dict[str, Any]  # seconds, drop_rate, latency_ms (p50/p99) over the window
+    cameras: dict[str, dict[str, Any]]
+    db: dict[str, Any]
+    archive: dict[str, Any]
+    storage: dict[str, Any]
+    parts: dict[str, Any]
+    plc: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _HEALTH_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_HEALTH_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_HEALTH_FIELDS)
+
+    def keys(self) -> tuple[str, ...]:
+        return _HEALTH_FIELDS
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in _HEALTH_FIELDS else default
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of the report's ``health`` section and the service's status."""
+        return {k: getattr(self, k) for k in _HEALTH_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Health:
+        """A health read back from its JSON (the service's wire); missing sections are empty."""
+        return cls(**{k: d.get(k, {} if k not in ("ok", "level", "summary", "issues") else None)
+                      for k in _HEALTH_FIELDS})
+
+
+_HEALTH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Health))
+Mapping.register(Health)
+
+
+def assess(station: StationView) -> Health:
+    """A station's health (`Health`).
 
     ``summary`` is ``"OK"`` or the issues joined, e.g. ``"1 camera OFFLINE (line-cam3),
     37% of frames dropped (last 10 s), db spooling 120"``; ``level`` the worst of them.
@@ -71,23 +127,37 @@ def assess(station: StationView) -> dict[str, Any]:
     cfg: HealthConfig = getattr(getattr(station, "config", None), "health", None) or HealthConfig()
     running = station.running
     issues = _Issues()
+    cams = _cameras(station, running, issues)
+    window = _throughput(station, cams, running, cfg, issues)
+    db = _database(station, cfg, issues)
+    archive = _archive(station, issues)
+    storage = _storage(station, issues)
+    parts = _parts(station, running, cfg, issues)
+    plc = assess_plc(station, running, issues, HealthLevel)  # the Modbus result FIFO (inspector.ops.plc_health)
+    if running and station.paused:
+        issues.add(HealthLevel.DEGRADED, "paused")
+    texts = [t for _, t in issues.items]
+    return Health(ok=not texts, level=issues.level.name, summary=", ".join(texts) if texts else "OK",
+                  issues=texts, window=window, cameras=cams, db=db, archive=archive, storage=storage,
+                  parts=parts, plc=plc)
+
+
+def _cameras(station: StationView, running: bool, issues: _Issues) -> dict[str, dict[str, Any]]:
+    """Each camera's state and rates; cameras not STREAMING (OFFLINE: ALARM) and invalid frames."""
     by_state: dict[str, list[str]] = collections.defaultdict(list)
-    cams: dict[str, Any] = {}
-    received = dropped = 0.0
+    cams: dict[str, dict[str, Any]] = {}
     for cid, cam in station.cameras.items():
         state = cam.state
         rates = station.watchdog.rates(cid)
         cams[cid] = {
             "state": state.value,
-            "reason": getattr(cam, "state_reason", ""),
+            "reason": cam.state_reason,
             "offline_events": station.transitions[(cid, CameraState.OFFLINE.value)],
             "stale_events": station.transitions[(cid, CameraState.STALE.value)],
             "fps": rates["inspected"],
             "invalid_fps": rates["invalid"],
             "dropped_fps": rates.get("dropped", 0.0),
         }
-        received += rates["received"]
-        dropped += rates.get("dropped", 0.0)
         if running and state is not CameraState.STREAMING:
             by_state[state.value.upper()].append(cid)
     for state_name, ids in sorted(by_state.items()):
@@ -97,8 +167,16 @@ def assess(station: StationView) -> dict[str, Any]:
     bad_frames = [cid for cid, c in cams.items() if running and c["invalid_fps"] > 0]
     if bad_frames:
         issues.add(HealthLevel.DEGRADED, f"invalid frames from {', '.join(bad_frames)}")
+    return cams
+
+
+def _throughput(station: StationView, cams: dict[str, dict[str, Any]], running: bool, cfg: HealthConfig,
+                issues: _Issues) -> dict[str, Any]:
+    """Frames dropped (the line, and each camera) and latency, over the window."""
     window = f"last {cfg.window_s:g} s"
     span = station.watchdog.window_s
+    received = sum(station.watchdog.rates(cid)["received"] for cid in cams)
+    dropped = sum(c["dropped_fps"] for c in cams.values())
     drop_rate = dropped / received if received * span >= _MIN_FRAMES else 0.0
     # one camera far behind is as real as the whole line behind: judge each camera too
     behind = sorted(
@@ -118,39 +196,55 @@ def assess(station: StationView) -> dict[str, Any]:
         issues.add(HealthLevel.ALARM, f"p50 latency {lat['p50']:.0f} ms > budget {budget:g} ms ({window})")
     elif lat["p99"] > budget:
         issues.add(HealthLevel.DEGRADED, f"p99 latency {lat['p99']:.0f} ms > budget {budget:g} ms ({window})")
-    db: dict[str, Any] = {}
-    if station.db_writer is not None:
-        d = station.db_writer.stats()
-        db = {"spool_size": int(d["spool_size"]), "queue_depth": int(d["queue_depth"]),
-              "skipped_full": int(d["skipped_full"]), "rejected": int(d["rejected"]),
-              "lost": int(d.get("lost", 0)), "backlog": int(d.get("backlog", 0)),
-              "spool_reserve_used": float(d.get("spool_reserve_used", 0.0))}
-        if db["queue_depth"] >= cfg.db_backlog_degraded:
-            level = HealthLevel.ALARM if db["queue_depth"] >= cfg.db_backlog_alarm else HealthLevel.DEGRADED
-            issues.add(level, f"db backlog {db['queue_depth']}")
-        if db["skipped_full"]:
-            issues.add(HealthLevel.ALARM, f"db queue full: {db['skipped_full']} results not stored")
-        if db["lost"]:  # accepted, never made durable (DbWriter.lost): `inspector run` exits 3
-            issues.add(HealthLevel.ALARM, f"db: {db['lost']} results LOST")
-        if db["backlog"]:
-            issues.add(HealthLevel.ALARM, f"db spool full: {db['backlog']} results only in memory")
-        if db["spool_size"]:
-            spool_mb = getattr(station.db_writer.spool, "size_bytes", 0) / 1e6
-            used = db["spool_reserve_used"]
-            alarm = spool_mb >= cfg.spool_alarm_mb or used >= 0.9  # the reserve nearly used up
-            level = HealthLevel.ALARM if alarm else HealthLevel.DEGRADED
-            issues.add(level, f"db spooling {db['spool_size']} (reserve {used:.0%} used)")
-    archive: dict[str, Any] = {}
-    if station.archive is not None:
-        a = station.archive.stats()
-        archive = {"alarm": bool(a["alarm"]), "dropped_disk_full": int(a["dropped_disk_full"]),
-                   "archive_bytes": int(a["archive_bytes"])}
-        if archive["alarm"]:
-            issues.add(HealthLevel.ALARM, "archive ALARM (disk full)")
-    storage = _storage(station, issues)
+    return {"seconds": cfg.window_s, "drop_rate": drop_rate, "latency_ms": lat}
+
+
+def _database(station: StationView, cfg: HealthConfig, issues: _Issues) -> dict[str, Any]:
+    """The writer: backlog, results not stored or lost, spooling."""
+    if station.db_writer is None:
+        return {}
+    d = station.db_writer.stats()
+    db = {"spool_size": int(d["spool_size"]), "queue_depth": int(d["queue_depth"]),
+          "skipped_full": int(d["skipped_full"]), "rejected": int(d["rejected"]),
+          "lost": int(d.get("lost", 0)), "backlog": int(d.get("backlog", 0)),
+          "spool_reserve_used": float(d.get("spool_reserve_used", 0.0))}
+    if db["queue_depth"] >= cfg.db_backlog_degraded:
+        level = HealthLevel.ALARM if db["queue_depth"] >= cfg.db_backlog_alarm else HealthLevel.DEGRADED
+        issues.add(level, f"db backlog {db['queue_depth']}")
+    if db["skipped_full"]:
+        issues.add(HealthLevel.ALARM, f"db queue full: {db['skipped_full']} results not stored")
+    if db["lost"]:  # accepted, never made durable (DbWriter.lost): `inspector run` exits 3
+        issues.add(HealthLevel.ALARM, f"db: {db['lost']} results LOST")
+    if db["backlog"]:
+        issues.add(HealthLevel.ALARM, f"db spool full: {db['backlog']} results only in memory")
+    if db["spool_size"]:
+        spool_mb = getattr(station.db_writer.spool, "size_bytes", 0) / 1e6
+        used = db["spool_reserve_used"]
+        alarm = spool_mb >= cfg.spool_alarm_mb or used >= 0.9  # the reserve nearly used up
+        level = HealthLevel.ALARM if alarm else HealthLevel.DEGRADED
+        issues.add(level, f"db spooling {db['spool_size']} (reserve {used:.0%} used)")
+    return db
+
+
+def _archive(station: StationView, issues: _Issues) -> dict[str, Any]:
+    if station.archive is None:
+        return {}
+    a = station.archive.stats()
+    archive = {"alarm": bool(a["alarm"]), "dropped_disk_full": int(a["dropped_disk_full"]),
+               "archive_bytes": int(a["archive_bytes"])}
+    if archive["alarm"]:
+        issues.add(HealthLevel.ALARM, "archive ALARM (disk full)")
+    return archive
+
+
+def _parts(station: StationView, running: bool, cfg: HealthConfig, issues: _Issues) -> dict[str, Any]:
+    """A triggered line's parts over the window, and its missed rejects and deadlines."""
+    line = station.line
+    if line is None:
+        return {}
     parts: dict[str, Any] = {}
-    line = getattr(station, "line", None)
-    if line is not None and running:
+    if running:
+        window = f"last {cfg.window_s:g} s"
         budget = line.tracker.budget_ms
         parts = {**line.tracker.stats.window(cfg.window_s), "budget_ms": budget}
         if parts["incomplete"]:
@@ -160,25 +254,8 @@ def assess(station: StationView) -> dict[str, Any]:
         if parts["p99_ms"] > cfg.part_budget_degraded * budget:
             issues.add(HealthLevel.DEGRADED,
                        f"parts p99 {parts['p99_ms']:.0f} ms near the {budget:g} ms budget ({window})")
-    if line is not None:
-        parts.update(_missed_parts(line, running, issues))
-    plc = assess_plc(station, running, issues, HealthLevel)  # the Modbus result FIFO (inspector.ops.plc_health)
-    if running and station.paused:
-        issues.add(HealthLevel.DEGRADED, "paused")
-    texts = [t for _, t in issues.items]
-    return {
-        "ok": not texts,
-        "level": issues.level.name,
-        "summary": ", ".join(texts) if texts else "OK",
-        "issues": texts,
-        "window": {"seconds": cfg.window_s, "drop_rate": drop_rate, "latency_ms": lat},
-        "cameras": cams,
-        "db": db,
-        "archive": archive,
-        "storage": storage,
-        "parts": parts,
-        "plc": plc,
-    }
+    parts.update(_missed_parts(line, running, issues))
+    return parts
 
 
 def _missed_parts(line: Any, running: bool, issues: _Issues) -> dict[str, Any]:
@@ -224,7 +301,7 @@ def _storage(station: StationView, issues: _Issues) -> dict[str, Any]:
     return u
 
 
-def health_text(health: dict[str, Any]) -> str:
+def health_text(health: Mapping[str, Any]) -> str:
     """``OK`` or ``DEGRADED: 37% of frames dropped (last 10 s)``: the level first, then why."""
     if health["ok"]:
         return "OK"

@@ -185,7 +185,7 @@ def run_report(st: ReportView) -> RunReport:
         archive=st.archive.stats() if st.archive is not None else None,
         lost=int(writer.lost) if writer is not None else 0,
         accuracy=st.stats.accuracy.as_dict(),
-        health=st.health(),
+        health=st.health().to_dict(),
         parts=parts,
         plc=plc or None,
         recipe=({"current": recipes.current.label if recipes.current else None, "switches": recipes.switches}

@@ -20,6 +20,7 @@ import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -71,7 +72,7 @@ class ServedStation(Protocol):
 
     def refresh_provenance(self, camera_id: str) -> None: ...
 
-    def health(self) -> dict[str, Any]: ...
+    def health(self) -> Mapping[str, Any]: ...
 
 
 # ---------------------------------------------------------------------------- the server
@@ -284,7 +285,7 @@ class ControlServer:
                 inspected=cs.inspected, ng=cs.ng, last_verdict=verdict,
                 last_result_age_s=(now - at) if at is not None else None, newest_frame_wall=newest_wall,
             )))
-        return {"paused": bool(st.paused), "health": st.health(), "cameras": cams, "line": self._line_status(),
+        return {"paused": bool(st.paused), "health": dict(st.health()), "cameras": cams, "line": self._line_status(),
                 "plc": plc_status(st).to_wire()}  # type: ignore[arg-type]  # Station has both links (None: off)
 
     def _line_status(self) -> dict[str, Any] | None:

@@ -55,6 +55,7 @@ def _station(
         stats=stats,
         db_writer=db,
         archive=None,
+        line=None,
     )
 
 
