@@ -140,6 +140,11 @@ class LiveWall(QWidget):
         bar.addWidget(self.gate_label)
         if self.triggered:
             self.gauge = BudgetGauge(self)
+            # which budget: a part's trigger->verdict budget, not health's frame latency budget (250 ms)
+            self.budget_caption = QLabel("part budget\n(trigger→verdict)")
+            self.budget_caption.setObjectName("budgetCaption")
+            self.budget_caption.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            bar.addWidget(self.budget_caption)
             bar.addWidget(self.gauge)
             self.strip = PartsStrip(bridge, self)
             self.strip.part_clicked.connect(self.open_part)
@@ -173,7 +178,14 @@ class LiveWall(QWidget):
             "#gateCounts { color: #e6edf3; font-size: 15px; padding: 2px 8px; border-radius: 4px; } "
             "#gateCounts[late=\"true\"] { background: #d62828; color: white; font-weight: bold; } "
             "#pausedBanner { background: #f0a202; color: black; font-weight: bold; padding: 3px 10px; border-radius: 4px; }"
+            "#budgetCaption { color: #9aa4ad; font-size: 12px; } "
         )
+        # as wide as its longest text in its own font: a crowded bar cut "LINE INCOMPLETE" to ".INE INCOMPLE"
+        shown = self.line_label.text()
+        self.line_label.setText("LINE INCOMPLETE")
+        self.line_label.ensurePolished()
+        self.line_label.setMinimumWidth(max(110, self.line_label.sizeHint().width()))
+        self.line_label.setText(shown)
 
         bridge.tick.connect(self.refresh)
         bridge.camera_state_changed.connect(self._on_camera_state)

@@ -39,6 +39,17 @@ def chip_label(part: PartResult) -> str:
     return "INCOMPLETE" if part.incomplete else part.verdict.value
 
 
+def word_font(base: QFont, text: str, width: float, pixel_size: int = 11) -> QFont:
+    """``base`` bold at ``pixel_size`` or smaller, so that ``text`` fits ``width`` ("INCOMPLETE" in a chip)."""
+    font = QFont(base)
+    font.setBold(True)
+    for size in range(pixel_size, 6, -1):
+        font.setPixelSize(size)
+        if QFontMetricsF(font).horizontalAdvance(text) <= width:
+            break
+    return font
+
+
 def chip_colour(part: PartResult) -> QColor:
     return INCOMPLETE_COLOUR if part.incomplete else NG_COLOUR if part.ng else OK_COLOUR
 
@@ -117,11 +128,10 @@ class PartsStrip(QWidget):
         if not self.parts:
             p.setPen(QColor("#7a848c"))
             p.drawText(QRectF(self.rect()).adjusted(8, 0, 0, 0), int(Qt.AlignmentFlag.AlignVCenter), "no part decided yet")
-        id_font, word_font = QFont(self.font()), QFont(self.font())
+        id_font = QFont(self.font())
         id_font.setPixelSize(11)
-        word_font.setPixelSize(11)
-        word_font.setBold(True)
         fm = QFontMetricsF(id_font)
+        words = {w: word_font(self.font(), w, CHIP_W - 6) for w in ("OK", "NG", "INCOMPLETE")}  # never clipped
         for part, r in zip(self.parts, self.chip_rects(), strict=False):
             colour = chip_colour(part)
             p.setPen(Qt.PenStyle.NoPen)
@@ -135,7 +145,7 @@ class PartsStrip(QWidget):
             p.setFont(id_font)
             top = QRectF(r.x() + 3, r.y() + 1, r.width() - 6, r.height() / 2)
             p.drawText(top, int(Qt.AlignmentFlag.AlignCenter), fm.elidedText(part.part_id, Qt.TextElideMode.ElideLeft, top.width()))
-            p.setFont(word_font)
+            p.setFont(words[chip_label(part)])
             p.drawText(QRectF(r.x(), r.center().y(), r.width(), r.height() / 2 - 1), int(Qt.AlignmentFlag.AlignCenter), chip_label(part))
             if not part.deadline_met:
                 p.setPen(QPen(QColor("white"), 2))

@@ -193,9 +193,11 @@ def _throughput(station: StationView, cams: dict[str, dict[str, Any]], running: 
     lat = percentiles(station.stats.recent_latency_ms(cfg.window_s)) if running else {"p50": 0.0, "p99": 0.0}
     budget = cfg.latency_budget_ms
     if lat["p50"] > budget:
-        issues.add(HealthLevel.ALARM, f"p50 latency {lat['p50']:.0f} ms > budget {budget:g} ms ({window})")
+        issues.add(HealthLevel.ALARM, f"frame p50 latency {lat['p50']:.0f} ms > budget {budget:g} ms "
+                                      f"(frame latency budget, {window})")
     elif lat["p99"] > budget:
-        issues.add(HealthLevel.DEGRADED, f"p99 latency {lat['p99']:.0f} ms > budget {budget:g} ms ({window})")
+        issues.add(HealthLevel.DEGRADED, f"frame p99 latency {lat['p99']:.0f} ms > budget {budget:g} ms "
+                                      f"(frame latency budget, {window})")
     return {"seconds": cfg.window_s, "drop_rate": drop_rate, "latency_ms": lat}
 
 
@@ -253,7 +255,7 @@ def _parts(station: StationView, running: bool, cfg: HealthConfig, issues: _Issu
             issues.add(level, f"{parts['incomplete']} of {parts['parts']} parts incomplete, NG ({window})")
         if parts["p99_ms"] > cfg.part_budget_degraded * budget:
             issues.add(HealthLevel.DEGRADED,
-                       f"parts p99 {parts['p99_ms']:.0f} ms near the {budget:g} ms budget ({window})")
+                       f"parts p99 {parts['p99_ms']:.0f} ms near the {budget:g} ms budget (part budget, {window})")
     parts.update(_missed_parts(line, running, issues))
     return parts
 
