@@ -25,7 +25,8 @@ from typing import Any
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
 from inspector.config import StationConfig
-from inspector.ops.health import Health
+from inspector.ops.health import Health, assess
+from inspector.ops.report import run_report, status_line
 from inspector.ops.run_stats import RunStats
 from inspector.ops.watchdog import CameraWatchdog
 from inspector.pipeline.backends import create_backend
@@ -259,8 +260,14 @@ class Station:
     def recipe_number(self) -> int:
         return int(self.recipes.number) if self.recipes is not None else 0
 
-    def config_for(self, camera_id: str) -> Any:
-        return next(c for c in self.config.cameras if c.id == camera_id)
+    def take_stats(self) -> RunStats:
+        """The statistics so far, and a fresh start for them (a benchmark's windows)."""
+        stats, self.stats = self.stats, RunStats()
+        return stats
+
+    def adopt_model(self, card: ModelCard, backends: list[Backend]) -> None:
+        """A product recipe's model becomes the station's own (`RecipeSwitch`, once the old one retired)."""
+        self.card, self.backends = card, backends
 
     def provenance_for(self, camera_id: str, rules: Any, card: ModelCard) -> Provenance:
         """The provenance a camera's results get under ``card`` and ``rules`` (a recipe's)."""
@@ -426,20 +433,14 @@ class Station:
 
     def status_line(self) -> str:
         """One line: totals, then per camera fps/drops/NG (`inspector.ops.report.status_line`)."""
-        from inspector.ops.report import status_line
-
         return status_line(self)
 
     def health(self) -> Health:
         """One verdict over cameras, database and archive (see `inspector.ops.health.assess`)."""
-        from inspector.ops.health import assess
-
         return assess(self)
 
     def report(self) -> dict[str, Any]:
         """The run report (``--report FILE``; `inspector.ops.report.RunReport`)."""
-        from inspector.ops.report import run_report
-
         return run_report(self).to_dict()
 
 

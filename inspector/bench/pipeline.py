@@ -183,10 +183,9 @@ def measure_station(
                         w.stats.batches < d + w.in_flight + 2 for w, d in zip(st.workers, done)):
                     time.sleep(0.01)
                 time.sleep(0.3)
-            st.stats = RunStats()  # latencies of this window only
+            st.take_stats()  # latencies of this window only
             windows.append(_window(st, span))
-            per_window.append(st.stats)
-            st.stats = RunStats()  # what comes between windows (the frames held over a pause) counts nowhere
+            per_window.append(st.take_stats())  # what comes between windows (frames held over a pause) counts nowhere
         cams = [cs for rs in per_window for cs in rs.cameras.values()]
         lat = [v for cs in cams for v in cs.latency_ms]
         merged: dict[str, list[float]] = {}

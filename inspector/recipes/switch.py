@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inspector.pipeline.backends.base import Backend
 from inspector.pipeline.model_repo import ModelCard, load_card
@@ -39,6 +40,41 @@ class RecipeError(RuntimeError):
 
 class RecipeBusy(RecipeError):
     """Another recipe switch is being prepared; select again once it is done."""
+
+
+class RecipeStation(Protocol):
+    """What a recipe switch reads of the station, and the one change it asks of it (`adopt_model`)."""
+
+    @property
+    def config(self) -> Any: ...  # StationConfig
+
+    @property
+    def cameras(self) -> Mapping[str, Any]: ...  # Camera: ``.features``
+
+    @property
+    def workers(self) -> Sequence[Any]: ...  # InferenceWorker: ``switch_at``, ``retire_before``
+
+    @property
+    def line(self) -> Any: ...  # Line or None: ``.tracker``
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def card(self) -> ModelCard: ...
+
+    @property
+    def backends(self) -> list[Backend]: ...
+
+    def make_backends(self, card: ModelCard) -> list[Backend]: ...
+
+    def provenance_for(self, camera_id: str, rules: Any, card: ModelCard) -> Any: ...
+
+    def refresh_provenance(self, camera_id: str) -> None: ...
+
+    def adopt_model(self, card: ModelCard, backends: list[Backend]) -> None:
+        """The retired recipe's model is gone: ``card`` and ``backends`` are the station's own now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +98,7 @@ class RecipeSwitch:
         ConfigError: A recipe file is malformed, or its budget does not fit the line (one line).
     """
 
-    def __init__(self, station: Any, folder: Path) -> None:
+    def __init__(self, station: RecipeStation, folder: Path) -> None:
         self.station = station
         self.folder = Path(folder)
         self.recipes: list[Recipe] = load_recipes(self.folder)
@@ -123,9 +159,9 @@ class RecipeSwitch:
         for cid in st.cameras:
             vc = recipe.verdict_for(cid)
             rules[cid] = (vc.rules(card.threshold) if vc is not None else
-                          st.config_for(cid).verdict.rules(card.threshold))
+                          next(c for c in st.config.cameras if c.id == cid).verdict.rules(card.threshold))
             prov[cid] = st.provenance_for(cid, rules[cid], card)
-        line = getattr(st, "line", None)
+        line = st.line
         boundary = line.tracker.begin_recipe(recipe.label, recipe.line.budget_ms) if line is not None else 0
         for w in st.workers:
             w.switch_at(Epoch(boundary, backends[w.index], rules, prov, recipe.label))
@@ -157,7 +193,7 @@ class RecipeSwitch:
 
     def _wait_for_old_parts(self, boundary: int) -> None:
         st = self.station
-        line = getattr(st, "line", None)
+        line = st.line
         while line is not None and line.tracker.open_before(boundary) and st.running:
             time.sleep(0.02)
         time.sleep(RETIRE_GRACE_S)
@@ -174,8 +210,7 @@ class RecipeSwitch:
                 closed.add(id(be))
                 be.close()
         self._prepared = []
-        st.card = r.card
-        st.backends = r.backends
+        st.adopt_model(r.card, r.backends)
         for cid, cam_recipe in r.recipe.cameras.items():
             cam = st.cameras.get(cid)
             for name, value in cam_recipe.settings.items():
