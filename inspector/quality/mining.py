@@ -22,15 +22,16 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from camera.renderer import GroundTruth, render_part
 from inspector.pipeline.backends import create_backend
-from inspector.quality.dataset import HELD_OUT_SEED_BASE, is_mono, make_split_dirs, write_data_yaml, write_sample
-from inspector.quality.evaluation import detect_frames
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.postprocess import iou_matrix
+from inspector.quality.dataset import HELD_OUT_SEED_BASE, is_mono, make_split_dirs, write_data_yaml, write_sample
+from inspector.quality.evaluation import detect_frames
 
 MATCH_IOU = 0.5
 
@@ -106,6 +107,29 @@ def mine_hard_examples(
         ValueError: On seeds that reach into the held-out range, a bad score or a base
             dataset that is not a readable ``data.yaml``.
     """
+    _check_mining(seed, count, negative_score, positive_score)
+    base_train, base_val = _base_splits(base_data) if base_data is not None else ([], None)
+    card = load_card(model)
+    out = Path(out)
+    make_split_dirs(out)
+    be = create_backend(backend, card, max_batch=batch)
+    try:
+        kept, n_neg, n_pos = _scan(be, card, out, range(seed, seed + count), batch, width, height, ok_share,
+                                   mono_share, negative_score, positive_score, image_format)
+    finally:
+        be.close()
+    write_data_yaml(out, [*base_train, str((out / "images" / "train").resolve())], base_val or "images/train")
+    (out / "dataset.json").write_text(json.dumps({
+        "generator": "inspector.quality.mining", "model": card.name, "model_sha256": card.sha256,
+        "seed_first": seed, "seed_last": seed + count - 1, "scanned": count, "ok_share": ok_share,
+        "negative_score": negative_score, "positive_score": positive_score, "hard_negatives": n_neg,
+        "hard_positives": n_pos, "kept_seeds": kept,
+        "base_data": str(base_data) if base_data is not None else None,
+    }, indent=2))
+    return MiningSummary(out, count, n_neg, n_pos, tuple(kept))
+
+
+def _check_mining(seed: int, count: int, negative_score: float, positive_score: float) -> None:
     if count < 1:
         raise ValueError("count: must be at least 1")
     if seed < 0 or seed + count > HELD_OUT_SEED_BASE:
@@ -113,48 +137,29 @@ def mine_hard_examples(
     for field, v in (("negative_score", negative_score), ("positive_score", positive_score)):
         if not 0.0 < v < 1.0:
             raise ValueError(f"{field}: {v} is not between 0 and 1")
-    base_train, base_val = _base_splits(base_data) if base_data is not None else ([], None)
-    card = load_card(model)
-    be = create_backend(backend, card, max_batch=batch)
-    out = Path(out)
-    make_split_dirs(out)
+
+
+def _scan(be: Any, card: Any, out: Path, seeds: range, batch: int, width: int, height: int, ok_share: float,
+          mono_share: float, negative_score: float, positive_score: float,
+          image_format: str) -> tuple[list[int], int, int]:
+    """Render and detect ``seeds`` in batches; the hard frames are written to ``out``'s train split.
+
+    Returns:
+        The kept seeds, how many were hard negatives (false calls), how many hard positives.
+    """
     kept: list[int] = []
     n_neg = n_pos = 0
-    try:
-        for start in range(seed, seed + count, batch):
-            seeds = range(start, min(seed + count, start + batch))
-            frames = [render_part(s, width, height, mono=is_mono(s, mono_share), ok_share=ok_share) for s in seeds]
-            for frame, dets in zip(frames, detect_frames(be, card, frames, width, height)):
-                neg, pos = hardness(dets, frame.truth, negative_score=negative_score, positive_score=positive_score)
-                if neg or pos:
-                    n_neg += int(neg)
-                    n_pos += int(pos)
-                    kept.append(frame.truth.seed)
-                    write_sample(out, "train", frame, image_format)
-    finally:
-        be.close()
-    write_data_yaml(out, [*base_train, str((out / "images" / "train").resolve())], base_val or "images/train")
-    (out / "dataset.json").write_text(
-        json.dumps(
-            {
-                "generator": "inspector.quality.mining",
-                "model": card.name,
-                "model_sha256": card.sha256,
-                "seed_first": seed,
-                "seed_last": seed + count - 1,
-                "scanned": count,
-                "ok_share": ok_share,
-                "negative_score": negative_score,
-                "positive_score": positive_score,
-                "hard_negatives": n_neg,
-                "hard_positives": n_pos,
-                "kept_seeds": kept,
-                "base_data": str(base_data) if base_data is not None else None,
-            },
-            indent=2,
-        )
-    )
-    return MiningSummary(out, count, n_neg, n_pos, tuple(kept))
+    for start in range(seeds.start, seeds.stop, batch):
+        chunk = range(start, min(seeds.stop, start + batch))
+        frames = [render_part(s, width, height, mono=is_mono(s, mono_share), ok_share=ok_share) for s in chunk]
+        for frame, dets in zip(frames, detect_frames(be, card, frames, width, height)):
+            neg, pos = hardness(dets, frame.truth, negative_score=negative_score, positive_score=positive_score)
+            if neg or pos:
+                n_neg += int(neg)
+                n_pos += int(pos)
+                kept.append(frame.truth.seed)
+                write_sample(out, "train", frame, image_format)
+    return kept, n_neg, n_pos
 
 
 def _base_splits(data_yaml: Path) -> tuple[list[str], str | None]:
