@@ -165,7 +165,7 @@ class AravisFeatureTree:
                     continue
                 try:
                     out.append(self.describe(name, category))
-                except Exception:  # noqa: BLE001 - a node the device cannot describe now is left out
+                except Exception:  # noqa: BLE001, S112 - a node the device cannot describe now is left out
                     continue
 
         walk("Root")
@@ -204,7 +204,7 @@ class AravisFeatureTree:
             return None
         try:
             return getters[kind](real)
-        except Exception as exc:  # GLib.Error: unreadable now (device lost, write-only)
+        except Exception as exc:  # noqa: BLE001 - GLib.Error: unreadable now (device lost, write-only)
             raise FeatureError(f"{name}: {getattr(exc, 'message', exc)}") from None
 
     def set(self, name: str, value: Any) -> Any:
@@ -220,7 +220,7 @@ class AravisFeatureTree:
                 dev.execute_command(feature.name)
                 return None
             setters[feature.type](feature.name, v)
-        except Exception as exc:  # GLib.Error: the device refused the value
+        except Exception as exc:  # noqa: BLE001 - GLib.Error: the device refused the value
             raise FeatureError(f"{name}: {getattr(exc, 'message', exc)}") from None
         return self.get(feature.name)
 
@@ -341,7 +341,7 @@ class AravisCamera(ThreadedCamera):
                 cam = ar.Camera.new_with_device(device)
             else:
                 cam = ar.Camera.new(key)
-        except Exception as exc:  # GLib.Error
+        except Exception as exc:  # noqa: BLE001 - GLib.Error (gi is imported lazily)
             raise ConnectionError(f"camera {self.info.id}: Aravis device {key or '(first found)'!r} "
                                   f"cannot be opened: {getattr(exc, 'message', exc)}") from None
         self._cam = cam

@@ -29,7 +29,7 @@ Bank = list[tuple[np.ndarray, GroundTruth]]
 
 def renderer_digest() -> str:
     """sha256 of the renderer's source: a changed renderer never reuses an old bank."""
-    import camera.renderer as renderer
+    from camera import renderer
 
     return hashlib.sha256(Path(renderer.__file__).read_bytes()).hexdigest()[:16]
 

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Self
 
 from camera.features import FeatureTree
 from camera.frame_pool import FramePool
@@ -123,7 +124,7 @@ class ThreadedCamera:
         if self._state is not CameraState.CLOSED:
             try:
                 self._stop_device()
-            except Exception as exc:  # a lost device may fail to stop; we are leaving anyway
+            except Exception as exc:  # noqa: BLE001 - a lost device may fail to stop; we are leaving anyway
                 log.warning("camera %s: stop failed: %s", self.info.id, exc)
             self._set_state(CameraState.OPEN, "stopped")
         self.pool.flush()
@@ -137,7 +138,7 @@ class ThreadedCamera:
             finally:
                 self._set_state(CameraState.CLOSED, "closed")
 
-    def __enter__(self) -> ThreadedCamera:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
@@ -191,7 +192,7 @@ class ThreadedCamera:
         """
         try:
             return str(self.features.get("TriggerMode")) != "On"
-        except Exception:  # no such feature (simulated cameras) or unreadable: free-running
+        except Exception:  # noqa: BLE001 - no such feature (simulated cameras) or unreadable: free-running
             return True
 
     # ------------------------------------------------------------------ helpers
@@ -221,7 +222,7 @@ class ThreadedCamera:
         while not self._stop.is_set():
             try:
                 got = self._acquire_once()
-            except Exception as exc:  # the device failed: mark it and let the subclass recover
+            except Exception as exc:  # noqa: BLE001 - the device failed: mark it and let the subclass recover
                 self._set_state(CameraState.OFFLINE, f"acquisition failed: {exc}")
                 self._on_acquisition_error(exc)
                 self._watch_from = time.monotonic()  # judge the re-opened device afresh

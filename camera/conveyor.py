@@ -133,7 +133,7 @@ class Conveyor:
                         self.on_gate(tid)  # type: ignore[misc]
                         continue
                     self.stations[i].camera.fire(tid)
-                except Exception as exc:  # a lost camera: its part will fail safe at its deadline
+                except Exception as exc:  # noqa: BLE001 - a lost camera: its part will fail safe at its deadline
                     log.warning("conveyor: trigger %d to camera %d failed: %s", tid, i, exc)
             candidates = [due[0][0]] if due else []
             if not stopping:

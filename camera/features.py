@@ -74,9 +74,13 @@ class Feature:
                 raise FeatureError(f"{self.name}: {v} is below the minimum {self.minimum:g}")
             if self.maximum is not None and v > self.maximum:
                 raise FeatureError(f"{self.name}: {v} is above the maximum {self.maximum:g}")
-            if self.type == "int" and self.increment and self.minimum is not None:
-                if (v - int(self.minimum)) % int(self.increment):
-                    raise FeatureError(f"{self.name}: {v} is not a multiple of {int(self.increment)} from {int(self.minimum)}")
+            if (
+                self.type == "int"
+                and self.increment
+                and self.minimum is not None
+                and (v - int(self.minimum)) % int(self.increment)
+            ):
+                raise FeatureError(f"{self.name}: {v} is not a multiple of {int(self.increment)} from {int(self.minimum)}")
         return v
 
 
@@ -138,7 +142,7 @@ def settings_digest(tree: FeatureTree) -> str:
             continue
         try:
             items[f.name] = tree.get(f.name)
-        except Exception:  # a node may be unreadable in the current state
+        except Exception:  # noqa: BLE001, S112 - a node may be unreadable in the current state
             continue
     blob = json.dumps(items, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
@@ -60,18 +60,18 @@ class FrameHandle:
     """
 
     __slots__ = (
-        "camera_id",
-        "sequence",
+        "_on_free",
+        "_pool",
+        "_refs",
+        "_slot",
         "acquired_ns",
         "acquired_wall",
+        "camera_id",
         "image",
         "pixel_format",
-        "truth",
+        "sequence",
         "trigger_id",
-        "_pool",
-        "_slot",
-        "_refs",
-        "_on_free",
+        "truth",
     )
 
     def __init__(
@@ -114,7 +114,7 @@ class FrameHandle:
         """Give one reference back."""
         self._pool._release(self)
 
-    def __enter__(self) -> FrameHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

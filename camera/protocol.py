@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from psygnal import Signal
 
@@ -76,6 +76,6 @@ class Camera(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Camera: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...

@@ -92,7 +92,7 @@ def render_part(
     img = _conveyor(rng, width, height)
     drawn = PART_KINDS[int(rng.integers(len(PART_KINDS)))]  # drawn even when forced: same scene otherwise
     kind = kind if kind is not None else drawn
-    part_mask, quad = _place_part(rng, img, kind, width, height)
+    part_mask, _quad = _place_part(rng, img, kind, width, height)
     boxes: list[GroundTruthBox] = []
     n_defects = 0 if rng.random() < ok_share else int(rng.integers(1, max_defects + 1))
     occupied = np.zeros((height, width), np.uint8)
@@ -178,7 +178,7 @@ def _place_part(
     mask = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(mask, quad.astype(np.int32), 255)
 
-    tex = _surface(rng, kind, int(math.ceil(pw)) + 4, int(math.ceil(ph)) + 4)
+    tex = _surface(rng, kind, math.ceil(pw) + 4, math.ceil(ph) + 4)
     # map the texture onto the rotated rectangle
     src = np.array(
         [[0, tex.shape[0] - 1], [0, 0], [tex.shape[1] - 1, 0], [tex.shape[1] - 1, tex.shape[0] - 1]],
@@ -290,7 +290,9 @@ def _size(rng: np.random.Generator, scale: float, lo: float, hi: float) -> float
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) * scale
 
 
-def _draw_scratch(rng, img, part_mask, occupied, scale, kind) -> Box | None:
+def _draw_scratch(
+    rng: np.random.Generator, img: np.ndarray, part_mask: np.ndarray, occupied: np.ndarray, scale: float, kind: str
+) -> Box | None:
     length = _size(rng, scale, 10, 90)
     anchor = _pick_anchor(rng, part_mask, occupied, int(length / 2) + 2)
     if anchor is None:
@@ -309,7 +311,9 @@ def _draw_scratch(rng, img, part_mask, occupied, scale, kind) -> Box | None:
     return _commit(img, layer, np.clip(alpha * 1.2, 0, 1), part_mask, occupied)
 
 
-def _draw_dent(rng, img, part_mask, occupied, scale, kind) -> Box | None:
+def _draw_dent(
+    rng: np.random.Generator, img: np.ndarray, part_mask: np.ndarray, occupied: np.ndarray, scale: float, kind: str
+) -> Box | None:
     r = _size(rng, scale, 4.5, 22)
     anchor = _pick_anchor(rng, part_mask, occupied, int(r) + 3)
     if anchor is None:
@@ -328,7 +332,9 @@ def _draw_dent(rng, img, part_mask, occupied, scale, kind) -> Box | None:
     return _commit(img, layer, alpha, part_mask, occupied)
 
 
-def _draw_crack(rng, img, part_mask, occupied, scale, kind) -> Box | None:
+def _draw_crack(
+    rng: np.random.Generator, img: np.ndarray, part_mask: np.ndarray, occupied: np.ndarray, scale: float, kind: str
+) -> Box | None:
     length = _size(rng, scale, 12, 80)
     anchor = _pick_anchor(rng, part_mask, occupied, int(length / 2) + 2)
     if anchor is None:
@@ -356,12 +362,14 @@ def _draw_crack(rng, img, part_mask, occupied, scale, kind) -> Box | None:
     return _commit(img, layer, np.clip(alpha * 1.3, 0, 1), part_mask, occupied)
 
 
-def _draw_contamination(rng, img, part_mask, occupied, scale, kind) -> Box | None:
+def _draw_contamination(
+    rng: np.random.Generator, img: np.ndarray, part_mask: np.ndarray, occupied: np.ndarray, scale: float, kind: str
+) -> Box | None:
     size = _size(rng, scale, 8, 42)
     anchor = _pick_anchor(rng, part_mask, occupied, int(size / 2) + 3)
     if anchor is None:
         return None
-    alpha = np.zeros(part_mask.shape, np.float32)
+    alpha: np.ndarray = np.zeros(part_mask.shape, np.float32)
     for _ in range(int(rng.integers(3, 7))):
         ox, oy = rng.normal(0, size / 5, 2)
         ax = max(1, int(rng.uniform(0.15, 0.35) * size))

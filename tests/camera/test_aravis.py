@@ -159,7 +159,7 @@ def test_each_frame_carries_the_id_of_the_trigger_that_made_it(camera: AravisCam
     for trigger_id in (1001, 57, 4242, 8, 600):
         cam.fire(trigger_id)
         # a frame lost on the way (loopback drops packets on a busy host) counts as missed
-        wait_for(lambda: cam.pool.has_pending() or cam.trigger_counters().missed > missed)
+        wait_for(lambda missed=missed: cam.pool.has_pending() or cam.trigger_counters().missed > missed)
         if (h := cam.pool.claim()) is not None:
             assert h.trigger_id == trigger_id
             done(cam, h)
