@@ -125,6 +125,15 @@ class TilingConfig(_Strict):
     overlap: Number = Field(0.2, ge=0.0, lt=0.9)
 
 
+class AnomalyConfig(_Strict):
+    """``[cameras.anomaly]``: an anomaly model taught from good parts (`inspector.anomaly`), an extra verdict rule."""
+
+    #: a model name in ``models/`` or a model folder (its sha256s are checked before the station starts)
+    model: str = Field(min_length=1)
+    #: NG at a score at or above this; None: the model's own (scores are normalised: its threshold is 1.0)
+    threshold: Number | None = Field(None, gt=0.0, le=1000.0)
+
+
 class _CameraBase(_Strict):
     id: str
     fps: Number = Field(5.0, ge=0.0, le=1000.0)
@@ -132,6 +141,8 @@ class _CameraBase(_Strict):
     device: Integer | None = Field(None, ge=0, description="inference worker index (static sharding)")
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
+    #: None: the camera runs the detector only
+    anomaly: AnomalyConfig | None = None
     #: on a triggered line: ``Software`` (the conveyor's encoder or the PLC fires it) or ``Line0``..
     trigger_source: Literal["Software", "Line0", "Line1", "Line2", "Line3"] = "Software"
     #: on a triggered line: distance from the photo-eye along the belt (the encoder's trigger point)

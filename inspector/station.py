@@ -24,6 +24,7 @@ from typing import Any
 
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
+from inspector.anomaly.station import load_camera_anomaly
 from inspector.config import StationConfig
 from inspector.ops.health import Health, assess
 from inspector.ops.report import run_report, status_line
@@ -98,6 +99,7 @@ class Station:
         self.card: ModelCard = load_card(self.config.model.name)
         say(f"compiling the model for {', '.join(self.config.model.devices)}")
         self.backends: list[Backend] = self.make_backends(self.card)
+        self.anomaly = load_camera_anomaly(self.config.cameras, say)  # sha256s checked before anything starts
         if any(be.device == "CPU" for be in self.backends):  # host letterbox beside the runtime
             share_the_cores_with_the_runtime()
         say("warming up")  # not beside the bank load: a refused config's exit aborts a warm-up in OpenVINO
@@ -208,7 +210,7 @@ class Station:
             camera_id=cfg.id, pool=self.cameras[cfg.id].pool, rules=rules,
             provenance=self.provenance_for(cfg.id, rules, self.card), tiling=cfg.tiling.mode == "auto",
             min_defect_px=cfg.tiling.min_defect_px, min_resolvable_px=cfg.tiling.min_resolvable_px,
-            tile_overlap=cfg.tiling.overlap,
+            tile_overlap=cfg.tiling.overlap, anomaly=self.anomaly.get(cfg.id),
         )
 
     def _setup_recipes(self) -> None:

@@ -76,6 +76,9 @@ class Provenance:
     camera_settings_digest: str = ""
     #: sha256 of the model card (its thresholds and metrics), not only of the ONNX file
     card_sha256: str = ""
+    #: the camera's anomaly model (`inspector.anomaly`) and its memory bank's sha256; empty when it runs none
+    anomaly_model: str = ""
+    anomaly_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ class InspectionResult:
     part_id: str | None = None
     #: True when the frame arrived after its part's verdict (stored, never counted for it)
     late: bool = False
+    #: the anomaly model's image score (NG at or above the camera's anomaly threshold, normally 1.0);
+    #: None when the camera runs no anomaly model
+    anomaly_score: float | None = None
+    #: its patch scores (gh, gw) on the model's input grid, for heat maps (`inspector.anomaly.teach.heat_map`)
+    anomaly_map: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def ng(self) -> bool:

@@ -14,18 +14,58 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
 from camera.frame_pool import FrameHandle, FramePool
 from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, PendingBatch
 from inspector.pipeline.postprocess import CONF_FLOOR, decode_yolo, nms, to_frame_pixels
-from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, plan_tiles
+from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, letterbox_into, plan_tiles
 from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, detections_from_array
-from inspector.pipeline.verdict import VerdictRules
+from inspector.pipeline.verdict import VerdictRules, anomaly_rule
 
 log = logging.getLogger(__name__)
+
+
+class AnomalyScores(Protocol):
+    """What an anomaly batch gives back (`inspector.anomaly.runtime.ScoreBatch`)."""
+
+    @property
+    def scores(self) -> np.ndarray: ...  # (N,) image scores
+
+    @property
+    def maps(self) -> np.ndarray: ...  # (N, gh, gw) patch scores
+
+
+class PendingAnomaly(Protocol):
+    """An anomaly batch inside its runtime."""
+
+    def wait(self) -> AnomalyScores: ...
+
+
+class AnomalyCheck(Protocol):
+    """A camera's anomaly model as a worker runs it beside the detector (`inspector.anomaly.station`).
+
+    Cameras whose checks have the same ``key`` (one model) share one batch.
+    """
+
+    key: str
+    name: str
+    sha256: str
+    threshold: float
+    input_width: int
+    input_height: int
+    crop: Tile | None  # the model's ROI in frame pixels (None: the whole frame)
+
+    def prepare(self, worker: int, depth: int) -> None:
+        """Compile the model for ``worker`` with ``depth`` batches in flight (before its first frame)."""
+        ...
+
+    def start(self, worker: int, batch_u8: np.ndarray) -> PendingAnomaly:
+        """Start scoring a letterboxed u8 BGR NHWC batch; returns at once."""
+        ...
 
 
 @dataclass
@@ -40,6 +80,9 @@ class CameraLane:
     min_defect_px: float = 8.0
     min_resolvable_px: float = 6.0
     tile_overlap: float = 0.2
+    #: the camera's anomaly model; None: the detector only
+    anomaly: AnomalyCheck | None = None
+    _anomaly_provenance: tuple[Provenance, Provenance] | None = None  # (the lane's, with the anomaly model's)
     _plans: dict[tuple[int, int, int, int], list[tuple[Tile | None, Letterbox]]] = field(default_factory=dict)
     _invalid_logged_at: float = -1e9  # monotonic; a camera sending garbage must not flood the log
     _invalid_unlogged: int = 0
@@ -77,6 +120,16 @@ class CameraLane:
             self._plans[key] = plan
         return plan
 
+    def with_anomaly(self, prov: Provenance) -> Provenance:
+        """``prov`` naming the camera's anomaly model and its sha256 (``prov`` itself without one)."""
+        a = self.anomaly
+        if a is None or prov.anomaly_sha256 == a.sha256:
+            return prov
+        pair = self._anomaly_provenance
+        if pair is None or pair[0] != prov:  # the lane's provenance changed (settings, recipe)
+            pair = self._anomaly_provenance = (prov, replace(prov, anomaly_model=a.name, anomaly_sha256=a.sha256))
+        return pair[1]
+
 
 @dataclass(frozen=True)
 class Epoch:
@@ -107,6 +160,8 @@ class _Batch:
     t_submit: int = 0
     unsettled: dict[int, CameraLane] = field(default_factory=dict)
     settled: bool = False
+    #: anomaly batches started beside the detector's: (pending or None when it could not start, span indices)
+    anomaly: list[tuple[PendingAnomaly | None, list[int]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.unsettled = {id(h): lane for lane, h in self.taken}
@@ -190,6 +245,8 @@ class InferenceWorker:
         self._epochs_lock = threading.Lock()
         for lane in self.lanes:
             lane.pool.subscribe(self._wake)
+            if lane.anomaly is not None:  # compiled now: not on the first frame
+                lane.anomaly.prepare(index, self.in_flight)
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -367,6 +424,7 @@ class InferenceWorker:
                 log.exception("worker %d: inference failed on a batch of %d", self.index, len(b.items))
                 b.settle()
                 return None
+            self._start_anomaly(b)  # right after the detector's: both run at once
             return b
         except Exception:
             # a bug or a bad frame in pre-processing must not end inspection
@@ -374,6 +432,49 @@ class InferenceWorker:
             log.exception("worker %d: batch of %d frames failed", self.index, len(taken))
             b.settle()
             return None
+
+    def _start_anomaly(self, b: _Batch) -> None:
+        """Letterbox the frames of cameras with an anomaly model into one batch per model and start it.
+
+        A batch that cannot start is kept as None: its frames get no score, which the verdict
+        turns into NG (fail safe), never into OK.
+        """
+        groups: dict[str, tuple[AnomalyCheck, list[int]]] = {}
+        for k, (lane, _h, _f, _n) in enumerate(b.spans):
+            if lane.anomaly is not None:
+                groups.setdefault(lane.anomaly.key, (lane.anomaly, []))[1].append(k)
+        for check, ks in groups.values():
+            try:
+                w, h = check.input_width, check.input_height
+                buf = np.empty((len(ks), h, w, 3), np.uint8)
+                for i, k in enumerate(ks):
+                    handle = b.spans[k][1]
+                    crop = check.crop
+                    fh, fw = handle.image.shape[:2]
+                    if crop is not None and (crop.x1 > fw or crop.y1 > fh):
+                        raise FrameFormatError(f"anomaly ROI {crop} reaches outside the {fw}x{fh} frame")
+                    cw, ch = (crop.width, crop.height) if crop is not None else (fw, fh)
+                    letterbox_into(buf[i], handle.image, handle.pixel_format, Letterbox.fit(cw, ch, w, h), crop)
+                b.anomaly.append((check.start(self.index, buf), ks))
+            except Exception:
+                self.stats.errors += 1
+                log.exception("worker %d: anomaly model %s failed on a batch of %d", self.index, check.name, len(ks))
+                b.anomaly.append((None, ks))
+
+    def _wait_anomaly(self, b: _Batch) -> dict[int, tuple[float, np.ndarray | None]]:
+        """Span index -> (image score, patch map); NaN (NG) for a batch that failed."""
+        scores: dict[int, tuple[float, np.ndarray | None]] = {}
+        for pending, ks in b.anomaly:
+            out = None
+            if pending is not None:
+                try:
+                    out = pending.wait()
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("worker %d: anomaly inference failed on a batch of %d", self.index, len(ks))
+            for i, k in enumerate(ks):
+                scores[k] = (float(out.scores[i]), out.maps[i]) if out is not None else (float("nan"), None)
+        return scores
 
     def _complete(self, b: _Batch) -> list[InspectionResult]:
         """Wait for a submitted batch, decide its frames, emit and return the results.
@@ -389,13 +490,16 @@ class InferenceWorker:
             except Exception:
                 self.stats.errors += 1
                 log.exception("worker %d: inference failed on a batch of %d", self.index, len(b.items))
+                self._wait_anomaly(b)  # its requests finish before they take another batch
                 return []  # the frames are counted as dropped below
+            anomaly = self._wait_anomaly(b) if b.anomaly else {}
             ep = b.ep
             results = []
             graph = out.detections if out.detections is not None and out.nms_iou == self._iou else None
-            for lane, h, first, n in b.spans:
+            for k, (lane, h, first, n) in enumerate(b.spans):
                 results.append(self._result(lane, h, b.items[first : first + n], out.raw[first : first + n], b.t_take,
-                                            out, ep, graph[first : first + n] if graph is not None else None))
+                                            out, ep, graph[first : first + n] if graph is not None else None,
+                                            anomaly.get(k)))
             for lane, h, _f, _n in b.spans:
                 lane.pool.mark_inspected()
                 del b.unsettled[id(h)]
@@ -433,9 +537,10 @@ class InferenceWorker:
         items: list[BatchItem],
         raw: np.ndarray,
         t_take: int,
-        out: object,
+        out: BatchOutput,
         ep: Epoch,
         decoded: list[np.ndarray] | None = None,
+        anomaly: tuple[float, np.ndarray | None] | None = None,
     ) -> InspectionResult:
         t0 = time.perf_counter_ns()
         fh, fw = h.image.shape[:2]
@@ -452,6 +557,10 @@ class InferenceWorker:
         detections = detections_from_array(dets, ep.backend.card.classes)
         t1 = time.perf_counter_ns()
         verdict, rule, counted, rejected = rules.decide(detections)
+        score, patch_map = anomaly if anomaly is not None else (None, None)
+        if lane.anomaly is not None:  # a camera with a model and no score (its batch failed) is NG: fail safe
+            score = float("nan") if score is None else score
+            verdict, rule = anomaly_rule(verdict, rule, score, lane.anomaly.threshold)
         t2 = time.perf_counter_ns()
         times = StageTimes(
             wait_ms=(t_take - h.acquired_ns) / 1e6,
@@ -469,13 +578,15 @@ class InferenceWorker:
             rule=rule,
             detections=counted,
             times=times,
-            provenance=ep.provenance.get(lane.camera_id, lane.provenance),
+            provenance=lane.with_anomaly(ep.provenance.get(lane.camera_id, lane.provenance)),
             frame_width=fw,
             frame_height=fh,
             rejected=rejected,
             truth=h.truth,
             frame=h,
             trigger_id=h.trigger_id,
+            anomaly_score=score,
+            anomaly_map=patch_map,
         )
 
 

@@ -36,6 +36,11 @@ class VerdictRules:
             pairs.append(("min_area_px", self.min_area_px))
         return tuple(pairs)
 
+    def _counts(self, d: Detection) -> bool:
+        """Whether ``d`` counts as a defect: not ignored, at its threshold, large enough, inside the ROI."""
+        return (d.class_name not in self.ignore_classes and d.score >= self.threshold_for(d.class_name)
+                and d.area >= self.min_area_px and (self.roi is None or _inside(d, self.roi)))
+
     def decide(self, detections: Sequence[Detection]) -> tuple[Verdict, str, tuple[Detection, ...], tuple[Detection, ...]]:
         """Apply the rules.
 
@@ -45,21 +50,28 @@ class VerdictRules:
         counted: list[Detection] = []
         rejected: list[Detection] = []
         for d in detections:
-            if d.class_name in self.ignore_classes:
-                rejected.append(d)
-            elif d.score < self.threshold_for(d.class_name):
-                rejected.append(d)
-            elif d.area < self.min_area_px:
-                rejected.append(d)
-            elif self.roi is not None and not _inside(d, self.roi):
-                rejected.append(d)
-            else:
-                counted.append(d)
+            (counted if self._counts(d) else rejected).append(d)
         if not counted:
             return Verdict.OK, "no defect", (), tuple(rejected)
         top = max(counted, key=lambda d: d.score)
         rule = f"{top.class_name}>={self.threshold_for(top.class_name):.2f}"
         return Verdict.NG, rule, tuple(counted), tuple(rejected)
+
+
+def anomaly_rule(verdict: Verdict, rule: str, score: float | None, threshold: float) -> tuple[Verdict, str]:
+    """Add the anomaly model's rule to a camera's verdict: NG when ``score`` reaches ``threshold``.
+
+    The rule text always carries the score (the database keeps it in the rule column): NG reads
+    ``anomaly 1.70 >= 1.00`` (after the detector's rule when both decided NG:
+    ``scratch>=0.40; anomaly 1.70 >= 1.00``), OK ``no defect; anomaly 0.42 < 1.00``. ``score`` None
+    (no anomaly model) changes nothing; a NaN score (a failed runtime) is NG: fail safe.
+    """
+    if score is None:
+        return verdict, rule
+    if score < threshold:
+        return verdict, f"{rule}; anomaly {score:.2f} < {threshold:.2f}"
+    text = f"anomaly {score:.2f} >= {threshold:.2f}"
+    return Verdict.NG, f"{rule}; {text}" if verdict is Verdict.NG else text
 
 
 def _inside(d: Detection, roi: tuple[float, float, float, float]) -> bool:

@@ -1,0 +1,146 @@
+"""The anomaly model in the station (issue 28.4): ``[cameras.anomaly]``, scored beside the detector in the
+same worker, its verdict a rule of the camera's verdict, its score and sha256 on every result."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from camera.products import write_family
+from inspector.anomaly import teach
+from inspector.config import ConfigError, parse_config
+from inspector.pipeline.model_repo import ModelError, load_card
+from inspector.pipeline.results import InspectionResult, Verdict
+from inspector.pipeline.verdict import anomaly_rule
+from inspector.station import Station
+
+SIDE = 96  # images and model input: a 12 x 12 patch grid, fast to teach and score
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
+    """A tiny plate model taught from 14 good plates; a folder of 6 of them and of the same 6 with a
+    foreign object painted on (the injected anomaly)."""
+    root = tmp_path_factory.mktemp("plates")
+    write_family("plate", root, 14, 0, seed=0, width=SIDE, height=SIDE)
+    with pytest.MonkeyPatch.context() as mp:  # the module's teach shares the tests' backbone cache
+        mp.setenv("INSPECTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "anomaly-cache"))
+        model = root / "plate-tiny"
+        teach.teach([root / "good"], model, width=SIDE, height=SIDE)
+    good, bad = root / "frames-good", root / "frames-bad"
+    good.mkdir()
+    bad.mkdir()
+    for p in sorted((root / "good").glob("*.png"))[:6]:
+        shutil.copy(p, good / p.name)
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        assert img is not None
+        cv2.rectangle(img, (36, 36), (60, 60), (0, 0, 0) if img.ndim == 3 else 0, -1)  # a dark foreign object
+        cv2.circle(img, (48, 48), 6, (255, 255, 255) if img.ndim == 3 else 255, -1)
+        assert cv2.imwrite(str(bad / p.name), img)
+    yield model, good, bad
+
+
+def _detector_classes() -> str:
+    """The shipped detector's classes: the test's cameras ignore them all (a plate is no part it knows)."""
+    name = parse_config('name = "x"\n[[cameras]]\nid = "a"\nkind = "simulated"\n').model.name
+    return ", ".join(f'"{c}"' for c in load_card(name, verify=False).classes)
+
+
+def _station_cfg(model: Path, good: Path, bad: Path, extra: str = ""):  # type: ignore[no-untyped-def]
+    cams = []
+    for cid, folder, anomaly in (("good", good, True), ("bad", bad, True), ("plain", good, False)):
+        cams.append(f"""
+[[cameras]]
+id = "{cid}"
+kind = "replay"
+source = "{folder}"
+fps = 10
+[cameras.verdict]
+ignore_classes = [{_detector_classes()}]
+""" + (f'[cameras.anomaly]\nmodel = "{model}"\n{extra}' if anomaly else ""))
+    return parse_config('name = "anomaly-station"\n[model]\nthreads = 1\n' + "".join(cams))
+
+
+def _run(st: Station, per_camera: int) -> list[InspectionResult]:
+    seen: list[InspectionResult] = []
+    st.events.result_ready.connect(seen.append)
+    with st:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and min(st.stats.camera(c).inspected for c in st.lanes) < per_camera:
+            time.sleep(0.05)
+    return seen
+
+
+def test_a_station_scores_frames_beside_the_detector_and_an_anomaly_turns_ng(
+        taught: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, good, bad = taught
+    st = Station(_station_cfg(model, good, bad), db_url="none", archive=False)
+    assert st.lanes["good"].anomaly is not None and st.lanes["plain"].anomaly is None
+    seen = _run(st, 6)
+    by = {c: [r for r in seen if r.camera_id == c] for c in ("good", "bad", "plain")}
+    assert all(len(rs) >= 6 for rs in by.values())
+    sha = teach.load_anomaly_model(model).bank_sha256
+    for r in by["good"] + by["bad"]:
+        assert r.anomaly_score is not None and np.isfinite(r.anomaly_score)
+        assert r.anomaly_map is not None and r.anomaly_map.shape == (SIDE // 8, SIDE // 8)
+        assert r.provenance.anomaly_sha256 == sha and r.provenance.anomaly_model == "plate-tiny"
+        assert r.provenance.model_sha256 == st.card.sha256  # the detector ran on the same frames
+    # good plates stay OK (the rule carries the score), the painted object is NG by the anomaly rule
+    assert all(r.verdict is Verdict.OK and (r.anomaly_score or 0.0) < 1.0 for r in by["good"]), \
+        [(r.anomaly_score, r.rule) for r in by["good"]]
+    assert all(r.rule.startswith("no defect; anomaly 0.") and r.rule.endswith(" < 1.00") for r in by["good"])
+    assert all(r.verdict is Verdict.NG and (r.anomaly_score or 0.0) >= 1.0 for r in by["bad"]), \
+        [(r.anomaly_score, r.rule) for r in by["bad"]]
+    assert all(r.rule == f"anomaly {r.anomaly_score:.2f} >= 1.00" for r in by["bad"])
+    # a camera without [cameras.anomaly]: no score, no anomaly provenance, the detector's rule alone
+    assert all(r.anomaly_score is None and r.provenance.anomaly_sha256 == "" and "anomaly" not in r.rule
+               for r in by["plain"])
+    assert st.workers[0].stats.errors == 0
+
+
+def test_the_threshold_override_moves_the_verdict(taught: tuple[Path, Path, Path]) -> None:
+    model, good, bad = taught
+    st = Station(_station_cfg(model, good, bad, "threshold = 0.000001\n"), db_url="none", archive=False)
+    seen = _run(st, 2)
+    scored = [r for r in seen if r.camera_id == "good"]
+    assert scored and all(r.verdict is Verdict.NG and r.rule.endswith(">= 0.00") for r in scored)
+
+
+def test_a_bank_that_does_not_match_its_card_stops_the_station_before_it_starts(
+        taught: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, good, bad = taught
+    broken = tmp_path / "plate-broken"
+    shutil.copytree(model, broken)
+    bank = np.load(broken / "memory_bank.npy")
+    bank[0, 0] += 1.0
+    np.save(broken / "memory_bank.npy", bank)
+    with pytest.raises(ModelError, match="does not match its card"):
+        Station(_station_cfg(broken, good, bad), db_url="none", archive=False)
+
+
+def test_anomaly_config_is_checked() -> None:
+    base = 'name = "x"\n[[cameras]]\nid = "a"\nkind = "simulated"\n[cameras.anomaly]\n'
+    assert parse_config(base + 'model = "m"\n').cameras[0].anomaly.model == "m"  # type: ignore[union-attr]
+    assert parse_config('name = "x"\n[[cameras]]\nid = "a"\nkind = "simulated"\n').cameras[0].anomaly is None
+    for bad in ('model = ""\n', 'model = "m"\nthreshold = 0\n', 'threshold = 1.0\n', 'model = "m"\nroi = 3\n'):
+        with pytest.raises(ConfigError):
+            parse_config(base + bad)
+
+
+@pytest.mark.parametrize(("verdict", "rule", "score", "expected"), [
+    (Verdict.OK, "no defect", None, (Verdict.OK, "no defect")),
+    (Verdict.OK, "no defect", 0.42, (Verdict.OK, "no defect; anomaly 0.42 < 1.00")),
+    (Verdict.OK, "no defect", 1.7, (Verdict.NG, "anomaly 1.70 >= 1.00")),
+    (Verdict.OK, "no defect", 1.0, (Verdict.NG, "anomaly 1.00 >= 1.00")),
+    (Verdict.NG, "scratch>=0.40", 1.7, (Verdict.NG, "scratch>=0.40; anomaly 1.70 >= 1.00")),
+    (Verdict.NG, "scratch>=0.40", 0.2, (Verdict.NG, "scratch>=0.40; anomaly 0.20 < 1.00")),
+    (Verdict.OK, "no defect", float("nan"), (Verdict.NG, "anomaly nan >= 1.00")),  # fail safe
+])
+def test_the_anomaly_rule(verdict: Verdict, rule: str, score: float | None, expected: tuple[Verdict, str]) -> None:
+    assert anomaly_rule(verdict, rule, score, 1.0) == expected
