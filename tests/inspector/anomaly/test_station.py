@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from camera.products import write_family
 from inspector.anomaly import teach
 from inspector.config import ConfigError, parse_config
 from inspector.pipeline.model_repo import ModelError, load_card
+from inspector.pipeline.preprocess import Tile
 from inspector.pipeline.results import InspectionResult, Verdict
 from inspector.pipeline.verdict import anomaly_rule
 from inspector.station import Station
@@ -144,3 +146,100 @@ def test_anomaly_config_is_checked() -> None:
 ])
 def test_the_anomaly_rule(verdict: Verdict, rule: str, score: float | None, expected: tuple[Verdict, str]) -> None:
     assert anomaly_rule(verdict, rule, score, 1.0) == expected
+
+
+# ---------------------------------------------------------------- the worker, with a scripted anomaly model
+
+
+class _Scores:
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+        self.maps = np.repeat(scores[:, None, None], 4, axis=1).repeat(4, axis=2)
+
+
+class _Pending:
+    def __init__(self, scores: np.ndarray, fail: bool) -> None:
+        self._scores, self._fail = scores, fail
+
+    def wait(self) -> _Scores:
+        if self._fail:
+            raise RuntimeError("scripted anomaly runtime failure")
+        return _Scores(self._scores)
+
+
+class ScriptedCheck:
+    """An `AnomalyCheck` whose image score is the batch item's mean pixel / 100; records what it was given."""
+
+    key, name, sha256 = "scripted", "scripted", "a" * 64
+    threshold, input_width, input_height = 1.0, 32, 32
+    crop: Tile | None = None
+
+    def __init__(self, backend: object, fail_start: bool = False, fail_wait: bool = False) -> None:
+        self.backend, self.fail_start, self.fail_wait = backend, fail_start, fail_wait
+        self.prepared: list[tuple[int, int]] = []
+        self.batches: list[tuple[int, int]] = []  # (items, detector batches submitted before it)
+
+    def prepare(self, worker: int, depth: int) -> None:
+        self.prepared.append((worker, depth))
+
+    def start(self, worker: int, batch_u8: np.ndarray) -> _Pending:
+        assert batch_u8.dtype == np.uint8 and batch_u8.shape[1:] == (32, 32, 3)
+        self.batches.append((len(batch_u8), len(self.backend.batches)))  # type: ignore[attr-defined]
+        if self.fail_start:
+            raise RuntimeError("scripted anomaly start failure")
+        return _Pending(batch_u8.reshape(len(batch_u8), -1).mean(axis=1) / 100.0, self.fail_wait)
+
+
+def _worker(check_kw: dict[str, bool]) -> tuple[Any, ScriptedCheck, list[Any], list[InspectionResult]]:
+    from camera.frame_pool import FramePool
+    from inspector.pipeline.results import Provenance
+    from inspector.pipeline.scheduler import CameraLane, InferenceWorker
+    from inspector.pipeline.verdict import VerdictRules
+    from tests.inspector.fakes import ScriptedBackend
+
+    be = ScriptedBackend()
+    check = ScriptedCheck(be, **check_kw)
+    prov = Provenance("fake", "0" * 64, "fake")
+    lanes = [CameraLane(c, FramePool(c, 4, (64, 64, 3)), VerdictRules(0.5), prov, tiling=False,
+                        anomaly=check if c != "plain" else None) for c in ("dark", "bright", "plain")]
+    results: list[InspectionResult] = []
+    w = InferenceWorker(0, be, lanes, results.extend)
+    for i, ln in enumerate(lanes):
+        got = ln.pool.acquire_slot()
+        assert got is not None
+        slot, arr = got
+        arr[...] = (10, 250, 250)[i]  # dark: score 0.1 (OK); bright: 2.5 (NG by the anomaly rule)
+        ln.pool.publish(slot, 1, pixel_format="BGR8")
+    claimed = [(ln, ln.pool.claim()) for ln in lanes]
+    w.process([(ln, h) for ln, h in claimed if h is not None])
+    return w, check, lanes, results
+
+
+def test_the_worker_starts_one_anomaly_batch_after_the_detectors_and_decides_by_it() -> None:
+    w, check, lanes, results = _worker({})
+    assert check.prepared == [(0, w.in_flight), (0, w.in_flight)]  # compiled when the worker was built
+    assert check.batches == [(2, 1)]  # the two cameras with the model in one batch, after the detector's submit
+    by = {r.camera_id: r for r in results}
+    assert by["dark"].verdict is Verdict.OK and by["dark"].anomaly_score == pytest.approx(0.1, abs=0.01)
+    assert by["dark"].rule == "no defect; anomaly 0.10 < 1.00"
+    assert by["bright"].verdict is Verdict.NG and by["bright"].rule == "anomaly 2.50 >= 1.00"
+    assert by["bright"].anomaly_map is not None and by["bright"].anomaly_map.shape == (4, 4)
+    assert by["plain"].anomaly_score is None and by["plain"].provenance.anomaly_sha256 == ""
+    assert by["bright"].provenance.anomaly_sha256 == "a" * 64 and by["bright"].provenance.model_name == "fake"
+    assert w.stats.errors == 0
+    for ln in lanes:
+        c = ln.pool.snapshot()
+        assert (c.received, c.inspected, c.dropped) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("fail", ["fail_start", "fail_wait"])
+def test_an_anomaly_batch_that_fails_makes_its_frames_ng_not_ok(fail: str) -> None:
+    w, _check, lanes, results = _worker({fail: True})
+    by = {r.camera_id: r for r in results}
+    for c in ("dark", "bright"):  # no score is no pass: fail safe
+        assert by[c].verdict is Verdict.NG and by[c].rule == "anomaly nan >= 1.00"
+    assert by["plain"].verdict is Verdict.OK  # the detector's verdict of the camera without the model stands
+    assert w.stats.errors == 1
+    for ln in lanes:
+        c = ln.pool.snapshot()
+        assert (c.received, c.inspected, c.dropped) == (1, 1, 0)
