@@ -23,6 +23,8 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     # rendered part banks are not cached across tests (they would fill the machine's cache
     # folder); tests of the cache give it a folder of their own
     monkeypatch.setenv("INSPECTOR_CACHE_DIR", "off")
+    # a station under test never starts a child process timing the precisions (tests of it turn it back on)
+    monkeypatch.setenv("INSPECTOR_PRECISION_MEASURE", "off")
 
 
 @pytest.fixture

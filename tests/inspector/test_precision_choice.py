@@ -89,6 +89,7 @@ class FakeCore:
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cache folder of the test's own; `cache_path` is its parent's precision.json (beside the banks)."""
     monkeypatch.setenv("INSPECTOR_CACHE_DIR", str(tmp_path / "cache" / "banks"))
+    monkeypatch.delenv(pc.MEASURE_ENV, raising=False)
     monkeypatch.setattr(pc, "_pending", {})
     return tmp_path / "cache"
 
@@ -145,7 +146,7 @@ def test_a_measurement_starved_by_a_busy_machine_is_not_cached(tmp_path: Path, c
     monkeypatch.setattr(pc, "measure", lambda *a, **k: busy)
     pc.measure_and_store(card, SETTINGS)
     choice = pc.choose_auto(FakeCore(), card, SETTINGS)
-    assert choice.precision == "int8" and "beside inspection: 70% of the cores" in choice.reason
+    assert choice.precision == "int8" and "timed with 70% of the cores (the rest busy)" in choice.reason
 
 
 # ---------------------------------------------------------------------- the cache
@@ -300,3 +301,33 @@ def test_the_report_and_the_status_bar_say_which_precision_runs_and_why() -> Non
     station.workers.append(SimpleNamespace(backend=asked))
     assert precision_status(station)[0] == "precision: int8 / f32"
     assert precision_status(SimpleNamespace()) == ("", "")  # an attached window without the workers
+
+
+def test_measuring_can_be_turned_off_and_one_process_measures_a_key_at_a_time(tmp_path: Path, cache_dir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    card = load_card(model_copy(tmp_path / "m"))
+    monkeypatch.setenv(pc.MEASURE_ENV, "off")
+    off = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
+    assert off.reason == f"rule: bf16, the CPU device's default (not measured: {pc.MEASURE_ENV}=off)" and not pc._pending
+    monkeypatch.delenv(pc.MEASURE_ENV)
+    pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
+    (job,) = pc._pending.values()
+    lock = pc._claim(job)
+    assert lock is not None and lock.read_text() == str(os.getpid())
+    assert pc._claim(job) is None  # a live process holds it: a second station does not measure the same key
+    lock.unlink()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(str(dead.pid))  # left by a process that ended
+    taken = pc._claim(job)
+    assert taken == lock and lock.read_text() == str(os.getpid())
+    ran: list[dict] = []
+    monkeypatch.setattr(pc, "_run_child", ran.append)
+    pc._run_children([job], 0.0)
+    assert ran == [] and lock.exists()  # held by this test's claim above: skipped
+    lock.unlink()
+    pc._run_children([job], 0.0)
+    assert ran == [job] and not lock.exists()  # measured once, the lock gone with it

@@ -275,11 +275,13 @@ def choose_auto(core: Any, card: ModelCard, settings: Settings) -> PrecisionChoi
     gated = {p for p, why in candidates(card, offered_precisions(core, settings.device)).items() if not why}
     timed = {p: v for p, v in (m.fps.items() if m is not None else ()) if p in gated}
     if m is None or not timed:
+        if os.environ.get(MEASURE_ENV, "").strip().lower() == "off":
+            return rule_choice(core, settings.device, card, f"not measured: {MEASURE_ENV}=off")
         _queue(card, settings, key, path)
         return rule_choice(core, settings.device, card, "not measured yet")
     winner = fastest(timed, m.max_batch)
     shown = Measurement(timed, m.max_batch, m.cpu_share)
-    beside = f", beside inspection: {m.cpu_share:.0%} of the cores" if m.cpu_share < 0.9 else ""
+    beside = f", timed with {m.cpu_share:.0%} of the cores (the rest busy)" if m.cpu_share < 0.9 else ""
     return PrecisionChoice(winner, f"measured: {shown.summary()}{beside} (cache {path})", measured=True)
 
 
@@ -427,10 +429,35 @@ START_DELAY_S = 3.0
 CHILD_TIMEOUT_S = 300.0
 
 
+#: ``off`` in the environment: ``auto`` never measures in the background (it runs the rule until a bench does)
+MEASURE_ENV = "INSPECTOR_PRECISION_MEASURE"
+
+
 def _queue(card: ModelCard, settings: Settings, key: Mapping[str, Any], path: Path) -> None:
     with _pending_lock:
         _pending.setdefault(key_digest(key), {"model": str(card.folder), "settings": asdict(settings),
-                                              "cache": str(path)})
+                                              "cache": str(path), "digest": key_digest(key)})
+
+
+def _claim(job: Mapping[str, Any]) -> Path | None:
+    """The lock file of ``job``'s measurement, created for this process; None where another live process
+    measures the same key (several stations starting at once on one machine measure once)."""
+    lock = Path(job["cache"]).with_name(f".precision-{job['digest']}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or "0"), 0)
+                return None  # its owner is alive: it measures
+            except (ProcessLookupError, ValueError, OSError):
+                lock.unlink(missing_ok=True)  # left by a process that ended: take it over
+                continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    return None
 
 
 #: False: `measure_pending` drops what was queued (``inspector bench`` measures in-process, before its stations)
@@ -454,28 +481,39 @@ def measure_pending(delay_s: float = START_DELAY_S) -> threading.Thread | None:
 def _run_children(jobs: list[dict[str, Any]], delay_s: float) -> None:
     time.sleep(delay_s)
     for job in jobs:
-        job = {**job, "seconds": MEASURE_SECONDS, "min_share": MIN_CPU_SHARE}
-        cmd = [sys.executable, "-m", "inspector.pipeline.backends.precision_choice", json.dumps(job)]
+        lock = _claim(job)
+        if lock is None:
+            continue
         try:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        except OSError as exc:
-            log.warning("precision: cannot start the measurement: %s", exc)
-            return
-        _children.add(child)
-        try:
-            _out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            _out, err = child.communicate()
+            _run_child(job)
         finally:
-            _children.discard(child)
-        lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
-        if child.returncode != 0:
-            log.warning("precision: the measurement ended with %s: %s", child.returncode,
-                        lines[-1] if lines else "no message")
-        elif lines:
-            log.info("%s", lines[-1])
+            lock.unlink(missing_ok=True)
+
+
+def _run_child(job: dict[str, Any]) -> None:
+    """One measurement in a child process (it writes the cache); its last line of output is logged."""
+    job = {**job, "seconds": MEASURE_SECONDS, "min_share": MIN_CPU_SHARE}
+    cmd = [sys.executable, "-m", "inspector.pipeline.backends.precision_choice", json.dumps(job)]
+    try:
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+    except OSError as exc:
+        log.warning("precision: cannot start the measurement: %s", exc)
+        return
+    _children.add(child)
+    try:
+        _out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        _out, err = child.communicate()
+    finally:
+        _children.discard(child)
+    lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+    if child.returncode != 0:
+        log.warning("precision: the measurement ended with %s: %s", child.returncode,
+                    lines[-1] if lines else "no message")
+    elif lines:
+        log.info("%s", lines[-1])
 
 
 def _end_children() -> None:
