@@ -91,7 +91,7 @@ class StationCameras:
         if cam is None:
             raise ValueError(f"no camera {camera_id!r} (cameras: {', '.join(self.cameras)})")
         if not isinstance(cam, SimulatedLineCamera):
-            raise ValueError(f"camera {camera_id} is not simulated; faults go into simulated cameras")
+            raise ValueError(f"camera {camera_id} is not simulated; faults go into simulated cameras")  # noqa: TRY004 - a user's camera id, reported as one line
         if fault == "missed_trigger":
             cam.missed_trigger_rate = float(value or 0.0)
         else:
@@ -112,7 +112,7 @@ class StationCameras:
         for cam in self.cameras.values():
             try:
                 cam.close()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failure is logged, the others still close
                 log.warning("camera %s: close failed: %s", cam.info.id, exc)
         if self._gentl_system is not None:
             self._gentl_system.__exit__(None, None, None)

@@ -25,8 +25,6 @@ from sqlalchemy import Engine
 
 from camera.features import FeatureError
 from camera.protocol import Camera
-from inspector.storage.box_review import ReviewedBox, get_box_review, save_box_review
-from inspector.storage.history import get_inspection, set_review
 from inspector.access.users import (
     AuditEntry,
     AuditLog,
@@ -38,6 +36,8 @@ from inspector.access.users import (
     UserError,
     UserStore,
 )
+from inspector.storage.box_review import ReviewedBox, get_box_review, save_box_review
+from inspector.storage.history import get_inspection, set_review
 
 __all__ = [
     "ControlError",
@@ -520,8 +520,8 @@ class StationControl:
             ModelError: The model folder or its card cannot be read.
         """
         self._require("model.update_card")
-        from inspector.quality.evaluation import update_card_metrics
         from inspector.pipeline.model_repo import load_card
+        from inspector.quality.evaluation import update_card_metrics
 
         with self._lock:
             before = load_card(model, verify=False)

@@ -303,7 +303,7 @@ def _storage(station: StationView, issues: _Issues) -> dict[str, Any]:
     return u
 
 
-def health_text(health: Mapping[str, Any]) -> str:
+def health_text(health: Health | Mapping[str, Any]) -> str:
     """``OK`` or ``DEGRADED: 37% of frames dropped (last 10 s)``: the level first, then why."""
     if health["ok"]:
         return "OK"

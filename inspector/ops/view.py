@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from camera.protocol import Camera
 from inspector.ops.run_stats import RunStats
 from inspector.ops.watchdog import CameraWatchdog
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.ops.health import Health
 
 
 class StationView(Protocol):
@@ -55,4 +58,4 @@ class StationView(Protocol):
     @property
     def paused(self) -> bool: ...
 
-    def health(self) -> Mapping[str, Any]: ...
+    def health(self) -> Health: ...

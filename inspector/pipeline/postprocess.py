@@ -6,7 +6,6 @@ import numpy as np
 
 from inspector.pipeline.preprocess import Letterbox, Tile
 
-
 #: The lowest confidence a frame is decoded at (the scheduler's: max(this, half the lowest threshold))
 CONF_FLOOR = 0.05
 #: Candidates up to which `nms` takes one IoU matrix (N x N) instead of a pass per kept box

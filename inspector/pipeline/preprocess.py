@@ -106,10 +106,10 @@ class Letterbox:
     def fit(w: int, h: int, in_w: int, in_h: int) -> Letterbox:
         """Aspect-preserving fit of a ``w x h`` image into ``in_w x in_h``, centred."""
         r = min(in_w / w, in_h / h)
-        new_w, new_h = int(round(w * r)), int(round(h * r))
+        new_w, new_h = round(w * r), round(h * r)
         dw, dh = (in_w - new_w) / 2, (in_h - new_h) / 2
         # the same rounding as Ultralytics' LetterBox
-        return Letterbox(r, int(round(dw - 0.1)), int(round(dh - 0.1)), new_w, new_h, in_w, in_h)
+        return Letterbox(r, round(dw - 0.1), round(dh - 0.1), new_w, new_h, in_w, in_h)
 
 
 @dataclass(frozen=True)
@@ -157,14 +157,14 @@ def plan_tiles(
     if min_defect_px * scale >= min_resolvable_px:
         return [Tile(0, 0, w, h)]
     # a tile of side t is scaled by in/t: keep min_defect * in / t >= min_resolvable
-    tw = max(16, min(w, int(math.floor(in_w * min_defect_px / min_resolvable_px))))
-    th = max(16, min(h, int(math.floor(in_h * min_defect_px / min_resolvable_px))))
+    tw = max(16, min(w, math.floor(in_w * min_defect_px / min_resolvable_px)))
+    th = max(16, min(h, math.floor(in_h * min_defect_px / min_resolvable_px)))
 
     def starts(total: int, size: int) -> list[int]:
         if size >= total:
             return [0]
         step = max(1, int(size * (1 - overlap)))
-        n = int(math.ceil((total - size) / step)) + 1
+        n = math.ceil((total - size) / step) + 1
         return [min(i * step, total - size) for i in range(n)]
 
     return [Tile(x, y, x + tw, y + th) for y in starts(h, th) for x in starts(w, tw)]

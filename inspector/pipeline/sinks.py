@@ -156,7 +156,8 @@ class SinkFanOut:
     def start(self) -> list[str]:
         """Start the store, the frame sinks, then the part sinks; returns their names in that order."""
         started = []
-        for sink in (*self.frame_sinks, *self.part_sinks):
+        sinks: tuple[FrameSink | PartSink, ...] = (*self.frame_sinks, *self.part_sinks)
+        for sink in sinks:
             sink.start()
             started.append(sink.name)
         return started
@@ -166,7 +167,8 @@ class SinkFanOut:
         last (`stop_store`), after the cameras' final transitions."""
         if self.store is not None and not self.store.flush(timeout):
             log.warning("sink %s: parts not flushed within %.0f s", self.store.name, timeout)
-        for sink in (*self.frame_sinks, *self.part_sinks):
+        sinks: tuple[FrameSink | PartSink, ...] = (*self.frame_sinks, *self.part_sinks)
+        for sink in sinks:
             if sink is not self.store:
                 sink.stop(timeout=timeout)
 

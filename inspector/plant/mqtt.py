@@ -42,6 +42,7 @@ from inspector.plant.messages import encode, part_message, state_message
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.config import StationConfig
+    from inspector.ops.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class StationStatus(Protocol):
     @property
     def paused(self) -> bool: ...
 
-    def health(self) -> dict[str, Any]: ...
+    def health(self) -> Health: ...
 
 
 @dataclasses.dataclass

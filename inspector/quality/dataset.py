@@ -59,7 +59,7 @@ def make_split_dirs(out: Path) -> None:
 
 def is_mono(seed: int, mono_share: float) -> bool:
     """Whether a dataset renders ``seed`` as a Mono8 frame (every ``1/mono_share``-th seed)."""
-    every = int(round(1 / mono_share)) if mono_share > 0 else 0
+    every = round(1 / mono_share) if mono_share > 0 else 0
     return every > 0 and seed % every == every - 1
 
 
@@ -119,7 +119,7 @@ def export_dataset(
     if image_format not in ("png", "jpg"):
         raise ValueError("image_format: must be png or jpg")
     out = Path(out)
-    n_val = max(1, int(round(count * val_fraction))) if count > 1 else 0
+    n_val = max(1, round(count * val_fraction)) if count > 1 else 0
     n_train = count - n_val
     boxes = 0
     make_split_dirs(out)

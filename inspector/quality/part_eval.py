@@ -64,7 +64,7 @@ def evaluate_parts(
             any_ng = False
             best = 0.0
             for f, d in zip(frames, dets):
-                verdict, _rule, counted, _rej = rules.decide(detections_from_array(d, card.classes))
+                verdict, _rule, _counted, _rej = rules.decide(detections_from_array(d, card.classes))
                 ng = verdict.value == "NG"
                 any_ng |= ng
                 best = max(best, float(d[:, 4].max()) if len(d) else 0.0)

@@ -212,7 +212,7 @@ class RecipeSwitch:
         self._prepared = []
         st.adopt_model(r.card, r.backends)
         for cid, cam_recipe in r.recipe.cameras.items():
-            cam = st.cameras.get(cid)
+            cam: Any = st.cameras.get(cid)  # None (a camera the station lacks): each setting is logged as refused
             for name, value in cam_recipe.settings.items():
                 try:
                     cam.features.set(name, value)

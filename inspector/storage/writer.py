@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import platformdirs
 from sqlalchemy import Connection, Engine, Table, insert, select, update
@@ -338,7 +338,8 @@ class DbWriter(QueuedSink):
             j.close()
 
     def handle_batch(self, batch: list[InspectionResult]) -> None:
-        parts = [r for r in batch if isinstance(r, PartResult)] if self._deliver is not None else []
+        queued = cast("list[object]", batch)  # the queue also carries parts (submit_part) and spooled rows
+        parts = [r for r in queued if isinstance(r, PartResult)] if self._deliver is not None else []
         lost_before, backlog_before = self.lost, len(self._backlog)
         try:
             self._handle_records(batch)

@@ -95,7 +95,7 @@ def test_a_part_reaches_the_part_sinks_only_after_it_and_its_frames_are_committe
 
 
 def test_a_part_waiting_for_the_plc_cuts_the_commit_linger_short(tmp_path: Path) -> None:
-    writer, db = _writer(tmp_path, linger_s=2.0)  # a commit interval far longer than a cycle
+    writer, _db = _writer(tmp_path, linger_s=2.0)  # a commit interval far longer than a cycle
     got = threading.Event()
     fan = SinkFanOut(on_published=lambda p: got.set())
     fan.add_store(writer)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from inspector.archive import NgArchive
-from inspector.quality.history_export import export_csv, export_yolo, spreadsheet_safe
 from inspector.pipeline.results import Verdict
+from inspector.quality.history_export import export_csv, export_yolo, spreadsheet_safe
 from inspector.storage.db import open_database
 from inspector.storage.history import HistoryFilter
 from tests.gui.history_data import build_history_db

@@ -58,7 +58,7 @@ def _write(engine: Engine, frames: Sequence[InspectionResult] = (), parts: Seque
     writer.start()
     for i, f in enumerate(frames):
         if i % 5000 == 4999:  # within the writer's queue
-            wait_until(lambda: writer.rows_written >= i - 4000, 60, "the writer")
+            wait_until(lambda i=i: writer.rows_written >= i - 4000, 60, "the writer")
         assert writer.submit(f)
     for p in parts:
         for f in p.frames:  # type: ignore[attr-defined]

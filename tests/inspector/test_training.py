@@ -50,8 +50,8 @@ def test_train_refuses_a_missing_dataset(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAVE_ULTRALYTICS, reason="the train extra (ultralytics) is not installed")
 def test_tiny_training_run_exports_a_model_the_runtime_loads(tmp_path: Path) -> None:
     from inspector.pipeline.backends import BatchItem, create_backend
-    from inspector.quality.dataset import export_dataset
     from inspector.pipeline.preprocess import Letterbox
+    from inspector.quality.dataset import export_dataset
     from inspector.quality.training.export import export_onnx
 
     export_dataset(tmp_path / "ds", 12, seed=0, width=96, height=96, val_fraction=0.25)

@@ -9,7 +9,6 @@ from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from inspector.storage.users_models import AuditRecord, AuditTamperError
 from inspector.access.users import (
     AuditLog,
     PermissionDenied,
@@ -21,6 +20,7 @@ from inspector.access.users import (
     check_password,
     hash_password,
 )
+from inspector.storage.users_models import AuditRecord, AuditTamperError
 
 
 # ---------------------------------------------------------------------- hashing

@@ -117,6 +117,6 @@ def export_tensorrt(onnx_path: Path, *, max_batch: int = 8, fp16: bool = True) -
         return None
     try:
         return build_engine(onnx_path, max_batch=max_batch, fp16=fp16)
-    except Exception as exc:  # no GPU / no tensorrt: the ONNX file is still usable
+    except Exception as exc:  # noqa: BLE001 - no GPU / no tensorrt: the ONNX file is still usable
         log.info("TensorRT engine not built: %s", exc)
         return None

@@ -88,27 +88,27 @@ def train(
         ) from exc
     dev = pick_device(device)
     model = YOLO(str(model_cfg))
-    kwargs: dict[str, object] = dict(
-        data=str(data),
-        imgsz=imgsz,
-        epochs=epochs,
-        batch=batch,
-        device=dev,
-        workers=workers,
-        project=str(Path(project).resolve()),
-        name=name,
-        exist_ok=True,
-        seed=seed,
-        plots=False,  # plotting fetches a font from the network
-        amp=dev != "cpu",
-        cache="ram",
+    kwargs: dict[str, object] = {
+        "data": str(data),
+        "imgsz": imgsz,
+        "epochs": epochs,
+        "batch": batch,
+        "device": dev,
+        "workers": workers,
+        "project": str(Path(project).resolve()),
+        "name": name,
+        "exist_ok": True,
+        "seed": seed,
+        "plots": False,  # plotting fetches a font from the network
+        "amp": dev != "cpu",
+        "cache": "ram",
         # industrial parts: flips are fine, strong scale changes are not
-        fliplr=0.5,
-        flipud=0.5,
-        scale=0.25,
-        degrees=0.0,
-        verbose=False,
-    )
+        "fliplr": 0.5,
+        "flipud": 0.5,
+        "scale": 0.25,
+        "degrees": 0.0,
+        "verbose": False,
+    }
     if hours:
         kwargs["time"] = hours
     kwargs.update(overrides or {})

@@ -10,9 +10,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+# imported to register their tables on Base: users/audit (users_models) and camera_events (event_models)
+from inspector.storage import event_models, users_models  # noqa: F401
 from inspector.storage.models import Base
-import inspector.storage.users_models  # noqa: F401  (registers the users/audit tables on Base)
-import inspector.storage.event_models  # noqa: F401  (camera_events)
 
 config = context.config
 target_metadata = Base.metadata

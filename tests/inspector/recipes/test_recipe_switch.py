@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def test_switching_models_under_load_loses_and_mixes_no_part(recipes: Path) -> N
         seen.add(p.recipe)
     assert seen == set(labels)
     # parts come in trigger order; the recipe changes only at boundaries (no flip-flop within one switch)
-    changes = sum(1 for a, b in zip(parts, parts[1:]) if a.recipe != b.recipe)
+    changes = sum(1 for a, b in itertools.pairwise(parts) if a.recipe != b.recipe)
     assert changes <= 5
     assert st.recipes.switches == 6 and st.recipe_number == 2
     assert st.cameras["cam1"].features.get("ExposureTime") == 6000.0  # the last recipe's camera settings
