@@ -133,6 +133,7 @@ class OpenVinoBackend(CpuBatchBackend):
         self._bound: dict[int, Any] = {}  # id(request) -> the input tensor it holds now
         self._running = 0  # batches inside the runtime now (started, not yet finished)
         self._last_done_ns = 0  # when the last one finished
+        self._largest = 1  # the largest batch started: a full batch of this station (1 for one camera)
         self._loaded_graph = False  # batches go to the loaded graph (see `start`)
         self._running_lock = threading.Lock()
         self._closed = False
@@ -161,9 +162,11 @@ class OpenVinoBackend(CpuBatchBackend):
             if inside >= 2:  # a queue behind the one-stream graph: the station is loaded
                 self._loaded_graph = True
             elif self._loaded_graph and not inside and (
-                    2 * n <= self.max_batch or time.perf_counter_ns() - self._last_done_ns > LOADED_LINGER_NS):
-                # the runtime is idle and the station keeps up (a small batch, or a pause): every core again
+                    2 * n <= self._largest or time.perf_counter_ns() - self._last_done_ns > LOADED_LINGER_NS):
+                # the runtime is idle and the station keeps up (a batch at most half the largest it sent, i.e.
+                # what its cameras fill, not max_batch: one camera's batches are all 1; or a pause): every core
                 self._loaded_graph = False
+            self._largest = max(self._largest, n)
             self._running += 1
             loaded = self._loaded_requests if self._loaded_graph else None
         if loaded is not None:
