@@ -18,10 +18,10 @@ from gui.app import MainWindow, main
 from gui.audit_view import AuditView
 from gui.bridge import EngineBridge
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
-from inspector.config import parse_config
 from inspector.access.control import StationControl
-from inspector.storage.db import open_database
 from inspector.access.users import Role, User, UserStore
+from inspector.config import parse_config
+from inspector.storage.db import open_database
 from tests.gui.conftest import PASSWORDS, SMALL_STATION, FakeStation, make_control
 
 
@@ -232,8 +232,9 @@ def test_history_buttons_follow_the_login(qtbot: Any, window: MainWindow) -> Non
 
 def test_first_start_dialog_does_not_hold_inspection(qtbot: Any, tmp_path: Path, monkeypatch: Any) -> None:
     """Issue 31.2: while the first-admin dialog is open the station inspects and stores results."""
-    import gui.app as app_module
     from sqlalchemy import text
+
+    import gui.app as app_module
 
     cfg = parse_config(SMALL_STATION, "gui-test")
     url = f"sqlite:///{tmp_path / 'station.db'}"

@@ -16,9 +16,9 @@ pytest.importorskip("pytestqt")
 from sqlalchemy import Engine, text
 
 from gui.history import HistoryModel, HistoryTab
+from inspector.access.users import PermissionDenied
 from inspector.storage.db import open_database
 from inspector.storage.history import HistoryFilter, count_history
-from inspector.access.users import PermissionDenied
 from tests.gui.conftest import PASSWORDS, FakeStation, make_control
 from tests.gui.history_data import CAMERAS, CLASSES, HistoryDb, build_history_db
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inspector.pipeline.backends.base import BatchItem, BatchOutput, SynchronousBackend
 from inspector.config import StationConfig, parse_config
+from inspector.pipeline.backends.base import BatchItem, BatchOutput, SynchronousBackend
 from inspector.pipeline.model_repo import ModelCard
 
 

@@ -7,8 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from inspector.access.audit_verify import verify_audit
-from inspector.storage.db import migrate, open_database
 from inspector.access.users import AuditLog, UserStore
+from inspector.storage.db import migrate, open_database
 from tests.reliability.conftest import PostgresServer
 
 

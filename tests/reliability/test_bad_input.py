@@ -22,8 +22,8 @@ from inspector.config import ConfigError, StationConfig, load_config, parse_conf
 from inspector.pipeline.model_repo import DEFAULT_MODEL, ModelError, load_card
 from inspector.pipeline.results import Provenance
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker
-from inspector.station import Station
 from inspector.pipeline.verdict import VerdictRules
+from inspector.station import Station
 from tests.inspector.fakes import ScriptedBackend
 
 # ---------------------------------------------------------------------------- config files

@@ -14,11 +14,11 @@ from camera.features import DictFeatureTree, Feature, FeatureError
 from camera.frame_pool import FramePool
 from camera.protocol import CameraInfo, CameraState
 from camera.simulated import SimulatedLineCamera
+from inspector.ops.watchdog import CameraWatchdog
 from inspector.pipeline.backends.base import BatchItem, BatchOutput
 from inspector.pipeline.results import Provenance
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker
 from inspector.pipeline.verdict import VerdictRules
-from inspector.ops.watchdog import CameraWatchdog
 from tests.inspector.fakes import ScriptedBackend
 from tests.reliability.helpers import wait_until
 

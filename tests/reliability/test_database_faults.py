@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 from sqlalchemy import Engine, text
@@ -54,7 +55,7 @@ class Producer:
             else:
                 self.refused += 1
 
-    def __enter__(self) -> Producer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

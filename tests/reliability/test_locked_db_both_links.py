@@ -82,7 +82,7 @@ class ModbusPlc(threading.Thread):
                         self.seen.append(c.read("result_part_id"))
                         c.command(Command.DEQUEUE_RESULT)
                         n = c.read("fifo_count")
-                except Exception as exc:  # a Modbus exception or a timeout: counted, the PLC goes on
+                except Exception as exc:  # noqa: BLE001 - a Modbus exception or a timeout: counted, the PLC goes on
                     self.exceptions.append(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.1)
 
@@ -122,7 +122,7 @@ def test_a_locked_database_stalls_neither_link(tmp_path: Path, monkeypatch: pyte
             while time.monotonic() < end:
                 try:
                     ua_jobs.append(await single_job(auto, idx, f"UA-{i}"))
-                except Exception as exc:  # a refused job is an answer; a dropped session is not
+                except Exception as exc:  # noqa: BLE001 - a refused job is an answer; a dropped session is not
                     ua_errors.append(f"{type(exc).__name__}: {exc}")
                 i += 1
                 await asyncio.sleep(0.2)

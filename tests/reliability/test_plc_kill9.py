@@ -51,7 +51,7 @@ def _connect(port: int, child: subprocess.Popen[bytes], log: Path) -> object:
             if client.read("state") != 0:  # the link answers once the station is built
                 return client
             client.close()
-        except Exception:  # not listening yet
+        except Exception:  # noqa: BLE001, S110 - not listening yet
             pass
         time.sleep(0.2)
     raise AssertionError("the station's Modbus link did not come up within 60 s")
@@ -71,7 +71,7 @@ def _drive_until_killed(client: object, child: subprocess.Popen[bytes], next_id:
                 pid = client.read("result_part_id")  # type: ignore[attr-defined]
                 seen.append(pid)  # the PLC saw this result: from now on it must survive
                 client.command(Command.DEQUEUE_RESULT)  # type: ignore[attr-defined]
-        except Exception:  # a busy answer or a timeout: try again
+        except Exception:  # noqa: BLE001, S110 - a busy answer or a timeout: try again
             pass
         time.sleep(rng.uniform(0.03, 0.08))
     child.send_signal(signal.SIGKILL)

@@ -45,8 +45,8 @@ def test_plc_triggers_parts_with_its_ids_and_dequeues_their_results_in_order(tmp
     assert st.plc_modbus in st.fan_out.part_sinks and "reordered" in rep["parts"]
     assert rep["db"]["parts_delivered"] == len(ids)  # every part reached the PLC through the store
     # the PLC's session is audited: who started it, as which role
-    from inspector.storage.db import open_database
     from inspector.access.audit import AuditLog
+    from inspector.storage.db import open_database
 
     engine = open_database(f"sqlite:///{tmp_path / 'plc.db'}")
     try:
