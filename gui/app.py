@@ -21,12 +21,12 @@ from gui.recipe_selector import RecipeSelector
 from gui.settings_dialog import CameraSettingsDialog
 from gui.startup import BuildCancelled, StartupWindow, after_shown, make_application, run_build
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
-from inspector.config import StationConfig
 from inspector.access.control import StationControl
-from inspector.ops.health import health_text
-from inspector.settings_store import CameraSettingsStore
-from inspector.ops.report import precision_status
 from inspector.access.users import PermissionDenied, UserError
+from inspector.config import StationConfig
+from inspector.ops.health import health_text
+from inspector.ops.report import precision_status
+from inspector.settings_store import CameraSettingsStore
 
 log = logging.getLogger(__name__)
 
