@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
@@ -275,7 +275,7 @@ class Station:
         """The provenance a camera's results get under ``card`` and ``rules`` (a recipe's)."""
         try:
             digest = settings_digest(self.cameras[camera_id].features)
-        except Exception:  # a device that cannot be read yet: digest stays empty
+        except Exception:  # noqa: BLE001 - a device that cannot be read yet: digest stays empty
             digest = ""
         return Provenance(card.name, card.sha256, self.backend_name, rules.as_pairs(), digest, card.card_sha256)
 
@@ -373,7 +373,7 @@ class Station:
         for cam in self.cameras.values():
             try:
                 cam.start()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one camera's driver failing must not stop the others
                 failures.append(f"{cam.info.id}: {exc}")
                 log.error("camera %s failed to start: %s", cam.info.id, exc)
         if failures and len(failures) == len(self.cameras):
@@ -402,7 +402,7 @@ class Station:
         for cam in self.cameras.values():
             try:
                 cam.stop()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a driver failing at stop: the others still stop
                 log.warning("camera %s: stop failed: %s", cam.info.id, exc)
         for w in self.workers:
             w.stop()
@@ -415,7 +415,7 @@ class Station:
         if self.metrics is not None:
             self.metrics.close()
 
-    def __enter__(self) -> Station:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

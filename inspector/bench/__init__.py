@@ -56,8 +56,8 @@ _KINDS = (("amx_tile", "amx"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx
 def machine_description() -> dict[str, Any]:
     """What the numbers were measured on."""
     cpu = cpu_description()
-    import openvino
     import onnxruntime
+    import openvino
 
     return {
         "cpu": cpu["model"],
@@ -231,21 +231,7 @@ def format_table(res: dict[str, Any]) -> str:
         )
     ln = res["latency_nominal"]
     ls = res["latency_saturation"]
-    p = res.get("precision") or {}
-    if p.get("fps"):
-        lines.append("precision, pure backend (every gated precision, alternating; fastest first):")
-        lines.append(f"{'':>8} {'batch ' + str(p['batch']):>12} {'batch 1':>10}")
-        for name in p["ranking"]:
-            by = p["fps"][name]
-            lines.append(f"{name:>8} {by.get(str(p['batch']), 0.0):12.1f} {by.get('1', 0.0):10.1f}")
-        for name, why in p.get("skipped", {}).items():
-            lines.append(f"{name:>8} not measured: {why}")
-        a = p.get("auto") or {}
-        lines.append(f"auto runs {a.get('precision', '?')}: {a.get('reason', '?')}"
-                     + (f"; this run ran {res['ran_precision']}" if res.get("ran_precision") not in (None, a.get("precision"))
-                        else ""))
-    elif p.get("note"):
-        lines.append(f"precision: {p['note']}")
+    lines.extend(_precision_lines(res))
     nm = res.get("nominal")
     if nm:
         lines.append(
@@ -263,6 +249,40 @@ def format_table(res: dict[str, Any]) -> str:
         "stages at nominal rate, p50 ms: "
         + ", ".join(f"{k} {v['p50']:.2f}" for k, v in st.items() if k != "total")
     )
+    lines.extend(_ultralytics_lines(res))
+    d = res.get("database")
+    if d:
+        lines.append(
+            f"database ({d['url_kind']}): {d['inserts_per_s']:.0f} results/s through the writer; history queries on "
+            f"{d['rows']:,} rows: p95 {d['query_p95_ms']:.1f} ms (worst filter {d['worst_query']}: {d['worst_p95_ms']:.1f} ms)"
+        )
+    lines.append(f"bench took {res.get('bench_seconds', 0):.0f} s")
+    return "\n".join(lines)
+
+def _precision_lines(res: dict[str, Any]) -> list[str]:
+    """Every gated precision's pure-backend fps and what ``auto`` runs."""
+    lines: list[str] = []
+    p = res.get("precision") or {}
+    if p.get("fps"):
+        lines.append("precision, pure backend (every gated precision, alternating; fastest first):")
+        lines.append(f"{'':>8} {'batch ' + str(p['batch']):>12} {'batch 1':>10}")
+        for name in p["ranking"]:
+            by = p["fps"][name]
+            lines.append(f"{name:>8} {by.get(str(p['batch']), 0.0):12.1f} {by.get('1', 0.0):10.1f}")
+        for name, why in p.get("skipped", {}).items():
+            lines.append(f"{name:>8} not measured: {why}")
+        a = p.get("auto") or {}
+        lines.append(f"auto runs {a.get('precision', '?')}: {a.get('reason', '?')}"
+                     + (f"; this run ran {res['ran_precision']}" if res.get("ran_precision") not in (None, a.get("precision"))
+                        else ""))
+    elif p.get("note"):
+        lines.append(f"precision: {p['note']}")
+    return lines
+
+
+def _ultralytics_lines(res: dict[str, Any]) -> list[str]:
+    """Ultralytics' predict beside ours, each row naming the precision it ran at."""
+    lines: list[str] = []
     u = res.get("ultralytics")
     if u:
         lines.append(
@@ -288,11 +308,4 @@ def format_table(res: dict[str, Any]) -> str:
             lines.append(f"ultralytics comparisons: {u['comparisons_note']}")
     else:
         lines.append(f"ultralytics: {res.get('ultralytics_note', 'not measured')}")
-    d = res.get("database")
-    if d:
-        lines.append(
-            f"database ({d['url_kind']}): {d['inserts_per_s']:.0f} results/s through the writer; history queries on "
-            f"{d['rows']:,} rows: p95 {d['query_p95_ms']:.1f} ms (worst filter {d['worst_query']}: {d['worst_p95_ms']:.1f} ms)"
-        )
-    lines.append(f"bench took {res.get('bench_seconds', 0):.0f} s")
-    return "\n".join(lines)
+    return lines

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, insert
 
-from inspector.pipeline.results import Detection, InspectionResult, Provenance, StageTimes, Verdict
 from inspector.ops.run_stats import percentiles
+from inspector.pipeline.results import Detection, InspectionResult, Provenance, StageTimes, Verdict
 from inspector.storage.db import migrate, open_database
 from inspector.storage.history import HistoryFilter, query_history
 from inspector.storage.models import CameraRecord, DetectionRecord, InspectionRecord, ModelRecord

@@ -110,7 +110,7 @@ def run_ultralytics(model: str, frames: list[np.ndarray], seconds: float = 10.0,
         d = _int8_openvino_dir(card, Path(tmp), calibration) if int8 else _openvino_dir(card.path, Path(tmp))
         out["export_s"] = time.perf_counter() - t_export
         yolo = YOLO(str(d), task="detect")
-        kw: dict[str, Any] = dict(imgsz=card.input_width, device="cpu", verbose=False, conf=0.25)
+        kw: dict[str, Any] = {"imgsz": card.input_width, "device": "cpu", "verbose": False, "conf": 0.25}
         yolo.predict(bgr[0], **kw)
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 2:

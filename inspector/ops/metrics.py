@@ -155,65 +155,8 @@ class _StationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         st = self._st
-        frames = {
-            k: CounterMetricFamily(f"inspector_frames_{k}", f"Frames {k}, per camera", labels=["camera"])
-            for k in ("received", "inspected", "dropped", "invalid")
-        }
-        by_cam = ["camera"]
-        in_flight = GaugeMetricFamily("inspector_frames_in_flight", "Frames published, not yet settled", labels=by_cam)
-        ng = CounterMetricFamily("inspector_ng", "NG verdicts, per camera", labels=["camera"])
-        fps = GaugeMetricFamily("inspector_camera_fps", "Inspected frames per second (last 5 s)", labels=["camera"])
-        rfps = GaugeMetricFamily("inspector_camera_received_fps", "Received frames per second (last 5 s)", labels=by_cam)
-        state = GaugeMetricFamily("inspector_camera_state", "1 for the camera's current state", labels=[*by_cam, "state"])
-        age = GaugeMetricFamily("inspector_camera_frame_age_seconds", "Seconds since the last frame", labels=["camera"])
-        trans = CounterMetricFamily(
-            "inspector_camera_transitions", "Camera state transitions, by new state", labels=["camera", "state"]
-        )
-        for cid, cam in st.cameras.items():
-            c = cam.pool.snapshot()
-            for k, fam in frames.items():
-                fam.add_metric([cid], getattr(c, k))
-            in_flight.add_metric([cid], c.in_flight)
-            ng.add_metric([cid], st.stats.camera(cid).ng)
-            rates = st.watchdog.rates(cid)
-            fps.add_metric([cid], rates["inspected"])
-            rfps.add_metric([cid], rates["received"])
-            for s in CameraState:
-                state.add_metric([cid, s.value], 1.0 if cam.state is s else 0.0)
-            frame_age = getattr(cam, "frame_age", None)
-            if frame_age is not None:
-                age.add_metric([cid], frame_age())
-        for (cid, new_state), n in sorted(st.transitions.items()):
-            trans.add_metric([cid, new_state], n)
-        yield from frames.values()
-        yield from (in_flight, ng, fps, rfps, state, age, trans)
-
-        if st.db_writer is not None:
-            d = st.db_writer.stats()
-            yield GaugeMetricFamily(
-                "inspector_db_queue_depth", "Results waiting for the DB writer", value=d["queue_depth"]
-            )
-            yield GaugeMetricFamily("inspector_db_spool_records", "Records waiting in the spool", value=d["spool_size"])
-            yield GaugeMetricFamily(
-                "inspector_db_spool_bytes", "Size of the spool file", value=st.db_writer.spool.size_bytes
-            )
-            yield CounterMetricFamily("inspector_db_rows_written", "Inspections committed", value=d["rows_written"])
-            yield CounterMetricFamily(
-                "inspector_db_skipped", "Results not queued for the DB (queue full)", value=d["skipped_full"]
-            )
-        if st.archive is not None:
-            a = st.archive.stats()
-            yield GaugeMetricFamily("inspector_archive_bytes", "Bytes of NG images kept", value=a["archive_bytes"])
-            yield GaugeMetricFamily("inspector_archive_alarm", "1 while NG images cannot be written", value=a["alarm"])
-            yield CounterMetricFamily(
-                "inspector_archive_dropped_disk_full", "NG images dropped: disk full", value=a["dropped_disk_full"]
-            )
-        retention = getattr(st, "retention", None)  # inspector.storage.retention.StorageRetention
-        if retention is not None:
-            u = retention.usage()
-            yield GaugeMetricFamily("inspector_db_bytes", "Size of the database on disk", value=u["db_bytes"])
-            yield GaugeMetricFamily("inspector_disk_budget_used_ratio",
-                                    "Database and NG archive against [storage] disk_budget_gb", value=u["budget_used"])
+        yield from _camera_metrics(st)
+        yield from _storage_metrics(st)
         line = getattr(st, "line", None)
         if line is not None:
             yield from _part_metrics(line.report())
@@ -223,19 +166,89 @@ class _StationCollector(Collector):
         for w in st.workers:
             errors.add_metric([str(w.index)], w.stats.errors)
         yield errors
-        h = st.health()
-        yield GaugeMetricFamily("inspector_alarm", "1 while the station's health is not OK", value=float(not h["ok"]))
+        yield from _health_metrics(st.health())
+
+
+def _camera_metrics(st: StationView) -> Iterator[Metric]:
+    """Frames, NG verdicts, rates, states and transitions, per camera."""
+    frames = {
+        k: CounterMetricFamily(f"inspector_frames_{k}", f"Frames {k}, per camera", labels=["camera"])
+        for k in ("received", "inspected", "dropped", "invalid")
+    }
+    by_cam = ["camera"]
+    in_flight = GaugeMetricFamily("inspector_frames_in_flight", "Frames published, not yet settled", labels=by_cam)
+    ng = CounterMetricFamily("inspector_ng", "NG verdicts, per camera", labels=["camera"])
+    fps = GaugeMetricFamily("inspector_camera_fps", "Inspected frames per second (last 5 s)", labels=["camera"])
+    rfps = GaugeMetricFamily("inspector_camera_received_fps", "Received frames per second (last 5 s)", labels=by_cam)
+    state = GaugeMetricFamily("inspector_camera_state", "1 for the camera's current state", labels=[*by_cam, "state"])
+    age = GaugeMetricFamily("inspector_camera_frame_age_seconds", "Seconds since the last frame", labels=["camera"])
+    trans = CounterMetricFamily(
+        "inspector_camera_transitions", "Camera state transitions, by new state", labels=["camera", "state"]
+    )
+    for cid, cam in st.cameras.items():
+        c = cam.pool.snapshot()
+        for k, fam in frames.items():
+            fam.add_metric([cid], getattr(c, k))
+        in_flight.add_metric([cid], c.in_flight)
+        ng.add_metric([cid], st.stats.camera(cid).ng)
+        rates = st.watchdog.rates(cid)
+        fps.add_metric([cid], rates["inspected"])
+        rfps.add_metric([cid], rates["received"])
+        for s in CameraState:
+            state.add_metric([cid, s.value], 1.0 if cam.state is s else 0.0)
+        frame_age = getattr(cam, "frame_age", None)
+        if frame_age is not None:
+            age.add_metric([cid], frame_age())
+    for (cid, new_state), n in sorted(st.transitions.items()):
+        trans.add_metric([cid, new_state], n)
+    yield from frames.values()
+    yield from (in_flight, ng, fps, rfps, state, age, trans)
+
+
+def _storage_metrics(st: StationView) -> Iterator[Metric]:
+    """The database writer, the NG archive and the disk budget."""
+    if st.db_writer is not None:
+        d = st.db_writer.stats()
         yield GaugeMetricFamily(
-            "inspector_health_level", "0 OK, 1 DEGRADED, 2 ALARM", value=float(HealthLevel[h["level"]])
+            "inspector_db_queue_depth", "Results waiting for the DB writer", value=d["queue_depth"]
         )
-        w = h["window"]
+        yield GaugeMetricFamily("inspector_db_spool_records", "Records waiting in the spool", value=d["spool_size"])
         yield GaugeMetricFamily(
-            "inspector_drop_rate", "Share of received frames dropped over the health window", value=w["drop_rate"]
+            "inspector_db_spool_bytes", "Size of the spool file", value=st.db_writer.spool.size_bytes
         )
-        yield GaugeMetricFamily(
-            "inspector_window_latency_p99_seconds", "p99 latency over the health window",
-            value=w["latency_ms"]["p99"] / 1000,
+        yield CounterMetricFamily("inspector_db_rows_written", "Inspections committed", value=d["rows_written"])
+        yield CounterMetricFamily(
+            "inspector_db_skipped", "Results not queued for the DB (queue full)", value=d["skipped_full"]
         )
+    if st.archive is not None:
+        a = st.archive.stats()
+        yield GaugeMetricFamily("inspector_archive_bytes", "Bytes of NG images kept", value=a["archive_bytes"])
+        yield GaugeMetricFamily("inspector_archive_alarm", "1 while NG images cannot be written", value=a["alarm"])
+        yield CounterMetricFamily(
+            "inspector_archive_dropped_disk_full", "NG images dropped: disk full", value=a["dropped_disk_full"]
+        )
+    retention = getattr(st, "retention", None)  # inspector.storage.retention.StorageRetention
+    if retention is not None:
+        u = retention.usage()
+        yield GaugeMetricFamily("inspector_db_bytes", "Size of the database on disk", value=u["db_bytes"])
+        yield GaugeMetricFamily("inspector_disk_budget_used_ratio",
+                                "Database and NG archive against [storage] disk_budget_gb", value=u["budget_used"])
+
+
+def _health_metrics(h: Any) -> Iterator[Metric]:
+    """The health verdict and its window (`inspector.ops.health.Health`)."""
+    yield GaugeMetricFamily("inspector_alarm", "1 while the station's health is not OK", value=float(not h["ok"]))
+    yield GaugeMetricFamily(
+        "inspector_health_level", "0 OK, 1 DEGRADED, 2 ALARM", value=float(HealthLevel[h["level"]])
+    )
+    w = h["window"]
+    yield GaugeMetricFamily(
+        "inspector_drop_rate", "Share of received frames dropped over the health window", value=w["drop_rate"]
+    )
+    yield GaugeMetricFamily(
+        "inspector_window_latency_p99_seconds", "p99 latency over the health window",
+        value=w["latency_ms"]["p99"] / 1000,
+    )
 
 
 def _part_metrics(rep: dict[str, Any]) -> Iterator[Metric]:

@@ -86,7 +86,7 @@ class StationCommands:
         try:
             if st.health()["level"] == "ALARM":
                 return StationState.ERROR
-        except Exception:  # noqa: BLE001 - a state read must never take the PLC link down
+        except Exception:
             log.exception("plc: health check failed")
             return StationState.ERROR
         return StationState.RUNNING

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from inspector.plc.modbus_map import BY_NAME, SIZE, Command, CommandStatus
 
@@ -26,7 +26,7 @@ class PlcClient:
     def close(self) -> None:
         self.client.close()
 
-    def __enter__(self) -> PlcClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -254,7 +254,7 @@ class ModbusPlc:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start() as one line
+        except BaseException as exc:
             if not self._ready.is_set():
                 self._start_error = exc
                 self._ready.set()
@@ -482,7 +482,7 @@ class ModbusPlc:
         cams = self.cameras or part.expected
         ng_frames = {f.camera_id for f in part.frames if f.ng} | set(part.missing)
         self._set("result_cameras_ng", sum(1 << i for i, c in enumerate(cams[:16]) if c in ng_frames))
-        self._set("result_time_ms", min(0xFFFF, int(round(part.times.verdict_ms))))
+        self._set("result_time_ms", min(0xFFFF, round(part.times.verdict_ms)))
 
     def _write_counters(self) -> None:
         self._set("parts_ok", self._counts["ok"] & 0xFFFFFFFF)

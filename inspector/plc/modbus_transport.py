@@ -94,6 +94,11 @@ class RequestSplitter:
     ``callback_disconnected`` on it from the server's event loop.
     """
 
+    # set by pymodbus' ServerRequestHandler.__init__ and its transport (this class borrows its methods)
+    transport: Any
+    loop: Any
+    server: Any
+
     def __init__(self, owner: Any, guard: ClientGuard, garbage: LineLimiter, unit_id: int | None) -> None:
         from pymodbus.server.requesthandler import ServerRequestHandler
 

@@ -233,7 +233,7 @@ class OpcUaSessions:
         except Exception as exc:  # noqa: BLE001 - fail closed: no call without a role read now
             raise Refusal(ua.StatusCodes.BadResourceUnavailable, f"the role of {name} cannot be read now: "
                                                                  f"{type(exc).__name__}") from None
-        if stamp != login.stamp:
+        if stamp is None or stamp != login.stamp:
             why = self._changed(stamp)
             self.end(session, why)
             raise Refusal(ua.StatusCodes.BadUserAccessDenied, f"{name}: {why} since the login; session closed")

@@ -34,7 +34,7 @@ login_answer: contextvars.ContextVar[Any] = contextvars.ContextVar("opcua_login_
 #: the session whose request is being processed (read by method callbacks)
 current_session: contextvars.ContextVar[Any] = contextvars.ContextVar("opcua_session", default=None)
 
-_ACTIVATE = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
+_ACTIVATE = ua.NodeId(ua.Int32(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary))
 _HEADER = 8  # message type (3), chunk type (1), message size (4, little-endian, header included)
 
 
@@ -161,7 +161,7 @@ class _StationProcessor(UaProcessor):
         params = struct_from_binary(ua.ActivateSessionParameters, peek)
         session = self.session or self.iserver.lookup_external_session(header.AuthenticationToken)
         token = params.UserIdentityToken
-        if isinstance(token, ua.ExtensionObject) and token.TypeId == ua.NodeId(ua.ObjectIds.Null):
+        if isinstance(token, ua.ExtensionObject) and token.TypeId == ua.NodeId(ua.Int32(ua.ObjectIds.Null)):
             token = ua.AnonymousIdentityToken()  # as asyncua reads an empty token
         if not isinstance(token, self.iserver.supported_tokens) or session is None:
             return None  # a token kind not offered: asyncua refuses it, no login to count

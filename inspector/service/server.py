@@ -20,7 +20,6 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -30,6 +29,7 @@ import numpy as np
 from camera.frame_pool import FrameHandle
 from camera.protocol import Camera, CameraState
 from inspector.access.control import StationControl
+from inspector.ops.health import Health
 from inspector.pipeline.results import InspectionResult, PartResult
 from inspector.plc.link_status import plc_status
 from inspector.service.images import encode_display_jpeg
@@ -72,7 +72,7 @@ class ServedStation(Protocol):
 
     def refresh_provenance(self, camera_id: str) -> None: ...
 
-    def health(self) -> Mapping[str, Any]: ...
+    def health(self) -> Health: ...
 
 
 # ---------------------------------------------------------------------------- the server

@@ -80,39 +80,13 @@ class OpenVinoBackend(CpuBatchBackend):
             precision = self.precision_choice.precision
         #: the precision this backend runs (``auto`` resolved; ``auto`` still on a device without a default)
         self.precision = precision
-        if precision == "int8":
-            # the INT8 IR was quantized from the runtime graph: the u8 NHWC preprocessing is already in it
-            xml = int8_model_path(card)
-            try:
-                model = core.read_model(str(xml))
-                nhwc = model.input(0).get_partial_shape()
-            except (RuntimeError, ValueError, IndexError) as exc:
-                raise ModelError(f"model: {xml} cannot be loaded by openvino: {_first_line(exc)}") from None
-            hw = (_dim(nhwc[1]), _dim(nhwc[2])) if nhwc.rank.is_static and nhwc.rank.get_length() == 4 else (None, None)
-            check_model_io(card, xml, hw, _output_channels(model))
-        else:
-            model = runtime_model(core, card)
+        model = _read_model(core, card, precision)
         #: the IoU the graph suppresses at (None: the raw output only, the host decodes)
         self.nms_iou = nms_iou
         if nms_iou is not None:
             model = with_nms(model, len(card.classes), nms_iou)
         adaptive = streams == "auto" and device == "CPU"
-        fixed = 0 if streams == "auto" else int(streams)
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
-        if fixed:  # several batches run at once, each on its share of the cores
-            config = {"NUM_STREAMS": fixed}
-        cache = compiled_model_cache()
-        if cache is not None:  # the compiled blob is reused by the next start (same model, device, config)
-            config["CACHE_DIR"] = str(cache)
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        if precision not in ("auto", "int8"):
-            config["INFERENCE_PRECISION_HINT"] = {"f32": "f32", "bf16": "bf16", "f16": "f16"}[precision]
-        elif _emulated_f32_default(device):  # that lesser CPU's default, not this one's bf16
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        # int8: what NNCF left unquantized runs at the device's default, f32 on AVX2, bf16 on AMX (there,
-        # side by side: 1.68x f32 instead of 1.39x with an f32 hint, for 81% instead of 83% of FP32 boxes
-        # found again at IoU 0.9)
+        config = _compile_config(device, precision, threads, streams)
         try:
             self._compiled = core.compile_model(model, device, config)
             # under load: the same graph with several streams (a cached compile: ~0.06 s)
@@ -154,7 +128,7 @@ class OpenVinoBackend(CpuBatchBackend):
             for n in sorted({1, self.max_batch}):
                 req.infer({0: self._batch[:n]})
 
-    def start(self, slot: int, n: int, preprocess_ms: float = 0.0) -> "_Running":
+    def start(self, slot: int, n: int, preprocess_ms: float = 0.0) -> _Running:
         with self._running_lock:
             inside = self._running
             if self._closed:
@@ -188,7 +162,7 @@ class OpenVinoBackend(CpuBatchBackend):
         req.start_async()
         return running
 
-    def _finished(self, running: "_Running") -> None:
+    def _finished(self, running: _Running) -> None:
         """``running`` left the runtime: once, from its callback or, where the inference failed and no
         callback came, from its `wait`."""
         with self._running_lock:
@@ -221,7 +195,7 @@ class _Running:
 
     __slots__ = ("__weakref__", "_iou", "_n", "_on_done", "_pre_ms", "_req", "_t0", "_t1", "counted")
 
-    def __init__(self, req: Any, preprocess_ms: float, on_done: Callable[["_Running"], None], n: int = 0,
+    def __init__(self, req: Any, preprocess_ms: float, on_done: Callable[[_Running], None], n: int = 0,
                  iou: float | None = None) -> None:
         self._req = req
         self._n = n  # inputs in the batch
@@ -271,7 +245,7 @@ def _request_done(running: weakref.ref[_Running]) -> None:
 
 
 #: Backends not yet garbage-collected: at exit every one waits for its requests still running.
-_LIVE: "weakref.WeakSet[OpenVinoBackend]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[OpenVinoBackend] = weakref.WeakSet()
 
 
 @atexit.register
@@ -381,6 +355,43 @@ def _output_channels(model: Any) -> int | None:
     """Channels per anchor of the detection output ``(B, 4 + nc, N)``; None where unknown."""
     shape = model.output(0).get_partial_shape()
     return _dim(shape[1]) if shape.rank.is_static and shape.rank.get_length() == 3 else None
+
+
+def _read_model(core: Any, card: ModelCard, precision: str) -> Any:
+    """The runtime graph of ``card``, or its INT8 IR (checked against the card) for ``int8``."""
+    if precision != "int8":
+        return runtime_model(core, card)
+    # the INT8 IR was quantized from the runtime graph: the u8 NHWC preprocessing is already in it
+    xml = int8_model_path(card)
+    try:
+        model = core.read_model(str(xml))
+        nhwc = model.input(0).get_partial_shape()
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ModelError(f"model: {xml} cannot be loaded by openvino: {_first_line(exc)}") from None
+    hw = (_dim(nhwc[1]), _dim(nhwc[2])) if nhwc.rank.is_static and nhwc.rank.get_length() == 4 else (None, None)
+    check_model_io(card, xml, hw, _output_channels(model))
+    return model
+
+
+def _compile_config(device: str, precision: str, threads: int, streams: int | str) -> dict[str, object]:
+    """OpenVINO's compile properties for the idle graph (the loaded one adds THROUGHPUT and its streams)."""
+    fixed = 0 if streams == "auto" else int(streams)
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+    if fixed:  # several batches run at once, each on its share of the cores
+        config = {"NUM_STREAMS": fixed}
+    cache = compiled_model_cache()
+    if cache is not None:  # the compiled blob is reused by the next start (same model, device, config)
+        config["CACHE_DIR"] = str(cache)
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if precision not in ("auto", "int8"):
+        config["INFERENCE_PRECISION_HINT"] = {"f32": "f32", "bf16": "bf16", "f16": "f16"}[precision]
+    elif _emulated_f32_default(device):  # that lesser CPU's default, not this one's bf16
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    # int8: what NNCF left unquantized runs at the device's default, f32 on AVX2, bf16 on AMX (there,
+    # side by side: 1.68x f32 instead of 1.39x with an f32 hint, for 81% instead of 83% of FP32 boxes
+    # found again at IoU 0.9)
+    return config
 
 
 def _first_line(exc: BaseException) -> str:
