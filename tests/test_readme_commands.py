@@ -47,9 +47,11 @@ def test_the_readme_has_two_set_up_commands_and_the_tests_one_is_what_ci_runs() 
     commands = two_commands()
     assert len(commands) == 2
     assert commands[0].endswith(".venv/bin/inspector gui")
-    assert commands[1].endswith('.venv/bin/pip install -e ".[dev]" && .venv/bin/lint-imports && .venv/bin/python -m pytest -q')
+    checks = "lint-imports && {bin}ruff check inspector camera gui tests && {bin}mypy"
+    assert commands[1].endswith('.venv/bin/pip install -e ".[dev]" && .venv/bin/'
+                                + checks.format(bin=".venv/bin/") + " && .venv/bin/python -m pytest -q")
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install -q -e ".[dev]" && lint-imports' in ci and "python -m pytest -q" in ci
+    assert 'pip install -q -e ".[dev]" && ' + checks.format(bin="") in ci and "python -m pytest -q" in ci
 
 
 @pytest.mark.skipif(not os.path.exists("/bin/sh"), reason="needs /bin/sh")
