@@ -13,7 +13,7 @@ from inspector.line.tracker import PartTracker
 from inspector.ops.health import MISSED_ALARM_HOLD_S, assess
 from inspector.pipeline.results import PartResult, PartTimes, Verdict
 from tests.inspector.factories import make_result
-from tests.inspector.test_health import _station
+from tests.inspector.ops.test_health import _station
 
 
 def _part(part_id: str, trigger_id: int, verdict: Verdict, age_s: float) -> PartResult:

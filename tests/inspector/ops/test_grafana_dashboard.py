@@ -12,7 +12,7 @@ from inspector.ops.metrics import StationMetrics
 from inspector.station import Station
 from tests.inspector.line.test_line_station import line_config
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "installer" / "grafana" / "inspector-plant.json"
+DASHBOARD = Path(__file__).resolve().parents[3] / "installer" / "grafana" / "inspector-plant.json"
 
 
 def test_every_metric_the_dashboard_queries_is_exported(tmp_path: Path) -> None:

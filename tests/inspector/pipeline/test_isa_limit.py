@@ -72,7 +72,7 @@ def test_under_avx2_every_precision_but_bf16_compiles_and_runs_f32_floats(tmp_pa
     )
     env = {**os.environ, isa.ENV: "AVX2", "INSPECTOR_CACHE_DIR": str(tmp_path / "cache" / "banks")}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=Path(__file__).resolve().parents[2], check=False)
+                         cwd=Path(__file__).resolve().parents[3], check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert {p: v[1] for p, v in out.items()} == {"auto": "<Type: 'float32'>", "int8": "<Type: 'float32'>",

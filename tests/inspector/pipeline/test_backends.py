@@ -128,7 +128,7 @@ def test_a_process_that_exits_with_batches_in_flight_is_not_aborted(tmp_path) ->
         "a, b = be.start(0, 8), be.start(1, 8)\n"
         "print('submitted', flush=True)\n"  # and exits with both still running, never waited for
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, check=False)
     assert "submitted" in r.stdout
     assert r.returncode == 0, r.stderr[-500:]

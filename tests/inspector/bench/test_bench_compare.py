@@ -11,7 +11,7 @@ import pytest
 
 from inspector import bench
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def ultralytics_result() -> dict:

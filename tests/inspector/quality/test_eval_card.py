@@ -15,7 +15,7 @@ from inspector.cli import app
 from inspector.pipeline.model_repo import load_card
 from inspector.storage.db import migrate, open_database
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "defect-yolo11p-320"
+SHIPPED = Path(__file__).resolve().parents[3] / "models" / "defect-yolo11p-320"
 FAST = ["--count", "6", "--backend", "onnxruntime"]
 
 

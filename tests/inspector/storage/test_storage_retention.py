@@ -22,7 +22,7 @@ from inspector.storage.history import get_part, set_review
 from inspector.storage.retention import DAY_S, RetentionPolicy, StorageRetention, database_size
 from inspector.storage.writer import DbWriter
 from tests.inspector.factories import make_result, wait_until
-from tests.inspector.test_storage_parts import make_part
+from tests.inspector.storage.test_storage_parts import make_part
 
 NOW = 1_750_000_000.0
 
@@ -297,7 +297,7 @@ def test_a_station_reports_its_database_size_and_budget(tmp_path: Path) -> None:
         [sys.executable, "-c", "import sys\nfrom inspector.cli import run_cli\nrun_cli(sys.argv[1:])\n", "run",
          "--headless", "--config", str(cfg), "--db", f"sqlite:///{tmp_path / 's.db'}", "--duration", "2",
          "--quiet", "--report", str(report)],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=180, env=env, check=False,
+        cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=180, env=env, check=False,
     )
     assert res.returncode == 0, res.stderr
     storage = json.loads(report.read_text())["health"]["storage"]

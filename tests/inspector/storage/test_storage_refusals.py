@@ -17,7 +17,7 @@ import pytest
 
 from inspector.storage.db import StorageError, migrate, open_database
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 _CHILD = "import sys\nfrom inspector.cli import run_cli\nrun_cli(sys.argv[1:])\n"
 _STATION = 'name = "refusals"\n[[cameras]]\nid = "c"\nkind = "simulated"\nfps = 5\nwidth = 160\nheight = 160\nbank_size = 2\n'
 
