@@ -148,7 +148,7 @@ def test_status_bar_shows_the_stations_health_not_ok_when_frames_are_dropped(
     qtbot: Any, window: MainWindow, fake_station: FakeStation
 ) -> None:
     from inspector.ops.health import assess
-    from tests.inspector.test_health import _station
+    from tests.inspector.ops.test_health import _station
 
     behind = _station(dropped_fps=11.1)  # 37% of the frames dropped: the GUI said "health: OK"
     fake_station.health = lambda: assess(behind)  # type: ignore[attr-defined]

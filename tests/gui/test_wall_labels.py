@@ -15,7 +15,7 @@ from PySide6.QtGui import QFont, QFontMetricsF
 from gui.parts_strip import CHIP_W, word_font
 from inspector.ops.health import assess
 from tests.gui.test_parts_wall import Line, line_station, wall  # noqa: F401 - fixtures
-from tests.inspector.test_health import _station as health_station
+from tests.inspector.ops.test_health import _station as health_station
 
 
 def test_line_incomplete_is_never_cut_on_a_crowded_bar(qtbot: Any, wall: Any, line_station: Any) -> None:  # noqa: F811

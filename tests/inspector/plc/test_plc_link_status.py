@@ -17,8 +17,8 @@ from inspector.plc.link_status import PlcStatus, plc_status
 from inspector.plc.modbus_client import PlcClient
 from inspector.plc.modbus_map import BY_NAME, Command, ErrorCode, StationState
 from inspector.plc.modbus_server import ModbusPlc
-from tests.inspector.plc.test_modbus import FakeStation, free_port, part
 from tests.inspector.ops.test_health import _station as health_station
+from tests.inspector.plc.test_modbus import FakeStation, free_port, part
 
 pytest.importorskip("pymodbus")
 
