@@ -91,6 +91,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("INSPECTOR_CACHE_DIR", str(tmp_path / "cache" / "banks"))
     monkeypatch.delenv(pc.MEASURE_ENV, raising=False)
     monkeypatch.setattr(pc, "_pending", {})
+    monkeypatch.setattr(pc, "BACKGROUND", True)  # an `inspector bench` run earlier in the process turns it off
     return tmp_path / "cache"
 
 
