@@ -152,7 +152,8 @@ class InspectionImageView(QWidget):
         self.image, self.boxes, self.placeholder = None, [], text
         self.update()
 
-    def paintEvent(self, _e: QPaintEvent) -> None:
+    def begin_paint(self) -> tuple[QPainter, QRectF] | None:
+        """A painter on the dark background and the widget's rect; None (the placeholder drawn) without an image."""
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
@@ -161,7 +162,14 @@ class InspectionImageView(QWidget):
         if self.image is None:
             p.setPen(QColor("#9aa4ad"))
             p.drawText(r, Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            return None
+        return p, r
+
+    def paintEvent(self, _e: QPaintEvent) -> None:
+        begun = self.begin_paint()
+        if begun is None or self.image is None:
             return
+        p, r = begun
         target = fit_rect(self.image.width(), self.image.height(), r.adjusted(4, 4, -4, -4))
         p.drawImage(target, self.image)
         draw_boxes(p, self.boxes, target, self.image.width(), self.image.height(), font_px=max(11, int(target.height() / 32)))

@@ -390,15 +390,10 @@ class ReviewCanvas(InspectionImageView):
 
     # ------------------------------------------------------------------ painting
     def paintEvent(self, _e: QPaintEvent) -> None:
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        r = QRectF(self.rect())
-        p.fillRect(r, QColor("#111417"))
-        if self.image is None:
-            p.setPen(QColor("#9aa4ad"))
-            p.drawText(r, Qt.AlignmentFlag.AlignCenter, self.placeholder)
+        begun = self.begin_paint()
+        if begun is None or self.image is None:
             return
+        p, r = begun
         target = self.image_rect()
         p.drawImage(target, self.image)
         font = QFont(p.font())
