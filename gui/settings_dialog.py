@@ -41,46 +41,31 @@ _OK = QColor("#1a7f37")
 _ERR = QColor("#b3261e")
 
 
-class _SpinBox(QSpinBox):
-    """A spin box in the tree: the wheel scrolls the tree unless the box has focus (clicked or tabbed into)."""
+class _WheelWhenFocused:
+    """Mixed into an editor in the tree: the wheel scrolls the tree unless the editor has focus
+    (clicked or tabbed into), so scrolling past a value never changes it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel never gives it focus
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # type: ignore[attr-defined]  # the wheel never gives it focus
 
     def wheelEvent(self, event: QWheelEvent) -> None:
-        if self.hasFocus():
-            super().wheelEvent(event)
+        if self.hasFocus():  # type: ignore[attr-defined]
+            super().wheelEvent(event)  # type: ignore[misc]
         else:
-            event.ignore()  # on to the tree: scrolling past a value never changes it
+            event.ignore()  # on to the tree
 
 
-class _DoubleSpinBox(QDoubleSpinBox):
+class _SpinBox(_WheelWhenFocused, QSpinBox):
+    """A spin box in the tree (`_WheelWhenFocused`)."""
+
+
+class _DoubleSpinBox(_WheelWhenFocused, QDoubleSpinBox):
     """`_SpinBox` for floats."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        if self.hasFocus():
-            super().wheelEvent(event)
-        else:
-            event.ignore()
-
-
-class _ComboBox(QComboBox):
+class _ComboBox(_WheelWhenFocused, QComboBox):
     """`_SpinBox` for enumerations."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        if self.hasFocus():
-            super().wheelEvent(event)
-        else:
-            event.ignore()
 
 
 def make_editor(f: Feature, value: Any) -> QWidget:
