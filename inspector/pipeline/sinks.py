@@ -54,10 +54,6 @@ class FrameSink(Protocol):
     def stats(self) -> dict[str, float]: ...
 
 
-#: Kept for the sinks that predate the split: a result sink is a frame sink.
-ResultSink = FrameSink
-
-
 @runtime_checkable
 class PartSink(Protocol):
     """Something that consumes decided parts, in trigger order, once they are durable."""
