@@ -31,12 +31,9 @@ class_thresholds = {{ scratch = 0.5 }}
 """
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=120.0)
-    ap.add_argument("--every", type=float, default=20.0)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="recipes_"))
+def two_model_recipes(tmp: Path) -> Path:
+    """Recipes 1 and 2 on the shipped model and a renamed copy of it (models under ``tmp``, made the
+    models folder of this process); returns the recipes folder."""
     copy = tmp / "models" / "defect-copy"
     shutil.copytree(ROOT / "models" / "defect-yolo11p-320", copy)
     card = copy / "card.toml"
@@ -46,6 +43,16 @@ def main() -> int:
     folder.mkdir()
     (folder / "a.toml").write_text(RECIPE.format(name="housing-a", number=1, model="defect-yolo11p-320"))
     (folder / "b.toml").write_text(RECIPE.format(name="housing-b", number=2, model="defect-copy"))
+    return folder
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=120.0)
+    ap.add_argument("--every", type=float, default=20.0)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="recipes_"))
+    folder = two_model_recipes(tmp)
     models = {"housing-a v1": "defect-yolo11p-320", "housing-b v1": "defect-copy"}
 
     from inspector.config import StationConfig, load_station

@@ -28,15 +28,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-RECIPE = """[recipe]
-name = "{name}"
-number = {number}
-[model]
-name = "{model}"
-[verdict]
-class_thresholds = {{ scratch = 0.5 }}
-"""
+from recipe_switch import two_model_recipes
+
 STATION = """name = "recipe-switches"
 [model]
 threads = 1
@@ -76,15 +71,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=4.0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="recipe_switches_"))
-    copy = tmp / "models" / "defect-copy"
-    shutil.copytree(ROOT / "models" / "defect-yolo11p-320", copy)
-    card = copy / "card.toml"
-    card.write_text(card.read_text().replace('name = "defect-yolo11p-320"', 'name = "defect-copy"', 1))
-    os.environ["INSPECTOR_MODELS_DIR"] = str(tmp / "models")
-    folder = tmp / "recipes"
-    folder.mkdir()
-    (folder / "a.toml").write_text(RECIPE.format(name="housing-a", number=1, model="defect-yolo11p-320"))
-    (folder / "b.toml").write_text(RECIPE.format(name="housing-b", number=2, model="defect-copy"))
+    folder = two_model_recipes(tmp)
 
     from inspector.config import parse_config
     from inspector.station import Station
