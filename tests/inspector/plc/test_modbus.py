@@ -59,17 +59,6 @@ def part(pid: str, verdict: str = "OK", missing: tuple[str, ...] = ()) -> PartRe
                       times=PartTimes(verdict_ms=123.4))
 
 
-@pytest.fixture
-def plc():
-    station = FakeStation()
-    server = ModbusPlc(station, port=free_port(), cameras=("cam1", "cam2"))
-    server.start()
-    client = PlcClient(port=server.port)
-    yield station, server, client
-    client.close()
-    server.stop()
-
-
 def test_trigger_handshake_and_results_in_order(plc) -> None:
     station, server, client = plc
     assert client.read("state") == StationState.RUNNING

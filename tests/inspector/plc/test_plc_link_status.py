@@ -45,17 +45,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     return c
 
 
-@pytest.fixture
-def plc():
-    station = FakeStation()
-    server = ModbusPlc(station, port=free_port(), cameras=("cam1", "cam2"))
-    server.start()
-    client = PlcClient(port=server.port)
-    yield station, server, client
-    client.close()
-    server.stop()
-
-
 def test_a_full_fifo_never_hides_a_command_error(plc) -> None:
     """Before: each overflowing part wrote error_code 3 over the refusal the PLC was about to read."""
     _station, server, client = plc
