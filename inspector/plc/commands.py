@@ -91,5 +91,27 @@ class StationCommands:
             return StationState.ERROR
         return StationState.RUNNING
 
+    def fault(self) -> str:
+        """A fault of the running station, "" when none: a camera OFFLINE, results lost or not stored, a full disk.
+
+        An overload (frames dropped, late or incomplete parts) is not a fault: the line goes on
+        and each late part is NG by itself; the OPC UA VisionStateMachine enters Error only on a fault.
+        """
+        st = self.station
+        if not getattr(st, "running", False) or getattr(st, "paused", False):
+            return ""
+        try:
+            h = st.health()
+        except Exception:
+            log.exception("plc: health check failed")
+            return "health check failed"
+        offline = sorted(cid for cid, cam in h["cameras"].items() if cam.get("state") == "offline")
+        db, archive = h["db"], h["archive"]
+        found = ([f"camera {', '.join(offline)} OFFLINE"] if offline else []) + [
+            text for bad, text in ((db.get("lost"), "results LOST"), (db.get("skipped_full"), "results not stored"),
+                                   (db.get("backlog"), "db spool full"), (archive.get("alarm"), "archive disk full"))
+            if bad]
+        return ", ".join(found)
+
     def recipe_number(self) -> int:
         return int(getattr(self.station, "recipe_number", 0) or 0)

@@ -1,21 +1,25 @@
-"""The OPC 40100-1 (OPC UA for Machine Vision) address space of the station: its Basic Vision System subset.
+"""The station's VisionSystem instance after OPC 40100-1 (OPC UA for Machine Vision).
 
-Built with asyncua's API on the station's own server (never loaded from the OPC Foundation
-NodeSet): the namespace ``http://opcfoundation.org/UA/MachineVision``, the spec's structures
-(MeasIdDataType, PartIdDataType, JobIdDataType, ResultIdDataType, ProductIdDataType,
-RecipeIdExternalDataType, RecipeIdInternalDataType, ProcessingTimesDataType), the
-ResultReadyEventType, and one ``VisionSystem`` object under Objects::
+The types live at their official NodeIds in ``http://opcfoundation.org/UA/MachineVision``
+(`inspector.plc.mv_types`, built from the id table `inspector.plc.mv_ids`); this module adds
+one instance of them under Objects, in the station's own namespace (BrowseNames in the
+MachineVision one), and writes its states and results::
 
     VisionSystem (VisionSystemType)
-      VisionStateMachine (VisionStateMachineType)   CurrentState, Halt, Reset, SelectModeAutomatic
+      VisionStateMachine (VisionStateMachineType)   0:CurrentState + 0:Id, 0:LastTransition,
+                                                    Halt, Reset, SelectModeAutomatic
         AutomaticModeStateMachine (VisionAutomaticModeStateMachineType)
-                                                    CurrentState, StartSingleJob, StartContinuous, Stop, Abort
-      RecipeManagement (RecipeManagementType)       PrepareRecipe, UnprepareRecipe, PrepareProduct, UnprepareProduct
-      ResultManagement (ResultManagementType)       Results/LastResult/... (the last part's result)
+                                                    0:CurrentState + 0:Id, 0:LastTransition,
+                                                    StartSingleJob, StartContinuous, Stop, Abort
+      RecipeManagement (RecipeManagementType)       GetRecipeListFiltered, PrepareRecipe, UnprepareRecipe,
+                                                    PrepareProduct, UnprepareProduct
+      ResultManagement (ResultManagementType)       GetResultById, GetResultComponentsById,
+                                                    GetResultListFiltered,
+        Results (ResultFolderType)
+          LastResult (ResultType)                   the last part's ResultDataType and its components
 
-The states are the spec's names; the state machines expose ``CurrentState`` (LocalizedText)
-with its ``Id`` property, not the spec's full State/Transition objects (a subset, as a Basic
-Vision System may).
+CurrentState's ``Id`` is the NodeId of the state object in the type (e.g. Operational is
+``ns=MV;i=5031``), LastTransition's ``Id`` that of the transition taken.
 """
 
 from __future__ import annotations
@@ -26,36 +30,51 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import Node, Server, ua
-from asyncua.common.structures104 import new_struct, new_struct_field
 
 from inspector.pipeline.results import PartResult
+from inspector.plc import mv_ids as mv
+from inspector.plc.mv_types import MvTypes, add_method, add_types, empty_variant, nid, typed_object, variant_type
 
-NAMESPACE = "http://opcfoundation.org/UA/MachineVision"
+NAMESPACE = mv.NAMESPACE
 
-VISION_STATES = ("Preoperational", "Halted", "Operational", "Error")
-AUTOMATIC_STATES = ("Initialized", "Ready", "SingleExecution", "ContinuousExecution")
+VISION_STATES = tuple(mv.VISION_STATES)
+AUTOMATIC_STATES = tuple(mv.AUTOMATIC_STATES)
 
 #: ResultStateDataType (OPC 40100-1 12.19): the processing state of a result, not its verdict
 RESULT_UNDEFINED, RESULT_COMPLETED, RESULT_PROCESSING, RESULT_ABORTED, RESULT_FAILED = 0, 1, 2, 3, 4
 
-_ID_TYPES = ("MeasIdDataType", "PartIdDataType", "ProductIdDataType", "JobIdDataType", "ResultIdDataType")
-_BINARY_ID_TYPES = ("RecipeIdExternalDataType", "RecipeIdInternalDataType")
-
 Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class StateNodes:
+    """One state machine's standard variables: CurrentState, LastTransition and their properties."""
+
+    current: Node
+    current_id: Node
+    last: Node
+    last_id: Node
+    last_time: Node
 
 
 @dataclass
 class VisionModel:
     """The nodes the server writes to and the structure classes its methods take and give."""
 
-    idx: int
+    t: MvTypes
     system: Node
-    vision_state: Node
-    automatic_state: Node
-    result_event_type: Node
-    last_result: dict[str, Node] = field(default_factory=dict)
+    vision: StateNodes
+    automatic: StateNodes
+    result_event_type: ua.NodeId
+    last_result: Node
+    last_components: dict[str, Node] = field(default_factory=dict)
     types: dict[str, type] = field(default_factory=dict)
     methods: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def idx(self) -> int:
+        """The MachineVision namespace's index on this server."""
+        return self.t.idx
 
     def make(self, name: str, **values: Any) -> Any:
         """An instance of the spec structure ``name`` (``make("JobIdDataType", Id="j1")``)."""
@@ -65,179 +84,122 @@ class VisionModel:
         return obj
 
 
-async def _structures(server: Server, idx: int) -> dict[str, ua.NodeId]:
-    ids: dict[str, ua.NodeId] = {}
-    for name in _ID_TYPES:
-        fields = [new_struct_field("Id", ua.VariantType.String)]
-        if name in ("MeasIdDataType", "PartIdDataType", "ProductIdDataType"):
-            fields.append(new_struct_field("Description", ua.VariantType.LocalizedText, optional=True))
-        node, _ = await new_struct(server, idx, name, fields)
-        ids[name] = node.nodeid
-    for name in _BINARY_ID_TYPES:
-        node, _ = await new_struct(server, idx, name, [
-            new_struct_field("Id", ua.VariantType.String),
-            new_struct_field("Version", ua.VariantType.String, optional=True),
-            new_struct_field("Hash", ua.VariantType.ByteString, optional=True),
-            new_struct_field("HashAlgorithm", ua.VariantType.String, optional=True),
-            new_struct_field("Description", ua.VariantType.LocalizedText, optional=True),
-        ])
-        ids[name] = node.nodeid
-    node, _ = await new_struct(server, idx, "ProcessingTimesDataType", [
-        new_struct_field("StartTime", ua.VariantType.DateTime),
-        new_struct_field("EndTime", ua.VariantType.DateTime),
-        new_struct_field("AcquisitionDuration", ua.VariantType.Double, optional=True),
-        new_struct_field("ProcessingDuration", ua.VariantType.Double, optional=True),
-    ])
-    ids["ProcessingTimesDataType"] = node.nodeid
-    return ids
+async def build(server: Server, handlers: Mapping[str, Handler], own: int) -> VisionModel:
+    """Add the types and the VisionSystem to ``server`` (before `Server.start`).
 
-
-def _arg(name: str, datatype: ua.NodeId, description: str, array: bool = False) -> ua.Argument:
-    a = ua.Argument()
-    a.Name = name
-    a.DataType = datatype
-    a.ValueRank = ua.ValueRank.OneDimension if array else ua.ValueRank.Scalar
-    a.ArrayDimensions = [0] if array else []
-    a.Description = ua.LocalizedText(description)
-    return a
-
-
-def _nid(ident: int) -> ua.NodeId:
-    return ua.NodeId(ua.Int32(ident))
-
-
-def _int32() -> ua.NodeId:
-    return _nid(ua.ObjectIds.Int32)
-
-
-async def _state_variable(parent: Node, idx: int, initial: str) -> Node:
-    var = await parent.add_variable(idx, "CurrentState", ua.LocalizedText(initial),
-                                    datatype=_nid(ua.ObjectIds.LocalizedText))
-    await var.add_property(0, "Id", ua.NodeId(), varianttype=ua.VariantType.NodeId)
-    return var
-
-
-async def build(server: Server, handlers: Mapping[str, Handler]) -> VisionModel:
-    """Add the VisionSystem to ``server`` (before `Server.start`); ``handlers`` maps method names to callbacks.
-
-    Each handler is called as ``handler(parent_nodeid, *input_variants)`` by asyncua.
+    ``handlers`` maps method names to callbacks, each called as ``handler(parent_nodeid,
+    *input_variants)`` by asyncua; ``own`` is the station's namespace index (instance nodes).
     """
     idx = await server.register_namespace(NAMESPACE)
-    ids = await _structures(server, idx)
+    t = await add_types(server, idx, own)
     loaded = await server.load_data_type_definitions()
     # a structure asyncua knows already (a second server in this process) is not returned again
-    types = {name: loaded.get(name) or getattr(ua, name) for name in ids}
-    object_types = await _object_types(server, idx)
-    event_type = await _result_ready_event_type(server, idx, ids)
+    types = {name: loaded.get(name) or getattr(ua, name) for name in mv.STRUCTURES}
 
-    system = await server.nodes.objects.add_object(idx, "VisionSystem", objecttype=object_types["VisionSystemType"])
+    def new() -> ua.NodeId:
+        return nid(0, own)
+
+    system = await typed_object(server.nodes.objects, new(), t.qname("VisionSystem"),
+                                t.object_type("VisionSystemType"), reference=ua.ObjectIds.Organizes)
     await system.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
-    vsm = await system.add_object(idx, "VisionStateMachine", objecttype=object_types["VisionStateMachineType"])
-    vision_state = await _state_variable(vsm, idx, "Preoperational")
-    auto = await vsm.add_object(idx, "AutomaticModeStateMachine",
-                                objecttype=object_types["VisionAutomaticModeStateMachineType"])
-    automatic_state = await _state_variable(auto, idx, "Initialized")
-    recipes = await system.add_object(idx, "RecipeManagement", objecttype=object_types["RecipeManagementType"])
-    results = await system.add_object(idx, "ResultManagement", objecttype=object_types["ResultManagementType"])
-    model = VisionModel(idx, system, vision_state, automatic_state, event_type, types=types)
-
-    for name, (parent, ins, outs) in _method_signatures(ids, vsm, auto, recipes).items():
-        model.methods[name] = await parent.add_method(idx, name, handlers[name], ins, outs)
-    await _add_last_result(model, results, ids)
+    vsm = await typed_object(system, new(), t.qname("VisionStateMachine"), t.object_type("VisionStateMachineType"))
+    auto = await typed_object(vsm, new(), t.qname("AutomaticModeStateMachine"),
+                              t.object_type("VisionAutomaticModeStateMachineType"))
+    recipes = await typed_object(system, new(), t.qname("RecipeManagement"), t.object_type("RecipeManagementType"))
+    results = await typed_object(system, new(), t.qname("ResultManagement"), t.object_type("ResultManagementType"))
+    folder = await typed_object(results, new(), t.qname("Results"), t.object_type("ResultFolderType"))
+    parents = {"VisionStateMachineType": vsm, "VisionAutomaticModeStateMachineType": auto,
+               "RecipeManagementType": recipes, "ResultManagementType": results}
+    model = VisionModel(t, system, await _state_nodes(vsm, own, t, "Preoperational", mv.VISION_STATES),
+                        await _state_nodes(auto, own, t, "Initialized", mv.AUTOMATIC_STATES),
+                        t.id(mv.RESULT_READY_EVENT_TYPE), await _last_result(folder, own, t), types=types)
+    for name, m in mv.METHODS.items():
+        node = await add_method(parents[m.owner], new(), t, name, (new(), new()))
+        server.link_method(node, handlers[name])
+        model.methods[name] = node
+    for name in mv.RESULT_COMPONENTS:
+        model.last_components[name] = await model.last_result.get_child(t.qname(name))
     return model
 
 
-async def _object_types(server: Server, idx: int) -> dict[str, ua.NodeId]:
-    """The spec's object types the VisionSystem's objects are instances of, by name."""
-    base_obj = server.nodes.base_object_type
-    fsm = server.get_node(_nid(ua.ObjectIds.FiniteStateMachineType))
-    out: dict[str, ua.NodeId] = {}
-    for parent, name in ((base_obj, "VisionSystemType"), (fsm, "VisionStateMachineType"),
-                         (fsm, "VisionAutomaticModeStateMachineType"), (base_obj, "RecipeManagementType"),
-                         (base_obj, "ResultManagementType")):
-        out[name] = (await parent.add_object_type(idx, name)).nodeid
-    return out
+async def _variable(parent: Node, nodeid: ua.NodeId, bname: ua.QualifiedName, value: ua.Variant,
+                    datatype: ua.NodeId, typedef: int) -> Node:
+    """A component variable of type ``typedef`` (asyncua's own helper always makes BaseDataVariableType)."""
+    item = ua.AddNodesItem()
+    item.RequestedNewNodeId = nodeid
+    item.BrowseName = bname
+    item.ParentNodeId = parent.nodeid
+    item.ReferenceTypeId = nid(ua.ObjectIds.HasComponent)
+    item.NodeClass = ua.NodeClass.Variable
+    item.TypeDefinition = nid(typedef, 0)
+    attrs = ua.VariableAttributes()
+    attrs.DisplayName = ua.LocalizedText(bname.Name)
+    attrs.Value = value
+    attrs.DataType = datatype
+    attrs.ValueRank = ua.ValueRank.Scalar
+    attrs.AccessLevel = attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+    item.NodeAttributes = attrs
+    result = (await parent.session.add_nodes([item]))[0]
+    result.StatusCode.check()
+    return Node(parent.session, result.AddedNodeId)
 
 
-async def _result_ready_event_type(server: Server, idx: int, ids: Mapping[str, ua.NodeId]) -> Node:
-    """The ResultReadyEventType with the spec's fields (OPC 40100-1)."""
-    ext = ua.VariantType.ExtensionObject
-    return await server.create_custom_event_type(idx, "ResultReadyEventType", ua.ObjectIds.BaseEventType, [
-        ("IsPartial", ua.VariantType.Boolean),
-        ("IsSimulated", ua.VariantType.Boolean),
-        ("ResultState", ua.VariantType.Int32),
-        ("MeasId", ext, ids["MeasIdDataType"]),
-        ("PartId", ext, ids["PartIdDataType"]),
-        ("ExternalRecipeId", ext, ids["RecipeIdExternalDataType"]),
-        ("InternalRecipeId", ext, ids["RecipeIdInternalDataType"]),
-        ("ProductId", ext, ids["ProductIdDataType"]),
-        ("JobId", ext, ids["JobIdDataType"]),
-        ("ResultId", ext, ids["ResultIdDataType"]),
-        ("CreationTime", ua.VariantType.DateTime),
-        ("ProcessingTimes", ext, ids["ProcessingTimesDataType"]),
-        ("ResultContent", ua.VariantType.Variant, _nid(ua.ObjectIds.BaseDataType)),
-    ])
+async def _state_nodes(machine: Node, own: int, t: MvTypes, initial: str, states: Mapping[str, mv.State]) -> StateNodes:
+    text = nid(ua.ObjectIds.LocalizedText)
+    current = await _variable(machine, nid(0, own), ua.QualifiedName("CurrentState", 0),
+                              ua.Variant(ua.LocalizedText(initial)), text, mv.UA_FINITESTATEVARIABLETYPE)
+    current_id = await current.add_property(nid(0, own), ua.QualifiedName("Id", 0),
+                                            ua.Variant(t.id(states[initial].id), ua.VariantType.NodeId))
+    last = await _variable(machine, nid(0, own), ua.QualifiedName("LastTransition", 0),
+                           ua.Variant(ua.LocalizedText("")), text, mv.UA_FINITETRANSITIONVARIABLETYPE)
+    last_id = await last.add_property(nid(0, own), ua.QualifiedName("Id", 0),
+                                      ua.Variant(ua.NodeId(), ua.VariantType.NodeId))
+    last_time = await last.add_property(nid(0, own), ua.QualifiedName("TransitionTime", 0),
+                                        ua.Variant(datetime.fromtimestamp(0, UTC), ua.VariantType.DateTime))
+    return StateNodes(current, current_id, last, last_id, last_time)
 
 
-def _method_signatures(
-    ids: Mapping[str, ua.NodeId], vsm: Node, auto: Node, recipes: Node,
-) -> dict[str, tuple[Node, list[ua.Argument], list[ua.Argument]]]:
-    """Each method's parent object, input and output arguments, in the order they are added."""
-    error = [_arg("Error", _int32(), "0 OK; > 0 errors of the spec; < 0 application-specific")]
-    job_in = [
-        _arg("MeasId", ids["MeasIdDataType"], "the client's id of the inspection run (may be empty)"),
-        _arg("PartId", ids["PartIdDataType"], "the client's part id: 1-64 letters, digits, '.', '_', ':', '-'"),
-        _arg("RecipeId", ids["RecipeIdExternalDataType"], "external id of a prepared recipe (may be empty)"),
-        _arg("ProductId", ids["ProductIdDataType"], "product of a prepared recipe (may be empty)"),
-        _arg("Parameters", _nid(ua.ObjectIds.BaseDataType), "recipe-specific parameters (none used)", array=True),
-    ]
-    job_out = [_arg("JobId", ids["JobIdDataType"], "system-wide unique id of the job"), *error]
-    recipe_ext = _arg("ExternalId", ids["RecipeIdExternalDataType"], "the environment's id of the recipe")
-    recipe_int = ids["RecipeIdInternalDataType"]
-    product = _arg("ProductId", ids["ProductIdDataType"], "the product whose recipe is meant")
-    return {
-        "Halt": (vsm, [], error),
-        "Reset": (vsm, [], error),
-        "SelectModeAutomatic": (vsm, [], error),
-        "StartSingleJob": (auto, job_in, job_out),
-        "StartContinuous": (auto, job_in, job_out),
-        "Stop": (auto, [], error),
-        "Abort": (auto, [], error),
-        "PrepareRecipe": (recipes, [recipe_ext, _arg("InternalIdIn", recipe_int, "internal id (takes precedence)")],
-                          [_arg("InternalIdOut", recipe_int, "the recipe selected"),
-                           _arg("IsCompleted", _nid(ua.ObjectIds.Boolean), "prepared before returning"), *error]),
-        "UnprepareRecipe": (recipes, [recipe_ext, _arg("InternalId", recipe_int, "internal id (takes precedence)")],
-                            error),
-        "PrepareProduct": (recipes, [product], [_arg("InternalId", recipe_int, "the recipe selected"), *error]),
-        "UnprepareProduct": (recipes, [product], error),
-    }
+async def _last_result(folder: Node, own: int, t: MvTypes) -> Node:
+    """Results/LastResult: a ResultType variable (ResultDataType) with the type's component variables."""
+    item = ua.AddNodesItem()
+    item.RequestedNewNodeId = nid(0, own)
+    item.BrowseName = t.qname("LastResult")
+    item.ParentNodeId = folder.nodeid
+    item.ReferenceTypeId = nid(ua.ObjectIds.Organizes)
+    item.NodeClass = ua.NodeClass.Variable
+    item.TypeDefinition = t.id(mv.RESULT_TYPE)
+    attrs = ua.VariableAttributes()
+    attrs.DisplayName = ua.LocalizedText("LastResult")
+    attrs.DataType = t.datatype("ResultDataType")
+    attrs.ValueRank = ua.ValueRank.Scalar
+    attrs.AccessLevel = attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+    item.NodeAttributes = attrs
+    result = (await folder.session.add_nodes([item]))[0]
+    result.StatusCode.check()
+    last = Node(folder.session, result.AddedNodeId)
+    fields = {f.name: f for f in mv.STRUCTURES["ResultDataType"].fields}
+    for name in mv.RESULT_COMPONENTS:
+        f = fields[name]
+        await last.add_variable(nid(0, own), t.qname(name), empty_variant(f.datatype, f.array),
+                                datatype=t.datatype(f.datatype))
+    return last
 
 
-async def _add_last_result(model: VisionModel, results: Node, ids: Mapping[str, ua.NodeId]) -> None:
-    """ResultManagement's Results/LastResult variables, empty until the first part, into ``model.last_result``."""
-    idx = model.idx
-    ext = ua.VariantType.ExtensionObject
-    folder = await results.add_folder(idx, "Results")
-    last = await folder.add_object(idx, "LastResult")
-    for name, value, vtype, dtype in (
-        ("ResultId", model.make("ResultIdDataType", Id=""), ext, ids["ResultIdDataType"]),
-        ("IsPartial", False, ua.VariantType.Boolean, None),
-        ("ResultState", RESULT_UNDEFINED, ua.VariantType.Int32, None),
-        ("MeasId", model.make("MeasIdDataType", Id=""), ext, ids["MeasIdDataType"]),
-        ("PartId", model.make("PartIdDataType", Id=""), ext, ids["PartIdDataType"]),
-        ("JobId", model.make("JobIdDataType", Id=""), ext, ids["JobIdDataType"]),
-        ("ExternalRecipeId", model.make("RecipeIdExternalDataType", Id=""), ext, ids["RecipeIdExternalDataType"]),
-        ("InternalRecipeId", model.make("RecipeIdInternalDataType", Id=""), ext, ids["RecipeIdInternalDataType"]),
-        ("ProductId", model.make("ProductIdDataType", Id=""), ext, ids["ProductIdDataType"]),
-        ("CreationTime", datetime.fromtimestamp(0, UTC), ua.VariantType.DateTime, None),
-        ("ResultContent", ["", ""], ua.VariantType.String, _nid(ua.ObjectIds.BaseDataType)),
-    ):
-        model.last_result[name] = await last.add_variable(idx, name, ua.Variant(value, vtype), datatype=dtype)
+async def show_state(model: VisionModel, nodes: StateNodes, state: str, transition: str) -> None:
+    """Write a state machine's CurrentState (and Id) and, when ``transition`` is named, its LastTransition."""
+    states = mv.VISION_STATES if state in mv.VISION_STATES else mv.AUTOMATIC_STATES
+    await nodes.current.write_value(ua.LocalizedText(state))
+    await nodes.current_id.write_value(ua.Variant(model.t.id(states[state].id), ua.VariantType.NodeId))
+    if transition:
+        transitions = mv.VISION_TRANSITIONS if transition in mv.VISION_TRANSITIONS else mv.AUTOMATIC_TRANSITIONS
+        await nodes.last.write_value(ua.LocalizedText(transition))
+        await nodes.last_id.write_value(ua.Variant(model.t.id(transitions[transition].id), ua.VariantType.NodeId))
+        await nodes.last_time.write_value(ua.Variant(datetime.now(UTC), ua.VariantType.DateTime))
 
 
-async def publish(model: VisionModel, events: Any, part: PartResult, job_id: str, result_id: str, *,
-                  meas_id: str = "", recipe_id: str = "", product_id: str = "") -> None:
-    """Write ``part`` to the LastResult variables and fire its ResultReadyEvent from the VisionSystem.
+def result_record(model: VisionModel, part: PartResult, job_id: str, result_id: str, *, meas_id: str = "",
+                  recipe_id: str = "", product_id: str = "", configuration: str = "") -> Any:
+    """The ResultDataType of ``part``.
 
     ResultState is the spec's processing state: Completed, or Aborted for a part still
     missing an image at its deadline (IsPartial true; its verdict is NG: fail safe). The
@@ -248,30 +210,35 @@ async def publish(model: VisionModel, events: Any, part: PartResult, job_id: str
                        EndTime=start + timedelta(milliseconds=part.times.verdict_ms),
                        AcquisitionDuration=float(part.times.acquired_ms),
                        ProcessingDuration=max(0.0, float(part.times.verdict_ms - part.times.acquired_ms)))
-    fields: dict[str, Any] = {
-        "ResultId": model.make("ResultIdDataType", Id=result_id),
-        "IsPartial": part.incomplete,
-        "IsSimulated": False,
-        "ResultState": ua.Variant(RESULT_ABORTED if part.incomplete else RESULT_COMPLETED, ua.VariantType.Int32),
-        "MeasId": model.make("MeasIdDataType", Id=meas_id),
-        "PartId": model.make("PartIdDataType", Id=part.part_id),
-        "JobId": model.make("JobIdDataType", Id=job_id),
-        "ExternalRecipeId": model.make("RecipeIdExternalDataType", Id=recipe_id),
-        "InternalRecipeId": model.make("RecipeIdInternalDataType", Id=part.recipe),
-        "ProductId": model.make("ProductIdDataType", Id=product_id),
-        "CreationTime": datetime.now(UTC),
-    }
-    content = ua.Variant([part.verdict.value, part.reason], ua.VariantType.String)  # a BaseDataType[] value
-    for name, node in model.last_result.items():
-        if name == "ResultContent":
-            await node.write_value(content)
-        elif name in fields:
-            await node.write_value(fields[name])
+    return model.make(
+        "ResultDataType", ResultId=model.make("ResultIdDataType", Id=result_id), HasTransferableDataOnFile=False,
+        IsPartial=part.incomplete, IsSimulated=False, ResultState=RESULT_ABORTED if part.incomplete else RESULT_COMPLETED,
+        MeasId=model.make("MeasIdDataType", Id=meas_id), PartId=model.make("PartIdDataType", Id=part.part_id),
+        ExternalRecipeId=model.make("RecipeIdExternalDataType", Id=recipe_id),
+        InternalRecipeId=model.make("RecipeIdInternalDataType", Id=part.recipe),
+        ProductId=model.make("ProductIdDataType", Id=product_id),
+        ExternalConfigurationId=model.make("ConfigurationIdDataType", Id=""),
+        InternalConfigurationId=model.make("ConfigurationIdDataType", Id=configuration),
+        JobId=model.make("JobIdDataType", Id=job_id), CreationTime=datetime.now(UTC), ProcessingTimes=times,
+        ResultContent=[ua.Variant(part.verdict.value, ua.VariantType.String), ua.Variant(part.reason, ua.VariantType.String)])
+
+
+def field_variant(name: str, value: Any) -> ua.Variant:
+    """A field of a ResultDataType as the Variant its property or component variable holds."""
+    dtype = next(f for f in mv.STRUCTURES["ResultDataType"].fields if f.name == name).datatype
+    if name == "ResultContent":
+        return ua.Variant(list(value or []), ua.VariantType.Variant)
+    return ua.Variant(value, variant_type(dtype))
+
+
+async def publish(model: VisionModel, events: Any, part: PartResult, record: Any) -> None:
+    """Write ``record`` (`result_record` of ``part``) to LastResult and fire its ResultReadyEvent from the VisionSystem."""
+    await model.last_result.write_value(ua.Variant(record, ua.VariantType.ExtensionObject))
+    for name, node in model.last_components.items():
+        await node.write_value(field_variant(name, getattr(record, name)))
     ev = events.event
-    for name, value in fields.items():
-        setattr(ev, name, value)
-    ev.ProcessingTimes = times
-    ev.ResultContent = content
+    for name in mv.RESULT_READY_PROPERTIES:
+        setattr(ev, name, field_variant(name, getattr(record, name)))
     ev.Message = ua.LocalizedText(f"part {part.part_id}: {part.verdict.value} ({part.reason})"[:500])
     ev.Severity = 500 if part.ng else 100
     ev.SourceName = "VisionSystem"

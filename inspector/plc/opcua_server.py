@@ -54,6 +54,7 @@ from inspector.pipeline.results import PartResult
 from inspector.plc.link_status import LastCommand, OpcUaClient, OpcUaLinkStatus
 from inspector.plc.modbus_map import StationState
 from inspector.plc.modbus_server import PlcError
+from inspector.plc.opcua_results import ResultStore
 from inspector.plc.opcua_sessions import ANONYMOUS, DIGEST_S, Auditor, DeferredAudit, OpcUaSessions
 from inspector.plc.opcua_sessions import Refusal as _Refusal
 from inspector.plc.opcua_transport import current_session, login_answer
@@ -63,12 +64,22 @@ log = logging.getLogger(__name__)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: the lowest role each method needs
 _NEEDS = {
-    **dict.fromkeys(("Halt", "Reset", "SelectModeAutomatic", "StartSingleJob", "StartContinuous", "Stop", "Abort"),
+    **dict.fromkeys(("Halt", "Reset", "SelectModeAutomatic", "StartSingleJob", "StartContinuous", "Stop", "Abort",
+                     "GetRecipeListFiltered", "GetResultById", "GetResultComponentsById", "GetResultListFiltered"),
                     Role.OPERATOR),
     **dict.fromkeys(("PrepareRecipe", "UnprepareRecipe", "PrepareProduct", "UnprepareProduct"), Role.ENGINEER),
 }
+_READS = ("GetRecipeListFiltered", "GetResultById", "GetResultComponentsById", "GetResultListFiltered")
 _JOBS_REMEMBERED = 10_000  # parts whose job is still owed a result (a lost part must not grow this forever)
-_ERROR_POLLS = 3  # consecutive ALARM health reads before the VisionStateMachine goes to Error
+_ERROR_POLLS = 3  # consecutive fault reads before the VisionStateMachine goes to Error
+#: single jobs whose result is still owed before StartSingleJob is refused (BadTooManyOperations):
+#: a burst faster than the line is answered job by job, the system staying Operational/Ready
+MAX_JOBS_IN_FLIGHT = 64
+_JOB_OWED_S = 60.0  # a job whose result has not come back after this long no longer counts as in flight
+#: GetResultComponentsById's outputs after HasTransferableDataOnFile and ResultHandle, before Error
+_COMPONENT_OUTPUTS = ("IsPartial", "IsSimulated", "ResultState", "MeasId", "PartId", "ExternalRecipeId",
+                      "InternalRecipeId", "ProductId", "ExternalConfigurationId", "InternalConfigurationId", "JobId",
+                      "CreationTime", "ProcessingTimes", "ResultContent")
 _SWEEP_S = 2.0  # how often the sessions' users are read again (removed or changed users' sessions close)
 #: a request larger than this is refused by the transport (a PLC's calls are a few hundred bytes)
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -87,6 +98,10 @@ class OpcUaCommands(Protocol):
 
     def state(self) -> StationState: ...
 
+    def fault(self) -> str: ...
+
+    def recipe_number(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -94,6 +109,7 @@ class _Job:
     meas_id: str
     recipe_id: str = ""
     product_id: str = ""
+    started: float = 0.0  # monotonic time of StartSingleJob
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,8 @@ class OpcUaPlc:
     def __init__(self, commands: OpcUaCommands, *, host: str = "127.0.0.1", port: int = 4840,
                  users: UserStore | None = None, audit: Auditor | None = None, anonymous: bool = False,
                  cert_dir: Path | None = None, insecure: bool = False, name: str = "inspector",
-                 audit_wait_s: float = 1.0, login_wait_s: float = 3.0, call_wait_s: float = 10.0) -> None:
+                 audit_wait_s: float = 1.0, login_wait_s: float = 3.0, call_wait_s: float = 10.0,
+                 max_jobs_in_flight: int = MAX_JOBS_IN_FLIGHT) -> None:
         self.commands = commands
         self.host, self.port = host, port
         self.users, self.audit = users, audit
@@ -166,6 +183,10 @@ class OpcUaPlc:
         self.counts = collections.Counter[str]()
         self.audit_wait_s, self.call_wait_s = audit_wait_s, call_wait_s
         self.vision_state, self.automatic_state = "Preoperational", "Initialized"
+        self.max_jobs_in_flight = max_jobs_in_flight
+        self._transitions = [("", 0), ("", 0)]  # the last (transition, sequence) of each state machine
+        self._shown = [0, 0]  # the sequence of the transition each LastTransition shows
+        self.results = ResultStore()
         self._prepared: tuple[str, str] | None = None  # (external recipe id, product id) selected by PrepareRecipe
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[PartResult] | None = None
@@ -307,7 +328,8 @@ class OpcUaPlc:
             tokens.append(ua.AnonymousIdentityToken)
         server.set_identity_tokens(tokens)
         handlers = {name: self._method(name) for name in _NEEDS}
-        self.model = await opcua_model.build(server, handlers)
+        own = await server.register_namespace(f"urn:inspector:{self.station_name}:vision-system")
+        self.model = await opcua_model.build(server, handlers, own)
         events = await server.get_event_generator(self.model.result_event_type, self.model.system)
         async with server:
             self._ready.set()
@@ -393,7 +415,7 @@ class OpcUaPlc:
                 return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadUserAccessDenied))
             assert who is not None
             values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
-            too_large = _oversized(values)
+            too_large = _oversized(values) or _miscounted(name, values)
             if too_large:
                 self.counts["calls_refused"] += 1
                 self._noted(name, "refused", too_large)
@@ -422,19 +444,36 @@ class OpcUaPlc:
 
         return call
 
-    def _do_halt(self, call: _Call) -> list[Any]:
-        call.commit("station")
+    def _do_halt(self, call: _Call, cause: int = 0, description: str = "") -> list[Any]:
+        call.commit(_because("station", cause, description))
         self._station(lambda: self.commands.set_running(False))
-        self._set_states("Halted", "Initialized")
+        came_from = self.vision_state
+        self._continuous = None
+        if came_from != "Halted":
+            self._set_states("Halted", "Initialized", f"{came_from}ToHalted")
         return self._error_ok()
 
-    def _do_reset(self, call: _Call) -> list[Any]:
-        return self._do_select_mode_automatic(call)
+    def _do_reset(self, call: _Call, cause: int = 0, description: str = "") -> list[Any]:
+        # Reset leads to Preoperational (211/311/411); the station initialises at once and goes on
+        # to Operational by itself (PreoperationalToOperationalAuto), inspecting again
+        call.commit(_because("station", cause, description))
+        self._station(lambda: self.commands.set_running(True))
+        self._continuous = None
+        if self.vision_state != "Preoperational":
+            self._set_states("Preoperational", "Initialized", f"{self.vision_state}ToPreoperational")
+        self._set_states("Operational", "Ready", "PreoperationalToOperationalAuto", "InitializedToReadyAuto")
+        return self._error_ok()
 
     def _do_select_mode_automatic(self, call: _Call) -> list[Any]:
+        from asyncua import ua
+
+        if self.vision_state not in ("Preoperational", "Operational"):
+            raise _Refusal(ua.StatusCodes.BadInvalidState,
+                           f"the VisionStateMachine is {self.vision_state}: Reset first")
         call.commit("station")
         self._station(lambda: self.commands.set_running(True))
-        self._set_states("Operational", "Ready")
+        if self.vision_state == "Preoperational":
+            self._set_states("Operational", "Ready", "PreoperationalToOperational", "InitializedToReadyAuto")
         return self._error_ok()
 
     def _do_start_single_job(self, call: _Call, meas: Any, part: Any, recipe: Any, product: Any,
@@ -444,12 +483,17 @@ class OpcUaPlc:
         from asyncua import ua
 
         self._require_ready()
+        owed = self._jobs_owed()
+        if owed >= self.max_jobs_in_flight:
+            self.counts["jobs_refused_busy"] += 1
+            raise _Refusal(ua.StatusCodes.BadTooManyOperations,
+                           f"{owed} jobs still wait for their results (at most {self.max_jobs_in_flight})")
         job = self._new_job(meas, recipe, product)
         part_id = _text(part) or job.job_id
         if not re.fullmatch(PART_ID_PATTERN, part_id):
             raise _Refusal(ua.StatusCodes.BadInvalidArgument,
                            f"PartId {part_id[:80]!r}: 1-64 letters, digits, '.', '_', ':' or '-'")
-        self._set_states("Operational", "SingleExecution")
+        self._set_states("Operational", "SingleExecution", automatic_transition="ReadyToSingleExecution")
         try:
             with self._lock:  # remembered first: a fast part's result must find its job
                 self._remember(part_id, job)
@@ -462,8 +506,8 @@ class OpcUaPlc:
             with self._lock:
                 self._jobs.pop(part_id, None)
             raise
-        finally:
-            self._set_states("Operational", "Ready")  # ready for the next job at once: parts overlap on a line
+        finally:  # ready for the next job at once: parts overlap on a line
+            self._set_states("Operational", "Ready", automatic_transition="SingleExecutionToReadyAuto")
         self.counts["jobs"] += 1
         return [self._variant("JobIdDataType", Id=job.job_id), ua.Variant(0, ua.VariantType.Int32)]
 
@@ -476,18 +520,22 @@ class OpcUaPlc:
         call.commit(f"job {job.job_id}")
         self._station(lambda: self.commands.set_running(True))
         self._continuous = job
-        self._set_states("Operational", "ContinuousExecution")
+        self._set_states("Operational", "ContinuousExecution", automatic_transition="ReadyToContinuousExecution")
         return [self._variant("JobIdDataType", Id=job.job_id), ua.Variant(0, ua.VariantType.Int32)]
 
-    def _do_stop(self, call: _Call) -> list[Any]:
-        self._require_operational()
-        call.commit("station")
-        self._continuous = None
-        self._set_states("Operational", "Ready")
-        return self._error_ok()
+    def _do_stop(self, call: _Call, cause: int = 0, description: str = "") -> list[Any]:
+        return self._end_job(call, "Stop", cause, description)
 
-    def _do_abort(self, call: _Call) -> list[Any]:
-        return self._do_stop(call)
+    def _do_abort(self, call: _Call, cause: int = 0, description: str = "") -> list[Any]:
+        return self._end_job(call, "Abort", cause, description)
+
+    def _end_job(self, call: _Call, how: str, cause: int, description: str) -> list[Any]:
+        self._require_operational()
+        call.commit(_because(f"job {self._continuous.job_id}" if self._continuous else "station", cause, description))
+        if self.automatic_state in ("SingleExecution", "ContinuousExecution"):
+            self._set_states("Operational", "Ready", automatic_transition=f"{self.automatic_state}ToReady{how}")
+        self._continuous = None
+        return self._error_ok()
 
     def _do_prepare_recipe(self, call: _Call, external: Any, internal: Any) -> list[Any]:
         from asyncua import ua
@@ -501,7 +549,7 @@ class OpcUaPlc:
     def _do_unprepare_recipe(self, call: _Call, external: Any, internal: Any) -> list[Any]:
         ident = _text(internal) or _text(external)
         self._unprepare(call, f"recipe {ident}", ident)
-        return self._error_ok()
+        return [self._variant("RecipeIdInternalDataType", Id=ident), *self._error_ok()]
 
     def _do_prepare_product(self, call: _Call, product: Any) -> list[Any]:
         from asyncua import ua
@@ -514,7 +562,63 @@ class OpcUaPlc:
     def _do_unprepare_product(self, call: _Call, product: Any) -> list[Any]:
         ident = _text(product)
         self._unprepare(call, f"product {ident}", ident)
-        return self._error_ok()
+        return [self._variant("RecipeIdInternalDataType", Id=ident), *self._error_ok()]
+
+    def _do_get_recipe_list_filtered(self, call: _Call, external: Any, product: Any, is_prepared: Any,
+                                     max_results: int, start: int, timeout: int) -> list[Any]:
+        # the station's active recipe is the one it can run now (recipes are selected by number)
+        from asyncua import ua
+
+        number = str(self.commands.recipe_number())
+        prepared = self._prepared is not None and number in self._prepared
+        wanted = [(_text(external), self._prepared[0] if self._prepared else ""),
+                  (_text(product), self._prepared[1] if self._prepared else "")]
+        match = all(not want or want in (have, number) for want, have in wanted)
+        if int(is_prepared or 0) in (0, 1):  # TriStateBooleanDataType: FALSE_0, TRUE_1, DONTCARE_2
+            match = match and prepared == bool(int(is_prepared or 0))
+        found = [self.model.make("RecipeIdInternalDataType", Id=number)] if match else []
+        page = found[int(start or 0):][:int(max_results or len(found) or 1)]
+        return [ua.Variant(True, ua.VariantType.Boolean), ua.Variant(len(found), ua.VariantType.UInt32),
+                ua.Variant(0, ua.VariantType.UInt32), ua.Variant(page, ua.VariantType.ExtensionObject),
+                *self._error_ok()]
+
+    def _do_get_result_by_id(self, call: _Call, result_id: Any, timeout: int = 0) -> list[Any]:
+        from asyncua import ua
+
+        record = self._result(result_id)
+        return [ua.Variant(0, ua.VariantType.UInt32), ua.Variant(record, ua.VariantType.ExtensionObject),
+                *self._error_ok()]
+
+    def _do_get_result_components_by_id(self, call: _Call, result_id: Any, timeout: int = 0) -> list[Any]:
+        from asyncua import ua
+
+        from inspector.plc.opcua_model import field_variant
+
+        record = self._result(result_id)
+        out = [ua.Variant(False, ua.VariantType.Boolean), ua.Variant(0, ua.VariantType.UInt32)]
+        out += [field_variant(name, getattr(record, name)) for name in _COMPONENT_OUTPUTS]
+        return [*out, *self._error_ok()]
+
+    def _do_get_result_list_filtered(self, call: _Call, state: int, *args: Any) -> list[Any]:
+        from asyncua import ua
+
+        from inspector.plc.opcua_results import FILTER_FIELDS
+
+        filters = {name: _text(v) for name, v in zip(FILTER_FIELDS, args[:len(FILTER_FIELDS)], strict=True)}
+        max_results, start = (int(v or 0) for v in args[len(FILTER_FIELDS):len(FILTER_FIELDS) + 2])
+        page, count = self.results.filtered(int(state or 0), filters, max_results, start)
+        return [ua.Variant(start + len(page) >= count, ua.VariantType.Boolean),
+                ua.Variant(count, ua.VariantType.UInt32), ua.Variant(0, ua.VariantType.UInt32),
+                ua.Variant(page, ua.VariantType.ExtensionObject), *self._error_ok()]
+
+    def _result(self, result_id: Any) -> Any:
+        from asyncua import ua
+
+        record = self.results.get(_text(result_id))
+        if record is None:
+            raise _Refusal(ua.StatusCodes.BadNotFound,
+                           f"ResultId {_text(result_id)[:80]!r}: unknown, or older than the last {len(self.results)}")
+        return record
 
     # ------------------------------------------------------------------ method helpers (worker thread)
     def _select(self, call: _Call, ident: str) -> None:
@@ -548,7 +652,18 @@ class OpcUaPlc:
         for kind, ident, slot in (("RecipeId", rid, 0), ("ProductId", pid, 1)):
             if ident and (self._prepared is None or self._prepared[slot] != ident):
                 raise _Refusal(ua.StatusCodes.BadInvalidArgument, f"{kind} {ident[:80]!r} is not a prepared recipe")
-        return _Job(f"job-{self._run_tag}-{next(self._seq)}", _text(meas), rid, pid)
+        return _Job(f"job-{self._run_tag}-{next(self._seq)}", _text(meas), rid, pid, time.monotonic())
+
+    def _jobs_owed(self) -> int:
+        """Single jobs started within `_JOB_OWED_S` whose result has not come back (a lost one stops counting)."""
+        since = time.monotonic() - _JOB_OWED_S
+        owed = 0
+        with self._lock:
+            for job in reversed(self._jobs.values()):
+                if job.started < since or owed >= self.max_jobs_in_flight:
+                    break
+                owed += 1
+        return owed
 
     def _remember(self, part_id: str, job: _Job) -> None:
         self._jobs[part_id] = job
@@ -579,8 +694,15 @@ class OpcUaPlc:
         except (RuntimeError, PermissionError) as exc:  # StationError, ControlError, PermissionDenied
             raise _Refusal(ua.StatusCodes.BadInvalidState, str(exc)) from None
 
-    def _set_states(self, vision: str, automatic: str) -> None:
-        self.vision_state, self.automatic_state = vision, automatic
+    def _set_states(self, vision: str, automatic: str, vision_transition: str = "",
+                    automatic_transition: str = "") -> None:
+        """The new states, and the spec's transitions that led there (shown by `_show_states`)."""
+        with self._lock:
+            self.vision_state, self.automatic_state = vision, automatic
+            if vision_transition:
+                self._transitions[0] = (vision_transition, self._transitions[0][1] + 1)
+            if automatic_transition:
+                self._transitions[1] = (automatic_transition, self._transitions[1][1] + 1)
 
     def _error_ok(self) -> list[Any]:
         from asyncua import ua
@@ -594,30 +716,35 @@ class OpcUaPlc:
 
     # ------------------------------------------------------------------ loop tasks
     async def _show_states(self) -> None:
-        from asyncua import ua
+        from inspector.plc.opcua_model import show_state
 
-        await self.model.vision_state.write_value(ua.LocalizedText(self.vision_state))
-        await self.model.automatic_state.write_value(ua.LocalizedText(self.automatic_state))
+        with self._lock:
+            vision, automatic = self.vision_state, self.automatic_state
+            transitions = list(self._transitions)
+        for i, (nodes, state) in enumerate(((self.model.vision, vision), (self.model.automatic, automatic))):
+            (name, seq), shown = transitions[i], self._shown[i]
+            await show_state(self.model, nodes, state, name if seq != shown else "")
+            self._shown[i] = seq
 
     async def _watch(self) -> None:
-        """Follow the station's health: Error after a persistent alarm while Operational."""
-        alarms = 0
+        """Follow the station: Error after a persistent fault while Operational (never for an overload)."""
+        faults = 0
         while True:
             await asyncio.sleep(1.0)
             try:
-                state = await asyncio.get_running_loop().run_in_executor(self._worker, self.commands.state)
+                fault = await asyncio.get_running_loop().run_in_executor(self._worker, self.commands.fault)
             except Exception:
-                log.exception("plc: station state read failed")
+                log.exception("plc: station fault read failed")
                 continue
-            alarms = alarms + 1 if state is StationState.ERROR else 0
-            if alarms >= _ERROR_POLLS and self.vision_state == "Operational":
-                log.error("plc: station health ALARM: VisionStateMachine -> Error (Reset to resume)")
+            faults = faults + 1 if fault else 0
+            if faults >= _ERROR_POLLS and self.vision_state == "Operational":
+                log.error("plc: station fault (%s): VisionStateMachine -> Error (Reset to resume)", fault)
                 self._continuous = None
-                self._set_states("Error", "Initialized")
+                self._set_states("Error", "Initialized", "OperationalToErrorAuto")
                 await self._show_states()
 
     async def _publish(self, events: Any) -> None:
-        from inspector.plc.opcua_model import publish
+        from inspector.plc.opcua_model import publish, result_record
 
         assert self._queue is not None
         while True:
@@ -628,9 +755,11 @@ class OpcUaPlc:
                 job = self._continuous or _Job(f"auto-{self._run_tag}-{next(self._seq)}", "")
             prepared = self._prepared or ("", "")
             try:
-                await publish(self.model, events, part, job.job_id, f"result-{self._run_tag}-{next(self._seq)}",
-                              meas_id=job.meas_id, recipe_id=job.recipe_id or prepared[0],
-                              product_id=job.product_id or prepared[1])
+                record = result_record(self.model, part, job.job_id, f"result-{self._run_tag}-{next(self._seq)}",
+                                       meas_id=job.meas_id, recipe_id=job.recipe_id or prepared[0],
+                                       product_id=job.product_id or prepared[1], configuration=self.station_name)
+                self.results.add(record)
+                await publish(self.model, events, part, record)
                 self.counts["results"] += 1
             except Exception:
                 self.counts["results_not_published"] += 1
@@ -671,6 +800,24 @@ def _oversized(values: list[Any]) -> str:
         if isinstance(ident, str) and len(ident) > MAX_ID_CHARS:
             return f"{type(v).__name__.removesuffix('DataType')}: {len(ident)} characters, at most {MAX_ID_CHARS}"
     return ""
+
+
+def _miscounted(method: str, values: list[Any]) -> str:
+    """Why the number of arguments is wrong for ``method`` (the spec's; Cause and CauseDescription may be left out)."""
+    from inspector.plc.mv_ids import METHODS
+
+    inputs = [name for name, _, _ in METHODS[method].inputs]
+    least = 0 if inputs == ["Cause", "CauseDescription"] else len(inputs)
+    if least <= len(values) <= len(inputs):
+        return ""
+    return f"{method}: {len(values)} arguments, the spec's are {', '.join(inputs) or 'none'}"
+
+
+def _because(note: str, cause: int, description: str) -> str:
+    """An audit note with the caller's Cause and CauseDescription (OPC 40100-1 Halt, Reset, Stop, Abort)."""
+    if not cause and not description:
+        return note
+    return f"{note} (cause {int(cause or 0)}: {str(description or '')[:200]})"
 
 
 def _text(value: Any) -> str:

@@ -34,9 +34,20 @@ def db(tmp_path):
     engine.dispose()
 
 
-def make_server(db, tmp_path: Path, **kw) -> tuple[FakeStation, OpcUaPlc]:
+class UaStation(FakeStation):
+    """A FakeStation that also says whether it has a fault (what `OpcUaCommands.fault` asks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.faulted = ""
+
+    def fault(self) -> str:
+        return self.faulted
+
+
+def make_server(db, tmp_path: Path, **kw) -> tuple[UaStation, OpcUaPlc]:
     users, audit = db
-    station = FakeStation()
+    station = UaStation()
     kw.setdefault("insecure", True)  # these clients use the None endpoint (off unless configured)
     server = OpcUaPlc(station, port=free_port(), users=users, audit=audit, cert_dir=tmp_path / "pki", **kw)
     return station, server
@@ -111,17 +122,17 @@ def test_address_space_follows_the_spec_names(db, tmp_path) -> None:
             assert [a.Name for a in args] == ["MeasId", "PartId", "RecipeId", "ProductId", "Parameters"]
             outs = await (await method.get_child("0:OutputArguments")).read_value()
             assert [a.Name for a in outs] == ["JobId", "Error"]
-            state = await vsm.get_child(f"{idx}:CurrentState")
+            state = await vsm.get_child("0:CurrentState")
             assert (await state.read_value()).Text == "Preoperational"
             await vsm.call_method(f"{idx}:SelectModeAutomatic")
             assert (await state.read_value()).Text == "Operational"
-            assert (await (await auto.get_child(f"{idx}:CurrentState")).read_value()).Text == "Ready"
+            assert (await (await auto.get_child("0:CurrentState")).read_value()).Text == "Ready"
             await auto.call_method(f"{idx}:StartContinuous", ua.MeasIdDataType(Id=""), ua.PartIdDataType(Id=""),
                                    ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""),
                                    ua.Variant([], ua.VariantType.Variant))
-            assert (await (await auto.get_child(f"{idx}:CurrentState")).read_value()).Text == "ContinuousExecution"
+            assert (await (await auto.get_child("0:CurrentState")).read_value()).Text == "ContinuousExecution"
             await auto.call_method(f"{idx}:Stop")
-            assert (await (await auto.get_child(f"{idx}:CurrentState")).read_value()).Text == "Ready"
+            assert (await (await auto.get_child("0:CurrentState")).read_value()).Text == "Ready"
             await vsm.call_method(f"{idx}:Halt")
             assert (await state.read_value()).Text == "Halted"
         finally:
@@ -153,11 +164,12 @@ def test_single_jobs_come_back_as_result_ready_events(db, tmp_path) -> None:
                 assert e.JobId.Id == jobs[pid]
             assert got["P-4713"].IsPartial is True and got["P-4713"].ResultState == RESULT_ABORTED
             assert got["P-4711"].ResultState == RESULT_COMPLETED and got["P-4711"].IsPartial is False
-            assert got["P-4712"].ResultContent[0] == "NG" and got["P-4711"].ResultContent[0] == "OK"
+            assert got["P-4712"].ResultContent[0].Value == "NG" and got["P-4711"].ResultContent[0].Value == "OK"
             assert got["P-4711"].MeasId.Id == "m0"
             assert got["P-4711"].ProcessingTimes.AcquisitionDuration is not None
-            last = await vs.get_child([f"{idx}:ResultManagement", f"{idx}:Results", f"{idx}:LastResult", f"{idx}:JobId"])
-            assert (await last.read_value()).Id == jobs["P-4715"]
+            last = await vs.get_child([f"{idx}:ResultManagement", f"{idx}:Results", f"{idx}:LastResult"])
+            assert (await (await last.get_child(f"{idx}:JobId")).read_value()).Id == jobs["P-4715"]
+            assert (await last.read_value()).PartId.Id == "P-4715"
         finally:
             await c.disconnect()
 
@@ -214,7 +226,7 @@ def test_anonymous_when_enabled_may_watch_but_not_start_jobs(db, tmp_path) -> No
         c = await connect(server, None)
         try:
             idx, _, vsm, _ = await nodes(c)
-            assert (await (await vsm.get_child(f"{idx}:CurrentState")).read_value()).Text == "Preoperational"
+            assert (await (await vsm.get_child("0:CurrentState")).read_value()).Text == "Preoperational"
             with pytest.raises(BadUserAccessDenied):
                 await vsm.call_method(f"{idx}:SelectModeAutomatic")
         finally:

@@ -54,7 +54,7 @@ def test_a_locked_database_never_stalls_the_server(ua_db, tmp_path) -> None:
             idx, _, vsm, auto = await nodes(plc)
             await vsm.call_method(f"{idx}:SelectModeAutomatic")
             _, _, wvsm, _ = await nodes(watcher)
-            state = await wvsm.get_child(f"{idx}:CurrentState")
+            state = await wvsm.get_child("0:CurrentState")
             lock = WriteLock(tmp_path / "ua.db")
             stop, reads = asyncio.Event(), []
             reader = asyncio.create_task(read_latencies(watcher, state, stop, reads))

@@ -133,7 +133,7 @@ def test_sessions_of_changed_or_removed_users_are_closed(ua_db, tmp_path) -> Non
             await vsm.call_method(f"{idx}:Halt")
         seen["running"] = station.running
         users.remove_user("eng")  # removed: the idle session is closed within seconds
-        state = await evsm.get_child(f"{idx}:CurrentState")
+        state = await evsm.get_child("0:CurrentState")
         deadline = time.monotonic() + 8
         seen["eng_closed"] = False
         while time.monotonic() < deadline:
@@ -203,9 +203,10 @@ def test_the_none_endpoint_is_off_unless_configured(ua_db, tmp_path) -> None:
         return {e.SecurityPolicyUri.rsplit("#", 1)[-1] for e in endpoints}
 
     from inspector.plc.opcua_server import OpcUaPlc
-    from tests.inspector.plc.test_modbus import FakeStation, free_port
+    from tests.inspector.plc.test_modbus import free_port
+    from tests.inspector.plc.test_opcua import UaStation
 
-    server = OpcUaPlc(FakeStation(), port=free_port(), users=ua_db[0], audit=ua_db[1], cert_dir=tmp_path / "pki")
+    server = OpcUaPlc(UaStation(), port=free_port(), users=ua_db[0], audit=ua_db[1], cert_dir=tmp_path / "pki")
     with server:  # the default, on loopback too
         assert asyncio.run(policies(server)) == {"Basic256Sha256"}
     _, server = make_server(ua_db, tmp_path, insecure=True)
