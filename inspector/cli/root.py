@@ -14,13 +14,14 @@ from typing import NoReturn
 
 import typer
 
-from inspector.cli import anomaly, audit, bench, cameras, dataset, history, models, plc, run, service, users
+from inspector.cli import anomaly, audit, bench, cameras, dataset, history, models, plc, recipes, run, service, users
 from inspector.cli.common import CliContext, OpenGui
 
 #: Modules whose commands sit at the top (``inspector run``), in the order ``--help`` lists them.
 COMMANDS: tuple[typer.Typer, ...] = (run.app, service.app, history.app, models.app, bench.app)
 #: Named command groups (``inspector users add``; the name is set in each module's app), listed after COMMANDS.
-GROUPS: tuple[typer.Typer, ...] = (cameras.app, dataset.app, users.app, audit.app, plc.app, anomaly.app)
+GROUPS: tuple[typer.Typer, ...] = (cameras.app, dataset.app, recipes.app, users.app, audit.app, plc.app,
+                                   anomaly.app)
 
 
 def make_app(open_gui: OpenGui | None = None, extra: Sequence[typer.Typer] = ()) -> typer.Typer:

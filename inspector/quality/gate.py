@@ -47,6 +47,14 @@ class GateRefused(ModelError):
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """A model as a gate names it: its name and its model file's sha256 (a card, or a recipe's history line)."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class GateLimits:
     """How much worse than the current model a candidate may be (absolute rates; 0: no worse at all)."""
 
@@ -168,7 +176,7 @@ def run_gate(
     return table, write_gate(candidate, table)
 
 
-def gate_problem(candidate: ModelCard, replaced: ModelCard | None) -> str:
+def gate_problem(candidate: ModelCard, replaced: ModelCard | ModelRef | None) -> str:
     """Why ``candidate`` may not replace ``replaced`` (empty: it may).
 
     It may when nothing is replaced, when both are the same model file, or when the candidate's
@@ -192,7 +200,7 @@ def gate_problem(candidate: ModelCard, replaced: ModelCard | None) -> str:
     return ""
 
 
-def require_gate(candidate: ModelCard, replaced: ModelCard | None, *, override_by: str | None = None) -> str:
+def require_gate(candidate: ModelCard, replaced: ModelCard | ModelRef | None, *, override_by: str | None = None) -> str:
     """Refuse a detector without a passing gate against the model it replaces, unless an admin overrides.
 
     The caller (product recipe selection) checks that ``override_by`` is an admin and records the
@@ -200,7 +208,8 @@ def require_gate(candidate: ModelCard, replaced: ModelCard | None, *, override_b
 
     Args:
         candidate: The card of the detector the recipe selects.
-        replaced: The card of the detector in use (None where none is).
+        replaced: The detector it replaces: a card, or the name and sha256 a recipe's history kept
+            (None where none is).
         override_by: The admin who selects it despite the gate.
 
     Returns:
@@ -213,5 +222,5 @@ def require_gate(candidate: ModelCard, replaced: ModelCard | None, *, override_b
     if not problem:
         return ""
     if override_by:
-        return f"gate overridden by {override_by}: {problem}"
+        return f"gate overridden by {override_by}: {problem.split('; run inspector model gate')[0]}"
     raise GateRefused(problem)

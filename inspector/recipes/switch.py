@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from inspector.config import ConfigError
 from inspector.pipeline.backends.base import Backend
 from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.scheduler import Epoch
 from inspector.recipes.recipe import Recipe, check_budgets, find_recipe, load_recipes
+from inspector.recipes.versions import RecipeVersionError, check_recipe_gate
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +117,26 @@ class RecipeSwitch:
     def number(self) -> int:
         return self.current.recipe.number if self.current is not None else 0
 
-    def select(self, key: int | str) -> Recipe:
+    def select(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> Recipe:
         """Prepare the recipe and switch to it at the next part boundary; returns it.
+
+        The recipe files are read again first, so that a version saved or rolled back meanwhile
+        (`inspector.recipes.versions`) is the one selected.
+
+        Args:
+            key: Number, name, product id or external id.
+            override_gate_by: An admin who selects the recipe although its detector has no passing
+                promotion gate against the one the recipe ran before (the caller checked the role;
+                the recipe's history records who, when, both models and ``reason``).
+            reason: Why the gate is overridden.
 
         Raises:
             RecipeBusy: Another switch is being prepared (nothing changes; select again later).
-            RecipeError: Unknown recipe, its model fails its check or cannot be loaded.
+            RecipeError: Unknown recipe, its model fails its check, has no passing gate or cannot be
+                loaded (one line; the running recipe keeps running).
         """
         try:
+            self._reload_files()
             recipe = find_recipe(self.recipes, key)
         except LookupError as exc:
             raise RecipeError(str(exc)) from None
@@ -130,21 +144,37 @@ class RecipeSwitch:
             raise RecipeBusy(f"recipe {recipe.label}: busy, another recipe switch is in progress; select it again "
                              "when that one is done")
         try:
-            card, backends = self._prepare(recipe)
+            card, backends = self._prepare(recipe, override_gate_by, reason)
             with self._state:
                 self._switch(recipe, card, backends)
             return recipe
         finally:
             self._preparing.release()
 
-    def _prepare(self, recipe: Recipe) -> tuple[ModelCard, list[Backend]]:
-        """The recipe's model checked, compiled and warmed up on every device (the old recipe inspects)."""
+    def _reload_files(self) -> None:
+        """The recipe files as they are now (a version saved or rolled back); invalid ones: the recipes read before."""
+        try:
+            recipes = load_recipes(self.folder)
+            check_budgets(recipes, self.station.config)
+        except ConfigError as exc:
+            raise LookupError(str(exc).splitlines()[0]) from None
+        self.recipes = recipes
+
+    def _prepare(self, recipe: Recipe, override_gate_by: str | None = None,
+                 reason: str = "") -> tuple[ModelCard, list[Backend]]:
+        """The recipe's model checked (card and promotion gate), compiled and warmed up on every device (the old
+        recipe inspects)."""
         backends: list[Backend] = []
         try:
             card = load_card(recipe.model.name)
+            note = check_recipe_gate(self.folder, recipe, card, override_by=override_gate_by, reason=reason)
+            if note:
+                log.warning("recipe %s: %s (reason: %s)", recipe.label, note, reason or "none given")
             backends = self.station.make_backends(card)
             for be in backends:
                 be.warmup()
+        except RecipeVersionError as exc:  # no passing gate: one line naming the recipe and the gate
+            raise RecipeError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - any model/runtime failure: the old recipe stays
             for be in backends:
                 be.close()
