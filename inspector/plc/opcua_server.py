@@ -1,6 +1,8 @@
-"""`OpcUaPlc`: the station's OPC UA server (asyncua) after OPC 40100-1, Basic Vision System subset.
+"""`OpcUaPlc`: the station's OPC UA server (asyncua) with the OPC 40100-1 (Machine Vision) model.
 
-The address space is `inspector.plc.opcua_model`. The server runs its own asyncio loop on a
+The types are at their official NodeIds (`inspector.plc.mv_ids`, `inspector.plc.mv_types`);
+the instance is `inspector.plc.opcua_model`; RecipeManagement's and ResultManagement's
+methods are `inspector.plc.opcua_management`. The server runs its own asyncio loop on a
 thread. A PLC (or MES) logs in with a station user name and password, checked off the loop
 and throttled per source address and per name (`inspector.plc.opcua_sessions`; no account
 lockout, so nobody can keep the PLC out); anonymous sessions exist only when configured,
@@ -12,16 +14,21 @@ logins are audited, failed logins in aggregate (one row per source address per m
 
 Mapping to the station:
 
-- SelectModeAutomatic / Reset: Operational + Ready, inspection running;
-- Halt: Halted, inspection paused (``set_running(False)``);
+- SelectModeAutomatic: Operational + Ready, inspection running; Reset: through
+  Preoperational on to Operational + Ready (the spec's automatic transition), running;
+- Halt: Halted, inspection paused (``set_running(False)``); Halt, Reset, Stop and Abort take
+  the spec's Cause and CauseDescription, written into their audit row;
 - StartSingleJob: triggers one part with the client's PartId (the JobId when empty); the
   part's ResultReady event carries the JobId and MeasId; Ready again at once (the line
-  tracks many parts in flight);
+  tracks many parts in flight); refused with BadTooManyOperations while `MAX_JOBS_IN_FLIGHT`
+  jobs wait for their results (an overload is answered job by job, never with Error);
 - StartContinuous: ContinuousExecution; parts from the conveyor or other triggers carry its
   JobId; Stop / Abort: back to Ready;
 - ResultReadyEvent per part, emitted by the VisionSystem: ResultState is the spec's
   processing state (1 Completed; 3 Aborted for a part incomplete at its deadline, with
-  IsPartial true); the verdict is in ResultContent (``["OK" | "NG", reason]``).
+  IsPartial true); the verdict is in ResultContent (``["OK" | "NG", reason]``);
+- Error: after a station fault (`OpcUaCommands.fault`: a camera offline, results lost) seen in
+  three health reads in a row while Operational; Reset leaves it.
 
 Security: binds 127.0.0.1 unless the config exposes it; a Basic256Sha256 Sign&Encrypt
 endpoint with a self-signed certificate made on first start (``cert_dir``); a None-security
@@ -54,6 +61,7 @@ from inspector.pipeline.results import PartResult
 from inspector.plc.link_status import LastCommand, OpcUaClient, OpcUaLinkStatus
 from inspector.plc.modbus_map import StationState
 from inspector.plc.modbus_server import PlcError
+from inspector.plc.opcua_management import ManagementMethods
 from inspector.plc.opcua_results import ResultStore
 from inspector.plc.opcua_sessions import ANONYMOUS, DIGEST_S, Auditor, DeferredAudit, OpcUaSessions
 from inspector.plc.opcua_sessions import Refusal as _Refusal
@@ -76,10 +84,6 @@ _ERROR_POLLS = 3  # consecutive fault reads before the VisionStateMachine goes t
 #: a burst faster than the line is answered job by job, the system staying Operational/Ready
 MAX_JOBS_IN_FLIGHT = 64
 _JOB_OWED_S = 60.0  # a job whose result has not come back after this long no longer counts as in flight
-#: GetResultComponentsById's outputs after HasTransferableDataOnFile and ResultHandle, before Error
-_COMPONENT_OUTPUTS = ("IsPartial", "IsSimulated", "ResultState", "MeasId", "PartId", "ExternalRecipeId",
-                      "InternalRecipeId", "ProductId", "ExternalConfigurationId", "InternalConfigurationId", "JobId",
-                      "CreationTime", "ProcessingTimes", "ResultContent")
 _SWEEP_S = 2.0  # how often the sessions' users are read again (removed or changed users' sessions close)
 #: a request larger than this is refused by the transport (a PLC's calls are a few hundred bytes)
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -98,7 +102,9 @@ class OpcUaCommands(Protocol):
 
     def state(self) -> StationState: ...
 
-    def fault(self) -> str: ...
+    def fault(self) -> str:
+        """A fault of the station ("" when none): what sends the VisionStateMachine to Error."""
+        ...
 
     def recipe_number(self) -> int: ...
 
@@ -140,7 +146,7 @@ class _Call:
                            f"not carried out: its audit row cannot be written ({str(exc)[:160]})") from None
 
 
-class OpcUaPlc:
+class OpcUaPlc(ManagementMethods):
     """OPC UA server of one station (also a sink of part results).
 
     Args:
@@ -160,6 +166,7 @@ class OpcUaPlc:
     """
 
     name = "plc-opcua"
+    commands: OpcUaCommands
 
     def __init__(self, commands: OpcUaCommands, *, host: str = "127.0.0.1", port: int = 4840,
                  users: UserStore | None = None, audit: Auditor | None = None, anonymous: bool = False,
@@ -537,114 +544,7 @@ class OpcUaPlc:
         self._continuous = None
         return self._error_ok()
 
-    def _do_prepare_recipe(self, call: _Call, external: Any, internal: Any) -> list[Any]:
-        from asyncua import ua
-
-        ident = _text(internal) or _text(external)
-        self._select(call, ident)
-        self._prepared = (_text(external) or ident, "")
-        return [self._variant("RecipeIdInternalDataType", Id=ident), ua.Variant(True, ua.VariantType.Boolean),
-                ua.Variant(0, ua.VariantType.Int32)]
-
-    def _do_unprepare_recipe(self, call: _Call, external: Any, internal: Any) -> list[Any]:
-        ident = _text(internal) or _text(external)
-        self._unprepare(call, f"recipe {ident}", ident)
-        return [self._variant("RecipeIdInternalDataType", Id=ident), *self._error_ok()]
-
-    def _do_prepare_product(self, call: _Call, product: Any) -> list[Any]:
-        from asyncua import ua
-
-        ident = _text(product)
-        self._select(call, ident)
-        self._prepared = ("", ident)
-        return [self._variant("RecipeIdInternalDataType", Id=ident), ua.Variant(0, ua.VariantType.Int32)]
-
-    def _do_unprepare_product(self, call: _Call, product: Any) -> list[Any]:
-        ident = _text(product)
-        self._unprepare(call, f"product {ident}", ident)
-        return [self._variant("RecipeIdInternalDataType", Id=ident), *self._error_ok()]
-
-    def _do_get_recipe_list_filtered(self, call: _Call, external: Any, product: Any, is_prepared: Any,
-                                     max_results: int, start: int, timeout: int) -> list[Any]:
-        # the station's active recipe is the one it can run now (recipes are selected by number)
-        from asyncua import ua
-
-        number = str(self.commands.recipe_number())
-        prepared = self._prepared is not None and number in self._prepared
-        wanted = [(_text(external), self._prepared[0] if self._prepared else ""),
-                  (_text(product), self._prepared[1] if self._prepared else "")]
-        match = all(not want or want in (have, number) for want, have in wanted)
-        if int(is_prepared or 0) in (0, 1):  # TriStateBooleanDataType: FALSE_0, TRUE_1, DONTCARE_2
-            match = match and prepared == bool(int(is_prepared or 0))
-        found = [self.model.make("RecipeIdInternalDataType", Id=number)] if match else []
-        page = found[int(start or 0):][:int(max_results or len(found) or 1)]
-        return [ua.Variant(True, ua.VariantType.Boolean), ua.Variant(len(found), ua.VariantType.UInt32),
-                ua.Variant(0, ua.VariantType.UInt32), ua.Variant(page, ua.VariantType.ExtensionObject),
-                *self._error_ok()]
-
-    def _do_get_result_by_id(self, call: _Call, result_id: Any, timeout: int = 0) -> list[Any]:
-        from asyncua import ua
-
-        record = self._result(result_id)
-        return [ua.Variant(0, ua.VariantType.UInt32), ua.Variant(record, ua.VariantType.ExtensionObject),
-                *self._error_ok()]
-
-    def _do_get_result_components_by_id(self, call: _Call, result_id: Any, timeout: int = 0) -> list[Any]:
-        from asyncua import ua
-
-        from inspector.plc.opcua_model import field_variant
-
-        record = self._result(result_id)
-        out = [ua.Variant(False, ua.VariantType.Boolean), ua.Variant(0, ua.VariantType.UInt32)]
-        out += [field_variant(name, getattr(record, name)) for name in _COMPONENT_OUTPUTS]
-        return [*out, *self._error_ok()]
-
-    def _do_get_result_list_filtered(self, call: _Call, state: int, *args: Any) -> list[Any]:
-        from asyncua import ua
-
-        from inspector.plc.opcua_results import FILTER_FIELDS
-
-        filters = {name: _text(v) for name, v in zip(FILTER_FIELDS, args[:len(FILTER_FIELDS)], strict=True)}
-        max_results, start = (int(v or 0) for v in args[len(FILTER_FIELDS):len(FILTER_FIELDS) + 2])
-        page, count = self.results.filtered(int(state or 0), filters, max_results, start)
-        return [ua.Variant(start + len(page) >= count, ua.VariantType.Boolean),
-                ua.Variant(count, ua.VariantType.UInt32), ua.Variant(0, ua.VariantType.UInt32),
-                ua.Variant(page, ua.VariantType.ExtensionObject), *self._error_ok()]
-
-    def _result(self, result_id: Any) -> Any:
-        from asyncua import ua
-
-        record = self.results.get(_text(result_id))
-        if record is None:
-            raise _Refusal(ua.StatusCodes.BadNotFound,
-                           f"ResultId {_text(result_id)[:80]!r}: unknown, or older than the last {len(self.results)}")
-        return record
-
     # ------------------------------------------------------------------ method helpers (worker thread)
-    def _select(self, call: _Call, ident: str) -> None:
-        """Select a product recipe by its number (the station's recipes are numbered, as for Modbus)."""
-        from asyncua import ua
-
-        if not ident:
-            raise _Refusal(ua.StatusCodes.BadInvalidArgument, "no recipe id given")
-        if not ident.isdigit():
-            raise _Refusal(ua.StatusCodes.BadNotFound, f"recipe {ident[:80]!r}: recipes are selected by number")
-        call.commit(f"recipe {ident}")
-        try:
-            self.commands.select_recipe(int(ident))
-        except RuntimeError as exc:  # no recipes on this station yet
-            raise _Refusal(ua.StatusCodes.BadNotSupported, str(exc)) from None
-        except (ValueError, LookupError) as exc:
-            raise _Refusal(ua.StatusCodes.BadNotFound, str(exc)) from None
-
-    def _unprepare(self, call: _Call, note: str, ident: str) -> None:
-        from asyncua import ua
-
-        if self._prepared is None or ident not in self._prepared:
-            raise _Refusal(ua.StatusCodes.BadNotFound, f"recipe {ident[:80]!r} is not prepared")
-        call.commit(note)
-        self._prepared = None
-
     def _new_job(self, meas: Any, recipe: Any, product: Any) -> _Job:
         from asyncua import ua
 
@@ -703,16 +603,6 @@ class OpcUaPlc:
                 self._transitions[0] = (vision_transition, self._transitions[0][1] + 1)
             if automatic_transition:
                 self._transitions[1] = (automatic_transition, self._transitions[1][1] + 1)
-
-    def _error_ok(self) -> list[Any]:
-        from asyncua import ua
-
-        return [ua.Variant(0, ua.VariantType.Int32)]
-
-    def _variant(self, type_name: str, **values: Any) -> Any:
-        from asyncua import ua
-
-        return ua.Variant(self.model.make(type_name, **values), ua.VariantType.ExtensionObject)
 
     # ------------------------------------------------------------------ loop tasks
     async def _show_states(self) -> None:
