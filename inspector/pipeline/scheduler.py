@@ -162,6 +162,8 @@ class _Batch:
     settled: bool = False
     #: anomaly batches started beside the detector's: (pending or None when it could not start, span indices)
     anomaly: list[tuple[PendingAnomaly | None, list[int]]] = field(default_factory=list)
+    #: its slot went on to the next batch (`InferenceWorker._refill`) instead of back to the worker thread
+    handed_on: bool = False
 
     def __post_init__(self) -> None:
         self.unsettled = {id(h): lane for lane, h in self.taken}
@@ -198,7 +200,9 @@ class InferenceWorker:
     completion thread waits for it, decodes, applies the verdict rules and emits. Up to
     ``in_flight`` batches are between the two, so the host work of one batch overlaps the
     inference of the next (backends with `submit` run them asynchronously; others infer
-    in the worker thread while the previous batch is decided).
+    in the worker thread while the previous batch is decided). When every camera of the
+    shard has a frame waiting as a batch is decided (a saturated station), the completion
+    thread submits them itself in the slot that batch frees (`_refill`).
 
     Args:
         index: Worker index (device number).
@@ -237,6 +241,9 @@ class InferenceWorker:
         self.in_flight = max(1, backend.depth or in_flight)  # a synchronous backend (depth 0) takes the worker's
         self._slots = threading.Semaphore(self.in_flight)
         self._submitted: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        # held from a batch's submit to its place in `_submitted`: two threads submit, and batches are
+        # decided in the order the runtime's slots were taken
+        self._submit_lock = threading.Lock()
         self._busy_until = 0
         self._infer_until = 0
         self.stats = WorkerStats()
@@ -264,7 +271,8 @@ class InferenceWorker:
             self._thread.join(timeout)
             self._thread = None
         if self._post is not None:
-            self._submitted.put(None)
+            with self._submit_lock:  # after any batch a refill submits; none is submitted after it
+                self._submitted.put(None)
             self._post.join(timeout)
             self._post = None
 
@@ -336,11 +344,12 @@ class InferenceWorker:
                 if k:  # frames of two recipes: one batch each, each in a slot of its own
                     while not self._slots.acquire(timeout=0.1):
                         pass
-                b = self._submit(group, ep)
+                with self._submit_lock:
+                    b = self._submit(group, ep)
+                    if b is not None:
+                        self._submitted.put(b)
                 if b is None:
                     self._slots.release()
-                else:
-                    self._submitted.put(b)
 
     def _complete_loop(self) -> None:
         while True:
@@ -348,9 +357,31 @@ class InferenceWorker:
             if b is None:
                 return
             try:
-                self._complete(b)
+                self._complete(b, refill=True)
             finally:
-                self._slots.release()
+                if not b.handed_on:
+                    self._slots.release()
+
+    def _refill(self) -> bool:
+        """Submit the next batch in the slot of the batch being decided, on the completion thread, when
+        every camera of the shard has a frame waiting (a saturated station): the runtime gets it one
+        thread hand-off sooner, and the worker thread is not woken for it. False (the slot goes back to
+        the worker thread) when a camera has none (the worker waits up to ``max_wait`` for it), while
+        paused or stopping, or while a recipe switch is under way (frames of two recipes take a slot each).
+        """
+        with self._submit_lock:
+            if self._stop.is_set() or self._paused.is_set():
+                return False
+            with self._epochs_lock:  # no switch between the look at the epochs and the claim
+                if len(self._epochs) != 1 or not all(lane.pool.has_pending() for lane in self.lanes):
+                    return False
+                ep = self._epochs[0]
+                taken = [(lane, h) for lane in self.lanes if (h := lane.pool.claim()) is not None]
+            b = self._submit(taken, ep) if taken else None
+            if b is None:
+                return False
+            self._submitted.put(b)
+            return True
 
     def _gather(self) -> list[tuple[CameraLane, FrameHandle]]:
         """Wait for frames (the rest of the shard for at most ``max_wait``) and claim them."""
@@ -476,12 +507,15 @@ class InferenceWorker:
                 scores[k] = (float(out.scores[i]), out.maps[i]) if out is not None else (float("nan"), None)
         return scores
 
-    def _complete(self, b: _Batch) -> list[InspectionResult]:
+    def _complete(self, b: _Batch, refill: bool = False) -> list[InspectionResult]:
         """Wait for a submitted batch, decide its frames, emit and return the results.
 
         Every claimed frame is settled exactly once in its pool's counters (inspected, or
         dropped when inference or post-processing fails), whatever happens, and the worker's
-        reference on every handle is released.
+        reference on every handle is released. With ``refill``, the batch's slot takes the next
+        batch (`_refill`) as soon as its outputs are read: before the results are built and
+        emitted where the runtime decoded the boxes itself, after building them where the host
+        decodes the raw output (a view of the slot's).
         """
         try:
             assert b.pending is not None
@@ -496,10 +530,15 @@ class InferenceWorker:
             ep = b.ep
             results = []
             graph = out.detections if out.detections is not None and out.nms_iou == self._iou else None
+            early = refill and graph is not None
+            if early:
+                b.handed_on = self._refill()
             for k, (lane, h, first, n) in enumerate(b.spans):
                 results.append(self._result(lane, h, b.items[first : first + n], out.raw[first : first + n], b.t_take,
                                             out, ep, graph[first : first + n] if graph is not None else None,
                                             anomaly.get(k)))
+            if refill and not early:
+                b.handed_on = self._refill()
             for lane, h, _f, _n in b.spans:
                 lane.pool.mark_inspected()
                 del b.unsettled[id(h)]

@@ -11,7 +11,7 @@ from inspector.pipeline.backends.base import BatchOutput
 from inspector.pipeline.results import InspectionResult, Provenance, Verdict
 from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_cameras
 from inspector.pipeline.verdict import VerdictRules
-from tests.inspector.fakes import ScriptedBackend
+from tests.inspector.fakes import GatedBackend, ScriptedBackend
 
 PROV = Provenance("fake", "0" * 64, "fake")
 
@@ -281,3 +281,112 @@ def test_the_runtimes_own_detections_are_used_only_when_suppressed_at_the_worker
     if expected == "crack":
         d = r.detections[0]
         assert (d.x1, d.y1, d.x2, d.y2, d.score) == pytest.approx((10, 10, 30, 30, 0.8))
+
+
+class _ThreadRecordingBackend(GatedBackend):
+    """A `GatedBackend` (with the runtime's own decoded boxes where ``decoded``) that records which thread
+    submitted each batch."""
+
+    def __init__(self, decoded: bool = False) -> None:
+        super().__init__(depth=2)
+        self.decoded = decoded
+        self.submitters: list[str] = []
+
+    def infer(self, items):  # type: ignore[no-untyped-def]
+        out = super().infer(items)
+        if not self.decoded:
+            return out
+        dets = [np.zeros((0, 6), np.float32) for _ in items]
+        return BatchOutput(out.raw, out.preprocess_ms, out.inference_ms, dets, 0.5)
+
+    def submit(self, items):  # type: ignore[no-untyped-def]
+        self.submitters.append(threading.current_thread().name)
+        return super().submit(items)
+
+
+@pytest.mark.parametrize("decoded", [False, True])
+def test_a_saturated_camera_refills_the_decided_slot_before_the_results_are_handed_on(decoded: bool) -> None:
+    """With frames always waiting, the frame that waits when a batch is decided goes into that batch's slot,
+    submitted by the thread that decided it (the worker thread is not woken for it), before its results go."""
+    ln = lane("c0")
+    be = _ThreadRecordingBackend(decoded)
+    emitted_at: list[int] = []
+    results: list[InspectionResult] = []
+
+    def emit(rs: list[InspectionResult]) -> None:
+        emitted_at.append(be.submitted)
+        results.extend(rs)
+
+    w = InferenceWorker(0, be, [ln], emit, max_wait_s=0.0, iou_threshold=0.5)
+    w.start()
+    try:
+        submit_two(be, ln)
+        publish(ln.pool, 3, defect=False)  # waits: both slots are in flight
+        be.release(0)
+        wait_for(lambda: len(results) == 1)
+        assert be.submitted == 3 and emitted_at == [3]  # frame 3 was in the runtime before frame 1's result
+        publish(ln.pool, 4, defect=False)
+        be.release(1)
+        wait_for(lambda: len(results) == 2)
+        be.release(2)
+        be.release(3)
+        wait_for(lambda: len(results) == 4)
+    finally:
+        w.stop()
+    assert be.submitters == ["infer-0", "infer-0", "infer-0-post", "infer-0-post"]
+    assert [r.sequence for r in results] == [1, 2, 3, 4]
+    c = ln.pool.snapshot()
+    assert (c.received, c.inspected, c.dropped) == (4, 4, 0)
+    assert ln.pool.free_slots == 3
+
+
+def test_a_paused_worker_decides_its_batches_and_submits_no_waiting_frame() -> None:
+    ln = lane("c0")
+    be = _ThreadRecordingBackend()
+    results, emit = collect()
+    w = InferenceWorker(0, be, [ln], emit, max_wait_s=0.0)
+    w.start()
+    try:
+        submit_two(be, ln)
+        publish(ln.pool, 3, defect=False)
+        w.pause(True)
+        be.release(0)
+        be.release(1)
+        wait_for(lambda: len(results) == 2)
+        time.sleep(0.1)
+        assert be.submitted == 2 and ln.pool.has_pending()
+        w.pause(False)  # the worker thread takes it, in a slot that went back to it
+        wait_for(lambda: be.submitted == 3)
+        be.release(2)
+        wait_for(lambda: len(results) == 3)
+    finally:
+        w.stop()
+    assert be.submitters == ["infer-0"] * 3
+
+
+def test_a_camera_without_a_frame_leaves_the_decided_slot_to_the_worker_thread() -> None:
+    """A refill takes whole batches only: with one camera of two still to deliver, the slot goes back and
+    the worker thread waits ``max_wait`` for it as usual (one batch of both, not two of one)."""
+    lanes = [lane("c0"), lane("c1")]
+    be = _ThreadRecordingBackend()
+    results, emit = collect()
+    w = InferenceWorker(0, be, lanes, emit, max_wait_s=5.0)
+    w.start()
+    try:
+        for seq in (1, 2):  # two batches of both cameras in flight
+            for ln in lanes:
+                publish(ln.pool, seq, defect=False)
+            wait_for(lambda seq=seq: be.submitted == seq)
+        publish(lanes[0].pool, 3, defect=False)
+        be.release(0)
+        wait_for(lambda: len(results) == 2)
+        time.sleep(0.05)
+        assert be.submitted == 2  # c0's frame waits for c1's (max_wait), not taken alone
+        publish(lanes[1].pool, 3, defect=False)
+        wait_for(lambda: be.submitted == 3)
+        be.release(1)
+        be.release(2)
+        wait_for(lambda: len(results) == 6)
+    finally:
+        w.stop()
+    assert be.batches == [2, 2, 2] and be.submitters == ["infer-0"] * 3
