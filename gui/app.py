@@ -20,6 +20,7 @@ from gui.plc_view import add_plc_dock
 from gui.recipe_selector import RecipeSelector
 from gui.settings_dialog import CameraSettingsDialog
 from gui.startup import BuildCancelled, StartupWindow, after_shown, make_application, run_build
+from gui.teach_dialog import TeachDialog
 from gui.users_dialog import FirstStartDialog, LoginDialog, UsersDialog
 from inspector.access.control import StationControl
 from inspector.access.users import PermissionDenied, UserError
@@ -108,6 +109,9 @@ class MainWindow(QMainWindow):
         self.settings_action.triggered.connect(lambda: self.open_settings())
         self.users_action = QAction("Users…", self)
         self.users_action.triggered.connect(self.open_users)
+        self.teach_action = QAction("Teach…", self)
+        self.teach_action.setToolTip("Teach a product from good parts (anomaly models); engineer role")
+        self.teach_action.triggered.connect(lambda: self.open_teach())
         tb.addAction(self.login_action)
         tb.addWidget(self.user_label)
         # the product recipe: hidden on a station without recipes
@@ -119,6 +123,7 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tb.addAction(self.pause_action)
         tb.addAction(self.settings_action)
+        tb.addAction(self.teach_action)
         tb.addAction(self.users_action)
         self.quit_action = QAction("Quit", self)
         # the platform's Quit key (Ctrl+Q on Linux); a platform without one (offscreen, Windows) gets Ctrl+Q
@@ -159,6 +164,7 @@ class MainWindow(QMainWindow):
         self._update_user()
         self._update_pause(bool(getattr(station, "paused", False)))
         self.settings_dialog: CameraSettingsDialog | None = None
+        self.teach_dialog: TeachDialog | None = None
         bridge.start()
 
     # ------------------------------------------------------------------ actions
@@ -179,6 +185,17 @@ class MainWindow(QMainWindow):
         self.settings_dialog = dlg
         return dlg
 
+    def open_teach(self) -> TeachDialog | None:
+        """Open (non-modal) the Teach dialog (engineer role)."""
+        if not self.control.can("recipe.save"):
+            self.show_message(str(PermissionDenied("teach: needs the engineer role")))
+            return None
+        dlg = TeachDialog(self.station, self.control, self.bridge, parent=self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.show()
+        self.teach_dialog = dlg
+        return dlg
+
     def open_users(self) -> None:
         if not self.control.can("users.manage"):
             self.show_message(str(PermissionDenied("users.manage: needs the admin role")))
@@ -195,6 +212,7 @@ class MainWindow(QMainWindow):
         self.user_label.setText(f"{user.name} · {user.role.label}" if user else "not logged in · watching")
         self.login_action.setText("Log out" if user else "Log in…")
         self.users_action.setEnabled(self.control.can("users.manage"))
+        self.teach_action.setEnabled(self.control.can("recipe.save"))
         self.pause_action.setEnabled(self.control.can("station.pause"))
 
     def _update_pause(self, paused: bool) -> None:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from camera.protocol import Camera, CameraState
 from gui.bridge import CameraLive, DisplayFrame, EngineBridge, frame_size
+from gui.heatmap_overlay import LiveHeatMaps
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR, Box, boxes_from, draw_boxes, fit_rect, frame_to_display
 from inspector.pipeline.results import InspectionResult, PartResult
 
@@ -113,6 +114,8 @@ class CameraView(QWidget):
         self._born = time.time()
         self._header = ""
         self._fonts: tuple[QFont, tuple[QFont, QFontMetricsF, QFont, QFontMetricsF]] | None = None
+        #: the anomaly heat map over the picture (`gui.heatmap_overlay`; the wall's toggle); None: none
+        self.heat_maps: LiveHeatMaps | None = None
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -251,6 +254,8 @@ class CameraView(QWidget):
             else:  # resized since the frame came: scale this once, the next frame fits again
                 p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
                 p.drawImage(QRectF(target), self.image)
+            if self.heat_maps is not None:
+                self.heat_maps.paint(p, self.shown_result, QRectF(target))
             draw_boxes(p, self.boxes, QRectF(target), frame_w, frame_h, font_px=max(10, int(target.height() / 28)))
             if self.badge is not None:
                 p.fillRect(target, QColor(0, 0, 0, 110))  # dim the old picture

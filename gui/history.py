@@ -13,6 +13,7 @@ from PySide6.QtGui import QColor, QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -205,6 +206,12 @@ class HistoryTab(QWidget):
             b.clicked.connect(lambda _=False, m=mark: self.review(m))
             self.review_buttons[mark] = b
             review.addWidget(b)
+        #: the anomaly heat map over the image (NG results of an anomaly model archive one)
+        self.heat_check = QCheckBox("Heat map")
+        self.heat_check.setChecked(True)
+        self.heat_check.setEnabled(False)
+        self.heat_check.toggled.connect(self._show_heat)
+        review.addWidget(self.heat_check)
         self.box_review: BoxReview | None = None
         self.box_bar = BoxToolbar(self.image_view)
         self.box_bar.save.connect(self.save_boxes)
@@ -371,6 +378,7 @@ class HistoryTab(QWidget):
             self.message.emit(f"box edits of inspection {self.current.id} not saved (Save boxes keeps them)")
         self.current = row
         self.image_view.show_inspection(row.image_path, dets)
+        self.heat_check.setEnabled(self.image_view.heat.available)
         self.box_review = get_box_review(self.engine, row.id)
         self.image_view.load_review(dets, self.box_review, editable=self.control.can("history.review"))
         when = datetime.fromtimestamp(row.acquired_at).strftime("%Y-%m-%d %H:%M:%S")
@@ -386,6 +394,10 @@ class HistoryTab(QWidget):
             f"{boxes}"
         )
         self._set_review_enabled(True)
+
+    def _show_heat(self, on: bool) -> None:
+        self.image_view.heat.enabled = on
+        self.image_view.update()
 
     def _set_review_enabled(self, on: bool) -> None:
         self._review_possible = on

@@ -12,6 +12,7 @@ from PySide6.QtCore import QDateTime, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QComboBox, QDateTimeEdit, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
+from gui.heatmap_overlay import HeatMapLayer
 from gui.imaging import Box, boxes_from, draw_boxes, fit_rect, frame_to_qimage
 from inspector.storage.history import HistoryFilter
 
@@ -125,6 +126,8 @@ class InspectionImageView(QWidget):
         self.image: QImage | None = None
         self.boxes: list[Box] = []
         self.placeholder = "select an inspection"
+        #: the anomaly heat map archived beside the image (drawn over it while enabled)
+        self.heat = HeatMapLayer(enabled=True)
         self.setMinimumSize(240, 200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -145,11 +148,13 @@ class InspectionImageView(QWidget):
                 self.placeholder = "image unreadable"
             else:
                 self.image = frame_to_qimage(pixels, "Mono8" if pixels.ndim == 2 else "BGR8")
+        self.heat.load(image_path if self.image is not None else None)
         self.update()
         return self.image is not None
 
     def clear(self, text: str = "select an inspection") -> None:
         self.image, self.boxes, self.placeholder = None, [], text
+        self.heat.set_heat(None)
         self.update()
 
     def begin_paint(self) -> tuple[QPainter, QRectF] | None:
@@ -172,6 +177,7 @@ class InspectionImageView(QWidget):
         p, r = begun
         target = fit_rect(self.image.width(), self.image.height(), r.adjusted(4, 4, -4, -4))
         p.drawImage(target, self.image)
+        self.heat.paint(p, target)
         draw_boxes(p, self.boxes, target, self.image.width(), self.image.height(), font_px=max(11, int(target.height() / 32)))
 
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QSi
 
 from gui.bridge import EngineBridge, LineStatus
 from gui.camera_view import CameraView
+from gui.heatmap_overlay import LiveHeatMaps
 from gui.imaging import NG_COLOUR, OK_COLOUR, STALE_COLOUR
 from gui.parts_strip import PartDialog, PartsStrip, chip_label
 from inspector.access.control import StationControl
@@ -131,6 +132,14 @@ class LiveWall(QWidget):
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
         self.pause_button.clicked.connect(self._on_pause_clicked)
+        #: anomaly heat maps over the pictures: off by default, shown where a station runs anomaly models
+        models = getattr(self.station, "anomaly_models", None)
+        self.heat_button = QPushButton("Heat maps")
+        self.heat_button.setCheckable(True)
+        self.heat_button.setToolTip("Colour where the anomaly model found the picture unlike the good parts it "
+                                    "was taught (red: above the threshold)")
+        self.heat_button.setVisible(models is not None)
+        self.heat_button.toggled.connect(self.show_heat_maps)
 
         bar = QHBoxLayout()
         bar.setContentsMargins(8, 6, 8, 6)
@@ -150,6 +159,7 @@ class LiveWall(QWidget):
             self.strip.part_clicked.connect(self.open_part)
         bar.addWidget(self.paused_label)
         bar.addSpacing(12)
+        bar.addWidget(self.heat_button)
         bar.addWidget(self.pause_button)
 
         self.grid = QGridLayout()
@@ -158,6 +168,7 @@ class LiveWall(QWidget):
         for cid, cam in self.station.cameras.items():
             view = CameraView(cam, bridge, stale_after_s=stale_after_s, parent=self)
             view.activated.connect(self.toggle_enlarged)
+            view.heat_maps = LiveHeatMaps(models.heat_map) if models is not None else None
             self.views[cid] = view
         self._layout_grid()
 
@@ -215,6 +226,14 @@ class LiveWall(QWidget):
         self.enlarged = None if self.enlarged == camera_id else camera_id
         self._layout_grid()
         self.refresh()
+
+    def show_heat_maps(self, on: bool) -> None:
+        """Draw (or stop drawing) the anomaly heat maps over every camera's picture."""
+        self.heat_button.setChecked(on)
+        for v in self.views.values():
+            if v.heat_maps is not None:
+                v.heat_maps.enabled = on
+                v.update()
 
     # ------------------------------------------------------------------ updates
     def refresh(self) -> None:

@@ -139,6 +139,12 @@ class RecipeSelector(QWidget):
         """Show the station's current recipe (unless a switch or its question is under way)."""
         if self.busy or self._asking:
             return
+        items = [(recipe_text(r), r.recipe.number) for r in self.recipes]
+        if items != [(self.combo.itemText(i), self.combo.itemData(i)) for i in range(self.combo.count())]:
+            self.combo.clear()  # a recipe saved meanwhile (the Teach dialog's new version)
+            for text, number in items:
+                self.combo.addItem(text, number)
+            self.combo.setCurrentIndex(-1)
         cur = self.current
         index = self.combo.findData(cur.recipe.number) if cur is not None else -1
         if index != self.combo.currentIndex():

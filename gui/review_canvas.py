@@ -396,6 +396,7 @@ class ReviewCanvas(InspectionImageView):
         p, r = begun
         target = self.image_rect()
         p.drawImage(target, self.image)
+        self.heat.paint(p, target)
         font = QFont(p.font())
         font.setPixelSize(max(11, int(target.height() / 34)))
         font.setBold(True)

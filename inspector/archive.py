@@ -9,6 +9,12 @@ result (`NgArchive.path_for`), so the database writer can store it without waiti
 the image: an image dropped (full queue, full disk) or later deleted by retention leaves
 a path that no longer exists, and readers must expect that.
 
+An NG result scored by an anomaly model also keeps its heat map beside the image, at
+`heat_map_path` of the image's path (``..._<epoch ms>.heat.png``: the row's ``image_path`` names
+both): a grey u8 PNG over the whole frame, at most 160 px on its longer side, grey level = score
+x 127.5 (`inspector.anomaly.station.HEAT_LEVELS_PER_SCORE`). It counts with its image's bytes and
+goes whenever its image goes (age, size, free space, or a purged database row).
+
 Retention deletes the oldest images first when they are older than ``max_age_days``, when
 the archive grows past ``max_total_bytes``, or when the filesystem's free space falls
 below the free-space floor (the emergency purge). The floor is ``min_free_bytes`` or
@@ -48,6 +54,14 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 OK_FOLDER = "@ok"
 #: Most of the filesystem the free-space floor may ask to keep free.
 FLOOR_FRACTION = 0.05
+#: What a heat map's file name ends with, in place of the image's extension.
+HEAT_MAP_SUFFIX = ".heat.png"
+
+
+def heat_map_path(image_path: str | Path) -> Path:
+    """Where the heat map of an archived image is (`NgArchive`): ``x/cam_7_1712.jpg`` -> ``x/cam_7_1712.heat.png``."""
+    p = Path(image_path)
+    return p.with_name(p.stem + HEAT_MAP_SUFFIX)
 
 
 class NgArchive(QueuedSink):
@@ -123,6 +137,9 @@ class NgArchive(QueuedSink):
         self.alarm = False
         #: told when an image could not be written for lack of space (the retention that owns the space)
         self.on_disk_full: Callable[[], None] | None = None
+        #: an NG result's u8 heat map (None: it has none); set by the station when it runs anomaly models
+        self.heat_map_for: Callable[[InspectionResult], np.ndarray | None] | None = None
+        self.heat_maps_written = 0
         self._timer_stop = threading.Event()
         self._timer: threading.Thread | None = None
 
@@ -217,6 +234,7 @@ class NgArchive(QueuedSink):
         out.update(
             written=self.written,
             written_ok=self.written_ok,
+            heat_maps_written=self.heat_maps_written,
             ok_sample_bytes=self.ok_sample_bytes,
             ignored_ok=self.ignored_ok,
             dropped_disk_full=self.dropped_disk_full,
@@ -299,15 +317,35 @@ class NgArchive(QueuedSink):
             log.warning("archive: writing again after %d dropped images", self.dropped_disk_full)
         self.alarm = False
         self.written += 1
+        data_len = len(data) + (self._archive_heat_map(r, path) if r.ng else 0)  # one entry: they go together
         with self._lock:
-            self._files.append((time.time(), len(data), path))
-            self.archive_bytes += len(data)
+            self._files.append((time.time(), data_len, path))
+            self.archive_bytes += data_len
             if not r.ng:
                 self.written_ok += 1
-                self.ok_sample_bytes += len(data)
+                self.ok_sample_bytes += data_len
             over = self.max_total_bytes is not None and self.archive_bytes > self.max_total_bytes
         if over:
             self.enforce_retention()
+
+    def _archive_heat_map(self, r: InspectionResult, image: Path) -> int:
+        """Write ``r``'s heat map beside its image (when it has one); returns the bytes written."""
+        if self.heat_map_for is None or r.anomaly_map is None:
+            return 0
+        try:
+            heat = self.heat_map_for(r)
+            if heat is None:
+                return 0
+            ok, buf = cv2.imencode(".png", np.ascontiguousarray(heat, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+            if not ok:
+                raise ValueError("OpenCV could not encode the PNG")
+            self._write_bytes(heat_map_path(image), buf.tobytes())
+        except (OSError, ValueError, cv2.error) as exc:  # the image is kept: a missing heat map is no lost result
+            self.failed_writes += 1
+            log.error("archive: cannot write the heat map of %s (%s)", image, exc)
+            return 0
+        self.heat_maps_written += 1
+        return len(buf)
 
     def _write_bytes(self, path: Path, data: bytes) -> None:
         """Write ``data`` to ``path`` atomically (a reader never sees half an image)."""
@@ -407,6 +445,7 @@ class NgArchive(QueuedSink):
 
     def _unlink(self, path: Path) -> int:
         try:
+            heat_map_path(path).unlink(missing_ok=True)  # goes with its image, first: never left behind alone
             path.unlink()
         except FileNotFoundError:
             return 0
@@ -425,6 +464,7 @@ class NgArchive(QueuedSink):
             return
         self._scanned = True
         found: list[tuple[float, int, Path]] = []
+        heat: dict[Path, int] = {}  # image path -> its heat map's bytes (counted with the image)
         if self.root.is_dir():
             for dirpath, _dirs, files in os.walk(self.root):
                 for f in files:
@@ -438,7 +478,11 @@ class NgArchive(QueuedSink):
                         st = p.stat()
                     except OSError:
                         continue
+                    if f.endswith(HEAT_MAP_SUFFIX):
+                        heat[Path(dirpath, f[: -len(HEAT_MAP_SUFFIX)])] = st.st_size
+                        continue
                     found.append((st.st_mtime, st.st_size, p))
+        found = [(t, s + heat.get(p.with_suffix(""), 0), p) for t, s, p in found]
         found.sort()
         self._files.extendleft(reversed(found))
         self.archive_bytes += sum(s for _, s, _ in found)

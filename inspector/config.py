@@ -132,6 +132,17 @@ class AnomalyConfig(_Strict):
     model: str = Field(min_length=1)
     #: NG at a score at or above this; None: the model's own (scores are normalised: its threshold is 1.0)
     threshold: Number | None = Field(None, gt=0.0, le=1000.0)
+    #: the inspected rectangle [x0, y0, x1, y1] in frame pixels; None: the model card's ROI (or the whole frame)
+    roi: tuple[Integer, Integer, Integer, Integer] | None = None
+    #: an image of the frame's size: patches where it is black are left out of the score (screws, labels ...)
+    mask: str | None = Field(None, min_length=1)
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_box(cls, v: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if v is not None and (min(v) < 0 or v[2] - v[0] < 8 or v[3] - v[1] < 8):
+            raise ValueError("roi must be [x0, y0, x1, y1] with x0, y0 >= 0, at least 8 px wide and high")
+        return v
 
 
 class _CameraBase(_Strict):
@@ -143,6 +154,8 @@ class _CameraBase(_Strict):
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     #: None: the camera runs the detector only
     anomaly: AnomalyConfig | None = None
+    #: False: the detector's boxes never decide this camera's verdict (a product taught from good parts only)
+    detector: bool = True
     #: on a triggered line: ``Software`` (the conveyor's encoder or the PLC fires it) or ``Line0``..
     trigger_source: Literal["Software", "Line0", "Line1", "Line2", "Line3"] = "Software"
     #: on a triggered line: distance from the photo-eye along the belt (the encoder's trigger point)
@@ -156,6 +169,12 @@ class _CameraBase(_Strict):
                 f"{v!r} is not a safe camera id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
         return v
+
+    @model_validator(mode="after")
+    def _decided_by_something(self) -> _CameraBase:
+        if not self.detector and self.anomaly is None:  # nothing could ever make its parts NG
+            raise ValueError("detector = false needs [cameras.anomaly] (a model taught from good parts)")
+        return self
 
 
 class SimulatedCameraConfig(_CameraBase):

@@ -24,7 +24,7 @@ from typing import Any, Self
 
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
-from inspector.anomaly.station import load_camera_anomaly
+from inspector.anomaly.station import StationAnomaly, detector_rules
 from inspector.config import StationConfig
 from inspector.ops.health import Health, assess
 from inspector.ops.report import run_report, status_line
@@ -99,7 +99,8 @@ class Station:
         self.card: ModelCard = load_card(self.config.model.name)
         say(f"compiling the model for {', '.join(self.config.model.devices)}")
         self.backends: list[Backend] = self.make_backends(self.card)
-        self.anomaly = load_camera_anomaly(self.config.cameras, say)  # sha256s checked before anything starts
+        self.anomaly_models = StationAnomaly()  # each model loaded once; recipes' too; heat maps of results
+        self.anomaly = self.anomaly_models.load_cameras(self.config.cameras, say)  # sha256s checked before start
         if any(be.device == "CPU" for be in self.backends):  # host letterbox beside the runtime
             share_the_cores_with_the_runtime()
         say("warming up")  # not beside the bank load: a refused config's exit aborts a warm-up in OpenVINO
@@ -131,6 +132,8 @@ class Station:
         storage = open_station_storage(url, self.config.storage, archive=archive)
         self.db_url, self.engine, self.db_writer = storage.url, storage.engine, storage.writer
         self.archive, self.retention = storage.archive, storage.retention
+        if self.archive is not None:  # NG results of anomaly models keep a heat map beside the image
+            self.archive.heat_map_for = self.anomaly_models.heat_map
         audit_card_change(self.engine, self.card)
         storage.attach(self.fan_out)
 
@@ -205,7 +208,7 @@ class Station:
         ]
 
     def _make_lane(self, cfg: Any) -> CameraLane:
-        rules = cfg.verdict.rules(self.card.threshold)
+        rules = detector_rules(cfg.verdict.rules(self.card.threshold), cfg.detector, self.card.classes)
         return CameraLane(
             camera_id=cfg.id, pool=self.cameras[cfg.id].pool, rules=rules,
             provenance=self.provenance_for(cfg.id, rules, self.card), tiling=cfg.tiling.mode == "auto",

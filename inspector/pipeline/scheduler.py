@@ -120,13 +120,13 @@ class CameraLane:
             self._plans[key] = plan
         return plan
 
-    def with_anomaly(self, prov: Provenance) -> Provenance:
-        """``prov`` naming the camera's anomaly model and its sha256 (``prov`` itself without one)."""
-        a = self.anomaly
+    def with_anomaly(self, prov: Provenance, check: AnomalyCheck | None) -> Provenance:
+        """``prov`` naming the anomaly model ``check`` and its sha256 (``prov`` itself without one)."""
+        a = check
         if a is None or prov.anomaly_sha256 == a.sha256:
             return prov
         pair = self._anomaly_provenance
-        if pair is None or pair[0] != prov:  # the lane's provenance changed (settings, recipe)
+        if pair is None or pair[0] != prov or pair[1].anomaly_sha256 != a.sha256:  # settings, recipe changed
             pair = self._anomaly_provenance = (prov, replace(prov, anomaly_model=a.name, anomaly_sha256=a.sha256))
         return pair[1]
 
@@ -145,6 +145,12 @@ class Epoch:
     rules: dict[str, VerdictRules] = field(default_factory=dict)
     provenance: dict[str, Provenance] = field(default_factory=dict)
     name: str = ""
+    #: a recipe's anomaly model per camera (None: none); a camera not named keeps the lane's own
+    anomaly: dict[str, AnomalyCheck | None] = field(default_factory=dict)
+
+    def anomaly_of(self, lane: CameraLane) -> AnomalyCheck | None:
+        """The anomaly model ``lane``'s frames of this epoch are scored with."""
+        return self.anomaly.get(lane.camera_id, lane.anomaly)
 
 
 @dataclass(eq=False)
@@ -310,6 +316,7 @@ class InferenceWorker:
             for lane in self.lanes:
                 lane.rules = head.rules.get(lane.camera_id, lane.rules)
                 lane.provenance = head.provenance.get(lane.camera_id, lane.provenance)
+                lane.anomaly = head.anomaly_of(lane)
             self._epochs = [Epoch(head.first_trigger, head.backend, {}, {}, head.name), *keep[1:]]
             self.backend = head.backend
             return gone
@@ -472,8 +479,9 @@ class InferenceWorker:
         """
         groups: dict[str, tuple[AnomalyCheck, list[int]]] = {}
         for k, (lane, _h, _f, _n) in enumerate(b.spans):
-            if lane.anomaly is not None:
-                groups.setdefault(lane.anomaly.key, (lane.anomaly, []))[1].append(k)
+            a = b.ep.anomaly_of(lane)
+            if a is not None:
+                groups.setdefault(a.key, (a, []))[1].append(k)
         for check, ks in groups.values():
             try:
                 w, h = check.input_width, check.input_height
@@ -597,9 +605,10 @@ class InferenceWorker:
         t1 = time.perf_counter_ns()
         verdict, rule, counted, rejected = rules.decide(detections)
         score, patch_map = anomaly if anomaly is not None else (None, None)
-        if lane.anomaly is not None:  # a camera with a model and no score (its batch failed) is NG: fail safe
+        check = ep.anomaly_of(lane)
+        if check is not None:  # a camera with a model and no score (its batch failed) is NG: fail safe
             score = float("nan") if score is None else score
-            verdict, rule = anomaly_rule(verdict, rule, score, lane.anomaly.threshold)
+            verdict, rule = anomaly_rule(verdict, rule, score, check.threshold)
         t2 = time.perf_counter_ns()
         times = StageTimes(
             wait_ms=(t_take - h.acquired_ns) / 1e6,
@@ -617,7 +626,7 @@ class InferenceWorker:
             rule=rule,
             detections=counted,
             times=times,
-            provenance=lane.with_anomaly(ep.provenance.get(lane.camera_id, lane.provenance)),
+            provenance=lane.with_anomaly(ep.provenance.get(lane.camera_id, lane.provenance), check),
             frame_width=fw,
             frame_height=fh,
             rejected=rejected,

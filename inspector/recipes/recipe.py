@@ -20,18 +20,29 @@ class_thresholds = { scratch = 0.5 }
 [cameras.line-cam1]
 settings = { ExposureTime = 4000.0 }
 verdict = { default_threshold = 0.3 }
+
+[cameras.line-cam2]         # a product taught from good parts only: the anomaly model decides alone
+detector = false
+anomaly = { model = "housing-a-cam2", threshold = 1.1, roi = [0, 40, 320, 280], mask = "cam2-mask.png" }
 ```
+
+A camera's ``anomaly`` (model, threshold override, ROI, mask image relative to the recipe's folder) replaces
+the station config's ``[cameras.anomaly]`` while the recipe is in force; ``anomaly = false`` turns it off;
+left out, the config's stands. ``detector`` likewise (left out: the config's).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inspector.config import ConfigError, StationConfig, VerdictConfig, format_errors
+from inspector.config import AnomalyConfig, ConfigError, StationConfig, VerdictConfig, format_errors
+from inspector.pipeline.model_repo import dump_toml
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}"
 
@@ -59,6 +70,10 @@ class RecipeLine(_Strict):
 class RecipeCamera(_Strict):
     settings: dict[str, int | float | str | bool] = Field(default_factory=dict)
     verdict: VerdictConfig | None = None
+    #: the camera's anomaly model under this recipe; False: none; None: the station config's
+    anomaly: AnomalyConfig | Literal[False] | None = None
+    #: whether the detector's boxes decide the verdict; None: the station config's
+    detector: bool | None = None
 
 
 class Recipe(_Strict):
@@ -143,3 +158,32 @@ def find_recipe(recipes: list[Recipe], key: int | str) -> Recipe:
     raise LookupError(f"no recipe {key!r} (recipes: {known})")
 
 
+
+
+
+def with_anomaly(recipe: Recipe, anomaly: Mapping[str, AnomalyConfig],
+                 detector: Mapping[str, bool] | None = None) -> str:
+    """``recipe``'s file as TOML text with new anomaly models per camera (``anomaly``, ``detector`` replaced).
+
+    The text is what `inspector.recipes.versions.save_recipe_version` saves as the recipe's next version
+    (which sets its ``version``). The file is rewritten from its tables: comments do not carry over.
+
+    Raises:
+        ConfigError: The recipe has no file, or it cannot be read (one line).
+    """
+    if not recipe.path:
+        raise ConfigError(f"recipe {recipe.label}: has no file to save a new version of")
+    path = Path(recipe.path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    cameras = raw.setdefault("cameras", {})
+    for cid, spec in anomaly.items():
+        cam = cameras.setdefault(cid, {})
+        cam["anomaly"] = spec.model_dump(exclude_none=True)
+        if detector is not None and cid in detector:
+            cam["detector"] = detector[cid]
+    # a camera id with a '.' is one quoted key in a table header, not two
+    raw["cameras"] = {(k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else f'"{k}"'): v for k, v in cameras.items()}
+    return dump_toml(raw)

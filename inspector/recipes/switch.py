@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from inspector.anomaly.station import RecipeAnomaly, StationAnomaly
 from inspector.config import ConfigError
 from inspector.pipeline.backends.base import Backend
 from inspector.pipeline.model_repo import ModelCard, load_card
@@ -69,6 +70,9 @@ class RecipeStation(Protocol):
     def backends(self) -> list[Backend]: ...
 
     def make_backends(self, card: ModelCard) -> list[Backend]: ...
+
+    @property
+    def anomaly_models(self) -> StationAnomaly: ...
 
     def provenance_for(self, camera_id: str, rules: Any, card: ModelCard) -> Any: ...
 
@@ -117,6 +121,16 @@ class RecipeSwitch:
     def number(self) -> int:
         return self.current.recipe.number if self.current is not None else 0
 
+    def reload(self) -> None:
+        """Read the recipe folder again (a recipe saved meanwhile, e.g. by the Teach dialog).
+
+        Raises:
+            ConfigError: As at start; the recipes known before stay.
+        """
+        recipes = load_recipes(self.folder)
+        check_budgets(recipes, self.station.config)
+        self.recipes = recipes
+
     def select(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> Recipe:
         """Prepare the recipe and switch to it at the next part boundary; returns it.
 
@@ -144,9 +158,9 @@ class RecipeSwitch:
             raise RecipeBusy(f"recipe {recipe.label}: busy, another recipe switch is in progress; select it again "
                              "when that one is done")
         try:
-            card, backends = self._prepare(recipe, override_gate_by, reason)
+            card, backends, anomaly = self._prepare(recipe, override_gate_by, reason)
             with self._state:
-                self._switch(recipe, card, backends)
+                self._switch(recipe, card, backends, anomaly)
             return recipe
         finally:
             self._preparing.release()
@@ -161,7 +175,7 @@ class RecipeSwitch:
         self.recipes = recipes
 
     def _prepare(self, recipe: Recipe, override_gate_by: str | None = None,
-                 reason: str = "") -> tuple[ModelCard, list[Backend]]:
+                 reason: str = "") -> tuple[ModelCard, list[Backend], RecipeAnomaly]:
         """The recipe's model checked (card and promotion gate), compiled and warmed up on every device (the old
         recipe inspects)."""
         backends: list[Backend] = []
@@ -173,15 +187,17 @@ class RecipeSwitch:
             backends = self.station.make_backends(card)
             for be in backends:
                 be.warmup()
+            anomaly = self.station.anomaly_models.for_recipe(recipe, self.station.config.cameras)
+            anomaly.prepare(self.station.workers)
         except RecipeVersionError as exc:  # no passing gate: one line naming the recipe and the gate
             raise RecipeError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - any model/runtime failure: the old recipe stays
             for be in backends:
                 be.close()
             raise RecipeError(f"recipe {recipe.label}: model {recipe.model.name}: {exc}") from None
-        return card, backends
+        return card, backends, anomaly
 
-    def _switch(self, recipe: Recipe, card: ModelCard, backends: list[Backend]) -> None:
+    def _switch(self, recipe: Recipe, card: ModelCard, backends: list[Backend], anomaly: RecipeAnomaly) -> None:
         """Hand every worker the new epoch from the next trigger on (``_state`` held)."""
         st = self.station
         rules = {}
@@ -190,11 +206,12 @@ class RecipeSwitch:
             vc = recipe.verdict_for(cid)
             rules[cid] = (vc.rules(card.threshold) if vc is not None else
                           next(c for c in st.config.cameras if c.id == cid).verdict.rules(card.threshold))
+            rules[cid] = anomaly.rules(cid, rules[cid], card.classes)
             prov[cid] = st.provenance_for(cid, rules[cid], card)
         line = st.line
         boundary = line.tracker.begin_recipe(recipe.label, recipe.line.budget_ms) if line is not None else 0
         for w in st.workers:
-            w.switch_at(Epoch(boundary, backends[w.index], rules, prov, recipe.label))
+            w.switch_at(Epoch(boundary, backends[w.index], rules, prov, recipe.label, dict(anomaly.checks)))
         old, self.current = self.current, recipe
         self.switches += 1
         log.warning("recipe: %s -> %s from trigger %d", old.label if old else "station settings", recipe.label,

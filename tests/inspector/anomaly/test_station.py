@@ -243,3 +243,136 @@ def test_an_anomaly_batch_that_fails_makes_its_frames_ng_not_ok(fail: str) -> No
     for ln in lanes:
         c = ln.pool.snapshot()
         assert (c.received, c.inspected, c.dropped) == (1, 1, 0)
+
+
+# ---------------------------------------------------------------- anomaly only, recipes, masks, heat maps
+
+
+def _only_anomaly_cfg(model: Path, bad: Path, camera: str = "", extra: str = ""):  # type: ignore[no-untyped-def]
+    return parse_config(f"""name = "anomaly-only"
+{extra}
+[model]
+threads = 1
+[[cameras]]
+id = "bad"
+kind = "replay"
+source = "{bad}"
+fps = 10
+detector = false
+[cameras.anomaly]
+model = "{model}"
+{camera}""")
+
+
+def test_a_camera_without_the_detector_is_decided_by_the_anomaly_model_alone(
+        taught: tuple[Path, Path, Path]) -> None:
+    """A product with no labelled defects: ``detector = false``, no ignore list; the rule is the anomaly's."""
+    model, _good, bad = taught
+    st = Station(_only_anomaly_cfg(model, bad), db_url="none", archive=False)
+    assert st.lanes["bad"].rules.ignore_classes == frozenset(st.card.classes)
+    seen = _run(st, 4)
+    assert seen and all(r.verdict is Verdict.NG and r.rule == f"anomaly {r.anomaly_score:.2f} >= 1.00" and
+                        not r.detections for r in seen), [r.rule for r in seen]
+    with pytest.raises(ConfigError, match="detector = false needs"):
+        parse_config('name = "x"\n[[cameras]]\nid = "a"\nkind = "simulated"\ndetector = false\n')
+
+
+def test_a_mask_leaves_the_masked_patches_out_of_the_score(taught: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, _good, bad = taught
+    mask = np.full((SIDE, SIDE), 255, np.uint8)
+    mask[16:80, 16:80] = 0  # the painted object (36..60) and the patches whose features reach it
+    assert cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    st = Station(_only_anomaly_cfg(model, bad, f'mask = "{tmp_path / "mask.png"}"\n'), db_url="none", archive=False)
+    check = st.lanes["bad"].anomaly
+    assert check is not None and check.key != st.anomaly_models.check(  # type: ignore[attr-defined]
+        _only_anomaly_cfg(model, bad).cameras[0].anomaly, "bad").key  # another batch than the unmasked model's
+    seen = _run(st, 4)
+    assert seen and all(r.verdict is Verdict.OK for r in seen), [r.rule for r in seen]
+    assert all(r.anomaly_map is not None and float(r.anomaly_map[2:10, 2:10].max()) == 0.0 for r in seen)
+    with pytest.raises(ModelError, match="anomaly mask"):
+        Station(_only_anomaly_cfg(model, bad, f'mask = "{tmp_path / "none.png"}"\n'), db_url="none", archive=False)
+
+
+def _recipe(folder: Path, name: str, number: int, camera: str) -> None:
+    detector = load_card(parse_config('name = "x"\n[[cameras]]\nid = "a"\nkind = "simulated"\n').model.name,
+                         verify=False).name
+    (folder / f"{name}.toml").write_text(
+        f'[recipe]\nname = "{name}"\nnumber = {number}\n[model]\nname = "{detector}"\n[cameras.bad]\n{camera}')
+
+
+def test_a_recipe_switch_switches_the_anomaly_model_with_the_detector(
+        taught: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Recipes carry the anomaly model per camera (threshold, off); a recipe naming none keeps the config's."""
+    model, _good, bad = taught
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    _recipe(recipes, "lenient", 1, f'anomaly = {{ model = "{model}", threshold = 1000.0 }}\n')
+    _recipe(recipes, "detector-only", 2, "anomaly = false\ndetector = true\n")
+    _recipe(recipes, "plain", 3, "")
+    _recipe(recipes, "nothing", 4, "anomaly = false\n")  # detector = false from the config, no model: refused
+    st = Station(_only_anomaly_cfg(model, bad, extra=f'[recipes]\ndir = "{recipes}"'), db_url="none",
+                 archive=False)
+    seen: list[InspectionResult] = []
+    st.events.result_ready.connect(seen.append)
+
+    def after_switch(label: str, n: int = 3) -> list[InspectionResult]:
+        st.recipes.select(label)
+        st.recipes.wait_retired()
+        mark = len(seen)
+        deadline = time.monotonic() + 30
+        while len(seen) < mark + n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return seen[mark:]
+
+    with st:
+        lenient = after_switch("lenient")
+        assert lenient and all(r.verdict is Verdict.OK and r.rule.endswith("< 1000.00") for r in lenient)
+        assert all(r.provenance.anomaly_sha256 == teach.load_anomaly_model(model).bank_sha256 for r in lenient)
+        off = after_switch("detector-only")
+        assert off and all(r.anomaly_score is None and r.provenance.anomaly_sha256 == "" and "anomaly" not in r.rule
+                           for r in off)
+        back = after_switch("plain")
+        assert back and all(r.verdict is Verdict.NG and r.rule.startswith("anomaly ") for r in back)
+        from inspector.recipes.switch import RecipeError
+        with pytest.raises(RecipeError, match="nothing would decide"):
+            st.recipes.select("nothing")
+    assert st.lanes["bad"].anomaly is not None and st.lanes["bad"].anomaly.threshold == 1.0  # "plain" retired
+    assert st.workers[0].stats.errors == 0
+
+
+def test_a_heat_map_is_the_patch_scores_over_the_frame(taught: tuple[Path, Path, Path]) -> None:
+    from inspector.anomaly.station import StationAnomaly
+
+    model, _good, bad = taught
+    cfg = _only_anomaly_cfg(model, bad, "roi = [0, 0, 96, 48]\n").cameras[0].anomaly
+    check = StationAnomaly().check(cfg, "bad")  # type: ignore[arg-type]
+    grid = np.zeros((SIDE // 8, SIDE // 8), np.float32)
+    grid[6, 9] = 4.0  # one hot patch: input (72..80, 48..56), the crop's (72..80, 24..32) below its 24 px pad
+    heat = check.heat_map(grid, 192, 96)  # the ROI is the frame's top-left quarter
+    assert heat.dtype == np.uint8 and heat.shape == (80, 160)  # the frame's aspect, 160 px at most
+    assert heat[40:].max() == 0 and heat[:, 80:].max() == 0  # outside the ROI: nothing
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    assert abs(y - 28 * 160 / 192) <= 3 and abs(x - 76 * 160 / 192) <= 3
+    flat = check.heat_map(np.full_like(grid, 1.0), 192, 96)
+    assert abs(int(flat[20, 40]) - 127) <= 1  # the threshold is mid-grey
+
+
+def test_ng_results_archive_a_heat_map_that_retention_deletes_with_the_image(
+        taught: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from inspector.archive import heat_map_path
+
+    model, _good, bad = taught
+    cfg = _only_anomaly_cfg(model, bad, extra=f'[storage]\narchive_dir = "{tmp_path / "ng"}"')
+    st = Station(cfg, db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", archive=True)
+    seen = _run(st, 3)
+    paths = [st.archive.path_for(r) for r in seen if r.ng]
+    heats = [heat_map_path(p) for p in paths if Path(p).is_file()]
+    assert heats and all(h.is_file() for h in heats)
+    heat = cv2.imread(str(heats[0]), cv2.IMREAD_UNCHANGED)
+    assert heat.dtype == np.uint8 and heat.ndim == 2 and max(heat.shape) <= 160
+    assert heat.max() > 127 and heats[0].stat().st_size < 16_000  # hot where the object is; compact
+    assert st.archive.stats()["heat_maps_written"] >= len(heats)
+    before = st.archive.archive_bytes
+    assert st.archive.delete_images([str(paths[0])]) == 1  # what database retention calls for a purged row
+    assert not Path(paths[0]).exists() and not heat_map_path(paths[0]).exists()
+    assert st.archive.archive_bytes < before
