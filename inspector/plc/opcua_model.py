@@ -102,6 +102,7 @@ async def build(server: Server, handlers: Mapping[str, Handler], own: int) -> Vi
     system = await typed_object(server.nodes.objects, new(), t.qname("VisionSystem"),
                                 t.object_type("VisionSystemType"), reference=ua.ObjectIds.Organizes)
     await system.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+    await server.nodes.server.add_reference(system.nodeid, ua.ObjectIds.HasNotifier)
     vsm = await typed_object(system, new(), t.qname("VisionStateMachine"), t.object_type("VisionStateMachineType"))
     auto = await typed_object(vsm, new(), t.qname("AutomaticModeStateMachine"),
                               t.object_type("VisionAutomaticModeStateMachineType"))
@@ -232,7 +233,10 @@ def field_variant(name: str, value: Any) -> ua.Variant:
 
 
 async def publish(model: VisionModel, events: Any, part: PartResult, record: Any) -> None:
-    """Write ``record`` (`result_record` of ``part``) to LastResult and fire its ResultReadyEvent from the VisionSystem."""
+    """Write ``record`` (`result_record` of ``part``) to LastResult and fire its ResultReadyEvent.
+
+    The event's source is the VisionSystem; it is notified on the VisionSystem and on the Server object.
+    """
     await model.last_result.write_value(ua.Variant(record, ua.VariantType.ExtensionObject))
     for name, node in model.last_components.items():
         await node.write_value(field_variant(name, getattr(record, name)))
@@ -242,4 +246,9 @@ async def publish(model: VisionModel, events: Any, part: PartResult, record: Any
     ev.Message = ua.LocalizedText(f"part {part.part_id}: {part.verdict.value} ({part.reason})"[:500])
     ev.Severity = 500 if part.ng else 100
     ev.SourceName = "VisionSystem"
-    await events.trigger()
+    ev.SourceNode = model.system.nodeid
+    # the same event from the VisionSystem and from the Server object (a generic client's
+    # usual notifier; the Server HasNotifier the VisionSystem)
+    for notifier in (model.system.nodeid, nid(ua.ObjectIds.Server)):
+        ev.emitting_node = notifier
+        await events.trigger()

@@ -201,9 +201,11 @@ def test_an_event_filter_on_the_official_result_ready_type_gets_every_result(ua_
         c = await connect(server)
         try:
             ns, vs = await vision_system(c)
-            handler = Events()
+            handler, on_server = Events(), Events()
             sub = await c.create_subscription(5, handler)
             await sub.subscribe_events(vs, ua.NodeId(1024, ns))
+            server_sub = await c.create_subscription(5, on_server)  # a generic client's usual notifier
+            await server_sub.subscribe_events(c.nodes.server, ua.NodeId(1024, ns))
             vsm = await vs.get_child(f"{ns}:VisionStateMachine")
             auto = await vsm.get_child(f"{ns}:AutomaticModeStateMachine")
             await vsm.call_method(f"{ns}:SelectModeAutomatic")
@@ -217,8 +219,10 @@ def test_an_event_filter_on_the_official_result_ready_type_gets_every_result(ua_
                 assert err == 0
                 jobs[pid] = decoded_id(job, ns, "JobIdDataType")
                 server.submit_part(part(pid, "NG" if i % 3 == 0 else "OK"))
-            await until(lambda: len(handler.got) >= n)
-            assert len(handler.got) == n
+            await until(lambda: len(handler.got) >= n and len(on_server.got) >= n)
+            assert len(handler.got) == n and len(on_server.got) == n
+            assert [decoded_id(e.PartId, ns, "PartIdDataType") for e in on_server.got] == [f"SPEC-{i}" for i in range(n)]
+            assert {e.SourceNode for e in on_server.got} == {vs.nodeid}
             for i, ev in enumerate(handler.got):
                 fields = set(ev.get_event_props_as_fields_dict())
                 assert RESULT_READY_FIELDS <= fields, RESULT_READY_FIELDS - fields
