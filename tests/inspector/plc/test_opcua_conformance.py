@@ -317,3 +317,43 @@ def test_state_machines_current_state_and_id_and_the_cause_methods_are_audited(u
     assert any(action == "opcua.Stop" and target.endswith("(cause 1: shift end)") for _, action, target in rows)
     assert any(action == "opcua.Abort" and target.endswith("(cause 2: jam)") for _, action, target in rows)
     assert station.running is True  # Reset resumed inspection after the Halt
+
+
+def test_recipe_management_with_the_spec_arguments(ua_db, tmp_path) -> None:
+    station, server = make_server(ua_db, tmp_path)
+    got: dict[str, object] = {}
+
+    async def recipe_list(recipes, ns: int, prepared: int) -> list[str]:
+        complete, count, _, found, err = await recipes.call_method(
+            f"{ns}:GetRecipeListFiltered", encoded(ns, "RecipeIdExternalDataType", ""),
+            encoded(ns, "ProductIdDataType", ""), ua.Variant(prepared, ua.VariantType.Int32),
+            ua.Variant(10, ua.VariantType.UInt32), ua.Variant(0, ua.VariantType.UInt32),
+            ua.Variant(0, ua.VariantType.Int32))
+        assert complete is True and err == 0 and count == len(found)
+        return [decoded_id(r, ns, "RecipeIdInternalDataType") for r in found]
+
+    async def main() -> None:
+        c = await connect(server, "eng", "engineer-pass")
+        try:
+            ns, vs = await vision_system(c)
+            recipes = await vs.get_child(f"{ns}:RecipeManagement")
+            got["before"] = await recipe_list(recipes, ns, 2)  # DONTCARE_2: the recipe the station runs
+            got["prepared_before"] = await recipe_list(recipes, ns, 1)  # TRUE_1: none prepared yet
+            out = await recipes.call_method(f"{ns}:PrepareRecipe", encoded(ns, "RecipeIdExternalDataType", "2"),
+                                            encoded(ns, "RecipeIdInternalDataType", ""))
+            got["prepare"] = (decoded_id(out[0], ns, "RecipeIdInternalDataType"), out[1], out[2])
+            got["prepared"] = await recipe_list(recipes, ns, 1)
+            out = await recipes.call_method(f"{ns}:UnprepareRecipe", encoded(ns, "RecipeIdExternalDataType", "2"),
+                                            encoded(ns, "RecipeIdInternalDataType", ""))
+            got["unprepare"] = (decoded_id(out[0], ns, "RecipeIdInternalDataType"), out[1])
+            got["prepared_after"] = await recipe_list(recipes, ns, 1)
+        finally:
+            await c.disconnect()
+
+    with server:
+        asyncio.run(main())
+    assert got == {"before": ["0"], "prepared_before": [], "prepare": ("2", True, 0), "prepared": ["2"],
+                   "unprepare": ("2", 0), "prepared_after": []}
+    assert station.recipes == [2]
+    actions = [e.action for e in ua_db[1].list(limit=50)]
+    assert "opcua.PrepareRecipe" in actions and "opcua.UnprepareRecipe" in actions
