@@ -422,7 +422,7 @@ class OpcUaPlc(ManagementMethods):
                 return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadUserAccessDenied))
             assert who is not None
             values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
-            too_large = _oversized(values) or _miscounted(name, values)
+            too_large = _oversized(values) or _miscounted(name, values) or _mistyped(name, values)
             if too_large:
                 self.counts["calls_refused"] += 1
                 self._noted(name, "refused", too_large)
@@ -701,6 +701,20 @@ def _miscounted(method: str, values: list[Any]) -> str:
     if least <= len(values) <= len(inputs):
         return ""
     return f"{method}: {len(values)} arguments, the spec's are {', '.join(inputs) or 'none'}"
+
+
+def _mistyped(method: str, values: list[Any]) -> str:
+    """Why an argument is not the spec's structure (an unknown encoding id, or another structure), else ""."""
+    from asyncua import ua
+
+    from inspector.plc.mv_ids import METHODS, STRUCTURES
+
+    for (arg, dtype, _), value in zip(METHODS[method].inputs, values, strict=False):
+        if isinstance(value, ua.ExtensionObject):  # asyncua could not decode it: not one of our encodings
+            return f"{arg}: an ExtensionObject with encoding {value.TypeId.to_string()}, not a {dtype}"
+        if isinstance(dtype, str) and dtype in STRUCTURES and value is not None and type(value).__name__ != dtype:
+            return f"{arg}: a {type(value).__name__}, not a {dtype}"
+    return ""
 
 
 def _because(note: str, cause: int, description: str) -> str:

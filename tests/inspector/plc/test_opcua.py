@@ -192,6 +192,15 @@ def test_bad_part_id_and_wrong_state_are_refused(db, tmp_path) -> None:
                 with pytest.raises(UaStatusCodeError):
                     await single_job(auto, idx, bad)
             assert await single_job(auto, idx, "")  # empty PartId: the JobId names the part
+            unknown = ua.ExtensionObject(TypeId=ua.NodeId(9999, idx), Body=b"\x00\x00\x00\x00\x02\x00\x00\x00P9")
+            with pytest.raises(UaStatusCodeError):  # a PartId the server cannot decode is refused, never dropped
+                await auto.call_method(f"{idx}:StartSingleJob", ua.MeasIdDataType(Id=""), unknown,
+                                       ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""),
+                                       ua.Variant([], ua.VariantType.Variant))
+            with pytest.raises(UaStatusCodeError):  # another structure where a PartIdDataType belongs
+                await auto.call_method(f"{idx}:StartSingleJob", ua.MeasIdDataType(Id=""), ua.JobIdDataType(Id="P9"),
+                                       ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""),
+                                       ua.Variant([], ua.VariantType.Variant))
         finally:
             await c.disconnect()
 
@@ -199,7 +208,7 @@ def test_bad_part_id_and_wrong_state_are_refused(db, tmp_path) -> None:
         asyncio.run(main())
     assert len(station.triggered) == 1 and station.triggered[0].startswith("job-")
     actions = [e.action for e in db[1].list(limit=50)]
-    assert actions.count("opcua.StartSingleJob.refused") == 5
+    assert actions.count("opcua.StartSingleJob.refused") == 7
 
 
 def test_wrong_credentials_and_anonymous_are_refused_and_audited(db, tmp_path) -> None:
