@@ -27,7 +27,9 @@ EVAL_BATCH = 8
 @app.command()
 def train(
     data: Path = typer.Option(..., help="Dataset data.yaml (YOLO format)."),
-    model: str = typer.Option("", help="Architecture yaml or .pt to fine-tune (default: the shipped architecture)."),
+    model: str = typer.Option("", help="Architecture yaml, a .pt to fine-tune, or a model folder (e.g. "
+                                       "models/defect-yolo11p-320) to fine-tune from its ONNX (default: the "
+                                       "shipped architecture, from scratch)."),
     imgsz: int = typer.Option(320, min=32, max=4096),
     epochs: int = typer.Option(60, min=1),
     hours: float | None = typer.Option(None, min=0.01, help="Wall-clock budget (overrides epochs)."),

@@ -67,3 +67,41 @@ def test_tiny_training_run_exports_a_model_the_runtime_loads(tmp_path: Path) -> 
     frame = np.zeros((96, 96, 3), np.uint8)
     out = be.infer([BatchItem(frame, "BGR8", Letterbox.fit(96, 96, 96, 96))] * 2)
     assert out.raw.shape[:2] == (2, 4 + len(DEFECT_CLASSES))
+
+
+SHIPPED = Path(__file__).resolve().parents[3] / "models" / "defect-yolo11p-320"
+
+
+@pytest.mark.skipif(not HAVE_ULTRALYTICS, reason="needs the train extra")
+def test_weights_from_the_shipped_onnx_compute_what_the_onnx_computes(tmp_path: Path) -> None:
+    import onnxruntime as ort
+    import torch
+    from ultralytics import YOLO
+
+    from inspector.quality.training.train import weights_from_onnx
+
+    pt = weights_from_onnx(SHIPPED / "model.onnx", tmp_path / "w.pt")
+    net = YOLO(str(pt)).model.float().eval()
+    x = np.random.default_rng(0).random((2, 3, 320, 320), dtype=np.float32)
+    with torch.no_grad():
+        ours = net(torch.from_numpy(x))[0].numpy()
+    ref = ort.InferenceSession(str(SHIPPED / "model.onnx")).run(None, {"images": x})[0]
+    assert ours.shape == ref.shape == (2, 8, 2100)
+    # Ultralytics saves weights at half precision: boxes within 2 px of 320, class scores within 0.01
+    assert np.abs(ours[:, :4] - ref[:, :4]).max() < 2.0
+    assert np.abs(ours[:, 4:] - ref[:, 4:]).max() < 0.01
+
+
+@pytest.mark.skipif(not HAVE_ULTRALYTICS, reason="needs the train extra")
+def test_fine_tuning_a_model_folder_keeps_batchnorm_frozen(tmp_path: Path) -> None:
+    import torch
+    from ultralytics import YOLO
+
+    from inspector.quality.dataset import export_dataset
+
+    export_dataset(tmp_path / "ds", 8, seed=0, width=320, height=320, val_fraction=0.25)
+    run = train(tmp_path / "ds" / "data.yaml", model_cfg=SHIPPED, epochs=1, batch=4, device="cpu",
+                project=tmp_path / "runs", name="ft", workers=0, overrides={"lr0": 1e-5, "optimizer": "AdamW"})
+    weights = run.best if run.best.is_file() else run.run_dir / "weights" / "last.pt"
+    bns = [m for m in YOLO(str(weights)).model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(float(m.running_mean.abs().max()) == 0.0 for m in bns)  # statistics never updated
