@@ -44,6 +44,8 @@ def dataset_mine(
     negative_score: float = typer.Option(0.1, help="A detection off every defect from this score is a false call."),
     positive_score: float = typer.Option(0.35, help="A defect counts as found from this score."),
     backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
+    faces: int = typer.Option(0, min=0, max=64, help="Scan COUNT line parts of this many faces (as line-demo's "
+                                                      "cameras see them; part seeds below 15625) instead of frames."),
 ) -> None:
     """Keep the frames the model gets wrong or nearly wrong (hard negatives and positives) as a dataset."""
     from inspector.quality.mining import mine_hard_examples
@@ -51,10 +53,11 @@ def dataset_mine(
     errors: tuple[type[BaseException], ...] = (*user_errors(), ValueError, OSError)
     try:
         s = mine_hard_examples(model, out, seed=seed, count=count, base_data=base, ok_share=ok_share,
-                               negative_score=negative_score, positive_score=positive_score, backend=backend)
+                               negative_score=negative_score, positive_score=positive_score, backend=backend,
+                               faces=faces)
     except errors as exc:
         fail(str(exc))
-    typer.echo(f"scanned {s.scanned} frames: kept {len(s.kept_seeds)} ({s.hard_negatives} with a false call, "
+    typer.echo(f"scanned {s.scanned} {'parts' if faces else 'frames'}: kept {len(s.kept_seeds)} ({s.hard_negatives} with a false call, "
                f"{s.hard_positives} with a missed defect) -> {out / 'data.yaml'}")
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from camera.renderer import GroundTruth, render_part
+from camera.renderer import GroundTruth, RenderedFrame, render_face, render_part
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.postprocess import iou_matrix
@@ -87,6 +88,8 @@ def mine_hard_examples(
     backend: str = "openvino",
     batch: int = 8,
     image_format: str = "png",
+    faces: int = 0,
+    mono_faces: tuple[int, ...] = (3, 7),
 ) -> MiningSummary:
     """Scan seeds ``seed .. seed+count-1`` with ``model`` and write the hard frames under ``out``.
 
@@ -102,25 +105,30 @@ def mine_hard_examples(
         mono_share: Share of Mono8 frames.
         negative_score: Score from which a detection off every defect counts as a false call.
         positive_score: Score a defect's detection must reach for it to count as found.
+        faces: Scan line parts instead of frames: ``seed``.. are part seeds, each part seen as
+            ``faces`` faces as a line's cameras see them (`camera.renderer.render_face`, the ones in
+            ``mono_faces`` Mono8; ``ok_share`` is then the share of OK parts). Every face seed
+            (part * 64 + face) stays below `HELD_OUT_SEED_BASE`.
 
     Raises:
         ValueError: On seeds that reach into the held-out range, a bad score or a base
             dataset that is not a readable ``data.yaml``.
     """
-    _check_mining(seed, count, negative_score, positive_score)
+    _check_mining(seed, count, negative_score, positive_score, faces)
     base_train, base_val = _base_splits(base_data) if base_data is not None else ([], None)
     card = load_card(model)
     out = Path(out)
     make_split_dirs(out)
     be = create_backend(backend, card, max_batch=batch)
     try:
-        kept, n_neg, n_pos = _scan(be, card, out, range(seed, seed + count), batch, width, height, ok_share,
-                                   mono_share, negative_score, positive_score, image_format)
+        kept, n_neg, n_pos = _scan(be, card, out, _renders(range(seed, seed + count), batch, width, height, ok_share,
+                                                           mono_share, faces, mono_faces),
+                                   negative_score, positive_score, image_format)
     finally:
         be.close()
     write_data_yaml(out, [*base_train, str((out / "images" / "train").resolve())], base_val or "images/train")
     (out / "dataset.json").write_text(json.dumps({
-        "generator": "inspector.quality.mining", "model": card.name, "model_sha256": card.sha256,
+        "generator": "inspector.quality.mining", "faces": faces, "model": card.name, "model_sha256": card.sha256,
         "seed_first": seed, "seed_last": seed + count - 1, "scanned": count, "ok_share": ok_share,
         "negative_score": negative_score, "positive_score": positive_score, "hard_negatives": n_neg,
         "hard_positives": n_pos, "kept_seeds": kept,
@@ -129,29 +137,44 @@ def mine_hard_examples(
     return MiningSummary(out, count, n_neg, n_pos, tuple(kept))
 
 
-def _check_mining(seed: int, count: int, negative_score: float, positive_score: float) -> None:
+def _check_mining(seed: int, count: int, negative_score: float, positive_score: float, faces: int = 0) -> None:
     if count < 1:
         raise ValueError("count: must be at least 1")
-    if seed < 0 or seed + count > HELD_OUT_SEED_BASE:
-        raise ValueError(f"seed: mined seeds must lie in 0..{HELD_OUT_SEED_BASE - 1} (held-out range above)")
+    if not 0 <= faces <= 64:
+        raise ValueError(f"faces: {faces} is not between 0 and 64")
+    top = HELD_OUT_SEED_BASE // 64 if faces else HELD_OUT_SEED_BASE  # a face's seed is part * 64 + face
+    if seed < 0 or seed + count > top:
+        what = f"part seeds (a face's seed is part * 64 + face, below {HELD_OUT_SEED_BASE})" if faces else "seeds"
+        raise ValueError(f"seed: mined {what} must lie in 0..{top - 1} (held-out range above)")
     for field, v in (("negative_score", negative_score), ("positive_score", positive_score)):
         if not 0.0 < v < 1.0:
             raise ValueError(f"{field}: {v} is not between 0 and 1")
 
 
-def _scan(be: Any, card: Any, out: Path, seeds: range, batch: int, width: int, height: int, ok_share: float,
-          mono_share: float, negative_score: float, positive_score: float,
-          image_format: str) -> tuple[list[int], int, int]:
-    """Render and detect ``seeds`` in batches; the hard frames are written to ``out``'s train split.
+def _renders(seeds: range, batch: int, width: int, height: int, ok_share: float, mono_share: float, faces: int,
+             mono_faces: tuple[int, ...]) -> Iterator[list[RenderedFrame]]:
+    """Batches of frames to scan: ``batch`` frames of ``seeds``, or with ``faces`` every face of one part each."""
+    if faces:
+        for p in seeds:
+            yield [render_face(p, k, faces, width, height, mono=k in mono_faces, ok_share=ok_share)
+                   for k in range(faces)]
+        return
+    for start in range(seeds.start, seeds.stop, batch):
+        chunk = range(start, min(seeds.stop, start + batch))
+        yield [render_part(s, width, height, mono=is_mono(s, mono_share), ok_share=ok_share) for s in chunk]
+
+
+def _scan(be: Any, card: Any, out: Path, batches: Iterable[list[RenderedFrame]], negative_score: float,
+          positive_score: float, image_format: str) -> tuple[list[int], int, int]:
+    """Detect each batch of frames; the hard frames are written to ``out``'s train split.
 
     Returns:
         The kept seeds, how many were hard negatives (false calls), how many hard positives.
     """
     kept: list[int] = []
     n_neg = n_pos = 0
-    for start in range(seeds.start, seeds.stop, batch):
-        chunk = range(start, min(seeds.stop, start + batch))
-        frames = [render_part(s, width, height, mono=is_mono(s, mono_share), ok_share=ok_share) for s in chunk]
+    for frames in batches:
+        height, width = frames[0].image.shape[:2]
         for frame, dets in zip(frames, detect_frames(be, card, frames, width, height)):
             neg, pos = hardness(dets, frame.truth, negative_score=negative_score, positive_score=positive_score)
             if neg or pos:

@@ -72,3 +72,19 @@ def test_mine_cli_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str],
     res = CliRunner().invoke(app, ["dataset", "mine", "--out", str(tmp_path / "m"), *args])
     assert res.exit_code == 2
     assert msg in res.output and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_mining_line_faces_keeps_the_hard_faces_of_each_part(tmp_path: Path) -> None:
+    from camera.renderer import face_seed, render_face
+
+    s = mine_hard_examples("defect-yolo11p-320", tmp_path / "faces", seed=900, count=3, faces=8,
+                           negative_score=0.999, positive_score=0.9999, ok_share=0.3)
+    defective = [face_seed(p, k) for p in range(900, 903) for k in range(8)
+                 if render_face(p, k, 8, ok_share=0.3).truth.defective]
+    assert defective and list(s.kept_seeds) == defective and s.scanned == 3
+    k = defective[0] % 64
+    face = render_face(defective[0] // 64, k, 8, ok_share=0.3, mono=k in (3, 7))
+    label = (tmp_path / "faces" / "labels" / "train" / f"{defective[0]:07d}.txt").read_text().splitlines()
+    assert label == yolo_label_lines(face.truth, 320, 320)
+    with pytest.raises(ValueError, match=r"part seeds \(a face's seed is part \* 64 \+ face, below 1000000\) must lie in 0..15624"):
+        mine_hard_examples("defect-yolo11p-320", tmp_path / "x", seed=15620, count=10, faces=8)
