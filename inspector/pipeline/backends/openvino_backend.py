@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from inspector.pipeline.backends import isa
-from inspector.pipeline.backends.base import BackendClosed, BackendUnavailable, BatchOutput, CpuBatchBackend
+from inspector.pipeline.backends.base import (
+    BackendClosed,
+    BackendUnavailable,
+    BatchOutput,
+    CpuBatchBackend,
+    give_back_freed_heap,
+)
 from inspector.pipeline.backends.openvino_nms import detections_per_item, with_nms
 from inspector.pipeline.model_repo import ModelCard, ModelError, check_model_io, int8_model_path
 
@@ -175,7 +181,8 @@ class OpenVinoBackend(CpuBatchBackend):
         """Wait for every batch still inside the runtime (a process that exits while an infer request
         runs is aborted by it: "FATAL: exception not rethrown"), then let go of the compiled models and
         their requests, so that a retired recipe's memory, runtime threads and files are freed even where
-        something still holds this backend. Idempotent; the backend runs nothing afterwards."""
+        something still holds this backend, and the freed heap given back (`give_back_freed_heap`).
+        Idempotent; the backend runs nothing afterwards."""
         with self._running_lock:
             if self._closed:
                 return
@@ -188,6 +195,7 @@ class OpenVinoBackend(CpuBatchBackend):
         self._slot_requests = []
         self._loaded_requests = None
         _LIVE.discard(self)
+        give_back_freed_heap()
 
 
 class _Running:

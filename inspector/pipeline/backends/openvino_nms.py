@@ -28,6 +28,8 @@ from inspector.pipeline.postprocess import CONF_FLOOR
 
 #: Per class and image, as `postprocess.nms`'s max_det for the whole image
 MAX_PER_CLASS = 300
+#: Tensor names of outputs 1 and 2 (the selected triples, their scores)
+OUTPUT_NAMES = ("nms_selected", "nms_scores")
 
 
 def with_nms(model: Any, num_classes: int, iou_threshold: float) -> Any:
@@ -52,6 +54,11 @@ def with_nms(model: Any, num_classes: int, iou_threshold: float) -> Any:
         boxes, only_best, ops.constant(MAX_PER_CLASS, ov.Type.i64), ops.constant(float(iou_threshold), ov.Type.f32),
         ops.constant(CONF_FLOOR * 0.999, ov.Type.f32), box_encoding="center", sort_result_descending=False,
         output_type="i32")
+    # named outputs: the runtime names an unnamed one after its Result node, whose number differs with every
+    # graph built in a process, and the compiled-model cache's key covers output names (a new cache blob
+    # with every backend: every recipe switch and start wrote one, none was ever read again)
+    for i, name in enumerate(OUTPUT_NAMES):
+        nms.output(i).get_tensor().set_names({name})
     return ov.Model([result, *(ops.result(nms.output(i)) for i in (0, 1))], model.get_parameters(),
                     model.get_friendly_name())
 
