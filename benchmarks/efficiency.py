@@ -10,15 +10,26 @@ commit) with this one's virtual environment, so two versions can be measured alt
 
 ``ONEDNN_MAX_CPU_ISA=AVX2`` in the environment runs a lesser CPU's kernels (see
 `inspector.pipeline.backends.isa`).
+
+``--schedule`` also prints, for the pipeline's windows and the runtime's alone, the share of the
+time with k batches inside the runtime (started, not finished): with two streams, time with one or
+none inside is a stream without work, whatever the host does meanwhile. It counts the OpenVINO
+backend's requests from its start to its completion callback, on a busy machine too (a ratio of
+frames per second is not readable there: the pipeline's threads out-compete the runner's).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def main() -> int:
@@ -33,12 +44,15 @@ def main() -> int:
                     help="OpenVINO streams: auto, 0 (one stream on all cores) or n (default: the station's).")
     ap.add_argument("--model", default="defect-yolo11p-320")
     ap.add_argument("--in-flight", type=int, default=None, help="Batches in flight (default: the station default).")
+    ap.add_argument("--schedule", action="store_true",
+                    help="Also print the share of time with k batches inside the runtime, pipeline and runtime alone.")
     args = ap.parse_args()
     sys.path.insert(0, str(args.root.resolve()))
+    schedule = _count_batches_inside() if args.schedule else None
     from inspector.bench import cpu_description
     from inspector.bench.pipeline import PureRunner, bench_frames, measure_station, station_config
 
-    extra: dict[str, int | str] = {}
+    extra: dict[str, Any] = {}
     if args.streams is not None:  # a checkout from before streams = "auto" has no parse_streams: only asked for here
         from inspector.config import parse_streams
 
@@ -59,7 +73,69 @@ def main() -> int:
           + " ".join(f"{r['efficiency']:.3f}" for r in out["rounds"])
           + f"), pure {out['pure_fps']:.0f} fps, pipeline {out['fps']:.0f} fps; CPU {cpu['model']} "
           f"({' '.join(cpu['isa'])}, {cpu['kind']}), load {os.getloadavg()[0]:.2f}")
+    if schedule is not None:
+        for name, shares in schedule().items():
+            print(f"  batches inside the runtime, {name}: " + " ".join(f"{k}: {v:.3f}" for k, v in sorted(shares.items())))
     return 0
+
+
+def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
+    """Count the OpenVINO backend's batches inside the runtime over time, and the windows in which the pipeline
+    and the runtime alone were measured; returns what gives the share of each window's time with k inside."""
+    from inspector.bench import pipeline as bp
+    from inspector.pipeline.backends import openvino_backend as ovb
+
+    lock = threading.Lock()
+    events: list[tuple[int, int]] = []  # (perf_counter_ns, +1 a batch started / -1 one finished)
+    windows: dict[str, list[tuple[int, int]]] = {"pipeline": [], "runtime alone": []}
+    start, done = ovb.OpenVinoBackend.start, ovb._Running._done
+
+    def counted_start(self: Any, *a: Any, **kw: Any) -> Any:
+        running = start(self, *a, **kw)
+        with lock:  # stamped before it started: sorted by time, a fast batch's end still comes after it
+            events.append((running._t0, 1))
+        return running
+
+    def counted_done(self: Any) -> None:
+        done(self)
+        with lock:
+            events.append((self._t1, -1))
+
+    def timed(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def run(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter_ns()
+            try:
+                return fn(*a, **kw)
+            finally:
+                windows[name].append((t0, time.perf_counter_ns()))
+        return run
+
+    ovb.OpenVinoBackend.start = counted_start  # type: ignore[method-assign]
+    ovb._Running._done = counted_done  # type: ignore[method-assign]
+    bp._window = timed(bp._window, "pipeline")  # type: ignore[attr-defined]
+    bp.PureRunner.run = timed(bp.PureRunner.run, "runtime alone")  # type: ignore[method-assign]
+
+    def shares() -> dict[str, dict[int, float]]:
+        ev, k = [], 0  # (time, batches inside from then on)
+        for t, d in sorted(events):
+            k += d
+            ev.append((t, k))
+        out: dict[str, dict[int, float]] = {}
+        for name, spans in windows.items():
+            acc: collections.Counter[int] = collections.Counter()
+            for t0, t1 in spans:
+                before = [n for t, n in ev if t < t0]
+                k, last = (before[-1] if before else 0), t0
+                for t, n in ev:
+                    if t0 <= t < t1:
+                        acc[k] += t - last
+                        k, last = n, t
+                acc[k] += t1 - last
+            total = sum(acc.values()) or 1
+            out[name] = {k: v / total for k, v in acc.items()}
+        return out
+
+    return shares
 
 
 if __name__ == "__main__":
