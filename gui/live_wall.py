@@ -134,7 +134,7 @@ class LiveWall(QWidget):
         self.pause_button.clicked.connect(self._on_pause_clicked)
         #: anomaly heat maps over the pictures: off by default, shown where a station runs anomaly models
         models = getattr(self.station, "anomaly_models", None)
-        self.heat_button = QPushButton("Heat maps")
+        self.heat_button = QPushButton("Heat maps: off")
         self.heat_button.setCheckable(True)
         self.heat_button.setToolTip("Colour where the anomaly model found the picture unlike the good parts it "
                                     "was taught (red: above the threshold)")
@@ -230,6 +230,7 @@ class LiveWall(QWidget):
     def show_heat_maps(self, on: bool) -> None:
         """Draw (or stop drawing) the anomaly heat maps over every camera's picture."""
         self.heat_button.setChecked(on)
+        self.heat_button.setText(f"Heat maps: {'on' if on else 'off'}")  # a checked button looks alike in some styles
         for v in self.views.values():
             if v.heat_maps is not None:
                 v.heat_maps.enabled = on

@@ -1,8 +1,9 @@
 """What the Teach dialog does, without its widgets: collect good frames, teach, save a recipe version.
 
 1. `collect` copies frames of the running line into ``<recipes>/teach/<session>/<camera>/`` (PNG, lossless):
-   the newest inspected frame of each chosen camera, each frame once, optionally only those the station called
-   OK (on a line whose detector knows the product), until N per camera.
+   the newest inspected frame of each chosen camera (on a triggered line: each decided part's), each frame
+   once, optionally only those the station called OK (on a line whose detector knows the product), until N
+   per camera.
 2. `teach` teaches one anomaly model per camera (`inspector.anomaly.teach.teach`; minutes on the CPU: run it
    off the GUI thread) into ``<recipes>/models/<recipe>-<camera>-v<next>/``.
 3. `save` saves the recipe's next version naming those models with the thresholds chosen
@@ -64,6 +65,7 @@ class TeachSession:
     collected: dict[str, int] = field(default_factory=dict)
     reports: dict[str, TeachReport] = field(default_factory=dict)
     _last_seq: dict[str, int] = field(default_factory=dict)
+    _parts_seen: set[str] = field(default_factory=set)
 
     @property
     def recipes(self) -> Any:
@@ -83,10 +85,13 @@ class TeachSession:
 
     # ------------------------------------------------------------------ 1. collect
     def collect(self, bridge: Any, cameras: Sequence[str], want: int, *, only_ok: bool = True) -> int:
-        """Save the newest inspected frame of each camera not yet saved; returns how many were saved now.
+        """Save each camera's newest inspected frame not yet saved (on a triggered line: the frames of the
+        parts decided since the last call); returns how many were saved now.
 
         Call it repeatedly (the dialog's timer) until `collected` reaches ``want`` for every camera.
         """
+        if bridge.line is not None:
+            return self._collect_parts(bridge, cameras, want, only_ok)
         saved = 0
         for cid in cameras:
             if self.collected.get(cid, 0) >= want:
@@ -96,20 +101,41 @@ class TeachSession:
                 if frame is None or result is None or frame.sequence == self._last_seq.get(cid):
                     continue
                 self._last_seq[cid] = frame.sequence
-                if only_ok and result.ng:
-                    continue
-                n = self.collected.get(cid, 0)
-                folder = self.good_folder(cid)
-                folder.mkdir(parents=True, exist_ok=True)
-                if not cv2.imwrite(str(folder / f"{cid}_{n:04d}_{frame.sequence}.png"),
-                                   to_bgr(frame.image, frame.pixel_format)):
-                    raise OSError(f"cannot write into {folder}")
-                self.collected[cid] = n + 1
-                saved += 1
+                if not (only_ok and result.ng):
+                    saved += self._save(cid, frame)
             finally:
                 if frame is not None:
                     frame.release()
         return saved
+
+    def _collect_parts(self, bridge: Any, cameras: Sequence[str], want: int, only_ok: bool) -> int:
+        saved = 0
+        for part in reversed(bridge.recent_parts()):  # oldest first
+            if part.part_id in self._parts_seen:
+                continue
+            self._parts_seen.add(part.part_id)
+            for cid in cameras:
+                result = next((f for f in part.frames if f.camera_id == cid), None)
+                if self.collected.get(cid, 0) >= want or result is None or (only_ok and result.ng):
+                    continue
+                frame = bridge.part_frame(part.part_id, cid)
+                if frame is not None:
+                    try:
+                        saved += self._save(cid, frame)
+                    finally:
+                        frame.release()
+        return saved
+
+    def _save(self, camera_id: str, frame: Any) -> int:
+        """Write one frame (a held `FrameHandle` or the bridge's copy) into the camera's folder."""
+        n = self.collected.get(camera_id, 0)
+        folder = self.good_folder(camera_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(folder / f"{camera_id}_{n:04d}_{frame.sequence}.png"),
+                           to_bgr(frame.image, frame.pixel_format)):
+            raise OSError(f"cannot write into {folder}")
+        self.collected[camera_id] = n + 1
+        return 1
 
     # ------------------------------------------------------------------ 2. teach
     def model_folder(self, camera_id: str) -> Path:

@@ -376,3 +376,38 @@ def test_ng_results_archive_a_heat_map_that_retention_deletes_with_the_image(
     assert st.archive.delete_images([str(paths[0])]) == 1  # what database retention calls for a purged row
     assert not Path(paths[0]).exists() and not heat_map_path(paths[0]).exists()
     assert st.archive.archive_bytes < before
+
+
+def test_the_archive_counts_a_heat_map_with_its_image_and_size_retention_deletes_both(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from inspector.archive import NgArchive, heat_map_path
+    from tests.inspector.factories import make_result
+
+    def results(n: int) -> list[InspectionResult]:
+        return [replace(make_result("cam1", i, "NG", with_frame=True, acquired_at=1.7e9 + i),
+                        anomaly_map=np.ones((4, 4), np.float32)) for i in range(n)]
+
+    probe = NgArchive(tmp_path / "probe", fmt="png")
+    probe.heat_map_for = lambda r: np.full((16, 16), 200, np.uint8)
+    probe.start()
+    assert probe.submit(results(1)[0])
+    probe.stop()
+    one = int(probe.archive_bytes)  # image and heat map
+    files = sorted(p for p in (tmp_path / "probe").rglob("*") if p.is_file())
+    assert len(files) == 2 and one == sum(p.stat().st_size for p in files)
+    rescanned = NgArchive(tmp_path / "probe", fmt="png")
+    rescanned.index()
+    assert rescanned.archive_bytes == one  # a restart counts the heat map with its image, not as an image
+
+    archive = NgArchive(tmp_path / "ng", fmt="png", max_total_bytes=int(one * 3.5))
+    archive.heat_map_for = lambda r: np.full((16, 16), 200, np.uint8)
+    archive.start()
+    rs = results(8)
+    for r in rs:
+        assert archive.submit(r)
+    archive.stop()
+    kept = [Path(archive.path_for(r) or "") for r in rs if Path(archive.path_for(r) or "").exists()]
+    assert len(kept) == 3
+    left = sorted(p for p in (tmp_path / "ng").rglob("*") if p.is_file())
+    assert left == sorted([*kept, *(heat_map_path(p) for p in kept)])  # no heat map outlives its image
