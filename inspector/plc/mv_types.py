@@ -5,7 +5,7 @@ official Default Binary encodings and structure definitions (so a client that en
 PartIdDataType as the spec does is understood), the object types with their instance
 declarations (the state machines' states and transitions, every method with the spec's
 arguments), ResultType and the ResultReadyEventType with all its properties. Instances are
-made by `inspector.plc.opcua_model`; `typed_object` and `method_arguments` serve it.
+made by `inspector.plc.opcua_model` with `typed_object`, `add_method` and `empty_variant`.
 """
 
 from __future__ import annotations
