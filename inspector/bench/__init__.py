@@ -79,11 +79,16 @@ def run_bench(
     seconds: float = 12.0,
     db: bool = True,
     ultralytics: bool = True,
-    in_flight: int = 3,
+    in_flight: int = 4,
     streams: int | str = "auto",
     precision: str = "auto",
+    anomaly: str | None = None,
+    anomaly_teach: int = 200,
 ) -> dict[str, Any]:
-    """Everything in one run; see the README's benchmark section for what each number means."""
+    """Everything in one run; see the README's benchmark section for what each number means.
+
+    ``anomaly``: also the anomaly model's rows (`inspector.bench.anomaly`), teaching from ``anomaly_teach`` images.
+    """
     from inspector.bench.pipeline import bench_frames, run_pipeline_bench
     from inspector.pipeline.backends import precision_choice
 
@@ -129,6 +134,12 @@ def run_bench(
     else:
         res["ultralytics"] = None
         res["ultralytics_note"] = "skipped (--no-ultralytics)"
+    if anomaly:
+        from inspector.bench.anomaly import run_anomaly_bench
+
+        res["anomaly"] = run_anomaly_bench(model=model, backend=backend, anomaly=anomaly, threads=threads,
+                                           seconds=seconds, streams=streams, precision=precision,
+                                           in_flight=in_flight, teach_images=anomaly_teach)
     if db:
         from inspector.bench.database import run_db_bench
 
@@ -250,6 +261,9 @@ def format_table(res: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v['p50']:.2f}" for k, v in st.items() if k != "total")
     )
     lines.extend(_ultralytics_lines(res))
+    from inspector.bench.anomaly import format_lines as anomaly_lines
+
+    lines.extend(anomaly_lines(res.get("anomaly")))
     d = res.get("database")
     if d:
         lines.append(

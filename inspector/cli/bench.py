@@ -29,6 +29,10 @@ def bench(
     precision: str | None = typer.Option(None, help="auto | f32 | bf16 | f16 | int8 (default: the station's)."),
     db: bool = typer.Option(True, help="Also run the database benchmark."),
     ultralytics: bool = typer.Option(True, help="Also run Ultralytics predict where installed."),
+    anomaly: str = typer.Option("none", help="Also bench this anomaly model beside the detector (ms per frame at "
+                                "batch 8, the demo station with both, teach time), e.g. anomaly-plate-320."),
+    anomaly_teach: int = typer.Option(200, "--anomaly-teach", min=0, help="Good images the teach time is taken "
+                                      "on (0: not timed)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write all numbers here."),
     max_isa: str | None = typer.Option(
         None, "--max-isa", help="Run OpenVINO with a lesser CPU's kernels (avx2, avx2-vnni, avx512, avx512-vnni): "
@@ -61,11 +65,16 @@ def bench(
         fail(f"--streams: {exc}, got {streams!r}")
     try:
         cfg = load_station_config(station, config)
+        if anomaly != "none":  # a wrong name or a corrupt model: one line now, not after the detector's runs
+            from inspector.anomaly.model import load_anomaly_model
+
+            load_anomaly_model(anomaly)
         res = run_bench(model=cfg.model.name, backend=backend or cfg.model.backend, cameras=counts, threads=threads,
                         seconds=seconds, db=db, ultralytics=ultralytics,
                         in_flight=in_flight or cfg.scheduler.in_flight,
                         streams=cfg.model.streams if streams_arg is None else streams_arg,
-                        precision=precision or cfg.model.precision)
+                        precision=precision or cfg.model.precision,
+                        anomaly=None if anomaly == "none" else anomaly, anomaly_teach=anomaly_teach)
     except user_errors() as exc:
         fail(str(exc))
     typer.echo(format_table(res))
