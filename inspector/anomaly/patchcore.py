@@ -74,6 +74,31 @@ def nearest_distances(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray
     return np.sqrt(np.maximum(out, 0.0))
 
 
+def leave_one_out_scores(images: list[np.ndarray], bank: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Each teaching image's score against the bank without the rows it contributed.
+
+    The image score is its worst patch's nearest-neighbour distance, as at run time; the rows of the
+    image itself are left out, so every teaching image is scored as an unseen good part would be (the
+    bank stays the one taught from all of them). This sets the threshold from every good image instead
+    of a held-out fifth.
+
+    Args:
+        images: One (P, D) float32 array of scored patches per teaching image (edge cells already left out).
+        bank: (K, D) float32 memory bank.
+        owner: (K,) index into ``images`` of the image each bank row came from.
+
+    Returns:
+        (len(images),) float32 raw image scores.
+    """
+    bank_sq = np.einsum("ij,ij->i", bank, bank)
+    out = np.empty(len(images), np.float32)
+    for i, q in enumerate(images):
+        d2 = bank_sq[None, :] - 2.0 * (q @ bank.T)
+        d2[:, owner == i] = np.inf
+        nearest = d2.min(axis=1) + np.einsum("ij,ij->i", q, q)
+        out[i] = np.sqrt(max(float(nearest.max()), 0.0))
+    return out
+
 
 def image_coreset(features: np.ndarray, share: float = 0.1, *, seed: int = 0, proj_dim: int = 64) -> np.ndarray:
     """The first stage of the bank: a greedy coreset of one image's (P, D) patches, ``share`` of them.

@@ -13,12 +13,13 @@ by the raw threshold, so a batch is one asynchronous inference, as the detector'
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from inspector.anomaly.backbone import FeatureSpec, cached_feature_model
+from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +46,29 @@ def compile_for_cpu(model: Any, precision: str = "f32") -> Any:
 
 
 class FeatureExtractor:
-    """Patch features of letterboxed u8 BGR NHWC batches (teaching)."""
+    """Patch features of letterboxed u8 BGR NHWC batches (teaching), one array per level."""
 
-    def __init__(self, spec: FeatureSpec, width: int, height: int, precision: str = "f32") -> None:
-        self.spec = spec
-        self._compiled = compile_for_cpu(cached_feature_model(spec, height, width), precision)
+    def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
+                 precision: str = "f32") -> None:
+        self.levels = as_levels(spec)
+        self.spec = self.levels[0]
+        self._compiled = compile_for_cpu(cached_feature_model(self.levels, height, width), precision)
         self._request = self._compiled.create_infer_request()
 
-    def __call__(self, batch_u8: np.ndarray) -> np.ndarray:
-        """(N, gh, gw, C) float32 features."""
+    def all_levels(self, batch_u8: np.ndarray) -> list[np.ndarray]:
+        """One (N, gh, gw, C) float32 array per level."""
         self._request.infer({0: batch_u8})
-        return np.array(self._request.get_output_tensor(0).data).transpose(0, 2, 3, 1).copy()
+        return [np.array(self._request.get_output_tensor(i).data).transpose(0, 2, 3, 1).copy()
+                for i in range(len(self.levels))]
+
+    def __call__(self, batch_u8: np.ndarray) -> np.ndarray:
+        """(N, gh, gw, C) float32 features of the first level."""
+        return self.all_levels(batch_u8)[0]
 
 
-def scoring_model(features: Any, bank: np.ndarray, raw_threshold: float) -> Any:
-    """``features`` (an ov.Model, output [N, C, gh, gw]; changed in place and returned) followed by the
-    nearest-neighbour distance to ``bank`` (K, C) for every patch, divided by ``raw_threshold``: output
-    ``patch_scores`` [N, gh, gw]."""
-    import openvino.opset13 as ops
-
-    result = features.get_results()[0]
-    feats = result.input_value(0)
+def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float) -> Any:
+    """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
+    divided by ``raw_threshold`` (one MatMul against the bank, ReduceMin over it)."""
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
     bank = np.ascontiguousarray(bank, np.float32)
@@ -75,13 +78,44 @@ def scoring_model(features: Any, bank: np.ndarray, raw_threshold: float) -> Any:
     q2 = ops.reduce_sum(ops.multiply(queries, queries), ops.constant(np.array([2], np.int64)), False)
     dist = ops.sqrt(ops.maximum(ops.add(nearest, q2), ops.constant(np.float32(0.0))))
     scaled = ops.multiply(dist, ops.constant(np.float32(1.0 / raw_threshold)))
-    grid = ops.slice(ops.shape_of(feats), ops.constant(np.array([2], np.int64)), ops.constant(np.array([4], np.int64)),
-                     ops.constant(np.array([1], np.int64)))
-    shape = ops.concat([ops.constant(np.array([-1], np.int64)), grid], 0)
-    maps = ops.reshape(scaled, shape, special_zero=False)
-    feats.get_tensor().set_names(set())
+    return ops.reshape(scaled, ops.constant(np.array([-1, *grid], np.int64)), special_zero=False)
+
+
+def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
+                  grids: Sequence[tuple[int, int]] | None = None) -> Any:
+    """``features`` (an ov.Model with one output [N, C, gh, gw] per level; changed in place and returned)
+    followed by each level's nearest-neighbour distance to its bank (K, C), divided by its raw threshold;
+    coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
+    the one output ``patch_scores`` [N, gh, gw]."""
+    import openvino.opset13 as ops
+
+    banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
+    raws = [float(raw_threshold)] if isinstance(raw_threshold, (int, float)) else [float(r) for r in raw_threshold]
+    results = list(features.get_results())
+    if not len(results) == len(banks) == len(raws):
+        raise ValueError(f"anomaly: {len(results)} feature levels, {len(banks)} banks, {len(raws)} thresholds")
+    if grids is None:
+        grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
+    maps = None
+    for result, lv_bank, raw, grid in zip(results, banks, raws, grids):
+        feats = result.input_value(0)
+        level = _level_scores(ops, feats, grid, lv_bank, raw)
+        feats.get_tensor().set_names(set())
+        if maps is None:
+            maps, top = level, grid
+        else:
+            if grid != top:  # each coarse cell covers whole fine cells: repeat it (nearest), no blur
+                level = ops.interpolate(ops.unsqueeze(level, ops.constant(np.int64(1))),
+                                        ops.constant(np.array(top, np.int64)), "nearest", "sizes",
+                                        axes=ops.constant(np.array([2, 3], np.int64)),
+                                        coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+                level = ops.squeeze(level, ops.constant(np.array([1], np.int64)))
+            maps = ops.maximum(maps, level)
+    assert maps is not None
     maps.output(0).get_tensor().set_names({"patch_scores"})
-    result.input(0).replace_source_output(maps.output(0))  # the model's one output is now the scores
+    results[0].input(0).replace_source_output(maps.output(0))  # the model's one output is now the scores
+    for extra in results[1:]:
+        features.remove_result(extra)
     features.validate_nodes_and_infer_types()
     return features
 
@@ -106,11 +140,12 @@ class AnomalyScorer:
     """Scores batches of letterboxed frames against one anomaly model (see the module's example).
 
     Args:
-        spec: The backbone's feature spec (the card's).
+        spec: The backbone's feature spec, or one per level (the card's).
         width: Model input width (the card's).
         height: Model input height.
-        bank: (K, C) memory bank.
-        raw_threshold: The distance that maps to score 1.0.
+        bank: (K, C) memory bank, or one per level.
+        raw_threshold: The distance that maps to score 1.0, or one per level (a patch's score is the
+            largest of its levels' distance / raw threshold).
         precision: ``f32`` (default) or ``bf16``.
         depth: Batches that may be inside the runtime at once (one request each).
         edge: Grid cells along each side of the input left out of the image score (they still show in the
@@ -120,9 +155,12 @@ class AnomalyScorer:
             (resize to 256, centre crop 224).
     """
 
-    def __init__(self, spec: FeatureSpec, width: int, height: int, bank: np.ndarray, raw_threshold: float,
+    def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
+                 bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
                  precision: str = "f32", depth: int = 2, edge: int = 0) -> None:
-        model = scoring_model(cached_feature_model(spec, height, width), bank, raw_threshold)
+        levels = as_levels(spec)
+        grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
+        model = scoring_model(cached_feature_model(levels, height, width), bank, raw_threshold, grids)
         self.width, self.height = width, height
         self.edge = edge
         self._compiled = compile_for_cpu(model, precision)

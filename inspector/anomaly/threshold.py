@@ -1,7 +1,9 @@
-"""Where the verdict flips: a threshold from held-out good scores, refined by a few NG ones.
+"""Where the verdict flips: a threshold from the good images' leave-one-out scores, refined by a few NG ones.
 
-Scores are normalised so that the threshold is 1.0: ``score = distance / raw_threshold``; a frame
-is NG at ``score >= 1.0``.
+Every teaching image is scored against the memory bank without the rows it contributed
+(`patchcore.leave_one_out_scores`), so all of them, not a held-out fifth, tell how far an unseen good part
+lies from the bank. Scores are normalised so that the threshold is 1.0: ``score = distance / raw_threshold``;
+a frame is NG at ``score >= 1.0``.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The good-only rule: this quantile of the held-out good scores ...
+#: The good-only rule: this quantile of the good images' leave-one-out scores ...
 GOOD_QUANTILE = 0.99
-#: ... times (1 + this margin): the held-out set is small, its tail is not the line's tail.
+#: ... times (1 + this margin): the taught images are few, their tail is not the line's tail.
 GOOD_MARGIN = 0.10
 
-GOOD_RULE = (f"raw = quantile {GOOD_QUANTILE} of the held-out good images' raw scores x {1 + GOOD_MARGIN:.2f} "
+GOOD_RULE = (f"raw = quantile {GOOD_QUANTILE} of the good images' leave-one-out raw scores x {1 + GOOD_MARGIN:.2f} "
              f"(a {GOOD_MARGIN:.0%} margin); score = raw distance / raw, NG at score >= 1.0")
-BAD_RULE = (f"with NG images: the good-only raw, lowered to the midpoint between the held-out good quantile "
+BAD_RULE = (f"with NG images: the good-only raw, lowered to the midpoint between the good leave-one-out quantile "
             f"{GOOD_QUANTILE} and the lowest NG score where that is lower (never below that quantile, so false "
-            f"rejects stay at <= {1 - GOOD_QUANTILE:.0%} of held-out good); score = raw distance / raw, NG at >= 1.0")
+            f"rejects stay at <= {1 - GOOD_QUANTILE:.0%} of the good images); score = raw distance / raw, NG at >= 1.0")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Threshold:
 
 
 def good_only(good_raw: np.ndarray) -> Threshold:
-    """The threshold from held-out good scores alone (`GOOD_RULE`)."""
+    """The threshold from good (leave-one-out) scores alone (`GOOD_RULE`)."""
     q = float(np.quantile(np.asarray(good_raw, np.float64), GOOD_QUANTILE))
     return Threshold(q * (1.0 + GOOD_MARGIN), GOOD_RULE, q)
 

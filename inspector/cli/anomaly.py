@@ -56,9 +56,9 @@ def teach_cmd(
     roi: str | None = typer.Option(None, "--roi", help="X0,Y0,X1,Y1: the inspected rectangle of each image."),
     name: str | None = typer.Option(None, help="The model's name (default: the folder's)."),
     size: int = typer.Option(320, min=64, max=1024, help="Letterboxed input side (a multiple of 32)."),
-    seed: int = typer.Option(0, min=0, help="Decides the held-out split and the coreset."),
+    seed: int = typer.Option(0, min=0, help="Seeds the coreset."),
 ) -> None:
-    """Teach an anomaly model from good images (20% held out to set the threshold)."""
+    """Teach an anomaly model from good images (each scored leave-one-out to set the threshold)."""
     from inspector.anomaly.images import Roi
     from inspector.anomaly.teach import teach
 
@@ -70,7 +70,7 @@ def teach_cmd(
     except _errors() as exc:
         fail(str(exc))
     bad_part = f", {r.bad_images} NG images: lowest NG score {r.bad_scores.min():.2f}" if r.bad_images else ""
-    typer.echo(f"taught {out} from {r.bank_images} good images ({r.held_out} held out: highest score "
+    typer.echo(f"taught {out} from {r.bank_images} good images (leave-one-out: highest score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}, {r.seconds:.1f} s")
 

@@ -36,7 +36,7 @@ def model(plates: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--out", str(out),
                                        "--size", "64")
     assert code == 0, stderr
-    assert stdout.strip().splitlines()[-1].startswith(f"taught {out} from 9 good images (5 held out")
+    assert stdout.strip().splitlines()[-1].startswith(f"taught {out} from 14 good images (leave-one-out")
     assert "features" in stderr and "threshold" in stderr  # progress on stderr
     yield out
 
@@ -46,12 +46,13 @@ def test_teach_writes_a_card_with_kind_sha256s_rule_and_provenance(model: Path) 
     assert card["kind"] == "anomaly" and card["file"] == "memory_bank.npy"
     assert len(card["sha256"]) == 64 and card["backbone"]["sha256"].startswith("579344248a93")
     assert card["input_width"] == card["input_height"] == 64
-    assert card["threshold"]["score"] == 1.0 and card["threshold"]["raw"] > 0
+    assert card["threshold"]["score"] == 1.0 and all(lv["raw"] > 0 for lv in card["levels"].values())
+    assert [lv["taps"] for lv in card["levels"].values()] == [[2, 4], [10]]
     assert "quantile 0.99" in card["threshold"]["rule"]
-    assert card["taught"]["good_images"] == 14 and card["taught"]["held_out_images"] == 5
-    # the rule puts every held-out good image under the threshold
-    assert card["threshold"]["held_out_good_max"] < card["threshold"]["raw"]
-    assert card["metrics"]["held_out_false_reject"] == 0.0
+    assert card["taught"]["good_images"] == 14 and card["taught"]["threshold_images"] == 14
+    # every good image, scored leave-one-out, is under the threshold (score units: the threshold is 1.0)
+    assert len(card["threshold"]["good_scores"]) == 14 and max(card["threshold"]["good_scores"]) < 1.0
+    assert card["metrics"]["leave_one_out_false_reject"] == 0.0
     assert card["taught"]["cpu"] and card["edge_cells"] == 2
 
 
@@ -93,7 +94,7 @@ def test_teach_with_bad_images_places_the_threshold_by_them(plates: Path, tmp_pa
     card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
     th = card["threshold"]
     assert "NG images" in th["rule"] and th["lowest_bad"] > 0
-    assert th["good_quantile"] <= th["raw"]
+    assert th["good_quantile"] <= 1.0 and th["lowest_bad"] > 0
     assert card["roi"] == "4,4,92,92" and card["taught"]["bad_images"] == 4
 
 

@@ -9,7 +9,7 @@ import pytest
 from inspector.anomaly import threshold
 from inspector.anomaly.backbone import FeatureSpec
 from inspector.anomaly.metrics import auroc
-from inspector.anomaly.patchcore import greedy_coreset, nearest_distances
+from inspector.anomaly.patchcore import greedy_coreset, leave_one_out_scores, nearest_distances
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
 
 
@@ -27,6 +27,19 @@ def test_nearest_distances_equal_brute_force() -> None:
     q, bank = rng.normal(0, 1, (300, 20)).astype(np.float32), rng.normal(0, 1, (70, 20)).astype(np.float32)
     want = np.sqrt(((q[:, None, :] - bank[None]) ** 2).sum(-1)).min(1)
     np.testing.assert_allclose(nearest_distances(q, bank), want, rtol=1e-4, atol=1e-4)
+
+
+def test_leave_one_out_scores_each_image_against_the_bank_without_its_own_rows() -> None:
+    rng = np.random.default_rng(4)
+    images = [rng.normal(0, 1, (40, 12)).astype(np.float32) for _ in range(5)]
+    owner = np.repeat(np.arange(5), 6)
+    bank = np.concatenate([im[:6] for im in images])  # each image gave 6 of its own patches
+    got = leave_one_out_scores(images, bank, owner)
+    for i, im in enumerate(images):
+        others = bank[owner != i]
+        assert got[i] == pytest.approx(float(nearest_distances(im, others).max()), rel=1e-4)
+        # with its own rows the image would look closer than an unseen one does
+        assert float(nearest_distances(im, bank).max()) <= got[i] + 1e-4
 
 
 def test_auroc_is_the_chance_a_positive_outscores_a_negative() -> None:
