@@ -20,6 +20,9 @@ from inspector.storage.retention_policy import RetentionPolicy
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.archive import NgArchive
 
+#: Most of a filesystem the free-space floor may ask to keep free (as `inspector.archive.FLOOR_FRACTION`).
+FLOOR_FRACTION = 0.05
+
 
 @dataclass(frozen=True)
 class DatabaseSize:
@@ -119,11 +122,10 @@ class DiskBudget:
         if p.disk_budget_bytes:
             over = max(over, int(size.used_bytes + self.archive_bytes() - p.disk_budget_bytes * target))
         if p.min_free_bytes:
-            floor = self.floor_bytes()
             for folder in self.folders():
                 # pages the database will reuse count as free: they absorb new rows first
                 free = free_bytes(folder) + size.free_bytes
-                over = max(over, int(floor / target - free))
+                over = max(over, int(self.floor_bytes(folder) / target - free))
         return over
 
     def folders(self) -> list[Path]:
@@ -133,14 +135,17 @@ class DiskBudget:
             folders.append(self.archive.root)
         return folders
 
-    def floor_bytes(self) -> int:
-        """Free space to keep: the archive's floor, else ``min_free_bytes`` up to 5% of the filesystem."""
-        if self.archive is not None:
-            return int(self.archive.floor_bytes())
+    def floor_bytes(self, folder: Path | None = None) -> int:
+        """Free space to keep on the filesystem of ``folder`` (default the database's): ``min_free_bytes``,
+        at most `FLOOR_FRACTION` of that filesystem (a small disk keeps its images).
+
+        Not the archive's own floor: an archive that handed its space to retention has none left.
+        """
         try:
-            return min(self.policy.min_free_bytes, int(shutil.disk_usage(self._folder).total * 0.05))
+            total = shutil.disk_usage(folder or self._folder).total
         except OSError:
             return self.policy.min_free_bytes
+        return min(self.policy.min_free_bytes, int(total * FLOOR_FRACTION))
 
 
 def file_size(p: Path) -> int:
