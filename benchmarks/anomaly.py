@@ -1,12 +1,19 @@
 """Anomaly model: teach time for N good images and scoring ms per frame at batch 8, per precision.
 
     .venv/bin/python benchmarks/anomaly.py --family plate --good 200 [--size 320] [--json FILE]
+    .venv/bin/python benchmarks/anomaly.py --eval [--family F ...] [--data DIR] [--json FILE]
 
 Renders the family's good parts (seeds 0..N-1) into a temporary folder, times `inspector.anomaly.teach.teach`
 on them (the backbone's IR already cached, as on a station after its first teach), then times the scoring
 graph on batches of 8 letterboxed frames (the best of 10 runs after a warm-up) at f32 and bf16, and the
 feature extractor alone. Prints the CPU model, its ISA flags and the load average with the numbers.
 Run it alone on a quiet machine.
+
+``--eval`` measures accuracy instead, for each family (default: all three), colour and Mono8: teaches from 200 good
+parts (seeds 0-199), evaluates on 200 good and 200 anomalous held-out parts (seeds 100000-100399, with masks),
+then teaches again with 10 NG parts (seeds 50000-50009) given as ``--bad`` and evaluates that model: image AUROC
+(all and per anomaly kind), pixel AUROC, false reject and escape at the threshold. The images are rendered into
+``--data`` (kept: a second run reuses them).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +44,7 @@ def _isa() -> dict[str, object]:
     return {"cpu": cpu_description(), "flags": [f for f in wanted if f in flags], "load": os.getloadavg()}
 
 
-def _best_ms(fn, batch: np.ndarray, runs: int = 10) -> float:
+def _best_ms(fn: Callable[[np.ndarray], object], batch: np.ndarray, runs: int = 10) -> float:
     fn(batch)
     best = float("inf")
     for _ in range(runs):
@@ -46,13 +54,72 @@ def _best_ms(fn, batch: np.ndarray, runs: int = 10) -> float:
     return best * 1000.0 / len(batch)
 
 
+def _dataset(root: Path, family: str, mono: bool) -> Path:
+    from camera.products import write_family
+
+    folder = root / f"{family}{'_mono' if mono else ''}"
+    for sub, good, bad, seed in (("train", 200, 0, 0), ("test", 200, 200, 100_000), ("ng", 0, 10, 50_000)):
+        if not (folder / sub / ".done").is_file():
+            write_family(family, folder / sub, good, bad, seed=seed, mono=mono)
+            (folder / sub / ".done").write_text("")
+    return folder
+
+
+def evaluate_families(families: list[str], data: Path) -> dict[str, object]:
+    """The ``--eval`` table (see the module)."""
+    from inspector.anomaly.metrics import auroc
+    from inspector.anomaly.teach import evaluate, teach
+
+    out: dict[str, object] = {"machine": _isa()}
+    for family in families:
+        for mono in (False, True):
+            folder = _dataset(data, family, mono)
+            name = folder.name
+            row: dict[str, object] = {}
+            for label, bad in (("good_only", None), ("with_10_ng", folder / "ng" / "bad")):
+                model = data / "models" / f"{name}_{label}"
+                t = time.perf_counter()
+                taught = teach([folder / "train" / "good"], model, bad=bad)
+                seconds = time.perf_counter() - t
+                r = evaluate(model, folder / "test" / "good", folder / "test" / "bad", masks=folder / "test" / "masks")
+                bad_files = sorted((folder / "test" / "bad").glob("*.png"))
+                kinds = np.array([p.stem.split("_", 1)[1] for p in bad_files])
+                row[label] = {
+                    "image_auroc": round(r.image_auroc, 4),
+                    "pixel_auroc": round(r.pixel_auroc, 4) if r.pixel_auroc is not None else None,
+                    "false_reject": r.false_reject, "escape": round(r.escape, 4),
+                    "per_kind_auroc": {k: round(auroc(r.good_scores, r.bad_scores[kinds == k]), 4)
+                                       for k in sorted(set(kinds))},
+                    "per_kind_escape": {k: round(float((r.bad_scores[kinds == k] < 1.0).mean()), 3)
+                                        for k in sorted(set(kinds))},
+                    "teach_seconds": round(seconds, 1), "bank_rows": taught.bank_rows,
+                    "load": [round(v, 1) for v in os.getloadavg()],
+                }
+                print(f"{name:12s} {label:10s} AUROC {r.image_auroc:.4f} false reject {r.false_reject:.3f} "
+                      f"escape {r.escape:.3f} teach {seconds:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+            out[name] = row
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--family", default="plate")
+    ap.add_argument("--eval", action="store_true", help="Accuracy on held-out seeds instead of speed.")
+    ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "inspector-anomaly-eval")
+    ap.add_argument("--family", default="plate", nargs="+")
     ap.add_argument("--good", type=int, default=200)
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.eval:
+        from camera.products import FAMILIES
+
+        families = list(FAMILIES) if args.family == "plate" else args.family
+        result = evaluate_families(families, args.data)
+        text = json.dumps(result, indent=1)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
+    args.family = args.family[0] if isinstance(args.family, list) else args.family
 
     from camera.products import render_product, write_family
     from inspector.anomaly.backbone import cached_feature_model

@@ -37,9 +37,10 @@ BANK_MIN, BANK_MAX = 1000, 4096
 #: the stride-4 and stride-8 blocks (texture: fabric's broken threads and stains) and the stride-16 block
 #: (structure: a missing hole, missing print), which concatenated into one bank masked each other.
 DEFAULT_SPEC: Levels = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
-#: How the levels' distances are put on one scale.
-LEVEL_RULE = (f"each level's distance / the quantile {0.99} of that level's leave-one-out good scores; a patch's "
-              "score is the largest over the levels")
+#: How the levels' distances are put on one scale: each divided by this quantile of its leave-one-out scores.
+LEVEL_QUANTILE = 0.99
+LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that level's leave-one-out good scores; "
+              "a patch's score is the largest over the levels")
 #: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`): 2 cells, 16 px at 320.
 EDGE_CELLS = 2
 BATCH = 8
@@ -125,7 +126,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         progress("threshold", lv, len(levels))
         loo.append(leave_one_out_scores(scored[lv], banks[-1], owners[chosen]))
     progress("threshold", len(levels), len(levels))
-    scales = [float(np.quantile(v, thresholds.GOOD_QUANTILE)) for v in loo]
+    scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
     bad_raw = _raw_scores(extractor, bad_files, banks, scales, edges, roi, width, height,
                           lambda d, n: progress("NG images", d, n))

@@ -71,12 +71,30 @@ def test_the_scoring_graph_equals_numpy_on_the_extracted_features() -> None:
     np.testing.assert_allclose(inner.maps, out.maps)
 
 
+def test_two_levels_score_the_larger_of_their_normalised_distances_on_the_fine_grid() -> None:
+    levels = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    fine, coarse = FeatureExtractor(levels, 64, 64).all_levels(frames)
+    assert fine.shape == (3, 8, 8, 64) and coarse.shape == (3, 4, 4, 112)
+    banks = (fine[0].reshape(-1, 64)[::3].copy(), coarse[1].reshape(-1, 112)[::2].copy())
+    out = AnomalyScorer(levels, 64, 64, banks, (7.5, 3.0)).score(frames)
+    m0 = np.stack([nearest_distances(f.reshape(-1, 64), banks[0]).reshape(8, 8) for f in fine]) / 7.5
+    m1 = np.stack([nearest_distances(f.reshape(-1, 112), banks[1]).reshape(4, 4) for f in coarse]) / 3.0
+    want = np.maximum(m0, m1.repeat(2, axis=1).repeat(2, axis=2))  # a coarse cell covers 2 x 2 fine ones
+    assert (m1.repeat(2, axis=1).repeat(2, axis=2) > m0).any() and (m0 > m1.repeat(2, axis=1).repeat(2, axis=2)).any()
+    np.testing.assert_allclose(out.maps, want, rtol=2e-3, atol=2e-3 * want.max())
+    with pytest.raises(ValueError, match="2 feature levels, 1 banks"):
+        AnomalyScorer(levels, 64, 64, banks[:1], (7.5,))
+
+
 def test_the_good_only_rule_and_the_ng_refinement() -> None:
     good = np.linspace(10.0, 20.0, 101)
-    g = threshold.good_only(good)
-    assert g.good_quantile == pytest.approx(19.9) and g.raw == pytest.approx(19.9 * 1.1)
-    separated = threshold.with_bad(good, np.array([21.0, 30.0]))  # midpoint 20.45 is under the good-only raw
-    assert separated.raw == pytest.approx(0.5 * (19.9 + 21.0)) and separated.lowest_bad == 21.0
+    g = threshold.good_only(good)  # the highest leave-one-out score and a 5% margin
+    assert threshold.GOOD_QUANTILE == 1.0 and threshold.GOOD_MARGIN == 0.05
+    assert g.good_quantile == pytest.approx(20.0) and g.raw == pytest.approx(21.0) and (good < g.raw).all()
+    separated = threshold.with_bad(good, np.array([20.8, 30.0]))  # midpoint 20.4 is under the good-only raw
+    assert separated.raw == pytest.approx(0.5 * (20.0 + 20.8)) and separated.lowest_bad == 20.8
     far = threshold.with_bad(good, np.array([60.0]))  # the good-only raw is lower: escapes are favoured less
     assert far.raw == pytest.approx(g.raw)
     overlapping = threshold.with_bad(good, np.array([12.0, 40.0]))  # false rejects stay at <= 1%
