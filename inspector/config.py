@@ -248,9 +248,10 @@ class SchedulerConfig(_Strict):
     max_batch: Integer = Field(8, ge=1, le=256)
     max_wait_ms: Number = Field(4.0, ge=0.0, le=1000.0)
     # batches submitted and not yet decided, per device: 2 overlaps one batch's host work
-    # (letterbox, decode, NMS, verdicts) with the next one's inference; 3 keeps two streams busy
-    # while the next batch is assembled; 1 runs them in turn
-    in_flight: Integer = Field(3, ge=1, le=8)
+    # (letterbox, decode, NMS, verdicts) with the next one's inference; 4 keeps a batch queued behind
+    # two busy streams while the oldest is decided (with 3, two streams finishing out of order left one
+    # without work until the host caught up); 1 runs them in turn
+    in_flight: Integer = Field(4, ge=1, le=8)
 
 
 class StorageConfig(_Strict):

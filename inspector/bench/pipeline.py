@@ -125,7 +125,7 @@ def station_precision(backend: str, model: str, precision: str, *, max_batch: in
 
 def station_config(
     n_cameras: int, fps: float, model: str, backend: str, threads: int, width: int, height: int, max_batch: int,
-    *, in_flight: int = 3, streams: int | str = "auto", precision: str = "auto",
+    *, in_flight: int = 4, streams: int | str = "auto", precision: str = "auto",
 ) -> StationConfig:
     cams = [
         SimulatedCameraConfig(
@@ -226,7 +226,7 @@ def _window(st: Station, seconds: float) -> dict[str, Any]:
     """Counters of a running station over the next ``seconds``."""
     def snap() -> tuple[float, int, int, list[tuple[int, float, float, int, int]]]:
         pools = [cam.pool.snapshot() for cam in st.cameras.values()]
-        ws = [(w.stats.frames, w.stats.busy_s, w.stats.infer_s, w.stats.batches, w.stats.items) for w in st.workers]
+        ws = [(w.stats.frames, w.busy_now(), w.stats.infer_s, w.stats.batches, w.stats.items) for w in st.workers]
         return time.perf_counter(), sum(p.inspected for p in pools), sum(p.dropped for p in pools), ws
 
     t0, i0, d0, w0 = snap()
@@ -248,7 +248,7 @@ def run_pipeline_bench(
     seconds: float = 12.0,
     warmup: float = 3.0,
     max_batch: int = 8,
-    in_flight: int = 3,
+    in_flight: int = 4,
     streams: int | str = "auto",
     precision: str = "auto",
     nominal: StationConfig | None = None,

@@ -9,6 +9,7 @@ is busy replace each other in their pool: newest frame wins, drops are counted t
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -252,6 +253,7 @@ class InferenceWorker:
         self._submit_lock = threading.Lock()
         self._busy_until = 0
         self._infer_until = 0
+        self._open: collections.deque[_Batch] = collections.deque()  # submitted, not yet decided, oldest first
         self.stats = WorkerStats()
         #: newest last; the first one is the worker's own (backend and lanes' rules)
         self._epochs: list[Epoch] = [Epoch(0, backend)]
@@ -296,6 +298,17 @@ class InferenceWorker:
     def _wake(self, _pool: FramePool | None) -> None:
         with self._cond:
             self._cond.notify()
+
+    def busy_now(self) -> float:
+        """Seconds busy so far, the batches not yet decided counted up to now: the difference of two
+        readings is the busy time between them (`WorkerStats.busy_s` counts a batch whole when it is
+        decided, so a window's difference of it also holds the part of a batch from before the window)."""
+        busy = self.stats.busy_s
+        try:
+            oldest = self._open[0].t_take
+        except IndexError:  # nothing in flight
+            return busy
+        return busy + max(0, time.perf_counter_ns() - max(oldest, self._busy_until)) / 1e9
 
     # ------------------------------------------------------------------ recipes
     def switch_at(self, epoch: Epoch) -> None:
@@ -463,6 +476,7 @@ class InferenceWorker:
                 b.settle()
                 return None
             self._start_anomaly(b)  # right after the detector's: both run at once
+            self._open.append(b)
             return b
         except Exception:
             # a bug or a bad frame in pre-processing must not end inspection
@@ -551,6 +565,7 @@ class InferenceWorker:
                 lane.pool.mark_inspected()
                 del b.unsettled[id(h)]
             self._emit(results)
+            self._decided(b)
             self._count(b, out)
             return results
         except Exception:
@@ -559,7 +574,13 @@ class InferenceWorker:
             log.exception("worker %d: batch of %d frames failed", self.index, len(b.taken))
             return []
         finally:
+            self._decided(b)
             b.settle()
+
+    def _decided(self, b: _Batch) -> None:
+        """``b`` is no longer open (`busy_now`): batches are decided in the order they were submitted."""
+        if self._open and self._open[0] is b:
+            self._open.popleft()
 
     def _count(self, b: _Batch, out: BatchOutput) -> None:
         """Add a finished batch to the counters. Batches overlap: busy and inference time are

@@ -41,13 +41,15 @@ def test_streams_from_a_command_line_follow_the_config_rule() -> None:
 def test_minimal_config_gets_defaults() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.model.backend == "openvino" and cfg.cameras[0].fps == 5.0
-    # one stream while the runtime is idle, two under load: three batches keep two streams fed
-    assert cfg.model.streams == "auto" and cfg.scheduler.in_flight == 3
+    # one stream while the runtime is idle, two under load: four batches keep one queued behind the two
+    # streams while the oldest is decided
+    assert cfg.model.streams == "auto" and cfg.scheduler.in_flight == 4
     assert parse_config(MINIMAL + "[model]\nstreams = 2\n").model.streams == 2
 
 
 def test_a_frame_pool_holds_the_batches_in_flight_the_pending_frame_and_the_next() -> None:
-    assert parse_config(MINIMAL + "pool_slots = 5\n").cameras[0].pool_slots == 5
+    assert parse_config(MINIMAL + "pool_slots = 6\n").cameras[0].pool_slots == 6
+    assert parse_config(MINIMAL + "pool_slots = 5\n[scheduler]\nin_flight = 3\n").cameras[0].pool_slots == 5
     assert parse_config(MINIMAL + "pool_slots = 3\n[scheduler]\nin_flight = 1\n").scheduler.in_flight == 1
 
 
@@ -71,7 +73,7 @@ def test_a_frame_pool_holds_the_batches_in_flight_the_pending_frame_and_the_next
         (MINIMAL + "[model]\nstreams = 'fast'\n", "model.streams", '"auto" or a whole number from 0 to 64'),
         (MINIMAL + "[model]\nstreams = -1\n", "model.streams", '"auto" or a whole number'),
         (MINIMAL + "[model]\nstreams = true\n", "model.streams", '"auto" or a whole number'),
-        (MINIMAL + "pool_slots = 4\n", "(top level)", "cameras[0].pool_slots = 4 cannot hold 5 frames"),
+        (MINIMAL + "pool_slots = 5\n", "(top level)", "cameras[0].pool_slots = 5 cannot hold 6 frames"),
         (MINIMAL + "pool_slots = 5\n[scheduler]\nin_flight = 4\n", "(top level)", "scheduler.in_flight = 4"),
     ],
 )

@@ -47,6 +47,6 @@ def test_bench_json_has_cpu_precision_and_nominal_beside_the_pipeline(tmp_path: 
     for r in rounds:
         assert r["efficiency"] == pytest.approx(r["pipeline_fps"] / r["pure_fps"])
     assert res["efficiency"]["2"] == pytest.approx(statistics.median(r["efficiency"] for r in rounds))
-    assert res["in_flight"] == 3 and res["streams"] == "auto"  # the station's defaults
+    assert res["in_flight"] == 4 and res["streams"] == "auto"  # the station's defaults
     text = format_table(res)
     assert "nominal: station demo" in text and "precision, pure backend" in text and res["cpu"]["kind"] in text

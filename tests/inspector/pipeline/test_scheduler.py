@@ -390,3 +390,22 @@ def test_a_camera_without_a_frame_leaves_the_decided_slot_to_the_worker_thread()
     finally:
         w.stop()
     assert be.batches == [2, 2, 2] and be.submitters == ["infer-0"] * 3
+
+
+def test_busy_time_between_two_readings_holds_only_what_lies_between_them() -> None:
+    """A batch in flight across a window's start counts in that window from the window's start on (a batch
+    counted whole when decided gave a 1 s window more than 1 s of busy time on a busy machine)."""
+    w, be, ln, results = gated_worker()
+    try:
+        publish(ln.pool, 1, defect=False)
+        wait_for(lambda: be.submitted == 1)
+        time.sleep(0.4)  # busy before the window
+        t0, b0 = time.perf_counter(), w.busy_now()
+        time.sleep(0.1)
+        be.release(0)
+        wait_for(lambda: len(results) == 1)
+        b1, t1 = w.busy_now(), time.perf_counter()
+    finally:
+        w.stop()
+    assert 0.1 <= b1 - b0 <= t1 - t0
+    assert w.busy_now() == pytest.approx(w.stats.busy_s) and w.stats.busy_s >= 0.5  # nothing open: the same
