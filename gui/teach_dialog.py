@@ -303,7 +303,7 @@ class TeachDialog(QDialog):
 
     @property
     def busy(self) -> bool:
-        return self._timer.isActive() or (self._thread is not None and self._thread.is_alive())
+        return self._timer.isActive() or self._thread is not None  # until its result is shown (_on_taught)
 
     def update_permissions(self) -> None:
         """Teach and save need the engineer role (``recipe.save``); saving also needs recipes and a model."""

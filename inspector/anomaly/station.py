@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -299,16 +299,3 @@ class StationAnomaly:
             return None
         return check.heat_map(m, result.frame_width, result.frame_height, max_side)
 
-    @property
-    def models(self) -> Mapping[str, AnomalyModel]:
-        """Loaded models by the name or folder they were asked for."""
-        return {k: rt.model for k, rt in self._runtimes.items()}
-
-
-def load_camera_anomaly(cameras: Iterable[Any], say: Callable[[str], None] | None = None) -> dict[str, CameraAnomaly]:
-    """Camera id -> its anomaly check, for the cameras with ``[cameras.anomaly]`` (a station of its own).
-
-    Raises:
-        ModelError: A model that is missing, not an anomaly model, or whose sha256s do not match.
-    """
-    return StationAnomaly().load_cameras(cameras, say)
