@@ -88,7 +88,7 @@ def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
     lock = threading.Lock()
     events: list[tuple[int, int]] = []  # (perf_counter_ns, +1 a batch started / -1 one finished)
     windows: dict[str, list[tuple[int, int]]] = {"pipeline": [], "runtime alone": []}
-    start, done = ovb.OpenVinoBackend.start, ovb._Running._done
+    start, done = ovb.OpenVinoBackend.start, ovb._request_done
 
     def counted_start(self: Any, *a: Any, **kw: Any) -> Any:
         running = start(self, *a, **kw)
@@ -96,10 +96,11 @@ def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
             events.append((running._t0, 1))
         return running
 
-    def counted_done(self: Any) -> None:
-        done(self)
+    def counted_done(running: Any) -> None:  # every request's callback, even where its batch was let go already
+        t = time.perf_counter_ns()
         with lock:
-            events.append((self._t1, -1))
+            events.append((t, -1))
+        done(running)
 
     def timed(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         def run(*a: Any, **kw: Any) -> Any:
@@ -111,7 +112,7 @@ def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
         return run
 
     ovb.OpenVinoBackend.start = counted_start  # type: ignore[method-assign]
-    ovb._Running._done = counted_done  # type: ignore[method-assign]
+    ovb._request_done = counted_done
     bp._window = timed(bp._window, "pipeline")  # type: ignore[attr-defined]
     bp.PureRunner.run = timed(bp.PureRunner.run, "runtime alone")  # type: ignore[method-assign]
 
