@@ -169,8 +169,6 @@ class _Batch:
     settled: bool = False
     #: anomaly batches started beside the detector's: (pending or None when it could not start, span indices)
     anomaly: list[tuple[PendingAnomaly | None, list[int]]] = field(default_factory=list)
-    #: its slot went on to the next batch (`InferenceWorker._refill`) instead of back to the worker thread
-    handed_on: bool = False
 
     def __post_init__(self) -> None:
         self.unsettled = {id(h): lane for lane, h in self.taken}
@@ -208,7 +206,7 @@ class InferenceWorker:
     ``in_flight`` batches are between the two, so the host work of one batch overlaps the
     inference of the next (backends with `submit` run them asynchronously; others infer
     in the worker thread while the previous batch is decided). When every camera of the
-    shard has a frame waiting as a batch is decided (a saturated station), the completion
+    shard has a frame waiting once a batch is decided (a saturated station), the completion
     thread submits them itself in the slot that batch frees (`_refill`).
 
     Args:
@@ -377,13 +375,15 @@ class InferenceWorker:
             if b is None:
                 return
             try:
-                self._complete(b, refill=True)
+                self._complete(b)
             finally:
-                if not b.handed_on:
+                # decided, its frames settled: its slot goes straight to the frames waiting, if every camera
+                # has one (after the settle, so a camera's frames held stay in_flight + 2, as its pool holds)
+                if not self._refill():
                     self._slots.release()
 
     def _refill(self) -> bool:
-        """Submit the next batch in the slot of the batch being decided, on the completion thread, when
+        """Submit the next batch in the slot of the batch just decided, on the completion thread, when
         every camera of the shard has a frame waiting (a saturated station): the runtime gets it one
         thread hand-off sooner, and the worker thread is not woken for it. False (the slot goes back to
         the worker thread) when a camera has none (the worker waits up to ``max_wait`` for it), while
@@ -529,15 +529,12 @@ class InferenceWorker:
                 scores[k] = (float(out.scores[i]), out.maps[i]) if out is not None else (float("nan"), None)
         return scores
 
-    def _complete(self, b: _Batch, refill: bool = False) -> list[InspectionResult]:
+    def _complete(self, b: _Batch) -> list[InspectionResult]:
         """Wait for a submitted batch, decide its frames, emit and return the results.
 
         Every claimed frame is settled exactly once in its pool's counters (inspected, or
         dropped when inference or post-processing fails), whatever happens, and the worker's
-        reference on every handle is released. With ``refill``, the batch's slot takes the next
-        batch (`_refill`) as soon as its outputs are read: before the results are built and
-        emitted where the runtime decoded the boxes itself, after building them where the host
-        decodes the raw output (a view of the slot's).
+        reference on every handle is released.
         """
         try:
             assert b.pending is not None
@@ -552,15 +549,10 @@ class InferenceWorker:
             ep = b.ep
             results = []
             graph = out.detections if out.detections is not None and out.nms_iou == self._iou else None
-            early = refill and graph is not None
-            if early:
-                b.handed_on = self._refill()
             for k, (lane, h, first, n) in enumerate(b.spans):
                 results.append(self._result(lane, h, b.items[first : first + n], out.raw[first : first + n], b.t_take,
                                             out, ep, graph[first : first + n] if graph is not None else None,
                                             anomaly.get(k)))
-            if refill and not early:
-                b.handed_on = self._refill()
             for lane, h, _f, _n in b.spans:
                 lane.pool.mark_inspected()
                 del b.unsettled[id(h)]

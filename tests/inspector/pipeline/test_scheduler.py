@@ -305,16 +305,17 @@ class _ThreadRecordingBackend(GatedBackend):
 
 
 @pytest.mark.parametrize("decoded", [False, True])
-def test_a_saturated_camera_refills_the_decided_slot_before_the_results_are_handed_on(decoded: bool) -> None:
+def test_a_saturated_camera_refills_the_decided_slot_from_the_thread_that_decided_it(decoded: bool) -> None:
     """With frames always waiting, the frame that waits when a batch is decided goes into that batch's slot,
-    submitted by the thread that decided it (the worker thread is not woken for it), before its results go."""
+    submitted by the thread that decided it (the worker thread is not woken for it), right after its results
+    went and its frames were settled (a camera's frames held stay at most in_flight + 2)."""
     ln = lane("c0")
     be = _ThreadRecordingBackend(decoded)
-    emitted_at: list[int] = []
+    held_at_emit: list[int] = []
     results: list[InspectionResult] = []
 
     def emit(rs: list[InspectionResult]) -> None:
-        emitted_at.append(be.submitted)
+        held_at_emit.append(ln.pool.snapshot().in_flight)
         results.extend(rs)
 
     w = InferenceWorker(0, be, [ln], emit, max_wait_s=0.0, iou_threshold=0.5)
@@ -323,8 +324,8 @@ def test_a_saturated_camera_refills_the_decided_slot_before_the_results_are_hand
         submit_two(be, ln)
         publish(ln.pool, 3, defect=False)  # waits: both slots are in flight
         be.release(0)
-        wait_for(lambda: len(results) == 1)
-        assert be.submitted == 3 and emitted_at == [3]  # frame 3 was in the runtime before frame 1's result
+        wait_for(lambda: be.submitted == 3)  # frame 3 into batch 0's slot
+        assert results[0].sequence == 1 and held_at_emit == [2]  # frame 1 settled: 2 in flight, 3 pending
         publish(ln.pool, 4, defect=False)
         be.release(1)
         wait_for(lambda: len(results) == 2)
