@@ -150,10 +150,10 @@ class RecipeSwitch:
                 loaded (one line; the running recipe keeps running).
         """
         try:
-            self._reload_files()
+            self.reload()
             recipe = find_recipe(self.recipes, key)
-        except LookupError as exc:
-            raise RecipeError(str(exc)) from None
+        except (LookupError, ConfigError) as exc:  # an invalid folder: one line, the recipes read before stay
+            raise RecipeError(str(exc).splitlines()[0]) from None
         if not self._preparing.acquire(blocking=False):
             raise RecipeBusy(f"recipe {recipe.label}: busy, another recipe switch is in progress; select it again "
                              "when that one is done")
@@ -164,15 +164,6 @@ class RecipeSwitch:
             return recipe
         finally:
             self._preparing.release()
-
-    def _reload_files(self) -> None:
-        """The recipe files as they are now (a version saved or rolled back); invalid ones: the recipes read before."""
-        try:
-            recipes = load_recipes(self.folder)
-            check_budgets(recipes, self.station.config)
-        except ConfigError as exc:
-            raise LookupError(str(exc).splitlines()[0]) from None
-        self.recipes = recipes
 
     def _prepare(self, recipe: Recipe, override_gate_by: str | None = None,
                  reason: str = "") -> tuple[ModelCard, list[Backend], RecipeAnomaly]:
