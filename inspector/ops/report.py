@@ -177,7 +177,7 @@ def run_report(st: ReportView) -> RunReport:
                "threshold": card.threshold, "input": [card.input_width, card.input_height]},
         cameras=cams,
         totals=tot,
-        latency_ms=percentiles(v for cs in st.stats.cameras.values() for v in cs.latency_ms),
+        latency_ms=percentiles(st.stats.latency_ms()),
         stages_ms=st.stats.stage_percentiles(),
         scheduler=worker_reports(st.workers, el),
         db={"url": redact(st.db_url), "rows_written": writer.rows_written if writer is not None else 0,

@@ -150,6 +150,12 @@ class RunStats:
         with self._lock:
             return [ms for t, ms in self._recent if t >= since]
 
+    def latency_ms(self) -> list[float]:
+        """Every camera's kept latencies, copied under the lock: a worker appending to a full buffer drops its
+        oldest value, which a reader iterating the buffer itself would see as "deque mutated during iteration"."""
+        with self._lock:
+            return [v for cs in self.cameras.values() for v in cs.latency_ms]
+
     def total_ng(self) -> int:
         with self._lock:
             return sum(c.ng for c in self.cameras.values())

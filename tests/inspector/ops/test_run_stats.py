@@ -43,3 +43,35 @@ def test_a_camera_keeps_its_newest_stage_times_only() -> None:
     n = cs.times.maxlen + 5
     stats.add([dataclasses.replace(make_result("a", i), times=StageTimes(total_ms=float(i))) for i in range(n)])
     assert list(cs.stages["total"])[:2] == [5.0, 6.0] and len(cs.stages["total"]) == cs.times.maxlen
+
+
+def test_the_runs_latencies_can_be_read_while_workers_add_to_full_buffers() -> None:
+    """After hours in production the latency buffers are full, and every append drops the oldest value; reading
+    the run's latencies for the report while a worker adds must neither fail ("deque mutated during iteration")
+    nor see a camera added half-way."""
+    import threading
+
+    stats = RunStats()
+    result = make_result("a", 1)
+    for cam in ("a", "b"):
+        cs = stats.camera(cam)
+        cs.latency_ms.extend(float(i) for i in range(cs.latency_ms.maxlen or 0))
+    stop = threading.Event()
+
+    def worker() -> None:
+        n = 0
+        while not stop.is_set():
+            stats.add([result])
+            n += 1
+            if n % 500 == 0:  # a camera that appears while the report reads
+                stats.camera(f"new{n}")
+
+    t = threading.Thread(target=worker, daemon=True)
+    t.start()
+    try:
+        for _ in range(20):
+            values = stats.latency_ms()
+            assert len(values) >= 2 * 200_000
+    finally:
+        stop.set()
+        t.join(5)
