@@ -5,8 +5,9 @@
 
 Renders the family's good parts (seeds 0..N-1) into a temporary folder, times `inspector.anomaly.teach.teach`
 on them (the backbone's IR already cached, as on a station after its first teach), then times the scoring
-graph on batches of 8 letterboxed frames (the best of 10 runs after a warm-up) at f32 and bf16, and the
-feature extractor alone. Prints the CPU model, its ISA flags and the load average with the numbers.
+graph on batches of 8 letterboxed frames (the best of 10 rounds after a warm-up, the runners taking turns) at
+each of `runtime.PRECISIONS` (f32, bf16, bf16 features with f32 distances), and the feature extractor alone at
+f32 and bf16. The model is taught in the precision `teach.runtime_precision` picks (bf16 where the CPU has it). Prints the CPU model, its ISA flags and the load average with the numbers.
 Run it alone on a quiet machine.
 
 ``--eval`` measures accuracy instead, for each family (default: all three), colour and Mono8: teaches from 200 good
@@ -44,14 +45,18 @@ def _isa() -> dict[str, object]:
     return {"cpu": cpu_description(), "flags": [f for f in wanted if f in flags], "load": os.getloadavg()}
 
 
-def _best_ms(fn: Callable[[np.ndarray], object], batch: np.ndarray, runs: int = 10) -> float:
-    fn(batch)
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
+def _side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray,
+                  rounds: int = 10) -> dict[str, float]:
+    """Best ms per frame of each runner, taking turns round by round (so a change of load hits all alike)."""
+    for fn in runners.values():
         fn(batch)
-        best = min(best, time.perf_counter() - t)
-    return best * 1000.0 / len(batch)
+    best = dict.fromkeys(runners, float("inf"))
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            t = time.perf_counter()
+            fn(batch)
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {name: round(v * 1000.0 / len(batch), 2) for name, v in best.items()}
 
 
 def _dataset(root: Path, family: str, mono: bool) -> Path:
@@ -124,7 +129,7 @@ def main() -> None:
     from camera.products import render_product, write_family
     from inspector.anomaly.backbone import cached_feature_model
     from inspector.anomaly.model import load_anomaly_model
-    from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
+    from inspector.anomaly.runtime import PRECISIONS, AnomalyScorer, FeatureExtractor
     from inspector.anomaly.teach import DEFAULT_SPEC, teach
 
     out: dict[str, object] = {"machine": _isa(), "family": args.family, "good": args.good, "size": args.size}
@@ -138,15 +143,17 @@ def main() -> None:
         out["bank_rows"] = report.bank_rows
         model = load_anomaly_model(root / "model")
     frames = np.stack([render_product(args.family, 10_000 + i, args.size, args.size).image for i in range(8)])
-    for precision in ("f32", "bf16"):
+    runners: dict[str, Callable[[np.ndarray], object]] = {}
+    for precision in PRECISIONS:
         try:
-            scorer = AnomalyScorer(model.spec, args.size, args.size, model.bank, model.raw_threshold, precision)
-            features = FeatureExtractor(model.spec, args.size, args.size, precision)
+            runners[f"score_{precision}"] = AnomalyScorer(model.spec, args.size, args.size, model.bank,
+                                                          model.raw_threshold, precision).score
         except RuntimeError as exc:  # a CPU without bf16
             out[precision] = {"error": str(exc).splitlines()[0]}
-            continue
-        out[precision] = {"score_ms_per_frame_b8": round(_best_ms(scorer.score, frames), 2),
-                          "features_ms_per_frame_b8": round(_best_ms(features, frames), 2)}
+    for precision in ("f32", "bf16"):
+        runners[f"features_{precision}"] = FeatureExtractor(model.spec, args.size, args.size, precision).all_levels
+    out["ms_per_frame_b8"] = _side_by_side(runners, frames)
+    out["taught_precision"] = model.precision
     out["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
     text = json.dumps(out, indent=1)
     print(text)

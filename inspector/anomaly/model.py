@@ -25,6 +25,7 @@ import numpy as np
 
 from inspector.anomaly.backbone import BACKBONE_NAME, WEIGHTS_SHA256, FeatureSpec, Levels, sha256_of, weights_path
 from inspector.anomaly.images import Roi
+from inspector.anomaly.runtime import PRECISIONS
 from inspector.anomaly.torch_legacy import WeightsError
 from inspector.pipeline.model_repo import ModelError, dump_toml, resolve_model_dir
 
@@ -49,6 +50,8 @@ class AnomalyModel:
         card: The card's tables as read (threshold rule, taught, metrics ...).
         bank_sha256: sha256 of the bank file (goes into every result's provenance).
         edge_cells: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`).
+        precision: The scorer's precision, the card's ``[runtime] precision`` (one of `runtime.PRECISIONS`;
+            ``f32`` for cards written before it existed).
     """
 
     name: str
@@ -62,6 +65,7 @@ class AnomalyModel:
     card: dict[str, Any] = field(compare=False)
     bank_sha256: str = ""
     edge_cells: int = 0
+    precision: str = "f32"
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -82,7 +86,7 @@ def pack_banks(banks: Sequence[np.ndarray]) -> np.ndarray:
 
 def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Levels, width: int, height: int,
                 raw_threshold: Sequence[float], roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
-                edge_cells: int = 0) -> Path:
+                edge_cells: int = 0, precision: str = "f32") -> Path:
     """Write the bank (one per level) and the card into ``folder`` (created); returns the card's path."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
@@ -110,6 +114,7 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                                "channels": lv.channels, "rows": len(b), "raw": float(r)}
                       for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
+    card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
     card.update(tables)
     path = folder / "card.toml"
     path.write_text(dump_toml(card), encoding="utf-8")
@@ -181,6 +186,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
         roi = Roi.parse(str(raw["roi"])) if "roi" in raw else None
         bank_file, bank_sha = str(raw["file"]), str(raw["sha256"])
         edge = int(raw.get("edge_cells", 0))
+        precision = str(raw.get("runtime", {}).get("precision", "f32"))
     except KeyError as exc:
         raise ModelError(f"model: {path} lacks the field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
@@ -190,6 +196,8 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
                          f"is not the installed {BACKBONE_NAME} ({WEIGHTS_SHA256[:12]}...)")
     if not all(math.isfinite(r) and r > 0 for r in raws):
         raise ModelError(f"model: {path}: raw thresholds {list(raws)!r} must be positive numbers")
+    if precision not in PRECISIONS:
+        raise ModelError(f"model: {path}: [runtime] precision = {precision!r} is not one of {', '.join(PRECISIONS)}")
     if not 0 <= edge < min(width, height) // (2 * specs[0].grid_stride):
         raise ModelError(f"model: {path}: edge_cells = {edge} leaves no patch to score")
     if width % 32 or height % 32 or not 32 <= width <= 4096 or not 32 <= height <= 4096:
@@ -214,7 +222,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
         raise ModelError(f"model: {bank_path} is not a readable .npy array: {exc}") from None
     banks = _unpack(packed, specs, rows, bank_path)
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
-                        raw, bank_sha, edge)
+                        raw, bank_sha, edge, precision)
 
 
 def card_digest(folder: Path) -> str:

@@ -37,10 +37,21 @@ class ScoreBatch:
     maps: np.ndarray
 
 
-def compile_for_cpu(model: Any, precision: str = "f32") -> Any:
-    """Compile ``model`` for the CPU at ``precision`` (``f32``; ``bf16`` where the CPU has it)."""
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 here (AVX-512 BF16 or AMX)."""
     import openvino as ov
 
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def compile_for_cpu(model: Any, precision: str = "f32") -> Any:
+    """Compile ``model`` for the CPU at ``precision`` (``f32``; ``bf16`` where the CPU has it, else f32)."""
+    import openvino as ov
+
+    if precision == "bf16" and not cpu_has_bf16():
+        log.warning("anomaly: this CPU has no bf16; the model runs in f32 (scores may differ by a few percent "
+                    "from those its threshold was set with)")
+        precision = "f32"
     config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
     return ov.Core().compile_model(model, "CPU", config)
 
@@ -81,6 +92,35 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
     return ops.reshape(scaled, ops.constant(np.array([-1, *grid], np.int64)), special_zero=False)
 
 
+def _largest(ops: Any, levels: Sequence[Any], grids: Sequence[tuple[int, int]]) -> Any:
+    """The levels' [N, gh, gw] score maps, coarser ones repeated onto the first (finest) grid, the largest taken."""
+    maps, top = levels[0], grids[0]
+    for level, grid in zip(levels[1:], grids[1:]):
+        if grid != top:  # each coarse cell covers whole fine cells: repeat it (nearest), no blur
+            level = ops.interpolate(ops.unsqueeze(level, ops.constant(np.int64(1))),
+                                    ops.constant(np.array(top, np.int64)), "nearest", "sizes",
+                                    axes=ops.constant(np.array([2, 3], np.int64)),
+                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+            level = ops.squeeze(level, ops.constant(np.array([1], np.int64)))
+        maps = ops.maximum(maps, level)
+    return maps
+
+
+def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
+                   grids: Sequence[tuple[int, int]]) -> Any:
+    """The scoring graph's second half on its own: one input [N, C, gh, gw] per level (the feature model's
+    outputs), the one output ``patch_scores`` [N, gh, gw] (as `scoring_model`'s)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    params = [ops.parameter([-1, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
+              for i, (b, g) in enumerate(zip(banks, grids))]
+    levels = [_level_scores(ops, p, g, b, float(r)) for p, g, b, r in zip(params, grids, banks, raw_threshold)]
+    maps = _largest(ops, levels, grids)
+    maps.output(0).get_tensor().set_names({"patch_scores"})
+    return ov.Model([maps.output(0)], params, "anomaly_distances")
+
+
 def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
                   grids: Sequence[tuple[int, int]] | None = None) -> Any:
     """``features`` (an ov.Model with one output [N, C, gh, gw] per level; changed in place and returned)
@@ -96,21 +136,12 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
         raise ValueError(f"anomaly: {len(results)} feature levels, {len(banks)} banks, {len(raws)} thresholds")
     if grids is None:
         grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
-    maps = None
+    levels = []
     for result, lv_bank, raw, grid in zip(results, banks, raws, grids):
         feats = result.input_value(0)
-        level = _level_scores(ops, feats, grid, lv_bank, raw)
+        levels.append(_level_scores(ops, feats, grid, lv_bank, raw))
         feats.get_tensor().set_names(set())
-        if maps is None:
-            maps, top = level, grid
-        else:
-            if grid != top:  # each coarse cell covers whole fine cells: repeat it (nearest), no blur
-                level = ops.interpolate(ops.unsqueeze(level, ops.constant(np.int64(1))),
-                                        ops.constant(np.array(top, np.int64)), "nearest", "sizes",
-                                        axes=ops.constant(np.array([2, 3], np.int64)),
-                                        coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-                level = ops.squeeze(level, ops.constant(np.array([1], np.int64)))
-            maps = ops.maximum(maps, level)
+    maps = _largest(ops, levels, grids)
     assert maps is not None
     maps.output(0).get_tensor().set_names({"patch_scores"})
     results[0].input(0).replace_source_output(maps.output(0))  # the model's one output is now the scores
@@ -120,17 +151,27 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     return features
 
 
+#: The scorer's precisions: the whole graph in f32 or bf16, or the features in bf16 and the distances in f32
+#: (two compiled models, the second run by `PendingScores.wait`).
+PRECISIONS = ("f32", "bf16", "bf16-features")
+
+
 class PendingScores:
     """A batch inside the runtime; `wait` returns its `ScoreBatch`."""
 
-    def __init__(self, request: Any, n: int, edge: int) -> None:
+    def __init__(self, request: Any, n: int, edge: int, distances: Any = None) -> None:
         self._request = request
         self._n = n
         self._edge = edge
+        self._distances = distances
 
     def wait(self) -> ScoreBatch:
         self._request.wait()
-        maps = np.array(self._request.get_output_tensor(0).data[: self._n], copy=True)
+        out = self._request
+        if self._distances is not None:  # bf16-features: the f32 distances on the features' own tensors
+            self._distances.infer([self._request.get_output_tensor(i) for i in range(len(self._request.model_outputs))])
+            out = self._distances
+        maps = np.array(out.get_output_tensor(0).data[: self._n], copy=True)
         e = self._edge
         inner = maps[:, e:maps.shape[1] - e, e:maps.shape[2] - e] if e else maps
         return ScoreBatch(inner.reshape(self._n, -1).max(axis=1), maps)
@@ -146,7 +187,9 @@ class AnomalyScorer:
         bank: (K, C) memory bank, or one per level.
         raw_threshold: The distance that maps to score 1.0, or one per level (a patch's score is the
             largest of its levels' distance / raw threshold).
-        precision: ``f32`` (default) or ``bf16``.
+        precision: One of `PRECISIONS` (the card's ``[runtime] precision``; ``f32`` for cards without it).
+            ``bf16-features`` compiles the feature extractor in bf16 and the nearest-neighbour distances as
+            a second model in f32, run when the batch is waited for.
         depth: Batches that may be inside the runtime at once (one request each).
         edge: Grid cells along each side of the input left out of the image score (they still show in the
             maps). Patches at the frame's edge see the convolutions' zero padding and whatever the edge cuts,
@@ -158,12 +201,24 @@ class AnomalyScorer:
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
                  bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
                  precision: str = "f32", depth: int = 2, edge: int = 0) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"anomaly: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         levels = as_levels(spec)
         grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
-        model = scoring_model(cached_feature_model(levels, height, width), bank, raw_threshold, grids)
         self.width, self.height = width, height
         self.edge = edge
-        self._compiled = compile_for_cpu(model, precision)
+        self.precision = precision
+        features = cached_feature_model(levels, height, width)
+        self._distances: list[Any] = []
+        if precision == "bf16-features":
+            banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
+            raws = [float(raw_threshold)] if isinstance(raw_threshold, (int, float)) else list(raw_threshold)
+            self._compiled = compile_for_cpu(features, "bf16")
+            distances = compile_for_cpu(distance_model(banks, raws, grids), "f32")
+            self._distances = [distances.create_infer_request() for _ in range(depth)]
+        else:
+            model = scoring_model(features, bank, raw_threshold, grids)
+            self._compiled = compile_for_cpu(model, precision)
         self._requests = [self._compiled.create_infer_request() for _ in range(depth)]
         self._next = 0
 
@@ -172,11 +227,12 @@ class AnomalyScorer:
         if batch_u8.dtype != np.uint8 or batch_u8.shape[1:] != (self.height, self.width, 3):
             raise ValueError(f"anomaly: batch must be u8 (N, {self.height}, {self.width}, 3), got "
                              f"{batch_u8.dtype} {batch_u8.shape}")
-        req = self._requests[self._next]
-        self._next = (self._next + 1) % len(self._requests)
+        k = self._next
+        req = self._requests[k]
+        self._next = (k + 1) % len(self._requests)
         req.wait()  # a request still busy with an earlier batch finishes first
         req.start_async({0: np.ascontiguousarray(batch_u8)})
-        return PendingScores(req, len(batch_u8), self.edge)
+        return PendingScores(req, len(batch_u8), self.edge, self._distances[k] if self._distances else None)
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:
         """Score ``batch_u8`` and wait for it."""

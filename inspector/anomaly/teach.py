@@ -22,7 +22,7 @@ from inspector.anomaly.images import ImageError, Roi, crop, find_images, letterb
 from inspector.anomaly.metrics import auroc, rate_above
 from inspector.anomaly.model import AnomalyModel, load_anomaly_model, write_model
 from inspector.anomaly.patchcore import greedy_coreset, image_coreset, leave_one_out_scores, nearest_distances
-from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, ScoreBatch
+from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, ScoreBatch, cpu_has_bf16
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,18 @@ LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that le
 #: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`): 2 cells, 16 px at 320.
 EDGE_CELLS = 2
 BATCH = 8
+
+
+#: The scorer's precision where the CPU has bf16 (`runtime_precision`). Measured on plate, colour, the shipped
+#: model's 200 + 200 held-out parts: bf16 image AUROC 0.9991, false reject 0%, escape 3.0%, against f32 0.9992,
+#: 0.5%, 3.0%; scores within 0.049 of f32's. Keeping the distances in f32 (``bf16-features``) did not bring
+#: them closer (0.049: the difference is the features'), at 1.2x bf16's time.
+BF16_PRECISION = "bf16"
+
+
+def runtime_precision() -> str:
+    """The precision a model taught here is scored in: `BF16_PRECISION` where the CPU has bf16, else f32."""
+    return BF16_PRECISION if cpu_has_bf16() else "f32"
 
 
 def _quiet(_stage: str, _done: int, _total: int) -> None:
@@ -99,7 +111,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                          "(a memory bank and enough good scores to set the threshold)")
     bad_files = find_images([bad]) if bad is not None else []
     levels = as_levels(spec)
-    extractor = FeatureExtractor(levels, width, height)
+    # the features in the precision the scorer will run, so the threshold is set on the scores it sees
+    precision = runtime_precision()
+    extractor = FeatureExtractor(levels, width, height, "bf16" if precision.startswith("bf16") else "f32")
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
     edges = [edge * levels[0].grid_stride // lv.grid_stride for lv in levels]
     per_image: list[list[np.ndarray]] = [[] for _ in levels]
@@ -158,7 +172,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     write_model(out, name or out.name, banks, levels, width, height, raws, roi,
                 {"threshold": table, "taught": taught, "metrics": metrics},
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
-                edge_cells=edge)
+                edge_cells=edge, precision=precision)
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds)
 
@@ -231,7 +245,7 @@ def _score_files(scorer: AnomalyScorer, files: Sequence[Path], roi: Roi | None,
 def scorer_for(model: AnomalyModel) -> AnomalyScorer:
     """The compiled scorer of a loaded model (scores normalised: threshold 1.0)."""
     return AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
-                         edge=model.edge_cells)
+                         precision=model.precision, edge=model.edge_cells)
 
 
 @dataclass(frozen=True)
