@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/anomaly.py --family plate --good 200 [--size 320] [--json FILE]
     .venv/bin/python benchmarks/anomaly.py --eval [--family F ...] [--data DIR] [--json FILE]
+    .venv/bin/python benchmarks/anomaly.py --precision-check MODEL [--family F] [--data DIR] [--json FILE]
 
 Renders the family's good parts (seeds 0..N-1) into a temporary folder, times `inspector.anomaly.teach.teach`
 on them (the backbone's IR already cached, as on a station after its first teach), then times the scoring
@@ -106,15 +107,50 @@ def evaluate_families(families: list[str], data: Path) -> dict[str, object]:
     return out
 
 
+def precision_check(model_dir: Path, family: str, data: Path) -> dict[str, object]:
+    """The ``--precision-check`` table: one model's held-out scores at each of `runtime.PRECISIONS`."""
+    from inspector.anomaly.images import find_images, load_batch
+    from inspector.anomaly.metrics import auroc
+    from inspector.anomaly.model import load_anomaly_model
+    from inspector.anomaly.runtime import PRECISIONS, AnomalyScorer
+
+    model = load_anomaly_model(model_dir)
+    folder = _dataset(data, family, False)
+    files = {k: find_images([folder / "test" / k]) for k in ("good", "bad")}
+    out: dict[str, object] = {"machine": _isa(), "model": str(model_dir), "data": str(folder / "test")}
+    ref: np.ndarray | None = None
+    for precision in PRECISIONS:
+        scorer = AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
+                               precision, edge=model.edge_cells)
+        scores = {k: np.concatenate([scorer.score(load_batch(f[i:i + 8], scorer.width, scorer.height, model.roi)
+                                                  ).scores for i in range(0, len(f), 8)]) for k, f in files.items()}
+        both = np.concatenate([scores["good"], scores["bad"]])
+        ref = both if ref is None else ref
+        out[precision] = {"image_auroc": round(auroc(scores["good"], scores["bad"]), 4),
+                          "false_reject": float((scores["good"] >= 1.0).mean()),
+                          "escape": float((scores["bad"] < 1.0).mean()),
+                          "max_change_from_f32": round(float(np.abs(both - ref).max()), 4)}
+        print(precision, out[precision], flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval", action="store_true", help="Accuracy on held-out seeds instead of speed.")
+    ap.add_argument("--precision-check", type=Path, metavar="MODEL",
+                    help="Score MODEL on the family's held-out parts (as --eval renders them) at each precision.")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "inspector-anomaly-eval")
     ap.add_argument("--family", default="plate", nargs="+")
     ap.add_argument("--good", type=int, default=200)
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.precision_check:
+        family = args.family[0] if isinstance(args.family, list) else args.family
+        text = json.dumps(precision_check(args.precision_check, family, args.data), indent=1)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
     if args.eval:
         from camera.products import FAMILIES
 

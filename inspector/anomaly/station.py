@@ -58,7 +58,8 @@ class AnomalyRuntime:
             if s is None:
                 m = self.model
                 s = self._scorers[worker] = AnomalyScorer(m.spec, m.input_width, m.input_height, m.bank,
-                                                          m.raw_threshold, depth=max(1, depth), edge=m.edge_cells)
+                                                          m.raw_threshold, m.precision, depth=max(1, depth),
+                                                          edge=m.edge_cells)
             return s
 
 

@@ -55,7 +55,8 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
     runner = PureRunner(backend, model, BATCH, threads, frames, depth=1, streams=streams, precision=precision)
     try:
         am = load_anomaly_model(anomaly)
-        scorer = AnomalyScorer(am.spec, am.input_width, am.input_height, am.bank, am.raw_threshold, depth=1,
+        scorer = AnomalyScorer(am.spec, am.input_width, am.input_height, am.bank, am.raw_threshold, am.precision,
+                               depth=1,
                                edge=am.edge_cells)
         batch = np.empty((BATCH, am.input_height, am.input_width, 3), np.uint8)
         for dst, f in zip(batch, frames):
@@ -85,7 +86,7 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
         out = {"batch": BATCH, "detector_ms": 1e3 / runner.run(share),  # one batch of 8 at a time (depth 1)
                "anomaly_ms": _median_ms_per_frame(anomaly_alone, share),
                "both_ms": _median_ms_per_frame(both, share),
-               "detector_precision": runner.precision, "anomaly_precision": "f32",
+               "detector_precision": runner.precision, "anomaly_precision": am.precision,
                "anomaly_model": am.name, "anomaly_input": [am.input_width, am.input_height]}
     finally:
         runner.close()
