@@ -27,7 +27,7 @@ from camera.protocol import Camera, CameraState
 from inspector.anomaly.station import StationAnomaly, detector_rules
 from inspector.config import StationConfig
 from inspector.ops.health import Health, assess
-from inspector.ops.report import run_report, status_line
+from inspector.ops.report import redact, run_report, status_line
 from inspector.ops.run_stats import RunStats
 from inspector.ops.watchdog import CameraWatchdog
 from inspector.pipeline.backends import create_backend
@@ -126,6 +126,8 @@ class Station:
         if url == "none":
             return
         say("opening the database")
+        from sqlalchemy.exc import OperationalError
+
         from inspector.access.card_audit import audit_card_change
         from inspector.storage.station_storage import open_station_storage
 
@@ -134,7 +136,12 @@ class Station:
         self.archive, self.retention = storage.archive, storage.retention
         if self.archive is not None:  # NG results of anomaly models keep a heat map beside the image
             self.archive.heat_map_for = self.anomaly_models.heat_map
-        audit_card_change(self.engine, self.card)
+        try:
+            audit_card_change(self.engine, self.card)
+        except OperationalError as exc:  # the disk filled after the spool was reserved: one line, not a traceback
+            storage.writer.on_stopped()
+            raise StationError(f"database {redact(storage.url)}: cannot write the start's audit row "
+                               f"({exc.orig}); free disk space there") from exc
         storage.attach(self.fan_out)
 
     def _open_cameras(self, say: Callable[[str], None]) -> None:

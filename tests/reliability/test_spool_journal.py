@@ -117,6 +117,9 @@ def test_station_that_lost_results_says_so_in_health_report_and_exit_code(
     def fill_soon() -> None:
         wait_until(lambda: db.exists(), 60, "the database")
         wait_until(lambda: (small_filesystem / "station.db.spool.jsonl").exists(), 60, "the journal")
+        # the disk fills while the station inspects, not while it starts (a start on a full disk is refused:
+        # test_a_station_started_on_a_full_disk_is_refused_in_one_line)
+        wait_until(lambda: bool(_rows(db)), 60, "the first stored results")
         fill(small_filesystem)
 
     threading.Thread(target=fill_soon, daemon=True).start()
@@ -127,3 +130,47 @@ def test_station_that_lost_results_says_so_in_health_report_and_exit_code(
     rep = json.loads(report.read_text())
     assert rep["lost"] > 0 and rep["db"]["lost"] == rep["lost"]
     assert rep["health"]["level"] == "ALARM" and "LOST" in rep["health"]["summary"]
+
+
+def test_a_station_started_on_a_full_disk_is_refused_in_one_line(tmp_path: Path, small_filesystem: Path) -> None:
+    """The database's disk full while the station starts (its first audit row cannot be written): one line naming
+    the database and exit 2, never a traceback."""
+    from typer.testing import CliRunner
+
+    from inspector.cli import app
+
+    db = small_filesystem / "station.db"
+    cfg = tmp_path / "station.toml"
+    cfg.write_text('name = "full"\n[storage]\nspool_reserve_mb = 0.02\narchive_min_free_mb = 0\n'
+                   '[[cameras]]\nid = "c0"\nkind = "simulated"\nfps = 5\nwidth = 160\nheight = 160\n')
+    migrate(open_database(f"sqlite:///{db}"))  # the database exists; then its disk fills
+    fill(small_filesystem)
+    res = CliRunner().invoke(app, ["run", "--headless", "--config", str(cfg), "--db", f"sqlite:///{db}",
+                                   "--duration", "1", "--no-archive", "--quiet"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "station.db" in lines[0] and "space" in lines[0], res.output
+
+
+def test_a_disk_that_fills_during_the_start_is_one_line_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills after the spool is reserved and before the start's audit row (the model card) is written:
+    the same one line and exit 2 (it was a traceback and exit 1, seen once in CI)."""
+    import sqlalchemy.exc
+    from typer.testing import CliRunner
+
+    from inspector.access import card_audit
+    from inspector.cli import app
+
+    def disk_full(*_: object) -> None:
+        raise sqlalchemy.exc.OperationalError("COMMIT", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(card_audit, "audit_card_change", disk_full)
+    db = tmp_path / "station.db"
+    cfg = tmp_path / "station.toml"
+    cfg.write_text('name = "full"\n[[cameras]]\nid = "c0"\nkind = "simulated"\nfps = 5\nwidth = 160\n'
+                   'height = 160\n')
+    res = CliRunner().invoke(app, ["run", "--headless", "--config", str(cfg), "--db", f"sqlite:///{db}",
+                                   "--duration", "1", "--no-archive", "--quiet"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "station.db" in lines[0] and "disk is full" in lines[0], res.output
