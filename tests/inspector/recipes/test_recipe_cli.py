@@ -5,35 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from inspector.access.control import StationControl
-from inspector.access.users import AuditLog, Role
-from inspector.cli import app
+from inspector.access.users import AuditLog
 from inspector.recipes.recipe import load_recipe
-from inspector.storage.db import migrate, open_database
+from inspector.storage.db import open_database
+from tests.inspector.cli_users import database_with_users, run_cli
 from tests.inspector.recipes.helpers import retrained_copy
 
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    u = f"sqlite:///{tmp_path / 'station.db'}"
-    eng = open_database(u)
-    migrate(eng)
-    control = StationControl.offline(eng)
-    control.create_admin("root-password", name="root")
-    control.login("root", "root-password")
-    control.add_user("eve", "eve-password", Role.ENGINEER)
-    control.add_user("otto", "otto-password", Role.OPERATOR)
-    control.logout()
-    eng.dispose()
-    return u
+    return database_with_users(tmp_path)
 
 
-def _run(args: list[str], **env: str) -> tuple[int, str]:
-    res = CliRunner().invoke(app, args, env=env)
-    assert "Traceback" not in res.output
-    return res.exit_code, res.output
+_run = run_cli
 
 
 def _audit(url: str) -> list[tuple[str, str, str, str | None]]:
