@@ -26,5 +26,8 @@ def test_wrong_size_frames_of_a_triggered_camera_are_invalid_and_their_parts_ng_
     without_cam2 = [p for p in parts if "cam2" not in {f.camera_id for f in p.frames}]
     assert len(without_cam2) >= invalid
     for p in without_cam2:
-        assert p.incomplete and p.verdict is Verdict.NG and "cam2 no image" in p.reason
+        # the reason names every camera without an image ("incomplete: cam2, cam3 no image" when a slow machine
+        # also let another camera's frame miss the deadline, seen once in CI); cam2 must be among them
+        missing = p.reason.removeprefix("incomplete:").removesuffix("no image").replace(",", " ").split()
+        assert p.incomplete and p.verdict is Verdict.NG and "cam2" in missing, p.reason
     assert len(without_cam2) < len(parts)  # the fault ended: cam2's frames were inspected again
