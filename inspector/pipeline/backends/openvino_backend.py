@@ -25,6 +25,7 @@ from inspector.pipeline.backends.base import (
     CpuBatchBackend,
     give_back_freed_heap,
 )
+from inspector.pipeline.backends.compiled_cache import prune_compiled_cache
 from inspector.pipeline.backends.openvino_nms import detections_per_item, with_nms
 from inspector.pipeline.model_repo import ModelCard, ModelError, check_model_io, int8_model_path
 
@@ -93,6 +94,7 @@ class OpenVinoBackend(CpuBatchBackend):
             model = with_nms(model, len(card.classes), nms_iou)
         adaptive = streams == "auto" and device == "CPU"
         config = _compile_config(device, precision, threads, streams)
+        compile_began = time.time()
         try:
             self._compiled = core.compile_model(model, device, config)
             # under load: the same graph with several streams (a cached compile: ~0.06 s)
@@ -101,6 +103,8 @@ class OpenVinoBackend(CpuBatchBackend):
                       if adaptive else None)
         except RuntimeError as exc:
             raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {_first_line(exc)}") from exc
+        if "CACHE_DIR" in config:  # OpenVINO never removes a blob: keep the folder within its limit
+            prune_compiled_cache(Path(str(config["CACHE_DIR"])), started=compile_began - 1.0)
         #: streams the runtime runs: ``(idle, loaded)``, equal where they do not adapt
         idle_streams = int(self._compiled.get_property("NUM_STREAMS"))
         self.streams = (idle_streams, LOADED_STREAMS if loaded is not None else idle_streams)
