@@ -397,6 +397,8 @@ class PlcConfig(_Strict):
     #: also offer OPC UA's None-security endpoint (passwords in clear text); off: Sign&Encrypt only
     opcua_insecure: bool = False
     fifo_depth: Integer = Field(64, ge=64, le=100_000)
+    #: OPC UA: jobs that may wait for their results at once; one more is refused with BadTooManyOperations
+    opcua_max_jobs: Integer = Field(64, ge=1, le=100_000)
     #: Modbus: the commands a client may issue (names of `inspector plc modbus-map`; None: all)
     modbus_commands: list[str] | None = None
     #: Modbus: clients may only read (every write is refused)

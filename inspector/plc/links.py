@@ -58,4 +58,4 @@ def make_opcua(station: Any, engine: Engine | None) -> Any:
         users, audit = UserStore(engine), AuditLog(engine)
     return OpcUaPlc(plc_commands(station, engine, "plc-opcua", f"opcua {address[0]}:{address[1]}", "opcua"),
                     host=address[0], port=address[1], users=users, audit=audit, name=station.config.name,
-                    insecure=plc.opcua_insecure)
+                    insecure=plc.opcua_insecure, max_jobs_in_flight=plc.opcua_max_jobs)

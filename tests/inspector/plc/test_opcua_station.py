@@ -62,3 +62,19 @@ def test_start_single_job_on_a_station_returns_each_part_as_result_ready(tmp_pat
     budget = st.report()["parts"]["budget_ms"]
     assert np.percentile(lat, 99) <= budget, f"p99 {np.percentile(lat, 99):.0f} ms"
     print(f"StartSingleJob -> ResultReady: p50 {np.percentile(lat, 50):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms")
+
+
+def test_the_opcua_job_limit_comes_from_the_config_and_bad_values_name_the_key(tmp_path, monkeypatch) -> None:
+    from inspector.config import ConfigError
+    from inspector.storage.db import migrate, open_database
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    url = f"sqlite:///{tmp_path / 'ua.db'}"
+    migrate(open_database(url))
+    plc = f'[plc]\nopcua = "opc.tcp://127.0.0.1:{free_port()}"\nopcua_insecure = true\n'
+    st = Station(parse_config(line_config(trigger="external", n=2) + plc + "opcua_max_jobs = 8\n"), db_url=url,
+                 archive=False)
+    with st:
+        assert st.plc_opcua.max_jobs_in_flight == 8
+    with pytest.raises(ConfigError, match="opcua_max_jobs"):
+        parse_config(line_config(trigger="external", n=2) + plc + "opcua_max_jobs = 0\n")
