@@ -336,8 +336,10 @@ class RemoteControl:
             return
         self.station._paused = bool(self.link.request("pause", paused=paused))
 
-    def select_recipe(self, key: int | str) -> str:
-        return str(self.link.request("select_recipe", key=key))
+    def select_recipe(self, key: int | str, *, override_gate: bool = False, reason: str = "") -> str:
+        if not override_gate:
+            return str(self.link.request("select_recipe", key=key))
+        return str(self.link.request("select_recipe", key=key, override_gate=True, reason=reason))
 
     def trigger_part(self, part_id: str | None = None) -> str:
         return str(self.link.request("trigger_part", part_id=part_id))

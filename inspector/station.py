@@ -253,8 +253,11 @@ class Station:
                                "choose another [metrics] port") from None
 
     # ------------------------------------------------------------------ commands
-    def select_recipe(self, key: int | str) -> str:
+    def select_recipe(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> str:
         """Switch to a product recipe at the next part boundary; returns its label ("housing-a v3").
+
+        ``override_gate_by``: an admin (checked by `StationControl`) selecting a detector without a passing
+        promotion gate, for ``reason`` (see `RecipeSwitch.select`).
 
         Raises:
             StationError: No recipes configured, or this one cannot be selected.
@@ -264,7 +267,7 @@ class Station:
         if self.recipes is None:
             raise StationError("select_recipe: this station has no recipes ([recipes] dir)")
         try:
-            return str(self.recipes.select(key).label)
+            return str(self.recipes.select(key, override_gate_by=override_gate_by, reason=reason).label)
         except RecipeError as exc:
             raise StationError(str(exc)) from None
 

@@ -239,18 +239,43 @@ class StationControl:
         except (RuntimeError, ValueError) as exc:  # free-running station, bad part id
             raise ControlError(str(exc)) from None
 
-    def select_recipe(self, key: int | str) -> str:
-        """Product changeover (operator or higher; the PLC's select_recipe): audited old -> new."""
+    def select_recipe(self, key: int | str, *, override_gate: bool = False, reason: str = "") -> str:
+        """Product changeover (operator or higher; the PLC's select_recipe): audited old -> new.
+
+        Args:
+            key: Number, name, product id or external id.
+            override_gate: Select it although its detector holds no passing promotion gate against
+                the one the recipe ran before (admin only, with ``reason``). The recipe's history and
+                the audit trail (``recipe.gate_override``) name who, both models and the reason.
+            reason: Why the gate is overridden.
+
+        Raises:
+            PermissionDenied: Not an operator; an override without the admin role.
+            ControlError: No station or recipes, an override without a reason, or the switch was refused
+                (one line; the running recipe keeps running).
+        """
         self._require("recipe.select")
+        by: str | None = None
+        if override_gate:
+            self._require("recipe.override_gate")
+            if not reason.strip():
+                raise ControlError("override_gate: give the reason the promotion gate is overridden (it is audited)")
+            by = self._user_name()
         select = getattr(self.station, "select_recipe", None)
         if select is None:
             raise ControlError("no station runs here: no recipe to select")
         recipes = getattr(self.station, "recipes", None)
         old = recipes.current.label if recipes is not None and recipes.current is not None else None
         try:
-            new = str(select(key))
+            new = str(select(key, override_gate_by=by, reason=reason.strip()) if by else select(key))
         except (RuntimeError, ValueError) as exc:
-            raise ControlError(str(exc)) from None
+            msg = str(exc)
+            if "promotion gate" in msg and not override_gate:
+                msg += "; an admin may override it with a reason (audited)"
+            raise ControlError(msg) from None
+        note = recipes.last_gate_note if by and recipes is not None else ""
+        if note:
+            self._record("recipe.gate_override", new, old, f"{note}; reason: {reason.strip()}")
         self._record("recipe.select", getattr(getattr(self.station, "config", None), "name", "station"), old, new)
         return new
 

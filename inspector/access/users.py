@@ -421,6 +421,7 @@ ACTIONS: Mapping[str, Role | None] = {
     "verdict.set_threshold": Role.ENGINEER,
     "recipe.save": Role.ENGINEER,
     "recipe.load": Role.ENGINEER,
+    "recipe.override_gate": Role.ADMIN,
     "model.update_card": Role.ENGINEER,
     "users.manage": Role.ADMIN,
 }

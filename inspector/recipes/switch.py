@@ -111,6 +111,7 @@ class RecipeSwitch:
         check_budgets(self.recipes, station.config)
         self.current: Recipe | None = None
         self.switches = 0
+        self.last_gate_note = ""  # the last selection's gate override text (empty: none was needed)
         self._preparing = threading.Lock()  # held while a switch loads its model: the next one is busy
         self._state = threading.Condition()  # workers' epochs, current recipe, the pending retirement
         self._pending: _Retirement | None = None
@@ -173,6 +174,7 @@ class RecipeSwitch:
         try:
             card = load_card(recipe.model.name)
             note = check_recipe_gate(self.folder, recipe, card, override_by=override_gate_by, reason=reason)
+            self.last_gate_note = note
             if note:
                 log.warning("recipe %s: %s (reason: %s)", recipe.label, note, reason or "none given")
             backends = self.station.make_backends(card)

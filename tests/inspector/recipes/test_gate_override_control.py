@@ -1,0 +1,80 @@
+"""The admin's gate override through the control API (GUI, attached GUI over the link): role, reason, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inspector.access.control import ControlError, StationControl
+from inspector.access.users import PermissionDenied, Role
+from inspector.config import parse_config
+from inspector.recipes.versions import read_history
+from inspector.station import Station
+from tests.inspector.line.test_line_station import line_config
+from tests.inspector.recipes.helpers import retrained_copy
+
+
+def _station_with_ungated_detector(recipes: Path, tmp_path: Path) -> Station:
+    """housing-b ran defect-copy; its file now names defect-new, whose card holds no gate against it."""
+    retrained_copy(recipes.parent / "models", "defect-new")
+    text = line_config(n=2) + f'[recipes]\ndir = "{recipes}"\nselect = 1\n'
+    st = Station(parse_config(text), db_url=f"sqlite:///{tmp_path / 'station.db'}")
+    assert st.select_recipe(2) == "housing-b v2"  # adopted: housing-b's history now names defect-copy
+    assert st.select_recipe(1) == "housing-a v2"
+    b = recipes / "b.toml"
+    b.write_text(b.read_text().replace('name = "defect-copy"', 'name = "defect-new"'))
+    return st
+
+
+def test_only_an_admin_overrides_the_gate_on_a_switch_with_a_reason_and_it_is_audited(
+        recipes: Path, tmp_path: Path) -> None:
+    st = _station_with_ungated_detector(recipes, tmp_path)
+    control = StationControl(st)
+    control.create_admin("admin-pass")
+    control.login("admin", "admin-pass")
+    control.add_user("eng", "engineer-pass", Role.ENGINEER)
+    try:
+        control.login("eng", "engineer-pass")
+        with pytest.raises(ControlError, match="no promotion gate .* against defect-copy") as err:
+            control.select_recipe(2)
+        assert "\n" not in str(err.value) and "an admin may override" in str(err.value)
+        with pytest.raises(PermissionDenied, match="recipe.override_gate: needs the admin role"):
+            control.select_recipe(2, override_gate=True, reason="supplier trial")
+        assert st.recipes.current.label == "housing-a v2"
+
+        control.login("admin", "admin-pass")
+        with pytest.raises(ControlError, match="reason"):
+            control.select_recipe(2, override_gate=True, reason="  ")
+        assert control.select_recipe(2, override_gate=True, reason="supplier trial") == "housing-b v2"
+        e = read_history(recipes, "housing-b")[-1]
+        assert (e.action, e.by, e.model, e.replaced, e.reason) == ("gate_override", "admin", "defect-new",
+                                                                   "defect-copy", "supplier trial")
+        rows = [r for r in control.audit_entries() if r.action == "recipe.gate_override"]
+        assert len(rows) == 1 and rows[0].user == "admin" and rows[0].target == "housing-b v2"
+        assert "defect-new" in str(rows[0].new) and "defect-copy" in str(rows[0].new)
+        assert "supplier trial" in str(rows[0].new)
+        assert [r.new for r in control.audit_entries() if r.action == "recipe.select"][0] == "housing-b v2"
+
+        # accepted once: the next switches need no override, and an unneeded override audits nothing more
+        assert control.select_recipe(1) == "housing-a v2"
+        assert control.select_recipe(2, override_gate=True, reason="again") == "housing-b v2"
+        assert len([r for r in control.audit_entries() if r.action == "recipe.gate_override"]) == 1
+    finally:
+        st.stop()
+
+
+def test_the_override_travels_over_the_attached_guis_link_operation() -> None:
+    from inspector.service.session import OPS
+
+    calls: list[tuple[object, bool, str]] = []
+
+    class Control:
+        def select_recipe(self, key: object, *, override_gate: bool = False, reason: str = "") -> str:
+            calls.append((key, override_gate, reason))
+            return "housing-b v2"
+
+    assert OPS["select_recipe"](Control(), {"key": 2}) == "housing-b v2"  # type: ignore[arg-type]
+    assert OPS["select_recipe"](Control(), {"key": 2, "override_gate": True,  # type: ignore[arg-type]
+                                            "reason": "supplier trial"}) == "housing-b v2"
+    assert calls == [(2, False, ""), (2, True, "supplier trial")]
