@@ -112,6 +112,8 @@ class MainWindow(QMainWindow):
         self.teach_action = QAction("Teach…", self)
         self.teach_action.setToolTip("Teach a product from good parts (anomaly models); engineer role")
         self.teach_action.triggered.connect(lambda: self.open_teach())
+        self.recipes_action = QAction("Recipes…", self)  # versions, gate verdicts, switch, roll back
+        self.recipes_action.triggered.connect(lambda: self.open_recipes())
         tb.addAction(self.login_action)
         tb.addWidget(self.user_label)
         # the product recipe: hidden on a station without recipes
@@ -124,6 +126,8 @@ class MainWindow(QMainWindow):
         tb.addAction(self.pause_action)
         tb.addAction(self.settings_action)
         tb.addAction(self.teach_action)
+        tb.addAction(self.recipes_action)
+        self.recipes_action.setVisible(self.recipe_selector.available)
         tb.addAction(self.users_action)
         self.quit_action = QAction("Quit", self)
         # the platform's Quit key (Ctrl+Q on Linux); a platform without one (offscreen, Windows) gets Ctrl+Q
@@ -194,6 +198,17 @@ class MainWindow(QMainWindow):
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.show()
         self.teach_dialog = dlg
+        return dlg
+
+    def open_recipes(self) -> Any:
+        """Open (non-modal) the product recipe dialog (`gui.recipe_dialog.RecipeDialog`)."""
+        from gui.recipe_dialog import RecipeDialog
+
+        dlg = RecipeDialog(self.station, self.control, parent=self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.message.connect(self.show_message)
+        dlg.show()
+        self.recipe_dialog = dlg
         return dlg
 
     def open_users(self) -> None:

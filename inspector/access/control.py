@@ -279,6 +279,32 @@ class StationControl:
         self._record("recipe.select", getattr(getattr(self.station, "config", None), "name", "station"), old, new)
         return new
 
+    def rollback_recipe(self, name: str, *, to: int | None = None, reason: str = "") -> str:
+        """Make a kept earlier version of recipe ``name`` active again (engineer or higher; audited).
+
+        The station runs it from the recipe's next selection (`inspector.recipes.versions.rollback_recipe`).
+        Returns the recipe's label (``"housing-a v2"``).
+
+        Raises:
+            PermissionDenied: Not an engineer.
+            ControlError: No recipes here, no such version, or its model file changed since (one line).
+        """
+        from inspector.recipes.versions import RecipeVersionError, read_history
+        from inspector.recipes.versions import rollback_recipe as rollback
+
+        self._require("recipe.save")
+        recipes = getattr(self.station, "recipes", None)
+        if recipes is None:
+            raise ControlError("this station has no recipes ([recipes] dir): nothing to roll back")
+        try:
+            r = rollback(Path(recipes.folder), name, by=self._user_name(), to=to, reason=reason.strip())
+        except RecipeVersionError as exc:
+            raise ControlError(str(exc)) from None
+        entry = read_history(Path(recipes.folder), name)[-1]
+        self._record("recipe.rollback", name, f"v{entry.from_version}",
+                     r.label + (f"; reason: {reason.strip()}" if reason.strip() else ""))
+        return str(r.label)
+
     def set_camera_feature(self, camera_id: str, name: str, value: Any) -> Any:
         """Write one camera feature (engineer or higher).
 
