@@ -285,6 +285,9 @@ class EngineBridge(QObject):
         """Start pacing the views."""
         self._timer.start()
 
+    def lossless_images(self, on: bool) -> None:
+        """Nothing: the frames here are the cameras' own (an attached window's bridge asks for PNG)."""
+
     def close(self) -> None:
         """Disconnect from the engine and give back every held frame; idempotent."""
         if self._closed:

@@ -90,7 +90,8 @@ class LiveHeatMaps:
     """Heat maps of live results: computed once per result shown, from the station's anomaly models.
 
     Args:
-        source: A result's u8 heat map or None (`inspector.anomaly.station.StationAnomaly.heat_map`).
+        source: A result's u8 heat map or None: `inspector.anomaly.station.StationAnomaly.heat_map` in
+            the station's process, `gui.remote.RemoteHeatMaps.heat_map` (sent with the images) attached.
     """
 
     def __init__(self, source: Callable[[InspectionResult], np.ndarray | None] | None) -> None:
@@ -110,7 +111,7 @@ class LiveHeatMaps:
         """Draw ``result``'s heat map over ``target`` (when enabled; nothing for a result without one)."""
         if not self.layer.enabled or self.source is None or result is None:
             return
-        if result is not self._result:
+        if result is not self._result or self.layer.heat is None:  # over the link a heat map may come later
             self._result = result
-            self.layer.set_heat(self.source(result) if result.anomaly_map is not None else None)
+            self.layer.set_heat(self.source(result))
         self.layer.paint(p, target)

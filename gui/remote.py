@@ -21,7 +21,8 @@ import itertools
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +34,7 @@ from camera.protocol import CameraInfo, CameraState
 from inspector.access.audit import AuditEntry
 from inspector.access.control import ControlError, ControlEvents, FeatureSetError
 from inspector.access.users import LoginRefused, PermissionDenied, Permissions, Role, User, UserError
+from inspector.pipeline.results import InspectionResult
 from inspector.service.protocol import (
     VERSION,
     ProtocolError,
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: How long a request waits for its answer (a login may be throttled server-side for longer: it answers at once).
 REQUEST_TIMEOUT_S = 10.0
+#: A taught recipe's save loads and compiles its models before the switch answers.
+SAVE_TIMEOUT_S = 120.0
 LOST_HEALTH = "the link to the station service is lost"
 
 
@@ -242,6 +246,33 @@ class RemoteCamera:
         self.pool = RemotePool(capacity)
 
 
+class RemoteHeatMaps:
+    """The anomaly heat maps that came with the service's images, read as `StationAnomaly.heat_map` is.
+
+    The live wall asks for the heat map of the result a view shows; it is the one sent with that
+    frame's image (camera and sequence), or None. The newest `KEPT` are kept (160 x 160 u8 each).
+    """
+
+    KEPT = 256
+
+    def __init__(self) -> None:
+        self._maps: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, camera_id: str, sequence: int, heat: np.ndarray) -> None:
+        """Keep the heat map of one frame (the link's reader thread)."""
+        with self._lock:
+            self._maps[(camera_id, sequence)] = heat
+            self._maps.move_to_end((camera_id, sequence))
+            while len(self._maps) > self.KEPT:
+                self._maps.popitem(last=False)
+
+    def heat_map(self, result: InspectionResult) -> np.ndarray | None:
+        """The u8 heat map sent with ``result``'s frame, or None (not scored by an anomaly model, or not sent)."""
+        with self._lock:
+            return self._maps.get((result.camera_id, result.sequence))
+
+
 class RemoteStation:
     """The service's station as the main window reads it (built from the service's hello).
 
@@ -259,6 +290,8 @@ class RemoteStation:
         self.card = SimpleNamespace(classes=tuple(hello.get("classes", ())))
         self.line: object | None = object() if hello.get("triggered") else None
         self.recipes = None  # the product recipe selector stays hidden over the link (not served yet)
+        #: heat maps of the anomaly models' results, as the service sends them with its images
+        self.anomaly_models = RemoteHeatMaps()
         self.db_url: str | None = hello.get("db_url")
         self.pid = int(hello.get("pid", 0))
         self._paused = bool(hello.get("paused"))
@@ -343,6 +376,20 @@ class RemoteControl:
 
     def trigger_part(self, part_id: str | None = None) -> str:
         return str(self.link.request("trigger_part", part_id=part_id))
+
+    def recipe_in_force(self) -> dict[str, Any] | None:
+        got = self.link.request("recipe_in_force")
+        return dict(got) if got else None
+
+    def save_taught_recipe(self, models: Mapping[str, Mapping[str, Any]],
+                           detector: Mapping[str, bool] | None = None) -> str:
+        """The Teach dialog's save over the link: the service's session saves, audits and switches.
+
+        The model folders must be readable by the service (on this machine: the recipes folder's ``models``).
+        """
+        return str(self.link.request("save_taught_recipe", timeout=SAVE_TIMEOUT_S,
+                                     models={cid: dict(m) for cid, m in models.items()},
+                                     detector=dict(detector) if detector is not None else None))
 
     def review(self, inspection_id: int, mark: str | None) -> str | None:
         old = self.link.request("review", inspection_id=inspection_id, mark=mark)

@@ -64,6 +64,8 @@ class RemoteBridge(QObject):
         self._plc = PlcStatus()
         self._closed = False
         self.images_received = 0
+        #: of those, PNG (asked for while the Teach dialog collects good parts)
+        self.lossless_received = 0
         control.events.user_changed.connect(self._on_user)
         link.on_event = self._on_event
         link.on_lost = self._on_lost
@@ -80,6 +82,13 @@ class RemoteBridge(QObject):
             self.link.request("images", on=True)
         except ControlError as exc:
             log.warning("control link: no images: %s", exc)
+
+    def lossless_images(self, on: bool) -> None:
+        """Ask the service for PNG images instead of JPEG (the Teach dialog collecting good parts) or back."""
+        try:
+            self.link.request("images", on=True, lossless=on)
+        except ControlError as exc:
+            log.warning("control link: images: %s", exc)
 
     def close(self) -> None:
         """Stop pacing the views (the link is closed by its owner); idempotent."""
@@ -115,16 +124,22 @@ class RemoteBridge(QObject):
             self.paused_changed.emit(self.station._paused)
 
     def _on_image(self, msg: dict[str, Any]) -> None:
-        data = np.frombuffer(base64.b64decode(msg["jpeg"]), np.uint8)
+        data = np.frombuffer(base64.b64decode(msg["png"] if "png" in msg else msg["jpeg"]), np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise ProtocolError("image: not a JPEG")
+            raise ProtocolError("image: not a JPEG or PNG")
         cid = str(msg["camera_id"])
         frame = RemoteFrame(cid, int(msg["sequence"]), image, float(msg["acquired_wall"]))
         result = result_from_wire(msg["result"])
+        if msg.get("heat"):  # before the frame is shown: the wall asks for it by camera and sequence
+            heat = cv2.imdecode(np.frombuffer(base64.b64decode(msg["heat"]), np.uint8), cv2.IMREAD_GRAYSCALE)
+            if heat is None:
+                raise ProtocolError("image: its heat map is not a PNG")
+            self.station.anomaly_models.put(cid, frame.sequence, heat)
         part_id = msg.get("part_id")
         with self._lock:
             self.images_received += 1
+            self.lossless_received += int("png" in msg)
             if self.line is None or part_id is None:
                 self._frames[cid] = (frame, result)
                 return

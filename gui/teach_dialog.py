@@ -41,8 +41,8 @@ from PySide6.QtWidgets import (
 )
 
 from gui.roles import gate
-from gui.teach_session import DEFAULT_GOOD, TeachSession, enough
-from inspector.access.control import StationControl
+from gui.teach_session import DEFAULT_GOOD, TeachSession, TeachTarget, enough, teach_root
+from inspector.access.control import ControlError, StationControl
 from inspector.anomaly.teach import MIN_GOOD, TeachReport
 
 log = logging.getLogger(__name__)
@@ -167,9 +167,12 @@ class TeachDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Teach a product from good parts")
         self.station, self.control, self.bridge, self.input_side = station, control, bridge, size
-        recipes = getattr(station, "recipes", None)
-        base = root or (Path(recipes.folder) if recipes is not None else Path.home() / ".local/share/inspector")
-        self.session = TeachSession(station, base)
+        try:
+            target = TeachTarget.of(control)
+        except ControlError as exc:  # a service that does not answer it: teach, but nothing to save to
+            log.warning("teach: no recipe to save to: %s", exc)
+            target = None
+        self.session = TeachSession(station, root or teach_root(target), target)
         self.reports: dict[str, TeachReport] = {}
         self.thresholds: dict[str, float] = {}
         self._thread: threading.Thread | None = None
@@ -307,8 +310,8 @@ class TeachDialog(QDialog):
 
     def update_permissions(self) -> None:
         """Teach and save need the engineer role (``recipe.save``); saving also needs recipes and a model."""
-        can_save = self.session.recipe is not None and bool(self.reports) and not self.busy
-        tip = "" if self.session.recipe is not None else "this station has no product recipes ([recipes] dir)"
+        can_save = self.session.target is not None and bool(self.reports) and not self.busy
+        tip = "" if self.session.target is not None else "this station has no product recipes ([recipes] dir)"
         gate(self.teach_button, self.control, "recipe.save", usable=not self.busy)
         gate(self.collect_button, self.control, "recipe.save", usable=not self.busy)
         gate(self.save_button, self.control, "recipe.save", usable=can_save, tip=tip)
@@ -326,6 +329,7 @@ class TeachDialog(QDialog):
         self.from_line.setChecked(True)
         self.progress.setRange(0, self.count.value() * len(cams))
         self.progress.setValue(sum(self.session.collected.get(c, 0) for c in cams))
+        self.bridge.lossless_images(True)  # attached: PNG from the service, not its JPEG (no-op in process)
         self._timer.start()
         self._say(f"collecting {self.count.value()} good parts per camera: run good parts past the cameras")
         self.update_permissions()
@@ -336,7 +340,7 @@ class TeachDialog(QDialog):
         try:
             self.session.collect(self.bridge, cams, want, only_ok=self.only_ok.isChecked())
         except OSError as exc:
-            self._timer.stop()
+            self._stop_collecting()
             self._say(f"collecting stopped: {exc}")
             self.update_permissions()
             return
@@ -344,9 +348,14 @@ class TeachDialog(QDialog):
         self.progress.setValue(have)
         self._show_counts()
         if have >= want * len(cams):
-            self._timer.stop()
+            self._stop_collecting()
             self._say(f"collected {want} good parts per camera: teach now")
             self.update_permissions()
+
+    def _stop_collecting(self) -> None:
+        if self._timer.isActive():
+            self._timer.stop()
+            self.bridge.lossless_images(False)
 
     def _show_counts(self) -> None:
         """Each camera's line: its id, the good parts collected and whether a model was taught."""
@@ -470,15 +479,12 @@ class TeachDialog(QDialog):
     # ------------------------------------------------------------------ save
     def save(self) -> str | None:
         """Save the recipe's next version with the taught models and switch to it; returns its label."""
-        from inspector.access.control import ControlError
         from inspector.access.users import PermissionDenied
-        from inspector.config import ConfigError
-        from inspector.recipes.versions import RecipeVersionError
 
         detector = None if self.detector.isChecked() else {cid: False for cid in self.reports}
         try:
             label = self.session.save(self.control, self.thresholds, detector)
-        except (PermissionDenied, ControlError, ConfigError, RecipeVersionError, RuntimeError) as exc:
+        except (PermissionDenied, ControlError) as exc:
             self._say(f"not saved: {exc}")
             return None
         self._say(f"saved and switched to {label}")
@@ -486,5 +492,5 @@ class TeachDialog(QDialog):
         return label
 
     def reject(self) -> None:
-        self._timer.stop()
+        self._stop_collecting()
         super().reject()

@@ -6,16 +6,17 @@
    per camera.
 2. `teach` teaches one anomaly model per camera (`inspector.anomaly.teach.teach`; minutes on the CPU: run it
    off the GUI thread) into ``<recipes>/models/<recipe>-<camera>-v<next>/``.
-3. `save` saves the recipe's next version naming those models with the thresholds chosen
-   (`inspector.recipes.recipe.with_anomaly`, `inspector.recipes.versions.save_recipe_version`: kept, with
-   a history line), audits it (``recipe.save``, engineer role), reads the recipes again and switches to it
-   (``recipe.select``, audited too).
+3. `save` saves the recipe's next version naming those models with the thresholds chosen and switches to
+   it: `StationControl.save_taught_recipe` (kept, with a history line; audited ``recipe.save``, engineer
+   role, and ``recipe.select``). Attached to a station service the same call goes over the link
+   (`gui.remote.RemoteControl`) and the service's session of this window does it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,6 @@ import numpy as np
 from inspector.access.control import StationControl
 from inspector.anomaly.teach import MIN_GOOD, TeachReport
 from inspector.anomaly.teach import teach as teach_model
-from inspector.config import AnomalyConfig
-from inspector.recipes.recipe import with_anomaly
-from inspector.recipes.versions import save_recipe_version
 
 log = logging.getLogger(__name__)
 
@@ -50,35 +48,51 @@ def to_bgr(image: np.ndarray, pixel_format: str) -> np.ndarray:
     return img.copy()
 
 
+@dataclass(frozen=True)
+class TeachTarget:
+    """The product recipe a teaching saves the next version of (`StationControl.recipe_in_force`)."""
+
+    name: str
+    version: int
+    label: str
+    #: the station's recipes folder (collections and models go under it where this window may write)
+    folder: Path
+
+    @classmethod
+    def of(cls, control: Any) -> TeachTarget | None:
+        """The control's recipe in force (in the station's process or over the link); None: no recipes."""
+        d = control.recipe_in_force()
+        if not d:
+            return None
+        return cls(str(d["name"]), int(d["version"]), str(d["label"]), Path(str(d["folder"])))
+
+
+def teach_root(target: TeachTarget | None) -> Path:
+    """Where collections and models go: the recipes folder where this window may write there (the station
+    reads the models from it), else the user's data folder."""
+    if target is not None and os.access(target.folder, os.W_OK | os.X_OK):
+        return target.folder
+    return Path.home() / ".local/share/inspector"
+
+
 @dataclass
 class TeachSession:
     """One teaching: its folders, the frames collected, the models taught.
 
     Args:
-        station: The running station (cameras, ``recipes``).
-        root: Where collections and models go (default: the recipe folder, or a folder of its own).
+        station: The running station, or the window's stand-in of the service's (its cameras).
+        root: Where collections and models go (`teach_root`).
+        target: The recipe a new version is saved of (None: the station has no recipes; nothing is saved).
     """
 
     station: Any
     root: Path
+    target: TeachTarget | None = None
     stamp: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S"))
     collected: dict[str, int] = field(default_factory=dict)
     reports: dict[str, TeachReport] = field(default_factory=dict)
     _last_seq: dict[str, int] = field(default_factory=dict)
     _parts_seen: set[str] = field(default_factory=set)
-
-    @property
-    def recipes(self) -> Any:
-        """The station's `RecipeSwitch` (None: it has no recipes, and nothing can be saved)."""
-        return getattr(self.station, "recipes", None)
-
-    @property
-    def recipe(self) -> Any:
-        """The recipe a new version is saved of: the one in force, else the first."""
-        sw = self.recipes
-        if sw is None or not sw.recipes:
-            return None
-        return sw.current if sw.current is not None else sw.recipes[0]
 
     def good_folder(self, camera_id: str) -> Path:
         return self.root / "teach" / self.stamp / camera_id
@@ -139,9 +153,8 @@ class TeachSession:
 
     # ------------------------------------------------------------------ 2. teach
     def model_folder(self, camera_id: str) -> Path:
-        recipe = self.recipe
-        name = recipe.recipe.name if recipe is not None else "station"
-        version = recipe.recipe.version + 1 if recipe is not None else 1
+        t = self.target
+        name, version = (t.name, t.version + 1) if t is not None else ("station", 1)
         return self.root / "models" / f"{name}-{camera_id}-v{version}-{self.stamp}".replace(" ", "_")
 
     def teach(self, sources: Mapping[str, Path], *, bad: Path | None = None, size: int = 320,
@@ -169,27 +182,18 @@ class TeachSession:
              detector: Mapping[str, bool] | None = None) -> str:
         """Save the recipe's next version with the taught models and switch to it; returns its label.
 
+        One call of the control API (`StationControl.save_taught_recipe`), in the station's process or
+        over the link: the same role check, recipe version, audit rows and switch either way.
+
         Raises:
             PermissionDenied: The user may not save recipes (engineer role).
-            ControlError / ConfigError / RecipeVersionError / RecipeError: No recipes, or the new version
-                does not check (one line).
+            ControlError: No recipes, or the new version does not check (one line).
         """
-        from inspector.access.control import ControlError
-
-        control.require("recipe.save")
-        recipe, sw = self.recipe, self.recipes
-        if recipe is None or sw is None:
-            raise ControlError("save: this station has no product recipes ([recipes] dir): nothing to save to")
-        specs = {cid: AnomalyConfig(model=str(r.folder.resolve()), threshold=round(float(thresholds.get(cid, 1.0)), 4))
-                 for cid, r in self.reports.items()}
-        user = control.user.name if control.user is not None else "?"
-        what = "; ".join(f"{cid}: {Path(s.model).name} threshold {s.threshold}" for cid, s in specs.items())
-        new = save_recipe_version(Path(sw.folder), with_anomaly(recipe, specs, detector), by=user,
-                                  reason=f"taught from good parts: {what}", source=f"recipe {recipe.recipe.name}")
-        entry = control.audit.record(user, "recipe.save", new.recipe.name, recipe.label, f"{new.label} ({what})")
-        control.events.audit_recorded.emit(entry)
-        sw.reload()
-        return control.select_recipe(new.recipe.name)
+        models = {cid: {"model": str(r.folder.resolve()), "threshold": round(float(thresholds.get(cid, 1.0)), 4)}
+                  for cid, r in self.reports.items()}
+        label = control.save_taught_recipe(models, detector)
+        self.target = TeachTarget.of(control)  # a second save makes the version after this one
+        return label
 
 
 def enough(collected: Mapping[str, int], cameras: Sequence[str]) -> bool:

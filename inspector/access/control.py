@@ -279,6 +279,65 @@ class StationControl:
         self._record("recipe.select", getattr(getattr(self.station, "config", None), "name", "station"), old, new)
         return new
 
+    def recipe_in_force(self) -> dict[str, Any] | None:
+        """The product recipe a Teach saves the next version of (the one in force, else the first; anyone).
+
+        Returns:
+            ``{"name", "version", "label", "folder"}`` (the station's recipes folder), or None: no recipes.
+        """
+        sw = getattr(self.station, "recipes", None)
+        if sw is None or not sw.recipes:
+            return None
+        r = sw.current if sw.current is not None else sw.recipes[0]
+        return {"name": r.recipe.name, "version": r.recipe.version, "label": r.label, "folder": str(sw.folder)}
+
+    def save_taught_recipe(self, models: Mapping[str, Mapping[str, Any]],
+                           detector: Mapping[str, bool] | None = None) -> str:
+        """Save the recipe in force's next version with taught anomaly models, and switch to it (the Teach dialog).
+
+        Engineer role; audited ``recipe.save`` (old label -> new, the models and thresholds), then the
+        switch as `select_recipe` (audited ``recipe.select``). The version is kept with a history line.
+
+        Args:
+            models: Camera -> ``{"model": folder, "threshold": score}`` (the taught models).
+            detector: Camera -> whether the detector decides too (None: as the recipe says).
+
+        Returns:
+            The label of the recipe now in force.
+
+        Raises:
+            PermissionDenied: Not an engineer or admin.
+            ControlError: No recipes, or the new version does not check or cannot be switched to (one line).
+        """
+        from inspector.config import AnomalyConfig, ConfigError
+        from inspector.recipes.recipe import with_anomaly
+        from inspector.recipes.versions import RecipeVersionError, save_recipe_version
+
+        self._require("recipe.save")
+        target = self.recipe_in_force()
+        sw = getattr(self.station, "recipes", None)
+        if target is None or sw is None:
+            raise ControlError("save: this station has no product recipes ([recipes] dir): nothing to save to")
+        recipe = sw.current if sw.current is not None else sw.recipes[0]
+        try:
+            specs = {str(cid): AnomalyConfig(model=str(m["model"]), threshold=round(float(m.get("threshold", 1.0)), 4))
+                     for cid, m in models.items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ControlError(f"save: taught models: {exc}") from None
+        user = self._user_name()
+        what = "; ".join(f"{cid}: {Path(s.model).name} threshold {s.threshold}" for cid, s in specs.items())
+        try:
+            new = save_recipe_version(Path(sw.folder), with_anomaly(recipe, specs, detector), by=user,
+                                      reason=f"taught from good parts: {what}", source=f"recipe {recipe.recipe.name}")
+        except (ConfigError, RecipeVersionError) as exc:
+            raise ControlError(f"save: {exc}") from None
+        self._record("recipe.save", new.recipe.name, recipe.label, f"{new.label} ({what})")
+        try:
+            sw.reload()
+        except (RuntimeError, ValueError) as exc:
+            raise ControlError(f"save: {new.label} saved, but the recipes cannot be read again: {exc}") from None
+        return self.select_recipe(new.recipe.name)
+
     def rollback_recipe(self, name: str, *, to: int | None = None, reason: str = "") -> str:
         """Make a kept earlier version of recipe ``name`` active again (engineer or higher; audited).
 

@@ -1,4 +1,4 @@
-"""Display images for the control link: a frame downscaled to `protocol.display_size`, as JPEG."""
+"""Display images for the control link: a frame downscaled to `protocol.display_size`, as JPEG (or PNG)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ _TO_BGR = {
 }
 
 
-def encode_display_jpeg(image: np.ndarray, pixel_format: str) -> bytes:
+def encode_display_jpeg(image: np.ndarray, pixel_format: str, *, lossless: bool = False) -> bytes:
     """A frame as a JPEG at `protocol.display_size` (grey stays grey; Bayer is demosaiced).
+
+    With ``lossless`` a PNG of the same pixels instead (good parts collected for teaching over the link:
+    a model taught from JPEG's artefacts would score the camera's own frames against them).
 
     Raises:
         ValueError: A frame of a shape that is not an image.
@@ -33,7 +36,10 @@ def encode_display_jpeg(image: np.ndarray, pixel_format: str) -> bytes:
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if size != (w, h) else np.ascontiguousarray(image)
     if code is not None:
         small = cv2.cvtColor(small, code)
-    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if lossless:
+        ok, buf = cv2.imencode(".png", small, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    else:
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
-        raise ValueError("JPEG encoding failed")
+        raise ValueError("image encoding failed")
     return bytes(buf)

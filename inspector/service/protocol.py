@@ -6,7 +6,11 @@ Each line is one JSON object. The client sends requests ``{"id": 7, "op": "pause
 and, between answers, pushes events ``{"event": "part", ...}`` (parts, results with their
 display image, camera states, pause, health and counters). Images are JPEG, downscaled to
 `DISPLAY_MAX_SIDE` (`display_size`), base64 in the line; detections stay in frame pixels
-and the client scales them with the same `display_size`.
+and the client scales them with the same `display_size`. A client that asked for lossless
+images (``images`` with ``lossless``: the Teach dialog collecting good parts) gets the same
+pixels as PNG (``png`` in place of ``jpeg``). A result scored by an anomaly model carries its
+u8 heat map over the whole frame (``heat``: base64 PNG, grey = score x 127.5, as the archive's
+``*.heat.png``).
 
 This module is shared by the engine's server and the GUI's client: it imports neither.
 """
@@ -14,6 +18,7 @@ This module is shared by the engine's server and the GUI's client: it imports ne
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -108,6 +113,7 @@ def result_to_wire(r: InspectionResult) -> dict[str, Any]:
         "rule": r.rule, "detections": [_det(d) for d in r.detections], "total_ms": r.times.total_ms,
         "frame_width": r.frame_width, "frame_height": r.frame_height, "trigger_id": r.trigger_id,
         "part_id": r.part_id, "late": r.late,
+        "anomaly_score": r.anomaly_score if r.anomaly_score is None or math.isfinite(r.anomaly_score) else None,
     }
 
 
@@ -144,6 +150,7 @@ def result_from_wire(d: dict[str, Any], *, display: bool = True) -> InspectionRe
             verdict=Verdict(d["verdict"]), rule=str(d["rule"]), detections=dets,
             times=StageTimes(total_ms=float(d["total_ms"])), provenance=_REMOTE, frame_width=size[0],
             frame_height=size[1], trigger_id=d.get("trigger_id"), part_id=d.get("part_id"), late=bool(d.get("late")),
+            anomaly_score=float(d["anomaly_score"]) if d.get("anomaly_score") is not None else None,
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ProtocolError(f"result: {exc}") from None

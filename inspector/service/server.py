@@ -20,6 +20,7 @@ import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -116,6 +117,10 @@ class ControlServer:
         self._rate_marks: dict[str, tuple[float, int, int]] = {}
         self._rates: dict[str, tuple[float, float]] = {}
         self.images_sent = 0
+        #: a result's u8 anomaly heat map (sent beside its image; None: the station runs no anomaly models)
+        models = getattr(station, "anomaly_models", None)
+        self._heat_map: Callable[[InspectionResult], np.ndarray | None] | None = (
+            models.heat_map if models is not None else None)
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -374,9 +379,13 @@ class ControlServer:
                 if now - at >= interval and h.sequence != seq:
                     due.append(self._newest.pop(cid))
                     self._encoded_at[cid] = (now, h.sequence)
+        wanting = [c for c in self.clients if c.wants_images]
+        lossless = {c for c in wanting if c.wants_lossless}  # the Teach dialog collecting: PNG
+        kinds = (["jpeg"] if len(lossless) < len(wanting) else []) + (["png"] if lossless else [])
         for h, r in due:
             try:
-                jpeg = encode_display_jpeg(h.image, h.pixel_format)
+                images = {k: base64.b64encode(encode_display_jpeg(h.image, h.pixel_format, lossless=k == "png")).decode()
+                          for k in kinds}
                 wall = h.acquired_wall
             except (ValueError, cv2.error) as exc:  # a malformed frame (counted by the engine)
                 log.debug("control link: camera %s frame %d not sent: %s", h.camera_id, h.sequence, exc)
@@ -384,9 +393,30 @@ class ControlServer:
             finally:
                 h.release()
             msg = {"event": "image", "camera_id": r.camera_id, "sequence": r.sequence, "part_id": r.part_id,
-                   "acquired_wall": wall, "result": result_to_wire(r), "jpeg": base64.b64encode(jpeg).decode()}
-            self._broadcast(encode(msg), image=True)
+                   "acquired_wall": wall, "result": result_to_wire(r)}
+            heat = self._encoded_heat_map(r)
+            if heat:
+                msg["heat"] = heat
+            for kind, data in images.items():
+                line = encode({**msg, kind: data})
+                for c in wanting:
+                    if (c in lossless) == (kind == "png"):
+                        c.send(line, image=True)
             self.images_sent += 1
+
+    def _encoded_heat_map(self, r: InspectionResult) -> str:
+        """``r``'s anomaly heat map as base64 PNG ("": it has none); 160 px, 2-8 kB, as the archive keeps it."""
+        if self._heat_map is None or r.anomaly_map is None:
+            return ""
+        try:
+            heat = self._heat_map(r)
+            if heat is None:
+                return ""
+            ok, buf = cv2.imencode(".png", np.ascontiguousarray(heat, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        except (ValueError, cv2.error) as exc:
+            log.debug("control link: camera %s frame %d: no heat map: %s", r.camera_id, r.sequence, exc)
+            return ""
+        return base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
 # ---------------------------------------------------------------------------- helpers

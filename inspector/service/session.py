@@ -69,6 +69,8 @@ OPS: dict[str, Op] = {
     "pause": lambda c, a: _pause(c, bool(a["paused"])),
     "select_recipe": lambda c, a: c.select_recipe(a["key"], override_gate=bool(a.get("override_gate", False)),
                                                   reason=str(a.get("reason", ""))),
+    "recipe_in_force": lambda c, a: c.recipe_in_force(),
+    "save_taught_recipe": lambda c, a: c.save_taught_recipe(dict(a["models"]), a.get("detector")),
     "trigger_part": lambda c, a: c.trigger_part(a.get("part_id")),
     "require": lambda c, a: c.require(str(a["action"])),
     "review": lambda c, a: c.review(int(a["inspection_id"]), a.get("mark")),
@@ -104,6 +106,8 @@ class ClientLink:
         self.control = control
         self.name = name
         self.wants_images = False
+        #: display images as PNG instead of JPEG (the Teach dialog collecting good parts: lossless)
+        self.wants_lossless = False
         self.dropped_images = 0
         self._out: queue.Queue[tuple[bytes, bool] | None] = queue.Queue(CLIENT_QUEUE)  # (line, is an image)
         self._images_queued = 0
@@ -241,6 +245,7 @@ class ClientLink:
             return self.server.hello()
         if op == "images":
             self.wants_images = bool(args.get("on", True))
+            self.wants_lossless = bool(args.get("lossless", False))
             return self.wants_images
         if op == "status":
             return self.server.status()

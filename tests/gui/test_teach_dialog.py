@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -124,3 +125,40 @@ def _scored(bridge: Any, camera_id: str) -> bool:
     if frame is not None:
         frame.release()
     return result is not None and result.anomaly_score is not None
+
+
+def test_teach_from_a_folder_shows_the_ng_scores_and_escapes_beside_the_good_ones(
+        qtbot: Any, tmp_path: Path, engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder source: good images (and NG ones) picked instead of the line; the histogram shows both, the
+    rates count the escapes, and a station without product recipes says why nothing can be saved."""
+    from camera.products import write_family
+    from tests.gui.conftest import FakeStation
+
+    monkeypatch.setenv("INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    write_family("plate", tmp_path / "plate", 24, 6, seed=500, width=96, height=96)
+    st = FakeStation("cam-x", "cam-y")
+    control = make_control(st, engine)
+    control.login("eng", PASSWORDS["eng"])
+    dlg = TeachDialog(st, control, SimpleNamespace(line=None, lossless_images=lambda on: None),
+                      root=tmp_path / "teach", size=96)
+    qtbot.addWidget(dlg)
+    assert dlg.session.target is None  # no recipes here
+    dlg.choose(["cam-x"])
+    dlg.from_folder.setChecked(True)
+    assert not dlg.start_teaching()  # no folder picked yet
+    assert "folder" in dlg.status.text()
+    dlg.good_dir.setText(str(tmp_path / "plate" / "good"))
+    dlg.bad_dir.setText(str(tmp_path / "plate" / "bad"))
+    with qtbot.waitSignal(dlg.taught, timeout=240_000):
+        assert dlg.start_teaching()
+    r = dlg.reports["cam-x"]
+    assert r.bad_images == 6 and dlg.histogram.bad.size == 6 and dlg.histogram.good.size == len(r.good_scores)
+    assert "escapes" in dlg.rates.text() and "NG" in dlg.rates.text()
+    low = round(float(r.bad_scores.min()) - 0.02, 2)  # below every NG score: none escapes
+    dlg.set_threshold("cam-x", low)
+    assert dlg.rates.text().endswith("escapes 0/6 NG") and dlg.histogram.threshold == low
+    mid = round(float(np.median(r.bad_scores)), 2)
+    dlg.set_threshold("cam-x", mid)
+    assert dlg.rates.text().endswith(f"escapes {int(np.sum(r.bad_scores < mid))}/6 NG")
+    dlg.histogram.repaint()  # paints the NG bars and the legend without error
+    assert not dlg.save_button.isEnabled() and "no product recipes" in dlg.save_button.toolTip()

@@ -1,0 +1,295 @@
+"""Issue 28 in the ATTACHED GUI: a window onto an ``inspector service`` shows the anomaly heat maps (live wall and
+history) and its Teach dialog saves the recipe's next version and switches to it through the service.
+
+One ``inspector service`` subprocess serves the module: two simulated cameras, a product recipe, an archive beside
+its SQLite database; cam-a runs the shipped plate anomaly model with a threshold so low that every frame is NG
+(the demo line is not a plate), so its NG images are archived with their heat maps. The GUI attaches over the
+real link (`gui.remote.attach`, `RemoteStation`, `RemoteControl`, `RemoteBridge`) as ``inspector gui`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (PySide6 or its system libraries, e.g. libEGL, are missing)")
+pytest.importorskip("pytestqt")
+
+from gui.app import MainWindow
+from gui.remote import RemoteControl, RemoteHeatMaps, RemoteLink, RemoteStation, attach
+from gui.remote_bridge import RemoteBridge
+from gui.teach_dialog import TeachDialog
+from inspector.archive import heat_map_path
+from inspector.storage.db import open_database
+
+ADMIN = ("admin", "admin-pass-1")
+ENGINEER = ("eve", "engineer-pass-1")
+OPERATOR = ("olga", "operator-pass-1")
+
+
+def station_toml(folder: Path) -> str:
+    return f"""
+name = "teach-svc"
+[scheduler]
+max_wait_ms = 2
+[recipes]
+dir = "{folder / 'recipes'}"
+select = 1
+[[cameras]]
+id = "cam-a"
+kind = "simulated"
+fps = 5
+width = 320
+height = 320
+bank_size = 8
+[cameras.anomaly]
+model = "anomaly-plate-320"
+threshold = 0.3
+[[cameras]]
+id = "cam-b"
+kind = "simulated"
+fps = 8
+width = 320
+height = 320
+mono = true
+bank_size = 32
+"""
+
+
+class Service:
+    """The ``inspector service`` child and its folder (config, recipes, database, archive, log)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        (folder / "recipes").mkdir()
+        (folder / "recipes" / "housing.toml").write_text(
+            '[recipe]\nname = "housing"\nnumber = 1\nversion = 1\n[model]\nname = "defect-yolo11p-320"\n')
+        self.config = folder / "station.toml"
+        self.config.write_text(station_toml(folder))
+        self.url = f"sqlite:///{folder / 'station.db'}"
+        self.socket = folder / "svc.sock"
+        self.env = {**os.environ, "INSPECTOR_CACHE_DIR": str(folder / "cache")}  # the backbone converted once here
+        self.env.pop("INSPECTOR_SOCKET", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "inspector.cli", "service", "--config", str(self.config), "--db", self.url,
+             "--socket", str(self.socket), "--image-fps", "5"],
+            stdout=subprocess.DEVNULL, stderr=open(self.folder / "service.log", "ab"), env=self.env)  # noqa: SIM115
+
+    def wait_answering(self, timeout: float = 180.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            assert self.proc is not None and self.proc.poll() is None, (self.folder / "service.log").read_text()
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(str(self.socket))
+                return
+            except OSError:
+                time.sleep(0.2)
+            finally:
+                s.close()
+        raise AssertionError("the service never answered: " + (self.folder / "service.log").read_text()[-2000:])
+
+    def add_user(self, name: str, role: str, password: str, acting: str | None = None) -> None:
+        env = {**self.env, "INSPECTOR_NEW_PASSWORD": password, "INSPECTOR_PASSWORD": ADMIN[1]}
+        cmd = [sys.executable, "-m", "inspector.cli", "users", "add", name, "--role", role, "--db", self.url]
+        if acting:
+            cmd += ["--as", acting]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = Service(tmp_path_factory.mktemp("teach-service"))
+    svc.start()
+    try:
+        svc.wait_answering()
+        svc.add_user(ADMIN[0], "admin", ADMIN[1])
+        svc.add_user(ENGINEER[0], "engineer", ENGINEER[1], acting=ADMIN[0])
+        svc.add_user(OPERATOR[0], "operator", OPERATOR[1], acting=ADMIN[0])
+        yield svc
+    finally:
+        if svc.proc is not None and svc.proc.poll() is None:
+            svc.proc.send_signal(signal.SIGTERM)
+            try:
+                svc.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                svc.proc.kill()
+                svc.proc.wait(30)
+
+
+class Window:
+    """A main window attached to the service, as `gui.app.run_attached` builds it (history included)."""
+
+    def __init__(self, svc: Service, qtbot: Any) -> None:
+        got = attach("teach-svc", svc.socket)
+        assert got is not None
+        self.link, hello = got
+        self.station = RemoteStation(hello)
+        self.engine = open_database(str(self.station.db_url))
+        self.control = RemoteControl(self.link, self.station, self.engine)
+        self.bridge = RemoteBridge(self.station, self.control, self.link, image_fps=5.0)
+        self.win = MainWindow(self.station, self.control, self.bridge, stop_station_on_close=False)
+        qtbot.addWidget(self.win)
+        self.win.show()
+
+    def close(self) -> None:
+        self.win.close()
+        self.bridge.close()
+        self.link.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def window(service: Service, qtbot: Any) -> Iterator[Window]:
+    w = Window(service, qtbot)
+    yield w
+    w.close()
+
+
+def test_the_attached_wall_draws_the_heat_maps_the_service_sends(qtbot: Any, window: Window) -> None:
+    wall = window.win.wall
+    assert isinstance(window.station.anomaly_models, RemoteHeatMaps)
+    assert wall.heat_button.isVisible() and not wall.heat_button.isChecked()  # off until toggled, as in process
+    wall.heat_button.click()
+    view = wall.views["cam-a"]
+    assert view.heat_maps is not None and view.heat_maps.enabled
+
+    def drawn() -> bool:
+        view.repaint()
+        return view.heat_maps is not None and view.heat_maps.layer.heat is not None
+
+    qtbot.waitUntil(drawn, timeout=90_000)
+    heat = view.heat_maps.layer.heat
+    result = view.shown_result
+    assert result is not None and result.anomaly_score is not None and result.anomaly_score >= 0.3
+    assert heat is not None and heat.dtype == np.uint8 and heat.shape == (160, 160)  # the 320 x 320 frame at 160 px
+    assert int(heat.max()) > 0.3 * 127.5  # grey = score x 127.5: this NG frame is hot somewhere
+    # cam-b runs no anomaly model: its pictures carry no heat map, and none is drawn
+    qtbot.waitUntil(lambda: wall.views["cam-b"].shown_result is not None, timeout=30_000)
+    wall.views["cam-b"].repaint()
+    assert wall.views["cam-b"].shown_result.anomaly_score is None  # type: ignore[union-attr]
+    assert wall.views["cam-b"].heat_maps.layer.heat is None  # type: ignore[union-attr]
+    wall.heat_button.click()
+    assert not view.heat_maps.enabled
+
+
+def test_the_attached_history_shows_the_heat_map_archived_beside_an_ng_image(qtbot: Any, window: Window) -> None:
+    history = window.win.history
+    assert history is not None  # the service's database opened here, read-only use
+
+    def ng_row_with_image() -> int | None:
+        history.refresh()
+        for i, row in enumerate(history.model.rows):
+            if row.camera_id == "cam-a" and row.verdict == "NG" and row.image_path:
+                return i
+        return None
+
+    qtbot.waitUntil(lambda: ng_row_with_image() is not None, timeout=90_000)
+    i = ng_row_with_image()
+    assert i is not None
+    row = history.model.rows[i]
+    assert heat_map_path(row.image_path).is_file()  # archived by the service beside the image
+    history.select_row(i)
+    view = history.image_view
+    assert view.image is not None and view.heat.available and history.heat_check.isEnabled()
+    archived = cv2.imread(str(heat_map_path(row.image_path)), cv2.IMREAD_GRAYSCALE)
+    assert view.heat.heat is not None and np.array_equal(view.heat.heat, archived)
+    assert history.heat_check.isChecked() and view.heat.enabled
+    history.heat_check.setChecked(False)  # the check box hides it
+    assert not view.heat.enabled
+
+
+def test_the_attached_teach_dialog_saves_the_recipe_version_and_switches_through_the_service(
+        qtbot: Any, window: Window, service: Service) -> None:
+    win, control = window.win, window.control
+    # an operator may not teach; the service refuses an operator's save too (its session checks the role)
+    control.login(*OPERATOR)
+    assert win.open_teach() is None
+    from inspector.access.users import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        control.save_taught_recipe({"cam-b": {"model": "anomaly-plate-320", "threshold": 1.0}})
+    control.login(*ENGINEER)
+    dlg = win.open_teach()
+    assert isinstance(dlg, TeachDialog)
+    target = dlg.session.target
+    assert target is not None and target.label == "housing v1" and target.folder == service.folder / "recipes"
+    dlg.input_side = 96  # a small model: the test teaches in seconds
+    dlg.choose(["cam-b"])
+    dlg.count.setValue(10)
+    assert not dlg.save_button.isEnabled()
+
+    # 1. collect 10 good parts from the running line, over the link, lossless while collecting
+    bridge = window.bridge
+    assert bridge.lossless_received == 0  # JPEG for the wall
+    assert dlg.start_collecting()
+    qtbot.waitUntil(lambda: not dlg.busy, timeout=90_000)
+    assert bridge.lossless_received >= 10  # each frame collected came as PNG: what the camera saw, no JPEG artefacts
+    qtbot.wait(1500)  # PNGs queued before the service heard "collected" still arrive
+    n, png = bridge.images_received, bridge.lossless_received
+    qtbot.waitUntil(lambda: bridge.images_received >= n + 5, timeout=30_000)
+    assert bridge.lossless_received == png  # JPEG again once collected
+    saved = sorted(dlg.session.good_folder("cam-b").glob("*.png"))
+    assert len(saved) == 10
+    first = cv2.imread(str(saved[0]), cv2.IMREAD_UNCHANGED)
+    assert first is not None and first.shape == (320, 320)  # the Mono8 frame itself, at its size
+
+    # 2. teach here (the window's process), off the GUI thread
+    with qtbot.waitSignal(dlg.taught, timeout=240_000):
+        dlg.teach_button.click()
+    assert set(dlg.reports) == {"cam-b"} and dlg.histogram.good.size > 0
+    dlg.set_threshold("cam-b", 1.2)
+
+    # 3. save: the service's session of this window saves v2 (audited as the engineer) and switches to it
+    assert dlg.save_button.isEnabled()
+    with qtbot.waitSignal(dlg.saved, timeout=120_000) as got:
+        dlg.save_button.click()
+    assert got.args == ["housing v2"], dlg.status.text()
+    assert control.recipe_in_force()["label"] == "housing v2"  # type: ignore[index]
+    folder = service.folder / "recipes"
+    recipe = tomllib.loads((folder / "housing.toml").read_text())
+    spec = recipe["cameras"]["cam-b"]["anomaly"]
+    assert spec["threshold"] == 1.2 and Path(spec["model"]) == dlg.reports["cam-b"].folder.resolve()
+    assert (folder / "versions" / "housing" / "v2.toml").is_file()
+    assert "taught from good parts" in (folder / "versions" / "housing" / "history.jsonl").read_text()
+    entries = control.audit_entries(limit=30)
+    mine = [(e.action, e.new) for e in entries if e.user == ENGINEER[0]]
+    assert any(a == "recipe.save" and str(n).startswith("housing v2") for a, n in mine), mine
+    assert ("recipe.select", "housing v2") in mine, mine
+
+    # 4. the service now scores cam-b with the taught model: its heat maps reach this window too
+    win.wall.heat_button.click()
+    view = win.wall.views["cam-b"]
+
+    def scored_and_drawn() -> bool:
+        view.repaint()
+        r = view.shown_result
+        return r is not None and r.anomaly_score is not None and view.heat_maps is not None \
+            and view.heat_maps.layer.heat is not None
+
+    qtbot.waitUntil(scored_and_drawn, timeout=120_000)
+
+
+def test_a_second_window_reads_the_recipe_in_force_over_the_link(service: Service) -> None:
+    link = RemoteLink(service.socket)
+    try:
+        got = link.request("recipe_in_force")
+        assert got["name"] == "housing" and Path(got["folder"]) == service.folder / "recipes"
+    finally:
+        link.close()
