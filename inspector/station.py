@@ -110,9 +110,11 @@ class Station:
     def make_backends(self, card: ModelCard) -> list[Backend]:
         """One backend per configured device for ``card`` (the station's model, or a recipe's)."""
         mc, sc = self.config.model, self.config.scheduler
+        batch = -(-len(self.config.cameras) // len(mc.devices))  # a saturated worker's batch: `auto` is timed at it
         return [
             create_backend(self.backend_name, card, max_batch=sc.max_batch, device=dev, threads=mc.threads,
-                           precision=mc.precision, depth=sc.in_flight, streams=mc.streams, nms_iou=mc.iou_threshold)
+                           precision=mc.precision, depth=sc.in_flight, streams=mc.streams, nms_iou=mc.iou_threshold,
+                           batch=min(batch, sc.max_batch))
             for dev in mc.devices
         ]
 

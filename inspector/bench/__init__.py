@@ -234,11 +234,12 @@ def format_table(res: dict[str, Any]) -> str:
         f"streams {res.get('streams', 0) or 1}"
     )
     lines.append("")
-    lines.append(f"{'cameras':>8} {'pure backend fps':>17} {'pipeline fps':>13} {'efficiency':>11} {'mean batch':>11} {'non-inference ms/frame':>23}")
+    lines.append(f"{'cameras':>8} {'precision':>9} {'pure backend fps':>17} {'pipeline fps':>13} {'efficiency':>11} {'mean batch':>11} {'non-inference ms/frame':>23}")
+    ran = res.get("precision_by_station") or {}
     for k in res["pipeline_fps"]:
         lines.append(
-            f"{k:>8} {res['pure_backend_fps_by_batch'][k]:17.1f} {res['pipeline_fps'][k]:13.1f} {res['efficiency'][k]:11.3f} "
-            f"{res['mean_batch'][k]:11.2f} {res['non_inference_ms_per_frame'][k]:23.3f}"
+            f"{k:>8} {ran.get(k, '?'):>9} {res['pure_backend_fps_by_batch'][k]:17.1f} {res['pipeline_fps'][k]:13.1f} "
+            f"{res['efficiency'][k]:11.3f} {res['mean_batch'][k]:11.2f} {res['non_inference_ms_per_frame'][k]:23.3f}"
         )
     ln = res["latency_nominal"]
     ls = res["latency_saturation"]
@@ -274,23 +275,28 @@ def format_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 def _precision_lines(res: dict[str, Any]) -> list[str]:
-    """Every gated precision's pure-backend fps and what ``auto`` runs."""
+    """Every gated precision as each station ran it (median of the rounds) and what ``auto`` runs."""
     lines: list[str] = []
-    p = res.get("precision") or {}
-    if p.get("fps"):
-        lines.append("precision, pure backend (every gated precision, alternating; fastest first):")
-        lines.append(f"{'':>8} {'batch ' + str(p['batch']):>12} {'batch 1':>10}")
-        for name in p["ranking"]:
-            by = p["fps"][name]
-            lines.append(f"{name:>8} {by.get(str(p['batch']), 0.0):12.1f} {by.get('1', 0.0):10.1f}")
-        for name, why in p.get("skipped", {}).items():
+    by = res.get("precision_by_cameras") or {str(res.get("precision", {}).get("cameras", "?")): res.get("precision") or {}}
+    timed = {k: p for k, p in by.items() if p.get("fps")}
+    if timed:
+        names = sorted({n for p in timed.values() for n in p["fps"]}, key=lambda n: ("f32", "bf16", "int8").index(n)
+                       if n in ("f32", "bf16", "int8") else 9)
+        lines.append("precision as the station's pipeline runs it (every gated precision in turns, fps = median of "
+                     "the rounds):")
+        lines.append(f"{'cameras':>8} " + " ".join(f"{n:>8}" for n in names) + "  auto runs")
+        for k, p in timed.items():
+            cells = " ".join(f"{p['fps'][n]:8.1f}" if n in p["fps"] else f"{'-':>8}" for n in names)
+            a = p.get("auto") or {}
+            ran = (res.get("precision_by_station") or {}).get(k)
+            lines.append(f"{k:>8} {cells}  {a.get('precision', '?')}: {p.get('why') or '?'}"
+                         + (f" (its station ran {ran})" if ran not in (None, a.get("precision")) else ""))
+        for name, why in next(iter(timed.values())).get("skipped", {}).items():
             lines.append(f"{name:>8} not measured: {why}")
-        a = p.get("auto") or {}
-        lines.append(f"auto runs {a.get('precision', '?')}: {a.get('reason', '?')}"
-                     + (f"; this run ran {res['ran_precision']}" if res.get("ran_precision") not in (None, a.get("precision"))
-                        else ""))
-    elif p.get("note"):
-        lines.append(f"precision: {p['note']}")
+    else:
+        p = res.get("precision") or {}
+        if p.get("note"):
+            lines.append(f"precision: {p['note']}")
     return lines
 
 

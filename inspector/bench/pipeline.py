@@ -51,7 +51,7 @@ class PureRunner:
         # ``auto`` as the station resolves it for its own max_batch (not for this runner's batch): both then run
         # the same precision
         precision = station_precision(backend, model, precision, max_batch=max_batch, threads=threads, depth=depth,
-                                      streams=streams, nms_iou=nms_iou)
+                                      streams=streams, nms_iou=nms_iou, batch=min(batch, max_batch))
         #: the precision the runtime runs here
         self.precision = precision
         card = load_card(model, int8=precision == "int8")
@@ -110,16 +110,18 @@ class PureRunner:
 
 
 def station_precision(backend: str, model: str, precision: str, *, max_batch: int, threads: int, depth: int,
-                      streams: int | str, nms_iou: float | None = _STATION_IOU, device: str = "CPU") -> str:
+                      streams: int | str, nms_iou: float | None = _STATION_IOU, device: str = "CPU",
+                      batch: int = 0) -> str:
     """The precision a station with these settings runs for ``precision`` (``auto`` resolved as its OpenVINO
-    backend resolves it: the cached measurement, else the rule; anything else as it is)."""
+    backend resolves it: the cached measurement, else the rule; anything else as it is). ``batch``: the station's
+    cameras on the device (its saturated batch)."""
     if precision != "auto" or backend != "openvino":
         return precision
     import openvino as ov
 
     from inspector.pipeline.backends import precision_choice as pc
 
-    settings = pc.Settings(device, max_batch, threads, streams, depth, nms_iou)
+    settings = pc.Settings(device, max_batch, threads, streams, depth, nms_iou, batch)
     return pc.choose_auto(ov.Core(), load_card(model), settings).precision
 
 
@@ -259,8 +261,10 @@ def run_pipeline_bench(
     frames = bench_frames(32, width, height)
     sizes = sorted(set(cameras))
     pure_s = min(6.0, seconds / 2)
-    # every gated precision at the station's settings, first: the winner is what `auto` runs below
-    by_precision = precision_fps(backend, model, max_batch, pure_s, threads, in_flight, streams)
+    # every gated precision as each station below runs it (its cameras' batch), first: the winners are what
+    # `auto` runs below
+    by_cameras = {str(n): precision_fps(backend, model, max_batch, pure_s, threads, in_flight, streams, n)
+                  for n in sizes}
     pipeline: dict[str, Any] = {}
     nominal = _nominal_station(nominal, model, backend, threads=threads, streams=streams, precision=precision,
                                in_flight=in_flight)
@@ -280,7 +284,7 @@ def run_pipeline_bench(
         nom = measure_station(nominal, f"sqlite:///{Path(tmp) / 'nominal.db'}", warmup, seconds)
     settings = {"backend": backend, "model": model, "frame_size": [width, height], "in_flight": in_flight,
                 "streams": streams, "run_precision": precision}
-    return _report(settings, by_precision, pipeline, top, rounds, nominal, nom)
+    return _report(settings, by_cameras, pipeline, top, rounds, nominal, nom)
 
 
 def _nominal_station(
@@ -300,11 +304,11 @@ def _nominal_station(
 
 
 def _report(
-    settings: dict[str, Any], by_precision: dict[str, Any], pipeline: dict[str, Any], top: int, rounds: int,
+    settings: dict[str, Any], by_cameras: dict[str, Any], pipeline: dict[str, Any], top: int, rounds: int,
     nominal: StationConfig, nom: dict[str, Any],
 ) -> dict[str, Any]:
     """The bench's JSON: ``settings`` first, then the pure backend, the pipeline at each camera count
-    (``top`` the largest), and the station at its nominal rate."""
+    (``top`` the largest), the precisions as each ran it, and the station at its nominal rate."""
     sat = pipeline[str(top)]
     fps_per_camera = sum(c.fps for c in nominal.cameras) / max(1, len(nominal.cameras))
     return {
@@ -319,7 +323,9 @@ def _report(
         "rounds": rounds,
         "mean_batch": {k: v["mean_batch"] for k, v in pipeline.items()},
         "non_inference_ms_per_frame": {k: v["non_inference_ms_per_frame"] for k, v in pipeline.items()},
-        "precision": by_precision,
+        "precision": by_cameras[str(top)],
+        "precision_by_cameras": by_cameras,
+        "precision_by_station": {k: v["precision"] for k, v in pipeline.items()},
         "nominal": {
             "station": nominal.name,
             "cameras": len(nominal.cameras),
@@ -341,12 +347,14 @@ def _report(
 
 def precision_fps(
     backend: str, model: str, max_batch: int, seconds: float, threads: int, depth: int, streams: int | str,
+    cameras: int,
 ) -> dict[str, Any]:
-    """The runtime alone at every gated precision (`precision_choice.measure`: f32, bf16 where the CPU has
-    it, the INT8 IR where its gate passed) at ``max_batch`` and 1, alternating in rounds, with the station's
-    settings; the result goes to the cache that ``auto`` reads, so the stations measured after it run the
-    winner. Also what ``auto`` chose, and why."""
-    out: dict[str, Any] = {"batch": max_batch}
+    """Every gated precision (`precision_choice.measure`: f32, bf16 where the CPU has it, the INT8 IR where its
+    gate passed) as a station of ``cameras`` cameras runs it (its scheduler, batch, batches in flight and
+    streams), in turns, round after round; the result goes to the cache that ``auto`` reads, so the station
+    measured after it runs the winner. Also what ``auto`` chose, and why."""
+    batch = min(cameras, max_batch)
+    out: dict[str, Any] = {"batch": batch, "cameras": cameras}
     if backend != "openvino":
         return {**out, "f32": None, "int8": None, "int8_over_f32": None, "note": f"{backend}: f32 only"}
     import openvino as ov
@@ -354,16 +362,19 @@ def precision_fps(
     from inspector.pipeline.backends import precision_choice as pc
 
     card = load_card(model)
-    settings = pc.Settings("CPU", max_batch, threads, streams, depth, _STATION_IOU)
+    settings = pc.Settings("CPU", max_batch, threads, streams, depth, _STATION_IOU, batch)
     m = pc.measure_and_store(card, settings, seconds)
     choice = pc.choose_auto(ov.Core(), card, settings)
-    f32 = m.fps.get("f32", {}).get(max_batch)
-    int8 = m.fps.get("int8", {}).get(max_batch)
+    fps = m.fps
+    f32, int8 = fps.get("f32"), fps.get("int8")
+    timed = any(v > 0 for v in fps.values())
     return {
         **out,
-        "fps": {p: {str(n): v for n, v in by.items()} for p, by in m.fps.items()},
+        "fps": fps,
+        "rounds": m.rounds,
         "ranking": m.ranking(),
-        "winner": m.winner if m.fps else None,
+        "winner": m.winner if timed else None,
+        "why": pc.pick(m.rounds).describe() if timed else None,
         "cpu_share": m.cpu_share,
         "skipped": m.skipped,
         "auto": {"precision": choice.precision, "reason": choice.reason, "measured": choice.measured},

@@ -297,6 +297,10 @@ class InferenceWorker:
         with self._cond:
             self._cond.notify()
 
+    def drained(self) -> bool:
+        """Whether no batch is in flight (submitted and not yet decided)."""
+        return not self._open
+
     def busy_now(self) -> float:
         """Seconds busy so far, the batches not yet decided counted up to now: the difference of two
         readings is the busy time between them (`WorkerStats.busy_s` counts a batch whole when it is

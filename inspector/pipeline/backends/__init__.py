@@ -19,6 +19,7 @@ def create_backend(
     depth: int = 1,
     streams: int | str = 0,
     nms_iou: float | None = None,
+    batch: int = 0,
 ) -> Backend:
     """Build the named backend for one inference device.
 
@@ -26,7 +27,9 @@ def create_backend(
     request each). ``streams``: OpenVINO streams (0: one, all cores on each batch;
     ``auto``: one while the runtime is idle, two for batches that come while another runs).
     ``nms_iou``: OpenVINO decodes and suppresses inside the graph at this IoU and its outputs carry
-    the detections (`BatchOutput.detections`); the others ignore it.
+    the detections (`BatchOutput.detections`); the others ignore it. ``batch``: the frames in a batch of the
+    station's worker when all its cameras have one waiting (0: ``max_batch``), what OpenVINO's ``auto`` times
+    the precisions at (`precision_choice`).
 
     Raises:
         BackendUnavailable: The runtime or device is missing (the message says what).
@@ -36,7 +39,7 @@ def create_backend(
         from inspector.pipeline.backends.openvino_backend import OpenVinoBackend
 
         return OpenVinoBackend(card, max_batch, device, threads, precision, depth=depth, streams=streams,
-                               nms_iou=nms_iou)
+                               nms_iou=nms_iou, batch=batch)
     if name == "onnxruntime":
         from inspector.pipeline.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -50,12 +50,15 @@ class OpenVinoBackend(CpuBatchBackend):
             compiled with `LOADED_STREAMS` streams, one per share of the cores (the most frames per
             second: measured +18% on 2 cores at batch 8, since one thread per batch waits for no
             other). ``0``: always one stream; ``n``: always ``n`` streams.
-        precision: ``auto`` (the device's default: bf16 on CPUs with AMX/AVX512-BF16; the card's INT8 IR
-            where it passed its gate and the default is f32, see `auto_picks_int8`), ``f32``,
+        precision: ``auto`` (the fastest gated precision as the station's pipeline runs it, measured on this
+            CPU and cached, see `precision_choice`; until measured the device's default, or the card's INT8 IR
+            where it passed its gate and the default is f32), ``f32``,
             ``bf16``, ``f16`` or ``int8`` (the card's NNCF-quantized IR, sha256-checked; what stays
             unquantized runs at the device's default precision).
         nms_iou: Decode and NMS inside the graph at this IoU (`openvino_nms`): batches from `start` carry
             their detections, and the host skips that work (~0.05 core-ms a frame on two cores).
+        batch: Frames in a batch of the station's worker when all its cameras have one waiting (0: ``max_batch``):
+            what ``auto`` times the precisions at.
     """
 
     name = "openvino"
@@ -70,6 +73,7 @@ class OpenVinoBackend(CpuBatchBackend):
         depth: int = 1,
         streams: int | str = 0,
         nms_iou: float | None = None,
+        batch: int = 0,
     ) -> None:
         super().__init__(card, max_batch, device, depth)
         try:
@@ -82,7 +86,7 @@ class OpenVinoBackend(CpuBatchBackend):
         #: why ``auto`` runs what it runs (measured on this CPU, or the rule until then); None when asked for one
         self.precision_choice: PrecisionChoice | None = None
         if precision == "auto":
-            settings = Settings(device, max_batch, threads, streams, depth, nms_iou)
+            settings = Settings(device, max_batch, threads, streams, depth, nms_iou, batch)
             self.precision_choice = choose_auto(core, card, settings)
             precision = self.precision_choice.precision
         #: the precision this backend runs (``auto`` resolved; ``auto`` still on a device without a default)

@@ -1,20 +1,28 @@
-"""What ``precision = "auto"`` runs on a CPU: the fastest gated precision, measured once, then cached.
+"""What ``precision = "auto"`` runs on a CPU: the fastest gated precision as the station runs it, measured once,
+then cached.
 
 No rule of thumb picks the fastest precision on every CPU: INT8 beats bf16 on an AVX-512 VNNI/BF16
-EPYC, bf16 beats INT8 on an AMX Xeon, INT8 beats f32 on an AVX2 EPYC. So the runtime alone is timed at
-the station's batch sizes (``max_batch`` and 1) for every precision the model passed its gate at:
+EPYC, bf16 beats INT8 on an AMX Xeon, INT8 beats f32 on an AVX2 EPYC. And the runtime alone, timed on
+its own, does not rank them as the station's pipeline does (a bench once had bf16 and INT8 within 2%
+alone while the 8-camera pipeline ran 24% faster at INT8). So each precision the model passed its gate
+at is timed the way the station's worker runs it (`precision_timing`): the station's backend settings
+(the same compile config, streams and ``in_flight`` batches in flight), its scheduler over as many
+saturated cameras as its device serves (the station's batch), its host work on every batch:
 
 - ``f32``: always (the model the card's metrics describe);
-- ``bf16``: where the device offers it (AVX512-BF16, AMX) and no emulated lesser ISA hides it (the
-  CPU's own default there, what ``auto`` ran before it measured);
+- ``bf16``: where the device offers it (AVX512-BF16, AMX) and no emulated lesser ISA hides it;
 - ``int8``: where the card has an INT8 IR whose held-out gate passed (``[int8.gate] passed``);
 - ``f16`` is not measured: no tool writes a gate for it, and the CPUs that offer it (AVX512-FP16,
   AMX-FP16) have bf16 at the same speed. ``precision = "f16"`` still runs it when asked for.
 
-The winner is the fastest at ``max_batch`` (a loaded station's batches); within `TIE` of it, the faster
-at batch 1. It is kept in a JSON file in the user cache folder (`cache_path`), keyed by the CPU's model
-name, its cores and the ISA flags that decide speed, the oneDNN ISA limit, the OpenVINO version, the
-model's and the INT8 IR's sha256 and the backend's settings (`cache_key`).
+The precisions take turns, round after round (each round in another order), so a shared machine's
+drift hits all alike; each one's speed is the median of its rounds. The winner (`pick`) is the fastest,
+unless another is within the noise of it: the rounds' paired ratios (the two precisions' frames per
+second in the same round) must put it ahead by more than their spread (at least `NOISE_FLOOR`, at most
+`TIE`), else the more precise of the two runs (`PREFERENCE`) at a speed the measurement cannot tell
+apart. It is kept in a JSON file in the user cache folder (`cache_path`), keyed by the CPU's model name,
+its cores and the ISA flags that decide speed, the oneDNN ISA limit, the OpenVINO version, the model's
+and the INT8 IR's sha256 and the backend's and scheduler's settings (`cache_key`).
 
 A station's first result never waits for it: on a cache miss ``auto`` starts with the rule it always
 had (`rule_choice`), and `measure_pending`, called once the station runs, times the precisions in a
@@ -48,18 +56,23 @@ log = logging.getLogger(__name__)
 
 #: The precisions ``auto`` may choose, in the order they are measured.
 MEASURED = ("f32", "bf16", "int8")
-#: A precision this close to the fastest at ``max_batch`` counts as as fast (then batch 1 decides).
+#: Of precisions the measurement cannot tell apart, the first here runs (the more precise).
+PREFERENCE = ("f32", "bf16", "int8")
+#: A precision leads only by more than its rounds' spread, and this at least ...
+NOISE_FLOOR = 0.01
+#: ... and at most this: a lead over 3% always counts, so the winner is within 3% of the fastest measured.
 TIE = 0.03
 #: Seconds of timing in all (the compiles before it are not counted: they come from the model cache later).
-MEASURE_SECONDS = 5.0
-#: Rounds: each precision and batch size is timed this often, alternating, and its best round is kept.
-ROUNDS = 2
+MEASURE_SECONDS = 6.0
+#: Rounds: each precision is timed this often, in turns (the median of its rounds is its speed).
+ROUNDS = 5
 #: Below this share of the cores the measurement ran starved (a loaded station beside it): not cached.
 MIN_CPU_SHARE = 0.5
 #: The ISA flags that decide the model's speed (part of the cache key).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
              "amx_int8", "amx_fp16")
-CACHE_VERSION = 1
+#: 2: the station's pipeline timed in rounds (1: the runtime alone, best round; its entries are measured again)
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -72,37 +85,96 @@ class PrecisionChoice:
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """Frames per second of the runtime alone, per precision and batch size, and what it ran beside."""
+class Pick:
+    """The winner of a measurement, and how sure: the fastest by the median of the rounds, or a more precise
+    one the measurement could not tell from it."""
 
-    fps: dict[str, dict[int, float]]
-    max_batch: int
+    precision: str
+    fastest: str
+    #: how much faster the fastest ran than the runner-up (the median of their paired round ratios, minus 1)
+    lead: float
+    #: the spread of those ratios (what a lead must exceed), within [`NOISE_FLOOR`, `TIE`]
+    noise: float
+    runner_up: str | None = None
+
+    def describe(self) -> str:
+        """``int8 ahead of bf16 by 14% (noise 1.0%)`` or ``bf16: int8 only 1.5% ahead, within the noise (2.0%);
+        the more precise runs``."""
+        if self.runner_up is None:
+            return f"{self.precision}, the only precision timed"
+        if self.precision == self.fastest:
+            return f"{self.fastest} ahead of {self.runner_up} by {self.lead:.1%} (noise {self.noise:.1%})"
+        return (f"{self.precision}: {self.fastest} only {self.lead:.1%} ahead, within the noise ({self.noise:.1%}); "
+                f"the more precise runs")
+
+
+def pick(rounds: Mapping[str, Sequence[float]]) -> Pick:
+    """The precision to run from each precision's frames per second, round by round (rounds in the same
+    order for all: round ``i`` of every precision ran in the same turn).
+
+    The fastest by median leads another only by more than the spread of their paired ratios (1.4826 x
+    their median absolute deviation, the robust sigma, within [`NOISE_FLOOR`, `TIE`]); of those it does not
+    lead, the first in `PREFERENCE` runs.
+    """
+    timed = {p: list(v) for p, v in rounds.items() if v and statistics.median(v) > 0}
+    if not timed:
+        raise ValueError("no precision was timed")
+    med = {p: statistics.median(v) for p, v in timed.items()}
+    fastest = max(med, key=lambda p: (med[p], -_rank(p)))
+    tied = [fastest]
+    closest: tuple[str, float, float] | None = None  # the runner-up: (precision, lead, noise)
+    for p in sorted(timed, key=lambda q: -med[q]):
+        if p == fastest:
+            continue
+        ratios = [a / b for a, b in zip(timed[fastest], timed[p]) if b > 0]
+        lead = statistics.median(ratios) - 1 if ratios else med[fastest] / med[p] - 1
+        spread = 1.4826 * statistics.median([abs(r - 1 - lead) for r in ratios]) if len(ratios) > 1 else TIE
+        noise = min(TIE, max(NOISE_FLOOR, spread))
+        if closest is None:
+            closest = (p, lead, noise)
+        if lead <= noise:
+            tied.append(p)
+    winner = min(tied, key=_rank)
+    if closest is None:
+        return Pick(winner, fastest, 0.0, 0.0)
+    return Pick(winner, fastest, closest[1], closest[2], closest[0])
+
+
+def _rank(p: str) -> int:
+    return PREFERENCE.index(p) if p in PREFERENCE else len(PREFERENCE)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Frames per second of the station's pipeline at each precision, round by round, and what it ran beside."""
+
+    rounds: dict[str, list[float]]  # precision -> frames/s of each round (round i of all in the same turn)
+    batch: int  # frames per batch: the cameras the worker served, saturated
     cpu_share: float = 1.0  # of the cores the measuring process got while it timed (1.0: all of them)
     seconds: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)  # precision -> why it was not timed
 
     @property
+    def fps(self) -> dict[str, float]:
+        """Each precision's median over its rounds."""
+        return {p: statistics.median(v) for p, v in self.rounds.items() if v}
+
+    @property
     def winner(self) -> str:
-        return fastest(self.fps, self.max_batch)
+        return pick(self.rounds).precision
 
     def ranking(self) -> list[str]:
-        """The precisions timed, fastest at ``max_batch`` first."""
-        return sorted(self.fps, key=lambda p: -self.fps[p].get(self.max_batch, 0.0))
+        """The precisions timed, fastest first."""
+        fps = self.fps
+        return sorted(fps, key=lambda p: -fps[p])
 
     def summary(self) -> str:
-        """``int8 294 fps > bf16 257 > f32 149`` (at ``max_batch``)."""
-        parts = [f"{p} {self.fps[p].get(self.max_batch, 0.0):.0f}" for p in self.ranking()]
+        """``int8 294 fps > bf16 257 > f32 149 at batch 8, median of 5 rounds``."""
+        fps = self.fps
+        parts = [f"{p} {fps[p]:.0f}" for p in self.ranking()]
+        n = max((len(v) for v in self.rounds.values()), default=0)
         return (" > ".join([parts[0] + " fps", *parts[1:]]) if parts else "nothing timed") + \
-            f" at batch {self.max_batch}"
-
-
-def fastest(fps: Mapping[str, Mapping[int, float]], max_batch: int) -> str:
-    """The winner: the fastest at ``max_batch``; of those within `TIE` of it, the fastest at batch 1."""
-    if not fps:
-        raise ValueError("no precision was timed")
-    top = max(v.get(max_batch, 0.0) for v in fps.values())
-    close = [p for p, v in fps.items() if v.get(max_batch, 0.0) >= top * (1 - TIE)]
-    return max(close, key=lambda p: (fps[p].get(1, 0.0), fps[p].get(max_batch, 0.0)))
+            f" at batch {self.batch}, median of {n} round{'s' if n != 1 else ''}"
 
 
 # ---------------------------------------------------------------------- what may be measured
@@ -196,6 +268,14 @@ class Settings:
     streams: int | str = 0
     depth: int = 1
     nms_iou: float | None = None
+    #: frames in a batch of the station's worker when every camera it serves has one waiting (its cameras, at
+    #: most ``max_batch``); 0: ``max_batch``
+    batch: int = 0
+
+    @property
+    def station_batch(self) -> int:
+        """The batch the precisions are timed at: the station's saturated batch."""
+        return max(1, min(self.max_batch, self.batch or self.max_batch))
 
 
 def cache_key(card: ModelCard, settings: Settings, *, cpu: Mapping[str, Any] | None = None,
@@ -216,7 +296,7 @@ def key_digest(key: Mapping[str, Any]) -> str:
 
 
 class PrecisionCache:
-    """The JSON file of measurements: ``{"version", "entries": {digest: {key, fps, winner, ...}}}``."""
+    """The JSON file of measurements: ``{"version", "entries": {digest: {key, rounds, batch, winner, ...}}}``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -240,8 +320,8 @@ class PrecisionCache:
         if not isinstance(entry, dict) or entry.get("key") != json.loads(json.dumps(key, default=str)):
             return None
         try:
-            fps = {str(p): {int(b): float(v) for b, v in by.items()} for p, by in entry["fps"].items()}
-            return Measurement(fps, int(entry["max_batch"]), float(entry.get("cpu_share", 1.0)),
+            rounds = {str(p): [float(v) for v in fps] for p, fps in entry["rounds"].items()}
+            return Measurement(rounds, int(entry["batch"]), float(entry.get("cpu_share", 1.0)),
                                float(entry.get("seconds", 0.0)), dict(entry.get("skipped", {})))
         except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("precision cache %s: an unreadable entry ignored: auto measures again", self.path)
@@ -251,8 +331,9 @@ class PrecisionCache:
         """Store ``m`` under ``key`` (the file is replaced whole: a reader never sees half of it)."""
         entries = self._read()
         entries[key_digest(key)] = {
-            "key": json.loads(json.dumps(key, default=str)), "fps": m.fps, "max_batch": m.max_batch,
-            "winner": m.winner, "cpu_share": round(m.cpu_share, 3), "seconds": round(m.seconds, 2),
+            "key": json.loads(json.dumps(key, default=str)), "rounds": m.rounds, "batch": m.batch,
+            "fps": {p: round(v, 1) for p, v in m.fps.items()}, "winner": m.winner, "why": pick(m.rounds).describe(),
+            "cpu_share": round(m.cpu_share, 3), "seconds": round(m.seconds, 2),
             "skipped": m.skipped, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,130 +354,87 @@ def choose_auto(core: Any, card: ModelCard, settings: Settings) -> PrecisionChoi
     key = cache_key(card, settings)
     m = PrecisionCache(path).get(key)
     gated = {p for p, why in candidates(card, offered_precisions(core, settings.device)).items() if not why}
-    timed = {p: v for p, v in (m.fps.items() if m is not None else ()) if p in gated}
+    timed = {p: v for p, v in (m.rounds.items() if m is not None else ()) if p in gated and v and max(v) > 0}
     if m is None or not timed:
         if os.environ.get(MEASURE_ENV, "").strip().lower() == "off":
             return rule_choice(core, settings.device, card, f"not measured: {MEASURE_ENV}=off")
         _queue(card, settings, key, path)
         return rule_choice(core, settings.device, card, "not measured yet")
-    winner = fastest(timed, m.max_batch)
-    shown = Measurement(timed, m.max_batch, m.cpu_share)
+    return measured_choice(Measurement(timed, m.batch, m.cpu_share), settings, str(path))
+
+
+def measured_choice(m: Measurement, settings: Settings, cache: str) -> PrecisionChoice:
+    """The winner of ``m`` and the reason the run report and the GUI show: what was timed, how, and why it won."""
+    won = pick(m.rounds)
     beside = f", timed with {m.cpu_share:.0%} of the cores (the rest busy)" if m.cpu_share < 0.9 else ""
-    return PrecisionChoice(winner, f"measured: {shown.summary()}{beside} (cache {path})", measured=True)
+    how = f"the station's pipeline, {settings.depth} in flight, streams {settings.streams}"
+    return PrecisionChoice(won.precision, f"measured ({how}): {m.summary()}{beside}; {won.describe()} (cache {cache})",
+                           measured=True)
 
 
 # ---------------------------------------------------------------------- timing
-class RuntimeLoop(Protocol):
-    """One precision's compiled model, kept busy with already letterboxed batches."""
+class PrecisionRun(Protocol):
+    """One precision as the station runs it (`precision_timing.StationRun`), paused between windows."""
 
-    def step(self, n: int) -> int:
-        """Wait for the oldest batch in flight, start another of ``n`` inputs; the inputs finished."""
-        ...
-
-    def drain(self) -> None:
-        """Wait for every batch in flight."""
+    def window(self, seconds: float) -> float:
+        """Run for ``seconds`` (after its batches in flight refilled) and pause again; frames per second."""
         ...
 
     def close(self) -> None: ...
 
 
-def time_precisions(loops: Mapping[str, RuntimeLoop], batches: Sequence[int], seconds: float, *,
-                    rounds: int = ROUNDS, clock: Callable[[], float] = time.perf_counter,
-                    cpu_clock: Callable[[], float] = time.process_time, cores: int | None = None
-                    ) -> tuple[dict[str, dict[int, float]], float]:
-    """Frames per second of each loop at each batch size, alternating precisions round after round so that
-    a shared machine's drift hits all alike, the best round of each kept; and the median share of the cores
-    the process got while timing (its CPU time over wall time times cores)."""
-    per = seconds / max(1, rounds * len(loops) * len(batches))
+def time_rounds(runs: Mapping[str, PrecisionRun], seconds: float, *, rounds: int = ROUNDS,
+                clock: Callable[[], float] = time.perf_counter, cpu_clock: Callable[[], float] = time.process_time,
+                cores: int | None = None) -> tuple[dict[str, list[float]], float]:
+    """Frames per second of each run, round after round: every round times each precision once, each round
+    in another order (rotated), so that a shared machine's drift and the turn's place hit all alike. Returns the
+    rounds per precision and the median share of the cores the process got (its CPU time over wall time times
+    cores)."""
+    per = seconds / max(1, rounds * len(runs))
     cores = cores or os.cpu_count() or 1
-    fps: dict[str, dict[int, float]] = {p: {} for p in loops}
+    names = list(runs)
+    out: dict[str, list[float]] = {p: [] for p in names}
     shares: list[float] = []
-    for _ in range(max(1, rounds)):
-        for p, loop in loops.items():
-            for n in batches:
-                for _fill in range(64):  # untimed: the batches in flight fill up (the first may prepare its shape)
-                    if loop.step(n):
-                        break
-                done, t0, c0 = 0, clock(), cpu_clock()
-                while clock() - t0 < per:
-                    done += loop.step(n)
-                wall, cpu = clock() - t0, cpu_clock() - c0
-                loop.drain()
-                fps[p][n] = max(fps[p].get(n, 0.0), done / wall if wall > 0 else 0.0)
-                if wall > 0:
-                    shares.append(min(1.0, cpu / (wall * cores)))
-    return fps, statistics.median(shares) if shares else 1.0
-
-
-class _OpenVinoLoop:
-    """A backend of one precision with its slots filled once; `step` keeps ``depth`` batches in flight."""
-
-    def __init__(self, card: ModelCard, precision: str, settings: Settings) -> None:
-        from collections import deque
-
-        from inspector.pipeline.backends import create_backend
-        from inspector.pipeline.preprocess import Letterbox, letterbox_into
-
-        self.be = create_backend("openvino", card, max_batch=settings.max_batch, device=settings.device,
-                                 threads=settings.threads, precision=precision, depth=settings.depth,
-                                 streams=settings.streams, nms_iou=settings.nms_iou)
-        from camera.renderer import render_part
-
-        for slot in range(self.be.depth):
-            buf = self.be.slot_buffer(slot)  # type: ignore[attr-defined]
-            for i in range(settings.max_batch):
-                f = render_part(4_000_000 + i, card.input_width, card.input_height, mono=i % 4 == 3).image
-                box = Letterbox.fit(f.shape[1], f.shape[0], card.input_width, card.input_height)
-                letterbox_into(buf[i], f, "Mono8" if f.ndim == 2 else "BGR8", box)
-        self._pending: deque[tuple[int, Any, int]] = deque()
-
-    def step(self, n: int) -> int:
-        done = 0
-        if len(self._pending) >= self.be.depth:
-            _slot, p, done = self._pending.popleft()
-            p.wait(decode=False)  # the graph's detections stay unread: the runtime alone
-        used = {s for s, _p, _k in self._pending}
-        slot = next(s for s in range(self.be.depth) if s not in used)
-        self._pending.append((slot, self.be.start(slot, n), n))  # type: ignore[attr-defined]
-        return done
-
-    def drain(self) -> None:
-        while self._pending:
-            self._pending.popleft()[1].wait()
-
-    def close(self) -> None:
-        self.drain()
-        self.be.close()
+    for r in range(max(1, rounds)):
+        for p in names[r % len(names):] + names[: r % len(names)] if names else []:
+            t0, c0 = clock(), cpu_clock()
+            out[p].append(runs[p].window(per))
+            wall, cpu = clock() - t0, cpu_clock() - c0
+            if wall > 0:
+                shares.append(min(1.0, cpu / (wall * cores)))
+    return out, statistics.median(shares) if shares else 1.0
 
 
 def measure(card: ModelCard, settings: Settings, seconds: float = MEASURE_SECONDS, *,
-            make_loop: Callable[[ModelCard, str, Settings], RuntimeLoop] | None = None,
+            make_run: Callable[[ModelCard, str, Settings], PrecisionRun] | None = None,
             offered: Sequence[str] | None = None, clock: Callable[[], float] = time.perf_counter,
-            cpu_clock: Callable[[], float] = time.process_time) -> Measurement:
-    """Time every gated precision of ``card`` at ``max_batch`` and 1 (``seconds`` in all)."""
+            cpu_clock: Callable[[], float] = time.process_time, rounds: int = ROUNDS) -> Measurement:
+    """Time every gated precision of ``card`` as the station runs it (``seconds`` of windows in all)."""
     if offered is None:
         import openvino as ov
 
         offered = offered_precisions(ov.Core(), settings.device)
-    make = make_loop or _OpenVinoLoop
+    if make_run is None:
+        from inspector.pipeline.backends.precision_timing import StationRun
+
+        make_run = StationRun
     skipped = {p: why for p, why in candidates(card, offered).items() if why}
-    loops: dict[str, RuntimeLoop] = {}
+    runs: dict[str, PrecisionRun] = {}
     try:
         for p in MEASURED:
             if p in skipped:
                 continue
             try:
-                loops[p] = make(load_card(card.folder, int8=True) if p == "int8" else card, p, settings)
+                runs[p] = make_run(load_card(card.folder, int8=True) if p == "int8" else card, p, settings)
             except (ModelError, RuntimeError) as exc:  # an IR that does not match its card, a precision refused
                 skipped[p] = str(exc).splitlines()[0]
                 log.warning("precision %s not measured: %s", p, skipped[p])
-        batches = sorted({settings.max_batch, 1}, reverse=True)
         t0 = clock()
-        fps, share = time_precisions(loops, batches, seconds, clock=clock, cpu_clock=cpu_clock)
-        return Measurement(fps, settings.max_batch, share, clock() - t0, skipped)
+        fps, share = time_rounds(runs, seconds, rounds=rounds, clock=clock, cpu_clock=cpu_clock)
+        return Measurement(fps, settings.station_batch, share, clock() - t0, skipped)
     finally:
-        for loop in loops.values():
-            loop.close()
+        for run in runs.values():
+            run.close()
 
 
 def measure_and_store(card: ModelCard, settings: Settings, seconds: float | None = None, *,
@@ -408,14 +446,15 @@ def measure_and_store(card: ModelCard, settings: Settings, seconds: float | None
     min_share = MIN_CPU_SHARE if min_share is None else min_share
     m = measure(card, settings, seconds)
     path = path if path is not None else cache_path()
-    if path is None or not m.fps:
+    if path is None or not any(v > 0 for v in m.fps.values()):
         return m
     if m.cpu_share < min_share:
         log.warning("precision: measured with %.0f%% of the cores (the machine was busy): not cached, measured "
                     "again at the next start", 100 * m.cpu_share)
         return m
     PrecisionCache(path).put(cache_key(card, settings), m)
-    log.info("precision: %s; auto runs %s from the next start (cache %s)", m.summary(), m.winner, path)
+    log.info("precision: %s; %s; auto runs %s from the next start (cache %s)", m.summary(), pick(m.rounds).describe(),
+             m.winner, path)
     return m
 
 

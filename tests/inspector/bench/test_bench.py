@@ -49,4 +49,10 @@ def test_bench_json_has_cpu_precision_and_nominal_beside_the_pipeline(tmp_path: 
     assert res["efficiency"]["2"] == pytest.approx(statistics.median(r["efficiency"] for r in rounds))
     assert res["in_flight"] == 4 and res["streams"] == "auto"  # the station's defaults
     text = format_table(res)
-    assert "nominal: station demo" in text and "precision, pure backend" in text and res["cpu"]["kind"] in text
+    assert "nominal: station demo" in text and res["cpu"]["kind"] in text
+    # every gated precision timed as each station ran it (its cameras' batch), each station's row naming its own
+    assert "precision as the station's pipeline runs it" in text
+    assert set(res["precision_by_cameras"]) == {"1", "2"} and res["precision"] == res["precision_by_cameras"]["2"]
+    for k, pc in res["precision_by_cameras"].items():
+        assert pc["batch"] == int(k) and pc["winner"] in pc["fps"] and all(len(r) >= 2 for r in pc["rounds"].values())
+    assert set(res["precision_by_station"]) == {"1", "2"}

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,9 @@ import pytest
 from inspector.pipeline.backends import precision_choice as pc
 from inspector.pipeline.model_repo import DEFAULT_MODEL, ModelCard, load_card
 
-SETTINGS = pc.Settings(device="CPU", max_batch=8, threads=0, streams="auto", depth=3, nms_iou=0.5)
-#: a CPU like the issue's EPYC: INT8 fastest at batch 8, bf16 second, f32 last
-EPYC = {"int8": {8: 294.0, 1: 120.0}, "bf16": {8: 257.0, 1: 110.0}, "f32": {8: 149.0, 1: 80.0}}
+SETTINGS = pc.Settings(device="CPU", max_batch=8, threads=0, streams="auto", depth=4, nms_iou=0.5, batch=8)
+#: a CPU like the issue's EPYC, as its 8-camera pipeline runs: INT8 fastest, bf16 second, f32 last
+EPYC = {"int8": 294.0, "bf16": 257.0, "f32": 149.0}
 
 
 class FakeClock:
@@ -28,36 +29,40 @@ class FakeClock:
         return self.t
 
 
-class FakeLoop:
-    """A runtime whose batches take ``n / fps`` seconds of a fake clock (and as much CPU time on every core)."""
+class FakeRun:
+    """A precision whose windows run at ``fps`` times the machine's drift of the moment (no real time passes:
+    the fake clock advances by the window)."""
 
-    def __init__(self, fps: dict[int, float], clock: FakeClock) -> None:
-        self.fps, self.clock = fps, clock
+    def __init__(self, name: str, fps: float, clock: FakeClock, turns: list[str], drift: list[float]) -> None:
+        self.name, self.fps, self.clock, self.turns, self.drift = name, fps, clock, turns, drift
         self.closed = False
 
-    def step(self, n: int) -> int:
-        self.clock.t += n / self.fps[n]
-        return n
-
-    def drain(self) -> None:
-        pass
+    def window(self, seconds: float) -> float:
+        self.turns.append(self.name)
+        self.clock.t += seconds
+        return self.fps * self.drift[(len(self.turns) - 1) % len(self.drift)]
 
     def close(self) -> None:
         self.closed = True
 
 
-def fake_measure(card: ModelCard, table: dict[str, dict[int, float]], offered=("FP32", "BF16", "INT8"),
-                 cpu_share: float = 1.0) -> tuple[pc.Measurement, dict[str, FakeLoop]]:
+def fake_measure(card: ModelCard, table: dict[str, float], offered=("FP32", "BF16", "INT8"), cpu_share: float = 1.0,
+                 drift: list[float] | None = None, settings: pc.Settings = SETTINGS
+                 ) -> tuple[pc.Measurement, dict[str, FakeRun], list[str]]:
     clock = FakeClock()
-    loops: dict[str, FakeLoop] = {}
+    runs: dict[str, FakeRun] = {}
+    turns: list[str] = []
+    made: list[pc.Settings] = []
 
-    def make(_card: ModelCard, p: str, _s: pc.Settings) -> FakeLoop:
-        loops[p] = FakeLoop(table[p], clock)
-        return loops[p]
+    def make(_card: ModelCard, p: str, s: pc.Settings) -> FakeRun:
+        made.append(s)
+        runs[p] = FakeRun(p, table[p], clock, turns, drift or [1.0])
+        return runs[p]
 
-    m = pc.measure(card, SETTINGS, 1.0, make_loop=make, offered=list(offered), clock=clock,
+    m = pc.measure(card, settings, 1.0, make_run=make, offered=list(offered), clock=clock,
                    cpu_clock=lambda: clock.t * (os.cpu_count() or 1) * cpu_share)  # every core busy (times the share)
-    return m, loops
+    assert all(s == settings for s in made)  # each precision built with the station's settings
+    return m, runs, turns
 
 
 def model_copy(dst: Path, gate_passed: bool | None = True) -> Path:
@@ -96,50 +101,91 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # ---------------------------------------------------------------------- the choice
-def test_the_fastest_gated_precision_wins_measured_alternately_in_rounds(tmp_path: Path) -> None:
+def test_each_precision_is_timed_in_turns_round_after_round_and_the_fastest_wins(tmp_path: Path) -> None:
     card = load_card(model_copy(tmp_path / "m"))
-    m, loops = fake_measure(card, EPYC)
-    assert m.winner == "int8" and set(m.fps) == {"f32", "bf16", "int8"}
-    for p, by_batch in EPYC.items():
-        for n, fps in by_batch.items():
-            assert m.fps[p][n] == pytest.approx(fps)
-    assert m.summary() == "int8 294 fps > bf16 257 > f32 149 at batch 8"
-    assert m.cpu_share == pytest.approx(1.0) and all(loop.closed for loop in loops.values())
+    m, runs, turns = fake_measure(card, EPYC)
+    assert m.winner == "int8" and set(m.fps) == {"f32", "bf16", "int8"} and m.batch == 8
+    assert {p: len(r) for p, r in m.rounds.items()} == {p: pc.ROUNDS for p in EPYC}
+    for p, fps in EPYC.items():
+        assert m.fps[p] == pytest.approx(fps)
+    # every round times each precision once, each round in another order (drift and the turn's place hit all alike)
+    rounds = [turns[i : i + 3] for i in range(0, len(turns), 3)]
+    assert len(rounds) == pc.ROUNDS and all(sorted(r) == ["bf16", "f32", "int8"] for r in rounds)
+    assert len({r[0] for r in rounds}) == 3
+    assert m.summary() == f"int8 294 fps > bf16 257 > f32 149 at batch 8, median of {pc.ROUNDS} rounds"
+    assert m.cpu_share == pytest.approx(1.0) and all(r.closed for r in runs.values())
     # an AMX Xeon: bf16 fastest
-    xeon = {"int8": {8: 389.0, 1: 150.0}, "bf16": {8: 457.0, 1: 180.0}, "f32": {8: 221.0, 1: 90.0}}
-    assert fake_measure(card, xeon)[0].winner == "bf16"
+    assert fake_measure(card, {"int8": 389.0, "bf16": 457.0, "f32": 221.0})[0].winner == "bf16"
 
 
-def test_within_three_percent_at_max_batch_the_faster_at_batch_1_wins() -> None:
-    assert pc.fastest({"int8": {8: 300.0, 1: 100.0}, "bf16": {8: 293.0, 1: 130.0}}, 8) == "bf16"  # 2.3% behind
-    assert pc.fastest({"int8": {8: 300.0, 1: 100.0}, "bf16": {8: 290.0, 1: 130.0}}, 8) == "int8"  # 3.3% behind
+def test_the_station_batch_is_what_the_precisions_are_timed_at(tmp_path: Path) -> None:
+    card = load_card(model_copy(tmp_path / "m"))
+    one_camera = pc.Settings(max_batch=8, streams="auto", depth=4, nms_iou=0.5, batch=1)
+    m, _runs, _turns = fake_measure(card, EPYC, settings=one_camera)
+    assert m.batch == 1 and m.summary().endswith("at batch 1, median of 5 rounds")
+    assert pc.Settings(max_batch=8, batch=0).station_batch == 8  # not said: a full batch
+    assert pc.Settings(max_batch=4, batch=8).station_batch == 4  # never more than the scheduler sends
+
+
+def test_a_precision_leads_only_by_more_than_the_noise_else_the_more_precise_runs() -> None:
+    # INT8 1.5% ahead in every round, rounds steady: a lead above the 1% floor
+    steady = {"int8": [304.5, 304.5, 304.5, 304.5, 304.5], "bf16": [300.0, 300.0, 300.0, 300.0, 300.0]}
+    won = pc.pick(steady)
+    assert (won.precision, won.fastest, won.runner_up) == ("int8", "int8", "bf16")
+    assert won.lead == pytest.approx(0.015) and won.noise == pc.NOISE_FLOOR
+    assert won.describe() == "int8 ahead of bf16 by 1.5% (noise 1.0%)"
+    # the same median lead, but the paired ratios spread 1.5% +- 2.5%: bf16, the more precise
+    noisy = {"int8": [304.5, 312.0, 297.0, 312.0, 297.0], "bf16": [300.0, 300.0, 300.0, 300.0, 300.0]}
+    tie = pc.pick(noisy)
+    assert (tie.precision, tie.fastest) == ("bf16", "int8") and pc.NOISE_FLOOR < tie.noise <= pc.TIE
+    assert tie.describe().startswith("bf16: int8 only 1.5% ahead, within the noise (")
+    # a lead over 3% always counts, however noisy: the winner is never more than 3% behind the fastest
+    wild = {"int8": [340.0, 270.0, 310.0, 400.0, 250.0], "bf16": [300.0, 300.0, 300.0, 300.0, 300.0]}
+    assert pc.pick(wild).precision == "int8" and pc.pick(wild).noise == pc.TIE
+
+
+def test_drift_across_rounds_does_not_hide_a_steady_lead() -> None:
+    """The machine slows down 30% over the measurement; every round INT8 runs 6% faster than bf16 in its turn.
+    The medians alone overlap; the paired ratios do not."""
+    drift = [1.0, 0.9, 0.8, 0.75, 0.7]
+    rounds = {"bf16": [300.0 * d for d in drift], "int8": [318.0 * d for d in drift], "f32": [170.0 * d for d in drift]}
+    won = pc.pick(rounds)
+    assert won.precision == "int8" and won.lead == pytest.approx(0.06) and won.noise == pc.NOISE_FLOOR
+
+
+def test_one_precision_timed_is_the_winner_and_nothing_timed_is_an_error() -> None:
+    assert pc.pick({"f32": [150.0, 149.0]}).describe() == "f32, the only precision timed"
+    with pytest.raises(ValueError):
+        pc.pick({"f32": []})
 
 
 def test_an_int8_ir_that_failed_its_gate_is_never_measured_nor_chosen(tmp_path: Path, cache_dir: Path) -> None:
     failed = load_card(model_copy(tmp_path / "failed", gate_passed=False))
-    m, loops = fake_measure(failed, EPYC)
+    m, loops, _ = fake_measure(failed, EPYC)
     assert set(loops) == {"f32", "bf16"} and m.winner == "bf16"
     assert m.skipped == {"int8": "the INT8 IR failed its gate"}
     # a cache written while it passed, read after its gate was re-run and failed: the same IR, not chosen
     passed = load_card(model_copy(tmp_path / "passed"))
-    good, _ = fake_measure(passed, EPYC)
+    good, _, _ = fake_measure(passed, EPYC)
     assert good.winner == "int8"
     pc.PrecisionCache(pc.cache_path()).put(pc.cache_key(failed, SETTINGS), good)
     choice = pc.choose_auto(FakeCore(), failed, SETTINGS)
     assert choice.measured and choice.precision == "bf16"
-    assert choice.reason.split(" (cache ")[0] == "measured: bf16 257 fps > f32 149 at batch 8"
+    assert choice.reason.split(" (cache ")[0] == (
+        "measured (the station's pipeline, 4 in flight, streams auto): bf16 257 fps > f32 149 at batch 8, "
+        "median of 5 rounds; bf16 ahead of f32 by 72.5% (noise 1.0%)")
     # no IR at all: f32 and bf16 only; a CPU without bf16: f32 only
-    none, _ = fake_measure(load_card(model_copy(tmp_path / "none", gate_passed=None)), EPYC)
+    none, _, _ = fake_measure(load_card(model_copy(tmp_path / "none", gate_passed=None)), EPYC)
     assert set(none.fps) == {"f32", "bf16"} and none.skipped["int8"] == "the card has no INT8 IR"
-    avx2, _ = fake_measure(failed, EPYC, offered=("FP32", "INT8"))
+    avx2, _, _ = fake_measure(failed, EPYC, offered=("FP32", "INT8"))
     assert set(avx2.fps) == {"f32"}
 
 
 def test_a_measurement_starved_by_a_busy_machine_is_not_cached(tmp_path: Path, cache_dir: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     card = load_card(model_copy(tmp_path / "m"))
-    starved, _ = fake_measure(card, EPYC, cpu_share=0.3)
-    busy, _ = fake_measure(card, EPYC, cpu_share=0.7)  # beside a station at its rate: kept, and said so
+    starved, _, _ = fake_measure(card, EPYC, cpu_share=0.3)
+    busy, _, _ = fake_measure(card, EPYC, cpu_share=0.7)  # beside a station at its rate: kept, and said so
     assert starved.cpu_share == pytest.approx(0.3)
     monkeypatch.setattr(pc, "measure", lambda *a, **k: starved)
     pc.measure_and_store(card, SETTINGS)
@@ -161,14 +207,17 @@ def test_a_miss_runs_the_rule_and_queues_a_measurement_a_hit_runs_the_winner(tmp
     assert job["model"] == str(card.folder) and job["cache"] == str(cache_dir / "precision.json")
     # an AVX2 CPU's rule: the gated INT8 IR where the default is f32
     assert pc.choose_auto(FakeCore("f32", ("FP32", "INT8")), card, SETTINGS).precision == "int8"
-    m, _ = fake_measure(card, EPYC)
+    m, _, _ = fake_measure(card, EPYC)
     pc.PrecisionCache(pc.cache_path()).put(pc.cache_key(card, SETTINGS), m)
     hit = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
     assert (hit.precision, hit.measured) == ("int8", True)
-    assert hit.reason == f"measured: int8 294 fps > bf16 257 > f32 149 at batch 8 (cache {cache_dir / 'precision.json'})"
+    assert hit.reason == ("measured (the station's pipeline, 4 in flight, streams auto): int8 294 fps > bf16 257 > "
+                          "f32 149 at batch 8, median of 5 rounds; int8 ahead of bf16 by 14.4% (noise 1.0%) "
+                          f"(cache {cache_dir / 'precision.json'})")
     stored = json.loads((cache_dir / "precision.json").read_text())
     (entry,) = stored["entries"].values()
-    assert entry["winner"] == "int8" and entry["key"]["model_sha256"] == card.sha256
+    assert entry["winner"] == "int8" and entry["key"]["model_sha256"] == card.sha256 and entry["key"]["batch"] == 8
+    assert entry["rounds"]["int8"] == [294.0] * pc.ROUNDS and entry["why"] == "int8 ahead of bf16 by 14.4% (noise 1.0%)"
 
 
 def test_the_key_holds_cpu_isa_runtime_model_int8_ir_and_settings(tmp_path: Path, cache_dir: Path) -> None:
@@ -178,10 +227,10 @@ def test_the_key_holds_cpu_isa_runtime_model_int8_ir_and_settings(tmp_path: Path
     key = pc.cache_key(card, SETTINGS, cpu=cpu, runtime="2026.4.1")
     assert key["int8_sha256"] == [card.int8["sha256"], card.int8["bin_sha256"]]
     cache = pc.PrecisionCache(pc.cache_path())
-    m, _ = fake_measure(card, EPYC)
+    m, _, _ = fake_measure(card, EPYC)
     cache.put(key, m)
     got = cache.get(key)
-    assert got is not None and (got.fps, got.winner, got.max_batch) == (m.fps, m.winner, m.max_batch)
+    assert got is not None and (got.rounds, got.winner, got.batch) == (m.rounds, m.winner, m.batch)
     other_card = card.__class__(**{**card.__dict__, "sha256": "0" * 64})
     int8 = {**card.int8, "sha256": "1" * 64}
     other_ir = card.__class__(**{**card.__dict__, "extra": {**card.extra, "int8": int8}})
@@ -193,7 +242,12 @@ def test_the_key_holds_cpu_isa_runtime_model_int8_ir_and_settings(tmp_path: Path
         pc.cache_key(card, SETTINGS, cpu=cpu, runtime="2025.3.0"),
         pc.cache_key(other_card, SETTINGS, cpu=cpu, runtime="2026.4.1"),
         pc.cache_key(other_ir, SETTINGS, cpu=cpu, runtime="2026.4.1"),
-        pc.cache_key(card, pc.Settings(max_batch=4, streams="auto", depth=3, nms_iou=0.5), cpu=cpu, runtime="2026.4.1"),
+        pc.cache_key(card, pc.Settings(max_batch=4, streams="auto", depth=4, nms_iou=0.5, batch=8), cpu=cpu,
+                     runtime="2026.4.1"),
+        # the station's batch (its cameras), its batches in flight, its streams: the pipeline runs otherwise
+        pc.cache_key(card, replace(SETTINGS, batch=1), cpu=cpu, runtime="2026.4.1"),
+        pc.cache_key(card, replace(SETTINGS, depth=2), cpu=cpu, runtime="2026.4.1"),
+        pc.cache_key(card, replace(SETTINGS, streams=0), cpu=cpu, runtime="2026.4.1"),
     ]
     assert len({pc.key_digest(k) for k in misses}) == len(misses)
     for k in misses:
@@ -201,7 +255,7 @@ def test_the_key_holds_cpu_isa_runtime_model_int8_ir_and_settings(tmp_path: Path
 
 
 @pytest.mark.parametrize("junk", [b"{not json", b"[1, 2]", b'{"version": 99, "entries": {}}', b"\xff\xfe\x00",
-                                  b'{"version": 1, "entries": []}'])
+                                  b'{"version": 2, "entries": []}'])
 def test_a_corrupt_cache_file_is_ignored_with_one_log_line(tmp_path: Path, cache_dir: Path, junk: bytes,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     card = load_card(model_copy(tmp_path / "m"))
@@ -214,7 +268,7 @@ def test_a_corrupt_cache_file_is_ignored_with_one_log_line(tmp_path: Path, cache
     lines = [r for r in caplog.records if r.name == pc.__name__]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING and str(path) in lines[0].getMessage()
     assert "Traceback" not in caplog.text
-    m, _ = fake_measure(card, EPYC)  # the next measurement replaces it
+    m, _, _ = fake_measure(card, EPYC)  # the next measurement replaces it
     pc.PrecisionCache(path).put(pc.cache_key(card, SETTINGS), m)
     assert pc.choose_auto(FakeCore("bf16"), card, SETTINGS).precision == "int8"
 
@@ -224,9 +278,22 @@ def test_an_entry_with_wrong_types_is_ignored(tmp_path: Path, cache_dir: Path) -
     key = pc.cache_key(card, SETTINGS)
     path = cache_dir / "precision.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"version": 1, "entries": {pc.key_digest(key): {"key": key, "fps": [1, 2]}}},
-                               default=str))
+    path.write_text(json.dumps({"version": pc.CACHE_VERSION, "entries": {
+        pc.key_digest(key): {"key": key, "rounds": [1, 2], "batch": 8}}}, default=str))
     assert pc.choose_auto(FakeCore("bf16"), card, SETTINGS).measured is False
+
+
+def test_a_cache_of_the_runtime_alone_is_measured_again(tmp_path: Path, cache_dir: Path) -> None:
+    """Version 1 timed the runtime alone (best round, batch 8 and 1): not how the pipeline runs, so not read."""
+    card = load_card(model_copy(tmp_path / "m"))
+    key = pc.cache_key(card, SETTINGS)
+    path = cache_dir / "precision.json"
+    path.parent.mkdir(parents=True)
+    old = {"key": key, "fps": {"bf16": {"8": 243.0, "1": 120.0}, "int8": {"8": 248.0, "1": 110.0}}, "max_batch": 8,
+           "winner": "bf16"}
+    path.write_text(json.dumps({"version": 1, "entries": {pc.key_digest(key): old}}, default=str))
+    choice = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
+    assert not choice.measured and choice.reason.endswith("(not measured yet)") and len(pc._pending) == 1
 
 
 def test_no_cache_folder_or_another_device_is_the_rule_and_nothing_is_queued(tmp_path: Path,
@@ -243,8 +310,8 @@ def test_no_cache_folder_or_another_device_is_the_rule_and_nothing_is_queued(tmp
 # ---------------------------------------------------------------------- the real runtime
 def test_a_real_measurement_of_the_shipped_model_then_auto_runs_its_winner(cache_dir: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenVINO on this CPU, a fraction of a second per precision: every gated precision is timed at both
-    batch sizes, the winner goes to the cache, and an ``auto`` backend built afterwards runs it."""
+    """OpenVINO on this CPU, a fraction of a second per precision: every gated precision is timed under the
+    station's scheduler, the winner goes to the cache, and an ``auto`` backend built afterwards runs it."""
     from inspector.pipeline.backends import create_backend
 
     card = load_card(DEFAULT_MODEL)
@@ -255,12 +322,12 @@ def test_a_real_measurement_of_the_shipped_model_then_auto_runs_its_winner(cache
     be.close()
     monkeypatch.setattr(pc, "MIN_CPU_SHARE", 0.0)  # kept even on the shared test machine's busiest minute
     m = pc.measure_and_store(card, settings, seconds=0.3)
-    assert "f32" in m.fps and all(m.fps[p][n] > 0 for p in m.fps for n in (1, 2))
+    assert "f32" in m.fps and all(v > 0 for v in m.fps.values()) and m.batch == 2
     assert ("int8" in m.fps) == card.int8_gate_passed and m.winner in m.fps
     again = create_backend("openvino", card, max_batch=2, precision="auto", depth=2, nms_iou=0.5)
     try:
         assert again.precision == m.winner and again.precision_choice.measured
-        assert again.precision_choice.reason.startswith(f"measured: {m.winner} ")
+        assert again.precision_choice.reason.startswith("measured (the station's pipeline, 2 in flight, streams 0): ")
         assert again.infer_preprocessed(np.full((2, 320, 320, 3), 114, np.uint8)).shape[0] == 2
     finally:
         again.close()
