@@ -366,27 +366,14 @@ def run_attached(link: Any, hello: dict[str, Any], startup: StartupWindow | None
         hello: The service's answer to ``hello``.
         startup: The start-up window the launcher shows (closed here).
     """
-    from gui.remote import RemoteControl, RemoteStation
-    from gui.remote_bridge import RemoteBridge
-    from inspector.storage.db import StorageError, open_database
-
     app = make_application()
-    station = RemoteStation(hello)
-    engine = None
-    if station.db_url:
-        try:
-            engine = open_database(station.db_url)
-        except StorageError as exc:  # another user's database: the wall works, the history tab is left out
-            log.warning("history not shown: %s", exc)
-    control = RemoteControl(link, station, engine)
-    bridge = RemoteBridge(station, control, link, image_fps=float(hello.get("image_fps", 5.0)))
     try:
-        win = MainWindow(station, control, bridge, stop_station_on_close=False)
-        win.setWindowTitle(f"Inspector — {station.config.name} (station service, pid {station.pid})")
-        win.settings_action.setEnabled(False)
-        win.settings_action.setToolTip("Camera settings are not served over the station service's link yet")
-        control.confirm_pause = lambda: confirm_pause(win, station.config.name)
-        bridge.link_lost.connect(lambda reason: win.show_message(f"link to the station service lost: {reason}"))
+        win, engine = attached_window(link, hello)
+    except BaseException:
+        link.close()
+        raise
+    control, bridge = win.control, win.bridge
+    try:
         win.show()
         if startup is not None:
             startup.close()
@@ -399,6 +386,36 @@ def run_attached(link: Any, hello: dict[str, Any], startup: StartupWindow | None
         link.close()
         if engine is not None:
             engine.dispose()
+
+
+def attached_window(link: Any, hello: dict[str, Any]) -> tuple[MainWindow, Any]:
+    """The main window onto the station service ``link`` is connected to, as `run_attached` shows it (the
+    screenshot script and the attached-GUI tests build it here too); a `QApplication` must exist.
+
+    Returns:
+        The window (not shown; its `gui.remote_bridge.RemoteBridge` started) and the service's database
+        opened here for the history (None: not readable here); the caller disposes it after the window.
+    """
+    from gui.remote import RemoteControl, RemoteStation
+    from gui.remote_bridge import RemoteBridge
+    from inspector.storage.db import StorageError, open_database
+
+    station = RemoteStation(hello)
+    engine = None
+    if station.db_url:
+        try:
+            engine = open_database(station.db_url)
+        except StorageError as exc:  # another user's database: the wall works, the history tab is left out
+            log.warning("history not shown: %s", exc)
+    control = RemoteControl(link, station, engine)
+    bridge = RemoteBridge(station, control, link, image_fps=float(hello.get("image_fps", 5.0)))
+    win = MainWindow(station, control, bridge, stop_station_on_close=False)
+    win.setWindowTitle(f"Inspector — {station.config.name} (station service, pid {station.pid})")
+    win.settings_action.setEnabled(False)
+    win.settings_action.setToolTip("Camera settings are not served over the station service's link yet")
+    control.confirm_pause = lambda: confirm_pause(win, station.config.name)
+    bridge.link_lost.connect(lambda reason: win.show_message(f"link to the station service lost: {reason}"))
+    return win, engine
 
 
 def confirm_pause(parent: QWidget, station_name: str) -> bool:

@@ -27,12 +27,11 @@ import pytest
 pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (PySide6 or its system libraries, e.g. libEGL, are missing)")
 pytest.importorskip("pytestqt")
 
-from gui.app import MainWindow
+from gui.app import attached_window
 from gui.remote import RemoteControl, RemoteHeatMaps, RemoteLink, RemoteStation, attach
 from gui.remote_bridge import RemoteBridge
 from gui.teach_dialog import TeachDialog
 from inspector.archive import heat_map_path
-from inspector.storage.db import open_database
 
 ADMIN = ("admin", "admin-pass-1")
 ENGINEER = ("eve", "engineer-pass-1")
@@ -134,17 +133,17 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 class Window:
-    """A main window attached to the service, as `gui.app.run_attached` builds it (history included)."""
+    """A main window attached to the service, built as `gui.app.run_attached` builds it (history included)."""
 
     def __init__(self, svc: Service, qtbot: Any) -> None:
         got = attach("teach-svc", svc.socket)
         assert got is not None
         self.link, hello = got
-        self.station = RemoteStation(hello)
-        self.engine = open_database(str(self.station.db_url))
-        self.control = RemoteControl(self.link, self.station, self.engine)
-        self.bridge = RemoteBridge(self.station, self.control, self.link, image_fps=5.0)
-        self.win = MainWindow(self.station, self.control, self.bridge, stop_station_on_close=False)
+        self.win, self.engine = attached_window(self.link, hello)
+        assert self.engine is not None  # the service's database, opened here for the history
+        self.station, self.control, self.bridge = self.win.station, self.win.control, self.win.bridge
+        assert isinstance(self.station, RemoteStation) and isinstance(self.control, RemoteControl)
+        assert isinstance(self.bridge, RemoteBridge)
         qtbot.addWidget(self.win)
         self.win.show()
 
