@@ -14,7 +14,7 @@ commit) with this one's virtual environment, so two versions can be measured alt
 ``--schedule`` also prints, for the pipeline's windows and the runtime's alone, the share of the
 time with k batches inside the runtime (started, not finished): with two streams, time with one or
 none inside is a stream without work, whatever the host does meanwhile. It counts the OpenVINO
-backend's requests from its start to its completion callback, on a busy machine too (a ratio of
+backend's requests from their start to their end as the runtime timed them, on a busy machine too (a ratio of
 frames per second is not readable there: the pipeline's threads out-compete the runner's).
 """
 
@@ -88,7 +88,7 @@ def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
     lock = threading.Lock()
     events: list[tuple[int, int]] = []  # (perf_counter_ns, +1 a batch started / -1 one finished)
     windows: dict[str, list[tuple[int, int]]] = {"pipeline": [], "runtime alone": []}
-    start, done = ovb.OpenVinoBackend.start, ovb._request_done
+    start, wait = ovb.OpenVinoBackend.start, ovb._Running.wait
 
     def counted_start(self: Any, *a: Any, **kw: Any) -> Any:
         running = start(self, *a, **kw)
@@ -96,11 +96,11 @@ def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
             events.append((running._t0, 1))
         return running
 
-    def counted_done(running: Any) -> None:  # every request's callback, even where its batch was let go already
-        t = time.perf_counter_ns()
+    def counted_wait(running: Any, *a: Any, **kw: Any) -> Any:  # its end: its start plus the runtime's latency
+        out = wait(running, *a, **kw)
         with lock:
-            events.append((t, -1))
-        done(running)
+            events.append((running._t0 + int(out.inference_ms * 1e6), -1))
+        return out
 
     def timed(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         def run(*a: Any, **kw: Any) -> Any:
@@ -112,7 +112,7 @@ def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
         return run
 
     ovb.OpenVinoBackend.start = counted_start  # type: ignore[method-assign]
-    ovb._request_done = counted_done
+    ovb._Running.wait = counted_wait  # type: ignore[method-assign]
     bp._window = timed(bp._window, "pipeline")  # type: ignore[attr-defined]
     bp.PureRunner.run = timed(bp.PureRunner.run, "runtime alone")  # type: ignore[method-assign]
 

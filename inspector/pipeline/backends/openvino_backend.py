@@ -119,8 +119,8 @@ class OpenVinoBackend(CpuBatchBackend):
         self._loaded: Any = loaded  # released by `close` with the idle graph
         self._slot_tensors: dict[tuple[int, int], Any] = {}  # (slot, n) -> a tensor over the slot's rows
         self._bound: dict[int, Any] = {}  # id(request) -> the input tensor it holds now
-        self._running = 0  # batches inside the runtime now (started, not yet finished)
-        self._last_done_ns = 0  # when the last one finished
+        self._running = 0  # batches started and not yet waited for (inside the runtime, or just finished)
+        self._last_done_ns = 0  # when the last one waited for finished
         self._largest = 1  # the largest batch started: a full batch of this station (1 for one camera)
         self._loaded_graph = False  # batches go to the loaded graph (see `start`)
         self._running_lock = threading.Lock()
@@ -176,14 +176,13 @@ class OpenVinoBackend(CpuBatchBackend):
         req.start_async()
         return running
 
-    def _finished(self, running: _Running) -> None:
-        """``running`` left the runtime: once, from its callback or, where the inference failed and no
-        callback came, from its `wait`."""
+    def _finished(self, running: _Running, done_ns: int) -> None:
+        """``running`` was waited for (once counted), having left the runtime at ``done_ns``."""
         with self._running_lock:
             if not running.counted:
                 running.counted = True
                 self._running -= 1
-                self._last_done_ns = time.perf_counter_ns()
+                self._last_done_ns = max(self._last_done_ns, done_ns)
 
     def close(self) -> None:
         """Wait for every batch still inside the runtime (a process that exits while an infer request
@@ -207,28 +206,25 @@ class OpenVinoBackend(CpuBatchBackend):
 
 
 class _Running:
-    """One slot's batch inside OpenVINO; the completion time is taken by the runtime's callback."""
+    """One slot's batch inside OpenVINO.
 
-    __slots__ = ("__weakref__", "_iou", "_n", "_on_done", "_pre_ms", "_req", "_t0", "_t1", "counted")
+    No completion callback: a Python callback takes the GIL on the runtime's own thread after every batch
+    (and its stream's next batch waits for it while the host's threads hold the GIL); the runtime times
+    the request itself (``InferRequest.latency``, from its start to its end, in C++), and a batch counts
+    as inside (`OpenVinoBackend.start`'s choice of graph) until it is waited for.
+    """
 
-    def __init__(self, req: Any, preprocess_ms: float, on_done: Callable[[_Running], None], n: int = 0,
+    __slots__ = ("_iou", "_n", "_on_done", "_pre_ms", "_req", "_t0", "counted")
+
+    def __init__(self, req: Any, preprocess_ms: float, on_done: Callable[[_Running, int], None], n: int = 0,
                  iou: float | None = None) -> None:
         self._req = req
         self._n = n  # inputs in the batch
         self._iou = iou  # the IoU the graph suppressed at (None: it gives the raw output only)
         self._pre_ms = preprocess_ms
-        self._t1 = 0
         self._on_done = on_done
         self.counted = False
-        # the request keeps its callback: one that held this object (and through it the request and the
-        # backend) would be a cycle through C++ that Python's collector cannot see: no backend, compiled
-        # model or runtime thread would ever be freed
-        req.set_callback(_request_done, weakref.ref(self))
         self._t0 = time.perf_counter_ns()
-
-    def _done(self) -> None:  # on the runtime's thread
-        self._t1 = time.perf_counter_ns()
-        self._on_done(self)
 
     @property
     def decoded(self) -> bool:
@@ -240,24 +236,19 @@ class _Running:
         unread (a benchmark of the runtime alone)."""
         try:
             self._req.wait()  # raises what the inference raised
-        finally:
-            self._on_done(self)  # no callback comes for a failed inference
-        t1 = self._t1 or time.perf_counter_ns()
+            inference_ms = float(self._req.latency)
+        except BaseException:
+            self._on_done(self, time.perf_counter_ns())
+            raise
+        self._on_done(self, self._t0 + int(inference_ms * 1e6))
         # a view, not a copy (~0.5 MB a batch of 8): the request's output stays as it is until its slot
         # is started again, which the caller does only after it decided this batch
         raw = self._req.get_output_tensor(0).data
         if self._iou is None or not decode:
-            return BatchOutput(raw, self._pre_ms, (t1 - self._t0) / 1e6)
+            return BatchOutput(raw, self._pre_ms, inference_ms)
         dets = detections_per_item(raw, self._req.get_output_tensor(1).data, self._req.get_output_tensor(2).data,
                                    self._n)
-        return BatchOutput(raw, self._pre_ms, (t1 - self._t0) / 1e6, dets, self._iou)
-
-
-def _request_done(running: weakref.ref[_Running]) -> None:
-    """An infer request's callback (on the runtime's thread): tells its batch, if anyone still holds it."""
-    r = running()
-    if r is not None:
-        r._done()
+        return BatchOutput(raw, self._pre_ms, inference_ms, dets, self._iou)
 
 
 #: Backends not yet garbage-collected: at exit every one waits for its requests still running.

@@ -221,3 +221,31 @@ def test_a_closed_backend_runs_nothing(card, backend: str) -> None:
     be.close()  # idempotent
     with pytest.raises(BackendClosed, match="closed"):
         be.infer_preprocessed(np.full((1, 320, 320, 3), 114, np.uint8))
+
+
+def test_the_runtime_finishes_a_batch_without_the_gil(card) -> None:
+    """No Python callback runs on the runtime's threads: while a host thread holds the GIL (the post thread
+    deciding, a camera copying), a batch still finishes, and its inference time is the runtime's own. With a
+    callback, the runtime's thread waited for the GIL before the batch counted as done (and its stream's next
+    batch waited with it): inference_ms read the whole second the GIL was held."""
+    import sys
+    import time
+
+    be = create_backend("openvino", card, max_batch=1, precision="f32", depth=1, streams=0)
+    try:
+        be.slot_buffer(0)[:] = 114
+        be.start(0, 1).wait()  # compiled and warm
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(30.0)  # nothing takes the GIL from this thread while it spins
+        try:
+            p = be.start(0, 1)
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 1.0:  # pure Python: the GIL is held throughout
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+        out = p.wait()
+        assert 0 < out.inference_ms < 700, out.inference_ms
+        assert be._running == 0
+    finally:
+        be.close()
