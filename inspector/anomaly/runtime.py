@@ -15,11 +15,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from inspector.anomaly import int8 as int8_graph
 from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
+
+if TYPE_CHECKING:
+    from inspector.anomaly.model import AnomalyModel
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,9 @@ def cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def compile_for_cpu(model: Any, precision: str = "f32") -> Any:
-    """Compile ``model`` for the CPU at ``precision`` (``f32``; ``bf16`` where the CPU has it, else f32)."""
+def compile_for_cpu(model: Any, precision: str = "f32", profile: bool = False) -> Any:
+    """Compile ``model`` for the CPU at ``precision`` (``f32``; ``bf16`` where the CPU has it, else f32);
+    ``profile``: with OpenVINO's per-layer counters on (PERF_COUNT, `benchmarks/anomaly_speed.py`)."""
     import openvino as ov
 
     if precision == "bf16" and not cpu_has_bf16():
@@ -53,22 +58,35 @@ def compile_for_cpu(model: Any, precision: str = "f32") -> Any:
                     "from those its threshold was set with)")
         precision = "f32"
     config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    if profile:
+        config["PERF_COUNT"] = True
     return ov.Core().compile_model(model, "CPU", config)
 
 
 class FeatureExtractor:
-    """Patch features of letterboxed u8 BGR NHWC batches (teaching), one array per level."""
+    """Patch features of letterboxed u8 BGR NHWC batches (teaching), one array per level.
+
+    With ``record_ranges`` the same pass also records the range of every convolution's activation input
+    (`activation_ranges`: what the ``int8`` scorer quantises them to).
+    """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
-                 precision: str = "f32") -> None:
+                 precision: str = "f32", record_ranges: bool = False) -> None:
         self.levels = as_levels(spec)
         self.spec = self.levels[0]
-        self._compiled = compile_for_cpu(cached_feature_model(self.levels, height, width), precision)
+        model = cached_feature_model(self.levels, height, width)
+        self._ranges: int8_graph.RangeTracker | None = None
+        if record_ranges:
+            self._ranges = int8_graph.RangeTracker(len(model.outputs), len(int8_graph.activation_inputs(model)))
+            model = int8_graph.with_range_outputs(model)
+        self._compiled = compile_for_cpu(model, precision)
         self._request = self._compiled.create_infer_request()
 
     def all_levels(self, batch_u8: np.ndarray) -> list[np.ndarray]:
         """One (N, gh, gw, C) float32 array per level."""
         self._request.infer({0: batch_u8})
+        if self._ranges is not None:
+            self._ranges.update(self._request)
         return [np.array(self._request.get_output_tensor(i).data).transpose(0, 2, 3, 1).copy()
                 for i in range(len(self.levels))]
 
@@ -76,20 +94,66 @@ class FeatureExtractor:
         """(N, gh, gw, C) float32 features of the first level."""
         return self.all_levels(batch_u8)[0]
 
+    def activation_ranges(self) -> list[tuple[float, float]]:
+        """(low, high) of every convolution's activation input over the batches seen (``record_ranges``).
 
-def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float) -> Any:
+        Raises:
+            ValueError: Made without ``record_ranges``, or no batch seen yet.
+        """
+        if self._ranges is None:
+            raise ValueError("anomaly: this feature extractor does not record activation ranges")
+        return self._ranges.ranges()
+
+
+#: Where the int8 distances clamp a query's (centred, per-channel scaled) features: this many times the
+#: bank's own largest magnitude per channel (`_int8_nearest`).
+QUERY_RANGE = 2.0
+
+
+def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float,
+                  int8: bool = False) -> Any:
     """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
-    divided by ``raw_threshold`` (one MatMul against the bank, ReduceMin over it)."""
+    divided by ``raw_threshold`` (one MatMul against the bank, ReduceMin over it; ``int8``: see
+    `_int8_nearest`)."""
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
     bank = np.ascontiguousarray(bank, np.float32)
-    cross = ops.matmul(queries, ops.constant(np.ascontiguousarray((-2.0 * bank).T)), False, False)  # [N, P, K]
-    d2 = ops.add(cross, ops.constant(np.einsum("ij,ij->i", bank, bank).reshape(1, 1, -1)))
-    nearest = ops.reduce_min(d2, ops.constant(np.array([2], np.int64)), False)  # [N, P]
-    q2 = ops.reduce_sum(ops.multiply(queries, queries), ops.constant(np.array([2], np.int64)), False)
+    if int8:
+        nearest, q2 = _int8_nearest(ops, queries, bank)
+    else:
+        cross = ops.matmul(queries, ops.constant(np.ascontiguousarray((-2.0 * bank).T)), False, False)  # [N, P, K]
+        d2 = ops.add(cross, ops.constant(np.einsum("ij,ij->i", bank, bank).reshape(1, 1, -1)))
+        nearest = ops.reduce_min(d2, ops.constant(np.array([2], np.int64)), False)  # [N, P]
+        q2 = ops.reduce_sum(ops.multiply(queries, queries), ops.constant(np.array([2], np.int64)), False)
     dist = ops.sqrt(ops.maximum(ops.add(nearest, q2), ops.constant(np.float32(0.0))))
     scaled = ops.multiply(dist, ops.constant(np.float32(1.0 / raw_threshold)))
     return ops.reshape(scaled, ops.constant(np.array([-1, *grid], np.int64)), special_zero=False)
+
+
+def _int8_nearest(ops: Any, queries: Any, bank: np.ndarray) -> tuple[Any, Any]:
+    """(min over the bank of ||b||^2 - 2 q.b, ||q||^2), both [N, P], with the [N, P, K] product in int8.
+
+    Queries and bank are centred on the bank's mean (the distances do not change; the products shrink)
+    and each channel is divided by the bank's largest magnitude in it (the bank multiplied by it, so the
+    products do not change either): every channel then spans [-1, 1] in the bank, and one per-tensor
+    int8 range (+-`QUERY_RANGE`) fits the queries; the bank is quantised per row. OpenVINO runs the
+    MatMul as an int8 GEMM (VNNI) whose output comes out in f32, which also spares the bf16 -> f32
+    reorder of the whole [N, P, K] product that the bf16 graph pays before its ReduceMin."""
+    mean = bank.mean(axis=0)
+    centred = bank - mean
+    scale = np.maximum(np.abs(centred).max(axis=0), 1e-6).astype(np.float32)
+    q = ops.subtract(queries, ops.constant(mean.reshape(1, 1, -1).astype(np.float32)))
+    q2 = ops.reduce_sum(ops.multiply(q, q), ops.constant(np.array([2], np.int64)), False)
+    lim = ops.constant(np.float32(QUERY_RANGE))
+    neg = ops.constant(np.float32(-QUERY_RANGE))
+    q8 = ops.fake_quantize(ops.multiply(q, ops.constant((1.0 / scale).reshape(1, 1, -1))), neg, lim, neg, lim, 256)
+    weights = (-2.0 * centred * scale).astype(np.float32)  # [K, C]
+    w_max = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-12).astype(np.float32)
+    w8 = ops.fake_quantize(ops.constant(weights), ops.constant(-w_max), ops.constant(w_max), ops.constant(-w_max),
+                           ops.constant(w_max), 255)
+    cross = ops.matmul(q8, w8, False, True)  # [N, P, K]
+    d2 = ops.add(cross, ops.constant(np.einsum("ij,ij->i", centred, centred).reshape(1, 1, -1).astype(np.float32)))
+    return ops.reduce_min(d2, ops.constant(np.array([2], np.int64)), False), q2
 
 
 def _largest(ops: Any, levels: Sequence[Any], grids: Sequence[tuple[int, int]]) -> Any:
@@ -122,11 +186,11 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 
 
 def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
-                  grids: Sequence[tuple[int, int]] | None = None) -> Any:
+                  grids: Sequence[tuple[int, int]] | None = None, int8: bool = False) -> Any:
     """``features`` (an ov.Model with one output [N, C, gh, gw] per level; changed in place and returned)
     followed by each level's nearest-neighbour distance to its bank (K, C), divided by its raw threshold;
     coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
-    the one output ``patch_scores`` [N, gh, gw]."""
+    the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_int8_nearest`)."""
     import openvino.opset13 as ops
 
     banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
@@ -139,7 +203,7 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     levels = []
     for result, lv_bank, raw, grid in zip(results, banks, raws, grids):
         feats = result.input_value(0)
-        levels.append(_level_scores(ops, feats, grid, lv_bank, raw))
+        levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8))
         feats.get_tensor().set_names(set())
     maps = _largest(ops, levels, grids)
     assert maps is not None
@@ -152,8 +216,13 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
 
 
 #: The scorer's precisions: the whole graph in f32 or bf16, or the features in bf16 and the distances in f32
-#: (two compiled models, the second run by `PendingScores.wait`).
-PRECISIONS = ("f32", "bf16", "bf16-features")
+#: (two compiled models, the second run by `PendingScores.wait`), or ``int8-distances``: the graph in bf16
+#: (f32 where the CPU has no bf16) with the nearest-neighbour products in int8 (`_int8_nearest`), or ``int8``:
+#: that, and the backbone's convolutions in int8 too, at the activation ranges recorded when it was taught
+#: (`int8.quantized`; the card's ``[runtime] activation_ranges``).
+PRECISIONS = ("f32", "bf16", "bf16-features", "int8-distances", "int8")
+#: The precisions whose scorer needs the card's activation ranges.
+NEEDS_RANGES = ("int8",)
 
 
 class PendingScores:
@@ -189,20 +258,29 @@ class AnomalyScorer:
             largest of its levels' distance / raw threshold).
         precision: One of `PRECISIONS` (the card's ``[runtime] precision``; ``f32`` for cards without it).
             ``bf16-features`` compiles the feature extractor in bf16 and the nearest-neighbour distances as
-            a second model in f32, run when the batch is waited for.
+            a second model in f32, run when the batch is waited for. ``int8-distances`` runs the features
+            in bf16 (where the CPU has it) and the distances' products in int8; ``int8`` quantises the
+            backbone's convolutions too, at ``activation_ranges``.
         depth: Batches that may be inside the runtime at once (one request each).
         edge: Grid cells along each side of the input left out of the image score (they still show in the
             maps). Patches at the frame's edge see the convolutions' zero padding and whatever the edge cuts,
             and vary more than the rest: on the three rendered families 86-98% of good images had their
             worst patch within 2 cells of the edge. PatchCore's reference setup leaves the edge out too
             (resize to 256, centre crop 224).
+        activation_ranges: One (low, high) per backbone convolution (``int8``; the card's
+            ``[runtime] activation_ranges``, `FeatureExtractor.activation_ranges` when it was taught).
+        profile: Per-layer counters on (`profiling`).
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
                  bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
-                 precision: str = "f32", depth: int = 2, edge: int = 0) -> None:
+                 precision: str = "f32", depth: int = 2, edge: int = 0,
+                 activation_ranges: Sequence[Sequence[float]] | None = None, profile: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"anomaly: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if precision in NEEDS_RANGES and not activation_ranges:
+            raise ValueError(f"anomaly: precision {precision!r} needs the activation ranges recorded when the model "
+                             "was taught (the card's [runtime] activation_ranges); teach it again")
         levels = as_levels(spec)
         grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
         self.width, self.height = width, height
@@ -213,14 +291,25 @@ class AnomalyScorer:
         if precision == "bf16-features":
             banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
             raws = [float(raw_threshold)] if isinstance(raw_threshold, (int, float)) else list(raw_threshold)
-            self._compiled = compile_for_cpu(features, "bf16")
-            distances = compile_for_cpu(distance_model(banks, raws, grids), "f32")
+            self._compiled = compile_for_cpu(features, "bf16", profile)
+            distances = compile_for_cpu(distance_model(banks, raws, grids), "f32", profile)
             self._distances = [distances.create_infer_request() for _ in range(depth)]
         else:
-            model = scoring_model(features, bank, raw_threshold, grids)
-            self._compiled = compile_for_cpu(model, precision)
+            int8 = precision in ("int8-distances", "int8")
+            if precision == "int8":
+                assert activation_ranges is not None
+                features = int8_graph.quantized(features, activation_ranges)
+            model = scoring_model(features, bank, raw_threshold, grids, int8=int8)
+            self._compiled = compile_for_cpu(model, ("bf16" if cpu_has_bf16() else "f32") if int8 else precision, profile)
         self._requests = [self._compiled.create_infer_request() for _ in range(depth)]
         self._next = 0
+
+    @classmethod
+    def for_model(cls, model: AnomalyModel, *, precision: str | None = None, depth: int = 2) -> AnomalyScorer:
+        """The scorer of a loaded model at its card's precision (or ``precision``), with its activation ranges."""
+        ranges = model.card.get("runtime", {}).get("activation_ranges")
+        return cls(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
+                   precision or model.precision, depth=depth, edge=model.edge_cells, activation_ranges=ranges)
 
     def start(self, batch_u8: np.ndarray) -> PendingScores:
         """Start scoring ``batch_u8`` (u8 BGR, N x height x width x 3); returns at once."""
@@ -237,3 +326,16 @@ class AnomalyScorer:
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:
         """Score ``batch_u8`` and wait for it."""
         return self.start(batch_u8).wait()
+
+    def layer_precisions(self) -> dict[str, set[str]]:
+        """The compiled graph's layer types (``Convolution``, ``FullyConnected``, ...) and the precisions
+        they run in (``u8``/``i8`` where the int8 kernels took them)."""
+        out: dict[str, set[str]] = {}
+        for op in self._compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            out.setdefault(info["layerType"].astype(str), set()).add(info["runtimePrecision"].astype(str))
+        return out
+
+    def profiling(self) -> list[Any]:
+        """The per-layer counters of the first request's last batch (OpenVINO ``ProfilingInfo``; ``profile``)."""
+        return list(self._requests[0].get_profiling_info())

@@ -1,0 +1,147 @@
+"""The anomaly scorer's variants side by side: ms per frame at batch 8, interleaved rounds, in one run.
+
+    .venv/bin/python benchmarks/anomaly_speed.py [--model models/anomaly-plate-320] [--family plate]
+        [--rounds 12] [--variants score_bf16,score_int8-distances,score_int8,features_bf16,features_int8]
+        [--profile] [--json FILE]
+
+Each variant is compiled once; then every round runs each variant once on the same batch of 8 letterboxed
+frames of the family (seeds 10000-10007), in turn, so a change of the shared machine's load hits all alike.
+Printed per variant: the best and the median ms per frame over the rounds and the ratio of each to the first
+variant's, with the CPU, its ISA flags and the load average before and after.
+
+Variants: ``score_<precision>`` is `AnomalyScorer` at that precision (`runtime.PRECISIONS`); ``features_bf16``
+and ``features_int8`` the backbone alone (``int8``: `int8.quantized` at the activation ranges). Where the
+card has no activation ranges (a model taught before they were recorded), they are measured on 64 good parts
+of the family (seeds 0-63) as teaching would. ``--profile`` prints OpenVINO's per-layer counters (PERF_COUNT)
+of each variant, summed by layer type and kernel, in ms per frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_VARIANTS = "score_bf16,score_int8-distances,score_int8,features_bf16,features_int8"
+
+
+def _machine() -> dict[str, object]:
+    from inspector.bench import cpu_description
+
+    return {"cpu": cpu_description(), "load": [round(v, 2) for v in os.getloadavg()]}
+
+
+def _ranges(model: Any, family: str) -> tuple[list[list[float]], str]:
+    from camera.products import render_product
+    from inspector.anomaly.runtime import FeatureExtractor
+
+    card = model.card.get("runtime", {}).get("activation_ranges")
+    if card:
+        return card, "card"
+    ex = FeatureExtractor(model.spec, model.input_width, model.input_height, "f32", record_ranges=True)
+    for start in range(0, 64, 8):
+        ex.all_levels(np.stack([render_product(family, i, model.input_width, model.input_height).image
+                                for i in range(start, start + 8)]))
+    return [list(r) for r in ex.activation_ranges()], f"measured on {family} seeds 0-63"
+
+
+def _features(model: Any, precision: str, ranges: list[list[float]], profile: bool) -> Any:
+    import openvino as ov
+
+    from inspector.anomaly import int8
+    from inspector.anomaly.backbone import cached_feature_model
+    from inspector.anomaly.runtime import cpu_has_bf16
+
+    graph = cached_feature_model(model.spec, model.input_height, model.input_width)
+    if precision == "int8":
+        graph = int8.quantized(graph, ranges)
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY",
+                                 "INFERENCE_PRECISION_HINT": "bf16" if cpu_has_bf16() else "f32"}
+    if profile:
+        config["PERF_COUNT"] = True
+    return ov.Core().compile_model(graph, "CPU", config).create_infer_request()
+
+
+def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool
+            ) -> tuple[Callable[[np.ndarray], object], Callable[[], list[Any]]]:
+    """(run one batch, the per-layer counters of its last batch)."""
+    from inspector.anomaly.runtime import AnomalyScorer
+
+    kind, _, precision = name.partition("_")
+    if kind == "features":
+        request = _features(model, precision, ranges, profile)
+        return (lambda batch: request.infer({0: batch})), (lambda: list(request.get_profiling_info()))
+    if kind != "score":
+        raise SystemExit(f"--variants: {name!r} is neither score_<precision> nor features_<bf16|int8>")
+    scorer = AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
+                           precision, depth=1, edge=model.edge_cells,
+                           activation_ranges=ranges if precision == "int8" else None, profile=profile)
+    return scorer.score, scorer.profiling
+
+
+def side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray,
+                 rounds: int) -> dict[str, dict[str, float]]:
+    """Best and median ms per frame of each runner, taking turns round by round, with ratios to the first."""
+    for fn in runners.values():
+        fn(batch)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            t = time.perf_counter()
+            fn(batch)
+            times[name].append((time.perf_counter() - t) * 1000.0 / len(batch))
+    first = next(iter(runners))
+    b0, m0 = min(times[first]), statistics.median(times[first])
+    return {name: {"best": round(min(v), 2), "median": round(statistics.median(v), 2),
+                   "best_ratio": round(min(v) / b0, 3), "median_ratio": round(statistics.median(v) / m0, 3)}
+            for name, v in times.items()}
+
+
+def _profile(rows: list[Any], n: int) -> dict[str, float]:
+    """Per-layer counters summed by layer type and kernel, ms per frame."""
+    by_kind: Counter[str] = Counter()
+    for p in rows:
+        by_kind[f"{p.node_type}:{p.exec_type}"] += p.real_time.total_seconds() * 1000.0 / n
+    return {k: round(v, 3) for k, v in by_kind.most_common(10)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=Path("models/anomaly-plate-320"))
+    ap.add_argument("--family", default="plate")
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    from camera.products import render_product
+    from inspector.anomaly.model import load_anomaly_model
+
+    model = load_anomaly_model(args.model)
+    ranges, source = _ranges(model, args.family)
+    batch = np.stack([render_product(args.family, 10_000 + i, model.input_width, model.input_height).image
+                      for i in range(8)])
+    built = {name: _runner(name, model, ranges, args.profile) for name in args.variants.split(",")}
+    out: dict[str, object] = {"machine": _machine(), "model": str(args.model), "card_precision": model.precision,
+                              "activation_ranges": source, "rounds": args.rounds}
+    out["ms_per_frame_b8"] = side_by_side({k: v[0] for k, v in built.items()}, batch, args.rounds)
+    out["load_after"] = [round(v, 2) for v in os.getloadavg()]
+    if args.profile:
+        out["profile_ms_per_frame"] = {k: _profile(v[1](), len(batch)) for k, v in built.items()}
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
