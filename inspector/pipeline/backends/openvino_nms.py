@@ -65,7 +65,46 @@ def with_nms(model: Any, num_classes: int, iou_threshold: float) -> Any:
 
 def detections_per_item(raw: np.ndarray, selected: np.ndarray, scores: np.ndarray, n: int) -> list[np.ndarray]:
     """The selected boxes of each of the ``n`` images: ``(K, 6)`` float32 ``x1 y1 x2 y2 score class``
-    in input pixels, best first. ``selected``/``scores``: the graph's ``(M, 3)`` outputs."""
+    in input pixels, best first. ``selected``/``scores``: the graph's ``(M, 3)`` outputs.
+
+    The few rows of a usual batch are ordered in Python (a dozen numpy calls, each of which may hand the GIL
+    to another thread, cost more than the rows); many rows go through numpy (`_detections_numpy`, the same rows).
+    """
+    if len(selected) > _FEW_ROWS:
+        return _detections_numpy(raw, selected, scores, n)
+    # by image, best first, equal scores by anchor (as the host's stable sort); rows past the valid ones are -1
+    rows = sorted((b, -s, a, c) for (b, c, a), s in zip(selected.tolist(), scores[: len(selected), 2].tolist())
+                  if b >= 0)
+    if not rows:
+        return [np.zeros((0, 6), np.float32) for _ in range(n)]
+    b_idx, neg, a_idx, cls = zip(*rows)
+    cxcywh = raw[b_idx, :4, a_idx]  # (M, 4)
+    out = np.empty((len(rows), 6), np.float32)
+    half = cxcywh[:, 2:4] / 2
+    out[:, 0:2] = cxcywh[:, 0:2] - half
+    out[:, 2:4] = cxcywh[:, 0:2] + half
+    out[:, 4] = neg
+    out[:, 4] *= -1
+    out[:, 5] = cls
+    if n == 1:
+        return [out]
+    per: list[np.ndarray] = []
+    first = 0
+    for i in range(n):
+        last = first
+        while last < len(b_idx) and b_idx[last] == i:
+            last += 1
+        per.append(out[first:last])
+        first = last
+    return per
+
+
+#: Up to this many selected rows, `detections_per_item` orders them in Python
+_FEW_ROWS = 64
+
+
+def _detections_numpy(raw: np.ndarray, selected: np.ndarray, scores: np.ndarray, n: int) -> list[np.ndarray]:
+    """`detections_per_item` in numpy calls (many rows)."""
     valid = selected[:, 0] >= 0  # rows past the valid ones are -1 where the runtime pads
     sel = selected[valid]
     if not len(sel):

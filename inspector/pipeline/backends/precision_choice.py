@@ -304,8 +304,12 @@ class PrecisionCache:
     def _read(self) -> dict[str, Any]:
         try:
             raw = json.loads(self.path.read_text())
-            if not isinstance(raw, dict) or raw.get("version") != CACHE_VERSION or not isinstance(raw.get("entries"),
-                                                                                                  dict):
+            version = raw.get("version") if isinstance(raw, dict) else None
+            if isinstance(version, int) and 0 < version < CACHE_VERSION:  # measured another way: measured again
+                log.info("precision cache %s: version %d measurements are not read (auto measures again)", self.path,
+                         version)
+                return {}
+            if not isinstance(raw, dict) or version != CACHE_VERSION or not isinstance(raw.get("entries"), dict):
                 raise ValueError(f"not a version {CACHE_VERSION} precision cache")
             return raw["entries"]
         except FileNotFoundError:

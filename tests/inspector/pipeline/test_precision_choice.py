@@ -283,7 +283,8 @@ def test_an_entry_with_wrong_types_is_ignored(tmp_path: Path, cache_dir: Path) -
     assert pc.choose_auto(FakeCore("bf16"), card, SETTINGS).measured is False
 
 
-def test_a_cache_of_the_runtime_alone_is_measured_again(tmp_path: Path, cache_dir: Path) -> None:
+def test_a_cache_of_the_runtime_alone_is_measured_again(tmp_path: Path, cache_dir: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     """Version 1 timed the runtime alone (best round, batch 8 and 1): not how the pipeline runs, so not read."""
     card = load_card(model_copy(tmp_path / "m"))
     key = pc.cache_key(card, SETTINGS)
@@ -292,8 +293,14 @@ def test_a_cache_of_the_runtime_alone_is_measured_again(tmp_path: Path, cache_di
     old = {"key": key, "fps": {"bf16": {"8": 243.0, "1": 120.0}, "int8": {"8": 248.0, "1": 110.0}}, "max_batch": 8,
            "winner": "bf16"}
     path.write_text(json.dumps({"version": 1, "entries": {pc.key_digest(key): old}}, default=str))
-    choice = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
+    with caplog.at_level(logging.INFO, logger=pc.__name__):
+        choice = pc.choose_auto(FakeCore("bf16"), card, SETTINGS)
     assert not choice.measured and choice.reason.endswith("(not measured yet)") and len(pc._pending) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # not junk: no warning
+    m, _, _ = fake_measure(card, EPYC)
+    pc.PrecisionCache(path).put(key, m)  # the new measurement replaces the old file
+    assert json.loads(path.read_text())["version"] == pc.CACHE_VERSION
+    assert pc.choose_auto(FakeCore("bf16"), card, SETTINGS).precision == "int8"
 
 
 def test_no_cache_folder_or_another_device_is_the_rule_and_nothing_is_queued(tmp_path: Path,
