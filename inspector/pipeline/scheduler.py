@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from camera.frame_pool import FrameHandle, FramePool
-from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, PendingBatch
+from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, DoneBatch, PendingBatch
 from inspector.pipeline.postprocess import CONF_FLOOR, decode_yolo, nms, to_frame_pixels
 from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, letterbox_into, plan_tiles
 from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, detections_from_array
@@ -465,15 +465,17 @@ class InferenceWorker:
                 fh, fw = h.image.shape[:2]
                 first = len(b.items)
                 card = ep.backend.card
-                for tile, box in lane.plan(fw, fh, card.input_width, card.input_height):
-                    b.items.append(BatchItem(h.image, h.pixel_format, box, tile))
+                if _detects(lane, ep):
+                    for tile, box in lane.plan(fw, fh, card.input_width, card.input_height):
+                        b.items.append(BatchItem(h.image, h.pixel_format, box, tile))
                 b.spans.append((lane, h, first, len(b.items) - first))
-            if not b.items:
+            if not b.spans:
                 b.settle()
                 return None
             b.t_submit = time.perf_counter_ns()
             try:
-                b.pending = ep.backend.submit(b.items)
+                # frames of cameras decided by their anomaly model alone skip the detector
+                b.pending = ep.backend.submit(b.items) if b.items else DoneBatch(_NO_DETECTIONS)
             except Exception:
                 self.stats.errors += 1
                 log.exception("worker %d: inference failed on a batch of %d", self.index, len(b.items))
@@ -617,7 +619,10 @@ class InferenceWorker:
             else:
                 d = nms(decode_yolo(r, conf), self._iou)
             parts.append(to_frame_pixels(d, it.box, it.tile, fw, fh))
-        dets = parts[0] if len(parts) == 1 else nms(np.concatenate(parts, 0), self._iou)
+        if not parts:  # the frame skipped the detector (`_detects`)
+            dets = np.empty((0, 6), np.float32)
+        else:
+            dets = parts[0] if len(parts) == 1 else nms(np.concatenate(parts, 0), self._iou)
         detections = detections_from_array(dets, ep.backend.card.classes)
         t1 = time.perf_counter_ns()
         verdict, rule, counted, rejected = rules.decide(detections)
@@ -653,6 +658,18 @@ class InferenceWorker:
             anomaly_score=score,
             anomaly_map=patch_map,
         )
+
+
+#: The detector's output for a batch whose frames all skipped it.
+_NO_DETECTIONS = BatchOutput(np.empty((0, 0, 0), np.float32), 0.0, 0.0)
+
+
+def _detects(lane: CameraLane, ep: Epoch) -> bool:
+    """Whether the detector runs on ``lane``'s frames under ``ep``: not where the camera is decided by its
+    anomaly model alone (``detector = false``: its rules ignore every class the detector knows)."""
+    if ep.anomaly_of(lane) is None:
+        return True
+    return not ep.rules.get(lane.camera_id, lane.rules).ignore_classes.issuperset(ep.backend.card.classes)
 
 
 def _check(h: FrameHandle) -> None:
