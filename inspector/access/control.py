@@ -309,7 +309,9 @@ class StationControl:
             PermissionDenied: Not an engineer or admin.
             ControlError: No recipes, or the new version does not check or cannot be switched to (one line).
         """
+        from inspector.anomaly.model import load_anomaly_model
         from inspector.config import AnomalyConfig, ConfigError
+        from inspector.pipeline.model_repo import ModelError
         from inspector.recipes.recipe import with_anomaly
         from inspector.recipes.versions import RecipeVersionError, save_recipe_version
 
@@ -324,6 +326,14 @@ class StationControl:
                      for cid, m in models.items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise ControlError(f"save: taught models: {exc}") from None
+        cameras = getattr(self.station, "cameras", {})
+        for cid, spec in specs.items():  # checked before anything is written: the saved version becomes active
+            if cid not in cameras:
+                raise ControlError(f"save: camera {cid}: not a camera of this station")
+            try:
+                load_anomaly_model(spec.model)
+            except ModelError as exc:
+                raise ControlError(f"save: camera {cid}: {exc}") from None
         user = self._user_name()
         what = "; ".join(f"{cid}: {Path(s.model).name} threshold {s.threshold}" for cid, s in specs.items())
         try:

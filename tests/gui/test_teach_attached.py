@@ -10,6 +10,7 @@ real link (`gui.remote.attach`, `RemoteStation`, `RemoteControl`, `RemoteBridge`
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -285,10 +286,32 @@ def test_the_attached_teach_dialog_saves_the_recipe_version_and_switches_through
     qtbot.waitUntil(scored_and_drawn, timeout=120_000)
 
 
-def test_a_second_window_reads_the_recipe_in_force_over_the_link(service: Service) -> None:
+def test_a_taught_save_with_a_model_that_does_not_check_is_refused_in_one_line_and_saves_nothing(
+        service: Service, tmp_path: Path) -> None:
     link = RemoteLink(service.socket)
     try:
-        got = link.request("recipe_in_force")
-        assert got["name"] == "housing" and Path(got["folder"]) == service.folder / "recipes"
+        before = link.request("recipe_in_force")
+        assert before["name"] == "housing" and Path(before["folder"]) == service.folder / "recipes"
+        kept = sorted((service.folder / "recipes" / "versions" / "housing").glob("v*.toml"))
+        assert link.request("login", name=ENGINEER[0], password=ENGINEER[1]) is not None
+        broken = tmp_path / "broken-model"
+        shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "anomaly-plate-320", broken)
+        with (broken / "memory_bank.npy").open("r+b") as f:  # one byte changed: its sha256 fails
+            f.seek(200)
+            b = f.read(1)
+            f.seek(200)
+            f.write(bytes([b[0] ^ 0xFF]))
+        from inspector.access.control import ControlError
+
+        for models, says in (({"cam-b": {"model": str(broken), "threshold": 1.0}}, "sha256"),
+                             ({"cam-b": {"model": str(tmp_path / "nowhere")}}, "nowhere"),
+                             ({"cam-z": {"model": "anomaly-plate-320"}}, "cam-z"),
+                             ({"cam-b": {"threshold": 1.0}}, "model")):
+            with pytest.raises(ControlError) as err:
+                link.request("save_taught_recipe", models=models)
+            text = str(err.value)
+            assert says in text and "\n" not in text, text
+        assert link.request("recipe_in_force") == before  # nothing saved, nothing switched
+        assert sorted((service.folder / "recipes" / "versions" / "housing").glob("v*.toml")) == kept
     finally:
         link.close()
