@@ -49,6 +49,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(args.root.resolve()))
     schedule = _count_batches_inside() if args.schedule else None
+    cpu_per_frame = _count_cpu_per_frame()
     from inspector.bench import cpu_description
     from inspector.bench.pipeline import PureRunner, bench_frames, measure_station, station_config
 
@@ -73,10 +74,43 @@ def main() -> int:
           + " ".join(f"{r['efficiency']:.3f}" for r in out["rounds"])
           + f"), pure {out['pure_fps']:.0f} fps, pipeline {out['fps']:.0f} fps; CPU {cpu['model']} "
           f"({' '.join(cpu['isa'])}, {cpu['kind']}), load {os.getloadavg()[0]:.2f}")
+    cpu_ms = cpu_per_frame()
+    if cpu_ms["pipeline"] and cpu_ms["runtime alone"]:
+        print(f"  CPU per frame (the process's, all threads): runtime alone {cpu_ms['runtime alone']:.3f} core-ms, "
+              f"pipeline {cpu_ms['pipeline']:.3f} core-ms; CPU efficiency {cpu_ms['runtime alone'] / cpu_ms['pipeline']:.3f} "
+              "(what fps efficiency is where the runtime keeps every core busy; less sensitive to other load)")
     if schedule is not None:
         for name, shares in schedule().items():
             print(f"  batches inside the runtime, {name}: " + " ".join(f"{k}: {v:.3f}" for k, v in sorted(shares.items())))
     return 0
+
+
+def _count_cpu_per_frame() -> Callable[[], dict[str, float]]:
+    """Count the process's CPU time and frames in the pipeline's windows and the runtime alone's; returns what
+    gives each one's core-ms per frame (0 where none ran)."""
+    from inspector.bench import pipeline as bp
+
+    acc = {"pipeline": [0.0, 0], "runtime alone": [0.0, 0]}
+    window, run = bp._window, bp.PureRunner.run
+
+    def counted_window(st: Any, seconds: float) -> Any:
+        c0 = time.process_time()
+        out = window(st, seconds)
+        acc["pipeline"][0] += time.process_time() - c0
+        acc["pipeline"][1] += out["inspected"]
+        return out
+
+    def counted_run(self: Any, seconds: float, warm: int = 1) -> float:
+        c0, t0 = time.process_time(), time.perf_counter()
+        fps = run(self, seconds, warm)
+        if seconds > 0:  # not the runner's own warm-up
+            acc["runtime alone"][0] += time.process_time() - c0
+            acc["runtime alone"][1] += round(fps * (time.perf_counter() - t0))
+        return fps
+
+    bp._window = counted_window  # type: ignore[attr-defined]
+    bp.PureRunner.run = counted_run  # type: ignore[method-assign]
+    return lambda: {k: (c / n * 1e3 if n else 0.0) for k, (c, n) in acc.items()}
 
 
 def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:

@@ -50,18 +50,22 @@ def table(res: dict) -> str:
         )
     p, nm = res["precision"], res["nominal"]
     rows.append("")
-    if p.get("fps"):
+    by = res.get("precision_by_cameras") or ({str(p.get("cameras", p.get("batch", "?"))): p} if p.get("fps") else {})
+    timed = {k: q for k, q in by.items() if q.get("fps")}
+    if timed:
+        names = [n for n in ("f32", "bf16", "int8") if any(n in q["fps"] for q in timed.values())]
         rows += [
-            f"Precision, pure backend, every gated precision alternating (fastest at batch {p['batch']} first):",
+            ("Precision as the station's pipeline runs it (every gated precision in turns, fps the median of the "
+             "rounds), and what `auto` runs at each camera count:"),
             "",
-            f"| precision | fps at batch {p['batch']} | fps at batch 1 |",
-            "|---|---:|---:|",
+            "| cameras | " + " | ".join(f"{n} fps" for n in names) + " | `auto` runs | why |",
+            "|---:|" + "---:|" * len(names) + "---|---|",
         ]
-        rows += [f"| {name} | {p['fps'][name].get(str(p['batch']), 0.0):.1f} | {p['fps'][name].get('1', 0.0):.1f} |"
-                 for name in p["ranking"]]
-        rows += [f"| {name} | not measured: {why} | |" for name, why in p.get("skipped", {}).items()]
-        a = p.get("auto") or {}
-        rows += ["", f"`auto` runs **{a.get('precision', '?')}** ({a.get('reason', '?')})."]
+        for k, q in timed.items():
+            cells = " | ".join(f"{q['fps'][n]:.1f}" if n in q["fps"] else "-" for n in names)
+            rows.append(f"| {k} | {cells} | **{(q.get('auto') or {}).get('precision', '?')}** | {q.get('why') or '?'} |")
+        skipped = next(iter(timed.values())).get("skipped", {})
+        rows += [f"\n{name} not measured: {why}." for name, why in skipped.items()]
     elif p.get("int8"):
         rows.append(
             f"Precision, pure backend at batch {p['batch']}: f32 {p['f32']['fps']:.1f} fps, INT8 {p['int8']['fps']:.1f} "
@@ -120,10 +124,10 @@ def table(res: dict) -> str:
     if d:
         rows += [
             "",
-            f"Database ({d['url_kind']}): **{d['inserts_per_s']:,.0f} results/s** sustained through the writer "
-            f"({d['inserts']:,} results); history queries on a {d['rows']:,}-row database, first and next page of "
-            f"200 per GUI filter: **p95 {d['query_p95_ms']:.1f} ms** (worst filter `{d['worst_query']}` "
-            f"{d['worst_p95_ms']:.1f} ms).",
+            (f"Database ({d['url_kind']}): **{d['inserts_per_s']:,.0f} results/s** sustained through the writer "
+             f"({d['inserts']:,} results); history queries on a {d['rows']:,}-row database, first and next page of "
+             f"200 per GUI filter: **p95 {d['query_p95_ms']:.1f} ms** (worst filter `{d['worst_query']}` "
+             f"{d['worst_p95_ms']:.1f} ms)."),
         ]
     return "\n".join(rows)
 

@@ -98,13 +98,13 @@ class Pick:
     runner_up: str | None = None
 
     def describe(self) -> str:
-        """``int8 ahead of bf16 by 14% (noise 1.0%)`` or ``bf16: int8 only 1.5% ahead, within the noise (2.0%);
+        """``int8 ahead of bf16 by 14.4% (noise 1.0%)`` or ``int8 only 1.5% ahead of bf16, within the noise (2.0%):
         the more precise runs``."""
         if self.runner_up is None:
             return f"{self.precision}, the only precision timed"
         if self.precision == self.fastest:
             return f"{self.fastest} ahead of {self.runner_up} by {self.lead:.1%} (noise {self.noise:.1%})"
-        return (f"{self.precision}: {self.fastest} only {self.lead:.1%} ahead, within the noise ({self.noise:.1%}); "
+        return (f"{self.fastest} only {self.lead:.1%} ahead of {self.runner_up}, within the noise ({self.noise:.1%}): "
                 f"the more precise runs")
 
 

@@ -138,7 +138,8 @@ def test_a_precision_leads_only_by_more_than_the_noise_else_the_more_precise_run
     noisy = {"int8": [304.5, 312.0, 297.0, 312.0, 297.0], "bf16": [300.0, 300.0, 300.0, 300.0, 300.0]}
     tie = pc.pick(noisy)
     assert (tie.precision, tie.fastest) == ("bf16", "int8") and pc.NOISE_FLOOR < tie.noise <= pc.TIE
-    assert tie.describe().startswith("bf16: int8 only 1.5% ahead, within the noise (")
+    assert tie.describe().startswith("int8 only 1.5% ahead of bf16, within the noise (")
+    assert tie.describe().endswith("): the more precise runs")
     # a lead over 3% always counts, however noisy: the winner is never more than 3% behind the fastest
     wild = {"int8": [340.0, 270.0, 310.0, 400.0, 250.0], "bf16": [300.0, 300.0, 300.0, 300.0, 300.0]}
     assert pc.pick(wild).precision == "int8" and pc.pick(wild).noise == pc.TIE
