@@ -10,7 +10,7 @@ model's card and applied at run time (`quantized`), so neither the station nor t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,9 +75,10 @@ def calibrate(model: Any, batches: Iterable[np.ndarray]) -> list[tuple[float, fl
     return tracker.ranges()
 
 
-def quantized(model: Any, ranges: Sequence[Sequence[float]]) -> Any:
+def quantized(model: Any, ranges: Sequence[Sequence[float]], keep_float: Collection[int] = ()) -> Any:
     """``model`` (changed in place and returned) with FakeQuantize on every convolution's activation
-    input (``ranges``, from `calibrate`, 256 levels) and weights (symmetric per output channel, 255 levels).
+    input (``ranges``, from `calibrate`, 256 levels) and weights (symmetric per output channel, 255 levels),
+    but those whose index (in `activation_inputs`' order) is in ``keep_float``.
 
     Raises:
         ValueError: ``ranges`` does not have one (low, high) per convolution.
@@ -87,9 +88,9 @@ def quantized(model: Any, ranges: Sequence[Sequence[float]]) -> Any:
     convs = [op for op in model.get_ordered_ops() if op.get_type_name() in QUANTISED]
     if len(convs) != len(ranges):
         raise ValueError(f"anomaly: {len(ranges)} activation ranges for {len(convs)} convolutions")
-    for conv, (lo, hi) in zip(convs, ranges):
+    for i, (conv, (lo, hi)) in enumerate(zip(convs, ranges)):
         lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)  # zero must be exact (padding)
-        if hi - lo < 1e-6:
+        if hi - lo < 1e-6 or i in keep_float:
             continue
         low, high = ops.constant(np.float32(lo)), ops.constant(np.float32(hi))
         act = ops.fake_quantize(conv.input_value(0), low, high, low, high, 256)

@@ -57,9 +57,7 @@ class AnomalyRuntime:
             s = self._scorers.get(worker)
             if s is None:
                 m = self.model
-                s = self._scorers[worker] = AnomalyScorer(m.spec, m.input_width, m.input_height, m.bank,
-                                                          m.raw_threshold, m.precision, depth=max(1, depth),
-                                                          edge=m.edge_cells)
+                s = self._scorers[worker] = AnomalyScorer.for_model(m, depth=max(1, depth))
             return s
 
 

@@ -115,7 +115,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     levels = as_levels(spec)
     # the bank from f32 features whatever the scorer runs: a bank from bf16 features lost accuracy (see BF16_PRECISION)
     precision = runtime_precision()
-    extractor = FeatureExtractor(levels, width, height, "f32")
+    extractor = FeatureExtractor(levels, width, height, "f32", record_ranges=True)  # ranges: the int8 scorer's
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
     edges = [edge * levels[0].grid_stride // lv.grid_stride for lv in levels]
     per_image: list[list[np.ndarray]] = [[] for _ in levels]
@@ -131,6 +131,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 per_image[lv].append(image_coreset(flat, 0.1, seed=seed + len(per_image[lv])))
                 scored[lv].append(_inner(f, edges[lv]).reshape(-1, f.shape[-1]).copy())
         progress("features", min(start + BATCH, len(files)), len(files))
+    ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
     banks, loo = [], []
     for lv in range(len(levels)):
         size = int(np.clip(BANK_SHARE * patches[lv], BANK_MIN, BANK_MAX))
@@ -172,7 +173,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     if len(bad_raw):
         metrics["taught_bad_escape"] = 1.0 - rate_above(bad_raw, th.raw)
     write_model(out, name or out.name, banks, levels, width, height, raws, roi,
-                {"threshold": table, "taught": taught, "metrics": metrics},
+                {"threshold": table, "taught": taught, "metrics": metrics,
+                 "runtime": {"activation_ranges": [list(r) for r in ranges]}},
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
                 edge_cells=edge, precision=precision)
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
@@ -246,8 +248,7 @@ def _score_files(scorer: AnomalyScorer, files: Sequence[Path], roi: Roi | None,
 
 def scorer_for(model: AnomalyModel) -> AnomalyScorer:
     """The compiled scorer of a loaded model (scores normalised: threshold 1.0)."""
-    return AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
-                         precision=model.precision, edge=model.edge_cells)
+    return AnomalyScorer.for_model(model)
 
 
 @dataclass(frozen=True)

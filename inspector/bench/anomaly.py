@@ -55,9 +55,7 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
     runner = PureRunner(backend, model, BATCH, threads, frames, depth=1, streams=streams, precision=precision)
     try:
         am = load_anomaly_model(anomaly)
-        scorer = AnomalyScorer(am.spec, am.input_width, am.input_height, am.bank, am.raw_threshold, am.precision,
-                               depth=1,
-                               edge=am.edge_cells)
+        scorer = AnomalyScorer.for_model(am, depth=1)
         batch = np.empty((BATCH, am.input_height, am.input_width, 3), np.uint8)
         for dst, f in zip(batch, frames):
             letterbox_into(dst, f, "Mono8" if f.ndim == 2 else "BGR8",

@@ -104,3 +104,25 @@ def test_for_model_reads_the_precision_and_the_ranges_from_the_card(tmp_path: Pa
     (tmp_path / "m" / "card.toml").write_text(dump_toml(card))
     with pytest.raises(ValueError, match="teach it again"):
         AnomalyScorer.for_model(load_anomaly_model(tmp_path / "m"))
+
+
+def test_teaching_records_the_ranges_of_the_good_images_and_the_int8_scorer_uses_them(tmp_path: Path) -> None:
+    import cv2
+
+    from inspector.anomaly import teach as teaching
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    frames = _frames(8, teaching.MIN_GOOD)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(good / f"{i}.png"), f)
+    cv2.imwrite(str(bad / "0.png"), np.full((64, 64, 3), 255, np.uint8))  # brighter than any good one
+    teaching.teach([good], tmp_path / "m", bad=bad, width=64, height=64)
+    model = load_anomaly_model(tmp_path / "m")
+    recorded = model.card["runtime"]["activation_ranges"]
+    want = int8.calibrate(cached_feature_model(LEVELS, 64, 64), [frames[:8], frames[8:]])
+    np.testing.assert_allclose(recorded, want, atol=2e-4)  # the good images' ranges, not the NG one's
+    int8_scores = AnomalyScorer.for_model(model, precision="int8").score(frames).scores
+    np.testing.assert_allclose(int8_scores, AnomalyScorer.for_model(model, precision="f32").score(frames).scores,
+                               rtol=0.1)
