@@ -98,36 +98,42 @@ class Pick:
     runner_up: str | None = None
 
     def describe(self) -> str:
-        """``int8 ahead of bf16 by 14.4% (noise 1.0%)`` or ``int8 only 1.5% ahead of bf16, within the noise (2.0%):
-        the more precise runs``."""
+        """``int8 ahead of bf16 by 14.4% (noise 1.0%)`` or ``int8 and bf16 within the noise (int8 +1.5%, noise
+        2.0%): the more precise runs``."""
         if self.runner_up is None:
             return f"{self.precision}, the only precision timed"
-        if self.precision == self.fastest:
+        if self.lead > self.noise:
             return f"{self.fastest} ahead of {self.runner_up} by {self.lead:.1%} (noise {self.noise:.1%})"
-        return (f"{self.fastest} only {self.lead:.1%} ahead of {self.runner_up}, within the noise ({self.noise:.1%}): "
-                f"the more precise runs")
+        return (f"{self.fastest} and {self.runner_up} within the noise ({self.fastest} {self.lead:+.1%}, noise "
+                f"{self.noise:.1%}): the more precise runs")
 
 
 def pick(rounds: Mapping[str, Sequence[float]]) -> Pick:
     """The precision to run from each precision's frames per second, round by round (rounds in the same
     order for all: round ``i`` of every precision ran in the same turn).
 
-    The fastest by median leads another only by more than the spread of their paired ratios (1.4826 x
-    their median absolute deviation, the robust sigma, within [`NOISE_FLOOR`, `TIE`]); of those it does not
-    lead, the first in `PREFERENCE` runs.
+    Two precisions are compared by their paired ratios (round ``i`` of one over round ``i`` of the other): the
+    fastest is ahead of every other by their median (ties: the higher median fps). It leads another only by
+    more than the spread of those ratios (1.4826 x their median absolute deviation, the robust sigma, within
+    [`NOISE_FLOOR`, `TIE`]); of the precisions it does not lead, the first in `PREFERENCE` runs.
     """
     timed = {p: list(v) for p, v in rounds.items() if v and statistics.median(v) > 0}
     if not timed:
         raise ValueError("no precision was timed")
     med = {p: statistics.median(v) for p, v in timed.items()}
-    fastest = max(med, key=lambda p: (med[p], -_rank(p)))
+
+    def paired(p: str, q: str) -> list[float]:
+        return [a / b for a, b in zip(timed[p], timed[q]) if b > 0] or [med[p] / med[q]]
+
+    wins = {p: sum(statistics.median(paired(p, q)) > 1 for q in timed if q != p) for p in timed}
+    fastest = max(timed, key=lambda p: (wins[p], med[p], -_rank(p)))
     tied = [fastest]
     closest: tuple[str, float, float] | None = None  # the runner-up: (precision, lead, noise)
     for p in sorted(timed, key=lambda q: -med[q]):
         if p == fastest:
             continue
-        ratios = [a / b for a, b in zip(timed[fastest], timed[p]) if b > 0]
-        lead = statistics.median(ratios) - 1 if ratios else med[fastest] / med[p] - 1
+        ratios = paired(fastest, p)
+        lead = statistics.median(ratios) - 1
         spread = 1.4826 * statistics.median([abs(r - 1 - lead) for r in ratios]) if len(ratios) > 1 else TIE
         noise = min(TIE, max(NOISE_FLOOR, spread))
         if closest is None:

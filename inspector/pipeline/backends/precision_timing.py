@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -104,22 +105,24 @@ class StationRun:
         with self._lock:
             return self._frames, self._batches, self._stamp
 
-    def _wait_batches(self, n: int) -> tuple[int, int, float]:
-        """The counts once ``n`` batches were decided (or `SETTLE_TIMEOUT_S` passed)."""
+    def _wait_until(self, done: Callable[[tuple[int, int, float]], bool]) -> tuple[int, int, float]:
+        """The counts once ``done`` holds for them (or `SETTLE_TIMEOUT_S` passed)."""
         until = time.monotonic() + SETTLE_TIMEOUT_S
-        while (c := self._counts())[1] < n and time.monotonic() < until:
+        while not done(c := self._counts()) and time.monotonic() < until:
             time.sleep(0.001)
         return c
 
     def window(self, seconds: float) -> float:
-        """Frames per second over at least ``seconds`` once the worker's batches in flight refilled, from one
-        batch decided to another (whole batches, however short the window); paused after."""
+        """Frames per second over at least ``seconds`` once the worker's batches in flight refilled: from one
+        batch decided to the first decided after ``seconds`` (whole batches, however slow they run); paused
+        after."""
         w = self.worker
         b0 = self._counts()[1]
         w.pause(False)
-        f0, b1, t0 = self._wait_batches(b0 + w.in_flight)  # every slot turned over once
-        time.sleep(seconds)
-        f1, _b, t1 = self._wait_batches(b1 + 1)
+        f0, _b, t0 = self._wait_until(lambda c: c[1] >= b0 + w.in_flight)  # every slot turned over once
+        time.sleep(max(0.0, t0 + seconds - time.perf_counter()))
+        end = time.perf_counter()
+        f1, _b, t1 = self._wait_until(lambda c: c[2] >= end)
         w.pause(True)
         until = time.monotonic() + SETTLE_TIMEOUT_S
         while not w.drained() and time.monotonic() < until:  # the next precision runs alone

@@ -31,7 +31,7 @@ PRECISION_8 = {"batch": 8, "cameras": 8, "fps": {"int8": 294.3, "bf16": 256.8, "
                         "(noise 1.0%) (cache /c/precision.json)", "measured": True}}
 PRECISION_1 = {"batch": 1, "cameras": 1, "fps": {"int8": 121.0, "bf16": 120.0, "f32": 80.0},
                "ranking": ["int8", "bf16", "f32"], "skipped": {}, "winner": "bf16",
-               "why": "int8 only 0.8% ahead of bf16, within the noise (1.9%): the more precise runs",
+               "why": "int8 and bf16 within the noise (int8 +0.8%, noise 1.9%): the more precise runs",
                "auto": {"precision": "bf16", "reason": "measured (...)", "measured": True}}
 
 
@@ -86,7 +86,7 @@ def test_rows_compare_our_default_and_ours_at_each_of_their_precisions(monkeypat
     # every gated precision as each station ran it, and what auto runs at each camera count, and why
     assert "precision as the station's pipeline runs it" in text
     assert "       8    149.0    256.8    294.3  int8: int8 ahead of bf16 by 14.6% (noise 1.0%)" in text
-    assert "       1     80.0    120.0    121.0  bf16: int8 only 0.8% ahead of bf16, within the noise (1.9%)" in text
+    assert "       1     80.0    120.0    121.0  bf16: int8 and bf16 within the noise (int8 +0.8%, noise 1.9%)" in text
     table = [line for line in text.splitlines() if line.startswith(("our default", "ours at"))]
     assert len(table) == 4 and all(("int8" in t or "bf16" in t) and t.endswith("x") for t in table)
     assert "its default export, bf16 (batch 8)" in table[0] and table[0].endswith("1.35x")
@@ -106,5 +106,5 @@ def test_the_readme_table_names_every_precision() -> None:
     text = make_table.table(res)
     assert "| cameras | f32 fps | bf16 fps | int8 fps | `auto` runs | why |" in text
     assert "| 8 | 149.0 | 256.8 | 294.3 | **int8** | int8 ahead of bf16 by 14.6% (noise 1.0%) |" in text
-    assert "| 1 | 80.0 | 120.0 | 121.0 | **bf16** | int8 only 0.8% ahead of bf16" in text
+    assert "| 1 | 80.0 | 120.0 | 121.0 | **bf16** | int8 and bf16 within the noise" in text
     assert "| our default (auto), int8 | 280.0 | its default export, bf16 (batch 8) | 207.3 | **1.35x** |" in text
