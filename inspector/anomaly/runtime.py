@@ -48,6 +48,35 @@ def cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+#: CPU flags of an int8 dot product (VNNI, AMX): where the ``int8`` scorer is the default (`default_precision`).
+#: Without them oneDNN's int8 kernels pair u8 x s8 products into saturating 16-bit sums (AVX2).
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_has_int8_dot() -> bool:
+    """Whether the CPU (under any ``ONEDNN_MAX_CPU_ISA`` limit) has one of `INT8_FLAGS`."""
+    from inspector.pipeline.backends import isa
+
+    flags: list[str] = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    break
+    except OSError:
+        return False
+    return any(flag in INT8_FLAGS for flag in isa.kept_flags(flags))
+
+
+def default_precision() -> str:
+    """The precision a model taught here is scored in: ``int8`` where the CPU has an int8 dot product,
+    else ``bf16`` where it has bf16, else ``f32``."""
+    if cpu_has_int8_dot():
+        return "int8"
+    return "bf16" if cpu_has_bf16() else "f32"
+
+
 def compile_for_cpu(model: Any, precision: str = "f32", profile: bool = False) -> Any:
     """Compile ``model`` for the CPU at ``precision`` (``f32``; ``bf16`` where the CPU has it, else f32);
     ``profile``: with OpenVINO's per-layer counters on (PERF_COUNT, `benchmarks/anomaly_speed.py`)."""

@@ -22,7 +22,7 @@ from inspector.anomaly.images import ImageError, Roi, crop, find_images, letterb
 from inspector.anomaly.metrics import auroc, rate_above
 from inspector.anomaly.model import AnomalyModel, load_anomaly_model, write_model
 from inspector.anomaly.patchcore import greedy_coreset, image_coreset, leave_one_out_scores, nearest_distances
-from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, ScoreBatch, cpu_has_bf16
+from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, ScoreBatch, default_precision
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ BF16_PRECISION = "bf16"
 
 
 def runtime_precision() -> str:
-    """The precision a model taught here is scored in: `BF16_PRECISION` where the CPU has bf16, else f32."""
-    return BF16_PRECISION if cpu_has_bf16() else "f32"
+    """The precision a model taught here is scored in (`runtime.default_precision`: int8 where the CPU has
+    VNNI or AMX, else `BF16_PRECISION` where it has bf16, else f32)."""
+    return default_precision()
 
 
 def _quiet(_stage: str, _done: int, _total: int) -> None:

@@ -126,3 +126,18 @@ def test_teaching_records_the_ranges_of_the_good_images_and_the_int8_scorer_uses
     int8_scores = AnomalyScorer.for_model(model, precision="int8").score(frames).scores
     np.testing.assert_allclose(int8_scores, AnomalyScorer.for_model(model, precision="f32").score(frames).scores,
                                rtol=0.1)
+
+
+def test_the_default_precision_is_int8_where_the_cpu_has_an_int8_dot_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector.anomaly import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_int8_dot", lambda: True)
+    assert runtime.default_precision() == "int8"
+    monkeypatch.setattr(runtime, "cpu_has_int8_dot", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert runtime.default_precision() == "bf16"
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    assert runtime.default_precision() == "f32"
+    monkeypatch.undo()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN's limit leaves no VNNI, whatever the CPU has
+    assert not runtime.cpu_has_int8_dot()
