@@ -115,6 +115,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=40, help="good parts collected per camera")
     ap.add_argument("--side", type=int, default=320, help="model input side (320: as the detector's)")
     ap.add_argument("--ng", type=int, default=12, help="NG images of camera 1 given to its teaching")
+    ap.add_argument("--hot", type=int, default=3, help="wait (up to 90 s) for this many NG views to shoot the wall")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     folder = Path(tempfile.mkdtemp(prefix="screenshot_teach_"))
@@ -159,9 +160,14 @@ def main() -> int:
         log.info("saved: %s (%s)", label, dlg.status.text())
         dlg.close()
         win.wall.heat_button.click()
-        pump(30, lambda: sum(v.heat_maps is not None and v.heat_maps.layer.heat is not None
-                             for v in win.wall.views.values()) >= len(cams))
         pump(6)
+
+        def hot() -> int:  # views whose frame shown now is above its threshold somewhere (grey 128: score 1.0)
+            return sum(v.heat_maps is not None and v.heat_maps.layer.heat is not None
+                       and int(v.heat_maps.layer.heat.max()) >= 128 for v in win.wall.views.values())
+
+        pump(90, lambda: hot() >= args.hot)  # a moment with several NG parts in view, for the picture
+        log.info("%d views with a heat map above the threshold", hot())
         shoot(win, args.wall)
         win.close()
         bridge.close()
