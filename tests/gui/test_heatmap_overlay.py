@@ -49,3 +49,53 @@ def test_the_history_view_draws_the_heat_map_archived_beside_the_image(qtbot: An
     other = tmp_path / "cam1_8_1700000000001.png"  # an image without a heat map (a detector NG)
     _grey_image(other)
     assert view.show_inspection(str(other), []) and not view.heat.available
+
+
+def _result(camera_id: str, sequence: int) -> Any:
+    from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, Verdict
+
+    return InspectionResult(camera_id=camera_id, sequence=sequence, acquired_at=0.0, verdict=Verdict.NG, rule="",
+                            detections=(), times=StageTimes(), provenance=Provenance("m", "", ""),
+                            frame_width=64, frame_height=64)
+
+
+def test_a_live_heat_map_that_comes_after_the_first_paint_is_drawn_then(qapp: Any) -> None:
+    """Attached, a frame's heat map arrives with its image, possibly after the view first painted the result:
+    a result without a heat map yet is asked for again at the next paint (it used to stay without one)."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QImage, QPainter
+
+    from gui.heatmap_overlay import LiveHeatMaps
+    from gui.remote import RemoteHeatMaps
+
+    received = RemoteHeatMaps()
+    live = LiveHeatMaps(received.heat_map)
+    live.enabled = True
+    r = _result("cam-a", 7)
+    canvas = QImage(64, 64, QImage.Format.Format_ARGB32)
+    canvas.fill(0)
+    p = QPainter(canvas)
+    live.paint(p, r, QRectF(0, 0, 64, 64))
+    assert live.layer.heat is None
+    received.put("cam-a", 7, np.full((32, 32), 200, np.uint8))
+    received.put("cam-a", 8, np.zeros((32, 32), np.uint8))  # another frame's: not this one
+    live.paint(p, r, QRectF(0, 0, 64, 64))
+    p.end()
+    assert live.layer.heat is not None and int(live.layer.heat.max()) == 200
+    b, _g, r, _a = (int(v) for v in qimage_pixels(canvas)[32, 32])
+    assert r > 90 and b < 30  # drawn: JET's red over the black picture (a score 1.57x the threshold)
+
+
+def test_received_heat_maps_are_found_by_camera_and_frame_and_bounded(qapp: Any) -> None:
+    from gui.remote import RemoteHeatMaps
+
+    received = RemoteHeatMaps()
+    assert received.heat_map(_result("cam-a", 1)) is None  # the empty case
+    for seq in range(RemoteHeatMaps.KEPT + 10):
+        received.put("cam-a", seq, np.full((4, 4), seq % 256, np.uint8))
+    received.put("cam-b", 3, np.full((4, 4), 99, np.uint8))
+    assert received.heat_map(_result("cam-a", 5)) is None  # among the oldest: dropped
+    got = received.heat_map(_result("cam-a", RemoteHeatMaps.KEPT + 9))
+    assert got is not None and int(got[0, 0]) == (RemoteHeatMaps.KEPT + 9) % 256
+    b = received.heat_map(_result("cam-b", 3))
+    assert b is not None and int(b[0, 0]) == 99
