@@ -149,8 +149,13 @@ def test_teach_from_a_folder_shows_the_ng_scores_and_escapes_beside_the_good_one
     assert "folder" in dlg.status.text()
     dlg.good_dir.setText(str(tmp_path / "plate" / "good"))
     dlg.bad_dir.setText(str(tmp_path / "plate" / "bad"))
+    seen: list[tuple[str, int, int, int]] = []  # the progress bar during teaching: stage, done, total, bar
+    dlg._relay.progress.connect(lambda stage, done, total: seen.append((stage, done, total, dlg.progress.value())))
     with qtbot.waitSignal(dlg.taught, timeout=240_000):
         assert dlg.start_teaching()
+    assert seen and any(total > 1 and 0 < done <= total for _s, done, total, _v in seen)
+    assert all(s.startswith("cam-x (1 of 1)") for s, *_ in seen)
+    assert dlg.progress.value() == dlg.progress.maximum()  # full once taught
     r = dlg.reports["cam-x"]
     assert r.bad_images == 6 and dlg.histogram.bad.size == 6 and dlg.histogram.good.size == len(r.good_scores)
     assert "escapes" in dlg.rates.text() and "NG" in dlg.rates.text()
