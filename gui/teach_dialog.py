@@ -226,7 +226,12 @@ class TeachDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.status = QLabel("pick the cameras, then collect good parts or pick a folder")
+        first = "pick the cameras, then collect good parts or pick a folder"
+        if target is not None and root is None and self.session.root != target.folder:
+            # the recipes folder is the service's and not writable here: the service must read the models here
+            first += (f" (models go to {self.session.root}: the recipes folder {target.folder} is not writable "
+                      "here, and the station must be able to read them)")
+        self.status = QLabel(first)
         self.status.setWordWrap(True)
         actions = QHBoxLayout()
         actions.addWidget(self.collect_button)

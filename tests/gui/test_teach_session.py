@@ -80,3 +80,18 @@ def test_frames_are_saved_as_bgr_or_grey() -> None:
     rgb[..., 0] = 255
     assert to_bgr(rgb, "RGB8")[0, 0].tolist() == [0, 0, 255]
     assert to_bgr(np.zeros((2, 2, 1), np.uint8), "Mono8").shape == (2, 2)
+
+
+def test_models_go_under_the_recipes_folder_where_this_window_may_write_there(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    from gui.teach_session import TeachTarget, teach_root
+
+    target = TeachTarget("housing", 3, "housing v3", tmp_path / "recipes")
+    (tmp_path / "recipes").mkdir()
+    assert teach_root(target) == tmp_path / "recipes"
+    assert teach_root(None) == Path.home() / ".local/share/inspector"  # no recipes: the user's own folder
+    # a service's recipes folder this user may not write (root may write anywhere: os.access decides)
+    monkeypatch.setattr("gui.teach_session.os.access", lambda path, mode: Path(path) != tmp_path / "recipes")
+    assert teach_root(target) == Path.home() / ".local/share/inspector"
+    s = TeachSession(SimpleNamespace(), tmp_path, target, stamp="20261206-000000")
+    assert s.model_folder("cam 1") == tmp_path / "models" / "housing-cam_1-v4-20261206-000000"  # the next version
