@@ -4,10 +4,15 @@ The feature extractor (`backbone.feature_model`) is followed in the same graph b
 search against the memory bank (a MatMul with the bank as a constant, ReduceMin over it) and the division
 by the raw threshold, so a batch is one asynchronous inference, as the detector's is:
 
-    scorer = AnomalyScorer(model)                     # compiles once
+    scorer = AnomalyScorer.for_model(model)           # compiles once, at the card's precision
     pending = scorer.start(batch_u8)                  # u8 BGR NHWC, letterboxed like the detector's input
     ...                                               # the worker does other work meanwhile
     scores = pending.wait()                           # ScoreBatch: image scores, patch maps (threshold = 1.0)
+
+Precision (`PRECISIONS`, the card's ``[runtime] precision``): where the CPU has an int8 dot product (VNNI,
+AMX) models are scored in ``int8``: the backbone's convolutions at the activation ranges recorded while
+teaching (`int8.quantized`) and the nearest-neighbour products (`_int8_nearest`); elsewhere bf16 or f32.
+The memory bank and the threshold always come from f32 features (`teach`).
 """
 
 from __future__ import annotations
