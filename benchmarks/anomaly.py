@@ -12,10 +12,13 @@ f32 and bf16. The model is taught in the precision `teach.runtime_precision` pic
 Run it alone on a quiet machine.
 
 ``--eval`` measures accuracy instead, for each family (default: all three), colour and Mono8: teaches from 200 good
-parts (seeds 0-199), evaluates on 200 good and 200 anomalous held-out parts (seeds 100000-100399, with masks),
-then teaches again with 10 NG parts (seeds 50000-50009) given as ``--bad`` and evaluates that model: image AUROC
-(all and per anomaly kind), pixel AUROC, false reject and escape at the threshold. The images are rendered into
-``--data`` (kept: a second run reuses them).
+parts (seeds 0-199), evaluates on 200 good and 200 anomalous parts of the ``--split`` (with masks), then teaches
+again with that split's 10 NG parts given as ``--bad`` and evaluates that model: image AUROC (all and per anomaly
+kind), pixel AUROC, false reject and escape at the threshold. The images are rendered into ``--data`` (kept: a
+second run reuses them). Two disjoint splits, so that what is tuned is not what is reported:
+
+- ``validation`` (choose methods and rules here): test seeds 200000-200399, NG seeds 250000-250009;
+- ``held-out`` (report only): test seeds 100000-100399, NG seeds 50000-50009.
 """
 
 from __future__ import annotations
@@ -60,30 +63,38 @@ def _side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.
     return {name: round(v * 1000.0 / len(batch), 2) for name, v in best.items()}
 
 
-def _dataset(root: Path, family: str, mono: bool) -> Path:
+#: Seeds of each split's test parts (200 good, then 200 anomalous) and its 10 NG parts; teaching uses seeds 0-199.
+SPLITS: dict[str, tuple[int, int]] = {"held-out": (100_000, 50_000), "validation": (200_000, 250_000)}
+
+
+def _dataset(root: Path, family: str, mono: bool, split: str = "held-out") -> Path:
     from camera.products import write_family
 
-    folder = root / f"{family}{'_mono' if mono else ''}"
-    for sub, good, bad, seed in (("train", 200, 0, 0), ("test", 200, 200, 100_000), ("ng", 0, 10, 50_000)):
+    test_seed, ng_seed = SPLITS[split]
+    # the held-out split keeps the folder it always had (earlier runs' renders are reused)
+    folder = (root if split == "held-out" else root / split) / f"{family}{'_mono' if mono else ''}"
+    for sub, good, bad, seed in (("train", 200, 0, 0), ("test", 200, 200, test_seed), ("ng", 0, 10, ng_seed)):
         if not (folder / sub / ".done").is_file():
             write_family(family, folder / sub, good, bad, seed=seed, mono=mono)
             (folder / sub / ".done").write_text("")
     return folder
 
 
-def evaluate_families(families: list[str], data: Path) -> dict[str, object]:
+def evaluate_families(families: list[str], data: Path, split: str = "held-out") -> dict[str, object]:
     """The ``--eval`` table (see the module)."""
     from inspector.anomaly.metrics import auroc
     from inspector.anomaly.teach import evaluate, teach
 
-    out: dict[str, object] = {"machine": _isa()}
+    out: dict[str, object] = {"machine": _isa(), "split": split, "seeds": {"train": "0-199",
+                              "test": f"{SPLITS[split][0]}-{SPLITS[split][0] + 399}",
+                              "ng": f"{SPLITS[split][1]}-{SPLITS[split][1] + 9}"}}
     for family in families:
         for mono in (False, True):
-            folder = _dataset(data, family, mono)
+            folder = _dataset(data, family, mono, split)
             name = folder.name
             row: dict[str, object] = {}
             for label, bad in (("good_only", None), ("with_10_ng", folder / "ng" / "bad")):
-                model = data / "models" / f"{name}_{label}"
+                model = data / "models" / split / f"{name}_{label}"
                 t = time.perf_counter()
                 taught = teach([folder / "train" / "good"], model, bad=bad)
                 seconds = time.perf_counter() - t
@@ -140,6 +151,8 @@ def main() -> None:
     ap.add_argument("--precision-check", type=Path, metavar="MODEL",
                     help="Score MODEL on the family's held-out parts (as --eval renders them) at each precision.")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "inspector-anomaly-eval")
+    ap.add_argument("--split", choices=tuple(SPLITS), default="held-out",
+                    help="Test seeds of --eval: validation (to choose methods) or held-out (to report).")
     ap.add_argument("--family", default="plate", nargs="+")
     ap.add_argument("--good", type=int, default=200)
     ap.add_argument("--size", type=int, default=320)
@@ -155,7 +168,7 @@ def main() -> None:
         from camera.products import FAMILIES
 
         families = list(FAMILIES) if args.family == "plate" else args.family
-        result = evaluate_families(families, args.data)
+        result = evaluate_families(families, args.data, args.split)
         text = json.dumps(result, indent=1)
         if args.json:
             args.json.write_text(text + "\n")
