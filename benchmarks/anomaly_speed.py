@@ -9,7 +9,8 @@ frames of the family (seeds 10000-10007), in turn, so a change of the shared mac
 Printed per variant: the best and the median ms per frame over the rounds and the ratio of each to the first
 variant's, with the CPU, its ISA flags and the load average before and after.
 
-Variants: ``score_<precision>`` is `AnomalyScorer` at that precision (`runtime.PRECISIONS`); ``features_bf16``
+Variants: ``score_<precision>`` is `AnomalyScorer` at that precision (`runtime.PRECISIONS`), its batch split over
+`runtime.batch_streams` streams (``score_<precision>@1``: one stream of all the cores' threads); ``features_bf16``
 and ``features_int8`` the backbone alone (``int8``: `int8.quantized` at the activation ranges). Where the
 card has no activation ranges (a model taught before they were recorded), they are measured on 64 good parts
 of the family (seeds 0-63) as teaching would. ``--profile`` prints OpenVINO's per-layer counters (PERF_COUNT)
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_VARIANTS = "score_bf16,score_int8-distances,score_int8,features_bf16,features_int8"
+DEFAULT_VARIANTS = "score_bf16@1,score_bf16,score_int8-distances,score_int8@1,score_int8,features_bf16,features_int8"
 
 
 def _machine() -> dict[str, object]:
@@ -75,7 +76,8 @@ def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool
     """(run one batch, the per-layer counters of its last batch)."""
     from inspector.anomaly.runtime import AnomalyScorer
 
-    kind, _, precision = name.partition("_")
+    kind, _, variant = name.partition("_")
+    precision, _, streams = variant.partition("@")
     if kind == "features":
         request = _features(model, precision, ranges, profile)
         return (lambda batch: request.infer({0: batch})), (lambda: list(request.get_profiling_info()))
@@ -83,7 +85,8 @@ def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool
         raise SystemExit(f"--variants: {name!r} is neither score_<precision> nor features_<bf16|int8>")
     scorer = AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
                            precision, depth=1, edge=model.edge_cells,
-                           activation_ranges=ranges if precision == "int8" else None, profile=profile)
+                           activation_ranges=ranges if precision == "int8" else None, profile=profile,
+                           streams=int(streams) if streams else None)
     return scorer.score, scorer.profiling
 
 

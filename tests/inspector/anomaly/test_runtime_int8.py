@@ -141,3 +141,22 @@ def test_the_default_precision_is_int8_where_the_cpu_has_an_int8_dot_product(mon
     monkeypatch.undo()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN's limit leaves no VNNI, whatever the CPU has
     assert not runtime.cpu_has_int8_dot()
+
+
+@pytest.mark.parametrize("precision", ["f32", "bf16-features", "int8-distances"])
+def test_a_batch_split_over_streams_scores_as_one_stream_does(precision: str) -> None:
+    banks, _ = _taught(_frames(9))
+    raws = (7.5, 3.0)
+    frames = _frames(10, 5)
+    one = AnomalyScorer(LEVELS, 64, 64, banks, raws, precision, edge=1, streams=1)
+    two = AnomalyScorer(LEVELS, 64, 64, banks, raws, precision, edge=1, streams=2)
+    assert (one.streams, two.streams) == (1, 2)
+    want = one.score(frames)
+    first = two.start(frames)  # 3 + 2 frames, one part per stream
+    second = two.start(frames[:1])  # a second batch in flight; one frame is one part
+    got, got1 = first.wait(), second.wait()
+    np.testing.assert_allclose(got.maps, want.maps, rtol=1e-3, atol=1e-3 * want.maps.max())
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-3)
+    np.testing.assert_allclose(got1.maps, got.maps[:1], rtol=1e-5)
+    with pytest.raises(ValueError, match="batch must be"):
+        two.start(frames[:0])
