@@ -131,8 +131,7 @@ def precision_check(model_dir: Path, family: str, data: Path) -> dict[str, objec
     out: dict[str, object] = {"machine": _isa(), "model": str(model_dir), "data": str(folder / "test")}
     ref: np.ndarray | None = None
     for precision in PRECISIONS:
-        scorer = AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
-                               precision, edge=model.edge_cells)
+        scorer = AnomalyScorer.for_model(model, precision=precision)  # int8: with the card's activation ranges
         scores = {k: np.concatenate([scorer.score(load_batch(f[i:i + 8], scorer.width, scorer.height, model.roi)
                                                   ).scores for i in range(0, len(f), 8)]) for k, f in files.items()}
         both = np.concatenate([scores["good"], scores["bad"]])
@@ -195,8 +194,7 @@ def main() -> None:
     runners: dict[str, Callable[[np.ndarray], object]] = {}
     for precision in PRECISIONS:
         try:
-            runners[f"score_{precision}"] = AnomalyScorer(model.spec, args.size, args.size, model.bank,
-                                                          model.raw_threshold, precision).score
+            runners[f"score_{precision}"] = AnomalyScorer.for_model(model, precision=precision).score
         except RuntimeError as exc:  # a CPU without bf16
             out[precision] = {"error": str(exc).splitlines()[0]}
     for precision in ("f32", "bf16"):
