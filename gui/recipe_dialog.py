@@ -154,7 +154,12 @@ class RecipeDialog(QDialog):
         rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
-        return int(self.table.item(rows[0].row(), 0).text().lstrip("* v"))
+        return int(self._version_text(rows[0].row()).lstrip("* v"))
+
+    def _version_text(self, row: int) -> str:
+        """The version cell of ``row`` (``"* v3"`` for the active one)."""
+        item = self.table.item(row, 0)
+        return item.text() if item is not None else ""
 
     def refresh(self) -> None:
         """Read the recipes (and the chosen one's versions) again; the running recipe is marked ▶."""
@@ -205,8 +210,7 @@ class RecipeDialog(QDialog):
         gate(self.override_button, self.control, "recipe.override_gate", usable=chosen,
              tip="select a detector without a passing promotion gate; asks for the reason (audited)")
         version = self.selected_version
-        active = next((self.table.item(r, 0).text() for r in range(self.table.rowCount())
-                       if self.table.item(r, 0).text().startswith("*")), "")
+        active = next((t for t in map(self._version_text, range(self.table.rowCount())) if t.startswith("*")), "")
         gate(self.rollback_button, self.control, "recipe.save",
              usable=chosen and version is not None and not active.endswith(f"v{version}"),
              tip="make this kept version active again; the station runs it from the recipe's next selection")

@@ -54,7 +54,7 @@ def test_only_an_admin_overrides_the_gate_on_a_switch_with_a_reason_and_it_is_au
         assert len(rows) == 1 and rows[0].user == "admin" and rows[0].target == "housing-b v2"
         assert "defect-new" in str(rows[0].new) and "defect-copy" in str(rows[0].new)
         assert "supplier trial" in str(rows[0].new)
-        assert [r.new for r in control.audit_entries() if r.action == "recipe.select"][0] == "housing-b v2"
+        assert next(r.new for r in control.audit_entries() if r.action == "recipe.select") == "housing-b v2"
 
         # accepted once: the next switches need no override, and an unneeded override audits nothing more
         assert control.select_recipe(1) == "housing-a v2"
