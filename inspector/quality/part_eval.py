@@ -49,6 +49,7 @@ def evaluate_parts(
     be = create_backend(backend, card, max_batch=faces, precision=precision)
     rules = VerdictRules(threshold, dict(class_thresholds or {}))
     part_rows: list[tuple[bool, bool, float]] = []  # truth NG, judged NG, best score over its faces
+    class_best: list[np.ndarray] = []  # per part, each class's best score over its faces
     frame_def = frame_escapes = frame_false = 0
     busy = 0.0
     try:
@@ -63,11 +64,15 @@ def evaluate_parts(
             busy += time.perf_counter() - t0
             any_ng = False
             best = 0.0
+            per_class = np.zeros(len(card.classes))
             for f, d in zip(frames, dets):
                 verdict, _rule, _counted, _rej = rules.decide(detections_from_array(d, card.classes))
                 ng = verdict.value == "NG"
                 any_ng |= ng
                 best = max(best, float(d[:, 4].max()) if len(d) else 0.0)
+                for c in range(len(card.classes)):
+                    scores = d[d[:, 5].astype(int) == c, 4] if len(d) else d[:0, 4]
+                    per_class[c] = max(per_class[c], float(scores.max()) if len(scores) else 0.0)
                 if f.truth.defective:
                     frame_def += 1
                     frame_escapes += not ng
@@ -75,6 +80,7 @@ def evaluate_parts(
                     frame_false += ng
             truth = any(f.truth.defective for f in frames)
             part_rows.append((truth, any_ng, best))
+            class_best.append(per_class)
     finally:
         be.close()
     truth_ng = np.array([r[0] for r in part_rows], bool)
@@ -107,4 +113,29 @@ def evaluate_parts(
         "defective_frames": frame_def,
         "latency_ms_per_image": busy / max(1, n_frames) * 1e3,
         "part_threshold_sweep": sweep,
+        "part_class_sweep": class_sweep(np.array(class_best).reshape(-1, len(card.classes)), truth_ng, card.classes,
+                                        rules),
     }
+
+
+def class_sweep(class_best: np.ndarray, truth_ng: np.ndarray, classes: list[str] | tuple[str, ...],
+                rules: VerdictRules) -> dict[str, list[dict[str, Any]]]:
+    """Per class, its threshold swept (0.05..0.90) with every other class at its rule: part escapes and false rejects.
+
+    What per-class thresholds are chosen from, on validation parts (never the held-out sets): a
+    part is NG when any class's best score over its faces reaches that class's threshold.
+    """
+    own = np.array([rules.threshold_for(c) for c in classes])
+    n_def, n_ok = int(truth_ng.sum()), int((~truth_ng).sum())
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, name in enumerate(classes):
+        rows = []
+        for t in sorted({*np.round(np.arange(0.05, 0.91, 0.05), 2).tolist(), round(float(own[i]), 4)}):
+            limits = own.copy()
+            limits[i] = t
+            ng = (class_best >= limits).any(axis=1)
+            esc, fr = int((~ng & truth_ng).sum()), int((ng & ~truth_ng).sum())
+            rows.append({"threshold": float(t), "part_escapes": esc, "part_false_rejects": fr,
+                         "part_escape_rate": esc / max(1, n_def), "part_false_reject_rate": fr / max(1, n_ok)})
+        out[name] = rows
+    return out

@@ -21,3 +21,18 @@ def test_part_rates_count_parts_and_the_sweep_trades_escapes_for_false_rejects()
     at = next(r for r in sweep if abs(r["threshold"] - 0.4) < 1e-9)
     assert at["part_escape_rate"] == m["part_escape_rate"]
     assert at["part_false_reject_rate"] == m["part_false_reject_rate"]
+
+
+def test_the_class_sweep_moves_one_class_threshold_with_the_others_at_their_rule() -> None:
+    m = evaluate_parts("defect-yolo11p-320", parts=12, faces=4, threshold=0.3, class_thresholds={"scratch": 0.5})
+    sweep = m["part_class_sweep"]
+    assert set(sweep) == {"scratch", "dent", "crack", "contamination"}
+    for name, rows in sweep.items():
+        esc = [r["part_escapes"] for r in rows]
+        fr = [r["part_false_rejects"] for r in rows]
+        assert esc == sorted(esc) and fr == sorted(fr, reverse=True)
+        # at the class's own threshold the sweep is the evaluated verdict
+        own = 0.5 if name == "scratch" else 0.3
+        at = next(r for r in rows if abs(r["threshold"] - own) < 1e-9)
+        assert (at["part_escapes"], at["part_false_rejects"]) == (m["part_escapes"], m["part_false_rejects"])
+        assert at["part_escape_rate"] == m["part_escape_rate"]
