@@ -46,6 +46,9 @@ def dataset_mine(
     backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
     faces: int = typer.Option(0, min=0, max=64, help="Scan COUNT line parts of this many faces (as line-demo's "
                                                       "cameras see them; part seeds below 15625) instead of frames."),
+    defective_faces_only: bool = typer.Option(False, "--defective-faces-only",
+                                              help="With --faces: scan only the faces that carry a defect (finds "
+                                                   "missed defects for a fraction of the time)."),
 ) -> None:
     """Keep the frames the model gets wrong or nearly wrong (hard negatives and positives) as a dataset."""
     from inspector.quality.mining import mine_hard_examples
@@ -54,7 +57,7 @@ def dataset_mine(
     try:
         s = mine_hard_examples(model, out, seed=seed, count=count, base_data=base, ok_share=ok_share,
                                negative_score=negative_score, positive_score=positive_score, backend=backend,
-                               faces=faces)
+                               faces=faces, defective_faces_only=defective_faces_only)
     except errors as exc:
         fail(str(exc))
     typer.echo(f"scanned {s.scanned} {'parts' if faces else 'frames'}: kept {len(s.kept_seeds)} ({s.hard_negatives} with a false call, "

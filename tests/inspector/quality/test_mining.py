@@ -66,6 +66,7 @@ def test_mining_keeps_exactly_the_hard_frames_with_their_truth(tmp_path: Path) -
         (["--negative-score", "1.5", "--count", "5"], "negative_score: 1.5 is not between 0 and 1"),
         (["--base", "missing/data.yaml", "--count", "5"], "base_data: cannot read missing/data.yaml"),
         (["--model", "no-such-model", "--count", "5"], "no-such-model"),
+        (["--defective-faces-only", "--count", "5"], "defective_faces_only: needs faces"),
     ],
 )
 def test_mine_cli_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str], msg: str) -> None:
@@ -88,3 +89,19 @@ def test_mining_line_faces_keeps_the_hard_faces_of_each_part(tmp_path: Path) -> 
     assert label == yolo_label_lines(face.truth, 320, 320)
     with pytest.raises(ValueError, match=r"part seeds \(a face's seed is part \* 64 \+ face, below 1000000\) must lie in 0..15624"):
         mine_hard_examples("defect-yolo11p-320", tmp_path / "x", seed=15620, count=10, faces=8)
+
+
+def test_mining_only_the_defective_faces_scans_no_face_without_a_defect(tmp_path: Path) -> None:
+    from camera.renderer import defective_faces, face_seed, render_face
+
+    # every face with a defect counts as hard (found only from 0.9999): the kept faces are the defective ones scanned
+    s = mine_hard_examples("defect-yolo11p-320", tmp_path / "pos", seed=900, count=6, faces=8,
+                           negative_score=0.999, positive_score=0.9999, ok_share=0.3, defective_faces_only=True)
+    expected = [face_seed(p, k) for p in range(900, 906) for k in sorted(defective_faces(p, 8, 0.3))
+                if render_face(p, k, 8, ok_share=0.3).truth.defective]
+    assert json.loads((tmp_path / "pos" / "dataset.json").read_text())["scanned_faces"] == sum(
+        len(defective_faces(p, 8, 0.3)) for p in range(900, 906))
+    assert expected and list(s.kept_seeds) == expected and s.scanned == 6
+    assert json.loads((tmp_path / "pos" / "dataset.json").read_text())["defective_faces_only"] is True
+    with pytest.raises(ValueError, match="defective_faces_only: needs faces"):
+        mine_hard_examples("defect-yolo11p-320", tmp_path / "x", seed=900, count=2, defective_faces_only=True)
