@@ -7,11 +7,7 @@ serves the tests of this module; the GUI attaches to it (offscreen) through
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,12 +20,11 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
-from sqlalchemy import text
 
 from gui.app import MainWindow, run_attached
 from gui.remote import LinkLost, RemoteLink, attach
 from inspector.access.users import PermissionDenied, Role
-from inspector.storage.db import open_database
+from tests.gui.service_child import ServiceChild
 
 STATION = """
 name = "svc-test"
@@ -51,62 +46,15 @@ ADMIN = ("admin", "admin-pass-1")
 OPERATOR = ("olga", "operator-pass")
 
 
-class Service:
-    """An ``inspector service`` child process and where it keeps things."""
+class Service(ServiceChild):
+    """The module's ``inspector service`` child: two simulated cameras, no archive."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.config = folder / "station.toml"
-        self.config.write_text(STATION)
-        self.url = f"sqlite:///{folder / 'station.db'}"
-        self.socket = folder / "svc.sock"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-
-    def start(self) -> None:
-        env = {**os.environ, "INSPECTOR_NEW_PASSWORD": ADMIN[1]}
-        env.pop("INSPECTOR_SOCKET", None)
-        self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "inspector.cli", "service", "--config", str(self.config), "--db", self.url,
-             "--socket", str(self.socket), "--no-archive"],
-            stdout=subprocess.DEVNULL, stderr=open(self.folder / "service.log", "ab"), env=env)  # noqa: SIM115
-
-    def wait_answering(self, timeout: float = 90.0) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            assert self.proc is not None and self.proc.poll() is None, (self.folder / "service.log").read_text()
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(str(self.socket))
-                return
-            except OSError:
-                time.sleep(0.1)
-            finally:
-                s.close()
-        raise AssertionError("the service never answered")
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    def rows(self) -> int:
-        eng = open_database(self.url)
-        try:
-            with eng.connect() as conn:
-                return int(conn.execute(text("SELECT count(*) FROM inspections")).scalar_one())
-        finally:
-            eng.dispose()
+        super().__init__(folder, STATION, args=["--no-archive"], env={"INSPECTOR_NEW_PASSWORD": ADMIN[1]})
 
 
 def _users_add(svc: Service, name: str, role: str, password: str, acting: str | None = None) -> None:
-    env = {**os.environ, "INSPECTOR_NEW_PASSWORD": password, "INSPECTOR_PASSWORD": ADMIN[1]}
-    cmd = [sys.executable, "-m", "inspector.cli", "users", "add", name, "--role", role, "--db", svc.url]
-    if acting:
-        cmd += ["--as", acting]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+    svc.add_user(name, role, password, admin_password=ADMIN[1], acting=acting)
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +68,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         _users_add(svc, OPERATOR[0], "operator", OPERATOR[1], acting=ADMIN[0])
         yield svc
     finally:
-        if svc.proc is not None and svc.proc.poll() is None:
-            svc.proc.kill()
-            svc.proc.wait(30)
+        svc.kill_if_running()
 
 
 def wait_rows_above(svc: Service, n: int, timeout: float) -> float:

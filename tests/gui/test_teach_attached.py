@@ -9,13 +9,9 @@ real link (`gui.remote.attach`, `RemoteStation`, `RemoteControl`, `RemoteBridge`
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +29,7 @@ from gui.remote import RemoteControl, RemoteHeatMaps, RemoteLink, RemoteStation,
 from gui.remote_bridge import RemoteBridge
 from gui.teach_dialog import TeachDialog
 from inspector.archive import heat_map_path
+from tests.gui.service_child import ServiceChild
 
 ADMIN = ("admin", "admin-pass-1")
 ENGINEER = ("eve", "engineer-pass-1")
@@ -68,49 +65,20 @@ bank_size = 32
 """
 
 
-class Service:
-    """The ``inspector service`` child and its folder (config, recipes, database, archive, log)."""
+class Service(ServiceChild):
+    """The module's ``inspector service`` child with its recipes folder (the product recipe ``housing`` v1)."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
         (folder / "recipes").mkdir()
         (folder / "recipes" / "housing.toml").write_text(
             '[recipe]\nname = "housing"\nnumber = 1\nversion = 1\n[model]\nname = "defect-yolo11p-320"\n')
-        self.config = folder / "station.toml"
-        self.config.write_text(station_toml(folder))
-        self.url = f"sqlite:///{folder / 'station.db'}"
-        self.socket = folder / "svc.sock"
-        self.env = {**os.environ, "INSPECTOR_CACHE_DIR": str(folder / "cache")}  # the backbone converted once here
-        self.env.pop("INSPECTOR_SOCKET", None)
-        self.proc: subprocess.Popen[bytes] | None = None
+        # the backbone converted once here
+        super().__init__(folder, station_toml(folder), args=["--image-fps", "5"],
+                         env={"INSPECTOR_CACHE_DIR": str(folder / "cache")})
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "inspector.cli", "service", "--config", str(self.config), "--db", self.url,
-             "--socket", str(self.socket), "--image-fps", "5"],
-            stdout=subprocess.DEVNULL, stderr=open(self.folder / "service.log", "ab"), env=self.env)  # noqa: SIM115
-
-    def wait_answering(self, timeout: float = 180.0) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            assert self.proc is not None and self.proc.poll() is None, (self.folder / "service.log").read_text()
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(str(self.socket))
-                return
-            except OSError:
-                time.sleep(0.2)
-            finally:
-                s.close()
-        raise AssertionError("the service never answered: " + (self.folder / "service.log").read_text()[-2000:])
-
-    def add_user(self, name: str, role: str, password: str, acting: str | None = None) -> None:
-        env = {**self.env, "INSPECTOR_NEW_PASSWORD": password, "INSPECTOR_PASSWORD": ADMIN[1]}
-        cmd = [sys.executable, "-m", "inspector.cli", "users", "add", name, "--role", role, "--db", self.url]
-        if acting:
-            cmd += ["--as", acting]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
+    def add_user(self, name: str, role: str, password: str, *, admin_password: str = ADMIN[1],
+                 acting: str | None = None) -> None:
+        super().add_user(name, role, password, admin_password=admin_password, acting=acting)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +86,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     svc = Service(tmp_path_factory.mktemp("teach-service"))
     svc.start()
     try:
-        svc.wait_answering()
+        svc.wait_answering(timeout=180.0)  # the first start converts the backbone
         svc.add_user(ADMIN[0], "admin", ADMIN[1])
         svc.add_user(ENGINEER[0], "engineer", ENGINEER[1], acting=ADMIN[0])
         svc.add_user(OPERATOR[0], "operator", OPERATOR[1], acting=ADMIN[0])

@@ -1,0 +1,92 @@
+"""An ``inspector service`` child process for the attached-GUI tests, and where it keeps things."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import text
+
+from inspector.storage.db import open_database
+
+
+class ServiceChild:
+    """``inspector service --config station.toml --db sqlite:///station.db --socket svc.sock`` in ``folder``.
+
+    Args:
+        folder: Holds the config, the database, the socket and ``service.log`` (the child's stderr).
+        station_toml: The station's config text.
+        args: More arguments of ``inspector service``.
+        env: More environment of the child (``INSPECTOR_SOCKET`` is always removed).
+    """
+
+    def __init__(self, folder: Path, station_toml: str, *, args: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> None:
+        self.folder = folder
+        self.config = folder / "station.toml"
+        self.config.write_text(station_toml)
+        self.url = f"sqlite:///{folder / 'station.db'}"
+        self.socket = folder / "svc.sock"
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.env.pop("INSPECTOR_SOCKET", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "inspector.cli", "service", "--config", str(self.config), "--db", self.url,
+             "--socket", str(self.socket), *self.args],
+            stdout=subprocess.DEVNULL, stderr=open(self.folder / "service.log", "ab"), env=self.env)  # noqa: SIM115
+
+    def wait_answering(self, timeout: float = 90.0) -> None:
+        """Until the control socket accepts a connection; the child's log in the failure otherwise."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            assert self.proc is not None and self.proc.poll() is None, (self.folder / "service.log").read_text()
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(str(self.socket))
+                return
+            except OSError:
+                time.sleep(0.1)
+            finally:
+                s.close()
+        raise AssertionError("the service never answered: " + (self.folder / "service.log").read_text()[-2000:])
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def kill_if_running(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def rows(self) -> int:
+        """Inspections stored in the service's database."""
+        eng = open_database(self.url)
+        try:
+            with eng.connect() as conn:
+                return int(conn.execute(text("SELECT count(*) FROM inspections")).scalar_one())
+        finally:
+            eng.dispose()
+
+    def add_user(self, name: str, role: str, password: str, *, admin_password: str,
+                 acting: str | None = None) -> None:
+        """``inspector users add`` against the service's database, non-interactive (``acting``: the admin who
+        adds; none for the first admin)."""
+        env = {**self.env, "INSPECTOR_NEW_PASSWORD": password, "INSPECTOR_PASSWORD": admin_password}
+        cmd = [sys.executable, "-m", "inspector.cli", "users", "add", name, "--role", role, "--db", self.url]
+        if acting:
+            cmd += ["--as", acting]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
