@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QThreadPool, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.recipe_selector import SelectRecipe, SwitchRelay
 from gui.roles import gate
 from inspector.access.control import StationControl
 from inspector.recipes.versions import RecipeVersion, RecipeVersionError, recipe_versions
@@ -55,26 +56,6 @@ def version_row(v: RecipeVersion) -> tuple[str, ...]:
         return (f"{'* ' if v.active else ''}v{v.version}", v.model, "kept", "", "", "")
     gate_text = e.gate + (f" ({e.reason})" if e.reason else "")
     return (f"{'* ' if v.active else ''}v{v.version}", v.model, e.action, e.at, e.by, gate_text)
-
-
-class _Relay(QObject):
-    done = Signal(str, str)  # new label ("" on error), error ("" on success)
-
-
-class _Switch(QRunnable):
-    """``control.select_recipe`` off the GUI thread (the changeover loads a model)."""
-
-    def __init__(self, control: StationControl, key: str, override: bool, reason: str, relay: _Relay) -> None:
-        super().__init__()
-        self.control, self.key, self.override, self.reason, self.relay = control, key, override, reason, relay
-
-    def run(self) -> None:
-        try:
-            label = self.control.select_recipe(self.key, override_gate=self.override, reason=self.reason)
-        except Exception as exc:  # noqa: BLE001 - every refusal must reach the dialog as one line
-            self.relay.done.emit("", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
-            return
-        self.relay.done.emit(label, "")
 
 
 class RecipeDialog(QDialog):
@@ -101,7 +82,7 @@ class RecipeDialog(QDialog):
         self.switch = getattr(station, "recipes", None)
         self.busy = False
         self.last_error = ""
-        self._relay = _Relay()
+        self._relay = SwitchRelay()
         self._relay.done.connect(self._on_switched)
 
         self.recipe_list = QListWidget()
@@ -237,10 +218,10 @@ class RecipeDialog(QDialog):
         self.last_error = ""
         self.update_permissions()
         self._say(f"switching to {name} at the next part…")
-        self.pool.start(_Switch(self.control, name, override, reason, self._relay))
+        self.pool.start(SelectRecipe(self.control, name, 0, self._relay, override_gate=override, reason=reason))
         return True
 
-    def _on_switched(self, label: str, error: str) -> None:
+    def _on_switched(self, _request: int, label: str, error: str) -> None:
         self.busy = False
         self.last_error = error
         if error:

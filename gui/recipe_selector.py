@@ -39,25 +39,28 @@ def recipe_text(recipe: Any) -> str:
     return f"{recipe.recipe.number} {recipe.label}"
 
 
-class _Relay(QObject):
+class SwitchRelay(QObject):
     """Carries a switch's outcome from the pool thread to the GUI thread (a queued signal)."""
 
     done = Signal(int, str, str)  # request number, new label ("" on error), error ("" on success)
 
 
-class _SelectRecipe(QRunnable):
-    """``control.select_recipe(number)`` on a pool thread; the outcome goes back through ``relay``."""
+class SelectRecipe(QRunnable):
+    """``control.select_recipe(key, **options)`` on a pool thread (the changeover loads and warms a model); the
+    outcome, or the first line of the refusal, goes back through ``relay`` with ``request``."""
 
-    def __init__(self, control: StationControl, number: int, request: int, relay: _Relay) -> None:
+    def __init__(self, control: StationControl, key: int | str, request: int, relay: SwitchRelay,
+                 **options: Any) -> None:
         super().__init__()
         self.control = control
-        self.number = number
+        self.key = key
         self.request = request
+        self.options = options  # override_gate, reason
         self.relay = relay  # held here: it outlives the selector if the window closes mid-switch
 
     def run(self) -> None:
         try:
-            label = self.control.select_recipe(self.number)
+            label = self.control.select_recipe(self.key, **self.options)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the GUI, or it stays "switching…"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             self.relay.done.emit(self.request, "", first)
@@ -89,7 +92,7 @@ class RecipeSelector(QWidget):
         self.busy = False
         self._asking = False
         self._request = 0
-        self._relay = _Relay()
+        self._relay = SwitchRelay()
         self._relay.done.connect(self._on_done)
 
         self.title = QLabel("Recipe:")
@@ -190,7 +193,7 @@ class RecipeSelector(QWidget):
         self.update_permissions()
         label = next((r.label for r in self.recipes if r.recipe.number == number), str(number))
         self.message.emit(f"switching to {label} at the next part…")
-        self.pool.start(_SelectRecipe(self.control, number, self._request, self._relay))
+        self.pool.start(SelectRecipe(self.control, number, self._request, self._relay))
 
     def _on_done(self, request: int, label: str, error: str) -> None:
         if request != self._request:
