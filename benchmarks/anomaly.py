@@ -52,15 +52,9 @@ def _isa() -> dict[str, object]:
 def _side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray,
                   rounds: int = 10) -> dict[str, float]:
     """Best ms per frame of each runner, taking turns round by round (so a change of load hits all alike)."""
-    for fn in runners.values():
-        fn(batch)
-    best = dict.fromkeys(runners, float("inf"))
-    for _ in range(rounds):
-        for name, fn in runners.items():
-            t = time.perf_counter()
-            fn(batch)
-            best[name] = min(best[name], time.perf_counter() - t)
-    return {name: round(v * 1000.0 / len(batch), 2) for name, v in best.items()}
+    from anomaly_speed import side_by_side  # this script's folder is on sys.path when it runs
+
+    return {name: row["best"] for name, row in side_by_side(runners, batch, rounds).items()}
 
 
 #: Seeds of each split's test parts (200 good, then 200 anomalous) and its 10 NG parts; teaching uses seeds 0-199.
