@@ -63,16 +63,8 @@ def cpu_has_int8_dot() -> bool:
     """Whether the CPU (under any ``ONEDNN_MAX_CPU_ISA`` limit) has one of `INT8_FLAGS`."""
     from inspector.pipeline.backends import isa
 
-    flags: list[str] = []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    break
-    except OSError:
-        return False
-    return any(flag in INT8_FLAGS for flag in isa.kept_flags(flags))
+    _model, flags = isa.read_cpuinfo()
+    return any(flag in INT8_FLAGS for flag in isa.kept_flags(sorted(flags)))
 
 
 def default_precision() -> str:

@@ -22,22 +22,9 @@ def cpu_description(cpuinfo: str | None = None) -> dict[str, Any]:
     Under an ``ONEDNN_MAX_CPU_ISA`` limit (`inspector.pipeline.backends.isa`) ``isa`` lists what the kernels
     may use, ``kind`` gets ``-emulated`` (``avx2-emulated``), ``max_isa`` names the limit and
     ``cpu_isa`` what the CPU has. ``cpuinfo``: the text of ``/proc/cpuinfo`` (read when None)."""
-    model: str | None = None
-    flags: set[str] = set()
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    for line in cpuinfo.splitlines():  # the first processor's lines
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model is None:
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
     from inspector.pipeline.backends import isa
 
+    model, flags = isa.read_cpuinfo(cpuinfo)
     have = [f for f in ISA_FLAGS if f in flags]
     used = isa.kept_flags(have)
     kind = next((k for flag, k in _KINDS if flag in used), "other")

@@ -44,6 +44,25 @@ def default_is_f32() -> bool:
     return limit is not None and limit not in _WITH_BF16
 
 
+def read_cpuinfo(cpuinfo: str | None = None) -> tuple[str, set[str]]:
+    """The first processor's model name and flags in ``/proc/cpuinfo`` (or in ``cpuinfo``, its text);
+    ``("", set())`` where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set[str]()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
 def kept_flags(flags: list[str]) -> list[str]:
     """Of a CPU's `ISA_FLAGS`, those its kernels may use under the limit."""
     limit = active_limit()

@@ -240,18 +240,7 @@ def cache_path() -> Path | None:
 
 def cpu_identity(cpuinfo: str | None = None) -> dict[str, Any]:
     """The CPU's model name, cores and the `ISA_FLAGS` its kernels may use (under an ISA limit: fewer)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    model, flags = "", set[str]()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and not model:
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
+    model, flags = isa.read_cpuinfo(cpuinfo)
     import platform
 
     return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count() or 1,
