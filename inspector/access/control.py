@@ -285,10 +285,10 @@ class StationControl:
         Returns:
             ``{"name", "version", "label", "folder"}`` (the station's recipes folder), or None: no recipes.
         """
-        sw = getattr(self.station, "recipes", None)
-        if sw is None or not sw.recipes:
+        sw: Any = getattr(self.station, "recipes", None)
+        r = _in_force(sw)
+        if r is None:
             return None
-        r = sw.current if sw.current is not None else sw.recipes[0]
         return {"name": r.recipe.name, "version": r.recipe.version, "label": r.label, "folder": str(sw.folder)}
 
     def save_taught_recipe(self, models: Mapping[str, Mapping[str, Any]],
@@ -316,11 +316,10 @@ class StationControl:
         from inspector.recipes.versions import RecipeVersionError, save_recipe_version
 
         self._require("recipe.save")
-        target = self.recipe_in_force()
-        sw = getattr(self.station, "recipes", None)
-        if target is None or sw is None:
+        sw: Any = getattr(self.station, "recipes", None)
+        recipe = _in_force(sw)
+        if recipe is None:
             raise ControlError("save: this station has no product recipes ([recipes] dir): nothing to save to")
-        recipe = sw.current if sw.current is not None else sw.recipes[0]
         try:
             specs = {str(cid): AnomalyConfig(model=str(m["model"]), threshold=round(float(m.get("threshold", 1.0)), 4))
                      for cid, m in models.items()}
@@ -723,3 +722,9 @@ def _feature_set_toml(cam: Camera, values: dict[str, Any], user: str) -> str:
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
 
+
+def _in_force(switch: Any) -> Any:
+    """A station's `RecipeSwitch`'s recipe in force, else its first; None without recipes."""
+    if switch is None or not switch.recipes:
+        return None
+    return switch.current if switch.current is not None else switch.recipes[0]
