@@ -24,6 +24,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import platformdirs
 
 from inspector.access.control import StationControl
 from inspector.anomaly.teach import MIN_GOOD, TeachReport
@@ -69,10 +70,11 @@ class TeachTarget:
 
 def teach_root(target: TeachTarget | None) -> Path:
     """Where collections and models go: the recipes folder where this window may write there (the station
-    reads the models from it), else the user's data folder."""
+    reads the models from it), else the user's data folder (platformdirs', as the database's and the spool's:
+    ``$XDG_DATA_HOME/inspector``, by default ``~/.local/share/inspector``)."""
     if target is not None and os.access(target.folder, os.W_OK | os.X_OK):
         return target.folder
-    return Path.home() / ".local/share/inspector"
+    return platformdirs.user_data_path("inspector")
 
 
 @dataclass

@@ -89,9 +89,11 @@ def test_models_go_under_the_recipes_folder_where_this_window_may_write_there(
     target = TeachTarget("housing", 3, "housing v3", tmp_path / "recipes")
     (tmp_path / "recipes").mkdir()
     assert teach_root(target) == tmp_path / "recipes"
-    assert teach_root(None) == Path.home() / ".local/share/inspector"  # no recipes: the user's own folder
+    # no recipes: the user's data folder, where the database and spool are too (XDG_DATA_HOME honoured)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert teach_root(None) == tmp_path / "data" / "inspector"
     # a service's recipes folder this user may not write (root may write anywhere: os.access decides)
     monkeypatch.setattr("gui.teach_session.os.access", lambda path, mode: Path(path) != tmp_path / "recipes")
-    assert teach_root(target) == Path.home() / ".local/share/inspector"
+    assert teach_root(target) == tmp_path / "data" / "inspector"
     s = TeachSession(SimpleNamespace(), tmp_path, target, stamp="20261206-000000")
     assert s.model_folder("cam 1") == tmp_path / "models" / "housing-cam_1-v4-20261206-000000"  # the next version
