@@ -13,12 +13,14 @@ import getpass
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspector.cli.common import fail
 
 if TYPE_CHECKING:  # the engine is imported when a command runs, not with the CLI
     from inspector.access.control import StationControl
+    from inspector.service.client import RemoteLink
 
 ENV_PASSWORD = "INSPECTOR_PASSWORD"
 ENV_NEW_PASSWORD = "INSPECTOR_NEW_PASSWORD"
@@ -96,3 +98,38 @@ def login(control: StationControl, name: str | None) -> None:
 def new_password(name: str) -> str:
     """The new password of ``name`` from `ENV_NEW_PASSWORD` or typed twice on the terminal."""
     return read_password(ENV_NEW_PASSWORD, f"New password of {name}: ", confirm=True)
+
+
+@contextlib.contextmanager
+def service_session(station_name: str, socket_path: Path | None, name: str | None) -> Iterator[RemoteLink]:
+    """A session on the running ``inspector service`` of ``station_name`` (``socket_path``, else where the
+    service binds it), with ``name`` (``--as``) logged in over the link; the link closes (and logs out) after.
+
+    Roles and the audit trail are the service's: each request is one `StationControl` call of this session.
+    No service, a wrong password or a locked user is one line and exit 2.
+    """
+    from inspector.access.control import ControlError
+    from inspector.access.users import LoginRefused, PermissionDenied, UserError
+    from inspector.service.client import attach
+    from inspector.service.protocol import socket_candidates
+
+    got = attach(station_name, socket_path)
+    if got is None:
+        where = str(socket_path) if socket_path is not None else ", ".join(map(str, socket_candidates(station_name)))
+        fail(f"no station service of {station_name} answers (tried {where}); start it: inspector service, "
+             "or give --socket")
+    link, _hello = got
+    try:
+        if name is None:
+            fail("--as NAME: a user must log in on the station service to do this")
+        password = read_password(ENV_PASSWORD, f"Password of {name}: ")
+        try:
+            if link.request("login", name=name, password=password) is None:
+                fail(f"--as {name}: wrong user name or password")
+        except (LoginRefused, PermissionDenied, UserError, ControlError) as exc:
+            fail(f"--as {name}: {exc}")
+        yield link
+    except UserError as exc:  # no password to read
+        fail(str(exc))
+    finally:
+        link.close()

@@ -1,4 +1,5 @@
-"""``inspector recipe save|versions|rollback``: product recipe versions, kept and rolled back, with the model gate.
+"""``inspector recipe save|versions|rollback|select``: product recipe versions, kept and rolled back, with the
+model gate; ``select`` switches a running ``inspector service`` to a recipe (over its control link).
 
 Saving and rolling back change what a station runs: an engineer logs in (``--as``) and the
 database's audit trail records it, besides the recipe's own history. A detector without a
@@ -14,7 +15,7 @@ from pathlib import Path
 import typer
 
 from inspector.cli.common import fail, load_station_config, user_errors
-from inspector.cli.login import authenticated
+from inspector.cli.login import authenticated, service_session
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -25,7 +26,8 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 app = typer.Typer(name="recipe", no_args_is_help=True,
-                  help="Product recipes: save a new version (gated), list the kept versions, roll back.")
+                  help="Product recipes: save a new version (gated), list the kept versions, roll back, "
+                       "select one on the running station service.")
 
 DIR_HELP = "The recipes folder (default: the station's \\[recipes] dir)."
 
@@ -144,3 +146,41 @@ def rollback(
                              r.label + (f"; reason: {reason}" if reason else ""))
     typer.echo(f"rolled back {name}: v{entry.from_version} -> {r.label} ({r.model.name}) in {r.path}; select the "
                "recipe again for a running station to use it")
+
+
+@app.command("select")
+def select(
+    key: str = typer.Argument(..., help="The recipe: its number (what a PLC selects), name, product id or external id."),
+    station: str | None = typer.Option(None, help="Built-in station whose service to reach (default line-demo)."),
+    config: Path | None = typer.Option(None, help="Station config TOML whose service to reach."),
+    socket_path: Path | None = typer.Option(
+        None, "--socket", help="The service's control link (default: where `inspector service` binds it for the "
+        "station: $INSPECTOR_SOCKET, /run/inspector, $XDG_RUNTIME_DIR/inspector or /tmp/inspector-UID)."),
+    acting: str | None = typer.Option(None, "--as", help="The operator (or higher) who switches; audited."),
+    override_gate: bool = typer.Option(False, "--override-gate",
+                                       help="Admin only: select although the detector has no passing gate (needs "
+                                            "--reason)."),
+    reason: str = typer.Option("", help="Why the gate is overridden (the audit trail and the recipe's history)."),
+) -> None:
+    """Switch the running station service to a product recipe at its next part (as the GUI's selector, the PLC)."""
+    from inspector.access.control import ControlError
+    from inspector.access.users import PermissionDenied
+    from inspector.service.client import SWITCH_TIMEOUT_S
+
+    name = "station"  # with --socket, whichever station's service answers there
+    if socket_path is None:  # the station names the socket
+        try:
+            name = load_station_config(station, config).name
+        except user_errors() as exc:
+            fail(str(exc))
+    with service_session(name, socket_path, acting) as link:
+        options = {"override_gate": True, "reason": reason} if override_gate else {}
+        try:
+            label = link.request("select_recipe", timeout=SWITCH_TIMEOUT_S, key=int(key) if key.isdigit() else key,
+                                 **options)
+        except (PermissionDenied, ControlError, KeyError, ValueError) as exc:
+            text = str(exc.args[0]) if exc.args else type(exc).__name__  # KeyError's str() would quote it
+            fail((text.strip().splitlines() or [type(exc).__name__])[0])
+        hello = link.request("hello")
+    typer.echo(f"station {hello['station']}: recipe {label} from the next part; parts already triggered finish on "
+               "the one before")
