@@ -123,6 +123,65 @@ class RemoteHeatMaps:
             return self._maps.get((result.camera_id, result.sequence))
 
 
+class RemoteRecipe:
+    """One product recipe of the service, as the recipe selector and dialog read a `Recipe` (``recipe.number``,
+    ``recipe.name``, ``label``)."""
+
+    __slots__ = ("label", "recipe")
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        self.recipe = SimpleNamespace(number=int(d["number"]), name=str(d["name"]), version=int(d["version"]),
+                                      product_id=str(d.get("product_id", "")))
+        self.label = str(d["label"])
+
+
+class RemoteRecipes:
+    """The service's product recipes, read as a `RecipeSwitch` is (``recipes``, ``current``, ``folder``).
+
+    The list and the recipe in force come with the hello and every status snapshot (a switch by the PLC,
+    the command line or another window shows within one); switching goes through `RemoteControl.select_recipe`.
+    """
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        self.folder = Path(str(d["folder"]))
+        self._state: tuple[list[RemoteRecipe], RemoteRecipe | None] = ([], None)
+        self.update(d)
+
+    @classmethod
+    def from_wire(cls, d: Any) -> RemoteRecipes | None:
+        """The stand-in of a hello's ``recipes`` (None: the station has none, or an older service sent none)."""
+        return cls(d) if isinstance(d, Mapping) else None
+
+    def update(self, d: Mapping[str, Any]) -> None:
+        """Take a status snapshot's ``recipes`` (the link's reader thread; one assignment the GUI reads whole)."""
+        recipes = [RemoteRecipe(r) for r in d.get("recipes", [])]
+        number = d.get("current")
+        self._state = (recipes, next((r for r in recipes if r.recipe.number == number), None))
+
+    def now_in_force(self, label: str) -> None:
+        """The service answered a switch to ``label`` (the next snapshot says so too)."""
+        recipes = self._state[0]
+        new = next((r for r in recipes if r.label == label), None)
+        if new is not None:
+            self._state = (recipes, new)
+
+    @property
+    def recipes(self) -> list[RemoteRecipe]:
+        return self._state[0]
+
+    @property
+    def current(self) -> RemoteRecipe | None:
+        return self._state[1]
+
+    @property
+    def number(self) -> int:
+        cur = self.current
+        return cur.recipe.number if cur is not None else 0
+
+    def reload(self) -> None:
+        """Nothing: the service reads its folder (at each selection) and sends the list with its status."""
+
+
 class RemoteStation:
     """The service's station as the main window reads it (built from the service's hello).
 
@@ -139,7 +198,8 @@ class RemoteStation:
         }
         self.card = SimpleNamespace(classes=tuple(hello.get("classes", ())))
         self.line: object | None = object() if hello.get("triggered") else None
-        self.recipes = None  # the product recipe selector stays hidden over the link (not served yet)
+        #: the product recipes (None: the station has none; the selector stays hidden)
+        self.recipes = RemoteRecipes.from_wire(hello.get("recipes"))
         #: heat maps of the anomaly models' results, as the service sends them with its images
         self.anomaly_models = RemoteHeatMaps()
         self.db_url: str | None = hello.get("db_url")
@@ -220,11 +280,19 @@ class RemoteControl:
         self.station._paused = bool(self.link.request("pause", paused=paused))
 
     def select_recipe(self, key: int | str, *, override_gate: bool = False, reason: str = "") -> str:
-        """The product changeover on the service (operator; audited there); waits while it loads the models."""
-        if not override_gate:
-            return str(self.link.request("select_recipe", timeout=SWITCH_TIMEOUT_S, key=key))
-        return str(self.link.request("select_recipe", timeout=SWITCH_TIMEOUT_S, key=key, override_gate=True,
-                                     reason=reason))
+        """The product changeover on the service (operator; audited there); waits while it loads the models.
+
+        The recipe in force is the new one at once here (the selector shows it), not at the next status snapshot.
+        """
+        options: dict[str, Any] = {"override_gate": True, "reason": reason} if override_gate else {}
+        label = str(self.link.request("select_recipe", timeout=SWITCH_TIMEOUT_S, key=key, **options))
+        if self.station.recipes is not None:
+            self.station.recipes.now_in_force(label)
+        return label
+
+    def rollback_recipe(self, name: str, *, to: int | None = None, reason: str = "") -> str:
+        """Make a kept earlier version of recipe ``name`` active again, on the service (engineer; audited there)."""
+        return str(self.link.request("rollback_recipe", name=name, to=to, reason=reason))
 
     def trigger_part(self, part_id: str | None = None) -> str:
         return str(self.link.request("trigger_part", part_id=part_id))

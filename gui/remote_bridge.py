@@ -179,6 +179,9 @@ class RemoteBridge(QObject):
         if isinstance(line, dict):
             with self._lock:
                 self._line = LineStatus(**{**line, "window_s": float(line.get("window_s", GAUGE_WINDOW_S))})
+        recipes = msg.get("recipes")
+        if isinstance(recipes, dict) and self.station.recipes is not None:
+            self.station.recipes.update(recipes)  # the recipe selector shows it at its next sync
         plc = PlcStatus.from_wire(msg.get("plc"))  # a service from before the PLC view sends none: not configured
         with self._lock:
             self._plc = plc

@@ -175,6 +175,23 @@ def part_from_wire(d: dict[str, Any]) -> PartResult:
         raise ProtocolError(f"part: {exc}") from None
 
 
+def recipes_to_wire(switch: Any) -> dict[str, Any] | None:
+    """A station's product recipes as the attached window's selector reads them (None: it has none).
+
+    ``{"folder": str, "current": number or None, "recipes": [{"number", "name", "version", "label",
+    "product_id"}]}``; ``switch`` is the station's `inspector.recipes.switch.RecipeSwitch` (or None).
+    """
+    if switch is None:
+        return None
+    cur = switch.current
+    return {
+        "folder": str(switch.folder),
+        "current": cur.recipe.number if cur is not None else None,
+        "recipes": [{"number": r.recipe.number, "name": r.recipe.name, "version": r.recipe.version,
+                     "label": r.label, "product_id": r.recipe.product_id} for r in list(switch.recipes)],
+    }
+
+
 def _det(d: Detection) -> list[Any]:
     return [d.x1, d.y1, d.x2, d.y2, d.class_id, d.score, d.class_name]
 

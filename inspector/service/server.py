@@ -39,6 +39,7 @@ from inspector.service.protocol import (
     CameraLiveWire,
     encode,
     part_to_wire,
+    recipes_to_wire,
     result_to_wire,
 )
 from inspector.service.session import ClientLink
@@ -259,6 +260,7 @@ class ControlServer:
             "paused": bool(st.paused),
             "db_url": getattr(st, "db_url", None),
             "image_fps": self.image_fps,
+            "recipes": recipes_to_wire(getattr(st, "recipes", None)),
         }
 
     def status(self) -> dict[str, Any]:
@@ -291,7 +293,9 @@ class ControlServer:
                 last_result_age_s=(now - at) if at is not None else None, newest_frame_wall=newest_wall,
             )))
         return {"paused": bool(st.paused), "health": dict(st.health()), "cameras": cams, "line": self._line_status(),
-                "plc": plc_status(st).to_wire()}  # type: ignore[arg-type]  # Station has both links (None: off)
+                "plc": plc_status(st).to_wire(),  # type: ignore[arg-type]  # Station has both links (None: off)
+                # the recipe in force and the list (a switch by the PLC or another window; a version saved)
+                "recipes": recipes_to_wire(getattr(st, "recipes", None))}
 
     def _line_status(self) -> dict[str, Any] | None:
         line = self.station.line

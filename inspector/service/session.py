@@ -69,6 +69,8 @@ OPS: dict[str, Op] = {
     "pause": lambda c, a: _pause(c, bool(a["paused"])),
     "select_recipe": lambda c, a: c.select_recipe(a["key"], override_gate=bool(a.get("override_gate", False)),
                                                   reason=str(a.get("reason", ""))),
+    "rollback_recipe": lambda c, a: c.rollback_recipe(str(a["name"]), to=None if a.get("to") is None else int(a["to"]),
+                                                      reason=str(a.get("reason", ""))),
     "recipe_in_force": lambda c, a: c.recipe_in_force(),
     "save_taught_recipe": lambda c, a: c.save_taught_recipe(dict(a["models"]), a.get("detector")),
     "trigger_part": lambda c, a: c.trigger_part(a.get("part_id")),
