@@ -430,10 +430,16 @@ class TeachDialog(QDialog):
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         secs = sum(r.seconds for r in reports.values())
-        self._say(f"taught {len(reports)} camera(s) in {secs:.0f} s: check the histogram, adjust the threshold, save")
+        # this round, and every camera the save takes (an earlier round's too): not just the last round's count
+        text = f"taught {', '.join(reports)} in {secs:.0f} s"
+        if len(self.reports) > len(reports):
+            text += f"; {len(self.reports)} cameras taught ({', '.join(self.reports)})"
+        self._say(text + ": check each camera's histogram and threshold, then save")
         self.shown_camera.blockSignals(True)
         self.shown_camera.clear()
         self.shown_camera.addItems(list(self.reports))
+        if reports:  # the histogram of a camera just taught
+            self.shown_camera.setCurrentText(next(iter(reports)))
         self.shown_camera.blockSignals(False)
         self._show_counts()
         self._show_camera(self.shown_camera.currentText())
