@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Longest side of a heat map in pixels: 160 x 160 u8 is 25.6 kB raw, 2-8 kB as PNG.
 HEAT_MAP_SIDE = 160
+#: Heat maps kept for the next consumer of the same result (the archive may run a queue behind the link).
+HEAT_MAPS_KEPT = 64
 #: Score per grey level: 255 is score 2.0, so the threshold (1.0) sits mid-scale (as ``anomaly score --heatmaps``).
 HEAT_LEVELS_PER_SCORE = 127.5
 
@@ -214,6 +217,9 @@ class StationAnomaly:
         #: (camera id, bank sha256) -> its newest check: a result names its model by the bank's sha256
         self._by_result: dict[tuple[str, str], CameraAnomaly] = {}
         self._lock = threading.Lock()
+        #: the newest heat maps, shared by the archive, the control link and the wall (each asks for the same
+        #: NG result's): (camera, sequence, max side) -> (the result's patch scores, its map)
+        self._heat_maps: OrderedDict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def check(self, spec: _AnomalySpec, camera_id: str, base: Path | None = None,
               say: Callable[[str], None] | None = None) -> CameraAnomaly:
@@ -293,8 +299,20 @@ class StationAnomaly:
         m = result.anomaly_map
         if m is None or result.frame_width <= 0 or result.frame_height <= 0:
             return None
+        key = (result.camera_id, result.sequence, max_side)
+        with self._lock:
+            kept = self._heat_maps.get(key)
+        if kept is not None and kept[0] is m:  # the same result's scores (not a restarted camera's numbering)
+            return kept[1]
         check = self._by_result.get((result.camera_id, result.provenance.anomaly_sha256))
         if check is None:
             return None
-        return check.heat_map(m, result.frame_width, result.frame_height, max_side)
+        heat = check.heat_map(m, result.frame_width, result.frame_height, max_side)
+        heat.flags.writeable = False  # shared: no consumer draws into another's
+        with self._lock:
+            self._heat_maps[key] = (m, heat)
+            self._heat_maps.move_to_end(key)
+            while len(self._heat_maps) > HEAT_MAPS_KEPT:
+                self._heat_maps.popitem(last=False)
+        return heat
 
