@@ -71,8 +71,9 @@ MIN_CPU_SHARE = 0.5
 #: The ISA flags that decide the model's speed (part of the cache key).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
              "amx_int8", "amx_fp16")
-#: 2: the station's pipeline timed in rounds (1: the runtime alone, best round; its entries are measured again)
-CACHE_VERSION = 2
+#: 3: full batches on graphs compiled for their size (`openvino_backend.STATIC_FULL_BATCH`); 2: the station's
+#: pipeline timed in rounds; 1: the runtime alone, best round (older entries are measured again)
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)

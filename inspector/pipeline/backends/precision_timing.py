@@ -71,9 +71,13 @@ class StationRun:
 
         self.backend = create_backend("openvino", card, max_batch=settings.max_batch, device=settings.device,
                                       threads=settings.threads, precision=precision, depth=settings.depth,
-                                      streams=settings.streams, nms_iou=settings.nms_iou)
+                                      streams=settings.streams, nms_iou=settings.nms_iou,
+                                      batch=settings.station_batch)
         try:
             self.backend.warmup()
+            wait_static = getattr(self.backend, "wait_static", None)
+            if wait_static is not None:  # timed as the station runs it for good: full batches on their own graph
+                wait_static(120.0)
             prov = Provenance(card.name, card.sha256, "openvino")
             rules = VerdictRules(card.threshold) if card.threshold is not None else VerdictRules()
             lanes = []

@@ -269,7 +269,7 @@ def test_the_key_holds_cpu_isa_runtime_model_int8_ir_and_settings(tmp_path: Path
 
 
 @pytest.mark.parametrize("junk", [b"{not json", b"[1, 2]", b'{"version": 99, "entries": {}}', b"\xff\xfe\x00",
-                                  b'{"version": 2, "entries": []}'])
+                                  b'{"version": 3, "entries": []}'])
 def test_a_corrupt_cache_file_is_ignored_with_one_log_line(tmp_path: Path, cache_dir: Path, junk: bytes,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     card = load_card(model_copy(tmp_path / "m"))
