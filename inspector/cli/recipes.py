@@ -174,6 +174,7 @@ def select(
         except user_errors() as exc:
             fail(str(exc))
     with service_session(name, socket_path, acting) as link:
+        hello = link.request("hello")  # the station's name, its line and the recipe in force before
         options = {"override_gate": True, "reason": reason} if override_gate else {}
         try:
             label = link.request("select_recipe", timeout=SWITCH_TIMEOUT_S, key=int(key) if key.isdigit() else key,
@@ -181,6 +182,12 @@ def select(
         except (PermissionDenied, ControlError, KeyError, ValueError) as exc:
             text = str(exc.args[0]) if exc.args else type(exc).__name__  # KeyError's str() would quote it
             fail((text.strip().splitlines() or [type(exc).__name__])[0])
-        hello = link.request("hello")
-    typer.echo(f"station {hello['station']}: recipe {label} from the next part; parts already triggered finish on "
-               "the one before")
+    known = hello.get("recipes") or {}
+    old = next((r["label"] for r in known.get("recipes", []) if r["number"] == known.get("current")),
+               "the station settings")
+    if hello.get("triggered"):
+        typer.echo(f"station {hello['station']}: recipe {label} from the next part; parts already triggered finish "
+                   f"on {old}")
+    else:  # free-running: a part is a frame
+        typer.echo(f"station {hello['station']}: recipe {label} from the next frame; frames already taken finish on "
+                   f"{old}")
