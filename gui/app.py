@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QFontMetrics, QKeySequence
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QSizePolicy, QTabWidget, QToolBar, QWidget
 
 from camera.protocol import CameraState
@@ -218,8 +218,17 @@ class MainWindow(QMainWindow):
         UsersDialog(self.control, self).exec()
 
     def show_message(self, text: str) -> None:
-        """A message in the status bar (refusals, export results)."""
-        self.statusBar().showMessage(text, 10_000)
+        """A message in the status bar (refusals, export results).
+
+        One too long for the room beside the health label is shortened in the middle (a refusal's reason is at its
+        start, what still runs at its end; the bar would cut the end off); the whole line is the bar's tooltip.
+        """
+        bar = self.statusBar()
+        beside = sum(w.width() for w in (self.health_label, self.precision_label) if w.isVisible())
+        room = max(200, bar.width() - beside - 24)  # the size grip and the margins
+        shown = QFontMetrics(bar.font()).elidedText(text, Qt.TextElideMode.ElideMiddle, room)
+        bar.setToolTip(text if shown != text else "")
+        bar.showMessage(shown, 10_000)
 
     # ------------------------------------------------------------------ updates
     def _update_user(self) -> None:

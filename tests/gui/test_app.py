@@ -268,3 +268,32 @@ def test_first_start_dialog_does_not_hold_inspection(qtbot: Any, tmp_path: Path,
     monkeypatch.setenv("INSPECTOR_QUIT_WHEN_SHOWN", "1")
     assert main(cfg, db_url=url) == 0
     assert seen and seen[0] > 0
+
+
+def test_a_message_too_long_for_the_status_bar_keeps_its_start_and_end(
+    qtbot: Any, window: MainWindow, fake_station: FakeStation
+) -> None:
+    """A refused recipe switch names the gate at its start and the recipe still running at its end: the status
+    bar, shortened by the health label, cut it mid-word and lost the end (seen attached to the demo service)."""
+    from PySide6.QtGui import QFontMetrics
+
+    from inspector.ops.health import assess
+    from tests.inspector.ops.test_health import _station
+
+    fake_station.health = lambda: assess(_station(dropped_fps=11.1))  # type: ignore[attr-defined]  # a long label
+    window.resize(1100, 700)
+    window._update_status()
+    qtbot.waitUntil(lambda: window.statusBar().width() <= 1100)
+    said = ("recipe cover v1: model defect-new: its card holds no promotion gate ([gate]) against "
+            "defect-yolo11p-320; run inspector model gate --candidate defect-new --current defect-yolo11p-320 "
+            "--data HELD_OUT/data.yaml; an admin may override it with a reason (audited) (still on housing v1)")
+    window.show_message(said)
+    shown = window.statusBar().currentMessage()
+    assert shown.startswith("recipe cover v1: model defect-new") and shown.endswith("(still on housing v1)")
+    assert "…" in shown and len(shown) < len(said)
+    room = window.statusBar().width() - window.health_label.width()
+    assert QFontMetrics(window.statusBar().font()).horizontalAdvance(shown) <= room
+    assert window.statusBar().toolTip() == said  # the whole line on hover
+    window.show_message("exported 3 rows to /tmp/x.csv")  # one that fits is shown as it is
+    assert window.statusBar().currentMessage() == "exported 3 rows to /tmp/x.csv"
+    assert window.statusBar().toolTip() == ""
