@@ -40,7 +40,7 @@ LOADED_STREAMS = 2
 LOADED_LINGER_NS = 25_000_000
 #: Also run the station's full batch (``batch``: every camera of the worker has a frame) on graphs compiled for
 #: exactly that batch: a static shape spares the dynamic graph's per-request shape work (side by side, int8 on
-#: 2 Zen 4 cores: -8% core-ms a frame at batch 8, -13% at batch 1). Compiled off the critical path (`_Static`).
+#: 2 Zen 4 cores: -3% core-ms a frame at batch 8, -11% at batch 1). Compiled after the first batch (`_Static`).
 STATIC_FULL_BATCH = True
 
 
@@ -205,6 +205,9 @@ class OpenVinoBackend(CpuBatchBackend):
 
     def _finished(self, running: _Running, done_ns: int) -> None:
         """``running`` was waited for (once counted), having left the runtime at ``done_ns``."""
+        graphs = self._static
+        if graphs is not None:  # the first result is out: the static graphs compile now
+            graphs.begin()
         with self._running_lock:
             if not running.counted:
                 running.counted = True
@@ -237,19 +240,30 @@ class OpenVinoBackend(CpuBatchBackend):
 
 class _Static:
     """The graphs of one backend compiled for exactly its full batch, idle and (``adaptive``) loaded, with a
-    request per slot each; compiled and warmed on a thread of their own, so that the first result does not
-    wait for them (a cached compile takes 0.1-0.8 s). Until they are ready, and where they cannot be compiled
-    (logged once), full batches run on the dynamic graphs."""
+    request per slot each; compiled and warmed on a thread of their own once the backend's first batch is
+    done (`begin`), so that the first result neither waits for them nor shares the cores with their compile
+    (0.1-0.8 s cached, seconds not). Until they are ready, and where they cannot be compiled (logged once),
+    full batches run on the dynamic graphs."""
 
     def __init__(self, core: Any, card: ModelCard, precision: str, nms_iou: float | None, device: str,
                  config: dict[str, object], adaptive: bool, batch: int, depth: int) -> None:
         self._requests: tuple[list[Any], list[Any] | None] | None = None
         self._compiled: list[Any] = []
         self._done = threading.Event()
+        self._begun = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._compile, args=(core, card, precision, nms_iou, device, config, adaptive, batch, depth),
             name=f"openvino-static-{card.name}", daemon=True)
-        self._thread.start()
+
+    def begin(self) -> None:
+        """Start compiling (once)."""
+        if self._begun:
+            return
+        with self._lock:
+            if not self._begun:
+                self._begun = True
+                self._thread.start()
 
     def _compile(self, core: Any, card: ModelCard, precision: str, nms_iou: float | None, device: str,
                  config: dict[str, object], adaptive: bool, batch: int, depth: int) -> None:
@@ -284,11 +298,17 @@ class _Static:
         return self._requests
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Start compiling if not yet begun and wait until done; False on timeout."""
+        self.begin()
         return self._done.wait(timeout)
 
     def close(self) -> None:
-        """Wait for the compile and for every batch still inside a static graph, then let them go."""
-        self._thread.join()
+        """Wait for the compile (none starts any more) and for every batch still inside a static graph, then
+        let them go."""
+        with self._lock:
+            self._begun = True  # never started after this
+        if self._thread.ident is not None:
+            self._thread.join()
         reqs, self._requests = self._requests, None
         if reqs is not None:
             for r in (*reqs[0], *(reqs[1] or ())):

@@ -74,3 +74,21 @@ def test_closing_while_the_static_graphs_compile_waits_for_them() -> None:
     assert static is not None and not static.wait(0.0)  # under way
     be.close()  # a process must not exit inside a compile
     assert static.wait(0.0) and not static._thread.is_alive()
+
+
+def test_the_static_graphs_compile_only_once_the_first_batch_is_done() -> None:
+    # the first result neither waits for their compile nor shares the cores with it
+    be = create_backend("openvino", load_card(DEFAULT_MODEL), max_batch=8, precision="f32", depth=1, batch=2)
+    try:
+        static = be._static
+        assert static is not None
+        be.warmup()
+        assert not static._begun
+        _fill(be, 0, 2)
+        running = be.start(0, 2)
+        assert not static._begun
+        running.wait()
+        assert static._begun
+        assert be.wait_static(120.0) and static.requests() is not None
+    finally:
+        be.close()
