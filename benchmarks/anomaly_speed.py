@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/anomaly_speed.py [--model models/anomaly-plate-320] [--family plate]
         [--rounds 12] [--variants score_bf16,score_int8-distances,score_int8,features_bf16,features_int8]
-        [--profile] [--json FILE]
+        [--profile] [--json FILE] [--baseline OTHER_RUNTIME_PY]
 
 Each variant is compiled once; then every round runs each variant once on the same batch of 8 letterboxed
 frames of the family (seeds 10000-10007), in turn, so a change of the shared machine's load hits all alike.
@@ -15,6 +15,10 @@ and ``features_int8`` the backbone alone (``int8``: `int8.quantized` at the acti
 card has no activation ranges (a model taught before they were recorded), they are measured on 64 good parts
 of the family (seeds 0-63) as teaching would. ``--profile`` prints OpenVINO's per-layer counters (PERF_COUNT)
 of each variant, summed by layer type and kernel, in ms per frame.
+
+``--baseline FILE``: another copy of ``inspector/anomaly/runtime.py`` (say the one before a change:
+``git show HEAD~1:inspector/anomaly/runtime.py > /tmp/runtime_before.py``); variants ``baseline_<precision>[@n]``
+score with its `AnomalyScorer`, so that a change of the scorer is timed beside the scorer before it, in one run.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+BATCH = 8
 DEFAULT_VARIANTS = "score_bf16@1,score_bf16,score_int8-distances,score_int8@1,score_int8,features_bf16,features_int8"
 
 
@@ -71,23 +76,43 @@ def _features(model: Any, precision: str, ranges: list[list[float]], profile: bo
     return ov.Core().compile_model(graph, "CPU", config).create_infer_request()
 
 
-def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool
-            ) -> tuple[Callable[[np.ndarray], object], Callable[[], list[Any]]]:
-    """(run one batch, the per-layer counters of its last batch)."""
+def _baseline(path: Path | None) -> Any:
+    """The ``AnomalyScorer`` class of another copy of the runtime module (``--baseline``)."""
+    import importlib.util
+
+    if path is None or not path.is_file():
+        raise SystemExit(f"--baseline: {path} is not a file (baseline_ variants need it)")
+    spec = importlib.util.spec_from_file_location("baseline_runtime", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.AnomalyScorer
+
+
+def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool, baseline: Path | None = None
+            ) -> tuple[Callable[[np.ndarray], object], Callable[[], list[Any]], int]:
+    """(run one batch, the per-layer counters of its last request, the frames that request held)."""
     from inspector.anomaly.runtime import AnomalyScorer
 
     kind, _, variant = name.partition("_")
     precision, _, streams = variant.partition("@")
     if kind == "features":
         request = _features(model, precision, ranges, profile)
-        return (lambda batch: request.infer({0: batch})), (lambda: list(request.get_profiling_info()))
-    if kind != "score":
-        raise SystemExit(f"--variants: {name!r} is neither score_<precision> nor features_<bf16|int8>")
+        return (lambda batch: request.infer({0: batch})), (lambda: list(request.get_profiling_info())), BATCH
+    if kind not in ("score", "baseline"):
+        raise SystemExit(f"--variants: {name!r} is none of score_<precision>, baseline_<precision>, "
+                         "features_<bf16|int8>")
+    if kind == "baseline":
+        old = _baseline(baseline)(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
+                                  precision, depth=1, edge=model.edge_cells,
+                                  activation_ranges=ranges if precision == "int8" else None,
+                                  streams=int(streams) if streams else None)
+        return old.score, list, 1  # its counters are not read
     scorer = AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
                            precision, depth=1, edge=model.edge_cells,
                            activation_ranges=ranges if precision == "int8" else None, profile=profile,
                            streams=int(streams) if streams else None)
-    return scorer.score, scorer.profiling
+    return scorer.score, scorer.profiling, 1  # one frame per request
 
 
 def side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray,
@@ -124,6 +149,7 @@ def main() -> None:
     ap.add_argument("--variants", default=DEFAULT_VARIANTS)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--baseline", type=Path, help="Another copy of runtime.py, scored by baseline_ variants.")
     args = ap.parse_args()
 
     from camera.products import render_product
@@ -132,14 +158,14 @@ def main() -> None:
     model = load_anomaly_model(args.model)
     ranges, source = _ranges(model, args.family)
     batch = np.stack([render_product(args.family, 10_000 + i, model.input_width, model.input_height).image
-                      for i in range(8)])
-    built = {name: _runner(name, model, ranges, args.profile) for name in args.variants.split(",")}
+                      for i in range(BATCH)])
+    built = {name: _runner(name, model, ranges, args.profile, args.baseline) for name in args.variants.split(",")}
     out: dict[str, object] = {"machine": _machine(), "model": str(args.model), "card_precision": model.precision,
                               "activation_ranges": source, "rounds": args.rounds}
     out["ms_per_frame_b8"] = side_by_side({k: v[0] for k, v in built.items()}, batch, args.rounds)
     out["load_after"] = [round(v, 2) for v in os.getloadavg()]
     if args.profile:
-        out["profile_ms_per_frame"] = {k: _profile(v[1](), len(batch)) for k, v in built.items()}
+        out["profile_ms_per_frame"] = {k: _profile(v[1](), v[2]) for k, v in built.items()}
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:

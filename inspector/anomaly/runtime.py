@@ -1,8 +1,9 @@
 """The anomaly model at run time: one OpenVINO graph from letterboxed u8 frames to patch scores.
 
 The feature extractor (`backbone.feature_model`) is followed in the same graph by the nearest-neighbour
-search against the memory bank (a MatMul with the bank as a constant, ReduceMin over it) and the division
-by the raw threshold, so a batch is one asynchronous inference, as the detector's is:
+search against the memory bank (MatMuls with the bank as a constant, each a chunk of the patches, ReduceMin
+over each) and the division by the raw threshold, so a batch is scored asynchronously, as the detector's is
+(each frame one request of the graph compiled for one frame, the frames shared among the cores' streams):
 
     scorer = AnomalyScorer.for_model(model)           # compiles once, at the card's precision
     pending = scorer.start(batch_u8)                  # u8 BGR NHWC, letterboxed like the detector's input
@@ -11,7 +12,7 @@ by the raw threshold, so a batch is one asynchronous inference, as the detector'
 
 Precision (`PRECISIONS`, the card's ``[runtime] precision``): where the CPU has an int8 dot product (VNNI,
 AMX) models are scored in ``int8``: the backbone's convolutions at the activation ranges recorded while
-teaching (`int8.quantized`) and the nearest-neighbour products (`_int8_nearest`); elsewhere bf16 or f32.
+teaching (`int8.quantized`) and the nearest-neighbour products (`_Int8Bank`); elsewhere bf16 or f32.
 The memory bank and the threshold always come from f32 features (`teach`).
 """
 
@@ -154,54 +155,104 @@ class FeatureExtractor:
 
 
 #: Where the int8 distances clamp a query's (centred, per-channel scaled) features: this many times the
-#: bank's own largest magnitude per channel (`_int8_nearest`).
+#: bank's own largest magnitude per channel (`_Int8Bank`).
 QUERY_RANGE = 2.0
+#: Bytes of one chunk of the nearest-neighbour product (f32 query rows x bank rows): the product is computed a
+#: chunk of query rows at a time, each chunk reduced to its nearest rows while it is still in the core's cache
+#: (1 MiB: a Zen 4 core's L2), instead of the whole product written out and read back (the fine level of a
+#: 320 x 320 frame: 1600 x 3200 x 4 B = 20 MB).
+PRODUCT_CHUNK_BYTES = 1 << 20
+
+
+def product_rows(bank_rows: int) -> int:
+    """Query rows (of one frame) per chunk of the product against a bank of ``bank_rows``: a multiple of 16
+    that keeps the chunk within `PRODUCT_CHUNK_BYTES`, at least 16."""
+    return max(16, PRODUCT_CHUNK_BYTES // (4 * max(1, bank_rows)) // 16 * 16)
 
 
 def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float,
                   int8: bool = False) -> Any:
     """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
-    divided by ``raw_threshold`` (one MatMul against the bank, ReduceMin over it; ``int8``: see
-    `_int8_nearest`)."""
+    divided by ``raw_threshold``: a MatMul against the bank and a ReduceMin over it per chunk of
+    `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`)."""
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
     bank = np.ascontiguousarray(bank, np.float32)
-    if int8:
-        nearest, q2 = _int8_nearest(ops, queries, bank)
-    else:
-        cross = ops.matmul(queries, ops.constant(np.ascontiguousarray((-2.0 * bank).T)), False, False)  # [N, P, K]
-        d2 = ops.add(cross, ops.constant(np.einsum("ij,ij->i", bank, bank).reshape(1, 1, -1)))
-        nearest = ops.reduce_min(d2, ops.constant(np.array([2], np.int64)), False)  # [N, P]
-        q2 = ops.reduce_sum(ops.multiply(queries, queries), ops.constant(np.array([2], np.int64)), False)
+    side = _Int8Bank(ops, bank) if int8 else _F32Bank(ops, bank)
+    queries, q2 = side.queries(queries)
+    patches, rows = grid[0] * grid[1], product_rows(len(bank))
+    sizes = [rows] * (patches // rows) + ([patches % rows] if patches % rows else []) if rows < patches else [patches]
+    chunks = ops.variadic_split(queries, ops.constant(np.int64(1)), ops.constant(np.array(sizes, np.int64)))
+    nearest = ops.concat([_chunk_nearest(ops, side, chunks.output(i), n, bank.shape[1])
+                          for i, n in enumerate(sizes)], 1)
     dist = ops.sqrt(ops.maximum(ops.add(nearest, q2), ops.constant(np.float32(0.0))))
     scaled = ops.multiply(dist, ops.constant(np.float32(1.0 / raw_threshold)))
     return ops.reshape(scaled, ops.constant(np.array([-1, *grid], np.int64)), special_zero=False)
 
 
-def _int8_nearest(ops: Any, queries: Any, bank: np.ndarray) -> tuple[Any, Any]:
-    """(min over the bank of ||b||^2 - 2 q.b, ||q||^2), both [N, P], with the [N, P, K] product in int8.
+def _chunk_nearest(ops: Any, side: _F32Bank | _Int8Bank, chunk: Any, rows: int, channels: int) -> Any:
+    """[N, rows] of ``side.nearest`` over a chunk [N, rows, C] of the queries, the product taken 2-D ([N x rows, C]):
+    OpenVINO fuses the bank's norms into the 2-D product as its bias, where it adds them in a pass of its own
+    over a 3-D one."""
+    flat = ops.reshape(chunk, ops.constant(np.array([-1, channels], np.int64)), False)
+    return ops.reshape(side.nearest(flat), ops.constant(np.array([-1, rows], np.int64)), False)
+
+
+class _F32Bank:
+    """The bank's side of the f32 product: ``nearest`` is min over the bank of ||b||^2 - 2 q.b."""
+
+    def __init__(self, ops: Any, bank: np.ndarray) -> None:
+        self.ops = ops
+        self.weights = ops.constant(np.ascontiguousarray((-2.0 * bank).T))  # [C, K]
+        self.norms = ops.constant(np.einsum("ij,ij->i", bank, bank))
+
+    def queries(self, queries: Any) -> tuple[Any, Any]:
+        """(the queries as the product takes them, their squared norms [N, P])."""
+        ops = self.ops
+        return queries, ops.reduce_sum(ops.multiply(queries, queries), ops.constant(np.array([2], np.int64)), False)
+
+    def nearest(self, queries: Any) -> Any:
+        """[M] min over the bank of ||b||^2 - 2 q.b, for queries [M, C] (as `queries` returned them)."""
+        ops = self.ops
+        d2 = ops.add(ops.matmul(queries, self.weights, False, False), self.norms)  # [M, K]
+        return ops.reduce_min(d2, ops.constant(np.array([1], np.int64)), False)
+
+
+class _Int8Bank:
+    """The bank's side of the int8 product: ``nearest`` is min over the bank of ||b||^2 - 2 q.b, the product in int8.
 
     Queries and bank are centred on the bank's mean (the distances do not change; the products shrink)
     and each channel is divided by the bank's largest magnitude in it (the bank multiplied by it, so the
     products do not change either): every channel then spans [-1, 1] in the bank, and one per-tensor
     int8 range (+-`QUERY_RANGE`) fits the queries; the bank is quantised per row. OpenVINO runs the
     MatMul as an int8 GEMM (VNNI) whose output comes out in f32, which also spares the bf16 -> f32
-    reorder of the whole [N, P, K] product that the bf16 graph pays before its ReduceMin."""
-    mean = bank.mean(axis=0)
-    centred = bank - mean
-    scale = np.maximum(np.abs(centred).max(axis=0), 1e-6).astype(np.float32)
-    q = ops.subtract(queries, ops.constant(mean.reshape(1, 1, -1).astype(np.float32)))
-    q2 = ops.reduce_sum(ops.multiply(q, q), ops.constant(np.array([2], np.int64)), False)
-    lim = ops.constant(np.float32(QUERY_RANGE))
-    neg = ops.constant(np.float32(-QUERY_RANGE))
-    q8 = ops.fake_quantize(ops.multiply(q, ops.constant((1.0 / scale).reshape(1, 1, -1))), neg, lim, neg, lim, 256)
-    weights = (-2.0 * centred * scale).astype(np.float32)  # [K, C]
-    w_max = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-12).astype(np.float32)
-    w8 = ops.fake_quantize(ops.constant(weights), ops.constant(-w_max), ops.constant(w_max), ops.constant(-w_max),
-                           ops.constant(w_max), 255)
-    cross = ops.matmul(q8, w8, False, True)  # [N, P, K]
-    d2 = ops.add(cross, ops.constant(np.einsum("ij,ij->i", centred, centred).reshape(1, 1, -1).astype(np.float32)))
-    return ops.reduce_min(d2, ops.constant(np.array([2], np.int64)), False), q2
+    reorder of the whole product that the bf16 graph pays before its ReduceMin."""
+
+    def __init__(self, ops: Any, bank: np.ndarray) -> None:
+        self.ops = ops
+        self.mean = bank.mean(axis=0)
+        centred = bank - self.mean
+        self.scale = np.maximum(np.abs(centred).max(axis=0), 1e-6).astype(np.float32)
+        weights = (-2.0 * centred * self.scale).astype(np.float32)  # [K, C]
+        w_max = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-12).astype(np.float32)
+        self.weights = ops.fake_quantize(ops.constant(weights), ops.constant(-w_max), ops.constant(w_max),
+                                         ops.constant(-w_max), ops.constant(w_max), 255)
+        self.norms = ops.constant(np.einsum("ij,ij->i", centred, centred).astype(np.float32))
+
+    def queries(self, queries: Any) -> tuple[Any, Any]:
+        """(the centred, scaled queries, their centred squared norms [N, P])."""
+        ops = self.ops
+        q = ops.subtract(queries, ops.constant(self.mean.reshape(1, 1, -1).astype(np.float32)))
+        q2 = ops.reduce_sum(ops.multiply(q, q), ops.constant(np.array([2], np.int64)), False)
+        return ops.multiply(q, ops.constant((1.0 / self.scale).reshape(1, 1, -1))), q2
+
+    def nearest(self, queries: Any) -> Any:
+        """[M] min over the bank of ||b||^2 - 2 q.b, for queries [M, C] (as `queries` returned them)."""
+        ops = self.ops
+        lim, neg = ops.constant(np.float32(QUERY_RANGE)), ops.constant(np.float32(-QUERY_RANGE))
+        q8 = ops.fake_quantize(queries, neg, lim, neg, lim, 256)
+        d2 = ops.add(ops.matmul(q8, self.weights, False, True), self.norms)  # [M, K]
+        return ops.reduce_min(d2, ops.constant(np.array([1], np.int64)), False)
 
 
 def _largest(ops: Any, levels: Sequence[Any], grids: Sequence[tuple[int, int]]) -> Any:
@@ -219,13 +270,13 @@ def _largest(ops: Any, levels: Sequence[Any], grids: Sequence[tuple[int, int]]) 
 
 
 def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
-                   grids: Sequence[tuple[int, int]]) -> Any:
+                   grids: Sequence[tuple[int, int]], frames: int = -1) -> Any:
     """The scoring graph's second half on its own: one input [N, C, gh, gw] per level (the feature model's
-    outputs), the one output ``patch_scores`` [N, gh, gw] (as `scoring_model`'s)."""
+    outputs; N = ``frames``, -1: any), the one output ``patch_scores`` [N, gh, gw] (as `scoring_model`'s)."""
     import openvino as ov
     import openvino.opset13 as ops
 
-    params = [ops.parameter([-1, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
+    params = [ops.parameter([frames, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g) in enumerate(zip(banks, grids))]
     levels = [_level_scores(ops, p, g, b, float(r)) for p, g, b, r in zip(params, grids, banks, raw_threshold)]
     maps = _largest(ops, levels, grids)
@@ -238,7 +289,7 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     """``features`` (an ov.Model with one output [N, C, gh, gw] per level; changed in place and returned)
     followed by each level's nearest-neighbour distance to its bank (K, C), divided by its raw threshold;
     coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
-    the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_int8_nearest`)."""
+    the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_Int8Bank`)."""
     import openvino.opset13 as ops
 
     banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
@@ -265,7 +316,7 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
 
 #: The scorer's precisions: the whole graph in f32 or bf16, or the features in bf16 and the distances in f32
 #: (two compiled models, the second run by `PendingScores.wait`), or ``int8-distances``: the graph in bf16
-#: (f32 where the CPU has no bf16) with the nearest-neighbour products in int8 (`_int8_nearest`), or ``int8``:
+#: (f32 where the CPU has no bf16) with the nearest-neighbour products in int8 (`_Int8Bank`), or ``int8``:
 #: that, and the backbone's convolutions in int8 too, at the activation ranges recorded when it was taught
 #: (`int8.quantized`; the card's ``[runtime] activation_ranges``).
 PRECISIONS = ("f32", "bf16", "bf16-features", "int8-distances", "int8")
@@ -274,7 +325,7 @@ NEEDS_RANGES = ("int8",)
 
 
 class PendingScores:
-    """A batch inside the runtime (one request per part of it); `wait` returns its `ScoreBatch`.
+    """A batch inside the runtime (one request per frame of it); `wait` returns its `ScoreBatch`.
 
     Args:
         parts: Per part of the batch, in order: its request, its frame count, and (``bf16-features``) the
@@ -317,8 +368,10 @@ class AnomalyScorer:
             in bf16 (where the CPU has it) and the distances' products in int8; ``int8`` quantises the
             backbone's convolutions too, at ``activation_ranges``.
         depth: Batches that may be inside the runtime at once.
-        streams: Parts each batch is split into, each run on its own stream at once (one request per part;
-            default `batch_streams`).
+        streams: OpenVINO streams the frames of a batch are shared among, each stream running one frame at a
+            time on its own share of the cores (default `batch_streams`). Each frame is its own request of a
+            graph compiled for one frame: static shapes, and one frame's product chunks stay in its core's
+            cache (`PRODUCT_CHUNK_BYTES`).
         edge: Grid cells along each side of the input left out of the image score (they still show in the
             maps). Patches at the frame's edge see the convolutions' zero padding and whatever the edge cuts,
             and vary more than the rest: on the three rendered families 86-98% of good images had their
@@ -346,13 +399,16 @@ class AnomalyScorer:
         self.precision = precision
         self.streams = batch_streams() if streams is None else max(1, streams)
         features = cached_feature_model(levels, height, width)
-        self._distances: list[Any] = []
+        features.reshape({features.inputs[0]: [1, height, width, 3]})  # one frame per request
+        self._distances: list[list[Any]] = []
+        self._distances_model: Any = None
         if precision == "bf16-features":
             banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
             raws = [float(raw_threshold)] if isinstance(raw_threshold, (int, float)) else list(raw_threshold)
             self._compiled = compile_for_cpu(features, "bf16", profile, self.streams)
-            distances = compile_for_cpu(distance_model(banks, raws, grids), "f32", profile, self.streams)
-            self._distances = [[distances.create_infer_request() for _ in range(self.streams)] for _ in range(depth)]
+            self._distances_model = compile_for_cpu(distance_model(banks, raws, grids, frames=1), "f32", profile,
+                                                    self.streams)
+            self._distances = [[] for _ in range(depth)]
         else:
             int8 = precision in ("int8-distances", "int8")
             if precision == "int8":
@@ -361,8 +417,17 @@ class AnomalyScorer:
             model = scoring_model(features, bank, raw_threshold, grids, int8=int8)
             self._compiled = compile_for_cpu(model, ("bf16" if cpu_has_bf16() else "f32") if int8 else precision, profile,
                                              self.streams)
-        self._requests = [[self._compiled.create_infer_request() for _ in range(self.streams)] for _ in range(depth)]
+        self._requests: list[list[Any]] = [[] for _ in range(depth)]
+        self._grow(0, self.streams)
         self._next = 0
+
+    def _grow(self, slot: int, frames: int) -> None:
+        """Requests for ``frames`` frames in batch slot ``slot`` (made as batches need them, then kept)."""
+        requests = self._requests[slot]
+        while len(requests) < frames:
+            requests.append(self._compiled.create_infer_request())
+            if self._distances:
+                self._distances[slot].append(self._distances_model.create_infer_request())
 
     @classmethod
     def for_model(cls, model: AnomalyModel, *, precision: str | None = None, depth: int = 2) -> AnomalyScorer:
@@ -382,10 +447,11 @@ class AnomalyScorer:
         for req in requests:
             req.wait()  # requests still busy with an earlier batch finish first
         n = len(batch_u8)
+        self._grow(k, n)
         parts = []
-        for i, frames in enumerate(np.array_split(np.arange(n), min(self.streams, n))):
-            requests[i].start_async({0: np.ascontiguousarray(batch_u8[frames[0]:frames[-1] + 1])})
-            parts.append((requests[i], len(frames), self._distances[k][i] if self._distances else None))
+        for i in range(n):  # the plugin runs them on its streams as they free up
+            requests[i].start_async({0: np.ascontiguousarray(batch_u8[i:i + 1])})
+            parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
         return PendingScores(parts, self.edge)
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:
@@ -401,6 +467,14 @@ class AnomalyScorer:
             out.setdefault(info["layerType"].astype(str), set()).add(info["runtimePrecision"].astype(str))
         return out
 
+    def layer_counts(self) -> dict[str, int]:
+        """How many layers of each type (``Convolution``, ``FullyConnected``, ...) the compiled graph has."""
+        out: dict[str, int] = {}
+        for op in self._compiled.get_runtime_model().get_ordered_ops():
+            kind = op.get_rt_info()["layerType"].astype(str)
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
     def profiling(self) -> list[Any]:
-        """The per-layer counters of the first request's last batch (OpenVINO ``ProfilingInfo``; ``profile``)."""
+        """The per-layer counters of the first request's last frame (OpenVINO ``ProfilingInfo``; ``profile``)."""
         return list(self._requests[0][0].get_profiling_info())
