@@ -224,8 +224,9 @@ class MainWindow(QMainWindow):
         start, what still runs at its end; the bar would cut the end off); the whole line is the bar's tooltip.
         """
         bar = self.statusBar()
-        beside = sum(w.width() for w in (self.health_label, self.precision_label) if w.isVisible())
-        room = max(200, bar.width() - beside - 24)  # the size grip and the margins
+        # drawn from a few px in up to the leftmost permanent label (the health label), which covers the rest
+        lefts = [w.x() for w in (self.health_label, self.precision_label) if w.isVisible() and w.x() > 0]
+        room = max(200, (min(lefts) if lefts else bar.width()) - 16)
         shown = QFontMetrics(bar.font()).elidedText(text, Qt.TextElideMode.ElideMiddle, room)
         bar.setToolTip(text if shown != text else "")
         bar.showMessage(shown, 10_000)
