@@ -40,8 +40,11 @@ LOADED_STREAMS = 2
 LOADED_LINGER_NS = 25_000_000
 #: Also run the station's full batch (``batch``: every camera of the worker has a frame) on graphs compiled for
 #: exactly that batch: a static shape spares the dynamic graph's per-request shape work (side by side, int8 on
-#: 2 Zen 4 cores: -3% core-ms a frame at batch 8, -11% at batch 1). Compiled after the first batch (`_Static`).
+#: 2 Zen 4 cores: -3% core-ms a frame at batch 8, -11% at batch 1), ...
 STATIC_FULL_BATCH = True
+#: ... compiled once the backend has been deciding batches this long: not beside a starting station's first
+#: results, and not at all for a station that runs only seconds (a test's), whose stop would wait for the compile
+STATIC_AFTER_S = 5.0
 
 
 class OpenVinoBackend(CpuBatchBackend):
@@ -206,8 +209,8 @@ class OpenVinoBackend(CpuBatchBackend):
     def _finished(self, running: _Running, done_ns: int) -> None:
         """``running`` was waited for (once counted), having left the runtime at ``done_ns``."""
         graphs = self._static
-        if graphs is not None:  # the first result is out: the static graphs compile now
-            graphs.begin()
+        if graphs is not None and not graphs.begun:  # the station has run a while: the static graphs compile now
+            graphs.begin_after(STATIC_AFTER_S)
         with self._running_lock:
             if not running.counted:
                 running.counted = True
@@ -240,9 +243,9 @@ class OpenVinoBackend(CpuBatchBackend):
 
 class _Static:
     """The graphs of one backend compiled for exactly its full batch, idle and (``adaptive``) loaded, with a
-    request per slot each; compiled and warmed on a thread of their own once the backend's first batch is
-    done (`begin`), so that the first result neither waits for them nor shares the cores with their compile
-    (0.1-0.8 s cached, seconds not). Until they are ready, and where they cannot be compiled (logged once),
+    request per slot each; compiled and warmed on a thread of their own once the backend has decided batches
+    for `STATIC_AFTER_S` (`begin_after`), or at once for a benchmark that waits for them (`wait`), so that the
+    first results neither wait for them nor share the cores with their compile (0.1-0.8 s cached, seconds not). Until they are ready, and where they cannot be compiled (logged once),
     full batches run on the dynamic graphs."""
 
     def __init__(self, core: Any, card: ModelCard, precision: str, nms_iou: float | None, device: str,
@@ -251,10 +254,23 @@ class _Static:
         self._compiled: list[Any] = []
         self._done = threading.Event()
         self._begun = False
+        self._first_call: float | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._compile, args=(core, card, precision, nms_iou, device, config, adaptive, batch, depth),
             name=f"openvino-static-{card.name}", daemon=True)
+
+    @property
+    def begun(self) -> bool:
+        return self._begun
+
+    def begin_after(self, seconds: float) -> None:
+        """`begin` once ``seconds`` have passed since the first call of this (a batch was decided)."""
+        now = time.monotonic()
+        if self._first_call is None:
+            self._first_call = now
+        if now - self._first_call >= seconds:
+            self.begin()
 
     def begin(self) -> None:
         """Start compiling (once)."""

@@ -3,6 +3,8 @@ compiled off the critical path; other sizes stay on the dynamic graph, and both 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -76,19 +78,33 @@ def test_closing_while_the_static_graphs_compile_waits_for_them() -> None:
     assert static.wait(0.0) and not static._thread.is_alive()
 
 
-def test_the_static_graphs_compile_only_once_the_first_batch_is_done() -> None:
-    # the first result neither waits for their compile nor shares the cores with it
+def test_the_static_graphs_compile_only_once_the_backend_has_decided_batches_a_while(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first results neither wait for their compile nor share the cores with it, and a station that runs
+    # only seconds (a test's) never compiles them
+    monkeypatch.setattr(ob, "STATIC_AFTER_S", 0.3)
     be = create_backend("openvino", load_card(DEFAULT_MODEL), max_batch=8, precision="f32", depth=1, batch=2)
     try:
         static = be._static
         assert static is not None
         be.warmup()
-        assert not static._begun
         _fill(be, 0, 2)
         running = be.start(0, 2)
-        assert not static._begun
+        assert not static.begun
         running.wait()
-        assert static._begun
+        assert not static.begun  # the first batch decided: the clock starts
+        time.sleep(0.35)
+        be.start(0, 2).wait()
+        assert static.begun
         assert be.wait_static(120.0) and static.requests() is not None
+    finally:
+        be.close()
+
+
+def test_a_benchmark_waiting_for_the_static_graphs_compiles_them_at_once() -> None:
+    be = create_backend("openvino", load_card(DEFAULT_MODEL), max_batch=8, precision="f32", depth=1, batch=2)
+    try:
+        assert be._static is not None and not be._static.begun
+        assert be.wait_static(120.0) and be._static.requests() is not None
     finally:
         be.close()
