@@ -189,6 +189,7 @@ def test_a_gate_refusal_is_one_line_in_the_attached_window(qtbot: Any, service: 
     _elsewhere(service, "housing")
     cover = service.folder / "recipes" / "cover.toml"
     cover.write_text(cover.read_text().replace(SHIPPED, "defect-new"))  # a detector without a passing gate
+    qtbot.wait(1500)  # three status snapshots: the ones sent between the two switches (cover) are behind us
     qtbot.waitUntil(lambda: sel.current_text() == "1 housing v1", timeout=10_000)
     window.win.control.login("otto", "otto-password")
     qtbot.waitUntil(sel.combo.isEnabled, timeout=5000)
