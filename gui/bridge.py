@@ -177,10 +177,8 @@ class PartFrames:
         if part.part_id not in self._decided:
             self._decided.append(part.part_id)
         copies = self._copies.get(part.part_id, {})
-        for cid in [c for c, copy in copies.items() if own.get(c) is None or own[c].sequence != copy.sequence]:
+        for cid in [c for c, copy in copies.items() if (f := own.get(c)) is None or f.sequence != copy.sequence]:
             del copies[cid]
-        if part.part_id not in self._decided:
-            self._decided.append(part.part_id)
         while len(self._decided) > PARTS_KEPT:
             gone = self._decided.pop(0)
             out.extend(self._held.pop(gone, {}).values())
