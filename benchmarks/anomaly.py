@@ -15,7 +15,9 @@ Run it alone on a quiet machine.
 parts (seeds 0-199), evaluates on 200 good and 200 anomalous parts of the ``--split`` (with masks), then teaches
 again with that split's 10 NG parts given as ``--bad`` and evaluates that model: image AUROC (all and per anomaly
 kind), pixel AUROC, false reject and escape at the threshold. The images are rendered into ``--data`` (kept: a
-second run reuses them). Two disjoint splits, so that what is tuned is not what is reported:
+second run reuses them). Mono8 sets with colour shifts are also scored without them (``without_colour_shift``:
+most of the label's shifted inks are greys that good logos have, invisible to a grey camera); both rows are printed.
+Two disjoint splits, so that what is tuned is not what is reported:
 
 - ``validation`` (choose methods and rules here): test seeds 200000-200399, NG seeds 250000-250009;
 - ``held-out`` (report only): test seeds 100000-100399, NG seeds 50000-50009.
@@ -57,6 +59,13 @@ def _side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.
     return {name: row["best"] for name, row in side_by_side(runners, batch, rounds).items()}
 
 
+#: The anomaly kind scored twice on Mono8 sets (with and without it): a colour shift of the label's logo ink
+#: renders, in grey, at 69 or 100 for two of its three inks, inside the 88-110 of good logos at the renderer's
+#: gain range, so a grey camera cannot see it whatever the method (the masks are right: they are drawn in colour).
+INVISIBLE_IN_MONO = "colour_shift"
+MONO_NOTE = ("Mono8: the label's logo colour shifts render at grey levels that good logos also have (69 and 100 against "
+             "88-110); a Mono8 camera cannot see most of them, so they are left out of this row and kept in the one above")
+
 #: Seeds of each split's test parts (200 good, then 200 anomalous) and its 10 NG parts; teaching uses seeds 0-199.
 SPLITS: dict[str, tuple[int, int]] = {"held-out": (100_000, 50_000), "validation": (200_000, 250_000)}
 
@@ -72,6 +81,19 @@ def _dataset(root: Path, family: str, mono: bool, split: str = "held-out") -> Pa
             write_family(family, folder / sub, good, bad, seed=seed, mono=mono)
             (folder / sub / ".done").write_text("")
     return folder
+
+
+def without_invisible(good: np.ndarray, bad: np.ndarray, kinds: np.ndarray, mono: bool) -> dict[str, object] | None:
+    """Image AUROC and escape (threshold 1.0) of a Mono8 set without its `INVISIBLE_IN_MONO` anomalies; None for a
+    colour set or one without them (nothing is left out there)."""
+    from inspector.anomaly.metrics import auroc
+
+    keep = kinds != INVISIBLE_IN_MONO
+    if not mono or bool(keep.all()):
+        return None
+    seen = bad[keep]
+    return {"image_auroc": round(auroc(good, seen), 4), "escape": round(float((seen < 1.0).mean()), 4),
+            "bad_images": int(keep.sum()), "left_out": int((~keep).sum()), "why": MONO_NOTE}
 
 
 def evaluate_families(families: list[str], data: Path, split: str = "held-out") -> dict[str, object]:
@@ -106,8 +128,15 @@ def evaluate_families(families: list[str], data: Path, split: str = "held-out") 
                     "teach_seconds": round(seconds, 1), "bank_rows": taught.bank_rows,
                     "load": [round(v, 1) for v in os.getloadavg()],
                 }
+                seen = without_invisible(r.good_scores, r.bad_scores, kinds, mono)
+                if seen is not None:  # both numbers: with every anomaly, and without those grey cannot show
+                    row[label]["without_colour_shift"] = seen  # type: ignore[index]
                 print(f"{name:12s} {label:10s} AUROC {r.image_auroc:.4f} false reject {r.false_reject:.3f} "
                       f"escape {r.escape:.3f} teach {seconds:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+                if "without_colour_shift" in row[label]:  # type: ignore[operator]
+                    w = row[label]["without_colour_shift"]  # type: ignore[index]
+                    print(f"{'':12s} {label:10s} without colour shifts (invisible in grey): AUROC {w['image_auroc']:.4f} "
+                          f"escape {w['escape']:.3f}", flush=True)
             out[name] = row
     return out
 
