@@ -76,8 +76,8 @@ def default_precision() -> str:
     return "bf16" if cpu_has_bf16() else "f32"
 
 
-#: Streams a scorer splits each batch over (`AnomalyScorer`), at most one per core: the cores' threads work on
-#: their own part of the batch instead of meeting after every layer. Measured on the shared 2-core EPYC (int8,
+#: Streams a scorer shares each batch's frames among (`AnomalyScorer`), at most one per core: the cores' threads
+#: work on their own frames instead of meeting after every layer. Measured on the shared 2-core EPYC (int8,
 #: plate, batch 8, interleaved rounds, load 10-14): a batch split over 2 single-thread streams took 0.60-0.67x
 #: the time of the same batch on one stream of 2 threads (PERFORMANCE_HINT LATENCY).
 BATCH_STREAMS = 2
