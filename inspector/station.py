@@ -262,14 +262,18 @@ class Station:
         promotion gate, for ``reason`` (see `RecipeSwitch.select`).
 
         Raises:
+            GateRefused: Its detector has no passing promotion gate (`inspector.recipes.switch.GateRefused`,
+                typed: the control API offers the admin's override).
             StationError: No recipes configured, or this one cannot be selected.
         """
-        from inspector.recipes.switch import RecipeError
+        from inspector.recipes.switch import GateRefused, RecipeError
 
         if self.recipes is None:
             raise StationError("select_recipe: this station has no recipes ([recipes] dir)")
         try:
             return str(self.recipes.select(key, override_gate_by=override_gate_by, reason=reason).label)
+        except GateRefused:
+            raise
         except RecipeError as exc:
             raise StationError(str(exc)) from None
 

@@ -44,6 +44,7 @@ __all__ = [
     "ControlEvents",
     "FeatureSetError",
     "FeatureSetResult",
+    "GateRefused",
     "LoginRefused",
     "PermissionDenied",
     "RecipeError",
@@ -59,6 +60,28 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 class ControlError(RuntimeError):
     """The control API cannot be used as asked (no database, unknown camera); one line."""
+
+
+class GateRefused(ControlError):
+    """A recipe switch the promotion gate refused: its detector has no passing gate against the one it replaces.
+
+    The one line the user reads names the recipe, the model and the reason (and, where the switch did
+    not override, that an admin may); it crosses the control link with its fields (``kind`` GateRefused).
+
+    Attributes:
+        recipe: The recipe refused (``housing-b v2``).
+        model: Its detector.
+        reason: Why, with the command that runs the gate.
+        in_force: The recipe still in force (None: the station's own settings).
+    """
+
+    def __init__(self, line: str, *, recipe: str, model: str, reason: str, in_force: str | None) -> None:
+        super().__init__(line)
+        self.recipe, self.model, self.reason, self.in_force = recipe, model, reason, in_force
+
+    def fields(self) -> dict[str, str | None]:
+        """What the control link carries besides the line."""
+        return {"recipe": self.recipe, "model": self.model, "reason": self.reason, "in_force": self.in_force}
 
 
 class FeatureSetError(ValueError):
@@ -251,9 +274,13 @@ class StationControl:
 
         Raises:
             PermissionDenied: Not an operator; an override without the admin role.
+            GateRefused: The promotion gate refused the recipe's detector (one line; the running recipe keeps
+                running).
             ControlError: No station or recipes, an override without a reason, or the switch was refused
                 (one line; the running recipe keeps running).
         """
+        from inspector.recipes.switch import GateRefused as Refused
+
         self._require("recipe.select")
         by: str | None = None
         if override_gate:
@@ -268,11 +295,12 @@ class StationControl:
         old = recipes.current.label if recipes is not None and recipes.current is not None else None
         try:
             new = str(select(key, override_gate_by=by, reason=reason.strip()) if by else select(key))
+        except Refused as exc:
+            line = str(exc) if override_gate else f"{exc}; an admin may override it with a reason (audited)"
+            raise GateRefused(line, recipe=exc.recipe, model=exc.model, reason=exc.reason,
+                              in_force=exc.in_force) from None
         except (RuntimeError, ValueError) as exc:
-            msg = str(exc)
-            if "promotion gate" in msg and not override_gate:
-                msg += "; an admin may override it with a reason (audited)"
-            raise ControlError(msg) from None
+            raise ControlError(str(exc)) from None
         note = recipes.last_gate_note if by and recipes is not None else ""
         if note:
             self._record("recipe.gate_override", new, old, f"{note}; reason: {reason.strip()}")

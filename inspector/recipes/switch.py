@@ -29,7 +29,7 @@ from inspector.pipeline.backends.base import Backend
 from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.scheduler import Epoch
 from inspector.recipes.recipe import Recipe, check_budgets, find_recipe, load_recipes
-from inspector.recipes.versions import RecipeVersionError, check_recipe_gate
+from inspector.recipes.versions import RecipeGateRefused, RecipeVersionError, check_recipe_gate
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,23 @@ class RecipeError(RuntimeError):
 
 class RecipeBusy(RecipeError):
     """Another recipe switch is being prepared; select again once it is done."""
+
+
+class GateRefused(RecipeError):
+    """The recipe's detector holds no passing promotion gate against the one the recipe ran before.
+
+    The line is ``recipe LABEL: model MODEL: REASON`` (what the user reads); callers catch the type.
+
+    Attributes:
+        recipe: The recipe refused (``housing-b v2``).
+        model: Its detector.
+        reason: Why, with the command that runs the gate.
+        in_force: The recipe still in force (None: the station's own settings).
+    """
+
+    def __init__(self, recipe: str, model: str, reason: str, in_force: str | None) -> None:
+        super().__init__(f"recipe {recipe}: model {model}: {reason}")
+        self.recipe, self.model, self.reason, self.in_force = recipe, model, reason, in_force
 
 
 class RecipeStation(Protocol):
@@ -147,8 +164,10 @@ class RecipeSwitch:
 
         Raises:
             RecipeBusy: Another switch is being prepared (nothing changes; select again later).
-            RecipeError: Unknown recipe, its model fails its check, has no passing gate or cannot be
-                loaded (one line; the running recipe keeps running).
+            GateRefused: Its detector has no passing gate and no admin overrides it (one line; the running
+                recipe keeps running).
+            RecipeError: Unknown recipe, its model fails its check or cannot be loaded (one line; the
+                running recipe keeps running).
         """
         try:
             self.reload()
@@ -182,7 +201,10 @@ class RecipeSwitch:
                 be.warmup()
             anomaly = self.station.anomaly_models.for_recipe(recipe, self.station.config.cameras)
             anomaly.prepare(self.station.workers)
-        except RecipeVersionError as exc:  # no passing gate: one line naming the recipe and the gate
+        except RecipeGateRefused as exc:  # no passing gate: one line naming the recipe and the gate
+            raise GateRefused(exc.recipe, exc.model, exc.reason,
+                              self.current.label if self.current is not None else None) from None
+        except RecipeVersionError as exc:
             raise RecipeError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - any model/runtime failure: the old recipe stays
             for be in backends:

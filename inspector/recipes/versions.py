@@ -51,6 +51,27 @@ class RecipeVersionError(ValueError):
     """A recipe version that cannot be saved, rolled back to or selected (one line naming the recipe)."""
 
 
+class RecipeGateRefused(RecipeVersionError):
+    """A recipe whose detector holds no passing promotion gate against the one the recipe ran before.
+
+    The line is ``recipe LABEL: model MODEL: REASON``, as before the refusal had a type of its own.
+
+    Attributes:
+        recipe: The recipe as the line names it (``housing-b v2``; its name where a version is saved).
+        model: The detector refused.
+        reason: Why, with the command that runs the gate (the gate's own line, less its ``model MODEL: ``).
+    """
+
+    def __init__(self, recipe: str, model: str, reason: str) -> None:
+        super().__init__(f"recipe {recipe}: model {model}: {reason}")
+        self.recipe, self.model, self.reason = recipe, model, reason
+
+    @classmethod
+    def of(cls, recipe: str, model: str, refused: GateRefused) -> RecipeGateRefused:
+        """The refusal of ``recipe`` from the gate's own (`require_gate`)."""
+        return cls(recipe, model, str(refused).removeprefix(f"model {model}: "))
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One line of a recipe's history: who made which version active, with which detector, and why it was allowed."""
@@ -163,7 +184,7 @@ def check_recipe_gate(folder: Path, recipe: Recipe, card: ModelCard, *, override
         Empty, or the audit text of an override.
 
     Raises:
-        RecipeVersionError: No passing gate and no override (one line naming the recipe and the gate).
+        RecipeGateRefused: No passing gate and no override (one line naming the recipe and the gate).
     """
     name = recipe.recipe.name
     entry = accepted_entry(folder, recipe)
@@ -176,7 +197,7 @@ def check_recipe_gate(folder: Path, recipe: Recipe, card: ModelCard, *, override
     try:
         note = require_gate(card, replaced, override_by=override_by)
     except GateRefused as exc:
-        raise RecipeVersionError(f"recipe {recipe.label}: {exc}") from None
+        raise RecipeGateRefused.of(recipe.label, card.name, exc) from None
     _append_history(folder, name, HistoryEntry(
         _now(), override_by or "(station)", "gate_override" if note else "select", recipe.recipe.version, card.name,
         card.sha256, note or _gate_text(card, replaced), replaced=replaced.name, replaced_sha256=replaced.sha256,
@@ -288,7 +309,7 @@ def save_recipe_version(
     try:
         note = require_gate(card, replaced, override_by=override_gate_by)
     except GateRefused as exc:
-        raise RecipeVersionError(f"recipe {name}: {exc}") from None
+        raise RecipeGateRefused.of(name, card.name, exc) from None
     version = max([*_kept_numbers(folder, name), active.recipe.version if active else 0]) + 1
     text = set_version(text, version)
     target = Path(active.path) if active is not None and active.path else folder / f"{name}.toml"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspector.access.control import ControlError, FeatureSetError
+from inspector.access.control import ControlError, FeatureSetError, GateRefused
 from inspector.access.users import LoginRefused, PermissionDenied, UserError
 from inspector.service.protocol import VERSION, ProtocolError, decode, encode, socket_candidates
 
@@ -104,6 +104,11 @@ class RemoteLink:
         kind, text = str(answer.get("kind", "")), str(answer.get("error", "refused"))
         if kind == "LoginRefused":
             raise LoginRefused(text, float(answer.get("retry_after_s", 0.0)))
+        gate = answer.get("gate")
+        if kind == "GateRefused" and isinstance(gate, dict):
+            raise GateRefused(text, recipe=str(gate.get("recipe", "")), model=str(gate.get("model", "")),
+                              reason=str(gate.get("reason", "")),
+                              in_force=None if gate.get("in_force") is None else str(gate["in_force"]))
         raise _ERRORS.get(kind, ControlError)(text)
 
     def close(self) -> None:

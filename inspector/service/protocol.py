@@ -12,6 +12,10 @@ pixels as PNG (``png`` in place of ``jpeg``). A result scored by an anomaly mode
 u8 heat map over the whole frame (``heat``: base64 PNG, grey = score x 127.5, as the archive's
 ``*.heat.png``).
 
+A switch the promotion gate refused answers with ``"kind": "GateRefused"`` and its fields besides
+the line, ``"gate": {"recipe", "model", "reason", "in_force"}``: the client raises
+`inspector.access.control.GateRefused` with them.
+
 This module is shared by the engine's server and the GUI's client: it imports neither.
 """
 

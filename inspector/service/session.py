@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from inspector.access.control import ControlError, FeatureSetError, StationControl
+from inspector.access.control import ControlError, FeatureSetError, GateRefused, StationControl
 from inspector.access.users import LoginRefused, PermissionDenied, User, UserError
 from inspector.service.protocol import MAX_REQUEST_BYTES, ProtocolError, decode, encode
 
@@ -235,6 +235,8 @@ class ClientLink:
         except LoginRefused as exc:
             self.send(encode({"id": rid, "ok": False, "kind": "LoginRefused", "error": str(exc),
                               "retry_after_s": exc.retry_after_s}))
+        except GateRefused as exc:  # its fields too: the client raises the same type with them
+            self.send(encode({"id": rid, "ok": False, "kind": "GateRefused", "error": str(exc), "gate": exc.fields()}))
         except _ANSWERED as exc:
             text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             self.send(encode({"id": rid, "ok": False, "kind": type(exc).__name__, "error": text}))

@@ -78,3 +78,44 @@ def test_the_override_travels_over_the_attached_guis_link_operation() -> None:
     assert OPS["select_recipe"](Control(), {"key": 2, "override_gate": True,  # type: ignore[arg-type]
                                             "reason": "supplier trial"}) == "housing-b v2"
     assert calls == [(2, False, ""), (2, True, "supplier trial")]
+
+
+def test_a_gate_refusal_is_a_typed_error_naming_the_model_the_reason_and_the_recipe_in_force(
+        recipes: Path, tmp_path: Path) -> None:
+    from inspector.access.control import GateRefused
+    from inspector.recipes.switch import GateRefused as SwitchGateRefused
+    from inspector.recipes.switch import RecipeError
+
+    st = _station_with_ungated_detector(recipes, tmp_path)
+    control = StationControl(st)
+    control.create_admin("admin-pass")
+    control.login("admin", "admin-pass")
+    control.add_user("eng", "engineer-pass", Role.ENGINEER)
+    try:
+        with pytest.raises(SwitchGateRefused) as on_station:  # the engine's own refusal: still a RecipeError
+            st.select_recipe(2)
+        refused = on_station.value
+        assert isinstance(refused, RecipeError)
+        assert (refused.recipe, refused.model, refused.in_force) == ("housing-b v2", "defect-new", "housing-a v2")
+        assert refused.reason.startswith("its card holds no promotion gate ([gate]) against defect-copy")
+        assert str(refused) == f"recipe housing-b v2: model defect-new: {refused.reason}"  # the line as before
+
+        control.login("eng", "engineer-pass")
+        with pytest.raises(GateRefused) as err:
+            control.select_recipe(2)
+        g = err.value
+        assert isinstance(g, ControlError)
+        assert (g.recipe, g.model, g.reason, g.in_force) == ("housing-b v2", "defect-new", refused.reason,
+                                                             "housing-a v2")
+        assert str(g) == f"{refused}; an admin may override it with a reason (audited)"  # the user's one line
+
+        # a gate run on another model file is a refusal too, and says so, though its text names no "promotion gate"
+        card = recipes.parent / "models" / "defect-new" / "card.toml"
+        card.write_text(card.read_text() + '\n[gate]\npassed = true\nagainst = "defect-copy"\n'
+                        f'candidate_sha256 = "{"0" * 64}"\nagainst_sha256 = "{"0" * 64}"\n')
+        with pytest.raises(GateRefused, match="gate was run on another model file") as err:
+            control.select_recipe(2)
+        assert str(err.value).endswith("; an admin may override it with a reason (audited)")
+        assert st.recipes.current.label == "housing-a v2"
+    finally:
+        st.stop()

@@ -9,6 +9,7 @@ import pytest
 
 from inspector.config import parse_config
 from inspector.recipes.recipe import load_recipe
+from inspector.recipes.switch import GateRefused
 from inspector.recipes.versions import (
     RecipeVersionError,
     read_history,
@@ -17,7 +18,7 @@ from inspector.recipes.versions import (
     save_recipe_version,
     set_version,
 )
-from inspector.station import Station, StationError
+from inspector.station import Station
 from tests.inspector.line.test_line_station import line_config
 from tests.inspector.recipes.helpers import passing_gate, retrained_copy
 
@@ -99,7 +100,7 @@ def test_a_switch_to_a_recipe_whose_new_detector_has_no_gate_is_refused_and_the_
         assert st.select_recipe(1) == "housing-a v2"
         # the file edited by hand: another detector, no gate against the one housing-b ran
         (recipes / "b.toml").write_text(_with_model(recipes, "b.toml", "defect-new"))
-        with pytest.raises(StationError) as err:
+        with pytest.raises(GateRefused) as err:  # typed: the control API offers the override
             st.select_recipe(2)
         msg = str(err.value)
         assert "\n" not in msg
