@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from camera.features import settings_digest
 from camera.protocol import Camera, CameraState
@@ -40,6 +40,9 @@ from inspector.pipeline.scheduler import CameraLane, InferenceWorker, shard_came
 from inspector.pipeline.sinks import SinkFanOut
 from inspector.station_cameras import StationCameras, prerender_banks
 from inspector.station_events import StationError, StationEvents
+
+if TYPE_CHECKING:  # the switch is imported where recipes are configured
+    from inspector.recipes.switch import RecipeSelection
 
 __all__ = ["Station", "StationError", "StationEvents"]
 
@@ -258,6 +261,14 @@ class Station:
     def select_recipe(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> str:
         """Switch to a product recipe at the next part boundary; returns its label ("housing-a v3").
 
+        As `switch_recipe`, less the gate note (the PLC's and the tests' form).
+        """
+        return str(self.switch_recipe(key, override_gate_by=override_gate_by, reason=reason).label)
+
+    def switch_recipe(self, key: int | str, *, override_gate_by: str | None = None,
+                      reason: str = "") -> RecipeSelection:
+        """Switch to a product recipe at the next part boundary; returns its `RecipeSelection` (label, gate note).
+
         ``override_gate_by``: an admin (checked by `StationControl`) selecting a detector without a passing
         promotion gate, for ``reason`` (see `RecipeSwitch.select`).
 
@@ -271,7 +282,7 @@ class Station:
         if self.recipes is None:
             raise StationError("select_recipe: this station has no recipes ([recipes] dir)")
         try:
-            return str(self.recipes.select(key, override_gate_by=override_gate_by, reason=reason).label)
+            return self.recipes.select(key, override_gate_by=override_gate_by, reason=reason)
         except GateRefused:
             raise
         except RecipeError as exc:

@@ -288,20 +288,20 @@ class StationControl:
             if not reason.strip():
                 raise ControlError("override_gate: give the reason the promotion gate is overridden (it is audited)")
             by = self._user_name()
-        select = getattr(self.station, "select_recipe", None)
+        select = getattr(self.station, "switch_recipe", None)
         if select is None:
             raise ControlError("no station runs here: no recipe to select")
         recipes = getattr(self.station, "recipes", None)
         old = recipes.current.label if recipes is not None and recipes.current is not None else None
         try:
-            new = str(select(key, override_gate_by=by, reason=reason.strip()) if by else select(key))
+            done = select(key, override_gate_by=by, reason=reason.strip()) if by else select(key)
         except Refused as exc:
             line = str(exc) if override_gate else f"{exc}; an admin may override it with a reason (audited)"
             raise GateRefused(line, recipe=exc.recipe, model=exc.model, reason=exc.reason,
                               in_force=exc.in_force) from None
         except (RuntimeError, ValueError) as exc:
             raise ControlError(str(exc)) from None
-        note = recipes.last_gate_note if by and recipes is not None else ""
+        new, note = str(done.label), str(done.gate_note) if by else ""  # this switch's own note
         if note:
             self._record("recipe.gate_override", new, old, f"{note}; reason: {reason.strip()}")
         self._record("recipe.select", getattr(getattr(self.station, "config", None), "name", "station"), old, new)

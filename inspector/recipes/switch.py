@@ -101,6 +101,22 @@ class RecipeStation(Protocol):
 
 
 @dataclass(frozen=True)
+class RecipeSelection:
+    """What one selection did: the recipe switched to, and its own gate override's audit text.
+
+    Returned to the caller that selected (not kept on the switch), so that of two switches made at
+    once (PLC and GUI) each audits its own note.
+    """
+
+    recipe: Recipe
+    gate_note: str = ""  # the override's text (empty: none was needed)
+
+    @property
+    def label(self) -> str:
+        return self.recipe.label
+
+
+@dataclass(frozen=True)
 class _Retirement:
     """What a switch leaves to retire once no part before ``boundary`` is open."""
 
@@ -128,7 +144,6 @@ class RecipeSwitch:
         check_budgets(self.recipes, station.config)
         self.current: Recipe | None = None
         self.switches = 0
-        self.last_gate_note = ""  # the last selection's gate override text (empty: none was needed)
         self._preparing = threading.Lock()  # held while a switch loads its model: the next one is busy
         self._state = threading.Condition()  # workers' epochs, current recipe, the pending retirement
         self._pending: _Retirement | None = None
@@ -149,8 +164,8 @@ class RecipeSwitch:
         check_budgets(recipes, self.station.config)
         self.recipes = recipes
 
-    def select(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> Recipe:
-        """Prepare the recipe and switch to it at the next part boundary; returns it.
+    def select(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> RecipeSelection:
+        """Prepare the recipe and switch to it at the next part boundary; returns it with its gate note.
 
         The recipe files are read again first, so that a version saved or rolled back meanwhile
         (`inspector.recipes.versions`) is the one selected.
@@ -178,22 +193,21 @@ class RecipeSwitch:
             raise RecipeBusy(f"recipe {recipe.label}: busy, another recipe switch is in progress; select it again "
                              "when that one is done")
         try:
-            card, backends, anomaly = self._prepare(recipe, override_gate_by, reason)
+            card, backends, anomaly, note = self._prepare(recipe, override_gate_by, reason)
             with self._state:
                 self._switch(recipe, card, backends, anomaly)
-            return recipe
+            return RecipeSelection(recipe, note)
         finally:
             self._preparing.release()
 
     def _prepare(self, recipe: Recipe, override_gate_by: str | None = None,
-                 reason: str = "") -> tuple[ModelCard, list[Backend], RecipeAnomaly]:
+                 reason: str = "") -> tuple[ModelCard, list[Backend], RecipeAnomaly, str]:
         """The recipe's model checked (card and promotion gate), compiled and warmed up on every device (the old
         recipe inspects)."""
         backends: list[Backend] = []
         try:
             card = load_card(recipe.model.name)
             note = check_recipe_gate(self.folder, recipe, card, override_by=override_gate_by, reason=reason)
-            self.last_gate_note = note
             if note:
                 log.warning("recipe %s: %s (reason: %s)", recipe.label, note, reason or "none given")
             backends = self.station.make_backends(card)
@@ -210,7 +224,7 @@ class RecipeSwitch:
             for be in backends:
                 be.close()
             raise RecipeError(f"recipe {recipe.label}: model {recipe.model.name}: {exc}") from None
-        return card, backends, anomaly
+        return card, backends, anomaly, note
 
     def _switch(self, recipe: Recipe, card: ModelCard, backends: list[Backend], anomaly: RecipeAnomaly) -> None:
         """Hand every worker the new epoch from the next trigger on (``_state`` held)."""

@@ -21,6 +21,7 @@ from gui.bridge import EngineBridge
 from gui.recipe_selector import RecipeSelector
 from inspector.config import parse_config
 from inspector.recipes.recipe import Recipe
+from inspector.recipes.switch import RecipeSelection
 from inspector.station import Station, StationError
 from tests.gui.conftest import PASSWORDS, FakeStation, make_control
 from tests.inspector.line.test_line_station import line_config
@@ -53,13 +54,13 @@ class RecipeStation(FakeStation):
         self.fail: str | None = None
         self.calls: list[tuple[object, threading.Thread]] = []
 
-    def select_recipe(self, key: int | str) -> str:
+    def switch_recipe(self, key: int | str) -> RecipeSelection:
         self.calls.append((key, threading.current_thread()))
         assert self.gate.wait(10), "the test never released the switch"
         if self.fail is not None:
             raise StationError(self.fail)
         self.recipes.current = next(r for r in self.recipes.recipes if r.recipe.number == key)
-        return self.recipes.current.label
+        return RecipeSelection(self.recipes.current)
 
 
 def _window(qtbot: Any, station: Any, engine: Any) -> tuple[MainWindow, list[str]]:

@@ -119,3 +119,37 @@ def test_a_gate_refusal_is_a_typed_error_naming_the_model_the_reason_and_the_rec
         assert st.recipes.current.label == "housing-a v2"
     finally:
         st.stop()
+
+
+def test_two_overriding_switches_at_once_each_audit_their_own_gate_note(
+        recipes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GUI's admin and another session override at once: the second switch is made between the first's
+    switch and its audit; each audit row names its own detector and reason."""
+    st = _station_with_ungated_detector(recipes, tmp_path)
+    retrained_copy(recipes.parent / "models", "defect-other")  # housing-a's next detector, no gate either
+    a = recipes / "a.toml"
+    a.write_text(a.read_text().replace('name = "defect-yolo11p-320"', 'name = "defect-other"'))
+    gui, other = StationControl(st), StationControl(st)
+    gui.create_admin("admin-pass")
+    gui.login("admin", "admin-pass")
+    other.login("admin", "admin-pass")
+    select, interleaved = st.recipes.select, []
+
+    def select_then_the_other(*args: object, **kwargs: object) -> object:
+        done = select(*args, **kwargs)
+        if not interleaved:  # the other session's switch lands before the GUI's is audited
+            interleaved.append("switching")
+            interleaved[0] = other.select_recipe(1, override_gate=True, reason="other trial")
+        return done
+
+    monkeypatch.setattr(st.recipes, "select", select_then_the_other)
+    try:
+        assert gui.select_recipe(2, override_gate=True, reason="supplier trial") == "housing-b v2"
+        assert interleaved == ["housing-a v2"]
+        rows = {r.target: str(r.new) for r in gui.audit_entries() if r.action == "recipe.gate_override"}
+        assert set(rows) == {"housing-b v2", "housing-a v2"}, rows
+        assert "defect-new" in rows["housing-b v2"] and "supplier trial" in rows["housing-b v2"], rows
+        assert "defect-other" not in rows["housing-b v2"], rows
+        assert "defect-other" in rows["housing-a v2"] and "other trial" in rows["housing-a v2"], rows
+    finally:
+        st.stop()

@@ -22,7 +22,7 @@ LINE = ("recipe housing-b v2: model defect-new: its card holds no promotion gate
 class GatedStation(Station):
     """A fake station whose every recipe switch the promotion gate refuses (housing-a v2 stays in force)."""
 
-    def select_recipe(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> str:
+    def switch_recipe(self, key: int | str, *, override_gate_by: str | None = None, reason: str = "") -> Any:
         raise SwitchGateRefused(recipe="housing-b v2", model="defect-new", in_force="housing-a v2",
                                 reason=LINE.split("model defect-new: ", 1)[1])
 
