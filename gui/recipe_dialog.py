@@ -217,7 +217,7 @@ class RecipeDialog(QDialog):
         self.busy = True
         self.last_error = ""
         self.update_permissions()
-        self._say(f"switching to {name} at the next part…")
+        self._say(f"switching to {name} at the next {self._unit()}…")
         self.pool.start(SelectRecipe(self.control, name, 0, self._relay, override_gate=override, reason=reason))
         return True
 
@@ -228,8 +228,12 @@ class RecipeDialog(QDialog):
             log.warning("recipe switch refused: %s", error)
             self._say(error)
         else:
-            self._say(f"recipe {label} from the next part")
+            self._say(f"recipe {label} from the next {self._unit()}")
         self.refresh()
+
+    def _unit(self) -> str:
+        """What a switch waits for in the station's words: a free-running station's part is a frame."""
+        return "frame" if getattr(self.station, "line", None) is None else "part"
 
     def roll_back(self) -> bool:
         """Make the chosen kept version active again (asks for the reason); returns whether it was done."""

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 ACTION = "recipe.select"
 #: How often the combo catches up with a switch made elsewhere (PLC, OPC UA, another session).
 SYNC_INTERVAL_MS = 1000
-_TIP = "product recipe: a switch takes effect at the next part; parts already triggered finish on the old one"
+_TIP = "product recipe: a switch takes effect at the next {unit}; {taken} finish on the old one"
 
 
 def ask_user(parent: QWidget, text: str) -> bool:
@@ -92,6 +92,7 @@ class RecipeSelector(QWidget):
         self.busy = False
         self._asking = False
         self._request = 0
+        self._switched_from = "the station settings"
         self._relay = SwitchRelay()
         self._relay.done.connect(self._on_done)
 
@@ -156,15 +157,22 @@ class RecipeSelector(QWidget):
     def update_permissions(self) -> None:
         """Enable the combo for operators and up (not while switching); else the tooltip names the role."""
         gate(self.combo, self.control, ACTION, usable=self.available and not self.busy,
-             tip="switching…" if self.busy else _TIP)
+             tip="switching…" if self.busy else _TIP.format(unit=self._unit()[0], taken=self._unit()[1].lower()))
 
     # ------------------------------------------------------------------ switching
-    def _question(self, new: Any) -> str:
-        cur = self.current
-        old = cur.label if cur is not None else "the station settings"
+    def _unit(self) -> tuple[str, str]:
+        """What a switch waits for, and what finishes on the old recipe, in the station's words."""
         if getattr(self.station, "line", None) is None:  # free-running: a part is a frame
-            return f"Switch to {new.label} at the next frame? Frames already taken finish on {old}."
-        return f"Switch to {new.label} at the next part? Parts already triggered finish on {old}."
+            return "frame", "Frames already taken"
+        return "part", "Parts already triggered"
+
+    def _in_force(self) -> str:
+        cur = self.current
+        return cur.label if cur is not None else "the station settings"
+
+    def _question(self, new: Any) -> str:
+        unit, taken = self._unit()
+        return f"Switch to {new.label} at the next {unit}? {taken} finish on {self._in_force()}."
 
     def _on_activated(self, index: int) -> None:
         number = self.combo.itemData(index)
@@ -192,7 +200,8 @@ class RecipeSelector(QWidget):
         self.state.setText("switching…")
         self.update_permissions()
         label = next((r.label for r in self.recipes if r.recipe.number == number), str(number))
-        self.message.emit(f"switching to {label} at the next part…")
+        self._switched_from = self._in_force()  # what the done line says finishes on the old recipe
+        self.message.emit(f"switching to {label} at the next {self._unit()[0]}…")
         self.pool.start(SelectRecipe(self.control, number, self._request, self._relay))
 
     def _on_done(self, request: int, label: str, error: str) -> None:
@@ -207,5 +216,6 @@ class RecipeSelector(QWidget):
             log.warning("recipe switch failed: %s", error)
             self.message.emit(f"{error} (still on {cur.label if cur is not None else 'the station settings'})")
             return
-        self.message.emit(f"recipe {label} from the next part")
+        unit, taken = self._unit()
+        self.message.emit(f"recipe {label} from the next {unit}; {taken.lower()} finish on {self._switched_from}")
         self.switched.emit(label)

@@ -140,7 +140,7 @@ def test_shows_the_current_recipe_and_needs_the_operator_role(qtbot: Any, recipe
     assert sel.combo.toolTip() == "needs the operator role (log in)"
     with qtbot.waitSignal(win.bridge.user_changed):
         win.control.login("op", PASSWORDS["op"])
-    assert sel.combo.isEnabled() and "next part" in sel.combo.toolTip()
+    assert sel.combo.isEnabled() and "next frame" in sel.combo.toolTip()  # free-running: a part is a frame
     with qtbot.waitSignal(win.bridge.user_changed):
         win.control.logout()
     assert not sel.combo.isEnabled()
@@ -156,7 +156,8 @@ def test_switch_runs_off_the_gui_thread_and_shows_the_new_recipe(qtbot: Any, rec
     qtbot.waitUntil(lambda: len(st.calls) == 1, timeout=2000)
     assert st.calls[0][0] == 2 and st.calls[0][1] is not threading.main_thread()
     assert sel.state.text() == "switching…" and not sel.combo.isEnabled()
-    assert "switching to housing-b v2" in win.statusBar().currentMessage()
+    # a free-running station: what the status bar says uses the question's words (a part is a frame)
+    assert win.statusBar().currentMessage() == "switching to housing-b v2 at the next frame…"
     # the GUI thread keeps running its event loop while the switch is still held
     ticks: list[int] = []
     QTimer.singleShot(20, lambda: ticks.append(1))
@@ -166,7 +167,8 @@ def test_switch_runs_off_the_gui_thread_and_shows_the_new_recipe(qtbot: Any, rec
         st.gate.set()
     assert got.args == ["housing-b v2"]
     assert sel.current_text() == "2 housing-b v2" and sel.state.text() == "" and sel.combo.isEnabled()
-    assert "housing-b v2" in win.statusBar().currentMessage()
+    assert win.statusBar().currentMessage() == (
+        "recipe housing-b v2 from the next frame; frames already taken finish on housing-a v3")
     entry = next(e for e in win.control.audit_entries() if e.action == "recipe.select")
     assert (entry.user, entry.old, entry.new) == ("op", "housing-a v3", "housing-b v2")
 
@@ -217,6 +219,8 @@ def test_switches_a_real_line_between_two_models(qtbot: Any, line_window: Any) -
     with qtbot.waitSignal(sel.switched, timeout=20_000):
         _choose(sel, "2 housing-b v2")
     assert questions == ["Switch to housing-b v2 at the next part? Parts already triggered finish on housing-a v2."]
+    assert win.statusBar().currentMessage() == (
+        "recipe housing-b v2 from the next part; parts already triggered finish on housing-a v2")
     assert st.recipes.current.label == "housing-b v2" and sel.current_text() == "2 housing-b v2"
     entry = next(e for e in win.control.audit_entries() if e.action == "recipe.select")
     assert (entry.user, entry.old, entry.new) == ("op", "housing-a v2", "housing-b v2")
