@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -14,8 +15,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the developer's real database and settings out of every test."""
+def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep the developer's real database and settings out of every test (removed after it: a
+    station database there reserves a 64 MiB spool)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
@@ -25,6 +27,8 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("INSPECTOR_CACHE_DIR", "off")
     # a station under test never starts a child process timing the precisions (tests of it turn it back on)
     monkeypatch.setenv("INSPECTOR_PRECISION_MEASURE", "off")
+    yield
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
