@@ -1,9 +1,11 @@
 """Pipeline efficiency at N cameras alone, from this checkout or another one (before/after a change).
 
-The 8-camera point of `inspector bench`: a saturated station and the runtime alone, measured
-back to back in rounds (`inspector.bench.pipeline.measure_station`); efficiency is the median
-of the rounds' ratios. ``--root`` runs another checkout's code (a ``git worktree`` of an older
-commit) with this one's virtual environment, so two versions can be measured alternately:
+One camera count of `inspector bench`, measured by the same function with the same settings and, by default,
+the same seconds and rounds: a saturated station and the runtime alone, side by side in rounds in ABBA order
+(`inspector.bench.pipeline.measure_station`); efficiency is the median of the rounds' fps ratios, CPU efficiency
+the median of their ratios of the process's CPU time a frame. ``--root`` runs another checkout's code (a
+``git worktree`` of an older commit) with this one's virtual environment, so two versions can be measured
+alternately:
 
     git worktree add /tmp/before <commit>
     for i in 1 2 3; do python benchmarks/efficiency.py --root /tmp/before; python benchmarks/efficiency.py; done
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -38,7 +41,7 @@ def main() -> int:
                     help="The checkout whose code runs (default: this one).")
     ap.add_argument("--cameras", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=12.0, help="Measured seconds in all, split into the rounds.")
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=None, help="Rounds (default: the bench's).")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--streams", default=None,
                     help="OpenVINO streams: auto, 0 (one stream on all cores) or n (default: the station's).")
@@ -49,9 +52,13 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(args.root.resolve()))
     schedule = _count_batches_inside() if args.schedule else None
-    cpu_per_frame = _count_cpu_per_frame()
     from inspector.bench import cpu_description
     from inspector.bench.pipeline import PureRunner, bench_frames, measure_station, station_config
+
+    if args.rounds is None:  # an older checkout (--root) has no ROUNDS: its bench's default then was 4
+        from inspector.bench import pipeline as bp
+
+        args.rounds = getattr(bp, "ROUNDS", 4)
 
     extra: dict[str, Any] = {}
     if args.streams is not None:  # a checkout from before streams = "auto" has no parse_streams: only asked for here
@@ -74,43 +81,17 @@ def main() -> int:
           + " ".join(f"{r['efficiency']:.3f}" for r in out["rounds"])
           + f"), pure {out['pure_fps']:.0f} fps, pipeline {out['fps']:.0f} fps; CPU {cpu['model']} "
           f"({' '.join(cpu['isa'])}, {cpu['kind']}), load {os.getloadavg()[0]:.2f}")
-    cpu_ms = cpu_per_frame()
-    if cpu_ms["pipeline"] and cpu_ms["runtime alone"]:
-        print(f"  CPU per frame (the process's, all threads): runtime alone {cpu_ms['runtime alone']:.3f} core-ms, "
-              f"pipeline {cpu_ms['pipeline']:.3f} core-ms; CPU efficiency {cpu_ms['runtime alone'] / cpu_ms['pipeline']:.3f} "
-              "(what fps efficiency is where the runtime keeps every core busy; less sensitive to other load)")
+    rounds = out["rounds"]
+    if "cpu_efficiency" in out:  # an older checkout's measure_station does not time the CPU
+        med = {k: statistics.median(r[k] for r in rounds) for k in ("pure_cpu_ms_per_frame", "pipeline_cpu_ms_per_frame")}
+        print(f"  CPU per frame (the process's, all threads, median of the rounds): runtime alone "
+              f"{med['pure_cpu_ms_per_frame']:.3f} core-ms, pipeline {med['pipeline_cpu_ms_per_frame']:.3f} core-ms; "
+              f"CPU efficiency {out['cpu_efficiency']:.3f} (rounds " + " ".join(f"{r['cpu_efficiency']:.3f}" for r in rounds)
+              + "; what fps efficiency is where the runtime keeps every core busy; less sensitive to other load)")
     if schedule is not None:
         for name, shares in schedule().items():
             print(f"  batches inside the runtime, {name}: " + " ".join(f"{k}: {v:.3f}" for k, v in sorted(shares.items())))
     return 0
-
-
-def _count_cpu_per_frame() -> Callable[[], dict[str, float]]:
-    """Count the process's CPU time and frames in the pipeline's windows and the runtime alone's; returns what
-    gives each one's core-ms per frame (0 where none ran)."""
-    from inspector.bench import pipeline as bp
-
-    acc = {"pipeline": [0.0, 0], "runtime alone": [0.0, 0]}
-    window, run = bp._window, bp.PureRunner.run
-
-    def counted_window(st: Any, seconds: float) -> Any:
-        c0 = time.process_time()
-        out = window(st, seconds)
-        acc["pipeline"][0] += time.process_time() - c0
-        acc["pipeline"][1] += out["inspected"]
-        return out
-
-    def counted_run(self: Any, seconds: float, warm: int = 1) -> float:
-        c0, t0 = time.process_time(), time.perf_counter()
-        fps = run(self, seconds, warm)
-        if seconds > 0:  # not the runner's own warm-up
-            acc["runtime alone"][0] += time.process_time() - c0
-            acc["runtime alone"][1] += round(fps * (time.perf_counter() - t0))
-        return fps
-
-    bp._window = counted_window  # type: ignore[attr-defined]
-    bp.PureRunner.run = counted_run  # type: ignore[method-assign]
-    return lambda: {k: (c / n * 1e3 if n else 0.0) for k, (c, n) in acc.items()}
 
 
 def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
@@ -148,7 +129,8 @@ def _count_batches_inside() -> Callable[[], dict[str, dict[int, float]]]:
     ovb.OpenVinoBackend.start = counted_start  # type: ignore[method-assign]
     ovb._Running.wait = counted_wait  # type: ignore[method-assign]
     bp._window = timed(bp._window, "pipeline")  # type: ignore[attr-defined]
-    bp.PureRunner.run = timed(bp.PureRunner.run, "runtime alone")  # type: ignore[method-assign]
+    timed_name = "measure" if hasattr(bp.PureRunner, "measure") else "run"  # what measure_station times the runtime by
+    setattr(bp.PureRunner, timed_name, timed(getattr(bp.PureRunner, timed_name), "runtime alone"))
 
     def shares() -> dict[str, dict[int, float]]:
         ev, k = [], 0  # (time, batches inside from then on)

@@ -221,12 +221,15 @@ def format_table(res: dict[str, Any]) -> str:
         f"streams {res.get('streams', 0) or 1}"
     )
     lines.append("")
-    lines.append(f"{'cameras':>8} {'precision':>9} {'pure backend fps':>17} {'pipeline fps':>13} {'efficiency':>11} {'mean batch':>11} {'non-inference ms/frame':>23}")
+    lines.append(f"{'cameras':>8} {'precision':>9} {'pure backend fps':>17} {'pipeline fps':>13} {'efficiency':>11} "
+                 f"{'CPU eff.':>9} {'mean batch':>11} {'non-inference ms/frame':>23}")
+    cpu_eff = res.get("cpu_efficiency") or {}  # absent from a bench JSON before it was measured
     ran = res.get("precision_by_station") or {}
     for k in res["pipeline_fps"]:
         lines.append(
             f"{k:>8} {ran.get(k, '?'):>9} {res['pure_backend_fps_by_batch'][k]:17.1f} {res['pipeline_fps'][k]:13.1f} "
-            f"{res['efficiency'][k]:11.3f} {res['mean_batch'][k]:11.2f} {res['non_inference_ms_per_frame'][k]:23.3f}"
+            f"{res['efficiency'][k]:11.3f} {cpu_eff[k] if k in cpu_eff else float('nan'):9.3f} "
+            f"{res['mean_batch'][k]:11.2f} {res['non_inference_ms_per_frame'][k]:23.3f}"
         )
     ln = res["latency_nominal"]
     ls = res["latency_saturation"]

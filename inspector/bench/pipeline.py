@@ -10,6 +10,8 @@ import logging
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,47 @@ def bench_frames(n: int, width: int, height: int) -> list[np.ndarray]:
 
 #: The IoU a bench station's graph suppresses at (the config's default): the pure runner compiles the same graph
 _STATION_IOU = float(ModelConfig.model_fields["iou_threshold"].default)
+
+#: Rounds a camera count is measured in by `measure_station` (``inspector bench`` and `benchmarks/efficiency.py`
+#: alike): each round times the runtime alone and the pipeline side by side. On the 2-core machine one round's
+#: ratio swings +-5-10% even when it is quiet (stop 36: 0.87-1.01 at one camera), so the median of 3-4 rounds moved
+#: by +-3% between runs of the same code; shorter windows in more rounds pair each pipeline window with a runtime
+#: window closer in time.
+ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class Span:
+    """What one measured window did: frames finished, wall seconds, and the process's CPU seconds (all threads)."""
+
+    frames: float
+    wall: float
+    cpu: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        return self.cpu / self.frames * 1e3 if self.frames else 0.0
+
+
+def paired_rounds(pure: Callable[[float], Span], pipeline: Callable[[float], Span], rounds: int,
+                  span: float) -> list[tuple[Span, Span]]:
+    """``rounds`` pairs of (runtime alone, pipeline) windows of ``span`` seconds, in ABBA order: even rounds time the
+    runtime first, odd rounds the pipeline first, so that a machine drifting faster or slower over the run (other
+    load, clocks) favours neither side in the median of the rounds' ratios."""
+    out: list[tuple[Span, Span]] = []
+    for r in range(max(1, rounds)):
+        if r % 2 == 0:
+            p = pure(span)
+            q = pipeline(span)
+        else:
+            q = pipeline(span)
+            p = pure(span)
+        out.append((p, q))
+    return out
 
 
 class PureRunner:
@@ -78,6 +121,11 @@ class PureRunner:
 
     def run(self, seconds: float, warm: int = 1) -> float:
         """Frames per second over ``seconds`` (after ``warm`` steps); nothing is left in flight."""
+        return self.measure(seconds, warm).fps
+
+    def measure(self, seconds: float, warm: int = 1) -> Span:
+        """Frames, wall and process CPU time over ``seconds`` (after ``warm`` steps; the filling and emptying of
+        the slots are outside the span); nothing is left in flight."""
         from collections import deque
 
         be, n, slotted = self.be, self.batch, self._slotted
@@ -99,11 +147,11 @@ class PureRunner:
             for _ in range(warm):
                 step()
             done = 0
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 step()
                 done += 1
-            return done * n / max(1e-9, time.perf_counter() - t0)
+            return Span(done * n, max(1e-9, time.perf_counter() - t0), time.process_time() - c0)
         finally:
             while pending:  # the next run starts on idle slots
                 pending.popleft()[1].wait()
@@ -156,9 +204,11 @@ def measure_station(
 ) -> dict[str, Any]:
     """Run a station, discard ``warmup`` seconds, measure ``seconds`` in ``rounds`` windows.
 
-    With ``pure``, each window is preceded by as long a run of the runtime alone while the
-    station's workers are paused, so the two are measured side by side, round after round,
-    under the same drift of a shared machine; ``efficiency`` is the median of the rounds' ratios.
+    With ``pure``, each window is paired with as long a run of the runtime alone while the station's workers are
+    paused, so the two are measured side by side, round after round, under the same drift of a shared machine, in
+    ABBA order (`paired_rounds`); ``efficiency`` is the median of the rounds' fps ratios and ``cpu_efficiency`` the
+    median of their ratios of the process's CPU time a frame (runtime alone over pipeline: what fps efficiency is
+    where the runtime keeps every core busy, and much less moved by other load).
     """
     from inspector.pipeline.backends import precision_choice
 
@@ -166,8 +216,8 @@ def measure_station(
     st = Station(cfg, db_url=db_url, archive=False)  # renders the simulated banks: rendering is not the pipeline
     st.start()
     windows: list[dict[str, Any]] = []
-    pure_fps: list[float] = []
     lat: list[float] = []
+    pairs: list[tuple[Span, Span]] = []
     try:
         for w in st.workers:  # what is measured is what the station runs for good (its static graphs too)
             wait_static = getattr(w.backend, "wait_static", None)
@@ -176,25 +226,39 @@ def measure_station(
         time.sleep(warmup)
         span = seconds / max(1, rounds)
         per_window: list[RunStats] = []
-        for _ in range(max(1, rounds)):
-            if pure is not None:
-                for w in st.workers:
-                    w.pause(True)
-                time.sleep(0.2)  # the batches in flight are decided
-                pure_fps.append(pure.run(span))
-                done = [w.stats.batches for w in st.workers]
-                for w in st.workers:
-                    w.pause(False)
-                # back to its steady state: the frames held over the pause are decided (they carry its length
-                # in their latency), then a moment more
-                settle = time.monotonic() + 10.0
-                while time.monotonic() < settle and any(
-                        w.stats.batches < d + w.in_flight + 2 for w, d in zip(st.workers, done)):
-                    time.sleep(0.01)
-                time.sleep(0.3)
+
+        def pipeline(span: float) -> Span:
             st.take_stats()  # latencies of this window only
-            windows.append(_window(st, span))
+            c0 = time.process_time()
+            w = _window(st, span)
+            cpu = time.process_time() - c0
+            windows.append(w)
             per_window.append(st.take_stats())  # what comes between windows (frames held over a pause) counts nowhere
+            return Span(w["inspected"], w["wall"], cpu)
+
+        def alone(span: float) -> Span:
+            assert pure is not None
+            for w in st.workers:
+                w.pause(True)
+            time.sleep(0.2)  # the batches in flight are decided
+            out = pure.measure(span)
+            done = [w.stats.batches for w in st.workers]
+            for w in st.workers:
+                w.pause(False)
+            # back to its steady state: the frames held over the pause are decided (they carry its length
+            # in their latency), then a moment more
+            settle = time.monotonic() + 10.0
+            while time.monotonic() < settle and any(
+                    w.stats.batches < d + w.in_flight + 2 for w, d in zip(st.workers, done)):
+                time.sleep(0.01)
+            time.sleep(0.3)
+            return out
+
+        if pure is not None:
+            pairs = paired_rounds(alone, pipeline, rounds, span)
+        else:
+            for _ in range(max(1, rounds)):
+                pipeline(span)
         cams = [cs for rs in per_window for cs in rs.cameras.values()]
         lat = [v for cs in cams for v in cs.latency_ms]
         merged: dict[str, list[float]] = {}
@@ -222,12 +286,15 @@ def measure_station(
         "db_rows_written": rows,
         "precision": ran[0] if len(set(ran)) == 1 else "/".join(ran),  # what the station's runtime ran
     }
-    if pure is not None:
-        ratios = [w["inspected"] / w["wall"] / p for w, p in zip(windows, pure_fps)]
-        out["rounds"] = [{"pure_fps": p, "pipeline_fps": w["inspected"] / w["wall"], "efficiency": r}
-                         for w, p, r in zip(windows, pure_fps, ratios)]
-        out["pure_fps"] = statistics.median(pure_fps)
-        out["efficiency"] = statistics.median(ratios)
+    if pairs:
+        out["rounds"] = [{"pure_fps": p.fps, "pipeline_fps": q.fps, "efficiency": q.fps / p.fps if p.fps else 0.0,
+                          "pure_cpu_ms_per_frame": p.cpu_ms_per_frame, "pipeline_cpu_ms_per_frame": q.cpu_ms_per_frame,
+                          "cpu_efficiency": (p.cpu_ms_per_frame / q.cpu_ms_per_frame if q.cpu_ms_per_frame else 0.0),
+                          "pure_first": k % 2 == 0}
+                         for k, (p, q) in enumerate(pairs)]
+        out["pure_fps"] = statistics.median(p.fps for p, _q in pairs)
+        out["efficiency"] = statistics.median(r["efficiency"] for r in out["rounds"])
+        out["cpu_efficiency"] = statistics.median(r["cpu_efficiency"] for r in out["rounds"])
     return out
 
 
@@ -261,11 +328,12 @@ def run_pipeline_bench(
     streams: int | str = "auto",
     precision: str = "auto",
     nominal: StationConfig | None = None,
-    rounds: int = 4,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
     """The full side-by-side: pure backend (at each precision), pipeline at each camera count,
     and a station at its nominal rate (``nominal``: the built-in ``demo``, 8 cameras x 5 fps)."""
     frames = bench_frames(32, width, height)
+    rounds = min(rounds, max(2, int(seconds)))  # windows of a second or more (a short test run: 2 rounds)
     sizes = sorted(set(cameras))
     pure_s = min(6.0, seconds / 2)
     # every gated precision as each station below runs it (its cameras' batch), first: the winners are what
@@ -327,6 +395,8 @@ def _report(
         "pipeline_fps": {k: v["fps"] for k, v in pipeline.items()},
         # the median over rounds of pipeline / pure measured back to back (not the ratio of the two medians)
         "efficiency": {k: v["efficiency"] for k, v in pipeline.items()},
+        # the same rounds' runtime-alone core-ms a frame over the pipeline's (the process's CPU time, all threads)
+        "cpu_efficiency": {k: v["cpu_efficiency"] for k, v in pipeline.items()},
         "rounds": rounds,
         "mean_batch": {k: v["mean_batch"] for k, v in pipeline.items()},
         "non_inference_ms_per_frame": {k: v["non_inference_ms_per_frame"] for k, v in pipeline.items()},

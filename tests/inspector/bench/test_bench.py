@@ -46,7 +46,12 @@ def test_bench_json_has_cpu_precision_and_nominal_beside_the_pipeline(tmp_path: 
     assert len(rounds) == res["rounds"] >= 2
     for r in rounds:
         assert r["efficiency"] == pytest.approx(r["pipeline_fps"] / r["pure_fps"])
+        # and the process's CPU time a frame of each, runtime alone over pipeline
+        assert r["pure_cpu_ms_per_frame"] > 0 and r["pipeline_cpu_ms_per_frame"] > 0
+        assert r["cpu_efficiency"] == pytest.approx(r["pure_cpu_ms_per_frame"] / r["pipeline_cpu_ms_per_frame"])
+    assert [r["pure_first"] for r in rounds] == [k % 2 == 0 for k in range(len(rounds))]  # ABBA
     assert res["efficiency"]["2"] == pytest.approx(statistics.median(r["efficiency"] for r in rounds))
+    assert res["cpu_efficiency"]["2"] == pytest.approx(statistics.median(r["cpu_efficiency"] for r in rounds))
     assert res["in_flight"] == 4 and res["streams"] == "auto"  # the station's defaults
     text = format_table(res)
     assert "nominal: station demo" in text and res["cpu"]["kind"] in text
