@@ -82,6 +82,13 @@ def block_stride(index: int) -> int:
     return s
 
 
+#: A level's feature normalisations (`FeatureSpec.normalise`).
+NORMALISATIONS = ("none", "image")
+#: Added to a frame's per-channel standard deviation (``normalise = "image"``): channels that are flat over a
+#: frame (ReLU6 at 0) stay flat instead of amplifying rounding noise.
+IMAGE_NORM_EPS = 1e-3
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Which features the extractor returns.
@@ -91,18 +98,28 @@ class FeatureSpec:
             10: stride 16, 112 channels).
         grid_stride: Stride of the output grid in input pixels (the taps are resized to it).
         pool: Side of the local average (PatchCore's neighbourhood aggregation); 1: none.
+        normalise: ``"none"``, or ``"image"``: each frame's features standardised per channel over its own
+            grid (minus the frame's mean, divided by its standard deviation + `IMAGE_NORM_EPS`), so that a
+            change of the whole frame (lamp, exposure, the cloth's shade) moves no patch, and the bank's rows
+            cover the parts' texture instead of their lighting (see ``teach.DEFAULT_SPEC``).
     """
 
     taps: tuple[int, ...] = (4, 10)
     grid_stride: int = 8
     pool: int = 3
+    normalise: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise = {self.normalise!r}: one of {', '.join(NORMALISATIONS)}")
 
     @property
     def channels(self) -> int:
         return sum(LITE0_BLOCKS[t].cout for t in self.taps)
 
     def key(self) -> str:
-        return f"t{'-'.join(map(str, self.taps))}_g{self.grid_stride}_p{self.pool}"
+        norm = "" if self.normalise == "none" else f"_n{self.normalise}"
+        return f"t{'-'.join(map(str, self.taps))}_g{self.grid_stride}_p{self.pool}{norm}"
 
 
 def weights_path() -> Path:
@@ -211,7 +228,10 @@ def patch_features(ops: Any, taps: Sequence[Any], strides: Sequence[int], spec: 
                                    axes=ops.constant(np.array([2, 3], np.int64)),
                                    coordinate_transformation_mode="half_pixel")
         parts.append(node)
-    return ops.concat(parts, 1) if len(parts) > 1 else parts[0]
+    feats = ops.concat(parts, 1) if len(parts) > 1 else parts[0]
+    if spec.normalise == "image":  # per frame and channel over the grid: (x - mean) / (std + eps)
+        feats = ops.mvn(feats, ops.constant(np.array([2, 3], np.int64)), True, IMAGE_NORM_EPS, "outside_sqrt")
+    return feats
 
 
 Levels = tuple[FeatureSpec, ...]

@@ -111,7 +111,8 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
         "sha256": WEIGHTS_SHA256,
     }
     card["levels"] = {str(i): {"taps": list(lv.taps), "grid_stride": lv.grid_stride, "pool": lv.pool,
-                               "channels": lv.channels, "rows": len(b), "raw": float(r)}
+                               "channels": lv.channels, "rows": len(b), "raw": float(r),
+                               **({"normalise": lv.normalise} if lv.normalise != "none" else {})}
                       for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
@@ -133,7 +134,8 @@ def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, 
     specs, raws, rows = [], [], []
     for i in range(len(tables)):
         lv = tables[str(i)]
-        specs.append(FeatureSpec(tuple(int(t) for t in lv["taps"]), int(lv["grid_stride"]), int(lv["pool"])))
+        specs.append(FeatureSpec(tuple(int(t) for t in lv["taps"]), int(lv["grid_stride"]), int(lv["pool"]),
+                                 str(lv.get("normalise", "none"))))
         raws.append(float(lv["raw"]))
         rows.append(int(lv["rows"]))
     return tuple(specs), tuple(raws), tuple(rows)

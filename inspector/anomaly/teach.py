@@ -36,7 +36,13 @@ BANK_MIN, BANK_MAX = 1000, 4096
 #: Two levels, each with its own bank (chosen by measurement; the card and docs/anomaly.md have the table):
 #: the stride-4 and stride-8 blocks (texture: fabric's broken threads and stains) and the stride-16 block
 #: (structure: a missing hole, missing print), which concatenated into one bank masked each other.
-DEFAULT_SPEC: Levels = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
+#: The fine level's features are standardised per frame and channel (``normalise="image"``): the bank then
+#: covers the texture and print instead of each lamp and shade they were seen under, and a local change
+#: (a stain's lost contrast, a broken thread) stands out of the frame's own statistics. Validation split,
+#: f32 distances in numpy, image AUROC (good-only escape): fabric 0.9235 -> 0.9560 (71.0 -> 60.5%), label
+#: 0.9803 -> 0.9854 (30.5 -> 16.0%), fabric Mono8 0.8543 -> 0.8828. The coarse level stays as it was: normalised
+#: too, label's missing print fell 0.985 -> 0.973 (the frame's overall look is the coarse level's to see).
+DEFAULT_SPEC: Levels = (FeatureSpec((2, 4), 8, 3, normalise="image"), FeatureSpec((10,), 16, 3))
 #: How the levels' distances are put on one scale: each divided by this quantile of its leave-one-out scores.
 LEVEL_QUANTILE = 0.99
 LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that level's leave-one-out good scores; "

@@ -89,3 +89,27 @@ def test_the_converted_backbone_is_cached_under_the_weights_sha256(_backbone_cac
     assert {f"{WEIGHTS_SHA256[:16]}_t4_g8_p1_64x64.bin", f"{WEIGHTS_SHA256[:16]}_t4_g8_p1_64x64.xml"} <= files
     again = cached_feature_model(FeatureSpec((4,), 8, 1), 64, 64)  # read back from the IR
     assert again.output(0).get_partial_shape()[1] == 40
+
+
+def test_an_image_normalised_level_is_each_frames_features_standardised_per_channel() -> None:
+    import openvino as ov
+
+    from inspector.anomaly.backbone import IMAGE_NORM_EPS
+
+    plain, normalised = FeatureSpec((2, 4), 8, 3), FeatureSpec((2, 4), 8, 3, normalise="image")
+    assert plain.key() != normalised.key() and normalised.channels == plain.channels
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    frames[1] = frames[1] // 2 + 40  # a dimmer, flatter frame: its own statistics, not the batch's
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    raw = ov.Core().compile_model(cached_feature_model(plain, 64, 96), "CPU", config)(frames)[0]
+    got = ov.Core().compile_model(cached_feature_model(normalised, 64, 96), "CPU", config)(frames)[0]
+    mean = raw.mean(axis=(2, 3), keepdims=True)
+    want = (raw - mean) / (raw.std(axis=(2, 3), keepdims=True) + IMAGE_NORM_EPS)
+    assert got.shape == raw.shape == (2, 64, 8, 12)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+def test_a_feature_normalisation_other_than_none_or_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="normalise"):
+        FeatureSpec((4,), 8, 3, normalise="batch")

@@ -58,3 +58,11 @@ def test_a_one_level_card_from_before_levels_still_loads(tmp_path: Path) -> None
     model = load_anomaly_model(tmp_path / "m")
     assert model.spec == (spec,) and model.raw_threshold == (2.5,)
     np.testing.assert_array_equal(model.bank[0], bank)
+
+
+def test_a_levels_feature_normalisation_is_written_and_read_back(tmp_path: Path) -> None:
+    levels = (FeatureSpec((2, 4), 8, 3, normalise="image"), FeatureSpec((10,), 16, 3))
+    write_model(tmp_path / "m", "m", _banks(), levels, 64, 64, (3.5, 7.25), None, {})
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    assert card["levels"]["0"]["normalise"] == "image" and "normalise" not in card["levels"]["1"]
+    assert load_anomaly_model(tmp_path / "m").spec == levels
