@@ -3,7 +3,9 @@
 1. ms per frame at batch 8, one batch at a time, frames already letterboxed: the detector alone (its station
    graph, `pipeline.PureRunner`), the anomaly model alone (`inspector.anomaly.runtime.AnomalyScorer`), and
    both as the station's worker runs them (the detector's batch started, the anomaly batch started, both
-   waited for). The median of the timed batches.
+   waited for). The three take turns (`take_turns`: `ROUNDS` rounds, each running each of them for a share of
+   the time, in rotated order), so that a shared machine's drift hits them alike; each figure is the median
+   of its timed batches (and the best, and the process's CPU time a frame: core-ms).
 2. The demo station's 8 cameras x 5 fps with the anomaly model on every camera beside the detector (and the
    same station with the detector alone): worker busy fraction, frames dropped, p99 latency.
 3. Teaching time for N good images (default 200, 320 x 320, of the ``plate`` family the renderer draws),
@@ -29,17 +31,42 @@ DEFAULT_ANOMALY = "anomaly-plate-320"
 BATCH = 8
 
 
-def _median_ms_per_frame(step: Callable[[], None], seconds: float, batch: int = BATCH) -> float:
-    """Median wall time of ``step`` (one batch) over ``seconds`` (after 2 warm-up steps), per frame."""
-    for _ in range(2):
-        step()
-    times: list[float] = []
-    t_end = time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(times) < 5:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3 / batch
+#: Rounds the three ms-per-frame figures take turns in (`take_turns`)
+ROUNDS = 8
+
+
+def take_turns(steps: dict[str, Callable[[], None]], seconds: float, rounds: int = ROUNDS, *, batch: int = BATCH,
+               warm: int = 2, least: int = 3, clock: Callable[[], float] = time.perf_counter,
+               cpu_clock: Callable[[], float] = time.process_time) -> dict[str, dict[str, float]]:
+    """Time ``steps`` (each runs one batch of ``batch`` frames) in turns: after ``warm`` untimed batches of each,
+    every round runs each step for its share of ``seconds`` (``seconds / (rounds x steps)``, at least ``least``
+    batches), round r starting with the r-th step (rotated), so that a change of the machine's load between
+    rounds hits every step alike. Per step, in ms per frame: ``median`` and ``best`` of its batches, ``mean``
+    (its wall time over its frames) and ``core_ms`` (the process's CPU time over its frames, all threads);
+    ``batches`` timed."""
+    names = list(steps)
+    for name in names:
+        for _ in range(warm):
+            steps[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, float] = dict.fromkeys(names, 0.0)
+    share = seconds / max(1, rounds * len(names))
+    for r in range(max(1, rounds)):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            step, own = steps[name], times[name]
+            c0, t_end, n = cpu_clock(), clock() + share, 0
+            while n < least or clock() < t_end:
+                t0 = clock()
+                step()
+                own.append(clock() - t0)
+                n += 1
+            cpu[name] += cpu_clock() - c0
+    out = {}
+    for name in names:
+        v, frames = times[name], len(times[name]) * batch
+        out[name] = {"median": statistics.median(v) * 1e3 / batch, "best": min(v) * 1e3 / batch,
+                     "mean": sum(v) * 1e3 / frames, "core_ms": cpu[name] * 1e3 / frames, "batches": len(v)}
+    return out
 
 
 def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, seconds: float, streams: int | str,
@@ -80,12 +107,25 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
                 p.wait()
             a.wait()
 
-        share = seconds / 3
-        out = {"batch": BATCH, "detector_ms": 1e3 / runner.run(share),  # one batch of 8 at a time (depth 1)
-               "anomaly_ms": _median_ms_per_frame(anomaly_alone, share),
-               "both_ms": _median_ms_per_frame(both, share),
-               "detector_precision": runner.precision, "anomaly_precision": am.precision,
-               "anomaly_model": am.name, "anomaly_input": [am.input_width, am.input_height]}
+        def detector_alone() -> None:  # one batch of 8 at a time (depth 1), its detections unread
+            if slotted is None:
+                runner.run(0.0, warm=1)
+                return
+            p: Any = slotted.start(0, BATCH)
+            if hasattr(p, "decoded"):
+                p.wait(decode=False)
+            else:
+                p.wait()
+
+        turns = take_turns({"detector": detector_alone, "anomaly": anomaly_alone, "both": both}, seconds)
+        out: dict[str, Any] = {"batch": BATCH, "rounds": ROUNDS}
+        for key, m in turns.items():
+            out[f"{key}_ms"] = m["median"]
+            out[f"{key}_best_ms"] = m["best"]
+            out[f"{key}_core_ms"] = m["core_ms"]
+        out.update({"detector_precision": runner.precision, "anomaly_precision": am.precision,
+                    "anomaly_model": am.name, "anomaly_input": [am.input_width, am.input_height],
+                    "anomaly_streams": scorer.streams})
     finally:
         runner.close()
     return out
@@ -153,6 +193,11 @@ def format_lines(res: dict[str, Any] | None) -> list[str]:
          f"{m['anomaly_precision']}) beside the detector ({m['detector_precision']}), ms per frame at batch "
          f"{m['batch']}: detector {m['detector_ms']:.2f}, anomaly {m['anomaly_ms']:.2f}, both {m['both_ms']:.2f}"),
     ]
+    if "rounds" in m:  # taken in turns (`take_turns`); results of older benches have the medians only
+        lines.append(f"  in turns, {m['rounds']} rounds: best detector {m['detector_best_ms']:.2f}, anomaly "
+                     f"{m['anomaly_best_ms']:.2f}, both {m['both_best_ms']:.2f}; core-ms per frame (CPU time, all "
+                     f"threads) detector {m['detector_core_ms']:.2f}, anomaly {m['anomaly_core_ms']:.2f}, both "
+                     f"{m['both_core_ms']:.2f}")
     for key, what in (("detector", "detector alone"), ("both", "detector + anomaly")):
         r = s[key]
         lines.append(f"station {s['station']} ({s['cameras']} x {s['fps_per_camera']:g} fps), {what}: "
