@@ -1,11 +1,15 @@
 """``inspector bench``'s anomaly rows: the anomaly model beside the detector, side by side in one run.
 
-1. ms per frame at batch 8, one batch at a time, frames already letterboxed: the detector alone (its station
-   graph, `pipeline.PureRunner`), the anomaly model alone (`inspector.anomaly.runtime.AnomalyScorer`), and
-   both as the station's worker runs them (the detector's batch started, the anomaly batch started, both
-   waited for). The three take turns (`take_turns`: `ROUNDS` rounds, each running each of them for a share of
-   the time, in rotated order), so that a shared machine's drift hits them alike; each figure is the median
-   of its timed batches (and the best, and the process's CPU time a frame: core-ms).
+1. ms per frame at batch 8, frames already letterboxed: the detector alone (its station graph,
+   `pipeline.PureRunner`), the anomaly model alone (`inspector.anomaly.runtime.AnomalyScorer`, compiled as the
+   station's worker compiles it), and both as the station's worker runs them (the detector's batch started,
+   the anomaly batch started, both waited for). Each with the station's ``in_flight`` batches inside the
+   runtimes (`InFlight`), as a station runs batches of 8 (its cameras fill whole batches only when it is
+   loaded, and then its worker keeps that many inside: the next batch's frames start while the last frames
+   of one finish), and again one batch at a time (after a pause: the detector on its idle graph).
+   All six take turns (`take_turns`: `ROUNDS` rounds, each running each for a share of the time, in rotated
+   order), so that a shared machine's drift hits them alike; each figure is the median of its timed batches
+   (and the best, and the process's CPU time a frame: core-ms).
 2. The demo station's 8 cameras x 5 fps with the anomaly model on every camera beside the detector (and the
    same station with the detector alone): worker busy fraction, frames dropped, p99 latency.
 3. Teaching time for N good images (default 200, 320 x 320, of the ``plate`` family the renderer draws),
@@ -18,6 +22,7 @@ import logging
 import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +36,12 @@ DEFAULT_ANOMALY = "anomaly-plate-320"
 BATCH = 8
 
 
-#: Rounds the three ms-per-frame figures take turns in (`take_turns`)
+#: Rounds the ms-per-frame figures take turns in (`take_turns`)
 ROUNDS = 8
+#: The pause before a one-batch-at-a-time figure's turn: longer than an OpenVINO backend stays on its loaded graph
+#: after its last batch (`openvino_backend.LOADED_LINGER_NS`, 25 ms), so that it runs the idle graph again, as a
+#: station does that decides one batch at a time
+PAUSE_S = 0.05
 
 
 def take_turns(steps: dict[str, Callable[[], None]], seconds: float, rounds: int = ROUNDS, *, batch: int = BATCH,
@@ -41,84 +50,148 @@ def take_turns(steps: dict[str, Callable[[], None]], seconds: float, rounds: int
     """Time ``steps`` (each runs one batch of ``batch`` frames) in turns: after ``warm`` untimed batches of each,
     every round runs each step for its share of ``seconds`` (``seconds / (rounds x steps)``, at least ``least``
     batches), round r starting with the r-th step (rotated), so that a change of the machine's load between
-    rounds hits every step alike. Per step, in ms per frame: ``median`` and ``best`` of its batches, ``mean``
-    (its wall time over its frames) and ``core_ms`` (the process's CPU time over its frames, all threads);
-    ``batches`` timed."""
+    rounds hits every step alike. A step with ``begin`` and ``end`` (`InFlight`) has them called, untimed,
+    before and after each turn (and around its warm-up). Per step, in ms per frame: the ``median`` and the
+    ``best`` of its turns (a turn's wall time over its frames: with batches in flight one wait may take two
+    batches' time and the next none, so single batches are not timed), their ``mean``, ``core_ms`` (the
+    process's CPU time over the frames, all threads) and the ``rounds``."""
     names = list(steps)
     for name in names:
+        step = steps[name]
+        if warm and hasattr(step, "begin"):
+            step.begin()
         for _ in range(warm):
-            steps[name]()
+            step()
+        if warm and hasattr(step, "end"):
+            step.end()
     times: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, float] = dict.fromkeys(names, 0.0)
     share = seconds / max(1, rounds * len(names))
     for r in range(max(1, rounds)):
         for name in names[r % len(names):] + names[:r % len(names)]:
             step, own = steps[name], times[name]
-            c0, t_end, n = cpu_clock(), clock() + share, 0
+            begin, end = getattr(step, "begin", None), getattr(step, "end", None)
+            if begin is not None:  # e.g. `InFlight`'s first batches started: not timed
+                begin()
+            c0, t0 = cpu_clock(), clock()
+            t_end, n = t0 + share, 0
             while n < least or clock() < t_end:
-                t0 = clock()
                 step()
-                own.append(clock() - t0)
                 n += 1
-            cpu[name] += cpu_clock() - c0
+            own.append((clock() - t0) / n)  # a batch's share of the turn: batches in flight end in bunches
+            cpu[name] += (cpu_clock() - c0) / n
+            if end is not None:  # the batches still inside finish before the next figure's turn
+                end()
     out = {}
     for name in names:
         v, frames = times[name], len(times[name]) * batch
         out[name] = {"median": statistics.median(v) * 1e3 / batch, "best": min(v) * 1e3 / batch,
-                     "mean": sum(v) * 1e3 / frames, "core_ms": cpu[name] * 1e3 / frames, "batches": len(v)}
+                     "mean": sum(v) * 1e3 / frames, "core_ms": cpu[name] * 1e3 / frames, "rounds": len(v)}
     return out
 
 
+class InFlight:
+    """Batches kept ``depth`` deep inside a runtime, as a station's worker keeps them once its cameras fill whole
+    batches (``in_flight``): `begin` starts ``depth``, each call waits for the oldest and starts another, `end`
+    waits for the rest. A figure of `take_turns` (its calls timed: a batch's share of the runtime's time).
+
+    Args:
+        start: Starts one batch (given its number) and returns what `wait` takes.
+        wait: Waits for a started batch.
+        depth: Batches inside at once.
+    """
+
+    def __init__(self, start: Callable[[int], Any], wait: Callable[[Any], None], depth: int) -> None:
+        self._start, self._wait, self.depth = start, wait, max(1, depth)
+        self._inside: deque[Any] = deque()
+        self._started = 0
+
+    def _one(self) -> None:
+        self._inside.append(self._start(self._started))
+        self._started += 1
+
+    def begin(self) -> None:
+        while len(self._inside) < self.depth:
+            self._one()
+
+    def __call__(self) -> None:
+        if not self._inside:
+            self.begin()
+        self._wait(self._inside.popleft())
+        self._one()
+
+    def end(self) -> None:
+        while self._inside:
+            self._wait(self._inside.popleft())
+
+
 def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, seconds: float, streams: int | str,
-                 precision: str) -> dict[str, Any]:
-    """Detector, anomaly model and both: ms per frame at batch 8 (see the module)."""
+                 precision: str, in_flight: int = 3) -> dict[str, Any]:
+    """Detector, anomaly model and both: ms per frame at batch 8 (see the module), with ``in_flight`` batches
+    inside the runtimes as the station runs full batches, and one batch at a time."""
     from inspector.anomaly.model import load_anomaly_model
     from inspector.anomaly.runtime import AnomalyScorer
     from inspector.bench.pipeline import PureRunner, bench_frames
     from inspector.pipeline.backends.base import CpuBatchBackend
     from inspector.pipeline.preprocess import Letterbox, letterbox_into
 
+    depth = max(1, in_flight)
     frames = bench_frames(BATCH, 320, 320)
-    runner = PureRunner(backend, model, BATCH, threads, frames, depth=1, streams=streams, precision=precision)
+    runner = PureRunner(backend, model, BATCH, threads, frames, depth=depth, streams=streams, precision=precision)
     try:
         am = load_anomaly_model(anomaly)
-        scorer = AnomalyScorer.for_model(am, depth=1)
+        scorer = AnomalyScorer.for_model(am, depth=depth)  # as the station's worker compiles it
         batch = np.empty((BATCH, am.input_height, am.input_width, 3), np.uint8)
         for dst, f in zip(batch, frames):
             letterbox_into(dst, f, "Mono8" if f.ndim == 2 else "BGR8",
                            Letterbox.fit(f.shape[1], f.shape[0], am.input_width, am.input_height))
         be = runner.be
         slotted = be if isinstance(be, CpuBatchBackend) else None
+        slots = slotted.depth if slotted is not None else 1
 
-        def anomaly_alone() -> None:
-            scorer.score(batch)
-
-        def both() -> None:  # as the worker: the detector's batch, then the anomaly batch, both in flight
-            if slotted is None:  # a runtime without slots infers in the caller's thread, the anomaly batch meanwhile
-                a = scorer.start(batch)
+        def detector_start(k: int) -> Any:  # one of the runner's slots, each holding the batch
+            if slotted is None:  # a runtime without slots infers in the caller's thread
                 runner.run(0.0, warm=1)
-                a.wait()
+                return None
+            return slotted.start(k % slots, BATCH)
+
+        def detector_wait(p: Any) -> None:
+            if p is None:
                 return
-            p: Any = slotted.start(0, BATCH)  # the OpenVINO graph's pending batch may decode or not
-            a = scorer.start(batch)
             if hasattr(p, "decoded"):  # the graph's detections unread, as `PureRunner` leaves them
                 p.wait(decode=False)
             else:
                 p.wait()
-            a.wait()
 
-        def detector_alone() -> None:  # one batch of 8 at a time (depth 1), its detections unread
+        def both_start(k: int) -> Any:  # as the worker: the detector's batch, then the anomaly batch, both in flight
             if slotted is None:
+                a = scorer.start(batch)
                 runner.run(0.0, warm=1)
-                return
-            p: Any = slotted.start(0, BATCH)
-            if hasattr(p, "decoded"):
-                p.wait(decode=False)
-            else:
-                p.wait()
+                return None, a
+            return slotted.start(k % slots, BATCH), scorer.start(batch)
 
-        turns = take_turns({"detector": detector_alone, "anomaly": anomaly_alone, "both": both}, seconds)
-        out: dict[str, Any] = {"batch": BATCH, "rounds": ROUNDS}
+        def both_wait(pair: Any) -> None:
+            detector_wait(pair[0])
+            pair[1].wait()
+
+        class OneAtATime(InFlight):
+            """One batch at a time, after a pause: a backend that adapts its streams is back on its idle graph."""
+
+            def begin(self) -> None:
+                time.sleep(PAUSE_S)
+                super().begin()
+
+        kept = depth if slotted is not None else 1
+        figures: dict[str, Callable[[], None]] = {
+            "detector": InFlight(detector_start, detector_wait, kept),
+            "anomaly": InFlight(lambda k: scorer.start(batch), lambda p: p.wait(), depth),
+            "both": InFlight(both_start, both_wait, kept),
+            "detector_one": OneAtATime(detector_start, detector_wait, 1),
+            "anomaly_one": OneAtATime(lambda k: scorer.start(batch), lambda p: p.wait(), 1),
+            "both_one": OneAtATime(both_start, both_wait, 1),
+        }
+        turns = take_turns(figures, seconds)
+        out: dict[str, Any] = {"batch": BATCH, "in_flight": depth, "rounds": ROUNDS}
         for key, m in turns.items():
             out[f"{key}_ms"] = m["median"]
             out[f"{key}_best_ms"] = m["best"]
@@ -174,12 +247,18 @@ def run_anomaly_bench(*, model: str, backend: str, anomaly: str = DEFAULT_ANOMAL
 
     out: dict[str, Any] = {"load_before": list(os.getloadavg())}
     out["ms_per_frame"] = ms_per_frame(model, backend, anomaly, threads=threads, seconds=seconds,
-                                       streams=streams, precision=precision)
+                                       streams=streams, precision=precision, in_flight=in_flight)
     out["station"] = station_with_anomaly(model, backend, anomaly, threads=threads, seconds=seconds,
                                           streams=streams, precision=precision, in_flight=in_flight)
     out["teach"] = teach_time(teach_images) if teach_images > 0 else None
     out["load_after"] = list(os.getloadavg())
     return out
+
+
+def _how(m: dict[str, Any]) -> str:
+    if "in_flight" not in m:
+        return ""
+    return f" ({m['in_flight']} batches in flight, medians of {m['rounds']} rounds in turns)"
 
 
 def format_lines(res: dict[str, Any] | None) -> list[str]:
@@ -191,13 +270,16 @@ def format_lines(res: dict[str, Any] | None) -> list[str]:
         "",
         (f"anomaly model {m['anomaly_model']} ({m['anomaly_input'][0]}x{m['anomaly_input'][1]}, "
          f"{m['anomaly_precision']}) beside the detector ({m['detector_precision']}), ms per frame at batch "
-         f"{m['batch']}: detector {m['detector_ms']:.2f}, anomaly {m['anomaly_ms']:.2f}, both {m['both_ms']:.2f}"),
+         f"{m['batch']}: detector {m['detector_ms']:.2f}, anomaly {m['anomaly_ms']:.2f}, both "
+         f"{m['both_ms']:.2f}{_how(m)}"),
     ]
-    if "rounds" in m:  # taken in turns (`take_turns`); results of older benches have the medians only
-        lines.append(f"  in turns, {m['rounds']} rounds: best detector {m['detector_best_ms']:.2f}, anomaly "
-                     f"{m['anomaly_best_ms']:.2f}, both {m['both_best_ms']:.2f}; core-ms per frame (CPU time, all "
-                     f"threads) detector {m['detector_core_ms']:.2f}, anomaly {m['anomaly_core_ms']:.2f}, both "
-                     f"{m['both_core_ms']:.2f}")
+    if "in_flight" in m:  # taken in turns (`take_turns`); results of older benches have one line only
+        lines.append(f"  best of the rounds: detector {m['detector_best_ms']:.2f}, anomaly {m['anomaly_best_ms']:.2f}, "
+                     f"both {m['both_best_ms']:.2f}; core-ms per frame (CPU time, all threads): detector "
+                     f"{m['detector_core_ms']:.2f}, anomaly {m['anomaly_core_ms']:.2f}, both {m['both_core_ms']:.2f}")
+        lines.append(f"  one batch at a time: detector {m['detector_one_ms']:.2f}, anomaly {m['anomaly_one_ms']:.2f}, "
+                     f"both {m['both_one_ms']:.2f} (best {m['detector_one_best_ms']:.2f}, "
+                     f"{m['anomaly_one_best_ms']:.2f}, {m['both_one_best_ms']:.2f})")
     for key, what in (("detector", "detector alone"), ("both", "detector + anomaly")):
         r = s[key]
         lines.append(f"station {s['station']} ({s['cameras']} x {s['fps_per_camera']:g} fps), {what}: "

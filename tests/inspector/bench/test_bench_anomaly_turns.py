@@ -64,4 +64,55 @@ def test_every_round_runs_each_figure_in_another_order_after_warming_each() -> N
     assert m.order[:6] == ["detector", "detector", "anomaly", "anomaly", "both", "both"]  # warm-up, not timed
     timed = m.order[6:]
     assert timed == ["detector", "anomaly", "both", "anomaly", "both", "detector", "both", "detector", "anomaly"]
-    assert all(out[k]["batches"] == 3 for k in cost)
+    assert all(out[k]["rounds"] == 3 for k in cost)
+
+
+class FakeRuntime:
+    """Batches started and waited for; how many were inside at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most = 0
+        self.started = 0
+        self.waited = 0
+
+    def start(self, k: int) -> int:
+        assert k == self.started  # numbered in order (the detector's slot is k % slots)
+        self.started += 1
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        return k
+
+    def wait(self, k: int) -> None:
+        assert k == self.waited  # oldest first
+        self.waited += 1
+        self.inside -= 1
+
+
+def test_a_figure_in_flight_keeps_the_stations_batches_inside_and_leaves_none_behind_its_turn() -> None:
+    """A station whose cameras fill whole batches keeps ``in_flight`` of them inside the runtime (the scorer has
+    as many request slots); the bench timed one at a time, so each batch's last frames left a core idle."""
+    from inspector.bench.anomaly import InFlight
+
+    rt, one = FakeRuntime(), FakeRuntime()
+    clock = iter(range(10_000)).__next__
+    take_turns({"anomaly": InFlight(rt.start, rt.wait, 3), "anomaly_one": InFlight(one.start, one.wait, 1)},
+               seconds=0.0, rounds=4, clock=lambda: float(clock()), cpu_clock=lambda: 0.0, least=5)
+    assert rt.most == 3 and one.most == 1
+    assert rt.inside == 0 and one.inside == 0  # every turn waits for its batches before the next figure's
+    assert rt.waited == (2 + 3) + 4 * (5 + 3)  # warm-up 2 (+3 inside at its end); 5 timed a turn (+3 at its end)
+
+
+def test_the_bench_times_the_anomaly_model_in_flight_and_one_batch_at_a_time() -> None:
+    from inspector.bench.anomaly import format_lines, ms_per_frame
+
+    m = ms_per_frame("defect-yolo11p-320", "openvino", "anomaly-plate-320", threads=0, seconds=0.5,
+                     streams="auto", precision="auto", in_flight=3)
+    assert m["in_flight"] == 3 and m["anomaly_streams"] >= 1
+    for key in ("detector", "anomaly", "both", "detector_one", "anomaly_one", "both_one"):
+        assert 0 < m[f"{key}_best_ms"] <= m[f"{key}_ms"] and m[f"{key}_core_ms"] > 0
+    res = {"ms_per_frame": m, "station": {"station": "demo", "cameras": 8, "fps_per_camera": 5.0, **{
+        k: {"fps": 40.0, "busy_fraction": 0.5, "dropped": 0, "p99_ms": 50.0} for k in ("detector", "both")}},
+        "teach": None, "load_before": [1.0], "load_after": [1.0]}
+    text = "\n".join(format_lines(res))
+    assert "3 batches in flight" in text and "one batch at a time: detector" in text and "core-ms per frame" in text
