@@ -7,6 +7,13 @@ pool slot as a real frame would; a station fills the banks
 with `prerender` before its cameras start (otherwise the first pass renders on use).
 Every frame carries its ground truth.
 
+Free-running (``fps`` 0, the saturation benchmarks' source), the next banked frame is there as soon as the
+last one is taken: the claim that takes it publishes the next one, on the claiming thread (`_FreeRunningPool`),
+instead of waking the camera's thread for it. Woken by every claim, that thread took two wake-ups a frame (the
+claim, then the GIL the claiming thread still held) at one camera on two cores, where each wake-up of a sleeping
+thread costs ~0.1 core-ms of cold caches beside the runtime; a real camera's thread wakes at its own frame rate,
+whatever the consumer does. The thread still publishes the first frame, and any frame while a fault is injected.
+
 Triggered (SFNC ``TriggerMode=On``, `configure_trigger`), the camera takes one picture
 per trigger: `fire` starts the exposure, the frame is published exposure + readout later
 and carries the trigger's id. On a line (``faces`` > 0) camera ``face`` renders that face
@@ -28,6 +35,7 @@ import random
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,7 +44,7 @@ from camera.bank_cache import BankCache
 from camera.base import ThreadedCamera
 from camera.faults import FaultMode, FaultPlan
 from camera.features import DictFeatureTree, Feature, FeatureError
-from camera.frame_pool import FramePool
+from camera.frame_pool import FrameHandle, FramePool
 from camera.protocol import CameraInfo
 from camera.renderer import GroundTruth, render_face, render_part
 from camera.trigger import TriggerCounters, TriggerSettings, apply_sfnc_trigger
@@ -83,12 +91,16 @@ class SimulatedLineCamera(ThreadedCamera):
     ) -> None:
         check_bank_budget(camera_id, width, height, mono, bank_size)
         shape = (height, width) if mono else (height, width, 3)
+        pool = _FreeRunningPool(camera_id, pool_slots, shape)
         super().__init__(
             CameraInfo(id=camera_id, kind="simulated", vendor="inspector", model="SimulatedLineCamera",
                        serial=simulated_serial(camera_id)),
-            FramePool(camera_id, pool_slots, shape),
+            pool,
             fps,
         )
+        # held while a free-running frame is published, by this camera's thread or by a claim (never both)
+        self._publish_lock = threading.Lock()
+        pool.after_claim = self._publish_after_claim
         self.seed = seed
         self.bank_size = max(1, bank_size)
         self.ok_share = ok_share
@@ -337,8 +349,53 @@ class SimulatedLineCamera(ThreadedCamera):
                 return False
             self._next_due = max(self._next_due + 1.0 / self._fps, time.monotonic() - 1.0 / self._fps)
             return True
-        # free-running: produce as soon as the last frame was taken (saturation benchmarks)
-        return self.pool.wait_claimed(0.1)
+        # free-running: produce as soon as the last frame was taken (saturation benchmarks); the claim that takes
+        # it publishes the next one itself (`_publish_after_claim`), this thread only when nothing is pending
+        if self.pool.has_pending():
+            self._stop.wait(0.1)
+            return False
+        return True
+
+    def _publish_after_claim(self) -> None:
+        """A free-running camera's frame was claimed: publish the next one now, on the claiming thread (the
+        camera thread does it while a fault is injected, and before the first claim)."""
+        if self._fps > 0 or self.triggered or not self._connected or self._stop.is_set():
+            return
+        if self.faults.active() is not FaultMode.NONE:
+            return
+        try:
+            with self._publish_lock:
+                if self._stop.is_set() or self.pool.has_pending():
+                    return
+                self._publish_next(None)
+        except Exception:  # noqa: BLE001 - not the consumer's failure: the camera's thread publishes (and reports) it
+            return
+        self._frame_arrived()
+
+    def _publish_next(self, fault: FaultMode | None) -> None:
+        """Publish the next banked frame (``fault``: WRONG_SIZE publishes a misfit buffer); a frame that finds every
+        slot held is counted as dropped by the pool."""
+        seq = self._next_sequence()
+        image, truth = self.frame_for(seq - 1)
+        t_acq = time.perf_counter_ns()
+        got = self.pool.acquire_slot()
+        if got is None:
+            return
+        slot, arr = got
+        if arr.shape != image.shape:  # reconfigured between render and read-out
+            self.pool.abandon_slot(slot)
+            return
+        frame = _sensor_buffer(image)
+        fmt = "Mono8" if image.ndim == 2 else "BGR8"
+        if fault is FaultMode.WRONG_SIZE:
+            frame = _misfit(frame, seq)
+        self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=t_acq, image=frame)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._publish_lock:  # a claim publishing right now finishes before the pool is flushed
+            pass
+        super().stop()
 
     def _acquire_once(self) -> bool:
         fault = self.faults.active()
@@ -358,22 +415,13 @@ class SimulatedLineCamera(ThreadedCamera):
         if fault is FaultMode.CORRUPT:  # an incomplete buffer: counted, never published
             self.pool.count_invalid()
             return False
-        seq = self._next_sequence()
-        image, truth = self.frame_for(seq - 1)
-        t_acq = time.perf_counter_ns()
-        got = self.pool.acquire_slot()
-        if got is None:
+        if self._fps <= 0:
+            with self._publish_lock:  # a claim may have published the next frame meanwhile
+                if self.pool.has_pending():
+                    return False
+                self._publish_next(fault)
             return True
-        slot, arr = got
-        if arr.shape != image.shape:  # reconfigured between render and read-out
-            self.pool.abandon_slot(slot)
-            return True
-        frame = _sensor_buffer(image)
-        fmt = "Mono8" if image.ndim == 2 else "BGR8"
-        if fault is FaultMode.WRONG_SIZE:
-            self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=t_acq, image=_misfit(frame, seq))
-            return True
-        self.pool.publish(slot, seq, pixel_format=fmt, truth=truth, acquired_ns=t_acq, image=frame)
+        self._publish_next(fault)
         return True
 
     def _acquire_triggered(self, fault: FaultMode) -> bool:
@@ -429,6 +477,20 @@ class SimulatedLineCamera(ThreadedCamera):
         for feature in self._tree.features():
             if feature.writable and feature.name not in _FAULT_FEATURES:
                 self._apply_feature(feature.name, self._tree.values[feature.name])
+
+
+class _FreeRunningPool(FramePool):
+    """A simulated camera's frame pool: ``after_claim`` runs after every claim that took a frame, on the claiming
+    thread, outside the pool's lock (the free-running camera publishes its next frame there)."""
+
+    after_claim: Callable[[], None] | None = None
+
+    def claim(self) -> FrameHandle | None:
+        h = super().claim()
+        hook = self.after_claim
+        if h is not None and hook is not None:
+            hook()
+        return h
 
 
 def simulated_serial(camera_id: str) -> str:
