@@ -10,7 +10,9 @@ Printed per variant: the best and the median ms per frame over the rounds and th
 variant's, with the CPU, its ISA flags and the load average before and after.
 
 Variants: ``score_<precision>`` is `AnomalyScorer` at that precision (`runtime.PRECISIONS`), its batch split over
-`runtime.batch_streams` streams (``score_<precision>@1``: one stream of all the cores' threads); ``features_bf16``
+`runtime.batch_streams` streams (``score_<precision>@1``: one stream of all the cores' threads;
+``score_<precision>~3``: `FLIGHT_BATCHES` batches a turn with 3 inside the scorer at once, as a station's worker
+keeps full batches, so the next batch's frames start while the last frames of one finish); ``features_bf16``
 and ``features_int8`` the backbone alone (``int8``: `int8.quantized` at the activation ranges). Where the
 card has no activation ranges (a model taught before they were recorded), they are measured on 64 good parts
 of the family (seeds 0-63) as teaching would. ``--profile`` prints OpenVINO's per-layer counters (PERF_COUNT)
@@ -36,6 +38,9 @@ from typing import Any
 import numpy as np
 
 BATCH = 8
+#: Batches a turn of an in-flight variant (``score_<precision>~<depth>``) runs: its filling and draining are
+#: shared by that many batches
+FLIGHT_BATCHES = 6
 DEFAULT_VARIANTS = "score_bf16@1,score_bf16,score_int8-distances,score_int8@1,score_int8,features_bf16,features_int8"
 
 
@@ -95,6 +100,7 @@ def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool, bas
     from inspector.anomaly.runtime import AnomalyScorer
 
     kind, _, variant = name.partition("_")
+    variant, _, flight = variant.partition("~")
     precision, _, streams = variant.partition("@")
     if kind == "features":
         request = _features(model, precision, ranges, profile)
@@ -108,11 +114,35 @@ def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool, bas
                                   activation_ranges=ranges if precision == "int8" else None,
                                   streams=int(streams) if streams else None)
         return old.score, list, 1  # its counters are not read
+    depth = int(flight) if flight else 1
     scorer = AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
-                           precision, depth=1, edge=model.edge_cells,
+                           precision, depth=depth, edge=model.edge_cells,
                            activation_ranges=ranges if precision == "int8" else None, profile=profile,
                            streams=int(streams) if streams else None)
+    if depth > 1:
+        return _InFlight(scorer, depth), scorer.profiling, 1
     return scorer.score, scorer.profiling, 1  # one frame per request
+
+
+class _InFlight:
+    """`FLIGHT_BATCHES` batches with ``depth`` inside ``scorer`` at once, one call (timed per frame of them all)."""
+
+    batches = FLIGHT_BATCHES
+
+    def __init__(self, scorer: Any, depth: int) -> None:
+        self.scorer, self.depth = scorer, depth
+
+    def __call__(self, batch: np.ndarray) -> object:
+        from collections import deque
+
+        inside: deque[Any] = deque()
+        for _ in range(self.batches):
+            if len(inside) == self.depth:
+                inside.popleft().wait()
+            inside.append(self.scorer.start(batch))
+        while inside:
+            inside.popleft().wait()
+        return None
 
 
 def side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray,
@@ -125,7 +155,7 @@ def side_by_side(runners: dict[str, Callable[[np.ndarray], object]], batch: np.n
         for name, fn in runners.items():
             t = time.perf_counter()
             fn(batch)
-            times[name].append((time.perf_counter() - t) * 1000.0 / len(batch))
+            times[name].append((time.perf_counter() - t) * 1000.0 / (len(batch) * getattr(fn, "batches", 1)))
     first = next(iter(runners))
     b0, m0 = min(times[first]), statistics.median(times[first])
     return {name: {"best": round(min(v), 2), "median": round(statistics.median(v), 2),

@@ -1,0 +1,36 @@
+"""Batches kept inside a scorer at once (``depth`` request slots), as a station's worker keeps full batches and as
+``inspector bench --anomaly`` now times it: each batch scores as it does alone."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inspector.anomaly.backbone import FeatureSpec
+from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
+
+LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
+
+
+def _frames(seed: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.kron(rng.integers(40, 220, (n, 8, 8, 3)), np.ones((1, 8, 8, 1)))
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_batches_in_flight_score_as_they_do_one_at_a_time() -> None:
+    ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
+    fine, coarse = ex.all_levels(_frames(1, 4))
+    banks = (fine.reshape(-1, 64)[::2].copy(), coarse.reshape(-1, 112)[::2].copy())
+    batches = [_frames(10 + k, n) for k, n in enumerate((8, 8, 3, 8, 5))]
+    alone = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=1, activation_ranges=ex.activation_ranges())
+    want = [alone.score(b) for b in batches]
+    kept = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=3, activation_ranges=ex.activation_ranges())
+    inside = [kept.start(b) for b in batches[:3]]  # three inside at once
+    got = []
+    for b in batches[3:]:  # as the station's worker: the oldest waited for, then the next started (its requests)
+        got.append(inside.pop(0).wait())
+        inside.append(kept.start(b))
+    got += [p.wait() for p in inside]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.maps, w.maps, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(g.scores, w.scores, rtol=1e-5, atol=1e-5)
