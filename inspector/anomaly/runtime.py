@@ -339,8 +339,29 @@ class PendingScores:
     def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int) -> None:
         self._parts = list(parts)
         self._edge = edge
+        self._result: ScoreBatch | None = None
+        self._error: Exception | None = None
 
     def wait(self) -> ScoreBatch:
+        """The batch's scores (waited for and read once, a failure kept too: its requests are free for another
+        batch afterwards).
+
+        Raises:
+            RuntimeError: The runtime failed on the batch (OpenVINO's error), again at every call.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            try:
+                self._result = self._read()
+            except Exception as exc:
+                self._error = exc
+                raise
+            finally:
+                self._parts = []
+        return self._result
+
+    def _read(self) -> ScoreBatch:
         maps_of = []
         for request, n, distances in self._parts:
             request.wait()
@@ -421,6 +442,7 @@ class AnomalyScorer:
             self._compiled = compile_for_cpu(model, ("bf16" if cpu_has_bf16() else "f32") if int8 else precision, profile,
                                              self.streams)
         self._requests: list[list[Any]] = [[] for _ in range(depth)]
+        self._pending: list[PendingScores | None] = [None] * depth  # each slot's last batch
         self._grow(0, self.streams)
         self._next = 0
 
@@ -447,15 +469,20 @@ class AnomalyScorer:
         k = self._next
         requests = self._requests[k]
         self._next = (k + 1) % len(self._requests)
-        for req in requests:
-            req.wait()  # requests still busy with an earlier batch finish first
+        earlier, self._pending[k] = self._pending[k], None
+        if earlier is not None:  # the slot's earlier batch finishes and is read first: not waited for yet, it
+            try:                 # would read this batch's scores from the requests it shares
+                earlier.wait()
+            except Exception:  # noqa: BLE001 - kept for that batch's own wait, which raises it
+                log.debug("anomaly: an earlier batch failed; its waiter is told")
         n = len(batch_u8)
         self._grow(k, n)
         parts = []
         for i in range(n):  # the plugin runs them on its streams as they free up
             requests[i].start_async({0: np.ascontiguousarray(batch_u8[i:i + 1])})
             parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
-        return PendingScores(parts, self.edge)
+        pending = self._pending[k] = PendingScores(parts, self.edge)
+        return pending
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:
         """Score ``batch_u8`` and wait for it."""

@@ -34,3 +34,20 @@ def test_batches_in_flight_score_as_they_do_one_at_a_time() -> None:
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.maps, w.maps, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(g.scores, w.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_a_batch_not_waited_for_keeps_its_own_scores_when_its_requests_take_a_later_batch() -> None:
+    """Before, the batch ``depth`` later reused the requests and the earlier batch, waited for afterwards, read the
+    later one's scores: an NG part could read OK. Now starting the later batch first collects the earlier one."""
+    ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
+    fine, coarse = ex.all_levels(_frames(1, 4))
+    banks = (fine.reshape(-1, 64)[::2].copy(), coarse.reshape(-1, 112)[::2].copy())
+    first, later = _frames(20, 4), _frames(21, 4)
+    alone = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=1, activation_ranges=ex.activation_ranges())
+    want = alone.score(first)
+    kept = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=1, activation_ranges=ex.activation_ranges())
+    pending = kept.start(first)
+    kept.start(later).wait()  # the same requests (depth 1), the first batch not yet waited for
+    got = pending.wait()
+    np.testing.assert_allclose(got.maps, want.maps, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-5)
