@@ -50,8 +50,9 @@ def take_turns(steps: dict[str, Callable[[], None]], seconds: float, rounds: int
     """Time ``steps`` (each runs one batch of ``batch`` frames) in turns: after ``warm`` untimed batches of each,
     every round runs each step for its share of ``seconds`` (``seconds / (rounds x steps)``, at least ``least``
     batches), round r starting with the r-th step (rotated), so that a change of the machine's load between
-    rounds hits every step alike. A step with ``begin`` and ``end`` (`InFlight`) has them called, untimed,
-    before and after each turn (and around its warm-up). Per step, in ms per frame: the ``median`` and the
+    rounds hits every step alike. A step with ``begin`` and ``end`` (`InFlight`) has them called at the start
+    and the end of each turn (and around its warm-up), its turn counting the batches it ``waited`` for; one with
+    a ``pause`` sleeps that long before each turn, untimed. Per step, in ms per frame: the ``median`` and the
     ``best`` of its turns (a turn's wall time over its frames: with batches in flight one wait may take two
     batches' time and the next none, so single batches are not timed), their ``mean``, ``core_ms`` (the
     process's CPU time over the frames, all threads) and the ``rounds``."""
@@ -71,17 +72,24 @@ def take_turns(steps: dict[str, Callable[[], None]], seconds: float, rounds: int
         for name in names[r % len(names):] + names[:r % len(names)]:
             step, own = steps[name], times[name]
             begin, end = getattr(step, "begin", None), getattr(step, "end", None)
-            if begin is not None:  # e.g. `InFlight`'s first batches started: not timed
-                begin()
+            pause = getattr(step, "pause", 0.0)
+            if pause:  # not timed
+                time.sleep(pause)
+            waited = getattr(step, "waited", None)
             c0, t0 = cpu_clock(), clock()
+            if begin is not None:  # `InFlight`: its first batches started
+                begin()
             t_end, n = t0 + share, 0
             while n < least or clock() < t_end:
                 step()
                 n += 1
-            own.append((clock() - t0) / n)  # a batch's share of the turn: batches in flight end in bunches
-            cpu[name] += (cpu_clock() - c0) / n
             if end is not None:  # the batches still inside finish before the next figure's turn
                 end()
+            done = n if waited is None else step.waited - waited  # type: ignore[attr-defined]
+            # a batch's share of the whole turn, from the first start to the last batch's end: batches in flight
+            # end in bunches, so single waits are not timed (and none is counted that the turn has not finished)
+            own.append((clock() - t0) / done)
+            cpu[name] += (cpu_clock() - c0) / done
     out = {}
     for name in names:
         v, frames = times[name], len(times[name]) * batch
@@ -105,6 +113,8 @@ class InFlight:
         self._start, self._wait, self.depth = start, wait, max(1, depth)
         self._inside: deque[Any] = deque()
         self._started = 0
+        #: batches waited for so far
+        self.waited = 0
 
     def _one(self) -> None:
         self._inside.append(self._start(self._started))
@@ -117,12 +127,16 @@ class InFlight:
     def __call__(self) -> None:
         if not self._inside:
             self.begin()
-        self._wait(self._inside.popleft())
+        self._wait_oldest()
         self._one()
+
+    def _wait_oldest(self) -> None:
+        self._wait(self._inside.popleft())
+        self.waited += 1
 
     def end(self) -> None:
         while self._inside:
-            self._wait(self._inside.popleft())
+            self._wait_oldest()
 
 
 def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, seconds: float, streams: int | str,
@@ -177,9 +191,7 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
         class OneAtATime(InFlight):
             """One batch at a time, after a pause: a backend that adapts its streams is back on its idle graph."""
 
-            def begin(self) -> None:
-                time.sleep(PAUSE_S)
-                super().begin()
+            pause = PAUSE_S
 
         kept = depth if slotted is not None else 1
         figures: dict[str, Callable[[], None]] = {

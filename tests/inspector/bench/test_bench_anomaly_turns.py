@@ -116,3 +116,24 @@ def test_the_bench_times_the_anomaly_model_in_flight_and_one_batch_at_a_time() -
         "teach": None, "load_before": [1.0], "load_after": [1.0]}
     text = "\n".join(format_lines(res))
     assert "3 batches in flight" in text and "one batch at a time: detector" in text and "core-ms per frame" in text
+
+
+def test_batches_in_flight_that_end_in_pairs_are_timed_over_the_whole_turn() -> None:
+    """Two streams finish two batches at once: one wait takes two batches' time, the next none. Timing the turn's
+    waits for its steps only read 1.2x a batch's time on 5 steps; the whole turn (its last batches waited for
+    too) reads it exactly."""
+    from inspector.bench.anomaly import InFlight
+
+    batch_s = 0.040
+    now = [0.0]
+    waits = [0]
+
+    def wait(_k: int) -> None:
+        now[0] += 2 * batch_s if waits[0] % 2 == 0 else 0.0
+        waits[0] += 1
+
+    out = take_turns({"both": InFlight(lambda k: k, wait, 3)}, seconds=0.0, rounds=3, warm=1, least=5,
+                     clock=lambda: now[0], cpu_clock=lambda: 2 * now[0])
+    assert out["both"]["median"] == pytest.approx(1e3 * batch_s / BATCH)
+    assert out["both"]["best"] == pytest.approx(1e3 * batch_s / BATCH)
+    assert out["both"]["core_ms"] == pytest.approx(2e3 * batch_s / BATCH)
