@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from inspector.pipeline.results import InspectionResult, PartResult
 
@@ -180,6 +180,39 @@ class _Flush:
         self.done = threading.Event()
 
 
+class BoundedQueue:
+    """`queue.Queue`'s bounded, non-blocking producer side (`put_nowait` raises `queue.Full` at ``maxsize``) on a
+    `queue.SimpleQueue`, which is written in C: a put and a get cost ~0.7 us against ~9 us for `queue.Queue`'s
+    Condition-based ones (timeit, warm), paid for every frame on the completion thread and the sink's thread, where
+    Python beside the runtime runs several times slower than warm. Concurrent producers may pass ``maxsize`` by
+    one each (the bound keeps memory in check, it is not a count). `put` never blocks and is never refused: the
+    flush and stop markers."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = maxsize
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def put_nowait(self, item: Any) -> None:
+        if 0 < self.maxsize <= self._q.qsize():
+            raise queue.Full
+        self._q.put(item)
+
+    def put(self, item: Any) -> None:
+        self._q.put(item)
+
+    def get(self, timeout: float | None = None) -> Any:
+        return self._q.get(timeout=timeout)
+
+    def get_nowait(self) -> Any:
+        return self._q.get_nowait()
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+    def empty(self) -> bool:
+        return self._q.empty()
+
+
 class QueuedSink:
     """Base class: bounded queue + one worker thread + batch handling.
 
@@ -191,7 +224,7 @@ class QueuedSink:
 
     def __init__(self, name: str, maxsize: int = 10_000, max_batch: int = 500, linger_s: float = 0.05) -> None:
         self.name = name
-        self._q: queue.Queue[InspectionResult | None] = queue.Queue(maxsize)
+        self._q = BoundedQueue(maxsize)
         self._max_batch = max_batch
         self._linger = linger_s
         self._thread: threading.Thread | None = None
