@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.pipeline.backends import isa
+from inspector.pipeline.backends import compiled_cache, isa
 from inspector.pipeline.backends.base import (
     BackendClosed,
     BackendUnavailable,
@@ -111,11 +111,12 @@ class OpenVinoBackend(CpuBatchBackend):
         config = _compile_config(device, precision, threads, streams)
         compile_began = time.time()
         try:
-            self._compiled = core.compile_model(model, device, config)
-            # under load: the same graph with several streams (a cached compile: ~0.06 s)
-            loaded = (core.compile_model(model, device, {**config, "PERFORMANCE_HINT": "THROUGHPUT",
-                                                         "NUM_STREAMS": LOADED_STREAMS})
-                      if adaptive else None)
+            with compiled_cache.compile_lock(config):
+                self._compiled = core.compile_model(model, device, config)
+                # under load: the same graph with several streams (a cached compile: ~0.06 s)
+                loaded = (core.compile_model(model, device, {**config, "PERFORMANCE_HINT": "THROUGHPUT",
+                                                             "NUM_STREAMS": LOADED_STREAMS})
+                          if adaptive else None)
         except RuntimeError as exc:
             raise BackendUnavailable(f"openvino: device {device!r} cannot run the model: {_first_line(exc)}") from exc
         if "CACHE_DIR" in config:  # OpenVINO never removes a blob: keep the folder within its limit
@@ -291,10 +292,11 @@ class _Static:
             model.reshape({first.get_any_name(): shape})
             if nms_iou is not None:
                 model = with_nms(model, len(card.classes), nms_iou)
-            idle = core.compile_model(model, device, config)
-            loaded = (core.compile_model(model, device, {**config, "PERFORMANCE_HINT": "THROUGHPUT",
-                                                         "NUM_STREAMS": LOADED_STREAMS})
-                      if adaptive else None)
+            with compiled_cache.compile_lock(config):
+                idle = core.compile_model(model, device, config)
+                loaded = (core.compile_model(model, device, {**config, "PERFORMANCE_HINT": "THROUGHPUT",
+                                                             "NUM_STREAMS": LOADED_STREAMS})
+                          if adaptive else None)
             self._compiled = [c for c in (idle, loaded) if c is not None]
             idle_reqs = [idle.create_infer_request() for _ in range(depth)]
             loaded_reqs = [loaded.create_infer_request() for _ in range(depth)] if loaded is not None else None
