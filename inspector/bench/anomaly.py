@@ -8,8 +8,8 @@
    loaded, and then its worker keeps that many inside: the next batch's frames start while the last frames
    of one finish), and again one batch at a time (after a pause: the detector on its idle graph).
    All six take turns (`take_turns`: `ROUNDS` rounds, each running each for a share of the time, in rotated
-   order), so that a shared machine's drift hits them alike; each figure is the median of its timed batches
-   (and the best, and the process's CPU time a frame: core-ms).
+   order), so that a shared machine's drift hits them alike; each figure is the median over the rounds of a
+   turn's wall time per frame (and the best round, and the process's CPU time a frame: core-ms).
 2. The demo station's 8 cameras x 5 fps with the anomaly model on every camera beside the detector (and the
    same station with the detector alone): worker busy fraction, frames dropped, p99 latency.
 3. Teaching time for N good images (default 200, 320 x 320, of the ``plate`` family the renderer draws),
