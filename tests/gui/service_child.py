@@ -1,4 +1,5 @@
-"""An ``inspector service`` child process for the attached-GUI tests, and where it keeps things."""
+"""An ``inspector service`` child process for the attached-GUI tests, and where it keeps things; the product
+recipe station the recipe tests run it on."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
 
 from inspector.storage.db import open_database
+from tests.inspector.cli_users import database_with_users
 
 
 class ServiceChild:
@@ -66,6 +69,22 @@ class ServiceChild:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(60)
 
+    @contextmanager
+    def running(self, timeout: float = 90.0) -> Iterator[ServiceChild]:
+        """Started and answering (within ``timeout`` s) inside the block; stopped as it ends (SIGTERM, killed if
+        it has not stopped within 60 s)."""
+        self.start()
+        try:
+            self.wait_answering(timeout=timeout)
+            yield self
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    self.kill_if_running()
+
     def kill_if_running(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -90,3 +109,51 @@ class ServiceChild:
             cmd += ["--as", acting]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
+
+
+#: A product recipe on a detector (version 1), as `recipe_service_station` writes it.
+RECIPE = '[recipe]\nname = "{name}"\nnumber = {number}\nversion = 1\n[model]\nname = "{model}"\n'
+SHIPPED = "defect-yolo11p-320"
+#: Two simulated cameras at 5 fps, cam-b Mono8: the line of the recipe service stations unless told otherwise.
+TWO_CAMERAS = """
+[[cameras]]
+id = "cam-a"
+kind = "simulated"
+fps = 5
+bank_size = 4
+[[cameras]]
+id = "cam-b"
+kind = "simulated"
+fps = 5
+mono = true
+bank_size = 4
+"""
+
+
+def recipe_service_station(folder: Path, name: str, *, recipes: Sequence[str] = ("housing", "cover"),
+                           cameras: str = TWO_CAMERAS) -> str:
+    """A station with product recipes for a `ServiceChild` in ``folder``: its recipe files and database written.
+
+    Args:
+        folder: ``folder/recipes`` gets one file a recipe; ``folder/station.db`` (the child's database) holds root
+            (admin), eve (engineer) and otto (operator), see `tests.inspector.cli_users.database_with_users`.
+        name: The station's name.
+        recipes: The recipes' names, numbered 1, 2, … in this order, each on the shipped detector; the station
+            starts on recipe 1.
+        cameras: The ``[[cameras]]`` tables.
+
+    Returns:
+        The station's config text (for `ServiceChild`).
+    """
+    (folder / "recipes").mkdir()
+    for number, recipe in enumerate(recipes, start=1):
+        (folder / "recipes" / f"{recipe}.toml").write_text(RECIPE.format(name=recipe, number=number, model=SHIPPED))
+    database_with_users(folder)
+    return f"""
+name = "{name}"
+[scheduler]
+max_wait_ms = 2
+[recipes]
+dir = "{folder / 'recipes'}"
+select = 1
+{cameras}"""

@@ -9,10 +9,7 @@ recipes housing (1) and cover (2) on the shipped detector, and a retrained copy 
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,58 +21,18 @@ from gui.app import attached_window
 from gui.remote import RemoteLink, attach
 from inspector.access.users import AuditLog
 from inspector.storage.db import open_database
-from tests.gui.service_child import ServiceChild
-from tests.inspector.cli_users import database_with_users
+from tests.gui.service_child import SHIPPED, ServiceChild, recipe_service_station
 from tests.inspector.recipes.helpers import retrained_copy
-
-RECIPE = '[recipe]\nname = "{name}"\nnumber = {number}\nversion = 1\n[model]\nname = "{model}"\n'
-SHIPPED = "defect-yolo11p-320"
-
-
-def station_toml(folder: Path) -> str:
-    return f"""
-name = "recipe-svc"
-[scheduler]
-max_wait_ms = 2
-[recipes]
-dir = "{folder / 'recipes'}"
-select = 1
-[[cameras]]
-id = "cam-a"
-kind = "simulated"
-fps = 5
-bank_size = 4
-[[cameras]]
-id = "cam-b"
-kind = "simulated"
-fps = 5
-mono = true
-bank_size = 4
-"""
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceChild]:
     folder = tmp_path_factory.mktemp("recipe-service")
-    (folder / "recipes").mkdir()
-    (folder / "recipes" / "housing.toml").write_text(RECIPE.format(name="housing", number=1, model=SHIPPED))
-    (folder / "recipes" / "cover.toml").write_text(RECIPE.format(name="cover", number=2, model=SHIPPED))
     retrained_copy(folder / "models", "defect-new")
-    database_with_users(folder)  # folder/station.db: the service's database (ServiceChild.url)
-    svc = ServiceChild(folder, station_toml(folder), args=["--no-archive", "--image-fps", "1"],
+    svc = ServiceChild(folder, recipe_service_station(folder, "recipe-svc"), args=["--no-archive", "--image-fps", "1"],
                        env={"INSPECTOR_MODELS_DIR": str(folder / "models")})
-    svc.start()
-    try:
-        svc.wait_answering(timeout=120.0)
+    with svc.running(timeout=120.0):
         yield svc
-    finally:
-        if svc.proc is not None and svc.proc.poll() is None:
-            svc.proc.send_signal(signal.SIGTERM)
-            try:
-                svc.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                svc.proc.kill()
-                svc.proc.wait(30)
 
 
 class Window:

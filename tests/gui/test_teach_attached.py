@@ -10,8 +10,6 @@ real link (`gui.remote.attach`, `RemoteStation`, `RemoteControl`, `RemoteBridge`
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,21 +27,11 @@ from gui.remote import RemoteControl, RemoteHeatMaps, RemoteLink, RemoteStation,
 from gui.remote_bridge import RemoteBridge
 from gui.teach_dialog import TeachDialog
 from inspector.archive import heat_map_path
-from tests.gui.service_child import ServiceChild
+from tests.gui.service_child import ServiceChild, recipe_service_station
 
-ADMIN = ("admin", "admin-pass-1")
-ENGINEER = ("eve", "engineer-pass-1")
-OPERATOR = ("olga", "operator-pass-1")
-
-
-def station_toml(folder: Path) -> str:
-    return f"""
-name = "teach-svc"
-[scheduler]
-max_wait_ms = 2
-[recipes]
-dir = "{folder / 'recipes'}"
-select = 1
+ENGINEER = ("eve", "eve-password")  # tests.inspector.cli_users.database_with_users's
+OPERATOR = ("otto", "otto-password")
+CAMERAS = """
 [[cameras]]
 id = "cam-a"
 kind = "simulated"
@@ -65,46 +53,20 @@ bank_size = 32
 """
 
 
-class Service(ServiceChild):
-    """The module's ``inspector service`` child with its recipes folder (the product recipe ``housing`` v1)."""
-
-    def __init__(self, folder: Path) -> None:
-        (folder / "recipes").mkdir()
-        (folder / "recipes" / "housing.toml").write_text(
-            '[recipe]\nname = "housing"\nnumber = 1\nversion = 1\n[model]\nname = "defect-yolo11p-320"\n')
-        # the backbone converted once here
-        super().__init__(folder, station_toml(folder), args=["--image-fps", "5"],
-                         env={"INSPECTOR_CACHE_DIR": str(folder / "cache")})
-
-    def add_user(self, name: str, role: str, password: str, *, admin_password: str = ADMIN[1],
-                 acting: str | None = None) -> None:
-        super().add_user(name, role, password, admin_password=admin_password, acting=acting)
-
-
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = Service(tmp_path_factory.mktemp("teach-service"))
-    svc.start()
-    try:
-        svc.wait_answering(timeout=180.0)  # the first start converts the backbone
-        svc.add_user(ADMIN[0], "admin", ADMIN[1])
-        svc.add_user(ENGINEER[0], "engineer", ENGINEER[1], acting=ADMIN[0])
-        svc.add_user(OPERATOR[0], "operator", OPERATOR[1], acting=ADMIN[0])
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceChild]:
+    """The product recipe ``housing`` v1 only; the backbone converted once, in the module's cache folder."""
+    folder = tmp_path_factory.mktemp("teach-service")
+    svc = ServiceChild(folder, recipe_service_station(folder, "teach-svc", recipes=("housing",), cameras=CAMERAS),
+                       args=["--image-fps", "5"], env={"INSPECTOR_CACHE_DIR": str(folder / "cache")})
+    with svc.running(timeout=180.0):  # the first start converts the backbone
         yield svc
-    finally:
-        if svc.proc is not None and svc.proc.poll() is None:
-            svc.proc.send_signal(signal.SIGTERM)
-            try:
-                svc.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                svc.proc.kill()
-                svc.proc.wait(30)
 
 
 class Window:
     """A main window attached to the service, built as `gui.app.run_attached` builds it (history included)."""
 
-    def __init__(self, svc: Service, qtbot: Any) -> None:
+    def __init__(self, svc: ServiceChild, qtbot: Any) -> None:
         got = attach("teach-svc", svc.socket)
         assert got is not None
         self.link, hello = got
@@ -124,7 +86,7 @@ class Window:
 
 
 @pytest.fixture
-def window(service: Service, qtbot: Any) -> Iterator[Window]:
+def window(service: ServiceChild, qtbot: Any) -> Iterator[Window]:
     w = Window(service, qtbot)
     yield w
     w.close()
@@ -184,7 +146,7 @@ def test_the_attached_history_shows_the_heat_map_archived_beside_an_ng_image(qtb
 
 
 def test_the_attached_teach_dialog_saves_the_recipe_version_and_switches_through_the_service(
-        qtbot: Any, window: Window, service: Service) -> None:
+        qtbot: Any, window: Window, service: ServiceChild) -> None:
     win, control = window.win, window.control
     # an operator may not teach; the service refuses an operator's save too (its session checks the role)
     control.login(*OPERATOR)
@@ -255,7 +217,7 @@ def test_the_attached_teach_dialog_saves_the_recipe_version_and_switches_through
 
 
 def test_a_taught_save_with_a_model_that_does_not_check_is_refused_in_one_line_and_saves_nothing(
-        service: Service, tmp_path: Path) -> None:
+        service: ServiceChild, tmp_path: Path) -> None:
     link = RemoteLink(service.socket)
     try:
         before = link.request("recipe_in_force")

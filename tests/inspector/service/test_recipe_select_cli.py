@@ -8,7 +8,6 @@ the shipped detector serves the module; its database holds root (admin), eve (en
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,54 +17,16 @@ import pytest
 
 from inspector.access.users import AuditLog
 from inspector.storage.db import open_database
-from tests.gui.service_child import ServiceChild
-from tests.inspector.cli_users import database_with_users, run_cli
-
-RECIPE = '[recipe]\nname = "{name}"\nnumber = {number}\nversion = 1\n[model]\nname = "defect-yolo11p-320"\n'
-
-
-def station_toml(folder: Path) -> str:
-    return f"""
-name = "select-svc"
-[scheduler]
-max_wait_ms = 2
-[recipes]
-dir = "{folder / 'recipes'}"
-select = 1
-[[cameras]]
-id = "cam-a"
-kind = "simulated"
-fps = 5
-bank_size = 4
-[[cameras]]
-id = "cam-b"
-kind = "simulated"
-fps = 5
-mono = true
-bank_size = 4
-"""
+from tests.gui.service_child import ServiceChild, recipe_service_station
+from tests.inspector.cli_users import run_cli
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceChild]:
     folder = tmp_path_factory.mktemp("select-service")
-    (folder / "recipes").mkdir()
-    (folder / "recipes" / "housing.toml").write_text(RECIPE.format(name="housing", number=1))
-    (folder / "recipes" / "cover.toml").write_text(RECIPE.format(name="cover", number=2))
-    database_with_users(folder)  # folder/station.db: the service's database (ServiceChild.url)
-    svc = ServiceChild(folder, station_toml(folder), args=["--no-archive", "--image-fps", "0"])
-    svc.start()
-    try:
-        svc.wait_answering(timeout=120.0)
+    svc = ServiceChild(folder, recipe_service_station(folder, "select-svc"), args=["--no-archive", "--image-fps", "0"])
+    with svc.running(timeout=120.0):
         yield svc
-    finally:
-        if svc.proc is not None and svc.proc.poll() is None:
-            svc.proc.send_signal(signal.SIGTERM)
-            try:
-                svc.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                svc.proc.kill()
-                svc.proc.wait(30)
 
 
 def _selections(svc: ServiceChild) -> list[tuple[str, str | None, str | None]]:
