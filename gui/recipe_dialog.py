@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from gui.recipe_selector import SelectRecipe, SwitchRelay
 from gui.roles import gate
-from inspector.access.control import StationControl
+from inspector.access.control import StationControl, SwitchWording, switch_wording
 from inspector.recipes.versions import RecipeVersion, RecipeVersionError, recipe_versions
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class RecipeDialog(QDialog):
         self.busy = True
         self.last_error = ""
         self.update_permissions()
-        self._say(f"switching to {name} at the next {self._unit()}…")
+        self._say(self._wording().switching(name))
         self.pool.start(SelectRecipe(self.control, name, 0, self._relay, override_gate=override, reason=reason))
         return True
 
@@ -228,12 +228,12 @@ class RecipeDialog(QDialog):
             log.warning("recipe switch refused: %s", error)
             self._say(error)
         else:
-            self._say(f"recipe {label} from the next {self._unit()}")
+            self._say(f"recipe {label} from the next {self._wording().unit}")
         self.refresh()
 
-    def _unit(self) -> str:
-        """What a switch waits for in the station's words: a free-running station's part is a frame."""
-        return "frame" if getattr(self.station, "line", None) is None else "part"
+    def _wording(self) -> SwitchWording:
+        """What a switch waits for in the station's words."""
+        return switch_wording(triggered=getattr(self.station, "line", None) is not None)
 
     def roll_back(self) -> bool:
         """Make the chosen kept version active again (asks for the reason); returns whether it was done."""

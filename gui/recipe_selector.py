@@ -16,14 +16,14 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMessageBox, QWidget
 
 from gui.roles import gate
-from inspector.access.control import StationControl
+from inspector.access.control import StationControl, SwitchWording, switch_wording
 
 log = logging.getLogger(__name__)
 
 ACTION = "recipe.select"
 #: How often the combo catches up with a switch made elsewhere (PLC, OPC UA, another session).
 SYNC_INTERVAL_MS = 1000
-_TIP = "product recipe: a switch takes effect at the next {unit}; {taken} finish on the old one"
+_TIP = "product recipe: a switch takes effect at the next {unit}; {finishing} finish on the old one"
 
 
 def ask_user(parent: QWidget, text: str) -> bool:
@@ -156,23 +156,22 @@ class RecipeSelector(QWidget):
 
     def update_permissions(self) -> None:
         """Enable the combo for operators and up (not while switching); else the tooltip names the role."""
+        w = self._wording()
         gate(self.combo, self.control, ACTION, usable=self.available and not self.busy,
-             tip="switching…" if self.busy else _TIP.format(unit=self._unit()[0], taken=self._unit()[1].lower()))
+             tip="switching…" if self.busy else _TIP.format(unit=w.unit, finishing=w.finishing))
 
     # ------------------------------------------------------------------ switching
-    def _unit(self) -> tuple[str, str]:
+    def _wording(self) -> SwitchWording:
         """What a switch waits for, and what finishes on the old recipe, in the station's words."""
-        if getattr(self.station, "line", None) is None:  # free-running: a part is a frame
-            return "frame", "Frames already taken"
-        return "part", "Parts already triggered"
+        return switch_wording(triggered=getattr(self.station, "line", None) is not None)
 
     def _in_force(self) -> str:
         cur = self.current
         return cur.label if cur is not None else "the station settings"
 
     def _question(self, new: Any) -> str:
-        unit, taken = self._unit()
-        return f"Switch to {new.label} at the next {unit}? {taken} finish on {self._in_force()}."
+        w = self._wording()
+        return f"Switch to {new.label} at the next {w.unit}? {w.finishing.capitalize()} finish on {self._in_force()}."
 
     def _on_activated(self, index: int) -> None:
         number = self.combo.itemData(index)
@@ -201,7 +200,7 @@ class RecipeSelector(QWidget):
         self.update_permissions()
         label = next((r.label for r in self.recipes if r.recipe.number == number), str(number))
         self._switched_from = self._in_force()  # what the done line says finishes on the old recipe
-        self.message.emit(f"switching to {label} at the next {self._unit()[0]}…")
+        self.message.emit(self._wording().switching(label))
         self.pool.start(SelectRecipe(self.control, number, self._request, self._relay))
 
     def _on_done(self, request: int, label: str, error: str) -> None:
@@ -216,6 +215,5 @@ class RecipeSelector(QWidget):
             log.warning("recipe switch failed: %s", error)
             self.message.emit(f"{error} (still on {cur.label if cur is not None else 'the station settings'})")
             return
-        unit, taken = self._unit()
-        self.message.emit(f"recipe {label} from the next {unit}; {taken.lower()} finish on {self._switched_from}")
+        self.message.emit(self._wording().switched(label, self._switched_from))
         self.switched.emit(label)

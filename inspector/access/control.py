@@ -50,7 +50,9 @@ __all__ = [
     "RecipeError",
     "RecipeResult",
     "StationControl",
+    "SwitchWording",
     "UserError",
+    "switch_wording",
 ]
 
 ANONYMOUS = "(anonymous)"
@@ -82,6 +84,40 @@ class GateRefused(ControlError):
     def fields(self) -> dict[str, str | None]:
         """What the control link carries besides the line."""
         return {"recipe": self.recipe, "model": self.model, "reason": self.reason, "in_force": self.in_force}
+
+
+@dataclass(frozen=True)
+class SwitchWording:
+    """How a product recipe switch is said to its user (see `switch_wording`).
+
+    Attributes:
+        unit: ``part`` or ``frame``: the switch takes effect at the next one.
+        finishing: ``parts already triggered`` or ``frames already taken``: these finish on the old recipe.
+    """
+
+    unit: str
+    finishing: str
+
+    def switching(self, label: str) -> str:
+        """``switching to cover v1 at the next frame…``: while the new recipe's model is prepared."""
+        return f"switching to {label} at the next {self.unit}…"
+
+    def switched(self, label: str, old: str) -> str:
+        """``recipe cover v1 from the next frame; frames already taken finish on housing v1``."""
+        return f"recipe {label} from the next {self.unit}; {self.finishing} finish on {old}"
+
+
+def switch_wording(*, triggered: bool) -> SwitchWording:
+    """The words for a `StationControl.select_recipe` switch, alike in the GUI and ``inspector recipe select``.
+
+    A triggered line switches at a part (trigger) boundary; on a free-running station a part is a frame.
+
+    Args:
+        triggered: The station runs a triggered line (``station.line``; the service's hello says ``triggered``).
+    """
+    if triggered:
+        return SwitchWording("part", "parts already triggered")
+    return SwitchWording("frame", "frames already taken")
 
 
 class FeatureSetError(ValueError):

@@ -163,7 +163,7 @@ def select(
     reason: str = typer.Option("", help="Why the gate is overridden (the audit trail and the recipe's history)."),
 ) -> None:
     """Switch the running station service to a product recipe at its next part (as the GUI's selector, the PLC)."""
-    from inspector.access.control import ControlError
+    from inspector.access.control import ControlError, switch_wording
     from inspector.access.users import PermissionDenied
     from inspector.service.client import SWITCH_TIMEOUT_S
 
@@ -185,9 +185,5 @@ def select(
     known = hello.get("recipes") or {}
     old = next((r["label"] for r in known.get("recipes", []) if r["number"] == known.get("current")),
                "the station settings")
-    if hello.get("triggered"):
-        typer.echo(f"station {hello['station']}: recipe {label} from the next part; parts already triggered finish "
-                   f"on {old}")
-    else:  # free-running: a part is a frame
-        typer.echo(f"station {hello['station']}: recipe {label} from the next frame; frames already taken finish on "
-                   f"{old}")
+    wording = switch_wording(triggered=bool(hello.get("triggered")))  # as the GUI's selector says it
+    typer.echo(f"station {hello['station']}: {wording.switched(label, old)}")
