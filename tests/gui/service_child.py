@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Self
 
 from sqlalchemy import text
 
@@ -34,6 +36,7 @@ class ServiceChild:
         self.folder = folder
         self.config = folder / "station.toml"
         self.config.write_text(station_toml)
+        self.name = str(tomllib.loads(station_toml).get("name", "station"))
         self.url = f"sqlite:///{folder / 'station.db'}"
         self.socket = folder / "svc.sock"
         self.args = list(args)
@@ -109,6 +112,42 @@ class ServiceChild:
             cmd += ["--as", acting]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
+
+
+class AttachedWindow:
+    """A main window attached to a `ServiceChild` over the real link, built as ``inspector gui`` builds it where a
+    service answers (`gui.app.attached_window`), shown; closed (window, bridge, link, database) as a ``with`` ends.
+
+    Attributes:
+        link: The control link.
+        win: The main window; ``station``, ``control`` and ``bridge`` are its own.
+        engine: The service's database opened here for the history (None: not readable here).
+    """
+
+    def __init__(self, svc: ServiceChild, qtbot: Any) -> None:
+        from gui.app import attached_window  # Qt: only where a test attaches a window
+        from gui.remote import attach
+
+        got = attach(svc.name, svc.socket)
+        assert got is not None, f"no service answers on {svc.socket}"
+        self.link, hello = got
+        self.win, self.engine = attached_window(self.link, hello)
+        self.station, self.control, self.bridge = self.win.station, self.win.control, self.win.bridge
+        qtbot.addWidget(self.win)
+        self.win.show()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.win.close()
+        self.bridge.close()
+        self.link.close()
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 #: A product recipe on a detector (version 1), as `recipe_service_station` writes it.

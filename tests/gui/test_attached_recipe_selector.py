@@ -17,11 +17,10 @@ import pytest
 pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (PySide6 or its system libraries, e.g. libEGL, are missing)")
 pytest.importorskip("pytestqt")
 
-from gui.app import attached_window
-from gui.remote import RemoteLink, attach
+from gui.remote import RemoteLink
 from inspector.access.users import AuditLog
 from inspector.storage.db import open_database
-from tests.gui.service_child import SHIPPED, ServiceChild, recipe_service_station
+from tests.gui.service_child import SHIPPED, AttachedWindow, ServiceChild, recipe_service_station
 from tests.inspector.recipes.helpers import retrained_copy
 
 
@@ -35,20 +34,20 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceChild]:
         yield svc
 
 
-class Window:
-    """A main window attached to the service, as ``inspector gui`` builds it where a service answers."""
+class Window(AttachedWindow):
+    """The attached window with its recipe selector's confirmation answered Yes and its messages kept."""
 
     def __init__(self, svc: ServiceChild, qtbot: Any) -> None:
-        got = attach("recipe-svc", svc.socket)
-        assert got is not None
-        self.link, hello = got
-        self.win, self.engine = attached_window(self.link, hello)
-        qtbot.addWidget(self.win)
-        self.win.show()
+        super().__init__(svc, qtbot)
         self.selector = self.win.recipe_selector
         self.selector.ask = lambda _parent, _question: True  # the confirmation, answered Yes
         self.messages: list[str] = []
         self.selector.message.connect(self.messages.append)
+
+    def login(self, qtbot: Any, name: str, password: str) -> None:
+        """Log in and wait until the selector takes the new role."""
+        self.control.login(name, password)
+        qtbot.waitUntil(self.selector.combo.isEnabled, timeout=5000)
 
     def choose(self, text: str) -> None:
         """What the operator does: pick ``text`` in the combo (and answer Yes)."""
@@ -56,19 +55,11 @@ class Window:
         assert index >= 0, [self.selector.combo.itemText(i) for i in range(self.selector.combo.count())]
         self.selector.combo.activated.emit(index)
 
-    def close(self) -> None:
-        self.win.close()
-        self.win.bridge.close()
-        self.link.close()
-        if self.engine is not None:
-            self.engine.dispose()
-
 
 @pytest.fixture
 def window(service: ServiceChild, qtbot: Any) -> Iterator[Window]:
-    w = Window(service, qtbot)
-    yield w
-    w.close()
+    with Window(service, qtbot) as w:
+        yield w
 
 
 def _selections(svc: ServiceChild) -> list[tuple[str, str | None, str | None]]:
@@ -98,8 +89,7 @@ def test_an_operator_switches_the_product_from_the_attached_window(qtbot: Any, s
     assert [sel.combo.itemText(i) for i in range(sel.combo.count())] == ["1 housing v1", "2 cover v1"]
     assert sel.current_text() == "1 housing v1"
     assert not sel.combo.isEnabled()  # watching only until someone logs in
-    window.win.control.login("otto", "otto-password")
-    qtbot.waitUntil(sel.combo.isEnabled, timeout=5000)
+    window.login(qtbot, "otto", "otto-password")
     before = _selections(service)
 
     window.choose("2 cover v1")
@@ -149,8 +139,7 @@ def test_a_gate_refusal_is_one_line_in_the_attached_window(qtbot: Any, service: 
     cover.write_text(cover.read_text().replace(SHIPPED, "defect-new"))  # a detector without a passing gate
     qtbot.wait(1500)  # three status snapshots: the ones sent between the two switches (cover) are behind us
     qtbot.waitUntil(lambda: sel.current_text() == "1 housing v1", timeout=10_000)
-    window.win.control.login("otto", "otto-password")
-    qtbot.waitUntil(sel.combo.isEnabled, timeout=5000)
+    window.login(qtbot, "otto", "otto-password")
     before = _selections(service)
 
     window.choose("2 cover v1")

@@ -22,12 +22,11 @@ import pytest
 pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (PySide6 or its system libraries, e.g. libEGL, are missing)")
 pytest.importorskip("pytestqt")
 
-from gui.app import attached_window
-from gui.remote import RemoteControl, RemoteHeatMaps, RemoteLink, RemoteStation, attach
+from gui.remote import RemoteControl, RemoteHeatMaps, RemoteLink, RemoteStation
 from gui.remote_bridge import RemoteBridge
 from gui.teach_dialog import TeachDialog
 from inspector.archive import heat_map_path
-from tests.gui.service_child import ServiceChild, recipe_service_station
+from tests.gui.service_child import AttachedWindow, ServiceChild, recipe_service_station
 
 ENGINEER = ("eve", "eve-password")  # tests.inspector.cli_users.database_with_users's
 OPERATOR = ("otto", "otto-password")
@@ -63,36 +62,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceChild]:
         yield svc
 
 
-class Window:
-    """A main window attached to the service, built as `gui.app.run_attached` builds it (history included)."""
-
-    def __init__(self, svc: ServiceChild, qtbot: Any) -> None:
-        got = attach("teach-svc", svc.socket)
-        assert got is not None
-        self.link, hello = got
-        self.win, self.engine = attached_window(self.link, hello)
-        assert self.engine is not None  # the service's database, opened here for the history
-        self.station, self.control, self.bridge = self.win.station, self.win.control, self.win.bridge
-        assert isinstance(self.station, RemoteStation) and isinstance(self.control, RemoteControl)
-        assert isinstance(self.bridge, RemoteBridge)
-        qtbot.addWidget(self.win)
-        self.win.show()
-
-    def close(self) -> None:
-        self.win.close()
-        self.bridge.close()
-        self.link.close()
-        self.engine.dispose()
-
-
 @pytest.fixture
-def window(service: ServiceChild, qtbot: Any) -> Iterator[Window]:
-    w = Window(service, qtbot)
-    yield w
-    w.close()
+def window(service: ServiceChild, qtbot: Any) -> Iterator[AttachedWindow]:
+    """Built as `gui.app.run_attached` builds it, history included."""
+    with AttachedWindow(service, qtbot) as w:
+        assert w.engine is not None  # the service's database, opened here for the history
+        assert isinstance(w.station, RemoteStation) and isinstance(w.control, RemoteControl)
+        assert isinstance(w.bridge, RemoteBridge)
+        yield w
 
 
-def test_the_attached_wall_draws_the_heat_maps_the_service_sends(qtbot: Any, window: Window) -> None:
+def test_the_attached_wall_draws_the_heat_maps_the_service_sends(
+        qtbot: Any, window: AttachedWindow) -> None:
     wall = window.win.wall
     assert isinstance(window.station.anomaly_models, RemoteHeatMaps)
     assert wall.heat_button.isVisible() and not wall.heat_button.isChecked()  # off until toggled, as in process
@@ -119,7 +100,8 @@ def test_the_attached_wall_draws_the_heat_maps_the_service_sends(qtbot: Any, win
     assert not view.heat_maps.enabled
 
 
-def test_the_attached_history_shows_the_heat_map_archived_beside_an_ng_image(qtbot: Any, window: Window) -> None:
+def test_the_attached_history_shows_the_heat_map_archived_beside_an_ng_image(
+        qtbot: Any, window: AttachedWindow) -> None:
     history = window.win.history
     assert history is not None  # the service's database opened here, read-only use
 
@@ -146,7 +128,7 @@ def test_the_attached_history_shows_the_heat_map_archived_beside_an_ng_image(qtb
 
 
 def test_the_attached_teach_dialog_saves_the_recipe_version_and_switches_through_the_service(
-        qtbot: Any, window: Window, service: ServiceChild) -> None:
+        qtbot: Any, window: AttachedWindow, service: ServiceChild) -> None:
     win, control = window.win, window.control
     # an operator may not teach; the service refuses an operator's save too (its session checks the role)
     control.login(*OPERATOR)
