@@ -211,9 +211,8 @@ class RecipeSelector(QWidget):
         self.sync()  # the new current, or back to the old one
         self.update_permissions()
         if error:
-            cur = self.current
             log.warning("recipe switch failed: %s", error)
-            self.message.emit(f"{error} (still on {cur.label if cur is not None else 'the station settings'})")
+            self.message.emit(f"{error} (still on {self._in_force()})")
             return
         self.message.emit(self._wording().switched(label, self._switched_from))
         self.switched.emit(label)

@@ -16,13 +16,23 @@ def _first_frame(cam: SimulatedLineCamera, timeout: float = 5.0) -> None:
     assert cam.pool.has_pending(), "the camera's thread never published its first frame"
 
 
-def test_the_claim_publishes_the_next_frame_on_the_claiming_thread() -> None:
-    cam = SimulatedLineCamera("cam", fps=0.0, width=64, height=64, bank_size=4)
+def _started(fps: float) -> tuple[SimulatedLineCamera, list[str]]:
+    """A started camera with its first frame published, and the threads that publish its frames from now on."""
+    cam = SimulatedLineCamera("cam", fps=fps, width=64, height=64, bank_size=4)
     published_on: list[str] = []
     cam.pool.subscribe(lambda _pool: published_on.append(threading.current_thread().name))
     cam.start()
     try:
         _first_frame(cam)
+    except BaseException:
+        cam.stop()
+        raise
+    return cam, published_on
+
+
+def test_the_claim_publishes_the_next_frame_on_the_claiming_thread() -> None:
+    cam, published_on = _started(0.0)
+    try:
         published_on.clear()
         seqs = []
         for _ in range(50):
@@ -81,12 +91,8 @@ def test_a_claim_after_the_camera_stopped_publishes_nothing() -> None:
 
 
 def test_a_paced_camera_still_publishes_from_its_own_thread() -> None:
-    cam = SimulatedLineCamera("cam", fps=50.0, width=64, height=64, bank_size=4)
-    names: list[str] = []
-    cam.pool.subscribe(lambda _pool: names.append(threading.current_thread().name))
-    cam.start()
+    cam, names = _started(50.0)
     try:
-        _first_frame(cam)
         h = cam.pool.claim()
         assert h is not None
         h.release()
