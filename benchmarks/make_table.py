@@ -35,18 +35,20 @@ def table(res: dict) -> str:
         f"{res['in_flight']} batches in flight, {_streams(res['streams'])}), model `{res['model']}`, "
         f"frames {res['frame_size'][0]}x{res['frame_size'][1]}; one run of `benchmarks/run.sh` "
         f"({res['bench_seconds']:.0f} s). Pure backend and pipeline are measured back to back in "
-        f"{res['rounds']} rounds; efficiency is the median of the rounds' ratios."
+        f"{res['rounds']} rounds; efficiency is the median of the rounds' ratios, CPU efficiency the median of the "
+        f"rounds' ratios of the process's CPU time a frame (runtime alone over pipeline; other load moves it less)."
         + (f" **Emulated**: OpenVINO ran with `ONEDNN_MAX_CPU_ISA={c['max_isa']}`, the kernels of a CPU with "
            f"only {', '.join(c['isa'])}, on this CPU ({' '.join(c['cpu_isa'])}): its clock, caches and memory, "
            f"not those of such a machine." if "max_isa" in c else ""),
         "",
-        "| cameras | pure backend fps | pipeline fps | efficiency | mean batch |",
-        "|---:|---:|---:|---:|---:|",
+        "| cameras | pure backend fps | pipeline fps | efficiency | CPU efficiency | mean batch |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
+    cpu_eff = res.get("cpu_efficiency") or {}  # not in a bench JSON from before it was kept
     for k in res["pipeline_fps"]:
         rows.append(
             f"| {k} | {res['pure_backend_fps_by_batch'][k]:.1f} | {res['pipeline_fps'][k]:.1f} | "
-            f"{res['efficiency'][k]:.3f} | {res['mean_batch'][k]:.2f} |"
+            f"{res['efficiency'][k]:.3f} | {f'{cpu_eff[k]:.3f}' if k in cpu_eff else '-'} | {res['mean_batch'][k]:.2f} |"
         )
     p, nm = res["precision"], res["nominal"]
     rows.append("")

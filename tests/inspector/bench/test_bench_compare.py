@@ -93,11 +93,7 @@ def test_rows_compare_our_default_and_ours_at_each_of_their_precisions(monkeypat
 
 
 def test_the_readme_table_names_every_precision() -> None:
-    spec = importlib.util.spec_from_file_location("make_table", ROOT / "benchmarks" / "make_table.py")
-    assert spec is not None and spec.loader is not None
-    make_table = importlib.util.module_from_spec(spec)
-    sys.modules["make_table"] = make_table
-    spec.loader.exec_module(make_table)
+    make_table = _make_table()
     res = bench_result("int8")
     u = ultralytics_result()
     res["ultralytics"] = {**u, "comparisons": [
@@ -108,3 +104,27 @@ def test_the_readme_table_names_every_precision() -> None:
     assert "| 8 | 149.0 | 256.8 | 294.3 | **int8** | int8 ahead of bf16 by 14.6% (noise 1.0%) |" in text
     assert "| 1 | 80.0 | 120.0 | 121.0 | **bf16** | int8 and bf16 within the noise" in text
     assert "| our default (auto), int8 | 280.0 | its default export, bf16 (batch 8) | 207.3 | **1.35x** |" in text
+
+
+def _make_table():  # type: ignore[no-untyped-def]
+    """``benchmarks/make_table.py`` as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("make_table", ROOT / "benchmarks" / "make_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_table"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_table_shows_cpu_efficiency_beside_efficiency() -> None:
+    res = bench_result("int8")
+    res["cpu_efficiency"] = {"8": 0.9584}
+    text = _make_table().table(res)
+    assert "| cameras | pure backend fps | pipeline fps | efficiency | CPU efficiency | mean batch |" in text
+    assert "| 8 | 294.0 | 280.0 | 0.952 | 0.958 | 8.00 |" in text
+    assert "CPU efficiency the median of the rounds' ratios of the process's CPU time a frame" in text
+
+
+def test_the_readme_table_of_a_bench_without_cpu_efficiency_leaves_its_cells_empty() -> None:
+    text = _make_table().table(bench_result("int8"))  # a bench JSON from before CPU efficiency was kept
+    assert "| 8 | 294.0 | 280.0 | 0.952 | - | 8.00 |" in text
