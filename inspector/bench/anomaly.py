@@ -139,6 +139,23 @@ class InFlight:
             self._wait_oldest()
 
 
+class OneAtATime(InFlight):
+    """One batch at a time, after a pause: a backend that adapts its streams is back on its idle graph."""
+
+    pause = PAUSE_S
+
+
+def figures(runners: dict[str, tuple[Callable[[int], Any], Callable[[Any], None], int]],
+            ) -> dict[str, Callable[[], None]]:
+    """The figures `take_turns` times for each runner (``name: (start, wait, depth)``, as `InFlight` takes them):
+    ``name`` with ``depth`` batches in flight, then ``name_one`` one batch at a time (`OneAtATime`), in that order
+    (the order the turns rotate)."""
+    out: dict[str, Callable[[], None]] = {name: InFlight(start, wait, depth)
+                                          for name, (start, wait, depth) in runners.items()}
+    out.update({f"{name}_one": OneAtATime(start, wait, 1) for name, (start, wait, _) in runners.items()})
+    return out
+
+
 def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, seconds: float, streams: int | str,
                  precision: str, in_flight: int = 3) -> dict[str, Any]:
     """Detector, anomaly model and both: ms per frame at batch 8 (see the module), with ``in_flight`` batches
@@ -188,21 +205,12 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
             detector_wait(pair[0])
             pair[1].wait()
 
-        class OneAtATime(InFlight):
-            """One batch at a time, after a pause: a backend that adapts its streams is back on its idle graph."""
-
-            pause = PAUSE_S
-
         kept = depth if slotted is not None else 1
-        figures: dict[str, Callable[[], None]] = {
-            "detector": InFlight(detector_start, detector_wait, kept),
-            "anomaly": InFlight(lambda k: scorer.start(batch), lambda p: p.wait(), depth),
-            "both": InFlight(both_start, both_wait, kept),
-            "detector_one": OneAtATime(detector_start, detector_wait, 1),
-            "anomaly_one": OneAtATime(lambda k: scorer.start(batch), lambda p: p.wait(), 1),
-            "both_one": OneAtATime(both_start, both_wait, 1),
-        }
-        turns = take_turns(figures, seconds)
+        turns = take_turns(figures({
+            "detector": (detector_start, detector_wait, kept),
+            "anomaly": (lambda k: scorer.start(batch), lambda p: p.wait(), depth),
+            "both": (both_start, both_wait, kept),
+        }), seconds)
         out: dict[str, Any] = {"batch": BATCH, "in_flight": depth, "rounds": ROUNDS}
         for key, m in turns.items():
             out[f"{key}_ms"] = m["median"]
