@@ -21,11 +21,16 @@ Two disjoint splits, so that what is tuned is not what is reported:
 
 - ``validation`` (choose methods and rules here): test seeds 200000-200399, NG seeds 250000-250009;
 - ``held-out`` (report only): test seeds 100000-100399, NG seeds 50000-50009.
+
+Variants of the default features for ``--eval`` (to compare on the validation split): ``--position off`` teaches
+without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level; ``--good-only``
+skips the second teach with the 10 NG parts. Each variant's models go to their own folder under ``--data``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -96,12 +101,26 @@ def without_invisible(good: np.ndarray, bad: np.ndarray, kinds: np.ndarray, mono
             "bad_images": int(keep.sum()), "left_out": int((~keep).sum()), "why": MONO_NOTE}
 
 
-def evaluate_families(families: list[str], data: Path, split: str = "held-out") -> dict[str, object]:
+def _variant(position: bool, fine_taps: tuple[int, ...] | None) -> tuple[str, dict[str, object]]:
+    """The folder name and `teach` arguments of an ``--eval`` variant (see the module)."""
+    from inspector.anomaly.teach import DEFAULT_SPEC, POSITION
+
+    kwargs: dict[str, object] = {"position": position}
+    name = "" if position == POSITION else f"position-{'on' if position else 'off'}"
+    if fine_taps is not None and fine_taps != DEFAULT_SPEC[0].taps:
+        kwargs["spec"] = (dataclasses.replace(DEFAULT_SPEC[0], taps=fine_taps), *DEFAULT_SPEC[1:])
+        name += f"{'_' if name else ''}fine{'-'.join(map(str, fine_taps))}"
+    return name or "default", kwargs
+
+
+def evaluate_families(families: list[str], data: Path, split: str = "held-out", *, position: bool | None = None,
+                      fine_taps: tuple[int, ...] | None = None, good_only: bool = False) -> dict[str, object]:
     """The ``--eval`` table (see the module)."""
     from inspector.anomaly.metrics import auroc
-    from inspector.anomaly.teach import evaluate, teach
+    from inspector.anomaly.teach import POSITION, evaluate, teach
 
-    out: dict[str, object] = {"machine": _isa(), "split": split, "seeds": {"train": "0-199",
+    variant, kwargs = _variant(POSITION if position is None else position, fine_taps)
+    out: dict[str, object] = {"machine": _isa(), "split": split, "variant": variant, "seeds": {"train": "0-199",
                               "test": f"{SPLITS[split][0]}-{SPLITS[split][0] + 399}",
                               "ng": f"{SPLITS[split][1]}-{SPLITS[split][1] + 9}"}}
     for family in families:
@@ -109,10 +128,11 @@ def evaluate_families(families: list[str], data: Path, split: str = "held-out") 
             folder = _dataset(data, family, mono, split)
             name = folder.name
             row: dict[str, object] = {}
-            for label, bad in (("good_only", None), ("with_10_ng", folder / "ng" / "bad")):
-                model = data / "models" / split / f"{name}_{label}"
+            runs = (("good_only", None),) + (() if good_only else (("with_10_ng", folder / "ng" / "bad"),))
+            for label, bad in runs:
+                model = data / "models" / split / variant / f"{name}_{label}"
                 t = time.perf_counter()
-                taught = teach([folder / "train" / "good"], model, bad=bad)
+                taught = teach([folder / "train" / "good"], model, bad=bad, **kwargs)  # type: ignore[arg-type]
                 seconds = time.perf_counter() - t
                 r = evaluate(model, folder / "test" / "good", folder / "test" / "bad", masks=folder / "test" / "masks")
                 bad_files = sorted((folder / "test" / "bad").glob("*.png"))
@@ -179,6 +199,9 @@ def main() -> None:
     ap.add_argument("--good", type=int, default=200)
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--position", choices=("on", "off"), help="--eval: per-position normalisation (default: teach's).")
+    ap.add_argument("--fine-taps", help="--eval: the fine level's blocks, e.g. 1,2,4 (default: teach's).")
+    ap.add_argument("--good-only", action="store_true", help="--eval: skip the teach with the 10 NG parts.")
     args = ap.parse_args()
     if args.precision_check:
         family = args.family[0] if isinstance(args.family, list) else args.family
@@ -190,7 +213,9 @@ def main() -> None:
         from camera.products import FAMILIES
 
         families = list(FAMILIES) if args.family == "plate" else args.family
-        result = evaluate_families(families, args.data, args.split)
+        taps = tuple(int(t) for t in args.fine_taps.split(",")) if args.fine_taps else None
+        result = evaluate_families(families, args.data, args.split, good_only=args.good_only, fine_taps=taps,
+                                   position=None if args.position is None else args.position == "on")
         text = json.dumps(result, indent=1)
         if args.json:
             args.json.write_text(text + "\n")

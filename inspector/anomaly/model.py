@@ -9,6 +9,10 @@ A model has one or more feature levels (``[levels.0]``, ``[levels.1]`` ...: taps
 level's raw threshold and bank rows), each with its own bank; the one bank file holds the levels' rows one
 after the other, each level in its first ``channels`` columns (the rest zero). A card of one level written
 before levels existed (``[backbone]`` taps, ``threshold.raw``) still loads.
+
+A model may divide each cell's distance by its own divisor (per-position normalisation, `patchcore.cell_divisors`):
+``[position]`` names the file (``cell_divisors.npy``: the levels' grids, finest first, each row-major, one float32
+vector) and its sha256, checked like the bank's. A card without ``[position]`` scores every cell alike, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from inspector.anomaly.torch_legacy import WeightsError
 from inspector.pipeline.model_repo import ModelError, dump_toml, resolve_model_dir
 
 BANK_FILE = "memory_bank.npy"
+POSITION_FILE = "cell_divisors.npy"
 KIND = "anomaly"
 
 
@@ -52,6 +57,8 @@ class AnomalyModel:
         edge_cells: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`).
         precision: The scorer's precision, the card's ``[runtime] precision`` (one of `runtime.PRECISIONS`;
             ``f32`` for cards written before it existed).
+        cell_divisors: Per level, a (gh, gw) float32 map each cell's distance is divided by (before the raw
+            threshold); None: every cell alike (cards without ``[position]``).
     """
 
     name: str
@@ -66,6 +73,7 @@ class AnomalyModel:
     bank_sha256: str = ""
     edge_cells: int = 0
     precision: str = "f32"
+    cell_divisors: tuple[np.ndarray, ...] | None = field(default=None, compare=False)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -86,11 +94,19 @@ def pack_banks(banks: Sequence[np.ndarray]) -> np.ndarray:
 
 def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Levels, width: int, height: int,
                 raw_threshold: Sequence[float], roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
-                edge_cells: int = 0, precision: str = "f32") -> Path:
-    """Write the bank (one per level) and the card into ``folder`` (created); returns the card's path."""
+                edge_cells: int = 0, precision: str = "f32", cell_divisors: Sequence[np.ndarray] | None = None,
+                position_rule: str = "") -> Path:
+    """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given) and the card
+    into ``folder`` (created); returns the card's path."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
     np.save(bank_path, pack_banks(bank), allow_pickle=False)
+    position_path = folder / POSITION_FILE
+    if cell_divisors is not None:
+        np.save(position_path, np.concatenate([np.asarray(d, np.float32).ravel() for d in cell_divisors]),
+                allow_pickle=False)
+    elif position_path.exists():  # taught again without: an old map must not pass for this model's
+        position_path.unlink()
     card: dict[str, Any] = {
         "name": name,
         "kind": KIND,
@@ -114,6 +130,9 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                                "channels": lv.channels, "rows": len(b), "raw": float(r),
                                **({"normalise": lv.normalise} if lv.normalise != "none" else {})}
                       for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
+    if cell_divisors is not None:
+        card["position"] = {"file": POSITION_FILE, "sha256": sha256_of(position_path), "rule": position_rule,
+                            "grids": [list(np.shape(d)) for d in cell_divisors]}
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
     card.update(tables)
@@ -223,8 +242,41 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     except (ValueError, OSError) as exc:
         raise ModelError(f"model: {bank_path} is not a readable .npy array: {exc}") from None
     banks = _unpack(packed, specs, rows, bank_path)
+    divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
-                        raw, bank_sha, edge, precision)
+                        raw, bank_sha, edge, precision, divisors)
+
+
+def _cell_divisors(folder: Path, path: Path, table: Any, specs: Levels, width: int, height: int,
+                   verify: bool) -> tuple[np.ndarray, ...] | None:
+    """The card's ``[position]`` map, checked (sha256, size, positive), one (gh, gw) array per level; None without it."""
+    if table is None:
+        return None
+    if not isinstance(table, dict) or "file" not in table or "sha256" not in table:
+        raise ModelError(f"model: {path}: [position] needs file and sha256")
+    name = str(table["file"])
+    file = folder / name
+    if Path(name).name != name or not file.is_file():
+        raise ModelError(f"model: {file} not found")
+    if verify:
+        actual = sha256_of(file)
+        if actual != str(table["sha256"]):
+            raise ModelError(f"model: {file} does not match its card (sha256 {actual[:12]}..., "
+                             f"card says {str(table['sha256'])[:12]}...)")
+    try:
+        flat = np.load(file, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"model: {file} is not a readable .npy array: {exc}") from None
+    grids = [(height // s.grid_stride, width // s.grid_stride) for s in specs]
+    cells = [gh * gw for gh, gw in grids]
+    if flat.dtype != np.float32 or flat.shape != (sum(cells),) or not bool(np.all(np.isfinite(flat) & (flat > 0))):
+        raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not {sum(cells)} positive float32 divisors "
+                         f"(the levels' grids {', '.join(f'{gh}x{gw}' for gh, gw in grids)})")
+    out, start = [], 0
+    for (gh, gw), n in zip(grids, cells):
+        out.append(flat[start:start + n].reshape(gh, gw).copy())
+        start += n
+    return tuple(out)
 
 
 def card_digest(folder: Path) -> str:

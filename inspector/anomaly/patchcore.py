@@ -74,6 +74,74 @@ def nearest_distances(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray
     return np.sqrt(np.maximum(out, 0.0))
 
 
+def leave_one_out_maps(images: list[np.ndarray], bank: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Each teaching image's patch distances against the bank without the rows it contributed.
+
+    Args:
+        images: One (P, D) float32 array of patches per teaching image (all of them the same P).
+        bank: (K, D) float32 memory bank.
+        owner: (K,) index into ``images`` of the image each bank row came from.
+
+    Returns:
+        (len(images), P) float32 nearest-neighbour distances.
+    """
+    bank_sq = np.einsum("ij,ij->i", bank, bank)
+    out = np.empty((len(images), len(images[0]) if images else 0), np.float32)
+    for i, q in enumerate(images):
+        d2 = bank_sq[None, :] - 2.0 * (q @ bank.T)
+        d2[:, owner == i] = np.inf
+        out[i] = np.sqrt(np.maximum(d2.min(axis=1) + np.einsum("ij,ij->i", q, q), 0.0))
+    return out
+
+
+#: Per-position normalisation (`cell_divisors`): a cell's distance is divided by the mean + this many standard
+#: deviations of the good images' leave-one-out distances in that cell, as PaDiM (Defard et al., 2020) and PNI
+#: (Bae et al., 2023) condition a patch's normality on its position: a cell where good parts vary (a barcode's
+#: end, a label's edge that moves with the placement) needs a larger distance to count than a plain one.
+POSITION_SD = 3.0
+#: No cell's divisor is below this share of its level's median divisor: a cell that every good image matches
+#: exactly (letterbox padding, a masked region) would otherwise turn the scorer's own rounding (int8) into
+#: anomalies, as PaDiM regularises each position's covariance (+ 0.01 I).
+POSITION_FLOOR = 0.5
+POSITION_RULE = (f"each cell's distance / (the mean + {POSITION_SD:g} sd of the good images' leave-one-out distances in "
+                 f"that cell, at least {POSITION_FLOOR:g} x the level's median of those); the good images' "
+                 "threshold scores each divided by the cells' divisors without that image")
+
+
+def _floored(divisors: np.ndarray) -> np.ndarray:
+    """``divisors`` (..., cells) with each map's cells raised to `POSITION_FLOOR` x its median."""
+    floor = POSITION_FLOOR * np.median(divisors, axis=-1, keepdims=True)
+    return np.maximum(divisors, np.maximum(floor, 1e-12)).astype(np.float32)
+
+
+def cell_divisors(maps: np.ndarray) -> np.ndarray:
+    """Per cell, the mean + `POSITION_SD` sd of the good images' (leave-one-out) distances, floored (`POSITION_FLOOR`).
+
+    Args:
+        maps: (n, P) distances, one row per good image (`leave_one_out_maps`).
+
+    Returns:
+        (P,) float32 divisors, all positive.
+    """
+    m = np.asarray(maps, np.float64)
+    return _floored(m.mean(axis=0) + POSITION_SD * m.std(axis=0))
+
+
+def cell_divisors_without_each(maps: np.ndarray) -> np.ndarray:
+    """`cell_divisors` of the other images, for each image: (n, P), row i from every row of ``maps`` but i.
+
+    The threshold's scores stay leave-one-out: an image's own distances do not widen the cells it is scored by.
+    """
+    m = np.asarray(maps, np.float64)
+    n = len(m)
+    if n < 2:
+        raise ValueError("cell divisors without each image need at least 2 images")
+    total, squares = m.sum(axis=0), (m * m).sum(axis=0)
+    mean = (total[None] - m) / (n - 1)
+    var = np.maximum((squares[None] - m * m) / (n - 1) - mean * mean, 0.0)
+    return _floored(mean + POSITION_SD * np.sqrt(var))
+
+
 def leave_one_out_scores(images: list[np.ndarray], bank: np.ndarray, owner: np.ndarray) -> np.ndarray:
     """Each teaching image's score against the bank without the rows it contributed.
 

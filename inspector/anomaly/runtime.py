@@ -171,9 +171,10 @@ def product_rows(bank_rows: int) -> int:
 
 
 def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float,
-                  int8: bool = False) -> Any:
+                  int8: bool = False, divisors: np.ndarray | None = None) -> Any:
     """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
-    divided by ``raw_threshold``: a MatMul against the bank and a ReduceMin over it per chunk of
+    divided by ``raw_threshold`` (and by each cell's own divisor where ``divisors`` (gh, gw) is given: one
+    constant per cell in the same Multiply): a MatMul against the bank and a ReduceMin over it per chunk of
     `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`)."""
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
@@ -186,7 +187,14 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
     nearest = ops.concat([_chunk_nearest(ops, side, chunks.output(i), n, bank.shape[1])
                           for i, n in enumerate(sizes)], 1)
     dist = ops.sqrt(ops.maximum(ops.add(nearest, q2), ops.constant(np.float32(0.0))))
-    scaled = ops.multiply(dist, ops.constant(np.float32(1.0 / raw_threshold)))
+    factor: np.ndarray
+    if divisors is None:
+        factor = np.array(1.0 / raw_threshold, np.float32)
+    else:
+        if np.shape(divisors) != grid:
+            raise ValueError(f"anomaly: cell divisors {np.shape(divisors)} do not fit the level's grid {grid}")
+        factor = (1.0 / (raw_threshold * np.asarray(divisors, np.float64))).astype(np.float32).reshape(1, -1)
+    scaled = ops.multiply(dist, ops.constant(factor))
     return ops.reshape(scaled, ops.constant(np.array([-1, *grid], np.int64)), special_zero=False)
 
 
@@ -273,7 +281,8 @@ def _largest(ops: Any, levels: Sequence[Any], grids: Sequence[tuple[int, int]]) 
 
 
 def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
-                   grids: Sequence[tuple[int, int]], frames: int = -1) -> Any:
+                   grids: Sequence[tuple[int, int]], frames: int = -1,
+                   divisors: Sequence[np.ndarray] | None = None) -> Any:
     """The scoring graph's second half on its own: one input [N, C, gh, gw] per level (the feature model's
     outputs; N = ``frames``, -1: any), the one output ``patch_scores`` [N, gh, gw] (as `scoring_model`'s)."""
     import openvino as ov
@@ -281,16 +290,20 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 
     params = [ops.parameter([frames, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g) in enumerate(zip(banks, grids))]
-    levels = [_level_scores(ops, p, g, b, float(r)) for p, g, b, r in zip(params, grids, banks, raw_threshold)]
+    per_cell = list(divisors) if divisors is not None else [None] * len(banks)
+    levels = [_level_scores(ops, p, g, b, float(r), divisors=d)
+              for p, g, b, r, d in zip(params, grids, banks, raw_threshold, per_cell)]
     maps = _largest(ops, levels, grids)
     maps.output(0).get_tensor().set_names({"patch_scores"})
     return ov.Model([maps.output(0)], params, "anomaly_distances")
 
 
 def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
-                  grids: Sequence[tuple[int, int]] | None = None, int8: bool = False) -> Any:
+                  grids: Sequence[tuple[int, int]] | None = None, int8: bool = False,
+                  divisors: Sequence[np.ndarray] | None = None) -> Any:
     """``features`` (an ov.Model with one output [N, C, gh, gw] per level; changed in place and returned)
-    followed by each level's nearest-neighbour distance to its bank (K, C), divided by its raw threshold;
+    followed by each level's nearest-neighbour distance to its bank (K, C), divided by its raw threshold
+    (and each cell by its own divisor, one (gh, gw) map per level, where ``divisors`` is given);
     coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
     the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_Int8Bank`)."""
     import openvino.opset13 as ops
@@ -300,12 +313,15 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     results = list(features.get_results())
     if not len(results) == len(banks) == len(raws):
         raise ValueError(f"anomaly: {len(results)} feature levels, {len(banks)} banks, {len(raws)} thresholds")
+    per_cell = list(divisors) if divisors is not None else [None] * len(banks)
+    if len(per_cell) != len(banks):
+        raise ValueError(f"anomaly: {len(banks)} feature levels, {len(per_cell)} maps of cell divisors")
     if grids is None:
         grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
     levels = []
-    for result, lv_bank, raw, grid in zip(results, banks, raws, grids):
+    for result, lv_bank, raw, grid, div in zip(results, banks, raws, grids, per_cell):
         feats = result.input_value(0)
-        levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8))
+        levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8, div))
         feats.get_tensor().set_names(set())
     maps = _largest(ops, levels, grids)
     assert maps is not None
@@ -404,13 +420,15 @@ class AnomalyScorer:
         activation_ranges: One (low, high) per backbone convolution (``int8``; the card's
             ``[runtime] activation_ranges``, `FeatureExtractor.activation_ranges` when it was taught).
         profile: Per-layer counters on (`profiling`).
+        cell_divisors: One (gh, gw) map per level that each cell's distance is divided by, before the raw
+            threshold (per-position normalisation, the card's ``[position]``); None: every cell alike.
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
                  bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
                  precision: str = "f32", depth: int = 2, edge: int = 0,
                  activation_ranges: Sequence[Sequence[float]] | None = None, profile: bool = False,
-                 streams: int | None = None) -> None:
+                 streams: int | None = None, cell_divisors: Sequence[np.ndarray] | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"anomaly: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         if precision in NEEDS_RANGES and not activation_ranges:
@@ -430,15 +448,15 @@ class AnomalyScorer:
             banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
             raws = [float(raw_threshold)] if isinstance(raw_threshold, (int, float)) else list(raw_threshold)
             self._compiled = compile_for_cpu(features, "bf16", profile, self.streams)
-            self._distances_model = compile_for_cpu(distance_model(banks, raws, grids, frames=1), "f32", profile,
-                                                    self.streams)
+            self._distances_model = compile_for_cpu(distance_model(banks, raws, grids, frames=1, divisors=cell_divisors),
+                                                    "f32", profile, self.streams)
             self._distances = [[] for _ in range(depth)]
         else:
             int8 = precision in ("int8-distances", "int8")
             if precision == "int8":
                 assert activation_ranges is not None
                 features = int8_graph.quantized(features, activation_ranges)
-            model = scoring_model(features, bank, raw_threshold, grids, int8=int8)
+            model = scoring_model(features, bank, raw_threshold, grids, int8=int8, divisors=cell_divisors)
             self._compiled = compile_for_cpu(model, ("bf16" if cpu_has_bf16() else "f32") if int8 else precision, profile,
                                              self.streams)
         self._requests: list[list[Any]] = [[] for _ in range(depth)]
@@ -459,7 +477,8 @@ class AnomalyScorer:
         """The scorer of a loaded model at its card's precision (or ``precision``), with its activation ranges."""
         ranges = model.card.get("runtime", {}).get("activation_ranges")
         return cls(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
-                   precision or model.precision, depth=depth, edge=model.edge_cells, activation_ranges=ranges)
+                   precision or model.precision, depth=depth, edge=model.edge_cells, activation_ranges=ranges,
+                   cell_divisors=model.cell_divisors)
 
     def start(self, batch_u8: np.ndarray) -> PendingScores:
         """Start scoring ``batch_u8`` (u8 BGR, N x height x width x 3); returns at once."""

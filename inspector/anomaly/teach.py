@@ -21,7 +21,15 @@ from inspector.anomaly.backbone import FeatureSpec, Levels, as_levels
 from inspector.anomaly.images import ImageError, Roi, crop, find_images, letterboxed, load_batch, read_image
 from inspector.anomaly.metrics import auroc, rate_above
 from inspector.anomaly.model import AnomalyModel, load_anomaly_model, write_model
-from inspector.anomaly.patchcore import greedy_coreset, image_coreset, leave_one_out_scores, nearest_distances
+from inspector.anomaly.patchcore import (
+    POSITION_RULE,
+    cell_divisors,
+    cell_divisors_without_each,
+    greedy_coreset,
+    image_coreset,
+    leave_one_out_maps,
+    nearest_distances,
+)
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, ScoreBatch, default_precision
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,9 @@ DEFAULT_SPEC: Levels = (FeatureSpec((2, 4), 8, 3, normalise="image"), FeatureSpe
 LEVEL_QUANTILE = 0.99
 LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that level's leave-one-out good scores; "
               "a patch's score is the largest over the levels")
+#: Per-position normalisation (`patchcore.cell_divisors`, the card's ``[position]``): each cell's distance divided
+#: by the mean + 3 sd of the good images' leave-one-out distances in that cell.
+POSITION = False
 #: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`): 2 cells, 16 px at 320.
 EDGE_CELLS = 2
 BATCH = 8
@@ -89,7 +100,7 @@ class TeachReport:
 
 def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi | None = None,
           name: str | None = None, spec: FeatureSpec | Sequence[FeatureSpec] = DEFAULT_SPEC, width: int = 320,
-          height: int = 320, seed: int = 0, progress: Progress = _quiet) -> TeachReport:
+          height: int = 320, seed: int = 0, position: bool = POSITION, progress: Progress = _quiet) -> TeachReport:
     """Teach a PatchCore model from the good images in ``good`` and write it to ``out``.
 
     Every level gets its own bank (greedy coreset of its patches). Each good image is then scored
@@ -108,6 +119,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         width: Letterboxed input width.
         height: Letterboxed input height.
         seed: Seeds the coreset.
+        position: Divide each cell's distance by its own divisor (`patchcore.cell_divisors`; the card's
+            ``[position]``), the threshold's scores by the divisors without their own image.
         progress: ``(stage, done, total)``.
 
     Raises:
@@ -126,7 +139,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
     edges = [edge * levels[0].grid_stride // lv.grid_stride for lv in levels]
     per_image: list[list[np.ndarray]] = [[] for _ in levels]
-    scored: list[list[np.ndarray]] = [[] for _ in levels]  # patches inside the edge, for leave-one-out scores
+    scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the leave-one-out maps
     patches = [0] * len(levels)
     for start in range(0, len(files), BATCH):
         outs = extractor.all_levels(load_batch(files[start:start + BATCH], width, height, roi))
@@ -136,10 +149,11 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 patches[lv] += len(flat)
                 # the first coreset stage per image as it comes (greedy k-center keeps the outlying patches)
                 per_image[lv].append(image_coreset(flat, 0.1, seed=seed + len(per_image[lv])))
-                scored[lv].append(_inner(f, edges[lv]).reshape(-1, f.shape[-1]).copy())
+                scored[lv].append(f.reshape(-1, f.shape[-1]).copy())
         progress("features", min(start + BATCH, len(files)), len(files))
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
-    banks, loo = [], []
+    banks, loo, divisors = [], [], []
+    grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
     for lv in range(len(levels)):
         size = int(np.clip(BANK_SHARE * patches[lv], BANK_MIN, BANK_MAX))
         candidates = np.concatenate(per_image[lv])
@@ -148,12 +162,16 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                                 progress=lambda k, n: progress("coreset", k, n))
         banks.append(np.ascontiguousarray(candidates[chosen]))
         progress("threshold", lv, len(levels))
-        loo.append(leave_one_out_scores(scored[lv], banks[-1], owners[chosen]))
+        maps = leave_one_out_maps(scored[lv], banks[-1], owners[chosen])
+        if position:  # each image by the cells' divisors of the others: its own distances do not widen them
+            divisors.append(cell_divisors(maps).reshape(grids[lv]))
+            maps = maps / cell_divisors_without_each(maps)
+        loo.append(_inner_max(maps.reshape(-1, *grids[lv]), edges[lv]))
     progress("threshold", len(levels), len(levels))
     scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
     bad_raw = _raw_scores(extractor, bad_files, banks, scales, edges, roi, width, height,
-                          lambda d, n: progress("NG images", d, n))
+                          lambda d, n: progress("NG images", d, n), divisors or None)
     th = thresholds.with_bad(good_raw, bad_raw) if len(bad_raw) else thresholds.good_only(good_raw)
     raws = [sc * th.raw for sc in scales]
     seconds = time.perf_counter() - t0
@@ -183,21 +201,22 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 {"threshold": table, "taught": taught, "metrics": metrics,
                  "runtime": {"activation_ranges": [list(r) for r in ranges]}},
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
-                edge_cells=edge, precision=precision)
+                edge_cells=edge, precision=precision, cell_divisors=divisors or None, position_rule=POSITION_RULE)
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds)
 
 
-def _inner(grid: np.ndarray, edge: int) -> np.ndarray:
-    """The (gh, gw, C) grid without ``edge`` cells along each side (what the image score looks at)."""
-    return grid[edge:grid.shape[0] - edge, edge:grid.shape[1] - edge] if edge else grid
+def _inner_max(maps: np.ndarray, edge: int) -> np.ndarray:
+    """(n,) the largest of each (gh, gw) map of ``maps`` without ``edge`` cells along each side."""
+    inner = maps[:, edge:maps.shape[1] - edge, edge:maps.shape[2] - edge] if edge else maps
+    return inner.reshape(len(maps), -1).max(axis=1)
 
 
 def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Sequence[np.ndarray],
                 scales: Sequence[float], edges: Sequence[int], roi: Roi | None, width: int, height: int,
-                progress: Callable[[int, int], None]) -> np.ndarray:
+                progress: Callable[[int, int], None], divisors: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Image scores of ``files`` in numpy (teaching: no scoring graph compiled): the largest over the levels
-    of the worst inner patch's distance / the level's scale."""
+    of the worst inner patch's distance (/ its cell's divisor, where given) / the level's scale."""
     out = []
     sq = [np.einsum("ij,ij->i", b, b) for b in banks]
     for start in range(0, len(files), BATCH):
@@ -205,8 +224,11 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
         for i in range(len(outs[0])):
             level_scores = []
             for lv, feats in enumerate(outs):
-                inner = _inner(feats[i], edges[lv]).reshape(-1, feats.shape[-1])
-                level_scores.append(float(nearest_distances(inner, banks[lv], sq[lv]).max()) / scales[lv])
+                grid = feats[i].shape[:2]
+                dist = nearest_distances(feats[i].reshape(-1, feats.shape[-1]), banks[lv], sq[lv]).reshape(grid)
+                if divisors is not None:
+                    dist = dist / divisors[lv]
+                level_scores.append(float(_inner_max(dist[None], edges[lv])[0]) / scales[lv])
             out.append(max(level_scores))
         progress(min(start + BATCH, len(files)), len(files))
     return np.asarray(out, np.float32)
