@@ -194,6 +194,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         "bad_scores": [round(float(v / th.raw), 4) for v in bad_raw]}
     if th.lowest_bad is not None:
         table["lowest_bad"] = th.lowest_bad / th.raw
+    if th.floor is not None:  # what the NG refinement did, and how low it could have gone
+        table["false_reject_floor"] = th.floor / th.raw
+        table["refinement"] = th.note
     metrics: dict[str, object] = {"leave_one_out_false_reject": rate_above(good_raw, th.raw)}
     if len(bad_raw):
         metrics["taught_bad_escape"] = 1.0 - rate_above(bad_raw, th.raw)

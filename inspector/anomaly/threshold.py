@@ -27,9 +27,14 @@ GOOD_QUANTILE = 1.0
 GOOD_RULE = (f"raw = the larger of the good images' leave-one-out raw scores' quantile {GOOD_QUANTILE} and their "
              f"median + {GOOD_SPREAD:g} x 1.4826 x their median absolute deviation; score = raw distance / raw, "
              "NG at score >= 1.0")
-BAD_RULE = (f"with NG images: the good-only raw, lowered to the midpoint between the good leave-one-out quantile "
-            f"{GOOD_QUANTILE} and the lowest NG score where that is lower (never below that quantile, so false "
-            f"rejects stay as the good-only rule's); score = raw distance / raw, NG at >= 1.0")
+#: The false reject the NG refinement may spend at most (issue 28: false reject <= 1% of good parts).
+FALSE_REJECT = 0.01
+
+BAD_RULE = ("with NG images: the good-only raw, lowered to the midpoint between the lowest NG score and the highest "
+            "good leave-one-out score under it where that is lower, but never below the false-reject floor: the k-th "
+            "highest of the n good leave-one-out scores (an order statistic), k = floor(1% x (n + 1)), at least 1; "
+            "an unseen good part scores at or above it with chance k / (n + 1) <= 1% (the 2nd highest of 200: "
+            "0.995%); score = raw distance / raw, NG at >= 1.0")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,10 @@ class Threshold:
     rule: str
     good_quantile: float
     lowest_bad: float | None = None
+    #: The NG refinement's floor (`false_reject_floor`), raw; None without NG images.
+    floor: float | None = None
+    #: What the NG refinement did, in words and in score units (the card's ``refinement``); "" without NG images.
+    note: str = ""
 
 
 def robust_sigma(values: np.ndarray) -> float:
@@ -56,14 +65,52 @@ def good_only(good_raw: np.ndarray) -> Threshold:
     return Threshold(raw, GOOD_RULE, q)
 
 
+def floor_rank(n: int, rate: float = FALSE_REJECT) -> int:
+    """k of the false-reject floor: the largest k with k / (n + 1) <= ``rate``, at least 1.
+
+    An unseen good part and the n good leave-one-out scores are exchangeable, so it scores at or above the
+    k-th highest of them with chance k / (n + 1): 2 for n = 200 (0.995%), 1 below n = 199 (the highest).
+    """
+    return max(1, int(np.floor(rate * (n + 1) + 1e-9)))
+
+
+def false_reject_floor(good_raw: np.ndarray, rate: float = FALSE_REJECT) -> float:
+    """The k-th highest good leave-one-out score (`floor_rank`): the lowest raw the NG refinement may set."""
+    g = np.sort(np.asarray(good_raw, np.float64))
+    return float(g[len(g) - floor_rank(len(g), rate)])
+
+
 def with_bad(good_raw: np.ndarray, bad_raw: np.ndarray) -> Threshold:
-    """The threshold refined with NG scores (`BAD_RULE`): favours no escape while false rejects stay as the
-    good-only rule's."""
+    """The threshold refined with NG scores (`BAD_RULE`).
+
+    Where NG images score under the good-only threshold, it moves down to catch them, to the midpoint between
+    the lowest NG score and the highest good score under it, but not below `false_reject_floor`: the expected
+    false reject stays <= `FALSE_REJECT` whatever the NG images say. Where they all score above it, it moves to
+    that midpoint only if that is lower (the NG images show how far out anomalies lie). ``note`` says which.
+    """
     base = good_only(good_raw)
     g = np.asarray(good_raw, np.float64)
-    lowest = float(np.min(bad_raw))
-    raw = _above_ties(g, max(base.good_quantile, min(base.raw, 0.5 * (base.good_quantile + lowest))))
-    return Threshold(raw, BAD_RULE, base.good_quantile, lowest)
+    b = np.asarray(bad_raw, np.float64)
+    lowest = float(np.min(b))
+    under = g[g < lowest]
+    target = 0.5 * (float(under.max()) + lowest) if len(under) else lowest
+    floor = false_reject_floor(g)
+    raw = _above_ties(g, max(floor, min(base.raw, target)))
+    caught, k = int((b >= raw).sum()), floor_rank(len(g))
+    where = f"the good-only threshold would be score {base.raw / raw:.3f}"
+    if raw >= base.raw:
+        note = f"unchanged: all {len(b)} NG images score above the good-only threshold and their midpoint with the good scores"
+    elif raw > floor and target >= floor:
+        note = (f"lowered to the midpoint between the lowest NG score and the highest good score under it ({where}); "
+                f"catches {caught} of {len(b)} NG images")
+    else:
+        note = (f"lowered to the false-reject floor, the {_ordinal(k)} highest of {len(g)} good scores (expected false "
+                f"reject {k / (len(g) + 1):.2%}; {where}); {len(b) - caught} of {len(b)} NG images still score under it")
+    return Threshold(raw, BAD_RULE, base.good_quantile, lowest, floor, note)
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
 def _above_ties(good: np.ndarray, raw: float) -> float:

@@ -1,0 +1,79 @@
+"""The threshold rules: the NG refinement may go below the highest good score where NG images demand it, never
+below the false-reject floor (an order statistic of the good leave-one-out scores), and says what it did."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.anomaly import threshold
+
+
+def _good() -> np.ndarray:
+    """200 good leave-one-out scores: 199 from 10 to 20 evenly, and one outlier at 25."""
+    return np.append(np.linspace(10.0, 20.0, 199), 25.0)
+
+
+@pytest.mark.parametrize(("n", "rank"), [(10, 1), (99, 1), (100, 1), (199, 2), (200, 2), (299, 3), (1000, 10)])
+def test_the_false_reject_floor_is_the_order_statistic_whose_expected_false_reject_is_within_the_bound(
+        n: int, rank: int) -> None:
+    # an unseen good part scores at or above the k-th highest of n exchangeable good scores with chance k / (n + 1)
+    assert threshold.floor_rank(n) == rank
+    assert rank / (n + 1) <= threshold.FALSE_REJECT or rank == 1
+    assert (rank + 1) / (n + 1) > threshold.FALSE_REJECT
+    good = np.random.default_rng(n).permutation(np.arange(n, dtype=np.float64))
+    assert threshold.false_reject_floor(good) == n - rank
+
+
+def test_ng_images_under_the_highest_good_score_lower_the_threshold_below_it() -> None:
+    good = _good()
+    bad = np.array([20.6, 30.0, 41.0])  # the lowest NG image scores under the one outlying good image (25)
+    t = threshold.with_bad(good, bad)
+    # the midpoint between the lowest NG score and the highest good score under it (20); the old rule stayed >= 25
+    assert t.raw == pytest.approx(0.5 * (20.0 + 20.6))
+    assert t.raw < good.max() and (bad >= t.raw).all()
+    assert t.floor == pytest.approx(20.0) and t.lowest_bad == 20.6
+    assert (good >= t.raw).mean() <= threshold.FALSE_REJECT
+    assert "lowered" in t.note and "3 of 3" in t.note
+
+
+def test_the_ng_refinement_never_goes_below_the_false_reject_floor() -> None:
+    good = _good()
+    bad = np.array([15.0, 19.99, 30.0])  # two NG images inside the good scores: catching them costs false rejects
+    t = threshold.with_bad(good, bad)
+    assert t.raw == pytest.approx(threshold.false_reject_floor(good)) and t.raw > 20.0  # stepped above that good score
+    assert (good >= t.raw).sum() == 1  # only the outlier: expected false reject 2 / 201 for an unseen good part
+    assert "floor" in t.note and "2 of 3" in t.note  # says how many NG images it could not catch
+    assert threshold.good_only(good).raw > t.raw
+
+
+def test_ng_images_above_the_good_only_threshold_leave_it_or_pull_it_to_their_midpoint() -> None:
+    good = np.linspace(10.0, 20.0, 200)
+    base = threshold.good_only(good)
+    far = threshold.with_bad(good, np.array([80.0]))  # the midpoint is above the good-only threshold: unchanged
+    assert far.raw == pytest.approx(base.raw) and "unchanged" in far.note
+    near = threshold.with_bad(good, np.array([base.raw * 0.999 + 0.001 * 20.0, 40.0]))
+    assert 20.0 < near.raw < base.raw and (good < near.raw).all()
+    assert threshold.good_only(good).note == ""
+
+
+def test_the_rule_texts_say_the_floor_and_its_false_reject_bound() -> None:
+    assert "order statistic" in threshold.BAD_RULE and "1%" in threshold.BAD_RULE
+    assert "k / (n + 1)" in threshold.BAD_RULE
+
+
+def test_teaching_with_ng_images_records_the_floor_and_what_the_refinement_did(tmp_path: Path) -> None:
+    from camera.products import write_family
+    from inspector.anomaly.teach import teach
+
+    write_family("plate", tmp_path / "data", 14, 3, seed=0, width=96, height=96)
+    report = teach([tmp_path / "data" / "good"], tmp_path / "m", bad=tmp_path / "data" / "bad", width=64, height=64)
+    th = tomllib.loads((tmp_path / "m" / "card.toml").read_text())["threshold"]
+    assert th["false_reject_floor"] == pytest.approx(max(report.good_scores))  # 14 good scores: k = 1, the highest
+    assert th["false_reject_floor"] < 1.0 and th["refinement"].startswith(
+        ("unchanged", "lowered to the midpoint", "lowered to the false-reject floor, the 1st highest of 14 good scores "
+         "(expected false reject 6.67%"))
+    assert "NG images" in th["refinement"]
