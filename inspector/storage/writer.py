@@ -1,7 +1,7 @@
 """`DbWriter`: the result sink that stores every inspection in the database.
 
-One worker thread turns results into rows and commits them in batches (Core
-``insert()`` executemany, one transaction per batch). When a commit fails because the
+One worker thread turns results into rows and commits them in batches (one transaction per
+batch; on SQLite multi-row statements through the driver, elsewhere Core ``insert()`` executemany). When a commit fails because the
 database is locked or unreachable (or its disk is full), the batch is appended to the
 writer's spool journal (fdatasync'ed; its space reserved when the writer is built, see
 `inspector.storage.spool`) and replayed every ``retry_s`` until the database takes it:
@@ -35,6 +35,7 @@ import errno
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -79,6 +80,10 @@ _PART_KEY = ("line", "part_id", "triggered_at")
 #: Inspection columns a record spooled by an older inspector lacks (before migration 0005).
 _ROW_DEFAULTS: dict[str, Any] = {"part_id": None, "late": False}
 _CAMERA_INFO = ("kind", "vendor", "model", "serial")
+_DETECTION_COLUMNS = ("inspection_id", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "accepted")
+_DETECTIONS_SQL = (f"INSERT INTO {_DETECTIONS.name} ({', '.join(_DETECTION_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(_DETECTION_COLUMNS))})")
+
 #: Default spool reserve: 64 MiB, ~90,000 results (see `RECORD_BYTES_ESTIMATE`).
 DEFAULT_SPOOL_RESERVE_BYTES = 64 * 2**20
 
@@ -488,24 +493,8 @@ class DbWriter(QueuedSink):
                 n_parts = self._insert_parts(conn, parts) if parts else 0
                 new_cameras, new_models = self._upsert_references(conn, records, info)
                 ids = self._insert_inspections(conn, [rec["row"] for rec in records]) if records else {}
-                dets = [
-                    {
-                        "inspection_id": ids[rec["row"]["uid"]],
-                        "class_id": d[0],
-                        "class_name": d[1],
-                        "score": d[2],
-                        "x1": d[3],
-                        "y1": d[4],
-                        "x2": d[5],
-                        "y2": d[6],
-                        "accepted": bool(d[7]),
-                    }
-                    for rec in records
-                    if rec["row"]["uid"] in ids
-                    for d in rec["detections"]
-                ]
-                if dets:
-                    conn.execute(insert(_DETECTIONS), dets)
+                if ids:
+                    self._insert_detections(conn, records, ids)
         except BaseException:
             with self._info_lock:  # try the camera descriptions again with the next batch
                 self._camera_info = {**info, **self._camera_info}
@@ -521,6 +510,24 @@ class DbWriter(QueuedSink):
             except Exception:
                 log.exception("db: on_commit callback failed")
         return len(ids)
+
+    @staticmethod
+    def _insert_detections(conn: Connection, records: list[Record], ids: dict[str, int]) -> None:
+        """Insert the detections of the inspections just stored (``ids``: uid -> row id of the new ones)."""
+        dets = [
+            (ids[uid], d[0], d[1], d[2], d[3], d[4], d[5], d[6], bool(d[7]))
+            for rec in records
+            if (uid := rec["row"]["uid"]) in ids
+            for d in rec["detections"]
+        ]
+        if not dets:
+            return
+        if conn.dialect.name == "sqlite":
+            # the driver's executemany with positional rows: SQLAlchemy's per-row parameter processing cost more
+            # than the insert itself (what it would bind is what sqlite3 binds: no type here has a processor)
+            conn.exec_driver_sql(_DETECTIONS_SQL, dets)
+            return
+        conn.execute(insert(_DETECTIONS), [dict(zip(_DETECTION_COLUMNS, d)) for d in dets])
 
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         """Insert camera events, skipping uids already present; returns how many were new."""
@@ -597,9 +604,10 @@ class DbWriter(QueuedSink):
         """Insert inspections, skipping uids already present; returns uid -> id of new rows."""
         dialect = conn.dialect.name
         t = _INSPECTIONS
-        if dialect in ("sqlite", "postgresql"):
-            mod = sqlite if dialect == "sqlite" else postgresql
-            stmt = mod.insert(t).on_conflict_do_nothing(index_elements=["uid"]).returning(t.c.uid, t.c.id)
+        if dialect == "sqlite":
+            return dict(_sqlite_insert_returning(conn, t, rows, "uid", "id"))
+        if dialect == "postgresql":
+            stmt = postgresql.insert(t).on_conflict_do_nothing(index_elements=["uid"]).returning(t.c.uid, t.c.id)
             return {uid: id_ for uid, id_ in conn.execute(stmt, rows)}
         uids = [r["uid"] for r in rows]
         have = set(conn.scalars(select(t.c.uid).where(t.c.uid.in_(uids))))
@@ -706,3 +714,29 @@ class DbWriter(QueuedSink):
             append_jsonl(self._rejects_path, records)
         except OSError:
             log.exception("db: cannot write %s", self._rejects_path)
+
+
+def _sqlite_insert_returning(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str,
+                             returned: str) -> list[tuple[Any, Any]]:
+    """Insert ``rows`` (dicts with the same columns) into ``table`` on SQLite, skipping those whose ``key`` is
+    already stored; returns ``(key, returned)`` of the new rows. Multi-row ``VALUES`` statements with positional
+    parameters through the driver, as many rows each as SQLite binds variables: SQLAlchemy's insertmanyvalues
+    builds the same statements but processes every row's parameters in Python, which cost more than the insert
+    (no column type here has a bind processor on SQLite: what it would bind is what sqlite3 binds)."""
+    if not rows:
+        return []
+    cols = list(rows[0])
+    for c in cols:
+        if c not in table.c:  # the names go into the statement's text
+            raise ValueError(f"{table.name}: no column {c!r}")
+    limit = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+    per = max(1, min(500, limit // len(cols)))
+    one = f"({', '.join('?' * len(cols))})"
+    head = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES "
+    tail = f" ON CONFLICT ({key}) DO NOTHING RETURNING {key}, {returned}"
+    out: list[tuple[Any, Any]] = []
+    for first in range(0, len(rows), per):
+        chunk = rows[first : first + per]
+        params = [r[c] for r in chunk for c in cols]
+        out.extend(conn.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, tuple(params)).all())
+    return out
