@@ -1,7 +1,7 @@
 """Uids of stored rows: UUID version 7 (RFC 9562), time-ordered.
 
-A uid is made for every inspected frame before it is queued (the spool and the database use
-it to store a result once). Version 7 puts the Unix time in milliseconds first, so uids made
+A uid is made for every inspected frame as the database writer turns it into a record, in the
+order the frames were queued (the spool and the database use it to store a result once). Version 7 puts the Unix time in milliseconds first, so uids made
 later sort later and the ``uid`` index of a months-old database grows at its end instead of
 taking random pages all over it as version 4's random uids do. A counter in the 12 bits
 after the version keeps the order within a millisecond (4,096 a millisecond, then it borrows

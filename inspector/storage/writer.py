@@ -185,7 +185,6 @@ class DbWriter(QueuedSink):
         self._max_backlog = max_backlog
         self._retry_s = retry_s
         self._next_drain = 0.0  # monotonic; a spool left by a previous run drains at once
-        self._uids: dict[int, str] = {}  # id(result) -> uid, while the result is queued
         self._known_cameras: set[str] = set()
         self._known_models: set[str] = set()
         self._camera_info: dict[str, dict[str, str]] = {}
@@ -227,15 +226,6 @@ class DbWriter(QueuedSink):
                 else f"{self.lost} results lost (no room to store them)")
 
     # ------------------------------------------------------------------ producer side
-    def submit(self, result: InspectionResult) -> bool:
-        """Enqueue ``result`` with a fresh uid; never blocks (False when the queue is full)."""
-        key = id(result)  # unique while the result sits in our queue
-        self._uids[key] = new_uid()
-        if super().submit(result):
-            return True
-        self._uids.pop(key, None)
-        return False
-
     def submit_part(self, part: PartResult) -> bool:
         """Enqueue a part's verdict for the ``parts`` table; never blocks.
 
@@ -387,7 +377,9 @@ class DbWriter(QueuedSink):
             self._next_drain = time.monotonic() + self._retry_s
 
     def _record(self, r: InspectionResult) -> Record:
-        uid = self._uids.pop(id(r), None) or new_uid()
+        # made here, on the writer thread, in queue order (uids sort as the frames were inspected): the record is
+        # what is stored or spooled, once; the inspecting thread only queues the result (`QueuedSink.submit`)
+        uid = new_uid()
         image_path = None
         if self._image_path_for is not None:
             try:

@@ -5,6 +5,7 @@ than SQLite binds in one statement."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,5 +105,33 @@ def test_a_column_not_in_the_table_is_refused_before_it_reaches_the_statement(tm
         with eng.begin() as conn, pytest.raises(ValueError, match="no column 'nope'"):
             writer_module._sqlite_insert_returning(conn, writer_module._INSPECTIONS, [{"uid": "u", "nope": 1}],
                                                    "uid", "id")
+    finally:
+        eng.dispose()
+
+
+def test_uids_are_made_on_the_writer_thread_in_the_order_results_were_queued(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inspecting thread only queues a result (its uid costs it nothing); the writer makes each uid as it
+    turns the result into a record, in queue order, so uids still sort as the frames were inspected."""
+    made_on: list[str] = []
+    real = writer_module.new_uid
+
+    def recorded() -> str:
+        made_on.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(writer_module, "new_uid", recorded)
+    eng = _engine(tmp_path / "u.db")
+    try:
+        w = DbWriter(eng)
+        for r in _results(50):
+            assert w.submit(r)
+        assert made_on == []  # nothing made by the thread that submitted
+        w.start()
+        w.stop()
+        assert made_on == ["sink-db"] * 50
+        with eng.connect() as c:
+            by_uid = [seq for (seq,) in c.execute(text("SELECT sequence FROM inspections ORDER BY uid"))]
+        assert by_uid == list(range(50))
     finally:
         eng.dispose()
