@@ -615,7 +615,8 @@ class InferenceWorker:
         parts = []
         for k, (it, r) in enumerate(zip(items, raw)):
             if decoded is not None:  # the runtime decoded and suppressed from CONF_FLOOR: the same boxes
-                d = decoded[k][decoded[k][:, 4] >= conf]
+                d = decoded[k]
+                d = d[: _at_or_above(d, conf)]
             else:
                 d = nms(decode_yolo(r, conf), self._iou)
             parts.append(to_frame_pixels(d, it.box, it.tile, fw, fh))
@@ -670,6 +671,19 @@ def _detects(lane: CameraLane, ep: Epoch) -> bool:
     if ep.anomaly_of(lane) is None:
         return True
     return not ep.rules.get(lane.camera_id, lane.rules).ignore_classes.issuperset(ep.backend.card.classes)
+
+
+def _at_or_above(rows: np.ndarray, conf: float) -> int:
+    """How many of ``rows`` (``x1 y1 x2 y2 score class``, best first, as the runtime's graph gives them) score at
+    least ``conf``, compared in float32 as a numpy mask would: a frame's few scores looked at in Python cost less
+    than the mask and the boolean index."""
+    floor = float(np.float32(conf))
+    n = 0
+    for score in rows[:, 4].tolist():
+        if score < floor:
+            break
+        n += 1
+    return n
 
 
 def _check(h: FrameHandle) -> None:

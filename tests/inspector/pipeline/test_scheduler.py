@@ -410,3 +410,31 @@ def test_busy_time_between_two_readings_holds_only_what_lies_between_them() -> N
         w.stop()
     assert 0.1 <= b1 - b0 <= t1 - t0
     assert w.busy_now() == pytest.approx(w.stats.busy_s) and w.stats.busy_s >= 0.5  # nothing open: the same
+
+
+class _BestFirstBackend(ScriptedBackend):
+    """Hands over the runtime's own rows, best first as the graph gives them: one well above the camera's
+    confidence and partly outside the frame, one exactly at it (as float32 holds it), one a hair under it, one at
+    the graph's floor."""
+
+    nms_iou = 0.5
+    conf = float(np.float32(0.175))  # a camera whose lowest threshold is 0.35: it decodes from half of it
+
+    def infer(self, items):  # type: ignore[no-untyped-def]
+        out = super().infer(items)
+        under = float(np.nextafter(np.float32(0.175), np.float32(0)))
+        rows = np.array([[-5, 300, 40, 330, 0.9, 1], [10, 10, 20, 20, self.conf, 0], [30, 30, 40, 40, under, 2],
+                         [50, 50, 60, 60, 0.05, 2]], np.float32)
+        return BatchOutput(out.raw, out.preprocess_ms, out.inference_ms, [rows.copy() for _ in items], self.nms_iou)
+
+
+def test_the_runtimes_rows_at_or_above_the_cameras_confidence_are_kept_and_clipped_to_the_frame() -> None:
+    ln = CameraLane("c0", FramePool("c0", 4, (320, 320, 3)), VerdictRules(0.35), PROV)
+    results, emit = collect()
+    w = InferenceWorker(0, _BestFirstBackend(), [ln], emit, iou_threshold=0.5)
+    publish(ln.pool, 1, defect=True)
+    w.process([(ln, ln.pool.claim())])
+    (r,) = results
+    got = sorted(((d.x1, d.y1, d.x2, d.y2, d.score) for d in (*r.detections, *r.rejected)), key=lambda t: -t[4])
+    assert got == [(0.0, 300.0, 40.0, 320.0, pytest.approx(0.9)), (10.0, 10.0, 20.0, 20.0, _BestFirstBackend.conf)]
+    assert [d.class_name for d in r.detections] == ["dent"]  # the 0.9 box counts; the one at 0.175 is under 0.35
