@@ -118,7 +118,7 @@ def _runner(name: str, model: Any, ranges: list[list[float]], profile: bool, bas
     scorer = AnomalyScorer(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
                            precision, depth=depth, edge=model.edge_cells,
                            activation_ranges=ranges if precision == "int8" else None, profile=profile,
-                           streams=int(streams) if streams else None)
+                           streams=int(streams) if streams else None, cell_divisors=model.cell_divisors)
     if depth > 1:
         return _InFlight(scorer, depth), scorer.profiling, 1
     return scorer.score, scorer.profiling, 1  # one frame per request
