@@ -176,8 +176,17 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     progress("threshold", len(levels), len(levels))
     scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
-    bad_raw = _raw_scores(extractor, bad_files, banks, scales, edges, roi, width, height,
-                          lambda d, n: progress("NG images", d, n), divisors or None)
+    correction, shipped = 1.0, None
+    if precision != "f32":  # the threshold from the scores the shipped scorer gives (`threshold.scorer_correction`)
+        shipped, plain = (AnomalyScorer(levels, width, height, banks, scales, p, edge=edge, activation_ranges=ranges,
+                                        cell_divisors=divisors or None) for p in (precision, "f32"))
+        step = max(1, len(files) // thresholds.CORRECTION_IMAGES)
+        sample = load_batch(files[::step][:thresholds.CORRECTION_IMAGES], width, height, roi)
+        correction = thresholds.scorer_correction(shipped, plain, sample)
+        good_raw = good_raw * correction
+    bad_raw = (_raw_scores(extractor, bad_files, banks, scales, edges, roi, width, height,
+                           lambda d, n: progress("NG images", d, n), divisors or None) if shipped is None else
+               _score_files(shipped, bad_files, roi, lambda d, n: progress("NG images", d, n)).scores)
     th = thresholds.with_bad(good_raw, bad_raw) if len(bad_raw) else thresholds.good_only(good_raw)
     raws = [sc * th.raw for sc in scales]
     seconds = time.perf_counter() - t0
@@ -194,6 +203,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     }
     table: dict[str, object] = {
         "rule": th.rule, "level_normalisation": LEVEL_RULE,
+        "scorer_correction": round(correction, 4), "scorer_correction_rule": thresholds.CORRECTION_RULE,
         "good_quantile": th.good_quantile / th.raw,
         # the scores the threshold was set from, in score units (a histogram for the teach dialog)
         "good_scores": [round(float(v / th.raw), 4) for v in good_raw],
