@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 
 from gui.roles import gate
 from gui.teach_session import DEFAULT_GOOD, TeachSession, TeachTarget, enough, teach_root
-from inspector.access.control import ControlError, StationControl
+from inspector.access.control import ControlError, GateRefused, StationControl
 from inspector.anomaly.teach import MIN_GOOD, TeachReport
 
 log = logging.getLogger(__name__)
@@ -495,7 +495,7 @@ class TeachDialog(QDialog):
         detector = None if self.detector.isChecked() else {cid: False for cid in self.reports}
         try:
             label = self.session.save(self.control, self.thresholds, detector)
-        except (PermissionDenied, ControlError) as exc:
+        except (PermissionDenied, ControlError, GateRefused) as exc:
             self._say(f"not saved: {exc}")
             return None
         self._say(f"saved and switched to {label}")

@@ -230,6 +230,7 @@ class Station:
 
     def _setup_recipes(self) -> None:
         from inspector.config import ConfigError
+        from inspector.quality.gate import GateRefused
         from inspector.recipes.switch import RecipeError, RecipeSwitch
 
         self.recipes: Any = None
@@ -239,7 +240,7 @@ class Station:
             self.recipes = RecipeSwitch(self, Path(self.config.recipes.dir).expanduser())
             if self.config.recipes.select is not None:
                 self.recipes.select(self.config.recipes.select)
-        except (ConfigError, RecipeError) as exc:
+        except (ConfigError, RecipeError, GateRefused) as exc:
             self._camera_set.close()
             raise StationError(str(exc)) from None
 
@@ -273,18 +274,16 @@ class Station:
         promotion gate, for ``reason`` (see `RecipeSwitch.select`).
 
         Raises:
-            GateRefused: Its detector has no passing promotion gate (`inspector.recipes.switch.GateRefused`,
+            GateRefused: Its detector has no passing promotion gate (`inspector.quality.gate.GateRefused`,
                 typed: the control API offers the admin's override).
             StationError: No recipes configured, or this one cannot be selected.
         """
-        from inspector.recipes.switch import GateRefused, RecipeError
+        from inspector.recipes.switch import RecipeError
 
         if self.recipes is None:
             raise StationError("select_recipe: this station has no recipes ([recipes] dir)")
         try:
             return self.recipes.select(key, override_gate_by=override_gate_by, reason=reason)
-        except GateRefused:
-            raise
         except RecipeError as exc:
             raise StationError(str(exc)) from None
 

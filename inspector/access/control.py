@@ -36,6 +36,7 @@ from inspector.access.users import (
     UserError,
     UserStore,
 )
+from inspector.quality.gate import GateRefused
 from inspector.storage.box_review import ReviewedBox, get_box_review, save_box_review
 from inspector.storage.history import get_inspection, set_review
 
@@ -62,28 +63,6 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 class ControlError(RuntimeError):
     """The control API cannot be used as asked (no database, unknown camera); one line."""
-
-
-class GateRefused(ControlError):
-    """A recipe switch the promotion gate refused: its detector has no passing gate against the one it replaces.
-
-    The one line the user reads names the recipe, the model and the reason (and, where the switch did
-    not override, that an admin may); it crosses the control link with its fields (``kind`` GateRefused).
-
-    Attributes:
-        recipe: The recipe refused (``housing-b v2``).
-        model: Its detector.
-        reason: Why, with the command that runs the gate.
-        in_force: The recipe still in force (None: the station's own settings).
-    """
-
-    def __init__(self, line: str, *, recipe: str, model: str, reason: str, in_force: str | None) -> None:
-        super().__init__(line)
-        self.recipe, self.model, self.reason, self.in_force = recipe, model, reason, in_force
-
-    def fields(self) -> dict[str, str | None]:
-        """What the control link carries besides the line."""
-        return {"recipe": self.recipe, "model": self.model, "reason": self.reason, "in_force": self.in_force}
 
 
 @dataclass(frozen=True)
@@ -310,13 +289,11 @@ class StationControl:
 
         Raises:
             PermissionDenied: Not an operator; an override without the admin role.
-            GateRefused: The promotion gate refused the recipe's detector (one line; the running recipe keeps
-                running).
+            GateRefused: The promotion gate refused the recipe's detector (`inspector.quality.gate`; one line
+                that says an admin may override it; the running recipe keeps running).
             ControlError: No station or recipes, an override without a reason, or the switch was refused
                 (one line; the running recipe keeps running).
         """
-        from inspector.recipes.switch import GateRefused as Refused
-
         self._require("recipe.select")
         by: str | None = None
         if override_gate:
@@ -331,10 +308,9 @@ class StationControl:
         old = recipes.current.label if recipes is not None and recipes.current is not None else None
         try:
             done = select(key, override_gate_by=by, reason=reason.strip()) if by else select(key)
-        except Refused as exc:
-            line = str(exc) if override_gate else f"{exc}; an admin may override it with a reason (audited)"
-            raise GateRefused(line, recipe=exc.recipe, model=exc.model, reason=exc.reason,
-                              in_force=exc.in_force) from None
+        except GateRefused as exc:  # the same refusal, offering what an admin may do
+            exc.overridable = not override_gate
+            raise
         except (RuntimeError, ValueError) as exc:
             raise ControlError(str(exc)) from None
         new, note = str(done.label), str(done.gate_note) if by else ""  # this switch's own note
@@ -402,7 +378,7 @@ class StationControl:
         try:
             new = save_recipe_version(Path(sw.folder), with_anomaly(recipe, specs, detector), by=user,
                                       reason=f"taught from good parts: {what}", source=f"recipe {recipe.recipe.name}")
-        except (ConfigError, RecipeVersionError) as exc:
+        except (ConfigError, RecipeVersionError, GateRefused) as exc:
             raise ControlError(f"save: {exc}") from None
         self._record("recipe.save", new.recipe.name, recipe.label, f"{new.label} ({what})")
         try:

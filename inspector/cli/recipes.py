@@ -19,10 +19,12 @@ from inspector.cli.login import authenticated, service_session
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    """What a recipe command reports as one line: a refused version and every user error."""
+    """What a recipe command reports as one line: a refused version, the promotion gate's refusal and every user
+    error."""
+    from inspector.quality.gate import GateRefused
     from inspector.recipes.versions import RecipeVersionError
 
-    return (RecipeVersionError, *user_errors())
+    return (RecipeVersionError, GateRefused, *user_errors())
 
 
 app = typer.Typer(name="recipe", no_args_is_help=True,
@@ -165,6 +167,7 @@ def select(
     """Switch the running station service to a product recipe at its next part (as the GUI's selector, the PLC)."""
     from inspector.access.control import ControlError, switch_wording
     from inspector.access.users import PermissionDenied
+    from inspector.quality.gate import GateRefused
     from inspector.service.client import SWITCH_TIMEOUT_S
 
     name = "station"  # with --socket, whichever station's service answers there
@@ -179,8 +182,8 @@ def select(
         try:
             label = link.request("select_recipe", timeout=SWITCH_TIMEOUT_S, key=int(key) if key.isdigit() else key,
                                  **options)
-        except (PermissionDenied, ControlError, KeyError, ValueError) as exc:
-            text = str(exc.args[0]) if exc.args else type(exc).__name__  # KeyError's str() would quote it
+        except (PermissionDenied, ControlError, GateRefused, KeyError, ValueError) as exc:
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError's str() quotes
             fail((text.strip().splitlines() or [type(exc).__name__])[0])
     known = hello.get("recipes") or {}
     old = next((r["label"] for r in known.get("recipes", []) if r["number"] == known.get("current")),

@@ -42,8 +42,43 @@ GATE_FIGURES = ("threshold", "mAP50", "mAP50_95", "escape_rate", "false_reject_r
                 "part_escape_rate", "part_false_reject_rate", "part_escapes", "part_false_rejects")
 
 
-class GateRefused(ModelError):
-    """A detector that may not replace the current one: no passing gate against it (one line)."""
+#: What a refusal adds where the switch did not override the gate (`GateRefused.overridable`).
+OVERRIDE_HINT = "an admin may override it with a reason (audited)"
+
+
+class GateRefused(RuntimeError):
+    """A detector that may not replace the one it would: no passing promotion gate against it, and no override.
+
+    The one refusal from the gate up to the GUI, the CLI and the PLC: `require_gate` raises it (for a
+    recipe, naming it), a recipe switch adds the recipe still in force, the control API that an admin
+    may override it; it crosses the control link as its `fields`. The user reads one line,
+    ``recipe RECIPE: model MODEL: REASON`` (``model MODEL: REASON`` where no recipe is named), with
+    ``; an admin may override it ...`` where ``overridable``. A refusal, like the recipe switch's and
+    the control API's other errors (a `RuntimeError`), not a broken model.
+
+    Attributes:
+        model: The detector refused.
+        reason: Why, with the command that runs the gate.
+        recipe: The recipe that selects it (``housing-b v2``; its name where a version is saved), or "".
+        in_force: The recipe still in force after a refused switch (None: the station's own settings, or no switch).
+        overridable: The line says that an admin may override it (the switch asked for no override).
+    """
+
+    def __init__(self, model: str, reason: str, *, recipe: str = "", in_force: str | None = None,
+                 overridable: bool = False) -> None:
+        super().__init__(model, reason)
+        self.model, self.reason, self.recipe, self.in_force = model, reason, recipe, in_force
+        self.overridable = overridable
+
+    def __str__(self) -> str:
+        line = f"model {self.model}: {self.reason}"
+        line = f"recipe {self.recipe}: {line}" if self.recipe else line
+        return f"{line}; {OVERRIDE_HINT}" if self.overridable else line
+
+    def fields(self) -> dict[str, str | bool | None]:
+        """What the control link carries besides the line (`GateRefused(**fields)` is the same refusal)."""
+        return {"model": self.model, "reason": self.reason, "recipe": self.recipe, "in_force": self.in_force,
+                "overridable": self.overridable}
 
 
 @dataclass(frozen=True)
@@ -200,7 +235,8 @@ def gate_problem(candidate: ModelCard, replaced: ModelCard | ModelRef | None) ->
     return ""
 
 
-def require_gate(candidate: ModelCard, replaced: ModelCard | ModelRef | None, *, override_by: str | None = None) -> str:
+def require_gate(candidate: ModelCard, replaced: ModelCard | ModelRef | None, *, override_by: str | None = None,
+                 recipe: str = "") -> str:
     """Refuse a detector without a passing gate against the model it replaces, unless an admin overrides.
 
     The caller (product recipe selection) checks that ``override_by`` is an admin and records the
@@ -211,6 +247,7 @@ def require_gate(candidate: ModelCard, replaced: ModelCard | ModelRef | None, *,
         replaced: The detector it replaces: a card, or the name and sha256 a recipe's history kept
             (None where none is).
         override_by: The admin who selects it despite the gate.
+        recipe: The recipe that selects it, named in a refusal.
 
     Returns:
         Empty when the gate allows it, else the audit text of the override.
@@ -223,4 +260,4 @@ def require_gate(candidate: ModelCard, replaced: ModelCard | ModelRef | None, *,
         return ""
     if override_by:
         return f"gate overridden by {override_by}: {problem.split('; run inspector model gate')[0]}"
-    raise GateRefused(problem)
+    raise GateRefused(candidate.name, problem.removeprefix(f"model {candidate.name}: "), recipe=recipe)

@@ -28,8 +28,9 @@ from inspector.config import ConfigError
 from inspector.pipeline.backends.base import Backend
 from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.scheduler import Epoch
+from inspector.quality.gate import GateRefused
 from inspector.recipes.recipe import Recipe, check_budgets, find_recipe, load_recipes
-from inspector.recipes.versions import RecipeGateRefused, RecipeVersionError, check_recipe_gate
+from inspector.recipes.versions import RecipeVersionError, check_recipe_gate
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +44,6 @@ class RecipeError(RuntimeError):
 
 class RecipeBusy(RecipeError):
     """Another recipe switch is being prepared; select again once it is done."""
-
-
-class GateRefused(RecipeError):
-    """The recipe's detector holds no passing promotion gate against the one the recipe ran before.
-
-    The line is ``recipe LABEL: model MODEL: REASON`` (what the user reads); callers catch the type.
-
-    Attributes:
-        recipe: The recipe refused (``housing-b v2``).
-        model: Its detector.
-        reason: Why, with the command that runs the gate.
-        in_force: The recipe still in force (None: the station's own settings).
-    """
-
-    def __init__(self, recipe: str, model: str, reason: str, in_force: str | None) -> None:
-        super().__init__(f"recipe {recipe}: model {model}: {reason}")
-        self.recipe, self.model, self.reason, self.in_force = recipe, model, reason, in_force
 
 
 class RecipeStation(Protocol):
@@ -179,8 +163,8 @@ class RecipeSwitch:
 
         Raises:
             RecipeBusy: Another switch is being prepared (nothing changes; select again later).
-            GateRefused: Its detector has no passing gate and no admin overrides it (one line; the running
-                recipe keeps running).
+            GateRefused: Its detector has no passing gate and no admin overrides it (`inspector.quality.gate`;
+                one line; the running recipe keeps running, named as its ``in_force``).
             RecipeError: Unknown recipe, its model fails its check or cannot be loaded (one line; the
                 running recipe keeps running).
         """
@@ -215,9 +199,9 @@ class RecipeSwitch:
                 be.warmup()
             anomaly = self.station.anomaly_models.for_recipe(recipe, self.station.config.cameras)
             anomaly.prepare(self.station.workers)
-        except RecipeGateRefused as exc:  # no passing gate: one line naming the recipe and the gate
-            raise GateRefused(exc.recipe, exc.model, exc.reason,
-                              self.current.label if self.current is not None else None) from None
+        except GateRefused as exc:  # the same refusal, naming the recipe that keeps running
+            exc.in_force = self.current.label if self.current is not None else None
+            raise
         except RecipeVersionError as exc:
             raise RecipeError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - any model/runtime failure: the old recipe stays

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from inspector.config import ConfigError, format_errors
 from inspector.pipeline.model_repo import ModelCard, ModelError, load_card
-from inspector.quality.gate import GateRefused, ModelRef, require_gate
+from inspector.quality.gate import ModelRef, require_gate
 from inspector.recipes.recipe import Recipe, load_recipe, load_recipes
 
 #: The folder of kept versions, beside the active recipe files.
@@ -49,27 +49,6 @@ HISTORY_FILE = "history.jsonl"
 
 class RecipeVersionError(ValueError):
     """A recipe version that cannot be saved, rolled back to or selected (one line naming the recipe)."""
-
-
-class RecipeGateRefused(RecipeVersionError):
-    """A recipe whose detector holds no passing promotion gate against the one the recipe ran before.
-
-    The line is ``recipe LABEL: model MODEL: REASON``, as before the refusal had a type of its own.
-
-    Attributes:
-        recipe: The recipe as the line names it (``housing-b v2``; its name where a version is saved).
-        model: The detector refused.
-        reason: Why, with the command that runs the gate (the gate's own line, less its ``model MODEL: ``).
-    """
-
-    def __init__(self, recipe: str, model: str, reason: str) -> None:
-        super().__init__(f"recipe {recipe}: model {model}: {reason}")
-        self.recipe, self.model, self.reason = recipe, model, reason
-
-    @classmethod
-    def of(cls, recipe: str, model: str, refused: GateRefused) -> RecipeGateRefused:
-        """The refusal of ``recipe`` from the gate's own (`require_gate`)."""
-        return cls(recipe, model, str(refused).removeprefix(f"model {model}: "))
 
 
 @dataclass(frozen=True)
@@ -184,7 +163,8 @@ def check_recipe_gate(folder: Path, recipe: Recipe, card: ModelCard, *, override
         Empty, or the audit text of an override.
 
     Raises:
-        RecipeGateRefused: No passing gate and no override (one line naming the recipe and the gate).
+        GateRefused: No passing gate and no override (`inspector.quality.gate`; one line naming the recipe
+            and the gate).
     """
     name = recipe.recipe.name
     entry = accepted_entry(folder, recipe)
@@ -194,10 +174,7 @@ def check_recipe_gate(folder: Path, recipe: Recipe, card: ModelCard, *, override
     if replaced is None:
         _adopt(folder, recipe, card)
         return ""
-    try:
-        note = require_gate(card, replaced, override_by=override_by)
-    except GateRefused as exc:
-        raise RecipeGateRefused.of(recipe.label, card.name, exc) from None
+    note = require_gate(card, replaced, override_by=override_by, recipe=recipe.label)
     _append_history(folder, name, HistoryEntry(
         _now(), override_by or "(station)", "gate_override" if note else "select", recipe.recipe.version, card.name,
         card.sha256, note or _gate_text(card, replaced), replaced=replaced.name, replaced_sha256=replaced.sha256,
@@ -289,7 +266,9 @@ def save_recipe_version(
 
     Raises:
         RecipeVersionError: Not a valid recipe, a number used by another recipe, its model missing or not
-            matching its card, or no passing gate (one line; nothing is written).
+            matching its card (one line; nothing is written).
+        GateRefused: Its detector has no passing gate and no override (`inspector.quality.gate`; one line
+            naming the recipe by its name; nothing is written).
     """
     folder = Path(folder)
     new = _parse(text, source)
@@ -306,10 +285,7 @@ def save_recipe_version(
     if replaced is None and active is not None:
         replaced = _model_ref(active)
         _adopt(folder, active, replaced, by)
-    try:
-        note = require_gate(card, replaced, override_by=override_gate_by)
-    except GateRefused as exc:
-        raise RecipeGateRefused.of(name, card.name, exc) from None
+    note = require_gate(card, replaced, override_by=override_gate_by, recipe=name)
     version = max([*_kept_numbers(folder, name), active.recipe.version if active else 0]) + 1
     text = set_version(text, version)
     target = Path(active.path) if active is not None and active.path else folder / f"{name}.toml"

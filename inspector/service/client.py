@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspector.access.control import ControlError, FeatureSetError, GateRefused
+from inspector.access.control import ControlError, FeatureSetError
 from inspector.access.users import LoginRefused, PermissionDenied, UserError
+from inspector.quality.gate import GateRefused
 from inspector.service.protocol import VERSION, ProtocolError, decode, encode, socket_candidates
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,10 @@ class RemoteLink:
             raise LoginRefused(text, float(answer.get("retry_after_s", 0.0)))
         gate = answer.get("gate")
         if kind == "GateRefused" and isinstance(gate, dict):
-            raise GateRefused(text, recipe=str(gate.get("recipe", "")), model=str(gate.get("model", "")),
-                              reason=str(gate.get("reason", "")),
-                              in_force=None if gate.get("in_force") is None else str(gate["in_force"]))
+            raise GateRefused(str(gate.get("model", "")), str(gate.get("reason", "")),
+                              recipe=str(gate.get("recipe", "")),
+                              in_force=None if gate.get("in_force") is None else str(gate["in_force"]),
+                              overridable=bool(gate.get("overridable", False)))
         raise _ERRORS.get(kind, ControlError)(text)
 
     def close(self) -> None:

@@ -13,8 +13,8 @@ u8 heat map over the whole frame (``heat``: base64 PNG, grey = score x 127.5, as
 ``*.heat.png``).
 
 A switch the promotion gate refused answers with ``"kind": "GateRefused"`` and its fields besides
-the line, ``"gate": {"recipe", "model", "reason", "in_force"}``: the client raises
-`inspector.access.control.GateRefused` with them.
+the line, ``"gate": {"model", "reason", "recipe", "in_force", "overridable"}``: the client raises
+`inspector.quality.gate.GateRefused` with them (the same line).
 
 This module is shared by the engine's server and the GUI's client: it imports neither.
 """

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from inspector.access.control import ControlError, FeatureSetError, GateRefused, StationControl
+from inspector.access.control import ControlError, FeatureSetError, StationControl
 from inspector.access.users import LoginRefused, PermissionDenied, User, UserError
+from inspector.quality.gate import GateRefused
 from inspector.service.protocol import MAX_REQUEST_BYTES, ProtocolError, decode, encode
 
 log = logging.getLogger(__name__)

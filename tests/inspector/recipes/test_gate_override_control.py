@@ -10,6 +10,7 @@ import pytest
 from inspector.access.control import ControlError, StationControl
 from inspector.access.users import PermissionDenied, Role
 from inspector.config import parse_config
+from inspector.quality.gate import GateRefused
 from inspector.recipes.versions import read_history
 from inspector.station import Station
 from tests.inspector.line.test_line_station import line_config
@@ -41,7 +42,7 @@ def test_only_an_admin_overrides_the_gate_on_a_switch_with_a_reason_and_it_is_au
         recipes: Path, ungated: tuple[Station, StationControl]) -> None:
     st, control = ungated
     control.login("eng", "engineer-pass")
-    with pytest.raises(ControlError, match="no promotion gate .* against defect-copy") as err:
+    with pytest.raises(GateRefused, match="no promotion gate .* against defect-copy") as err:
         control.select_recipe(2)
     assert "\n" not in str(err.value) and "an admin may override" in str(err.value)
     with pytest.raises(PermissionDenied, match="recipe.override_gate: needs the admin role"):
@@ -85,16 +86,12 @@ def test_the_override_travels_over_the_attached_guis_link_operation() -> None:
 
 def test_a_gate_refusal_is_a_typed_error_naming_the_model_the_reason_and_the_recipe_in_force(
         recipes: Path, ungated: tuple[Station, StationControl]) -> None:
-    from inspector.access.control import GateRefused
-    from inspector.recipes.switch import GateRefused as SwitchGateRefused
-    from inspector.recipes.switch import RecipeError
-
     st, control = ungated
-    with pytest.raises(SwitchGateRefused) as on_station:  # the engine's own refusal: still a RecipeError
+    with pytest.raises(GateRefused) as on_station:  # the engine's own refusal: the one type, as the gate raised it
         st.select_recipe(2)
     refused = on_station.value
-    assert isinstance(refused, RecipeError)
-    assert (refused.recipe, refused.model, refused.in_force) == ("housing-b v2", "defect-new", "housing-a v2")
+    assert (refused.recipe, refused.model, refused.in_force, refused.overridable) == (
+        "housing-b v2", "defect-new", "housing-a v2", False)
     assert refused.reason.startswith("its card holds no promotion gate ([gate]) against defect-copy")
     assert str(refused) == f"recipe housing-b v2: model defect-new: {refused.reason}"  # the line as before
 
@@ -102,9 +99,8 @@ def test_a_gate_refusal_is_a_typed_error_naming_the_model_the_reason_and_the_rec
     with pytest.raises(GateRefused) as err:
         control.select_recipe(2)
     g = err.value
-    assert isinstance(g, ControlError)
-    assert (g.recipe, g.model, g.reason, g.in_force) == ("housing-b v2", "defect-new", refused.reason,
-                                                         "housing-a v2")
+    assert (g.recipe, g.model, g.reason, g.in_force, g.overridable) == ("housing-b v2", "defect-new", refused.reason,
+                                                                        "housing-a v2", True)
     assert str(g) == f"{refused}; an admin may override it with a reason (audited)"  # the user's one line
 
     # a gate run on another model file is a refusal too, and says so, though its text names no "promotion gate"

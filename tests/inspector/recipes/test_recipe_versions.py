@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from inspector.config import parse_config
+from inspector.quality.gate import GateRefused
 from inspector.recipes.recipe import load_recipe
-from inspector.recipes.switch import GateRefused
 from inspector.recipes.versions import (
     RecipeVersionError,
     read_history,
@@ -18,7 +18,7 @@ from inspector.recipes.versions import (
     save_recipe_version,
     set_version,
 )
-from inspector.station import Station
+from inspector.station import Station, StationError
 from tests.inspector.line.test_line_station import line_config
 from tests.inspector.recipes.helpers import passing_gate, retrained_copy
 
@@ -65,8 +65,9 @@ def test_a_new_detector_needs_a_passing_gate_against_the_recipes_previous_one(re
     models = recipes.parent / "models"
     retrained_copy(models, "defect-new")
     before = (recipes / "a.toml").read_bytes()
-    with pytest.raises(RecipeVersionError) as err:
+    with pytest.raises(GateRefused) as err:
         save_recipe_version(recipes, _with_model(recipes, "a.toml", "defect-new"), by="eve")
+    assert (err.value.recipe, err.value.model) == ("housing-a", "defect-new")
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("recipe housing-a: model defect-new: its card holds no promotion gate")
@@ -118,6 +119,19 @@ def test_a_switch_to_a_recipe_whose_new_detector_has_no_gate_is_refused_and_the_
         assert st.select_recipe(2) == "housing-b v2"  # accepted once: no override needed again
     finally:
         st.stop()
+
+
+def test_a_station_whose_configured_recipe_the_gate_refuses_does_not_start_one_line(recipes: Path) -> None:
+    retrained_copy(recipes.parent / "models", "defect-new")
+    config = line_config(n=2) + f'[recipes]\ndir = "{recipes}"\nselect = 2\n'
+    Station(parse_config(config), db_url="none").stop()  # housing-b's first selection: adopted into its history
+    (recipes / "b.toml").write_text(_with_model(recipes, "b.toml", "defect-new"))  # no gate against defect-copy
+    with pytest.raises(StationError) as err:
+        Station(parse_config(config), db_url="none")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("recipe housing-b v2: model defect-new: its card holds no promotion gate ([gate]) against "
+                          "defect-copy")
 
 
 def test_a_rollback_is_what_the_next_selection_runs(recipes: Path) -> None:
