@@ -141,3 +141,24 @@ def to_frame_pixels(dets: np.ndarray, box: Letterbox, tile: Tile | None, frame_w
     dets[:, 0:4:2] = np.minimum(np.maximum((xs - box.pad_x) * src_w / box.new_w + ox, 0), frame_w)
     dets[:, 1:4:2] = np.minimum(np.maximum((ys - box.pad_y) * src_h / box.new_h + oy, 0), frame_h)
     return dets
+
+
+def rows_to_frame_pixels(rows: list[list[float]], box: Letterbox, tile: Tile | None, frame_w: int,
+                         frame_h: int) -> list[list[float]]:
+    """`to_frame_pixels` for a few rows given as lists (``x1 y1 x2 y2 ...``, float32 values): the same arithmetic
+    in the same order, so the same float32 values, without the dozen numpy calls that cost more than a frame's
+    few boxes (the worker maps one input's rows from the runtime's graph this way)."""
+    if not rows:
+        return rows
+    fw, fh = float(frame_w), float(frame_h)
+    if tile is None and box.pad_x == box.pad_y == 0 and (box.new_w, box.new_h) == (frame_w, frame_h):
+        # clipping alone: each value stays the float32 it was, or becomes an edge (an integer)
+        return [[min(max(r[0], 0.0), fw), min(max(r[1], 0.0), fh), min(max(r[2], 0.0), fw), min(max(r[3], 0.0), fh),
+                 *r[4:]] for r in rows]
+    ox, oy, src_w, src_h = (tile.x0, tile.y0, tile.width, tile.height) if tile is not None else (0, 0, frame_w, frame_h)
+    px, py, nw, nh = box.pad_x, box.pad_y, box.new_w, box.new_h
+    mapped = [[min(max((r[0] - px) * src_w / nw + ox, 0.0), fw), min(max((r[1] - py) * src_h / nh + oy, 0.0), fh),
+               min(max((r[2] - px) * src_w / nw + ox, 0.0), fw), min(max((r[3] - py) * src_h / nh + oy, 0.0), fh),
+               *r[4:]] for r in rows]
+    out: list[list[float]] = np.array(mapped, np.float32).tolist()  # stored as float32, as the array path stores them
+    return out

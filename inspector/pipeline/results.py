@@ -170,8 +170,13 @@ class PartResult:
 
 def detections_from_array(arr: np.ndarray, names: tuple[str, ...]) -> tuple[Detection, ...]:
     """Build detections from an ``(N, 6)`` array of ``x1 y1 x2 y2 score class``."""
+    return detections_from_rows(arr.tolist(), names)
+
+
+def detections_from_rows(rows: list[list[float]], names: tuple[str, ...]) -> tuple[Detection, ...]:
+    """`detections_from_array` for rows already given as lists."""
     out = []
-    for x1, y1, x2, y2, score, cls in arr.tolist():
+    for x1, y1, x2, y2, score, cls in rows:
         c = int(cls)
         out.append(
             Detection(float(x1), float(y1), float(x2), float(y2), c, float(min(1.0, max(0.0, score))), names[c] if c < len(names) else str(c))

@@ -22,9 +22,15 @@ import numpy as np
 
 from camera.frame_pool import FrameHandle, FramePool
 from inspector.pipeline.backends.base import Backend, BatchItem, BatchOutput, DoneBatch, PendingBatch
-from inspector.pipeline.postprocess import CONF_FLOOR, decode_yolo, nms, to_frame_pixels
+from inspector.pipeline.postprocess import CONF_FLOOR, decode_yolo, nms, rows_to_frame_pixels, to_frame_pixels
 from inspector.pipeline.preprocess import FrameFormatError, Letterbox, Tile, check_frame, letterbox_into, plan_tiles
-from inspector.pipeline.results import InspectionResult, Provenance, StageTimes, detections_from_array
+from inspector.pipeline.results import (
+    InspectionResult,
+    Provenance,
+    StageTimes,
+    detections_from_array,
+    detections_from_rows,
+)
 from inspector.pipeline.verdict import VerdictRules, anomaly_rule
 
 log = logging.getLogger(__name__)
@@ -612,19 +618,26 @@ class InferenceWorker:
         fh, fw = h.image.shape[:2]
         rules = ep.rules.get(lane.camera_id, lane.rules)
         conf = max(CONF_FLOOR, 0.5 * rules.lowest_threshold())
-        parts = []
-        for k, (it, r) in enumerate(zip(items, raw)):
-            if decoded is not None:  # the runtime decoded and suppressed from CONF_FLOOR: the same boxes
-                d = decoded[k]
-                d = d[: _at_or_above(d, conf)]
-            else:
-                d = nms(decode_yolo(r, conf), self._iou)
-            parts.append(to_frame_pixels(d, it.box, it.tile, fw, fh))
-        if not parts:  # the frame skipped the detector (`_detects`)
-            dets = np.empty((0, 6), np.float32)
+        names = ep.backend.card.classes
+        if decoded is not None and len(items) == 1:
+            # one input (no tiles) and the runtime's own rows, a few: looked at as lists, not in a dozen numpy calls
+            it, rows = items[0], decoded[0].tolist()
+            kept = rows[: _at_or_above([row[4] for row in rows], conf)]
+            detections = detections_from_rows(rows_to_frame_pixels(kept, it.box, it.tile, fw, fh), names)
         else:
-            dets = parts[0] if len(parts) == 1 else nms(np.concatenate(parts, 0), self._iou)
-        detections = detections_from_array(dets, ep.backend.card.classes)
+            parts = []
+            for k, (it, r) in enumerate(zip(items, raw)):
+                if decoded is not None:  # the runtime decoded and suppressed from CONF_FLOOR: the same boxes
+                    d = decoded[k]
+                    d = d[: _at_or_above(d[:, 4].tolist(), conf)]
+                else:
+                    d = nms(decode_yolo(r, conf), self._iou)
+                parts.append(to_frame_pixels(d, it.box, it.tile, fw, fh))
+            if not parts:  # the frame skipped the detector (`_detects`)
+                dets = np.empty((0, 6), np.float32)
+            else:
+                dets = parts[0] if len(parts) == 1 else nms(np.concatenate(parts, 0), self._iou)
+            detections = detections_from_array(dets, names)
         t1 = time.perf_counter_ns()
         verdict, rule, counted, rejected = rules.decide(detections)
         score, patch_map = anomaly if anomaly is not None else (None, None)
@@ -673,13 +686,13 @@ def _detects(lane: CameraLane, ep: Epoch) -> bool:
     return not ep.rules.get(lane.camera_id, lane.rules).ignore_classes.issuperset(ep.backend.card.classes)
 
 
-def _at_or_above(rows: np.ndarray, conf: float) -> int:
-    """How many of ``rows`` (``x1 y1 x2 y2 score class``, best first, as the runtime's graph gives them) score at
-    least ``conf``, compared in float32 as a numpy mask would: a frame's few scores looked at in Python cost less
-    than the mask and the boolean index."""
+def _at_or_above(scores: list[float], conf: float) -> int:
+    """How many of ``scores`` (an input's rows best first, as the runtime's graph gives them) are at least
+    ``conf``, compared in float32 as a numpy mask would: a frame's few scores looked at in Python cost less than
+    the mask and the boolean index."""
     floor = float(np.float32(conf))
     n = 0
-    for score in rows[:, 4].tolist():
+    for score in scores:
         if score < floor:
             break
         n += 1

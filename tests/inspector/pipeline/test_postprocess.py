@@ -246,3 +246,23 @@ def test_a_frame_the_size_of_the_input_maps_back_by_clipping_alone() -> None:
     assert out is dets  # in place
     assert np.array_equal(out, general)
     assert out.min() >= 0 and out[:, :4].max() <= 320
+
+
+@pytest.mark.parametrize(("w", "h", "tile"), [(320, 320, None), (640, 480, None), (200, 320, None), (4096, 3000, None),
+                                              (1280, 1024, Tile(400, 300, 656, 556)), (97, 61, None)])
+def test_a_few_rows_mapped_in_python_are_the_arrays_float32_values(w: int, h: int, tile: Tile | None) -> None:
+    """`rows_to_frame_pixels` (one input's few rows as lists, as the worker maps the runtime's rows) gives exactly
+    what `to_frame_pixels` stores in its float32 array, clipping included, for boxes partly outside the input."""
+    from inspector.pipeline.postprocess import rows_to_frame_pixels
+
+    rng = np.random.default_rng(w * 7 + h)
+    sw, sh = (tile.width, tile.height) if tile is not None else (w, h)
+    box = Letterbox.fit(sw, sh, 320, 320)
+    for n in (0, 1, 3, 12):
+        d = random_dets(rng, n)
+        d[:, :4] += rng.uniform(-40, 40, (n, 4)).astype(np.float32)  # some past the input's edges
+        d[:, 2:4] = np.maximum(d[:, 2:4], d[:, 0:2])
+        want = to_frame_pixels(d.copy(), box, tile, w, h).tolist()
+        got = rows_to_frame_pixels(d.tolist(), box, tile, w, h)
+        assert got == want
+        assert all(type(v) is float for row in got for v in row[:4])

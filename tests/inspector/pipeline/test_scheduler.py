@@ -420,12 +420,14 @@ class _BestFirstBackend(ScriptedBackend):
     nms_iou = 0.5
     conf = float(np.float32(0.175))  # a camera whose lowest threshold is 0.35: it decodes from half of it
 
+    rows = np.array([[-5, 300, 40, 330, 0.9, 1], [10, 10, 20, 20, conf, 0],
+                     [30, 30, 40, 40, float(np.nextafter(np.float32(0.175), np.float32(0))), 2],
+                     [50, 50, 60, 60, 0.05, 2]], np.float32)
+
     def infer(self, items):  # type: ignore[no-untyped-def]
         out = super().infer(items)
-        under = float(np.nextafter(np.float32(0.175), np.float32(0)))
-        rows = np.array([[-5, 300, 40, 330, 0.9, 1], [10, 10, 20, 20, self.conf, 0], [30, 30, 40, 40, under, 2],
-                         [50, 50, 60, 60, 0.05, 2]], np.float32)
-        return BatchOutput(out.raw, out.preprocess_ms, out.inference_ms, [rows.copy() for _ in items], self.nms_iou)
+        return BatchOutput(out.raw, out.preprocess_ms, out.inference_ms, [self.rows.copy() for _ in items],
+                           self.nms_iou)
 
 
 def test_the_runtimes_rows_at_or_above_the_cameras_confidence_are_kept_and_clipped_to_the_frame() -> None:
@@ -438,3 +440,26 @@ def test_the_runtimes_rows_at_or_above_the_cameras_confidence_are_kept_and_clipp
     got = sorted(((d.x1, d.y1, d.x2, d.y2, d.score) for d in (*r.detections, *r.rejected)), key=lambda t: -t[4])
     assert got == [(0.0, 300.0, 40.0, 320.0, pytest.approx(0.9)), (10.0, 10.0, 20.0, 20.0, _BestFirstBackend.conf)]
     assert [d.class_name for d in r.detections] == ["dent"]  # the 0.9 box counts; the one at 0.175 is under 0.35
+
+
+@pytest.mark.parametrize("shape", [(320, 320, 3), (480, 640, 3), (300, 200, 3)])
+def test_one_inputs_runtime_rows_become_the_detections_the_array_path_makes(shape: tuple[int, int, int]) -> None:
+    """The runtime's rows of a frame that is one input are mapped and made detections as lists; they are the
+    detections that `to_frame_pixels` and `detections_from_array` make of the same rows."""
+    from inspector.pipeline.postprocess import to_frame_pixels
+    from inspector.pipeline.preprocess import Letterbox
+    from inspector.pipeline.results import detections_from_array
+
+    ln = CameraLane("c0", FramePool("c0", 4, shape), VerdictRules(0.35), PROV, tiling=False)
+    results, emit = collect()
+    backend = _BestFirstBackend()
+    w = InferenceWorker(0, backend, [ln], emit, iou_threshold=0.5)
+    publish(ln.pool, 1, defect=True)
+    w.process([(ln, ln.pool.claim())])
+    (r,) = results
+    h, wd = shape[:2]
+    kept = backend.rows[:2].copy()  # at or above the camera's confidence
+    want = detections_from_array(to_frame_pixels(kept, Letterbox.fit(wd, h, 320, 320), None, wd, h),
+                                 backend.card.classes)
+    assert len(want) == 2
+    assert sorted((*r.detections, *r.rejected), key=lambda d: -d.score) == list(want)
