@@ -108,6 +108,18 @@ def test_the_cell_divisors_are_written_with_their_sha256_and_a_changed_file_is_r
         load_anomaly_model(tmp_path / "m")
 
 
+def test_the_scorer_of_a_card_with_a_map_divides_by_it(tmp_path: Path) -> None:
+    divisors = (np.random.default_rng(3).uniform(0.5, 2.0, (8, 8)).astype(np.float32), np.full((4, 4), 3.0, np.float32))
+    _write(tmp_path / "m", divisors)
+    model = load_anomaly_model(tmp_path / "m")
+    frames = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    want = AnomalyScorer(LEVELS, 64, 64, model.bank, model.raw_threshold, cell_divisors=divisors).score(frames)
+    plain = AnomalyScorer(LEVELS, 64, 64, model.bank, model.raw_threshold).score(frames)
+    got = AnomalyScorer.for_model(model, precision="f32").score(frames)  # as the station builds its scorers
+    np.testing.assert_allclose(got.maps, want.maps, rtol=1e-5)
+    assert not np.allclose(got.maps, plain.maps, rtol=0.05)
+
+
 def test_a_map_that_does_not_fit_the_grids_or_holds_a_zero_is_refused(tmp_path: Path) -> None:
     _write(tmp_path / "small", (np.ones((4, 4), np.float32), np.ones((4, 4), np.float32)))
     with pytest.raises(ModelError, match="is not 80 positive float32 divisors"):

@@ -126,6 +126,18 @@ def test_a_bank_that_does_not_match_its_card_stops_the_station_before_it_starts(
         Station(_station_cfg(broken, good, bad), db_url="none", archive=False)
 
 
+def test_cell_divisors_that_do_not_match_their_card_stop_the_station_before_it_starts(
+        taught: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, good, bad = taught
+    broken = tmp_path / "plate-divisors"
+    shutil.copytree(model, broken)
+    divisors = np.load(broken / "cell_divisors.npy")  # taught with per-position normalisation (the default)
+    divisors[0] *= 2.0
+    np.save(broken / "cell_divisors.npy", divisors)
+    with pytest.raises(ModelError, match="cell_divisors.npy does not match its card"):
+        Station(_station_cfg(broken, good, bad), db_url="none", archive=False)
+
+
 def test_anomaly_config_is_checked() -> None:
     base = 'name = "x"\n[[cameras]]\nid = "a"\nkind = "simulated"\n[cameras.anomaly]\n'
     assert parse_config(base + 'model = "m"\n').cameras[0].anomaly.model == "m"  # type: ignore[union-attr]
