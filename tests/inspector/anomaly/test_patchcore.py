@@ -88,34 +88,6 @@ def test_two_levels_score_the_larger_of_their_normalised_distances_on_the_fine_g
         AnomalyScorer(levels, 64, 64, banks[:1], (7.5,))
 
 
-def test_the_good_only_rule_and_the_ng_refinement() -> None:
-    good = np.linspace(10.0, 20.0, 101)  # median 15, robust sigma 1.4826 x 2.5: 4 of them reach 29.8
-    g = threshold.good_only(good)
-    assert threshold.GOOD_QUANTILE == 1.0 and threshold.GOOD_SPREAD == 4.0
-    assert g.good_quantile == pytest.approx(20.0) and g.raw == pytest.approx(15.0 + 4 * 1.4826 * 2.5)
-    separated = threshold.with_bad(good, np.array([20.8, 30.0]))  # midpoint 20.4 is under the good-only raw
-    assert separated.raw == pytest.approx(0.5 * (20.0 + 20.8)) and separated.lowest_bad == 20.8
-    far = threshold.with_bad(good, np.array([60.0]))  # the good-only raw is lower: escapes are favoured less
-    assert far.raw == pytest.approx(g.raw)
-    overlapping = threshold.with_bad(good, np.array([12.0, 40.0]))  # false rejects stay at <= 1%
-    assert overlapping.raw > overlapping.good_quantile and (good >= overlapping.raw).mean() <= 0.01
-
-
-def test_the_good_only_margin_scales_with_the_spread_and_never_falls_below_the_highest_good_score() -> None:
-    rng = np.random.default_rng(2)
-    tight = 10.0 + rng.normal(0, 0.05, 200)  # a small spread: 4 sigmas is 2%, not a fixed 5% margin
-    t = threshold.good_only(tight)
-    assert t.raw == pytest.approx(max(tight.max(), np.median(tight) + 4 * threshold.robust_sigma(tight)))
-    assert tight.max() < t.raw < 1.05 * tight.max()
-    assert threshold.good_only(3.0 * tight).raw == pytest.approx(3.0 * t.raw)  # in the scores' own units
-    # one good image far out: the threshold stays above it (the int8 scorer puts good parts' scores above the
-    # f32 leave-one-out ones; without this floor label Mono8 lost 4% of its good parts on the validation split)
-    outlier = np.append(tight, 12.0)
-    o = threshold.good_only(outlier)
-    assert o.good_quantile == 12.0 and o.raw > 12.0 and o.raw == pytest.approx(12.0)
-    assert (outlier / o.raw < 1.0).all()
-
-
 def test_a_threshold_on_a_good_score_steps_above_it() -> None:
     good = np.full(50, 3.0)  # no spread at all: the threshold is the score itself, stepped just above
     assert (good / threshold.good_only(good).raw < 1.0).all()

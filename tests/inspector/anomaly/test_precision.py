@@ -88,4 +88,8 @@ def test_teach_records_the_scorer_precision_and_builds_the_bank_from_f32_feature
     # a bank from bf16 features lost accuracy (plate Mono8 AUROC 0.9967 against 0.9991): both from f32 ones
     for a, b in zip(models["f32"].bank, models["bf16"].bank):
         np.testing.assert_array_equal(a, b)
-    assert models["f32"].raw_threshold == models["bf16"].raw_threshold
+    # the threshold from the scores each scorer gives (threshold.scorer_correction): the f32 one's uncorrected
+    correction = models["bf16"].card["threshold"]["scorer_correction"]
+    assert models["f32"].card["threshold"]["scorer_correction"] == 1.0 and correction > 0
+    np.testing.assert_allclose(models["bf16"].raw_threshold, np.array(models["f32"].raw_threshold) * correction,
+                               rtol=1e-4)

@@ -45,20 +45,10 @@ def test_the_ng_refinement_never_goes_below_the_false_reject_floor() -> None:
     good = _good()
     bad = np.array([15.0, 19.99, 30.0])  # two NG images inside the good scores: catching them costs false rejects
     t = threshold.with_bad(good, bad)
-    assert t.raw == pytest.approx(threshold.false_reject_floor(good)) and t.raw > 20.0  # stepped above that good score
+    assert t.raw == pytest.approx(threshold.false_reject_floor(good), rel=2e-4) and t.raw > 20.0  # stepped above that good score
     assert (good >= t.raw).sum() == 1  # only the outlier: expected false reject 2 / 201 for an unseen good part
     assert "floor" in t.note and "2 of 3" in t.note  # says how many NG images it could not catch
     assert threshold.good_only(good).raw > t.raw
-
-
-def test_ng_images_above_the_good_only_threshold_leave_it_or_pull_it_to_their_midpoint() -> None:
-    good = np.linspace(10.0, 20.0, 200)
-    base = threshold.good_only(good)
-    far = threshold.with_bad(good, np.array([80.0]))  # the midpoint is above the good-only threshold: unchanged
-    assert far.raw == pytest.approx(base.raw) and "unchanged" in far.note
-    near = threshold.with_bad(good, np.array([base.raw * 0.999 + 0.001 * 20.0, 40.0]))
-    assert 20.0 < near.raw < base.raw and (good < near.raw).all()
-    assert threshold.good_only(good).note == ""
 
 
 def test_the_rule_texts_say_the_floor_and_its_false_reject_bound() -> None:
@@ -75,8 +65,8 @@ def test_teaching_with_ng_images_records_the_floor_and_what_the_refinement_did(t
     th = tomllib.loads((tmp_path / "m" / "card.toml").read_text())["threshold"]
     assert th["false_reject_floor"] == pytest.approx(max(report.good_scores))  # 14 good scores: k = 1, the highest
     assert th["false_reject_floor"] < 1.0 and th["refinement"].startswith(
-        ("unchanged", "lowered to the midpoint", "lowered to the false-reject floor, the 1st highest of 14 good scores "
-         "(expected false reject 6.67%"))
+        ("unchanged", "lowered to the midpoint",
+         "lowered to the false-reject floor, the 1st highest of 14 good scores (expected false reject 6.67%"))
     assert "NG images" in th["refinement"]
 
 
@@ -134,3 +124,27 @@ def test_the_ng_scores_the_threshold_is_set_from_are_the_shipped_scorers(tmp_pat
     # scores they were set from before were 1.7-2.5% off on these plates
     np.testing.assert_allclose(th["bad_scores"], shipped, rtol=5e-3)
     assert th["scorer_correction"] > 0 and "shipped scorer" in th["scorer_correction_rule"]
+
+
+def test_the_good_only_threshold_is_the_highest_good_score_without_a_spread_margin_above_it() -> None:
+    # a short tail: median + 4 robust sigma lay above the highest good score, and the old rule took it (plate on
+    # the validation split: escape 2.5% against 1.5% at the highest); with the scores in the scorer's precision
+    # the highest alone keeps the expected false reject at 1 / (n + 1)
+    rng = np.random.default_rng(2)
+    tight = 10.0 + rng.uniform(-0.05, 0.05, 200)
+    t = threshold.good_only(tight)
+    assert t.raw == pytest.approx(tight.max(), rel=2e-4) and t.good_quantile == tight.max()
+    assert (tight / t.raw < 1.0).all()  # stepped above the highest: every taught good image passes
+    assert threshold.good_only(3.0 * tight).raw == pytest.approx(3.0 * t.raw)  # in the scores' own units
+    outlier = np.append(tight, 12.0)  # one far good image: the threshold stays above it
+    assert threshold.good_only(outlier).raw == pytest.approx(12.0, rel=2e-4) and (outlier / threshold.good_only(outlier).raw < 1.0).all()
+    assert "highest" in threshold.GOOD_RULE and "median" not in threshold.GOOD_RULE
+
+
+def test_ng_images_above_every_good_score_leave_the_good_only_threshold() -> None:
+    good = np.linspace(10.0, 20.0, 101)
+    separated = threshold.with_bad(good, np.array([20.8, 30.0]))  # their midpoint with the goods, 20.4, is higher
+    assert separated.raw == pytest.approx(threshold.good_only(good).raw) == pytest.approx(20.0, rel=2e-4)
+    assert "unchanged" in separated.note and threshold.good_only(good).note == ""
+    overlapping = threshold.with_bad(good, np.array([12.0, 40.0]))  # n = 101: the floor is the highest itself
+    assert overlapping.raw == pytest.approx(20.0, rel=2e-4) and (good >= overlapping.raw).mean() == 0.0
