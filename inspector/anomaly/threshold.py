@@ -90,13 +90,13 @@ def with_bad(good_raw: np.ndarray, bad_raw: np.ndarray) -> Threshold:
     raw = _above_ties(g, max(floor, min(base.raw, target)))
     caught, k = int((b >= raw).sum()), floor_rank(len(g))
     where = f"the good-only threshold would be score {base.raw / raw:.3f}"
-    if raw >= base.raw:
-        note = f"unchanged: all {len(b)} NG images score above the good-only threshold and their midpoint with the good scores"
+    if caught == len(b) and raw >= base.raw:
+        note = f"unchanged: all {len(b)} NG images score above the good-only threshold"
     elif raw > floor and target >= floor:
         note = (f"lowered to the midpoint between the lowest NG score and the highest good score under it ({where}); "
                 f"catches {caught} of {len(b)} NG images")
-    else:
-        note = (f"lowered to the false-reject floor, the {_ordinal(k)} highest of {len(g)} good scores (expected false "
+    else:  # for n < 199 the floor is the highest good score: the good-only threshold itself
+        note = (f"at the false-reject floor, the {_ordinal(k)} highest of {len(g)} good scores (expected false "
                 f"reject {k / (len(g) + 1):.2%}; {where}); {len(b) - caught} of {len(b)} NG images still score under it")
     return Threshold(raw, BAD_RULE, base.good_quantile, lowest, floor, note)
 

@@ -66,7 +66,7 @@ def test_teaching_with_ng_images_records_the_floor_and_what_the_refinement_did(t
     assert th["false_reject_floor"] == pytest.approx(max(report.good_scores))  # 14 good scores: k = 1, the highest
     assert th["false_reject_floor"] < 1.0 and th["refinement"].startswith(
         ("unchanged", "lowered to the midpoint",
-         "lowered to the false-reject floor, the 1st highest of 14 good scores (expected false reject 6.67%"))
+         "at the false-reject floor, the 1st highest of 14 good scores (expected false reject 6.67%"))
     assert "NG images" in th["refinement"]
 
 
@@ -148,3 +148,4 @@ def test_ng_images_above_every_good_score_leave_the_good_only_threshold() -> Non
     assert "unchanged" in separated.note and threshold.good_only(good).note == ""
     overlapping = threshold.with_bad(good, np.array([12.0, 40.0]))  # n = 101: the floor is the highest itself
     assert overlapping.raw == pytest.approx(20.0, rel=2e-4) and (good >= overlapping.raw).mean() == 0.0
+    assert overlapping.note.startswith("at the false-reject floor, the 1st highest of 101") and "1 of 2" in overlapping.note
