@@ -245,6 +245,7 @@ class InferenceWorker:
         self._max_wait = max_wait_s
         self._iou = iou_threshold
         self._cond = threading.Condition()
+        self._gathering = False  # the worker thread waits on _cond for frames (`_gather`); under _cond's lock
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._thread: threading.Thread | None = None
@@ -300,8 +301,10 @@ class InferenceWorker:
         return self._paused.is_set()
 
     def _wake(self, _pool: FramePool | None) -> None:
+        # a saturated worker waits for a slot, not for frames: a camera's publish then notifies no one
         with self._cond:
-            self._cond.notify()
+            if self._gathering:
+                self._cond.notify()
 
     def drained(self) -> bool:
         """Whether no batch is in flight (submitted and not yet decided)."""
@@ -416,17 +419,21 @@ class InferenceWorker:
     def _gather(self) -> list[tuple[CameraLane, FrameHandle]]:
         """Wait for frames (the rest of the shard for at most ``max_wait``) and claim them."""
         with self._cond:
-            while not self._stop.is_set() and (self._paused.is_set() or not self._ready()):
-                self._cond.wait(0.1)
-            if self._stop.is_set():
-                return []
-            # give the other cameras of the shard a moment to join the batch
-            deadline = time.monotonic() + self._max_wait
-            while len(self._ready()) < len(self.lanes):
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stop.is_set():
-                    break
-                self._cond.wait(left)
+            self._gathering = True
+            try:
+                while not self._stop.is_set() and (self._paused.is_set() or not self._ready()):
+                    self._cond.wait(0.1)
+                if self._stop.is_set():
+                    return []
+                # give the other cameras of the shard a moment to join the batch
+                deadline = time.monotonic() + self._max_wait
+                while len(self._ready()) < len(self.lanes):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._gathering = False
         taken: list[tuple[CameraLane, FrameHandle]] = []
         for lane in self.lanes:
             h = lane.pool.claim()

@@ -463,3 +463,36 @@ def test_one_inputs_runtime_rows_become_the_detections_the_array_path_makes(shap
                                  backend.card.classes)
     assert len(want) == 2
     assert sorted((*r.detections, *r.rejected), key=lambda d: -d.score) == list(want)
+
+
+class _CountingCondition(threading.Condition):
+    """A condition that counts its notifications."""
+
+    notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+def test_a_published_frame_notifies_the_worker_only_while_it_waits_for_frames() -> None:
+    """A saturated station's worker thread waits for a free slot, not for frames (the completion thread refills
+    the slots): a camera's publish then costs no notification. While the worker gathers, a frame still wakes it."""
+    ln = lane("c0")
+    results, emit = collect()
+    w = InferenceWorker(0, ScriptedBackend(), [ln], emit, max_wait_s=0.0)
+    cond = w._cond = _CountingCondition()
+    publish(ln.pool, 1, defect=False)  # the worker is not gathering (not started)
+    assert cond.notified == 0
+    assert ln.pool.claim() is not None
+    w.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not w._gathering and time.monotonic() < deadline:
+            time.sleep(0.005)
+        publish(ln.pool, 2, defect=False)
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        w.stop()
+    assert [r.sequence for r in results] == [2] and cond.notified >= 1
