@@ -133,8 +133,10 @@ def scorer_correction(shipped: Scores, plain: Scores, frames: np.ndarray, batch:
     ratios = []
     for start in range(0, len(frames), batch):
         chunk = frames[start:start + batch]
-        ratios.append(np.asarray(shipped.score(chunk).scores, np.float64) / np.asarray(plain.score(chunk).scores, np.float64))
-    return float(np.median(np.concatenate(ratios)))
+        ours, f32 = (np.asarray(s.score(chunk).scores, np.float64) for s in (shipped, plain))
+        ratios.append(ours[f32 > 0] / f32[f32 > 0])  # a frame whose patches are all in the bank has no ratio
+    kept = np.concatenate(ratios) if ratios else np.empty(0)
+    return float(np.median(kept)) if len(kept) else 1.0
 
 
 #: Where the threshold sits on a good score, it is raised by this share: that image then scores 0.9999 < 1.0,

@@ -149,3 +149,11 @@ def test_ng_images_above_every_good_score_leave_the_good_only_threshold() -> Non
     overlapping = threshold.with_bad(good, np.array([12.0, 40.0]))  # n = 101: the floor is the highest itself
     assert overlapping.raw == pytest.approx(20.0, rel=2e-4) and (good >= overlapping.raw).mean() == 0.0
     assert overlapping.note.startswith("at the false-reject floor, the 1st highest of 101") and "1 of 2" in overlapping.note
+
+
+def test_frames_the_f32_scorer_finds_perfect_are_left_out_of_the_correction() -> None:
+    # an image every patch of which is in the bank scores 0 in f32: no ratio, and no division by zero
+    assert threshold.scorer_correction(_Scorer(1.02, offset=0.5), _Scorer(0.0), _frames(4)) == 1.0
+    frames = _frames(5)
+    frames[0] = 0  # mean grey 0: that frame's f32 score is 0
+    assert threshold.scorer_correction(_Scorer(1.02), _Scorer(1.0), frames) == pytest.approx(1.02)
