@@ -53,12 +53,15 @@ class AnomalyModel:
             largest of its levels' distance / raw threshold).
         roi: The inspected rectangle of a frame (None: the whole frame).
         card: The card's tables as read (threshold rule, taught, metrics ...).
-        bank_sha256: sha256 of the bank file (goes into every result's provenance).
+        bank_sha256: sha256 of the bank file.
         edge_cells: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`).
         precision: The scorer's precision, the card's ``[runtime] precision`` (one of `runtime.PRECISIONS`;
             ``f32`` for cards written before it existed).
         cell_divisors: Per level, a (gh, gw) float32 map each cell's distance is divided by (before the raw
             threshold); None: every cell alike (cards without ``[position]``).
+        sha256: sha256 of the card file as read: the model's identity in every result's provenance. The card
+            holds the bank's and the divisors' sha256s and the raw thresholds, so a model taught again from the
+            same images (the same bank file, other divisors or thresholds) is another model.
     """
 
     name: str
@@ -74,6 +77,7 @@ class AnomalyModel:
     edge_cells: int = 0
     precision: str = "f32"
     cell_divisors: tuple[np.ndarray, ...] | None = field(default=None, compare=False)
+    sha256: str = ""
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -192,7 +196,8 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     folder = resolve_model_dir(spec)
     path = folder / "card.toml"
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        card_bytes = path.read_bytes()
+        raw = tomllib.loads(card_bytes.decode("utf-8"))
     except OSError as exc:
         raise ModelError(f"model: cannot read {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -244,7 +249,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     banks = _unpack(packed, specs, rows, bank_path)
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
-                        raw, bank_sha, edge, precision, divisors)
+                        raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest())
 
 
 def _cell_divisors(folder: Path, path: Path, table: Any, specs: Levels, width: int, height: int,

@@ -102,14 +102,14 @@ class CameraAnomaly:
 
     def __post_init__(self) -> None:
         m = self.runtime.model
-        self.name, self.sha256 = m.name, m.bank_sha256
+        self.name, self.sha256 = m.name, m.sha256
         self.input_width, self.input_height = m.input_width, m.input_height
         card_roi = Tile(m.roi.x0, m.roi.y0, m.roi.x1, m.roi.y1) if m.roi is not None else None
         self.crop = self.roi if self.roi is not None else card_roi
         # one batch per model and region: cameras with another ROI or mask letterbox other pixels
         where = "" if self.crop is None else f"@{self.crop.x0},{self.crop.y0},{self.crop.x1},{self.crop.y1}"
         masked = "" if self.grid_mask is None else f"#mask{id(self.grid_mask)}"
-        self.key = f"{m.folder}:{m.bank_sha256}{where}{masked}"
+        self.key = f"{m.folder}:{m.sha256}{where}{masked}"
 
     def prepare(self, worker: int, depth: int) -> None:
         """Compile the model for ``worker`` with ``depth`` batches in flight."""
@@ -214,7 +214,7 @@ class StationAnomaly:
 
     def __init__(self) -> None:
         self._runtimes: dict[str, AnomalyRuntime] = {}
-        #: (camera id, bank sha256) -> its newest check: a result names its model by the bank's sha256
+        #: (camera id, model sha256) -> its newest check: a result names its model by its card's sha256
         self._by_result: dict[tuple[str, str], CameraAnomaly] = {}
         self._lock = threading.Lock()
         #: the newest heat maps, shared by the archive, the control link and the wall (each asks for the same
@@ -241,8 +241,8 @@ class StationAnomaly:
                 if say is not None:
                     say(f"loading anomaly model {spec.model}")
                 rt = self._runtimes[spec.model] = AnomalyRuntime(load_anomaly_model(spec.model))
-                log.info("anomaly model %s (bank sha256 %s...) for camera %s", rt.model.name,
-                         rt.model.bank_sha256[:12], camera_id)
+                log.info("anomaly model %s (sha256 %s...) for camera %s", rt.model.name,
+                         rt.model.sha256[:12], camera_id)
         roi = Tile(*spec.roi) if spec.roi is not None else None
         m = rt.model
         crop = roi if roi is not None else (Tile(m.roi.x0, m.roi.y0, m.roi.x1, m.roi.y1) if m.roi is not None else None)

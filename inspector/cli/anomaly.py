@@ -87,7 +87,7 @@ def score_cmd(
 
     try:
         m, results = score_paths(model, paths, heatmaps=heatmaps, progress=_Progress())
-        doc = {"model": m.name, "model_sha256": m.bank_sha256, "threshold": 1.0,
+        doc = {"model": m.name, "model_sha256": m.sha256, "threshold": 1.0,
                "results": [{"file": r.file, "score": round(r.score, 4), "verdict": r.verdict} for r in results]}
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -15,6 +15,7 @@ import pytest
 
 from camera.products import write_family
 from inspector.anomaly import teach
+from inspector.anomaly.model import card_digest
 from inspector.config import ConfigError, parse_config
 from inspector.pipeline.model_repo import ModelError, load_card
 from inspector.pipeline.preprocess import Tile
@@ -87,7 +88,7 @@ def test_a_station_scores_frames_beside_the_detector_and_an_anomaly_turns_ng(
     seen = _run(st, 6)
     by = {c: [r for r in seen if r.camera_id == c] for c in ("good", "bad", "plain")}
     assert all(len(rs) >= 6 for rs in by.values())
-    sha = teach.load_anomaly_model(model).bank_sha256
+    sha = card_digest(model)
     for r in by["good"] + by["bad"]:
         assert r.anomaly_score is not None and np.isfinite(r.anomaly_score)
         assert r.anomaly_map is not None and r.anomaly_map.shape == (SIDE // 8, SIDE // 8)
@@ -124,6 +125,23 @@ def test_a_bank_that_does_not_match_its_card_stops_the_station_before_it_starts(
     np.save(broken / "memory_bank.npy", bank)
     with pytest.raises(ModelError, match="does not match its card"):
         Station(_station_cfg(broken, good, bad), db_url="none", archive=False)
+
+
+def test_a_model_taught_again_with_the_same_bank_but_another_threshold_is_another_model_in_results(
+        taught: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A result names its anomaly model by the card's sha256, which covers the bank's and the divisors' sha256s
+    and the raw thresholds: a reteach from the same images keeps the bank file but may score differently."""
+    model, good, bad = taught
+    again = tmp_path / "plate-again"
+    shutil.copytree(model, again)
+    card = (again / "card.toml").read_text(encoding="utf-8")
+    first_raw = next(line for line in card.splitlines() if line.startswith("raw = "))
+    (again / "card.toml").write_text(card.replace(first_raw, "raw = 123.0", 1), encoding="utf-8")
+    one, two = teach.load_anomaly_model(model), teach.load_anomaly_model(again)
+    assert one.bank_sha256 == two.bank_sha256 and one.raw_threshold != two.raw_threshold
+    assert (one.sha256, two.sha256) == (card_digest(model), card_digest(again)) and one.sha256 != two.sha256
+    st = Station(_station_cfg(again, good, bad), db_url="none", archive=False)
+    assert st.lanes["good"].anomaly is not None and st.lanes["good"].anomaly.sha256 == two.sha256
 
 
 def test_cell_divisors_that_do_not_match_their_card_stop_the_station_before_it_starts(
@@ -339,7 +357,7 @@ def test_a_recipe_switch_switches_the_anomaly_model_with_the_detector(
     with st:
         lenient = after_switch("lenient")
         assert lenient and all(r.verdict is Verdict.OK and r.rule.endswith("< 1000.00") for r in lenient)
-        assert all(r.provenance.anomaly_sha256 == teach.load_anomaly_model(model).bank_sha256 for r in lenient)
+        assert all(r.provenance.anomaly_sha256 == card_digest(model) for r in lenient)
         off = after_switch("detector-only")
         assert off and all(r.anomaly_score is None and r.provenance.anomaly_sha256 == "" and "anomaly" not in r.rule
                            for r in off)
