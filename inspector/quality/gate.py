@@ -136,6 +136,8 @@ def gate_table(candidate: ModelCard, current: ModelCard, cand_m: Mapping[str, An
         "against": current.name,
         "against_sha256": current.sha256,
         "candidate_sha256": candidate.sha256,
+        "candidate_input": _fed(candidate),
+        "against_input": _fed(current),
         "data": str(Path(data_yaml).resolve()),
         "split": split,
         "data_sha256": data_sha256,
@@ -211,13 +213,41 @@ def run_gate(
     return table, write_gate(candidate, table)
 
 
+def _fed(card: ModelCard) -> str:
+    """How a card feeds its model file: the input size (a gate's ``candidate_input`` / ``against_input``)."""
+    return f"{card.input_width}x{card.input_height}"
+
+
+def same_detector(candidate: ModelCard, replaced: ModelCard | ModelRef) -> bool:
+    """Whether ``replaced`` is ``candidate``'s detector: the same model file, fed and read the same way.
+
+    One ONNX file behind cards with another input size, letterbox padding or classes detects differently
+    (a 384 input sees a 320 frame's 5-12 px defects on 1.44x the cells), so the file's sha256 alone is not
+    enough. A recipe's history names a model by name and file sha256: its card is read where the name still
+    resolves to that file; where it does not, the file is all that is known.
+    """
+    if replaced.sha256 != candidate.sha256:
+        return False
+    card = replaced if isinstance(replaced, ModelCard) else None
+    if card is None:
+        try:
+            card = load_card(replaced.name, verify=False)
+        except ModelError:
+            return True
+        if card.sha256 != replaced.sha256:
+            return True
+    return ((card.input_width, card.input_height, card.pad_value, card.classes)
+            == (candidate.input_width, candidate.input_height, candidate.pad_value, candidate.classes))
+
+
 def gate_problem(candidate: ModelCard, replaced: ModelCard | ModelRef | None) -> str:
     """Why ``candidate`` may not replace ``replaced`` (empty: it may).
 
-    It may when nothing is replaced, when both are the same model file, or when the candidate's
-    card holds a passing ``[gate]`` run on this very file against this very ``replaced`` file.
+    It may when nothing is replaced, when both are the same detector (`same_detector`), or when the
+    candidate's card holds a passing ``[gate]`` run on this very file, at its input size, against this very
+    ``replaced`` file.
     """
-    if replaced is None or replaced.sha256 == candidate.sha256:
+    if replaced is None or same_detector(candidate, replaced):
         return ""
     gate = candidate.extra.get("gate")
     how = (f"run inspector model gate --candidate {candidate.name} --current {replaced.name} "
@@ -226,6 +256,8 @@ def gate_problem(candidate: ModelCard, replaced: ModelCard | ModelRef | None) ->
         return f"model {candidate.name}: its card holds no promotion gate ([gate]) against {replaced.name}; {how}"
     if gate.get("candidate_sha256") != candidate.sha256:
         return f"model {candidate.name}: its gate was run on another model file (retrained?); {how}"
+    if gate.get("candidate_input", _fed(candidate)) != _fed(candidate):
+        return f"model {candidate.name}: its gate was run at input {gate.get('candidate_input')!s}, not {_fed(candidate)}; {how}"
     if gate.get("against_sha256") != replaced.sha256:
         return (f"model {candidate.name}: its gate was against {gate.get('against')!s} "
                 f"(sha256 {str(gate.get('against_sha256'))[:12]}...), not the {replaced.name} it would replace; {how}")

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from inspector.config import ConfigError, format_errors
 from inspector.pipeline.model_repo import ModelCard, ModelError, load_card
-from inspector.quality.gate import ModelRef, require_gate
+from inspector.quality.gate import ModelRef, require_gate, same_detector
 from inspector.recipes.recipe import Recipe, load_recipe, load_recipes
 
 #: The folder of kept versions, beside the active recipe files.
@@ -196,7 +196,7 @@ def _adopt(folder: Path, recipe: Recipe, card: ModelCard | ModelRef, by: str = "
 def _gate_text(card: ModelCard, replaced: ModelRef | None) -> str:
     if replaced is None:
         return "first version: no detector replaced"
-    if replaced.sha256 == card.sha256:
+    if same_detector(card, replaced):
         return "same model file"
     gate = card.extra.get("gate", {})
     return f"gate passed against {replaced.name} ({gate.get('date', '?')}, {gate.get('images', '?')} images)"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from inspector.cli import app
 from inspector.pipeline.model_repo import ModelCard, dump_toml, load_card
-from inspector.quality.gate import GateRefused, dataset_sha256, gate_problem, require_gate
+from inspector.quality.gate import GateRefused, ModelRef, dataset_sha256, gate_problem, require_gate
 from tests.inspector.quality.helpers import rendered, write_yolo_source
 from tests.inspector.quality.test_dataset_eval import DETECTIONS, SHIPPED, ScriptedImages, _digest
 
@@ -104,6 +104,34 @@ def test_a_gate_belongs_to_one_file_and_one_replaced_model(setup: tuple[Path, Pa
     retrained = ModelCard(**{**card.__dict__, "sha256": "f" * 64})
     assert "its gate was run on another model file" in gate_problem(retrained, cur)
     assert gate_problem(card, None) == "" and gate_problem(cur, cur) == ""  # nothing replaced / the same file
+
+
+def test_the_same_file_fed_at_another_input_size_is_another_detector(setup: tuple[Path, Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ONNX file behind a card with another input size detects differently (a 384 input sees a 320 frame's
+    5-12 px defects on 1.44x the cells): selecting it needs its own gate, as a retrained file does; a plain copy
+    of the card under another name is the same detector."""
+    _candidate, current, data = setup
+    cur = load_card(current)
+    bigger = _model(tmp_path / "bigger", "bigger", 0.25)  # the same model file as current
+    raw = tomllib.loads((bigger / "card.toml").read_text())
+    raw.update(input_width=384, input_height=384)
+    (bigger / "card.toml").write_text(dump_toml(raw))
+    card = load_card(bigger)
+    assert card.sha256 == cur.sha256
+    assert "holds no promotion gate" in gate_problem(card, cur)
+    monkeypatch.setenv("INSPECTOR_MODELS_DIR", str(tmp_path))  # a recipe's history names the model it ran
+    assert "holds no promotion gate" in gate_problem(card, ModelRef("current", cur.sha256))
+    assert gate_problem(load_card(_model(tmp_path / "copy", "copy", 0.25)), cur) == ""
+    assert _gate(bigger, current, data, "--max-escape-increase", "1")[0] == 0
+    gated = load_card(bigger)
+    assert gated.extra["gate"]["candidate_input"] == "384x384" and gated.extra["gate"]["against_input"] == "320x320"
+    assert gate_problem(gated, cur) == ""
+    # a gate run at one input size does not carry over to a card that feeds the file at another
+    raw = tomllib.loads((bigger / "card.toml").read_text())
+    raw.update(input_width=416, input_height=416)
+    (bigger / "card.toml").write_text(dump_toml(raw))
+    assert "its gate was run at input 384x384" in gate_problem(load_card(bigger), cur)
 
 
 def test_no_gate_is_written_for_a_model_file_its_card_does_not_match(setup: tuple[Path, Path, Path]) -> None:
