@@ -229,27 +229,35 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     if width % 32 or height % 32 or not 32 <= width <= 4096 or not 32 <= height <= 4096:
         raise ModelError(f"model: {path}: input {width}x{height} must be multiples of 32 in 32..4096")
     bank_path = folder / bank_file
-    if Path(bank_file).name != bank_file or not bank_path.is_file():
-        raise ModelError(f"model: {bank_path} not found")
+    packed = _checked_array(folder, bank_file, bank_sha, verify)
     if verify:
-        actual = sha256_of(bank_path)
-        if actual != bank_sha:
-            raise ModelError(f"model: {bank_path} does not match its card (sha256 {actual[:12]}..., "
-                             f"card says {bank_sha[:12]}...)")
         try:
             weights = weights_path()
             if sha256_of(weights) != WEIGHTS_SHA256:
                 raise ModelError(f"model: backbone weights {weights} do not match sha256 {WEIGHTS_SHA256[:12]}...")
         except WeightsError as exc:
             raise ModelError(str(exc)) from None
-    try:
-        packed = np.load(bank_path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ModelError(f"model: {bank_path} is not a readable .npy array: {exc}") from None
     banks = _unpack(packed, specs, rows, bank_path)
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
                         raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest())
+
+
+def _checked_array(folder: Path, name: str, sha256: str, verify: bool) -> np.ndarray:
+    """The .npy array ``name`` in the model ``folder`` (a file name, no path), its sha256 checked against the
+    card's (``verify``), read without pickles: the bank's and the cell divisors' files alike."""
+    file = folder / name
+    if Path(name).name != name or not file.is_file():
+        raise ModelError(f"model: {file} not found")
+    if verify:
+        actual = sha256_of(file)
+        if actual != sha256:
+            raise ModelError(f"model: {file} does not match its card (sha256 {actual[:12]}..., "
+                             f"card says {sha256[:12]}...)")
+    try:
+        return np.load(file, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"model: {file} is not a readable .npy array: {exc}") from None
 
 
 def _cell_divisors(folder: Path, path: Path, table: Any, specs: Levels, width: int, height: int,
@@ -259,19 +267,8 @@ def _cell_divisors(folder: Path, path: Path, table: Any, specs: Levels, width: i
         return None
     if not isinstance(table, dict) or "file" not in table or "sha256" not in table:
         raise ModelError(f"model: {path}: [position] needs file and sha256")
-    name = str(table["file"])
-    file = folder / name
-    if Path(name).name != name or not file.is_file():
-        raise ModelError(f"model: {file} not found")
-    if verify:
-        actual = sha256_of(file)
-        if actual != str(table["sha256"]):
-            raise ModelError(f"model: {file} does not match its card (sha256 {actual[:12]}..., "
-                             f"card says {str(table['sha256'])[:12]}...)")
-    try:
-        flat = np.load(file, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ModelError(f"model: {file} is not a readable .npy array: {exc}") from None
+    file = folder / str(table["file"])
+    flat = _checked_array(folder, str(table["file"]), str(table["sha256"]), verify)
     grids = [(height // s.grid_stride, width // s.grid_stride) for s in specs]
     cells = [gh * gw for gh, gw in grids]
     if flat.dtype != np.float32 or flat.shape != (sum(cells),) or not bool(np.all(np.isfinite(flat) & (flat > 0))):

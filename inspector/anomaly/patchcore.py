@@ -156,16 +156,9 @@ def leave_one_out_scores(images: list[np.ndarray], bank: np.ndarray, owner: np.n
         owner: (K,) index into ``images`` of the image each bank row came from.
 
     Returns:
-        (len(images),) float32 raw image scores.
+        (len(images),) float32 raw image scores: each row's largest of `leave_one_out_maps`.
     """
-    bank_sq = np.einsum("ij,ij->i", bank, bank)
-    out = np.empty(len(images), np.float32)
-    for i, q in enumerate(images):
-        d2 = bank_sq[None, :] - 2.0 * (q @ bank.T)
-        d2[:, owner == i] = np.inf
-        nearest = d2.min(axis=1) + np.einsum("ij,ij->i", q, q)
-        out[i] = np.sqrt(max(float(nearest.max()), 0.0))
-    return out
+    return leave_one_out_maps(images, bank, owner).max(axis=1) if images else np.empty(0, np.float32)
 
 
 def image_coreset(features: np.ndarray, share: float = 0.1, *, seed: int = 0, proj_dim: int = 64) -> np.ndarray:

@@ -280,6 +280,15 @@ def _largest(ops: Any, levels: Sequence[Any], grids: Sequence[tuple[int, int]]) 
     return maps
 
 
+def _per_level(divisors: Sequence[np.ndarray] | None, levels: int) -> list[np.ndarray | None]:
+    """One map of cell divisors per level (None each: every cell alike), checked against the levels' count."""
+    if divisors is None:
+        return [None] * levels
+    if len(divisors) != levels:
+        raise ValueError(f"anomaly: {levels} feature levels, {len(divisors)} maps of cell divisors")
+    return list(divisors)
+
+
 def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
                    grids: Sequence[tuple[int, int]], frames: int = -1,
                    divisors: Sequence[np.ndarray] | None = None) -> Any:
@@ -290,9 +299,8 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 
     params = [ops.parameter([frames, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g) in enumerate(zip(banks, grids))]
-    per_cell = list(divisors) if divisors is not None else [None] * len(banks)
     levels = [_level_scores(ops, p, g, b, float(r), divisors=d)
-              for p, g, b, r, d in zip(params, grids, banks, raw_threshold, per_cell)]
+              for p, g, b, r, d in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)))]
     maps = _largest(ops, levels, grids)
     maps.output(0).get_tensor().set_names({"patch_scores"})
     return ov.Model([maps.output(0)], params, "anomaly_distances")
@@ -313,9 +321,7 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     results = list(features.get_results())
     if not len(results) == len(banks) == len(raws):
         raise ValueError(f"anomaly: {len(results)} feature levels, {len(banks)} banks, {len(raws)} thresholds")
-    per_cell = list(divisors) if divisors is not None else [None] * len(banks)
-    if len(per_cell) != len(banks):
-        raise ValueError(f"anomaly: {len(banks)} feature levels, {len(per_cell)} maps of cell divisors")
+    per_cell = _per_level(divisors, len(banks))
     if grids is None:
         grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
     levels = []

@@ -110,8 +110,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     """Teach a PatchCore model from the good images in ``good`` and write it to ``out``.
 
     Every level gets its own bank (greedy coreset of its patches). Each good image is then scored
-    leave-one-out (`patchcore.leave_one_out_scores`); a level's distances are divided by the
-    `threshold.GOOD_QUANTILE` of its own leave-one-out scores (so levels of different feature widths
+    leave-one-out (`patchcore.leave_one_out_maps`, each image's worst inner cell); a level's distances are
+    divided by the `LEVEL_QUANTILE` of its own leave-one-out scores (so levels of different feature widths
     weigh alike, as PatchCore's ensembles normalise their members), a patch's score is the largest over
     the levels, and the threshold rule runs on those scores.
 
