@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -86,7 +87,8 @@ class _Strict(BaseModel):
 class VerdictConfig(_Strict):
     """Per-camera OK/NG rules."""
 
-    #: None: the threshold the model was calibrated for (its card's metrics.threshold), else 0.35
+    #: None: the thresholds the model was calibrated for (its card's metrics.threshold, else 0.35, and
+    #: metrics.class_thresholds); set: only this table's thresholds apply
     default_threshold: Number | None = Field(None, ge=0.0, le=1.0)
     class_thresholds: dict[str, Annotated[Number, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     #: boxes smaller than this are not counted; at most the largest frame (8192 x 8192)
@@ -101,14 +103,24 @@ class VerdictConfig(_Strict):
             raise ValueError("roi must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
         return v
 
-    def rules(self, model_threshold: float | None = None) -> VerdictRules:
-        """The rules, with ``model_threshold`` (the model card's) where no default is set."""
+    def rules(self, model_threshold: float | None = None,
+              model_class_thresholds: Mapping[str, float] | None = None) -> VerdictRules:
+        """The rules, with the model card's calibration where this camera sets no ``default_threshold``.
+
+        Without ``default_threshold`` the thresholds travel with the model: ``model_threshold`` (the card's
+        metrics.threshold, else `DEFAULT_THRESHOLD`) and ``model_class_thresholds`` (its
+        metrics.class_thresholds), this camera's ``class_thresholds`` replacing the card's per class. With
+        ``default_threshold`` set the integrator has taken over: only this config's thresholds apply, the
+        card's class thresholds are ignored.
+        """
         default = self.default_threshold
+        per_class = dict(self.class_thresholds)
         if default is None:
             default = model_threshold if model_threshold is not None else DEFAULT_THRESHOLD
+            per_class = {**(model_class_thresholds or {}), **per_class}
         return VerdictRules(
             default,
-            dict(self.class_thresholds),
+            per_class,
             self.min_area_px,
             self.roi,
             frozenset(self.ignore_classes),

@@ -220,7 +220,8 @@ class Station:
         ]
 
     def _make_lane(self, cfg: Any) -> CameraLane:
-        rules = detector_rules(cfg.verdict.rules(self.card.threshold), cfg.detector, self.card.classes)
+        rules = detector_rules(cfg.verdict.rules(self.card.threshold, self.card.class_thresholds), cfg.detector,
+                               self.card.classes)
         return CameraLane(
             camera_id=cfg.id, pool=self.cameras[cfg.id].pool, rules=rules,
             provenance=self.provenance_for(cfg.id, rules, self.card), tiling=cfg.tiling.mode == "auto",

@@ -65,6 +65,16 @@ class ModelCard:
         return float(value) if isinstance(value, (int, float)) else None
 
     @property
+    def class_thresholds(self) -> dict[str, float]:
+        """Per-class verdict thresholds calibrated for this model (card: metrics.class_thresholds), else empty.
+
+        They travel with the model: a station camera without its own ``default_threshold`` judges with the
+        card's threshold and these (`inspector model calibrate` chooses and writes them).
+        """
+        table = self.extra.get("metrics", {}).get("class_thresholds", {})
+        return {str(k): float(v) for k, v in table.items()} if isinstance(table, dict) else {}
+
+    @property
     def int8(self) -> dict[str, Any] | None:
         """The card's ``[int8]`` table (the NNCF-quantized OpenVINO IR), or None."""
         table = self.extra.get("int8")
@@ -78,8 +88,10 @@ class ModelCard:
 
     @property
     def audit_text(self) -> str:
-        """How the audit trail names this version of the card (its digest and threshold)."""
-        return f"card sha256 {self.card_sha256} threshold {self.threshold}"
+        """How the audit trail names this version of the card (its digest, threshold and class thresholds)."""
+        per_class = "".join(f" {k} {v:g}" for k, v in sorted(self.class_thresholds.items()))
+        return f"card sha256 {self.card_sha256} threshold {self.threshold}" + (
+            f" class_thresholds{per_class}" if per_class else "")
 
 
 def sha256_file(path: Path) -> str:
@@ -276,7 +288,23 @@ def card_problem(card: ModelCard, raw: dict[str, Any]) -> str:
         for name, v in per_class.items():
             if not _unit(v):
                 return f"metrics.per_class_AP50.{name} = {v!r}: must be a number in 0..1"
-    return _int8_problem(raw.get("int8"))
+    return _class_thresholds_problem(metrics, card.classes) or _int8_problem(raw.get("int8"))
+
+
+def _class_thresholds_problem(metrics: dict[str, Any], classes: tuple[str, ...]) -> str:
+    """What is wrong with ``metrics.class_thresholds`` and its ``class_threshold_calibration`` (absent: nothing)."""
+    table = metrics.get("class_thresholds", {})
+    if not isinstance(table, dict):
+        return f"metrics.class_thresholds = {table!r}: must be a table of CLASS = SCORE"
+    for name, v in table.items():
+        if name not in classes:
+            return f"metrics.class_thresholds.{name}: not a class of this model ({', '.join(classes)})"
+        if not _unit(v):
+            return f"metrics.class_thresholds.{name} = {v!r}: must be a number in 0..1"
+    note = metrics.get("class_threshold_calibration", "")
+    if not isinstance(note, str):
+        return f"metrics.class_threshold_calibration = {note!r}: must be text (the rule and the data)"
+    return ""
 
 
 def _is_hex64(v: Any) -> bool:

@@ -217,8 +217,8 @@ class RecipeSwitch:
         prov = {}
         for cid in st.cameras:
             vc = recipe.verdict_for(cid)
-            rules[cid] = (vc.rules(card.threshold) if vc is not None else
-                          next(c for c in st.config.cameras if c.id == cid).verdict.rules(card.threshold))
+            vc = vc if vc is not None else next(c for c in st.config.cameras if c.id == cid).verdict
+            rules[cid] = vc.rules(card.threshold, card.class_thresholds)  # the new card's calibration comes along
             rules[cid] = anomaly.rules(cid, rules[cid], card.classes)
             prov[cid] = st.provenance_for(cid, rules[cid], card)
         line = st.line

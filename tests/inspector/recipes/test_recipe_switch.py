@@ -96,3 +96,29 @@ def test_run_starts_with_the_recipe_named_on_the_command_line(recipes: Path, tmp
     out = CliRunner().invoke(app, ["run", "--headless", "--config", str(cfg), "--db", "none", "--duration", "1",
                                    "--recipe", "9"])
     assert out.exit_code == 2 and "no recipe 9" in out.output
+
+
+def test_a_switch_brings_the_new_models_class_thresholds(recipes: Path) -> None:
+    """The per-class thresholds calibrated for a model live in its card: a recipe that selects another model
+    judges with that card's, its own ``[verdict]`` table winning per class; switching back drops them."""
+    import tomllib
+
+    from inspector.pipeline.model_repo import dump_toml
+
+    card_path = recipes.parent / "models" / "defect-copy" / "card.toml"
+    card = tomllib.loads(card_path.read_text())
+    card["metrics"]["class_thresholds"] = {"scratch": 0.45, "dent": 0.45, "crack": 0.3}
+    card_path.write_text(dump_toml(card))
+    st = Station(parse_config(line_config(n=2) + f'[recipes]\ndir = "{recipes}"\nselect = 1\n'), db_url="none")
+    with st:
+        st.recipes.wait_retired()
+        assert {cid: lane.rules.class_thresholds for cid, lane in st.lanes.items()} == {
+            "cam1": {"scratch": 0.5}, "cam2": {"scratch": 0.5}}
+        st.select_recipe(2)  # defect-copy's card; the recipe's own scratch = 0.6 wins over the card's 0.45
+        st.recipes.wait_retired()
+        for lane in st.lanes.values():
+            assert lane.rules.class_thresholds == {"scratch": 0.6, "dent": 0.45, "crack": 0.3}
+            assert lane.rules.default_threshold == 0.25 and ("dent", 0.45) in lane.provenance.thresholds
+        st.select_recipe(1)
+        st.recipes.wait_retired()
+        assert all(lane.rules.class_thresholds == {"scratch": 0.5} for lane in st.lanes.values())
