@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/anomaly.py --family plate --good 200 [--size 320] [--json FILE]
     .venv/bin/python benchmarks/anomaly.py --eval [--family F ...] [--data DIR] [--json FILE]
     .venv/bin/python benchmarks/anomaly.py --precision-check MODEL [--family F] [--data DIR] [--json FILE]
+    .venv/bin/python benchmarks/anomaly.py --speed-models MODEL MODEL ... [--family F] [--rounds N] [--json FILE]
 
 Renders the family's good parts (seeds 0..N-1) into a temporary folder, times `inspector.anomaly.teach.teach`
 on them (the backbone's IR already cached, as on a station after its first teach), then times the scoring
@@ -17,14 +18,21 @@ again with that split's 10 NG parts given as ``--bad`` and evaluates that model:
 kind), pixel AUROC, false reject and escape at the threshold. The images are rendered into ``--data`` (kept: a
 second run reuses them). Mono8 sets with colour shifts are also scored without them (``without_colour_shift``:
 most of the label's shifted inks are greys that good logos have, invisible to a grey camera); both rows are printed.
+``--speed-models`` times the scoring graphs of several models (say one per backbone) side by side in one process:
+each at its card's precision on one batch of 8 letterboxed frames of the family (seeds 10000-10007), in ABBA
+order (each round runs the models forward, the next backwards, so a drift of the shared machine's load hits all
+alike); the best and median ms per frame and their ratios to the first model's.
+
 Two disjoint splits, so that what is tuned is not what is reported:
 
 - ``validation`` (choose methods and rules here): test seeds 200000-200399, NG seeds 250000-250009;
 - ``held-out`` (report only): test seeds 100000-100399, NG seeds 50000-50009.
 
 Variants of the default features for ``--eval`` (to compare on the validation split): ``--position off`` teaches
-without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level; ``--good-only``
-skips the second teach with the 10 NG parts. Each variant's models go to their own folder under ``--data``.
+without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level (Lite0's block
+numbers); ``--backbone lite1|lite2`` taps those EfficientNet-Lite variants instead of Lite0, at the same stages
+(`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--good-only`` skips the second
+teach with the 10 NG parts. Each variant's models go to their own folder under ``--data``.
 """
 
 from __future__ import annotations
@@ -101,25 +109,35 @@ def without_invisible(good: np.ndarray, bad: np.ndarray, kinds: np.ndarray, mono
             "bad_images": int(keep.sum()), "left_out": int((~keep).sum()), "why": MONO_NOTE}
 
 
-def _variant(position: bool, fine_taps: tuple[int, ...] | None) -> tuple[str, dict[str, object]]:
+def _variant(position: bool, fine_taps: tuple[int, ...] | None, backbone: str | None = None
+             ) -> tuple[str, dict[str, object]]:
     """The folder name and `teach` arguments of an ``--eval`` variant (see the module)."""
+    from inspector.anomaly.backbone import LITE0, for_backbone
     from inspector.anomaly.teach import DEFAULT_SPEC, POSITION
 
     kwargs: dict[str, object] = {"position": position}
     name = "" if position == POSITION else f"position-{'on' if position else 'off'}"
+    spec = DEFAULT_SPEC
     if fine_taps is not None and fine_taps != DEFAULT_SPEC[0].taps:
-        kwargs["spec"] = (dataclasses.replace(DEFAULT_SPEC[0], taps=fine_taps), *DEFAULT_SPEC[1:])
+        spec = (dataclasses.replace(DEFAULT_SPEC[0], taps=fine_taps), *DEFAULT_SPEC[1:])
         name += f"{'_' if name else ''}fine{'-'.join(map(str, fine_taps))}"
+    if backbone is not None and backbone != spec[0].backbone:
+        # fine_taps are Lite0's block numbers, mapped to the same stage's blocks like the defaults
+        spec = for_backbone(spec, backbone) if spec[0].backbone == LITE0.key else spec
+        name += f"{'_' if name else ''}backbone-{backbone}"
+    if spec != DEFAULT_SPEC:
+        kwargs["spec"] = spec
     return name or "default", kwargs
 
 
 def evaluate_families(families: list[str], data: Path, split: str = "held-out", *, position: bool | None = None,
-                      fine_taps: tuple[int, ...] | None = None, good_only: bool = False) -> dict[str, object]:
+                      fine_taps: tuple[int, ...] | None = None, good_only: bool = False,
+                      backbone: str | None = None) -> dict[str, object]:
     """The ``--eval`` table (see the module)."""
     from inspector.anomaly.metrics import auroc
     from inspector.anomaly.teach import POSITION, evaluate, teach
 
-    variant, kwargs = _variant(POSITION if position is None else position, fine_taps)
+    variant, kwargs = _variant(POSITION if position is None else position, fine_taps, backbone)
     out: dict[str, object] = {"machine": _isa(), "split": split, "variant": variant, "seeds": {"train": "0-199",
                               "test": f"{SPLITS[split][0]}-{SPLITS[split][0] + 399}",
                               "ng": f"{SPLITS[split][1]}-{SPLITS[split][1] + 9}"}}
@@ -187,11 +205,48 @@ def precision_check(model_dir: Path, family: str, data: Path) -> dict[str, objec
     return out
 
 
+def speed_models(models: list[Path], family: str, rounds: int = 20) -> dict[str, object]:
+    """The ``--speed-models`` table (see the module)."""
+    import statistics
+
+    from camera.products import render_product
+    from inspector.anomaly.model import load_anomaly_model
+    from inspector.anomaly.runtime import AnomalyScorer
+
+    loaded = [load_anomaly_model(m) for m in models]
+    names = [f"{m.spec[0].backbone}:{path}" for m, path in zip(loaded, models)]
+    if len(set(names)) != len(names):
+        raise SystemExit("--speed-models: give each model once")
+    scorers = {n: AnomalyScorer.for_model(m) for n, m in zip(names, loaded)}
+    first = loaded[0]
+    batch = np.stack([render_product(family, 10_000 + i, first.input_width, first.input_height).image
+                      for i in range(8)])
+    out: dict[str, object] = {"machine": _isa(), "family": family, "rounds": rounds,
+                              "precision": {n: m.precision for n, m in zip(names, loaded)}}
+    for scorer in scorers.values():  # compile and warm up
+        scorer.score(batch)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names if r % 2 == 0 else reversed(names):
+            t = time.perf_counter()
+            scorers[n].score(batch)
+            times[n].append((time.perf_counter() - t) * 1000.0 / len(batch))
+    b0, m0 = min(times[names[0]]), statistics.median(times[names[0]])
+    out["ms_per_frame_b8"] = {n: {"best": round(min(v), 3), "median": round(statistics.median(v), 3),
+                                  "best_ratio": round(min(v) / b0, 3),
+                                  "median_ratio": round(statistics.median(v) / m0, 3)} for n, v in times.items()}
+    out["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval", action="store_true", help="Accuracy on held-out seeds instead of speed.")
     ap.add_argument("--precision-check", type=Path, metavar="MODEL",
                     help="Score MODEL on the family's held-out parts (as --eval renders them) at each precision.")
+    ap.add_argument("--speed-models", type=Path, nargs="+", metavar="MODEL",
+                    help="Time these models' scoring graphs side by side (ABBA rounds), ratios to the first.")
+    ap.add_argument("--rounds", type=int, default=20, help="--speed-models: rounds.")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "inspector-anomaly-eval")
     ap.add_argument("--split", choices=tuple(SPLITS), default="held-out",
                     help="Test seeds of --eval: validation (to choose methods) or held-out (to report).")
@@ -202,7 +257,16 @@ def main() -> None:
     ap.add_argument("--position", choices=("on", "off"), help="--eval: per-position normalisation (default: teach's).")
     ap.add_argument("--fine-taps", help="--eval: the fine level's blocks, e.g. 1,2,4 (default: teach's).")
     ap.add_argument("--good-only", action="store_true", help="--eval: skip the teach with the 10 NG parts.")
+    ap.add_argument("--backbone", choices=("lite0", "lite1", "lite2"),
+                    help="--eval: the EfficientNet-Lite variant the levels tap (default: teach's).")
     args = ap.parse_args()
+    if args.speed_models:
+        family = args.family[0] if isinstance(args.family, list) else args.family
+        text = json.dumps(speed_models(args.speed_models, family, args.rounds), indent=1)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
     if args.precision_check:
         family = args.family[0] if isinstance(args.family, list) else args.family
         text = json.dumps(precision_check(args.precision_check, family, args.data), indent=1)
@@ -215,7 +279,8 @@ def main() -> None:
         families = list(FAMILIES) if args.family == "plate" else args.family
         taps = tuple(int(t) for t in args.fine_taps.split(",")) if args.fine_taps else None
         result = evaluate_families(families, args.data, args.split, good_only=args.good_only, fine_taps=taps,
-                                   position=None if args.position is None else args.position == "on")
+                                   position=None if args.position is None else args.position == "on",
+                                   backbone=args.backbone)
         text = json.dumps(result, indent=1)
         if args.json:
             args.json.write_text(text + "\n")

