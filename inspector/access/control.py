@@ -689,6 +689,25 @@ class StationControl:
         self._record("model.card_updated", before.name, before.audit_text, after.audit_text)
         return path
 
+    def set_model_class_thresholds(self, model: str | Path, class_thresholds: Mapping[str, float], note: str) -> Path:
+        """Write calibrated per-class thresholds and how they were chosen into a model's card
+        (`inspector model calibrate --update-card`); engineer or higher, audited as `update_model_card`.
+
+        Raises:
+            PermissionDenied: Not logged in as an engineer or admin.
+            ModelError: The model folder or its card cannot be read, or its file does not match the card.
+        """
+        self._require("model.update_card")
+        from inspector.pipeline.model_repo import load_card
+        from inspector.quality.calibrate import write_class_thresholds
+
+        with self._lock:
+            before = load_card(model, verify=False)
+            path = write_class_thresholds(model, class_thresholds, note)
+            after = load_card(model, verify=False)
+        self._record("model.card_updated", before.name, before.audit_text, after.audit_text)
+        return path
+
     def audit_entries(self, limit: int = 500, since: float | None = None) -> list[AuditEntry]:
         """Newest audit rows first (anyone may read the trail)."""
         self._require("audit.view")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,8 +17,8 @@ app = typer.Typer()
 model_app = typer.Typer(name="model", no_args_is_help=True, help="Model folders: the promotion gate.")
 app.add_typer(model_app)
 
-#: `inspector eval`'s threshold for a card without metrics.threshold.
-DEFAULT_EVAL_THRESHOLD = 0.25
+if TYPE_CHECKING:
+    from inspector.pipeline.verdict import VerdictRules
 #: `inspector eval`'s frames per inference call (printed with the results).
 EVAL_BATCH = 8
 
@@ -138,42 +138,55 @@ def eval_cmd(
     faces: int = typer.Option(0, min=0, max=64, help="Evaluate COUNT parts of this many faces (a line's cameras, "
                                                       "one verdict per part) instead of COUNT frames."),
     class_threshold: list[str] | None = typer.Option(
-        None, "--class-threshold", help="With --faces: CLASS=SCORE, repeatable (a line's per-class thresholds)."),
+        None, "--class-threshold", help="CLASS=SCORE, repeatable: replaces the card's class threshold of CLASS "
+                                        "(default: the card's metrics.class_thresholds)."),
     data: Path | None = typer.Option(None, help="Evaluate on your own labelled images: a dataset's data.yaml "
                                                 "(e.g. from inspector dataset import) instead of rendered frames."),
     split: str = typer.Option("test", help="With --data: the split to evaluate on."),
 ) -> None:
-    """Evaluate on held-out seeds, or on your own images (--data), through the runtime pipeline (not Ultralytics)."""
+    """Evaluate on held-out seeds, or on your own images (--data), through the runtime pipeline (not Ultralytics),
+    at the card's rules (its threshold and class thresholds) unless --threshold / --class-threshold replace them."""
     if data is not None:
-        for given, option in ((faces, "--faces"), (update_card, "--update-card"), (class_threshold, "--class-threshold"),
-                              (seed_base is not None, "--seed-base")):
+        for given, option in ((faces, "--faces"), (update_card, "--update-card"), (seed_base is not None, "--seed-base")):
             if given:
-                fail(f"{option}: not with --data (the dataset's images are evaluated, one threshold for every class)")
-        return _eval_data(model, data, split, backend, threshold, precision, json_out)
+                fail(f"{option}: not with --data (the dataset's images are evaluated)")
+    elif faces and update_card:
+        fail("--update-card: the card holds frame metrics; evaluate without --faces to update it")
+    elif class_threshold and update_card:
+        fail("--class-threshold: not with --update-card (the card's metrics are taken at its own class thresholds; "
+             "inspector model calibrate --update-card chooses them)")
+    rules = _eval_rules(model, threshold, _class_thresholds(class_threshold or []))
+    if data is not None:
+        return _eval_data(model, data, split, backend, rules, precision, json_out)
     if faces:
-        if update_card:
-            fail("--update-card: the card holds frame metrics; evaluate without --faces to update it")
-        return _eval_parts(model, count, faces, backend, width, height, threshold, precision, seed_base, json_out,
-                           _class_thresholds(class_threshold or []))
-    if class_threshold:
-        fail("--class-threshold: only with --faces (frame evaluation uses one threshold)")
+        return _eval_parts(model, count, faces, backend, width, height, rules, precision, seed_base, json_out)
     if update_card and not acting:
         fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
     # log in before the long evaluation, not after it
     session = authenticated(db, acting, "model.update_card") if update_card else contextlib.nullcontext()
     with session as control:
-        _eval_and_report(model, count, backend, width, height, threshold, precision, seed_base or 1_000_000, json_out,
+        _eval_and_report(model, count, backend, width, height, rules, precision, seed_base or 1_000_000, json_out,
                          control)
 
 
-def _card_threshold(model: str, threshold: float | None) -> float:
-    """``--threshold``, else the card's metrics.threshold, else `DEFAULT_EVAL_THRESHOLD`."""
+def _eval_rules(model: str, threshold: float | None, class_thresholds: dict[str, float]) -> VerdictRules:
+    """The card's rules (`evaluation.card_rules`), ``--threshold`` and ``--class-threshold`` replacing its own."""
     from inspector.pipeline.model_repo import load_card
+    from inspector.quality.evaluation import card_rules
 
-    if threshold is not None:
-        return threshold
-    card_threshold = load_card(model, verify=False).threshold
-    return card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
+    try:
+        card = load_card(model, verify=False)
+    except user_errors() as exc:
+        fail(str(exc))
+    unknown = sorted(set(class_thresholds) - set(card.classes))
+    if unknown:
+        fail(f"--class-threshold: {', '.join(unknown)} is not a class of {model} ({', '.join(card.classes)})")
+    return card_rules(card, threshold, class_thresholds)
+
+
+def _rules_text(rules: VerdictRules) -> str:
+    """``threshold 0.25, scratch 0.45, dent 0.45``: what an evaluation judges at."""
+    return f"threshold {rules.default_threshold:g}" + "".join(f", {k} {v:g}" for k, v in rules.class_thresholds.items())
 
 
 def _write_json(json_out: Path | None, metrics: dict[str, Any]) -> None:
@@ -184,7 +197,7 @@ def _write_json(json_out: Path | None, metrics: dict[str, Any]) -> None:
             fail(f"--json: cannot write {json_out}: {exc.strerror}")
 
 
-def _eval_data(model: str, data: Path, split: str, backend: str, threshold: float | None, precision: str,
+def _eval_data(model: str, data: Path, split: str, backend: str, rules: VerdictRules, precision: str,
                json_out: Path | None) -> None:
     """Evaluate on a dataset's split (`inspector.quality.dataset_eval`) and print image and part figures."""
     from inspector.quality.data_yaml import DatasetError
@@ -192,9 +205,9 @@ def _eval_data(model: str, data: Path, split: str, backend: str, threshold: floa
 
     errors: tuple[type[BaseException], ...] = (*user_errors(), DatasetError)
     try:
-        threshold = _card_threshold(model, threshold)
-        typer.echo(f"evaluating {model}: threshold {threshold:g}, the {split} split of {data}, batch {EVAL_BATCH} ...")
-        m = evaluate_dataset(model, data, split=split, threshold=threshold, backend=backend, precision=precision,
+        typer.echo(f"evaluating {model}: {_rules_text(rules)}, the {split} split of {data}, batch {EVAL_BATCH} ...")
+        m = evaluate_dataset(model, data, split=split, threshold=rules.default_threshold,
+                             class_thresholds=rules.class_thresholds, backend=backend, precision=precision,
                              batch=EVAL_BATCH)
     except errors as exc:
         fail(str(exc))
@@ -230,25 +243,17 @@ def _class_thresholds(specs: list[str]) -> dict[str, float]:
 
 
 def _eval_parts(model: str, parts: int, faces: int, backend: str, width: int, height: int,
-                threshold: float | None, precision: str, seed_base: int | None, json_out: Path | None,
-                class_thresholds: dict[str, float]) -> None:
+                rules: VerdictRules, precision: str, seed_base: int | None, json_out: Path | None) -> None:
     """Part-level evaluation (`inspector.quality.part_eval`): print per-part and per-frame rates."""
-    from inspector.pipeline.model_repo import load_card
     from inspector.quality.part_eval import LINE_EVAL_SEED_BASE, evaluate_parts
 
     try:
-        if threshold is None:
-            card_threshold = load_card(model, verify=False).threshold
-            threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
         seed = seed_base or LINE_EVAL_SEED_BASE
-        unknown = sorted(set(class_thresholds) - set(load_card(model, verify=False).classes))
-        if unknown:
-            fail(f"--class-threshold: {', '.join(unknown)} is not a class of {model}")
-        per_class = "".join(f", {k} {v:g}" for k, v in class_thresholds.items())
-        typer.echo(f"evaluating {model}: threshold {threshold:g}{per_class}, {parts} held-out parts of {faces} "
+        typer.echo(f"evaluating {model}: {_rules_text(rules)}, {parts} held-out parts of {faces} "
                    f"faces from seed {seed} ...")
-        m = evaluate_parts(model, parts=parts, faces=faces, threshold=threshold, class_thresholds=class_thresholds,
-                           backend=backend, width=width, height=height, precision=precision, seed_base=seed)
+        m = evaluate_parts(model, parts=parts, faces=faces, threshold=rules.default_threshold,
+                           class_thresholds=rules.class_thresholds, backend=backend, width=width, height=height,
+                           precision=precision, seed_base=seed)
     except user_errors() as exc:
         fail(str(exc))
     typer.echo(
@@ -264,21 +269,18 @@ def _eval_parts(model: str, parts: int, faces: int, backend: str, width: int, he
             fail(f"--json: cannot write {json_out}: {exc.strerror}")
 
 
-def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, threshold: float | None,
+def _eval_and_report(model: str, count: int, backend: str, width: int, height: int, rules: VerdictRules,
                      precision: str, seed_base: int, json_out: Path | None, control: Any) -> None:
     """Evaluate, print the metrics and, with a logged-in ``control``, write them into the card."""
-    from inspector.pipeline.model_repo import load_card
     from inspector.quality.evaluation import evaluate
 
     try:
         if precision not in ("auto", "f32", "bf16", "f16", "int8"):
             fail(f"--precision: {precision!r} is not one of auto, f32, bf16, f16, int8")
-        if threshold is None:
-            card_threshold = load_card(model, verify=False).threshold
-            threshold = card_threshold if card_threshold is not None else DEFAULT_EVAL_THRESHOLD
-        typer.echo(f"evaluating {model}: threshold {threshold:g}, {count} held-out frames from seed {seed_base} "
+        typer.echo(f"evaluating {model}: {_rules_text(rules)}, {count} held-out frames from seed {seed_base} "
                    f"(seeds {seed_base}..{seed_base + count - 1}), batch {EVAL_BATCH} ...")
-        m = evaluate(model, count=count, backend=backend, width=width, height=height, threshold=threshold,
+        m = evaluate(model, count=count, backend=backend, width=width, height=height,
+                     threshold=rules.default_threshold, class_thresholds=rules.class_thresholds,
                      precision=precision, seed_base=seed_base, batch=EVAL_BATCH)
     except user_errors() as exc:
         fail(str(exc))
@@ -330,7 +332,8 @@ def gate(
         f = table[who]
         part = (f", parts: escape {f['part_escape_rate']:.2%}, false reject {f['part_false_reject_rate']:.2%}"
                 if "part_escape_rate" in f else "")
-        typer.echo(f"  {who:9} threshold {f['threshold']:g}: mAP50 {f['mAP50']:.4f}, escape {f['escape_rate']:.2%}, "
+        per_class = "".join(f", {k} {v:g}" for k, v in f.get("class_thresholds", {}).items())
+        typer.echo(f"  {who:9} threshold {f['threshold']:g}{per_class}: mAP50 {f['mAP50']:.4f}, escape {f['escape_rate']:.2%}, "
                    f"false reject {f['false_reject_rate']:.2%}{part}")
     for reason in table["reasons"]:
         typer.echo(f"  failed: {reason}")
@@ -339,3 +342,89 @@ def gate(
                f"(data sha256 {table['data_sha256'][:12]}...): {card_path}")
     if not table["passed"]:
         raise typer.Exit(1)
+
+
+@model_app.command("calibrate")
+def calibrate(
+    model: str = typer.Option(..., help="Model name or folder."),
+    faces: int = typer.Option(8, min=1, max=64, help="Faces (the line's cameras) of each part."),
+    count: int = typer.Option(3000, min=1, max=1_000_000, help="Validation parts to render."),
+    seed_base: int = typer.Option(3_900_000, min=1_000_000,
+                                  help="First part's seed: validation parts, never a held-out set (3500000.., "
+                                       "3700000.., 3800000..)."),
+    precision: str = typer.Option("auto", help="OpenVINO precision: auto, f32, bf16, int8 (the card's INT8 model)."),
+    step: float = typer.Option(0.05, help="Grid step of the thresholds tried (0.15..0.80)."),
+    backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
+    scores: Path | None = typer.Option(None, help="Save each part's best score per class here (JSON), to redo a "
+                                                  "sweep without running the model."),
+    update_card: bool = typer.Option(False, help="Write [metrics] class_thresholds and class_threshold_calibration "
+                                                 "into the card (an engineer logs in with --as; audited in --db)."),
+    acting: str | None = typer.Option(None, "--as", help="With --update-card: the engineer or admin who changes the card."),
+    db: str | None = typer.Option(None, help="With --update-card: the database whose audit trail records it."),
+) -> None:
+    """Choose per-class thresholds on validation line parts that minimise max(part escape / 0.5%, part false
+    reject / 1%), and with --update-card keep them in the model's card: they travel with the model."""
+    from inspector.pipeline.model_repo import load_card
+    from inspector.quality.calibrate import CalibrationError, check_grid, check_seeds, threshold_grid
+    from inspector.quality.evaluation import UNCALIBRATED_THRESHOLD
+
+    if precision not in ("auto", "f32", "bf16", "int8"):
+        fail(f"--precision: {precision!r} is not one of auto, f32, bf16, int8")
+    errors: tuple[type[BaseException], ...] = (*user_errors(), CalibrationError)
+    try:
+        grid = threshold_grid(step)
+        check_seeds(seed_base, count)
+        card = load_card(model, verify=False)
+        check_grid(grid, len(card.classes))
+    except errors as exc:
+        fail(str(exc))
+    if scores is not None and not scores.parent.is_dir():
+        fail(f"--scores: {scores.parent} is not a folder")
+    if update_card and not acting:
+        fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
+    default = card.threshold if card.threshold is not None else UNCALIBRATED_THRESHOLD
+    # log in before the long rendering, not after it
+    session = authenticated(db, acting, "model.update_card") if update_card else contextlib.nullcontext()
+    with session as control:
+        _calibrate(model, faces, count, seed_base, precision, backend, grid, default, scores, control)
+
+
+def _calibrate(model: str, faces: int, count: int, seed_base: int, precision: str, backend: str, grid: Any,
+               default: float, scores_out: Path | None, control: Any) -> None:
+    """Render and score the parts, choose the thresholds, save and write what was asked; the summary last."""
+    from inspector.pipeline.model_repo import load_card
+    from inspector.quality.calibrate import (
+        CalibrationError,
+        calibration_note,
+        choose_class_thresholds,
+        scores_document,
+        write_scores,
+    )
+    from inspector.quality.part_eval import score_parts
+
+    errors: tuple[type[BaseException], ...] = (*user_errors(), CalibrationError)
+    every = max(1, count // 20)
+
+    def progress(done: int, total: int) -> None:
+        if done % every == 0 or done == total:
+            typer.echo(f"  {done} of {total} parts", err=True)
+
+    typer.echo(f"calibrating {model}: {count} parts of {faces} faces from seed {seed_base} "
+               f"(seeds {seed_base}..{seed_base + count - 1}), precision {precision}, {len(grid)} thresholds "
+               f"{grid[0]:g}..{grid[-1]:g} for each class ...", err=True)
+    try:
+        card = load_card(model, int8=precision == "int8")
+        s = score_parts(model, parts=count, faces=faces, backend=backend, seed_base=seed_base, precision=precision,
+                        progress=progress)
+        c = choose_class_thresholds(s.scores, s.defective, s.classes, default, grid)
+        if scores_out is not None:
+            write_scores(scores_out, scores_document(s, card.name, card.card_sha256, precision))
+            typer.echo(f"scores: {scores_out}", err=True)
+        if control is not None:
+            note = calibration_note(c, seeds=(seed_base, seed_base + count - 1), faces=faces, precision=precision,
+                                    grid=grid, default=default)
+            path = control.set_model_class_thresholds(model, c.class_thresholds, note)
+            typer.echo(f"card updated: {path} (audited)", err=True)
+    except errors as exc:
+        fail(str(exc))
+    typer.echo(c.summary())

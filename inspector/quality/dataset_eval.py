@@ -3,7 +3,7 @@
 Each image of a dataset split (``data.yaml``, Ultralytics layout) is letterboxed, inferred,
 decoded, NMS'd and mapped back to image pixels as the station does (`evaluation.detect_frames`'s
 steps, one letterbox per image since sizes may differ), and judged by the station's
-`VerdictRules` at the card's threshold. Reported:
+`VerdictRules` at the card's rules (its threshold and class thresholds, `evaluation.card_rules`). Reported:
 
 * mAP50, mAP50-95 and AP50 per class (COCO / Ultralytics 101-point rule, `evaluation.ap_table`);
 * escapes and false rejects per image: an image is NG when it has a labelled box; an escape is
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,8 @@ from inspector.pipeline.model_repo import ModelCard, load_card
 from inspector.pipeline.postprocess import decode_yolo, nms, to_frame_pixels
 from inspector.pipeline.preprocess import Letterbox
 from inspector.pipeline.results import detections_from_array
-from inspector.pipeline.verdict import VerdictRules
 from inspector.quality.data_yaml import DatasetError, DataYaml, label_path, read_data_yaml
-from inspector.quality.evaluation import IOU_THRESHOLDS, ap_table, match_at_thresholds, threshold_sweep
+from inspector.quality.evaluation import IOU_THRESHOLDS, ap_table, card_rules, match_at_thresholds, threshold_sweep
 from inspector.quality.labels import PART_SEPARATOR, part_from_name, read_yolo_labels
 
 #: What the station decodes at for evaluation: every candidate counts towards AP (as Ultralytics val)
@@ -116,10 +115,12 @@ def evaluate_on_data(
     data_yaml: Path,
     *,
     split: str = "test",
-    threshold: float,
+    threshold: float | None = None,
+    class_thresholds: Mapping[str, float] | None = None,
     batch: int = 8,
 ) -> dict[str, Any]:
-    """Evaluate with an open backend on the images of ``split`` (see the module docstring for what is reported).
+    """Evaluate with an open backend on the images of ``split`` (see the module docstring for what is reported),
+    judged at the card's rules, ``threshold`` and ``class_thresholds`` replacing the card's (`card_rules`).
 
     Raises:
         DatasetError: The data.yaml, a label file, an image or parts.csv is broken, or the split is empty.
@@ -130,7 +131,7 @@ def evaluate_on_data(
         raise DatasetError(f"{data.file}: the {split} split holds no images")
     parts = part_ids(data, paths)
     mapping = _class_map(data, card)
-    rules = VerdictRules(threshold)
+    rules = card_rules(card, threshold, class_thresholds)
     nc = len(card.classes)
     n_gt = np.zeros(nc, int)
     preds: list[np.ndarray] = []
@@ -161,7 +162,8 @@ def evaluate_on_data(
         "sha256": card.sha256,
         "data": str(data.file),
         "split": split,
-        "threshold": threshold,
+        "threshold": rules.default_threshold,
+        "class_thresholds": dict(rules.class_thresholds),
         "images": len(paths),
         "mAP50": float(ap[present, 0].mean()) if present.any() else 0.0,
         "mAP50_95": float(ap[present].mean()) if present.any() else 0.0,
@@ -219,7 +221,8 @@ def evaluate_dataset(
     data_yaml: Path,
     *,
     split: str = "test",
-    threshold: float,
+    threshold: float | None = None,
+    class_thresholds: Mapping[str, float] | None = None,
     backend: str = "openvino",
     precision: str = "auto",
     batch: int = 8,
@@ -231,10 +234,12 @@ def evaluate_dataset(
         DatasetError: See `evaluate_on_data`.
     """
     card = load_card(model, int8=precision == "int8")
+    card_rules(card, threshold, class_thresholds)  # a class the model lacks is refused before it compiles
     read_data_yaml(data_yaml).images(split)  # a bad dataset is refused before the model compiles
     be = create_backend(backend, card, max_batch=batch, precision=precision)
     try:
-        m = evaluate_on_data(card, be, data_yaml, split=split, threshold=threshold, batch=batch)
+        m = evaluate_on_data(card, be, data_yaml, split=split, threshold=threshold, class_thresholds=class_thresholds,
+                             batch=batch)
     finally:
         be.close()
     m.update(backend=backend, precision=precision)

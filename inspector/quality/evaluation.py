@@ -17,12 +17,38 @@ import numpy as np
 
 from camera.renderer import DEFAULT_OK_SHARE, RenderedFrame, render_part
 from inspector.pipeline.backends import Backend, BatchItem, create_backend
-from inspector.pipeline.model_repo import ModelCard, dump_toml, load_card, resolve_model_dir, sha256_file
+from inspector.pipeline.model_repo import ModelCard, ModelError, dump_toml, load_card, resolve_model_dir, sha256_file
 from inspector.pipeline.postprocess import decode_yolo, iou_matrix, nms, to_frame_pixels
 from inspector.pipeline.preprocess import Letterbox
+from inspector.pipeline.verdict import VerdictRules
 from inspector.quality.dataset import HELD_OUT_SEED_BASE
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+#: The verdict threshold of a card without metrics.threshold (`inspector eval`, the gate).
+UNCALIBRATED_THRESHOLD = 0.25
+
+
+def card_rules(card: ModelCard, threshold: float | None = None,
+               class_thresholds: Mapping[str, float] | None = None) -> VerdictRules:
+    """The rules a model is evaluated at: its card's threshold and class thresholds (what a station camera
+    without its own ``default_threshold`` uses), ``threshold`` replacing the card's threshold and
+    ``class_thresholds`` the card's per class.
+
+    Raises:
+        ModelError: ``class_thresholds`` names a class the model lacks.
+    """
+    unknown = sorted(set(class_thresholds or {}) - set(card.classes))
+    if unknown:
+        raise ModelError(f"class thresholds: {', '.join(unknown)} is not a class of {card.name} "
+                         f"({', '.join(card.classes)})")
+    if threshold is None:
+        threshold = card.threshold if card.threshold is not None else UNCALIBRATED_THRESHOLD
+    return VerdictRules(threshold, {**card.class_thresholds, **(class_thresholds or {})})
+
+
+def judged_ng(dets: np.ndarray, limits: np.ndarray) -> bool:
+    """Whether ``(N, 6)`` detections hold one at its class's threshold (``limits``, one per class)."""
+    return bool(len(dets) and (dets[:, 4] >= limits[dets[:, 5].astype(int)]).any())
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -102,7 +128,8 @@ def evaluate(
     backend: str = "openvino",
     width: int = 320,
     height: int = 320,
-    threshold: float = 0.35,
+    threshold: float | None = None,
+    class_thresholds: Mapping[str, float] | None = None,
     batch: int = 8,
     seed_base: int = HELD_OUT_SEED_BASE,
     ok_share: float = DEFAULT_OK_SHARE,
@@ -111,11 +138,13 @@ def evaluate(
     """Evaluate a model from the repository on ``count`` held-out frames.
 
     Returns:
-        mAP50, mAP50_95, per-class AP50, part-level escape and false-reject rates at
-        ``threshold``, latency per image (preprocess + inference + postprocess) and the
-        seeds used.
+        mAP50, mAP50_95, per-class AP50, escape and false-reject rates per frame at the card's rules
+        (`card_rules`: ``threshold`` and ``class_thresholds`` replace the card's), latency per image
+        (preprocess + inference + postprocess) and the seeds used.
     """
     card = load_card(model)
+    rules = card_rules(card, threshold, class_thresholds)
+    limits = np.array([rules.threshold_for(c) for c in card.classes])
     be = create_backend(backend, card, max_batch=batch, precision=precision)
     names = card.classes
     nc = len(names)
@@ -139,7 +168,7 @@ def evaluate(
                 n_gt[c] += 1
             all_pred.append(d)
             all_tp.append(match_at_thresholds(d, gt))
-            ng = bool(len(d) and (d[:, 4] >= threshold).any())
+            ng = judged_ng(d, limits)
             frame_max.append((float(d[:, 4].max()) if len(d) else 0.0, f.truth.defective))
             if f.truth.defective:
                 defective += 1
@@ -160,7 +189,8 @@ def evaluate(
         "frame_size": [width, height],
         "seeds": [seed_base, seed_base + count - 1],
         "ok_share": ok_share,
-        "threshold": threshold,
+        "threshold": rules.default_threshold,
+        "class_thresholds": dict(rules.class_thresholds),
         "mAP50": float(ap[present, 0].mean()) if present.any() else 0.0,
         "mAP50_95": float(ap[present].mean()) if present.any() else 0.0,
         "per_class_AP50": {names[c]: float(ap[c, 0]) for c in range(nc)},
@@ -194,12 +224,22 @@ def threshold_sweep(frame_max: list[tuple[float, bool]]) -> list[dict[str, float
 
 
 def update_card_metrics(model: str | Path, metrics: Mapping[str, Any]) -> Path:
-    """Write evaluation metrics into the model's card (keeps the other fields)."""
+    """Write evaluation metrics into the model's card (keeps the other fields, and the class thresholds the
+    metrics were taken at: the card's own).
+
+    Raises:
+        ModelError: The metrics were taken at other class thresholds than the card's.
+    """
     import tomllib
 
     folder = resolve_model_dir(model)
     path = folder / "card.toml"
     data = tomllib.loads(path.read_text())
+    old = data.get("metrics", {})
+    calibration = {k: old[k] for k in ("class_thresholds", "class_threshold_calibration") if k in old}
+    if dict(metrics.get("class_thresholds", {})) != dict(calibration.get("class_thresholds", {})):
+        raise ModelError(f"model: {path}: the metrics were taken at class thresholds "
+                         f"{dict(metrics.get('class_thresholds', {}))}, not the card's; evaluate at the card's rules")
     data["metrics"] = {
         "mAP50": round(metrics["mAP50"], 4),
         "mAP50_95": round(metrics["mAP50_95"], 4),
@@ -211,6 +251,7 @@ def update_card_metrics(model: str | Path, metrics: Mapping[str, Any]) -> Path:
         "eval_frames": metrics["frames"],
         "eval_seeds": metrics["seeds"],
         "per_class_AP50": {k: round(v, 4) for k, v in metrics["per_class_AP50"].items()},
+        **calibration,
     }
     data["sha256"] = sha256_file(folder / data["file"])
     path.write_text(dump_toml(data))

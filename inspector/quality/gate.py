@@ -1,7 +1,7 @@
 """The promotion gate: a candidate model replaces the current one only if it is no worse on held-out images.
 
 ``inspector model gate`` evaluates both models on the same split of one dataset (each at its
-own card's threshold, `dataset_eval.evaluate_dataset`), compares escapes, false rejects (per
+own card's rules: its threshold and class thresholds, `dataset_eval.evaluate_dataset`), compares escapes, false rejects (per
 image, and per part where the data names parts) and mAP50 within the allowed margins, and
 writes the verdict into the candidate's card as a ``[gate]`` table::
 
@@ -16,7 +16,7 @@ writes the verdict into the candidate's card as a ``[gate]`` table::
     images = 412
     date = "2026-12-06T03:20:00+00:00"
     reasons = []                            # each failed criterion, one line
-    [gate.limits]  [gate.candidate]  [gate.current]
+    [gate.limits]  [gate.candidate]  [gate.current]      # each side's figures and the rules they were taken at
 
 Only the ``[gate]`` table changes; the model file is checked against the card's sha256 before
 the card is written and again after, so a gate is never written for a swapped file.
@@ -38,7 +38,7 @@ from inspector.pipeline.model_repo import ModelCard, ModelError, dump_toml, load
 from inspector.quality.data_yaml import label_path, read_data_yaml
 
 #: The figures a gate compares and keeps of each model (the rates per image, per part where present).
-GATE_FIGURES = ("threshold", "mAP50", "mAP50_95", "escape_rate", "false_reject_rate", "escapes", "false_rejects",
+GATE_FIGURES = ("threshold", "class_thresholds", "mAP50", "mAP50_95", "escape_rate", "false_reject_rate", "escapes", "false_rejects",
                 "part_escape_rate", "part_false_reject_rate", "part_escapes", "part_false_rejects")
 
 
@@ -183,7 +183,8 @@ def run_gate(
     evaluate: Callable[..., dict[str, Any]] | None = None,
     **eval_options: Any,
 ) -> tuple[dict[str, Any], Path]:
-    """Evaluate both models on ``split`` at each one's card threshold and write the verdict into the candidate's card.
+    """Evaluate both models on ``split`` at each one's card rules (its threshold and class thresholds) and write
+    the verdict into the candidate's card.
 
     Args:
         candidate: The model that would replace ``current``.
@@ -191,7 +192,7 @@ def run_gate(
         data_yaml: Held-out labelled images (a data.yaml).
         split: Its split to compare on.
         limits: The margins the candidate may be worse by (default: none).
-        evaluate: ``evaluate(model, data_yaml, split=, threshold=, **eval_options)``; default
+        evaluate: ``evaluate(model, data_yaml, split=, threshold=, class_thresholds=, **eval_options)``; default
             `dataset_eval.evaluate_dataset`.
         eval_options: Passed to ``evaluate`` (backend, precision, batch).
 
@@ -199,14 +200,16 @@ def run_gate(
         The ``[gate]`` table and the card's path.
     """
     from inspector.quality.dataset_eval import evaluate_dataset
+    from inspector.quality.evaluation import card_rules
 
     run = evaluate or evaluate_dataset
     cand_card, cur_card = load_card(candidate), load_card(current)
     digest = dataset_sha256(data_yaml, split)
     figures = []
     for card, spec in ((cand_card, candidate), (cur_card, current)):
-        threshold = card.threshold if card.threshold is not None else 0.25
-        figures.append(run(spec, data_yaml, split=split, threshold=threshold, **eval_options))
+        rules = card_rules(card)
+        figures.append(run(spec, data_yaml, split=split, threshold=rules.default_threshold,
+                           class_thresholds=rules.class_thresholds, **eval_options))
     if dataset_sha256(data_yaml, split) != digest:
         raise ModelError(f"gate: {data_yaml} changed while the models were evaluated; run the gate again")
     table = gate_table(cand_card, cur_card, figures[0], figures[1], limits or GateLimits(), data_yaml, split, digest)

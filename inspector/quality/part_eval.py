@@ -12,6 +12,8 @@ threshold on parts rather than frames.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,98 @@ import numpy as np
 from camera.renderer import DEFAULT_OK_SHARE, RenderedFrame, render_face
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
-from inspector.pipeline.results import detections_from_array
 from inspector.pipeline.verdict import VerdictRules
-from inspector.quality.evaluation import detect_frames
+from inspector.quality.evaluation import card_rules, detect_frames
 
 #: Held-out line parts start here: apart from training (0..), held-out frames (1,000,000..),
 #: the demo stations (2,000,000.. and line-demo's 3,000,000..).
 LINE_EVAL_SEED_BASE = 3_500_000
+
+
+@dataclass(frozen=True)
+class PartScores:
+    """Rendered line parts through the runtime path, kept as each class's best score per face.
+
+    What any threshold rule is decided from: with no area or ROI rule, a face is NG when some class's
+    best score on it reaches that class's threshold, and a part is NG when any of its faces is.
+
+    Attributes:
+        classes: The model's classes (the last axis).
+        seed_base: The first part's seed (part ``p`` is seed ``seed_base + p``).
+        face_scores: ``(parts, faces, classes)`` each class's best score on each face, 0 where none.
+        face_defective: ``(parts, faces)`` whether the face truly shows a defect.
+        busy_s: Seconds spent in detection (preprocess, inference, decode, NMS).
+    """
+
+    classes: tuple[str, ...]
+    seed_base: int
+    face_scores: np.ndarray
+    face_defective: np.ndarray
+    busy_s: float = 0.0
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``(parts, classes)`` each class's best score over a part's faces."""
+        return self.face_scores.max(axis=1)
+
+    @property
+    def defective(self) -> np.ndarray:
+        """``(parts,)`` whether a part truly has a defect (on any face)."""
+        return np.asarray(self.face_defective.any(axis=1), bool)
+
+
+def score_parts(
+    model: str | Path,
+    *,
+    parts: int,
+    faces: int = 8,
+    mono_faces: tuple[int, ...] = (3, 7),
+    backend: str = "openvino",
+    width: int = 320,
+    height: int = 320,
+    seed_base: int = LINE_EVAL_SEED_BASE,
+    ok_share: float = DEFAULT_OK_SHARE,
+    precision: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> PartScores:
+    """Render ``parts`` line parts of ``faces`` views and detect on every face as the station does.
+
+    Args:
+        model: Model name or folder (its sha256 checked; with ``precision="int8"`` its INT8 IR's too).
+        progress: Called with (parts done, parts) after each part.
+
+    Returns:
+        Each class's best score per face and the truth (`PartScores`).
+    """
+    card = load_card(model, int8=precision == "int8")
+    be = create_backend(backend, card, max_batch=faces, precision=precision)
+    nc = len(card.classes)
+    face_scores = np.zeros((parts, faces, nc))
+    face_defective = np.zeros((parts, faces), bool)
+    busy = 0.0
+    try:
+        for p in range(parts):
+            frames: list[RenderedFrame] = [
+                render_face(seed_base + p, k, faces, width, height, mono=k in mono_faces, ok_share=ok_share)
+                for k in range(faces)
+            ]
+            t0 = time.perf_counter()
+            dets = detect_frames(be, card, frames, width, height)
+            busy += time.perf_counter() - t0
+            for k, (f, d) in enumerate(zip(frames, dets)):
+                if len(d):  # each class's best: scatter the scores onto their classes
+                    np.maximum.at(face_scores[p, k], d[:, 5].astype(int), d[:, 4])
+                face_defective[p, k] = f.truth.defective
+            if progress is not None:
+                progress(p + 1, parts)
+    finally:
+        be.close()
+    return PartScores(card.classes, seed_base, face_scores, face_defective, busy)
+
+
+def class_limits(rules: VerdictRules, classes: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Each class's threshold under ``rules``, in the model's class order."""
+    return np.array([rules.threshold_for(c) for c in classes])
 
 
 def evaluate_parts(
@@ -35,8 +122,8 @@ def evaluate_parts(
     parts: int = 500,
     faces: int = 8,
     mono_faces: tuple[int, ...] = (3, 7),
-    threshold: float = 0.35,
-    class_thresholds: dict[str, float] | None = None,
+    threshold: float | None = None,
+    class_thresholds: Mapping[str, float] | None = None,
     backend: str = "openvino",
     width: int = 320,
     height: int = 320,
@@ -44,50 +131,23 @@ def evaluate_parts(
     ok_share: float = DEFAULT_OK_SHARE,
     precision: str = "auto",
 ) -> dict[str, Any]:
-    """Part and frame escape / false-reject rates over ``parts`` held-out parts of ``faces`` views."""
-    card = load_card(model)
-    be = create_backend(backend, card, max_batch=faces, precision=precision)
-    rules = VerdictRules(threshold, dict(class_thresholds or {}))
-    part_rows: list[tuple[bool, bool, float]] = []  # truth NG, judged NG, best score over its faces
-    class_best: list[np.ndarray] = []  # per part, each class's best score over its faces
-    frame_def = frame_escapes = frame_false = 0
-    busy = 0.0
-    try:
-        for p in range(parts):
-            seed = seed_base + p
-            frames: list[RenderedFrame] = [
-                render_face(seed, k, faces, width, height, mono=k in mono_faces, ok_share=ok_share)
-                for k in range(faces)
-            ]
-            t0 = time.perf_counter()
-            dets = detect_frames(be, card, frames, width, height)
-            busy += time.perf_counter() - t0
-            any_ng = False
-            best = 0.0
-            per_class = np.zeros(len(card.classes))
-            for f, d in zip(frames, dets):
-                verdict, _rule, _counted, _rej = rules.decide(detections_from_array(d, card.classes))
-                ng = verdict.value == "NG"
-                any_ng |= ng
-                best = max(best, float(d[:, 4].max()) if len(d) else 0.0)
-                for c in range(len(card.classes)):
-                    scores = d[d[:, 5].astype(int) == c, 4] if len(d) else d[:0, 4]
-                    per_class[c] = max(per_class[c], float(scores.max()) if len(scores) else 0.0)
-                if f.truth.defective:
-                    frame_def += 1
-                    frame_escapes += not ng
-                else:
-                    frame_false += ng
-            truth = any(f.truth.defective for f in frames)
-            part_rows.append((truth, any_ng, best))
-            class_best.append(per_class)
-    finally:
-        be.close()
-    truth_ng = np.array([r[0] for r in part_rows], bool)
-    judged = np.array([r[1] for r in part_rows], bool)
-    best_scores = np.array([r[2] for r in part_rows])
+    """Part and frame escape / false-reject rates over ``parts`` held-out parts of ``faces`` views.
+
+    Judged at the card's rules (`evaluation.card_rules`): ``threshold`` replaces the card's threshold,
+    ``class_thresholds`` the card's class thresholds per class.
+    """
+    card = load_card(model, verify=False)
+    rules = card_rules(card, threshold, class_thresholds)
+    s = score_parts(model, parts=parts, faces=faces, mono_faces=mono_faces, backend=backend, width=width,
+                    height=height, seed_base=seed_base, ok_share=ok_share, precision=precision)
+    limits = class_limits(rules, s.classes)
+    face_ng = np.asarray((s.face_scores >= limits).any(axis=2), bool)
+    judged = face_ng.any(axis=1)
+    truth_ng = s.defective
+    best_scores = s.scores.max(axis=1)
     n_def, n_ok = int(truth_ng.sum()), int((~truth_ng).sum())
     n_frames = parts * faces
+    frame_def = int(s.face_defective.sum())
     sweep = []
     for t in np.round(np.arange(0.05, 0.91, 0.05), 2):  # one threshold for every class
         ng = best_scores >= t
@@ -97,8 +157,9 @@ def evaluate_parts(
     return {
         "model": card.name,
         "backend": backend,
-        "threshold": threshold,
-        "class_thresholds": dict(class_thresholds or {}),
+        "precision": precision,
+        "threshold": rules.default_threshold,
+        "class_thresholds": dict(rules.class_thresholds),
         "parts": parts,
         "faces": faces,
         "seeds": [seed_base, seed_base + parts - 1],
@@ -108,13 +169,12 @@ def evaluate_parts(
         "part_false_rejects": int((judged & ~truth_ng).sum()),
         "part_escape_rate": float((~judged & truth_ng).sum() / max(1, n_def)),
         "part_false_reject_rate": float((judged & ~truth_ng).sum() / max(1, n_ok)),
-        "frame_escape_rate": frame_escapes / max(1, frame_def),
-        "frame_false_reject_rate": frame_false / max(1, n_frames - frame_def),
+        "frame_escape_rate": int((~face_ng & s.face_defective).sum()) / max(1, frame_def),
+        "frame_false_reject_rate": int((face_ng & ~s.face_defective).sum()) / max(1, n_frames - frame_def),
         "defective_frames": frame_def,
-        "latency_ms_per_image": busy / max(1, n_frames) * 1e3,
+        "latency_ms_per_image": s.busy_s / max(1, n_frames) * 1e3,
         "part_threshold_sweep": sweep,
-        "part_class_sweep": class_sweep(np.array(class_best).reshape(-1, len(card.classes)), truth_ng, card.classes,
-                                        rules),
+        "part_class_sweep": class_sweep(s.scores, truth_ng, card.classes, rules),
     }
 
 

@@ -150,3 +150,30 @@ def test_the_data_digest_covers_images_and_labels(setup: tuple[Path, Path, Path]
     label = sorted((data.parent / "labels" / "test").glob("*.txt"))[1]
     label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")
     assert dataset_sha256(data, "test") != digest
+
+
+def _calibrate(folder: Path, class_thresholds: dict[str, float]) -> None:
+    card = tomllib.loads((folder / "card.toml").read_text())
+    card["metrics"]["class_thresholds"] = class_thresholds
+    (folder / "card.toml").write_text(dump_toml(card))
+
+
+def test_each_model_is_gated_at_its_own_cards_class_thresholds(setup: tuple[Path, Path, Path]) -> None:
+    """The candidate's card lowers contamination to 0.4 and raises scratch to 0.65: it catches image 2
+    (contamination 0.45) that its 0.5 let through and no longer rejects OK image 0 (scratch 0.6); the current
+    card raises scratch to 0.65: OK images 0 and 5 (scratch 0.6, 0.3) pass. Both then escape nothing and reject
+    nothing: the gate that failed at one threshold each passes, and the card records each side's rules."""
+    candidate, current, data = setup
+    _calibrate(candidate, {"contamination": 0.4, "scratch": 0.65})
+    _calibrate(current, {"scratch": 0.65})
+    code, text = _gate(candidate, current, data)
+    assert code == 0, text
+    assert "candidate threshold 0.5, contamination 0.4, scratch 0.65: " in text
+    assert "current   threshold 0.25, scratch 0.65: " in text
+    gate = load_card(candidate).extra["gate"]
+    assert gate["passed"] is True
+    assert gate["candidate"]["threshold"] == 0.5
+    assert gate["candidate"]["class_thresholds"] == {"contamination": 0.4, "scratch": 0.65}
+    assert gate["current"]["threshold"] == 0.25 and gate["current"]["class_thresholds"] == {"scratch": 0.65}
+    for side in ("candidate", "current"):
+        assert (gate[side]["escapes"], gate[side]["false_rejects"]) == (0, 0)
