@@ -357,6 +357,8 @@ def calibrate(
     backend: str = typer.Option("openvino", help="openvino | onnxruntime"),
     scores: Path | None = typer.Option(None, help="Save each part's best score per class here (JSON), to redo a "
                                                   "sweep without running the model."),
+    from_scores: Path | None = typer.Option(None, help="Choose from the parts a --scores file holds (scored by "
+                                                       "this model's detector) instead of rendering parts."),
     update_card: bool = typer.Option(False, help="Write [metrics] class_thresholds and class_threshold_calibration "
                                                  "into the card (an engineer logs in with --as; audited in --db)."),
     acting: str | None = typer.Option(None, "--as", help="With --update-card: the engineer or admin who changes the card."),
@@ -365,19 +367,25 @@ def calibrate(
     """Choose per-class thresholds on validation line parts that minimise max(part escape / 0.5%, part false
     reject / 1%), and with --update-card keep them in the model's card: they travel with the model."""
     from inspector.pipeline.model_repo import load_card
-    from inspector.quality.calibrate import CalibrationError, check_grid, check_seeds, threshold_grid
+    from inspector.quality.calibrate import CalibrationError, check_grid, check_seeds, read_scores, threshold_grid
     from inspector.quality.evaluation import UNCALIBRATED_THRESHOLD
 
     if precision not in ("auto", "f32", "bf16", "int8"):
         fail(f"--precision: {precision!r} is not one of auto, f32, bf16, int8")
     errors: tuple[type[BaseException], ...] = (*user_errors(), CalibrationError)
+    saved = None
     try:
         grid = threshold_grid(step)
-        check_seeds(seed_base, count)
         card = load_card(model, verify=False)
         check_grid(grid, len(card.classes))
+        if from_scores is not None:
+            saved, faces = read_scores(from_scores, card)
+            count, seed_base = len(saved.defective), saved.seed_base
+        check_seeds(seed_base, count)
     except errors as exc:
         fail(str(exc))
+    if scores is not None and from_scores is not None:
+        fail("--scores: not with --from-scores (the parts are not scored again)")
     if scores is not None and not scores.parent.is_dir():
         fail(f"--scores: {scores.parent} is not a folder")
     if update_card and not acting:
@@ -386,12 +394,13 @@ def calibrate(
     # log in before the long rendering, not after it
     session = authenticated(db, acting, "model.update_card") if update_card else contextlib.nullcontext()
     with session as control:
-        _calibrate(model, faces, count, seed_base, precision, backend, grid, default, scores, control)
+        _calibrate(model, faces, count, seed_base, precision, backend, grid, default, scores, saved, control)
 
 
 def _calibrate(model: str, faces: int, count: int, seed_base: int, precision: str, backend: str, grid: Any,
-               default: float, scores_out: Path | None, control: Any) -> None:
-    """Render and score the parts, choose the thresholds, save and write what was asked; the summary last."""
+               default: float, scores_out: Path | None, saved: Any, control: Any) -> None:
+    """Render and score the parts (unless ``saved`` holds them), choose the thresholds, save and write what was
+    asked; the summary last."""
     from inspector.pipeline.model_repo import load_card
     from inspector.quality.calibrate import (
         CalibrationError,
@@ -409,19 +418,21 @@ def _calibrate(model: str, faces: int, count: int, seed_base: int, precision: st
         if done % every == 0 or done == total:
             typer.echo(f"  {done} of {total} parts", err=True)
 
-    typer.echo(f"calibrating {model}: {count} parts of {faces} faces from seed {seed_base} "
-               f"(seeds {seed_base}..{seed_base + count - 1}), precision {precision}, {len(grid)} thresholds "
-               f"{grid[0]:g}..{grid[-1]:g} for each class ...", err=True)
+    source = "from the saved scores" if saved is not None else f"precision {precision}"
+    typer.echo(f"calibrating {model}: {count} parts of {faces} faces (seeds {seed_base}..{seed_base + count - 1}), "
+               f"{source}, {len(grid)} thresholds {grid[0]:g}..{grid[-1]:g} for each class ...", err=True)
     try:
-        card = load_card(model, int8=precision == "int8")
-        s = score_parts(model, parts=count, faces=faces, backend=backend, seed_base=seed_base, precision=precision,
-                        progress=progress)
+        card = load_card(model, int8=precision == "int8" and saved is None)
+        s = saved or score_parts(model, parts=count, faces=faces, backend=backend, seed_base=seed_base,
+                                 precision=precision, progress=progress)
         c = choose_class_thresholds(s.scores, s.defective, s.classes, default, grid)
-        if scores_out is not None:
-            write_scores(scores_out, scores_document(s, card.name, card.card_sha256, precision))
+        if scores_out is not None and saved is None:
+            write_scores(scores_out, scores_document(s, card, precision))
             typer.echo(f"scores: {scores_out}", err=True)
         if control is not None:
-            note = calibration_note(c, seeds=(seed_base, seed_base + count - 1), faces=faces, precision=precision,
+            asked = "saved scores" if saved is not None else precision
+            ran = s.precision if s.precision == asked else f"{s.precision} ({asked})"
+            note = calibration_note(c, seeds=(seed_base, seed_base + count - 1), faces=faces, precision=ran,
                                     grid=grid, default=default)
             path = control.set_model_class_thresholds(model, c.class_thresholds, note)
             typer.echo(f"card updated: {path} (audited)", err=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.pipeline.model_repo import ModelError, dump_toml, load_card
+from inspector.pipeline.model_repo import ModelCard, ModelError, dump_toml, load_card
 from inspector.quality.part_eval import PartScores
 
 #: The line's per-part targets the rule weighs escapes and false rejects by.
@@ -163,18 +163,61 @@ def check_seeds(seed_base: int, count: int) -> None:
                 f"calibrate on validation parts (e.g. --seed-base {VALIDATION_SEED_BASE})")
 
 
-def scores_document(s: PartScores, model: str, card_sha256: str, precision: str) -> dict[str, Any]:
-    """What ``--scores`` saves: per part its seed, truth and each class's best score (a sweep redone from it)."""
+def scores_document(s: PartScores, card: ModelCard, precision: str) -> dict[str, Any]:
+    """What ``--scores`` saves: per part its seed, truth and each class's best score (a sweep redone from it by
+    ``--from-scores``), with the detector they came from (model file, input size) and the precision."""
     return {
-        "model": model,
-        "card_sha256": card_sha256,
+        "model": card.name,
+        "model_sha256": card.sha256,
+        "input": [card.input_width, card.input_height],
+        "card_sha256": card.card_sha256,
         "precision": precision,
+        "precision_run": s.precision,
         "classes": list(s.classes),
         "faces": int(s.face_scores.shape[1]),
         "seeds": [s.seed_base, s.seed_base + len(s.defective) - 1],
         "parts": [{"seed": s.seed_base + p, "defective": bool(d), "scores": [float(x) for x in row]}
                   for p, (d, row) in enumerate(zip(s.defective, s.scores))],
     }
+
+
+def read_scores(path: Path, card: ModelCard) -> tuple[PartScores, int]:
+    """The per-part scores `write_scores` saved and the faces a part had, checked against ``card`` (the same
+    model file, input size and classes): a sweep redone without the model.
+
+    Raises:
+        CalibrationError: One line naming the file and what is wrong.
+    """
+    where = f"--from-scores {path}"
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise CalibrationError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{where}: not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("parts"), list) or not doc["parts"]:
+        raise CalibrationError(f"{where}: no parts (a file inspector model calibrate --scores wrote)")
+    detector = (doc.get("model_sha256"), doc.get("input"), doc.get("classes"))
+    if detector != (card.sha256, [card.input_width, card.input_height], list(card.classes)):
+        raise CalibrationError(f"{where}: scored by {doc.get('model')!s} (model sha256 "
+                               f"{str(doc.get('model_sha256'))[:12]}..., input {doc.get('input')}, classes "
+                               f"{doc.get('classes')}), not {card.name}'s detector")
+    nc = len(card.classes)
+    rows, truth, seeds = [], [], []
+    for i, part in enumerate(doc["parts"]):
+        row = part.get("scores") if isinstance(part, dict) else None
+        if (not isinstance(row, list) or len(row) != nc or not isinstance(part.get("defective"), bool)
+                or not isinstance(part.get("seed"), int)
+                or not all(isinstance(x, (int, float)) and 0.0 <= x <= 1.0 for x in row)):
+            raise CalibrationError(f"{where}: parts[{i}] needs a seed, defective (true/false) and {nc} scores in 0..1")
+        rows.append(row)
+        truth.append(part["defective"])
+        seeds.append(part["seed"])
+    faces = doc.get("faces")
+    # each part's best over its faces is all a sweep needs: one "face" per part here
+    scores = PartScores(card.classes, seeds[0], np.array(rows, float)[:, None, :], np.array(truth, bool)[:, None],
+                        0.0, str(doc.get("precision_run", doc.get("precision", ""))))
+    return scores, faces if isinstance(faces, int) else 0
 
 
 def write_scores(path: Path, document: Mapping[str, Any]) -> None:

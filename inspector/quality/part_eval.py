@@ -43,6 +43,7 @@ class PartScores:
         face_scores: ``(parts, faces, classes)`` each class's best score on each face, 0 where none.
         face_defective: ``(parts, faces)`` whether the face truly shows a defect.
         busy_s: Seconds spent in detection (preprocess, inference, decode, NMS).
+        precision: The precision the backend ran (``auto`` resolved where the backend says).
     """
 
     classes: tuple[str, ...]
@@ -50,6 +51,7 @@ class PartScores:
     face_scores: np.ndarray
     face_defective: np.ndarray
     busy_s: float = 0.0
+    precision: str = ""
 
     @property
     def scores(self) -> np.ndarray:
@@ -108,7 +110,8 @@ def score_parts(
                 progress(p + 1, parts)
     finally:
         be.close()
-    return PartScores(card.classes, seed_base, face_scores, face_defective, busy)
+    ran = str(getattr(be, "precision", precision))  # OpenVINO resolves auto; other backends run what was asked
+    return PartScores(card.classes, seed_base, face_scores, face_defective, busy, ran)
 
 
 def class_limits(rules: VerdictRules, classes: tuple[str, ...] | list[str]) -> np.ndarray:

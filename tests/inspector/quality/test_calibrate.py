@@ -137,7 +137,8 @@ def test_calibrate_end_to_end_writes_the_card_and_eval_then_judges_with_it(model
     card = load_card(model)  # still a valid card whose model file matches
     assert card.class_thresholds == chosen
     note = card.extra["metrics"]["class_threshold_calibration"]
-    assert "seeds 3900000..3900005" in note and "precision auto" in note and "8 faces" in note
+    assert "seeds 3900000..3900005" in note and "8 faces" in note
+    assert re.search(r"precision (f32|bf16|int8|f16) \(auto\)", note), note  # what auto ran
     assert f"escapes {m.group(5)} of {m.group(6)}, false rejects {m.group(7)} of {m.group(8)}" in note
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved["seeds"] == [3900000, 3900005] and len(saved["parts"]) == 6
@@ -149,6 +150,9 @@ def test_calibrate_end_to_end_writes_the_card_and_eval_then_judges_with_it(model
         assert row.user == "eve" and row.old == before.audit_text and row.new == card.audit_text
     finally:
         eng.dispose()
+    # the sweep again from the saved scores, without the model: the same choice
+    code, again, text = _run(["model", "calibrate", "--model", str(model), "--from-scores", str(tmp_path / "s.json")])
+    assert code == 0 and again.strip().splitlines()[-1] == summary, text
     # the card's class thresholds are what eval judges at now: the same parts give the same counts
     code, out, text = _run(["eval", "--model", str(model), "--faces", "8", "--count", "6", "--seed-base", "3900000",
                             "--json", str(tmp_path / "e.json")])
@@ -157,3 +161,38 @@ def test_calibrate_end_to_end_writes_the_card_and_eval_then_judges_with_it(model
     assert e["class_thresholds"] == chosen
     assert (e["part_escapes"], e["defective_parts"]) == (int(m.group(5)), int(m.group(6)))
     assert (e["part_false_rejects"], e["ok_parts"]) == (int(m.group(7)), int(m.group(8)))
+
+
+def _scores_file(path: Path, model: Path, **changes: object) -> Path:
+    card = load_card(model)
+    doc = {"model": card.name, "model_sha256": card.sha256, "input": [card.input_width, card.input_height],
+           "card_sha256": card.card_sha256, "precision": "f32", "precision_run": "f32", "classes": list(card.classes),
+           "faces": 8, "seeds": [3900000, 3900002],
+           "parts": [{"seed": 3900000, "defective": False, "scores": [0.3, 0.0, 0.0, 0.0]},
+                     {"seed": 3900001, "defective": True, "scores": [0.0, 0.9, 0.0, 0.0]},
+                     {"seed": 3900002, "defective": False, "scores": [0.0, 0.0, 0.0, 0.1]}]}
+    doc.update(changes)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_from_scores_redoes_the_sweep_and_refuses_another_detectors_scores(model: Path, tmp_path: Path) -> None:
+    code, out, text = _run(["model", "calibrate", "--model", str(model), "--from-scores",
+                            str(_scores_file(tmp_path / "s.json", model))])
+    assert code == 0, text
+    assert out.strip().splitlines()[-1].startswith(
+        "class thresholds scratch 0.35, dent 0.25, crack 0.25, contamination 0.25: escapes 0 of 1, "
+        "false rejects 0 of 2")
+    for changes, message in [({"input": [384, 384]}, "not defect-yolo11p-320's detector"),
+                             ({"model_sha256": "0" * 64}, "not defect-yolo11p-320's detector"),
+                             ({"parts": [{"seed": 1, "defective": True, "scores": [0.1, 2.0, 0.0, 0.0]}]},
+                              "parts[0] needs a seed, defective (true/false) and 4 scores in 0..1"),
+                             ({"parts": []}, "no parts"),
+                             ({"parts": [{"seed": 3500000, "defective": True, "scores": [0.1, 0.2, 0.0, 0.0]}]},
+                              "overlap the held-out parts 3500000..3599999")]:
+        code, _out, text = _run(["model", "calibrate", "--model", str(model), "--from-scores",
+                                 str(_scores_file(tmp_path / "bad.json", model, **changes))])
+        assert code == 2 and message in text and len(text.strip().splitlines()) == 1, text
+    (tmp_path / "broken.json").write_text("{")
+    code, _out, text = _run(["model", "calibrate", "--model", str(model), "--from-scores", str(tmp_path / "broken.json")])
+    assert code == 2 and "broken.json: not JSON" in text
