@@ -112,3 +112,26 @@ def test_the_station_builds_each_cameras_rules_from_its_cards_calibration(tmp_pa
         assert st.lanes["b"].provenance.thresholds == (("default", 0.35),)
     finally:
         st.stop()
+
+
+def test_an_engineer_edits_the_rules_in_force_the_cards_class_thresholds_among_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine) -> None:  # type: ignore[no-untyped-def]
+    """`StationControl.set_threshold` edits a lane's live rules: one class changed, the card's others kept."""
+    from inspector.access.control import StationControl
+    from inspector.access.users import Role
+
+    calibrated_model(tmp_path / "models" / "m", "m", CALIBRATED)
+    monkeypatch.setenv("INSPECTOR_MODELS_DIR", str(tmp_path / "models"))
+    st = Station(parse_config(CONFIG.format(model="m", verdict_a="", verdict_b="")), db_url="none", archive=False)
+    try:
+        control = StationControl(st, engine=engine)
+        control.create_admin("admin-pass")
+        control.login("admin", "admin-pass")
+        control.add_user("eng", "engineer-pass", Role.ENGINEER)
+        control.login("eng", "engineer-pass")
+        assert control.set_threshold("a", "dent", 0.6) == 0.45  # the card's dent threshold was in force
+        assert st.lanes["a"].rules.class_thresholds == {**CALIBRATED, "dent": 0.6}
+        assert ("dent", 0.6) in st.lanes["a"].provenance.thresholds
+        assert st.lanes["b"].rules.class_thresholds == CALIBRATED
+    finally:
+        st.stop()
