@@ -13,8 +13,8 @@ from inspector.cli.common import fail, user_errors
 from inspector.cli.login import authenticated
 
 app = typer.Typer()
-#: ``inspector model ...``: what is done to a model folder as a whole (the promotion gate).
-model_app = typer.Typer(name="model", no_args_is_help=True, help="Model folders: the promotion gate.")
+#: ``inspector model ...``: what is done to a model folder as a whole (the promotion gate, calibration).
+model_app = typer.Typer(name="model", no_args_is_help=True, help="Model folders: the promotion gate, per-class threshold calibration.")
 app.add_typer(model_app)
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ def calibrate(
                                                   "sweep without running the model."),
     from_scores: Path | None = typer.Option(None, help="Choose from the parts a --scores file holds (scored by "
                                                        "this model's detector) instead of rendering parts."),
-    update_card: bool = typer.Option(False, help="Write [metrics] class_thresholds and class_threshold_calibration "
+    update_card: bool = typer.Option(False, help="Write \\[metrics] class_thresholds and class_threshold_calibration "
                                                  "into the card (an engineer logs in with --as; audited in --db)."),
     acting: str | None = typer.Option(None, "--as", help="With --update-card: the engineer or admin who changes the card."),
     db: str | None = typer.Option(None, help="With --update-card: the database whose audit trail records it."),
