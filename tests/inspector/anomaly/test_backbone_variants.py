@@ -256,3 +256,15 @@ def test_installed_lite2_weights_that_do_not_match_stop_the_model_loading(tmp_pa
     with pytest.raises(ModelError, match="do not match sha256 9656183eaeaf"):
         load_anomaly_model(tmp_path / "m")
     assert load_anomaly_model(tmp_path / "m", verify=False).spec == levels
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite4-imagenet", "lite1"])
+def test_a_card_naming_a_backbone_by_anything_but_a_known_cards_name_is_refused(tmp_path: Path, name: str) -> None:
+    levels = for_backbone((FeatureSpec((4,), 8, 3),), "lite1")
+    write_model(tmp_path / "m", "m", _banks(levels), levels, 64, 64, (2.0,), None, {})
+    path = tmp_path / "m" / "card.toml"
+    card = tomllib.loads(path.read_text())
+    card["backbone"]["name"] = name  # the sha256 stays Lite1's
+    path.write_text(dump_toml(card))
+    with pytest.raises(ModelError, match=f"backbone '{name}'.*none of the known backbones"):
+        load_anomaly_model(tmp_path / "m")
