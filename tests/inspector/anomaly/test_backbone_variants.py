@@ -21,7 +21,6 @@ import pytest
 from inspector.anomaly import backbone as bb
 from inspector.anomaly.backbone import (
     BACKBONES,
-    BN_EPS,
     INPUT_MEAN,
     INPUT_STD,
     LITE0,
@@ -44,6 +43,7 @@ from inspector.anomaly.backbone import (
 from inspector.anomaly.model import load_anomaly_model, write_model
 from inspector.anomaly.torch_legacy import WeightsError
 from inspector.pipeline.model_repo import ModelError, dump_toml
+from tests.inspector.anomaly.test_backbone import _bn, _conv  # the numpy reference convolution and BN
 
 VARIANTS = (LITE1, LITE2)
 needs_variant_wheels = pytest.mark.skipif(
@@ -112,31 +112,6 @@ def test_lite0s_cache_keys_stay_and_the_variants_keys_name_them() -> None:
         FeatureSpec((16,), 16, 3)
     with pytest.raises(ValueError, match="backbones"):
         cached_feature_model((FeatureSpec((4,), 8, 3), FeatureSpec((14,), 16, 3, backbone="lite1")), 64, 64)
-
-
-def _same_pad(x: np.ndarray, k: int, stride: int) -> np.ndarray:
-    out = []
-    for n in x.shape[:2]:
-        total = max((-(-n // stride) - 1) * stride + k - n, 0)
-        out.append((total // 2, total - total // 2))
-    return np.pad(x, (out[0], out[1], (0, 0)))
-
-
-def _conv(x: np.ndarray, w: np.ndarray, stride: int, depthwise: bool = False) -> np.ndarray:
-    k = w.shape[-1]
-    xp = _same_pad(x, k, stride)
-    ho, wo = -(-x.shape[0] // stride), -(-x.shape[1] // stride)
-    out = np.zeros((ho, wo, w.shape[0]), np.float64)
-    for dy in range(k):
-        for dx in range(k):
-            patch = xp[dy:dy + stride * ho:stride, dx:dx + stride * wo:stride]
-            out += patch * w[:, 0, dy, dx] if depthwise else patch @ w[:, :, dy, dx].T
-    return out
-
-
-def _bn(x: np.ndarray, sd: dict[str, np.ndarray], name: str) -> np.ndarray:
-    return (x - sd[f"{name}.running_mean"]) / np.sqrt(sd[f"{name}.running_var"] + BN_EPS) * sd[f"{name}.weight"] + \
-        sd[f"{name}.bias"]
 
 
 def _block(x: np.ndarray, sd: dict[str, np.ndarray], i: int, spec: BlockSpec) -> np.ndarray:
