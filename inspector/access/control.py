@@ -678,32 +678,31 @@ class StationControl:
             PermissionDenied: Not logged in as an engineer or admin.
             ModelError: The model folder or its card cannot be read.
         """
-        self._require("model.update_card")
-        from inspector.pipeline.model_repo import load_card
         from inspector.quality.evaluation import update_card_metrics
 
-        with self._lock:
-            before = load_card(model, verify=False)
-            path = update_card_metrics(model, metrics)
-            after = load_card(model, verify=False)
-        self._record("model.card_updated", before.name, before.audit_text, after.audit_text)
-        return path
+        return self._write_card(model, lambda: update_card_metrics(model, metrics))
 
     def set_model_class_thresholds(self, model: str | Path, class_thresholds: Mapping[str, float], note: str) -> Path:
         """Write calibrated per-class thresholds and how they were chosen into a model's card
-        (`inspector model calibrate --update-card`); engineer or higher, audited as `update_model_card`.
+        (`inspector model calibrate --update-card`); engineer or higher, audited as `model.card_updated`.
 
         Raises:
             PermissionDenied: Not logged in as an engineer or admin.
             ModelError: The model folder or its card cannot be read, or its file does not match the card.
         """
+        from inspector.quality.calibrate import write_class_thresholds
+
+        return self._write_card(model, lambda: write_class_thresholds(model, class_thresholds, note))
+
+    def _write_card(self, model: str | Path, write: Callable[[], Path]) -> Path:
+        """``write`` a model's card as an engineer or higher, audited ``model.card_updated`` with the card's
+        digest and thresholds before and after."""
         self._require("model.update_card")
         from inspector.pipeline.model_repo import load_card
-        from inspector.quality.calibrate import write_class_thresholds
 
         with self._lock:
             before = load_card(model, verify=False)
-            path = write_class_thresholds(model, class_thresholds, note)
+            path = write()
             after = load_card(model, verify=False)
         self._record("model.card_updated", before.name, before.audit_text, after.audit_text)
         return path

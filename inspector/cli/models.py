@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,12 @@ def _eval_rules(model: str, threshold: float | None, class_thresholds: dict[str,
 
 def _rules_text(rules: VerdictRules) -> str:
     """``threshold 0.25, scratch 0.45, dent 0.45``: what an evaluation judges at."""
-    return f"threshold {rules.default_threshold:g}" + "".join(f", {k} {v:g}" for k, v in rules.class_thresholds.items())
+    return _thresholds_text(rules.default_threshold, rules.class_thresholds)
+
+
+def _thresholds_text(threshold: float, class_thresholds: Mapping[str, float]) -> str:
+    """``threshold 0.25, scratch 0.45, dent 0.45`` (the rules an evaluation or a gate side was judged at)."""
+    return f"threshold {threshold:g}" + "".join(f", {k} {v:g}" for k, v in class_thresholds.items())
 
 
 def _write_json(json_out: Path | None, metrics: dict[str, Any]) -> None:
@@ -332,8 +338,8 @@ def gate(
         f = table[who]
         part = (f", parts: escape {f['part_escape_rate']:.2%}, false reject {f['part_false_reject_rate']:.2%}"
                 if "part_escape_rate" in f else "")
-        per_class = "".join(f", {k} {v:g}" for k, v in f.get("class_thresholds", {}).items())
-        typer.echo(f"  {who:9} threshold {f['threshold']:g}{per_class}: mAP50 {f['mAP50']:.4f}, escape {f['escape_rate']:.2%}, "
+        rules = _thresholds_text(f["threshold"], f.get("class_thresholds", {}))
+        typer.echo(f"  {who:9} {rules}: mAP50 {f['mAP50']:.4f}, escape {f['escape_rate']:.2%}, "
                    f"false reject {f['false_reject_rate']:.2%}{part}")
     for reason in table["reasons"]:
         typer.echo(f"  failed: {reason}")
@@ -368,7 +374,7 @@ def calibrate(
     reject / 1%), and with --update-card keep them in the model's card: they travel with the model."""
     from inspector.pipeline.model_repo import load_card
     from inspector.quality.calibrate import CalibrationError, check_grid, check_seeds, read_scores, threshold_grid
-    from inspector.quality.evaluation import UNCALIBRATED_THRESHOLD
+    from inspector.quality.evaluation import card_rules
 
     if precision not in ("auto", "f32", "bf16", "int8"):
         fail(f"--precision: {precision!r} is not one of auto, f32, bf16, int8")
@@ -390,7 +396,7 @@ def calibrate(
         fail(f"--scores: {scores.parent} is not a folder")
     if update_card and not acting:
         fail("--update-card: a deployed card decides what every station passes; log in with --as ENGINEER")
-    default = card.threshold if card.threshold is not None else UNCALIBRATED_THRESHOLD
+    default = card_rules(card).default_threshold  # the card's threshold, as eval and the gate judge at
     # log in before the long rendering, not after it
     session = authenticated(db, acting, "model.update_card") if update_card else contextlib.nullcontext()
     with session as control:

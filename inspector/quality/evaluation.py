@@ -9,7 +9,7 @@ are decoded, NMS'd and rescaled exactly as the station does; AP is computed with
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,11 @@ def card_rules(card: ModelCard, threshold: float | None = None,
     if threshold is None:
         threshold = card.threshold if card.threshold is not None else UNCALIBRATED_THRESHOLD
     return VerdictRules(threshold, {**card.class_thresholds, **(class_thresholds or {})})
+
+
+def class_limits(rules: VerdictRules, classes: Sequence[str]) -> np.ndarray:
+    """Each class's threshold under ``rules``, in the model's class order."""
+    return np.array([rules.threshold_for(c) for c in classes])
 
 
 def judged_ng(dets: np.ndarray, limits: np.ndarray) -> bool:
@@ -144,7 +149,7 @@ def evaluate(
     """
     card = load_card(model)
     rules = card_rules(card, threshold, class_thresholds)
-    limits = np.array([rules.threshold_for(c) for c in card.classes])
+    limits = class_limits(rules, card.classes)
     be = create_backend(backend, card, max_batch=batch, precision=precision)
     names = card.classes
     nc = len(names)

@@ -23,7 +23,7 @@ from camera.renderer import DEFAULT_OK_SHARE, RenderedFrame, render_face
 from inspector.pipeline.backends import create_backend
 from inspector.pipeline.model_repo import load_card
 from inspector.pipeline.verdict import VerdictRules
-from inspector.quality.evaluation import card_rules, detect_frames
+from inspector.quality.evaluation import card_rules, class_limits, detect_frames
 
 #: Held-out line parts start here: apart from training (0..), held-out frames (1,000,000..),
 #: the demo stations (2,000,000.. and line-demo's 3,000,000..).
@@ -114,11 +114,6 @@ def score_parts(
     return PartScores(card.classes, seed_base, face_scores, face_defective, busy, ran)
 
 
-def class_limits(rules: VerdictRules, classes: tuple[str, ...] | list[str]) -> np.ndarray:
-    """Each class's threshold under ``rules``, in the model's class order."""
-    return np.array([rules.threshold_for(c) for c in classes])
-
-
 def evaluate_parts(
     model: str | Path,
     *,
@@ -188,7 +183,7 @@ def class_sweep(class_best: np.ndarray, truth_ng: np.ndarray, classes: list[str]
     What per-class thresholds are chosen from, on validation parts (never the held-out sets): a
     part is NG when any class's best score over its faces reaches that class's threshold.
     """
-    own = np.array([rules.threshold_for(c) for c in classes])
+    own = class_limits(rules, classes)
     n_def, n_ok = int(truth_ng.sum()), int((~truth_ng).sum())
     out: dict[str, list[dict[str, Any]]] = {}
     for i, name in enumerate(classes):
