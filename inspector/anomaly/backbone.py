@@ -107,16 +107,9 @@ def lite_blocks(width: float, depth: float) -> tuple[BlockSpec, ...]:
     return tuple(b for stage in lite_stages(width, depth) for b in _stage(*stage))
 
 
-#: EfficientNet-Lite0's blocks (width and depth 1.0): stride 2 at blocks 1, 3, 5 and 11.
-LITE0_BLOCKS: tuple[BlockSpec, ...] = tuple(
-    _stage(1, 3, 1, 1, 32, 16)
-    + _stage(2, 3, 2, 6, 16, 24)
-    + _stage(2, 5, 2, 6, 24, 40)
-    + _stage(3, 3, 2, 6, 40, 80)
-    + _stage(3, 5, 1, 6, 80, 112)
-    + _stage(4, 5, 2, 6, 112, 192)
-    + _stage(1, 3, 1, 6, 192, 320)
-)
+#: EfficientNet-Lite0's blocks (width and depth 1.0): stride 2 at blocks 1, 3, 5 and 11 (checked against the
+#: weights file's shapes when it is read, `check_blocks`).
+LITE0_BLOCKS: tuple[BlockSpec, ...] = tuple(b for stage in LITE0_STAGES for b in _stage(*stage))
 
 
 @dataclass(frozen=True)
