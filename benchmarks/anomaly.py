@@ -31,8 +31,9 @@ Two disjoint splits, so that what is tuned is not what is reported:
 Variants of the default features for ``--eval`` (to compare on the validation split): ``--position off`` teaches
 without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level (Lite0's block
 numbers); ``--backbone lite1|lite2`` taps those EfficientNet-Lite variants instead of Lite0, at the same stages
-(`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--good-only`` skips the second
-teach with the 10 NG parts. Each variant's models go to their own folder under ``--data``.
+(`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--whiten 0,1`` whitens those levels (`patchcore.whitening`; ``''`` none); ``--good-only`` skips the second
+teach with the 10 NG parts; ``--size 480`` teaches models of that input side (the parts stay rendered at 320, the
+line's frames, and are letterboxed up: the backbone sees them 1.5x larger). Each variant's models go to their own folder under ``--data``.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def without_invisible(good: np.ndarray, bad: np.ndarray, kinds: np.ndarray, mono
             "bad_images": int(keep.sum()), "left_out": int((~keep).sum()), "why": MONO_NOTE}
 
 
-def _variant(position: bool, fine_taps: tuple[int, ...] | None, backbone: str | None = None
-             ) -> tuple[str, dict[str, object]]:
+def _variant(position: bool, fine_taps: tuple[int, ...] | None, backbone: str | None = None, size: int = 320,
+             whiten: tuple[int, ...] | None = None) -> tuple[str, dict[str, object]]:
     """The folder name and `teach` arguments of an ``--eval`` variant (see the module)."""
     from inspector.anomaly.backbone import LITE0, for_backbone
     from inspector.anomaly.teach import DEFAULT_SPEC, POSITION
@@ -125,6 +126,12 @@ def _variant(position: bool, fine_taps: tuple[int, ...] | None, backbone: str | 
         # fine_taps are Lite0's block numbers, mapped to the same stage's blocks like the defaults
         spec = for_backbone(spec, backbone) if spec[0].backbone == LITE0.key else spec
         name += f"{'_' if name else ''}backbone-{backbone}"
+    if whiten is not None and whiten != tuple(i for i, lv in enumerate(spec) if lv.whiten):
+        spec = tuple(dataclasses.replace(lv, whiten=i in whiten) for i, lv in enumerate(spec))
+        name += f"{'_' if name else ''}whiten{'-'.join(map(str, whiten)) or 'none'}"
+    if size != 320:  # the model's input side; the parts stay rendered at 320 (the line's frames), letterboxed up
+        kwargs["width"] = kwargs["height"] = size
+        name += f"{'_' if name else ''}size{size}"
     if spec != DEFAULT_SPEC:
         kwargs["spec"] = spec
     return name or "default", kwargs
@@ -132,12 +139,13 @@ def _variant(position: bool, fine_taps: tuple[int, ...] | None, backbone: str | 
 
 def evaluate_families(families: list[str], data: Path, split: str = "held-out", *, position: bool | None = None,
                       fine_taps: tuple[int, ...] | None = None, good_only: bool = False,
-                      backbone: str | None = None) -> dict[str, object]:
+                      backbone: str | None = None, size: int = 320, whiten: tuple[int, ...] | None = None
+                      ) -> dict[str, object]:
     """The ``--eval`` table (see the module)."""
     from inspector.anomaly.metrics import auroc
     from inspector.anomaly.teach import POSITION, evaluate, teach
 
-    variant, kwargs = _variant(POSITION if position is None else position, fine_taps, backbone)
+    variant, kwargs = _variant(POSITION if position is None else position, fine_taps, backbone, size, whiten)
     out: dict[str, object] = {"machine": _isa(), "split": split, "variant": variant, "seeds": {"train": "0-199",
                               "test": f"{SPLITS[split][0]}-{SPLITS[split][0] + 399}",
                               "ng": f"{SPLITS[split][1]}-{SPLITS[split][1] + 9}"}}
@@ -252,10 +260,13 @@ def main() -> None:
                     help="Test seeds of --eval: validation (to choose methods) or held-out (to report).")
     ap.add_argument("--family", default="plate", nargs="+")
     ap.add_argument("--good", type=int, default=200)
-    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--size", type=int, default=320,
+                    help="Input side: of the rendered parts (speed), of the model only (--eval: parts stay 320).")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--position", choices=("on", "off"), help="--eval: per-position normalisation (default: teach's).")
     ap.add_argument("--fine-taps", help="--eval: the fine level's blocks, e.g. 1,2,4 (default: teach's).")
+    ap.add_argument("--whiten", metavar="LEVELS",
+                    help="--eval: the levels taught whitened, e.g. 0 or 0,1 or '' for none (default: teach's).")
     ap.add_argument("--good-only", action="store_true", help="--eval: skip the teach with the 10 NG parts.")
     ap.add_argument("--backbone", choices=("lite0", "lite1", "lite2"),
                     help="--eval: the EfficientNet-Lite variant the levels tap (default: teach's).")
@@ -280,7 +291,8 @@ def main() -> None:
         taps = tuple(int(t) for t in args.fine_taps.split(",")) if args.fine_taps else None
         result = evaluate_families(families, args.data, args.split, good_only=args.good_only, fine_taps=taps,
                                    position=None if args.position is None else args.position == "on",
-                                   backbone=args.backbone)
+                                   backbone=args.backbone, size=args.size,
+                                   whiten=None if args.whiten is None else tuple(int(i) for i in args.whiten.split(",") if i))
         text = json.dumps(result, indent=1)
         if args.json:
             args.json.write_text(text + "\n")

@@ -217,6 +217,10 @@ class FeatureSpec:
             grid (minus the frame's mean, divided by its standard deviation + `IMAGE_NORM_EPS`), so that a
             change of the whole frame (lamp, exposure, the cloth's shade) moves no patch, and the bank's rows
             cover the parts' texture instead of their lighting (see ``teach.DEFAULT_SPEC``).
+        backbone: The `BACKBONES` key of the network tapped.
+        whiten: The level's distances are taken in the good patches' own metric (`patchcore.whitening`): its
+            features are centred and whitened by a transform taught with the bank, after the extractor (the
+            extractor's graph, and so `key`, is the same either way).
     """
 
     taps: tuple[int, ...] = (4, 10)
@@ -224,6 +228,7 @@ class FeatureSpec:
     pool: int = 3
     normalise: str = "none"
     backbone: str = "lite0"
+    whiten: bool = False
 
     def __post_init__(self) -> None:
         if self.normalise not in NORMALISATIONS:

@@ -13,6 +13,10 @@ before levels existed (``[backbone]`` taps, ``threshold.raw``) still loads.
 A model may divide each cell's distance by its own divisor (per-position normalisation, `patchcore.cell_divisors`):
 ``[position]`` names the file (``cell_divisors.npy``: the levels' grids, finest first, each row-major, one float32
 vector) and its sha256, checked like the bank's. A card without ``[position]`` scores every cell alike, as before.
+
+A level may take its distances in the good patches' own metric (``[levels.N] whiten = true``,
+`patchcore.whitening`): ``[whitening]`` names the file (``whitening.npy``: each whitened level's (C + 1, C)
+transform, finest first, one float32 vector) and its sha256, checked like the bank's.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from inspector.pipeline.model_repo import ModelError, dump_toml, resolve_model_d
 
 BANK_FILE = "memory_bank.npy"
 POSITION_FILE = "cell_divisors.npy"
+WHITENING_FILE = "whitening.npy"
 KIND = "anomaly"
 
 
@@ -70,6 +75,8 @@ class AnomalyModel:
         sha256: sha256 of the card file as read: the model's identity in every result's provenance. The card
             holds the bank's and the divisors' sha256s and the raw thresholds, so a model taught again from the
             same images (the same bank file, other divisors or thresholds) is another model.
+        whitening: Per level, the (C + 1, C) transform its patches are whitened by (`patchcore.whitening`), None
+            for a plain level; None: no level (cards without ``[whitening]``).
     """
 
     name: str
@@ -86,6 +93,7 @@ class AnomalyModel:
     precision: str = "f32"
     cell_divisors: tuple[np.ndarray, ...] | None = field(default=None, compare=False)
     sha256: str = ""
+    whitening: tuple[np.ndarray | None, ...] | None = field(default=None, compare=False)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -107,9 +115,11 @@ def pack_banks(banks: Sequence[np.ndarray]) -> np.ndarray:
 def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Levels, width: int, height: int,
                 raw_threshold: Sequence[float], roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
                 edge_cells: int = 0, precision: str = "f32", cell_divisors: Sequence[np.ndarray] | None = None,
-                position_rule: str = "") -> Path:
-    """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given) and the card
-    into ``folder`` (created); returns the card's path."""
+                position_rule: str = "", whitening: Sequence[np.ndarray | None] | None = None,
+                whitening_rule: str = "") -> Path:
+    """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given), the levels'
+    whitening (a (C + 1, C) transform or None per level, if given) and the card into ``folder`` (created);
+    returns the card's path."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
     np.save(bank_path, pack_banks(bank), allow_pickle=False)
@@ -119,6 +129,13 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                 allow_pickle=False)
     elif position_path.exists():  # taught again without: an old map must not pass for this model's
         position_path.unlink()
+    whitened = [i for i, w in enumerate(whitening or ()) if w is not None]
+    whitening_path = folder / WHITENING_FILE
+    if whitened:
+        np.save(whitening_path, np.concatenate([np.asarray(whitening[i], np.float32).ravel()  # type: ignore[index]
+                                                for i in whitened]), allow_pickle=False)
+    elif whitening_path.exists():
+        whitening_path.unlink()
     card: dict[str, Any] = {
         "name": name,
         "kind": KIND,
@@ -141,11 +158,15 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
     }
     card["levels"] = {str(i): {"taps": list(lv.taps), "grid_stride": lv.grid_stride, "pool": lv.pool,
                                "channels": lv.channels, "rows": len(b), "raw": float(r),
-                               **({"normalise": lv.normalise} if lv.normalise != "none" else {})}
+                               **({"normalise": lv.normalise} if lv.normalise != "none" else {}),
+                               **({"whiten": True} if i in whitened else {})}
                       for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
     if cell_divisors is not None:
         card["position"] = {"file": POSITION_FILE, "sha256": sha256_of(position_path), "rule": position_rule,
                             "grids": [list(np.shape(d)) for d in cell_divisors]}
+    if whitened:
+        card["whitening"] = {"file": WHITENING_FILE, "sha256": sha256_of(whitening_path), "rule": whitening_rule,
+                             "levels": whitened}
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
     card.update(tables)
@@ -169,7 +190,7 @@ def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, 
     for i in range(len(tables)):
         lv = tables[str(i)]
         specs.append(FeatureSpec(tuple(int(t) for t in lv["taps"]), int(lv["grid_stride"]), int(lv["pool"]),
-                                 str(lv.get("normalise", "none")), net))
+                                 str(lv.get("normalise", "none")), net, bool(lv.get("whiten", False))))
         raws.append(float(lv["raw"]))
         rows.append(int(lv["rows"]))
     return tuple(specs), tuple(raws), tuple(rows)
@@ -253,8 +274,9 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
             raise ModelError(str(exc)) from None
     banks = _unpack(packed, specs, rows, bank_path)
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
+    whitening = _whitening(folder, path, raw.get("whitening"), specs, verify)
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
-                        raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest())
+                        raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest(), whitening)
 
 
 def _checked_array(folder: Path, name: str, sha256: str, verify: bool) -> np.ndarray:
@@ -291,6 +313,34 @@ def _cell_divisors(folder: Path, path: Path, table: Any, specs: Levels, width: i
     out, start = [], 0
     for (gh, gw), n in zip(grids, cells):
         out.append(flat[start:start + n].reshape(gh, gw).copy())
+        start += n
+    return tuple(out)
+
+
+def _whitening(folder: Path, path: Path, table: Any, specs: Levels, verify: bool
+               ) -> tuple[np.ndarray | None, ...] | None:
+    """The card's ``[whitening]``, checked (sha256, size, finite), one (C + 1, C) array per whitened level (None
+    for the others); None without it. A level marked ``whiten`` and a file that disagree are refused."""
+    marked = [i for i, s in enumerate(specs) if s.whiten]
+    if table is None:
+        if marked:
+            raise ModelError(f"model: {path}: levels {marked} are whitened but the card has no [whitening]")
+        return None
+    if not isinstance(table, dict) or "file" not in table or "sha256" not in table:
+        raise ModelError(f"model: {path}: [whitening] needs file and sha256")
+    if [int(i) for i in table.get("levels", marked)] != marked or not marked:
+        raise ModelError(f"model: {path}: [whitening] levels {table.get('levels')} are not the levels marked "
+                         f"whiten ({marked})")
+    file = folder / str(table["file"])
+    flat = _checked_array(folder, str(table["file"]), str(table["sha256"]), verify)
+    sizes = [(specs[i].channels + 1) * specs[i].channels for i in marked]
+    if flat.dtype != np.float32 or flat.shape != (sum(sizes),) or not bool(np.all(np.isfinite(flat))):
+        raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not {sum(sizes)} finite float32 values "
+                         f"(the whitened levels' (C + 1) x C transforms)")
+    out: list[np.ndarray | None] = [None] * len(specs)
+    start = 0
+    for i, n in zip(marked, sizes):
+        out[i] = flat[start:start + n].reshape(specs[i].channels + 1, specs[i].channels).copy()
         start += n
     return tuple(out)
 

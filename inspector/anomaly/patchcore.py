@@ -169,3 +169,45 @@ def image_coreset(features: np.ndarray, share: float = 0.1, *, seed: int = 0, pr
     """
     k = max(1, round(share * len(features)))
     return features[greedy_coreset(features, k, seed=seed, proj_dim=proj_dim)]
+
+
+#: Shrinkage of the good patches' covariance towards its mean variance (`whitening`): Ledoit-Wolf style,
+#: so that directions the good patches barely use (a fixed pattern's constant channels) do not get an
+#: unbounded weight.
+WHITEN_SHRINKAGE = 0.01
+WHITEN_RULE = (f"distances in the good patches' Mahalanobis metric: features minus the good patches' mean, times "
+               f"the inverse square root of their covariance shrunk by {WHITEN_SHRINKAGE:g} towards its mean variance")
+
+
+def whitening(patches: np.ndarray, shrinkage: float = WHITEN_SHRINKAGE) -> np.ndarray:
+    """The transform `whitened` applies: (C + 1, C) float32, the good patches' mean in its first row, then
+    the symmetric inverse square root of their covariance, shrunk by ``shrinkage`` towards its mean variance.
+
+    A nearest-neighbour distance between whitened features is the Mahalanobis distance of the good patches'
+    Gaussian (Rippel et al. 2020, PaDiM: a patch's features modelled by the good ones' mean and covariance),
+    kept nearest-neighbour as PatchCore: a change that moves a patch along a direction the good patches
+    hardly vary in (a stain's lost contrast on a cloth whose weave varies in other directions) weighs by
+    how rarely good patches move that way, not by the raw feature scale.
+
+    Args:
+        patches: (M, C) float32 good patch features (M > C).
+        shrinkage: 0..1, the covariance's weight moved onto its mean variance times the identity.
+    """
+    x = np.asarray(patches, np.float64)
+    if x.ndim != 2 or len(x) <= x.shape[1]:
+        raise ValueError(f"whitening needs more patches than channels, got {x.shape}")
+    mean = x.mean(axis=0)
+    centred = x - mean
+    cov = centred.T @ centred / len(x)
+    cov = (1.0 - shrinkage) * cov + shrinkage * (np.trace(cov) / len(cov)) * np.eye(len(cov))
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, 1e-12 * max(float(values.max()), 1e-12))
+    inverse_root = (vectors / np.sqrt(values)) @ vectors.T
+    return np.vstack([mean[None], inverse_root]).astype(np.float32)
+
+
+def whitened(features: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """``features`` (..., C) in the whitened space of ``transform`` (`whitening`): (x - mean) @ W, float32."""
+    shape = features.shape
+    flat = features.reshape(-1, shape[-1]) - transform[0]
+    return np.ascontiguousarray((flat @ transform[1:]).reshape(shape), np.float32)

@@ -171,13 +171,19 @@ def product_rows(bank_rows: int) -> int:
 
 
 def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float,
-                  int8: bool = False, divisors: np.ndarray | None = None) -> Any:
+                  int8: bool = False, divisors: np.ndarray | None = None, whitening: np.ndarray | None = None) -> Any:
     """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
     divided by ``raw_threshold`` (and by each cell's own divisor where ``divisors`` (gh, gw) is given: one
     constant per cell in the same Multiply): a MatMul against the bank and a ReduceMin over it per chunk of
-    `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`)."""
+    `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`). With ``whitening`` ((C + 1, C),
+    `patchcore.whitening`) the patches are first centred and whitened (the bank was taught whitened)."""
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
+    if whitening is not None:
+        if whitening.shape != (bank.shape[1] + 1, bank.shape[1]):
+            raise ValueError(f"anomaly: whitening {whitening.shape} does not fit a bank of {bank.shape[1]} channels")
+        centred = ops.subtract(queries, ops.constant(whitening[:1][None].astype(np.float32)))
+        queries = ops.matmul(centred, ops.constant(np.ascontiguousarray(whitening[1:], np.float32)), False, False)
     bank = np.ascontiguousarray(bank, np.float32)
     side = _Int8Bank(ops, bank) if int8 else _F32Bank(ops, bank)
     queries, q2 = side.queries(queries)
@@ -280,18 +286,21 @@ def _largest(ops: Any, levels: Sequence[Any], grids: Sequence[tuple[int, int]]) 
     return maps
 
 
-def _per_level(divisors: Sequence[np.ndarray] | None, levels: int) -> list[np.ndarray | None]:
-    """One map of cell divisors per level (None each: every cell alike), checked against the levels' count."""
+def _per_level(divisors: Sequence[np.ndarray | None] | None, levels: int, what: str = "maps of cell divisors"
+               ) -> list[np.ndarray | None]:
+    """One map of cell divisors (or whitening) per level (None each: every cell alike, no whitening), checked
+    against the levels' count."""
     if divisors is None:
         return [None] * levels
     if len(divisors) != levels:
-        raise ValueError(f"anomaly: {levels} feature levels, {len(divisors)} maps of cell divisors")
+        raise ValueError(f"anomaly: {levels} feature levels, {len(divisors)} {what}")
     return list(divisors)
 
 
 def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
                    grids: Sequence[tuple[int, int]], frames: int = -1,
-                   divisors: Sequence[np.ndarray] | None = None) -> Any:
+                   divisors: Sequence[np.ndarray] | None = None,
+                   whitening: Sequence[np.ndarray | None] | None = None) -> Any:
     """The scoring graph's second half on its own: one input [N, C, gh, gw] per level (the feature model's
     outputs; N = ``frames``, -1: any), the one output ``patch_scores`` [N, gh, gw] (as `scoring_model`'s)."""
     import openvino as ov
@@ -299,8 +308,9 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 
     params = [ops.parameter([frames, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g) in enumerate(zip(banks, grids))]
-    levels = [_level_scores(ops, p, g, b, float(r), divisors=d)
-              for p, g, b, r, d in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)))]
+    levels = [_level_scores(ops, p, g, b, float(r), divisors=d, whitening=w)
+              for p, g, b, r, d, w in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)),
+                                          _per_level(whitening, len(banks), "whitenings"))]
     maps = _largest(ops, levels, grids)
     maps.output(0).get_tensor().set_names({"patch_scores"})
     return ov.Model([maps.output(0)], params, "anomaly_distances")
@@ -308,12 +318,14 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 
 def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
                   grids: Sequence[tuple[int, int]] | None = None, int8: bool = False,
-                  divisors: Sequence[np.ndarray] | None = None) -> Any:
+                  divisors: Sequence[np.ndarray] | None = None,
+                  whitening: Sequence[np.ndarray | None] | None = None) -> Any:
     """``features`` (an ov.Model with one output [N, C, gh, gw] per level; changed in place and returned)
     followed by each level's nearest-neighbour distance to its bank (K, C), divided by its raw threshold
     (and each cell by its own divisor, one (gh, gw) map per level, where ``divisors`` is given);
     coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
-    the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_Int8Bank`)."""
+    the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_Int8Bank`).
+    ``whitening``: per level, the (C + 1, C) transform its patches are whitened by first, or None."""
     import openvino.opset13 as ops
 
     banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
@@ -322,12 +334,13 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     if not len(results) == len(banks) == len(raws):
         raise ValueError(f"anomaly: {len(results)} feature levels, {len(banks)} banks, {len(raws)} thresholds")
     per_cell = _per_level(divisors, len(banks))
+    whiten = _per_level(whitening, len(banks), "whitenings")
     if grids is None:
         grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
     levels = []
-    for result, lv_bank, raw, grid, div in zip(results, banks, raws, grids, per_cell):
+    for result, lv_bank, raw, grid, div, wh in zip(results, banks, raws, grids, per_cell, whiten):
         feats = result.input_value(0)
-        levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8, div))
+        levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8, div, wh))
         feats.get_tensor().set_names(set())
     maps = _largest(ops, levels, grids)
     assert maps is not None
@@ -428,13 +441,16 @@ class AnomalyScorer:
         profile: Per-layer counters on (`profiling`).
         cell_divisors: One (gh, gw) map per level that each cell's distance is divided by, before the raw
             threshold (per-position normalisation, the card's ``[position]``); None: every cell alike.
+        whitening: Per level, the (C + 1, C) transform (`patchcore.whitening`) its patches are whitened by before
+            the distances (the card's ``[whitening]``), or None for a level taught plain; None: no level.
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
                  bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
                  precision: str = "f32", depth: int = 2, edge: int = 0,
                  activation_ranges: Sequence[Sequence[float]] | None = None, profile: bool = False,
-                 streams: int | None = None, cell_divisors: Sequence[np.ndarray] | None = None) -> None:
+                 streams: int | None = None, cell_divisors: Sequence[np.ndarray] | None = None,
+                 whitening: Sequence[np.ndarray | None] | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"anomaly: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         if precision in NEEDS_RANGES and not activation_ranges:
@@ -454,15 +470,16 @@ class AnomalyScorer:
             banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
             raws = [float(raw_threshold)] if isinstance(raw_threshold, (int, float)) else list(raw_threshold)
             self._compiled = compile_for_cpu(features, "bf16", profile, self.streams)
-            self._distances_model = compile_for_cpu(distance_model(banks, raws, grids, frames=1, divisors=cell_divisors),
-                                                    "f32", profile, self.streams)
+            distances = distance_model(banks, raws, grids, frames=1, divisors=cell_divisors, whitening=whitening)
+            self._distances_model = compile_for_cpu(distances, "f32", profile, self.streams)
             self._distances = [[] for _ in range(depth)]
         else:
             int8 = precision in ("int8-distances", "int8")
             if precision == "int8":
                 assert activation_ranges is not None
                 features = int8_graph.quantized(features, activation_ranges)
-            model = scoring_model(features, bank, raw_threshold, grids, int8=int8, divisors=cell_divisors)
+            model = scoring_model(features, bank, raw_threshold, grids, int8=int8, divisors=cell_divisors,
+                                  whitening=whitening)
             self._compiled = compile_for_cpu(model, ("bf16" if cpu_has_bf16() else "f32") if int8 else precision, profile,
                                              self.streams)
         self._requests: list[list[Any]] = [[] for _ in range(depth)]
@@ -484,7 +501,7 @@ class AnomalyScorer:
         ranges = model.card.get("runtime", {}).get("activation_ranges")
         return cls(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
                    precision or model.precision, depth=depth, edge=model.edge_cells, activation_ranges=ranges,
-                   cell_divisors=model.cell_divisors)
+                   cell_divisors=model.cell_divisors, whitening=model.whitening)
 
     def start(self, batch_u8: np.ndarray) -> PendingScores:
         """Start scoring ``batch_u8`` (u8 BGR, N x height x width x 3); returns at once."""

@@ -23,12 +23,15 @@ from inspector.anomaly.metrics import auroc, rate_above
 from inspector.anomaly.model import AnomalyModel, load_anomaly_model, write_model
 from inspector.anomaly.patchcore import (
     POSITION_RULE,
+    WHITEN_RULE,
     cell_divisors,
     cell_divisors_without_each,
     greedy_coreset,
     image_coreset,
     leave_one_out_maps,
     nearest_distances,
+    whitened,
+    whitening,
 )
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, ScoreBatch, default_precision
 
@@ -144,20 +147,24 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     extractor = FeatureExtractor(levels, width, height, "f32", record_ranges=True)  # ranges: the int8 scorer's
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
     edges = [edge * levels[0].grid_stride // lv.grid_stride for lv in levels]
-    per_image: list[list[np.ndarray]] = [[] for _ in levels]
     scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the leave-one-out maps
     patches = [0] * len(levels)
     for start in range(0, len(files), BATCH):
         outs = extractor.all_levels(load_batch(files[start:start + BATCH], width, height, roi))
         for lv, feats in enumerate(outs):
             for f in feats:
-                flat = f.reshape(-1, f.shape[-1])
-                patches[lv] += len(flat)
-                # the first coreset stage per image as it comes (greedy k-center keeps the outlying patches)
-                per_image[lv].append(image_coreset(flat, 0.1, seed=seed + len(per_image[lv])))
                 scored[lv].append(f.reshape(-1, f.shape[-1]).copy())
+                patches[lv] += len(scored[lv][-1])
         progress("features", min(start + BATCH, len(files)), len(files))
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
+    # a whitened level's bank and distances live in the good patches' own metric (`patchcore.whitening`)
+    whitenings = [whitening(np.concatenate(scored[i])) if level.whiten else None for i, level in enumerate(levels)]
+    per_image: list[list[np.ndarray]] = [[] for _ in levels]
+    for lv, transform in enumerate(whitenings):
+        if transform is not None:
+            scored[lv] = [whitened(f, transform) for f in scored[lv]]
+        # the first coreset stage per image (greedy k-center keeps the outlying patches)
+        per_image[lv] = [image_coreset(f, 0.1, seed=seed + i) for i, f in enumerate(scored[lv])]
     banks, loo, divisors = [], [], []
     grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
     for lv in range(len(levels)):
@@ -179,13 +186,13 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     correction, shipped = 1.0, None
     if precision != "f32":  # the threshold from the scores the shipped scorer gives (`threshold.scorer_correction`)
         shipped, plain = (AnomalyScorer(levels, width, height, banks, scales, p, edge=edge, activation_ranges=ranges,
-                                        cell_divisors=divisors or None) for p in (precision, "f32"))
+                                        cell_divisors=divisors or None, whitening=whitenings) for p in (precision, "f32"))
         step = max(1, len(files) // thresholds.CORRECTION_IMAGES)
         sample = load_batch(files[::step][:thresholds.CORRECTION_IMAGES], width, height, roi)
         correction = thresholds.scorer_correction(shipped, plain, sample)
         good_raw = good_raw * correction
     bad_raw = (_raw_scores(extractor, bad_files, banks, scales, edges, roi, width, height,
-                           lambda d, n: progress("NG images", d, n), divisors or None) if shipped is None else
+                           lambda d, n: progress("NG images", d, n), divisors or None, whitenings) if shipped is None else
                _score_files(shipped, bad_files, roi, lambda d, n: progress("NG images", d, n)).scores)
     th = thresholds.with_bad(good_raw, bad_raw) if len(bad_raw) else thresholds.good_only(good_raw)
     raws = [sc * th.raw for sc in scales]
@@ -220,7 +227,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 {"threshold": table, "taught": taught, "metrics": metrics,
                  "runtime": {"activation_ranges": [list(r) for r in ranges]}},
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
-                edge_cells=edge, precision=precision, cell_divisors=divisors or None, position_rule=POSITION_RULE)
+                edge_cells=edge, precision=precision, cell_divisors=divisors or None, position_rule=POSITION_RULE,
+                whitening=whitenings, whitening_rule=WHITEN_RULE)
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds)
 
@@ -233,9 +241,11 @@ def _inner_max(maps: np.ndarray, edge: int) -> np.ndarray:
 
 def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Sequence[np.ndarray],
                 scales: Sequence[float], edges: Sequence[int], roi: Roi | None, width: int, height: int,
-                progress: Callable[[int, int], None], divisors: Sequence[np.ndarray] | None = None) -> np.ndarray:
+                progress: Callable[[int, int], None], divisors: Sequence[np.ndarray] | None = None,
+                whitenings: Sequence[np.ndarray | None] = ()) -> np.ndarray:
     """Image scores of ``files`` in numpy (teaching: no scoring graph compiled): the largest over the levels
-    of the worst inner patch's distance (/ its cell's divisor, where given) / the level's scale."""
+    of the worst inner patch's distance (/ its cell's divisor, where given) / the level's scale, a level's
+    features whitened first where ``whitenings`` has its transform."""
     out = []
     sq = [np.einsum("ij,ij->i", b, b) for b in banks]
     for start in range(0, len(files), BATCH):
@@ -244,7 +254,10 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
             level_scores = []
             for lv, feats in enumerate(outs):
                 grid = feats[i].shape[:2]
-                dist = nearest_distances(feats[i].reshape(-1, feats.shape[-1]), banks[lv], sq[lv]).reshape(grid)
+                rows = feats[i].reshape(-1, feats.shape[-1])
+                if lv < len(whitenings) and whitenings[lv] is not None:
+                    rows = whitened(rows, whitenings[lv])  # type: ignore[arg-type]
+                dist = nearest_distances(rows, banks[lv], sq[lv]).reshape(grid)
                 if divisors is not None:
                     dist = dist / divisors[lv]
                 level_scores.append(float(_inner_max(dist[None], edges[lv])[0]) / scales[lv])

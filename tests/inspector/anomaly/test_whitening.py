@@ -1,0 +1,174 @@
+"""Whitened levels: a level's distances in the good patches' own (Mahalanobis) metric, taught with the bank,
+applied in numpy when teaching and in the scoring graph (f32 and int8 products), and kept in the model folder
+beside the bank with its sha256; cards without it score as before."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.anomaly import teach as teaching
+from inspector.anomaly.backbone import FeatureSpec
+from inspector.anomaly.model import WHITENING_FILE, load_anomaly_model, write_model
+from inspector.anomaly.patchcore import WHITEN_SHRINKAGE, nearest_distances, whitened, whitening
+from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
+from inspector.pipeline.model_repo import ModelError
+
+LEVELS = (FeatureSpec((2, 4), 8, 3, normalise="image"), FeatureSpec((10,), 16, 3))
+WHITE = (dataclasses.replace(LEVELS[0], whiten=True), LEVELS[1])
+
+
+def _correlated(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
+    mix = rng.normal(0, 1, (c, c)) * np.linspace(3.0, 0.1, c)[:, None]  # some directions wide, some narrow
+    return (rng.normal(0, 1, (n, c)) @ mix + rng.normal(0, 5, c)).astype(np.float32)
+
+
+def test_whitened_good_patches_have_zero_mean_and_the_shrunk_covariances_inverse_as_metric() -> None:
+    x = _correlated(np.random.default_rng(0), 5000, 12)
+    t = whitening(x, shrinkage=0.0)
+    assert t.shape == (13, 12) and t.dtype == np.float32
+    z = whitened(x, t)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(z.T, bias=True), np.eye(12), atol=2e-3)
+    # shrunk: the covariance's weight moved towards its mean variance (what the default does)
+    cov = np.cov(x.T, bias=True)
+    shrunk = (1 - WHITEN_SHRINKAGE) * cov + WHITEN_SHRINKAGE * np.trace(cov) / 12 * np.eye(12)
+    w = whitening(x)[1:].astype(np.float64)
+    np.testing.assert_allclose(w @ shrunk @ w, np.eye(12), atol=1e-3)
+    with pytest.raises(ValueError, match="more patches than channels"):
+        whitening(x[:12])
+
+
+def test_a_change_along_a_direction_good_patches_hardly_vary_in_stands_out_once_whitened() -> None:
+    rng = np.random.default_rng(1)
+    spread = np.r_[np.full(15, 1.0), 0.1]  # fifteen directions the good patches vary in, one they hardly do
+    good = (rng.normal(0, 1, (4000, 16)) * spread).astype(np.float32)
+    bank, unseen = good[:400], good[400:600]
+    moved = unseen.copy()
+    moved[:, 15] += 1.5  # 15 of that direction's sd: far out for a good patch, small beside the others' spread
+    t = whitening(bank)
+    found = {}
+    for name, space in (("plain", lambda x: x), ("white", lambda x: whitened(x, t))):
+        ok, bad = nearest_distances(space(unseen), space(bank)), nearest_distances(space(moved), space(bank))
+        found[name] = float((bad > ok.max()).mean())  # caught above the highest unseen good patch
+    assert found["plain"] < 0.1 and found["white"] > 0.95, found
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8-distances"])
+def test_the_scoring_graph_whitens_each_whitened_level_before_its_distances(precision: str) -> None:
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    fine, coarse = FeatureExtractor(LEVELS, 64, 64).all_levels(frames)
+    t = whitening(fine.reshape(-1, 64))
+    banks = (whitened(fine[0].reshape(-1, 64)[::3], t), coarse[1].reshape(-1, 112)[::2].copy())
+    out = AnomalyScorer(WHITE, 64, 64, banks, (7.5, 3.0), precision, whitening=(t, None)).score(frames)
+    m0 = np.stack([nearest_distances(whitened(f.reshape(-1, 64), t), banks[0]).reshape(8, 8) for f in fine]) / 7.5
+    m1 = np.stack([nearest_distances(f.reshape(-1, 112), banks[1]).reshape(4, 4) for f in coarse]) / 3.0
+    want = np.maximum(m0, m1.repeat(2, axis=1).repeat(2, axis=2))
+    tol = 2e-3 if precision == "f32" else 0.05  # int8 products: a few percent (test_runtime_int8)
+    np.testing.assert_allclose(out.maps, want, rtol=tol, atol=tol * want.max())
+    plain = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), precision).score(frames)
+    assert not np.allclose(plain.maps, out.maps, rtol=0.05)
+    with pytest.raises(ValueError, match="does not fit"):
+        AnomalyScorer(WHITE, 64, 64, banks, (7.5, 3.0), whitening=(None, t))
+    with pytest.raises(ValueError, match="2 feature levels, 1 whitenings"):
+        AnomalyScorer(WHITE, 64, 64, banks, (7.5, 3.0), whitening=(t,))
+
+
+def _write(folder: Path, transform: np.ndarray | None) -> None:
+    rng = np.random.default_rng(0)
+    banks = rng.normal(0, 1, (30, 64)).astype(np.float32), rng.normal(0, 1, (12, 112)).astype(np.float32)
+    write_model(folder, "m", banks, WHITE if transform is not None else LEVELS, 64, 64, (3.5, 7.25), None, {},
+                whitening=(transform, None) if transform is not None else None, whitening_rule="mahalanobis")
+
+
+def test_the_whitening_is_written_with_its_sha256_and_a_changed_or_missing_file_is_refused(tmp_path: Path) -> None:
+    t = whitening(_correlated(np.random.default_rng(2), 2000, 64))
+    _write(tmp_path / "m", t)
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    assert card["whitening"]["file"] == WHITENING_FILE and len(card["whitening"]["sha256"]) == 64
+    assert card["whitening"]["levels"] == [0] and card["whitening"]["rule"] == "mahalanobis"
+    assert card["levels"]["0"]["whiten"] is True and "whiten" not in card["levels"]["1"]
+    model = load_anomaly_model(tmp_path / "m")
+    assert model.spec[0].whiten and not model.spec[1].whiten
+    assert model.whitening is not None and model.whitening[1] is None
+    np.testing.assert_array_equal(model.whitening[0], t)
+    frames = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    got = AnomalyScorer.for_model(model, precision="f32").score(frames)  # as the station builds its scorers
+    want = AnomalyScorer(WHITE, 64, 64, model.bank, model.raw_threshold, whitening=(t, None)).score(frames)
+    np.testing.assert_allclose(got.maps, want.maps, rtol=1e-5)
+    changed = np.load(tmp_path / "m" / WHITENING_FILE)
+    changed[7] += 0.5
+    np.save(tmp_path / "m" / WHITENING_FILE, changed)
+    with pytest.raises(ModelError, match="whitening.npy does not match its card"):
+        load_anomaly_model(tmp_path / "m")
+    np.save(tmp_path / "m" / WHITENING_FILE, changed[:-3])
+    with pytest.raises(ModelError, match=r"is not 4160 finite float32 values"):
+        load_anomaly_model(tmp_path / "m", verify=False)
+    (tmp_path / "m" / WHITENING_FILE).unlink()
+    with pytest.raises(ModelError, match="not found"):
+        load_anomaly_model(tmp_path / "m")
+
+
+def test_a_card_marking_a_level_whitened_without_its_transform_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path / "m", whitening(_correlated(np.random.default_rng(2), 2000, 64)))
+    path = tmp_path / "m" / "card.toml"
+    text = path.read_text()
+    path.write_text(text[:text.index("[whitening]")] + text[text.index("[threshold]"):])
+    with pytest.raises(ModelError, match=r"levels \[0\] are whitened but the card has no \[whitening\]"):
+        load_anomaly_model(tmp_path / "m")
+
+
+def test_a_card_without_whitening_scores_as_before_and_teaching_again_plain_removes_the_file(tmp_path: Path) -> None:
+    _write(tmp_path / "m", whitening(_correlated(np.random.default_rng(2), 2000, 64)))
+    _write(tmp_path / "m", None)
+    assert not (tmp_path / "m" / WHITENING_FILE).exists()
+    model = load_anomaly_model(tmp_path / "m")
+    assert model.whitening is None and "whitening" not in model.card
+
+
+def _cloth(rng: np.random.Generator, stain: float = 0.0) -> np.ndarray:
+    """A plain weave whose threads' tones vary from part to part; ``stain``: its contrast lost by that share over a
+    blob (what a stain does to a cloth)."""
+    side = 96
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+    phase = rng.uniform(0, 8, 2)
+    weave = np.sin((xs + phase[0]) * np.pi / 4) * np.sin((ys + phase[1]) * np.pi / 4)
+    tone = 1.0 + 0.15 * rng.normal(0, 1, (side // 8 + 1, side // 8 + 1)).repeat(8, 0).repeat(8, 1)[:side, :side]
+    img = 128 + 60 * weave * tone
+    if stain:
+        blob = np.exp(-(((xs - 48) / 9) ** 2 + ((ys - 48) / 9) ** 2))
+        img = 128 + (img - 128) * (1 - stain * blob)
+    img = img + rng.normal(0, 2, img.shape)
+    return cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def test_teaching_a_whitened_level_stores_the_good_patches_transform_and_scores_through_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    good = tmp_path / "good"
+    good.mkdir()
+    images = [_cloth(rng) for _ in range(16)]
+    for i, img in enumerate(images):
+        cv2.imwrite(str(good / f"{i:03d}.png"), img)
+    teaching.teach([good], tmp_path / "white", width=96, height=96, spec=WHITE)
+    teaching.teach([good], tmp_path / "plain", width=96, height=96, spec=LEVELS)
+    white, plain = load_anomaly_model(tmp_path / "white"), load_anomaly_model(tmp_path / "plain")
+    assert plain.whitening is None and not (tmp_path / "plain" / WHITENING_FILE).exists()
+    assert white.whitening is not None and white.whitening[1] is None
+    # the transform is the good patches' own: every taught image's fine features, as the extractor gives them
+    fine = FeatureExtractor(LEVELS, 96, 96).all_levels(np.stack(images))[0]
+    np.testing.assert_allclose(white.whitening[0], whitening(fine.reshape(-1, 64)), rtol=1e-3, atol=1e-3)
+    # the bank's rows are whitened patches (unit scale), the coarse level's are as plain teaching makes them
+    assert 0.3 < float(np.abs(white.bank[0]).mean()) < 3.0
+    np.testing.assert_array_equal(white.bank[1], plain.bank[1])
+    # through the scorer (the whitening in the graph): a cloth that lost 70% of its contrast over a blob scores
+    # above every unseen good one
+    unseen, stained = [_cloth(rng) for _ in range(8)], [_cloth(rng, 0.7) for _ in range(8)]
+    scorer = teaching.scorer_for(white)
+    ok, bad = scorer.score(np.stack(unseen)).scores, scorer.score(np.stack(stained)).scores
+    assert bad.min() > ok.max(), (ok, bad)
