@@ -31,7 +31,8 @@ Two disjoint splits, so that what is tuned is not what is reported:
 Variants of the default features for ``--eval`` (to compare on the validation split): ``--position off`` teaches
 without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level (Lite0's block
 numbers); ``--backbone lite1|lite2`` taps those EfficientNet-Lite variants instead of Lite0, at the same stages
-(`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--whiten 0,1`` whitens those levels (`patchcore.whitening`; ``''`` none); ``--good-only`` skips the second
+(`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--whiten 0,1`` whitens those levels and no others (`patchcore.whitening`; ``''`` none; by default teach
+whitens the levels whose good features are a stationary texture, `patchcore.position_share`); ``--good-only`` skips the second
 teach with the 10 NG parts; ``--size 480`` teaches models of that input side (the parts stay rendered at 320, the
 line's frames, and are letterboxed up: the backbone sees them 1.5x larger). Each variant's models go to their own folder under ``--data``.
 """
@@ -126,8 +127,9 @@ def _variant(position: bool, fine_taps: tuple[int, ...] | None, backbone: str | 
         # fine_taps are Lite0's block numbers, mapped to the same stage's blocks like the defaults
         spec = for_backbone(spec, backbone) if spec[0].backbone == LITE0.key else spec
         name += f"{'_' if name else ''}backbone-{backbone}"
-    if whiten is not None and whiten != tuple(i for i, lv in enumerate(spec) if lv.whiten):
+    if whiten is not None:  # these levels and no others (teach's choice by `patchcore.position_share` off)
         spec = tuple(dataclasses.replace(lv, whiten=i in whiten) for i, lv in enumerate(spec))
+        kwargs["whiten"] = "spec"
         name += f"{'_' if name else ''}whiten{'-'.join(map(str, whiten)) or 'none'}"
     if size != 320:  # the model's input side; the parts stay rendered at 320 (the line's frames), letterboxed up
         kwargs["width"] = kwargs["height"] = size

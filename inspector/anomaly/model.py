@@ -116,10 +116,11 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                 raw_threshold: Sequence[float], roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
                 edge_cells: int = 0, precision: str = "f32", cell_divisors: Sequence[np.ndarray] | None = None,
                 position_rule: str = "", whitening: Sequence[np.ndarray | None] | None = None,
-                whitening_rule: str = "") -> Path:
+                whitening_rule: str = "", position_shares: Sequence[float] | None = None) -> Path:
     """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given), the levels'
     whitening (a (C + 1, C) transform or None per level, if given) and the card into ``folder`` (created);
-    returns the card's path."""
+    returns the card's path. ``position_shares``: each level's `patchcore.position_share` (recorded: what decided
+    its whitening)."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
     np.save(bank_path, pack_banks(bank), allow_pickle=False)
@@ -159,7 +160,8 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
     card["levels"] = {str(i): {"taps": list(lv.taps), "grid_stride": lv.grid_stride, "pool": lv.pool,
                                "channels": lv.channels, "rows": len(b), "raw": float(r),
                                **({"normalise": lv.normalise} if lv.normalise != "none" else {}),
-                               **({"whiten": True} if i in whitened else {})}
+                               **({"whiten": True} if i in whitened else {}),
+                               **({"position_share": round(float(position_shares[i]), 4)} if position_shares else {})}
                       for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
     if cell_divisors is not None:
         card["position"] = {"file": POSITION_FILE, "sha256": sha256_of(position_path), "rule": position_rule,

@@ -6,6 +6,7 @@ What the command line (``inspector anomaly teach|score|eval``) runs; each takes 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -23,6 +24,7 @@ from inspector.anomaly.metrics import auroc, rate_above
 from inspector.anomaly.model import AnomalyModel, load_anomaly_model, write_model
 from inspector.anomaly.patchcore import (
     POSITION_RULE,
+    STATIONARY_SHARE,
     WHITEN_RULE,
     cell_divisors,
     cell_divisors_without_each,
@@ -30,6 +32,7 @@ from inspector.anomaly.patchcore import (
     image_coreset,
     leave_one_out_maps,
     nearest_distances,
+    position_share,
     whitened,
     whitening,
 )
@@ -53,13 +56,18 @@ BANK_MIN, BANK_MAX = 1000, 4096
 #: f32 distances in numpy, image AUROC (good-only escape): fabric 0.9235 -> 0.9560 (71.0 -> 60.5%), label
 #: 0.9803 -> 0.9854 (30.5 -> 16.0%), fabric Mono8 0.8543 -> 0.8828. The coarse level stays as it was: normalised
 #: too, label's missing print fell 0.985 -> 0.973 (the frame's overall look is the coarse level's to see).
-#: The fine level is whitened (``whiten``, `patchcore.whitening`): its distances in the good patches' Mahalanobis
-#: metric. Validation split, the int8 scorer, good only, image AUROC / escape, plain -> whitened: fabric 0.9634 /
-#: 36.0% -> 0.9912 / 17.0%, fabric Mono8 0.9040 / 47.0% -> 0.9713 / 31.5%, label 0.9852 / 14.5% -> 0.9866 / 20.0%,
-#: label Mono8 0.8763 / 41.0% -> 0.8587 / 43.5%, plate 0.9976 / 1.5% -> 0.9983 / 1.5%, plate Mono8 0.9959 / 1.5% ->
-#: 0.9958 / 2.0% (false reject 1.0%); the same cost. Both levels whitened: label Mono8 escaped 80.5%; a third level
-#: (the fine one plain and whitened) 1.39x the scoring time for label 12.0%, label Mono8 38.5% (docs/anomaly.md).
-DEFAULT_SPEC: Levels = (FeatureSpec((2, 4), 8, 3, normalise="image", whiten=True), FeatureSpec((10,), 16, 3))
+DEFAULT_SPEC: Levels = (FeatureSpec((2, 4), 8, 3, normalise="image"), FeatureSpec((10,), 16, 3))
+#: A level is taught whitened (``whiten``, `patchcore.whitening`: its distances in the good patches' Mahalanobis
+#: metric) where its good features are a stationary texture (`patchcore.position_share` under
+#: `patchcore.STATIONARY_SHARE`); the card records each level's share. Validation split, the int8 scorer, good only,
+#: image AUROC / escape, the fine level plain -> whitened: fabric 0.9634 / 36.0% -> 0.9912 / 17.0%, fabric Mono8
+#: 0.9040 / 47.0% -> 0.9713 / 31.5% (both textures: whitened), label 0.9852 / 14.5% -> 0.9866 / 20.0%, label Mono8
+#: 0.8763 / 41.0% -> 0.8587 / 43.5%, plate 0.9976 / 1.5% -> 0.9983 / 1.5%, plate Mono8 0.9959 / 1.5% -> 0.9958 / 2.0%
+#: (false reject 0 -> 1.0%; held-out 1.5%): parts with a look of their own per position stay plain. The same cost.
+#: Both levels whitened: label Mono8 escaped 80.5%; a third level (the fine one plain and whitened) 1.39x the
+#: scoring time for label 12.0%, label Mono8 38.5% (docs/anomaly.md).
+WHITEN = "textures"
+WHITEN_CHOICES = ("textures", "spec")
 #: How the levels' distances are put on one scale: each divided by this quantile of its leave-one-out scores.
 LEVEL_QUANTILE = 0.99
 LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that level's leave-one-out good scores; "
@@ -115,7 +123,8 @@ class TeachReport:
 
 def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi | None = None,
           name: str | None = None, spec: FeatureSpec | Sequence[FeatureSpec] = DEFAULT_SPEC, width: int = 320,
-          height: int = 320, seed: int = 0, position: bool = POSITION, progress: Progress = _quiet) -> TeachReport:
+          height: int = 320, seed: int = 0, position: bool = POSITION, whiten: str = WHITEN,
+          progress: Progress = _quiet) -> TeachReport:
     """Teach a PatchCore model from the good images in ``good`` and write it to ``out``.
 
     Every level gets its own bank (greedy coreset of its patches). Each good image is then scored
@@ -136,6 +145,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         seed: Seeds the coreset.
         position: Divide each cell's distance by its own divisor (`patchcore.cell_divisors`; the card's
             ``[position]``), the threshold's scores by the divisors without their own image.
+        whiten: ``"textures"``: whiten the levels the spec whitens and every level whose good features are a
+            stationary texture (`patchcore.position_share` < `patchcore.STATIONARY_SHARE`); ``"spec"``: only the
+            levels the spec whitens.
         progress: ``(stage, done, total)``.
 
     Raises:
@@ -153,6 +165,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     extractor = FeatureExtractor(levels, width, height, "f32", record_ranges=True)  # ranges: the int8 scorer's
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
     edges = [edge * levels[0].grid_stride // lv.grid_stride for lv in levels]
+    grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
     scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the leave-one-out maps
     patches = [0] * len(levels)
     for start in range(0, len(files), BATCH):
@@ -163,6 +176,13 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 patches[lv] += len(scored[lv][-1])
         progress("features", min(start + BATCH, len(files)), len(files))
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
+    if whiten not in WHITEN_CHOICES:
+        raise ValueError(f"whiten = {whiten!r}: one of {', '.join(WHITEN_CHOICES)}")
+    shares = [position_share(np.stack(scored[i]).reshape(-1, *grids[i], level.channels), edges[i])
+              for i, level in enumerate(levels)]
+    if whiten == "textures":
+        levels = tuple(dataclasses.replace(level, whiten=True) if share < STATIONARY_SHARE else level
+                       for level, share in zip(levels, shares))
     # a whitened level's bank and distances live in the good patches' own metric (`patchcore.whitening`)
     whitenings = [whitening(np.concatenate(scored[i])) if level.whiten else None for i, level in enumerate(levels)]
     per_image: list[list[np.ndarray]] = [[] for _ in levels]
@@ -172,7 +192,6 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         # the first coreset stage per image (greedy k-center keeps the outlying patches)
         per_image[lv] = [image_coreset(f, 0.1, seed=seed + i) for i, f in enumerate(scored[lv])]
     banks, loo, divisors = [], [], []
-    grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
     for lv in range(len(levels)):
         size = int(np.clip(BANK_SHARE * patches[lv], BANK_MIN, BANK_MAX))
         candidates = np.concatenate(per_image[lv])
@@ -234,7 +253,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                  "runtime": {"activation_ranges": [list(r) for r in ranges]}},
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
                 edge_cells=edge, precision=precision, cell_divisors=divisors or None, position_rule=POSITION_RULE,
-                whitening=whitenings, whitening_rule=WHITEN_RULE)
+                whitening=whitenings, whitening_rule=WHITEN_RULE, position_shares=shares)
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds)
 

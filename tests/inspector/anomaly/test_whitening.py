@@ -15,7 +15,14 @@ import pytest
 from inspector.anomaly import teach as teaching
 from inspector.anomaly.backbone import FeatureSpec
 from inspector.anomaly.model import WHITENING_FILE, load_anomaly_model, write_model
-from inspector.anomaly.patchcore import WHITEN_SHRINKAGE, nearest_distances, whitened, whitening
+from inspector.anomaly.patchcore import (
+    STATIONARY_SHARE,
+    WHITEN_SHRINKAGE,
+    nearest_distances,
+    position_share,
+    whitened,
+    whitening,
+)
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
 from inspector.pipeline.model_repo import ModelError
 
@@ -132,17 +139,16 @@ def test_a_card_without_whitening_scores_as_before_and_teaching_again_plain_remo
     assert model.whitening is None and "whitening" not in model.card
 
 
-def _cloth(rng: np.random.Generator, stain: float = 0.0) -> np.ndarray:
+def _cloth(rng: np.random.Generator, stain: float = 0.0, side: int = 96) -> np.ndarray:
     """A plain weave whose threads' tones vary from part to part; ``stain``: its contrast lost by that share over a
     blob (what a stain does to a cloth)."""
-    side = 96
     ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
     phase = rng.uniform(0, 8, 2)
-    weave = np.sin((xs + phase[0]) * np.pi / 4) * np.sin((ys + phase[1]) * np.pi / 4)
+    weave = np.sin((xs + phase[0]) * np.pi / 3.5) * np.sin((ys + phase[1]) * np.pi / 3.5)  # 7 px: off the grid
     tone = 1.0 + 0.15 * rng.normal(0, 1, (side // 8 + 1, side // 8 + 1)).repeat(8, 0).repeat(8, 1)[:side, :side]
     img = 128 + 60 * weave * tone
     if stain:
-        blob = np.exp(-(((xs - 48) / 9) ** 2 + ((ys - 48) / 9) ** 2))
+        blob = np.exp(-(((xs - side / 2) / 9) ** 2 + ((ys - side / 2) / 9) ** 2))
         img = 128 + (img - 128) * (1 - stain * blob)
     img = img + rng.normal(0, 2, img.shape)
     return cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
@@ -156,7 +162,7 @@ def test_teaching_a_whitened_level_stores_the_good_patches_transform_and_scores_
     for i, img in enumerate(images):
         cv2.imwrite(str(good / f"{i:03d}.png"), img)
     teaching.teach([good], tmp_path / "white", width=96, height=96, spec=WHITE)
-    teaching.teach([good], tmp_path / "plain", width=96, height=96, spec=LEVELS)
+    teaching.teach([good], tmp_path / "plain", width=96, height=96, spec=LEVELS, whiten="spec")
     white, plain = load_anomaly_model(tmp_path / "white"), load_anomaly_model(tmp_path / "plain")
     assert plain.whitening is None and not (tmp_path / "plain" / WHITENING_FILE).exists()
     assert white.whitening is not None and white.whitening[1] is None
@@ -172,3 +178,34 @@ def test_teaching_a_whitened_level_stores_the_good_patches_transform_and_scores_
     scorer = teaching.scorer_for(white)
     ok, bad = scorer.score(np.stack(unseen)).scores, scorer.score(np.stack(stained)).scores
     assert bad.min() > ok.max(), (ok, bad)
+
+
+def test_the_position_share_is_the_variance_between_positions_over_all_of_it() -> None:
+    rng = np.random.default_rng(4)
+    texture = rng.normal(0, 1, (30, 6, 6, 5))  # every position alike
+    look = rng.normal(0, 3, (1, 6, 6, 5))  # each position a look of its own, the same on every part
+    assert position_share(texture) < 0.05
+    part = texture + look
+    want = look.var(axis=(0, 1, 2)).sum() / part.reshape(-1, 5).var(axis=0).sum()
+    assert position_share(part) == pytest.approx(want, rel=0.1) and position_share(part) > 0.8
+    edged = texture.copy()
+    edged[:, 0] += 50.0  # the first row differs on every part; its edge left out, the rest is a texture
+    assert position_share(edged) > 0.5 and position_share(edged, edge=1) < 0.05
+
+
+def test_teaching_whitens_a_stationary_texture_and_leaves_a_part_with_a_look_per_position_plain(tmp_path: Path) -> None:
+    from camera.products import render_product
+
+    for family in ("fabric", "plate"):  # a woven cloth; a plate whose holes and edges sit where they sit
+        good = tmp_path / family
+        good.mkdir()
+        for seed in range(12):
+            cv2.imwrite(str(good / f"{seed:03d}.png"), render_product(family, seed, 96, 96).image)
+        teaching.teach([good], tmp_path / f"{family}_model", width=96, height=96, spec=LEVELS)
+    cloth, part = (tomllib.loads((tmp_path / f"{n}_model" / "card.toml").read_text()) for n in ("fabric", "plate"))
+    assert cloth["levels"]["0"]["position_share"] < STATIONARY_SHARE <= part["levels"]["0"]["position_share"]
+    assert cloth["levels"]["0"].get("whiten") is True and "whiten" not in part["levels"]["0"]
+    assert load_anomaly_model(tmp_path / "fabric_model").whitening is not None
+    assert load_anomaly_model(tmp_path / "plate_model").whitening is None
+    with pytest.raises(ValueError, match="whiten = 'always'"):
+        teaching.teach([tmp_path / "fabric"], tmp_path / "x", width=96, height=96, whiten="always")
