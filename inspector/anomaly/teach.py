@@ -253,7 +253,10 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                  "runtime": {"activation_ranges": [list(r) for r in ranges]}},
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
                 edge_cells=edge, precision=precision, cell_divisors=divisors or None, position_rule=POSITION_RULE,
-                whitening=whitenings, whitening_rule=WHITEN_RULE, position_shares=shares)
+                whitening=whitenings, position_shares=shares,
+                whitening_rule=WHITEN_RULE + (f"; the levels whose good features vary under {STATIONARY_SHARE:.0%} "
+                                              "between positions (position_share: a stationary texture)"
+                                              if whiten == "textures" else "; the levels the spec whitens"))
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds)
 

@@ -205,6 +205,7 @@ def test_teaching_whitens_a_stationary_texture_and_leaves_a_part_with_a_look_per
     cloth, part = (tomllib.loads((tmp_path / f"{n}_model" / "card.toml").read_text()) for n in ("fabric", "plate"))
     assert cloth["levels"]["0"]["position_share"] < STATIONARY_SHARE <= part["levels"]["0"]["position_share"]
     assert cloth["levels"]["0"].get("whiten") is True and "whiten" not in part["levels"]["0"]
+    assert "stationary texture" in cloth["whitening"]["rule"] and "whitening" not in part
     assert load_anomaly_model(tmp_path / "fabric_model").whitening is not None
     assert load_anomaly_model(tmp_path / "plate_model").whitening is None
     with pytest.raises(ValueError, match="whiten = 'always'"):
