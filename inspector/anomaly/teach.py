@@ -119,6 +119,8 @@ class TeachReport:
     good_scores: np.ndarray
     bad_scores: np.ndarray
     seconds: float
+    whitened: tuple[int, ...] = ()  # the levels taught whitened (a stationary texture, or the spec's choice)
+    position_shares: tuple[float, ...] = ()  # each level's `patchcore.position_share`
 
 
 def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi | None = None,
@@ -154,6 +156,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         ImageError: A folder without images, an unreadable image, or fewer than `MIN_GOOD` good images.
     """
     t0 = time.perf_counter()
+    if whiten not in WHITEN_CHOICES:
+        raise ValueError(f"whiten = {whiten!r}: one of {', '.join(WHITEN_CHOICES)}")
     files = find_images(good)
     if len(files) < MIN_GOOD:
         raise ImageError(f"{', '.join(map(str, good))}: {len(files)} good images, at least {MIN_GOOD} are needed "
@@ -176,8 +180,6 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 patches[lv] += len(scored[lv][-1])
         progress("features", min(start + BATCH, len(files)), len(files))
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
-    if whiten not in WHITEN_CHOICES:
-        raise ValueError(f"whiten = {whiten!r}: one of {', '.join(WHITEN_CHOICES)}")
     shares = [position_share(np.stack(scored[i]).reshape(-1, *grids[i], level.channels), edges[i])
               for i, level in enumerate(levels)]
     if whiten == "textures":
@@ -258,7 +260,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                                               "between positions (position_share: a stationary texture)"
                                               if whiten == "textures" else "; the levels the spec whitens"))
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
-                       raws[0], good_raw / th.raw, bad_raw / th.raw, seconds)
+                       raws[0], good_raw / th.raw, bad_raw / th.raw, seconds,
+                       tuple(i for i, w in enumerate(whitenings) if w is not None), tuple(shares))
 
 
 def _inner_max(maps: np.ndarray, edge: int) -> np.ndarray:

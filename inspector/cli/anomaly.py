@@ -70,9 +70,11 @@ def teach_cmd(
     except _errors() as exc:
         fail(str(exc))
     bad_part = f", {r.bad_images} NG images: lowest NG score {r.bad_scores.min():.2f}" if r.bad_images else ""
+    white = (f"; level {', '.join(map(str, r.whitened))} whitened (a texture: position share "
+             f"{', '.join(f'{r.position_shares[i]:.3f}' for i in r.whitened)})" if r.whitened else "")
     typer.echo(f"taught {out} from {r.bank_images} good images (leave-one-out: highest score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
-               f"{r.raw_threshold:.3f}, {r.seconds:.1f} s")
+               f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")
 
 
 @app.command("score")

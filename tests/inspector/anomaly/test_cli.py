@@ -165,3 +165,18 @@ def test_synth_writes_a_family(tmp_path: Path) -> None:
     assert cv2.imread(str(next((tmp_path / "good").iterdir())), cv2.IMREAD_UNCHANGED).ndim == 2
     assert stdout.strip().startswith("fabric: 2 good and 1 anomalous")
     _one_line_exit_2(["anomaly", "synth", "--family", "wood", "--out", str(tmp_path)], "--family")
+
+
+def test_teach_says_which_levels_it_whitened_as_a_texture(tmp_path: Path, plates: Path) -> None:
+    write_family("fabric", tmp_path / "cloth", 12, 0, seed=0, width=96, height=96)
+    code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(tmp_path / "cloth" / "good"), "--out",
+                                   str(tmp_path / "cloth-model"), "--size", "96")
+    assert code == 0, stderr
+    last = stdout.strip().splitlines()[-1]
+    assert "level 0 whitened (a texture: position share 0.0" in last, last
+    card = tomllib.loads((tmp_path / "cloth-model" / "card.toml").read_text())
+    assert card["levels"]["0"]["whiten"] is True and card["levels"]["0"]["position_share"] < 0.1
+    code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--out",
+                                   str(tmp_path / "plate-model"), "--size", "96")
+    assert code == 0, stderr
+    assert "whitened" not in stdout.strip().splitlines()[-1]
