@@ -6,6 +6,7 @@ anomalies are none of the line's four defect classes, each with a pixel mask:
 - ``fabric``: woven cloth; broken thread, stain, foreign fibre, crease.
 - ``plate``: machined plate with a hole pattern; missing hole, undersized hole, corrosion, swarf, chipped edge.
 - ``label``: printed label; smeared print, missing print, colour shift, ink splash, wrinkle.
+- ``wood``: sawn board's grain; knot, crack, resin pocket, scratch.
 
 Every frame is a pure function of ``(family, seed, width, height, mono, anomalous)``.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.products import fabric, label, plate
+from camera.products import fabric, label, plate, wood
 from camera.products.common import ProductFrame, _Invisible, finish, margin
 
 __all__ = ["FAMILIES", "ProductFrame", "anomaly_kinds", "render_product", "write_family"]
@@ -35,13 +36,16 @@ _GOOD: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
     "fabric": fabric.draw_good,
     "plate": lambda rng, h, w: plate.draw_good(rng, h, w),
     "label": lambda rng, h, w: label.draw_good(rng, h, w),
+    "wood": lambda rng, h, w: wood.draw_good(rng, h, w),
 }
 _ANOMALOUS: dict[str, Callable[[np.random.Generator, int, int, str], _Pair]] = {
     "fabric": _fabric_pair,
     "plate": plate.draw_anomalous,
     "label": label.draw_anomalous,
+    "wood": wood.draw_anomalous,
 }
-_KINDS: dict[str, tuple[str, ...]] = {"fabric": fabric.ANOMALIES, "plate": plate.ANOMALIES, "label": label.ANOMALIES}
+_KINDS: dict[str, tuple[str, ...]] = {"fabric": fabric.ANOMALIES, "plate": plate.ANOMALIES, "label": label.ANOMALIES,
+                                     "wood": wood.ANOMALIES}
 
 #: The product families, by name.
 FAMILIES: tuple[str, ...] = tuple(_GOOD)

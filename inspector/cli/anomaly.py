@@ -133,7 +133,7 @@ def eval_cmd(
 
 @app.command("synth")
 def synth_cmd(
-    family: str = typer.Option(..., "--family", help="fabric | plate | label"),
+    family: str = typer.Option(..., "--family", help="fabric | plate | label | wood"),
     out: Path = typer.Option(..., "--out", help="Output folder (good/, bad/, masks/)."),
     good: int = typer.Option(200, "--good", min=0, help="Good parts."),
     bad: int = typer.Option(0, "--bad", min=0, help="Anomalous parts (each with its mask)."),

@@ -164,7 +164,7 @@ def test_synth_writes_a_family(tmp_path: Path) -> None:
     assert len(list((tmp_path / "good").iterdir())) == 2 and len(list((tmp_path / "masks").iterdir())) == 1
     assert cv2.imread(str(next((tmp_path / "good").iterdir())), cv2.IMREAD_UNCHANGED).ndim == 2
     assert stdout.strip().startswith("fabric: 2 good and 1 anomalous")
-    _one_line_exit_2(["anomaly", "synth", "--family", "wood", "--out", str(tmp_path)], "--family")
+    _one_line_exit_2(["anomaly", "synth", "--family", "granite", "--out", str(tmp_path)], "--family")
 
 
 def test_teach_says_which_levels_it_whitened_as_a_texture(tmp_path: Path, plates: Path) -> None:

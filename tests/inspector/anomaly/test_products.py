@@ -37,8 +37,8 @@ def test_mono8_frames_are_single_channel() -> None:
 
 
 def test_an_unknown_family_or_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="wood"):
-        render_product("wood", 1)
+    with pytest.raises(ValueError, match="granite"):
+        render_product("granite", 1)
     with pytest.raises(ValueError, match="has no anomaly"):
         render_product("plate", 1, anomalous=True, kind="stain")
 
