@@ -180,13 +180,18 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 patches[lv] += len(scored[lv][-1])
         progress("features", min(start + BATCH, len(files)), len(files))
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
-    shares = [position_share(np.stack(scored[i]).reshape(-1, *grids[i], level.channels), edges[i])
-              for i, level in enumerate(levels)]
-    if whiten == "textures":
-        levels = tuple(dataclasses.replace(level, whiten=True) if share < STATIONARY_SHARE else level
-                       for level, share in zip(levels, shares))
     # a whitened level's bank and distances live in the good patches' own metric (`patchcore.whitening`)
-    whitenings = [whitening(np.concatenate(scored[i])) if level.whiten else None for i, level in enumerate(levels)]
+    shares: list[float] = []
+    whitenings: list[np.ndarray | None] = []
+    taught_levels = []
+    for i, level in enumerate(levels):
+        every = np.concatenate(scored[i])  # the level's every good patch, (images x cells, C): gathered once
+        shares.append(position_share(every.reshape(-1, *grids[i], level.channels), edges[i]))
+        if whiten == "textures" and shares[-1] < STATIONARY_SHARE:
+            level = dataclasses.replace(level, whiten=True)
+        taught_levels.append(level)
+        whitenings.append(whitening(every) if level.whiten else None)
+    levels = tuple(taught_levels)
     per_image: list[list[np.ndarray]] = [[] for _ in levels]
     for lv, transform in enumerate(whitenings):
         if transform is not None:
