@@ -303,20 +303,14 @@ def _cell_divisors(folder: Path, path: Path, table: Any, specs: Levels, width: i
     """The card's ``[position]`` map, checked (sha256, size, positive), one (gh, gw) array per level; None without it."""
     if table is None:
         return None
-    if not isinstance(table, dict) or "file" not in table or "sha256" not in table:
-        raise ModelError(f"model: {path}: [position] needs file and sha256")
-    file = folder / str(table["file"])
-    flat = _checked_array(folder, str(table["file"]), str(table["sha256"]), verify)
+    name, sha256 = _named_file(path, table, "position")
+    file, flat = folder / name, _checked_array(folder, name, sha256, verify)
     grids = [(height // s.grid_stride, width // s.grid_stride) for s in specs]
     cells = [gh * gw for gh, gw in grids]
     if flat.dtype != np.float32 or flat.shape != (sum(cells),) or not bool(np.all(np.isfinite(flat) & (flat > 0))):
         raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not {sum(cells)} positive float32 divisors "
                          f"(the levels' grids {', '.join(f'{gh}x{gw}' for gh, gw in grids)})")
-    out, start = [], 0
-    for (gh, gw), n in zip(grids, cells):
-        out.append(flat[start:start + n].reshape(gh, gw).copy())
-        start += n
-    return tuple(out)
+    return tuple(_split(flat, grids))
 
 
 def _whitening(folder: Path, path: Path, table: Any, specs: Levels, verify: bool
@@ -328,23 +322,36 @@ def _whitening(folder: Path, path: Path, table: Any, specs: Levels, verify: bool
         if marked:
             raise ModelError(f"model: {path}: levels {marked} are whitened but the card has no [whitening]")
         return None
-    if not isinstance(table, dict) or "file" not in table or "sha256" not in table:
-        raise ModelError(f"model: {path}: [whitening] needs file and sha256")
+    name, sha256 = _named_file(path, table, "whitening")
     if [int(i) for i in table.get("levels", marked)] != marked or not marked:
         raise ModelError(f"model: {path}: [whitening] levels {table.get('levels')} are not the levels marked "
                          f"whiten ({marked})")
-    file = folder / str(table["file"])
-    flat = _checked_array(folder, str(table["file"]), str(table["sha256"]), verify)
+    file, flat = folder / name, _checked_array(folder, name, sha256, verify)
     sizes = [(specs[i].channels + 1) * specs[i].channels for i in marked]
     if flat.dtype != np.float32 or flat.shape != (sum(sizes),) or not bool(np.all(np.isfinite(flat))):
         raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not {sum(sizes)} finite float32 values "
                          f"(the whitened levels' (C + 1) x C transforms)")
     out: list[np.ndarray | None] = [None] * len(specs)
-    start = 0
-    for i, n in zip(marked, sizes):
-        out[i] = flat[start:start + n].reshape(specs[i].channels + 1, specs[i].channels).copy()
-        start += n
+    for i, transform in zip(marked, _split(flat, [(specs[i].channels + 1, specs[i].channels) for i in marked])):
+        out[i] = transform
     return tuple(out)
+
+
+def _named_file(path: Path, table: Any, key: str) -> tuple[str, str]:
+    """(file, sha256) of the card's table ``[key]`` that names an array beside the bank (`_checked_array` reads it)."""
+    if not isinstance(table, dict) or "file" not in table or "sha256" not in table:
+        raise ModelError(f"model: {path}: [{key}] needs file and sha256")
+    return str(table["file"]), str(table["sha256"])
+
+
+def _split(flat: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """A flat vector (its size already checked) as one array of each of ``shapes``, in order (each a copy)."""
+    out, start = [], 0
+    for shape in shapes:
+        n = shape[0] * shape[1]
+        out.append(flat[start:start + n].reshape(shape).copy())
+        start += n
+    return out
 
 
 def card_digest(folder: Path) -> str:
