@@ -31,10 +31,11 @@ Two disjoint splits, so that what is tuned is not what is reported:
 Variants of the default features for ``--eval`` (to compare on the validation split): ``--position off`` teaches
 without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level (Lite0's block
 numbers); ``--backbone lite1|lite2`` taps those EfficientNet-Lite variants instead of Lite0, at the same stages
-(`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--whiten 0,1`` whitens those levels and no others (`patchcore.whitening`; ``''`` none; by default teach
-whitens the levels whose good features are a stationary texture, `patchcore.position_share`); ``--good-only`` skips the second
-teach with the 10 NG parts; ``--size 480`` teaches models of that input side (the parts stay rendered at 320, the
-line's frames, and are letterboxed up: the backbone sees them 1.5x larger). Each variant's models go to their own folder under ``--data``.
+(`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--whiten 0,1`` whitens those
+levels and no others (`patchcore.whitening`; ``''`` none; by default teach whitens the levels whose good features
+are a stationary texture, `patchcore.position_share`); ``--good-only`` skips the second teach with the 10 NG parts;
+``--size 480`` teaches models of that input side (the parts stay rendered at 320, the line's frames, and are
+letterboxed up: the backbone sees them 1.5x larger). Each variant's models go to their own folder under ``--data``.
 """
 
 from __future__ import annotations
@@ -294,7 +295,8 @@ def main() -> None:
         result = evaluate_families(families, args.data, args.split, good_only=args.good_only, fine_taps=taps,
                                    position=None if args.position is None else args.position == "on",
                                    backbone=args.backbone, size=args.size,
-                                   whiten=None if args.whiten is None else tuple(int(i) for i in args.whiten.split(",") if i))
+                                   whiten=None if args.whiten is None
+                                   else tuple(int(i) for i in args.whiten.split(",") if i))
         text = json.dumps(result, indent=1)
         if args.json:
             args.json.write_text(text + "\n")
