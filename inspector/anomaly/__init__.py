@@ -5,6 +5,6 @@
 - `patchcore`: greedy coreset and nearest-neighbour distances in numpy.
 - `runtime`: `AnomalyScorer`, one graph from letterboxed u8 frames to patch scores (threshold = 1.0).
 - `model`: model folders (``card.toml`` with ``kind = "anomaly"``, ``memory_bank.npy``), sha256-checked.
-- `threshold`: the threshold rule from the good images' leave-one-out scores, refined with NG ones.
+- `threshold`: the threshold rule from the good images' cross-validated scores, refined with NG ones.
 - `teach`: teach, score and evaluate, as the command line runs them.
 """

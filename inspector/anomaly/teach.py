@@ -23,14 +23,15 @@ from inspector.anomaly.images import ImageError, Roi, crop, find_images, letterb
 from inspector.anomaly.metrics import auroc, rate_above
 from inspector.anomaly.model import AnomalyModel, load_anomaly_model, write_model
 from inspector.anomaly.patchcore import (
+    FOLDS,
     POSITION_RULE,
     STATIONARY_SHARE,
     WHITEN_RULE,
     cell_divisors,
     cell_divisors_without_each,
+    cross_validated_maps,
     greedy_coreset,
     image_coreset,
-    leave_one_out_maps,
     nearest_distances,
     position_share,
     whitened,
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 
-#: Fewest good images a model is taught from (the bank, and the leave-one-out scores that set the threshold).
+#: Fewest good images a model is taught from (the bank, and the cross-validated scores that set the threshold).
 MIN_GOOD = 10
 #: Memory bank size: this share of all patches, within [BANK_MIN, BANK_MAX] rows.
 BANK_SHARE = 0.01
@@ -68,12 +69,12 @@ DEFAULT_SPEC: Levels = (FeatureSpec((2, 4), 8, 3, normalise="image"), FeatureSpe
 #: scoring time for label 12.0%, label Mono8 38.5% (docs/anomaly.md).
 WHITEN = "textures"
 WHITEN_CHOICES = ("textures", "spec")
-#: How the levels' distances are put on one scale: each divided by this quantile of its leave-one-out scores.
+#: How the levels' distances are put on one scale: each divided by this quantile of its cross-validated scores.
 LEVEL_QUANTILE = 0.99
-LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that level's leave-one-out good scores; "
+LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that level's cross-validated good scores; "
               "a patch's score is the largest over the levels")
 #: Per-position normalisation (`patchcore.cell_divisors`, the card's ``[position]``): each cell's distance divided
-#: by the mean + 3 sd of the good images' leave-one-out distances in that cell, as PaDiM and PNI condition a
+#: by the mean + 3 sd of the good images' cross-validated distances in that cell, as PaDiM and PNI condition a
 #: patch's normality on its position. Validation split, the int8 scorer, image AUROC / good-only escape, without
 #: -> with: fabric 0.9665 / 51.5% -> 0.9637 / 34.0%, fabric Mono8 0.9055 / 54.5% -> 0.9047 / 48.5%, label
 #: 0.9834 / 16.0% -> 0.9854 / 14.0%, label Mono8 0.8692 / 33.5% -> 0.8762 / 31.5%, plate 0.9985 / 2.0% -> 0.9976 /
@@ -112,7 +113,7 @@ class TeachReport:
     folder: Path
     good_images: int
     bank_images: int
-    held_out: int  # images whose (leave-one-out) scores set the threshold: all the good ones
+    held_out: int  # images whose (cross-validated) scores set the threshold: all the good ones
     bad_images: int
     bank_rows: int
     raw_threshold: float
@@ -130,8 +131,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     """Teach a PatchCore model from the good images in ``good`` and write it to ``out``.
 
     Every level gets its own bank (greedy coreset of its patches). Each good image is then scored
-    leave-one-out (`patchcore.leave_one_out_maps`, each image's worst inner cell); a level's distances are
-    divided by the `LEVEL_QUANTILE` of its own leave-one-out scores (so levels of different feature widths
+    cross-validated (`patchcore.cross_validated_maps`: against a bank chosen without its fold; each image's worst
+    inner cell); a level's distances are divided by the `LEVEL_QUANTILE` of its own cross-validated scores (so levels of different feature widths
     weigh alike, as PatchCore's ensembles normalise their members), a patch's score is the largest over
     the levels, and the threshold rule runs on those scores.
 
@@ -170,7 +171,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
     edges = [edge * levels[0].grid_stride // lv.grid_stride for lv in levels]
     grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
-    scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the leave-one-out maps
+    scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the cross-validated maps
     patches = [0] * len(levels)
     for start in range(0, len(files), BATCH):
         outs = extractor.all_levels(load_batch(files[start:start + BATCH], width, height, roi))
@@ -206,13 +207,13 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         chosen = greedy_coreset(candidates, size, seed=seed, proj_dim=64,
                                 progress=lambda k, n: progress("coreset", k, n))
         banks.append(np.ascontiguousarray(candidates[chosen]))
-        progress("threshold", lv, len(levels))
-        maps = leave_one_out_maps(scored[lv], banks[-1], owners[chosen])
+        # the threshold's scores: each image against a bank chosen without it (`patchcore.cross_validated_maps`)
+        maps = cross_validated_maps(scored[lv], candidates, owners, len(chosen), seed=seed,
+                                    progress=lambda f, n, lv=lv: progress("threshold", lv * n + f, len(levels) * n))
         if position:  # each image by the cells' divisors of the others: its own distances do not widen them
             divisors.append(cell_divisors(maps).reshape(grids[lv]))
             maps = maps / cell_divisors_without_each(maps)
         loo.append(_inner_max(maps.reshape(-1, *grids[lv]), edges[lv]))
-    progress("threshold", len(levels), len(levels))
     scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
     correction, shipped = 1.0, None
@@ -238,7 +239,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         "coreset": "greedy k-center per level, two stages: 10% of each image's patches, then "
                    f"{BANK_SHARE:.0%} of the level's patches within [{BANK_MIN}, {BANK_MAX}] rows "
                    "(Gaussian projection to 64 dims for the distances where the features are wider)",
-        "threshold_scores": "leave-one-out: each good image scored against the banks without its own rows",
+        "threshold_scores": f"cross-validated, {FOLDS} folds: each good image scored against banks greedy-coreset "
+                            "from the other folds' images (patchcore.cross_validated_maps)",
     }
     table: dict[str, object] = {
         "rule": th.rule, "level_normalisation": LEVEL_RULE,
@@ -252,7 +254,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     if th.floor is not None:  # what the NG refinement did, and how low it could have gone
         table["false_reject_floor"] = th.floor / th.raw
         table["refinement"] = th.note
-    metrics: dict[str, object] = {"leave_one_out_false_reject": rate_above(good_raw, th.raw)}
+    metrics: dict[str, object] = {"cross_validated_false_reject": rate_above(good_raw, th.raw)}
     if len(bad_raw):
         metrics["taught_bad_escape"] = 1.0 - rate_above(bad_raw, th.raw)
     write_model(out, name or out.name, banks, levels, width, height, raws, roi,

@@ -58,7 +58,8 @@ def teach_cmd(
     size: int = typer.Option(320, min=64, max=1024, help="Letterboxed input side (a multiple of 32)."),
     seed: int = typer.Option(0, min=0, help="Seeds the coreset."),
 ) -> None:
-    """Teach an anomaly model from good images (each scored leave-one-out to set the threshold)."""
+    """Teach an anomaly model from good images (each scored cross-validated, against a bank chosen without it, to set
+    the threshold)."""
     from inspector.anomaly.images import Roi
     from inspector.anomaly.teach import teach
 
@@ -72,7 +73,7 @@ def teach_cmd(
     bad_part = f", {r.bad_images} NG images: lowest NG score {r.bad_scores.min():.2f}" if r.bad_images else ""
     white = (f"; level {', '.join(map(str, r.whitened))} whitened (a texture: position share "
              f"{', '.join(f'{r.position_shares[i]:.3f}' for i in r.whitened)})" if r.whitened else "")
-    typer.echo(f"taught {out} from {r.bank_images} good images (leave-one-out: highest score "
+    typer.echo(f"taught {out} from {r.bank_images} good images (cross-validated: highest good score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")
 

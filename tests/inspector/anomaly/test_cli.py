@@ -36,7 +36,7 @@ def model(plates: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--out", str(out),
                                        "--size", "64")
     assert code == 0, stderr
-    assert stdout.strip().splitlines()[-1].startswith(f"taught {out} from 14 good images (leave-one-out")
+    assert stdout.strip().splitlines()[-1].startswith(f"taught {out} from 14 good images (cross-validated")
     assert "features" in stderr and "threshold" in stderr  # progress on stderr
     yield out
 
@@ -48,11 +48,12 @@ def test_teach_writes_a_card_with_kind_sha256s_rule_and_provenance(model: Path) 
     assert card["input_width"] == card["input_height"] == 64
     assert card["threshold"]["score"] == 1.0 and all(lv["raw"] > 0 for lv in card["levels"].values())
     assert [lv["taps"] for lv in card["levels"].values()] == [[2, 4], [10]]
-    assert "leave-one-out" in card["threshold"]["rule"] and "the highest" in card["threshold"]["rule"]
+    assert "cross-validated" in card["threshold"]["rule"] and "the highest" in card["threshold"]["rule"]
     assert card["taught"]["good_images"] == 14 and card["taught"]["threshold_images"] == 14
-    # every good image, scored leave-one-out, is under the threshold (score units: the threshold is 1.0)
+    # every good image, scored cross-validated, is under the threshold (score units: the threshold is 1.0)
     assert len(card["threshold"]["good_scores"]) == 14 and max(card["threshold"]["good_scores"]) < 1.0
-    assert card["metrics"]["leave_one_out_false_reject"] == 0.0
+    assert card["metrics"]["cross_validated_false_reject"] == 0.0
+    assert "folds" in card["taught"]["threshold_scores"]
     assert card["taught"]["cpu"] and card["edge_cells"] == 2
 
 
