@@ -208,8 +208,10 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                                 progress=lambda k, n: progress("coreset", k, n))
         banks.append(np.ascontiguousarray(candidates[chosen]))
         # the threshold's scores: each image against a bank chosen without it (`patchcore.cross_validated_maps`)
-        maps = cross_validated_maps(scored[lv], candidates, owners, len(chosen), seed=seed,
-                                    progress=lambda f, n, lv=lv: progress("threshold", lv * n + f, len(levels) * n))
+        def folds_done(f: int, n: int, level: int = lv) -> None:
+            progress("threshold", level * n + f, len(levels) * n)
+
+        maps = cross_validated_maps(scored[lv], candidates, owners, len(chosen), seed=seed, progress=folds_done)
         if position:  # each image by the cells' divisors of the others: its own distances do not widen them
             divisors.append(cell_divisors(maps).reshape(grids[lv]))
             maps = maps / cell_divisors_without_each(maps)
