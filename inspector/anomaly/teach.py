@@ -131,10 +131,10 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     """Teach a PatchCore model from the good images in ``good`` and write it to ``out``.
 
     Every level gets its own bank (greedy coreset of its patches). Each good image is then scored
-    cross-validated (`patchcore.cross_validated_maps`: against a bank chosen without its fold; each image's worst
-    inner cell); a level's distances are divided by the `LEVEL_QUANTILE` of its own cross-validated scores (so levels of different feature widths
-    weigh alike, as PatchCore's ensembles normalise their members), a patch's score is the largest over
-    the levels, and the threshold rule runs on those scores.
+    cross-validated (`patchcore.cross_validated_maps`: against a bank chosen without its fold; each image's
+    worst inner cell); a level's distances are divided by the `LEVEL_QUANTILE` of its own cross-validated
+    scores (so levels of different feature widths weigh alike, as PatchCore's ensembles normalise their
+    members), a patch's score is the largest over the levels, and the threshold rule runs on those scores.
 
     Args:
         good: Folders (searched recursively) or files of good parts.

@@ -2,8 +2,8 @@
 
 Every teaching image is scored against a bank chosen without it (`patchcore.cross_validated_maps`: ten folds,
 each fold's bank a coreset of the other folds' patches), so all of them, not a held-out fifth, tell how far an
-unseen good part lies from the bank. Scores are normalised so that the threshold is 1.0: ``score = distance / raw_threshold``;
-a frame is NG at ``score >= 1.0``.
+unseen good part lies from the bank. Scores are normalised so that the threshold is 1.0:
+``score = distance / raw_threshold``; a frame is NG at ``score >= 1.0``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import numpy as np
 #: ones with chance 1 / (n + 1), 0.5% for 200, and the margin covers that each fold's bank lacks a tenth of the
 #: images and the tail's spread from one set of 200 to the next. The history below is the leave-one-out scores'
 #: (each image against the taught bank without its own rows), biased high in the tail: their highest stood 2-7%
-#: above the highest of 200 unseen good parts (`patchcore.FOLDS` has the table). Chosen on the validation split (benchmarks/anomaly.py --eval --split validation: 200 taught, test
-#: seeds 200000-200399; six sets, int8 scorer): false reject <= 0.5% on all six with per-position divisors on or
-#: off. The larger of it and median + 4 robust sigma (the rule before, needed while the threshold was set from
-#: f32 scores: the highest alone then rejected 1.5% of plate Mono8's good parts) let more through (escape,
-#: divisors on: fabric Mono8 50.0%, plate 2.5%, plate Mono8 2.5% against 47.5%, 1.5%, 1.5% at the highest
-#: alone) for at most 0.5 points less false reject (plate, divisors off).
+#: above the highest of 200 unseen good parts (`patchcore.FOLDS` has the table). Chosen on the validation split
+#: (benchmarks/anomaly.py --eval --split validation: 200 taught, test seeds 200000-200399; six sets, int8 scorer):
+#: false reject <= 0.5% on all six with per-position divisors on or off. The larger of it and median + 4 robust
+#: sigma (the rule before, needed while the threshold was set from f32 scores: the highest alone then rejected 1.5%
+#: of plate Mono8's good parts) let more through (escape, divisors on: fabric Mono8 50.0%, plate 2.5%, plate Mono8
+#: 2.5% against 47.5%, 1.5%, 1.5% at the highest alone) for at most 0.5 points less false reject (plate, divisors
+#: off).
 GOOD_QUANTILE = 1.0
 #: The margin over the order statistic, for the good-only threshold and the NG refinement's floor alike. Validation
 #: split, 10 folds, the eight sets (false reject / escape, the worst false reject and the mean escape): the highest
@@ -108,8 +109,8 @@ def with_bad(good_raw: np.ndarray, bad_raw: np.ndarray) -> Threshold:
                 f"catches {caught} of {len(b)} NG images")
     else:  # for n < 199 the floor is the highest good score: the good-only threshold itself
         note = (f"at the false-reject floor, the {_ordinal(k)} highest of {len(g)} good scores x {1 + GOOD_MARGIN:g} "
-                f"(expected false "
-                f"reject {k / (len(g) + 1):.2%}; {where}); {len(b) - caught} of {len(b)} NG images still score under it")
+                f"(expected false reject {k / (len(g) + 1):.2%}; {where}); {len(b) - caught} of {len(b)} NG images "
+                "still score under it")
     return Threshold(raw, BAD_RULE, base.good_quantile, lowest, floor, note)
 
 

@@ -4,7 +4,7 @@ other folds' images, never against one chosen with its own patches in view.
 Leave-one-out against the taught bank (its own rows taken out) was biased high in the tail: where two good images
 share a rare patch, the coreset keeps one copy, so the image that gave it looks unseen-of when its rows go,
 though an unseen good part with that patch finds its twin's copy in the bank. On the validation split (int8,
-200 taught) the highest leave-one-out score stood 7-4% above the highest of 200 unseen good parts
+200 taught) the highest leave-one-out score stood 2-7% above the highest of 200 unseen good parts
 (fabric 1.000 against 0.934), so the good-only threshold let 17% of fabric's anomalies through where one at the
 unseen good parts' own tail let 6.5% through.
 """

@@ -143,7 +143,8 @@ def test_the_good_only_threshold_is_the_highest_good_score_times_the_margin_not_
     assert (tight / t.raw < 1.0).all()  # every taught good image passes
     assert threshold.good_only(3.0 * tight).raw == pytest.approx(3.0 * t.raw)  # in the scores' own units
     outlier = np.append(tight, 12.0)  # one far good image: the threshold stays above it
-    assert threshold.good_only(outlier).raw == pytest.approx(12.0 * 1.02) and (outlier / threshold.good_only(outlier).raw < 1.0).all()
+    assert threshold.good_only(outlier).raw == pytest.approx(12.0 * 1.02)
+    assert (outlier / threshold.good_only(outlier).raw < 1.0).all()
     assert "highest" in threshold.GOOD_RULE and "median" not in threshold.GOOD_RULE
 
 
