@@ -171,12 +171,24 @@ def product_rows(bank_rows: int) -> int:
 
 
 def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float,
-                  int8: bool = False, divisors: np.ndarray | None = None, whitening: np.ndarray | None = None) -> Any:
+                  int8: bool = False, divisors: np.ndarray | None = None, whitening: np.ndarray | None = None,
+                  edge: int = 0) -> Any:
     """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
     divided by ``raw_threshold`` (and by each cell's own divisor where ``divisors`` (gh, gw) is given: one
     constant per cell in the same Multiply): a MatMul against the bank and a ReduceMin over it per chunk of
     `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`). With ``whitening`` ((C + 1, C),
-    `patchcore.whitening`) the patches are first centred and whitened (the bank was taught whitened)."""
+    `patchcore.whitening`) the patches are first centred and whitened (the bank was taught whitened).
+    ``edge`` cells along each side are not scored: 0 in the map (the image score leaves them out)."""
+    if divisors is not None and np.shape(divisors) != grid:
+        raise ValueError(f"anomaly: cell divisors {np.shape(divisors)} do not fit the level's grid {grid}")
+    full = grid
+    if edge:
+        feats = ops.slice(feats, ops.constant(np.array([edge, edge], np.int64)),
+                          ops.constant(np.array([grid[0] - edge, grid[1] - edge], np.int64)),
+                          ops.constant(np.array([1, 1], np.int64)), ops.constant(np.array([2, 3], np.int64)))
+        grid = (grid[0] - 2 * edge, grid[1] - 2 * edge)
+        if divisors is not None:
+            divisors = np.asarray(divisors)[edge:full[0] - edge, edge:full[1] - edge]
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
     if whitening is not None:
@@ -197,11 +209,13 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
     if divisors is None:
         factor = np.array(1.0 / raw_threshold, np.float32)
     else:
-        if np.shape(divisors) != grid:
-            raise ValueError(f"anomaly: cell divisors {np.shape(divisors)} do not fit the level's grid {grid}")
         factor = (1.0 / (raw_threshold * np.asarray(divisors, np.float64))).astype(np.float32).reshape(1, -1)
     scaled = ops.multiply(dist, ops.constant(factor))
-    return ops.reshape(scaled, ops.constant(np.array([-1, *grid], np.int64)), special_zero=False)
+    maps = ops.reshape(scaled, ops.constant(np.array([-1, *grid], np.int64)), special_zero=False)
+    if not edge:
+        return maps
+    pads = ops.constant(np.array([0, edge, edge], np.int64))
+    return ops.pad(maps, pads, pads, "constant", ops.constant(np.float32(0.0)))
 
 
 def _chunk_nearest(ops: Any, side: _F32Bank | _Int8Bank, chunk: Any, rows: int, channels: int) -> Any:
@@ -297,10 +311,30 @@ def _per_level(divisors: Sequence[np.ndarray | None] | None, levels: int, what: 
     return list(divisors)
 
 
+def _inner_only(ops: Any, maps: Any, edge: int, grid: tuple[int, int]) -> Any:
+    """``maps`` [N, gh, gw] with ``edge`` cells along each side set to 0 (a coarse level that still covers
+    inner fine cells is repeated onto edge ones; the map shows only what the image score reads)."""
+    if edge <= 0 or 2 * edge >= min(grid):
+        return maps
+    mask = np.zeros((1, *grid), np.float32)
+    mask[:, edge:grid[0] - edge, edge:grid[1] - edge] = 1.0
+    return ops.multiply(maps, ops.constant(mask))
+
+
+def _level_edges(edge: int, grids: Sequence[tuple[int, int]]) -> list[int]:
+    """Per level, the cells along each side left unscored: ``edge`` cells of the first (finest) grid, in each
+    level's own cells (rounded down: a coarse cell that covers any inner fine cell is scored); none where the
+    edge would leave no inner cell."""
+    top = grids[0]
+    if edge <= 0 or 2 * edge >= min(top):
+        return [0] * len(grids)
+    return [edge * g[0] // top[0] for g in grids]
+
+
 def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
                    grids: Sequence[tuple[int, int]], frames: int = -1,
                    divisors: Sequence[np.ndarray] | None = None,
-                   whitening: Sequence[np.ndarray | None] | None = None) -> Any:
+                   whitening: Sequence[np.ndarray | None] | None = None, edge: int = 0) -> Any:
     """The scoring graph's second half on its own: one input [N, C, gh, gw] per level (the feature model's
     outputs; N = ``frames``, -1: any), the one output ``patch_scores`` [N, gh, gw] (as `scoring_model`'s)."""
     import openvino as ov
@@ -308,10 +342,11 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 
     params = [ops.parameter([frames, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g) in enumerate(zip(banks, grids))]
-    levels = [_level_scores(ops, p, g, b, float(r), divisors=d, whitening=w)
-              for p, g, b, r, d, w in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)),
-                                          _per_level(whitening, len(banks), "whitenings"))]
-    maps = _largest(ops, levels, grids)
+    levels = [_level_scores(ops, p, g, b, float(r), divisors=d, whitening=w, edge=e)
+              for p, g, b, r, d, w, e in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)),
+                                             _per_level(whitening, len(banks), "whitenings"),
+                                             _level_edges(edge, grids))]
+    maps = _inner_only(ops, _largest(ops, levels, grids), edge, grids[0])
     maps.output(0).get_tensor().set_names({"patch_scores"})
     return ov.Model([maps.output(0)], params, "anomaly_distances")
 
@@ -319,13 +354,14 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
                   grids: Sequence[tuple[int, int]] | None = None, int8: bool = False,
                   divisors: Sequence[np.ndarray] | None = None,
-                  whitening: Sequence[np.ndarray | None] | None = None) -> Any:
+                  whitening: Sequence[np.ndarray | None] | None = None, edge: int = 0) -> Any:
     """``features`` (an ov.Model with one output [N, C, gh, gw] per level; changed in place and returned)
     followed by each level's nearest-neighbour distance to its bank (K, C), divided by its raw threshold
     (and each cell by its own divisor, one (gh, gw) map per level, where ``divisors`` is given);
     coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
     the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_Int8Bank`).
-    ``whitening``: per level, the (C + 1, C) transform its patches are whitened by first, or None."""
+    ``whitening``: per level, the (C + 1, C) transform its patches are whitened by first, or None. ``edge``:
+    cells of the first grid along each side that are not scored (0 in the map; `_level_edges`)."""
     import openvino.opset13 as ops
 
     banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
@@ -338,11 +374,12 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     if grids is None:
         grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
     levels = []
-    for result, lv_bank, raw, grid, div, wh in zip(results, banks, raws, grids, per_cell, whiten):
+    for result, lv_bank, raw, grid, div, wh, e in zip(results, banks, raws, grids, per_cell, whiten,
+                                                      _level_edges(edge, grids)):
         feats = result.input_value(0)
-        levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8, div, wh))
+        levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8, div, wh, e))
         feats.get_tensor().set_names(set())
-    maps = _largest(ops, levels, grids)
+    maps = _inner_only(ops, _largest(ops, levels, grids), edge, grids[0])
     assert maps is not None
     maps.output(0).get_tensor().set_names({"patch_scores"})
     results[0].input(0).replace_source_output(maps.output(0))  # the model's one output is now the scores
@@ -431,8 +468,8 @@ class AnomalyScorer:
             time on its own share of the cores (default `batch_streams`). Each frame is its own request of a
             graph compiled for one frame: static shapes, and one frame's product chunks stay in its core's
             cache (`PRODUCT_CHUNK_BYTES`).
-        edge: Grid cells along each side of the input left out of the image score (they still show in the
-            maps). Patches at the frame's edge see the convolutions' zero padding and whatever the edge cuts,
+        edge: Grid cells along each side of the input left out of the image score; they are not scored at
+            all (0 in the maps: the heat map shows only what the verdict reads). Patches at the frame's edge see the convolutions' zero padding and whatever the edge cuts,
             and vary more than the rest: on the three rendered families 86-98% of good images had their
             worst patch within 2 cells of the edge. PatchCore's reference setup leaves the edge out too
             (resize to 256, centre crop 224).
@@ -470,7 +507,8 @@ class AnomalyScorer:
             banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
             raws = [float(raw_threshold)] if isinstance(raw_threshold, (int, float)) else list(raw_threshold)
             self._compiled = compile_for_cpu(features, "bf16", profile, self.streams)
-            distances = distance_model(banks, raws, grids, frames=1, divisors=cell_divisors, whitening=whitening)
+            distances = distance_model(banks, raws, grids, frames=1, divisors=cell_divisors, whitening=whitening,
+                                       edge=edge)
             self._distances_model = compile_for_cpu(distances, "f32", profile, self.streams)
             self._distances = [[] for _ in range(depth)]
         else:
@@ -479,7 +517,7 @@ class AnomalyScorer:
                 assert activation_ranges is not None
                 features = int8_graph.quantized(features, activation_ranges)
             model = scoring_model(features, bank, raw_threshold, grids, int8=int8, divisors=cell_divisors,
-                                  whitening=whitening)
+                                  whitening=whitening, edge=edge)
             self._compiled = compile_for_cpu(model, ("bf16" if cpu_has_bf16() else "f32") if int8 else precision, profile,
                                              self.streams)
         self._requests: list[list[Any]] = [[] for _ in range(depth)]

@@ -68,7 +68,11 @@ def test_the_scoring_graph_equals_numpy_on_the_extracted_features() -> None:
         scorer.start(frames.astype(np.float32))
     inner = AnomalyScorer(spec, 64, 64, bank, raw_threshold=7.5, edge=1).score(frames)  # the edge left out
     np.testing.assert_allclose(inner.scores, want[:, 1:-1, 1:-1].reshape(3, -1).max(1), rtol=2e-3)
-    np.testing.assert_allclose(inner.maps, out.maps)
+    # the edge is not scored at all: the map reads 0 there (the heat map shows only what the verdict reads)
+    np.testing.assert_allclose(inner.maps[:, 1:-1, 1:-1], out.maps[:, 1:-1, 1:-1], rtol=1e-5, atol=1e-6)
+    ring = np.ones((8, 8), bool)
+    ring[1:-1, 1:-1] = False
+    assert (inner.maps[:, ring] == 0).all() and (out.maps[1:, ring] > 0).all()  # frame 0 gave the bank
 
 
 def test_two_levels_score_the_larger_of_their_normalised_distances_on_the_fine_grid() -> None:
@@ -84,6 +88,11 @@ def test_two_levels_score_the_larger_of_their_normalised_distances_on_the_fine_g
     want = np.maximum(m0, m1.repeat(2, axis=1).repeat(2, axis=2))  # a coarse cell covers 2 x 2 fine ones
     assert (m1.repeat(2, axis=1).repeat(2, axis=2) > m0).any() and (m0 > m1.repeat(2, axis=1).repeat(2, axis=2)).any()
     np.testing.assert_allclose(out.maps, want, rtol=2e-3, atol=2e-3 * want.max())
+    # two fine cells of edge are one coarse cell: neither level scores them, the inner cells are as before
+    inner = AnomalyScorer(levels, 64, 64, banks, (7.5, 3.0), edge=2).score(frames)
+    np.testing.assert_allclose(inner.maps[:, 2:-2, 2:-2], out.maps[:, 2:-2, 2:-2], rtol=1e-5, atol=1e-6)
+    assert (inner.maps[:, :2] == 0).all() and (inner.maps[:, :, -2:] == 0).all()
+    np.testing.assert_allclose(inner.scores, want[:, 2:-2, 2:-2].reshape(3, -1).max(1), rtol=2e-3)
     with pytest.raises(ValueError, match="2 feature levels, 1 banks"):
         AnomalyScorer(levels, 64, 64, banks[:1], (7.5,))
 

@@ -61,6 +61,8 @@ def test_bf16_features_with_f32_distances_equal_numpy_on_the_bf16_features() -> 
     m0 = np.stack([nearest_distances(f.reshape(-1, 64), banks[0]).reshape(8, 8) for f in fine]) / 7.5
     m1 = np.stack([nearest_distances(f.reshape(-1, 112), banks[1]).reshape(4, 4) for f in coarse]) / 3.0
     want = np.maximum(m0, m1.repeat(2, axis=1).repeat(2, axis=2))
+    want[:, [0, -1], :] = 0  # the edge cell along each side is not scored: 0 in the map
+    want[:, :, [0, -1]] = 0
     np.testing.assert_allclose(out.maps, want, rtol=2e-3, atol=2e-3 * want.max())
     np.testing.assert_allclose(out.scores, want[:, 1:-1, 1:-1].reshape(3, -1).max(1), rtol=2e-3)
     np.testing.assert_allclose(out2.maps, out.maps[:2])

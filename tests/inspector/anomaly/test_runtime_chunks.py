@@ -44,10 +44,11 @@ def test_a_product_in_chunks_scores_as_the_whole_product(precision: str, monkeyp
     banks, ranges = _banks()
     frames = _frames(2, 3)
     whole = AnomalyScorer(LEVELS, 64, 64, banks, RAWS, precision, edge=1, activation_ranges=ranges)
-    # the fine bank's 128 rows: chunks of 48 patches, the fine level's 64 in two (48 + 16); the coarse one whole
-    monkeypatch.setattr(runtime, "PRODUCT_CHUNK_BYTES", 48 * 128 * 4)
+    # the fine bank's 128 rows: chunks of 16 patches, the fine level's 36 inner ones (its edge cell along each side
+    # is not scored) in three (16 + 16 + 4); the coarse one whole
+    monkeypatch.setattr(runtime, "PRODUCT_CHUNK_BYTES", 16 * 128 * 4)
     chunked = AnomalyScorer(LEVELS, 64, 64, banks, RAWS, precision, edge=1, activation_ranges=ranges)
-    assert (_products(whole), _products(chunked)) == (2, 3)
+    assert (_products(whole), _products(chunked)) == (2, 4)
     want, got = whole.score(frames), chunked.score(frames)
     np.testing.assert_allclose(got.maps, want.maps, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-4)
