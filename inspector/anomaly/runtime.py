@@ -470,9 +470,9 @@ class AnomalyScorer:
             cache (`PRODUCT_CHUNK_BYTES`).
         edge: Grid cells along each side of the input left out of the image score; they are not scored at
             all (0 in the maps: the heat map shows only what the verdict reads). Patches at the frame's edge
-            see the convolutions' zero padding and whatever the edge cuts, and vary more than the rest: on the three rendered families 86-98% of good images had their
-            worst patch within 2 cells of the edge. PatchCore's reference setup leaves the edge out too
-            (resize to 256, centre crop 224).
+            see the convolutions' zero padding and whatever the edge cuts, and vary more than the rest: on the
+            three rendered families 86-98% of good images had their worst patch within 2 cells of the edge.
+            PatchCore's reference setup leaves the edge out too (resize to 256, centre crop 224).
         activation_ranges: One (low, high) per backbone convolution (``int8``; the card's
             ``[runtime] activation_ranges``, `FeatureExtractor.activation_ranges` when it was taught).
         profile: Per-layer counters on (`profiling`).
