@@ -313,8 +313,9 @@ def _per_level(divisors: Sequence[np.ndarray | None] | None, levels: int, what: 
 
 def _inner_only(ops: Any, maps: Any, edge: int, grid: tuple[int, int]) -> Any:
     """``maps`` [N, gh, gw] with ``edge`` cells along each side set to 0 (a coarse level that still covers
-    inner fine cells is repeated onto edge ones; the map shows only what the image score reads)."""
-    if edge <= 0 or 2 * edge >= min(grid):
+    inner fine cells is repeated onto edge ones; the map shows only what the image score reads). ``edge``: the
+    first level's of `_level_edges` (0 where it left none out)."""
+    if not edge:
         return maps
     mask = np.zeros((1, *grid), np.float32)
     mask[:, edge:grid[0] - edge, edge:grid[1] - edge] = 1.0
@@ -342,11 +343,11 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
 
     params = [ops.parameter([frames, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g) in enumerate(zip(banks, grids))]
+    edges = _level_edges(edge, grids)
     levels = [_level_scores(ops, p, g, b, float(r), divisors=d, whitening=w, edge=e)
               for p, g, b, r, d, w, e in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)),
-                                             _per_level(whitening, len(banks), "whitenings"),
-                                             _level_edges(edge, grids))]
-    maps = _inner_only(ops, _largest(ops, levels, grids), edge, grids[0])
+                                             _per_level(whitening, len(banks), "whitenings"), edges)]
+    maps = _inner_only(ops, _largest(ops, levels, grids), edges[0], grids[0])
     maps.output(0).get_tensor().set_names({"patch_scores"})
     return ov.Model([maps.output(0)], params, "anomaly_distances")
 
@@ -374,12 +375,12 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     if grids is None:
         grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
     levels = []
-    for result, lv_bank, raw, grid, div, wh, e in zip(results, banks, raws, grids, per_cell, whiten,
-                                                      _level_edges(edge, grids)):
+    edges = _level_edges(edge, grids)
+    for result, lv_bank, raw, grid, div, wh, e in zip(results, banks, raws, grids, per_cell, whiten, edges):
         feats = result.input_value(0)
         levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8, div, wh, e))
         feats.get_tensor().set_names(set())
-    maps = _inner_only(ops, _largest(ops, levels, grids), edge, grids[0])
+    maps = _inner_only(ops, _largest(ops, levels, grids), edges[0], grids[0])
     assert maps is not None
     maps.output(0).get_tensor().set_names({"patch_scores"})
     results[0].input(0).replace_source_output(maps.output(0))  # the model's one output is now the scores

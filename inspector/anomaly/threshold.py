@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from inspector.anomaly.patchcore import FOLDS
+
 #: The good-only rule: the highest of the good images' cross-validated scores x (1 + `GOOD_MARGIN`), in the shipped
 #: scorer's precision (`scorer_correction`): an unseen good part scores at or above the highest of n exchangeable
 #: ones with chance 1 / (n + 1), 0.5% for 200, and the margin covers that each fold's bank lacks a tenth of the
@@ -34,7 +36,7 @@ GOOD_QUANTILE = 1.0
 GOOD_MARGIN = 0.02
 
 GOOD_RULE = (f"raw = the highest of the good images' cross-validated raw scores (each image against a bank chosen "
-             f"without its fold, 10 folds) x {1 + GOOD_MARGIN:g}, those in the shipped scorer's precision "
+             f"without its fold, {FOLDS} folds) x {1 + GOOD_MARGIN:g}, those in the shipped scorer's precision "
              "(x scorer_correction); an unseen good part scores at or above the highest with chance 1 / (n + 1); "
              "score = raw distance / raw, NG at score >= 1.0")
 #: The false reject the NG refinement may spend at most (issue 28: false reject <= 1% of good parts).
