@@ -29,8 +29,9 @@ Two disjoint splits, so that what is tuned is not what is reported:
 - ``held-out`` (report only): test seeds 100000-100399, NG seeds 50000-50009.
 
 Variants of the default features for ``--eval`` (to compare on the validation split): ``--position off`` teaches
-without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level (Lite0's block
-numbers); ``--backbone lite1|lite2`` taps those EfficientNet-Lite variants instead of Lite0, at the same stages
+without per-position normalisation, ``--fine-taps 1,2,4`` with those blocks on the fine level whether or not it
+is a texture (Lite0's block numbers; ``--fine-taps 2,4`` is the method before texture taps); ``--backbone
+lite1|lite2`` taps those EfficientNet-Lite variants instead of Lite0, at the same stages
 (`backbone.equivalent_taps`: Lite0's blocks 2, 4 and 10 are their 3, 6 and 14); ``--whiten 0,1`` whitens those
 levels and no others (`patchcore.whitening`; ``''`` none; by default teach whitens the levels whose good features
 are a stationary texture, `patchcore.position_share`); ``--good-only`` skips the second teach with the 10 NG parts;
@@ -121,8 +122,8 @@ def _variant(position: bool, fine_taps: tuple[int, ...] | None, backbone: str | 
     kwargs: dict[str, object] = {"position": position}
     name = "" if position == POSITION else f"position-{'on' if position else 'off'}"
     spec = DEFAULT_SPEC
-    if fine_taps is not None and fine_taps != DEFAULT_SPEC[0].taps:
-        spec = (dataclasses.replace(DEFAULT_SPEC[0], taps=fine_taps), *DEFAULT_SPEC[1:])
+    if fine_taps is not None:  # these taps whether or not the level is a texture
+        spec = (dataclasses.replace(DEFAULT_SPEC[0], taps=fine_taps, texture_taps=()), *DEFAULT_SPEC[1:])
         name += f"{'_' if name else ''}fine{'-'.join(map(str, fine_taps))}"
     if backbone is not None and backbone != spec[0].backbone:
         # fine_taps are Lite0's block numbers, mapped to the same stage's blocks like the defaults

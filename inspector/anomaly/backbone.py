@@ -221,6 +221,11 @@ class FeatureSpec:
         whiten: The level's distances are taken in the good patches' own metric (`patchcore.whitening`): its
             features are centred and whitened by a transform taught with the bank, after the extractor (the
             extractor's graph, and so `key`, is the same either way).
+        whiten_dims: A whitened level's features are projected to this many dimensions after the whitening
+            (`patchcore.whitening`; its bank is that wide); 0: all its channels.
+        texture_taps: The taps the level takes instead where teaching finds its good features a stationary
+            texture and whitens it (``teach.WHITEN``); (): its own taps either way. Teaching only: a card holds
+            the taps it was taught with.
     """
 
     taps: tuple[int, ...] = (4, 10)
@@ -229,6 +234,8 @@ class FeatureSpec:
     normalise: str = "none"
     backbone: str = "lite0"
     whiten: bool = False
+    whiten_dims: int = 0
+    texture_taps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.normalise not in NORMALISATIONS:
@@ -238,11 +245,29 @@ class FeatureSpec:
         blocks = BACKBONES[self.backbone].blocks
         if not self.taps or not all(0 <= t < len(blocks) for t in self.taps):
             raise ValueError(f"taps {list(self.taps)}: {self.backbone} has blocks 0..{len(blocks) - 1}")
+        if not all(0 <= t < len(blocks) for t in self.texture_taps):
+            raise ValueError(f"texture taps {list(self.texture_taps)}: {self.backbone} has blocks 0..{len(blocks) - 1}")
+        if not 0 <= self.whiten_dims <= self.channels:
+            raise ValueError(f"whiten_dims = {self.whiten_dims}: 0 (all) up to the level's {self.channels} channels")
 
     @property
     def channels(self) -> int:
         blocks = BACKBONES[self.backbone].blocks
         return sum(blocks[t].cout for t in self.taps)
+
+    @property
+    def width(self) -> int:
+        """The width of the level's bank: ``whiten_dims`` for a whitened level projected, else its channels."""
+        return self.whiten_dims if self.whiten and self.whiten_dims else self.channels
+
+    def tap_channels(self, taps: tuple[int, ...]) -> np.ndarray:
+        """Indices of ``taps``' channels (a subset of this spec's taps) in this spec's features (the taps'
+        outputs are concatenated in `taps` order)."""
+        blocks = BACKBONES[self.backbone].blocks
+        starts = np.cumsum([0] + [blocks[t].cout for t in self.taps])
+        if not set(taps) <= set(self.taps):
+            raise ValueError(f"taps {list(taps)} are not all among {list(self.taps)}")
+        return np.concatenate([np.arange(starts[i], starts[i + 1]) for i, t in enumerate(self.taps) if t in taps])
 
     def key(self) -> str:
         norm = "" if self.normalise == "none" else f"_n{self.normalise}"
@@ -414,7 +439,8 @@ def levels_backbone(levels: Levels) -> Backbone:
 def for_backbone(spec: FeatureSpec | Sequence[FeatureSpec], key: str) -> Levels:
     """Lite0's feature levels ``spec`` on the backbone ``key``: the same stages' blocks (`equivalent_taps`)."""
     backbone = BACKBONES[key]
-    return tuple(dataclasses.replace(lv, taps=equivalent_taps(lv.taps, backbone), backbone=key)
+    return tuple(dataclasses.replace(lv, taps=equivalent_taps(lv.taps, backbone), backbone=key,
+                                     texture_taps=equivalent_taps(lv.texture_taps, backbone) if lv.texture_taps else ())
                  for lv in as_levels(spec))
 
 

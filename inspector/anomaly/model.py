@@ -15,8 +15,9 @@ A model may divide each cell's distance by its own divisor (per-position normali
 vector) and its sha256, checked like the bank's. A card without ``[position]`` scores every cell alike, as before.
 
 A level may take its distances in the good patches' own metric (``[levels.N] whiten = true``,
-`patchcore.whitening`): ``[whitening]`` names the file (``whitening.npy``: each whitened level's (C + 1, C)
-transform, finest first, one float32 vector) and its sha256, checked like the bank's.
+`patchcore.whitening`): ``[whitening]`` names the file (``whitening.npy``: each whitened level's (C + 1, D)
+transform, finest first, one float32 vector) and its sha256, checked like the bank's. A level projected to fewer
+dimensions than its channels says how many (``[levels.N] whiten_dims``: its bank's width).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ from inspector.pipeline.model_repo import ModelError, dump_toml, resolve_model_d
 BANK_FILE = "memory_bank.npy"
 POSITION_FILE = "cell_divisors.npy"
 WHITENING_FILE = "whitening.npy"
+#: What the first row of a level's whitening holds (the card's ``[whitening] first_row``): the good patches' mean
+#: times the matrix (`patchcore.whitening`). Cards without it hold the mean itself (square transforms, before
+#: whitened levels could be projected), converted when read.
+FIRST_ROW = "mean times matrix"
 KIND = "anomaly"
 
 
@@ -75,7 +80,7 @@ class AnomalyModel:
         sha256: sha256 of the card file as read: the model's identity in every result's provenance. The card
             holds the bank's and the divisors' sha256s and the raw thresholds, so a model taught again from the
             same images (the same bank file, other divisors or thresholds) is another model.
-        whitening: Per level, the (C + 1, C) transform its patches are whitened by (`patchcore.whitening`), None
+        whitening: Per level, the (C + 1, D) transform its patches are whitened by (`patchcore.whitening`), None
             for a plain level; None: no level (cards without ``[whitening]``).
     """
 
@@ -118,7 +123,7 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                 position_rule: str = "", whitening: Sequence[np.ndarray | None] | None = None,
                 whitening_rule: str = "", position_shares: Sequence[float] | None = None) -> Path:
     """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given), the levels'
-    whitening (a (C + 1, C) transform or None per level, if given) and the card into ``folder`` (created);
+    whitening (a (C + 1, D) transform or None per level, if given) and the card into ``folder`` (created);
     returns the card's path. ``position_shares``: each level's `patchcore.position_share` (recorded: what decided
     its whitening)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,6 +166,7 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                                "channels": lv.channels, "rows": len(b), "raw": float(r),
                                **({"normalise": lv.normalise} if lv.normalise != "none" else {}),
                                **({"whiten": True} if i in whitened else {}),
+                               **({"whiten_dims": lv.width} if i in whitened and lv.width != lv.channels else {}),
                                **({"position_share": round(float(position_shares[i]), 4)} if position_shares else {})}
                       for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
     if cell_divisors is not None:
@@ -168,7 +174,7 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                             "grids": [list(np.shape(d)) for d in cell_divisors]}
     if whitened:
         card["whitening"] = {"file": WHITENING_FILE, "sha256": sha256_of(whitening_path), "rule": whitening_rule,
-                             "levels": whitened}
+                             "levels": whitened, "first_row": FIRST_ROW}
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
     card.update(tables)
@@ -192,7 +198,8 @@ def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, 
     for i in range(len(tables)):
         lv = tables[str(i)]
         specs.append(FeatureSpec(tuple(int(t) for t in lv["taps"]), int(lv["grid_stride"]), int(lv["pool"]),
-                                 str(lv.get("normalise", "none")), net, bool(lv.get("whiten", False))))
+                                 str(lv.get("normalise", "none")), net, bool(lv.get("whiten", False)),
+                                 int(lv.get("whiten_dims", 0))))
         raws.append(float(lv["raw"]))
         rows.append(int(lv["rows"]))
     return tuple(specs), tuple(raws), tuple(rows)
@@ -202,13 +209,13 @@ def _unpack(packed: np.ndarray, specs: Levels, rows: tuple[int, ...], path: Path
     if packed.dtype != np.float32 or packed.ndim != 2 or len(packed) == 0:
         raise ModelError(f"model: {path}: bank {packed.dtype} {packed.shape} is not a 2-D float32 array")
     sizes = [len(packed) if r < 0 else r for r in rows]
-    if sum(sizes) != len(packed) or min(sizes) < 1 or packed.shape[1] < max(s.channels for s in specs) \
-            or (len(specs) == 1 and packed.shape[1] != specs[0].channels):
+    if sum(sizes) != len(packed) or min(sizes) < 1 or packed.shape[1] < max(s.width for s in specs) \
+            or (len(specs) == 1 and packed.shape[1] != specs[0].width):
         raise ModelError(f"model: {path}: bank {packed.shape} does not fit the card's levels "
-                         f"({', '.join(f'{n} x {s.channels}' for n, s in zip(sizes, specs))})")
+                         f"({', '.join(f'{n} x {s.width}' for n, s in zip(sizes, specs))})")
     out, start = [], 0
     for n, s in zip(sizes, specs):
-        out.append(np.ascontiguousarray(packed[start:start + n, :s.channels]))
+        out.append(np.ascontiguousarray(packed[start:start + n, :s.width]))
         start += n
     return tuple(out)
 
@@ -315,7 +322,7 @@ def _cell_divisors(folder: Path, path: Path, table: Any, specs: Levels, width: i
 
 def _whitening(folder: Path, path: Path, table: Any, specs: Levels, verify: bool
                ) -> tuple[np.ndarray | None, ...] | None:
-    """The card's ``[whitening]``, checked (sha256, size, finite), one (C + 1, C) array per whitened level (None
+    """The card's ``[whitening]``, checked (sha256, size, finite), one (C + 1, D) array per whitened level (None
     for the others); None without it. A level marked ``whiten`` and a file that disagree are refused."""
     marked = [i for i, s in enumerate(specs) if s.whiten]
     if table is None:
@@ -327,12 +334,14 @@ def _whitening(folder: Path, path: Path, table: Any, specs: Levels, verify: bool
         raise ModelError(f"model: {path}: [whitening] levels {table.get('levels')} are not the levels marked "
                          f"whiten ({marked})")
     file, flat = folder / name, _checked_array(folder, name, sha256, verify)
-    sizes = [(specs[i].channels + 1) * specs[i].channels for i in marked]
+    sizes = [(specs[i].channels + 1) * specs[i].width for i in marked]
     if flat.dtype != np.float32 or flat.shape != (sum(sizes),) or not bool(np.all(np.isfinite(flat))):
         raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not {sum(sizes)} finite float32 values "
-                         f"(the whitened levels' (C + 1) x C transforms)")
+                         f"(the whitened levels' (C + 1) x D transforms)")
     out: list[np.ndarray | None] = [None] * len(specs)
-    for i, transform in zip(marked, _split(flat, [(specs[i].channels + 1, specs[i].channels) for i in marked])):
+    for i, transform in zip(marked, _split(flat, [(specs[i].channels + 1, specs[i].width) for i in marked])):
+        if table.get("first_row") != FIRST_ROW:  # a card from before projections: its first row the features' mean
+            transform[0] = transform[0].astype(np.float64) @ transform[1:]
         out[i] = transform
     return tuple(out)
 

@@ -233,9 +233,11 @@ WHITEN_RULE = (f"distances in the good patches' Mahalanobis metric: features min
                f"the inverse square root of their covariance shrunk by {WHITEN_SHRINKAGE:g} towards its mean variance")
 
 
-def whitening(patches: np.ndarray, shrinkage: float = WHITEN_SHRINKAGE) -> np.ndarray:
-    """The transform `whitened` applies: (C + 1, C) float32, the good patches' mean in its first row, then
-    the symmetric inverse square root of their covariance, shrunk by ``shrinkage`` towards its mean variance.
+def whitening(patches: np.ndarray, shrinkage: float = WHITEN_SHRINKAGE, dims: int = 0, seed: int = 0) -> np.ndarray:
+    """The transform `whitened` applies: (C + 1, D) float32, the matrix W in its last C rows, and in its first
+    the good patches' mean times W (whitened features are x W - mean W = (x - mean) W). W is the symmetric inverse
+    square root of their covariance, shrunk by ``shrinkage`` towards its mean variance, and where ``dims`` D < C,
+    times a random orthonormal (C, D) projection.
 
     A nearest-neighbour distance between whitened features is the Mahalanobis distance of the good patches'
     Gaussian (Rippel et al. 2020, PaDiM: a patch's features modelled by the good ones' mean and covariance),
@@ -243,13 +245,21 @@ def whitening(patches: np.ndarray, shrinkage: float = WHITEN_SHRINKAGE) -> np.nd
     hardly vary in (a stain's lost contrast on a cloth whose weave varies in other directions) weighs by
     how rarely good patches move that way, not by the raw feature scale.
 
+    Whitened, the good patches vary alike in every direction, so a random orthonormal projection keeps each
+    direction's share of a distance alike (Johnson-Lindenstrauss): a wider level's distances at the cost of a
+    narrower one's (``teach.WHITEN_DIMS``).
+
     Args:
         patches: (M, C) float32 good patch features (M > C).
         shrinkage: 0..1, the covariance's weight moved onto its mean variance times the identity.
+        dims: The width D projected to; 0 or C and over: C, no projection.
+        seed: Seeds the projection.
     """
     x = np.asarray(patches, np.float64)
     if x.ndim != 2 or len(x) <= x.shape[1]:
         raise ValueError(f"whitening needs more patches than channels, got {x.shape}")
+    if dims < 0:
+        raise ValueError(f"whitening dims = {dims}: 0 (all) or more")
     mean = x.mean(axis=0)
     centred = x - mean
     cov = centred.T @ centred / len(x)
@@ -257,14 +267,17 @@ def whitening(patches: np.ndarray, shrinkage: float = WHITEN_SHRINKAGE) -> np.nd
     values, vectors = np.linalg.eigh(cov)
     values = np.maximum(values, 1e-12 * max(float(values.max()), 1e-12))
     inverse_root = (vectors / np.sqrt(values)) @ vectors.T
-    return np.vstack([mean[None], inverse_root]).astype(np.float32)
+    if 0 < dims < len(cov):
+        basis, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(cov), dims)))
+        inverse_root = inverse_root @ basis
+    return np.vstack([(mean @ inverse_root)[None], inverse_root]).astype(np.float32)
 
 
 def whitened(features: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """``features`` (..., C) in the whitened space of ``transform`` (`whitening`): (x - mean) @ W, float32."""
+    """``features`` (..., C) in the whitened space of ``transform`` (`whitening`): x W - mean W, (..., D) float32."""
     shape = features.shape
-    flat = features.reshape(-1, shape[-1]) - transform[0]
-    return np.ascontiguousarray((flat @ transform[1:]).reshape(shape), np.float32)
+    flat = features.reshape(-1, shape[-1]).astype(np.float64) @ transform[1:] - transform[0]
+    return np.ascontiguousarray(flat.reshape(*shape[:-1], transform.shape[1]), np.float32)
 
 
 #: A level whose good features vary less than this share between positions (`position_share`) is a stationary

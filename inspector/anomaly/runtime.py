@@ -176,9 +176,10 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
     """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
     divided by ``raw_threshold`` (and by each cell's own divisor where ``divisors`` (gh, gw) is given: one
     constant per cell in the same Multiply): a MatMul against the bank and a ReduceMin over it per chunk of
-    `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`). With ``whitening`` ((C + 1, C),
-    `patchcore.whitening`) the patches are first centred and whitened (the bank was taught whitened).
-    ``edge`` cells along each side are not scored: 0 in the map (the image score leaves them out)."""
+    `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`). With ``whitening`` ((C + 1, D),
+    `patchcore.whitening`) the patches are first whitened (the bank was taught whitened).
+    ``edge`` cells along each side are not scored: 0 in the map (the image score leaves them out). A whitening
+    (C + 1, D) with D < C also projects the patches to the bank's D dimensions (`patchcore.whitening`)."""
     if divisors is not None and np.shape(divisors) != grid:
         raise ValueError(f"anomaly: cell divisors {np.shape(divisors)} do not fit the level's grid {grid}")
     full = grid
@@ -191,11 +192,16 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
             divisors = np.asarray(divisors)[edge:full[0] - edge, edge:full[1] - edge]
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
+    channels = (feats.get_partial_shape() if hasattr(feats, "get_partial_shape")
+                else feats.get_output_partial_shape(0))[1].get_length()
+    if whitening is None and channels != bank.shape[1]:
+        raise ValueError(f"anomaly: {channels} feature channels: a bank of {bank.shape[1]} does not fit them")
     if whitening is not None:
-        if whitening.shape != (bank.shape[1] + 1, bank.shape[1]):
-            raise ValueError(f"anomaly: whitening {whitening.shape} does not fit a bank of {bank.shape[1]} channels")
-        centred = ops.subtract(queries, ops.constant(whitening[:1][None].astype(np.float32)))
-        queries = ops.matmul(centred, ops.constant(np.ascontiguousarray(whitening[1:], np.float32)), False, False)
+        if whitening.shape != (channels + 1, bank.shape[1]):
+            raise ValueError(f"anomaly: whitening {whitening.shape} does not fit {channels} feature channels and a "
+                             f"bank of {bank.shape[1]} channels")
+        product = ops.matmul(queries, ops.constant(np.ascontiguousarray(whitening[1:], np.float32)), False, False)
+        queries = ops.subtract(product, ops.constant(whitening[:1][None].astype(np.float32)))
     bank = np.ascontiguousarray(bank, np.float32)
     side = _Int8Bank(ops, bank) if int8 else _F32Bank(ops, bank)
     queries, q2 = side.queries(queries)
@@ -341,12 +347,13 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
     import openvino as ov
     import openvino.opset13 as ops
 
-    params = [ops.parameter([frames, b.shape[1], *g], ov.Type.f32, name=f"level{i}")
-              for i, (b, g) in enumerate(zip(banks, grids))]
+    whitenings = _per_level(whitening, len(banks), "whitenings")
+    params = [ops.parameter([frames, b.shape[1] if w is None else len(w) - 1, *g], ov.Type.f32, name=f"level{i}")
+              for i, (b, g, w) in enumerate(zip(banks, grids, whitenings))]
     edges = _level_edges(edge, grids)
     levels = [_level_scores(ops, p, g, b, float(r), divisors=d, whitening=w, edge=e)
               for p, g, b, r, d, w, e in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)),
-                                             _per_level(whitening, len(banks), "whitenings"), edges)]
+                                             whitenings, edges)]
     maps = _inner_only(ops, _largest(ops, levels, grids), edges[0], grids[0])
     maps.output(0).get_tensor().set_names({"patch_scores"})
     return ov.Model([maps.output(0)], params, "anomaly_distances")
@@ -361,7 +368,7 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     (and each cell by its own divisor, one (gh, gw) map per level, where ``divisors`` is given);
     coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
     the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_Int8Bank`).
-    ``whitening``: per level, the (C + 1, C) transform its patches are whitened by first, or None. ``edge``:
+    ``whitening``: per level, the (C + 1, D) transform its patches are whitened by first, or None. ``edge``:
     cells of the first grid along each side that are not scored (0 in the map; `_level_edges`)."""
     import openvino.opset13 as ops
 

@@ -51,6 +51,26 @@ def test_whitened_good_patches_have_zero_mean_and_the_shrunk_covariances_inverse
         whitening(x[:12])
 
 
+def test_a_projected_whitening_keeps_the_good_patches_isotropic_in_fewer_dimensions() -> None:
+    x = _correlated(np.random.default_rng(0), 5000, 12)
+    full, t = whitening(x, shrinkage=0.0), whitening(x, shrinkage=0.0, dims=5, seed=3)
+    assert t.shape == (13, 5) and t.dtype == np.float32
+    np.testing.assert_allclose(t[0], x.mean(axis=0) @ t[1:], rtol=1e-4, atol=1e-4)  # the mean, whitened
+    z = whitened(x, t)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(z.T, bias=True), np.eye(5), atol=2e-3)
+    # an orthonormal projection of the whitened space: no distance grows, and they shrink by about sqrt(5 / 12)
+    a, b = whitened(x[:500], full), whitened(x[500:1000], full)
+    pa, pb = whitened(x[:500], t), whitened(x[500:1000], t)
+    d, pd = np.linalg.norm(a - b, axis=1), np.linalg.norm(pa - pb, axis=1)
+    assert bool(np.all(pd <= d * (1 + 1e-4))) and float(np.mean(pd ** 2) / np.mean(d ** 2)) == pytest.approx(5 / 12, rel=0.15)
+    assert not np.allclose(t, whitening(x, shrinkage=0.0, dims=5, seed=4))  # seeded
+    for same in (0, 12, 40):  # no projection
+        np.testing.assert_array_equal(whitening(x, shrinkage=0.0, dims=same), full)
+    with pytest.raises(ValueError, match="dims = -1"):
+        whitening(x, dims=-1)
+
+
 def test_a_change_along_a_direction_good_patches_hardly_vary_in_stands_out_once_whitened() -> None:
     rng = np.random.default_rng(1)
     spread = np.r_[np.full(15, 1.0), 0.1]  # fifteen directions the good patches vary in, one they hardly do
@@ -67,24 +87,27 @@ def test_a_change_along_a_direction_good_patches_hardly_vary_in_stands_out_once_
 
 
 @pytest.mark.parametrize("precision", ["f32", "int8-distances"])
-def test_the_scoring_graph_whitens_each_whitened_level_before_its_distances(precision: str) -> None:
+@pytest.mark.parametrize("dims", [0, 48])
+def test_the_scoring_graph_whitens_each_whitened_level_before_its_distances(precision: str, dims: int) -> None:
     rng = np.random.default_rng(5)
     frames = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     fine, coarse = FeatureExtractor(LEVELS, 64, 64).all_levels(frames)
-    t = whitening(fine.reshape(-1, 64))
+    t = whitening(fine.reshape(-1, 64), dims=dims)  # 48: projected, the bank as narrow
     banks = (whitened(fine[0].reshape(-1, 64)[::3], t), coarse[1].reshape(-1, 112)[::2].copy())
-    out = AnomalyScorer(WHITE, 64, 64, banks, (7.5, 3.0), precision, whitening=(t, None)).score(frames)
+    white = (dataclasses.replace(WHITE[0], whiten_dims=dims), WHITE[1])
+    out = AnomalyScorer(white, 64, 64, banks, (7.5, 3.0), precision, whitening=(t, None)).score(frames)
     m0 = np.stack([nearest_distances(whitened(f.reshape(-1, 64), t), banks[0]).reshape(8, 8) for f in fine]) / 7.5
     m1 = np.stack([nearest_distances(f.reshape(-1, 112), banks[1]).reshape(4, 4) for f in coarse]) / 3.0
     want = np.maximum(m0, m1.repeat(2, axis=1).repeat(2, axis=2))
     tol = 2e-3 if precision == "f32" else 0.05  # int8 products: a few percent (test_runtime_int8)
     np.testing.assert_allclose(out.maps, want, rtol=tol, atol=tol * want.max())
-    plain = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), precision).score(frames)
-    assert not np.allclose(plain.maps, out.maps, rtol=0.05)
+    if not dims:
+        plain = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), precision).score(frames)
+        assert not np.allclose(plain.maps, out.maps, rtol=0.05)
     with pytest.raises(ValueError, match="does not fit"):
-        AnomalyScorer(WHITE, 64, 64, banks, (7.5, 3.0), whitening=(None, t))
+        AnomalyScorer(white, 64, 64, banks, (7.5, 3.0), whitening=(None, t))
     with pytest.raises(ValueError, match="2 feature levels, 1 whitenings"):
-        AnomalyScorer(WHITE, 64, 64, banks, (7.5, 3.0), whitening=(t,))
+        AnomalyScorer(white, 64, 64, banks, (7.5, 3.0), whitening=(t,))
 
 
 def _write(folder: Path, transform: np.ndarray | None) -> None:
@@ -120,6 +143,64 @@ def test_the_whitening_is_written_with_its_sha256_and_a_changed_or_missing_file_
     (tmp_path / "m" / WHITENING_FILE).unlink()
     with pytest.raises(ModelError, match="not found"):
         load_anomaly_model(tmp_path / "m")
+
+
+def test_a_projected_level_is_written_with_its_width_and_scores_through_the_narrower_bank(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    t = whitening(_correlated(np.random.default_rng(2), 2000, 64), dims=40)
+    spec = (dataclasses.replace(WHITE[0], whiten_dims=40), WHITE[1])
+    banks = rng.normal(0, 1, (30, 40)).astype(np.float32), rng.normal(0, 1, (12, 112)).astype(np.float32)
+    write_model(tmp_path / "m", "m", banks, spec, 64, 64, (3.5, 7.25), None, {}, whitening=(t, None))
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    assert card["levels"]["0"]["whiten_dims"] == 40 and card["levels"]["0"]["channels"] == 64
+    assert "whiten_dims" not in card["levels"]["1"]
+    model = load_anomaly_model(tmp_path / "m")
+    assert model.spec[0].width == 40 and model.bank[0].shape == (30, 40) and model.whitening[0].shape == (65, 40)  # type: ignore[index]
+    np.testing.assert_array_equal(model.bank[1], banks[1])
+    frames = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    got = AnomalyScorer.for_model(model, precision="f32").score(frames)
+    fine, coarse = FeatureExtractor(LEVELS, 64, 64).all_levels(frames)
+    m0 = np.stack([nearest_distances(whitened(f.reshape(-1, 64), t), banks[0]).reshape(8, 8) for f in fine]) / 3.5
+    m1 = np.stack([nearest_distances(f.reshape(-1, 112), banks[1]).reshape(4, 4) for f in coarse]) / 7.25
+    np.testing.assert_allclose(got.maps, np.maximum(m0, m1.repeat(2, axis=1).repeat(2, axis=2)), rtol=2e-3)
+    path = tmp_path / "m" / "card.toml"
+    path.write_text(path.read_text().replace("whiten_dims = 40", "whiten_dims = 48"))
+    with pytest.raises(ModelError, match=r"is not 3120 finite float32 values"):  # 65 x 48: not the file's 65 x 40
+        load_anomaly_model(tmp_path / "m", verify=False)
+
+
+def test_a_card_from_before_projections_keeps_the_mean_itself_in_the_first_row_and_scores_as_it_did(
+        tmp_path: Path) -> None:
+    t = whitening(_correlated(np.random.default_rng(2), 2000, 64))
+    _write(tmp_path / "new", t)
+    mean = _correlated(np.random.default_rng(2), 2000, 64).astype(np.float64).mean(axis=0)
+    old = np.vstack([mean[None], t[1:]]).astype(np.float32)  # the form cards had: the features' mean first
+    _write(tmp_path / "old", t)
+    np.save(tmp_path / "old" / WHITENING_FILE, old.ravel())
+    path = tmp_path / "old" / "card.toml"
+    text = path.read_text()
+    assert 'first_row = "mean times matrix"' in text
+    path.write_text(text.replace('first_row = "mean times matrix"\n', ""))
+    model = load_anomaly_model(tmp_path / "old", verify=False)
+    np.testing.assert_allclose(model.whitening[0], t, rtol=1e-4, atol=1e-4)  # type: ignore[index]
+    frames = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    got = AnomalyScorer.for_model(model, precision="f32").score(frames)
+    want = AnomalyScorer.for_model(load_anomaly_model(tmp_path / "new"), precision="f32").score(frames)
+    np.testing.assert_allclose(got.maps, want.maps, rtol=1e-4)
+
+
+def test_a_levels_tap_channels_are_those_a_spec_of_those_taps_extracts() -> None:
+    wide, narrow = FeatureSpec((1, 2, 4), 8, 3, normalise="image"), LEVELS[0]
+    frames = np.random.default_rng(6).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    (all_taps,), (own,) = FeatureExtractor((wide,), 64, 64).all_levels(frames), \
+        FeatureExtractor((narrow,), 64, 64).all_levels(frames)
+    kept = wide.tap_channels((2, 4))
+    assert len(kept) == 64 and list(kept[:3]) == [24, 25, 26]
+    np.testing.assert_allclose(all_taps[..., kept], own, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"taps \[10\] are not all among \[1, 2, 4\]"):
+        wide.tap_channels((10,))
+    with pytest.raises(ValueError, match="whiten_dims = 90"):
+        FeatureSpec((1, 2, 4), whiten_dims=90)
 
 
 def test_a_card_marking_a_level_whitened_without_its_transform_is_refused(tmp_path: Path) -> None:
@@ -201,10 +282,24 @@ def test_teaching_whitens_a_stationary_texture_and_leaves_a_part_with_a_look_per
         good.mkdir()
         for seed in range(12):
             cv2.imwrite(str(good / f"{seed:03d}.png"), render_product(family, seed, 96, 96).image)
-        teaching.teach([good], tmp_path / f"{family}_model", width=96, height=96, spec=LEVELS)
+        teaching.teach([good], tmp_path / f"{family}_model", width=96, height=96)  # teach's default levels
     cloth, part = (tomllib.loads((tmp_path / f"{n}_model" / "card.toml").read_text()) for n in ("fabric", "plate"))
     assert cloth["levels"]["0"]["position_share"] < STATIONARY_SHARE <= part["levels"]["0"]["position_share"]
     assert cloth["levels"]["0"].get("whiten") is True and "whiten" not in part["levels"]["0"]
+    # the texture takes its texture taps (block 1 as well), projected back to WHITEN_DIMS; the part its own taps
+    assert teaching.DEFAULT_SPEC[0].texture_taps == (1, 2, 4) and teaching.DEFAULT_SPEC[0].taps == (2, 4)
+    assert cloth["levels"]["0"]["taps"] == [1, 2, 4] and cloth["levels"]["0"]["channels"] == 88
+    assert cloth["levels"]["0"]["whiten_dims"] == teaching.WHITEN_DIMS == 64
+    assert part["levels"]["0"]["taps"] == [2, 4] and "whiten_dims" not in part["levels"]["0"]
+    assert cloth["levels"]["1"]["taps"] == part["levels"]["1"]["taps"] == [10]
+    woven = load_anomaly_model(tmp_path / "fabric_model")
+    assert woven.bank[0].shape[1] == 64 and woven.whitening[0].shape == (89, 64)  # type: ignore[index]
+    # its share was measured on its own taps' channels: what teaching the level without texture taps gives
+    teaching.teach([tmp_path / "fabric"], tmp_path / "own", width=96, height=96,
+                   spec=(dataclasses.replace(teaching.DEFAULT_SPEC[0], texture_taps=()), teaching.DEFAULT_SPEC[1]))
+    own = tomllib.loads((tmp_path / "own" / "card.toml").read_text())
+    assert own["levels"]["0"]["position_share"] == cloth["levels"]["0"]["position_share"]
+    assert own["levels"]["0"]["taps"] == [2, 4] and "whiten_dims" not in own["levels"]["0"]
     assert "stationary texture" in cloth["whitening"]["rule"] and "whitening" not in part
     assert load_anomaly_model(tmp_path / "fabric_model").whitening is not None
     assert load_anomaly_model(tmp_path / "plate_model").whitening is None
