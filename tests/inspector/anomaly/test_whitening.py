@@ -289,11 +289,11 @@ def test_teaching_whitens_a_stationary_texture_and_leaves_a_part_with_a_look_per
     # the texture takes its texture taps (block 1 as well), projected back to WHITEN_DIMS; the part its own taps
     assert teaching.DEFAULT_SPEC[0].texture_taps == (1, 2, 4) and teaching.DEFAULT_SPEC[0].taps == (2, 4)
     assert cloth["levels"]["0"]["taps"] == [1, 2, 4] and cloth["levels"]["0"]["channels"] == 88
-    assert cloth["levels"]["0"]["whiten_dims"] == teaching.WHITEN_DIMS == 64
+    assert cloth["levels"]["0"]["whiten_dims"] == teaching.WHITEN_DIMS == 80
     assert part["levels"]["0"]["taps"] == [2, 4] and "whiten_dims" not in part["levels"]["0"]
     assert cloth["levels"]["1"]["taps"] == part["levels"]["1"]["taps"] == [10]
     woven = load_anomaly_model(tmp_path / "fabric_model")
-    assert woven.bank[0].shape[1] == 64 and woven.whitening[0].shape == (89, 64)  # type: ignore[index]
+    assert woven.bank[0].shape[1] == 80 and woven.whitening[0].shape == (89, 80)  # type: ignore[index]
     # its share was measured on its own taps' channels: what teaching the level without texture taps gives
     teaching.teach([tmp_path / "fabric"], tmp_path / "own", width=96, height=96,
                    spec=(dataclasses.replace(teaching.DEFAULT_SPEC[0], texture_taps=()), teaching.DEFAULT_SPEC[1]))
