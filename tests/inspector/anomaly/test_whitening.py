@@ -286,14 +286,22 @@ def test_teaching_whitens_a_stationary_texture_and_leaves_a_part_with_a_look_per
     cloth, part = (tomllib.loads((tmp_path / f"{n}_model" / "card.toml").read_text()) for n in ("fabric", "plate"))
     assert cloth["levels"]["0"]["position_share"] < STATIONARY_SHARE <= part["levels"]["0"]["position_share"]
     assert cloth["levels"]["0"].get("whiten") is True and "whiten" not in part["levels"]["0"]
-    # the texture takes its texture taps (block 1 as well), projected back to WHITEN_DIMS; the part its own taps
-    assert teaching.DEFAULT_SPEC[0].texture_taps == (1, 2, 4) and teaching.DEFAULT_SPEC[0].taps == (2, 4)
-    assert cloth["levels"]["0"]["taps"] == [1, 2, 4] and cloth["levels"]["0"]["channels"] == 88
+    # the texture takes its texture taps (blocks 0 and 1 as well), projected to WHITEN_DIMS; the part its own taps
+    assert teaching.DEFAULT_SPEC[0].texture_taps == (0, 1, 2, 4) and teaching.DEFAULT_SPEC[0].taps == (2, 4)
+    assert cloth["levels"]["0"]["taps"] == [0, 1, 2, 4] and cloth["levels"]["0"]["channels"] == 104
     assert cloth["levels"]["0"]["whiten_dims"] == teaching.WHITEN_DIMS == 80
     assert part["levels"]["0"]["taps"] == [2, 4] and "whiten_dims" not in part["levels"]["0"]
     assert cloth["levels"]["1"]["taps"] == part["levels"]["1"]["taps"] == [10]
     woven = load_anomaly_model(tmp_path / "fabric_model")
-    assert woven.bank[0].shape[1] == 80 and woven.whitening[0].shape == (89, 80)  # type: ignore[index]
+    assert woven.bank[0].shape[1] == 80 and woven.whitening[0].shape == (105, 80)  # type: ignore[index]
+    # a grey camera's cloth: the stride-2 block (colour) left out
+    grey = tmp_path / "fabric_grey"
+    grey.mkdir()
+    for path in sorted((tmp_path / "fabric").glob("*.png")):
+        cv2.imwrite(str(grey / path.name), cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY))
+    teaching.teach([grey], tmp_path / "grey_model", width=96, height=96)
+    mono = tomllib.loads((tmp_path / "grey_model" / "card.toml").read_text())
+    assert mono["levels"]["0"]["taps"] == [1, 2, 4] and mono["levels"]["0"]["whiten_dims"] == 80
     # its share was measured on its own taps' channels: what teaching the level without texture taps gives
     teaching.teach([tmp_path / "fabric"], tmp_path / "own", width=96, height=96,
                    spec=(dataclasses.replace(teaching.DEFAULT_SPEC[0], texture_taps=()), teaching.DEFAULT_SPEC[1]))
