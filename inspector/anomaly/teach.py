@@ -81,8 +81,8 @@ COLOUR_STRIDE = 2
 WHITEN = "textures"
 WHITEN_CHOICES = ("textures", "spec")
 #: A whitened level wider than this is projected to it after the whitening (`patchcore.whitening`). The textures'
-#: fine level (measured with ``texture_taps`` blocks 1 + 2 + 4, 88 channels), validation split, int8, good only, two teach
-#: seeds each: good-only escape (and the test's own escape at 1% false reject), blocks 2 + 4 (64 channels) -> all 88
+#: fine level (measured with ``texture_taps`` blocks 1 + 2 + 4, 88 channels), validation split, int8, good only,
+#: two teach seeds each: good-only escape (and the test's own escape at 1% false reject), blocks 2 + 4 (64 channels) -> all 88
 #: -> projected to 80 -> to 64: fabric 10.0, 12.5% (6.5, 5.0) -> 6.0, 6.0% (1.5, 3.0) -> 7.5, 8.5% (2.5, 3.0) ->
 #: 11.0, 8.0% (3.0, 3.0); fabric Mono8 26.0, 32.5% (13.0, 16.5) -> 21.5, 19.0% (10.5, 11.0) -> 21.5, 18.5% (11.0,
 #: 11.5) -> 24.5, 27.0% (14.0, 18.0); wood 7.0, 12.0% -> 6.5, 6.5% -> 6.5, 6.0% -> 7.0, 6.0%; wood Mono8 29.5, 31.0% ->

@@ -63,7 +63,8 @@ def test_a_projected_whitening_keeps_the_good_patches_isotropic_in_fewer_dimensi
     a, b = whitened(x[:500], full), whitened(x[500:1000], full)
     pa, pb = whitened(x[:500], t), whitened(x[500:1000], t)
     d, pd = np.linalg.norm(a - b, axis=1), np.linalg.norm(pa - pb, axis=1)
-    assert bool(np.all(pd <= d * (1 + 1e-4))) and float(np.mean(pd ** 2) / np.mean(d ** 2)) == pytest.approx(5 / 12, rel=0.15)
+    assert bool(np.all(pd <= d * (1 + 1e-4)))
+    assert float(np.mean(pd ** 2) / np.mean(d ** 2)) == pytest.approx(5 / 12, rel=0.15)
     assert not np.allclose(t, whitening(x, shrinkage=0.0, dims=5, seed=4))  # seeded
     for same in (0, 12, 40):  # no projection
         np.testing.assert_array_equal(whitening(x, shrinkage=0.0, dims=same), full)
@@ -155,7 +156,8 @@ def test_a_projected_level_is_written_with_its_width_and_scores_through_the_narr
     assert card["levels"]["0"]["whiten_dims"] == 40 and card["levels"]["0"]["channels"] == 64
     assert "whiten_dims" not in card["levels"]["1"]
     model = load_anomaly_model(tmp_path / "m")
-    assert model.spec[0].width == 40 and model.bank[0].shape == (30, 40) and model.whitening[0].shape == (65, 40)  # type: ignore[index]
+    assert model.spec[0].width == 40 and model.bank[0].shape == (30, 40)
+    assert model.whitening is not None and model.whitening[0] is not None and model.whitening[0].shape == (65, 40)
     np.testing.assert_array_equal(model.bank[1], banks[1])
     frames = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     got = AnomalyScorer.for_model(model, precision="f32").score(frames)
@@ -259,6 +261,31 @@ def test_teaching_a_whitened_level_stores_the_good_patches_transform_and_scores_
     scorer = teaching.scorer_for(white)
     ok, bad = scorer.score(np.stack(unseen)).scores, scorer.score(np.stack(stained)).scores
     assert bad.min() > ok.max(), (ok, bad)
+
+
+def test_a_texture_taught_in_f32_with_ng_images_scores_them_with_the_taps_it_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(teaching, "runtime_precision", lambda: "f32")  # NG images scored in numpy (`_raw_scores`)
+    from camera.products import render_product
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    def grey(image: np.ndarray) -> np.ndarray:  # a Mono8 camera's cloth: extracted with blocks 0-4, keeps 1, 2, 4
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+    for seed in range(12):
+        cv2.imwrite(str(good / f"{seed:03d}.png"), grey(render_product("fabric", seed, 96, 96).image))
+    for seed in range(3):
+        stained = render_product("fabric", 100 + seed, 96, 96).image
+        cv2.circle(stained, (48, 48), 9, (40, 60, 90), -1)
+        cv2.imwrite(str(bad / f"{seed:03d}.png"), grey(stained))
+    report = teaching.teach([good], tmp_path / "m", bad=bad, width=96, height=96)
+    model = load_anomaly_model(tmp_path / "m")
+    assert model.spec[0].taps == (1, 2, 4) and model.spec[0].whiten and model.spec[0].width == 80
+    # the NG images' scores at teach time are the model's own scores of them
+    frames = np.stack([cv2.imread(str(p)) for p in sorted(bad.glob("*.png"))])
+    np.testing.assert_allclose(report.bad_scores, teaching.scorer_for(model).score(frames).scores, rtol=2e-3)
 
 
 def test_the_position_share_is_the_variance_between_positions_over_all_of_it() -> None:
