@@ -142,6 +142,7 @@ class TeachReport:
     seconds: float
     whitened: tuple[int, ...] = ()  # the levels taught whitened (a stationary texture, or the spec's choice)
     position_shares: tuple[float, ...] = ()  # each level's `patchcore.position_share`
+    levels: tuple[FeatureSpec, ...] = ()  # the levels as taught (a texture's taps and width)
 
 
 def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi | None = None,
@@ -305,7 +306,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                                               if whiten == "textures" else "; the levels the spec whitens"))
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds,
-                       tuple(i for i, w in enumerate(whitenings) if w is not None), tuple(shares))
+                       tuple(i for i, w in enumerate(whitenings) if w is not None), tuple(shares), levels)
 
 
 def _texture_taps(level: FeatureSpec, grey: bool) -> tuple[int, ...]:

@@ -175,6 +175,7 @@ def test_teach_says_which_levels_it_whitened_as_a_texture(tmp_path: Path, plates
     assert code == 0, stderr
     last = stdout.strip().splitlines()[-1]
     assert "level 0 whitened (a texture: position share 0.0" in last, last
+    assert "blocks 0, 1, 2, 4 in 80 dims)" in last, last  # its texture taps, projected
     card = tomllib.loads((tmp_path / "cloth-model" / "card.toml").read_text())
     assert card["levels"]["0"]["whiten"] is True and card["levels"]["0"]["position_share"] < 0.1
     code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--out",
