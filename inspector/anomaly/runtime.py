@@ -182,6 +182,7 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
     (C + 1, D) with D < C also projects the patches to the bank's D dimensions (`patchcore.whitening`)."""
     if divisors is not None and np.shape(divisors) != grid:
         raise ValueError(f"anomaly: cell divisors {np.shape(divisors)} do not fit the level's grid {grid}")
+    channels = feats.get_partial_shape()[1].get_length()  # an ov.Output
     full = grid
     if edge:
         feats = ops.slice(feats, ops.constant(np.array([edge, edge], np.int64)),
@@ -192,8 +193,6 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
             divisors = np.asarray(divisors)[edge:full[0] - edge, edge:full[1] - edge]
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
-    channels = (feats.get_partial_shape() if hasattr(feats, "get_partial_shape")
-                else feats.get_output_partial_shape(0))[1].get_length()
     if whitening is None and channels != bank.shape[1]:
         raise ValueError(f"anomaly: {channels} feature channels: a bank of {bank.shape[1]} does not fit them")
     if whitening is not None:
@@ -320,7 +319,7 @@ def _per_level(divisors: Sequence[np.ndarray | None] | None, levels: int, what: 
 def _inner_only(ops: Any, maps: Any, edge: int, grid: tuple[int, int]) -> Any:
     """``maps`` [N, gh, gw] with ``edge`` cells along each side set to 0 (a coarse level that still covers
     inner fine cells is repeated onto edge ones; the map shows only what the image score reads). ``edge``: the
-    first level's of `_level_edges` (0 where it left none out)."""
+    first level's of `level_edges` (0 where it left none out)."""
     if not edge:
         return maps
     mask = np.zeros((1, *grid), np.float32)
@@ -328,7 +327,7 @@ def _inner_only(ops: Any, maps: Any, edge: int, grid: tuple[int, int]) -> Any:
     return ops.multiply(maps, ops.constant(mask))
 
 
-def _level_edges(edge: int, grids: Sequence[tuple[int, int]]) -> list[int]:
+def level_edges(edge: int, grids: Sequence[tuple[int, int]]) -> list[int]:
     """Per level, the cells along each side left unscored: ``edge`` cells of the first (finest) grid, in each
     level's own cells (rounded down: a coarse cell that covers any inner fine cell is scored); none where the
     edge would leave no inner cell."""
@@ -350,8 +349,8 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
     whitenings = _per_level(whitening, len(banks), "whitenings")
     params = [ops.parameter([frames, b.shape[1] if w is None else len(w) - 1, *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g, w) in enumerate(zip(banks, grids, whitenings))]
-    edges = _level_edges(edge, grids)
-    levels = [_level_scores(ops, p, g, b, float(r), divisors=d, whitening=w, edge=e)
+    edges = level_edges(edge, grids)
+    levels = [_level_scores(ops, p.output(0), g, b, float(r), divisors=d, whitening=w, edge=e)
               for p, g, b, r, d, w, e in zip(params, grids, banks, raw_threshold, _per_level(divisors, len(banks)),
                                              whitenings, edges)]
     maps = _inner_only(ops, _largest(ops, levels, grids), edges[0], grids[0])
@@ -369,7 +368,7 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     coarser levels repeated onto the first (finest) level's grid, and the largest of the levels taken:
     the one output ``patch_scores`` [N, gh, gw]. ``int8``: the distances' products in int8 (`_Int8Bank`).
     ``whitening``: per level, the (C + 1, D) transform its patches are whitened by first, or None. ``edge``:
-    cells of the first grid along each side that are not scored (0 in the map; `_level_edges`)."""
+    cells of the first grid along each side that are not scored (0 in the map; `level_edges`)."""
     import openvino.opset13 as ops
 
     banks = [bank] if isinstance(bank, np.ndarray) else list(bank)
@@ -382,7 +381,7 @@ def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_th
     if grids is None:
         grids = [tuple(int(d) for d in r.get_input_partial_shape(0).to_shape()[2:]) for r in results]  # type: ignore[misc]
     levels = []
-    edges = _level_edges(edge, grids)
+    edges = level_edges(edge, grids)
     for result, lv_bank, raw, grid, div, wh, e in zip(results, banks, raws, grids, per_cell, whiten, edges):
         feats = result.input_value(0)
         levels.append(_level_scores(ops, feats, grid, lv_bank, raw, int8, div, wh, e))

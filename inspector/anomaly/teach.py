@@ -37,7 +37,13 @@ from inspector.anomaly.patchcore import (
     whitened,
     whitening,
 )
-from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, ScoreBatch, default_precision
+from inspector.anomaly.runtime import (
+    AnomalyScorer,
+    FeatureExtractor,
+    ScoreBatch,
+    default_precision,
+    level_edges,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +199,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     precision = runtime_precision()
     extractor = FeatureExtractor(extracted, width, height, "f32", record_ranges=True)  # ranges: the int8 scorer's
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
-    edges = [edge * levels[0].grid_stride // lv.grid_stride for lv in levels]
     grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
+    edges = level_edges(edge, grids)  # the cells the scorer leaves out, in each level's own
     scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the cross-validated maps
     patches = [0] * len(levels)
     grey = True  # every good image grey (a Mono8 camera): texture taps that see colour are left out
@@ -227,8 +233,6 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         taught_levels.append(level)
         whitenings.append(whitening(every, dims=level.whiten_dims, seed=seed + i) if level.whiten else None)
     levels = tuple(taught_levels)
-    if levels != extracted:  # the NG images' features as the model takes them
-        extractor = FeatureExtractor(levels, width, height, "f32")
     per_image: list[list[np.ndarray]] = [[] for _ in levels]
     for lv, transform in enumerate(whitenings):
         if transform is not None:
@@ -262,9 +266,14 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         sample = load_batch(files[::step][:thresholds.CORRECTION_IMAGES], width, height, roi)
         correction = thresholds.scorer_correction(shipped, plain, sample)
         good_raw = good_raw * correction
-    bad_raw = (_raw_scores(extractor, bad_files, banks, scales, edges, roi, width, height,
-                           lambda d, n: progress("NG images", d, n), divisors or None, whitenings) if shipped is None else
-               _score_files(shipped, bad_files, roi, lambda d, n: progress("NG images", d, n)).scores)
+    if shipped is not None:
+        bad_raw = _score_files(shipped, bad_files, roi, lambda d, n: progress("NG images", d, n)).scores
+    else:  # an f32 scorer: in numpy, through the taps the model kept (the extractor above may have more)
+        numpy_extractor = extractor
+        if bad_files and levels != extracted:
+            numpy_extractor = FeatureExtractor(levels, width, height, "f32")
+        bad_raw = _raw_scores(numpy_extractor, bad_files, banks, scales, edges, roi, width, height,
+                              lambda d, n: progress("NG images", d, n), divisors or None, whitenings)
     th = thresholds.with_bad(good_raw, bad_raw) if len(bad_raw) else thresholds.good_only(good_raw)
     raws = [sc * th.raw for sc in scales]
     seconds = time.perf_counter() - t0
