@@ -73,6 +73,8 @@ def teach_cmd(
     bad_part = f", {r.bad_images} NG images: lowest NG score {r.bad_scores.min():.2f}" if r.bad_images else ""
     white = "".join(f"; level {i} whitened (a texture: position share {r.position_shares[i]:.3f}, blocks "
                     f"{', '.join(map(str, r.levels[i].taps))} in {r.levels[i].width} dims)" for i in r.whitened)
+    white += "".join(f"; the spec's level {i} left out (not a texture: position share {share:.3f})"
+                     for i, share in r.left_out)
     typer.echo(f"taught {out} from {r.bank_images} good images (cross-validated: highest good score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")

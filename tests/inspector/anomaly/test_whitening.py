@@ -318,7 +318,7 @@ def test_teaching_whitens_a_stationary_texture_and_leaves_a_part_with_a_look_per
     assert cloth["levels"]["0"]["taps"] == [0, 1, 2, 4] and cloth["levels"]["0"]["channels"] == 104
     assert cloth["levels"]["0"]["whiten_dims"] == teaching.WHITEN_DIMS == 80
     assert part["levels"]["0"]["taps"] == [2, 4] and "whiten_dims" not in part["levels"]["0"]
-    assert cloth["levels"]["1"]["taps"] == part["levels"]["1"]["taps"] == [10]
+    assert part["levels"]["1"]["taps"] == [10] and "1" not in cloth["levels"]  # a texture keeps its own level alone
     woven = load_anomaly_model(tmp_path / "fabric_model")
     assert woven.bank[0].shape[1] == 80 and woven.whitening[0].shape == (105, 80)  # type: ignore[index]
     # a grey camera's cloth: the stride-2 block (colour) left out
@@ -340,3 +340,36 @@ def test_teaching_whitens_a_stationary_texture_and_leaves_a_part_with_a_look_per
     assert load_anomaly_model(tmp_path / "plate_model").whitening is None
     with pytest.raises(ValueError, match="whiten = 'always'"):
         teaching.teach([tmp_path / "fabric"], tmp_path / "x", width=96, height=96, whiten="always")
+
+
+def test_a_textures_model_keeps_its_texture_level_alone_and_its_backbone_stops_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from camera.products import render_product
+    from inspector.anomaly.int8 import activation_inputs
+    from inspector.anomaly.runtime import cached_feature_model
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for seed in range(12):
+        cv2.imwrite(str(good / f"{seed:03d}.png"), render_product("fabric", seed, 96, 96).image)
+    report = teaching.teach([good], tmp_path / "alone", width=96, height=96)
+    model = load_anomaly_model(tmp_path / "alone")
+    card = tomllib.loads((tmp_path / "alone" / "card.toml").read_text())
+    # the coarse level is not a texture (the light's gradient, the frame's border): left out, and said so
+    assert len(model.spec) == 1 and model.spec[0].whiten and model.spec[0].taps == (0, 1, 2, 4)
+    assert [i for i, _ in report.left_out] == [1] and report.left_out[0][1] >= STATIONARY_SHARE
+    assert "level 1 (blocks 10)" in card["taught"]["levels_left_out"] and list(card["levels"]) == ["0"]
+    # the int8 scorer's ranges: one per convolution of the backbone up to block 4, the full one's first ones
+    ranges = card["runtime"]["activation_ranges"]
+    alone = len(activation_inputs(cached_feature_model(model.spec, 96, 96)))
+    assert len(ranges) == alone < len(activation_inputs(cached_feature_model(teaching.DEFAULT_SPEC, 96, 96)))
+    images = np.stack([cv2.imread(str(p)) for p in sorted(good.glob("*.png"))])
+    own = FeatureExtractor(model.spec, 96, 96, record_ranges=True)
+    own.all_levels(images)
+    np.testing.assert_allclose(np.array(own.activation_ranges()), np.array(ranges), atol=2e-3)
+    scores = teaching.scorer_for(model).score(images).scores  # the card's precision (int8 where the CPU has VNNI)
+    assert np.all(np.isfinite(scores)) and float(np.max(scores)) < 1.0  # the taught images pass
+    # with the rule off, the texture keeps the spec's levels
+    monkeypatch.setattr(teaching, "TEXTURE_ALONE", False)
+    both = teaching.teach([good], tmp_path / "both", width=96, height=96)
+    assert both.left_out == () and len(load_anomaly_model(tmp_path / "both").spec) == 2
