@@ -190,8 +190,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         position: Divide each cell's distance by its own divisor (`patchcore.cell_divisors`; the card's
             ``[position]``), the threshold's scores by the divisors without their own image.
         whiten: ``"textures"``: whiten the levels the spec whitens and every level whose good features are a
-            stationary texture (`patchcore.position_share` < `patchcore.STATIONARY_SHARE`); ``"spec"``: only the
-            levels the spec whitens.
+            stationary texture (`patchcore.position_share` < `patchcore.STATIONARY_SHARE`), and where the finest
+            level is one, keep the texture levels alone (`TEXTURE_ALONE`); ``"spec"``: only the levels the spec
+            whitens, every level kept.
         progress: ``(stage, done, total)``.
 
     Raises:
