@@ -65,7 +65,7 @@ class AuditLog:
         links to the newest one.
 
         Args:
-            wait_s: The longest wait for the anchor and the database's write lock (None: the
+            wait_s: The longest wait for the anchor and the database's write lock together (None: the
                 database's busy timeout). A PLC link passes a short one: a command whose
                 entry cannot be written in time is refused, and its server never stalls.
 
@@ -74,8 +74,9 @@ class AuditLog:
         """
         at = time.time()
         old_t, new_t = _as_text(old), _as_text(new)
+        deadline = None if wait_s is None else time.monotonic() + wait_s
         try:
-            with self.anchor.locked(wait_s), _bounded(writing(self.engine), wait_s) as conn:
+            with self.anchor.locked(wait_s), _bounded(writing(self.engine), _left(deadline)) as conn:
                 with conn.begin():
                     if conn.dialect.name == "postgresql":
                         conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")  # readers still read
@@ -134,6 +135,11 @@ class AuditLog:
 
 class AuditUnavailable(RuntimeError):
     """An entry that could not be written within its bounded wait (the database is locked or away)."""
+
+
+def _left(deadline: float | None) -> float | None:
+    """What is left of one bounded wait (at least 1 ms: the lock is still tried once)."""
+    return None if deadline is None else max(0.001, deadline - time.monotonic())
 
 
 @contextlib.contextmanager

@@ -168,3 +168,43 @@ def test_anchor_is_signed(tmp_path: Path) -> None:
     report = verify_audit(eng)
     eng.dispose()
     assert not report.ok and "not signed by this station's key" in (report.problem or "")
+
+
+def test_a_bounded_record_waits_once_for_anchor_and_database_together(tmp_path: Path) -> None:
+    """``wait_s`` bounds the whole wait: the anchor held by another appender, then a locked database.
+
+    Found through the OPC UA server: a Halt refused for a locked database took twice its audit wait,
+    because the wait for the anchor and the wait for the database's lock were each ``wait_s``.
+    """
+    import sqlite3
+    import threading
+    import time
+
+    from inspector.access.audit import AuditUnavailable
+
+    url = f"sqlite:///{tmp_path / 'station.db'}"
+    eng = open_database(url)
+    migrate(eng)
+    audit = _record(eng, 1)
+    lock = sqlite3.connect(tmp_path / "station.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # another process's write lock, for the whole test
+    held, release = threading.Event(), threading.Event()
+
+    def other_appender() -> None:
+        with audit.anchor.locked():
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other_appender)
+    t.start()
+    held.wait(5)
+    threading.Timer(1.5, release.set).start()  # the anchor comes free after 1.5 s of the 2.0 s
+    start = time.monotonic()
+    with pytest.raises(AuditUnavailable):
+        audit.record("plc", "opcua.Halt", wait_s=2.0)
+    took = time.monotonic() - start
+    t.join()
+    lock.execute("ROLLBACK")
+    lock.close()
+    eng.dispose()
+    assert 1.4 < took < 2.75, took  # one 2.0 s bound in all (3.5 s when each wait had its own)

@@ -53,8 +53,9 @@ def make_server(db, tmp_path: Path, **kw) -> tuple[UaStation, OpcUaPlc]:
     return station, server
 
 
-async def connect(server: OpcUaPlc, user: str | None = "plc", password: str = "operator-pass") -> Client:
-    c = Client(server.url, timeout=10)
+async def connect(server: OpcUaPlc, user: str | None = "plc", password: str = "operator-pass",
+                  watchdog_s: float = 1.0) -> Client:
+    c = Client(server.url, timeout=10, watchdog_intervall=watchdog_s)
     if user is not None:
         c.set_user(user)
         c.set_password(password)
