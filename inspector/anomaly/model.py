@@ -18,6 +18,10 @@ A level may take its distances in the good patches' own metric (``[levels.N] whi
 `patchcore.whitening`): ``[whitening]`` names the file (``whitening.npy``: each whitened level's (C + 1, D)
 transform, finest first, one float32 vector) and its sha256, checked like the bank's. A level projected to fewer
 dimensions than its channels says how many (``[levels.N] whiten_dims``: its bank's width).
+
+A texture's model may have a tone level (`tone.ToneLevel`): ``[tone]`` names the file (``tone.npy``: its
+(D + 1, D) whitening, one float32 array) and its sha256, checked like the bank's, with its cell size, windows,
+channels, the cells scored and its raw threshold.
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ from inspector.anomaly.backbone import (
 )
 from inspector.anomaly.images import Roi
 from inspector.anomaly.runtime import PRECISIONS
+from inspector.anomaly.tone import ToneLevel
+from inspector.anomaly.tone import card_table as tone_table
 from inspector.anomaly.torch_legacy import WeightsError
 from inspector.pipeline.model_repo import ModelError, dump_toml, resolve_model_dir
 
 BANK_FILE = "memory_bank.npy"
 POSITION_FILE = "cell_divisors.npy"
 WHITENING_FILE = "whitening.npy"
+TONE_FILE = "tone.npy"
 #: What the first row of a level's whitening holds (the card's ``[whitening] first_row``): the good patches' mean
 #: times the matrix (`patchcore.whitening`). Cards without it hold the mean itself (square transforms, before
 #: whitened levels could be projected), converted when read.
@@ -82,6 +89,7 @@ class AnomalyModel:
             same images (the same bank file, other divisors or thresholds) is another model.
         whitening: Per level, the (C + 1, D) transform its patches are whitened by (`patchcore.whitening`), None
             for a plain level; None: no level (cards without ``[whitening]``).
+        tone: The tone level (`tone.ToneLevel`), or None (cards without ``[tone]``).
     """
 
     name: str
@@ -99,6 +107,7 @@ class AnomalyModel:
     cell_divisors: tuple[np.ndarray, ...] | None = field(default=None, compare=False)
     sha256: str = ""
     whitening: tuple[np.ndarray | None, ...] | None = field(default=None, compare=False)
+    tone: ToneLevel | None = field(default=None, compare=False)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -121,11 +130,12 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                 raw_threshold: Sequence[float], roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
                 edge_cells: int = 0, precision: str = "f32", cell_divisors: Sequence[np.ndarray] | None = None,
                 position_rule: str = "", whitening: Sequence[np.ndarray | None] | None = None,
-                whitening_rule: str = "", position_shares: Sequence[float] | None = None) -> Path:
+                whitening_rule: str = "", position_shares: Sequence[float] | None = None,
+                tone: ToneLevel | None = None) -> Path:
     """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given), the levels'
     whitening (a (C + 1, D) transform or None per level, if given) and the card into ``folder`` (created);
     returns the card's path. ``position_shares``: each level's `patchcore.position_share` (recorded: what decided
-    its whitening)."""
+    its whitening); ``tone``: a texture's tone level."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
     np.save(bank_path, pack_banks(bank), allow_pickle=False)
@@ -142,6 +152,11 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                                                 for i in whitened]), allow_pickle=False)
     elif whitening_path.exists():
         whitening_path.unlink()
+    tone_path = folder / TONE_FILE
+    if tone is not None:
+        np.save(tone_path, np.asarray(tone.transform, np.float32), allow_pickle=False)
+    elif tone_path.exists():
+        tone_path.unlink()
     card: dict[str, Any] = {
         "name": name,
         "kind": KIND,
@@ -175,6 +190,8 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
     if whitened:
         card["whitening"] = {"file": WHITENING_FILE, "sha256": sha256_of(whitening_path), "rule": whitening_rule,
                              "levels": whitened, "first_row": FIRST_ROW}
+    if tone is not None:
+        card["tone"] = tone_table(tone, TONE_FILE, sha256_of(tone_path))
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
     card.update(tables)
@@ -284,8 +301,10 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     banks = _unpack(packed, specs, rows, bank_path)
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     whitening = _whitening(folder, path, raw.get("whitening"), specs, verify)
+    tone = _tone(folder, path, raw.get("tone"), specs, width, height, verify)
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
-                        raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest(), whitening)
+                        raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest(), whitening,
+                        tone)
 
 
 def _checked_array(folder: Path, name: str, sha256: str, verify: bool) -> np.ndarray:
@@ -344,6 +363,37 @@ def _whitening(folder: Path, path: Path, table: Any, specs: Levels, verify: bool
             transform[0] = transform[0].astype(np.float64) @ transform[1:]
         out[i] = transform
     return tuple(out)
+
+
+def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, height: int, verify: bool
+          ) -> ToneLevel | None:
+    """The card's ``[tone]``, checked (sha256, the transform's size, finite; cells inside the first level's grid,
+    windows odd, raw positive); None without it."""
+    if table is None:
+        return None
+    name, sha256 = _named_file(path, table, "tone")
+    try:
+        stride, channels, raw = int(table["stride"]), int(table["channels"]), float(table["raw"])
+        windows = tuple(int(k) for k in table["windows"])
+        r0, c0, r1, c1 = (int(v) for v in table["cells"])
+    except KeyError as exc:
+        raise ModelError(f"model: {path}: [tone] lacks the field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model: {path}: [tone] has a field of the wrong type: {exc}") from None
+    gh, gw = height // stride, width // stride
+    if stride != specs[0].grid_stride or channels not in (1, 3) or not windows \
+            or any(k < 1 or k % 2 == 0 or k > min(gh, gw) for k in windows) \
+            or not (0 <= r0 < r1 <= gh and 0 <= c0 < c1 <= gw) or not (math.isfinite(raw) and raw > 0):
+        raise ModelError(f"model: {path}: [tone] stride {stride}, channels {channels}, windows {list(windows)}, "
+                         f"cells {[r0, c0, r1, c1]}, raw {raw} do not fit a {gh} x {gw} grid of "
+                         f"{specs[0].grid_stride} px cells")
+    file, transform = folder / name, _checked_array(folder, name, sha256, verify)
+    dims = channels * len(windows) * 2
+    if transform.dtype != np.float32 or transform.shape != (dims + 1, dims) \
+            or not bool(np.all(np.isfinite(transform))):
+        raise ModelError(f"model: {file}: {transform.dtype} {transform.shape} is not a finite float32 "
+                         f"({dims + 1}, {dims}) transform")
+    return ToneLevel(stride, windows, channels, transform, (r0, c0, r1, c1), raw)
 
 
 def _named_file(path: Path, table: Any, key: str) -> tuple[str, str]:

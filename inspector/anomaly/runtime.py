@@ -31,6 +31,7 @@ from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_mo
 
 if TYPE_CHECKING:
     from inspector.anomaly.model import AnomalyModel
+    from inspector.anomaly.tone import ToneLevel
 
 log = logging.getLogger(__name__)
 
@@ -413,11 +414,13 @@ class PendingScores:
         parts: Per part of the batch, in order: its request, its frame count, and (``bf16-features``) the
             request of the f32 distances, run on the features when the part is waited for.
         edge: Grid cells along each side left out of the image score.
+        tone_maps: The tone level's (N, gh, gw) score maps (`tone.ToneLevel.maps`), or None.
     """
 
-    def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int) -> None:
+    def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int, tone_maps: np.ndarray | None = None) -> None:
         self._parts = list(parts)
         self._edge = edge
+        self._tone = tone_maps
         self._result: ScoreBatch | None = None
         self._error: Exception | None = None
 
@@ -450,6 +453,8 @@ class PendingScores:
                 out = distances
             maps_of.append(np.array(out.get_output_tensor(0).data[:n], copy=True))
         maps = maps_of[0] if len(maps_of) == 1 else np.concatenate(maps_of)
+        if self._tone is not None:  # the tone level's maps, on the first level's grid: the larger taken
+            np.maximum(maps, self._tone, out=maps)
         e = self._edge
         inner = maps[:, e:maps.shape[1] - e, e:maps.shape[2] - e] if e else maps
         return ScoreBatch(inner.reshape(len(maps), -1).max(axis=1), maps)
@@ -487,6 +492,8 @@ class AnomalyScorer:
             threshold (per-position normalisation, the card's ``[position]``); None: every cell alike.
         whitening: Per level, the (C + 1, C) transform (`patchcore.whitening`) its patches are whitened by before
             the distances (the card's ``[whitening]``), or None for a level taught plain; None: no level.
+        tone: A texture's tone level (`tone.ToneLevel`, the card's ``[tone]``), scored in numpy while the graph
+            runs, its map on the first level's grid; None: none.
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
@@ -494,7 +501,7 @@ class AnomalyScorer:
                  precision: str = "f32", depth: int = 2, edge: int = 0,
                  activation_ranges: Sequence[Sequence[float]] | None = None, profile: bool = False,
                  streams: int | None = None, cell_divisors: Sequence[np.ndarray] | None = None,
-                 whitening: Sequence[np.ndarray | None] | None = None) -> None:
+                 whitening: Sequence[np.ndarray | None] | None = None, tone: ToneLevel | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"anomaly: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         if precision in NEEDS_RANGES and not activation_ranges:
@@ -502,6 +509,10 @@ class AnomalyScorer:
                              "was taught (the card's [runtime] activation_ranges); teach it again")
         levels = as_levels(spec)
         grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
+        if tone is not None and tone.stride != levels[0].grid_stride:
+            raise ValueError(f"anomaly: the tone level's cells ({tone.stride} px) are not the first level's "
+                             f"({levels[0].grid_stride} px)")
+        self.tone = tone
         self.width, self.height = width, height
         self.edge = edge
         self.precision = precision
@@ -546,7 +557,7 @@ class AnomalyScorer:
         ranges = model.card.get("runtime", {}).get("activation_ranges")
         return cls(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
                    precision or model.precision, depth=depth, edge=model.edge_cells, activation_ranges=ranges,
-                   cell_divisors=model.cell_divisors, whitening=model.whitening)
+                   cell_divisors=model.cell_divisors, whitening=model.whitening, tone=model.tone)
 
     def start(self, batch_u8: np.ndarray) -> PendingScores:
         """Start scoring ``batch_u8`` (u8 BGR, N x height x width x 3); returns at once."""
@@ -568,7 +579,8 @@ class AnomalyScorer:
         for i in range(n):  # the plugin runs them on its streams as they free up
             requests[i].start_async({0: np.ascontiguousarray(batch_u8[i:i + 1])})
             parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
-        pending = self._pending[k] = PendingScores(parts, self.edge)
+        tone_maps = self.tone.maps(batch_u8) if self.tone is not None else None  # while the graph runs
+        pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps)
         return pending
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:

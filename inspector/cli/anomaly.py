@@ -75,6 +75,9 @@ def teach_cmd(
                     f"{', '.join(map(str, r.levels[i].taps))} in {r.levels[i].width} dims)" for i in r.whitened)
     white += "".join(f"; the spec's level {i} left out (not a texture: position share {share:.3f})"
                      for i, share in r.left_out)
+    if r.tone is not None:
+        white += (f"; a tone level ({'grey' if r.tone.channels == 1 else 'colour'} mean and spread over "
+                  f"{' and '.join(str(k * r.tone.stride) for k in r.tone.windows)} px windows)")
     typer.echo(f"taught {out} from {r.bank_images} good images (cross-validated: highest good score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")

@@ -1,0 +1,163 @@
+"""A texture's tone level: each cell's colour mean and spread over two windows, one Gaussian for the whole texture.
+
+The backbone's texture level sees a cloth's threads and a board's grain a patch at a time; a stain that takes
+30-40% of a weave's contrast over a 20-40 px blob, its mean colour nearly unchanged, looks to each patch like
+the weave's own thread-to-thread variation. Box statistics over wider windows see it directly: per fine-grid
+cell, each channel's mean and standard deviation over the `WINDOWS` (3 and 7 cells square, centred on the
+cell), and since a stationary texture looks alike everywhere, one Gaussian (mean, shrunk covariance:
+`patchcore.whitening`) over every cell of every good image. A cell's distance is its Mahalanobis distance;
+the image's the largest over its cells, as for the backbone's levels. Only a texture's model has one
+(`teach.TONE`): on a part with a look of its own per position one Gaussian for every cell would be meaningless.
+
+Cheap: each frame is averaged once into 8 x 8 px blocks (and its squares), the windows are sums of blocks.
+Computed in numpy, f32/f64, beside the scoring graph, whatever the scorer's precision (the spread is a
+difference of squares, which bf16 would not carry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inspector.anomaly.patchcore import fold_of, whitened, whitening
+
+#: The windows, in grid cells (odd: centred on a cell of the fine grid; 24 and 56 px at stride 8).
+WINDOWS = (3, 7)
+#: The pad value the frames are letterboxed with (`images.letterboxed`): blocks padded in every good image are
+#: not the product, and no window that touches one is scored.
+PAD = 114
+TONE_RULE = ("each cell's per-channel mean and standard deviation over windows of {windows} cells centred on it; "
+             "distance = the Mahalanobis distance to the good cells' Gaussian (one for all positions: a stationary "
+             "texture), its covariance shrunk as the whitened levels'; image = the largest over the scored cells")
+
+
+@dataclass(frozen=True)
+class ToneLevel:
+    """A taught tone level (the card's ``[tone]``).
+
+    Args:
+        stride: The grid's cell size in px (the fine level's grid stride).
+        windows: Window sides in cells (odd).
+        channels: 1 (every good image grey: the first channel) or 3.
+        transform: (D + 1, D) whitening of the good cells' features (`patchcore.whitening`), D = channels x
+            windows x 2.
+        cells: (row0, col0, row1, col1): the grid cells scored, row1 and col1 excluded.
+        raw_threshold: The distance that maps to score 1.0.
+    """
+
+    stride: int
+    windows: tuple[int, ...]
+    channels: int
+    transform: np.ndarray
+    cells: tuple[int, int, int, int]
+    raw_threshold: float = 1.0
+
+    @property
+    def dims(self) -> int:
+        return self.channels * len(self.windows) * 2
+
+    def maps(self, batch_u8: np.ndarray) -> np.ndarray:
+        """(N, gh, gw) float32 score maps of a letterboxed u8 batch: distance / ``raw_threshold`` in the scored
+        cells, 0 elsewhere."""
+        return score_maps(tone_features(batch_u8, self.stride, self.windows, self.channels), self.transform,
+                          self.cells) / np.float32(self.raw_threshold)
+
+
+def tone_features(batch_u8: np.ndarray, stride: int, windows: tuple[int, ...] = WINDOWS, channels: int = 3
+                  ) -> np.ndarray:
+    """(N, gh, gw, D) float32: per cell, per channel, the mean and standard deviation over each window centred on
+    it (D = channels x windows x 2); cells whose window leaves the frame hold the nearest whole window's (clamped:
+    never scored, see `scored_cells`)."""
+    import cv2
+
+    n, h, w, _ = batch_u8.shape
+    gh, gw = h // stride, w // stride
+    sums = np.zeros((n, gh + 1, gw + 1, channels), np.float64)  # integral images of the blocks' means
+    squares = np.zeros_like(sums)
+    for i in range(n):  # a block's mean (and its squares'): INTER_AREA at a whole factor averages each block exactly
+        x = batch_u8[i, :gh * stride, :gw * stride, :channels].astype(np.float32)
+        sums[i, 1:, 1:] = cv2.resize(x, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, channels)
+        squares[i, 1:, 1:] = cv2.resize(x * x, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, channels)
+    np.cumsum(np.cumsum(sums, 1, out=sums), 2, out=sums)
+    np.cumsum(np.cumsum(squares, 1, out=squares), 2, out=squares)
+    out = []
+    for k in windows:
+        half = k // 2
+        r0 = np.clip(np.arange(gh) - half, 0, gh - k)
+        c0 = np.clip(np.arange(gw) - half, 0, gw - k)
+
+        def box(t: np.ndarray, r0: np.ndarray = r0, c0: np.ndarray = c0, k: int = k) -> np.ndarray:
+            return (t[:, r0 + k][:, :, c0 + k] - t[:, r0][:, :, c0 + k]
+                    - t[:, r0 + k][:, :, c0] + t[:, r0][:, :, c0]) / float(k * k)
+
+        mean = box(sums)
+        spread = np.sqrt(np.maximum(box(squares) - mean * mean, 0.0))
+        out += [mean, spread]
+    return np.concatenate(out, axis=-1).astype(np.float32)
+
+
+def grey_only(features: np.ndarray) -> np.ndarray:
+    """Features of 3 channels (`tone_features`) cut to the first channel's, as ``channels=1`` computes them (every
+    good image grey: the three alike)."""
+    return np.ascontiguousarray(features[..., ::3])
+
+
+def scored_cells(content: np.ndarray, windows: tuple[int, ...] = WINDOWS) -> tuple[int, int, int, int] | None:
+    """The cells scored: those whose largest window lies wholly on the frame's content, ``content`` (gh, gw) bool
+    per block (False: padded in every good image), its bounding rectangle; None where no cell is left."""
+    rows, cols = np.flatnonzero(content.any(axis=1)), np.flatnonzero(content.any(axis=0))
+    if not len(rows) or not len(cols):
+        return None
+    half = max(windows) // 2
+    r0, r1, c0, c1 = int(rows[0]) + half, int(rows[-1]) + 1 - half, int(cols[0]) + half, int(cols[-1]) + 1 - half
+    return (r0, c0, r1, c1) if r1 > r0 and c1 > c0 else None
+
+
+def content_blocks(batch_u8: np.ndarray, stride: int) -> np.ndarray:
+    """(gh, gw) bool: the blocks of a batch without a pixel at the pad value in every frame of it (a letterbox's
+    bars and the blocks they cut); a set's: OR over its batches."""
+    _, h, w, _ = batch_u8.shape
+    gh, gw = h // stride, w // stride
+    padded = (batch_u8[:, :gh * stride, :gw * stride] == PAD).all(axis=(0, 3))
+    return ~padded.reshape(gh, stride, gw, stride).any(axis=(1, 3))
+
+
+def _inside(features: np.ndarray, cells: tuple[int, int, int, int]) -> np.ndarray:
+    r0, c0, r1, c1 = cells
+    return features[:, r0:r1, c0:c1]
+
+
+def score_maps(features: np.ndarray, transform: np.ndarray, cells: tuple[int, int, int, int]) -> np.ndarray:
+    """(N, gh, gw) float32 Mahalanobis distances of ``features`` (`tone_features`) in ``cells``, 0 elsewhere."""
+    out = np.zeros(features.shape[:3], np.float32)
+    r0, c0, r1, c1 = cells
+    z = whitened(_inside(features, cells), transform)
+    out[:, r0:r1, c0:c1] = np.sqrt(np.einsum("...i,...i->...", z, z))
+    return out
+
+
+def fit(features: np.ndarray, cells: tuple[int, int, int, int]) -> np.ndarray:
+    """The (D + 1, D) whitening of the good images' scored cells (`patchcore.whitening`)."""
+    inside = _inside(features, cells)
+    return whitening(inside.reshape(-1, inside.shape[-1]))
+
+
+def cross_validated_scores(features: np.ndarray, cells: tuple[int, int, int, int]) -> np.ndarray:
+    """(N,) each good image's largest scored cell's distance to a Gaussian fitted without its fold
+    (`patchcore.fold_of`, as the backbone's levels' threshold scores)."""
+    folds = fold_of(len(features))
+    out = np.empty(len(features), np.float64)
+    for f in np.unique(folds):
+        inside = folds == f
+        transform = fit(features[~inside], cells)
+        out[inside] = score_maps(features[inside], transform, cells).reshape(int(inside.sum()), -1).max(axis=1)
+    return out
+
+
+def card_table(level: ToneLevel, file: str, sha256: str) -> dict[str, Any]:
+    """The card's ``[tone]`` table."""
+    return {"file": file, "sha256": sha256, "stride": level.stride, "windows": list(level.windows),
+            "channels": level.channels, "cells": list(level.cells), "raw": float(level.raw_threshold),
+            "rule": TONE_RULE.format(windows=" and ".join(map(str, level.windows)))}
