@@ -19,9 +19,9 @@ A level may take its distances in the good patches' own metric (``[levels.N] whi
 transform, finest first, one float32 vector) and its sha256, checked like the bank's. A level projected to fewer
 dimensions than its channels says how many (``[levels.N] whiten_dims``: its bank's width).
 
-A texture's model may have a tone level (`tone.ToneLevel`): ``[tone]`` names the file (``tone.npy``: its
-(D + 1, D) whitening, one float32 array) and its sha256, checked like the bank's, with its cell size, windows,
-channels, the cells scored and its raw threshold.
+A model may have a tone level (`tone.ToneLevel`): ``[tone]`` names the file (``tone.npy``: its (D + 1, D)
+whitening, or with ``per_position`` one per scored cell, (rows, columns, D + 1, D); one float32 array) and its
+sha256, checked like the bank's, with its cell size, windows, channels, the cells scored and its raw threshold.
 """
 
 from __future__ import annotations
@@ -389,10 +389,10 @@ def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, heigh
                          f"{specs[0].grid_stride} px cells")
     file, transform = folder / name, _checked_array(folder, name, sha256, verify)
     dims = channels * len(windows) * 2
-    if transform.dtype != np.float32 or transform.shape != (dims + 1, dims) \
-            or not bool(np.all(np.isfinite(transform))):
+    shape = ((r1 - r0, c1 - c0) if table.get("per_position", False) else ()) + (dims + 1, dims)
+    if transform.dtype != np.float32 or transform.shape != shape or not bool(np.all(np.isfinite(transform))):
         raise ModelError(f"model: {file}: {transform.dtype} {transform.shape} is not a finite float32 "
-                         f"({dims + 1}, {dims}) transform")
+                         f"{shape} transform")
     return ToneLevel(stride, windows, channels, transform, (r0, c0, r1, c1), raw)
 
 

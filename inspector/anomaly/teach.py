@@ -130,8 +130,9 @@ LEVEL_RULE = (f"each level's distance / the quantile {LEVEL_QUANTILE} of that le
 #: 2.0, 2.0% (0.5, 0); fabric Mono8 AUROC 0.9633, 0.9720 -> 0.9821, 0.9830, escape 20.0, 17.5% -> 10.5, 10.0%; wood
 #: 1.0% -> 1.0% (AUROC 1.0000 both); wood Mono8 0.9302 -> 0.9245, escape 24.5% either way.
 TONE = True
-TONE_LEVEL_RULE = ("each level's distance (the tone level's too) / the highest of that level's cross-validated good "
-                   "scores; a patch's score is the largest over the levels")
+TONE_LEVEL_RULE = (f"each backbone level's distance / the quantile {LEVEL_QUANTILE} of that level's cross-validated good "
+                   "scores, the largest over them; that and the tone level's distance each / the highest of its own "
+                   "cross-validated good scores; a patch's score is the larger")
 #: Per-position normalisation (`patchcore.cell_divisors`, the card's ``[position]``): each cell's distance divided
 #: by the mean + 3 sd of the good images' cross-validated distances in that cell, as PaDiM and PNI condition a
 #: patch's normality on its position. Validation split, the int8 scorer, image AUROC / good-only escape, without
@@ -287,12 +288,14 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         ranges = ranges[:len(activation_inputs(cached_feature_model(levels, height, width)))]
     tone, tone_scores = None, np.empty(0)
     cells = scored_cells(content, TONE_WINDOWS)
-    if whiten == "textures" and TONE and shares[0] < STATIONARY_SHARE and cells is not None:
+    if TONE and cells is not None:  # a texture: one Gaussian for every cell; a part: one per cell
+        texture = whiten == "textures" and shares[0] < STATIONARY_SHARE
         every_tone = np.concatenate(tones)
         if grey:
             every_tone = grey_only(every_tone)
-        tone_scores = cross_validated_scores(every_tone, cells)  # the threshold's, as the levels' below
-        tone = ToneLevel(levels[0].grid_stride, TONE_WINDOWS, 1 if grey else 3, fit_tone(every_tone, cells), cells)
+        tone_scores = cross_validated_scores(every_tone, cells, not texture)  # the threshold's, as the levels' below
+        tone = ToneLevel(levels[0].grid_stride, TONE_WINDOWS, 1 if grey else 3,
+                         fit_tone(every_tone, cells, not texture), cells)
     del tones
     per_image: list[list[np.ndarray]] = [[] for _ in levels]
     for lv, transform in enumerate(whitenings):
@@ -317,8 +320,11 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
             divisors.append(cell_divisors(maps).reshape(grids[lv]))
             maps = maps / cell_divisors_without_each(maps)
         loo.append(_inner_max(maps.reshape(-1, *grids[lv]), edges[lv]))
-    scales = [float(np.quantile(v, LEVEL_QUANTILE if tone is None else 1.0)) for v in loo]
+    scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
+    if tone is not None:  # the backbone's levels together and the tone level below, each at its highest
+        top = float(good_raw.max())
+        scales, good_raw = [sc * top for sc in scales], good_raw / top
     correction, shipped = 1.0, None
     if precision != "f32":  # the threshold from the scores the shipped scorer gives (`threshold.scorer_correction`)
         shipped, plain = (AnomalyScorer(levels, width, height, banks, scales, p, edge=edge, activation_ranges=ranges,

@@ -15,6 +15,7 @@ from inspector.anomaly.images import letterboxed
 from inspector.anomaly.model import TONE_FILE, load_anomaly_model
 from inspector.anomaly.runtime import AnomalyScorer
 from inspector.anomaly.tone import (
+    POSITION_SHRINKAGE,
     WINDOWS,
     content_blocks,
     grey_only,
@@ -22,6 +23,7 @@ from inspector.anomaly.tone import (
     scored_cells,
     tone_features,
 )
+from inspector.anomaly.tone import fit as tone_fit
 from inspector.pipeline.model_repo import ModelError
 
 
@@ -98,14 +100,41 @@ def test_a_textures_model_has_a_tone_level_that_sees_a_stains_lost_contrast(tmp_
     assert (model.tone.maps(stained) > texture.maps).any()  # the tone level's cells do take over somewhere
 
 
-def test_a_part_with_a_look_per_position_has_no_tone_level(tmp_path: Path) -> None:
+def test_a_part_with_a_look_per_position_has_a_tone_level_per_position(tmp_path: Path) -> None:
     from camera.products import render_product
 
     _cloths(tmp_path / "plate", [render_product("plate", seed, 96, 96).image for seed in range(12)])
     report = teaching.teach([tmp_path / "plate"], tmp_path / "m", width=96, height=96)
-    assert report.tone is None and load_anomaly_model(tmp_path / "m").tone is None
-    assert "tone" not in tomllib.loads((tmp_path / "m" / "card.toml").read_text())
-    assert not (tmp_path / "m" / TONE_FILE).exists()
+    model = load_anomaly_model(tmp_path / "m")
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    assert report.tone is not None and model.tone is not None and model.tone.per_position
+    assert model.tone.transform.shape == (6, 6, 13, 12) and card["tone"]["per_position"] is True
+    assert "one per cell" in card["tone"]["rule"] and len(model.spec) == 2  # both backbone levels kept
+    images = np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / "plate").glob("*.png"))])
+    assert float(teaching.scorer_for(model).score(images).scores.max()) < 1.0  # the taught images pass
+    # the backbone's levels at their 0.99 quantile among themselves, then that and the tone level at their highest
+    assert max(report.good_scores) == pytest.approx(1 / 1.02, rel=1e-3)
+    assert "0.99" in card["threshold"]["level_normalisation"]
+
+
+def test_a_per_position_fit_whitens_each_cells_good_features() -> None:
+    rng = np.random.default_rng(3)
+    look = rng.normal(0, 5, (1, 4, 5, 6))  # each cell a mean of its own
+    scale = rng.uniform(0.5, 3.0, (1, 4, 5, 1, 6))  # and a spread of its own, mixed across the features
+    mix = rng.normal(0, 1, (6, 6))
+    features = (look + (rng.normal(0, 1, (4000, 4, 5, 1, 6)) * scale @ mix)[:, :, :, 0]).astype(np.float32)
+    cells = (0, 0, 4, 5)
+    t = tone_fit(features, cells, per_position=True)
+    assert t.shape == (4, 5, 7, 6)
+    z = np.einsum("nhwi,hwij->nhwj", features.astype(np.float64), t[:, :, 1:]) - t[:, :, 0]
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=0.05)
+    for r, c in ((0, 0), (3, 4)):  # the shrunk covariance's inverse as metric, cell by cell
+        cov = np.cov(features[:, r, c].T.astype(np.float64), bias=True)
+        shrunk = (1 - POSITION_SHRINKAGE) * cov + POSITION_SHRINKAGE * np.trace(cov) / 6 * np.eye(6)
+        w = t[r, c, 1:].astype(np.float64)
+        np.testing.assert_allclose(w.T @ shrunk @ w, np.eye(6), atol=1e-3)
+    maps = score_maps(features[:3], t, cells)
+    np.testing.assert_allclose(maps, np.linalg.norm(z[:3], axis=-1), rtol=1e-4)
 
 
 def test_the_tone_level_is_checked_like_the_bank(tmp_path: Path) -> None:
@@ -122,7 +151,8 @@ def test_the_tone_level_is_checked_like_the_bank(tmp_path: Path) -> None:
     np.save(folder / TONE_FILE, transform)
     for old, new, message in (("cells = [3, 3, 9, 9]", "cells = [3, 3, 9, 19]", "do not fit a 12 x 12 grid"),
                               ("windows = [3, 7]", "windows = [3, 6]", "do not fit"),
-                              ("channels = 3", "channels = 1", r"is not a finite float32 \(5, 4\) transform")):
+                              ("channels = 3", "channels = 1", r"is not a finite float32 \(5, 4\) transform"),
+                              ("per_position = false", "per_position = true", r"not a finite float32 \(6, 6, 13, 12\)")):
         assert old in card
         (folder / "card.toml").write_text(card.replace(old, new))
         with pytest.raises(ModelError, match=message):
