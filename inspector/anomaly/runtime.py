@@ -494,8 +494,8 @@ class AnomalyScorer:
             threshold (per-position normalisation, the card's ``[position]``); None: every cell alike.
         whitening: Per level, the (C + 1, C) transform (`patchcore.whitening`) its patches are whitened by before
             the distances (the card's ``[whitening]``), or None for a level taught plain; None: no level.
-        tone: A texture's tone level (`tone.ToneLevel`, the card's ``[tone]``), scored in numpy while the graph
-            runs, its map on the first level's grid; None: none.
+        tone: The model's tone level (`tone.ToneLevel`, the card's ``[tone]``: a texture's or a part's), scored in
+            numpy in a thread of its own while the graph runs, its map on the first level's grid; None: none.
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,

@@ -189,7 +189,7 @@ class TeachReport:
     levels: tuple[FeatureSpec, ...] = ()  # the levels as taught (a texture's taps and width)
     #: The spec's levels a texture's model left out (`TEXTURE_ALONE`): (the spec's level index, its position share).
     left_out: tuple[tuple[int, float], ...] = ()
-    #: The texture's tone level (`TONE`), None where the model has none.
+    #: The tone level (`TONE`: a texture's, or a part's per position), None where the model has none.
     tone: ToneLevel | None = None
 
 
@@ -204,6 +204,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     worst inner cell); a level's distances are divided by the `LEVEL_QUANTILE` of its own cross-validated
     scores (so levels of different feature widths weigh alike, as PatchCore's ensembles normalise their
     members), a patch's score is the largest over the levels, and the threshold rule runs on those scores.
+    Beside them a tone level (`TONE`, `tone.ToneLevel`), its scores cross-validated by the same folds; the
+    backbone's levels together and it each at their highest (`TONE_LEVEL_RULE`).
 
     Args:
         good: Folders (searched recursively) or files of good parts.
@@ -247,7 +249,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the cross-validated maps
     patches = [0] * len(levels)
     grey = True  # every good image grey (a Mono8 camera): texture taps that see colour are left out
-    tones: list[np.ndarray] = []  # the tone level's features (`TONE`), kept if the model is a texture's
+    tones: list[np.ndarray] = []  # the tone level's features (`TONE`)
     content = np.zeros((height // levels[0].grid_stride, width // levels[0].grid_stride), bool)
     for start in range(0, len(files), BATCH):
         batch = load_batch(files[start:start + BATCH], width, height, roi)

@@ -77,7 +77,8 @@ def teach_cmd(
                      for i, share in r.left_out)
     if r.tone is not None:
         white += (f"; a tone level ({'grey' if r.tone.channels == 1 else 'colour'} mean and spread over "
-                  f"{' and '.join(str(k * r.tone.stride) for k in r.tone.windows)} px windows)")
+                  f"{' and '.join(str(k * r.tone.stride) for k in r.tone.windows)} px windows, "
+                  f"{'one Gaussian per cell' if r.tone.per_position else 'one Gaussian for the texture'})")
     typer.echo(f"taught {out} from {r.bank_images} good images (cross-validated: highest good score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")

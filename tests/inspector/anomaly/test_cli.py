@@ -177,9 +177,11 @@ def test_teach_says_which_levels_it_whitened_as_a_texture(tmp_path: Path, plates
     assert "level 0 whitened (a texture: position share 0.0" in last, last
     assert "blocks 0, 1, 2, 4 in 80 dims)" in last, last  # its texture taps, projected
     assert "; the spec's level 1 left out (not a texture: position share 0." in last, last  # a texture's level alone
+    assert "; a tone level (colour mean and spread over 24 and 56 px windows, one Gaussian for the texture)" in last
     card = tomllib.loads((tmp_path / "cloth-model" / "card.toml").read_text())
     assert card["levels"]["0"]["whiten"] is True and card["levels"]["0"]["position_share"] < 0.1
     code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--out",
                                    str(tmp_path / "plate-model"), "--size", "96")
     assert code == 0, stderr
     assert "whitened" not in stdout.strip().splitlines()[-1] and "left out" not in stdout.strip().splitlines()[-1]
+    assert "one Gaussian per cell)" in stdout.strip().splitlines()[-1]  # a part's tone level
