@@ -515,9 +515,9 @@ class AnomalyScorer:
             raise ValueError(f"anomaly: the tone level's cells ({tone.stride} px) are not the first level's "
                              f"({levels[0].grid_stride} px)")
         self.tone = tone
-        # the tone level's maps in a thread of their own: start() returns at once, as without it (computed in the
-        # caller's thread while the graph's streams hold both cores, they took 1.4 ms a frame of wall time for
-        # 0.5 ms of CPU, and the caller's next batch waited for them)
+        # the tone level's maps in a thread of their own: start() returns at once, as without a tone level, and the
+        # caller's next batch does not wait behind them (their CPU, 0.4-0.6 ms a frame, is shared with the graph's
+        # streams either way)
         self._tone_thread = ThreadPoolExecutor(1, thread_name_prefix="anomaly-tone") if tone is not None else None
         self.width, self.height = width, height
         self.edge = edge

@@ -1,17 +1,17 @@
-"""A texture's tone level: each cell's colour mean and spread over two windows, one Gaussian for the whole texture.
+"""The tone level: each cell's colour mean and spread over two windows, and a Gaussian of them from good parts.
 
 The backbone's texture level sees a cloth's threads and a board's grain a patch at a time; a stain that takes
 30-40% of a weave's contrast over a 20-40 px blob, its mean colour nearly unchanged, looks to each patch like
 the weave's own thread-to-thread variation. Box statistics over wider windows see it directly: per fine-grid
 cell, each channel's mean and standard deviation over the `WINDOWS` (3 and 7 cells square, centred on the
-cell), and since a stationary texture looks alike everywhere, one Gaussian (mean, shrunk covariance:
-`patchcore.whitening`) over every cell of every good image. A cell's distance is its Mahalanobis distance;
-the image's the largest over its cells, as for the backbone's levels. A part whose look depends on the position
-(a printed label, a machined plate) gets one Gaussian per cell instead (``per_position``; as PaDiM models each
-patch position): a missing print's or a shifted ink's change of tone where the print should be.
+cell). A stationary texture looks alike everywhere: one Gaussian (mean, shrunk covariance:
+`patchcore.whitening`) over every cell of every good image. A part whose look depends on the position (a printed
+label, a machined plate) gets one Gaussian per cell instead (``per_position``, as PaDiM models each patch
+position): a missing print's or a shifted ink's change of tone where the print should be. A cell's distance is
+its Mahalanobis distance; the image's the largest over its cells, as for the backbone's levels.
 
-Cheap: each frame is averaged once into 8 x 8 px blocks (and its squares), the windows are sums of blocks.
-Computed in numpy, f32/f64, beside the scoring graph, whatever the scorer's precision (the spread is a
+Cheap: each frame is averaged once into 8 x 8 px blocks (and its squares), the windows are box filters over the
+blocks. Computed in numpy, f32, beside the scoring graph, whatever the scorer's precision (the spread is a
 difference of squares, which bf16 would not carry).
 """
 
@@ -92,8 +92,8 @@ def tone_features(batch_u8: np.ndarray, stride: int, windows: tuple[int, ...] = 
     squares = np.empty_like(means)
     for i in range(n):
         # each block's mean and its squares' (an area resize at a whole factor averages each block exactly), a strip
-        # of `STRIP_BLOCKS` block rows at a time: its f32 copies stay in the core's cache (a whole frame's pushed the
-        # scoring graph's product chunks out of it, and slowed the graph by more than its own time)
+        # of `STRIP_BLOCKS` block rows at a time: small f32 copies (a whole frame at once measured the same in the
+        # bench; the slowdown suspected of it was BLAS's threads, see `score_maps`)
         for r0 in range(0, gh, STRIP_BLOCKS):
             r1 = min(gh, r0 + STRIP_BLOCKS)
             x = batch_u8[i, r0 * stride:r1 * stride, :gw * stride, :channels].astype(np.float32)
