@@ -135,7 +135,7 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
     """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given), the levels'
     whitening (a (C + 1, D) transform or None per level, if given) and the card into ``folder`` (created);
     returns the card's path. ``position_shares``: each level's `patchcore.position_share` (recorded: what decided
-    its whitening); ``tone``: a texture's tone level."""
+    its whitening); ``tone``: the model's tone level."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
     np.save(bank_path, pack_banks(bank), allow_pickle=False)
@@ -380,7 +380,7 @@ def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, heigh
         raise ModelError(f"model: {path}: [tone] lacks the field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise ModelError(f"model: {path}: [tone] has a field of the wrong type: {exc}") from None
-    gh, gw = height // stride, width // stride
+    gh, gw = height // specs[0].grid_stride, width // specs[0].grid_stride
     if stride != specs[0].grid_stride or channels not in (1, 3) or not windows \
             or any(k < 1 or k % 2 == 0 or k > min(gh, gw) for k in windows) \
             or not (0 <= r0 < r1 <= gh and 0 <= c0 < c1 <= gw) or not (math.isfinite(raw) and raw > 0):

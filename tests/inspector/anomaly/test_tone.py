@@ -152,7 +152,8 @@ def test_the_tone_level_is_checked_like_the_bank(tmp_path: Path) -> None:
     for old, new, message in (("cells = [3, 3, 9, 9]", "cells = [3, 3, 9, 19]", "do not fit a 12 x 12 grid"),
                               ("windows = [3, 7]", "windows = [3, 6]", "do not fit"),
                               ("channels = 3", "channels = 1", r"is not a finite float32 \(5, 4\) transform"),
-                              ("per_position = false", "per_position = true", r"not a finite float32 \(6, 6, 13, 12\)")):
+                              ("per_position = false", "per_position = true", r"not a finite float32 \(6, 6, 13, 12\)"),
+                              ("\nstride = 8\n", "\nstride = 0\n", "stride 0, channels 3")):
         assert old in card
         (folder / "card.toml").write_text(card.replace(old, new))
         with pytest.raises(ModelError, match=message):
