@@ -263,14 +263,22 @@ def whitening(patches: np.ndarray, shrinkage: float = WHITEN_SHRINKAGE, dims: in
     mean = x.mean(axis=0)
     centred = x - mean
     cov = centred.T @ centred / len(x)
-    cov = (1.0 - shrinkage) * cov + shrinkage * (np.trace(cov) / len(cov)) * np.eye(len(cov))
-    values, vectors = np.linalg.eigh(cov)
-    values = np.maximum(values, 1e-12 * max(float(values.max()), 1e-12))
-    inverse_root = (vectors / np.sqrt(values)) @ vectors.T
+    inverse_root = shrunk_inverse_root(cov, shrinkage)
     if 0 < dims < len(cov):
         basis, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(cov), dims)))
         inverse_root = inverse_root @ basis
     return np.vstack([(mean @ inverse_root)[None], inverse_root]).astype(np.float32)
+
+
+def shrunk_inverse_root(cov: np.ndarray, shrinkage: float) -> np.ndarray:
+    """The symmetric inverse square root of covariances (..., C, C), each shrunk by ``shrinkage`` towards its mean
+    variance times the identity (`whitening`'s W; one per cell for `tone.fit`'s per-position Gaussians)."""
+    dims = cov.shape[-1]
+    spread = np.trace(cov, axis1=-2, axis2=-1)[..., None, None] / dims
+    shrunk = (1.0 - shrinkage) * cov + shrinkage * spread * np.eye(dims)
+    values, vectors = np.linalg.eigh(shrunk)
+    values = np.maximum(values, 1e-12 * np.maximum(values.max(axis=-1, keepdims=True), 1e-12))
+    return (vectors / np.sqrt(values)[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
 def whitened(features: np.ndarray, transform: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.anomaly.patchcore import WHITEN_SHRINKAGE, fold_of, whitening
+from inspector.anomaly.patchcore import WHITEN_SHRINKAGE, fold_of, shrunk_inverse_root, whitening
 
 #: The windows, in grid cells (odd: centred on a cell of the fine grid; 24 and 56 px at stride 8).
 WINDOWS = (3, 7)
@@ -167,12 +167,7 @@ def fit(features: np.ndarray, cells: tuple[int, int, int, int], per_position: bo
     mean = x.mean(axis=0)
     centred = x - mean
     cov = np.einsum("nhwi,nhwj->hwij", centred, centred) / len(x)
-    dims = cov.shape[-1]
-    spread = np.trace(cov, axis1=-2, axis2=-1)[..., None, None] / dims
-    cov = (1.0 - POSITION_SHRINKAGE) * cov + POSITION_SHRINKAGE * spread * np.eye(dims)
-    values, vectors = np.linalg.eigh(cov)
-    values = np.maximum(values, 1e-12 * np.maximum(values.max(axis=-1, keepdims=True), 1e-12))
-    root = np.einsum("hwij,hwj,hwkj->hwik", vectors, 1.0 / np.sqrt(values), vectors)  # the inverse square root
+    root = shrunk_inverse_root(cov, POSITION_SHRINKAGE)
     first = np.einsum("hwi,hwij->hwj", mean, root)[:, :, None]
     return np.concatenate([first, root], axis=2).astype(np.float32)
 
