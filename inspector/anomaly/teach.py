@@ -282,8 +282,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         taught_levels.append(level)
         whitenings.append(whitening(every, dims=level.whiten_dims, seed=seed + i) if level.whiten else None)
     levels = tuple(taught_levels)
+    texture = whiten == "textures" and shares[0] < STATIONARY_SHARE  # the finest level a stationary texture
     left_out: dict[int, float] = {}  # a texture's levels that are not one: level index -> its position share
-    if whiten == "textures" and TEXTURE_ALONE and shares[0] < STATIONARY_SHARE and len(levels) > 1:
+    if texture and TEXTURE_ALONE and len(levels) > 1:
         kept_levels = [i for i, share in enumerate(shares) if share < STATIONARY_SHARE]
         left_out = {i: shares[i] for i in range(len(levels)) if i not in kept_levels}
         levels, whitenings, scored, shares, patches, grids, edges = (
@@ -295,7 +296,6 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     tone, tone_scores = None, np.empty(0)
     cells = scored_cells(content, TONE_WINDOWS)
     if TONE and cells is not None:  # a texture: one Gaussian for every cell; a part: one per cell
-        texture = whiten == "textures" and shares[0] < STATIONARY_SHARE
         every_tone = np.concatenate(tones)
         if grey:
             every_tone = grey_only(every_tone)
