@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from inspector.anomaly.alignment import Alignment, small_size
 from inspector.anomaly.backbone import (
     BACKBONES,
     FeatureSpec,
@@ -56,6 +57,7 @@ BANK_FILE = "memory_bank.npy"
 POSITION_FILE = "cell_divisors.npy"
 WHITENING_FILE = "whitening.npy"
 TONE_FILE = "tone.npy"
+ALIGNMENT_FILE = "alignment.npy"
 #: What the first row of a level's whitening holds (the card's ``[whitening] first_row``): the good patches' mean
 #: times the matrix (`patchcore.whitening`). Cards without it hold the mean itself (square transforms, before
 #: whitened levels could be projected), converted when read.
@@ -90,6 +92,8 @@ class AnomalyModel:
         whitening: Per level, the (C + 1, D) transform its patches are whitened by (`patchcore.whitening`), None
             for a plain level; None: no level (cards without ``[whitening]``).
         tone: The tone level (`tone.ToneLevel`), or None (cards without ``[tone]``).
+        alignment: A part's alignment to the good parts' pose (`alignment.Alignment`), or None (a texture's model,
+            or cards without ``[alignment]``).
     """
 
     name: str
@@ -108,6 +112,7 @@ class AnomalyModel:
     sha256: str = ""
     whitening: tuple[np.ndarray | None, ...] | None = field(default=None, compare=False)
     tone: ToneLevel | None = field(default=None, compare=False)
+    alignment: Alignment | None = field(default=None, compare=False)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -131,11 +136,12 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                 edge_cells: int = 0, precision: str = "f32", cell_divisors: Sequence[np.ndarray] | None = None,
                 position_rule: str = "", whitening: Sequence[np.ndarray | None] | None = None,
                 whitening_rule: str = "", position_shares: Sequence[float] | None = None,
-                tone: ToneLevel | None = None) -> Path:
+                tone: ToneLevel | None = None, alignment: tuple[Alignment, dict[str, Any]] | None = None) -> Path:
     """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given), the levels'
     whitening (a (C + 1, D) transform or None per level, if given) and the card into ``folder`` (created);
     returns the card's path. ``position_shares``: each level's `patchcore.position_share` (recorded: what decided
-    its whitening); ``tone``: the model's tone level."""
+    its whitening); ``tone``: the model's tone level; ``alignment``: a part's alignment and what teach saw of the
+    good parts' poses (``shifts``, ``turns``: arrays; ``failed``: a count, `alignment.Alignment.card_table`)."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
     np.save(bank_path, pack_banks(bank), allow_pickle=False)
@@ -157,6 +163,11 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
         np.save(tone_path, np.asarray(tone.transform, np.float32), allow_pickle=False)
     elif tone_path.exists():
         tone_path.unlink()
+    alignment_path = folder / ALIGNMENT_FILE
+    if alignment is not None:
+        np.save(alignment_path, np.asarray(alignment[0].reference, np.float32), allow_pickle=False)
+    elif alignment_path.exists():
+        alignment_path.unlink()
     card: dict[str, Any] = {
         "name": name,
         "kind": KIND,
@@ -192,6 +203,8 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
                              "levels": whitened, "first_row": FIRST_ROW}
     if tone is not None:
         card["tone"] = tone_table(tone, TONE_FILE, sha256_of(tone_path))
+    if alignment is not None:
+        card["alignment"] = alignment[0].card_table(ALIGNMENT_FILE, sha256_of(alignment_path), **alignment[1])
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
     card.update(tables)
@@ -302,9 +315,10 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     whitening = _whitening(folder, path, raw.get("whitening"), specs, verify)
     tone = _tone(folder, path, raw.get("tone"), specs, width, height, verify)
+    alignment = _alignment(folder, path, raw.get("alignment"), width, height, verify)
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
                         raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest(), whitening,
-                        tone)
+                        tone, alignment)
 
 
 def _checked_array(folder: Path, name: str, sha256: str, verify: bool) -> np.ndarray:
@@ -394,6 +408,29 @@ def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, heigh
         raise ModelError(f"model: {file}: {transform.dtype} {transform.shape} is not a finite float32 "
                          f"{shape} transform")
     return ToneLevel(stride, windows, channels, transform, (r0, c0, r1, c1), raw)
+
+
+def _alignment(folder: Path, path: Path, table: Any, width: int, height: int, verify: bool) -> Alignment | None:
+    """The card's ``[alignment]``, checked (sha256; the reference a finite float32 grey at `alignment.small_size`
+    of the input, not flat; the margin in [0, 0.25)); None without it."""
+    if table is None:
+        return None
+    name, sha256 = _named_file(path, table, "alignment")
+    try:
+        margin = float(table["margin"])
+    except KeyError as exc:
+        raise ModelError(f"model: {path}: [alignment] lacks the field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model: {path}: [alignment] has a field of the wrong type: {exc}") from None
+    if not (math.isfinite(margin) and 0 <= margin < 0.25):
+        raise ModelError(f"model: {path}: [alignment] margin = {margin}: a share of each side in [0, 0.25)")
+    file, reference = folder / name, _checked_array(folder, name, sha256, verify)
+    w, h = small_size(width, height)
+    if reference.dtype != np.float32 or reference.shape != (h, w) or not bool(np.all(np.isfinite(reference))) \
+            or float(reference.std()) == 0.0:
+        raise ModelError(f"model: {file}: {reference.dtype} {reference.shape} is not a finite, not flat float32 "
+                         f"({h}, {w}) grey reference")
+    return Alignment(reference, width, height, margin)
 
 
 def _named_file(path: Path, table: Any, key: str) -> tuple[str, str]:

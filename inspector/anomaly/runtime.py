@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.anomaly import int8 as int8_graph
+from inspector.anomaly.alignment import Alignment, to_frame
 from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
 
 if TYPE_CHECKING:
@@ -416,13 +417,17 @@ class PendingScores:
             request of the f32 distances, run on the features when the part is waited for.
         edge: Grid cells along each side left out of the image score.
         tone_maps: The tone level's (N, gh, gw) score maps (`tone.ToneLevel.maps`), being computed, or None.
+        aligned: The frames were warped to the model's reference pose (`alignment.Alignment`): their (N, 3, 3)
+            matrices and the first level's grid stride, to bring the maps back to the frames (`alignment.to_frame`);
+            None: scored as they came.
     """
 
-    def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int, tone_maps: Future[np.ndarray] | None = None
-                 ) -> None:
+    def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int, tone_maps: Future[np.ndarray] | None = None,
+                 aligned: tuple[np.ndarray, int] | None = None) -> None:
         self._parts = list(parts)
         self._edge = edge
         self._tone = tone_maps
+        self._aligned = aligned
         self._result: ScoreBatch | None = None
         self._error: Exception | None = None
 
@@ -459,7 +464,10 @@ class PendingScores:
             np.maximum(maps, self._tone.result(), out=maps)
         e = self._edge
         inner = maps[:, e:maps.shape[1] - e, e:maps.shape[2] - e] if e else maps
-        return ScoreBatch(inner.reshape(len(maps), -1).max(axis=1), maps)
+        scores = inner.reshape(len(maps), -1).max(axis=1)
+        if self._aligned is not None:  # the scores the aligned frames', the maps on the frames as they came
+            maps = to_frame(maps, *self._aligned)
+        return ScoreBatch(scores, maps)
 
 
 class AnomalyScorer:
@@ -496,6 +504,8 @@ class AnomalyScorer:
             the distances (the card's ``[whitening]``), or None for a level taught plain; None: no level.
         tone: The model's tone level (`tone.ToneLevel`, the card's ``[tone]``: a texture's or a part's), scored in
             numpy in a thread of its own while the graph runs, its map on the first level's grid; None: none.
+        alignment: A part's model's alignment (`alignment.Alignment`, the card's ``[alignment]``): each frame is
+            warped to the good parts' pose before it is scored, the maps warped back; None: frames as they come.
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
@@ -503,7 +513,8 @@ class AnomalyScorer:
                  precision: str = "f32", depth: int = 2, edge: int = 0,
                  activation_ranges: Sequence[Sequence[float]] | None = None, profile: bool = False,
                  streams: int | None = None, cell_divisors: Sequence[np.ndarray] | None = None,
-                 whitening: Sequence[np.ndarray | None] | None = None, tone: ToneLevel | None = None) -> None:
+                 whitening: Sequence[np.ndarray | None] | None = None, tone: ToneLevel | None = None,
+                 alignment: Alignment | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"anomaly: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         if precision in NEEDS_RANGES and not activation_ranges:
@@ -515,6 +526,8 @@ class AnomalyScorer:
             raise ValueError(f"anomaly: the tone level's cells ({tone.stride} px) are not the first level's "
                              f"({levels[0].grid_stride} px)")
         self.tone = tone
+        self.alignment = alignment
+        self._stride = levels[0].grid_stride
         # the tone level's maps in a thread of their own: start() returns at once, as without a tone level, and the
         # caller's next batch does not wait behind them (their CPU, 0.4-0.6 ms a frame, is shared with the graph's
         # streams either way)
@@ -563,7 +576,8 @@ class AnomalyScorer:
         ranges = model.card.get("runtime", {}).get("activation_ranges")
         return cls(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
                    precision or model.precision, depth=depth, edge=model.edge_cells, activation_ranges=ranges,
-                   cell_divisors=model.cell_divisors, whitening=model.whitening, tone=model.tone)
+                   cell_divisors=model.cell_divisors, whitening=model.whitening, tone=model.tone,
+                   alignment=model.alignment)
 
     def start(self, batch_u8: np.ndarray) -> PendingScores:
         """Start scoring ``batch_u8`` (u8 BGR, N x height x width x 3); returns at once."""
@@ -582,13 +596,21 @@ class AnomalyScorer:
         n = len(batch_u8)
         self._grow(k, n)
         parts = []
+        frames, matrices = batch_u8, None
+        if self.alignment is not None:  # each frame warped, then started: the next one's pose found while it runs
+            frames, matrices = np.empty_like(batch_u8), np.empty((n, 3, 3))
         for i in range(n):  # the plugin runs them on its streams as they free up
-            requests[i].start_async({0: np.ascontiguousarray(batch_u8[i:i + 1])})
+            if matrices is not None:
+                assert self.alignment is not None
+                frames[i], matrices[i] = self.alignment.warp_frame(batch_u8[i])
+            requests[i].start_async({0: np.ascontiguousarray(frames[i:i + 1])})
             parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
         tone_maps = None
         if self.tone is not None and self._tone_thread is not None:  # on a copy: the caller may refill its batch
-            tone_maps = self._tone_thread.submit(self.tone.maps, np.array(batch_u8, copy=True))
-        pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps)
+            tone_maps = self._tone_thread.submit(self.tone.maps, frames if matrices is not None
+                                                 else np.array(batch_u8, copy=True))
+        pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps,
+                                                   None if matrices is None else (matrices, self._stride))
         return pending
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:

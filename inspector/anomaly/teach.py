@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from inspector.anomaly import threshold as thresholds
+from inspector.anomaly.alignment import Alignment, small_greys, teach_alignment
 from inspector.anomaly.backbone import BACKBONES, FeatureSpec, Levels, as_levels, block_stride
 from inspector.anomaly.images import ImageError, Roi, crop, find_images, letterboxed, load_batch, read_image
 from inspector.anomaly.int8 import activation_inputs
@@ -146,6 +148,14 @@ TONE_LEVEL_RULE = (f"each backbone level's distance / the quantile {LEVEL_QUANTI
 #: Blocks 1 + 2 + 4 on the fine level as well (~1.25x its distances) were mixed: label 0.9907 / 11.5%, fabric
 #: 0.9618 / 36.5%, fabric Mono8 0.8928 / 44.5%; not taken (docs/anomaly.md).
 POSITION = True
+#: A part's frames are aligned to the good parts' mean pose (`alignment.Alignment`, the card's ``[alignment]``) before
+#: anything is taught from them or scored; a texture's (the finest level's position share under
+#: `patchcore.STATIONARY_SHARE`) are not. Validation split, label, int8, image AUROC / false reject / escape, good
+#: only: not aligned 0.9873 / 1.0% / 4.0%; aligned beforehand (ECC at 160 px), the frame's outer 16 px cut and the
+#: rest scaled to 320: 1.0000 / 0.5% / 0%; label Mono8 without its colour shifts (invisible in grey) 0.9834 / 5.7%
+#: escape -> 0.9997 / 0.6% (false reject 0.5% -> 1.5%). Warped with the border replicated and not cut, the parts that
+#: lay furthest off scored highest of the good ones (the replicated edge a streak): escape 6.0%.
+ALIGN = True
 #: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`): 2 cells, 16 px at 320.
 EDGE_CELLS = 2
 BATCH = 8
@@ -191,6 +201,8 @@ class TeachReport:
     left_out: tuple[tuple[int, float], ...] = ()
     #: The tone level (`TONE`: a texture's, or a part's per position), None where the model has none.
     tone: ToneLevel | None = None
+    #: A part's frames aligned to the good parts' pose (`ALIGN`): the card's ``[alignment]`` table; None: not.
+    alignment: dict[str, object] | None = None
 
 
 def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi | None = None,
@@ -242,26 +254,50 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                       if whiten == "textures" and lv.texture_taps else lv for lv in levels)
     # the bank from f32 features whatever the scorer runs: a bank from bf16 features lost accuracy (see BF16_PRECISION)
     precision = runtime_precision()
-    extractor = FeatureExtractor(extracted, width, height, "f32", record_ranges=True)  # ranges: the int8 scorer's
     edge = min(EDGE_CELLS, max(0, min(width, height) // levels[0].grid_stride // 2 - 1))
     grids = [(height // lv.grid_stride, width // lv.grid_stride) for lv in levels]
     edges = level_edges(edge, grids)  # the cells the scorer leaves out, in each level's own
-    scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the cross-validated maps
-    patches = [0] * len(levels)
-    grey = True  # every good image grey (a Mono8 camera): texture taps that see colour are left out
-    tones: list[np.ndarray] = []  # the tone level's features (`TONE`)
-    content = np.zeros((height // levels[0].grid_stride, width // levels[0].grid_stride), bool)
-    for start in range(0, len(files), BATCH):
-        batch = load_batch(files[start:start + BATCH], width, height, roi)
-        grey = grey and bool((batch[..., 0] == batch[..., 1]).all() and (batch[..., 1] == batch[..., 2]).all())
-        tones.append(tone_features(batch, levels[0].grid_stride, TONE_WINDOWS))
-        content |= content_blocks(batch, levels[0].grid_stride)
-        outs = extractor.all_levels(batch)
-        for lv, feats in enumerate(outs):
-            for f in feats:
-                scored[lv].append(f.reshape(-1, f.shape[-1]).copy())
-                patches[lv] += len(scored[lv][-1])
-        progress("features", min(start + BATCH, len(files)), len(files))
+
+    def shares_of(i: int, scored: list[list[np.ndarray]]) -> float:
+        """Level ``i``'s `patchcore.position_share`, of its own taps' features."""
+        every = np.concatenate(scored[i])
+        own = extracted[i].tap_channels(levels[i].taps)
+        return position_share(every[:, own].reshape(-1, *grids[i], len(own)), edges[i])
+
+    def gather(alignment: Alignment | None) -> tuple[FeatureExtractor, bool, list[np.ndarray], np.ndarray,
+                                                      list[list[np.ndarray]], list[int], list[np.ndarray]]:
+        """One pass over the good images (warped to the reference pose where ``alignment``): the extractor (its
+        activation ranges), every image grey, the tone features, the content blocks, every patch per level,
+        the patch counts, the small grey copies (`alignment.small_greys`)."""
+        extractor = FeatureExtractor(extracted, width, height, "f32", record_ranges=True)  # ranges: int8's
+        scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the cross-validated maps
+        patches = [0] * len(levels)
+        grey = True  # every good image grey (a Mono8 camera): texture taps that see colour are left out
+        tones: list[np.ndarray] = []  # the tone level's features (`TONE`)
+        content = np.zeros((height // levels[0].grid_stride, width // levels[0].grid_stride), bool)
+        greys: list[np.ndarray] = []
+        for start in range(0, len(files), BATCH):
+            batch = _load(files[start:start + BATCH], width, height, roi, alignment)
+            if alignment is None:
+                greys += small_greys(batch, width, height)
+            grey = grey and bool((batch[..., 0] == batch[..., 1]).all() and (batch[..., 1] == batch[..., 2]).all())
+            tones.append(tone_features(batch, levels[0].grid_stride, TONE_WINDOWS))
+            content |= content_blocks(batch, levels[0].grid_stride)
+            outs = extractor.all_levels(batch)
+            for lv, feats in enumerate(outs):
+                for f in feats:
+                    scored[lv].append(f.reshape(-1, f.shape[-1]).copy())
+                    patches[lv] += len(scored[lv][-1])
+            progress("features" if alignment is None else "aligned features", min(start + BATCH, len(files)),
+                     len(files))
+        return extractor, grey, tones, content, scored, patches, greys
+
+    extractor, grey, tones, content, scored, patches, greys = gather(None)
+    alignment, poses = None, dict[str, Any]()
+    if ALIGN and whiten == "textures" and shares_of(0, scored) >= STATIONARY_SHARE:  # a part: taught at one pose
+        alignment, poses = teach_alignment(greys, width, height)
+        extractor, grey, tones, content, scored, patches, _ = gather(alignment)
+    del greys
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
     # a whitened level's bank and distances live in the good patches' own metric (`patchcore.whitening`)
     shares: list[float] = []
@@ -271,6 +307,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         every = np.concatenate(scored[i])  # the level's every good patch, (images x cells, C): gathered once
         own = extracted[i].tap_channels(level.taps)
         shares.append(position_share(every[:, own].reshape(-1, *grids[i], len(own)), edges[i]))
+        if i == 0 and alignment is not None:  # a part, whatever its aligned features' share says (decided above)
+            shares[0] = max(shares[0], STATIONARY_SHARE)
         if whiten == "textures" and shares[-1] < STATIONARY_SHARE:
             level = dataclasses.replace(level, whiten=True, taps=_texture_taps(level, grey))
         if level.whiten and level.channels > WHITEN_DIMS:
@@ -334,7 +372,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     correction, shipped = 1.0, None
     if precision != "f32":  # the threshold from the scores the shipped scorer gives (`threshold.scorer_correction`)
         shipped, plain = (AnomalyScorer(levels, width, height, banks, scales, p, edge=edge, activation_ranges=ranges,
-                                        cell_divisors=divisors or None, whitening=whitenings) for p in (precision, "f32"))
+                                        cell_divisors=divisors or None, whitening=whitenings, alignment=alignment)
+                           for p in (precision, "f32"))
         step = max(1, len(files) // thresholds.CORRECTION_IMAGES)
         sample = load_batch(files[::step][:thresholds.CORRECTION_IMAGES], width, height, roi)
         correction = thresholds.scorer_correction(shipped, plain, sample)
@@ -346,11 +385,11 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         if bad_files and levels != extracted:
             numpy_extractor = FeatureExtractor(levels, width, height, "f32")
         bad_raw = _raw_scores(numpy_extractor, bad_files, banks, scales, edges, roi, width, height,
-                              lambda d, n: progress("NG images", d, n), divisors or None, whitenings)
+                              lambda d, n: progress("NG images", d, n), divisors or None, whitenings, alignment)
     if tone is not None:  # the tone level in numpy whatever the scorer's precision: the same in both
         tone_scale = float(tone_scores.max())
         good_raw = np.maximum(good_raw, tone_scores / tone_scale)
-        bad_raw = np.maximum(bad_raw, _tone_scores(tone, bad_files, roi, width, height) / tone_scale)
+        bad_raw = np.maximum(bad_raw, _tone_scores(tone, bad_files, roi, width, height, alignment) / tone_scale)
     th = thresholds.with_bad(good_raw, bad_raw) if len(bad_raw) else thresholds.good_only(good_raw)
     raws = [sc * th.raw for sc in scales]
     if tone is not None:
@@ -395,13 +434,15 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
                 edge_cells=edge, precision=precision, cell_divisors=divisors or None, position_rule=POSITION_RULE,
                 whitening=whitenings, position_shares=shares, tone=tone,
+                alignment=(alignment, poses) if alignment is not None else None,
                 whitening_rule=WHITEN_RULE + (f"; the levels whose good features vary under {STATIONARY_SHARE:.0%} "
                                               "between positions (position_share: a stationary texture)"
                                               if whiten == "textures" else "; the levels the spec whitens"))
     return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds,
                        tuple(i for i, w in enumerate(whitenings) if w is not None), tuple(shares), levels,
-                       tuple(left_out.items()), tone)
+                       tuple(left_out.items()), tone,
+                       None if alignment is None else alignment.card_table("", "", **poses))
 
 
 def _texture_taps(level: FeatureSpec, grey: bool) -> tuple[int, ...]:
@@ -421,14 +462,14 @@ def _inner_max(maps: np.ndarray, edge: int) -> np.ndarray:
 def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Sequence[np.ndarray],
                 scales: Sequence[float], edges: Sequence[int], roi: Roi | None, width: int, height: int,
                 progress: Callable[[int, int], None], divisors: Sequence[np.ndarray] | None = None,
-                whitenings: Sequence[np.ndarray | None] = ()) -> np.ndarray:
+                whitenings: Sequence[np.ndarray | None] = (), alignment: Alignment | None = None) -> np.ndarray:
     """Image scores of ``files`` in numpy (teaching: no scoring graph compiled): the largest over the levels
     of the worst inner patch's distance (/ its cell's divisor, where given) / the level's scale, a level's
     features whitened first where ``whitenings`` has its transform."""
     out = []
     sq = [np.einsum("ij,ij->i", b, b) for b in banks]
     for start in range(0, len(files), BATCH):
-        outs = extractor.all_levels(load_batch(files[start:start + BATCH], width, height, roi))
+        outs = extractor.all_levels(_load(files[start:start + BATCH], width, height, roi, alignment))
         for i in range(len(outs[0])):
             level_scores = []
             for lv, feats in enumerate(outs):
@@ -445,11 +486,19 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     return np.asarray(out, np.float32)
 
 
-def _tone_scores(tone: ToneLevel, files: Sequence[Path], roi: Roi | None, width: int, height: int) -> np.ndarray:
+def _tone_scores(tone: ToneLevel, files: Sequence[Path], roi: Roi | None, width: int, height: int,
+                 alignment: Alignment | None = None) -> np.ndarray:
     """(n,) the tone level's image scores of ``files`` (distance / its ``raw_threshold``; the largest cell)."""
-    maps = [tone.maps(load_batch(files[start:start + BATCH], width, height, roi))
+    maps = [tone.maps(_load(files[start:start + BATCH], width, height, roi, alignment))
             for start in range(0, len(files), BATCH)]
     return np.concatenate([m.reshape(len(m), -1).max(axis=1) for m in maps]) if maps else np.empty(0, np.float32)
+
+
+def _load(files: Sequence[Path], width: int, height: int, roi: Roi | None, alignment: Alignment | None
+          ) -> np.ndarray:
+    """A letterboxed batch of ``files``, warped to the reference pose where ``alignment``."""
+    batch = load_batch(files, width, height, roi)
+    return alignment.warp(batch)[0] if alignment is not None else batch
 
 
 def _cpu_text() -> str:

@@ -79,6 +79,9 @@ def teach_cmd(
         white += (f"; a tone level ({'grey' if r.tone.channels == 1 else 'colour'} mean and spread over "
                   f"{' and '.join(str(k * r.tone.stride) for k in r.tone.windows)} px windows, "
                   f"{'one Gaussian per cell' if r.tone.per_position else 'one Gaussian for the texture'})")
+    if r.alignment is not None:
+        white += (f"; aligned to the good parts' pose (they lay up to {r.alignment['largest_shift_px']} px and "
+                  f"{r.alignment['largest_turn_deg']} degrees off it)")
     typer.echo(f"taught {out} from {r.bank_images} good images (cross-validated: highest good score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")
