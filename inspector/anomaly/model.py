@@ -412,25 +412,17 @@ def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, heigh
 
 def _alignment(folder: Path, path: Path, table: Any, width: int, height: int, verify: bool) -> Alignment | None:
     """The card's ``[alignment]``, checked (sha256; the reference a finite float32 grey at `alignment.small_size`
-    of the input, not flat; the margin in [0, 0.25)); None without it."""
+    of the input, not flat); None without it."""
     if table is None:
         return None
     name, sha256 = _named_file(path, table, "alignment")
-    try:
-        margin = float(table["margin"])
-    except KeyError as exc:
-        raise ModelError(f"model: {path}: [alignment] lacks the field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"model: {path}: [alignment] has a field of the wrong type: {exc}") from None
-    if not (math.isfinite(margin) and 0 <= margin < 0.25):
-        raise ModelError(f"model: {path}: [alignment] margin = {margin}: a share of each side in [0, 0.25)")
     file, reference = folder / name, _checked_array(folder, name, sha256, verify)
     w, h = small_size(width, height)
     if reference.dtype != np.float32 or reference.shape != (h, w) or not bool(np.all(np.isfinite(reference))) \
             or float(reference.std()) == 0.0:
         raise ModelError(f"model: {file}: {reference.dtype} {reference.shape} is not a finite, not flat float32 "
                          f"({h}, {w}) grey reference")
-    return Alignment(reference, width, height, margin)
+    return Alignment(reference, width, height)
 
 
 def _named_file(path: Path, table: Any, key: str) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.anomaly import int8 as int8_graph
-from inspector.anomaly.alignment import Alignment, to_frame
+from inspector.anomaly.alignment import Alignment, seen_cells, to_frame
 from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
 
 if TYPE_CHECKING:
@@ -462,6 +462,9 @@ class PendingScores:
         maps = maps_of[0] if len(maps_of) == 1 else np.concatenate(maps_of)
         if self._tone is not None:  # the tone level's maps, on the first level's grid: the larger taken
             np.maximum(maps, self._tone.result(), out=maps)
+        if self._aligned is not None:  # nothing scored next to what the camera did not see
+            matrices, stride = self._aligned
+            maps *= seen_cells(matrices, maps.shape[2] * stride, maps.shape[1] * stride, stride)
         e = self._edge
         inner = maps[:, e:maps.shape[1] - e, e:maps.shape[2] - e] if e else maps
         scores = inner.reshape(len(maps), -1).max(axis=1)

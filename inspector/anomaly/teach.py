@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from inspector.anomaly import threshold as thresholds
-from inspector.anomaly.alignment import Alignment, small_greys, teach_alignment
+from inspector.anomaly.alignment import Alignment, seen_cells, small_greys, teach_alignment
 from inspector.anomaly.backbone import BACKBONES, FeatureSpec, Levels, as_levels, block_stride
 from inspector.anomaly.images import ImageError, Roi, crop, find_images, letterboxed, load_batch, read_image
 from inspector.anomaly.int8 import activation_inputs
@@ -265,10 +265,11 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         return position_share(every[:, own].reshape(-1, *grids[i], len(own)), edges[i])
 
     def gather(alignment: Alignment | None) -> tuple[FeatureExtractor, bool, list[np.ndarray], np.ndarray,
-                                                      list[list[np.ndarray]], list[int], list[np.ndarray]]:
+                                                      list[list[np.ndarray]], list[int], list[np.ndarray],
+                                                      np.ndarray | None]:
         """One pass over the good images (warped to the reference pose where ``alignment``): the extractor (its
         activation ranges), every image grey, the tone features, the content blocks, every patch per level,
-        the patch counts, the small grey copies (`alignment.small_greys`)."""
+        the patch counts, the small grey copies (`alignment.small_greys`), the warps' matrices (or None)."""
         extractor = FeatureExtractor(extracted, width, height, "f32", record_ranges=True)  # ranges: int8's
         scored: list[list[np.ndarray]] = [[] for _ in levels]  # every patch, for the cross-validated maps
         patches = [0] * len(levels)
@@ -276,8 +277,11 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         tones: list[np.ndarray] = []  # the tone level's features (`TONE`)
         content = np.zeros((height // levels[0].grid_stride, width // levels[0].grid_stride), bool)
         greys: list[np.ndarray] = []
+        matrices: list[np.ndarray] = []
         for start in range(0, len(files), BATCH):
-            batch = _load(files[start:start + BATCH], width, height, roi, alignment)
+            batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
+            if warps is not None:
+                matrices.append(warps)
             if alignment is None:
                 greys += small_greys(batch, width, height)
             grey = grey and bool((batch[..., 0] == batch[..., 1]).all() and (batch[..., 1] == batch[..., 2]).all())
@@ -290,13 +294,14 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                     patches[lv] += len(scored[lv][-1])
             progress("features" if alignment is None else "aligned features", min(start + BATCH, len(files)),
                      len(files))
-        return extractor, grey, tones, content, scored, patches, greys
+        return (extractor, grey, tones, content, scored, patches, greys,
+                np.concatenate(matrices) if matrices else None)
 
-    extractor, grey, tones, content, scored, patches, greys = gather(None)
+    extractor, grey, tones, content, scored, patches, greys, warps = gather(None)
     alignment, poses = None, dict[str, Any]()
     if ALIGN and whiten == "textures" and shares_of(0, scored) >= STATIONARY_SHARE:  # a part: taught at one pose
         alignment, poses = teach_alignment(greys, width, height)
-        extractor, grey, tones, content, scored, patches, _ = gather(alignment)
+        extractor, grey, tones, content, scored, patches, _, warps = gather(alignment)
     del greys
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
     # a whitened level's bank and distances live in the good patches' own metric (`patchcore.whitening`)
@@ -337,7 +342,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         every_tone = np.concatenate(tones)
         if grey:
             every_tone = grey_only(every_tone)
-        tone_scores = cross_validated_scores(every_tone, cells, not texture)  # the threshold's, as the levels' below
+        tone_scores = cross_validated_scores(every_tone, cells, not texture,
+                                             _seen(warps, width, height, levels[0].grid_stride))  # the threshold's, as the levels' below
         tone = ToneLevel(levels[0].grid_stride, TONE_WINDOWS, 1 if grey else 3,
                          fit_tone(every_tone, cells, not texture), cells)
     del tones
@@ -363,7 +369,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         if position:  # each image by the cells' divisors of the others: its own distances do not widen them
             divisors.append(cell_divisors(maps).reshape(grids[lv]))
             maps = maps / cell_divisors_without_each(maps)
-        loo.append(_inner_max(maps.reshape(-1, *grids[lv]), edges[lv]))
+        # an aligned part: the cells next to what the camera saw, as the scorer's first grid leaves them out
+        seen = _coarse(_seen(warps, width, height, levels[0].grid_stride), grids[lv])
+        loo.append(_inner_max(maps.reshape(-1, *grids[lv]) * (1.0 if seen is None else seen), edges[lv]))
     scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
     if tone is not None:  # the backbone's levels together and the tone level below, each at its highest
@@ -469,7 +477,8 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     out = []
     sq = [np.einsum("ij,ij->i", b, b) for b in banks]
     for start in range(0, len(files), BATCH):
-        outs = extractor.all_levels(_load(files[start:start + BATCH], width, height, roi, alignment))
+        batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
+        outs = extractor.all_levels(batch)
         for i in range(len(outs[0])):
             level_scores = []
             for lv, feats in enumerate(outs):
@@ -480,6 +489,9 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
                 dist = nearest_distances(rows, banks[lv], sq[lv]).reshape(grid)
                 if divisors is not None:
                     dist = dist / divisors[lv]
+                seen = _coarse(_seen(warps, width, height, height // outs[0].shape[1]), grid)
+                if seen is not None:
+                    dist = dist * seen[i]
                 level_scores.append(float(_inner_max(dist[None], edges[lv])[0]) / scales[lv])
             out.append(max(level_scores))
         progress(min(start + BATCH, len(files)), len(files))
@@ -489,16 +501,35 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
 def _tone_scores(tone: ToneLevel, files: Sequence[Path], roi: Roi | None, width: int, height: int,
                  alignment: Alignment | None = None) -> np.ndarray:
     """(n,) the tone level's image scores of ``files`` (distance / its ``raw_threshold``; the largest cell)."""
-    maps = [tone.maps(_load(files[start:start + BATCH], width, height, roi, alignment))
-            for start in range(0, len(files), BATCH)]
+    maps = []
+    for start in range(0, len(files), BATCH):
+        batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
+        seen = _seen(warps, width, height, tone.stride)
+        maps.append(tone.maps(batch) * (1.0 if seen is None else seen))
     return np.concatenate([m.reshape(len(m), -1).max(axis=1) for m in maps]) if maps else np.empty(0, np.float32)
 
 
 def _load(files: Sequence[Path], width: int, height: int, roi: Roi | None, alignment: Alignment | None
-          ) -> np.ndarray:
-    """A letterboxed batch of ``files``, warped to the reference pose where ``alignment``."""
+          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A letterboxed batch of ``files``, warped to the reference pose where ``alignment`` (with the warps'
+    matrices, `alignment.Alignment.warp`; else None)."""
     batch = load_batch(files, width, height, roi)
-    return alignment.warp(batch)[0] if alignment is not None else batch
+    return alignment.warp(batch) if alignment is not None else (batch, None)
+
+
+def _coarse(seen: np.ndarray | None, grid: tuple[int, int]) -> np.ndarray | None:
+    """(N, gh, gw) seen cells of the first grid on a coarser level's ``grid``: a coarse cell counts where one of the
+    fine cells it is repeated onto counts (`runtime.AnomalyScorer` takes the levels' largest on the first grid)."""
+    if seen is None or seen.shape[1:] == grid:
+        return seen
+    fy, fx = seen.shape[1] // grid[0], seen.shape[2] // grid[1]
+    cut = seen[:, :grid[0] * fy, :grid[1] * fx]
+    return cut.reshape(len(seen), grid[0], fy, grid[1], fx).max(axis=(2, 4))
+
+
+def _seen(matrices: np.ndarray | None, width: int, height: int, stride: int) -> np.ndarray | None:
+    """`alignment.seen_cells` of warped frames, as float32 (a map's factor); None for frames not warped."""
+    return None if matrices is None else seen_cells(matrices, width, height, stride).astype(np.float32)
 
 
 def _cpu_text() -> str:

@@ -172,16 +172,20 @@ def fit(features: np.ndarray, cells: tuple[int, int, int, int], per_position: bo
     return np.concatenate([first, root], axis=2).astype(np.float32)
 
 
-def cross_validated_scores(features: np.ndarray, cells: tuple[int, int, int, int], per_position: bool = False
-                           ) -> np.ndarray:
+def cross_validated_scores(features: np.ndarray, cells: tuple[int, int, int, int], per_position: bool = False,
+                           seen: np.ndarray | None = None) -> np.ndarray:
     """(N,) each good image's largest scored cell's distance to a Gaussian fitted without its fold
-    (`patchcore.fold_of`, as the backbone's levels' threshold scores)."""
+    (`patchcore.fold_of`, as the backbone's levels' threshold scores); ``seen``: (N, gh, gw), each image's cells
+    that count (an aligned part's: `alignment.seen_cells`), None: all."""
     folds = fold_of(len(features))
     out = np.empty(len(features), np.float64)
     for f in np.unique(folds):
         inside = folds == f
         transform = fit(features[~inside], cells, per_position)
-        out[inside] = score_maps(features[inside], transform, cells).reshape(int(inside.sum()), -1).max(axis=1)
+        maps = score_maps(features[inside], transform, cells)
+        if seen is not None:
+            maps = maps * seen[inside]
+        out[inside] = maps.reshape(int(inside.sum()), -1).max(axis=1)
     return out
 
 
