@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from inspector.anomaly import teach as teaching
-from inspector.anomaly.alignment import seen_cells, small_greys, teach_alignment, to_frame
+from inspector.anomaly.alignment import SIDE, seen_cells, small_greys, teach_alignment, to_frame
 from inspector.anomaly.model import ALIGNMENT_FILE, load_anomaly_model
 from inspector.pipeline.model_repo import ModelError, dump_toml
 
@@ -107,7 +107,8 @@ def test_a_tampered_or_inconsistent_alignment_is_a_one_line_error(tmp_path: Path
     with pytest.raises(ModelError, match="not flat"):
         load_anomaly_model(tmp_path / "m", verify=False)
     np.save(ref_path, reference[:, :-1])  # another size than the input's grey copy
-    with pytest.raises(ModelError, match=r"not a finite, not flat float32 \(64, 64\)"):
+    side = SIDE * 96 // max(96, SIDE)  # the grey copy of a 96 px input: at most the input's own size
+    with pytest.raises(ModelError, match=rf"not a finite, not flat float32 \({side}, {side}\)"):
         load_anomaly_model(tmp_path / "m", verify=False)
     np.save(ref_path, reference)
     del card["alignment"]["sha256"]
