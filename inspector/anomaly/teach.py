@@ -208,7 +208,7 @@ class TeachReport:
 
 def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi | None = None,
           name: str | None = None, spec: FeatureSpec | Sequence[FeatureSpec] = DEFAULT_SPEC, width: int = 320,
-          height: int = 320, seed: int = 0, position: bool = POSITION, whiten: str = WHITEN,
+          height: int = 320, seed: int = 0, position: bool = POSITION, whiten: str = WHITEN, align: bool | None = None,
           progress: Progress = _quiet) -> TeachReport:
     """Teach a PatchCore model from the good images in ``good`` and write it to ``out``.
 
@@ -236,6 +236,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
             stationary texture (`patchcore.position_share` < `patchcore.STATIONARY_SHARE`), and where the finest
             level is one, keep the texture levels alone (`TEXTURE_ALONE`); ``"spec"``: only the levels the spec
             whitens, every level kept.
+        align: Align a part's frames to the good parts' pose (`ALIGN`, the default: None); False: frames as they
+            come (1.3x faster to score, less exact: see `ALIGN`). A texture's frames are never aligned.
         progress: ``(stage, done, total)``.
 
     Raises:
@@ -300,7 +302,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
 
     extractor, grey, tones, content, scored, patches, greys, warps = gather(None)
     alignment, poses = None, dict[str, Any]()
-    if ALIGN and whiten == "textures" and shares_of(0, scored) >= STATIONARY_SHARE:  # a part: taught at one pose
+    if (ALIGN if align is None else align) and whiten == "textures" and shares_of(0, scored) >= STATIONARY_SHARE:  # a part: taught at one pose
         alignment, poses = teach_alignment(greys, width, height)
         extractor, grey, tones, content, scored, patches, _, warps = gather(alignment)
     del greys

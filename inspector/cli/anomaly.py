@@ -57,6 +57,9 @@ def teach_cmd(
     name: str | None = typer.Option(None, help="The model's name (default: the folder's)."),
     size: int = typer.Option(320, min=64, max=1024, help="Letterboxed input side (a multiple of 32)."),
     seed: int = typer.Option(0, min=0, help="Seeds the coreset."),
+    align: bool = typer.Option(True, "--align/--no-align",
+                               help="A part's frames warped to the good parts' pose before scoring (not a texture's); "
+                                    "--no-align: about 1.3x faster to score, less exact."),
 ) -> None:
     """Teach an anomaly model from good images (each scored cross-validated, against a bank chosen without it, to set
     the threshold)."""
@@ -67,7 +70,7 @@ def teach_cmd(
         fail(f"--size {size}: must be a multiple of 32")
     try:
         r = teach(good, out, bad=bad, roi=Roi.parse(roi) if roi else None, name=name, width=size, height=size,
-                  seed=seed, progress=_Progress())
+                  seed=seed, align=align, progress=_Progress())
     except _errors() as exc:
         fail(str(exc))
     bad_part = f", {r.bad_images} NG images: lowest NG score {r.bad_scores.min():.2f}" if r.bad_images else ""

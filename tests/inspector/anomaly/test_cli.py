@@ -185,3 +185,12 @@ def test_teach_says_which_levels_it_whitened_as_a_texture(tmp_path: Path, plates
     assert code == 0, stderr
     assert "whitened" not in stdout.strip().splitlines()[-1] and "left out" not in stdout.strip().splitlines()[-1]
     assert "one Gaussian per cell)" in stdout.strip().splitlines()[-1]  # a part's tone level
+    assert "; aligned to the good parts' pose (they lay up to " in stdout.strip().splitlines()[-1]  # a part
+    assert "alignment" in tomllib.loads((tmp_path / "plate-model" / "card.toml").read_text())
+    assert "aligned" not in last and "alignment" not in card  # a texture is not
+    code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(plates / "good"), "--out",
+                                   str(tmp_path / "plate-plain"), "--size", "96", "--no-align")
+    assert code == 0, stderr
+    assert "aligned" not in stdout.strip().splitlines()[-1]  # the frames as they come, for speed
+    assert "alignment" not in tomllib.loads((tmp_path / "plate-plain" / "card.toml").read_text())
+    assert not (tmp_path / "plate-plain" / "alignment.npy").exists()
