@@ -301,8 +301,11 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 np.concatenate(matrices) if matrices else None)
 
     extractor, grey, tones, content, scored, patches, greys, warps = gather(None)
+    # the finest level's share on the frames as they came decides, once, whether the product is a texture; the card
+    # records it (a part's aligned features are not asked again)
+    first_share = shares_of(0, scored)
     alignment, poses = None, dict[str, Any]()
-    if (ALIGN if align is None else align) and whiten == "textures" and shares_of(0, scored) >= STATIONARY_SHARE:  # a part: taught at one pose
+    if (ALIGN if align is None else align) and whiten == "textures" and first_share >= STATIONARY_SHARE:  # a part
         alignment, poses = teach_alignment(greys, width, height)
         extractor, grey, tones, content, scored, patches, _, warps = gather(alignment)
     del greys
@@ -314,9 +317,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     for i, level in enumerate(levels):
         every = np.concatenate(scored[i])  # the level's every good patch, (images x cells, C): gathered once
         own = extracted[i].tap_channels(level.taps)
-        shares.append(position_share(every[:, own].reshape(-1, *grids[i], len(own)), edges[i]))
-        if i == 0 and alignment is not None:  # a part, whatever its aligned features' share says (decided above)
-            shares[0] = max(shares[0], STATIONARY_SHARE)
+        shares.append(first_share if i == 0 else position_share(every[:, own].reshape(-1, *grids[i], len(own)),
+                                                                 edges[i]))
         if whiten == "textures" and shares[-1] < STATIONARY_SHARE:
             level = dataclasses.replace(level, whiten=True, taps=_texture_taps(level, grey))
         if level.whiten and level.channels > WHITEN_DIMS:
@@ -482,6 +484,8 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     for start in range(0, len(files), BATCH):
         batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
         outs = extractor.all_levels(batch)
+        # an aligned part's seen cells, per level: each image's of this batch
+        seen = [_coarse(_seen(warps, width, height, height // outs[0].shape[1]), f.shape[1:3]) for f in outs]
         for i in range(len(outs[0])):
             level_scores = []
             for lv, feats in enumerate(outs):
@@ -492,9 +496,9 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
                 dist = nearest_distances(rows, banks[lv], sq[lv]).reshape(grid)
                 if divisors is not None:
                     dist = dist / divisors[lv]
-                seen = _coarse(_seen(warps, width, height, height // outs[0].shape[1]), grid)
-                if seen is not None:
-                    dist = dist * seen[i]
+                level_seen = seen[lv]
+                if level_seen is not None:
+                    dist = dist * level_seen[i]
                 level_scores.append(float(_inner_max(dist[None], edges[lv])[0]) / scales[lv])
             out.append(max(level_scores))
         progress(min(start + BATCH, len(files)), len(files))

@@ -116,3 +116,19 @@ def test_a_tampered_or_inconsistent_alignment_is_a_one_line_error(tmp_path: Path
     with pytest.raises(ModelError, match=r"\[alignment\] needs file and sha256") as err:
         load_anomaly_model(tmp_path / "m")
     assert "\n" not in str(err.value)
+
+
+def test_an_aligned_parts_ng_images_taught_in_f32_score_as_the_scorer_scores_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # f32 teaching scores the NG images in numpy (`teach._raw_scores`): warped, and the cells the camera did not
+    # see left out, as the scorer does
+    from camera.products import write_family
+    from inspector.anomaly.images import find_images, load_batch
+
+    monkeypatch.setattr(teaching, "runtime_precision", lambda: "f32")
+    write_family("label", tmp_path / "data", 14, 4, seed=3, width=96, height=96)
+    teaching.teach([tmp_path / "data" / "good"], tmp_path / "m", bad=tmp_path / "data" / "bad", width=96, height=96)
+    model = load_anomaly_model(tmp_path / "m")
+    assert model.alignment is not None and model.precision == "f32"
+    scores = teaching.scorer_for(model).score(load_batch(find_images([tmp_path / "data" / "bad"]), 96, 96, None))
+    np.testing.assert_allclose(model.card["threshold"]["bad_scores"], scores.scores, rtol=1e-3, atol=1e-3)
