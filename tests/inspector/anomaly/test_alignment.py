@@ -132,3 +132,19 @@ def test_an_aligned_parts_ng_images_taught_in_f32_score_as_the_scorer_scores_the
     assert model.alignment is not None and model.precision == "f32"
     scores = teaching.scorer_for(model).score(load_batch(find_images([tmp_path / "data" / "bad"]), 96, 96, None))
     np.testing.assert_allclose(model.card["threshold"]["bad_scores"], scores.scores, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("turn_deg, dx, dy", [(0.0, 0.0, 0.0), (2.0, 5.0, -4.0), (-6.0, -40.0, 30.0), (30.0, 90.0, 70.0)])
+def test_the_padded_warp_shows_what_opencvs_reflected_border_shows(turn_deg: float, dx: float, dy: float) -> None:
+    from inspector.anomaly.alignment import warp_reflected
+
+    frame = _parts("label", range(1), 128)[0]
+    _, move = _moved(frame, turn_deg, dx, dy)
+    for image in (frame, np.ascontiguousarray(frame[..., 1])):  # colour and grey
+        want = cv2.warpAffine(image, move[:2], (128, 128), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT_101)
+        got = warp_reflected(image, move, 128, 128)
+        assert got.shape == want.shape and got.dtype == np.uint8
+        # within a grey level (OpenCV's fixed-point positions), where the reflection reaches at most the frame's size
+        inside = np.abs(got.astype(int) - want.astype(int)) <= 1
+        assert inside.mean() > (0.999 if abs(dx) < 64 else 0.95), inside.mean()
