@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,12 @@ def run_bench(
     precision: str = "auto",
     anomaly: str | None = None,
     anomaly_teach: int = 200,
+    anomaly_images: Path | None = None,
 ) -> dict[str, Any]:
     """Everything in one run; see the README's benchmark section for what each number means.
 
-    ``anomaly``: also the anomaly model's rows (`inspector.bench.anomaly`), teaching from ``anomaly_teach`` images.
+    ``anomaly``: also the anomaly model's rows (`inspector.bench.anomaly`), teaching from ``anomaly_teach`` images,
+    its ms per frame on ``anomaly_images`` (a folder of the product's own images) where given.
     """
     from inspector.bench.pipeline import bench_frames, run_pipeline_bench
     from inspector.pipeline.backends import precision_choice
@@ -126,7 +129,8 @@ def run_bench(
 
         res["anomaly"] = run_anomaly_bench(model=model, backend=backend, anomaly=anomaly, threads=threads,
                                            seconds=seconds, streams=streams, precision=precision,
-                                           in_flight=in_flight, teach_images=anomaly_teach)
+                                           in_flight=in_flight, teach_images=anomaly_teach,
+                                           images=anomaly_images)
     if db:
         from inspector.bench.database import run_db_bench
 

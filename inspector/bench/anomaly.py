@@ -157,9 +157,12 @@ def figures(runners: dict[str, tuple[Callable[[int], Any], Callable[[Any], None]
 
 
 def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, seconds: float, streams: int | str,
-                 precision: str, in_flight: int = 3) -> dict[str, Any]:
+                 precision: str, in_flight: int = 3, images: Path | None = None) -> dict[str, Any]:
     """Detector, anomaly model and both: ms per frame at batch 8 (see the module), with ``in_flight`` batches
-    inside the runtimes as the station runs full batches, and one batch at a time."""
+    inside the runtimes as the station runs full batches, and one batch at a time. ``images``: a folder of the
+    product's own images (searched recursively, the first 8, repeated where fewer) the anomaly model is timed on
+    instead of the detector's bench frames: a part's aligned model costs what its own parts cost it (ECC converges
+    on them; on frames unlike the part it runs its iterations out or gives up)."""
     from inspector.anomaly.model import load_anomaly_model
     from inspector.anomaly.runtime import AnomalyScorer
     from inspector.bench.pipeline import PureRunner, bench_frames
@@ -173,9 +176,17 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
         am = load_anomaly_model(anomaly)
         scorer = AnomalyScorer.for_model(am, depth=depth)  # as the station's worker compiles it
         batch = np.empty((BATCH, am.input_height, am.input_width, 3), np.uint8)
-        for dst, f in zip(batch, frames):
-            letterbox_into(dst, f, "Mono8" if f.ndim == 2 else "BGR8",
-                           Letterbox.fit(f.shape[1], f.shape[0], am.input_width, am.input_height))
+        own: list[Path] = []
+        if images is not None:  # the product's own parts, letterboxed as teach and score letterbox them
+            from inspector.anomaly.images import find_images, load_batch
+
+            own = find_images([images])[:BATCH]
+            loaded = load_batch(own, am.input_width, am.input_height, None)
+            batch[:] = loaded[np.arange(BATCH) % len(loaded)]
+        else:
+            for dst, f in zip(batch, frames):
+                letterbox_into(dst, f, "Mono8" if f.ndim == 2 else "BGR8",
+                               Letterbox.fit(f.shape[1], f.shape[0], am.input_width, am.input_height))
         be = runner.be
         slotted = be if isinstance(be, CpuBatchBackend) else None
         slots = slotted.depth if slotted is not None else 1
@@ -219,6 +230,8 @@ def ms_per_frame(model: str, backend: str, anomaly: str, *, threads: int, second
         out.update({"detector_precision": runner.precision, "anomaly_precision": am.precision,
                     "anomaly_model": am.name, "anomaly_input": [am.input_width, am.input_height],
                     "anomaly_streams": scorer.streams})
+        if images is not None:
+            out["anomaly_images"] = {"folder": str(images), "images": len(own)}
     finally:
         runner.close()
     return out
@@ -261,13 +274,14 @@ def teach_time(images: int, *, family: str = "plate", size: int = 320) -> dict[s
 
 def run_anomaly_bench(*, model: str, backend: str, anomaly: str = DEFAULT_ANOMALY, threads: int = 0,
                       seconds: float = 12.0, streams: int | str = "auto", precision: str = "auto",
-                      in_flight: int = 3, teach_images: int = 200) -> dict[str, Any]:
-    """All three parts (see the module); ``teach_images`` 0 leaves teaching out."""
+                      in_flight: int = 3, teach_images: int = 200, images: Path | None = None) -> dict[str, Any]:
+    """All three parts (see the module); ``teach_images`` 0 leaves teaching out; ``images``: the anomaly model's ms
+    per frame on a folder of the product's own images (`ms_per_frame`)."""
     import os
 
     out: dict[str, Any] = {"load_before": list(os.getloadavg())}
     out["ms_per_frame"] = ms_per_frame(model, backend, anomaly, threads=threads, seconds=seconds,
-                                       streams=streams, precision=precision, in_flight=in_flight)
+                                       streams=streams, precision=precision, in_flight=in_flight, images=images)
     out["station"] = station_with_anomaly(model, backend, anomaly, threads=threads, seconds=seconds,
                                           streams=streams, precision=precision, in_flight=in_flight)
     out["teach"] = teach_time(teach_images) if teach_images > 0 else None
@@ -293,6 +307,9 @@ def format_lines(res: dict[str, Any] | None) -> list[str]:
          f"{m['batch']}: detector {m['detector_ms']:.2f}, anomaly {m['anomaly_ms']:.2f}, both "
          f"{m['both_ms']:.2f}{_how(m)}"),
     ]
+    if m.get("anomaly_images"):
+        lines.append(f"  the anomaly model on {m['anomaly_images']['images']} images of {m['anomaly_images']['folder']} "
+                     "(the detector on its bench frames)")
     if "in_flight" in m:  # taken in turns (`take_turns`); results of older benches have one line only
         lines.append(f"  best of the rounds: detector {m['detector_best_ms']:.2f}, anomaly {m['anomaly_best_ms']:.2f}, "
                      f"both {m['both_best_ms']:.2f}; core-ms per frame (CPU time, all threads): detector "

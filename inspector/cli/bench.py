@@ -33,6 +33,9 @@ def bench(
                                 "batch 8, the demo station with both, teach time), e.g. anomaly-plate-320."),
     anomaly_teach: int = typer.Option(200, "--anomaly-teach", min=0, help="Good images the teach time is taken "
                                       "on (0: not timed)."),
+    anomaly_images: Path | None = typer.Option(None, "--anomaly-images", help="Time the anomaly model on this "
+                                               "folder of the product's own images (the first 8) instead of the "
+                                               "detector's bench frames: an aligned part's model on its own parts."),
     json_out: Path | None = typer.Option(None, "--json", help="Write all numbers here."),
     max_isa: str | None = typer.Option(
         None, "--max-isa", help="Run OpenVINO with a lesser CPU's kernels (avx2, avx2-vnni, avx512, avx512-vnni): "
@@ -63,6 +66,15 @@ def bench(
         streams_arg = None if streams is None else parse_streams(streams)
     except ValueError as exc:
         fail(f"--streams: {exc}, got {streams!r}")
+    if anomaly_images is not None and anomaly == "none":
+        fail("--anomaly-images: the anomaly model's figures need --anomaly MODEL")
+    if anomaly_images is not None:  # a folder without images: one line now, not after the detector's runs
+        from inspector.anomaly.images import ImageError, find_images
+
+        try:
+            find_images([anomaly_images])
+        except ImageError as exc:
+            fail(f"--anomaly-images: {exc}")
     try:
         cfg = load_station_config(station, config)
         if anomaly != "none":  # a wrong name or a corrupt model: one line now, not after the detector's runs
@@ -74,7 +86,8 @@ def bench(
                         in_flight=in_flight or cfg.scheduler.in_flight,
                         streams=cfg.model.streams if streams_arg is None else streams_arg,
                         precision=precision or cfg.model.precision,
-                        anomaly=None if anomaly == "none" else anomaly, anomaly_teach=anomaly_teach)
+                        anomaly=None if anomaly == "none" else anomaly, anomaly_teach=anomaly_teach,
+                        anomaly_images=anomaly_images)
     except user_errors() as exc:
         fail(str(exc))
     typer.echo(format_table(res))

@@ -45,3 +45,33 @@ def test_an_unknown_anomaly_model_is_one_line_before_anything_is_measured() -> N
 
     r = CliRunner().invoke(app, ["bench", "--cameras", "1", "--anomaly", "no-such-model"])
     assert r.exit_code == 2 and "no-such-model" in r.output and "Traceback" not in r.output
+
+
+def test_the_anomaly_model_is_timed_on_the_products_own_images_where_given(tmp_path: Path) -> None:
+    """A part's aligned model costs what its own parts cost it (the pose found, the frame warped): the demo line's
+    frames are not the product, so the anomaly figures can take a folder of the product's images instead."""
+    import cv2
+
+    from camera.products import render_product
+    from inspector.bench.anomaly import format_lines, ms_per_frame
+
+    for seed in range(3):  # fewer than a batch: the batch repeats them
+        cv2.imwrite(str(tmp_path / f"{seed}.png"), render_product("plate", seed, 320, 320).image)
+    m = ms_per_frame("defect-yolo11p-320", "openvino", "anomaly-plate-320", threads=0, seconds=0.5,
+                     streams="auto", precision="auto", in_flight=2, images=tmp_path)
+    assert m["anomaly_images"] == {"folder": str(tmp_path), "images": 3}
+    assert 0 < m["anomaly_ms"] and 0 < m["both_ms"]
+    res = {"ms_per_frame": m, "station": {"station": "demo", "cameras": 8, "fps_per_camera": 5.0, **{
+        k: {"fps": 40.0, "busy_fraction": 0.5, "dropped": 0, "p99_ms": 50.0} for k in ("detector", "both")}},
+        "teach": None, "load_before": [1.0], "load_after": [1.0]}
+    assert f"the anomaly model on 3 images of {tmp_path}" in "\n".join(format_lines(res))
+
+
+def test_a_folder_without_images_for_the_anomaly_figures_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(app, ["bench", "--cameras", "1", "--anomaly", "anomaly-plate-320",
+                                 "--anomaly-images", str(tmp_path)])
+    assert r.exit_code == 2 and str(tmp_path) in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["bench", "--cameras", "1", "--anomaly-images", str(tmp_path)])
+    assert r.exit_code == 2 and "--anomaly-images" in r.output and "--anomaly" in r.output
