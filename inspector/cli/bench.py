@@ -68,11 +68,12 @@ def bench(
         fail(f"--streams: {exc}, got {streams!r}")
     if anomaly_images is not None and anomaly == "none":
         fail("--anomaly-images: the anomaly model's figures need --anomaly MODEL")
-    if anomaly_images is not None:  # a folder without images: one line now, not after the detector's runs
-        from inspector.anomaly.images import ImageError, find_images
+    if anomaly_images is not None:  # a folder without images, or one the bench cannot read: one line now, not
+        from inspector.anomaly.images import ImageError, find_images, read_image  # after the detector's runs
 
         try:
-            find_images([anomaly_images])
+            for path in find_images([anomaly_images])[:8]:  # the batch the bench reads (`ms_per_frame`)
+                read_image(path)
         except ImageError as exc:
             fail(f"--anomaly-images: {exc}")
     try:

@@ -75,3 +75,7 @@ def test_a_folder_without_images_for_the_anomaly_figures_is_one_line(tmp_path: P
     assert r.exit_code == 2 and str(tmp_path) in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["bench", "--cameras", "1", "--anomaly-images", str(tmp_path)])
     assert r.exit_code == 2 and "--anomaly-images" in r.output and "--anomaly" in r.output
+    (tmp_path / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a truncated image among the 8 read
+    r = CliRunner().invoke(app, ["bench", "--cameras", "1", "--anomaly", "anomaly-plate-320",
+                                 "--anomaly-images", str(tmp_path)])
+    assert r.exit_code == 2 and "cut.png" in r.output and "Traceback" not in r.output
