@@ -341,14 +341,17 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
             [grids[i] for i in kept_levels], [edges[i] for i in kept_levels])
         # the backbone stops at the kept levels' deepest block: its convolutions are the first of the full one's
         ranges = ranges[:len(activation_inputs(cached_feature_model(levels, height, width)))]
+    # an aligned part's seen cells on the (kept levels') first grid, each good image's (None: not aligned): the tone
+    # level's and, repeated onto their grids, the backbone levels' threshold scores leave the others out, as the
+    # scorer does
+    seen = _seen(warps, width, height, levels[0].grid_stride)
     tone, tone_scores = None, np.empty(0)
     cells = scored_cells(content, TONE_WINDOWS)
     if TONE and cells is not None:  # a texture: one Gaussian for every cell; a part: one per cell
         every_tone = np.concatenate(tones)
         if grey:
             every_tone = grey_only(every_tone)
-        tone_scores = cross_validated_scores(every_tone, cells, not texture,
-                                             _seen(warps, width, height, levels[0].grid_stride))  # the threshold's, as the levels' below
+        tone_scores = cross_validated_scores(every_tone, cells, not texture, seen)  # the threshold's, as the levels'
         tone = ToneLevel(levels[0].grid_stride, TONE_WINDOWS, 1 if grey else 3,
                          fit_tone(every_tone, cells, not texture), cells)
     del tones
@@ -374,9 +377,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         if position:  # each image by the cells' divisors of the others: its own distances do not widen them
             divisors.append(cell_divisors(maps).reshape(grids[lv]))
             maps = maps / cell_divisors_without_each(maps)
-        # an aligned part: the cells next to what the camera saw, as the scorer's first grid leaves them out
-        seen = _coarse(_seen(warps, width, height, levels[0].grid_stride), grids[lv])
-        loo.append(_inner_max(maps.reshape(-1, *grids[lv]) * (1.0 if seen is None else seen), edges[lv]))
+        level_seen = _coarse(seen, grids[lv])
+        loo.append(_inner_max(maps.reshape(-1, *grids[lv]) * (1.0 if level_seen is None else level_seen), edges[lv]))
     scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
     if tone is not None:  # the backbone's levels together and the tone level below, each at its highest
@@ -484,8 +486,9 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     for start in range(0, len(files), BATCH):
         batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
         outs = extractor.all_levels(batch)
-        # an aligned part's seen cells, per level: each image's of this batch
-        seen = [_coarse(_seen(warps, width, height, height // outs[0].shape[1]), f.shape[1:3]) for f in outs]
+        # an aligned part's seen cells, per level: each image's of this batch (found once, on the first grid)
+        fine = _seen(warps, width, height, height // outs[0].shape[1])
+        seen = [_coarse(fine, f.shape[1:3]) for f in outs]
         for i in range(len(outs[0])):
             level_scores = []
             for lv, feats in enumerate(outs):
