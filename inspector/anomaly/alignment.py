@@ -120,10 +120,18 @@ class Alignment:
         p, p_inv = self._small_to_full()
         return np.stack([p_inv @ pose @ p if pose is not None else np.eye(3) for pose in poses])
 
-    def warp_frame(self, frame_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(one frame at the reference pose, a new array; its matrix: each output pixel's position in the frame)."""
+    def pose(self, frame_u8: np.ndarray) -> np.ndarray | None:
+        """The frame's 3 x 3 matrix (each output pixel's position in the frame, full size), or None: ECC found no
+        pose (no part, another part, one lying far off)."""
         size = (self.reference.shape[1], self.reference.shape[0])
-        m = self.matrices([_estimate(self.reference, _grey_small(frame_u8, size))])[0]
+        found = _estimate(self.reference, _grey_small(frame_u8, size))
+        return None if found is None else self.matrices([found])[0]
+
+    def warp_frame(self, frame_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(one frame at the reference pose, a new array; its matrix: each output pixel's position in the frame,
+        the identity where it has no pose)."""
+        m = self.pose(frame_u8)
+        m = np.eye(3) if m is None else m
         return warp_reflected(frame_u8, m, self.width, self.height), m
 
     def warp(self, batch_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +153,8 @@ class Alignment:
                 "rule": ALIGNMENT_RULE.format(side=SIDE, iterations=ITERATIONS, reach=REACH, eps=EPS)}
 
 
-def warp_reflected(frame_u8: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
+def warp_reflected(frame_u8: np.ndarray, matrix: np.ndarray, width: int, height: int,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """``frame_u8`` warped bilinearly by ``matrix`` (3 x 3: each output pixel's position in the frame) to
     (``height``, ``width``), px from beyond the frame reflected (`cv2.BORDER_REFLECT_101`).
 
@@ -162,6 +171,10 @@ def warp_reflected(frame_u8: np.ndarray, matrix: np.ndarray, width: int, height:
         pad = min(int(np.ceil(beyond)) + 2, min(h, w) - 1)
         padded = cv2.copyMakeBorder(frame_u8, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
         moved = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad]]) @ matrix
+    if out is not None:  # a batch's frame, written in place (colour: (height, width, 3), C-contiguous)
+        cv2.warpAffine(padded, moved[:2], (width, height), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_REPLICATE)
+        return out
     warped = cv2.warpAffine(padded, moved[:2], (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                             borderMode=cv2.BORDER_REPLICATE)
     return np.asarray(warped).reshape(height, width, *frame_u8.shape[2:])

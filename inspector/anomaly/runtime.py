@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.anomaly import int8 as int8_graph
-from inspector.anomaly.alignment import Alignment, seen_cells, to_frame
+from inspector.anomaly.alignment import Alignment, seen_cells, to_frame, warp_reflected
 from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
 
 if TYPE_CHECKING:
@@ -45,10 +45,13 @@ class ScoreBatch:
     Attributes:
         scores: (N,) image scores (the worst patch, the grid's edge cells left out: see `AnomalyScorer`).
         maps: (N, gh, gw) patch scores on the feature grid (model input / grid stride).
+        posed: (N,) bool: each frame's part pose found (an aligned part's model, `alignment.Alignment.pose`); a
+            frame without one was scored where it lay. None: the model does not align.
     """
 
     scores: np.ndarray
     maps: np.ndarray
+    posed: np.ndarray | None = None
 
 
 def cpu_has_bf16() -> bool:
@@ -418,12 +421,12 @@ class PendingScores:
         edge: Grid cells along each side left out of the image score.
         tone_maps: The tone level's (N, gh, gw) score maps (`tone.ToneLevel.maps`), being computed, or None.
         aligned: The frames were warped to the model's reference pose (`alignment.Alignment`): their (N, 3, 3)
-            matrices and the first level's grid stride, to bring the maps back to the frames (`alignment.to_frame`);
-            None: scored as they came.
+            matrices and the first level's grid stride, to bring the maps back to the frames (`alignment.to_frame`),
+            and (N,) whether each one's pose was found (`ScoreBatch.posed`); None: scored as they came.
     """
 
     def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int, tone_maps: Future[np.ndarray] | None = None,
-                 aligned: tuple[np.ndarray, int] | None = None) -> None:
+                 aligned: tuple[np.ndarray, int, np.ndarray] | None = None) -> None:
         self._parts = list(parts)
         self._edge = edge
         self._tone = tone_maps
@@ -463,14 +466,15 @@ class PendingScores:
         if self._tone is not None:  # the tone level's maps, on the first level's grid: the larger taken
             np.maximum(maps, self._tone.result(), out=maps)
         if self._aligned is not None:  # nothing scored next to what the camera did not see
-            matrices, stride = self._aligned
+            matrices, stride, _ = self._aligned
             maps *= seen_cells(matrices, maps.shape[2] * stride, maps.shape[1] * stride, stride)
         e = self._edge
         inner = maps[:, e:maps.shape[1] - e, e:maps.shape[2] - e] if e else maps
         scores = inner.reshape(len(maps), -1).max(axis=1)
-        if self._aligned is not None:  # the scores the aligned frames', the maps on the frames as they came
-            maps = to_frame(maps, *self._aligned)
-        return ScoreBatch(scores, maps)
+        if self._aligned is None:
+            return ScoreBatch(scores, maps)
+        matrices, stride, posed = self._aligned  # the scores the aligned frames', the maps on the frames as they came
+        return ScoreBatch(scores, to_frame(maps, matrices, stride), posed)
 
 
 class AnomalyScorer:
@@ -599,13 +603,16 @@ class AnomalyScorer:
         n = len(batch_u8)
         self._grow(k, n)
         parts = []
-        frames, matrices = batch_u8, None
+        frames, matrices, posed = batch_u8, None, None
         if self.alignment is not None:  # each frame warped, then started: the next one's pose found while it runs
-            frames, matrices = np.empty_like(batch_u8), np.empty((n, 3, 3))
+            frames, matrices, posed = np.empty_like(batch_u8), np.empty((n, 3, 3)), np.ones(n, bool)
         for i in range(n):  # the plugin runs them on its streams as they free up
-            if matrices is not None:
+            if matrices is not None and posed is not None:
                 assert self.alignment is not None
-                frames[i], matrices[i] = self.alignment.warp_frame(batch_u8[i])
+                pose = self.alignment.pose(batch_u8[i])
+                posed[i] = pose is not None
+                matrices[i] = np.eye(3) if pose is None else pose  # none: scored where it lay
+                warp_reflected(batch_u8[i], matrices[i], self.width, self.height, out=frames[i])
             requests[i].start_async({0: np.ascontiguousarray(frames[i:i + 1])})
             parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
         tone_maps = None
@@ -613,7 +620,8 @@ class AnomalyScorer:
             tone_maps = self._tone_thread.submit(self.tone.maps, frames if matrices is not None
                                                  else np.array(batch_u8, copy=True))
         pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps,
-                                                   None if matrices is None else (matrices, self._stride))
+                                                   None if matrices is None or posed is None
+                                                   else (matrices, self._stride, posed))
         return pending
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:

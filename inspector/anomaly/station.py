@@ -75,7 +75,7 @@ class _MaskedScores:
         maps = out.maps * self._mask
         e = self._edge
         inner = maps[:, e:maps.shape[1] - e, e:maps.shape[2] - e] if e else maps
-        return ScoreBatch(inner.reshape(len(maps), -1).max(axis=1), maps)
+        return ScoreBatch(inner.reshape(len(maps), -1).max(axis=1), maps, out.posed)
 
 
 @dataclass(eq=False)

@@ -45,6 +45,9 @@ class AnomalyScores(Protocol):
     @property
     def maps(self) -> np.ndarray: ...  # (N, gh, gw) patch scores
 
+    @property
+    def posed(self) -> np.ndarray | None: ...  # (N,) bool: an aligned part's pose found; None: not aligned
+
 
 class PendingAnomaly(Protocol):
     """An anomaly batch inside its runtime."""
@@ -533,9 +536,9 @@ class InferenceWorker:
                 log.exception("worker %d: anomaly model %s failed on a batch of %d", self.index, check.name, len(ks))
                 b.anomaly.append((None, ks))
 
-    def _wait_anomaly(self, b: _Batch) -> dict[int, tuple[float, np.ndarray | None]]:
-        """Span index -> (image score, patch map); NaN (NG) for a batch that failed."""
-        scores: dict[int, tuple[float, np.ndarray | None]] = {}
+    def _wait_anomaly(self, b: _Batch) -> dict[int, tuple[float, np.ndarray | None, bool]]:
+        """Span index -> (image score, patch map, the part's pose found); NaN (NG) for a batch that failed."""
+        scores: dict[int, tuple[float, np.ndarray | None, bool]] = {}
         for pending, ks in b.anomaly:
             out = None
             if pending is not None:
@@ -544,8 +547,10 @@ class InferenceWorker:
                 except Exception:
                     self.stats.errors += 1
                     log.exception("worker %d: anomaly inference failed on a batch of %d", self.index, len(ks))
+            posed = out.posed if out is not None else None
             for i, k in enumerate(ks):
-                scores[k] = (float(out.scores[i]), out.maps[i]) if out is not None else (float("nan"), None)
+                scores[k] = ((float(out.scores[i]), out.maps[i], posed is None or bool(posed[i])) if out is not None
+                             else (float("nan"), None, True))
         return scores
 
     def _complete(self, b: _Batch) -> list[InspectionResult]:
@@ -619,7 +624,7 @@ class InferenceWorker:
         out: BatchOutput,
         ep: Epoch,
         decoded: list[np.ndarray] | None = None,
-        anomaly: tuple[float, np.ndarray | None] | None = None,
+        anomaly: tuple[float, np.ndarray | None, bool] | None = None,
     ) -> InspectionResult:
         t0 = time.perf_counter_ns()
         fh, fw = h.image.shape[:2]
@@ -647,11 +652,11 @@ class InferenceWorker:
             detections = detections_from_array(dets, names)
         t1 = time.perf_counter_ns()
         verdict, rule, counted, rejected = rules.decide(detections)
-        score, patch_map = anomaly if anomaly is not None else (None, None)
+        score, patch_map, posed = anomaly if anomaly is not None else (None, None, True)
         check = ep.anomaly_of(lane)
         if check is not None:  # a camera with a model and no score (its batch failed) is NG: fail safe
             score = float("nan") if score is None else score
-            verdict, rule = anomaly_rule(verdict, rule, score, check.threshold)
+            verdict, rule = anomaly_rule(verdict, rule, score, check.threshold, posed)
         t2 = time.perf_counter_ns()
         times = StageTimes(
             wait_ms=(t_take - h.acquired_ns) / 1e6,

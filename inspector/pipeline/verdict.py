@@ -58,19 +58,25 @@ class VerdictRules:
         return Verdict.NG, rule, tuple(counted), tuple(rejected)
 
 
-def anomaly_rule(verdict: Verdict, rule: str, score: float | None, threshold: float) -> tuple[Verdict, str]:
+def anomaly_rule(verdict: Verdict, rule: str, score: float | None, threshold: float, posed: bool = True
+                 ) -> tuple[Verdict, str]:
     """Add the anomaly model's rule to a camera's verdict: NG when ``score`` reaches ``threshold``.
 
     The rule text always carries the score (the database keeps it in the rule column): NG reads
     ``anomaly 1.70 >= 1.00`` (after the detector's rule when both decided NG:
     ``scratch>=0.40; anomaly 1.70 >= 1.00``), OK ``no defect; anomaly 0.42 < 1.00``. ``score`` None
-    (no anomaly model) changes nothing; a NaN score (a failed runtime) is NG: fail safe.
+    (no anomaly model) changes nothing; a NaN score (a failed runtime) is NG: fail safe. ``posed`` False: an
+    aligned part's model found no pose for the frame (no part, another part, one lying far off, or a defect
+    large enough to throw the pose off), and its score was taken where the frame lay: the rule ends
+    ``, no part pose``, the verdict still the score's. (Forced NG, it failed parts whose large masked-out
+    region alone threw the pose off; a frame without its part scores far above the threshold as it lies.)
     """
     if score is None:
         return verdict, rule
+    lost = "" if posed else ", no part pose"
     if score < threshold:
-        return verdict, f"{rule}; anomaly {score:.2f} < {threshold:.2f}"
-    text = f"anomaly {score:.2f} >= {threshold:.2f}"
+        return verdict, f"{rule}; anomaly {score:.2f} < {threshold:.2f}{lost}"
+    text = f"anomaly {score:.2f} >= {threshold:.2f}{lost}"
     return Verdict.NG, f"{rule}; {text}" if verdict is Verdict.NG else text
 
 

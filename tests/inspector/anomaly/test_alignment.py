@@ -85,10 +85,17 @@ def test_a_parts_model_is_aligned_and_a_textures_is_not(tmp_path: Path) -> None:
     out = teaching.scorer_for(model).score(images)
     assert float(out.scores.max()) < 1.0  # the taught parts pass, scored at their pose
     assert out.maps.shape == (12, 12, 12) and np.all(out.maps.reshape(12, -1).max(axis=1) >= out.scores - 1e-6)
+    assert out.posed is not None and out.posed.all()  # each taught part found where it lay
+    # an empty fixture (no part: a flat grey frame) has no pose; the batch says which frame
+    empty = np.full((1, 96, 96, 3), 90, np.uint8)
+    mixed = teaching.scorer_for(model).score(np.concatenate([images[:2], empty]))
+    assert mixed.posed is not None and mixed.posed.tolist() == [True, True, False]
     fabric = teaching.teach([tmp_path / "fabric"], tmp_path / "fabric_m", width=96, height=96)
     assert fabric.alignment is None and "alignment" not in tomllib.loads(
         (tmp_path / "fabric_m" / "card.toml").read_text())
     assert load_anomaly_model(tmp_path / "fabric_m").alignment is None
+    fabric_images = np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / "fabric").glob("*.png"))])
+    assert teaching.scorer_for(load_anomaly_model(tmp_path / "fabric_m")).score(fabric_images).posed is None
 
 
 def test_a_tampered_or_inconsistent_alignment_is_a_one_line_error(tmp_path: Path) -> None:

@@ -100,7 +100,10 @@ def test_a_station_scores_frames_beside_the_detector_and_an_anomaly_turns_ng(
     assert all(r.rule.startswith("no defect; anomaly 0.") and r.rule.endswith(" < 1.00") for r in by["good"])
     assert all(r.verdict is Verdict.NG and (r.anomaly_score or 0.0) >= 1.0 for r in by["bad"]), \
         [(r.anomaly_score, r.rule) for r in by["bad"]]
-    assert all(r.rule == f"anomaly {r.anomaly_score:.2f} >= 1.00" for r in by["bad"])
+    # (a foreign object this large can cost the part its pose: NG either way, the rule then says so too)
+    assert all(r.rule.removesuffix(", no part pose") == f"anomaly {r.anomaly_score:.2f} >= 1.00"
+               for r in by["bad"]), [r.rule for r in by["bad"]]
+    assert all(not r.rule.endswith("no part pose") for r in by["good"])
     # a camera without [cameras.anomaly]: no score, no anomaly provenance, the detector's rule alone
     assert all(r.anomaly_score is None and r.provenance.anomaly_sha256 == "" and "anomaly" not in r.rule
                for r in by["plain"])
@@ -176,25 +179,38 @@ def test_anomaly_config_is_checked() -> None:
 ])
 def test_the_anomaly_rule(verdict: Verdict, rule: str, score: float | None, expected: tuple[Verdict, str]) -> None:
     assert anomaly_rule(verdict, rule, score, 1.0) == expected
+    assert anomaly_rule(verdict, rule, score, 1.0, posed=True) == expected
+
+
+@pytest.mark.parametrize(("verdict", "rule", "score", "expected"), [
+    # an aligned part's model that found no pose for the frame (no part, another part, one lying far off): the
+    # score, taken where the frame lay, decides; the rule says it had no pose
+    (Verdict.OK, "no defect", 0.42, (Verdict.OK, "no defect; anomaly 0.42 < 1.00, no part pose")),
+    (Verdict.OK, "no defect", 1.7, (Verdict.NG, "anomaly 1.70 >= 1.00, no part pose")),
+    (Verdict.NG, "scratch>=0.40", 0.2, (Verdict.NG, "scratch>=0.40; anomaly 0.20 < 1.00, no part pose")),
+])
+def test_a_frame_without_a_part_pose_says_so(verdict: Verdict, rule: str, score: float,
+                                             expected: tuple[Verdict, str]) -> None:
+    assert anomaly_rule(verdict, rule, score, 1.0, posed=False) == expected
 
 
 # ---------------------------------------------------------------- the worker, with a scripted anomaly model
 
 
 class _Scores:
-    def __init__(self, scores: np.ndarray) -> None:
-        self.scores = scores
+    def __init__(self, scores: np.ndarray, posed: np.ndarray | None = None) -> None:
+        self.scores, self.posed = scores, posed
         self.maps = np.repeat(scores[:, None, None], 4, axis=1).repeat(4, axis=2)
 
 
 class _Pending:
-    def __init__(self, scores: np.ndarray, fail: bool) -> None:
-        self._scores, self._fail = scores, fail
+    def __init__(self, scores: np.ndarray, fail: bool, posed: np.ndarray | None = None) -> None:
+        self._scores, self._fail, self._posed = scores, fail, posed
 
     def wait(self) -> _Scores:
         if self._fail:
             raise RuntimeError("scripted anomaly runtime failure")
-        return _Scores(self._scores)
+        return _Scores(self._scores, self._posed)
 
 
 class ScriptedCheck:
@@ -204,8 +220,10 @@ class ScriptedCheck:
     threshold, input_width, input_height = 1.0, 32, 32
     crop: Tile | None = None
 
-    def __init__(self, backend: object, fail_start: bool = False, fail_wait: bool = False) -> None:
+    def __init__(self, backend: object, fail_start: bool = False, fail_wait: bool = False,
+                 no_pose: bool = False) -> None:
         self.backend, self.fail_start, self.fail_wait = backend, fail_start, fail_wait
+        self.no_pose = no_pose  # an aligned part's model that finds the bright frame's pose, not the dark one's
         self.prepared: list[tuple[int, int]] = []
         self.batches: list[tuple[int, int]] = []  # (items, detector batches submitted before it)
 
@@ -217,7 +235,8 @@ class ScriptedCheck:
         self.batches.append((len(batch_u8), len(self.backend.batches)))  # type: ignore[attr-defined]
         if self.fail_start:
             raise RuntimeError("scripted anomaly start failure")
-        return _Pending(batch_u8.reshape(len(batch_u8), -1).mean(axis=1) / 100.0, self.fail_wait)
+        means = batch_u8.reshape(len(batch_u8), -1).mean(axis=1)
+        return _Pending(means / 100.0, self.fail_wait, means >= 100 if self.no_pose else None)
 
 
 def _worker(check_kw: dict[str, bool]) -> tuple[Any, ScriptedCheck, list[Any], list[InspectionResult]]:
@@ -275,6 +294,14 @@ def test_an_anomaly_batch_that_fails_makes_its_frames_ng_not_ok(fail: str) -> No
         assert (c.received, c.inspected, c.dropped) == (1, 1, 0)
 
 
+def test_a_frame_whose_part_pose_was_not_found_says_so() -> None:
+    _w, _check, _lanes, results = _worker({"no_pose": True})
+    by = {r.camera_id: r for r in results}
+    assert by["dark"].verdict is Verdict.OK and by["dark"].rule == "no defect; anomaly 0.10 < 1.00, no part pose"
+    assert by["bright"].verdict is Verdict.NG and by["bright"].rule == "anomaly 2.50 >= 1.00"
+    assert by["plain"].verdict is Verdict.OK
+
+
 # ---------------------------------------------------------------- anomaly only, recipes, masks, heat maps
 
 
@@ -301,7 +328,7 @@ def test_a_camera_without_the_detector_is_decided_by_the_anomaly_model_alone(
     st = Station(_only_anomaly_cfg(model, bad), db_url="none", archive=False)
     assert st.lanes["bad"].rules.ignore_classes == frozenset(st.card.classes)
     seen = _run(st, 4)
-    assert seen and all(r.verdict is Verdict.NG and r.rule == f"anomaly {r.anomaly_score:.2f} >= 1.00" and
+    assert seen and all(r.verdict is Verdict.NG and r.rule.startswith(f"anomaly {r.anomaly_score:.2f} >= 1.00") and
                         not r.detections for r in seen), [r.rule for r in seen]
     with pytest.raises(ConfigError, match="detector = false needs"):
         parse_config('name = "x"\n[[cameras]]\nid = "a"\nkind = "simulated"\ndetector = false\n')
@@ -356,7 +383,8 @@ def test_a_recipe_switch_switches_the_anomaly_model_with_the_detector(
 
     with st:
         lenient = after_switch("lenient")
-        assert lenient and all(r.verdict is Verdict.OK and r.rule.endswith("< 1000.00") for r in lenient)
+        assert lenient and all(r.verdict is Verdict.OK and r.rule.removesuffix(", no part pose").endswith("< 1000.00")
+                               for r in lenient)
         assert all(r.provenance.anomaly_sha256 == card_digest(model) for r in lenient)
         off = after_switch("detector-only")
         assert off and all(r.anomaly_score is None and r.provenance.anomaly_sha256 == "" and "anomaly" not in r.rule

@@ -17,7 +17,7 @@ from tests.inspector.fakes import CLASSES, ScriptedBackend
 
 class _Scores:
     def __init__(self, scores: np.ndarray) -> None:
-        self.scores = scores
+        self.scores, self.posed = scores, None
         self.maps = np.repeat(scores[:, None, None], 4, axis=1).repeat(4, axis=2)
 
 
