@@ -595,6 +595,9 @@ class FileScore:
     file: str
     score: float
     verdict: str
+    #: An aligned part's model: whether the image's part pose was found (False: scored where it lay); None: the
+    #: model does not align.
+    posed: bool | None = None
 
 
 def score_paths(spec: str | Path, paths: Sequence[Path], *, heatmaps: Path | None = None,
@@ -610,8 +613,9 @@ def score_paths(spec: str | Path, paths: Sequence[Path], *, heatmaps: Path | Non
         chunk = files[start:start + BATCH]
         images = [crop(read_image(p), model.roi, str(p)) for p in chunk]
         out = scorer.score(letterboxed(images, model.input_width, model.input_height))
-        for p, img, s, m in zip(chunk, images, out.scores, out.maps):
-            results.append(FileScore(str(p), float(s), "NG" if s >= 1.0 else "OK"))
+        posed = [None] * len(chunk) if out.posed is None else [bool(x) for x in out.posed]
+        for p, img, s, m, found in zip(chunk, images, out.scores, out.maps, posed):
+            results.append(FileScore(str(p), float(s), "NG" if s >= 1.0 else "OK", found))
             if heatmaps is not None:
                 _write_overlay(heatmaps / f"{len(results) - 1:05d}_{p.stem}.png", img, m, model)
         progress("score", min(start + BATCH, len(files)), len(files))

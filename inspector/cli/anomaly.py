@@ -85,6 +85,10 @@ def teach_cmd(
     if r.alignment is not None:
         white += (f"; aligned to the good parts' pose (they lay up to {r.alignment['largest_shift_px']} px and "
                   f"{r.alignment['largest_turn_deg']} degrees off it)")
+        lost = int(r.alignment["good_without_pose"])  # type: ignore[call-overload]
+        if lost:  # scored where they lay, they set the threshold too: worth a look
+            white += (f"; {lost} good image{'s' if lost > 1 else ''} without a part pose (scored where "
+                      f"{'they' if lost > 1 else 'it'} lay: check {'they are' if lost > 1 else 'it is'} the part)")
     typer.echo(f"taught {out} from {r.bank_images} good images (cross-validated: highest good score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")
@@ -103,13 +107,16 @@ def score_cmd(
     try:
         m, results = score_paths(model, paths, heatmaps=heatmaps, progress=_Progress())
         doc = {"model": m.name, "model_sha256": m.sha256, "threshold": 1.0,
-               "results": [{"file": r.file, "score": round(r.score, 4), "verdict": r.verdict} for r in results]}
+               "results": [{"file": r.file, "score": round(r.score, 4), "verdict": r.verdict}
+                           | ({} if r.posed is None else {"posed": r.posed}) for r in results]}
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     except _errors() as exc:
         fail(str(exc))
     ng = sum(r.verdict == "NG" for r in results)
-    typer.echo(f"scored {len(results)} images with {m.name}: {ng} NG, {len(results) - ng} OK -> {json_file}")
+    lost = sum(r.posed is False for r in results)
+    lost_part = f"; {lost} without a part pose (scored where it lay)" if lost else ""
+    typer.echo(f"scored {len(results)} images with {m.name}: {ng} NG, {len(results) - ng} OK{lost_part} -> {json_file}")
 
 
 @app.command("eval")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,9 +67,12 @@ def test_score_writes_the_json_and_heat_maps(model: Path, plates: Path, tmp_path
     doc = json.loads(out.read_text())
     assert doc["model"] == "plate-test" and doc["threshold"] == 1.0
     assert len(doc["results"]) == 5
+    aligned = "alignment" in tomllib.loads((model / "card.toml").read_text())
+    assert aligned  # a plate is a part: its frames are aligned, and each result says whether its pose was found
     for r in doc["results"]:
-        assert set(r) == {"file", "score", "verdict"}
+        assert set(r) == {"file", "score", "verdict", "posed"}
         assert r["verdict"] == ("NG" if r["score"] >= 1.0 else "OK")
+    assert doc["results"][-1]["posed"] is True  # a good plate
     assert len(list((tmp_path / "heat").iterdir())) == 5
     assert cv2.imread(str(next((tmp_path / "heat").iterdir()))).shape == (96, 96, 3)
     assert stdout.strip().splitlines()[-1].startswith("scored 5 images with plate-test")
@@ -194,3 +198,30 @@ def test_teach_says_which_levels_it_whitened_as_a_texture(tmp_path: Path, plates
     assert "aligned" not in stdout.strip().splitlines()[-1]  # the frames as they come, for speed
     assert "alignment" not in tomllib.loads((tmp_path / "plate-plain" / "card.toml").read_text())
     assert not (tmp_path / "plate-plain" / "alignment.npy").exists()
+
+
+def test_score_says_which_images_had_no_part_pose(model: Path, plates: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.png"  # the fixture without its plate: a flat grey frame
+    assert cv2.imwrite(str(empty), np.full((96, 96, 3), 90, np.uint8))
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = _invoke("anomaly", "score", "--model", str(model), str(plates / "good" / "000000.png"),
+                                   str(empty), "--json", str(out))
+    assert code == 0, stderr
+    results = json.loads(out.read_text())["results"]
+    assert [r["posed"] for r in results] == [True, False]
+    ng = sum(r["verdict"] == "NG" for r in results)
+    assert stdout.strip().splitlines()[-1] == (f"scored 2 images with plate-test: {ng} NG, {2 - ng} OK; 1 without a "
+                                               f"part pose (scored where it lay) -> {out}")
+
+
+def test_teach_says_how_many_good_images_had_no_part_pose(plates: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.mkdir()
+    for p in sorted((plates / "good").glob("*.png")):
+        shutil.copy(p, good / p.name)
+    assert cv2.imwrite(str(good / "zz_empty.png"), np.full((96, 96, 3), 90, np.uint8))  # a fixture without its part
+    code, stdout, stderr = _invoke("anomaly", "teach", "--good", str(good), "--out", str(tmp_path / "m"),
+                                   "--size", "64")
+    assert code == 0, stderr
+    assert "; 1 good image without a part pose (scored where it lay: check it is the part)" in stdout
+    assert tomllib.loads((tmp_path / "m" / "card.toml").read_text())["alignment"]["good_without_pose"] == 1
