@@ -62,3 +62,20 @@ def test_after_a_second_round_the_status_names_every_camera_the_save_takes(qtbot
     # the histogram shows the camera just taught, not the first one of the window
     assert dialog.shown_camera.currentText() == "cam-c"
     assert float(dialog.histogram.good[0]) == pytest.approx(0.5)
+
+
+def test_a_camera_whose_good_images_had_no_part_pose_says_so_beside_its_rates(
+        qtbot: Any, dialog: TeachDialog, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    def teach(sources: dict[str, Path], **_: Any) -> dict[str, TeachReport]:
+        lost = {"cam-a": 2, "cam-b": 0}
+        return {cid: replace(_report(tmp_path / cid, 0.3), alignment={"good_without_pose": lost[cid]})
+                for cid in sources}
+
+    dialog.session.teach = teach  # type: ignore[method-assign]
+    _teach(qtbot, dialog, ["cam-a", "cam-b"])
+    dialog.shown_camera.setCurrentText("cam-a")
+    assert "2 good without a part pose" in dialog.rates.text(), dialog.rates.text()
+    dialog.shown_camera.setCurrentText("cam-b")
+    assert "pose" not in dialog.rates.text(), dialog.rates.text()
