@@ -16,7 +16,6 @@ import typer
 
 from inspector.cli import anomaly, audit, bench, cameras, dataset, history, models, plc, recipes, run, service, users
 from inspector.cli.common import CliContext, OpenGui
-from inspector.pipeline.backends.base import hold_freed_heap
 
 #: Modules whose commands sit at the top (``inspector run``), in the order ``--help`` lists them.
 COMMANDS: tuple[typer.Typer, ...] = (run.app, service.app, history.app, models.app, bench.app)
@@ -55,7 +54,6 @@ def run_cli(argv: list[str] | None = None, *, cli: typer.Typer | None = None) ->
     except ImportError:  # pragma: no cover - older typer on plain click
         from click import exceptions as click  # type: ignore[no-redef]
 
-    hold_freed_heap()  # a station's frames reuse freed memory, not faulted in again
     try:
         rc = (cli or app)(args=argv, prog_name="inspector", standalone_mode=False)
     except click.NoArgsIsHelpError as exc:

@@ -212,45 +212,6 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-#: glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: Blocks up to this size come from the heap, not a mapping of their own that is unmapped when freed (glibc's
-#: most: 32 MiB on 64-bit): a batch of frames (8 x 320 x 320 x 3 B, 2.4 MB) and every frame-sized array.
-HELD_BLOCK = 16 << 20
-#: The free memory the heap's top may hold before glibc gives it back to the system.
-HELD_TOP = 256 << 20
-
-
-@functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
-    """glibc's ``mallopt`` (None elsewhere)."""
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        return None
-    if mallopt is not None:
-        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        mallopt.restype = ctypes.c_int
-    return mallopt
-
-
-def hold_freed_heap() -> None:
-    """Keep freed memory in the C heap for the next frames (glibc; nothing elsewhere): called once, at start.
-
-    By default glibc maps each block of 128 kB or more on its own and unmaps it when it is freed, or (once such
-    a block was freed) gives the heap's free top back to the system: every frame-sized array a frame's work
-    makes (a padded or warped copy, a batch) is then faulted in again, page by page. One 320 x 320 colour copy:
-    0.21 ms against 0.02 ms into memory already touched (one core, the AMD EPYC of docs/anomaly.md). Held, the
-    anomaly model of an aligned part on its own parts measured 5.00 against 5.18 ms a frame, and the station's
-    worker 53% against 57% busy (`inspector bench`, side by side). What a retired recipe freed is still given back
-    (`give_back_freed_heap`: malloc_trim ignores these limits)."""
-    mallopt = _mallopt()
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, HELD_BLOCK)
-        mallopt(_M_TRIM_THRESHOLD, HELD_TOP)
-
-
 def give_back_freed_heap() -> None:
     """Hand the C heap's free pages back to the system (glibc ``malloc_trim(0)``; nothing elsewhere).
 
