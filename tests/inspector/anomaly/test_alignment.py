@@ -90,6 +90,7 @@ def test_a_parts_model_is_aligned_and_a_textures_is_not(tmp_path: Path) -> None:
     empty = np.full((1, 96, 96, 3), 90, np.uint8)
     mixed = teaching.scorer_for(model).score(np.concatenate([images[:2], empty]))
     assert mixed.posed is not None and mixed.posed.tolist() == [True, True, False]
+    assert mixed.scores[2] >= 1.0  # and scored where it lies, the empty fixture is NG: no part is no pass
     fabric = teaching.teach([tmp_path / "fabric"], tmp_path / "fabric_m", width=96, height=96)
     assert fabric.alignment is None and "alignment" not in tomllib.loads(
         (tmp_path / "fabric_m" / "card.toml").read_text())
