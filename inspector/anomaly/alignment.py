@@ -127,12 +127,23 @@ class Alignment:
         found = _estimate(self.reference, _grey_small(frame_u8, size))
         return None if found is None else self.matrices([found])[0]
 
+    def _matrix(self, frame_u8: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(the frame's matrix, the identity where it has no pose: scored where it lies; whether it has one)."""
+        m = self.pose(frame_u8)
+        return (np.eye(3), False) if m is None else (m, True)
+
     def warp_frame(self, frame_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(one frame at the reference pose, a new array; its matrix: each output pixel's position in the frame,
         the identity where it has no pose)."""
-        m = self.pose(frame_u8)
-        m = np.eye(3) if m is None else m
+        m, _ = self._matrix(frame_u8)
         return warp_reflected(frame_u8, m, self.width, self.height), m
+
+    def warp_into(self, frame_u8: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``frame_u8`` at the reference pose, written into ``out`` (a batch's colour frame); (its matrix, as
+        `warp_frame`'s; whether its pose was found)."""
+        m, found = self._matrix(frame_u8)
+        warp_reflected(frame_u8, m, self.width, self.height, out=out)
+        return m, found
 
     def warp(self, batch_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the batch at the reference pose, a new array; its (N, 3, 3) matrices, `warp_frame`'s)."""

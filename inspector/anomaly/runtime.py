@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.anomaly import int8 as int8_graph
-from inspector.anomaly.alignment import Alignment, seen_cells, to_frame, warp_reflected
+from inspector.anomaly.alignment import Alignment, seen_cells, to_frame
 from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
 
 if TYPE_CHECKING:
@@ -603,25 +603,20 @@ class AnomalyScorer:
         n = len(batch_u8)
         self._grow(k, n)
         parts = []
-        frames, matrices, posed = batch_u8, None, None
+        frames, aligned = batch_u8, None
         if self.alignment is not None:  # each frame warped, then started: the next one's pose found while it runs
-            frames, matrices, posed = np.empty_like(batch_u8), np.empty((n, 3, 3)), np.ones(n, bool)
+            frames, aligned = np.empty_like(batch_u8), (np.empty((n, 3, 3)), self._stride, np.empty(n, bool))
         for i in range(n):  # the plugin runs them on its streams as they free up
-            if matrices is not None and posed is not None:
+            if aligned is not None:
                 assert self.alignment is not None
-                pose = self.alignment.pose(batch_u8[i])
-                posed[i] = pose is not None
-                matrices[i] = np.eye(3) if pose is None else pose  # none: scored where it lay
-                warp_reflected(batch_u8[i], matrices[i], self.width, self.height, out=frames[i])
+                aligned[0][i], aligned[2][i] = self.alignment.warp_into(batch_u8[i], frames[i])
             requests[i].start_async({0: np.ascontiguousarray(frames[i:i + 1])})
             parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
         tone_maps = None
         if self.tone is not None and self._tone_thread is not None:  # on a copy: the caller may refill its batch
-            tone_maps = self._tone_thread.submit(self.tone.maps, frames if matrices is not None
+            tone_maps = self._tone_thread.submit(self.tone.maps, frames if aligned is not None
                                                  else np.array(batch_u8, copy=True))
-        pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps,
-                                                   None if matrices is None or posed is None
-                                                   else (matrices, self._stride, posed))
+        pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps, aligned)
         return pending
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:
