@@ -480,7 +480,7 @@ class TeachDialog(QDialog):
         text = f"false rejects {fr}/{len(r.good_scores)} held-out good"
         if len(r.bad_scores):
             text += f" · escapes {esc}/{len(r.bad_scores)} NG"
-        lost = int((r.alignment or {}).get("good_without_pose", 0))  # type: ignore[call-overload]
+        lost = r.good_without_pose
         if lost:  # an aligned part's good images it found no pose for: scored where they lay, worth a look
             text += f" · {lost} good without a part pose"
         self.rates.setText(text)

@@ -205,6 +205,12 @@ class TeachReport:
     #: A part's frames aligned to the good parts' pose (`ALIGN`): the card's ``[alignment]`` table; None: not.
     alignment: dict[str, object] | None = None
 
+    @property
+    def good_without_pose(self) -> int:
+        """The good images an aligned part's model found no pose for (scored where they lay); 0 when not aligned."""
+        lost = (self.alignment or {}).get("good_without_pose", 0)
+        return int(lost) if isinstance(lost, (int, float)) else 0
+
 
 def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi | None = None,
           name: str | None = None, spec: FeatureSpec | Sequence[FeatureSpec] = DEFAULT_SPEC, width: int = 320,

@@ -85,7 +85,7 @@ def teach_cmd(
     if r.alignment is not None:
         white += (f"; aligned to the good parts' pose (they lay up to {r.alignment['largest_shift_px']} px and "
                   f"{r.alignment['largest_turn_deg']} degrees off it)")
-        lost = int(r.alignment["good_without_pose"])  # type: ignore[call-overload]
+        lost = r.good_without_pose
         if lost:  # scored where they lay, they set the threshold too: worth a look
             white += (f"; {lost} good image{'s' if lost > 1 else ''} without a part pose (scored where "
                       f"{'they' if lost > 1 else 'it'} lay: check {'they are' if lost > 1 else 'it is'} the part)")
