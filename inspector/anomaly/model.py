@@ -19,6 +19,9 @@ A level may take its distances in the good patches' own metric (``[levels.N] whi
 transform, finest first, one float32 vector) and its sha256, checked like the bank's. A level projected to fewer
 dimensions than its channels says how many (``[levels.N] whiten_dims``: its bank's width).
 
+An aligned part's level may keep its bank per band of grid rows (`patchcore.Bands`): ``[levels.N] band_height``,
+``band_reach`` and ``band_rows`` (each band's rows, one after the other in the level's share of the bank file).
+
 A model may have a tone level (`tone.ToneLevel`): ``[tone]`` names the file (``tone.npy``: its (D + 1, D)
 whitening, or with ``per_position`` one per scored cell, (rows, columns, D + 1, D); one float32 array) and its
 sha256, checked like the bank's, with its cell size, windows, channels, the cells scored and its raw threshold.
@@ -31,6 +34,7 @@ import math
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ from inspector.anomaly.backbone import (
     weights_path,
 )
 from inspector.anomaly.images import Roi
+from inspector.anomaly.patchcore import Bands, band_count, bank_rows
 from inspector.anomaly.runtime import PRECISIONS
 from inspector.anomaly.tone import ToneLevel
 from inspector.anomaly.tone import card_table as tone_table
@@ -101,7 +106,7 @@ class AnomalyModel:
     spec: Levels
     input_width: int
     input_height: int
-    bank: tuple[np.ndarray, ...]
+    bank: tuple[np.ndarray | Bands, ...]
     raw_threshold: tuple[float, ...]
     roi: Roi | None
     card: dict[str, Any] = field(compare=False)
@@ -120,18 +125,28 @@ class AnomalyModel:
         return self.input_height // self.spec[0].grid_stride, self.input_width // self.spec[0].grid_stride
 
 
-def pack_banks(banks: Sequence[np.ndarray]) -> np.ndarray:
-    """The levels' banks as one float32 array: their rows one after the other, zero-padded to the widest."""
-    width = max(b.shape[1] for b in banks)
-    out = np.zeros((sum(len(b) for b in banks), width), np.float32)
+def pack_banks(banks: Sequence[np.ndarray | Bands]) -> np.ndarray:
+    """The levels' banks as one float32 array: their rows one after the other (a banded level's bands one after the
+    other), zero-padded to the widest."""
+    flat = [b for bank in banks for b in (bank.banks if isinstance(bank, Bands) else (bank,))]
+    width = max(b.shape[1] for b in flat)
+    out = np.zeros((sum(len(b) for b in flat), width), np.float32)
     start = 0
-    for b in banks:
+    for b in flat:
         out[start:start + len(b), :b.shape[1]] = b
         start += len(b)
     return out
 
 
-def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Levels, width: int, height: int,
+def _band_fields(bank: np.ndarray | Bands) -> dict[str, Any]:
+    """A banded level's card fields (``band_height``, ``band_reach``, ``band_rows``: each band's rows); none for a
+    plain bank."""
+    if not isinstance(bank, Bands):
+        return {}
+    return {"band_height": bank.height, "band_reach": bank.reach, "band_rows": [len(b) for b in bank.banks]}
+
+
+def write_model(folder: Path, name: str, bank: Sequence[np.ndarray | Bands], spec: Levels, width: int, height: int,
                 raw_threshold: Sequence[float], roi: Roi | None, tables: dict[str, dict[str, Any]], notes: str = "",
                 edge_cells: int = 0, precision: str = "f32", cell_divisors: Sequence[np.ndarray] | None = None,
                 position_rule: str = "", whitening: Sequence[np.ndarray | None] | None = None,
@@ -189,7 +204,7 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
         "sha256": backbone.sha256,
     }
     card["levels"] = {str(i): {"taps": list(lv.taps), "grid_stride": lv.grid_stride, "pool": lv.pool,
-                               "channels": lv.channels, "rows": len(b), "raw": float(r),
+                               "channels": lv.channels, "rows": bank_rows(b), "raw": float(r), **_band_fields(b),
                                **({"normalise": lv.normalise} if lv.normalise != "none" else {}),
                                **({"whiten": True} if i in whitened else {}),
                                **({"whiten_dims": lv.width} if i in whitened and lv.width != lv.channels else {}),
@@ -213,18 +228,22 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray], spec: Level
     return path
 
 
+#: A banded level's card fields (`_band_fields`): (band height, reach, each band's rows).
+BandLayout = tuple[int, int, tuple[int, ...]]
+
+
 def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, Any], net: str = "lite0"
-            ) -> tuple[Levels, tuple[float, ...], tuple[int, ...]]:
+            ) -> tuple[Levels, tuple[float, ...], tuple[int, ...], tuple[BandLayout | None, ...]]:
     """The card's levels on the backbone ``net`` (a `backbone.BACKBONES` key): (specs, raw thresholds, bank
-    rows; -1: all the rows)."""
+    rows (-1: all the rows), each level's bands (None: a plain bank))."""
     tables = raw.get("levels")
     if tables is None:  # a card of one level, from before levels
         spec = FeatureSpec(tuple(int(t) for t in backbone["taps"]), int(backbone["grid_stride"]), int(backbone["pool"]),
                            backbone=net)
-        return (spec,), (float(threshold["raw"]),), (-1,)
+        return (spec,), (float(threshold["raw"]),), (-1,), (None,)
     if not isinstance(tables, dict) or not tables:
         raise TypeError("[levels] must hold at least one table [levels.0]")
-    specs, raws, rows = [], [], []
+    specs, raws, rows, bands = [], [], [], []
     for i in range(len(tables)):
         lv = tables[str(i)]
         specs.append(FeatureSpec(tuple(int(t) for t in lv["taps"]), int(lv["grid_stride"]), int(lv["pool"]),
@@ -232,10 +251,16 @@ def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, 
                                  int(lv.get("whiten_dims", 0))))
         raws.append(float(lv["raw"]))
         rows.append(int(lv["rows"]))
-    return tuple(specs), tuple(raws), tuple(rows)
+        bands.append((int(lv["band_height"]), int(lv["band_reach"]), tuple(int(r) for r in lv["band_rows"]))
+                     if "band_rows" in lv else None)
+    return tuple(specs), tuple(raws), tuple(rows), tuple(bands)
 
 
-def _unpack(packed: np.ndarray, specs: Levels, rows: tuple[int, ...], path: Path) -> tuple[np.ndarray, ...]:
+def _unpack(packed: np.ndarray, specs: Levels, rows: tuple[int, ...], path: Path,
+            bands: Sequence[BandLayout | None] = (), grid_rows: Sequence[int] = (), card: Path | None = None
+            ) -> tuple[np.ndarray | Bands, ...]:
+    """The levels' banks out of the packed array at ``path`` (a banded level's as `patchcore.Bands`, its layout from
+    the ``card`` checked against its grid's ``grid_rows``)."""
     if packed.dtype != np.float32 or packed.ndim != 2 or len(packed) == 0:
         raise ModelError(f"model: {path}: bank {packed.dtype} {packed.shape} is not a 2-D float32 array")
     sizes = [len(packed) if r < 0 else r for r in rows]
@@ -243,10 +268,22 @@ def _unpack(packed: np.ndarray, specs: Levels, rows: tuple[int, ...], path: Path
             or (len(specs) == 1 and packed.shape[1] != specs[0].width):
         raise ModelError(f"model: {path}: bank {packed.shape} does not fit the card's levels "
                          f"({', '.join(f'{n} x {s.width}' for n, s in zip(sizes, specs))})")
-    out, start = [], 0
-    for n, s in zip(sizes, specs):
-        out.append(np.ascontiguousarray(packed[start:start + n, :s.width]))
+    out: list[np.ndarray | Bands] = []
+    start = 0
+    for i, (n, s) in enumerate(zip(sizes, specs)):
+        level = np.ascontiguousarray(packed[start:start + n, :s.width])
         start += n
+        layout = bands[i] if i < len(bands) else None
+        if layout is None:
+            out.append(level)
+            continue
+        height, reach, band_sizes = layout
+        if height < 1 or reach < 0 or sum(band_sizes) != n or min(band_sizes, default=0) < 1 \
+                or len(band_sizes) != band_count(grid_rows[i], height):
+            raise ModelError(f"model: {card or path}: level {i}'s bands (height {height}, rows {list(band_sizes)}) do not fit "
+                             f"its {n} bank rows and a grid of {grid_rows[i]} rows")
+        edges = np.cumsum((0, *band_sizes))
+        out.append(Bands(height, reach, tuple(level[a:b] for a, b in pairwise(edges))))
     return tuple(out)
 
 
@@ -284,7 +321,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
         raise ModelError(f"model: {path}: backbone {backbone.get('name')!r} sha256 {str(backbone.get('sha256'))[:12]}... "
                          f"is none of the known backbones: {known}")
     try:
-        specs, raws, rows = _levels(raw, backbone, threshold, net.key)
+        specs, raws, rows, bands = _levels(raw, backbone, threshold, net.key)
         width, height = int(raw["input_width"]), int(raw["input_height"])
         roi = Roi.parse(str(raw["roi"])) if "roi" in raw else None
         bank_file, bank_sha = str(raw["file"]), str(raw["sha256"])
@@ -311,7 +348,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
                 raise ModelError(f"model: backbone weights {weights} do not match sha256 {net.sha256[:12]}...")
         except WeightsError as exc:
             raise ModelError(str(exc)) from None
-    banks = _unpack(packed, specs, rows, bank_path)
+    banks = _unpack(packed, specs, rows, bank_path, bands, [height // s.grid_stride for s in specs], path)
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     whitening = _whitening(folder, path, raw.get("whitening"), specs, verify)
     tone = _tone(folder, path, raw.get("tone"), specs, width, height, verify)

@@ -9,6 +9,7 @@ projection of the features, which keeps the bank's coverage at a fraction of its
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -147,6 +148,103 @@ def cross_validated_maps(images: list[np.ndarray], candidates: np.ndarray, owner
     return out
 
 
+#: An aligned part's finest level keeps its bank per band of grid rows (`Bands`): each band's patches are compared
+#: only with the good patches taught within `BAND_REACH` rows of it. Every position of an aligned part has a look of
+#: its own, so a query's nearest good patch lies near its own position, and a band's bank, a few rows' share of the
+#: level's, costs that share of the nearest-neighbour products (`runtime._level_scores`).
+BAND_HEIGHT = 2
+BAND_REACH = 3
+
+
+@dataclass(frozen=True, eq=False)
+class Bands:
+    """A level's memory bank kept per band of grid rows: band b scores the rows [b x ``height``, (b + 1) x
+    ``height``) of the level's grid against ``banks[b]``, the good patches taught within ``reach`` rows of them
+    (`band_banks`)."""
+
+    height: int
+    reach: int
+    banks: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.reach < 0 or not self.banks:
+            raise ValueError(f"bands: height {self.height}, reach {self.reach}, {len(self.banks)} banks")
+        if len({b.shape[1] for b in self.banks}) != 1:
+            raise ValueError("bands: the bands' banks differ in width")
+
+    @property
+    def width(self) -> int:
+        """The banks' feature width."""
+        return int(self.banks[0].shape[1])
+
+    @property
+    def rows(self) -> int:
+        """Rows of all the bands' banks together."""
+        return sum(len(b) for b in self.banks)
+
+    def span(self, band: int, grid_rows: int) -> tuple[int, int]:
+        """The grid rows band ``band`` scores: [start, stop)."""
+        return band * self.height, min(grid_rows, (band + 1) * self.height)
+
+    def nearest(self, patches: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """(P,) each patch's distance to the nearest row of its band's bank; ``patches`` (P, D), P = gh x gw, row-major."""
+        if band_count(grid[0], self.height) != len(self.banks):
+            raise ValueError(f"bands: {len(self.banks)} bands of {self.height} rows do not fit a grid of {grid[0]} rows")
+        out = np.empty(len(patches), np.float32)
+        for b, bank in enumerate(self.banks):
+            start, stop = self.span(b, grid[0])
+            cells = slice(start * grid[1], stop * grid[1])
+            out[cells] = nearest_distances(patches[cells], bank)
+        return out
+
+
+def band_count(grid_rows: int, height: int) -> int:
+    """How many bands of ``height`` rows cover ``grid_rows`` rows (the last may be shorter)."""
+    return -(-grid_rows // height)
+
+
+def band_window(band: int, grid_rows: int, height: int, reach: int) -> tuple[int, int]:
+    """The grid rows band ``band``'s bank is taught from: its own, and ``reach`` more on each side."""
+    return max(0, band * height - reach), min(grid_rows, (band + 1) * height + reach)
+
+
+def band_banks(candidates: np.ndarray, rows: np.ndarray, grid_rows: int, size: int, *, height: int = BAND_HEIGHT,
+               reach: int = BAND_REACH, seed: int = 0) -> Bands:
+    """Each band's bank: a greedy coreset of the ``candidates`` (M, D) whose grid row (``rows``, (M,)) lies in its
+    window (`band_window`), of ``size`` x the window's share of the grid's rows (the level's density of bank rows)."""
+    banks = []
+    for b in range(band_count(grid_rows, height)):
+        start, stop = band_window(b, grid_rows, height, reach)
+        pool = candidates[(rows >= start) & (rows < stop)]
+        if not len(pool):
+            raise ValueError(f"bands: no good patches in grid rows {start}-{stop - 1}")
+        k = max(1, round(size * (stop - start) / grid_rows))
+        banks.append(np.ascontiguousarray(pool[greedy_coreset(pool, k, seed=seed + b, proj_dim=64)]))
+    return Bands(height, reach, tuple(banks))
+
+
+def cross_validated_band_maps(images: list[np.ndarray], candidates: np.ndarray, owners: np.ndarray,
+                              rows: np.ndarray, grid: tuple[int, int], size: int, *, height: int = BAND_HEIGHT,
+                              reach: int = BAND_REACH, folds: int = FOLDS, seed: int = 0,
+                              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """`cross_validated_maps` for a banded level: each fold's bands (`band_banks`) chosen from the other folds'
+    candidates, as teaching chooses them; ``rows``: each candidate's grid row."""
+    if len(images) < 2:
+        raise ValueError("cross-validated scores need at least 2 images")
+    fold = fold_of(len(images), folds)
+    count = int(fold.max()) + 1
+    out = np.empty((len(images), len(images[0])), np.float32)
+    for f in range(count):
+        keep = fold[owners] != f
+        bands = band_banks(candidates[keep], rows[keep], grid[0], size, height=height, reach=reach,
+                           seed=seed + (f + 1) * 1000)
+        for i in np.flatnonzero(fold == f):
+            out[i] = bands.nearest(images[i], grid)
+        if progress is not None:
+            progress(f + 1, count)
+    return out
+
+
 #: Per-position normalisation (`cell_divisors`): a cell's distance is divided by the mean + this many standard
 #: deviations of the good images' leave-one-out distances in that cell, as PaDiM (Defard et al., 2020) and PNI
 #: (Bae et al., 2023) condition a patch's normality on its position: a cell where good parts vary (a barcode's
@@ -214,14 +312,20 @@ def leave_one_out_scores(images: list[np.ndarray], bank: np.ndarray, owner: np.n
     return leave_one_out_maps(images, bank, owner).max(axis=1) if images else np.empty(0, np.float32)
 
 
-def image_coreset(features: np.ndarray, share: float = 0.1, *, seed: int = 0, proj_dim: int = 64) -> np.ndarray:
-    """The first stage of the bank: a greedy coreset of one image's (P, D) patches, ``share`` of them.
+def image_coreset_cells(features: np.ndarray, share: float = 0.1, *, seed: int = 0, proj_dim: int = 64) -> np.ndarray:
+    """The first stage of the bank: which of one image's (P, D) patches (their row indices, cells of its grid in
+    row-major order) a greedy coreset of ``share`` of them keeps.
 
     Each image keeps its own outlying patches here, so the bank's coreset then runs on a tenth of the
     rows at little loss of coverage (greedy k-center keeps the farthest points, which survive both stages).
     """
     k = max(1, round(share * len(features)))
-    return features[greedy_coreset(features, k, seed=seed, proj_dim=proj_dim)]
+    return greedy_coreset(features, k, seed=seed, proj_dim=proj_dim)
+
+
+def bank_rows(bank: np.ndarray | Bands) -> int:
+    """Rows of a level's bank (a banded one's: every band's)."""
+    return bank.rows if isinstance(bank, Bands) else len(bank)
 
 
 #: Shrinkage of the good patches' covariance towards its mean variance (`whitening`; a set weight, where

@@ -30,6 +30,7 @@ import numpy as np
 from inspector.anomaly import int8 as int8_graph
 from inspector.anomaly.alignment import Alignment, seen_cells, to_frame
 from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
+from inspector.anomaly.patchcore import Bands, band_count
 
 if TYPE_CHECKING:
     from inspector.anomaly.model import AnomalyModel
@@ -176,7 +177,12 @@ def product_rows(bank_rows: int) -> int:
     return max(16, PRODUCT_CHUNK_BYTES // (4 * max(1, bank_rows)) // 16 * 16)
 
 
-def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray, raw_threshold: float,
+def bank_width(bank: np.ndarray | Bands) -> int:
+    """A level's bank's feature width (a plain bank's or a banded one's, `patchcore.Bands`)."""
+    return bank.width if isinstance(bank, Bands) else int(bank.shape[1])
+
+
+def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray | Bands, raw_threshold: float,
                   int8: bool = False, divisors: np.ndarray | None = None, whitening: np.ndarray | None = None,
                   edge: int = 0) -> Any:
     """[N, gh, gw] nearest-neighbour distance of every patch of ``feats`` [N, C, gh, gw] to ``bank`` (K, C),
@@ -199,22 +205,36 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray,
             divisors = np.asarray(divisors)[edge:full[0] - edge, edge:full[1] - edge]
     n_c_p = ops.reshape(feats, ops.constant(np.array([0, 0, -1], np.int64)), special_zero=True)
     queries = ops.transpose(n_c_p, ops.constant(np.array([0, 2, 1], np.int64)))  # [N, P, C]
-    if whitening is None and channels != bank.shape[1]:
-        raise ValueError(f"anomaly: {channels} feature channels: a bank of {bank.shape[1]} does not fit them")
+    width = bank_width(bank)
+    if whitening is None and channels != width:
+        raise ValueError(f"anomaly: {channels} feature channels: a bank of {width} does not fit them")
     if whitening is not None:
-        if whitening.shape != (channels + 1, bank.shape[1]):
+        if whitening.shape != (channels + 1, width):
             raise ValueError(f"anomaly: whitening {whitening.shape} does not fit {channels} feature channels and a "
-                             f"bank of {bank.shape[1]} channels")
+                             f"bank of {width} channels")
         product = ops.matmul(queries, ops.constant(np.ascontiguousarray(whitening[1:], np.float32)), False, False)
         queries = ops.subtract(product, ops.constant(whitening[:1][None].astype(np.float32)))
-    bank = np.ascontiguousarray(bank, np.float32)
-    side = _Int8Bank(ops, bank) if int8 else _F32Bank(ops, bank)
-    queries, q2 = side.queries(queries)
-    patches, rows = grid[0] * grid[1], product_rows(len(bank))
-    sizes = [rows] * (patches // rows) + ([patches % rows] if patches % rows else []) if rows < patches else [patches]
-    chunks = ops.variadic_split(queries, ops.constant(np.int64(1)), ops.constant(np.array(sizes, np.int64)))
-    nearest = ops.concat([_chunk_nearest(ops, side, chunks.output(i), n, bank.shape[1])
-                          for i, n in enumerate(sizes)], 1)
+    if isinstance(bank, Bands):  # each band's scored rows against its own bank, in order
+        if band_count(full[0], bank.height) != len(bank.banks):
+            raise ValueError(f"anomaly: {len(bank.banks)} bands of {bank.height} rows do not fit a grid of {full[0]} "
+                             "rows")
+        banks = [np.ascontiguousarray(b, np.float32) for b in bank.banks]
+        union = np.concatenate(banks)  # one centring and scale for every band: the queries are quantised once
+        spans = [bank.span(b, full[0]) for b in range(len(banks))]
+        cells = [(min(stop, full[0] - edge) - max(start, edge)) * grid[1] for start, stop in spans]
+        parts = [(_Int8Bank(ops, b, union) if int8 else _F32Bank(ops, b), n) for b, n in zip(banks, cells) if n > 0]
+    else:
+        flat_bank = np.ascontiguousarray(bank, np.float32)
+        parts = [(_Int8Bank(ops, flat_bank) if int8 else _F32Bank(ops, flat_bank), grid[0] * grid[1])]
+    queries, q2 = parts[0][0].queries(queries)
+    pieces = []  # (side, query rows): each part cut into chunks of `product_rows`
+    for side, patches in parts:
+        rows = product_rows(side.rows)
+        pieces += [(side, min(rows, patches - start)) for start in range(0, patches, rows)]
+    chunks = ops.variadic_split(queries, ops.constant(np.int64(1)),
+                                ops.constant(np.array([n for _, n in pieces], np.int64)))
+    nearest = ops.concat([_chunk_nearest(ops, side, chunks.output(i), n, width)
+                          for i, (side, n) in enumerate(pieces)], 1)
     dist = ops.sqrt(ops.maximum(ops.add(nearest, q2), ops.constant(np.float32(0.0))))
     factor: np.ndarray
     if divisors is None:
@@ -242,6 +262,7 @@ class _F32Bank:
 
     def __init__(self, ops: Any, bank: np.ndarray) -> None:
         self.ops = ops
+        self.rows = len(bank)
         self.weights = ops.constant(np.ascontiguousarray((-2.0 * bank).T))  # [C, K]
         self.norms = ops.constant(np.einsum("ij,ij->i", bank, bank))
 
@@ -265,13 +286,17 @@ class _Int8Bank:
     products do not change either): every channel then spans [-1, 1] in the bank, and one per-tensor
     int8 range (+-`QUERY_RANGE`) fits the queries; the bank is quantised per row. OpenVINO runs the
     MatMul as an int8 GEMM (VNNI) whose output comes out in f32, which also spares the bf16 -> f32
-    reorder of the whole product that the bf16 graph pays before its ReduceMin."""
+    reorder of the whole product that the bf16 graph pays before its ReduceMin. ``reference``: the rows the centring
+    and scale are taken from (default the bank's own; a banded level's every band, `patchcore.Bands`: its queries
+    are quantised once for all bands)."""
 
-    def __init__(self, ops: Any, bank: np.ndarray) -> None:
+    def __init__(self, ops: Any, bank: np.ndarray, reference: np.ndarray | None = None) -> None:
         self.ops = ops
-        self.mean = bank.mean(axis=0)
+        self.rows = len(bank)
+        reference = bank if reference is None else reference
+        self.mean = reference.mean(axis=0)
         centred = bank - self.mean
-        self.scale = np.maximum(np.abs(centred).max(axis=0), 1e-6).astype(np.float32)
+        self.scale = np.maximum(np.abs(reference - self.mean).max(axis=0), 1e-6).astype(np.float32)
         weights = (-2.0 * centred * self.scale).astype(np.float32)  # [K, C]
         w_max = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-12).astype(np.float32)
         self.weights = ops.fake_quantize(ops.constant(weights), ops.constant(-w_max), ops.constant(w_max),
@@ -343,7 +368,7 @@ def level_edges(edge: int, grids: Sequence[tuple[int, int]]) -> list[int]:
     return [edge * g[0] // top[0] for g in grids]
 
 
-def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
+def distance_model(banks: Sequence[np.ndarray | Bands], raw_threshold: Sequence[float],
                    grids: Sequence[tuple[int, int]], frames: int = -1,
                    divisors: Sequence[np.ndarray] | None = None,
                    whitening: Sequence[np.ndarray | None] | None = None, edge: int = 0) -> Any:
@@ -353,7 +378,7 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
     import openvino.opset13 as ops
 
     whitenings = _per_level(whitening, len(banks), "whitenings")
-    params = [ops.parameter([frames, b.shape[1] if w is None else len(w) - 1, *g], ov.Type.f32, name=f"level{i}")
+    params = [ops.parameter([frames, bank_width(b) if w is None else len(w) - 1, *g], ov.Type.f32, name=f"level{i}")
               for i, (b, g, w) in enumerate(zip(banks, grids, whitenings))]
     edges = level_edges(edge, grids)
     levels = [_level_scores(ops, p.output(0), g, b, float(r), divisors=d, whitening=w, edge=e)
@@ -364,7 +389,7 @@ def distance_model(banks: Sequence[np.ndarray], raw_threshold: Sequence[float],
     return ov.Model([maps.output(0)], params, "anomaly_distances")
 
 
-def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
+def scoring_model(features: Any, bank: np.ndarray | Sequence[np.ndarray | Bands], raw_threshold: float | Sequence[float],
                   grids: Sequence[tuple[int, int]] | None = None, int8: bool = False,
                   divisors: Sequence[np.ndarray] | None = None,
                   whitening: Sequence[np.ndarray | None] | None = None, edge: int = 0) -> Any:
@@ -516,7 +541,7 @@ class AnomalyScorer:
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
-                 bank: np.ndarray | Sequence[np.ndarray], raw_threshold: float | Sequence[float],
+                 bank: np.ndarray | Sequence[np.ndarray | Bands], raw_threshold: float | Sequence[float],
                  precision: str = "f32", depth: int = 2, edge: int = 0,
                  activation_ranges: Sequence[Sequence[float]] | None = None, profile: bool = False,
                  streams: int | None = None, cell_divisors: Sequence[np.ndarray] | None = None,

@@ -30,11 +30,15 @@ from inspector.anomaly.patchcore import (
     POSITION_RULE,
     STATIONARY_SHARE,
     WHITEN_RULE,
+    Bands,
+    band_banks,
+    bank_rows,
     cell_divisors,
     cell_divisors_without_each,
+    cross_validated_band_maps,
     cross_validated_maps,
     greedy_coreset,
-    image_coreset,
+    image_coreset_cells,
     nearest_distances,
     position_share,
     whitened,
@@ -157,6 +161,10 @@ POSITION = True
 #: side cut instead of the unseen cells left out: label 1.0000 / 0% / 1.0%, but plate's chipped edges (at the frame's
 #: edge) AUROC 0.9865 -> 0.658; the finest level alone for an aligned part: label 0.9993 / 0% / 1.5%, plate 0.9575.
 ALIGN = True
+#: An aligned part's finest level keeps its bank per band of grid rows (`patchcore.Bands`: each band of
+#: `patchcore.BAND_HEIGHT` rows against the good patches taught within `patchcore.BAND_REACH` rows of it), its
+#: threshold's scores cross-validated band by band (`patchcore.cross_validated_band_maps`).
+BANDS = True
 #: Grid cells along each side left out of the image score (`runtime.AnomalyScorer`): 2 cells, 16 px at 320.
 EDGE_CELLS = 2
 BATCH = 8
@@ -361,25 +369,34 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         tone = ToneLevel(levels[0].grid_stride, TONE_WINDOWS, 1 if grey else 3,
                          fit_tone(every_tone, cells, not texture), cells)
     del tones
-    per_image: list[list[np.ndarray]] = [[] for _ in levels]
+    per_image: list[list[np.ndarray]] = [[] for _ in levels]  # each image's first-stage patches' cell indices
     for lv, transform in enumerate(whitenings):
         if transform is not None:
             scored[lv] = [whitened(f, transform) for f in scored[lv]]
         # the first coreset stage per image (greedy k-center keeps the outlying patches)
-        per_image[lv] = [image_coreset(f, 0.1, seed=seed + i) for i, f in enumerate(scored[lv])]
-    banks, loo, divisors = [], [], []
+        per_image[lv] = [image_coreset_cells(f, 0.1, seed=seed + i) for i, f in enumerate(scored[lv])]
+    banks: list[np.ndarray | Bands] = []
+    loo, divisors = [], []
     for lv in range(len(levels)):
         size = int(np.clip(BANK_SHARE * patches[lv], BANK_MIN, BANK_MAX))
-        candidates = np.concatenate(per_image[lv])
-        owners = np.repeat(np.arange(len(per_image[lv])), [len(p) for p in per_image[lv]])
-        chosen = greedy_coreset(candidates, size, seed=seed, proj_dim=64,
-                                progress=lambda k, n: progress("coreset", k, n))
-        banks.append(np.ascontiguousarray(candidates[chosen]))
+        candidates = np.concatenate([f[c] for f, c in zip(scored[lv], per_image[lv])])
+        owners = np.repeat(np.arange(len(per_image[lv])), [len(c) for c in per_image[lv]])
         # the threshold's scores: each image against a bank chosen without it (`patchcore.cross_validated_maps`)
         def folds_done(f: int, n: int, level: int = lv) -> None:
             progress("threshold", level * n + f, len(levels) * n)
 
-        maps = cross_validated_maps(scored[lv], candidates, owners, len(chosen), seed=seed, progress=folds_done)
+        if BANDS and alignment is not None and lv == 0:  # an aligned part's finest level: a bank per band of rows
+            rows = np.concatenate(per_image[lv]) // grids[lv][1]
+            progress("coreset", 0, 1)
+            banks.append(band_banks(candidates, rows, grids[lv][0], size, seed=seed))
+            progress("coreset", 1, 1)
+            maps = cross_validated_band_maps(scored[lv], candidates, owners, rows, grids[lv], size, seed=seed,
+                                             progress=folds_done)
+        else:
+            chosen = greedy_coreset(candidates, size, seed=seed, proj_dim=64,
+                                    progress=lambda k, n: progress("coreset", k, n))
+            banks.append(np.ascontiguousarray(candidates[chosen]))
+            maps = cross_validated_maps(scored[lv], candidates, owners, len(chosen), seed=seed, progress=folds_done)
         if position:  # each image by the cells' divisors of the others: its own distances do not widen them
             divisors.append(cell_divisors(maps).reshape(grids[lv]))
             maps = maps / cell_divisors_without_each(maps)
@@ -420,7 +437,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         "good_images": len(files), "bank_images": len(files), "threshold_images": len(files),
         "bad_images": len(bad_files), "sources": [str(p) for p in good] + ([str(bad)] if bad else []),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "seed": seed,
-        "patches": sum(patches), "bank_rows": sum(len(b) for b in banks), "teach_seconds": round(seconds, 2),
+        "patches": sum(patches), "bank_rows": sum(bank_rows(b) for b in banks), "teach_seconds": round(seconds, 2),
         "cpu": _cpu_text(),
         "coreset": "greedy k-center per level, two stages: 10% of each image's patches, then "
                    f"{BANK_SHARE:.0%} of the level's patches within [{BANK_MIN}, {BANK_MAX}] rows "
@@ -459,7 +476,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 whitening_rule=WHITEN_RULE + (f"; the levels whose good features vary under {STATIONARY_SHARE:.0%} "
                                               "between positions (position_share: a stationary texture)"
                                               if whiten == "textures" else "; the levels the spec whitens"))
-    return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(len(b) for b in banks),
+    return TeachReport(out, len(files), len(files), len(files), len(bad_files), sum(bank_rows(b) for b in banks),
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds,
                        tuple(i for i, w in enumerate(whitenings) if w is not None), tuple(shares), levels,
                        tuple(left_out.items()), tone,
@@ -480,7 +497,7 @@ def _inner_max(maps: np.ndarray, edge: int) -> np.ndarray:
     return inner.reshape(len(maps), -1).max(axis=1)
 
 
-def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Sequence[np.ndarray],
+def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Sequence[np.ndarray | Bands],
                 scales: Sequence[float], edges: Sequence[int], roi: Roi | None, width: int, height: int,
                 progress: Callable[[int, int], None], divisors: Sequence[np.ndarray] | None = None,
                 whitenings: Sequence[np.ndarray | None] = (), alignment: Alignment | None = None) -> np.ndarray:
@@ -488,7 +505,7 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     of the worst inner patch's distance (/ its cell's divisor, where given) / the level's scale, a level's
     features whitened first where ``whitenings`` has its transform."""
     out = []
-    sq = [np.einsum("ij,ij->i", b, b) for b in banks]
+    sq = [None if isinstance(b, Bands) else np.einsum("ij,ij->i", b, b) for b in banks]
     for start in range(0, len(files), BATCH):
         batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
         outs = extractor.all_levels(batch)
@@ -502,7 +519,9 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
                 rows = feats[i].reshape(-1, feats.shape[-1])
                 if lv < len(whitenings) and whitenings[lv] is not None:
                     rows = whitened(rows, whitenings[lv])  # type: ignore[arg-type]
-                dist = nearest_distances(rows, banks[lv], sq[lv]).reshape(grid)
+                bank = banks[lv]
+                dist = (bank.nearest(rows, grid) if isinstance(bank, Bands)
+                        else nearest_distances(rows, bank, sq[lv])).reshape(grid)
                 if divisors is not None:
                     dist = dist / divisors[lv]
                 level_seen = seen[lv]

@@ -12,6 +12,7 @@ import pytest
 from inspector.anomaly import teach as teaching
 from inspector.anomaly.alignment import SIDE, seen_cells, small_greys, teach_alignment, to_frame
 from inspector.anomaly.model import ALIGNMENT_FILE, load_anomaly_model
+from inspector.anomaly.patchcore import BAND_HEIGHT, Bands
 from inspector.pipeline.model_repo import ModelError, dump_toml
 
 
@@ -81,6 +82,9 @@ def test_a_parts_model_is_aligned_and_a_textures_is_not(tmp_path: Path) -> None:
     assert label.alignment is not None and model.alignment is not None
     assert card["alignment"]["file"] == ALIGNMENT_FILE and card["alignment"]["good_without_pose"] == 0
     assert card["alignment"]["largest_shift_px"] > 1.0 and "ECC" in card["alignment"]["rule"]
+    # its finest level's bank kept per band of rows (an aligned part's patches are matched near their own row)
+    assert isinstance(model.bank[0], Bands) and len(card["levels"]["0"]["band_rows"]) == 12 // BAND_HEIGHT
+    assert not isinstance(model.bank[1], Bands)
     images = np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / "label").glob("*.png"))])
     out = teaching.scorer_for(model).score(images)
     assert float(out.scores.max()) < 1.0  # the taught parts pass, scored at their pose
@@ -95,6 +99,7 @@ def test_a_parts_model_is_aligned_and_a_textures_is_not(tmp_path: Path) -> None:
     assert fabric.alignment is None and "alignment" not in tomllib.loads(
         (tmp_path / "fabric_m" / "card.toml").read_text())
     assert load_anomaly_model(tmp_path / "fabric_m").alignment is None
+    assert not any(isinstance(bank, Bands) for bank in load_anomaly_model(tmp_path / "fabric_m").bank)
     fabric_images = np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / "fabric").glob("*.png"))])
     assert teaching.scorer_for(load_anomaly_model(tmp_path / "fabric_m")).score(fabric_images).posed is None
 
