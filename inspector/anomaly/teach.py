@@ -445,6 +445,11 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         "threshold_scores": f"cross-validated, {FOLDS} folds: each good image scored against banks greedy-coreset "
                             "from the other folds' images (patchcore.cross_validated_maps)",
     }
+    if isinstance(banks[0], Bands):
+        taught["bands"] = (f"the finest level's bank per band of {banks[0].height} grid rows, each band's a greedy "
+                           f"coreset of the candidates within {banks[0].reach} rows of it, as many rows per grid row "
+                           "as the level's share gives (patchcore.band_banks); its threshold's scores cross-validated "
+                           "band by band (patchcore.cross_validated_band_maps)")
     if left_out:  # what the spec asked for and the texture rule dropped
         taught["levels_left_out"] = (
             "; ".join(f"the spec's level {i} (blocks {', '.join(map(str, spec_levels[i].taps))}): position share "
