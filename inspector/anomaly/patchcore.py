@@ -132,17 +132,29 @@ def cross_validated_maps(images: list[np.ndarray], candidates: np.ndarray, owner
     Returns:
         (len(images), P) float32 nearest-neighbour distances.
     """
+    def without(keep: np.ndarray, f: int) -> Callable[[np.ndarray], np.ndarray]:
+        pool = candidates[keep]
+        bank = np.ascontiguousarray(pool[greedy_coreset(pool, rows, seed=seed + f + 1, proj_dim=64)])
+        bank_sq = np.einsum("ij,ij->i", bank, bank)
+        return lambda patches: nearest_distances(patches, bank, bank_sq)
+
+    return _by_folds(images, owners, folds, without, progress)
+
+
+def _by_folds(images: list[np.ndarray], owners: np.ndarray, folds: int,
+              without: Callable[[np.ndarray, int], Callable[[np.ndarray], np.ndarray]],
+              progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """Each image's patch distances, fold by fold (`fold_of`): ``without(keep, f)`` chooses fold f's bank from the
+    candidates ``keep`` marks (those of the other folds' images, by ``owners``) and gives its nearest distances."""
     if len(images) < 2:
         raise ValueError("cross-validated scores need at least 2 images")
     fold = fold_of(len(images), folds)
     count = int(fold.max()) + 1
     out = np.empty((len(images), len(images[0])), np.float32)
     for f in range(count):
-        pool = candidates[fold[owners] != f]
-        bank = np.ascontiguousarray(pool[greedy_coreset(pool, rows, seed=seed + f + 1, proj_dim=64)])
-        bank_sq = np.einsum("ij,ij->i", bank, bank)
+        nearest = without(fold[owners] != f, f)
         for i in np.flatnonzero(fold == f):
-            out[i] = nearest_distances(images[i], bank, bank_sq)
+            out[i] = nearest(images[i])
         if progress is not None:
             progress(f + 1, count)
     return out
@@ -237,20 +249,12 @@ def cross_validated_band_maps(images: list[np.ndarray], candidates: np.ndarray, 
                               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """`cross_validated_maps` for a banded level: each fold's bands (`band_banks`) chosen from the other folds'
     candidates, as teaching chooses them; ``rows``: each candidate's grid row."""
-    if len(images) < 2:
-        raise ValueError("cross-validated scores need at least 2 images")
-    fold = fold_of(len(images), folds)
-    count = int(fold.max()) + 1
-    out = np.empty((len(images), len(images[0])), np.float32)
-    for f in range(count):
-        keep = fold[owners] != f
+    def without(keep: np.ndarray, f: int) -> Callable[[np.ndarray], np.ndarray]:
         bands = band_banks(candidates[keep], rows[keep], grid[0], size, height=height, reach=reach,
                            seed=seed + (f + 1) * 1000)
-        for i in np.flatnonzero(fold == f):
-            out[i] = bands.nearest(images[i], grid)
-        if progress is not None:
-            progress(f + 1, count)
-    return out
+        return lambda patches: bands.nearest(patches, grid)
+
+    return _by_folds(images, owners, folds, without, progress)
 
 
 #: Per-position normalisation (`cell_divisors`): a cell's distance is divided by the mean + this many standard

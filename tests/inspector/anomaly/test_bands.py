@@ -21,15 +21,11 @@ from inspector.anomaly.patchcore import (
 )
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
 from inspector.pipeline.model_repo import ModelError, dump_toml
+from tests.inspector.anomaly.frames import smooth_frames
 
 LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 RAWS = (7.5, 3.0)
 
-
-def _frames(seed: int, n: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.kron(rng.integers(40, 220, (n, 8, 8, 3)), np.ones((1, 8, 8, 1)))
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 def _taught(frames: np.ndarray) -> tuple[tuple[Bands, np.ndarray], list[tuple[float, float]]]:
@@ -75,8 +71,8 @@ def test_a_patch_is_as_far_as_its_nearest_good_patch_near_its_own_row() -> None:
 
 @pytest.mark.parametrize("precision", ["f32", "int8-distances", "int8"])
 def test_the_scoring_graph_scores_a_banded_level_as_numpy_does(precision: str) -> None:
-    (bands, coarse), ranges = _taught(_frames(1, 4))
-    frames = _frames(2, 3)
+    (bands, coarse), ranges = _taught(smooth_frames(1, 4))
+    frames = smooth_frames(2, 3)
     fine_f, coarse_f = FeatureExtractor(LEVELS, 64, 64, "f32").all_levels(frames)
     m0 = np.stack([bands.nearest(f.reshape(-1, 64), (8, 8)).reshape(8, 8) for f in fine_f]) / RAWS[0]
     m1 = np.stack([nearest_distances(f.reshape(-1, 112), coarse).reshape(4, 4) for f in coarse_f]) / RAWS[1]
@@ -112,7 +108,7 @@ def test_the_cross_validated_maps_of_a_banded_level_score_each_image_against_ban
 
 
 def test_a_banded_bank_is_written_and_read_back_with_its_bands(tmp_path: Path) -> None:
-    (bands, coarse), _ = _taught(_frames(4, 2))
+    (bands, coarse), _ = _taught(smooth_frames(4, 2))
     write_model(tmp_path / "m", "m", (bands, coarse), LEVELS, 64, 64, RAWS, None, {})
     card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
     level = card["levels"]["0"]
@@ -124,7 +120,7 @@ def test_a_banded_bank_is_written_and_read_back_with_its_bands(tmp_path: Path) -
     for a, b in zip(read.banks, bands.banks, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(model.bank[1], coarse)
-    frames = _frames(5, 2)
+    frames = smooth_frames(5, 2)
     np.testing.assert_allclose(AnomalyScorer.for_model(model, precision="f32").score(frames).maps,
                                AnomalyScorer(LEVELS, 64, 64, (bands, coarse), RAWS, edge=0).score(frames).maps,
                                rtol=1e-5)

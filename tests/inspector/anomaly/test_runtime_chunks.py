@@ -8,20 +8,16 @@ import pytest
 from inspector.anomaly import runtime
 from inspector.anomaly.backbone import FeatureSpec
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor, product_rows
+from tests.inspector.anomaly.frames import smooth_frames
 
 LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 RAWS = (7.5, 3.0)
 
 
-def _frames(seed: int, n: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.kron(rng.integers(40, 220, (n, 8, 8, 3)), np.ones((1, 8, 8, 1)))
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-
 
 def _banks() -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[float, float]]]:
     ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
-    fine, coarse = ex.all_levels(_frames(1, 4))
+    fine, coarse = ex.all_levels(smooth_frames(1, 4))
     return (fine.reshape(-1, 64)[::2].copy(), coarse.reshape(-1, 112)[::2].copy()), ex.activation_ranges()
 
 
@@ -42,7 +38,7 @@ def test_product_rows_keep_a_chunk_within_the_budget_in_multiples_of_16() -> Non
 @pytest.mark.parametrize("precision", ["f32", "int8-distances", "int8"])
 def test_a_product_in_chunks_scores_as_the_whole_product(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
     banks, ranges = _banks()
-    frames = _frames(2, 3)
+    frames = smooth_frames(2, 3)
     whole = AnomalyScorer(LEVELS, 64, 64, banks, RAWS, precision, edge=1, activation_ranges=ranges)
     # the fine bank's 128 rows: chunks of 16 patches, the fine level's 36 inner ones (its edge cell along each side
     # is not scored) in three (16 + 16 + 4); the coarse one whole

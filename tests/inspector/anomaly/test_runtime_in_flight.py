@@ -7,21 +7,17 @@ import numpy as np
 
 from inspector.anomaly.backbone import FeatureSpec
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
+from tests.inspector.anomaly.frames import smooth_frames
 
 LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 
 
-def _frames(seed: int, n: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.kron(rng.integers(40, 220, (n, 8, 8, 3)), np.ones((1, 8, 8, 1)))
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-
 
 def test_batches_in_flight_score_as_they_do_one_at_a_time() -> None:
     ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
-    fine, coarse = ex.all_levels(_frames(1, 4))
+    fine, coarse = ex.all_levels(smooth_frames(1, 4))
     banks = (fine.reshape(-1, 64)[::2].copy(), coarse.reshape(-1, 112)[::2].copy())
-    batches = [_frames(10 + k, n) for k, n in enumerate((8, 8, 3, 8, 5))]
+    batches = [smooth_frames(10 + k, n) for k, n in enumerate((8, 8, 3, 8, 5))]
     alone = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=1, activation_ranges=ex.activation_ranges())
     want = [alone.score(b) for b in batches]
     kept = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=3, activation_ranges=ex.activation_ranges())
@@ -40,9 +36,9 @@ def test_a_batch_not_waited_for_keeps_its_own_scores_when_its_requests_take_a_la
     """Before, the batch ``depth`` later reused the requests and the earlier batch, waited for afterwards, read the
     later one's scores: an NG part could read OK. Now starting the later batch first collects the earlier one."""
     ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
-    fine, coarse = ex.all_levels(_frames(1, 4))
+    fine, coarse = ex.all_levels(smooth_frames(1, 4))
     banks = (fine.reshape(-1, 64)[::2].copy(), coarse.reshape(-1, 112)[::2].copy())
-    first, later = _frames(20, 4), _frames(21, 4)
+    first, later = smooth_frames(20, 4), smooth_frames(21, 4)
     alone = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=1, activation_ranges=ex.activation_ranges())
     want = alone.score(first)
     kept = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", depth=1, activation_ranges=ex.activation_ranges())

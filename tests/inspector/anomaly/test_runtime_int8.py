@@ -15,15 +15,10 @@ from inspector.anomaly.model import load_anomaly_model, write_model
 from inspector.anomaly.patchcore import nearest_distances
 from inspector.anomaly.runtime import AnomalyScorer, FeatureExtractor
 from inspector.pipeline.model_repo import dump_toml
+from tests.inspector.anomaly.frames import smooth_frames
 
 LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 
-
-def _frames(seed: int, n: int = 4) -> np.ndarray:
-    """Smooth frames with texture (random pixels would be far from any taught part)."""
-    rng = np.random.default_rng(seed)
-    base = np.kron(rng.integers(40, 220, (n, 8, 8, 3)), np.ones((1, 8, 8, 1)))
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 def _taught(frames: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[float, float]]]:
@@ -41,7 +36,7 @@ def _numpy_maps(frames: np.ndarray, banks: tuple[np.ndarray, np.ndarray], raws: 
 
 
 def test_the_activation_ranges_are_each_convolutions_input_range_over_the_batches_seen() -> None:
-    frames = _frames(1, 6)
+    frames = smooth_frames(1, 6)
     ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
     first = ex.all_levels(frames[:3])
     with pytest.raises(ValueError, match="does not record"):
@@ -59,9 +54,9 @@ def test_the_activation_ranges_are_each_convolutions_input_range_over_the_batche
 
 
 def test_int8_distances_score_as_numpy_on_f32_features_within_a_few_percent() -> None:
-    banks, _ = _taught(_frames(2))
+    banks, _ = _taught(smooth_frames(2))
     raws = (7.5, 3.0)
-    frames = _frames(3, 3)
+    frames = smooth_frames(3, 3)
     want = _numpy_maps(frames, banks, raws)
     want[:, [0, -1], :] = want[:, :, [0, -1]] = 0  # the edge cell along each side is not scored: 0 in the map
     f32 = AnomalyScorer(LEVELS, 64, 64, banks, raws, "f32", edge=1).score(frames)
@@ -73,9 +68,9 @@ def test_int8_distances_score_as_numpy_on_f32_features_within_a_few_percent() ->
 
 
 def test_the_int8_scorer_quantises_the_backbone_at_the_recorded_ranges() -> None:
-    banks, ranges = _taught(_frames(4))
+    banks, ranges = _taught(smooth_frames(4))
     raws = (7.5, 3.0)
-    frames = _frames(5, 3)
+    frames = smooth_frames(5, 3)
     want = _numpy_maps(frames, banks, raws)
     with pytest.raises(ValueError, match="activation ranges"):
         AnomalyScorer(LEVELS, 64, 64, banks, raws, "int8")
@@ -91,13 +86,13 @@ def test_the_int8_scorer_quantises_the_backbone_at_the_recorded_ranges() -> None
 
 
 def test_for_model_reads_the_precision_and_the_ranges_from_the_card(tmp_path: Path) -> None:
-    banks, ranges = _taught(_frames(6))
+    banks, ranges = _taught(smooth_frames(6))
     write_model(tmp_path / "m", "m", banks, LEVELS, 64, 64, (7.5, 3.0), None,
                 {"runtime": {"activation_ranges": [list(r) for r in ranges]}}, precision="int8")
     card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
     assert card["runtime"]["precision"] == "int8" and len(card["runtime"]["activation_ranges"]) == 33
     model = load_anomaly_model(tmp_path / "m")
-    frames = _frames(7, 2)
+    frames = smooth_frames(7, 2)
     direct = AnomalyScorer(LEVELS, 64, 64, banks, (7.5, 3.0), "int8", activation_ranges=ranges).score(frames)
     np.testing.assert_allclose(AnomalyScorer.for_model(model).score(frames).maps, direct.maps, rtol=1e-5)
     assert AnomalyScorer.for_model(model, precision="f32").precision == "f32"
@@ -115,7 +110,7 @@ def test_teaching_records_the_ranges_of_the_good_images_and_the_int8_scorer_uses
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.mkdir()
     bad.mkdir()
-    frames = _frames(8, teaching.MIN_GOOD)
+    frames = smooth_frames(8, teaching.MIN_GOOD)
     for i, f in enumerate(frames):
         cv2.imwrite(str(good / f"{i}.png"), f)
     cv2.imwrite(str(bad / "0.png"), np.full((64, 64, 3), 255, np.uint8))  # brighter than any good one
@@ -147,9 +142,9 @@ def test_the_default_precision_is_int8_where_the_cpu_has_an_int8_dot_product(mon
 
 @pytest.mark.parametrize("precision", ["f32", "bf16-features", "int8-distances"])
 def test_a_batch_split_over_streams_scores_as_one_stream_does(precision: str) -> None:
-    banks, _ = _taught(_frames(9))
+    banks, _ = _taught(smooth_frames(9))
     raws = (7.5, 3.0)
-    frames = _frames(10, 5)
+    frames = smooth_frames(10, 5)
     one = AnomalyScorer(LEVELS, 64, 64, banks, raws, precision, edge=1, streams=1)
     two = AnomalyScorer(LEVELS, 64, 64, banks, raws, precision, edge=1, streams=2)
     assert (one.streams, two.streams) == (1, 2)
