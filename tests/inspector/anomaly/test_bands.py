@@ -130,3 +130,28 @@ def test_a_banded_bank_is_written_and_read_back_with_its_bands(tmp_path: Path) -
         (tmp_path / "m" / "card.toml").write_text(dump_toml(card))
         with pytest.raises(ModelError, match=r"card.toml.*level 0's bands"):
             load_anomaly_model(tmp_path / "m", verify=False)
+
+
+
+def test_teaching_scores_ng_images_in_numpy_against_each_bands_own_bank(tmp_path: Path) -> None:
+    # where the CPU has neither int8 dot products nor bf16 the model is f32, and teaching scores its NG images in
+    # numpy (teach._raw_scores): each band's rows against its own bank, as the graph does. Here each band's bank
+    # holds another band's patches of the very frames scored: against every band together they would score 0
+    import cv2
+
+    from inspector.anomaly import teach as teaching
+
+    level = (LEVELS[0],)
+    frames = smooth_frames(6, 3)
+    files = []
+    for i, frame in enumerate(frames):
+        files.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(files[-1]), frame)
+    (fine,) = FeatureExtractor(level, 64, 64, "f32").all_levels(frames)
+    bands = Bands(2, 0, tuple(np.ascontiguousarray(fine[:, 2 * ((b + 2) % 4):2 * ((b + 2) % 4) + 2].reshape(-1, 64))
+                              for b in range(4)))
+    numpy_scores = teaching._raw_scores(FeatureExtractor(level, 64, 64, "f32"), files, [bands], [1.0], [1], None, 64,
+                                        64, lambda _d, _n: None)
+    graph = AnomalyScorer(level, 64, 64, (bands,), (1.0,), "f32", edge=1).score(frames).scores
+    assert numpy_scores.min() > 1.0  # far from another band's patches
+    np.testing.assert_allclose(numpy_scores, graph, rtol=1e-4)
