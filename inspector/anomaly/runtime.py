@@ -191,7 +191,9 @@ def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray 
     `product_rows` patches (``int8``: the products in int8, see `_Int8Bank`). With ``whitening`` ((C + 1, D),
     `patchcore.whitening`) the patches are first whitened (the bank was taught whitened).
     ``edge`` cells along each side are not scored: 0 in the map (the image score leaves them out). A whitening
-    (C + 1, D) with D < C also projects the patches to the bank's D dimensions (`patchcore.whitening`)."""
+    (C + 1, D) with D < C also projects the patches to the bank's D dimensions (`patchcore.whitening`). A banded
+    ``bank`` (`patchcore.Bands`, an aligned part's): each band's scored rows are their own chunks, against that
+    band's bank only."""
     if divisors is not None and np.shape(divisors) != grid:
         raise ValueError(f"anomaly: cell divisors {np.shape(divisors)} do not fit the level's grid {grid}")
     channels = feats.get_partial_shape()[1].get_length()  # an ov.Output
