@@ -27,7 +27,6 @@ LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 RAWS = (7.5, 3.0)
 
 
-
 def _taught(frames: np.ndarray) -> tuple[tuple[Bands, np.ndarray], list[tuple[float, float]]]:
     """The fine level banded (bands of 2 of its 8 rows, reach 1, every patch of ``frames`` a candidate), the coarse
     one plain; the activation ranges of the same pass."""
@@ -130,7 +129,6 @@ def test_a_banded_bank_is_written_and_read_back_with_its_bands(tmp_path: Path) -
         (tmp_path / "m" / "card.toml").write_text(dump_toml(card))
         with pytest.raises(ModelError, match=r"card.toml.*level 0's bands"):
             load_anomaly_model(tmp_path / "m", verify=False)
-
 
 
 def test_teaching_scores_ng_images_in_numpy_against_each_bands_own_bank(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 RAWS = (7.5, 3.0)
 
 
-
 def _banks() -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[float, float]]]:
     ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
     fine, coarse = ex.all_levels(smooth_frames(1, 4))

@@ -12,7 +12,6 @@ from tests.inspector.anomaly.frames import smooth_frames
 LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 
 
-
 def test_batches_in_flight_score_as_they_do_one_at_a_time() -> None:
     ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
     fine, coarse = ex.all_levels(smooth_frames(1, 4))

@@ -20,7 +20,6 @@ from tests.inspector.anomaly.frames import smooth_frames
 LEVELS = (FeatureSpec((2, 4), 8, 3), FeatureSpec((10,), 16, 3))
 
 
-
 def _taught(frames: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[float, float]]]:
     """Banks (every other patch of ``frames``' f32 features) and the activation ranges of the same pass."""
     ex = FeatureExtractor(LEVELS, 64, 64, "f32", record_ranges=True)
