@@ -340,6 +340,17 @@ def bank_rows(bank: np.ndarray | Bands) -> int:
     return bank.rows if isinstance(bank, Bands) else len(bank)
 
 
+def bank_width(bank: np.ndarray | Bands) -> int:
+    """A level's bank's feature width (a plain bank's or a banded one's)."""
+    return bank.width if isinstance(bank, Bands) else int(bank.shape[1])
+
+
+def level_nearest(bank: np.ndarray | Bands, patches: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(P,) each of one frame's patches' (P, D), row-major on ``grid``, distance to its nearest row of a level's
+    bank (a banded one's: its band's, `Bands.nearest`)."""
+    return bank.nearest(patches, grid) if isinstance(bank, Bands) else nearest_distances(patches, bank)
+
+
 #: Shrinkage of the good patches' covariance towards its mean variance (`whitening`; a set weight, where
 #: Ledoit-Wolf would estimate it), so that directions the good patches barely use (a fixed pattern's constant
 #: channels) do not get an unbounded weight. Validation, the fine level alone in f32 numpy, AUROC at 0.01 / 0.1 /

@@ -30,7 +30,7 @@ import numpy as np
 from inspector.anomaly import int8 as int8_graph
 from inspector.anomaly.alignment import Alignment, seen_cells, to_frame
 from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_model
-from inspector.anomaly.patchcore import Bands, band_count
+from inspector.anomaly.patchcore import Bands, band_count, bank_width
 
 if TYPE_CHECKING:
     from inspector.anomaly.model import AnomalyModel
@@ -175,11 +175,6 @@ def product_rows(bank_rows: int) -> int:
     """Query rows (of one frame) per chunk of the product against a bank of ``bank_rows``: a multiple of 16
     that keeps the chunk within `PRODUCT_CHUNK_BYTES`, at least 16."""
     return max(16, PRODUCT_CHUNK_BYTES // (4 * max(1, bank_rows)) // 16 * 16)
-
-
-def bank_width(bank: np.ndarray | Bands) -> int:
-    """A level's bank's feature width (a plain bank's or a banded one's, `patchcore.Bands`)."""
-    return bank.width if isinstance(bank, Bands) else int(bank.shape[1])
 
 
 def _level_scores(ops: Any, feats: Any, grid: tuple[int, int], bank: np.ndarray | Bands, raw_threshold: float,

@@ -39,7 +39,7 @@ from inspector.anomaly.patchcore import (
     cross_validated_maps,
     greedy_coreset,
     image_coreset_cells,
-    nearest_distances,
+    level_nearest,
     position_share,
     whitened,
     whitening,
@@ -510,7 +510,6 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     of the worst inner patch's distance (/ its cell's divisor, where given) / the level's scale, a level's
     features whitened first where ``whitenings`` has its transform."""
     out = []
-    sq = [None if isinstance(b, Bands) else np.einsum("ij,ij->i", b, b) for b in banks]
     for start in range(0, len(files), BATCH):
         batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
         outs = extractor.all_levels(batch)
@@ -524,9 +523,7 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
                 rows = feats[i].reshape(-1, feats.shape[-1])
                 if lv < len(whitenings) and whitenings[lv] is not None:
                     rows = whitened(rows, whitenings[lv])  # type: ignore[arg-type]
-                bank = banks[lv]
-                dist = (bank.nearest(rows, grid) if isinstance(bank, Bands)
-                        else nearest_distances(rows, bank, sq[lv])).reshape(grid)
+                dist = level_nearest(banks[lv], rows, grid).reshape(grid)
                 if divisors is not None:
                     dist = dist / divisors[lv]
                 level_seen = seen[lv]
