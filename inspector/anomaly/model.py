@@ -20,7 +20,11 @@ transform, finest first, one float32 vector) and its sha256, checked like the ba
 dimensions than its channels says how many (``[levels.N] whiten_dims``: its bank's width).
 
 An aligned part's level may keep its bank per band of grid rows (`patchcore.Bands`): ``[levels.N] band_height``,
-``band_reach`` and ``band_rows`` (each band's rows, one after the other in the level's share of the bank file).
+``band_reach`` and ``band_rows`` (each band's rows). Neighbouring bands are taught from overlapping grid rows, so they
+share most of their rows: the level's share of the bank file holds each distinct row once, and ``[band_index]`` names
+the file (``band_index.npy``: int32, each band's rows as indices into its level's, band after band, the banded levels
+finest first) and its sha256, checked like the bank's. A banded card without ``[band_index]`` (stop 48's) has every
+band's rows one after the other in the bank file.
 
 A model may have a tone level (`tone.ToneLevel`): ``[tone]`` names the file (``tone.npy``: its (D + 1, D)
 whitening, or with ``per_position`` one per scored cell, (rows, columns, D + 1, D); one float32 array) and its
@@ -51,7 +55,7 @@ from inspector.anomaly.backbone import (
     weights_path,
 )
 from inspector.anomaly.images import Roi
-from inspector.anomaly.patchcore import Bands, band_count, bank_rows
+from inspector.anomaly.patchcore import Bands, band_count
 from inspector.anomaly.runtime import PRECISIONS
 from inspector.anomaly.tone import ToneLevel
 from inspector.anomaly.tone import card_table as tone_table
@@ -63,6 +67,7 @@ POSITION_FILE = "cell_divisors.npy"
 WHITENING_FILE = "whitening.npy"
 TONE_FILE = "tone.npy"
 ALIGNMENT_FILE = "alignment.npy"
+BAND_INDEX_FILE = "band_index.npy"
 #: What the first row of a level's whitening holds (the card's ``[whitening] first_row``): the good patches' mean
 #: times the matrix (`patchcore.whitening`). Cards without it hold the mean itself (square transforms, before
 #: whitened levels could be projected), converted when read.
@@ -138,6 +143,22 @@ def pack_banks(banks: Sequence[np.ndarray | Bands]) -> np.ndarray:
     return out
 
 
+def distinct_rows(bands: Bands) -> tuple[np.ndarray, np.ndarray]:
+    """A banded level's distinct bank rows, in the order first met band after band, and (int32) each band row's
+    index into them, band after band: ``distinct[index]`` is the bands' rows one after the other."""
+    every = np.concatenate(bands.banks)
+    _, first, inverse = np.unique(every, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return every[first[order]], rank[inverse.ravel()].astype(np.int32)
+
+
+def _stored(bank: np.ndarray | Bands) -> tuple[np.ndarray, np.ndarray | None]:
+    """A level's rows as the bank file holds them, and a banded level's band index (`distinct_rows`)."""
+    return distinct_rows(bank) if isinstance(bank, Bands) else (bank, None)
+
+
 def _band_fields(bank: np.ndarray | Bands) -> dict[str, Any]:
     """A banded level's card fields (``band_height``, ``band_reach``, ``band_rows``: each band's rows); none for a
     plain bank."""
@@ -159,7 +180,14 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray | Bands], spe
     good parts' poses (``shifts``, ``turns``: arrays; ``failed``: a count, `alignment.Alignment.card_table`)."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
-    np.save(bank_path, pack_banks(bank), allow_pickle=False)
+    stored = [_stored(b) for b in bank]
+    np.save(bank_path, pack_banks([rows for rows, _ in stored]), allow_pickle=False)
+    banded = [i for i, (_, index) in enumerate(stored) if index is not None]
+    index_path = folder / BAND_INDEX_FILE
+    if banded:
+        np.save(index_path, np.concatenate([stored[i][1] for i in banded]), allow_pickle=False)  # type: ignore[misc]
+    elif index_path.exists():
+        index_path.unlink()
     position_path = folder / POSITION_FILE
     if cell_divisors is not None:
         np.save(position_path, np.concatenate([np.asarray(d, np.float32).ravel() for d in cell_divisors]),
@@ -204,12 +232,14 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray | Bands], spe
         "sha256": backbone.sha256,
     }
     card["levels"] = {str(i): {"taps": list(lv.taps), "grid_stride": lv.grid_stride, "pool": lv.pool,
-                               "channels": lv.channels, "rows": bank_rows(b), "raw": float(r), **_band_fields(b),
+                               "channels": lv.channels, "rows": len(rows), "raw": float(r), **_band_fields(b),
                                **({"normalise": lv.normalise} if lv.normalise != "none" else {}),
                                **({"whiten": True} if i in whitened else {}),
                                **({"whiten_dims": lv.width} if i in whitened and lv.width != lv.channels else {}),
                                **({"position_share": round(float(position_shares[i]), 4)} if position_shares else {})}
-                      for i, (lv, b, r) in enumerate(zip(spec, bank, raw_threshold))}
+                      for i, (lv, b, (rows, _), r) in enumerate(zip(spec, bank, stored, raw_threshold))}
+    if banded:
+        card["band_index"] = {"file": BAND_INDEX_FILE, "sha256": sha256_of(index_path), "levels": banded}
     if cell_divisors is not None:
         card["position"] = {"file": POSITION_FILE, "sha256": sha256_of(position_path), "rule": position_rule,
                             "grids": [list(np.shape(d)) for d in cell_divisors]}
@@ -257,10 +287,11 @@ def _levels(raw: dict[str, Any], backbone: dict[str, Any], threshold: dict[str, 
 
 
 def _unpack(packed: np.ndarray, specs: Levels, rows: tuple[int, ...], path: Path,
-            bands: Sequence[BandLayout | None] = (), grid_rows: Sequence[int] = (), card: Path | None = None
-            ) -> tuple[np.ndarray | Bands, ...]:
+            bands: Sequence[BandLayout | None] = (), grid_rows: Sequence[int] = (), card: Path | None = None,
+            index: Sequence[np.ndarray | None] = ()) -> tuple[np.ndarray | Bands, ...]:
     """The levels' banks out of the packed array at ``path`` (a banded level's as `patchcore.Bands`, its layout from
-    the ``card`` checked against its grid's ``grid_rows``)."""
+    the ``card`` checked against its grid's ``grid_rows``; its rows picked by its ``index`` (`_band_index`) where
+    the card has one, else the bands one after the other)."""
     if packed.dtype != np.float32 or packed.ndim != 2 or len(packed) == 0:
         raise ModelError(f"model: {path}: bank {packed.dtype} {packed.shape} is not a 2-D float32 array")
     sizes = [len(packed) if r < 0 else r for r in rows]
@@ -278,10 +309,13 @@ def _unpack(packed: np.ndarray, specs: Levels, rows: tuple[int, ...], path: Path
             out.append(level)
             continue
         height, reach, band_sizes = layout
-        if height < 1 or reach < 0 or sum(band_sizes) != n or min(band_sizes, default=0) < 1 \
-                or len(band_sizes) != band_count(grid_rows[i], height):
+        picked = index[i] if i < len(index) else None
+        if height < 1 or reach < 0 or sum(band_sizes) != (n if picked is None else len(picked)) \
+                or min(band_sizes, default=0) < 1 or len(band_sizes) != band_count(grid_rows[i], height):
             raise ModelError(f"model: {card or path}: level {i}'s bands (height {height}, rows {list(band_sizes)}) do not fit "
-                             f"its {n} bank rows and a grid of {grid_rows[i]} rows")
+                             f"its {n if picked is None else len(picked)} bank rows and a grid of {grid_rows[i]} rows")
+        if picked is not None:
+            level = level[picked]
         edges = np.cumsum((0, *band_sizes))
         out.append(Bands(height, reach, tuple(level[a:b] for a, b in pairwise(edges))))
     return tuple(out)
@@ -348,7 +382,9 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
                 raise ModelError(f"model: backbone weights {weights} do not match sha256 {net.sha256[:12]}...")
         except WeightsError as exc:
             raise ModelError(str(exc)) from None
-    banks = _unpack(packed, specs, rows, bank_path, bands, [height // s.grid_stride for s in specs], path)
+    sizes = [len(packed) if r < 0 else r for r in rows]
+    index = _band_index(folder, path, raw.get("band_index"), bands, sizes, verify)
+    banks = _unpack(packed, specs, rows, bank_path, bands, [height // s.grid_stride for s in specs], path, index)
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     whitening = _whitening(folder, path, raw.get("whitening"), specs, verify)
     tone = _tone(folder, path, raw.get("tone"), specs, width, height, verify)
@@ -445,6 +481,33 @@ def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, heigh
         raise ModelError(f"model: {file}: {transform.dtype} {transform.shape} is not a finite float32 "
                          f"{shape} transform")
     return ToneLevel(stride, windows, channels, transform, (r0, c0, r1, c1), raw)
+
+
+def _band_index(folder: Path, path: Path, table: Any, bands: Sequence[BandLayout | None], rows: Sequence[int],
+                verify: bool) -> tuple[np.ndarray | None, ...]:
+    """The card's ``[band_index]``, checked (sha256; int32; as many indices as each banded level's bands have rows,
+    each inside its level's ``rows``), split per level (None for a plain one); all None without it (stop 48's
+    layout)."""
+    if table is None:
+        return (None,) * len(bands)
+    name, sha256 = _named_file(path, table, "band_index")
+    banded = [i for i, b in enumerate(bands) if b is not None]
+    if [int(i) for i in table.get("levels", banded)] != banded or not banded:
+        raise ModelError(f"model: {path}: [band_index] levels {table.get('levels')} are not the banded levels ({banded})")
+    file, flat = folder / name, _checked_array(folder, name, sha256, verify)
+    counts = [sum(bands[i][2]) for i in banded]  # type: ignore[index]
+    if flat.dtype != np.int32 or flat.ndim != 1:
+        raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not a vector of int32 indices")
+    if len(flat) != sum(counts):
+        raise ModelError(f"model: {path}: the banded levels' bands ({sum(counts)} rows) do not fit the {len(flat)} "
+                         f"indices of {file}")
+    out: list[np.ndarray | None] = [None] * len(bands)
+    for i, part in zip(banded, np.split(flat, np.cumsum(counts)[:-1])):
+        if len(part) and (int(part.min()) < 0 or int(part.max()) >= rows[i]):
+            raise ModelError(f"model: {file}: level {i}'s indices {int(part.min())}..{int(part.max())} leave its "
+                             f"{rows[i]} bank rows")
+        out[i] = part
+    return tuple(out)
 
 
 def _alignment(folder: Path, path: Path, table: Any, width: int, height: int, verify: bool) -> Alignment | None:

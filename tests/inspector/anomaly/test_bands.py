@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from inspector.anomaly.backbone import FeatureSpec
-from inspector.anomaly.model import load_anomaly_model, write_model
+from inspector.anomaly.model import load_anomaly_model, pack_banks, write_model
 from inspector.anomaly.patchcore import (
     Bands,
     band_banks,
@@ -111,7 +111,8 @@ def test_a_banded_bank_is_written_and_read_back_with_its_bands(tmp_path: Path) -
     write_model(tmp_path / "m", "m", (bands, coarse), LEVELS, 64, 64, RAWS, None, {})
     card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
     level = card["levels"]["0"]
-    assert (level["band_height"], level["band_reach"]) == (2, 1) and level["rows"] == bands.rows
+    assert (level["band_height"], level["band_reach"]) == (2, 1) and level["rows"] == len(np.unique(
+        np.concatenate(bands.banks), axis=0))
     assert level["band_rows"] == [len(b) for b in bands.banks] and "band_rows" not in card["levels"]["1"]
     model = load_anomaly_model(tmp_path / "m")
     read = model.bank[0]
@@ -127,8 +128,49 @@ def test_a_banded_bank_is_written_and_read_back_with_its_bands(tmp_path: Path) -
     for rows in ([level["band_rows"][0] + 1, *level["band_rows"][1:]], level["band_rows"][:3]):
         card["levels"]["0"]["band_rows"] = rows
         (tmp_path / "m" / "card.toml").write_text(dump_toml(card))
-        with pytest.raises(ModelError, match=r"card.toml.*level 0's bands"):
+        with pytest.raises(ModelError, match=r"card.toml.*bands"):
             load_anomaly_model(tmp_path / "m", verify=False)
+
+
+def test_a_banded_bank_stores_each_good_patch_once_and_its_bands_by_index(tmp_path: Path) -> None:
+    # neighbouring bands are taught from overlapping rows, so most of their bank rows are the same patches: the bank
+    # file holds each once, and each band's rows are indices into them (`band_index.npy`, its sha256 in the card)
+    (bands, coarse), _ = _taught(smooth_frames(4, 2))
+    every = np.concatenate(bands.banks)
+    distinct = len(np.unique(every, axis=0))
+    assert distinct < len(every)  # the reach of 1 row makes bands share rows
+    write_model(tmp_path / "m", "m", (bands, coarse), LEVELS, 64, 64, RAWS, None, {})
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    assert card["levels"]["0"]["rows"] == distinct and card["levels"]["1"]["rows"] == len(coarse)
+    assert len(np.load(tmp_path / "m" / "memory_bank.npy")) == distinct + len(coarse)
+    index = np.load(tmp_path / "m" / card["band_index"]["file"])
+    assert index.dtype == np.int32 and len(index) == bands.rows and card["band_index"]["levels"] == [0]
+    read = load_anomaly_model(tmp_path / "m").bank[0]
+    assert isinstance(read, Bands)
+    for a, b in zip(read.banks, bands.banks, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # an index outside the level's rows, or one row short: one line naming the file
+    for bad in (np.where(index == index.max(), distinct, index), index[:-1]):
+        np.save(tmp_path / "m" / "band_index.npy", bad.astype(np.int32))
+        with pytest.raises(ModelError, match=r"band_index.npy"):
+            load_anomaly_model(tmp_path / "m", verify=False)
+    with pytest.raises(ModelError, match=r"band_index.npy does not match its card"):
+        load_anomaly_model(tmp_path / "m")
+
+
+def test_a_banded_bank_written_band_after_band_still_loads(tmp_path: Path) -> None:
+    # stop 48's layout: every band's rows one after the other in the bank file, no index
+    (bands, coarse), _ = _taught(smooth_frames(4, 2))
+    write_model(tmp_path / "m", "m", (bands, coarse), LEVELS, 64, 64, RAWS, None, {})
+    card = tomllib.loads((tmp_path / "m" / "card.toml").read_text())
+    del card["band_index"]
+    card["levels"]["0"]["rows"] = bands.rows
+    np.save(tmp_path / "m" / "memory_bank.npy", pack_banks([np.concatenate(bands.banks), coarse]))
+    (tmp_path / "m" / "card.toml").write_text(dump_toml(card))
+    read = load_anomaly_model(tmp_path / "m", verify=False).bank[0]
+    assert isinstance(read, Bands)
+    for a, b in zip(read.banks, bands.banks, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_teaching_scores_ng_images_in_numpy_against_each_bands_own_bank(tmp_path: Path) -> None:
