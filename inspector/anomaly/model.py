@@ -29,6 +29,11 @@ band's rows one after the other in the bank file.
 A model may have a tone level (`tone.ToneLevel`): ``[tone]`` names the file (``tone.npy``: its (D + 1, D)
 whitening, or with ``per_position`` one per scored cell, (rows, columns, D + 1, D); one float32 array) and its
 sha256, checked like the bank's, with its cell size, windows, channels, the cells scored and its raw threshold.
+
+An aligned part's model may have an appearance level (`appearance.AppearanceLevel`): ``[appearance]`` names the file
+(``appearance.npy``: the mean block means (D), the components (K x D) and the cells' scales (rows x columns), one
+float32 vector; D = rows x columns x channels of the scored cells) and its sha256, checked like the bank's, with its block size, channels,
+components, smoothing, the cells scored and its raw threshold.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from inspector.anomaly.alignment import Alignment, small_size
+from inspector.anomaly.appearance import AppearanceLevel
 from inspector.anomaly.backbone import (
     BACKBONES,
     FeatureSpec,
@@ -68,6 +74,7 @@ WHITENING_FILE = "whitening.npy"
 TONE_FILE = "tone.npy"
 ALIGNMENT_FILE = "alignment.npy"
 BAND_INDEX_FILE = "band_index.npy"
+APPEARANCE_FILE = "appearance.npy"
 #: What the first row of a level's whitening holds (the card's ``[whitening] first_row``): the good patches' mean
 #: times the matrix (`patchcore.whitening`). Cards without it hold the mean itself (square transforms, before
 #: whitened levels could be projected), converted when read.
@@ -104,6 +111,8 @@ class AnomalyModel:
         tone: The tone level (`tone.ToneLevel`), or None (cards without ``[tone]``).
         alignment: A part's alignment to the good parts' pose (`alignment.Alignment`), or None (a texture's model,
             or cards without ``[alignment]``).
+        appearance: An aligned part's appearance level (`appearance.AppearanceLevel`), or None (cards without
+            ``[appearance]``).
     """
 
     name: str
@@ -123,6 +132,7 @@ class AnomalyModel:
     whitening: tuple[np.ndarray | None, ...] | None = field(default=None, compare=False)
     tone: ToneLevel | None = field(default=None, compare=False)
     alignment: Alignment | None = field(default=None, compare=False)
+    appearance: AppearanceLevel | None = field(default=None, compare=False)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -172,12 +182,14 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray | Bands], spe
                 edge_cells: int = 0, precision: str = "f32", cell_divisors: Sequence[np.ndarray] | None = None,
                 position_rule: str = "", whitening: Sequence[np.ndarray | None] | None = None,
                 whitening_rule: str = "", position_shares: Sequence[float] | None = None,
-                tone: ToneLevel | None = None, alignment: tuple[Alignment, dict[str, Any]] | None = None) -> Path:
+                tone: ToneLevel | None = None, alignment: tuple[Alignment, dict[str, Any]] | None = None,
+                appearance: AppearanceLevel | None = None) -> Path:
     """Write the bank (one per level), the cells' divisors (one (gh, gw) map per level, if given), the levels'
     whitening (a (C + 1, D) transform or None per level, if given) and the card into ``folder`` (created);
     returns the card's path. ``position_shares``: each level's `patchcore.position_share` (recorded: what decided
     its whitening); ``tone``: the model's tone level; ``alignment``: a part's alignment and what teach saw of the
-    good parts' poses (``shifts``, ``turns``: arrays; ``failed``: a count, `alignment.Alignment.card_table`)."""
+    good parts' poses (``shifts``, ``turns``: arrays; ``failed``: a count, `alignment.Alignment.card_table`);
+    ``appearance``: an aligned part's appearance level."""
     folder.mkdir(parents=True, exist_ok=True)
     bank_path = folder / BANK_FILE
     stored = [_stored(b) for b in bank]
@@ -206,6 +218,11 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray | Bands], spe
         np.save(tone_path, np.asarray(tone.transform, np.float32), allow_pickle=False)
     elif tone_path.exists():
         tone_path.unlink()
+    appearance_path = folder / APPEARANCE_FILE
+    if appearance is not None:
+        np.save(appearance_path, appearance.packed(), allow_pickle=False)
+    elif appearance_path.exists():
+        appearance_path.unlink()
     alignment_path = folder / ALIGNMENT_FILE
     if alignment is not None:
         np.save(alignment_path, np.asarray(alignment[0].reference, np.float32), allow_pickle=False)
@@ -250,6 +267,8 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray | Bands], spe
         card["tone"] = tone_table(tone, TONE_FILE, sha256_of(tone_path))
     if alignment is not None:
         card["alignment"] = alignment[0].card_table(ALIGNMENT_FILE, sha256_of(alignment_path), **alignment[1])
+    if appearance is not None:
+        card["appearance"] = appearance.card_table(APPEARANCE_FILE, sha256_of(appearance_path))
     card["threshold"] = {"score": 1.0, **tables.pop("threshold", {})}
     card["runtime"] = {"precision": precision, **tables.pop("runtime", {})}
     card.update(tables)
@@ -389,9 +408,12 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
     whitening = _whitening(folder, path, raw.get("whitening"), specs, verify)
     tone = _tone(folder, path, raw.get("tone"), specs, width, height, verify)
     alignment = _alignment(folder, path, raw.get("alignment"), width, height, verify)
+    appearance = _appearance(folder, path, raw.get("appearance"), specs, width, height, verify)
+    if appearance is not None and alignment is None:
+        raise ModelError(f"model: {path}: [appearance] without [alignment]: the appearance level scores aligned frames")
     return AnomalyModel(str(raw.get("name", folder.name)), folder, specs, width, height, banks, raws, roi,
                         raw, bank_sha, edge, precision, divisors, hashlib.sha256(card_bytes).hexdigest(), whitening,
-                        tone, alignment)
+                        tone, alignment, appearance)
 
 
 def _checked_array(folder: Path, name: str, sha256: str, verify: bool) -> np.ndarray:
@@ -508,6 +530,40 @@ def _band_index(folder: Path, path: Path, table: Any, bands: Sequence[BandLayout
                              f"{rows[i]} bank rows")
         out[i] = part
     return tuple(out)
+
+
+def _appearance(folder: Path, path: Path, table: Any, specs: Levels, width: int, height: int, verify: bool
+                ) -> AppearanceLevel | None:
+    """The card's ``[appearance]``, checked (sha256; the file's size for the grid, channels and components; finite,
+    scales positive; cells inside the first level's grid, raw positive); None without it."""
+    if table is None:
+        return None
+    name, sha256 = _named_file(path, table, "appearance")
+    try:
+        stride, channels, k, smooth = (int(table[key]) for key in ("stride", "channels", "components", "smooth"))
+        raw = float(table["raw"])
+        r0, c0, r1, c1 = (int(v) for v in table["cells"])
+    except KeyError as exc:
+        raise ModelError(f"model: {path}: [appearance] lacks the field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model: {path}: [appearance] has a field of the wrong type: {exc}") from None
+    gh, gw = height // specs[0].grid_stride, width // specs[0].grid_stride
+    if stride != specs[0].grid_stride or channels not in (1, 3) or k < 1 or smooth < 1 or smooth % 2 == 0 \
+            or not (0 <= r0 < r1 <= gh and 0 <= c0 < c1 <= gw) or not (math.isfinite(raw) and raw > 0):
+        raise ModelError(f"model: {path}: [appearance] stride {stride}, channels {channels}, components {k}, smooth "
+                         f"{smooth}, cells {[r0, c0, r1, c1]}, raw {raw} do not fit a {gh} x {gw} grid of "
+                         f"{specs[0].grid_stride} px cells")
+    file, flat = folder / name, _checked_array(folder, name, sha256, verify)
+    rows, cols = r1 - r0, c1 - c0
+    d = rows * cols * channels
+    size = d + k * d + rows * cols
+    if flat.dtype != np.float32 or flat.shape != (size,) or not bool(np.all(np.isfinite(flat))) \
+            or not bool(np.all(flat[-rows * cols:] > 0)):
+        raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not {size} finite float32 values (the mean, "
+                         f"{k} components and {rows} x {cols} positive scales)")
+    mean, basis = flat[:d].copy(), flat[d:d + k * d].reshape(k, d).copy()
+    scale = flat[d + k * d:].reshape(rows, cols).copy()
+    return AppearanceLevel(stride, channels, mean, basis, scale, (r0, c0, r1, c1), smooth, raw)
 
 
 def _alignment(folder: Path, path: Path, table: Any, width: int, height: int, verify: bool) -> Alignment | None:

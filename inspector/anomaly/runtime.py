@@ -33,6 +33,7 @@ from inspector.anomaly.backbone import FeatureSpec, as_levels, cached_feature_mo
 from inspector.anomaly.patchcore import Bands, band_count, bank_width
 
 if TYPE_CHECKING:
+    from inspector.anomaly.appearance import AppearanceLevel
     from inspector.anomaly.model import AnomalyModel
     from inspector.anomaly.tone import ToneLevel
 
@@ -535,6 +536,8 @@ class AnomalyScorer:
             numpy in a thread of its own while the graph runs, its map on the first level's grid; None: none.
         alignment: A part's model's alignment (`alignment.Alignment`, the card's ``[alignment]``): each frame is
             warped to the good parts' pose before it is scored, the maps warped back; None: frames as they come.
+        appearance: An aligned part's appearance level (`appearance.AppearanceLevel`, the card's ``[appearance]``),
+            scored in numpy in the tone level's thread, on the aligned frames; None: none.
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
@@ -543,7 +546,7 @@ class AnomalyScorer:
                  activation_ranges: Sequence[Sequence[float]] | None = None, profile: bool = False,
                  streams: int | None = None, cell_divisors: Sequence[np.ndarray] | None = None,
                  whitening: Sequence[np.ndarray | None] | None = None, tone: ToneLevel | None = None,
-                 alignment: Alignment | None = None) -> None:
+                 alignment: Alignment | None = None, appearance: AppearanceLevel | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"anomaly: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         if precision in NEEDS_RANGES and not activation_ranges:
@@ -554,13 +557,18 @@ class AnomalyScorer:
         if tone is not None and tone.stride != levels[0].grid_stride:
             raise ValueError(f"anomaly: the tone level's cells ({tone.stride} px) are not the first level's "
                              f"({levels[0].grid_stride} px)")
+        if appearance is not None and (alignment is None or appearance.stride != levels[0].grid_stride):
+            raise ValueError("anomaly: an appearance level scores frames aligned to the good parts' pose, in the first "
+                             f"level's cells ({levels[0].grid_stride} px)")
         self.tone = tone
+        self.appearance = appearance
         self.alignment = alignment
         self._stride = levels[0].grid_stride
         # the tone level's maps in a thread of their own: start() returns at once, as without a tone level, and the
         # caller's next batch does not wait behind them (their CPU, 0.4-0.6 ms a frame, is shared with the graph's
         # streams either way)
-        self._tone_thread = ThreadPoolExecutor(1, thread_name_prefix="anomaly-tone") if tone is not None else None
+        self._tone_thread = (ThreadPoolExecutor(1, thread_name_prefix="anomaly-tone")
+                             if tone is not None or appearance is not None else None)
         self.width, self.height = width, height
         self.edge = edge
         self.precision = precision
@@ -606,7 +614,7 @@ class AnomalyScorer:
         return cls(model.spec, model.input_width, model.input_height, model.bank, model.raw_threshold,
                    precision or model.precision, depth=depth, edge=model.edge_cells, activation_ranges=ranges,
                    cell_divisors=model.cell_divisors, whitening=model.whitening, tone=model.tone,
-                   alignment=model.alignment)
+                   alignment=model.alignment, appearance=model.appearance)
 
     def start(self, batch_u8: np.ndarray) -> PendingScores:
         """Start scoring ``batch_u8`` (u8 BGR, N x height x width x 3); returns at once."""
@@ -635,11 +643,17 @@ class AnomalyScorer:
             requests[i].start_async({0: np.ascontiguousarray(frames[i:i + 1])})
             parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
         tone_maps = None
-        if self.tone is not None and self._tone_thread is not None:  # on a copy: the caller may refill its batch
-            tone_maps = self._tone_thread.submit(self.tone.maps, frames if aligned is not None
+        if self._tone_thread is not None:  # on a copy: the caller may refill its batch
+            tone_maps = self._tone_thread.submit(self._beside_maps, frames if aligned is not None
                                                  else np.array(batch_u8, copy=True))
         pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps, aligned)
         return pending
+
+    def _beside_maps(self, frames: np.ndarray) -> np.ndarray:
+        """The numpy levels' (N, gh, gw) score maps of (aligned) ``frames``: the tone level's, the appearance level's,
+        the larger of the two."""
+        maps = [level.maps(frames) for level in (self.tone, self.appearance) if level is not None]
+        return maps[0] if len(maps) == 1 else np.maximum(maps[0], maps[1])
 
     def score(self, batch_u8: np.ndarray) -> ScoreBatch:
         """Score ``batch_u8`` and wait for it."""

@@ -20,6 +20,8 @@ import numpy as np
 
 from inspector.anomaly import threshold as thresholds
 from inspector.anomaly.alignment import Alignment, seen_cells, small_greys, teach_alignment
+from inspector.anomaly.appearance import AppearanceLevel, block_means
+from inspector.anomaly.appearance import teach as teach_appearance
 from inspector.anomaly.backbone import BACKBONES, FeatureSpec, Levels, as_levels, block_stride
 from inspector.anomaly.images import ImageError, Roi, crop, find_images, letterboxed, load_batch, read_image
 from inspector.anomaly.int8 import activation_inputs
@@ -143,6 +145,14 @@ TONE = True
 TONE_LEVEL_RULE = (f"each backbone level's distance / the quantile {LEVEL_QUANTILE} of that level's cross-validated good "
                    "scores, the largest over them; that and the tone level's distance each / the highest of its own "
                    "cross-validated good scores; a patch's score is the larger")
+#: An aligned part's model also has an appearance level (`appearance.AppearanceLevel`: the part's whole look as a
+#: subspace of the good parts' 8 px block means), normalised as the tone level is: its distance / the highest of its
+#: own cross-validated good scores, a patch's score the largest. It sees what is wrong only beside the rest of the
+#: part: label Mono8's logo in another ink, at a grey a good logo has at another print density. Validation (600 good,
+#: 1000 anomalous parts, seeds 700000-701599, int8, good only), without -> with: docs/anomaly.md, "Stop 49".
+APPEARANCE = True
+APPEARANCE_LEVEL_RULE = TONE_LEVEL_RULE.replace("that and the tone level's distance each",
+                                                "that, the tone level's and the appearance level's distance each")
 #: Per-position normalisation (`patchcore.cell_divisors`, the card's ``[position]``): each cell's distance divided
 #: by the mean + 3 sd of the good images' cross-validated distances in that cell, as PaDiM and PNI condition a
 #: patch's normality on its position. Validation split, the int8 scorer, image AUROC / good-only escape, without
@@ -212,6 +222,8 @@ class TeachReport:
     tone: ToneLevel | None = None
     #: A part's frames aligned to the good parts' pose (`ALIGN`): the card's ``[alignment]`` table; None: not.
     alignment: dict[str, object] | None = None
+    #: An aligned part's appearance level (`APPEARANCE`), None where the model has none.
+    appearance: AppearanceLevel | None = None
 
     @property
     def good_without_pose(self) -> int:
@@ -281,9 +293,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         own = extracted[i].tap_channels(levels[i].taps)
         return position_share(every[:, own].reshape(-1, *grids[i], len(own)), edges[i])
 
-    def gather(alignment: Alignment | None) -> tuple[FeatureExtractor, bool, list[np.ndarray], np.ndarray,
-                                                      list[list[np.ndarray]], list[int], list[np.ndarray],
-                                                      np.ndarray | None]:
+    def gather(alignment: Alignment | None) -> tuple[FeatureExtractor, bool, list[np.ndarray], list[np.ndarray],
+                                                      np.ndarray, list[list[np.ndarray]], list[int],
+                                                      list[np.ndarray], np.ndarray | None]:
         """One pass over the good images (warped to the reference pose where ``alignment``): the extractor (its
         activation ranges), every image grey, the tone features, the content blocks, every patch per level,
         the patch counts, the small grey copies (`alignment.small_greys`), the warps' matrices (or None)."""
@@ -292,6 +304,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         patches = [0] * len(levels)
         grey = True  # every good image grey (a Mono8 camera): texture taps that see colour are left out
         tones: list[np.ndarray] = []  # the tone level's features (`TONE`)
+        blocks: list[np.ndarray] = []  # the appearance level's block means (`APPEARANCE`; an aligned part's)
         content = np.zeros((height // levels[0].grid_stride, width // levels[0].grid_stride), bool)
         greys: list[np.ndarray] = []
         matrices: list[np.ndarray] = []
@@ -303,6 +316,8 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                 greys += small_greys(batch, width, height)
             grey = grey and bool((batch[..., 0] == batch[..., 1]).all() and (batch[..., 1] == batch[..., 2]).all())
             tones.append(tone_features(batch, levels[0].grid_stride, TONE_WINDOWS))
+            if alignment is not None and APPEARANCE:
+                blocks.append(block_means(batch, levels[0].grid_stride))
             content |= content_blocks(batch, levels[0].grid_stride)
             outs = extractor.all_levels(batch)
             for lv, feats in enumerate(outs):
@@ -311,17 +326,17 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                     patches[lv] += len(scored[lv][-1])
             progress("features" if alignment is None else "aligned features", min(start + BATCH, len(files)),
                      len(files))
-        return (extractor, grey, tones, content, scored, patches, greys,
+        return (extractor, grey, tones, blocks, content, scored, patches, greys,
                 np.concatenate(matrices) if matrices else None)
 
-    extractor, grey, tones, content, scored, patches, greys, warps = gather(None)
+    extractor, grey, tones, blocks, content, scored, patches, greys, warps = gather(None)
     # the finest level's share on the frames as they came decides, once, whether the product is a texture; the card
     # records it (a part's aligned features are not asked again)
     first_share = shares_of(0, scored)
     alignment, poses = None, dict[str, Any]()
     if (ALIGN if align is None else align) and whiten == "textures" and first_share >= STATIONARY_SHARE:  # a part
         alignment, poses = teach_alignment(greys, width, height)
-        extractor, grey, tones, content, scored, patches, _, warps = gather(alignment)
+        extractor, grey, tones, blocks, content, scored, patches, _, warps = gather(alignment)
     del greys
     ranges = extractor.activation_ranges()  # of the good images only (the NG ones pass through it below)
     # a whitened level's bank and distances live in the good patches' own metric (`patchcore.whitening`)
@@ -369,6 +384,14 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         tone = ToneLevel(levels[0].grid_stride, TONE_WINDOWS, 1 if grey else 3,
                          fit_tone(every_tone, cells, not texture), cells)
     del tones
+    appearance, appearance_scores = None, np.empty(0)
+    if blocks:  # an aligned part's whole look (`APPEARANCE`), scored where the backbone's first level is
+        gh, gw = grids[0]
+        every_block = np.concatenate(blocks)
+        appearance, appearance_scores = teach_appearance(every_block[..., :1] if grey else every_block,
+                                                         levels[0].grid_stride, (edge, edge, gh - edge, gw - edge),
+                                                         None if seen is None else seen > 0)
+    del blocks
     per_image: list[list[np.ndarray]] = [[] for _ in levels]  # each image's first-stage patches' cell indices
     for lv, transform in enumerate(whitenings):
         if transform is not None:
@@ -404,7 +427,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
         loo.append(_inner_max(maps.reshape(-1, *grids[lv]) * (1.0 if level_seen is None else level_seen), edges[lv]))
     scales = [float(np.quantile(v, LEVEL_QUANTILE)) for v in loo]
     good_raw = np.max([v / sc for v, sc in zip(loo, scales)], axis=0)
-    if tone is not None:  # the backbone's levels together and the tone level below, each at its highest
+    if tone is not None or appearance is not None:  # the backbone's levels together and the numpy levels below,
         top = float(good_raw.max())
         scales, good_raw = [sc * top for sc in scales], good_raw / top
     correction, shipped = 1.0, None
@@ -427,11 +450,18 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
     if tone is not None:  # the tone level in numpy whatever the scorer's precision: the same in both
         tone_scale = float(tone_scores.max())
         good_raw = np.maximum(good_raw, tone_scores / tone_scale)
-        bad_raw = np.maximum(bad_raw, _tone_scores(tone, bad_files, roi, width, height, alignment) / tone_scale)
+        bad_raw = np.maximum(bad_raw, _beside_scores(tone, bad_files, roi, width, height, alignment) / tone_scale)
+    if appearance is not None:  # as the tone level
+        appearance_scale = float(appearance_scores.max())
+        good_raw = np.maximum(good_raw, appearance_scores / appearance_scale)
+        bad_raw = np.maximum(bad_raw, _beside_scores(appearance, bad_files, roi, width, height, alignment)
+                             / appearance_scale)
     th = thresholds.with_bad(good_raw, bad_raw) if len(bad_raw) else thresholds.good_only(good_raw)
     raws = [sc * th.raw for sc in scales]
     if tone is not None:
         tone = dataclasses.replace(tone, raw_threshold=tone_scale * th.raw)
+    if appearance is not None:
+        appearance = dataclasses.replace(appearance, raw_threshold=appearance_scale * th.raw)
     seconds = time.perf_counter() - t0
     taught = {
         "good_images": len(files), "bank_images": len(files), "threshold_images": len(files),
@@ -457,7 +487,9 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
             + f": the finest level is a stationary texture (position share under {STATIONARY_SHARE:g}); its model "
               "keeps the texture levels alone (teach.TEXTURE_ALONE)")
     table: dict[str, object] = {
-        "rule": th.rule, "level_normalisation": LEVEL_RULE if tone is None else TONE_LEVEL_RULE,
+        "rule": th.rule,
+        "level_normalisation": APPEARANCE_LEVEL_RULE if appearance is not None else LEVEL_RULE if tone is None
+        else TONE_LEVEL_RULE,
         "scorer_correction": round(correction, 4), "scorer_correction_rule": thresholds.CORRECTION_RULE,
         "good_quantile": th.good_quantile / th.raw,
         # the scores the threshold was set from, in score units (a histogram for the teach dialog)
@@ -476,7 +508,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                  "runtime": {"activation_ranges": [list(r) for r in ranges]}},
                 notes="PatchCore on EfficientNet-Lite0 (ImageNet) features, taught from good images only",
                 edge_cells=edge, precision=precision, cell_divisors=divisors or None, position_rule=POSITION_RULE,
-                whitening=whitenings, position_shares=shares, tone=tone,
+                whitening=whitenings, position_shares=shares, tone=tone, appearance=appearance,
                 alignment=(alignment, poses) if alignment is not None else None,
                 whitening_rule=WHITEN_RULE + (f"; the levels whose good features vary under {STATIONARY_SHARE:.0%} "
                                               "between positions (position_share: a stationary texture)"
@@ -485,7 +517,7 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
                        raws[0], good_raw / th.raw, bad_raw / th.raw, seconds,
                        tuple(i for i, w in enumerate(whitenings) if w is not None), tuple(shares), levels,
                        tuple(left_out.items()), tone,
-                       None if alignment is None else alignment.card_table("", "", **poses))
+                       None if alignment is None else alignment.card_table("", "", **poses), appearance)
 
 
 def _texture_taps(level: FeatureSpec, grey: bool) -> tuple[int, ...]:
@@ -535,14 +567,15 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     return np.asarray(out, np.float32)
 
 
-def _tone_scores(tone: ToneLevel, files: Sequence[Path], roi: Roi | None, width: int, height: int,
-                 alignment: Alignment | None = None) -> np.ndarray:
-    """(n,) the tone level's image scores of ``files`` (distance / its ``raw_threshold``; the largest cell)."""
+def _beside_scores(level: ToneLevel | AppearanceLevel, files: Sequence[Path], roi: Roi | None, width: int,
+                   height: int, alignment: Alignment | None = None) -> np.ndarray:
+    """(n,) the image scores of ``files`` of a level scored in numpy beside the graph (the tone or the appearance
+    level: distance / its ``raw_threshold``; the largest cell)."""
     maps = []
     for start in range(0, len(files), BATCH):
         batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
-        seen = _seen(warps, width, height, tone.stride)
-        maps.append(tone.maps(batch) * (1.0 if seen is None else seen))
+        seen = _seen(warps, width, height, level.stride)
+        maps.append(level.maps(batch) * (1.0 if seen is None else seen))
     return np.concatenate([m.reshape(len(m), -1).max(axis=1) for m in maps]) if maps else np.empty(0, np.float32)
 
 

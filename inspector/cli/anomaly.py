@@ -89,6 +89,9 @@ def teach_cmd(
         if lost:  # scored where they lay, they set the threshold too: worth a look
             white += (f"; {lost} good image{'s' if lost > 1 else ''} without a part pose (scored where "
                       f"{'they' if lost > 1 else 'it'} lay: check {'they are' if lost > 1 else 'it is'} the part)")
+    if r.appearance is not None:
+        white += (f"; its whole look ({len(r.appearance.basis)} principal components of its "
+                  f"{r.appearance.stride} px block means)")
     typer.echo(f"taught {out} from {r.bank_images} good images (cross-validated: highest good score "
                f"{r.good_scores.max():.2f}{bad_part}); bank {r.bank_rows} patches, threshold 1.0 = raw "
                f"{r.raw_threshold:.3f}{white}, {r.seconds:.1f} s")

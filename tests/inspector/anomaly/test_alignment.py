@@ -85,6 +85,7 @@ def test_a_parts_model_is_aligned_and_a_textures_is_not(tmp_path: Path) -> None:
     # its finest level's bank kept per band of rows (an aligned part's patches are matched near their own row)
     assert isinstance(model.bank[0], Bands) and len(card["levels"]["0"]["band_rows"]) == 12 // BAND_HEIGHT
     assert not isinstance(model.bank[1], Bands)
+    assert model.appearance is not None and card["appearance"]["file"] == "appearance.npy"  # its whole look too
     images = np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / "label").glob("*.png"))])
     out = teaching.scorer_for(model).score(images)
     assert float(out.scores.max()) < 1.0  # the taught parts pass, scored at their pose
@@ -99,6 +100,7 @@ def test_a_parts_model_is_aligned_and_a_textures_is_not(tmp_path: Path) -> None:
     assert fabric.alignment is None and "alignment" not in tomllib.loads(
         (tmp_path / "fabric_m" / "card.toml").read_text())
     assert load_anomaly_model(tmp_path / "fabric_m").alignment is None
+    assert load_anomaly_model(tmp_path / "fabric_m").appearance is None  # a texture has no whole look to hold
     assert not any(isinstance(bank, Bands) for bank in load_anomaly_model(tmp_path / "fabric_m").bank)
     fabric_images = np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / "fabric").glob("*.png"))])
     assert teaching.scorer_for(load_anomaly_model(tmp_path / "fabric_m")).score(fabric_images).posed is None
