@@ -41,11 +41,11 @@ from __future__ import annotations
 import hashlib
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -74,6 +74,7 @@ WHITENING_FILE = "whitening.npy"
 TONE_FILE = "tone.npy"
 ALIGNMENT_FILE = "alignment.npy"
 BAND_INDEX_FILE = "band_index.npy"
+_T = TypeVar("_T")
 APPEARANCE_FILE = "appearance.npy"
 #: What the first row of a level's whitening holds (the card's ``[whitening] first_row``): the good patches' mean
 #: times the matrix (`patchcore.whitening`). Cards without it hold the mean itself (square transforms, before
@@ -481,14 +482,9 @@ def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, heigh
     if table is None:
         return None
     name, sha256 = _named_file(path, table, "tone")
-    try:
-        stride, channels, raw = int(table["stride"]), int(table["channels"]), float(table["raw"])
-        windows = tuple(int(k) for k in table["windows"])
-        r0, c0, r1, c1 = (int(v) for v in table["cells"])
-    except KeyError as exc:
-        raise ModelError(f"model: {path}: [tone] lacks the field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"model: {path}: [tone] has a field of the wrong type: {exc}") from None
+    stride, channels, raw, windows, (r0, c0, r1, c1) = _fields(path, "tone", lambda: (
+        int(table["stride"]), int(table["channels"]), float(table["raw"]), tuple(int(k) for k in table["windows"]),
+        _cells(table)))
     gh, gw = height // specs[0].grid_stride, width // specs[0].grid_stride
     if stride != specs[0].grid_stride or channels not in (1, 3) or not windows \
             or any(k < 1 or k % 2 == 0 or k > min(gh, gw) for k in windows) \
@@ -539,14 +535,9 @@ def _appearance(folder: Path, path: Path, table: Any, specs: Levels, width: int,
     if table is None:
         return None
     name, sha256 = _named_file(path, table, "appearance")
-    try:
-        stride, channels, k, smooth = (int(table[key]) for key in ("stride", "channels", "components", "smooth"))
-        raw = float(table["raw"])
-        r0, c0, r1, c1 = (int(v) for v in table["cells"])
-    except KeyError as exc:
-        raise ModelError(f"model: {path}: [appearance] lacks the field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"model: {path}: [appearance] has a field of the wrong type: {exc}") from None
+    stride, channels, k, smooth, raw, (r0, c0, r1, c1) = _fields(path, "appearance", lambda: (
+        int(table["stride"]), int(table["channels"]), int(table["components"]), int(table["smooth"]),
+        float(table["raw"]), _cells(table)))
     gh, gw = height // specs[0].grid_stride, width // specs[0].grid_stride
     if stride != specs[0].grid_stride or channels not in (1, 3) or k < 1 or smooth < 1 or smooth % 2 == 0 \
             or not (0 <= r0 < r1 <= gh and 0 <= c0 < c1 <= gw) or not (math.isfinite(raw) and raw > 0):
@@ -579,6 +570,23 @@ def _alignment(folder: Path, path: Path, table: Any, width: int, height: int, ve
         raise ModelError(f"model: {file}: {reference.dtype} {reference.shape} is not a finite, not flat float32 "
                          f"({h}, {w}) grey reference")
     return Alignment(reference, width, height)
+
+
+def _fields(path: Path, key: str, read: Callable[[], _T]) -> _T:
+    """``read()``: the fields of the card's table ``[key]``; one missing or of the wrong type is one line naming the
+    card."""
+    try:
+        return read()
+    except KeyError as exc:
+        raise ModelError(f"model: {path}: [{key}] lacks the field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model: {path}: [{key}] has a field of the wrong type: {exc}") from None
+
+
+def _cells(table: dict[str, Any]) -> tuple[int, int, int, int]:
+    """A table's ``cells``: (row0, col0, row1, col1) (ValueError: not four)."""
+    r0, c0, r1, c1 = (int(v) for v in table["cells"])
+    return r0, c0, r1, c1
 
 
 def _named_file(path: Path, table: Any, key: str) -> tuple[str, str]:

@@ -107,6 +107,11 @@ def test_a_parts_model_scores_its_appearance_beside_the_graph_and_reads_it_back_
     path.write_text(dump_toml(broken))
     with pytest.raises(ModelError, match=r"appearance.npy: .* 3 components"):
         load_anomaly_model(tmp_path / "m", verify=False)
+    for fields, message in (({k: v for k, v in table.items() if k != "smooth"}, r"\[appearance\] lacks the field 'smooth'"),
+                            ({**table, "cells": [2, 2, 10]}, r"\[appearance\] has a field of the wrong type")):
+        path.write_text(dump_toml({**card, "appearance": fields}))
+        with pytest.raises(ModelError, match=message):
+            load_anomaly_model(tmp_path / "m", verify=False)
     del broken["alignment"]
     broken["appearance"] = table
     path.write_text(dump_toml(broken))
