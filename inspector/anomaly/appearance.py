@@ -5,7 +5,9 @@ there. A part's look also holds together across the part: the same print density
 alike, the lamp lights both. A logo printed in another ink whose grey a good logo can have at another density
 (label Mono8's colour shift) is normal in every patch and wrong only beside the rest of the part.
 
-Each aligned frame is averaged into 8 x 8 px blocks (per channel); the good parts' block-mean vectors lie near a
+Each aligned frame is averaged into 8 x 8 px blocks (per channel), the scored cells' only (the frame's edge cells,
+where a part's outline moves with the warp's last px, are left out of everything here); the good parts' block-mean
+vectors lie near a
 low-dimensional subspace (the lamp's gain and gradient, the paper's shade, the ink's density, ...), found by
 principal components (`COMPONENTS`). A frame's residual, its block means less their projection on that subspace, is
 what the good parts' common factors cannot explain. Each cell's residual energy (over channels) is summed over 3 x 3
@@ -26,9 +28,10 @@ import numpy as np
 
 from inspector.anomaly.patchcore import FOLDS, fold_of
 
-#: Principal components kept (at most a quarter of the images each fold's fit sees). Validation, label Mono8 (600 good,
-#: 1000 anomalous parts, seeds 700000-701599; the model's levels and this one each at its own threshold): 16, 24, 32, 48
-#: components: false reject 0.5, 0.8, 1.0, 0.8%, escape 2.7, 2.2, 2.0, 1.6% (the model alone 0%, 15.6%).
+#: Principal components kept (at most a quarter of the images each fold's fit sees). Chosen by a prototype on fresh
+#: parts, label Mono8 (600 good, 1000 anomalous, seeds 700000-701599; its own threshold beside the model's unchanged
+#: one, docs/anomaly.md "An appearance level"): 16, 24, 32, 48 components: false reject 0.5, 0.8, 1.0, 0.8%, escape 2.7,
+#: 2.2, 2.0, 1.6% (the model alone 0%, 15.6%). As built (one threshold over all the levels): 0%, 0.2%.
 COMPONENTS = 32
 #: Cells whose residual energy is summed around each (a side, odd): a shifted ink covers many.
 SMOOTH = 3
