@@ -32,8 +32,8 @@ sha256, checked like the bank's, with its cell size, windows, channels, the cell
 
 An aligned part's model may have an appearance level (`appearance.AppearanceLevel`): ``[appearance]`` names the file
 (``appearance.npy``: the mean block means (D), the components (K x D) and the cells' scales (rows x columns), one
-float32 vector; D = rows x columns x channels of the scored cells) and its sha256, checked like the bank's, with its block size, channels,
-components, smoothing, the cells scored and its raw threshold.
+float32 vector; D = rows x columns x channels of the scored cells) and its sha256, checked like the bank's, with its
+block size, channels, components, smoothing, the cells scored and its raw threshold.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ WHITENING_FILE = "whitening.npy"
 TONE_FILE = "tone.npy"
 ALIGNMENT_FILE = "alignment.npy"
 BAND_INDEX_FILE = "band_index.npy"
-_T = TypeVar("_T")
 APPEARANCE_FILE = "appearance.npy"
+_T = TypeVar("_T")
 #: What the first row of a level's whitening holds (the card's ``[whitening] first_row``): the good patches' mean
 #: times the matrix (`patchcore.whitening`). Cards without it hold the mean itself (square transforms, before
 #: whitened levels could be projected), converted when read.
@@ -196,9 +196,10 @@ def write_model(folder: Path, name: str, bank: Sequence[np.ndarray | Bands], spe
     stored = [_stored(b) for b in bank]
     np.save(bank_path, pack_banks([rows for rows, _ in stored]), allow_pickle=False)
     banded = [i for i, (_, index) in enumerate(stored) if index is not None]
+    indices = [index for _, index in stored if index is not None]
     index_path = folder / BAND_INDEX_FILE
-    if banded:
-        np.save(index_path, np.concatenate([stored[i][1] for i in banded]), allow_pickle=False)  # type: ignore[misc]
+    if indices:
+        np.save(index_path, np.concatenate(indices), allow_pickle=False)
     elif index_path.exists():
         index_path.unlink()
     position_path = folder / POSITION_FILE
