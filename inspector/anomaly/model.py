@@ -511,10 +511,10 @@ def _band_index(folder: Path, path: Path, table: Any, bands: Sequence[BandLayout
         return (None,) * len(bands)
     name, sha256 = _named_file(path, table, "band_index")
     banded = [i for i, b in enumerate(bands) if b is not None]
-    if [int(i) for i in table.get("levels", banded)] != banded or not banded:
+    if _fields(path, "band_index", lambda: [int(i) for i in table.get("levels", banded)]) != banded or not banded:
         raise ModelError(f"model: {path}: [band_index] levels {table.get('levels')} are not the banded levels ({banded})")
     file, flat = folder / name, _checked_array(folder, name, sha256, verify)
-    counts = [sum(bands[i][2]) for i in banded]  # type: ignore[index]
+    counts = [sum(b[2]) for b in bands if b is not None]
     if flat.dtype != np.int32 or flat.ndim != 1:
         raise ModelError(f"model: {file}: {flat.dtype} {flat.shape} is not a vector of int32 indices")
     if len(flat) != sum(counts):

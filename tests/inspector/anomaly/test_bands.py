@@ -156,6 +156,12 @@ def test_a_banded_bank_stores_each_good_patch_once_and_its_bands_by_index(tmp_pa
             load_anomaly_model(tmp_path / "m", verify=False)
     with pytest.raises(ModelError, match=r"band_index.npy does not match its card"):
         load_anomaly_model(tmp_path / "m")
+    for levels, message in ((["zero"], r"\[band_index\] has a field of the wrong type"),
+                            ([1], r"\[band_index\] levels \[1\] are not the banded levels \(\[0\]\)")):
+        (tmp_path / "m" / "card.toml").write_text(dump_toml({**card, "band_index": {**card["band_index"],
+                                                                                      "levels": levels}}))
+        with pytest.raises(ModelError, match=message):
+            load_anomaly_model(tmp_path / "m", verify=False)
 
 
 def test_a_banded_bank_written_band_after_band_still_loads(tmp_path: Path) -> None:
