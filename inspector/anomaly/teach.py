@@ -451,21 +451,23 @@ def teach(good: Sequence[Path], out: Path, *, bad: Path | None = None, roi: Roi 
             numpy_extractor = FeatureExtractor(levels, width, height, "f32")
         bad_raw = _raw_scores(numpy_extractor, bad_files, banks, scales, edges, roi, width, height,
                               lambda d, n: progress("NG images", d, n), divisors or None, whitenings, alignment)
-    if tone is not None:  # the tone level in numpy whatever the scorer's precision: the same in both
-        tone_scale = float(tone_scores.max())
-        good_raw = np.maximum(good_raw, tone_scores / tone_scale)
-        bad_raw = np.maximum(bad_raw, _beside_scores(tone, bad_files, roi, width, height, alignment) / tone_scale)
-    if appearance is not None:  # as the tone level
-        appearance_scale = float(appearance_scores.max())
-        good_raw = np.maximum(good_raw, appearance_scores / appearance_scale)
-        bad_raw = np.maximum(bad_raw, _beside_scores(appearance, bad_files, roi, width, height, alignment)
-                             / appearance_scale)
+    # the numpy levels (tone, appearance) whatever the scorer's precision: the same in both; each at the highest of its
+    # own cross-validated good scores, the NG images loaded and warped once for them all
+    beside = [(level, scores, float(scores.max())) for level, scores in ((tone, tone_scores),
+                                                                         (appearance, appearance_scores))
+              if level is not None]
+    for _, scores, scale in beside:
+        good_raw = np.maximum(good_raw, scores / scale)
+    if beside:
+        bad_beside = _beside_scores([level for level, _, _ in beside], bad_files, roi, width, height, alignment)
+        for (_, _, scale), scores in zip(beside, bad_beside, strict=True):
+            bad_raw = np.maximum(bad_raw, scores / scale)
     th = thresholds.with_bad(good_raw, bad_raw) if len(bad_raw) else thresholds.good_only(good_raw)
     raws = [sc * th.raw for sc in scales]
     if tone is not None:
-        tone = dataclasses.replace(tone, raw_threshold=tone_scale * th.raw)
+        tone = dataclasses.replace(tone, raw_threshold=float(tone_scores.max()) * th.raw)
     if appearance is not None:
-        appearance = dataclasses.replace(appearance, raw_threshold=appearance_scale * th.raw)
+        appearance = dataclasses.replace(appearance, raw_threshold=float(appearance_scores.max()) * th.raw)
     seconds = time.perf_counter() - t0
     taught = {
         "good_images": len(files), "bank_images": len(files), "threshold_images": len(files),
@@ -571,16 +573,18 @@ def _raw_scores(extractor: FeatureExtractor, files: Sequence[Path], banks: Seque
     return np.asarray(out, np.float32)
 
 
-def _beside_scores(level: ToneLevel | AppearanceLevel, files: Sequence[Path], roi: Roi | None, width: int,
+def _beside_scores(levels: Sequence[ToneLevel | AppearanceLevel], files: Sequence[Path], roi: Roi | None, width: int,
                    height: int, alignment: Alignment | None = None) -> np.ndarray:
-    """(n,) the image scores of ``files`` of a level scored in numpy beside the graph (the tone or the appearance
-    level: distance / its ``raw_threshold``; the largest cell)."""
-    maps = []
+    """(len(levels), n) the image scores of ``files`` of each level scored in numpy beside the graph (the tone and the
+    appearance level: distance / its ``raw_threshold``; the largest cell), each batch loaded and warped once."""
+    out = np.empty((len(levels), len(files)), np.float32)
     for start in range(0, len(files), BATCH):
         batch, warps = _load(files[start:start + BATCH], width, height, roi, alignment)
-        seen = _seen(warps, width, height, level.stride)
-        maps.append(level.maps(batch) * (1.0 if seen is None else seen))
-    return np.concatenate([m.reshape(len(m), -1).max(axis=1) for m in maps]) if maps else np.empty(0, np.float32)
+        for i, level in enumerate(levels):
+            seen = _seen(warps, width, height, level.stride)
+            maps = level.maps(batch) * (1.0 if seen is None else seen)
+            out[i, start:start + len(batch)] = maps.reshape(len(maps), -1).max(axis=1)
+    return out
 
 
 def _load(files: Sequence[Path], width: int, height: int, roi: Roi | None, alignment: Alignment | None
