@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.anomaly.patchcore import FOLDS, fold_of
+from inspector.anomaly.patchcore import fold_of
 
 #: Principal components kept (at most a quarter of the images each fold's fit sees). Chosen by a prototype on fresh
 #: parts, label Mono8 (600 good, 1000 anomalous, seeds 700000-701599; its own threshold beside the model's unchanged
@@ -93,8 +93,9 @@ def _placed(maps: np.ndarray, cells: tuple[int, int, int, int], grid: tuple[int,
 
 
 def kept_components(n: int, k: int) -> int:
-    """Components kept for ``n`` good images: ``k``, at most a quarter of the fewest images a fold's fit sees."""
-    return max(1, min(k, (n - -(-n // FOLDS)) // 4))
+    """Components kept for ``n`` good images: ``k``, at most a quarter of the fewest images a fold's fit sees (the
+    images outside the largest fold of `patchcore.fold_of`)."""
+    return max(1, min(k, (n - int(np.bincount(fold_of(n)).max())) // 4))
 
 
 def cross_validated_maps(blocks: np.ndarray, k: int, smooth: int = SMOOTH) -> np.ndarray:

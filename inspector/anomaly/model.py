@@ -403,8 +403,7 @@ def load_anomaly_model(spec: str | Path, *, verify: bool = True) -> AnomalyModel
                 raise ModelError(f"model: backbone weights {weights} do not match sha256 {net.sha256[:12]}...")
         except WeightsError as exc:
             raise ModelError(str(exc)) from None
-    sizes = [len(packed) if r < 0 else r for r in rows]
-    index = _band_index(folder, path, raw.get("band_index"), bands, sizes, verify)
+    index = _band_index(folder, path, raw.get("band_index"), bands, rows, verify)
     banks = _unpack(packed, specs, rows, bank_path, bands, [height // s.grid_stride for s in specs], path, index)
     divisors = _cell_divisors(folder, path, raw.get("position"), specs, width, height, verify)
     whitening = _whitening(folder, path, raw.get("whitening"), specs, verify)
@@ -505,8 +504,8 @@ def _tone(folder: Path, path: Path, table: Any, specs: Levels, width: int, heigh
 def _band_index(folder: Path, path: Path, table: Any, bands: Sequence[BandLayout | None], rows: Sequence[int],
                 verify: bool) -> tuple[np.ndarray | None, ...]:
     """The card's ``[band_index]``, checked (sha256; int32; as many indices as each banded level's bands have rows,
-    each inside its level's ``rows``), split per level (None for a plain one); all None without it (stop 48's
-    layout)."""
+    each inside its level's ``rows``, the card's: a banded level always has its own), split per level (None for a
+    plain one); all None without it (stop 48's layout)."""
     if table is None:
         return (None,) * len(bands)
     name, sha256 = _named_file(path, table, "band_index")

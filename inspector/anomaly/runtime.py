@@ -442,17 +442,18 @@ class PendingScores:
         parts: Per part of the batch, in order: its request, its frame count, and (``bf16-features``) the
             request of the f32 distances, run on the features when the part is waited for.
         edge: Grid cells along each side left out of the image score.
-        tone_maps: The tone level's (N, gh, gw) score maps (`tone.ToneLevel.maps`), being computed, or None.
+        beside_maps: The numpy levels' (N, gh, gw) score maps (the tone and the appearance level's, the larger:
+            `AnomalyScorer._beside_maps`), being computed, or None.
         aligned: The frames were warped to the model's reference pose (`alignment.Alignment`): their (N, 3, 3)
             matrices and the first level's grid stride, to bring the maps back to the frames (`alignment.to_frame`),
             and (N,) whether each one's pose was found (`ScoreBatch.posed`); None: scored as they came.
     """
 
-    def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int, tone_maps: Future[np.ndarray] | None = None,
+    def __init__(self, parts: Sequence[tuple[Any, int, Any]], edge: int, beside_maps: Future[np.ndarray] | None = None,
                  aligned: tuple[np.ndarray, int, np.ndarray] | None = None) -> None:
         self._parts = list(parts)
         self._edge = edge
-        self._tone = tone_maps
+        self._beside = beside_maps
         self._aligned = aligned
         self._result: ScoreBatch | None = None
         self._error: Exception | None = None
@@ -486,8 +487,8 @@ class PendingScores:
                 out = distances
             maps_of.append(np.array(out.get_output_tensor(0).data[:n], copy=True))
         maps = maps_of[0] if len(maps_of) == 1 else np.concatenate(maps_of)
-        if self._tone is not None:  # the tone level's maps, on the first level's grid: the larger taken
-            np.maximum(maps, self._tone.result(), out=maps)
+        if self._beside is not None:  # the numpy levels' maps, on the first level's grid: the larger taken
+            np.maximum(maps, self._beside.result(), out=maps)
         if self._aligned is not None:  # nothing scored next to what the camera did not see
             matrices, stride, _ = self._aligned
             maps *= seen_cells(matrices, maps.shape[2] * stride, maps.shape[1] * stride, stride)
@@ -537,7 +538,7 @@ class AnomalyScorer:
         alignment: A part's model's alignment (`alignment.Alignment`, the card's ``[alignment]``): each frame is
             warped to the good parts' pose before it is scored, the maps warped back; None: frames as they come.
         appearance: An aligned part's appearance level (`appearance.AppearanceLevel`, the card's ``[appearance]``),
-            scored in numpy in the tone level's thread, on the aligned frames; None: none.
+            scored in numpy in the tone level's thread (`_beside_maps`), on the aligned frames; None: none.
     """
 
     def __init__(self, spec: FeatureSpec | Sequence[FeatureSpec], width: int, height: int,
@@ -564,11 +565,11 @@ class AnomalyScorer:
         self.appearance = appearance
         self.alignment = alignment
         self._stride = levels[0].grid_stride
-        # the tone level's maps in a thread of their own: start() returns at once, as without a tone level, and the
-        # caller's next batch does not wait behind them (their CPU, 0.4-0.6 ms a frame, is shared with the graph's
-        # streams either way)
-        self._tone_thread = (ThreadPoolExecutor(1, thread_name_prefix="anomaly-tone")
-                             if tone is not None or appearance is not None else None)
+        # the numpy levels' maps (tone, appearance) in a thread of their own: start() returns at once, as without them,
+        # and the caller's next batch does not wait behind them (their CPU, 0.4-0.6 ms a frame for the tone level, is
+        # shared with the graph's streams either way)
+        self._beside_thread = (ThreadPoolExecutor(1, thread_name_prefix="anomaly-beside")
+                               if tone is not None or appearance is not None else None)
         self.width, self.height = width, height
         self.edge = edge
         self.precision = precision
@@ -642,11 +643,11 @@ class AnomalyScorer:
                 aligned[0][i], aligned[2][i] = self.alignment.warp_into(batch_u8[i], frames[i])
             requests[i].start_async({0: np.ascontiguousarray(frames[i:i + 1])})
             parts.append((requests[i], 1, self._distances[k][i] if self._distances else None))
-        tone_maps = None
-        if self._tone_thread is not None:  # on a copy: the caller may refill its batch
-            tone_maps = self._tone_thread.submit(self._beside_maps, frames if aligned is not None
-                                                 else np.array(batch_u8, copy=True))
-        pending = self._pending[k] = PendingScores(parts, self.edge, tone_maps, aligned)
+        beside_maps = None
+        if self._beside_thread is not None:  # on a copy: the caller may refill its batch
+            beside_maps = self._beside_thread.submit(self._beside_maps, frames if aligned is not None
+                                                     else np.array(batch_u8, copy=True))
+        pending = self._pending[k] = PendingScores(parts, self.edge, beside_maps, aligned)
         return pending
 
     def _beside_maps(self, frames: np.ndarray) -> np.ndarray:
